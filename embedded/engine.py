@@ -1,0 +1,330 @@
+"""chDB, owned by this process: the data-directory lock, connections, the pool and sessions.
+
+chDB facts this module is built on (measured on chdb 4.4 / engine 26.9):
+  * one process per data directory; a second one fails with ``Cannot lock file .../status``;
+  * one connection per thread runs queries in parallel, while one connection shared by threads
+    serialises and, with query parameters, can hand a thread another thread's answer; so every
+    connection here is used by one request at a time;
+  * ``SET`` and ``USE`` change the connection, not a query, so per-request settings are applied
+    and later undone by the front.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chdb import _chdb
+
+from embedded.errors import BAD_ARGUMENTS, UNKNOWN_SETTING, ClickHouseError
+from embedded.sqltext import quote_identifier, quote_string
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "analytics.lock"
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class DataDirectoryInUse(Exception):
+    """Another process owns the data directory."""
+
+
+class DataDirectoryLock:
+    """An exclusive lock on the data directory, held for the life of the process.
+
+    chDB locks ``<dir>/status`` itself, but only after it has started and with an error that
+    names neither the directory nor the holder; this lock is taken first and says both.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self._file = None
+
+    def acquire(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise DataDirectoryInUse(
+                f"data directory {self.data_dir.resolve()} is in use by {describe_holder(self.data_dir)}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def describe_holder(data_dir: Path) -> str:
+    """'process 1234 (analytics clickhouse ...)' for whoever holds the directory, as far as we can tell."""
+    pid = _pid_from_lock_file(data_dir) or _pid_holding_chdb_status(data_dir)
+    if pid is None:
+        return "another process"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        command = ""
+    return f"process {pid}" + (f" ({command})" if command else "")
+
+
+def _pid_from_lock_file(data_dir: Path) -> int | None:
+    try:
+        text = (data_dir / LOCK_FILE).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and Path(f"/proc/{text}").exists() else None
+
+
+def _pid_holding_chdb_status(data_dir: Path) -> int | None:
+    """The process with a POSIX lock on chDB's status file (a chDB user outside this project)."""
+    try:
+        inode = (data_dir / "status").stat().st_ino
+        locks = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in locks:
+        parts = line.split()
+        # "1: POSIX  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF"
+        if len(parts) >= 6 and parts[5].rsplit(":", 1)[-1] == str(inode) and parts[4].isdigit():
+            return int(parts[4])
+    return None
+
+
+def engine_error(error: BaseException) -> ClickHouseError:
+    return error if isinstance(error, ClickHouseError) else ClickHouseError.from_engine(error)
+
+
+@dataclass
+class Connection:
+    """One chDB connection and what the front has changed on it.
+
+    ``database`` and ``applied`` let a pooled connection skip ``USE`` and ``SET`` when the next
+    request wants what the last one had; ``reusable`` turns false when a statement may have left
+    state the front does not track (a user's own SET, USE or temporary table).
+    """
+
+    raw: object
+    database: str = "default"
+    applied: dict[str, str] = field(default_factory=dict)
+    reusable: bool = True
+
+    def query(self, sql: str | bytes, fmt: str = "TabSeparated", params: dict[str, str] | None = None):
+        try:
+            return self.raw.query(sql, fmt, params=params or {})
+        except RuntimeError as error:
+            raise ClickHouseError.from_engine(error) from None
+
+    def classify(self, sql: str) -> str:
+        """READ_ONLY, MUTATING, MUTATING_GLOBAL, CONTROL or UNKNOWN, by chDB's own parser."""
+        return self.raw.classify_query(sql)["query_class"].name
+
+    def stream(self, sql: str, fmt: str, params: dict[str, str] | None = None) -> ResultStream:
+        try:
+            handle = self.raw.send_query(sql, fmt, params=params or {})
+        except RuntimeError as error:
+            raise ClickHouseError.from_engine(error) from None
+        return ResultStream(self, handle)
+
+    def use(self, database: str) -> None:
+        if database != self.database:
+            self.query(f"USE {quote_identifier(database)}")
+            self.database = database
+
+    def apply_settings(self, settings: dict[str, str]) -> None:
+        """Make exactly ``settings`` (on top of the defaults) the front's settings on this connection."""
+        changes = [f"{name} = DEFAULT" for name in self.applied.keys() - settings.keys()]
+        changes += [
+            f"{name} = {quote_string(value)}" for name, value in settings.items() if self.applied.get(name) != value
+        ]
+        if not changes:
+            return
+        for name in settings:
+            if not _SETTING_NAME.match(name):
+                raise ClickHouseError.of(UNKNOWN_SETTING, f"Unknown setting '{name}'")
+        try:
+            self.query("SET " + ", ".join(changes))
+        except ClickHouseError:
+            self.reusable = False  # some of the list may have been applied
+            raise
+        self.applied = dict(settings)
+
+    def settings_snapshot(self, names) -> dict[str, tuple[str, bool]]:
+        """Current value and changed-flag of the named settings."""
+        result = self.query(
+            "SELECT name, value, changed FROM system.settings WHERE name IN {names:Array(String)}",
+            "JSONCompactEachRow",
+            params={"names": "[" + ",".join(quote_string(n) for n in names) + "]"},
+        )
+        return {row[0]: (row[1], bool(row[2])) for row in map(json.loads, result.bytes().decode().splitlines())}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.raw.close()
+
+
+class ResultStream:
+    """Chunks of a streaming query; each chunk is a complete piece of the output format."""
+
+    def __init__(self, connection: Connection, handle):
+        self._connection = connection
+        self._handle = handle
+        self.done = False
+        self.rows = 0
+        self.bytes = 0
+
+    def next_chunk(self) -> bytes | None:
+        if self.done:
+            return None
+        try:
+            result = self._connection.raw.streaming_fetch_result(self._handle)
+        except RuntimeError as error:
+            self.done = True
+            raise ClickHouseError.from_engine(error) from None
+        if result is None or result.rows_read() == 0:
+            self.done = True
+            return None
+        self.rows += result.rows_read()
+        data = result.bytes()
+        self.bytes += len(data)
+        return data
+
+    def cancel(self) -> None:
+        if not self.done:
+            self.done = True
+            with contextlib.suppress(Exception):
+                self._connection.raw.streaming_cancel_query(self._handle)
+
+
+@dataclass
+class Session:
+    """An HTTP ``session_id``: its own connection, used by one request at a time."""
+
+    session_id: str
+    connection: Connection
+    timeout: float
+    database: str = "default"  # chosen by the session's own USE statements
+    busy: bool = False
+    expires_at: float = 0.0
+
+    def touch(self) -> None:
+        self.expires_at = time.monotonic() + self.timeout
+
+
+class Engine:
+    """The chDB instance of this process."""
+
+    def __init__(self, data_dir: Path, pool_size: int = 16):
+        self.data_dir = Path(data_dir)
+        self.pool_size = pool_size
+        self._lock = DataDirectoryLock(self.data_dir)
+        self._idle: list[Connection] = []
+        self._idle_guard = threading.Lock()
+        self.sessions: dict[tuple[str, str], Session] = {}
+        self.version = ""
+        self.timezone = "UTC"
+        self.display_name = ""
+        self.tmp_dir = self.data_dir / "tmp" / "http"
+        self._open = False
+
+    # -- life cycle -------------------------------------------------------------------------
+    def open(self) -> None:
+        self._lock.acquire()
+        try:
+            first = self._connect()
+            row = first.query("SELECT version(), timezone(), hostName()", "TabSeparated").bytes()
+            self.version, self.timezone, self.display_name = row.decode().rstrip("\n").split("\t")
+        except BaseException:
+            self._lock.release()
+            raise
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.tmp_dir.iterdir():  # leftovers of a killed process
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        self._idle.append(first)
+        self._open = True
+
+    def close(self) -> None:
+        """Close every connection and release the data directory."""
+        if not self._open:
+            return
+        self._open = False
+        for session in list(self.sessions.values()):
+            session.connection.close()
+        self.sessions.clear()
+        with self._idle_guard:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+        self._lock.release()
+
+    # -- connections ------------------------------------------------------------------------
+    def _connect(self) -> Connection:
+        try:
+            return Connection(_chdb.connect(str(self.data_dir)))
+        except RuntimeError as error:
+            raise engine_error(error) from None
+
+    def new_connection(self) -> Connection:
+        """A fresh connection that is never pooled (read-only requests)."""
+        connection = self._connect()
+        connection.reusable = False
+        return connection
+
+    def acquire(self) -> Connection:
+        with self._idle_guard:
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def release(self, connection: Connection) -> None:
+        if connection.reusable and self._open:
+            with self._idle_guard:
+                if len(self._idle) < self.pool_size:
+                    self._idle.append(connection)
+                    return
+        connection.close()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A pooled connection for in-process use (tests, benchmarks, the launcher)."""
+        connection = self.acquire()
+        try:
+            yield connection
+        finally:
+            self.release(connection)
+
+    # -- sessions (called from the event loop thread only) ----------------------------------
+    def session(self, user: str, session_id: str, timeout: float, create: bool) -> Session | None:
+        key = (user, session_id)
+        session = self.sessions.get(key)
+        if session is None:
+            if not create:
+                return None
+            if len(session_id) > 256:
+                raise ClickHouseError.of(BAD_ARGUMENTS, "Session id is longer than 256 characters")
+            session = Session(session_id, self._connect(), timeout)
+            self.sessions[key] = session
+        session.timeout = timeout
+        return session
+
+    def expired_sessions(self) -> list[Session]:
+        now = time.monotonic()
+        expired = [key for key, s in self.sessions.items() if not s.busy and s.expires_at < now]
+        return [self.sessions.pop(key) for key in expired]

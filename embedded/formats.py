@@ -1,0 +1,62 @@
+"""What the front needs to know about ClickHouse output formats."""
+
+from __future__ import annotations
+
+# Formats whose output for a whole result is the plain concatenation of their output for each
+# block: chDB's streaming results can be passed straight through. chDB starts every streamed
+# chunk with a fresh output format, so formats with a header, prefix or suffix (JSON, XML,
+# Parquet, TSVWithNames, RowBinaryWithNamesAndTypes, Pretty...) are not in this set; they are
+# produced in one piece from a Native spool instead (see embedded.http).
+CONCATENABLE = frozenset(
+    name.lower()
+    for name in (
+        "Native",
+        "RowBinary",
+        "TabSeparated",
+        "TSV",
+        "TabSeparatedRaw",
+        "TSVRaw",
+        "Raw",
+        "CSV",
+        "JSONEachRow",
+        "JSONLines",
+        "NDJSON",
+        "JSONCompactEachRow",
+        "JSONStringsEachRow",
+        "JSONCompactStringsEachRow",
+        "Values",
+        "TSKV",
+        "LineAsString",
+        "MsgPack",
+        "BSONEachRow",
+        "Null",
+    )
+)
+
+_CONTENT_TYPES = {
+    "tabseparated": "text/tab-separated-values; charset=UTF-8",
+    "tsv": "text/tab-separated-values; charset=UTF-8",
+    "csv": "text/csv; charset=UTF-8; header=absent",
+    "csvwithnames": "text/csv; charset=UTF-8; header=present",
+    "csvwithnamesandtypes": "text/csv; charset=UTF-8; header=present",
+    "xml": "application/xml; charset=UTF-8",
+    "markdown": "text/markdown; charset=UTF-8",
+}
+_BINARY = ("native", "rowbinary", "parquet", "arrow", "orc", "avro", "msgpack", "bson", "protobuf", "capnproto", "npy")
+
+
+def is_concatenable(fmt: str) -> bool:
+    return fmt.lower() in CONCATENABLE
+
+
+def content_type(fmt: str) -> str:
+    name = fmt.lower()
+    if name in _CONTENT_TYPES:
+        return _CONTENT_TYPES[name]
+    if name.startswith("json") or name == "ndjson":
+        return "application/json; charset=UTF-8"
+    if name.startswith(_BINARY):
+        return "application/octet-stream"
+    if name.startswith("tabseparated") or name.startswith("tsv"):
+        return "text/tab-separated-values; charset=UTF-8"
+    return "text/plain; charset=UTF-8"

@@ -1,0 +1,82 @@
+"""Run the embedded ClickHouse: chDB plus its HTTP interface, in the foreground."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from embedded.engine import Engine
+from embedded.http import FrontConfig, create_app
+
+log = logging.getLogger(__name__)
+
+
+class InsecureBind(Exception):
+    """A non-loopback address without a password."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def check_bind(host: str, password: str) -> None:
+    if not is_loopback(host) and not password:
+        raise InsecureBind(
+            f"refusing to listen on {host} without a password: set --password (ANALYTICS_CLICKHOUSE_PASSWORD) "
+            "or listen on 127.0.0.1"
+        )
+
+
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    user: str = "default",
+    password: str = "",
+    max_concurrent_queries: int = 64,
+    log_level: str = "info",
+) -> None:
+    """Own ``data_dir`` with chDB and serve the ClickHouse HTTP interface until SIGTERM or Ctrl-C.
+
+    On a signal uvicorn stops accepting connections and lets in-flight requests finish; then
+    every chDB connection is closed and the data directory released.
+    """
+    check_bind(host, password)
+    # A client that disconnects while we write to a FIFO must raise BrokenPipeError, not kill us.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    engine = Engine(data_dir, pool_size=max(4, max_concurrent_queries // 4))
+    engine.open()
+    try:
+        app = create_app(
+            engine, FrontConfig(user=user, password=password, max_concurrent_queries=max_concurrent_queries)
+        )
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level.lower(),
+            access_log=False,
+            http="httptools",
+            loop="uvloop",
+            timeout_keep_alive=10,
+            timeout_graceful_shutdown=30,
+            lifespan="on",
+        )
+        server = uvicorn.Server(config)
+        log.info("embedded ClickHouse %s on http://%s:%d (data in %s)", engine.version, host, port, data_dir)
+        server.run()
+    finally:
+        engine.close()

@@ -1,0 +1,251 @@
+"""Just enough SQL lexing for the HTTP front to do what ClickHouse's own HTTP handler does.
+
+The handler must know, before it hands a request to chDB:
+  * where an ``INSERT ... FORMAT X`` / ``INSERT ... VALUES`` statement ends and its data begins,
+    so the data can be streamed instead of being pasted into one huge SQL string;
+  * the output format a statement asks for (``FORMAT X``), to answer ``X-ClickHouse-Format``;
+  * whether the text holds more than one statement (ClickHouse's HTTP interface refuses that).
+
+The scanner works on bytes decoded as latin-1, so every offset it reports is a byte offset into
+the request, and UTF-8 inside literals passes through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# One alternative per token kind; the order matters (comments before operators, and so on).
+_TOKEN = re.compile(
+    r"""
+      (?P<ws>\s+)
+    | (?P<line_comment>(?:--|\#)[^\n]*)
+    | (?P<block_comment>/\*)
+    | (?P<string>'(?:[^'\\]|\\.|'')*'?)
+    | (?P<quoted>"(?:[^"\\]|\\.|"")*"?|`(?:[^`\\]|\\.|``)*`?)
+    | (?P<heredoc>\$(?P<tag>[A-Za-z_0-9]*)\$)
+    | (?P<word>[A-Za-z_][A-Za-z_0-9]*)
+    | (?P<number>[0-9][0-9A-Za-z_.]*)
+    | (?P<open>\()
+    | (?P<close>\))
+    | (?P<semicolon>;)
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+# Statements whose answer is a result set: ClickHouse sends X-ClickHouse-Format only for these.
+_RESULT_KEYWORDS = frozenset(
+    {"SELECT", "WITH", "SHOW", "DESC", "DESCRIBE", "EXISTS", "EXPLAIN", "CHECK", "KILL", "WATCH"}
+)
+# Of those, the ones chDB can stream (it refuses the others with "Streaming query is not supported").
+_STREAMABLE_KEYWORDS = frozenset({"SELECT", "WITH"})
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    start: int
+    end: int
+    depth: int  # parenthesis depth before this token
+    text: str
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+
+class IncompleteText(Exception):
+    """The text ends inside a comment, literal or quoted name: more bytes are needed."""
+
+
+def tokens(text: str):
+    """Yield significant tokens (no whitespace or comments) with their parenthesis depth."""
+    pos, depth, length = 0, 0, len(text)
+    while pos < length:
+        match = _TOKEN.match(text, pos)
+        kind = match.lastgroup
+        end = match.end()
+        if kind == "block_comment":
+            end = _end_of_block_comment(text, pos)
+        elif kind == "heredoc":
+            closing = text.find(match.group(0), end)
+            if closing < 0:
+                raise IncompleteText("heredoc")
+            end = closing + len(match.group(0))
+        elif kind in ("string", "quoted"):
+            body = match.group(0)
+            if len(body) < 2 or body[-1] != body[0] or _escaped_tail(body):
+                raise IncompleteText(kind)
+        if kind not in ("ws", "line_comment", "block_comment"):
+            if kind == "close":
+                depth = max(0, depth - 1)
+            yield Token(kind, pos, end, depth, text[pos:end])
+            if kind == "open":
+                depth += 1
+        pos = end
+
+
+def _escaped_tail(literal: str) -> bool:
+    """True when the closing quote found by the regex is really an escaped one (``'abc\\'``)."""
+    backslashes = len(literal) - 1 - len(literal[:-1].rstrip("\\"))
+    return backslashes % 2 == 1
+
+
+def _end_of_block_comment(text: str, start: int) -> int:
+    # ClickHouse block comments nest.
+    depth, pos = 0, start
+    while True:
+        opening = text.find("/*", pos)
+        closing = text.find("*/", pos)
+        if closing < 0:
+            raise IncompleteText("comment")
+        if 0 <= opening < closing:
+            depth += 1
+            pos = opening + 2
+        else:
+            depth -= 1
+            pos = closing + 2
+            if depth == 0:
+                return pos
+
+
+@dataclass(frozen=True)
+class InsertData:
+    """An INSERT whose rows follow the statement text in the request."""
+
+    format: str
+    # Byte offsets into the request text.
+    clause_start: int  # where ``FORMAT X`` or ``VALUES`` starts
+    settings_start: int | None  # a top-level SETTINGS clause between the table and the data clause
+    data_start: int
+
+    def statement_reading_from(self, text: str, source: str) -> str:
+        """The same INSERT, reading its rows from ``FROM INFILE source`` instead of inline data."""
+        cut = self.settings_start if self.settings_start is not None else self.clause_start
+        return (
+            f"{text[:cut].rstrip()} FROM INFILE {quote_string(source)} "
+            f"{text[cut : self.clause_start].strip()} FORMAT {self.format}".replace("  ", " ")
+        )
+
+
+@dataclass(frozen=True)
+class Query:
+    """Any statement that is not an INSERT with inline data."""
+
+    first_keyword: str
+    output_format: str | None  # from a FORMAT clause, if the statement has one
+    format_clause: tuple[int, int] | None  # byte span of ``FORMAT X``
+    statement_end: int  # offset after the statement (before a trailing semicolon)
+
+    @property
+    def returns_result(self) -> bool:
+        return self.first_keyword in _RESULT_KEYWORDS
+
+    @property
+    def streamable(self) -> bool:
+        return self.first_keyword in _STREAMABLE_KEYWORDS
+
+
+def find_insert_data(text: str, complete: bool) -> InsertData | None | bool:
+    """Locate the data of ``INSERT ... FORMAT X`` / ``INSERT ... VALUES``.
+
+    Returns the InsertData, ``None`` when the text is not an INSERT with inline data, or ``False``
+    when ``text`` is a prefix of the request that ends too early to tell (``complete`` is False).
+    """
+    try:
+        stream = tokens(text)
+        first = next(stream, None)
+        if first is None or first.upper != "INSERT":
+            return None if first is not None or complete else False
+        settings_start = None
+        for token in stream:
+            if token.depth == 0 and token.kind == "word":
+                word = token.upper
+                if word in ("SELECT", "WITH", "FROM"):
+                    return None  # INSERT ... SELECT or INSERT ... FROM INFILE: no inline data
+                if word == "SETTINGS" and settings_start is None:
+                    settings_start = token.start
+                elif word == "VALUES":
+                    return InsertData("Values", token.start, settings_start, token.end)
+                elif word == "FORMAT":
+                    name = next(stream, None)
+                    if name is None or (name.end == len(text) and not complete):
+                        return None if complete else False
+                    return InsertData(_unquote(name.text), token.start, settings_start, _data_start(text, name.end))
+    except IncompleteText:
+        return None if complete else False
+    return None if complete else False
+
+
+def _data_start(text: str, after_format_name: int) -> int:
+    """ClickHouse skips blanks on the FORMAT line and then one line break before the data."""
+    pos = after_format_name
+    while pos < len(text) and text[pos] in " \t\f":
+        pos += 1
+    if text.startswith("\r\n", pos):
+        return pos + 2
+    if pos < len(text) and text[pos] == "\n":
+        return pos + 1
+    return pos
+
+
+def parse_query(text: str) -> Query:
+    """Describe a complete statement that is not an INSERT with inline data.
+
+    Raises ``MultiStatement`` when a second statement follows the first.
+    """
+    all_tokens = list(tokens(text))
+    first_keyword = ""
+    for token in all_tokens:
+        if token.kind == "open":
+            continue
+        first_keyword = token.upper if token.kind == "word" else ""
+        break
+    if not all_tokens:
+        return Query("", None, None, 0)
+    statement_end = all_tokens[-1].end
+    for index, token in enumerate(all_tokens):
+        if token.kind == "semicolon" and token.depth == 0:
+            if index + 1 < len(all_tokens):
+                raise MultiStatement()
+            statement_end = token.start
+    output_format, clause = _format_clause(all_tokens)
+    return Query(first_keyword, output_format, clause, statement_end)
+
+
+def _format_clause(all_tokens: list[Token]) -> tuple[str | None, tuple[int, int] | None]:
+    """A top-level ``FORMAT name`` followed only by the end, a semicolon or a SETTINGS clause."""
+    for index in range(len(all_tokens) - 1, -1, -1):
+        token = all_tokens[index]
+        if token.depth != 0 or token.kind != "word" or token.upper != "FORMAT":
+            continue
+        if index + 1 >= len(all_tokens):
+            return None, None
+        name = all_tokens[index + 1]
+        if name.kind not in ("word", "quoted", "string"):
+            continue
+        after = all_tokens[index + 2] if index + 2 < len(all_tokens) else None
+        if after is None or after.kind == "semicolon" or (after.kind == "word" and after.upper == "SETTINGS"):
+            return _unquote(name.text), (token.start, name.end)
+    return None, None
+
+
+class MultiStatement(Exception):
+    """More than one statement in a request."""
+
+
+def _unquote(name: str) -> str:
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"`'":
+        return name[1:-1]
+    return name
+
+
+def quote_string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def quote_identifier(name: str) -> str:
+    """A ClickHouse identifier, back-quoted."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
