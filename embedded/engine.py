@@ -128,7 +128,7 @@ class Connection:
     def query(self, sql: str | bytes, fmt: str = "TabSeparated", params: dict[str, str] | None = None):
         try:
             return self.raw.query(sql, fmt, params=params or {})
-        except RuntimeError as error:
+        except (RuntimeError, UnicodeDecodeError) as error:
             raise ClickHouseError.from_engine(error) from None
 
     def classify(self, sql: str) -> str:
@@ -138,7 +138,7 @@ class Connection:
     def stream(self, sql: str, fmt: str, params: dict[str, str] | None = None) -> ResultStream:
         try:
             handle = self.raw.send_query(sql, fmt, params=params or {})
-        except RuntimeError as error:
+        except (RuntimeError, UnicodeDecodeError) as error:
             raise ClickHouseError.from_engine(error) from None
         return ResultStream(self, handle)
 
@@ -194,7 +194,7 @@ class ResultStream:
             return None
         try:
             result = self._connection.raw.streaming_fetch_result(self._handle)
-        except RuntimeError as error:
+        except (RuntimeError, UnicodeDecodeError) as error:
             self.done = True
             raise ClickHouseError.from_engine(error) from None
         if result is None or result.rows_read() == 0:

@@ -104,7 +104,11 @@ class ClickHouseError(Exception):
     @classmethod
     def from_engine(cls, error: BaseException) -> ClickHouseError:
         """Wrap an exception raised by chDB; its text already reads ``Code: N. DB::Exception: ...``."""
-        text = str(error).strip()
+        if isinstance(error, UnicodeDecodeError):
+            # chDB raises this when its error text holds bytes that are not UTF-8 (e.g. a binary value).
+            text = error.object.decode("utf-8", "replace").strip()
+        else:
+            text = str(error).strip()
         # chDB sometimes prefixes its own context ("Streaming query failed: Code: ...").
         start = text.find("Code: ")
         if start > 0:

@@ -100,8 +100,9 @@ class FrontConfig:
     user: str = "default"
     password: str = ""
     max_concurrent_queries: int = 64
-    # INSERT bodies up to this size go to chDB in one statement; larger ones stream through a FIFO.
-    inline_insert_limit: int = 1 << 20
+    # INSERT bodies up to this size are read whole and handed over as a file; larger ones stream
+    # through a FIFO while they arrive.
+    small_insert_limit: int = 1 << 20
     default_session_timeout: float = 60.0
     max_session_timeout: float = 3600.0
     # wait_end_of_query=1 buffers the answer in memory up to this size, then in a temporary file.
@@ -128,6 +129,7 @@ class RequestSpec:
     response_encoding: str | None
     compression_level: int | None
     max_query_size: int
+    body_in_form: bool = False  # multipart/form-data: the body was the form, there is no data stream
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
@@ -179,6 +181,14 @@ class Front:
             if lease is not None:
                 await self._end(lease)
             return self._error_response(error, spec)
+        except Exception as error:
+            log.exception("query %s failed inside the embedded server", spec.query_id)
+            if lease is not None:
+                lease.connection.reusable = False
+                await self._end(lease)
+            return self._error_response(
+                ClickHouseError.of(errors.UNKNOWN_EXCEPTION, f"{type(error).__name__}: {error}"), spec
+            )
         except BaseException:
             if lease is not None:
                 await self._end(lease)
@@ -242,6 +252,7 @@ class Front:
             response_encoding=response_encoding,
             compression_level=int(level) if level and level.isdigit() else None,
             max_query_size=int(settings.get("max_query_size", _DEFAULT_MAX_QUERY_SIZE)),
+            body_in_form=form_query is not None,
         )
 
     def _authenticate(self, user: str, password: str) -> None:
@@ -302,7 +313,7 @@ class Front:
 
     # -- execution ---------------------------------------------------------------------------
     async def _execute(self, request: Request, spec: RequestSpec, lease: Lease) -> Response:
-        body = BodyReader(request)
+        body = BodyReader(request, empty=spec.body_in_form)
         head = bytearray(spec.query_param.encode() + b"\n" if spec.query_param else b"")
         while True:
             insert = find_insert_data(head.decode("latin-1"), complete=body.exhausted)
@@ -336,21 +347,33 @@ class Front:
     async def _insert(
         self, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader
     ) -> Response:
-        limit = self.config.inline_insert_limit
+        # The rows always reach chDB through FROM INFILE, never pasted after the statement: chDB
+        # (like clickhouse-local) ends inline INSERT data at the first blank line and runs the
+        # rest as SQL, so "\n\n" in a body (text, or bytes of a Native block) would be executed.
+        limit = self.config.small_insert_limit
         while not body.exhausted and len(head) - insert.data_start <= limit:
             chunk = await body.read()
             if chunk is not None:
                 head += chunk
         if body.exhausted and len(head) - insert.data_start <= limit:
-            result = await self.in_thread(lease.run, bytes(head), "TabSeparated", "MUTATING")
+            result = await self._insert_from_file(lease, head, insert)
         else:
-            result = await self._insert_through_fifo(spec, lease, head, insert, body)
+            result = await self._insert_through_fifo(lease, head, insert, body)
         await self._end(lease)
         return self._response(spec, b"", _summary(spec, result), None)
 
-    async def _insert_through_fifo(
-        self, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader
-    ):
+    async def _insert_from_file(self, lease: Lease, head: bytearray, insert: InsertData):
+        """A small, complete body: write it to a file and let chDB read it."""
+        path = self.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
+        try:
+            path.write_bytes(head[insert.data_start :])
+            statement = insert.statement_reading_from(head[: insert.data_start].decode("latin-1"), str(path))
+            return await self.in_thread(lease.run, statement.encode("latin-1"), "TabSeparated", "MUTATING")
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def _insert_through_fifo(self, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):
+        """A large or still-arriving body: stream it into chDB through a FIFO as it comes."""
         fifo = self.engine.tmp_dir / f"{uuid.uuid4().hex}.fifo"
         os.mkfifo(fifo, 0o600)
         try:
@@ -627,11 +650,11 @@ def _creates_temporary_table(sql: str) -> bool:
 class BodyReader:
     """The request body, decompressed per Content-Encoding, one chunk at a time."""
 
-    def __init__(self, request: Request):
+    def __init__(self, request: Request, empty: bool = False):
         encoding = request.headers.get("content-encoding", "").strip().lower()
-        self._decoder = Decoder(encoding) if encoding and encoding != "identity" else None
+        self._decoder = Decoder(encoding) if encoding and encoding != "identity" and not empty else None
         self._chunks = request.stream()
-        self.exhausted = False
+        self.exhausted = empty
 
     async def read(self) -> bytes | None:
         """The next non-empty chunk, or None at the end of the body."""

@@ -36,9 +36,7 @@ class EmbeddedClickHouse:
     def client(self, **kwargs):
         import clickhouse_connect
 
-        return clickhouse_connect.get_client(
-            host="127.0.0.1", port=self.port, password=self.password, **kwargs
-        )
+        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, password=self.password, **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -54,8 +52,14 @@ class EmbeddedClickHouse:
         return self.process.returncode
 
 
-def start(data_dir: Path, port: int | None = None, *extra_args: str, password: str = "",
-          env: dict | None = None, wait: bool = True) -> EmbeddedClickHouse:
+def start(
+    data_dir: Path,
+    port: int | None = None,
+    *extra_args: str,
+    password: str = "",
+    env: dict | None = None,
+    wait: bool = True,
+) -> EmbeddedClickHouse:
     """Run `analytics clickhouse` on a free loopback port and wait until /ping answers."""
     port = port or free_port()
     log_path = Path(data_dir).with_name(Path(data_dir).name + f".{port}.log")
