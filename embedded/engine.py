@@ -273,6 +273,7 @@ class Engine:
         for connection in idle:
             connection.close()
         self._lock.release()
+        log.info("closed chDB and released %s", self.data_dir)
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> Connection:
@@ -288,18 +289,25 @@ class Engine:
         return connection
 
     def acquire(self) -> Connection:
+        return self.acquire_idle() or self._connect()
+
+    def acquire_idle(self) -> Connection | None:
+        """A pooled connection if one is free (cheap: no chDB call)."""
         with self._idle_guard:
-            if self._idle:
-                return self._idle.pop()
-        return self._connect()
+            return self._idle.pop() if self._idle else None
 
     def release(self, connection: Connection) -> None:
+        if not self.release_to_pool(connection):
+            connection.close()
+
+    def release_to_pool(self, connection: Connection) -> bool:
+        """Put a reusable connection back (cheap); False when it must be closed instead."""
         if connection.reusable and self._open:
             with self._idle_guard:
                 if len(self._idle) < self.pool_size:
                     self._idle.append(connection)
-                    return
-        connection.close()
+                    return True
+        return False
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:

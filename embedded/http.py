@@ -294,7 +294,8 @@ class Front:
         if spec.readonly:
             # readonly=1 forbids changing settings, including itself: never on a pooled connection.
             return Lease(self, spec, await self.in_thread(engine.new_connection), None)
-        return Lease(self, spec, await self.in_thread(engine.acquire), None)
+        connection = engine.acquire_idle() or await self.in_thread(engine.acquire)
+        return Lease(self, spec, connection, None)
 
     async def _end(self, lease: Lease) -> None:
         if lease.ended:
@@ -302,13 +303,16 @@ class Front:
         lease.ended = True
         with anyio.CancelScope(shield=True):
             try:
-                await self.in_thread(lease.restore)
+                if lease.session is not None:
+                    await self.in_thread(lease.restore)
+                else:
+                    lease.restore()  # for a pooled connection this only decides reuse: no chDB call
             finally:
                 if lease.session is not None:
                     lease.session.busy = False
                     lease.session.touch()
-                else:
-                    await self.in_thread(self.engine.release, lease.connection)
+                elif not self.engine.release_to_pool(lease.connection):
+                    await self.in_thread(lease.connection.close)
                 self.running.discard(lease.spec.query_id)
 
     # -- execution ---------------------------------------------------------------------------
@@ -406,6 +410,9 @@ class Front:
 
         if is_concatenable(fmt):
             stream, first = await self.in_thread(lease.start_stream, bytes(head), fmt)
+            if stream.done:  # the whole answer arrived with the first fetches: no need to stream
+                await self._end(lease)
+                return self._response(spec, first, _summary(spec, None, stream), fmt)
             return await self._stream_response(spec, lease, stream, first, fmt)
 
         # Formats with a header or a wrapper: spool the result as Native, convert it in one piece.
@@ -564,12 +571,19 @@ class Lease:
         self._prepare(text, statement_class)
         return self.connection.query(text, fmt, self.spec.params)
 
-    def start_stream(self, text: bytes, fmt: str) -> tuple[ResultStream, bytes | None]:
-        """Start a streaming query and fetch its first chunk, so early errors get a proper status."""
+    def start_stream(self, text: bytes, fmt: str) -> tuple[ResultStream, bytes]:
+        """Start a streaming query and read its first two chunks.
+
+        Early errors then get a proper HTTP status, and a small answer (``stream.done``) is
+        complete before the response starts.
+        """
         self._prepare(text)
         stream = self.connection.stream(text.decode("latin-1"), fmt, self.spec.params)
         try:
-            return stream, stream.next_chunk()
+            first = stream.next_chunk() or b""
+            if not stream.done:
+                first += stream.next_chunk() or b""
+            return stream, first
         except BaseException:
             stream.cancel()
             raise
@@ -830,6 +844,9 @@ def create_app(engine: Engine, config: FrontConfig) -> Starlette:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
+            # In-flight requests have finished by now; uvicorn re-raises the stop signal right after
+            # the lifespan ends, so chDB is closed here rather than after uvicorn returns.
+            await anyio.to_thread.run_sync(engine.close)
 
     app = Starlette(
         routes=[

@@ -1,0 +1,181 @@
+"""The embedded ClickHouse as a process: ownership of its data, security, shutdown and durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from tests import embedded_server
+
+HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=60))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "analytics.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def sql(server, statement: str, **params) -> bytes:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    response = HTTP.request("POST", f"{server.url}/?{query}", body=statement.encode())
+    assert response.status == 200, response.data
+    return response.data
+
+
+def test_help_lists_every_setting_and_its_variable():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for variable in (
+        "ANALYTICS_DATA_DIR",
+        "ANALYTICS_CLICKHOUSE_HTTP_PORT",
+        "ANALYTICS_CLICKHOUSE_PASSWORD",
+        "ANALYTICS_KAFKA_BOOTSTRAP",
+        "ANALYTICS_GRPC_PORT",
+    ):
+        assert variable in result.stdout
+    assert "clickhouse" in run_cli("clickhouse", "--help").stdout
+
+
+def test_invalid_setting_from_the_environment_is_named():
+    result = run_cli("clickhouse", env={"ANALYTICS_CLICKHOUSE_HTTP_PORT": "eighty"})
+    assert result.returncode != 0
+    assert "ANALYTICS_CLICKHOUSE_HTTP_PORT" in result.stderr
+
+
+def test_second_process_on_the_same_data_directory_gets_one_clear_line(tmp_path):
+    data_dir = tmp_path / "data"
+    first = embedded_server.start(data_dir)
+    try:
+        result = run_cli("clickhouse", "--data-dir", str(data_dir), "--http-port", str(embedded_server.free_port()))
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        assert str(data_dir.resolve()) in lines[0]
+        assert f"process {first.process.pid}" in lines[0]
+        assert "Traceback" not in result.stderr
+        assert sql(first, "SELECT 1") == b"1\n"  # the owner is unaffected
+    finally:
+        first.stop()
+
+
+def test_refuses_a_public_address_without_a_password(tmp_path):
+    result = run_cli("clickhouse", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--http-port", "0")
+    assert result.returncode != 0
+    assert "without a password" in result.stderr
+    assert not (tmp_path / "d" / "status").exists()  # refused before chDB touched anything
+
+
+def test_password_protects_every_way_of_authenticating(tmp_path):
+    server = embedded_server.start(tmp_path / "data", password="s3cret")
+    try:
+        denied = HTTP.request("POST", server.url + "/", body=b"SELECT 1")
+        assert denied.status == 403 and denied.headers["X-ClickHouse-Exception-Code"] == "516"
+        assert HTTP.request("POST", server.url + "/?user=default&password=s3cret", body=b"SELECT 1").data == b"1\n"
+        basic = urllib3.make_headers(basic_auth="default:s3cret")
+        assert HTTP.request("POST", server.url + "/", body=b"SELECT 2", headers=basic).data == b"2\n"
+        keyed = {"X-ClickHouse-User": "default", "X-ClickHouse-Key": "s3cret"}
+        assert HTTP.request("POST", server.url + "/", body=b"SELECT 3", headers=keyed).data == b"3\n"
+        wrong = urllib3.make_headers(basic_auth="default:guess")
+        assert HTTP.request("POST", server.url + "/", body=b"SELECT 1", headers=wrong).status == 403
+        assert server.client().command("SELECT 4") == 4
+    finally:
+        server.stop()
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_cleanly(tmp_path):
+    server = embedded_server.start(tmp_path / "data")
+    outcome = {}
+
+    def slow_query():
+        outcome["response"] = HTTP.request("POST", server.url + "/", body=b"SELECT sleep(2), 'finished'")
+
+    thread = threading.Thread(target=slow_query)
+    thread.start()
+    # Wait until the query is running, then ask the server to stop.
+    for _ in range(400):
+        processes = sql(server, "SELECT count() FROM system.processes WHERE query LIKE '%sleep(2)%'")
+        if int(processes) >= 2:  # the slow query and this probe
+            break
+    server.process.send_signal(signal.SIGTERM)
+    thread.join()
+    assert outcome["response"].status == 200
+    assert outcome["response"].data == b"0\tfinished\n"
+    # uvicorn re-raises SIGTERM once it has shut down, so the exit status says "terminated by SIGTERM".
+    assert server.process.wait(30) in (0, -signal.SIGTERM)
+    assert "closed chDB and released" in server.log()
+
+
+def test_data_survives_a_clean_restart(tmp_path):
+    data_dir = tmp_path / "data"
+    server = embedded_server.start(data_dir)
+    sql(server, "CREATE TABLE default.kept (n UInt32) ENGINE = MergeTree ORDER BY n")
+    sql(server, "INSERT INTO default.kept SELECT number FROM numbers(12345)")
+    assert server.stop() in (0, -signal.SIGTERM)
+    assert "closed chDB and released" in server.log()
+    again = embedded_server.start(data_dir)
+    try:
+        assert sql(again, "SELECT count(), sum(n) FROM default.kept") == b"12345\t76193340\n"
+    finally:
+        again.stop()
+
+
+def test_acknowledged_inserts_survive_kill_9(tmp_path):
+    data_dir = tmp_path / "data"
+    server = embedded_server.start(data_dir)
+    sql(server, "CREATE TABLE default.acked (batch UInt32, n UInt32) ENGINE = MergeTree ORDER BY (batch, n)")
+    acknowledged = 0
+    for batch in range(30):
+        body = b"".join(b"%d\t%d\n" % (batch, i) for i in range(1000))
+        response = HTTP.request("POST", f"{server.url}/?query=INSERT%20INTO%20default.acked%20FORMAT%20TSV", body=body)
+        if response.status == 200:
+            acknowledged += 1000
+    server.stop(signal.SIGKILL)
+    again = embedded_server.start(data_dir)
+    try:
+        assert int(sql(again, "SELECT count() FROM default.acked")) == acknowledged == 30_000
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("runs", [2])
+def test_dbt_build_passes_twice_in_a_row(clickhouse, runs):
+    project = ROOT / "tests" / "fixtures" / "dbt_small"
+    env = {"FIXTURE_CLICKHOUSE_PORT": str(clickhouse.port), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    for _ in range(runs):
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("dbt")),
+                "build",
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(project),
+                "--target-path",
+                str(clickhouse.data_dir.parent / "dbt_target"),
+                "--log-path",
+                str(clickhouse.data_dir.parent / "dbt_logs"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **env},
+            cwd=project,
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert "PASS=12" in result.stdout and "ERROR=0" in result.stdout
+    totals = sql(clickhouse, "SELECT customer_id, sum(events) FROM fixture.events_per_customer GROUP BY 1 ORDER BY 1")
+    assert totals == b"1\t10\n2\t10\n3\t10\n"
