@@ -78,6 +78,19 @@ def _run_embedded_clickhouse(settings: Settings) -> None:
 
 
 @main.command()
+@click.option("--clickhouse-url", help="ClickHouse to build the schema in (ANALYTICS_CLICKHOUSE_URL).")
+@click.option("--target", type=click.Choice(["embedded", "server"]), help="dbt target (ANALYTICS_DBT_TARGET).")
+def migrate(clickhouse_url, target) -> None:
+    """Build the analytics schema with dbt (dbt build): safe to run again at any time."""
+    from analytics.migrate import migrate as run_migrate
+
+    settings = load_settings(clickhouse_url=clickhouse_url, dbt_target=target)
+    result = run_migrate(settings)
+    if result.returncode != 0:
+        raise click.ClickException(f"dbt build failed (exit {result.returncode}); see the output above")
+
+
+@main.command()
 def up() -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
     settings = load_settings()

@@ -8,6 +8,7 @@ project reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,7 +28,22 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         None, description="ClickHouse to use in server mode, e.g. https://ch.example:8443 [default: the embedded one]."
     )
+    clickhouse_secure: bool = Field(False, description="Use HTTPS to reach ClickHouse (server mode).")
     clickhouse_max_concurrent_queries: int = Field(64, description="Queries the embedded server runs at once.")
+
+    # The schema (dbt) and how events arrive in it.
+    dbt_target: Literal["embedded", "server"] = Field(
+        "embedded", description="dbt target: the embedded server, or a ClickHouse server/cluster."
+    )
+    ingest: Literal["direct", "kafka"] | None = Field(
+        None, description="Landing tables: direct (Null, fed over HTTP) or kafka (Kafka engine) [default: by target]."
+    )
+    cluster: str = Field("", description="ClickHouse cluster for ON CLUSTER DDL and Replicated engines (server mode).")
+    log_retention_hours: int = Field(720, description="Hours raw job log lines are kept (counts never expire).")
+    audit_mode: bool = Field(False, description="Keep every raw log line forever.")
+    kafka_consumers: int = Field(1, description="Consumers per topic (Kafka engine and bridge).")
+    kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
+    kafka_flush_interval_ms: int = Field(500, description="Longest wait before a partial batch is inserted.")
 
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset means no Kafka.")
     grpc_port: int = Field(50055, description="Port of the gRPC AnalyticsService.")
@@ -40,7 +56,14 @@ class Settings(BaseSettings):
 
     @property
     def resolved_clickhouse_url(self) -> str:
-        return self.clickhouse_url or f"http://{self.clickhouse_host}:{self.clickhouse_http_port}"
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        host = "127.0.0.1" if self.clickhouse_host in ("0.0.0.0", "::") else self.clickhouse_host
+        return f"http://{host}:{self.clickhouse_http_port}"
+
+    @property
+    def resolved_ingest(self) -> str:
+        return self.ingest or ("kafka" if self.dbt_target == "server" else "direct")
 
 
 def environment_help() -> str:

@@ -28,3 +28,15 @@ def ch(clickhouse):
     client.close()
     admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
     admin.close()
+
+
+@pytest.fixture(scope="session")
+def analytics_db(clickhouse):
+    """The analytics schema, built once by `analytics migrate` in the session's ClickHouse."""
+    from analytics.migrate import migrate
+    from analytics.settings import Settings
+
+    settings = Settings(clickhouse_http_port=clickhouse.port, data_dir=clickhouse.data_dir.parent / "state")
+    result = migrate(settings, capture=True)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    return clickhouse

@@ -1,0 +1,81 @@
+"""`analytics migrate`: build the schema with dbt against the configured ClickHouse.
+
+dbt runs as a child process: its configuration comes from profiles.yml, which reads the
+``ANALYTICS_CLICKHOUSE_*`` variables set here from the settings object, and from ``--vars``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from analytics.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def dbt_vars(settings: Settings) -> dict:
+    return {
+        "ingest": settings.resolved_ingest,
+        "cluster": settings.cluster,
+        "kafka_broker_list": settings.kafka_bootstrap or "127.0.0.1:9092",
+        "kafka_num_consumers": settings.kafka_consumers,
+        "kafka_max_block_size": settings.kafka_max_block_size,
+        "kafka_flush_interval_ms": settings.kafka_flush_interval_ms,
+        "log_retention_hours": settings.log_retention_hours,
+        "audit_mode": settings.audit_mode,
+    }
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The variables profiles.yml reads, from the ClickHouse URL (server) or the embedded server."""
+    url = urlsplit(settings.resolved_clickhouse_url)
+    secure = url.scheme == "https" or settings.clickhouse_secure
+    return {
+        "ANALYTICS_DBT_TARGET": settings.dbt_target,
+        "ANALYTICS_CLICKHOUSE_HOST": url.hostname or "127.0.0.1",
+        "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(url.port or (8443 if secure else 8123)),
+        "ANALYTICS_CLICKHOUSE_USER": url.username or settings.clickhouse_user,
+        "ANALYTICS_CLICKHOUSE_PASSWORD": url.password or settings.clickhouse_password.get_secret_value(),
+        "ANALYTICS_CLICKHOUSE_SECURE": "true" if secure else "false",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def dbt_command(settings: Settings, command: str, *args: str) -> list[str]:
+    dbt_dir = settings.data_dir.resolve() / "dbt"
+    return [
+        str(Path(sys.executable).with_name("dbt")),
+        command,
+        "--project-dir",
+        str(PROJECT_ROOT),
+        "--profiles-dir",
+        str(PROJECT_ROOT),
+        "--target-path",
+        str(dbt_dir / "target"),
+        "--log-path",
+        str(dbt_dir / "logs"),
+        "--vars",
+        json.dumps(dbt_vars(settings)),
+        *args,
+    ]
+
+
+def run_dbt(settings: Settings, command: str, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        dbt_command(settings, command, *args),
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **dbt_environment(settings)},
+        text=True,
+        capture_output=capture,
+        check=False,
+    )
+
+
+def migrate(settings: Settings, capture: bool = False) -> subprocess.CompletedProcess:
+    """`dbt build`: create what is missing, update views in place, run every test. Safe to repeat."""
+    return run_dbt(settings, "build", capture=capture)

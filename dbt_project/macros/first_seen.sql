@@ -1,0 +1,26 @@
+{#-
+  The first-seen gate: how each fact is counted once however often it is delivered.
+
+  Every gated table stores a 128-bit `dedup_key` per row (e.g. the topic and event id). A view
+  feeding a gated table keeps one row per key from the incoming block and drops keys already in
+  `seen_keys` (an EmbeddedRocksDB table: point lookups by key); a view on the gated table writes
+  the keys it received into `seen_keys`. So a duplicate, in the same batch or days later, never
+  reaches the gated table, and nothing downstream of it (the aggregates) sees it twice.
+
+  Keys are written after the gated insert, so two inserts racing with the same new key at the
+  same moment could both pass; the gated tables are ReplacingMergeTree on their key, and the
+  reconciliation job rebuilds aggregates from them with FINAL (README, "Exactness").
+-#}
+
+{% macro dedup_key(namespace) -%}
+  sipHash128('{{ namespace }}', {{ varargs | join(', ') }})
+{%- endmacro %}
+
+{#- Rows of `incoming` (a CTE with a `dedup_key` column) whose key has not been seen yet. -#}
+{% macro first_seen(incoming) -%}
+  select * from {{ incoming }}
+  where dedup_key not in (
+      select key from {{ ref('seen_keys') }}
+      where key in (select dedup_key from {{ incoming }})
+  )
+{%- endmacro %}

@@ -1,0 +1,72 @@
+{#-
+  The counters recomputed from the deduplicated raw history (FINAL), one row per
+  (user, workflow, day). The singular tests compare the aggregates with this, and the
+  reconciliation job (`rebuild_days`) writes it back for the days it repairs.
+
+  Raw log lines expire after log_retention_hours; for days whose lines may be gone the stored
+  joblogs are the truth, so `logs_recomputable` says which days can be compared or rebuilt.
+-#}
+
+{% macro logs_recomputable(day_expression) -%}
+  {%- if var('audit_mode') -%} 1
+  {%- else -%} {{ day_expression }} > toDate(now() - interval {{ var('log_retention_hours') | int }} hour)
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro daily_counters_from_raw(day_condition='1') %}
+select
+    user_id,
+    workflow_id,
+    day,
+    max(kind) as kind,
+    {%- for name in measure_names() %}
+    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from (
+    select user_id, workflow_id, toDate(event_time) as day, kind,
+        {{ measures(workflow_events='1') }}
+    from {{ ref('workflow_events') }} final
+    union all
+    select user_id, workflow_id, toDate(first_event_time) as day, '' as kind,
+        {{ measures(jobs='1') }}
+    from {{ ref('jobs_first_seen') }} final
+    union all
+    select user_id, workflow_id, toDate(ended_at) as day, '' as kind,
+        {{ measures(
+            jobs_completed="outcome = 'completed'",
+            jobs_failed="outcome = 'failed'",
+            jobs_cancelled="outcome = 'cancelled'",
+            job_execution_seconds="if(outcome in ('completed', 'failed'), duration_seconds, 0)",
+        ) }}
+    from {{ ref('job_completions') }} final
+    union all
+    select user_id, workflow_id, toDate(event_time) as day, '' as kind,
+        {{ measures(joblogs='count') }}
+    from {{ ref('job_log_lines') }} final
+    union all
+    select user_id, workflow_id, toDate(received_at) as day, if(event_type = 'WORKFLOWS', kind, '') as kind,
+        {{ measures(
+            jobs="event_type = 'JOBS'",
+            job_execution_seconds="if(event_type = 'JOBS', job_execution_seconds, 0)",
+            joblogs="if(event_type = 'LOGS', log_count, 0)",
+        ) }}
+    from {{ ref('legacy_events') }} final
+)
+where {{ day_condition }}
+group by user_id, workflow_id, day
+{% endmacro %}
+
+{#- The stored daily counters, one row per key (parts may not be merged yet). -#}
+{% macro daily_counters_stored(day_condition='1') %}
+select
+    user_id,
+    workflow_id,
+    day,
+    max(kind) as kind,
+    {%- for name in measure_names() %}
+    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from {{ ref('workflow_daily') }}
+where {{ day_condition }}
+group by user_id, workflow_id, day
+{% endmacro %}

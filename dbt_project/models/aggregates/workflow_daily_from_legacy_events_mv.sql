@@ -1,0 +1,3 @@
+{{ config(materialized='materialized_view', catchup=false) }}
+{{ materialization_target_table(ref('workflow_daily')) }}
+{{ counters_from_legacy_events(by_day=true) }}

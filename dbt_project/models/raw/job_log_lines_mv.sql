@@ -1,0 +1,30 @@
+{{ config(materialized='materialized_view', catchup=false) }}
+{{ materialization_target_table(ref('job_log_lines')) }}
+
+with
+accepted as (
+    -- the contract is checked on the landing columns as delivered, before any renaming below
+    select {{ landing_columns() }}
+    from {{ ref('job_logs_queue') }}
+    where {{ contract_holds('job_logs') }}
+),
+
+incoming as (
+    select
+        assumeNotNull(event_id) as event_id,
+        assumeNotNull(event_time) as event_time,
+        assumeNotNull(user_id) as user_id,
+        assumeNotNull(workflow_id) as workflow_id,
+        assumeNotNull(job_id) as job_id,
+        toUInt64(ifNull(count, 1)) as count,
+        ifNull(stream, '') as stream,
+        sequence,
+        ifNull(message, '') as message,
+        {{ kafka_position('job_logs') }},
+        now64(3, 'UTC') as ingested_at,
+        {{ dedup_key('job_logs', 'event_id') }} as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+
+{{ first_seen('incoming') }}

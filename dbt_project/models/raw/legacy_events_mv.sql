@@ -1,0 +1,32 @@
+{{ config(materialized='materialized_view', catchup=false) }}
+{{ materialization_target_table(ref('legacy_events')) }}
+
+with
+accepted as (
+    -- the contract is checked on the landing columns as delivered, before any renaming below
+    select {{ landing_columns() }}
+    from {{ ref('analytics_queue') }}
+    where {{ contract_holds('analytics') }}
+),
+
+incoming as (
+    select
+        assumeNotNull(EventKey) as event_key,
+        assumeNotNull(UserID) as user_id,
+        assumeNotNull(WorkflowID) as workflow_id,
+        assumeNotNull(EventType) as event_type,
+        JSONExtractString(ifNull(Data, '{}'), 'kind') as kind,
+        -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
+        toUInt64(greatest(floor(JSONExtractFloat(ifNull(Data, '{}'), 'job_execution_duration')), 0)) as job_execution_seconds,
+        JSONExtractFloat(ifNull(Data, '{}'), 'job_execution_duration') as job_execution_duration,
+        toUInt64(greatest(JSONExtractInt(ifNull(Data, '{}'), 'count'), 0)) as log_count,
+        ifNull(Data, '') as data,
+        -- the legacy events carry no time of their own: Kafka's timestamp, else arrival
+        coalesce(cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))), now64(3, 'UTC')) as received_at,
+        {{ kafka_position('analytics') }},
+        {{ dedup_key('analytics', 'event_key') }} as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+
+{{ first_seen('incoming') }}

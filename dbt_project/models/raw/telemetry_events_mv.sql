@@ -1,0 +1,29 @@
+{{ config(materialized='materialized_view', catchup=false) }}
+{{ materialization_target_table(ref('telemetry_events')) }}
+
+with
+accepted as (
+    -- the contract is checked on the landing columns as delivered, before any renaming below
+    select {{ landing_columns() }}
+    from {{ ref('telemetry_queue') }}
+    where {{ contract_holds('telemetry') }}
+),
+
+incoming as (
+    select
+        JSONExtractString(message, 'event_id') as event_id,
+        parseDateTime64BestEffort(JSONExtractString(message, 'event_time'), 3, 'UTC') as event_time,
+        JSONExtractString(message, 'event_type') as event_type,
+        JSONExtractString(message, 'event_name') as event_name,
+        JSONExtractString(message, 'user_id') as user_id,
+        JSONExtractString(message, 'service_name') as service_name,
+        if(JSONType(message, 'value') in ('Int64', 'UInt64', 'Double'), JSONExtractFloat(message, 'value'), null) as value,
+        cast(message as JSON) as attributes,
+        {{ kafka_position('telemetry') }},
+        now64(3, 'UTC') as ingested_at,
+        {{ dedup_key('telemetry', 'event_id') }} as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+
+{{ first_seen('incoming') }}

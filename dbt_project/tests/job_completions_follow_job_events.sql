@@ -1,0 +1,16 @@
+{#- Every job with a completed, failed or cancelled event has exactly one completion row. -#}
+with
+    finished as (
+        select distinct user_id, workflow_id, job_id
+        from {{ ref('job_events') }}
+        where event_name in ('completed', 'failed', 'cancelled')
+    ),
+    completions as (
+        select user_id, workflow_id, job_id, count() as rows
+        from {{ ref('job_completions') }} final
+        group by user_id, workflow_id, job_id
+    )
+select user_id, workflow_id, job_id, completions.rows
+from finished
+full outer join completions using (user_id, workflow_id, job_id)
+where completions.rows != 1

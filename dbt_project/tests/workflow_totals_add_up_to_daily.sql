@@ -1,0 +1,29 @@
+{#- The all-time counters equal the sum of the daily ones, for every workflow. -#}
+with
+    totals as (
+        select
+            user_id,
+            workflow_id,
+            {%- for name in measure_names() %}
+            toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from {{ ref('workflow_totals') }}
+        group by user_id, workflow_id
+    ),
+    days as (
+        select
+            user_id,
+            workflow_id,
+            {%- for name in measure_names() %}
+            toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from {{ ref('workflow_daily') }}
+        group by user_id, workflow_id
+    )
+select user_id, workflow_id
+from totals
+full outer join days using (user_id, workflow_id)
+where
+    {%- for name in measure_names() %}
+    totals.{{ name }} != days.{{ name }}{{ ' or' if not loop.last }}
+    {%- endfor %}

@@ -1,0 +1,41 @@
+"""Deliver events the way producers do without Kafka: batches over the HTTP intake."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import urllib3
+
+HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=120))
+
+
+def insert_statement(topic: str) -> str:
+    if topic == "telemetry":
+        return "INSERT INTO analytics.telemetry_queue (message) FORMAT JSONAsString"
+    return f"INSERT INTO analytics.{topic}_queue FORMAT JSONEachRow"
+
+
+def post_batch(server, topic: str, messages: list[dict]) -> urllib3.BaseHTTPResponse:
+    body = "\n".join(json.dumps(message) for message in messages).encode()
+    return HTTP.request("POST", f"{server.url}/?{urlencode({'query': insert_statement(topic)})}", body=body)
+
+
+def deliver(server, messages: dict[str, list[dict]], batch_size: int = 200) -> None:
+    """Every topic's messages in batches; jobs and logs may arrive before their workflows."""
+    for topic in ("jobs", "job_logs", "workflows", "analytics", "telemetry"):
+        batch = messages.get(topic, [])
+        for start in range(0, len(batch), batch_size):
+            response = post_batch(server, topic, batch[start : start + batch_size])
+            assert response.status == 200, response.data.decode()
+
+
+def query(server, sql: str) -> list[dict]:
+    response = HTTP.request("POST", server.url + "/", body=f"{sql} FORMAT JSONEachRow".encode())
+    assert response.status == 200, response.data.decode()
+    return [json.loads(line) for line in response.data.splitlines()]
+
+
+def execute(server, sql: str) -> None:
+    response = HTTP.request("POST", server.url + "/", body=sql.encode())
+    assert response.status == 200, response.data.decode()

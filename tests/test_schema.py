@@ -1,0 +1,260 @@
+"""The dbt schema with real events: the metrics of DESIGN.md, exact under duplicates and disorder."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics.migrate import run_dbt
+from analytics.settings import Settings
+from tests import datasets
+from tests.intake import deliver, execute, post_batch, query
+
+
+def settings_for(server) -> Settings:
+    return Settings(clickhouse_http_port=server.port, data_dir=server.data_dir.parent / "state")
+
+
+def workflow_numbers(server, prefix: str) -> dict:
+    rows = query(
+        server,
+        f"""SELECT user_id, workflow_id, max(kind) AS kind, sum(jobs) AS jobs, sum(joblogs) AS joblogs,
+                   sum(job_execution_seconds) AS seconds, sum(jobs_completed) AS completed,
+                   sum(jobs_failed) AS failed, sum(jobs_cancelled) AS cancelled
+            FROM analytics.workflow_totals WHERE startsWith(user_id, '{prefix}')
+            GROUP BY user_id, workflow_id""",
+    )
+    return {(row["user_id"], row["workflow_id"]): row for row in rows}
+
+
+def user_numbers(server, prefix: str) -> dict:
+    rows = query(server, f"SELECT * FROM analytics.user_totals WHERE startsWith(user_id, '{prefix}')")
+    return {
+        row["user_id"]: (
+            int(row["total_workflows"]),
+            int(row["total_jobs"]),
+            int(row["total_joblogs"]),
+            int(row["total_job_execution_duration"]),
+        )
+        for row in rows
+    }
+
+
+def assert_matches(server, dataset: datasets.Dataset) -> None:
+    expected = dataset.expected
+    stored = workflow_numbers(server, dataset.prefix)
+    assert set(stored) == expected.workflows
+    for key, row in stored.items():
+        assert (int(row["jobs"]), int(row["joblogs"]), int(row["seconds"])) == expected.workflow(*key), key
+        assert row["kind"] == expected.kinds[key]
+        outcomes = expected.outcomes[key]
+        assert (int(row["completed"]), int(row["failed"]), int(row["cancelled"])) == (
+            outcomes["completed"],
+            outcomes["failed"],
+            outcomes["cancelled"],
+        ), key
+    assert user_numbers(server, dataset.prefix) == {user: expected.user(user) for user in expected.users}
+
+
+@pytest.fixture(scope="module")
+def loaded(analytics_db):
+    dataset = datasets.generate(seed=11)
+    deliver(analytics_db, dataset.messages)
+    return dataset
+
+
+def test_every_number_matches_the_metric_definitions(analytics_db, loaded):
+    assert_matches(analytics_db, loaded)
+
+
+def test_daily_jobs_follow_the_day_each_job_appeared(analytics_db, loaded):
+    rows = query(
+        analytics_db,
+        f"""SELECT user_id, workflow_id, toString(day) AS day, sum(jobs) AS jobs FROM analytics.workflow_daily
+            WHERE startsWith(user_id, '{loaded.prefix}') AND workflow_id NOT LIKE '%legacy%'
+            GROUP BY user_id, workflow_id, day HAVING jobs != 0""",
+    )
+    stored = {(r["user_id"], r["workflow_id"], r["day"]): int(r["jobs"]) for r in rows}
+    expected = {(u, w, d.isoformat()): n for (u, w, d), n in loaded.expected.daily_jobs.items()}
+    # A job counts on the day its first delivered event happened; created events may arrive later.
+    assert sum(stored.values()) == sum(expected.values())
+    assert {key[:2] for key in stored} == {key[:2] for key in expected}
+
+
+def test_redelivering_everything_later_changes_nothing(analytics_db, loaded):
+    deliver(analytics_db, loaded.messages, batch_size=97)
+    assert_matches(analytics_db, loaded)
+
+
+def test_out_of_order_job_events_merge_into_one_state(analytics_db):
+    prefix = "order-" + datasets.generate(seed=0, users=0).prefix
+    ids = {"user_id": f"{prefix}-u", "workflow_id": f"{prefix}-w", "job_id": f"{prefix}-j"}
+    completed = {
+        "event_id": f"{prefix}-3",
+        "event_time": "2026-11-20T10:10:00.250Z",
+        "event_type": "job",
+        "event_name": "completed",
+        "status": "COMPLETED",
+        "started_at": "2026-11-20T10:00:00Z",
+        "completed_at": "2026-11-20T10:10:00.250Z",
+        **ids,
+    }
+    started = {
+        "event_id": f"{prefix}-2",
+        "event_time": "2026-11-20T10:00:00Z",
+        "event_type": "job",
+        "event_name": "started",
+        "status": "RUNNING",
+        "started_at": "2026-11-20T10:00:00Z",
+        **ids,
+    }
+    created = {
+        "event_id": f"{prefix}-1",
+        "event_time": "2026-11-20T09:59:00Z",
+        "event_type": "job",
+        "event_name": "created",
+        **ids,
+    }
+    for batch in ([completed], [started, completed], [created]):
+        assert post_batch(analytics_db, "jobs", batch).status == 200
+    [state] = query(analytics_db, f"SELECT * FROM analytics.job_states WHERE user_id = '{ids['user_id']}'")
+    assert (state["state"], state["status"], int(state["events"])) == ("completed", "COMPLETED", 3)
+    [totals] = query(analytics_db, f"SELECT * FROM analytics.user_totals WHERE user_id = '{ids['user_id']}'")
+    assert (int(totals["total_jobs"]), int(totals["total_job_execution_duration"])) == (1, 600)
+
+
+CONTRACT_BREAKS = [
+    ("workflows", {"event_id": "", "event_name": "created"}, "event_id_is_required"),
+    ("workflows", {"event_name": "renamed"}, "event_name_is_known"),
+    ("workflows", {"event_type": "job"}, "event_type_is_workflow"),
+    ("workflows", {"workflow_id": None}, "workflow_id_is_required"),
+    ("workflows", {"event_time": "not a time"}, "event_time"),
+    ("jobs", {"event_name": "completed", "started_at": None}, "finished_job_has_its_times"),
+    ("job_logs", {"count": -3}, "count_is_positive"),
+    ("job_logs", {"count": "many"}, "count"),
+    ("analytics", {"EventType": "JOBS", "Data": {}}, "JOBS_have_a_duration"),
+    ("analytics", {"EventType": "SOMETHING"}, "EventType_is_known"),
+    ("telemetry", {"event_id": 42}, "event_id_is_a_string"),
+    ("telemetry", {"event_time": "yesterday"}, "event_time_is_iso8601"),
+]
+
+
+def valid_message(topic: str, prefix: str, n: int) -> dict:
+    base = {
+        "event_id": f"{prefix}-{n}",
+        "event_time": "2026-11-20T10:00:00.000Z",
+        "user_id": f"{prefix}-u",
+        "workflow_id": f"{prefix}-w",
+    }
+    if topic == "workflows":
+        return {**base, "event_type": "workflow", "event_name": "created", "kind": "HEARTBEAT"}
+    if topic == "jobs":
+        return {
+            **base,
+            "event_type": "job",
+            "event_name": "completed",
+            "job_id": f"{prefix}-j{n}",
+            "started_at": "2026-11-20T09:00:00Z",
+            "completed_at": "2026-11-20T10:00:00Z",
+        }
+    if topic == "job_logs":
+        return {**base, "event_type": "job_log", "event_name": "created", "job_id": f"{prefix}-j", "count": 2}
+    if topic == "analytics":
+        return {
+            "EventKey": f"{prefix}-{n}",
+            "UserID": f"{prefix}-u",
+            "WorkflowID": f"{prefix}-w",
+            "EventType": "LOGS",
+            "Data": {"count": 4},
+        }
+    return {**base, "event_type": "metric", "event_name": "cpu", "value": 0.5}
+
+
+@pytest.mark.parametrize(("topic", "change", "named"), CONTRACT_BREAKS, ids=[f"{t}-{n}" for t, _, n in CONTRACT_BREAKS])
+def test_a_contract_break_refuses_the_whole_batch_with_a_named_error(analytics_db, topic, change, named):
+    prefix = datasets.generate(seed=1, users=0).prefix + "-" + named
+    batch = [valid_message(topic, prefix, n) for n in range(20)]
+    batch[13] = {**batch[13], **change}
+    response = post_batch(analytics_db, topic, batch)
+    assert response.status in (400, 500), response.data
+    assert named in response.data.decode()
+    assert query(analytics_db, f"SELECT count() AS n FROM analytics.workflow_totals WHERE user_id = '{prefix}-u'")[0][
+        "n"
+    ] in (0, "0")
+    # The same batch without the broken event is taken whole.
+    del batch[13]
+    assert post_batch(analytics_db, topic, batch).status == 200
+
+
+def test_a_line_that_is_not_json_refuses_the_batch(analytics_db):
+    response = post_batch(analytics_db, "job_logs", [])
+    assert response.status == 200  # an empty batch is fine
+    from tests.intake import HTTP
+
+    body = b'{"event_id": "nj-1", "event_time": "2026-11-20T10:00:00Z"}\n{not json at all\n'
+    refused = HTTP.request(
+        "POST", f"{analytics_db.url}/?query=INSERT%20INTO%20analytics.job_logs_queue%20FORMAT%20JSONEachRow", body=body
+    )
+    assert refused.status == 400
+    assert b"Cannot parse" in refused.data or b"CANNOT_PARSE" in refused.data
+
+
+def test_telemetry_keeps_every_attribute_queryable(analytics_db):
+    prefix = datasets.generate(seed=2, users=0).prefix
+    event = {
+        "event_id": f"{prefix}-t",
+        "event_time": "2026-11-20T10:00:00.123Z",
+        "event_type": "behavioral",
+        "event_name": "deploy-success",
+        "service_name": "cli",
+        "service_version": "1.2.3",
+        "install_id": "abc",
+        "user_id": f"{prefix}-u",
+        "details": {"region": "eu", "attempts": 2},
+    }
+    assert post_batch(analytics_db, "telemetry", [event, event]).status == 200
+    rows = query(
+        analytics_db,
+        f"""SELECT event_name, service_name, attributes.service_version AS version,
+                   attributes.details.region AS region, attributes.details.attempts AS attempts
+            FROM analytics.telemetry_events WHERE user_id = '{prefix}-u'""",
+    )
+    assert rows == [
+        {"event_name": "deploy-success", "service_name": "cli", "version": "1.2.3", "region": "eu", "attempts": 2}
+    ]
+
+
+def test_log_lines_expire_but_counts_do_not(analytics_db):
+    old = datasets.generate(seed=3, users=2, days_ago=200, duplicate_rate=0)
+    deliver(analytics_db, old.messages)
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+    lines = query(
+        analytics_db, f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
+    )
+    assert int(lines[0]["n"]) == 0  # older than the 720-hour retention: gone
+    assert_matches(analytics_db, old)  # ... and every count is still there
+    deliver(analytics_db, old.messages)  # a redelivery of the expired lines is still recognised
+    assert_matches(analytics_db, old)
+
+
+def test_dbt_tests_pass_on_loaded_data_and_catch_a_corrupted_day(analytics_db, loaded):
+    settings = settings_for(analytics_db)
+    assert run_dbt(settings, "test", capture=True).returncode == 0
+    user, workflow = sorted(loaded.expected.workflows)[0]
+    corrupt = f"""INSERT INTO analytics.workflow_daily (user_id, workflow_id, day, kind, jobs)
+                  VALUES ('{user}', '{workflow}', today(), '', {{n}})"""
+    execute(analytics_db, corrupt.format(n=5))
+    try:
+        broken = run_dbt(settings, "test", "--select", "workflow_daily_matches_raw_history", capture=True)
+        assert broken.returncode != 0
+        assert "workflow_daily_matches_raw_history" in broken.stdout
+    finally:
+        execute(analytics_db, corrupt.format(n=-5))
+    assert run_dbt(settings, "test", "--select", "workflow_daily_matches_raw_history", capture=True).returncode == 0
+
+
+def test_migrate_again_keeps_every_accepted_event(analytics_db, loaded):
+    before = query(analytics_db, "SELECT count() AS n FROM analytics.job_events")[0]["n"]
+    result = run_dbt(settings_for(analytics_db), "build", capture=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert query(analytics_db, "SELECT count() AS n FROM analytics.job_events")[0]["n"] == before
+    assert_matches(analytics_db, loaded)
