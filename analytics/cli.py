@@ -95,6 +95,7 @@ def kafka(port, controller_port, data_dir) -> None:
         settings.kafka_port,
         controller_port=settings.kafka_controller_port,
         jars_dir=settings.kafka_jars_dir,
+        stop_timeout=settings.kafka_stop_timeout,
     )
     try:
         clean = run_in_foreground(broker, announce=lambda line: click.echo(line, err=True))

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="KRaft controller port of the local Kafka [default: a free port]."
     )
     kafka_data_dir: Path | None = Field(None, description="Local Kafka data directory [default: DATA_DIR/kafka-data].")
+    kafka_stop_timeout: float = Field(
+        30.0, gt=0, description="Seconds the local Kafka gets to shut down on SIGTERM before it is killed."
+    )
 
     grpc_port: int = Field(50055, description="Port of the gRPC AnalyticsService.")
 

@@ -155,6 +155,7 @@ class KafkaBroker:
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen | None = None
+        self._log_start = 0  # where this start's lines begin in the log file
 
     @property
     def bootstrap(self) -> str:
@@ -173,9 +174,20 @@ class KafkaBroker:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return _last_lines(text, lines)
+    def diagnosis(self) -> str:
+        """The lines of this start's log that tell why it failed: the first error and the last words."""
+        with self.log_path.open("rb") as log_file:
+            log_file.seek(self._log_start)
+            lines = log_file.read().decode(errors="replace").splitlines()
+        # Java stack frames say where, not why.
+        lines = [line for line in lines if line.strip() and not line.startswith(("\tat ", "\t... "))]
+        first_error = next((index for index, line in enumerate(lines) if " ERROR " in line), None)
+        shown = (
+            []
+            if first_error is None or first_error >= len(lines) - 5
+            else lines[first_error : first_error + 2] + ["..."]
+        )
+        return "\n".join(shown + lines[-5:]) + f"\n(whole log: {self.log_path})"
 
     def start(self) -> KafkaBroker:
         if self.running:
@@ -188,6 +200,7 @@ class KafkaBroker:
         properties = self.data_dir / "server.properties"
         properties.write_text(self._server_properties())
         with self.log_path.open("ab") as log_file:
+            self._log_start = log_file.tell()
             log_file.write(f"\n=== starting Kafka on {self.bootstrap} at {time.ctime()} ===\n".encode())
             if not (self.storage_dir / "meta.properties").exists():
                 self._format_storage(java, lib, properties, log_file)
@@ -249,8 +262,13 @@ class KafkaBroker:
             "transaction.state.log.min.isr": "1",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
+            # One node gains nothing from 50 offsets partitions; creating them delays the first consumer group.
+            "offsets.topic.num.partitions": "1",
             # A lone consumer should not wait 3 s for others to join its group.
             "group.initial.rebalance.delay.ms": "0",
+            # After a crash the controller refuses the restarted broker until the old session expires (9 s by default).
+            "broker.heartbeat.interval.ms": "1000",
+            "broker.session.timeout.ms": "4000",
             # Topics are made on purpose (`analytics topics`), so a typo is an error and not a new topic.
             "auto.create.topics.enable": "false",
         }
@@ -264,8 +282,7 @@ class KafkaBroker:
         result = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, timeout=300)
         if result.returncode != 0:
             raise KafkaStartError(
-                f"formatting Kafka storage in {self.storage_dir} failed (exit {result.returncode}); "
-                f"log {self.log_path}:\n{self.log_tail()}"
+                f"formatting Kafka storage in {self.storage_dir} failed (exit {result.returncode}):\n{self.diagnosis()}"
             )
 
     @staticmethod
@@ -284,8 +301,8 @@ class KafkaBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise KafkaStartError(
-                    f"Kafka exited with code {self.process.returncode} before serving on {self.bootstrap}; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
+                    f"Kafka exited with code {self.process.returncode} before serving on {self.bootstrap}:\n"
+                    f"{self.diagnosis()}"
                 )
             # Wait for the port first: librdkafka logs every refused connection.
             if admin is None and _port_open(self.port):
@@ -300,8 +317,7 @@ class KafkaBroker:
             time.sleep(0.1)
         self.stop()
         raise KafkaStartError(
-            f"Kafka did not serve on {self.bootstrap} within {self.ready_timeout:g} s; "
-            f"log {self.log_path}:\n{self.log_tail()}"
+            f"Kafka did not serve on {self.bootstrap} within {self.ready_timeout:g} s:\n{self.diagnosis()}"
         )
 
 
@@ -318,8 +334,7 @@ def run_in_foreground(broker: KafkaBroker, announce=print) -> bool:
         while not stop_requested.wait(0.5):
             if not broker.running:
                 raise KafkaStartError(
-                    f"Kafka exited unexpectedly with code {broker.process.returncode}; "
-                    f"log {broker.log_path}:\n{broker.log_tail()}"
+                    f"Kafka exited unexpectedly with code {broker.process.returncode}:\n{broker.diagnosis()}"
                 )
         announce("stopping Kafka")
         return broker.stop() in CLEAN_EXIT_CODES

@@ -72,7 +72,9 @@ def create_topics(
             except KafkaException as error:
                 # Another process may have created it between our look and our request: that is fine.
                 if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise TopicError(f"cannot create topic {name!r} on Kafka at {bootstrap}: {error.args[0]}") from None
+                    raise TopicError(
+                        f"cannot create topic {name!r} on Kafka at {bootstrap}: {error.args[0].str()}"
+                    ) from None
     return [
         TopicState(name, partitions, created=True)
         if name in wanted
