@@ -134,6 +134,7 @@ class KafkaBroker:
     ``start()`` formats the storage on first use, starts the JVM and returns once the broker answers
     metadata requests; ``stop()`` sends SIGTERM (Kafka then shuts down cleanly) and kills after
     ``stop_timeout``. Restarting on the same ``data_dir`` keeps topics, messages and committed offsets.
+    On Linux the JVM is stopped when the thread that started it ends, so start it from a long-lived thread.
     """
 
     def __init__(
@@ -323,10 +324,10 @@ class KafkaBroker:
 
 def run_in_foreground(broker: KafkaBroker, announce=print) -> bool:
     """Start ``broker``, serve until SIGTERM or SIGINT, then stop it; return whether it stopped cleanly."""
+    broker.start()  # until it serves, Ctrl-C and SIGTERM act as usual; the JVM dies with this process
     stop_requested = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        broker.start()
         announce(
             f"Kafka {kafka_version()} is ready for clients at {broker.bootstrap}; data in {broker.data_dir}, "
             f"log in {broker.log_path}; Ctrl-C or SIGTERM stops it"

@@ -5,6 +5,7 @@ Everything runs against a real broker; the tests at the end check the errors peo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -30,7 +31,7 @@ from embedded.kafka_broker import (
     free_port,
     kafka_version,
 )
-from embedded.topics import TOPICS, KafkaUnreachable, MissingTopics, create_topics, require_topics
+from embedded.topics import TOPICS, KafkaUnreachable, MissingTopics, TopicError, create_topics, require_topics
 from tests.conftest import KAFKA_JARS_DIR, REPO
 
 WAIT = 60.0  # an upper bound for waits on the broker, never an assertion about speed
@@ -143,6 +144,14 @@ def test_require_topics_names_every_missing_topic(kafka):
 
 
 @pytest.mark.kafka
+def test_create_topics_reports_a_topic_kafka_refuses(kafka):
+    with pytest.raises(
+        TopicError, match="cannot create topic .no spaces allowed. on Kafka at .*: Topic name is invalid"
+    ):
+        create_topics(kafka.bootstrap, names=("no spaces allowed",))
+
+
+@pytest.mark.kafka
 def test_restart_keeps_messages_and_committed_offsets(kafka):
     topic = new_topic(kafka.bootstrap)
     sent = [f"kept {i}".encode() for i in range(20)]
@@ -202,10 +211,15 @@ def test_analytics_kafka_serves_until_sigterm(kafka_jars, tmp_path):
 def test_broker_stops_when_analytics_kafka_is_killed(kafka_jars, tmp_path):
     port = free_port()
     process, _ = start_analytics_kafka(port, tmp_path)
+    jvm = broker_jvm(process)
     process.kill()
     process.wait()
 
-    wait_for(lambda: not port_open(port), "the orphaned broker to stop")
+    try:
+        wait_for(lambda: not port_open(port), "the orphaned broker to stop")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(jvm, signal.SIGKILL)  # leave no broker behind if this test fails
 
 
 @pytest.mark.kafka
