@@ -37,9 +37,9 @@ from tests.conftest import KAFKA_JARS_DIR, REPO
 WAIT = 60.0  # an upper bound for waits on the broker, never an assertion about speed
 
 
-def new_topic(bootstrap: str, partitions: int = 1) -> str:
+def new_topic(bootstrap: str) -> str:
     name = f"test_{uuid.uuid4().hex[:12]}"
-    create_topics(bootstrap, partitions, names=(name,))
+    create_topics(bootstrap, names=(name,))
     return name
 
 
