@@ -91,6 +91,57 @@ def migrate(clickhouse_url, target) -> None:
 
 
 @main.command()
+@click.option("--port", type=int, help="Broker port on 127.0.0.1 (ANALYTICS_KAFKA_PORT, default 9092).")
+@click.option("--controller-port", type=int, help="KRaft controller port (ANALYTICS_KAFKA_CONTROLLER_PORT).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Kafka data directory (ANALYTICS_KAFKA_DATA_DIR).")
+def kafka(port, controller_port, data_dir) -> None:
+    """Run a local single-node Apache Kafka in the foreground until Ctrl-C or SIGTERM.
+
+    The first run fetches the Kafka jars with Maven; it needs Java 17 or newer.
+    """
+    from embedded.kafka_broker import KafkaBroker, KafkaStartError, KafkaUnavailable, run_in_foreground
+
+    settings = load_settings(kafka_port=port, kafka_controller_port=controller_port, kafka_data_dir=data_dir)
+    _configure_logging(settings)
+    broker = KafkaBroker(
+        settings.resolved_kafka_data_dir,
+        settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+        jars_dir=settings.kafka_jars_dir,
+        stop_timeout=settings.kafka_stop_timeout,
+    )
+    try:
+        clean = run_in_foreground(broker, announce=lambda line: click.echo(line, err=True))
+    except (KafkaUnavailable, KafkaStartError) as error:
+        raise click.ClickException(str(error)) from None
+    if not clean:
+        raise click.ClickException(
+            f"Kafka did not stop cleanly (exit {broker.process.returncode}); see {broker.log_path}"
+        )
+
+
+@main.command()
+@click.option("--kafka", "bootstrap", help="Kafka bootstrap servers, HOST:PORT (ANALYTICS_KAFKA_BOOTSTRAP).")
+@click.option(
+    "--partitions", type=int, help="Partitions of each new topic (ANALYTICS_KAFKA_TOPIC_PARTITIONS, default 1)."
+)
+def topics(bootstrap, partitions) -> None:
+    """Create the topics the product reads, those that are missing; existing ones are left as they are."""
+    from embedded.topics import TopicError, create_topics
+
+    settings = load_settings(kafka_bootstrap=bootstrap, kafka_topic_partitions=partitions)
+    _configure_logging(settings)
+    if settings.kafka_bootstrap is None:
+        raise click.UsageError("no Kafka given: pass --kafka HOST:PORT or set ANALYTICS_KAFKA_BOOTSTRAP")
+    try:
+        states = create_topics(settings.kafka_bootstrap, settings.kafka_topic_partitions)
+    except TopicError as error:
+        raise click.ClickException(str(error)) from None
+    for state in states:
+        click.echo(state.describe())
+
+
+@main.command()
 def up() -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
     settings = load_settings()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,7 +45,21 @@ class Settings(BaseSettings):
     kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
     kafka_flush_interval_ms: int = Field(500, description="Longest wait before a partial batch is inserted.")
 
-    kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset means no Kafka.")
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; unset means no Kafka."
+    )
+    kafka_topic_partitions: int = Field(1, ge=1, description="Partitions of each topic `analytics topics` creates.")
+
+    # The local Apache Kafka of `analytics kafka` (a single KRaft node on 127.0.0.1).
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the local Kafka broker.")
+    kafka_controller_port: int | None = Field(
+        None, ge=1, le=65535, description="KRaft controller port of the local Kafka [default: a free port]."
+    )
+    kafka_data_dir: Path | None = Field(None, description="Local Kafka data directory [default: DATA_DIR/kafka-data].")
+    kafka_stop_timeout: float = Field(
+        30.0, gt=0, description="Seconds the local Kafka gets to shut down on SIGTERM before it is killed."
+    )
+
     grpc_port: int = Field(50055, description="Port of the gRPC AnalyticsService.")
 
     log_level: str = Field("INFO", description="Log level of every component.")
@@ -53,6 +67,26 @@ class Settings(BaseSettings):
     @property
     def resolved_clickhouse_data_dir(self) -> Path:
         return self.clickhouse_data_dir or self.data_dir / "clickhouse"
+
+    @property
+    def resolved_kafka_data_dir(self) -> Path:
+        return self.kafka_data_dir or self.data_dir / "kafka-data"
+
+    @property
+    def kafka_jars_dir(self) -> Path:
+        """Cache of the Kafka jars Maven fetches, one folder per Kafka version."""
+        return self.data_dir / "kafka"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{server.strip()!r} is not HOST:PORT")
+        return value
 
     @property
     def resolved_clickhouse_url(self) -> str:

@@ -1,12 +1,19 @@
-"""Fixtures shared by every suite: a real embedded ClickHouse on a free port."""
+"""Fixtures shared by every suite: a real embedded ClickHouse and a real Apache Kafka on free ports."""
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
+from embedded.kafka_broker import KafkaBroker, KafkaUnavailable, ensure_jars, find_java, free_port
 from tests import embedded_server
+
+REPO = Path(__file__).resolve().parent.parent
+# The same cache `analytics kafka` uses by default, so the jars are fetched once per checkout.
+KAFKA_JARS_DIR = REPO / ".analytics" / "kafka"
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +47,27 @@ def analytics_db(clickhouse):
     result = migrate(settings, capture=True)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     return clickhouse
+
+
+@pytest.fixture(scope="session")
+def kafka_jars() -> Path:
+    """Kafka's jars, fetched on first use. Without Java or Maven, Kafka tests skip, except in CI where they fail."""
+    try:
+        find_java()
+        return ensure_jars(KAFKA_JARS_DIR)
+    except KafkaUnavailable as error:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"Kafka tests must run in CI: {error}", pytrace=False)
+        pytest.skip(f"Kafka tests need Java 17+ and Maven: {error}")
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_jars, tmp_path_factory) -> KafkaBroker:
+    """One real Kafka broker for the whole run: ``.bootstrap``, ``.stop()``, ``.start()``, ``.restart()``.
+
+    Tests that stop it must start it again; tests use topics of their own.
+    """
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), jars_dir=KAFKA_JARS_DIR)
+    broker.start()
+    yield broker
+    broker.stop()
