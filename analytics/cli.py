@@ -144,9 +144,18 @@ def topics(bootstrap, partitions) -> None:
 @main.command()
 def up() -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
+    from embedded.engine import DataDirectoryInUse
+    from embedded.launcher import Stack
+    from embedded.server import InsecureBind
+
     settings = load_settings()
     _configure_logging(settings)
-    _run_embedded_clickhouse(settings)
+    try:
+        code = Stack(settings).run()
+    except (DataDirectoryInUse, InsecureBind) as error:
+        raise click.ClickException(str(error)) from None
+    if code != 0:
+        raise click.ClickException("the stack did not start; see the log above")
 
 
 if __name__ == "__main__":

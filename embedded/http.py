@@ -831,15 +831,23 @@ def _credentials(request: Request, url: dict[str, str]) -> tuple[str, str]:
     return url.get("user") or "default", url.get("password", "")
 
 
-def create_app(engine: Engine, config: FrontConfig) -> Starlette:
-    """The ASGI application: ``/`` for queries, ``/ping`` and ``/replicas_status`` for probes."""
+def create_app(engine: Engine, config: FrontConfig, extra_lifespan=None) -> Starlette:
+    """The ASGI application: ``/`` for queries, ``/ping`` and ``/replicas_status`` for probes.
+
+    ``extra_lifespan`` (an async context manager factory taking the app) runs inside the app's
+    own: it starts after the engine is ready and ends before chDB is closed.
+    """
     front = Front(engine, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         reaper = asyncio.create_task(_expire_sessions(front))
         try:
-            yield
+            if extra_lifespan is None:
+                yield
+            else:
+                async with extra_lifespan(app):
+                    yield
         finally:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -48,11 +49,14 @@ def serve(
     password: str = "",
     max_concurrent_queries: int = 64,
     log_level: str = "info",
+    extra_lifespan=None,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
 ) -> None:
     """Own ``data_dir`` with chDB and serve the ClickHouse HTTP interface until SIGTERM or Ctrl-C.
 
     On a signal uvicorn stops accepting connections and lets in-flight requests finish; then
-    every chDB connection is closed and the data directory released.
+    ``extra_lifespan`` (the launcher's components) ends, every chDB connection is closed and the
+    data directory released.
     """
     check_bind(host, password)
     # A client that disconnects while we write to a FIFO must raise BrokenPipeError, not kill us.
@@ -61,7 +65,9 @@ def serve(
     engine.open()
     try:
         app = create_app(
-            engine, FrontConfig(user=user, password=password, max_concurrent_queries=max_concurrent_queries)
+            engine,
+            FrontConfig(user=user, password=password, max_concurrent_queries=max_concurrent_queries),
+            extra_lifespan=extra_lifespan,
         )
         config = uvicorn.Config(
             app,
@@ -76,6 +82,8 @@ def serve(
             lifespan="on",
         )
         server = uvicorn.Server(config)
+        if on_server is not None:
+            on_server(server)
         log.info("embedded ClickHouse %s on http://%s:%d (data in %s)", engine.version, host, port, data_dir)
         server.run()
     finally:

@@ -1,0 +1,139 @@
+"""`analytics up`: the whole stack on the embedded default, in one process that owns chDB.
+
+Order of start: chDB and its HTTP interface; the schema (`dbt build` against that interface);
+then the components that need the schema (gRPC service, Kafka bridge, demo traffic, Dagster).
+On SIGTERM or Ctrl-C uvicorn stops taking requests, the components stop in reverse order
+(each finishing what it holds: the gRPC service drains, the bridge commits), in-flight HTTP
+requests finish, and chDB is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+import uvicorn
+
+from analytics.settings import Settings
+from embedded.engine import Engine
+from embedded.server import serve
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """Something `up` runs next to the embedded ClickHouse; both calls may block."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+# A factory gets the settings and the open engine and returns the component, or None to skip it.
+ComponentFactory = Callable[[Settings, Engine], "Component | None"]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    components: list[ComponentFactory] = field(default_factory=list)
+    migrate: bool = True
+    started: list[Component] = field(default_factory=list)
+    failed: BaseException | None = None
+
+    def run(self) -> int:
+        """Serve until a signal; 0 after a clean stop, 1 when start-up failed."""
+        settings = self.settings
+        servers: list[uvicorn.Server] = []
+
+        @contextlib.asynccontextmanager
+        async def components_lifespan(app):
+            task = asyncio.create_task(self._start_components(app.state.front.engine, servers[0]))
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await anyio.to_thread.run_sync(self._stop_components)
+
+        serve(
+            data_dir=settings.resolved_clickhouse_data_dir,
+            host=settings.clickhouse_host,
+            port=settings.clickhouse_http_port,
+            user=settings.clickhouse_user,
+            password=settings.clickhouse_password.get_secret_value(),
+            max_concurrent_queries=settings.clickhouse_max_concurrent_queries,
+            log_level=settings.log_level,
+            extra_lifespan=components_lifespan,
+            on_server=servers.append,
+        )
+        return 1 if self.failed is not None else 0
+
+    async def _start_components(self, engine: Engine, server: uvicorn.Server) -> None:
+        while not server.started:  # the HTTP interface must listen before dbt can use it
+            await asyncio.sleep(0.05)
+        try:
+            if self.migrate:
+                await anyio.to_thread.run_sync(self._migrate)
+            for factory in self.components:
+                component = await anyio.to_thread.run_sync(factory, self.settings, engine)
+                if component is None:
+                    continue
+                log.info("starting %s", component.name)
+                await anyio.to_thread.run_sync(component.start)
+                self.started.append(component)
+            log.info("the stack is up: ClickHouse HTTP on %s", self.settings.resolved_clickhouse_url)
+        except Exception as error:  # noqa: BLE001 - reported, then the whole stack stops
+            log.error("start-up failed: %s", error)
+            self.failed = error
+            server.should_exit = True
+
+    def _migrate(self) -> None:
+        from analytics.migrate import migrate
+
+        log.info("building the schema (dbt build)")
+        result = migrate(self.settings, capture=True)
+        if result.returncode != 0:
+            raise RuntimeError("dbt build failed:\n" + (result.stdout[-4000:] or result.stderr[-4000:]))
+
+    def _stop_components(self) -> None:
+        while self.started:
+            component = self.started.pop()
+            log.info("stopping %s", component.name)
+            try:
+                component.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                log.exception("%s did not stop cleanly", component.name)
+
+
+class ThreadComponent:
+    """A component whose work is a blocking `run(stop_event)` in a thread of its own."""
+
+    def __init__(self, name: str, run: Callable[[threading.Event], None]):
+        self.name = name
+        self._run = run
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._guarded, name=name, daemon=True)
+
+    def _guarded(self) -> None:
+        try:
+            self._run(self._stop)
+        except Exception:  # noqa: BLE001 - a component's failure is logged, the stack keeps serving
+            log.exception("%s failed", self.name)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
