@@ -141,6 +141,50 @@ def topics(bootstrap, partitions) -> None:
         click.echo(state.describe())
 
 
+def stack_components() -> list:
+    """What `analytics up` runs next to the embedded ClickHouse, in start order."""
+    from embedded import bridge
+
+    return [bridge.component]
+
+
+@main.command()
+@click.option("--kafka", "bootstrap", help="Kafka bootstrap servers, HOST:PORT (ANALYTICS_KAFKA_BOOTSTRAP).")
+@click.option("--clickhouse-url", help="ClickHouse with the schema (ANALYTICS_CLICKHOUSE_URL).")
+@click.option(
+    "--create-topics/--no-create-topics",
+    default=True,
+    show_default=True,
+    help="Create missing topics at start; without, a missing topic is an error.",
+)
+def ingest(bootstrap, clickhouse_url, create_topics) -> None:
+    """Consume the topics into the landing tables until SIGTERM (the Kafka engine's job, embedded)."""
+    import signal
+
+    from embedded.bridge import Bridge, config_from, prepare_topics
+    from embedded.topics import TopicError
+
+    settings = load_settings(kafka_bootstrap=bootstrap, clickhouse_url=clickhouse_url)
+    _configure_logging(settings)
+    if not settings.kafka_bootstrap:
+        raise click.UsageError("no Kafka given: pass --kafka HOST:PORT or set ANALYTICS_KAFKA_BOOTSTRAP")
+    config = config_from(settings)
+    try:
+        prepare_topics(config, create=create_topics, partitions=settings.kafka_topic_partitions)
+    except TopicError as error:
+        raise click.ClickException(str(error)) from None
+    bridge = Bridge(config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: bridge.stop_event.set())
+    bridge.start()
+    click.echo(
+        f"consuming {', '.join(config.topic_prefix + t for t in config.topics)} from {config.bootstrap}", err=True
+    )
+    bridge.wait()
+    if bridge.failures:
+        raise click.ClickException(f"the bridge stopped: {bridge.failures[0]}")
+
+
 @main.command()
 def up() -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
@@ -151,7 +195,7 @@ def up() -> None:
     settings = load_settings()
     _configure_logging(settings)
     try:
-        code = Stack(settings).run()
+        code = Stack(settings, components=stack_components()).run()
     except (DataDirectoryInUse, InsecureBind) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:

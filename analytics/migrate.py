@@ -23,6 +23,8 @@ def dbt_vars(settings: Settings) -> dict:
         "ingest": settings.resolved_ingest,
         "cluster": settings.cluster,
         "kafka_broker_list": settings.kafka_bootstrap or "127.0.0.1:9092",
+        "kafka_topic_prefix": settings.kafka_topic_prefix,
+        "kafka_consumer_group_prefix": settings.kafka_consumer_group_prefix,
         "kafka_num_consumers": settings.kafka_consumers,
         "kafka_max_block_size": settings.kafka_max_block_size,
         "kafka_flush_interval_ms": settings.kafka_flush_interval_ms,

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     cluster: str = Field("", description="ClickHouse cluster for ON CLUSTER DDL and Replicated engines (server mode).")
     log_retention_hours: int = Field(720, description="Hours raw job log lines are kept (counts never expire).")
     audit_mode: bool = Field(False, description="Keep every raw log line forever.")
+    kafka_topic_prefix: str = Field("", description="Prepended to every topic name (e.g. 'prod.').")
+    kafka_consumer_group_prefix: str = Field("analytics", description="Consumer groups are PREFIX_<topic>.")
     kafka_consumers: int = Field(1, description="Consumers per topic (Kafka engine and bridge).")
     kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
     kafka_flush_interval_ms: int = Field(500, description="Longest wait before a partial batch is inserted.")

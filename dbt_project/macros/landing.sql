@@ -13,7 +13,7 @@
       'engine': 'Kafka()',
       'settings': {
         'kafka_broker_list': var('kafka_broker_list'),
-        'kafka_topic_list': topic,
+        'kafka_topic_list': var('kafka_topic_prefix') ~ topic,
         'kafka_group_name': var('kafka_consumer_group_prefix') ~ '_' ~ topic,
         'kafka_format': format,
         'kafka_handle_error_mode': 'stream',

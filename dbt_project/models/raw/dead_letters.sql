@@ -1,11 +1,12 @@
 {#-
   Messages that could not be taken in: unparsable, or breaking the event contract. Written by
-  the dead-letter views with Kafka-engine ingest, and by the embedded Kafka bridge.
+  the dead-letter views with Kafka-engine ingest, and by the embedded Kafka bridge. One row per
+  Kafka position: a message dead-lettered again after a crash and redelivery merges away.
 -#}
 {{ config(
-    engine=engine('MergeTree'),
-    order_by='(topic, received_at)',
-    partition_by='toYYYYMM(received_at)',
+    engine=engine('ReplacingMergeTree'),
+    order_by='(topic, partition, offset)',
+    settings={'allow_nullable_key': 1},
 ) }}
 
 select

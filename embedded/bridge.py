@@ -1,0 +1,426 @@
+"""The Kafka bridge: the Kafka table engine's job, done next to chDB (which cannot run that engine).
+
+For every topic it consumes with the consumer group the Kafka-engine table would use
+(``<prefix>_<topic>``), so switching between embedded and server mode keeps offsets meaningful.
+It batches by count and time (the engine's max block size and flush interval), inserts the
+message bytes as they came into ``analytics.<topic>_queue`` so ClickHouse does the parsing, and
+commits offsets only after the insert succeeded: at-least-once, like the engine. Redelivered
+events count once because the schema's first-seen gate drops keys it has seen.
+
+A batch ClickHouse refuses for its data is split in halves until the bad messages stand alone;
+each of those goes to ``analytics.dead_letters`` with its topic, partition, offset, bytes and
+the error, and its neighbours are inserted. Transient failures (ClickHouse unreachable, busy)
+are retried with backoff and nothing is committed meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import urllib3
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+
+from embedded.topics import TOPICS
+
+log = logging.getLogger(__name__)
+
+MESSAGES = Counter("analytics_bridge_messages_total", "Messages consumed by the bridge", ["topic"])
+INSERTED = Counter("analytics_bridge_inserted_total", "Messages inserted into landing tables", ["topic"])
+DEAD_LETTERED = Counter("analytics_bridge_dead_letters_total", "Messages sent to dead letters", ["topic"])
+RETRIES = Counter("analytics_bridge_insert_retries_total", "Inserts retried after a transient failure", ["topic"])
+INSERT_SECONDS = Histogram("analytics_bridge_insert_seconds", "Time to insert one batch", ["topic"])
+LAG = Gauge("analytics_bridge_consumer_lag", "Messages not yet committed", ["topic", "partition"])
+
+# ClickHouse errors that are about the data itself: retrying the same bytes cannot succeed.
+DATA_ERRORS = frozenset(
+    {
+        6,
+        25,
+        26,
+        27,
+        38,
+        41,
+        53,
+        69,
+        70,
+        72,
+        117,
+        131,
+        190,
+        321,
+        376,
+        395,
+        441,
+        469,
+        497,
+        676,
+        677,
+        1001,
+    }
+)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    clickhouse_url: str
+    bootstrap: str
+    database: str = "analytics"
+    user: str = "default"
+    password: str = ""
+    topic_prefix: str = ""
+    group_prefix: str = "analytics"
+    consumers_per_topic: int = 1
+    max_block_size: int = 65536
+    flush_interval_ms: int = 500
+    lag_interval_s: float = 5.0
+    session_timeout_ms: int = 10_000
+    topics: tuple[str, ...] = TOPICS
+
+
+class InsertRefused(Exception):
+    """ClickHouse refused a batch because of its data (a parse error, a contract rule)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class ClickHouseUnavailable(Exception):
+    """The insert could not be done now: ClickHouse unreachable, busy or failing for another reason."""
+
+
+class LandingWriter:
+    """Inserts raw Kafka messages into a topic's landing table over ClickHouse's HTTP interface."""
+
+    def __init__(self, config: BridgeConfig, topic: str):
+        self.config = config
+        self.topic = topic  # the product topic: it names the landing table
+        self.kafka_topic = config.topic_prefix + topic  # what the rows record, like the engine's _topic
+        self.http = urllib3.PoolManager(
+            retries=False, timeout=urllib3.Timeout(connect=5, read=300), headers=self._auth_headers()
+        )
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"X-ClickHouse-User": self.config.user, "X-ClickHouse-Key": self.config.password}
+
+    def rows(self, messages: Iterable[Message]) -> bytes:
+        """One JSONEachRow line per message: its own JSON with the Kafka position added as keys."""
+        lines = []
+        for message in messages:
+            position = (
+                f'"_topic":{json.dumps(self.kafka_topic)},"_partition":{message.partition()},'
+                f'"_offset":{message.offset()},"_timestamp_ms":{_timestamp(message)}'
+            ).encode()
+            value = (message.value() or b"").strip()
+            if self.topic == "telemetry":
+                # Telemetry lands whole in one String column; a nested object is read as its text.
+                lines.append(b'{"message":' + value + b"," + position + b"}")
+            else:
+                inner = value[1:].lstrip()
+                separator = b"" if inner.startswith(b"}") else b","
+                lines.append(b"{" + position + separator + inner)
+        return b"\n".join(lines)
+
+    def insert(self, messages: list[Message]) -> None:
+        first, last = messages[0], messages[-1]
+        columns = " (message, _topic, _partition, _offset, _timestamp_ms)" if self.topic == "telemetry" else ""
+        params = {
+            "query": f"INSERT INTO {self.config.database}.{self.topic}_queue{columns} FORMAT JSONEachRow",
+            # A batch retried after a crash carries the same token (where ClickHouse deduplicates blocks).
+            "insert_deduplication_token": f"{self.topic}:{first.partition()}:{first.offset()}-{last.offset()}",
+            "input_format_json_read_objects_as_strings": "1",
+            "date_time_input_format": "best_effort",
+        }
+        self.post(params, self.rows(messages))
+
+    def dead_letter(self, message: Message, error: str) -> None:
+        row = {
+            "topic": self.kafka_topic,
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "raw_message": (message.value() or b"").decode("utf-8", "replace"),
+            "error": error,
+        }
+        params = {"query": f"INSERT INTO {self.config.database}.dead_letters FORMAT JSONEachRow"}
+        self.post(params, json.dumps(row).encode())
+
+    def post(self, params: dict[str, str], body: bytes) -> None:
+        url = f"{self.config.clickhouse_url.rstrip('/')}/?{urlencode(params)}"
+        try:
+            response = self.http.request("POST", url, body=body)
+        except urllib3.exceptions.HTTPError as error:
+            raise ClickHouseUnavailable(f"ClickHouse at {self.config.clickhouse_url} is unreachable: {error}") from None
+        if response.status == 200:
+            return
+        code = int(response.headers.get("X-ClickHouse-Exception-Code", "0") or 0)
+        message = response.data.decode("utf-8", "replace").strip()
+        if code in DATA_ERRORS:
+            raise InsertRefused(code, message)
+        raise ClickHouseUnavailable(f"ClickHouse answered {response.status}: {message[:500]}")
+
+
+def _timestamp(message: Message) -> str:
+    kind, milliseconds = message.timestamp()
+    return "null" if milliseconds is None or milliseconds < 0 else json.dumps(_iso(milliseconds))
+
+
+def _iso(milliseconds: int) -> str:
+    seconds, remainder = divmod(milliseconds, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{remainder:03d}Z"
+
+
+class TopicConsumer:
+    """One consumer of one topic's consumer group, inserting what it consumes into one landing table."""
+
+    def __init__(self, config: BridgeConfig, topic: str, stop: threading.Event, number: int = 0):
+        self.config = config
+        self.topic = topic
+        self.kafka_topic = config.topic_prefix + topic
+        self.group = f"{config.group_prefix}_{topic}"
+        self.stop_event = stop
+        self.writer = LandingWriter(config, topic)
+        self.name = f"bridge-{topic}-{number}"
+        self.pending: list[Message] = []
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": config.bootstrap,
+                "group.id": self.group,
+                "client.id": self.name,
+                # Static membership: a bridge restarted after a crash gets its partitions back at
+                # once instead of waiting for the dead consumer's session to expire.
+                "group.instance.id": f"{socket.gethostname()}-{self.name}",
+                "session.timeout.ms": config.session_timeout_ms,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self._last_lag = 0.0
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        self.consumer.subscribe([self.kafka_topic], on_revoke=self._on_revoke)
+        try:
+            while not self.stop_event.is_set():
+                self._fill_batch()
+                if self.pending:
+                    self._flush()
+                self._report_lag_now_and_then()
+            if self.pending:
+                self._flush()  # asked to stop: finish the batch and commit it
+        except ClickHouseUnavailable:
+            log.warning(
+                "%s: stopped while ClickHouse was unavailable; %d messages stay uncommitted",
+                self.name,
+                len(self.pending),
+            )
+        finally:
+            self.consumer.close()
+
+    def _fill_batch(self) -> None:
+        deadline = time.monotonic() + self.config.flush_interval_ms / 1000
+        while len(self.pending) < self.config.max_block_size and not self.stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            batch = self.consumer.consume(
+                num_messages=min(10_000, self.config.max_block_size - len(self.pending)), timeout=min(remaining, 0.2)
+            )
+            for message in batch:
+                error = message.error()
+                if error is None:
+                    self.pending.append(message)
+                    MESSAGES.labels(self.topic).inc()
+                elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise KafkaException(error)
+                elif not error.retriable():
+                    log.warning("%s: %s", self.name, error)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Whatever we hold of the partitions we lose is inserted and committed before they go.
+        if self.pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        messages, self.pending = self.pending, []
+        self._insert_all(messages)
+        self._commit(messages)
+
+    def _insert_all(self, messages: list[Message]) -> None:
+        """Insert the batch; isolate messages ClickHouse refuses and dead-letter them."""
+        stack = [messages]
+        while stack:
+            part = stack.pop()
+            try:
+                self._with_retries(self.writer.insert, part)
+                INSERTED.labels(self.topic).inc(len(part))
+            except InsertRefused as refused:
+                if len(part) == 1:
+                    self._with_retries(self.writer.dead_letter, part[0], str(refused))
+                    DEAD_LETTERED.labels(self.topic).inc()
+                else:
+                    middle = len(part) // 2
+                    stack.extend([part[middle:], part[:middle]])  # first half first, keeping order
+
+    def _with_retries(self, action, *args) -> None:
+        """Retry while ClickHouse is unavailable; when asked to stop meanwhile, give up uncommitted."""
+        delay = 0.1
+        while True:
+            try:
+                with INSERT_SECONDS.labels(self.topic).time():
+                    action(*args)
+                return
+            except ClickHouseUnavailable as error:
+                if self.stop_event.is_set():
+                    raise  # the batch stays uncommitted and is consumed again after a restart
+                RETRIES.labels(self.topic).inc()
+                log.warning("%s: %s; retrying in %.1fs", self.name, error, delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _commit(self, messages: list[Message]) -> None:
+        last: dict[int, int] = {}
+        for message in messages:
+            last[message.partition()] = max(last.get(message.partition(), -1), message.offset())
+        offsets = [TopicPartition(self.kafka_topic, partition, offset + 1) for partition, offset in last.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            # A rebalance took the partitions away: the new owner re-reads them and the gate
+            # drops what we already inserted.
+            log.warning("%s: commit failed (%s); the messages will be redelivered", self.name, error)
+
+    # -- lag --------------------------------------------------------------------------------
+    def _report_lag_now_and_then(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < self.config.lag_interval_s:
+            return
+        self._last_lag = now
+        try:
+            self.report_lag()
+        except (KafkaException, ClickHouseUnavailable, InsertRefused) as error:
+            log.warning("%s: could not measure consumer lag: %s", self.name, error)
+
+    def report_lag(self) -> list[dict]:
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return []
+        committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
+        rows = []
+        for tp in assignment:
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            done = committed.get(tp.partition, -1)  # negative: nothing committed yet
+            lag = high - (done if done >= 0 else low)
+            LAG.labels(self.topic, str(tp.partition)).set(lag)
+            rows.append(
+                {
+                    "consumer_group": self.group,
+                    "topic": self.kafka_topic,
+                    "partition": tp.partition,
+                    "committed_offset": done,
+                    "high_watermark": high,
+                    "lag": lag,
+                }
+            )
+        params = {
+            "query": f"INSERT INTO {self.config.database}.kafka_consumer_lag "
+            "(consumer_group, topic, partition, committed_offset, high_watermark, lag) FORMAT JSONEachRow"
+        }
+        self.writer.post(params, "\n".join(json.dumps(row) for row in rows).encode())
+        return rows
+
+
+class Bridge:
+    """Every topic's consumers, each in a thread; `stop()` lets them finish their batch and commit."""
+
+    def __init__(self, config: BridgeConfig):
+        self.config = config
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.failures: list[BaseException] = []
+
+    def start(self) -> None:
+        for topic in self.config.topics:
+            for number in range(self.config.consumers_per_topic):
+                consumer = TopicConsumer(self.config, topic, self.stop_event, number)
+                thread = threading.Thread(target=self._run, args=(consumer,), name=consumer.name, daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    def _run(self, consumer: TopicConsumer) -> None:
+        try:
+            consumer.run()
+        except BaseException as error:  # noqa: BLE001 - reported by wait()/stop()
+            log.exception("%s stopped", consumer.name)
+            self.failures.append(error)
+            self.stop_event.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def wait(self) -> None:
+        """Block until stopped (by stop() or a failing consumer)."""
+        while not self.stop_event.wait(0.5):
+            pass
+        self.stop()
+
+
+def config_from(settings, clickhouse_url: str | None = None) -> BridgeConfig:
+    """The bridge's configuration from the project's settings object."""
+    return BridgeConfig(
+        clickhouse_url=clickhouse_url or settings.resolved_clickhouse_url,
+        bootstrap=settings.kafka_bootstrap,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        topic_prefix=settings.kafka_topic_prefix,
+        group_prefix=settings.kafka_consumer_group_prefix,
+        consumers_per_topic=settings.kafka_consumers,
+        max_block_size=settings.kafka_max_block_size,
+        flush_interval_ms=settings.kafka_flush_interval_ms,
+    )
+
+
+def prepare_topics(config: BridgeConfig, create: bool, partitions: int) -> None:
+    """Create the topics (or, when told not to, insist that they exist) before consuming."""
+    from embedded.topics import create_topics, require_topics
+
+    names = tuple(config.topic_prefix + topic for topic in config.topics)
+    if create:
+        create_topics(config.bootstrap, partitions, names=names)
+    else:
+        require_topics(config.bootstrap, names=names)
+
+
+class BridgeComponent:
+    """The bridge as a component of `analytics up` (when ANALYTICS_KAFKA_BOOTSTRAP is set)."""
+
+    name = "Kafka bridge"
+
+    def __init__(self, config: BridgeConfig, partitions: int):
+        self.config = config
+        self.partitions = partitions
+        self.bridge = Bridge(config)
+
+    def start(self) -> None:
+        prepare_topics(self.config, create=True, partitions=self.partitions)
+        self.bridge.start()
+
+    def stop(self) -> None:
+        self.bridge.stop()
+
+
+def component(settings, engine) -> BridgeComponent | None:
+    if not settings.kafka_bootstrap:
+        return None
+    return BridgeComponent(config_from(settings), settings.kafka_topic_partitions)
