@@ -8,6 +8,7 @@ project reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,13 @@ class Settings(BaseSettings):
     grpc_port: int = Field(50055, description="Port of the gRPC AnalyticsService.")
 
     log_level: str = Field("INFO", description="Log level of every component.")
+
+    # `analytics demo`
+    demo_rate: float = Field(50.0, gt=0, description="Events per second the demo generates.")
+    demo_users: int = Field(20, ge=1, description="Users the demo simulates.")
+    demo_sink: Literal["clickhouse", "kafka", "logger"] | None = Field(
+        None, description="Where the demo sends events [default: kafka if KAFKA_BOOTSTRAP is set, else clickhouse]."
+    )
 
     @property
     def resolved_clickhouse_data_dir(self) -> Path:

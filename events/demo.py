@@ -27,6 +27,7 @@ from functools import partial
 
 from events.client import Client, ClientStats
 from events.event import AnalyticsCompatEvent, AnyEvent, Event, format_time
+from events.sinks import DeliveryStats
 
 KINDS = ("HEARTBEAT", "CONTAINER")
 FAILURES_BEFORE_TERMINATION = 3
@@ -288,18 +289,33 @@ def run_demo(
     report_every: float = 5.0,
 ) -> Counter[str]:
     """Send the generated stream through `client` in real time (per `clock`) for `duration` seconds,
-    or until interrupted; `report` is called every `report_every` seconds. Returns the counts."""
+    or until Ctrl-C; `report` is called every `report_every` seconds. Returns the counts."""
     start = clock()
     generator = DemoGenerator(users=users, rate=rate, start=start, seed=seed)
     end = math.inf if duration is None else start + duration
     next_report = start + report_every
-    while True:
-        now = clock()
-        for event in generator.advance(min(now, end)):
-            client.send(event)
-        if now >= end:
-            return generator.counts
-        if report is not None and now >= next_report:
-            report(generator.counts, client.stats)
-            next_report += report_every
-        sleep(tick)
+    try:
+        while True:
+            now = clock()
+            for event in generator.advance(min(now, end)):
+                client.send(event)
+            if now >= end:
+                break
+            if report is not None and now >= next_report:
+                report(generator.counts, client.stats)
+                next_report += report_every
+            sleep(tick)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how an open-ended demo ends
+    return generator.counts
+
+
+def summary(counts: Counter[str], stats: ClientStats, delivery: DeliveryStats | None = None) -> str:
+    """One line for people: what was generated, what reached the sink, what the sink delivered."""
+    by_topic = ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items()) if topic != "duplicates")
+    total = sum(n for topic, n in counts.items() if topic != "duplicates")
+    line = f"generated {total} events ({by_topic or 'none yet'}; {counts['duplicates']} duplicates)"
+    line += f"; handed to the sink {stats.emitted}, dropped {stats.dropped}"
+    if delivery is not None:
+        line += f"; delivered {delivery.delivered}, rejected {delivery.rejected}, failed {delivery.failed}"
+    return line
