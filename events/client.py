@@ -84,7 +84,8 @@ class _Pipeline:
         self.sink = sink
         self.batching = sink.batching
         self.clock = clock
-        self.queue: queue.Queue[AnyEvent | _Marker] = queue.Queue(maxsize=queue_size)
+        # Each event waits with the clock reading of its arrival: a batch's age is its oldest event's wait.
+        self.queue: queue.Queue[tuple[float, AnyEvent] | _Marker] = queue.Queue(maxsize=queue_size)
         self.lock = threading.Lock()  # guards the counters and `closed`
         self.closed = False
         self.accepted = self.dropped = self.emitted = self.failed = self.abandoned = 0
@@ -104,7 +105,7 @@ class _Pipeline:
         with self.lock:
             if not self.closed:
                 try:
-                    self.queue.put_nowait(event)
+                    self.queue.put_nowait((self.clock(), event))
                     self.accepted += 1
                     return True
                 except queue.Full:
@@ -176,8 +177,7 @@ class _Pipeline:
 
     def drain(self) -> None:
         """Emit everything queued, due or not (flush and close without a consumer thread)."""
-        while not self.queue.empty():
-            self._consume(None)
+        self._consume(None)
         self._emit_batch()
 
     def _run(self) -> None:
@@ -189,36 +189,35 @@ class _Pipeline:
                 first = None
             stopped = self._consume(first)
 
-    def _consume(self, item: AnyEvent | _Marker | None) -> bool:
-        """Take `item` and what else is queued (up to one batch), then emit if due; True on a stop marker."""
-        taken = 0
-        while True:
-            if item is None:
-                if taken >= self.batching.max_events:
-                    break  # let the age check below run between long drains
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-            taken += 1
+    def _consume(self, first: tuple[float, AnyEvent] | _Marker | None) -> bool:
+        """Take `first` and what is queued now, then emit the batch if it is old enough.
+
+        Returns True when a stop marker was taken (the consumer then ends).
+        """
+        items = [first] if first is not None else []
+        for _ in range(self.queue.qsize()):  # what is queued now; later arrivals wait for the next round
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        for item in items:
             if isinstance(item, _Marker):
                 self._emit_batch()
                 item.done.set()
                 if item.stop:
                     return True
             else:
-                self._add(item)
-            item = None
+                self._add(*item)
         if self.batch and self._batch_age() >= self.batching.interval:
             self._emit_batch()
         return False
 
-    def _add(self, event: AnyEvent) -> None:
+    def _add(self, arrived: float, event: AnyEvent) -> None:
         size = len(event.json) + 1  # one line of JSON each
         if self.batch and self.batch_bytes + size > self.batching.max_bytes:
             self._emit_batch()
         if not self.batch:
-            self.batch_started = self.clock()
+            self.batch_started = arrived
         self.batch.append(event)
         self.batch_bytes += size
         if len(self.batch) >= self.batching.max_events or self.batch_bytes >= self.batching.max_bytes:

@@ -68,7 +68,7 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @cache
-def _validator(name: str) -> Draft202012Validator:
+def reference_validator(name: str) -> Draft202012Validator:
     registry = Registry().with_resources((n, Resource.from_contents(load_schema(n))) for n in schema_names())
     return Draft202012Validator(load_schema(name), registry=registry)
 
@@ -85,7 +85,7 @@ def validate_message(message: Mapping[str, Any]) -> None:
     event_type = message.get("event_type")
     topic = topic_for(event_type) if isinstance(event_type, str) else None
     # A topic schema includes the envelope, so for a valid event one fast check is all it takes.
-    if topic is None or not _fast_check(SCHEMA_BY_TOPIC[topic])(message):
+    if topic is None or not fast_check(SCHEMA_BY_TOPIC[topic])(message):
         _check(message, ENVELOPE_SCHEMA, "event")  # first, so a missing envelope field is what gets named
         topic = topic_for(message["event_type"])
         _check(message, SCHEMA_BY_TOPIC[topic], _label(message))
@@ -98,7 +98,7 @@ def _label(message: Mapping[str, Any]) -> str:
 
 
 @cache
-def _fast_check(name: str) -> Check:
+def fast_check(name: str) -> Check:
     return compile_schema(load_schema(name), name, _resolve)
 
 
@@ -113,10 +113,10 @@ def _resolve(reference: str, document: str) -> tuple[dict[str, Any], str]:
 
 
 def _check(message: Mapping[str, Any], schema: str, label: str) -> None:
-    if _fast_check(schema)(message):
+    if fast_check(schema)(message):
         return
     # jsonschema is the reference: it names the problem, and overrules the fast check if they disagree.
-    error = best_match(_validator(schema).iter_errors(message))
+    error = best_match(reference_validator(schema).iter_errors(message))
     if error is not None:
         field, problem = _explain(error)
         raise InvalidEvent(field, problem, label)
