@@ -109,16 +109,17 @@ class DemoGenerator:
 
     # -- workflows ---------------------------------------------------------------------------
     def _new_activity(self, at: float, out: Outbox) -> None:
+        """One thing a user does: mostly run a job; sometimes create, update or delete a workflow."""
         user_id = self._rng.choice(list(self._workflows))
         active = [w for w in self._workflows[user_id] if w.state == "active"]
         roll = self._rng.random()
-        if not active or (len(active) < MAX_ACTIVE_WORKFLOWS_PER_USER and roll < 0.06):
+        if not active or (roll < 0.06 and len(active) < MAX_ACTIVE_WORKFLOWS_PER_USER):
             self._create_workflow(user_id, at, out)
             self._planned += 1
-        elif roll < 0.08:
+        elif 0.06 <= roll < 0.07:
             self._workflow_event(self._rng.choice(active), "updated", at, out)
             self._planned += 1
-        elif roll < 0.085:
+        elif 0.07 <= roll < 0.075:
             workflow = self._rng.choice(active)
             workflow.state = "deleted"
             self._workflow_event(workflow, "deleted", at, out)
