@@ -4,8 +4,9 @@ Users own HEARTBEAT and CONTAINER workflows. Workflows are created, sometimes up
 deleted, and terminated after three failed jobs in a row. Jobs go created -> started ->
 completed or failed, with durations typical of their kind; a few are cancelled (before or while
 running) and a few never finish. Running jobs write logs in bursts. A share of the workflows
-report the way the scheduler does today, through the `analytics` compatibility topic. Now and
-then an event is delivered twice, as at-least-once delivery does.
+report the way the scheduler does today, through the `analytics` compatibility topic. Every five
+seconds the scheduler records how many jobs are running (a `metric`, on the telemetry topic). Now
+and then an event is delivered twice, as at-least-once delivery does.
 
 It is a discrete-event simulation: `DemoGenerator.advance(until)` returns everything that
 happened up to `until`, so a fake clock and a seed give the same stream every time.
@@ -31,6 +32,7 @@ from events.sinks import DeliveryStats
 
 KINDS = ("HEARTBEAT", "CONTAINER")
 FAILURES_BEFORE_TERMINATION = 3
+METRIC_INTERVAL = 5.0
 MAX_ACTIVE_WORKFLOWS_PER_USER = 6
 
 _LOG_LINES = {
@@ -92,6 +94,8 @@ class DemoGenerator:
         self._tie_breaker = itertools.count()
         self._workflows: dict[str, list[_Workflow]] = {self._new_id(): [] for _ in range(users)}
         self.counts: Counter[str] = Counter()  # events produced per topic, and "duplicates"
+        self._running_jobs = 0
+        self._schedule(start + METRIC_INTERVAL, self._report_running_jobs)
 
     def advance(self, until: float) -> list[AnyEvent]:
         """Everything that happens up to `until` (seconds since the epoch), in time order."""
@@ -192,8 +196,11 @@ class DemoGenerator:
             self._log_event(job, count, at, out)
         elif what == "started":
             job.status, job.started_at = "running", at
+            self._running_jobs += 1
             self._job_event(job, "started", at, out)
         else:
+            if job.status == "running":
+                self._running_jobs -= 1
             job.status, job.completed_at = what, at
             self._job_event(job, what, at, out)
             self._count_failure(job, at, out)
@@ -243,6 +250,13 @@ class DemoGenerator:
             attributes["sequence"] = sequence
             attributes["message"] = self._rng.choice(_LOG_LINES[workflow.kind])
         self._emit(Event("job_log", "created", attributes, event_id=self._new_id(), event_time=_moment(at)), at, out)
+
+    def _report_running_jobs(self, at: float, out: Outbox) -> None:
+        attributes = {"service_name": "scheduler", "value": self._running_jobs}
+        self._emit(
+            Event("metric", "jobs_running", attributes, event_id=self._new_id(), event_time=_moment(at)), at, out
+        )
+        self._schedule(at + METRIC_INTERVAL, self._report_running_jobs)
 
     # -- output ------------------------------------------------------------------------------
     def _compat(self, workflow: _Workflow, kind: str, data: dict, at: float, out: Outbox) -> None:

@@ -13,9 +13,10 @@ import threading
 import pytest
 
 from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event
+from events.demo import run_demo
 from events.retry import backoff_delay, is_retryable
 from tests.embedded_server import free_port
-from tests.events_support import TcpForwarder
+from tests.events_support import FakeClock, TcpForwarder
 
 _COMMON = "event_id String, event_time String, event_type String, event_name String, user_id String"
 LANDING_TABLES = {
@@ -286,3 +287,18 @@ def test_is_retryable(status, code, retryable):
 
 def test_backoff_doubles_up_to_its_cap():
     assert [backoff_delay(attempt, 0.25, 2.0) for attempt in range(6)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_a_demo_stream_lands_whole(clickhouse, ch):
+    create_landing_tables(ch)
+    clock = FakeClock()
+    sink = ClickHouseSink(clickhouse.url, database=ch.database, batch_size=500)
+    client = Client(sink, clock=clock, queue_size=100_000, background=False)
+
+    counts = run_demo(client, rate=100, users=5, duration=30, seed=11, clock=clock, sleep=clock.advance, tick=0.25)
+    client.close()
+
+    assert sink.stats.rejected == sink.stats.failed == 0
+    for topic in LANDING_TABLES:
+        landed = ch.command(f"SELECT count() FROM {ch.database}.{topic}_queue")
+        assert landed == counts[topic] > 0, topic  # duplicates included: deduplication is downstream

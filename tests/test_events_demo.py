@@ -111,7 +111,7 @@ def test_workflows_are_created_before_their_jobs_and_take_none_once_ended(stream
     state = {}  # workflow_id -> its latest workflow event
     owner = {}
     for event in unique(events):
-        if not isinstance(event, Event):
+        if not isinstance(event, Event) or event.event_type == "metric":
             continue
         a = event.attributes
         if event.event_type == "workflow":
@@ -144,6 +144,21 @@ def test_logs_come_in_bursts_while_their_job_runs(stream):
         assert a["count"] >= 1
         assert ("message" in a) == (a["count"] == 1) and ("stream" in a) == (a["count"] == 1)
     assert max(e.attributes["count"] for e in logs) > 50
+
+
+def test_the_running_jobs_metric_matches_the_job_events():
+    # Without compatibility workflows, whose job starts are not events, the stream shows every job.
+    events = DemoGenerator(users=15, rate=RATE, start=START, seed=42, legacy_share=0.0).advance(START + DURATION)
+    running, reports = set(), []
+    for event in unique(events):
+        if isinstance(event, Event) and event.event_type == "job":
+            (running.add if event.event_name == "started" else running.discard)(event.attributes["job_id"])
+        elif isinstance(event, Event) and event.event_type == "metric":
+            assert (event.event_name, event.attributes["service_name"]) == ("jobs_running", "scheduler")
+            reports.append((event.attributes["value"], len(running)))
+    assert len(reports) == DURATION // 5
+    assert all(value == expected for value, expected in reports)
+    assert max(value for value, _ in reports) > 0
 
 
 def test_compatibility_events_cover_their_own_workflows_with_plausible_values(stream):
