@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import logging
 import queue
 import threading
@@ -275,10 +276,9 @@ class Client:
         for name in attributes:
             if name in ENVELOPE_FIELDS:
                 raise InvalidEvent(name, "is an envelope field and cannot be an attribute")
-        copy = object.__new__(Client)
-        copy._pipeline = self._pipeline
-        copy._attributes = {**self._attributes, **attributes}
-        return copy
+        clone = copy.copy(self)  # shares the pipeline
+        clone._attributes = {**self._attributes, **attributes}
+        return clone
 
     def with_service(self, name: str, version: str | None = None, commit: str | None = None) -> Client:
         attributes = {ATTR_SERVICE_NAME: name, ATTR_SERVICE_VERSION: version, ATTR_SERVICE_COMMIT: commit}
@@ -294,7 +294,9 @@ class Client:
         return self.with_attributes(**{ATTR_IS_DEV: is_dev})
 
     # -- recording -------------------------------------------------------------------------------
-    def record(self, event_type: str, event_name: str, /, *, event_time: Timestamp = None, **attributes: Any):
+    def record(
+        self, event_type: str, event_name: str, /, *, event_time: Timestamp = None, **attributes: Any
+    ) -> Event | None:
         """Record an event with the client's attributes and these; returns it, or None if it was dropped.
 
         Raises InvalidEvent, naming the field, if the event breaks the contract.

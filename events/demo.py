@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
+from events.clickhouse import ClickHouseSink
 from events.client import Client, ClientStats
 from events.event import AnalyticsCompatEvent, AnyEvent, Event, format_time
-from events.sinks import DeliveryStats
+from events.kafka import KafkaSink
+from events.sinks import DeliveryError, DeliveryStats, LoggerSink, Sink
 
 KINDS = ("HEARTBEAT", "CONTAINER")
 FAILURES_BEFORE_TERMINATION = 3
@@ -323,6 +325,32 @@ def run_demo(
     except KeyboardInterrupt:
         pass  # Ctrl-C is how an open-ended demo ends
     return generator.counts
+
+
+def demo_sink(
+    kind: str,
+    *,
+    kafka_bootstrap: str | None,
+    clickhouse_url: str,
+    clickhouse_user: str = "default",
+    clickhouse_password: str = "",
+) -> tuple[Sink, str]:
+    """The sink `analytics demo` sends to, and where that is in words. Undeliverable demo events
+    are only counted: the sink logs why."""
+
+    def count_only(events: list[AnyEvent], error: DeliveryError) -> None:
+        pass
+
+    if kind == "kafka":
+        if not kafka_bootstrap:
+            raise ValueError("the kafka sink needs ANALYTICS_KAFKA_BOOTSTRAP (host:port of a broker)")
+        return KafkaSink(kafka_bootstrap, on_error=count_only), f"Kafka at {kafka_bootstrap}"
+    if kind == "clickhouse":
+        sink = ClickHouseSink(clickhouse_url, user=clickhouse_user, password=clickhouse_password, on_error=count_only)
+        return sink, f"ClickHouse at {clickhouse_url}"
+    if kind == "logger":
+        return LoggerSink(), "the log"
+    raise ValueError(f"unknown sink {kind!r}; choose clickhouse, kafka or logger")
 
 
 def summary(counts: Counter[str], stats: ClientStats, delivery: DeliveryStats | None = None) -> str:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from analytics.cli import main
 from events import AnalyticsCompatEvent, Batching, Client, Event, MemorySink
 from events.contract import validate_message
-from events.demo import KINDS, DemoGenerator, run_demo
+from events.demo import KINDS, DemoGenerator, demo_sink, run_demo
 from tests.events_support import START, FakeClock
 
 DURATION = 300.0
@@ -241,3 +241,15 @@ def test_the_demo_command_explains_what_the_kafka_sink_needs(monkeypatch):
 def test_the_demo_command_refuses_a_rate_of_zero():
     result = CliRunner().invoke(main, ["demo", "--sink", "logger", "--rate", "0"])
     assert result.exit_code == 2 and "ANALYTICS_DEMO_RATE" in result.output
+
+
+def test_the_demo_command_fails_when_clickhouse_rejects_the_events(clickhouse):
+    env = {"ANALYTICS_CLICKHOUSE_URL": clickhouse.url, "ANALYTICS_CLICKHOUSE_PASSWORD": "wrong"}
+    result = CliRunner(env=env).invoke(main, ["demo", "--sink", "clickhouse", "--duration", "0.5", "--seed", "1"])
+    assert result.exit_code == 1, result.output
+    assert re.search(r"rejected [1-9]\d*", result.output) and "were not delivered" in result.output
+
+
+def test_an_unknown_demo_sink_is_refused():
+    with pytest.raises(ValueError, match="clickhouse, kafka or logger"):
+        demo_sink("pigeon", kafka_bootstrap=None, clickhouse_url="http://127.0.0.1:8123")
