@@ -66,6 +66,13 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", description="Log level of every component.")
 
+    # `analytics demo`
+    demo_rate: float = Field(50.0, gt=0, description="Events per second the demo generates.")
+    demo_users: int = Field(20, ge=1, description="Users the demo simulates.")
+    demo_sink: Literal["clickhouse", "kafka", "logger"] | None = Field(
+        None, description="Where the demo sends events [default: kafka if KAFKA_BOOTSTRAP is set, else clickhouse]."
+    )
+
     @property
     def resolved_clickhouse_data_dir(self) -> Path:
         return self.clickhouse_data_dir or self.data_dir / "clickhouse"

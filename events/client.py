@@ -1,0 +1,460 @@
+"""The events client: build and validate events in the caller's thread, deliver them from a consumer thread.
+
+Recording never blocks. Accepted events wait in a bounded queue; when it is full the newest event
+is dropped and counted (`client.stats.dropped`), so a slow or unreachable sink costs events, never
+the caller's latency. A consumer thread takes events off the queue and hands them to the sink in
+batches, as the sink's `batching` asks: at a number of events, a number of bytes or an age of the
+oldest event, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import copy
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from events.contract import ENVELOPE_FIELDS, InvalidEvent, parse_time, validate_message
+from events.event import (
+    AnalyticsCompatEvent,
+    AnyEvent,
+    CompatEventType,
+    Event,
+    encode_json,
+    format_time,
+    to_utc_millis,
+)
+from events.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]  # seconds since the epoch, like time.time
+
+ATTR_SERVICE_NAME = "service_name"
+ATTR_SERVICE_VERSION = "service_version"
+ATTR_SERVICE_COMMIT = "service_commit"
+ATTR_IS_DEV = "is_dev"
+ATTR_INSTALL_ID = "install_id"
+ATTR_USER_ID = "user_id"
+
+WorkflowEventName = Literal["created", "updated", "terminated", "deleted"]
+JobEventName = Literal["created", "started", "completed", "failed", "cancelled"]
+JOB_STATUS_BY_EVENT = {
+    "created": "pending",
+    "started": "running",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+Timestamp = datetime | str | None
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """Counters of a client and its copies, since it was created."""
+
+    accepted: int  # validated and queued
+    dropped: int  # refused because the queue was full or the client closed
+    emitted: int  # handed to the sink
+    failed: int  # lost because the sink raised while taking them
+    abandoned: int  # not yet handed to the sink when close() ran out of time
+    pending: int  # accepted and not yet handed to the sink (queued, batched or being emitted)
+
+
+@dataclass
+class _Marker:
+    """Put in the queue behind the events it waits for; the consumer sets `done` on reaching it."""
+
+    stop: bool
+    done: threading.Event
+
+
+class _Pipeline:
+    """The queue, the batch being filled and the consumer thread, shared by a client and its copies."""
+
+    def __init__(self, sink: Sink, queue_size: int, clock: Clock, background: bool):
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        self.sink = sink
+        self.batching = sink.batching
+        self.clock = clock
+        # Each event waits with the clock reading of its arrival: a batch's age is its oldest event's wait.
+        self.queue: queue.Queue[tuple[float, AnyEvent] | _Marker] = queue.Queue(maxsize=queue_size)
+        self.lock = threading.Lock()  # guards the counters and `closed`
+        self.closed = False
+        self.accepted = self.dropped = self.emitted = self.failed = self.abandoned = 0
+        # The batch is touched only by the consumer: the thread, or the caller of pump() without one.
+        self.batch: list[AnyEvent] = []
+        self.batch_bytes = 0
+        self.batch_started = 0.0
+        self.thread: threading.Thread | None = None
+        if background:
+            self.thread = threading.Thread(target=self._run, name="events-consumer", daemon=True)
+            self.thread.start()
+            # A forgotten close() must not cost the events still queued when the program ends.
+            atexit.register(self.close, 5.0)
+
+    # -- producer side (any thread) ----------------------------------------------------------
+    def put(self, event: AnyEvent) -> bool:
+        with self.lock:
+            if not self.closed:
+                try:
+                    self.queue.put_nowait((self.clock(), event))
+                    self.accepted += 1
+                    return True
+                except queue.Full:
+                    pass
+            self.dropped += 1
+            dropped, closed = self.dropped, self.closed
+        # Log the first drop and then every thousandth, so a full queue cannot flood the log.
+        if dropped == 1 or dropped % 1000 == 0:
+            reason = "the client is closed" if closed else f"the queue is full ({self.queue.maxsize} events)"
+            log.warning("dropped an event because %s; %d dropped so far", reason, dropped)
+        return False
+
+    def stats(self) -> ClientStats:
+        with self.lock:
+            return ClientStats(
+                accepted=self.accepted,
+                dropped=self.dropped,
+                emitted=self.emitted,
+                failed=self.failed,
+                abandoned=self.abandoned,
+                pending=self.accepted - self.emitted - self.failed,
+            )
+
+    def flush(self, timeout: float) -> bool:
+        """Hand everything accepted so far to the sink; False if that did not happen within `timeout`."""
+        if self.thread is None:
+            self.drain()
+            return True
+        if not self.thread.is_alive():
+            return self.stats().pending == 0
+        marker = _Marker(stop=False, done=threading.Event())
+        deadline = time.monotonic() + timeout
+        try:
+            self.queue.put(marker, timeout=timeout)
+        except queue.Full:
+            return False
+        return marker.done.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self, timeout: float) -> bool:
+        with self.lock:
+            if self.closed:
+                return self.abandoned == 0
+            self.closed = True
+        atexit.unregister(self.close)
+        deadline = time.monotonic() + timeout
+        if self.thread is None:
+            self.drain()
+        else:
+            # If even the marker finds no room, the consumer is stuck; what is left counts as abandoned.
+            with contextlib.suppress(queue.Full):
+                self.queue.put(_Marker(stop=True, done=threading.Event()), timeout=timeout)
+            self.thread.join(max(0.0, deadline - time.monotonic()))
+            if self.thread.is_alive():
+                with self.lock:
+                    self.abandoned = self.accepted - self.emitted - self.failed
+                log.warning(
+                    "close() gave up after %.1fs with %d events not yet handed to the sink", timeout, self.abandoned
+                )
+        try:
+            self.sink.close()
+        except Exception:
+            log.exception("closing the sink failed")
+        return self.abandoned == 0
+
+    # -- consumer side -----------------------------------------------------------------------
+    def pump(self) -> None:
+        """Without blocking: batch what is queued, and emit every batch that is full or old enough."""
+        self._consume(None)
+
+    def drain(self) -> None:
+        """Emit everything queued, due or not (flush and close without a consumer thread)."""
+        self._consume(None)
+        self._emit_batch()
+
+    def _run(self) -> None:
+        stopped = False
+        while not stopped:
+            try:
+                first = self.queue.get(timeout=self._seconds_until_due())
+            except queue.Empty:
+                first = None
+            stopped = self._consume(first)
+
+    def _consume(self, first: tuple[float, AnyEvent] | _Marker | None) -> bool:
+        """Take `first` and what is queued now, then emit the batch if it is old enough.
+
+        Returns True when a stop marker was taken (the consumer then ends).
+        """
+        items = [first] if first is not None else []
+        for _ in range(self.queue.qsize()):  # what is queued now; later arrivals wait for the next round
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        for item in items:
+            if isinstance(item, _Marker):
+                self._emit_batch()
+                item.done.set()
+                if item.stop:
+                    return True
+            else:
+                self._add(*item)
+        if self.batch and self._batch_age() >= self.batching.interval:
+            self._emit_batch()
+        return False
+
+    def _add(self, arrived: float, event: AnyEvent) -> None:
+        size = len(event.json) + 1  # one line of JSON each
+        if self.batch and self.batch_bytes + size > self.batching.max_bytes:
+            self._emit_batch()
+        if not self.batch:
+            self.batch_started = arrived
+        self.batch.append(event)
+        self.batch_bytes += size
+        if len(self.batch) >= self.batching.max_events or self.batch_bytes >= self.batching.max_bytes:
+            self._emit_batch()
+
+    def _batch_age(self) -> float:
+        age = self.clock() - self.batch_started
+        return age if age >= 0 else float("inf")  # the wall clock went back: send rather than wait
+
+    def _seconds_until_due(self) -> float | None:
+        if not self.batch:
+            return None  # nothing waits: sleep until an event or a marker arrives
+        return max(0.0, self.batching.interval - self._batch_age())
+
+    def _emit_batch(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        try:
+            self.sink.emit(batch)
+        except Exception:
+            log.exception("the sink raised on a batch of %d events; they are lost", len(batch))
+            with self.lock:
+                self.failed += len(batch)
+        else:
+            with self.lock:
+                self.emitted += len(batch)
+
+
+class Client:
+    """Records events and sends them to a sink.
+
+    `with_*` methods return a copy that adds attributes to every event; copies share the queue,
+    the consumer and the counters, and closing any of them closes all. Use it as a context
+    manager, or call `close()`, so queued events reach the sink before the program ends.
+
+    `clock` gives event times and batch ages (seconds since the epoch). With `background=False`
+    there is no consumer thread: nothing is sent until `pump()`, `flush()` or `close()` is called.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        queue_size: int = 10_000,
+        clock: Clock = time.time,
+        background: bool = True,
+    ):
+        self._pipeline = _Pipeline(sink, queue_size, clock, background)
+        self._attributes: dict[str, Any] = {}
+
+    # -- context ---------------------------------------------------------------------------------
+    def with_attributes(self, **attributes: Any) -> Client:
+        """A copy of this client that sets these attributes on every event it records."""
+        for name in attributes:
+            if name in ENVELOPE_FIELDS:
+                raise InvalidEvent(name, "is an envelope field and cannot be an attribute")
+        clone = copy.copy(self)  # shares the pipeline
+        clone._attributes = {**self._attributes, **attributes}
+        return clone
+
+    def with_service(self, name: str, version: str | None = None, commit: str | None = None) -> Client:
+        attributes = {ATTR_SERVICE_NAME: name, ATTR_SERVICE_VERSION: version, ATTR_SERVICE_COMMIT: commit}
+        return self.with_attributes(**{key: value for key, value in attributes.items() if value is not None})
+
+    def with_user_id(self, user_id: str) -> Client:
+        return self.with_attributes(**{ATTR_USER_ID: user_id})
+
+    def with_install_id(self, install_id: str) -> Client:
+        return self.with_attributes(**{ATTR_INSTALL_ID: install_id})
+
+    def with_is_dev(self, is_dev: bool = True) -> Client:
+        return self.with_attributes(**{ATTR_IS_DEV: is_dev})
+
+    # -- recording -------------------------------------------------------------------------------
+    def record(
+        self, event_type: str, event_name: str, /, *, event_time: Timestamp = None, **attributes: Any
+    ) -> Event | None:
+        """Record an event with the client's attributes and these; returns it, or None if it was dropped.
+
+        Raises InvalidEvent, naming the field, if the event breaks the contract.
+        """
+        merged = {**self._attributes, **attributes}
+        for name, value in merged.items():
+            if isinstance(value, datetime):
+                merged[name] = format_time(to_utc_millis(value, name))
+        event = Event(event_type, event_name, merged, event_time=self._time(event_time))
+        return self.send(event)
+
+    def record_metric(self, name: str, value: float, /, **attributes: Any) -> Event | None:
+        """Record a `metric` event carrying `value`."""
+        return self.record("metric", name, value=value, **attributes)
+
+    def record_raw(self, data: Mapping[str, Any]) -> Event | None:
+        """Send an event given in its JSON form as is (no client attributes, its own id and time).
+
+        Raises InvalidEvent naming the field if an envelope field is missing or anything is invalid.
+        """
+        return self.send(Event.from_dict(data))
+
+    def send(self, event: AnyEvent) -> AnyEvent | None:
+        """Validate and queue an event built elsewhere; returns it, or None if it was dropped."""
+        _check_serializable(event)
+        validate_message(event.to_dict())
+        return event if self._pipeline.put(event) else None
+
+    def record_workflow(
+        self,
+        event_name: WorkflowEventName,
+        *,
+        workflow_id: str,
+        kind: str,
+        user_id: str | None = None,
+        event_time: Timestamp = None,
+        **attributes: Any,
+    ) -> Event | None:
+        """A workflow was created, updated, terminated or deleted. `user_id` defaults to the client's."""
+        return self.record(
+            "workflow",
+            event_name,
+            event_time=event_time,
+            **self._user(user_id),
+            workflow_id=workflow_id,
+            kind=kind,
+            **attributes,
+        )
+
+    def record_job(
+        self,
+        event_name: JobEventName,
+        *,
+        workflow_id: str,
+        job_id: str,
+        user_id: str | None = None,
+        status: str | None = None,
+        scheduled_at: Timestamp = None,
+        started_at: Timestamp = None,
+        completed_at: Timestamp = None,
+        event_time: Timestamp = None,
+        **attributes: Any,
+    ) -> Event | None:
+        """A job changed state. `status` defaults to the one the event implies (created -> pending, ...)."""
+        return self.record(
+            "job",
+            event_name,
+            event_time=event_time,
+            **self._user(user_id),
+            workflow_id=workflow_id,
+            job_id=job_id,
+            status=status or JOB_STATUS_BY_EVENT.get(event_name, event_name),
+            scheduled_at=scheduled_at,
+            started_at=started_at,
+            completed_at=completed_at,
+            **attributes,
+        )
+
+    def record_job_log(
+        self,
+        *,
+        workflow_id: str,
+        job_id: str,
+        count: int = 1,
+        user_id: str | None = None,
+        stream: str | None = None,
+        sequence: int | None = None,
+        message: str | None = None,
+        event_time: Timestamp = None,
+        **attributes: Any,
+    ) -> Event | None:
+        """`count` log entries written by a job; or, with `message`, one line of it."""
+        optional = {"stream": stream, "sequence": sequence, "message": message}
+        return self.record(
+            "job_log",
+            "created",
+            event_time=event_time,
+            **self._user(user_id),
+            workflow_id=workflow_id,
+            job_id=job_id,
+            count=count,
+            **{name: value for name, value in optional.items() if value is not None},
+            **attributes,
+        )
+
+    def record_analytics_compat(
+        self, event_type: CompatEventType, *, user_id: str, workflow_id: str, event_key: str | None = None, **data: Any
+    ) -> AnalyticsCompatEvent | None:
+        """A pre-aggregated event of the `analytics` compatibility topic, e.g.
+        `record_analytics_compat("JOBS", user_id=u, workflow_id=w, job_execution_duration=12)`."""
+        keyed = {"event_key": event_key} if event_key else {}
+        return self.send(AnalyticsCompatEvent(event_type, user_id, workflow_id, data, **keyed))
+
+    # -- delivery --------------------------------------------------------------------------------
+    @property
+    def stats(self) -> ClientStats:
+        return self._pipeline.stats()
+
+    def pump(self) -> None:
+        """Batch what is queued and emit the batches that are due (for clients without a thread)."""
+        self._pipeline.pump()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded so far has been handed to the sink; False after `timeout` seconds."""
+        return self._pipeline.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop accepting events, hand the queued ones to the sink and close it, within about `timeout`
+        seconds (plus the sink's own bounded close). Returns False if events were left behind
+        (counted in `stats.abandoned`). Calling it again does nothing."""
+        return self._pipeline.close(timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _time(self, event_time: Timestamp) -> datetime:
+        if event_time is None:
+            return datetime.fromtimestamp(self._pipeline.clock(), UTC)
+        if isinstance(event_time, str):
+            return parse_time(event_time, "event_time")
+        return event_time
+
+    def _user(self, user_id: str | None) -> dict[str, Any]:
+        return {ATTR_USER_ID: user_id} if user_id is not None else {}
+
+
+def _check_serializable(event: AnyEvent) -> None:
+    """Serialise now, in the caller's thread, so a bad value is reported here with its field name."""
+    try:
+        event.json  # noqa: B018 - computes and caches the JSON
+    except (TypeError, ValueError) as error:
+        for name, value in event.to_dict().items():
+            try:
+                encode_json({name: value})
+            except (TypeError, ValueError) as field_error:
+                raise InvalidEvent(name, f"cannot be written as JSON ({field_error})", "event") from None
+        raise InvalidEvent("event", f"cannot be written as JSON ({error})") from None

@@ -1,0 +1,151 @@
+"""The event contract: which topic an event goes to, and its JSON Schema (files in events/schemas/)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from events.schema_check import Check, compile_schema
+
+ENVELOPE_FIELDS = ("event_id", "event_time", "event_type", "event_name")
+
+WORKFLOWS_TOPIC = "workflows"
+JOBS_TOPIC = "jobs"
+JOB_LOGS_TOPIC = "job_logs"
+TELEMETRY_TOPIC = "telemetry"
+ANALYTICS_TOPIC = "analytics"
+
+# event_type -> topic; every other event type is telemetry.
+TOPIC_BY_EVENT_TYPE = {"workflow": WORKFLOWS_TOPIC, "job": JOBS_TOPIC, "job_log": JOB_LOGS_TOPIC}
+
+SCHEMA_BY_TOPIC = {
+    WORKFLOWS_TOPIC: "workflow.json",
+    JOBS_TOPIC: "job.json",
+    JOB_LOGS_TOPIC: "job_log.json",
+    TELEMETRY_TOPIC: "telemetry.json",
+    ANALYTICS_TOPIC: "analytics.json",
+}
+ENVELOPE_SCHEMA = "envelope.json"
+
+
+def topic_for(event_type: str) -> str:
+    return TOPIC_BY_EVENT_TYPE.get(event_type, TELEMETRY_TOPIC)
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks the contract; `field` names the offending field (dotted for nested ones)."""
+
+    def __init__(self, field: str, problem: str, event: str = "event"):
+        super().__init__(f"invalid {event}: {field} {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def parse_time(value: str, field: str) -> datetime:
+    """A timestamp of the contract (ISO 8601 with `Z` or an offset) as an aware datetime."""
+    timestamp = load_schema(ENVELOPE_SCHEMA)["$defs"]["timestamp"]
+    if not isinstance(value, str) or not re.fullmatch(timestamp["pattern"], value):
+        raise InvalidEvent(field, f"{timestamp['x-error']} (got {value!r})")
+    return datetime.fromisoformat(value)
+
+
+def schema_names() -> list[str]:
+    return [ENVELOPE_SCHEMA, *SCHEMA_BY_TOPIC.values()]
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    return json.loads((resources.files("events") / "schemas" / name).read_text(encoding="utf-8"))
+
+
+@cache
+def reference_validator(name: str) -> Draft202012Validator:
+    registry = Registry().with_resources((n, Resource.from_contents(load_schema(n))) for n in schema_names())
+    return Draft202012Validator(load_schema(name), registry=registry)
+
+
+def validate_message(message: Mapping[str, Any]) -> None:
+    """Check a message in its JSON form against its schema; raise InvalidEvent naming the first bad field.
+
+    An enveloped event is checked against the envelope first, so a missing envelope field is what
+    gets reported; a message with `EventKey` and no `event_type` is a compatibility event.
+    """
+    if "EventKey" in message and "event_type" not in message:
+        _check(message, SCHEMA_BY_TOPIC[ANALYTICS_TOPIC], f"{ANALYTICS_TOPIC} compatibility event")
+        return
+    event_type = message.get("event_type")
+    topic = topic_for(event_type) if isinstance(event_type, str) else None
+    # A topic schema includes the envelope, so for a valid event one fast check is all it takes.
+    if topic is None or not fast_check(SCHEMA_BY_TOPIC[topic])(message):
+        _check(message, ENVELOPE_SCHEMA, "event")  # first, so a missing envelope field is what gets named
+        topic = topic_for(message["event_type"])
+        _check(message, SCHEMA_BY_TOPIC[topic], _label(message))
+    if topic == JOBS_TOPIC:
+        _check_job_times(message, _label(message))
+
+
+def _label(message: Mapping[str, Any]) -> str:
+    return f"{message['event_type']} event {message['event_name']!r}"
+
+
+@cache
+def fast_check(name: str) -> Check:
+    return compile_schema(load_schema(name), name, _resolve)
+
+
+def _resolve(reference: str, document: str) -> tuple[dict[str, Any], str]:
+    """A `$ref` such as `envelope.json#/$defs/id` (or `#/$defs/id` within `document`)."""
+    target_document, _, pointer = reference.partition("#")
+    target_document = target_document or document
+    schema = load_schema(target_document)
+    for part in filter(None, pointer.split("/")):
+        schema = schema[part]
+    return schema, target_document
+
+
+def _check(message: Mapping[str, Any], schema: str, label: str) -> None:
+    if fast_check(schema)(message):
+        return
+    # jsonschema is the reference: it names the problem, and overrules the fast check if they disagree.
+    error = best_match(reference_validator(schema).iter_errors(message))
+    if error is not None:
+        field, problem = _explain(error)
+        raise InvalidEvent(field, problem, label)
+
+
+def _check_job_times(message: Mapping[str, Any], label: str) -> None:
+    # A negative duration would poison the execution-time sums, and a schema cannot compare two fields.
+    started, completed = message.get("started_at"), message.get("completed_at")
+    both = isinstance(started, str) and isinstance(completed, str)
+    if both and datetime.fromisoformat(completed) < datetime.fromisoformat(started):
+        raise InvalidEvent("completed_at", f"{completed} is before started_at {started}", label)
+
+
+def _explain(error: ValidationError) -> tuple[str, str]:
+    """The field a schema error is about (dotted path) and the problem in words."""
+    path = [str(part) for part in error.absolute_path]
+    instance, expected = error.instance, error.validator_value
+    if error.validator == "required":
+        missing = next(name for name in expected if name not in instance)
+        return ".".join([*path, missing]), "is required but missing"
+    if error.validator == "additionalProperties":
+        allowed = error.schema.get("properties", {})
+        unexpected = sorted(name for name in instance if name not in allowed)
+        return ".".join([*path, unexpected[0]]), "is not a field of this event"
+    field = ".".join(path) or "event"
+    if error.schema.get("x-error"):
+        return field, f"{error.schema['x-error']} (got {instance!r})"
+    if error.validator == "const":
+        return field, f"must be {expected!r} here (got {instance!r})"
+    if error.validator == "enum":
+        return field, f"must be one of {', '.join(map(repr, expected))} (got {instance!r})"
+    return field, error.message

@@ -1,0 +1,149 @@
+"""The two shapes of message the SDK sends: enveloped events and the scheduler's compatibility events."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, Literal
+
+from events.contract import ANALYTICS_TOPIC, ENVELOPE_FIELDS, InvalidEvent, parse_time, topic_for, validate_message
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and `Z`, e.g. 2026-11-24T08:00:00.123Z."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def to_utc_millis(moment: datetime, field_name: str) -> datetime:
+    """The same instant in UTC, truncated to milliseconds; a naive datetime is ambiguous and refused."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidEvent(field_name, "is a datetime without a time zone; give one (e.g. tzinfo=UTC)")
+    utc = moment.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(to_utc_millis(value, "attribute"))
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_json(data: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; datetimes become contract timestamps, NaN and infinities are refused."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event: the envelope (`event_id`, `event_time`, `event_type`, `event_name`) and its attributes.
+
+    `event_time` is kept in UTC with millisecond precision, exactly as it is serialised.
+    """
+
+    event_type: str
+    event_name: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    event_id: str = field(default_factory=new_event_id)
+    event_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_time", to_utc_millis(self.event_time, "event_time"))
+        for name in ENVELOPE_FIELDS:
+            if name in self.attributes:
+                raise InvalidEvent(name, "is an envelope field and cannot be an attribute")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        """An event from its JSON form (as `to_dict` gives it); raises InvalidEvent naming the first bad field."""
+        if not isinstance(data, Mapping):
+            raise InvalidEvent("event", f"must be a mapping, got {type(data).__name__}")
+        validate_message(data)
+        attributes = {name: value for name, value in data.items() if name not in ENVELOPE_FIELDS}
+        return cls(
+            event_type=data["event_type"],
+            event_name=data["event_name"],
+            attributes=attributes,
+            event_id=data["event_id"],
+            event_time=parse_time(data["event_time"], "event_time"),
+        )
+
+    @property
+    def topic(self) -> str:
+        return topic_for(self.event_type)
+
+    @property
+    def key(self) -> str | None:
+        """Partition key: the workflow keeps a workflow's events in order; else the user; else none."""
+        for name in ("workflow_id", "user_id"):
+            value = self.attributes.get(name)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "event_time": format_time(self.event_time),
+            "event_type": self.event_type,
+            "event_name": self.event_name,
+            **self.attributes,
+        }
+
+    @cached_property
+    def json(self) -> bytes:
+        """The event as one line of compact UTF-8 JSON (computed once, reused by every sink)."""
+        return encode_json(self.to_dict())
+
+
+CompatEventType = Literal["WORKFLOWS", "JOBS", "LOGS"]
+
+
+@dataclass(frozen=True)
+class AnalyticsCompatEvent:
+    """A pre-aggregated event of the `analytics` topic, in the shape the scheduler emits today.
+
+    `data` is `{"kind": ...}` for WORKFLOWS, `{"job_execution_duration": seconds}` for JOBS and
+    `{"count": n}` for LOGS. `event_key` is the deduplication key.
+    """
+
+    event_type: CompatEventType
+    user_id: str
+    workflow_id: str
+    data: dict[str, Any]
+    event_key: str = field(default_factory=new_event_id)
+
+    topic = ANALYTICS_TOPIC
+
+    @property
+    def event_id(self) -> str:
+        return self.event_key
+
+    @property
+    def key(self) -> str | None:
+        return self.workflow_id or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "EventKey": self.event_key,
+            "UserID": self.user_id,
+            "WorkflowID": self.workflow_id,
+            "EventType": self.event_type,
+            "Data": self.data,
+        }
+
+    @cached_property
+    def json(self) -> bytes:
+        return encode_json(self.to_dict())
+
+
+# What a sink receives: either kind of message, both with `topic`, `key`, `event_id` and `json`.
+AnyEvent = Event | AnalyticsCompatEvent

@@ -1,0 +1,121 @@
+"""KafkaSink: produce events to the topics of the contract with an idempotent confluent-kafka producer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from events.event import AnyEvent
+from events.sinks import Batching, DeliveryError, DeliveryStats, ErrorCallback, FailedEvents, _Counters
+
+log = logging.getLogger(__name__)
+
+
+class KafkaSink:
+    """Produces each event to its topic (`workflows`, `jobs`, `job_logs`, `telemetry`, `analytics`,
+    after `topic_prefix`), keyed by workflow id so a workflow's events stay in order on one
+    partition (else by user id, else unkeyed).
+
+    The producer is idempotent (`enable.idempotence`, hence `acks=all`): its own retries never
+    duplicate or reorder a partition. `config` adds or overrides librdkafka settings. Delivery
+    reports are counted in `stats`; failed events go to `on_error(events, error)` or are kept for
+    `take_undelivered()`. `close()` waits up to `flush_timeout` seconds for outstanding deliveries
+    and reports what is still undelivered then as failed.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topic_prefix: str = "",
+        config: Mapping[str, Any] | None = None,
+        flush_timeout: float = 10.0,
+        on_error: ErrorCallback | None = None,
+        batching: Batching | None = None,
+    ):
+        from confluent_kafka import Producer  # imported here: only this sink needs librdkafka
+
+        settings: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "client.id": "events-sdk",
+            "logger": log,
+        }
+        settings.update(config or {})
+        self._producer = Producer(settings)
+        self._topic_prefix = topic_prefix
+        self._flush_timeout = flush_timeout
+        # librdkafka batches by itself; hand it events soon after they are recorded.
+        self.batching = batching or Batching(max_events=10_000, max_bytes=16 << 20, interval=0.05)
+        self._failures = FailedEvents(on_error, "KafkaSink")
+        self._counters = _Counters()
+        self._close_lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self._counters.snapshot()
+
+    def take_undelivered(self) -> list[AnyEvent]:
+        """Events whose delivery failed while no `on_error` callback took them; removed from the sink."""
+        return self._failures.take()
+
+    def topic_for(self, event: AnyEvent) -> str:
+        return self._topic_prefix + event.topic
+
+    def emit(self, batch: Sequence[AnyEvent]) -> None:
+        if self._closed:
+            self._fail([*batch], DeliveryError("the sink is closed", retryable=False))
+            return
+        for event in batch:
+            self._produce(event)
+        self._producer.poll(0)  # serve the delivery reports that are ready
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        remaining = self._producer.flush(self._flush_timeout)
+        if remaining:
+            log.warning(
+                "%d events not delivered within %.1fs; reporting them as failed", remaining, self._flush_timeout
+            )
+            # Purging makes librdkafka report each of them to _delivered with a purge error.
+            self._producer.purge(in_queue=True, in_flight=True)
+            self._producer.flush(min(1.0, self._flush_timeout))
+
+    def _produce(self, event: AnyEvent) -> None:
+        key = event.key.encode() if event.key else None
+        deadline = time.monotonic() + self._flush_timeout
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic_for(event), value=event.json, key=key, on_delivery=partial(self._delivered, event)
+                )
+                return
+            except BufferError:
+                # The producer's local queue is full: let deliveries drain it, for a bounded time.
+                if time.monotonic() >= deadline:
+                    self._fail([event], DeliveryError("the producer queue stayed full", retryable=True))
+                    return
+                self._producer.poll(0.1)
+            except Exception as error:  # KafkaException for an invalid topic name or message size
+                self._fail([event], DeliveryError(f"cannot produce: {error}", retryable=False))
+                return
+
+    def _delivered(self, event: AnyEvent, error: Any, message: Any) -> None:
+        if error is None:
+            self._counters.add(delivered=1)
+        else:
+            self._fail([event], DeliveryError(error.str(), retryable=error.retriable(), code=error.code()))
+
+    def _fail(self, events: list[AnyEvent], error: DeliveryError) -> None:
+        self._counters.add(failed=len(events))
+        self._failures.report(events, error)

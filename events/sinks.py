@@ -1,0 +1,188 @@
+"""Where events go: the `Sink` protocol and the small sinks (logger, no-op, filter, in-memory).
+
+A sink receives batches from the client's consumer thread. It reports its own delivery failures
+(to an `on_error` callback, or by keeping the events) instead of raising: by the time a batch
+reaches a sink, the caller that recorded it has long moved on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from events.event import AnyEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How the client groups events for a sink: a batch goes out at `max_events`, at `max_bytes`
+    of JSON, or `interval` seconds after its first event, whichever comes first."""
+
+    max_events: int = 1000
+    max_bytes: int = 1 << 20
+    interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1:
+            raise ValueError(f"max_events must be at least 1, got {self.max_events}")
+        if self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {self.max_bytes}")
+        if self.interval < 0:
+            raise ValueError(f"interval must not be negative, got {self.interval}")
+
+
+class Sink(Protocol):
+    """A destination for events. `emit` may block (it runs on the client's consumer thread)."""
+
+    batching: Batching
+
+    def emit(self, batch: Sequence[AnyEvent]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DeliveryError(Exception):
+    """Why a sink could not deliver some events: HTTP status and ClickHouse or Kafka error code if known."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None, code: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.code = code
+
+
+# Called with the events a sink gave up on and the reason; it runs on the sink's thread.
+ErrorCallback = Callable[[list[AnyEvent], DeliveryError], None]
+
+
+@dataclass
+class DeliveryStats:
+    """What a network sink did with the events it was given."""
+
+    delivered: int = 0
+    rejected: int = 0  # refused by the server for good (not retried)
+    failed: int = 0  # gave up after retries, or undeliverable on close
+    retries: int = 0
+
+
+class FailedEvents:
+    """Keeps a network sink's undelivered events from vanishing: hands them to `on_error`, or keeps them.
+
+    Without a callback (or when it raises) the events stay in `events` for the owner to take.
+    """
+
+    def __init__(self, on_error: ErrorCallback | None, sink_name: str):
+        self._on_error = on_error
+        self._sink_name = sink_name
+        self._lock = threading.Lock()
+        self._kept: list[AnyEvent] = []
+
+    def report(self, events: list[AnyEvent], error: DeliveryError) -> None:
+        log.error("%s could not deliver %d events: %s", self._sink_name, len(events), error)
+        if self._on_error is not None:
+            try:
+                self._on_error(events, error)
+                return
+            except Exception:
+                log.exception("%s: on_error raised; keeping the %d events instead", self._sink_name, len(events))
+        with self._lock:
+            self._kept.extend(events)
+
+    def take(self) -> list[AnyEvent]:
+        """The kept events, removed from the sink (e.g. to write them elsewhere or retry later)."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        return kept
+
+
+class _Counters:
+    """Thread-safe DeliveryStats: updated by delivery threads, read as a snapshot."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = DeliveryStats()
+
+    def add(self, **increments: int) -> None:
+        with self._lock:
+            for name, amount in increments.items():
+                setattr(self._stats, name, getattr(self._stats, name) + amount)
+
+    def snapshot(self) -> DeliveryStats:
+        with self._lock:
+            return replace(self._stats)
+
+
+class NoopSink:
+    """Discards every event."""
+
+    batching = Batching(max_events=10_000, interval=1.0)
+
+    def emit(self, batch: Sequence[AnyEvent]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LoggerSink:
+    """Logs each event as one line of JSON; for development and for `analytics demo --sink logger`."""
+
+    def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO):
+        self.batching = Batching(max_events=100, interval=0.0)
+        self._logger = logger or logging.getLogger("events")
+        self._level = level
+
+    def emit(self, batch: Sequence[AnyEvent]) -> None:
+        for event in batch:
+            self._logger.log(self._level, "%s event %s", event.topic, event.json.decode())
+
+    def close(self) -> None:
+        pass
+
+
+class FilterSink:
+    """Passes on only the events for which `predicate(event)` is true; batches as the wrapped sink does."""
+
+    def __init__(self, sink: Sink, predicate: Callable[[AnyEvent], bool]):
+        self._sink = sink
+        self._predicate = predicate
+        self.batching = sink.batching
+
+    def emit(self, batch: Sequence[AnyEvent]) -> None:
+        kept = [event for event in batch if self._predicate(event)]
+        if kept:
+            self._sink.emit(kept)
+
+    def close(self) -> None:
+        self._sink.close()
+
+
+class MemorySink:
+    """Keeps every batch in memory, in order; for tests and for examples."""
+
+    def __init__(self, batching: Batching | None = None):
+        self.batching = batching or Batching()
+        self.batches: list[list[AnyEvent]] = []
+        self.close_calls = 0
+        self._lock = threading.Lock()
+
+    @property
+    def events(self) -> list[AnyEvent]:
+        with self._lock:
+            return [event for batch in self.batches for event in batch]
+
+    @property
+    def closed(self) -> bool:
+        return self.close_calls > 0
+
+    def emit(self, batch: Sequence[AnyEvent]) -> None:
+        with self._lock:
+            self.batches.append(list(batch))
+
+    def close(self) -> None:
+        self.close_calls += 1

@@ -1,0 +1,57 @@
+"""Helpers for the events tests: a clock the test moves, and a TCP forwarder that can appear late."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+# 2026-11-24T08:00:00Z; whole seconds and binary fractions keep the arithmetic exact.
+START = 1_795_507_200.0
+
+
+class FakeClock:
+    """Seconds since the epoch that move only when the test says so."""
+
+    def __init__(self, now: float = START):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TcpForwarder:
+    """Accepts connections on 127.0.0.1:`listen_port` and relays each to 127.0.0.1:`target_port`."""
+
+    def __init__(self, listen_port: int, target_port: int):
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", listen_port))
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.connections += [client, upstream]
+            threading.Thread(target=_relay, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=_relay, args=(upstream, client), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def _relay(source: socket.socket, destination: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            destination.sendall(data)
+        destination.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the other side went away

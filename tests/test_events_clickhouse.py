@@ -1,0 +1,304 @@
+"""ClickHouseSink against the real embedded ClickHouse: landing, rejections, retries and their bound.
+
+The real landing tables live elsewhere; each test creates stand-ins (`<topic>_queue`) in its own
+database and points the sink at it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+
+from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event
+from events.demo import run_demo
+from events.retry import backoff_delay, is_retryable
+from tests.embedded_server import free_port
+from tests.events_support import FakeClock, TcpForwarder
+
+_COMMON = "event_id String, event_time String, event_type String, event_name String, user_id String"
+LANDING_TABLES = {
+    "workflows": f"{_COMMON}, workflow_id String, kind String",
+    "jobs": f"{_COMMON}, workflow_id String, job_id String, status String, scheduled_at Nullable(String),"
+    " started_at Nullable(String), completed_at Nullable(String)",
+    "job_logs": f"{_COMMON}, workflow_id String, job_id String, count UInt32, stream Nullable(String),"
+    " sequence Nullable(UInt64), message Nullable(String)",
+    "telemetry": "message String",
+    "analytics": "EventKey String, UserID String, WorkflowID String, EventType String, Data String",
+}
+
+
+def create_landing_tables(ch, constraint: str = "") -> None:
+    for topic, columns in LANDING_TABLES.items():
+        check = f", CONSTRAINT {constraint}" if constraint and topic == "jobs" else ""
+        ch.command(f"CREATE TABLE {ch.database}.{topic}_queue ({columns}{check}) ENGINE = MergeTree ORDER BY tuple()")
+
+
+def rows(ch, topic: str) -> list[dict]:
+    result = ch.query(f"SELECT * FROM {ch.database}.{topic}_queue")
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+def job(job_id: str, user_id: str = "u-1") -> Event:
+    attributes = {"user_id": user_id, "workflow_id": "w-1", "job_id": job_id, "status": "pending"}
+    return Event("job", "created", {**attributes, "scheduled_at": None, "started_at": None, "completed_at": None})
+
+
+class Reported:
+    """An on_error callback that remembers what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, events, error):
+        self.calls.append((events, error))
+
+    @property
+    def events(self):
+        return [event for events, _ in self.calls for event in events]
+
+
+def test_events_of_every_topic_land_in_their_landing_tables(clickhouse, ch):
+    create_landing_tables(ch)
+    sink = ClickHouseSink(clickhouse.url, database=ch.database)
+    with Client(sink).with_service("scheduler", "1.4.0") as client:
+        workflow = client.record_workflow("created", user_id="u-1", workflow_id="w-1", kind="CONTAINER")
+        started = client.record_job(
+            "started", user_id="u-1", workflow_id="w-1", job_id="j-1", started_at="2026-11-24T08:00:01.250Z"
+        )
+        line = client.record_job_log(user_id="u-1", workflow_id="w-1", job_id="j-1", stream="stderr", message="boom")
+        metric = client.record_metric("queue_depth", 3.5, labels={"queue": "default"})
+        compat = client.record_analytics_compat("LOGS", user_id="u-1", workflow_id="w-1", count=40)
+
+    assert sink.stats.delivered == 5 and sink.stats.rejected == sink.stats.failed == 0
+    (workflow_row,) = rows(ch, "workflows")
+    assert workflow_row == {k: v for k, v in workflow.to_dict().items() if not k.startswith("service_")}
+    (job_row,) = rows(ch, "jobs")
+    assert (job_row["event_id"], job_row["status"], job_row["started_at"], job_row["completed_at"]) == (
+        started.event_id,
+        "running",
+        "2026-11-24T08:00:01.250Z",
+        None,
+    )
+    (log_row,) = rows(ch, "job_logs")
+    assert (log_row["event_id"], log_row["count"], log_row["stream"], log_row["message"]) == (
+        line.event_id,
+        1,
+        "stderr",
+        "boom",
+    )
+    (telemetry_row,) = rows(ch, "telemetry")
+    assert json.loads(telemetry_row["message"]) == metric.to_dict()  # nothing of a free-form event is lost
+    (compat_row,) = rows(ch, "analytics")
+    assert compat_row["EventKey"] == compat.event_key and json.loads(compat_row["Data"]) == {"count": 40}
+
+
+def test_a_batch_the_server_rejects_is_reported_once_not_retried_and_other_tables_still_get_theirs(clickhouse, ch):
+    create_landing_tables(ch, constraint="no_blocked_users CHECK user_id != 'blocked'")
+    reported = Reported()
+    sink = ClickHouseSink(clickhouse.url, database=ch.database, on_error=reported, sleep=lambda s: None)
+    jobs = [job("j-1"), job("j-2", user_id="blocked"), job("j-3")]
+    workflow = Event("workflow", "created", {"user_id": "u-1", "workflow_id": "w-1", "kind": "HEARTBEAT"})
+
+    sink.emit([*jobs, workflow])
+
+    ((events, error),) = reported.calls
+    assert events == jobs  # the whole batch, so the sender can fix and resend it
+    assert (error.code, error.retryable) == (469, False)  # VIOLATED_CONSTRAINT, reported with HTTP 500
+    assert "no_blocked_users" in str(error)
+    assert sink.stats.rejected == 3 and sink.stats.retries == 0 and sink.stats.delivered == 1
+    assert rows(ch, "jobs") == []
+    assert [row["workflow_id"] for row in rows(ch, "workflows")] == ["w-1"]
+
+
+def test_a_large_batch_goes_in_pieces_and_only_the_bad_piece_is_rejected(clickhouse, ch):
+    create_landing_tables(ch, constraint="no_blocked_users CHECK user_id != 'blocked'")
+    reported = Reported()
+    sink = ClickHouseSink(clickhouse.url, database=ch.database, batch_size=2, on_error=reported)
+    jobs = [job("j-1"), job("j-2"), job("j-3"), job("j-4", user_id="blocked")]
+
+    sink.emit(jobs)
+
+    assert reported.events == jobs[2:]
+    assert sorted(row["job_id"] for row in rows(ch, "jobs")) == ["j-1", "j-2"]
+
+
+def test_without_a_callback_rejected_events_are_kept_for_the_caller(clickhouse, ch):
+    sink = ClickHouseSink(clickhouse.url, database=ch.database)  # no landing tables at all
+    events = [job("j-1"), job("j-2")]
+
+    sink.emit(events)
+
+    assert sink.take_undelivered() == events
+    assert sink.take_undelivered() == []
+    assert sink.stats.rejected == 2
+
+
+def test_a_connection_error_is_retried_with_backoff_until_the_server_answers(clickhouse, ch):
+    create_landing_tables(ch)
+    port = free_port()  # nothing listens here until the first backoff
+    delays, forwarders = [], []
+
+    def sleep(seconds):
+        delays.append(seconds)
+        if not forwarders:
+            forwarders.append(TcpForwarder(port, clickhouse.port))
+
+    sink = ClickHouseSink(f"http://127.0.0.1:{port}", database=ch.database, backoff=0.5, sleep=sleep)
+    try:
+        sink.emit([job("j-1")])
+    finally:
+        for forwarder in forwarders:
+            forwarder.close()
+
+    assert delays == [0.5]
+    assert sink.stats.retries == 1 and sink.stats.delivered == 1
+    assert [row["job_id"] for row in rows(ch, "jobs")] == ["j-1"]
+
+
+def test_retries_stop_at_the_bound_and_the_events_are_reported(ch):
+    delays = []
+    reported = Reported()
+    sink = ClickHouseSink(
+        f"http://127.0.0.1:{free_port()}",
+        database=ch.database,
+        max_retries=4,
+        backoff=0.25,
+        max_backoff=1.0,
+        on_error=reported,
+        sleep=delays.append,
+    )
+    events = [job("j-1"), job("j-2")]
+
+    sink.emit(events)
+
+    assert delays == [0.25, 0.5, 1.0, 1.0]  # exponential, capped
+    ((given, error),) = reported.calls
+    assert given == events and error.retryable and error.status is None
+    assert sink.stats.failed == 2 and sink.stats.retries == 4 and sink.stats.delivered == 0
+
+
+def test_close_cuts_a_backoff_short_and_reports_the_batch(ch):
+    retrying = threading.Event()
+
+    class RetryWatch(logging.Handler):
+        def emit(self, record):
+            if "retry" in record.getMessage():
+                retrying.set()
+
+    watch = RetryWatch()
+    logging.getLogger("events.clickhouse").addHandler(watch)
+    reported = Reported()
+    sink = ClickHouseSink(
+        f"http://127.0.0.1:{free_port()}", database=ch.database, backoff=600.0, max_backoff=600.0, on_error=reported
+    )
+    sender = threading.Thread(target=sink.emit, args=([job("j-1")],))
+    try:
+        sender.start()
+        assert retrying.wait(30)  # the sink is now waiting out a ten-minute backoff
+
+        sink.close()
+        sender.join(30)
+    finally:
+        logging.getLogger("events.clickhouse").removeHandler(watch)
+
+    assert not sender.is_alive()
+    assert [event.attributes["job_id"] for event in reported.events] == ["j-1"]
+    assert sink.stats.failed == 1
+
+
+def test_a_closed_sink_reports_instead_of_sending(clickhouse, ch):
+    create_landing_tables(ch)
+    reported = Reported()
+    sink = ClickHouseSink(clickhouse.url, database=ch.database, on_error=reported)
+    sink.close()
+    sink.close()
+
+    sink.emit([job("j-1")])
+
+    assert len(reported.events) == 1 and "closed" in str(reported.calls[0][1])
+    assert rows(ch, "jobs") == []
+
+
+def test_an_on_error_callback_that_raises_does_not_lose_the_events(clickhouse, ch):
+    def broken(events, error):
+        raise RuntimeError("callback bug")
+
+    sink = ClickHouseSink(clickhouse.url, database=ch.database, on_error=broken)
+
+    sink.emit([job("j-1")])  # no landing tables: rejected
+
+    assert [event.attributes["job_id"] for event in sink.take_undelivered()] == ["j-1"]
+
+
+def test_the_database_name_must_be_an_identifier():
+    with pytest.raises(ValueError, match="database"):
+        ClickHouseSink(database="analytics; DROP TABLE x")
+
+
+def test_compatibility_events_are_routed_to_the_analytics_table(clickhouse, ch):
+    create_landing_tables(ch)
+    sink = ClickHouseSink(clickhouse.url, database=ch.database)
+
+    sink.emit([AnalyticsCompatEvent("WORKFLOWS", "u-1", "w-1", {"kind": "HEARTBEAT"}, event_key="k-1")])
+
+    assert rows(ch, "analytics") == [
+        {
+            "EventKey": "k-1",
+            "UserID": "u-1",
+            "WorkflowID": "w-1",
+            "EventType": "WORKFLOWS",
+            "Data": '{"kind":"HEARTBEAT"}',
+        }
+    ]
+
+
+# -- the one retry decision ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable"),
+    [
+        (None, None, True),  # no answer: refused, reset, timed out
+        (500, None, True),
+        (502, None, True),  # a proxy in front of ClickHouse
+        (503, None, True),
+        (408, None, True),
+        (429, None, True),
+        (400, None, False),
+        (401, None, False),
+        (404, None, False),
+        (500, 252, True),  # TOO_MANY_PARTS
+        (500, 241, True),  # MEMORY_LIMIT_EXCEEDED
+        (500, 159, True),  # TIMEOUT_EXCEEDED
+        (503, 202, True),  # TOO_MANY_SIMULTANEOUS_QUERIES
+        (500, 469, False),  # VIOLATED_CONSTRAINT: status 500, but permanent
+        (500, 1002, False),  # UNKNOWN_EXCEPTION
+        (400, 27, False),  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        (404, 60, False),  # UNKNOWN_TABLE
+        (403, 516, False),  # AUTHENTICATION_FAILED
+    ],
+)
+def test_is_retryable(status, code, retryable):
+    assert is_retryable(status, code) is retryable
+
+
+def test_backoff_doubles_up_to_its_cap():
+    assert [backoff_delay(attempt, 0.25, 2.0) for attempt in range(6)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_a_demo_stream_lands_whole(clickhouse, ch):
+    create_landing_tables(ch)
+    clock = FakeClock()
+    sink = ClickHouseSink(clickhouse.url, database=ch.database, batch_size=500)
+    client = Client(sink, clock=clock, queue_size=100_000, background=False)
+
+    counts = run_demo(client, rate=100, users=5, duration=30, seed=11, clock=clock, sleep=clock.advance, tick=0.25)
+    client.close()
+
+    assert sink.stats.rejected == sink.stats.failed == 0
+    for topic in LANDING_TABLES:
+        landed = ch.command(f"SELECT count() FROM {ch.database}.{topic}_queue")
+        assert landed == counts[topic] > 0, topic  # duplicates included: deduplication is downstream

@@ -1,0 +1,463 @@
+"""The events client against in-memory sinks: envelope, validation, batching, drops and closing.
+
+Without a consumer thread (background=False) the test drives delivery itself with pump(), flush()
+and close(), and a FakeClock decides when a batch is old enough.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from events import (
+    AnalyticsCompatEvent,
+    Batching,
+    Client,
+    Event,
+    FilterSink,
+    InvalidEvent,
+    LoggerSink,
+    MemorySink,
+)
+from tests.events_support import START, FakeClock
+
+
+def sync_client(batching: Batching | None = None, queue_size: int = 1000, clock: FakeClock | None = None):
+    sink = MemorySink(batching or Batching(max_events=1000, interval=60.0))
+    return Client(sink, queue_size=queue_size, clock=clock or FakeClock(), background=False), sink
+
+
+class BlockingSink(MemorySink):
+    """Blocks in emit until `release` is set, like a sink whose server stopped answering."""
+
+    def __init__(self, batching: Batching):
+        super().__init__(batching)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def emit(self, batch):
+        self.entered.set()
+        self.release.wait(30)
+        super().emit(batch)
+
+
+# -- the envelope and attributes -----------------------------------------------------------------
+
+
+def test_an_event_has_the_envelope_the_clocks_time_and_the_clients_attributes():
+    clock = FakeClock(START + 0.125)
+    client, sink = sync_client(clock=clock)
+    service = client.with_service("scheduler", "1.4.0", "abc123").with_install_id("i-1").with_is_dev()
+
+    event = service.record("behavioral", "login-start", user_id="u-1")
+    client.flush()
+
+    assert sink.events == [event]
+    assert json.loads(event.json) == {
+        "event_id": event.event_id,
+        "event_time": "2026-11-24T08:00:00.125Z",
+        "event_type": "behavioral",
+        "event_name": "login-start",
+        "service_name": "scheduler",
+        "service_version": "1.4.0",
+        "service_commit": "abc123",
+        "install_id": "i-1",
+        "is_dev": True,
+        "user_id": "u-1",
+    }
+    assert event.topic == "telemetry"
+
+
+def test_with_attributes_returns_a_copy_and_leaves_the_original_alone():
+    client, sink = sync_client()
+    copy = client.with_attributes(region="eu").with_user_id("u-1")
+
+    copy.record("behavioral", "a")
+    client.record("behavioral", "b")
+    client.flush()
+
+    first, second = sink.events
+    assert first.attributes == {"region": "eu", "user_id": "u-1"}
+    assert second.attributes == {}
+    assert client.stats.accepted == 2  # copies share the queue and the counters
+
+
+def test_event_ids_are_unique():
+    client, sink = sync_client()
+    for _ in range(500):
+        client.record("behavioral", "click")
+    client.flush()
+    assert len({event.event_id for event in sink.events}) == 500
+
+
+def test_typed_helpers_build_contract_events_and_take_the_user_from_the_client():
+    client, sink = sync_client()
+    user = client.with_user_id("u-1")
+    started = datetime(2026, 11, 24, 8, 0, 1, 250_000, tzinfo=UTC)
+    ended = started.astimezone(timezone(timedelta(hours=2))) + timedelta(seconds=3)
+
+    user.record_workflow("created", workflow_id="w-1", kind="HEARTBEAT")
+    user.record_job("completed", workflow_id="w-1", job_id="j-1", started_at=started, completed_at=ended)
+    user.record_job_log(workflow_id="w-1", job_id="j-1", stream="stdout", sequence=0, message="hello")
+    user.record_job_log(workflow_id="w-1", job_id="j-1", count=40)
+    client.flush()
+
+    workflow, job, line, burst = (json.loads(event.json) for event in sink.events)
+    assert (workflow["event_type"], workflow["user_id"], workflow["kind"]) == ("workflow", "u-1", "HEARTBEAT")
+    assert job["status"] == "completed"
+    assert (job["scheduled_at"], job["started_at"], job["completed_at"]) == (
+        None,
+        "2026-11-24T08:00:01.250Z",
+        "2026-11-24T08:00:04.250Z",  # another offset, written in UTC
+    )
+    assert (line["count"], line["stream"], line["sequence"], line["message"]) == (1, "stdout", 0, "hello")
+    assert burst["count"] == 40 and "message" not in burst
+    assert [event.topic for event in sink.events] == ["workflows", "jobs", "job_logs", "job_logs"]
+    assert [event.key for event in sink.events] == ["w-1"] * 4
+
+
+def test_record_metric_is_a_telemetry_event_with_a_value():
+    client, sink = sync_client()
+    event = client.record_metric("queue_depth", 12.5, service_name="scheduler")
+    assert (event.event_type, event.event_name, event.attributes["value"], event.topic) == (
+        "metric",
+        "queue_depth",
+        12.5,
+        "telemetry",
+    )
+
+
+def test_record_raw_sends_the_event_as_given():
+    client, sink = sync_client()
+    raw = {
+        "event_id": "e-1",
+        "event_time": "2026-11-24T10:00:00.5+02:00",
+        "event_type": "log",
+        "event_name": "browser-error",
+        "message": "TypeError",
+    }
+
+    client.with_user_id("not-added").record_raw(raw)
+    client.flush()
+
+    (event,) = sink.events
+    assert json.loads(event.json) == {**raw, "event_time": "2026-11-24T08:00:00.500Z"}
+
+
+@pytest.mark.parametrize("missing", ["event_id", "event_time", "event_type", "event_name"])
+def test_record_raw_rejects_an_event_without_an_envelope_field_and_names_it(missing):
+    client, sink = sync_client()
+    raw = {"event_id": "e-1", "event_time": "2026-11-24T08:00:00Z", "event_type": "log", "event_name": "x"}
+    del raw[missing]
+
+    with pytest.raises(InvalidEvent) as error:
+        client.record_raw(raw)
+
+    assert error.value.field == missing
+    assert missing in str(error.value)
+    assert client.stats.accepted == 0
+
+
+def test_analytics_compatibility_events_keep_the_schedulers_shape():
+    client, sink = sync_client()
+    event = client.record_analytics_compat("JOBS", user_id="u-1", workflow_id="w-1", job_execution_duration=12)
+    client.flush()
+
+    assert sink.events == [event]
+    assert json.loads(event.json) == {
+        "EventKey": event.event_key,
+        "UserID": "u-1",
+        "WorkflowID": "w-1",
+        "EventType": "JOBS",
+        "Data": {"job_execution_duration": 12},
+    }
+    assert (event.topic, event.key) == ("analytics", "w-1")
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+NAIVE = datetime(2026, 11, 24, 8, 0, 0)
+T0, T1 = "2026-11-24T08:00:01Z", "2026-11-24T08:00:02Z"
+
+INVALID = {
+    "workflow without kind": (lambda c: c.record("workflow", "created", user_id="u", workflow_id="w"), "kind"),
+    "unknown workflow event": (
+        lambda c: c.record_workflow("exploded", user_id="u", workflow_id="w", kind="HEARTBEAT"),
+        "event_name",
+    ),
+    "empty workflow id": (lambda c: c.record_workflow("created", user_id="u", workflow_id="", kind="K"), "workflow_id"),
+    "job started without started_at": (
+        lambda c: c.record_job("started", user_id="u", workflow_id="w", job_id="j"),
+        "started_at",
+    ),
+    "job status contradicting the event": (
+        lambda c: c.record_job("started", user_id="u", workflow_id="w", job_id="j", started_at=T0, status="pending"),
+        "status",
+    ),
+    "job ending before it started": (
+        lambda c: c.record_job("completed", user_id="u", workflow_id="w", job_id="j", started_at=T1, completed_at=T0),
+        "completed_at",
+    ),
+    "job timestamp that is not ISO 8601": (
+        lambda c: c.record_job("created", user_id="u", workflow_id="w", job_id="j", scheduled_at="tomorrow"),
+        "scheduled_at",
+    ),
+    "job without a user anywhere": (lambda c: c.record_job("created", workflow_id="w", job_id="j"), "user_id"),
+    "log count of zero": (lambda c: c.record_job_log(user_id="u", workflow_id="w", job_id="j", count=0), "count"),
+    "log count that is a bool": (
+        lambda c: c.record_job_log(user_id="u", workflow_id="w", job_id="j", count=True),
+        "count",
+    ),
+    "metric value that is text": (lambda c: c.record("metric", "m", value="12"), "value"),
+    "metric without a value": (lambda c: c.record("metric", "m"), "value"),
+    "metric value NaN": (lambda c: c.record_metric("m", math.nan), "value"),
+    "attribute that is not JSON": (lambda c: c.record("behavioral", "x", handle=object()), "handle"),
+    "naive datetime attribute": (lambda c: c.record("behavioral", "x", seen_at=NAIVE), "seen_at"),
+    "naive event time": (lambda c: c.record("behavioral", "x", event_time=NAIVE), "event_time"),
+    "event time without offset": (
+        lambda c: c.record("behavioral", "x", event_time="2026-11-24T08:00:00"),
+        "event_time",
+    ),
+    "envelope field as attribute": (lambda c: c.record("behavioral", "x", event_id="mine"), "event_id"),
+    "envelope field in with_attributes": (lambda c: c.with_attributes(event_type="job"), "event_type"),
+    "event type that is not an identifier": (lambda c: c.record("Bad Type", "x"), "event_type"),
+    "compat event without its data": (
+        lambda c: c.record_analytics_compat("LOGS", user_id="u", workflow_id="w"),
+        "Data.count",
+    ),
+    "compat event of an unknown type": (
+        lambda c: c.record_analytics_compat("RUNS", user_id="u", workflow_id="w", count=1),
+        "EventType",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=list(INVALID))
+def test_an_invalid_event_raises_naming_the_field_and_is_not_queued(case):
+    record, field = INVALID[case]
+    client, sink = sync_client()
+
+    with pytest.raises(InvalidEvent) as error:
+        record(client)
+
+    assert error.value.field == field
+    assert field in str(error.value)
+    assert client.stats.accepted == 0
+
+
+# -- batching ------------------------------------------------------------------------------------
+
+
+def test_a_batch_goes_out_when_it_reaches_the_event_count():
+    client, sink = sync_client(Batching(max_events=3, interval=60.0))
+    for n in range(7):
+        client.record("behavioral", "click", n=n)
+
+    client.pump()
+
+    assert [[event.attributes["n"] for event in batch] for batch in sink.batches] == [[0, 1, 2], [3, 4, 5]]
+    assert client.stats.pending == 1
+
+
+def test_a_batch_goes_out_when_it_reaches_the_byte_limit():
+    size = len(Event("behavioral", "click", {"n": 0}).json) + 1  # every event below has the same size
+    client, sink = sync_client(Batching(max_events=1000, max_bytes=size * 2 + size // 2, interval=60.0))
+    for n in range(5):
+        client.record("behavioral", "click", n=n)
+
+    client.pump()
+
+    assert [len(batch) for batch in sink.batches] == [2, 2]
+    assert all(sum(len(e.json) + 1 for e in batch) <= size * 2.5 for batch in sink.batches)
+
+
+def test_a_batch_goes_out_when_its_first_event_is_old_enough():
+    clock = FakeClock()
+    client, sink = sync_client(Batching(max_events=1000, interval=5.0), clock=clock)
+    client.record("behavioral", "first")
+    clock.advance(2.0)
+    client.record("behavioral", "second")
+
+    clock.advance(2.5)
+    client.pump()
+    assert sink.batches == []  # the first event has waited 4.5 of 5 seconds
+
+    clock.advance(0.5)
+    client.pump()
+    assert [[event.event_name for event in batch] for batch in sink.batches] == [["first", "second"]]
+
+
+def test_flush_sends_a_batch_that_is_not_due_yet():
+    client, sink = sync_client(Batching(max_events=1000, interval=3600.0))
+    client.record("behavioral", "click")
+    client.pump()
+    assert sink.batches == []
+
+    assert client.flush() is True
+    assert len(sink.events) == 1
+
+
+# -- never blocking: the drop policy ---------------------------------------------------------------
+
+
+def test_a_full_queue_drops_the_newest_events_and_counts_them(caplog):
+    client, sink = sync_client(queue_size=3)
+
+    results = [client.record("behavioral", "click", n=n) for n in range(5)]
+
+    assert [result is None for result in results] == [False, False, False, True, True]
+    assert (client.stats.accepted, client.stats.dropped) == (3, 2)
+    assert "dropped an event because the queue is full" in caplog.text
+    client.flush()
+    assert [event.attributes["n"] for event in sink.events] == [0, 1, 2]
+
+
+def test_recording_does_not_wait_for_a_stuck_sink():
+    sink = BlockingSink(Batching(max_events=1, interval=0.0))
+    client = Client(sink, queue_size=5)
+    client.record("behavioral", "first")
+    assert sink.entered.wait(10)  # the consumer is now stuck inside emit
+
+    for _ in range(100):  # would hang here if recording blocked on the full queue
+        client.record("behavioral", "more")
+
+    assert (client.stats.accepted, client.stats.dropped) == (6, 95)
+    sink.release.set()
+    assert client.close() is True
+    assert len(sink.events) == 6
+
+
+def test_events_recorded_after_close_are_dropped_and_counted():
+    client, sink = sync_client()
+    client.close()
+
+    assert client.record("behavioral", "late") is None
+    assert client.stats.dropped == 1
+    assert sink.events == []
+
+
+# -- closing -------------------------------------------------------------------------------------
+
+
+def test_close_hands_everything_to_the_sink_and_closes_it_once():
+    client, sink = sync_client(Batching(max_events=1000, interval=3600.0))
+    client.record("behavioral", "a")
+    client.record("behavioral", "b")
+
+    assert client.close() is True
+    assert client.close() is True
+
+    assert [event.event_name for event in sink.events] == ["a", "b"]
+    assert sink.close_calls == 1
+
+
+def test_leaving_a_with_block_closes_the_client():
+    sink = MemorySink(Batching(interval=3600.0))
+    with Client(sink, background=False) as client:
+        client.record("behavioral", "a")
+    assert len(sink.events) == 1 and sink.closed
+
+
+def test_the_consumer_thread_delivers_everything_in_order_by_close():
+    sink = MemorySink(Batching(max_events=64, interval=3600.0))
+    client = Client(sink, queue_size=10_000)
+    for n in range(2000):
+        client.record("behavioral", "click", n=n)
+
+    assert client.close() is True
+
+    assert [event.attributes["n"] for event in sink.events] == list(range(2000))
+    assert client.stats.emitted == 2000 and sink.closed
+
+
+def test_flush_waits_for_the_consumer_thread():
+    sink = MemorySink(Batching(max_events=1000, interval=3600.0))
+    client = Client(sink)
+    for _ in range(5):
+        client.record("behavioral", "click")
+
+    assert client.flush(timeout=30) is True
+    assert len(sink.events) == 5
+    client.close()
+
+
+def test_close_gives_up_after_its_timeout_and_counts_what_was_left():
+    sink = BlockingSink(Batching(max_events=1, interval=0.0))
+    client = Client(sink)
+    for _ in range(3):
+        client.record("behavioral", "click")
+    assert sink.entered.wait(10)
+
+    assert client.close(timeout=0.2) is False
+
+    assert client.stats.abandoned == 3  # one stuck in emit, two still queued
+    assert sink.closed
+    sink.release.set()
+
+
+# -- a failing sink and the small sinks ------------------------------------------------------------
+
+
+class FlakySink(MemorySink):
+    def __init__(self):
+        super().__init__(Batching(max_events=2, interval=60.0))
+        self.calls = 0
+
+    def emit(self, batch):
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("sink down")
+        super().emit(batch)
+
+
+def test_a_sink_that_raises_costs_only_that_batch_and_is_counted(caplog):
+    sink = FlakySink()
+    client = Client(sink, background=False)
+    for n in range(4):
+        client.record("behavioral", "click", n=n)
+
+    client.pump()
+
+    assert [event.attributes["n"] for event in sink.events] == [2, 3]
+    assert (client.stats.failed, client.stats.emitted) == (2, 2)
+    assert "the sink raised on a batch of 2 events" in caplog.text
+
+
+def test_filter_sink_passes_on_only_what_the_predicate_accepts_and_closes_the_sink():
+    inner = MemorySink(Batching(max_events=10, interval=7.0))
+    sink = FilterSink(inner, lambda event: event.event_type != "metric")
+    client = Client(sink, background=False)
+    client.record("behavioral", "kept")
+    client.record_metric("dropped", 1.0)
+
+    client.close()
+
+    assert [event.event_name for event in inner.events] == ["kept"]
+    assert sink.batching == inner.batching and inner.closed
+
+
+def test_logger_sink_logs_each_event_as_json(caplog):
+    caplog.set_level(logging.INFO, logger="events")
+    client = Client(LoggerSink(), background=False)
+    event = client.record("behavioral", "click", user_id="u-1")
+
+    client.close()
+
+    assert event.json.decode() in caplog.text
+
+
+def test_events_made_elsewhere_can_be_sent_and_are_validated():
+    client, sink = sync_client()
+    good = Event("job_log", "created", {"user_id": "u", "workflow_id": "w", "job_id": "j", "count": 2})
+    bad = AnalyticsCompatEvent("WORKFLOWS", "u", "w", {})
+
+    assert client.send(good) is good
+    with pytest.raises(InvalidEvent, match="Data.kind"):
+        client.send(bad)
+    client.flush()
+    assert sink.events == [good]

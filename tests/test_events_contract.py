@@ -1,0 +1,123 @@
+"""The contract: schema files, routing, the fast check against jsonschema, and the README tables."""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from events import Event, InvalidEvent, MemorySink, topic_for
+from events.contract import (
+    ENVELOPE_FIELDS,
+    SCHEMA_BY_TOPIC,
+    fast_check,
+    load_schema,
+    reference_validator,
+    schema_names,
+    validate_message,
+)
+from events.demo import DemoGenerator
+from events.docs import BEGIN, END, contract_markdown
+from tests.events_support import START
+
+README = Path(__file__).resolve().parent.parent / "events" / "README.md"
+
+
+@pytest.mark.parametrize("name", schema_names())
+def test_every_schema_file_is_valid_json_schema(name):
+    Draft202012Validator.check_schema(load_schema(name))
+
+
+@pytest.mark.parametrize(
+    ("event_type", "topic"),
+    [
+        ("workflow", "workflows"),
+        ("job", "jobs"),
+        ("job_log", "job_logs"),
+        ("behavioral", "telemetry"),
+        ("metric", "telemetry"),
+        ("log", "telemetry"),
+        ("anything_else", "telemetry"),
+    ],
+)
+def test_event_types_route_to_their_topics(event_type, topic):
+    assert topic_for(event_type) == topic
+
+
+def test_the_partition_key_is_the_workflow_then_the_user_then_none():
+    assert Event("job", "created", {"workflow_id": "w", "user_id": "u"}).key == "w"
+    assert Event("behavioral", "click", {"user_id": "u"}).key == "u"
+    assert Event("behavioral", "click", {}).key is None
+
+
+def test_a_missing_envelope_field_is_named_before_any_other_problem():
+    with pytest.raises(InvalidEvent) as error:
+        validate_message({"event_type": "job", "event_time": "2026-11-24T08:00:00Z", "event_name": "created"})
+    assert error.value.field == "event_id"
+
+
+def _corpus() -> list[dict]:
+    """Valid events of every topic from the demo, and mutations of them, most of them invalid."""
+    generator = DemoGenerator(users=8, rate=100.0, start=START, seed=7, legacy_share=0.3)
+    valid = [event.to_dict() for event in generator.advance(START + 60)]
+    rng = random.Random(7)
+    replacements = [None, "", "x", 0, -1, 1, 1.5, True, False, {}, [], "2026-11-24T08:00:00Z", "2026-13-01", "pending"]
+    mutated = []
+    for message in rng.sample(valid, 300):
+        for key in list(message):
+            removed = dict(message)
+            del removed[key]
+            mutated.append(removed)
+            changed = copy.deepcopy(message)
+            changed[key] = rng.choice(replacements)
+            mutated.append(changed)
+        mutated.append({**message, "unexpected": 1})
+    return valid + mutated
+
+
+def _schema_for(message: dict) -> str:
+    if "EventKey" in message and "event_type" not in message:
+        return SCHEMA_BY_TOPIC["analytics"]
+    event_type = message.get("event_type")
+    return SCHEMA_BY_TOPIC[topic_for(event_type)] if isinstance(event_type, str) else "envelope.json"
+
+
+def test_the_fast_check_agrees_with_jsonschema():
+    corpus = _corpus()
+    verdicts = []
+    for message in corpus:
+        name = _schema_for(message)
+        expected = reference_validator(name).is_valid(message)
+        assert fast_check(name)(message) == expected, (name, message)
+        verdicts.append(expected)
+    assert verdicts.count(True) > 1000 and verdicts.count(False) > 1000  # both sides really exercised
+
+
+def test_every_envelope_field_is_required_by_every_enveloped_schema():
+    for topic, name in SCHEMA_BY_TOPIC.items():
+        if topic == "analytics":
+            continue
+        event = {"event_id": "e", "event_time": "2026-11-24T08:00:00Z", "event_type": "x", "event_name": "y"}
+        for field in ENVELOPE_FIELDS:
+            assert not reference_validator(name).is_valid({k: v for k, v in event.items() if k != field})
+
+
+def test_the_readme_tables_match_the_schemas():
+    text = README.read_text(encoding="utf-8")
+    generated = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert generated.strip() == contract_markdown().strip(), "run: python -m events.docs --write events/README.md"
+
+
+def test_the_readme_example_runs():
+    """The five-line example, with its Kafka sink swapped for an in-memory one."""
+    example = README.read_text(encoding="utf-8").split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(example.strip().splitlines()) == 5
+    sink = MemorySink()
+
+    exec(compile(example.replace('KafkaSink("localhost:9092")', "sink"), "README example", "exec"), {"sink": sink})
+
+    assert [event.event_type for event in sink.events] == ["workflow", "job_log"]
+    assert sink.events[0].attributes["service_name"] == "scheduler" and sink.closed

@@ -1,0 +1,200 @@
+"""KafkaSink: routing, keys, ordering and nothing lost on close.
+
+Tests marked `kafka` need a real broker from the `kafka` fixture (`.bootstrap` = "127.0.0.1:PORT").
+The others need none: a bootstrap address where nothing listens is enough to check that events
+which cannot be delivered are reported, not lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from events import AnalyticsCompatEvent, Client, Event, KafkaSink
+from tests.embedded_server import free_port
+
+
+class Reported:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, events, error):
+        self.calls.append((events, error))
+
+    @property
+    def events(self):
+        return [event for events, _ in self.calls for event in events]
+
+
+def one_of_each(workflow_id: str = "w-1") -> list:
+    return [
+        Event("workflow", "created", {"user_id": "u-1", "workflow_id": workflow_id, "kind": "HEARTBEAT"}),
+        Event(
+            "job",
+            "created",
+            {"user_id": "u-1", "workflow_id": workflow_id, "job_id": "j-1", "status": "pending"},
+        ),
+        Event("job_log", "created", {"user_id": "u-1", "workflow_id": workflow_id, "job_id": "j-1", "count": 3}),
+        Event("behavioral", "login-start", {"user_id": "u-1"}),
+        Event("metric", "queue_depth", {"value": 2.0}),
+        AnalyticsCompatEvent("LOGS", "u-1", workflow_id, {"count": 3}),
+    ]
+
+
+# -- without a broker --------------------------------------------------------------------------------
+
+
+def test_topics_follow_the_event_type_after_the_prefix():
+    sink = KafkaSink(f"127.0.0.1:{free_port()}", topic_prefix="staging.")
+    try:
+        assert [sink.topic_for(event) for event in one_of_each()] == [
+            "staging.workflows",
+            "staging.jobs",
+            "staging.job_logs",
+            "staging.telemetry",
+            "staging.telemetry",
+            "staging.analytics",
+        ]
+    finally:
+        sink.close()
+
+
+def test_events_that_cannot_be_delivered_by_close_are_reported_not_lost():
+    reported = Reported()
+    sink = KafkaSink(f"127.0.0.1:{free_port()}", flush_timeout=0.5, on_error=reported)
+    client = Client(sink)
+    recorded = [client.send(event) for event in one_of_each()]
+
+    client.close()
+
+    assert sorted(e.event_id for e in reported.events) == sorted(e.event_id for e in recorded)
+    assert sink.stats.failed == len(recorded) and sink.stats.delivered == 0
+    assert all(error.code is not None for _, error in reported.calls)  # librdkafka's reason travels along
+
+
+def test_without_a_callback_undelivered_events_are_kept():
+    sink = KafkaSink(f"127.0.0.1:{free_port()}", flush_timeout=0.2)
+    events = one_of_each()
+
+    sink.emit(events)
+    sink.close()
+    sink.close()  # closing again does nothing
+
+    assert sorted(e.event_id for e in sink.take_undelivered()) == sorted(e.event_id for e in events)
+
+
+def test_a_closed_sink_reports_instead_of_producing():
+    reported = Reported()
+    sink = KafkaSink(f"127.0.0.1:{free_port()}", flush_timeout=0.2, on_error=reported)
+    sink.close()
+
+    sink.emit(one_of_each()[:1])
+
+    assert len(reported.events) == 1 and "closed" in str(reported.calls[0][1])
+
+
+# -- against a real broker ---------------------------------------------------------------------------
+
+
+def create_topics(bootstrap: str, prefix: str, partitions: int = 3) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [prefix + topic for topic in ("workflows", "jobs", "job_logs", "telemetry", "analytics")]
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names])
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def message_id(value: bytes) -> str:
+    data = json.loads(value)
+    return data["event_id"] if "event_id" in data else data["EventKey"]  # compatibility events have no envelope
+
+
+def consume(bootstrap: str, topics: list[str], expected: int, timeout: float = 60.0) -> list:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(topics)
+    messages = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+@pytest.mark.kafka
+def test_events_arrive_on_their_topics_with_the_workflow_as_key(kafka):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(kafka.bootstrap, prefix)
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
+    events = one_of_each()
+    with Client(sink) as client:
+        for event in events:
+            client.send(event)
+
+    messages = consume(kafka.bootstrap, [sink.topic_for(event) for event in events], expected=len(events))
+
+    assert sink.stats.delivered == len(events) and sink.stats.failed == 0
+    received = {message_id(m.value()): m for m in messages}
+    for event in events:
+        message = received[event.event_id]
+        assert message.topic() == sink.topic_for(event)
+        assert json.loads(message.value()) == event.to_dict()
+        assert message.key() == (event.key.encode() if event.key else None)
+    assert received[events[0].event_id].key() == b"w-1"  # workflow events keyed by workflow
+    assert received[events[3].event_id].key() == b"u-1"  # telemetry keyed by user
+    assert received[events[4].event_id].key() is None  # and unkeyed without either
+
+
+@pytest.mark.kafka
+def test_a_workflows_events_stay_in_order_on_one_partition(kafka):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(kafka.bootstrap, prefix, partitions=6)
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
+    per_workflow = {f"w-{n}": [] for n in range(5)}
+    with Client(sink) as client:
+        for step in range(200):
+            for workflow_id, sent in per_workflow.items():
+                attributes = {"user_id": "u-1", "workflow_id": workflow_id, "job_id": f"j-{step}", "count": 1}
+                sent.append(client.record("job_log", "created", **attributes).event_id)
+
+    messages = consume(kafka.bootstrap, [prefix + "job_logs"], expected=1000)
+
+    for workflow_id, sent in per_workflow.items():
+        mine = [m for m in messages if m.key() == workflow_id.encode()]
+        assert len({m.partition() for m in mine}) == 1
+        assert [json.loads(m.value())["event_id"] for m in mine] == sent
+
+
+@pytest.mark.kafka
+def test_nothing_accepted_is_lost_on_close(kafka):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(kafka.bootstrap, prefix)
+    reported = Reported()
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix, on_error=reported)
+    client = Client(sink, queue_size=20_000)
+    sent = [client.record("behavioral", "click", n=n).event_id for n in range(10_000)]
+
+    assert client.close(timeout=60) is True
+
+    assert sink.stats.delivered == 10_000 and reported.calls == []
+    messages = consume(kafka.bootstrap, [prefix + "telemetry"], expected=10_000)
+    assert sorted(json.loads(m.value())["event_id"] for m in messages) == sorted(sent)
