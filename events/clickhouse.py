@@ -103,9 +103,14 @@ class ClickHouseSink:
         if self._closing.is_set():
             self._give_up(events, DeliveryError("the sink is closed", retryable=False), "failed")
             return
-        input_format = "JSONAsString" if topic == TELEMETRY_TOPIC else "JSONEachRow"
+        # Telemetry lands whole in the `message` column (the table's other columns are Kafka's position).
+        target = (
+            f"{topic}_queue (message) FORMAT JSONAsString"
+            if topic == TELEMETRY_TOPIC
+            else f"{topic}_queue FORMAT JSONEachRow"
+        )
         query = {
-            "query": f"INSERT INTO {self.database}.{topic}_queue FORMAT {input_format}",
+            "query": f"INSERT INTO {self.database}.{target}",
             "date_time_input_format": "best_effort",  # accept `Z` and offsets in DateTime64 columns
             "input_format_skip_unknown_fields": "1",  # context attributes the table does not name
         }

@@ -1,0 +1,49 @@
+"""The SDK's ClickHouseSink into the real schema: events land in the landing tables and reach the aggregates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from events import ClickHouseSink, Client
+from tests.intake import query
+
+
+def test_events_recorded_with_the_sdk_reach_the_aggregates(analytics_db):
+    user = f"sdk-{uuid.uuid4().hex[:8]}"
+    started = dt.datetime(2026, 11, 20, 10, 0, 0, tzinfo=dt.UTC)
+    sink = ClickHouseSink(analytics_db.url, batch_size=50, interval=0.2)
+    with Client(sink).with_user_id(user).with_service("scheduler", "1.4.0", "abc123") as client:
+        client.record_workflow("created", workflow_id="w-1", kind="CONTAINER")
+        for n in range(3):
+            job = f"j-{n}"
+            client.record_job("created", workflow_id="w-1", job_id=job)
+            client.record_job("started", workflow_id="w-1", job_id=job, started_at=started)
+            client.record_job(
+                "completed",
+                workflow_id="w-1",
+                job_id=job,
+                started_at=started,
+                completed_at=started + dt.timedelta(seconds=61, milliseconds=900),
+            )
+            client.record_job_log(workflow_id="w-1", job_id=job, count=10)
+        client.record_analytics_compat("JOBS", user_id=user, workflow_id="w-2", job_execution_duration=9.5)
+        client.record_metric("queue_depth", 4.0)
+        client.record("behavioral", "login-start")
+    assert sink.stats.delivered == 16 and sink.stats.rejected == 0 and sink.stats.failed == 0
+
+    [totals] = query(analytics_db, f"SELECT * FROM analytics.user_totals WHERE user_id = '{user}'")
+    numbers = [
+        int(totals[name]) for name in ("total_workflows", "total_jobs", "total_joblogs", "total_job_execution_duration")
+    ]
+    # 61.9 s per job counts as 61; the compatibility JOBS event's 9.5 s as 9.
+    assert numbers == [2, 4, 30, 3 * 61 + 9]
+    telemetry = query(
+        analytics_db,
+        f"""SELECT event_type, event_name, attributes.service_name AS service
+                                        FROM analytics.telemetry_events WHERE user_id = '{user}' ORDER BY event_type""",
+    )
+    assert telemetry == [
+        {"event_type": "behavioral", "event_name": "login-start", "service": "scheduler"},
+        {"event_type": "metric", "event_name": "queue_depth", "service": "scheduler"},
+    ]
