@@ -141,11 +141,12 @@ def topics(bootstrap, partitions) -> None:
         click.echo(state.describe())
 
 
-def stack_components() -> list:
+def stack_components(demo: bool = False) -> list:
     """What `analytics up` runs next to the embedded ClickHouse, in start order."""
     from embedded import bridge
+    from embedded.launcher import demo_component
 
-    return [bridge.component]
+    return [bridge.component] + ([demo_component] if demo else [])
 
 
 @main.command()
@@ -186,7 +187,8 @@ def ingest(bootstrap, clickhouse_url, create_topics) -> None:
 
 
 @main.command()
-def up() -> None:
+@click.option("--demo", is_flag=True, help="Also send realistic demo traffic, so numbers move within seconds.")
+def up(demo) -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
     from embedded.engine import DataDirectoryInUse
     from embedded.launcher import Stack
@@ -195,7 +197,7 @@ def up() -> None:
     settings = load_settings()
     _configure_logging(settings)
     try:
-        code = Stack(settings, components=stack_components()).run()
+        code = Stack(settings, components=stack_components(demo=demo)).run()
     except (DataDirectoryInUse, InsecureBind) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:

@@ -137,3 +137,33 @@ class ThreadComponent:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(60)
+
+
+def demo_component(settings: Settings, engine: Engine) -> ThreadComponent:
+    """`up --demo`: the events SDK's demo generator, through Kafka when there is one, else HTTP."""
+    from events import Client
+    from events.demo import demo_sink, run_demo, summary
+
+    def run(stop: threading.Event) -> None:
+        sink, destination = demo_sink(
+            "kafka" if settings.kafka_bootstrap else "clickhouse",
+            kafka_bootstrap=settings.kafka_bootstrap,
+            clickhouse_url=settings.resolved_clickhouse_url,
+            clickhouse_user=settings.clickhouse_user,
+            clickhouse_password=settings.clickhouse_password.get_secret_value(),
+        )
+        log.info(
+            "demo traffic: about %g events/s from %d users to %s", settings.demo_rate, settings.demo_users, destination
+        )
+        with Client(sink) as client:
+            counts = run_demo(
+                client,
+                rate=settings.demo_rate,
+                users=settings.demo_users,
+                should_stop=stop.is_set,
+                report=lambda c, s: log.info("demo: %s", summary(c, s)),
+                report_every=30,
+            )
+        log.info("demo traffic stopped: %s", summary(counts, client.stats))
+
+    return ThreadComponent("demo traffic", run)

@@ -304,9 +304,10 @@ def run_demo(
     tick: float = 0.1,
     report: Callable[[Counter[str], ClientStats], None] | None = None,
     report_every: float = 5.0,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Counter[str]:
     """Send the generated stream through `client` in real time (per `clock`) for `duration` seconds,
-    or until Ctrl-C; `report` is called every `report_every` seconds. Returns the counts."""
+    or until Ctrl-C or `should_stop()`; `report` is called every `report_every` seconds. Returns the counts."""
     start = clock()
     generator = DemoGenerator(users=users, rate=rate, start=start, seed=seed)
     end = math.inf if duration is None else start + duration
@@ -316,7 +317,7 @@ def run_demo(
             now = clock()
             for event in generator.advance(min(now, end)):
                 client.send(event)
-            if now >= end:
+            if now >= end or should_stop():
                 break
             if report is not None and now >= next_report:
                 report(generator.counts, client.stats)
