@@ -43,7 +43,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
         "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(url.port or (8443 if secure else 8123)),
         "ANALYTICS_CLICKHOUSE_USER": url.username or settings.clickhouse_user,
         "ANALYTICS_CLICKHOUSE_PASSWORD": url.password or settings.clickhouse_password.get_secret_value(),
-        "ANALYTICS_CLICKHOUSE_SECURE": "true" if secure else "false",
+        "ANALYTICS_CLICKHOUSE_SECURE": "True" if secure else "False",  # as_bool reads Python literals
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
 

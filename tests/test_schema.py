@@ -218,3 +218,29 @@ def test_migrate_again_keeps_every_accepted_event(analytics_db, loaded):
     assert result.returncode == 0, result.stdout[-3000:]
     assert query(analytics_db, "SELECT count() AS n FROM analytics.job_events")[0]["n"] == before
     assert_matches(analytics_db, loaded)
+
+
+def test_retention_follows_the_vars_on_an_existing_table(analytics_db):
+    settings = settings_for(analytics_db)
+
+    def create_statement() -> str:
+        return query(
+            analytics_db,
+            "SELECT create_table_query AS q FROM system.tables WHERE database = 'analytics' AND name = 'job_log_lines'",
+        )[0]["q"]
+
+    assert "TTL toDateTime(event_time) + toIntervalHour(720)" in create_statement()
+    try:
+        audit = run_dbt(settings, "run", "--select", "job_log_lines", "--vars", '{"audit_mode": true}', capture=True)
+        assert audit.returncode == 0, audit.stdout[-3000:]
+        assert " TTL " not in create_statement()
+        again = run_dbt(settings, "run", "--select", "job_log_lines", "--vars", '{"audit_mode": true}', capture=True)
+        assert again.returncode == 0, again.stdout[-3000:]  # a second audit-mode run has no TTL to remove
+        shorter = run_dbt(
+            settings, "run", "--select", "job_log_lines", "--vars", '{"log_retention_hours": 48}', capture=True
+        )
+        assert shorter.returncode == 0, shorter.stdout[-3000:]
+        assert "toIntervalHour(48)" in create_statement()
+    finally:
+        assert run_dbt(settings, "run", "--select", "job_log_lines", capture=True).returncode == 0
+    assert "toIntervalHour(720)" in create_statement()
