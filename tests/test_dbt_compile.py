@@ -74,7 +74,7 @@ def rendering(manifest: dict) -> str:
             + node["compiled_code"].strip()
             + "\n"
         )
-    for name, node in sorted(manifest.get("disabled", {}).items()):
+    for _name, node in sorted(manifest.get("disabled", {}).items()):
         parts.append(f"-- disabled {node[0]['name']}\n")
     return "\n".join(parts)
 
