@@ -141,12 +141,29 @@ def topics(bootstrap, partitions) -> None:
         click.echo(state.describe())
 
 
-def stack_components(demo: bool = False) -> list:
+def stack_components(demo: bool = False, local_kafka: bool = False) -> list:
     """What `analytics up` runs next to the embedded ClickHouse, in start order."""
     from embedded import bridge
     from embedded.launcher import demo_component
 
-    return [bridge.component] + ([demo_component] if demo else [])
+    components = [_local_kafka_component] if local_kafka else []
+    components.append(bridge.component)
+    if demo:
+        components.append(demo_component)
+    return components
+
+
+def _local_kafka_component(settings, engine):
+    from embedded.kafka_broker import BrokerComponent, KafkaBroker
+
+    broker = KafkaBroker(
+        settings.resolved_kafka_data_dir,
+        settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+        jars_dir=settings.kafka_jars_dir,
+        stop_timeout=settings.kafka_stop_timeout,
+    )
+    return BrokerComponent(broker)
 
 
 @main.command()
@@ -188,16 +205,23 @@ def ingest(bootstrap, clickhouse_url, create_topics) -> None:
 
 @main.command()
 @click.option("--demo", is_flag=True, help="Also send realistic demo traffic, so numbers move within seconds.")
-def up(demo) -> None:
+@click.option(
+    "--with-kafka",
+    is_flag=True,
+    help="Also run a local Kafka broker (ANALYTICS_KAFKA_PORT) and ingest through it with the bridge.",
+)
+def up(demo, with_kafka) -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
     from embedded.engine import DataDirectoryInUse
     from embedded.launcher import Stack
     from embedded.server import InsecureBind
 
     settings = load_settings()
+    if with_kafka:
+        settings = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{settings.kafka_port}"})
     _configure_logging(settings)
     try:
-        code = Stack(settings, components=stack_components(demo=demo)).run()
+        code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
     except (DataDirectoryInUse, InsecureBind) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     kafka_consumer_group_prefix: str = Field("analytics", description="Consumer groups are PREFIX_<topic>.")
     kafka_consumers: int = Field(1, description="Consumers per topic (Kafka engine and bridge).")
     kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
-    kafka_flush_interval_ms: int = Field(500, description="Longest wait before a partial batch is inserted.")
+    kafka_flush_interval_ms: int = Field(250, description="Longest wait before a partial batch is inserted.")
 
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; unset means no Kafka."

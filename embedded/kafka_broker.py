@@ -370,3 +370,41 @@ def _die_with_parent() -> None:
     if _LIBC is not None:
         pr_set_pdeathsig = 1
         _LIBC.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class BrokerComponent:
+    """A local broker as a component of `analytics up --with-kafka`.
+
+    The JVM is tied to the thread that starts it (it gets SIGTERM when that thread ends), so the
+    broker lives in a thread of its own for as long as the stack runs.
+    """
+
+    name = "local Kafka"
+
+    def __init__(self, broker: KafkaBroker):
+        self.broker = broker
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._own, name="kafka-broker", daemon=True)
+
+    def _own(self) -> None:
+        try:
+            self.broker.start()
+        except BaseException as error:  # noqa: BLE001 - handed to start()
+            self._error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        self._stop.wait()
+        self.broker.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.broker.stop_timeout + 10)

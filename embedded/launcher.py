@@ -49,6 +49,7 @@ class Stack:
     migrate: bool = True
     started: list[Component] = field(default_factory=list)
     failed: BaseException | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
         """Serve until a signal; 0 after a clean stop, 1 when start-up failed."""
@@ -66,7 +67,26 @@ class Stack:
                     await task
                 await anyio.to_thread.run_sync(self._stop_components)
 
+        stack = self
+
+        class StackServer(uvicorn.Server):
+            """Stops the components before the HTTP interface stops taking requests: they still
+            use it to finish their work (the bridge's last batch, the demo's last events)."""
+
+            def handle_exit(self, sig, frame) -> None:
+                if self.should_exit or stack.stopping.is_set():
+                    super().handle_exit(sig, frame)  # a second signal: stop now
+                    return
+                stack.stopping.set()
+
+                def stop_then_exit() -> None:
+                    stack._stop_components()
+                    super(StackServer, self).handle_exit(sig, frame)
+
+                threading.Thread(target=stop_then_exit, name="stack-stop", daemon=True).start()
+
         serve(
+            server_class=StackServer,
             data_dir=settings.resolved_clickhouse_data_dir,
             host=settings.clickhouse_host,
             port=settings.clickhouse_http_port,
@@ -108,7 +128,10 @@ class Stack:
 
     def _stop_components(self) -> None:
         while self.started:
-            component = self.started.pop()
+            try:
+                component = self.started.pop()
+            except IndexError:  # stopped meanwhile by the other path (signal or lifespan)
+                return
             log.info("stopping %s", component.name)
             try:
                 component.stop()

@@ -51,6 +51,7 @@ def serve(
     log_level: str = "info",
     extra_lifespan=None,
     on_server: Callable[[uvicorn.Server], None] | None = None,
+    server_class: type[uvicorn.Server] = uvicorn.Server,
 ) -> None:
     """Own ``data_dir`` with chDB and serve the ClickHouse HTTP interface until SIGTERM or Ctrl-C.
 
@@ -81,7 +82,7 @@ def serve(
             timeout_graceful_shutdown=30,
             lifespan="on",
         )
-        server = uvicorn.Server(config)
+        server = server_class(config)
         if on_server is not None:
             on_server(server)
         log.info("embedded ClickHouse %s on http://%s:%d (data in %s)", engine.version, host, port, data_dir)

@@ -1,0 +1,97 @@
+"""`analytics up` as a user runs it: one process, the schema built, components started and stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from tests import embedded_server
+from tests.conftest import KAFKA_JARS_DIR
+from tests.intake import HTTP
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_up(tmp_path: Path, *flags: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
+    port = embedded_server.free_port()
+    log = tmp_path / "up.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "analytics.cli", "up", *flags],
+        cwd=ROOT,
+        stdout=open(log, "wb"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "ANALYTICS_DATA_DIR": str(tmp_path / "data"),
+            "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(port),
+            "ANALYTICS_GRPC_PORT": str(embedded_server.free_port()),
+            "ANALYTICS_DAGSTER_PORT": str(embedded_server.free_port()),
+            "ANALYTICS_DEMO_RATE": "200",
+            **env,
+        },
+    )
+    return process, port, log
+
+
+def sql(port: int, statement: str) -> str:
+    """The answer, or "" while the server is not listening yet or the schema is still being built."""
+    try:
+        response = HTTP.request("POST", f"http://127.0.0.1:{port}/", body=statement.encode(), retries=False)
+    except urllib3.exceptions.HTTPError:
+        return ""
+    return response.data.decode().strip() if response.status == 200 else ""
+
+
+def wait_for(condition, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, log.read_text()[-4000:]
+        assert time.monotonic() < deadline, log.read_text()[-4000:]
+        time.sleep(0.25)
+
+
+def stop(process: subprocess.Popen, log: Path) -> str:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(90) in (0, -signal.SIGTERM), log.read_text()[-4000:]
+    return log.read_text()
+
+
+def test_up_with_demo_traffic_shows_numbers_then_stops_in_order(tmp_path):
+    process, port, log = start_up(tmp_path, "--demo")
+    try:
+        wait_for(
+            lambda: (sql(port, "SELECT sum(total_jobs) FROM analytics.user_totals") or "0") not in ("0", ""),
+            process,
+            log,
+        )
+    finally:
+        text = stop(process, log)
+    assert text.index("stopping demo traffic") < text.index("closed chDB and released")
+
+
+@pytest.mark.kafka
+def test_up_with_kafka_ingests_through_a_local_broker(tmp_path, kafka_jars):
+    process, port, log = start_up(
+        tmp_path, "--with-kafka", "--demo", ANALYTICS_KAFKA_PORT=str(embedded_server.free_port())
+    )
+    try:
+        wait_for(
+            lambda: (
+                (sql(port, "SELECT countIf(kafka_offset IS NOT NULL) FROM analytics.job_events") or "0")
+                not in ("0", "")
+            ),
+            process,
+            log,
+        )
+    finally:
+        text = stop(process, log)
+    order = [text.index(f"stopping {name}") for name in ("demo traffic", "Kafka bridge", "local Kafka")]
+    assert order == sorted(order)
+    assert "stay uncommitted" not in text  # the bridge finished its batch before ClickHouse stopped
