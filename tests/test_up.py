@@ -13,7 +13,6 @@ import pytest
 import urllib3
 
 from tests import embedded_server
-from tests.conftest import KAFKA_JARS_DIR
 from tests.intake import HTTP
 
 ROOT = Path(__file__).resolve().parent.parent
