@@ -105,10 +105,11 @@ def test_every_envelope_field_is_required_by_every_enveloped_schema():
             assert not reference_validator(name).is_valid({k: v for k, v in event.items() if k != field})
 
 
-def test_the_readme_tables_match_the_schemas():
-    text = README.read_text(encoding="utf-8")
+@pytest.mark.parametrize("readme", [README, README.parent.parent / "README.md"], ids=["events", "project"])
+def test_the_readme_tables_match_the_schemas(readme):
+    text = readme.read_text(encoding="utf-8")
     generated = text.split(BEGIN, 1)[1].split(END, 1)[0]
-    assert generated.strip() == contract_markdown().strip(), "run: python -m events.docs --write events/README.md"
+    assert generated.strip() == contract_markdown().strip(), f"run: python -m events.docs --write {readme}"
 
 
 def test_the_readme_example_runs():
