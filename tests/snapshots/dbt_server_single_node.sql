@@ -1,5 +1,5 @@
 -- model analytics_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 500, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_analytics", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "analytics"}}
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_analytics", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "analytics"}}
 select
     cast(null as Nullable(String)) as EventKey,
     cast(null as Nullable(String)) as UserID,
@@ -407,7 +407,7 @@ select * from incoming
   )
 
 -- model job_logs_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 500, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_job_logs", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "job_logs"}}
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_job_logs", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "job_logs"}}
 select
     cast(null as Nullable(String)) as event_id,
     cast(null as Nullable(DateTime64(3, 'UTC'))) as event_time,
@@ -520,7 +520,7 @@ select * from incoming
   )
 
 -- model jobs_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 500, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_jobs", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "jobs"}}
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_jobs", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "jobs"}}
 select
     cast(null as Nullable(String)) as event_id,
     cast(null as Nullable(DateTime64(3, 'UTC'))) as event_time,
@@ -742,7 +742,7 @@ select * from incoming
   )
 
 -- model telemetry_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 500, "kafka_format": "JSONAsString", "kafka_group_name": "analytics_telemetry", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "telemetry"}}
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONAsString", "kafka_group_name": "analytics_telemetry", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "telemetry"}}
 select
     cast('' as String) as message
     
@@ -1096,7 +1096,7 @@ from `analytics_compile`.`workflow_events`
 group by all
 
 -- model workflows_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 500, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_workflows", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "workflows"}}
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_workflows", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "workflows"}}
 select
     cast(null as Nullable(String)) as event_id,
     cast(null as Nullable(DateTime64(3, 'UTC'))) as event_time,
