@@ -61,18 +61,10 @@ def clickhouse(data_dir, http_port, host, user, password) -> None:
 
 def _run_embedded_clickhouse(settings: Settings) -> None:
     from embedded.engine import DataDirectoryInUse
-    from embedded.server import InsecureBind, serve
+    from embedded.server import InsecureBind, serve_settings
 
     try:
-        serve(
-            data_dir=settings.resolved_clickhouse_data_dir,
-            host=settings.clickhouse_host,
-            port=settings.clickhouse_http_port,
-            user=settings.clickhouse_user,
-            password=settings.clickhouse_password.get_secret_value(),
-            max_concurrent_queries=settings.clickhouse_max_concurrent_queries,
-            log_level=settings.log_level,
-        )
+        serve_settings(settings)
     except (DataDirectoryInUse, InsecureBind) as error:
         raise click.ClickException(str(error)) from None
 
@@ -103,13 +95,7 @@ def kafka(port, controller_port, data_dir) -> None:
 
     settings = load_settings(kafka_port=port, kafka_controller_port=controller_port, kafka_data_dir=data_dir)
     _configure_logging(settings)
-    broker = KafkaBroker(
-        settings.resolved_kafka_data_dir,
-        settings.kafka_port,
-        controller_port=settings.kafka_controller_port,
-        jars_dir=settings.kafka_jars_dir,
-        stop_timeout=settings.kafka_stop_timeout,
-    )
+    broker = KafkaBroker.from_settings(settings)
     try:
         clean = run_in_foreground(broker, announce=lambda line: click.echo(line, err=True))
     except (KafkaUnavailable, KafkaStartError) as error:
@@ -156,14 +142,7 @@ def stack_components(demo: bool = False, local_kafka: bool = False) -> list:
 def _local_kafka_component(settings, engine):
     from embedded.kafka_broker import BrokerComponent, KafkaBroker
 
-    broker = KafkaBroker(
-        settings.resolved_kafka_data_dir,
-        settings.kafka_port,
-        controller_port=settings.kafka_controller_port,
-        jars_dir=settings.kafka_jars_dir,
-        stop_timeout=settings.kafka_stop_timeout,
-    )
-    return BrokerComponent(broker)
+    return BrokerComponent(KafkaBroker.from_settings(settings))
 
 
 @main.command()

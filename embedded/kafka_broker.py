@@ -158,6 +158,17 @@ class KafkaBroker:
         self.process: subprocess.Popen | None = None
         self._log_start = 0  # where this start's lines begin in the log file
 
+    @classmethod
+    def from_settings(cls, settings) -> KafkaBroker:
+        """The local broker the project's settings describe (`analytics kafka`, `up --with-kafka`)."""
+        return cls(
+            settings.resolved_kafka_data_dir,
+            settings.kafka_port,
+            controller_port=settings.kafka_controller_port,
+            jars_dir=settings.kafka_jars_dir,
+            stop_timeout=settings.kafka_stop_timeout,
+        )
+
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"

@@ -23,7 +23,7 @@ import uvicorn
 
 from analytics.settings import Settings
 from embedded.engine import Engine
-from embedded.server import serve
+from embedded.server import serve_settings
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +85,7 @@ class Stack:
 
                 threading.Thread(target=stop_then_exit, name="stack-stop", daemon=True).start()
 
-        serve(
-            server_class=StackServer,
-            data_dir=settings.resolved_clickhouse_data_dir,
-            host=settings.clickhouse_host,
-            port=settings.clickhouse_http_port,
-            user=settings.clickhouse_user,
-            password=settings.clickhouse_password.get_secret_value(),
-            max_concurrent_queries=settings.clickhouse_max_concurrent_queries,
-            log_level=settings.log_level,
-            extra_lifespan=components_lifespan,
-            on_server=servers.append,
-        )
+        serve_settings(settings, server_class=StackServer, extra_lifespan=components_lifespan, on_server=servers.append)
         return 1 if self.failed is not None else 0
 
     async def _start_components(self, engine: Engine, server: uvicorn.Server) -> None:

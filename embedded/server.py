@@ -89,3 +89,17 @@ def serve(
         server.run()
     finally:
         engine.close()
+
+
+def serve_settings(settings, **extra) -> None:
+    """`serve` with the embedded ClickHouse's part of the project's settings object."""
+    serve(
+        data_dir=settings.resolved_clickhouse_data_dir,
+        host=settings.clickhouse_host,
+        port=settings.clickhouse_http_port,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        max_concurrent_queries=settings.clickhouse_max_concurrent_queries,
+        log_level=settings.log_level,
+        **extra,
+    )

@@ -69,3 +69,29 @@
     *
   {%- endif -%}
 {%- endmacro %}
+
+{#- A topic's landing rows that satisfy the contract, checked on the columns as delivered (before
+    any renaming in the view: ClickHouse resolves names in WHERE to SELECT aliases first). -#}
+{% macro accepted_landing_rows(topic) -%}
+    select {{ landing_columns() }}
+    from {{ ref(topic ~ '_queue') }}
+    where {{ contract_holds(topic) }}
+{%- endmacro %}
+
+{#- With Kafka-engine ingest: what a topic delivered that cannot be taken in, and why. -#}
+{% macro dead_letters_from(topic) -%}
+select
+    _topic as topic,
+    _partition as partition,
+    _offset as offset,
+    {%- if topic == 'telemetry' %}
+    if(_raw_message != '', _raw_message, message) as raw_message,
+    {%- else %}
+    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
+    if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
+    {%- endif %}
+    {{ contract_violation(topic) }} as error,
+    now64(3, 'UTC') as received_at
+from {{ ref(topic ~ '_queue') }}
+where not ({{ contract_holds(topic) }})
+{%- endmacro %}

@@ -133,7 +133,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *
     from `analytics_compile`.`jobs_queue`
     where throwIf(not (event_id IS NOT NULL AND event_id != ''), 'jobs event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -203,7 +202,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *
     from `analytics_compile`.`job_logs_queue`
     where throwIf(not (event_id IS NOT NULL AND event_id != ''), 'job_logs event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -421,7 +419,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *
     from `analytics_compile`.`analytics_queue`
     where throwIf(not (EventKey IS NOT NULL AND EventKey != ''), 'analytics event refused, EventKey_is_required: EventKey is missing or empty') = 0
@@ -549,7 +546,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *
     from `analytics_compile`.`telemetry_queue`
     where throwIf(not (isValidJSON(message) AND JSONType(message) = 'Object'), 'telemetry event refused, message_is_an_object: the message is not a JSON object') = 0
@@ -769,7 +765,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *
     from `analytics_compile`.`workflows_queue`
     where throwIf(not (event_id IS NOT NULL AND event_id != ''), 'workflows event refused, event_id_is_required: event_id is missing or empty') = 0

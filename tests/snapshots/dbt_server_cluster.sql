@@ -24,11 +24,11 @@ where 0
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
-
 select
     _topic as topic,
     _partition as partition,
     _offset as offset,
+    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
     if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
     multiIf(
     _error != '', _error,
@@ -56,11 +56,11 @@ where not (_error = ''
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
-
 select
     _topic as topic,
     _partition as partition,
     _offset as offset,
+    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
     if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
     multiIf(
     _error != '', _error,
@@ -92,11 +92,11 @@ where not (_error = ''
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
-
 select
     _topic as topic,
     _partition as partition,
     _offset as offset,
+    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
     if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
     multiIf(
     _error != '', _error,
@@ -128,7 +128,6 @@ where not (_error = ''
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
-
 select
     _topic as topic,
     _partition as partition,
@@ -156,11 +155,11 @@ where not (_error = ''
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
-
 select
     _topic as topic,
     _partition as partition,
     _offset as offset,
+    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
     if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
     multiIf(
     _error != '', _error,
@@ -298,7 +297,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
     from `analytics_compile`.`jobs_queue`
     where _error = ''
@@ -369,7 +367,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
     from `analytics_compile`.`job_logs_queue`
     where _error = ''
@@ -580,7 +577,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
     from `analytics_compile`.`analytics_queue`
     where _error = ''
@@ -709,7 +705,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
     from `analytics_compile`.`telemetry_queue`
     where _error = ''
@@ -931,7 +926,6 @@ where 0
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
     select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
     from `analytics_compile`.`workflows_queue`
     where _error = ''

@@ -3,10 +3,7 @@
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
-    select {{ landing_columns() }}
-    from {{ ref('job_logs_queue') }}
-    where {{ contract_holds('job_logs') }}
+    {{ accepted_landing_rows('job_logs') }}
 ),
 
 incoming as (

@@ -3,10 +3,7 @@
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
-    select {{ landing_columns() }}
-    from {{ ref('analytics_queue') }}
-    where {{ contract_holds('analytics') }}
+    {{ accepted_landing_rows('analytics') }}
 ),
 
 incoming as (

@@ -3,10 +3,7 @@
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
-    select {{ landing_columns() }}
-    from {{ ref('telemetry_queue') }}
-    where {{ contract_holds('telemetry') }}
+    {{ accepted_landing_rows('telemetry') }}
 ),
 
 incoming as (

@@ -3,10 +3,7 @@
 
 with
 accepted as (
-    -- the contract is checked on the landing columns as delivered, before any renaming below
-    select {{ landing_columns() }}
-    from {{ ref('workflows_queue') }}
-    where {{ contract_holds('workflows') }}
+    {{ accepted_landing_rows('workflows') }}
 ),
 
 incoming as (
