@@ -82,8 +82,11 @@ def main() -> None:
         assert response.status == 200, response.data
         return response.data
 
-    table = f"CREATE TABLE default.points (id UInt64, label String, value Float64) ENGINE = MergeTree ORDER BY id"
-    fill = f"INSERT INTO default.points SELECT number, concat('label-', toString(number)), number / 3 FROM numbers({args.rows})"
+    table = "CREATE TABLE default.points (id UInt64, label String, value Float64) ENGINE = MergeTree ORDER BY id"
+    fill = (
+        "INSERT INTO default.points SELECT number, concat('label-', toString(number)), number / 3"
+        f" FROM numbers({args.rows})"
+    )
     local.query(table)
     local.query(fill)
     run(table)
