@@ -97,7 +97,8 @@ class ChdbBackend:
 
     def __init__(self, engine: Engine):
         self.description = f"in-process chDB at {engine.data_dir}"
-        self._connections: PerThread[Connection] = PerThread(engine.acquire, engine.release)
+        # Connections of its own, not the HTTP front's pooled ones, which may carry a client's SETs.
+        self._connections: PerThread[Connection] = PerThread(engine.new_connection, Connection.close)
 
     def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
         # SET would change the connection for later queries; a SETTINGS clause applies to this one only.

@@ -28,6 +28,23 @@ SORT_COLUMNS = {
 
 PERCENTILES = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
 
+# The original contract's two calls: point lookups on workflow_totals (ORDER BY user_id, workflow_id).
+USER_TOTALS = """select
+    uniqExact(workflow_id),
+    toInt64(sum(jobs)),
+    toInt64(sum(joblogs)),
+    toInt64(sum(job_execution_seconds))
+from analytics.workflow_totals
+where user_id = {user_id:String}"""
+
+WORKFLOW_TOTALS = """select
+    count(),
+    toInt64(sum(jobs)),
+    toInt64(sum(joblogs)),
+    toInt64(sum(job_execution_seconds))
+from analytics.workflow_totals
+where user_id = {user_id:String} and workflow_id = {workflow_id:String}"""
+
 # Observes (query name, seconds, outcome) for the metrics; outcome is ok, timeout or error.
 QueryObserver = Callable[[str, float, str], None]
 
@@ -146,33 +163,13 @@ class Queries:
     # -- the original contract ------------------------------------------------------------------
     def user_totals(self, user_id: str, timeout: float) -> Totals | None:
         """All-time totals of a user; None when the user has no analytics."""
-        [row] = self._rows(
-            "user_totals",
-            """select
-        uniqExact(workflow_id),
-        toInt64(sum(jobs)),
-        toInt64(sum(joblogs)),
-        toInt64(sum(job_execution_seconds))
-    from analytics.workflow_totals
-    where user_id = {user_id:String}""",
-            {"user_id": user_id},
-            timeout,
-        )
+        [row] = self._rows("user_totals", USER_TOTALS, {"user_id": user_id}, timeout)
         return Totals(*map(int, row)) if row[0] else None
 
     def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
         """All-time totals of one workflow of a user; None when it is not the user's or unknown."""
         [row] = self._rows(
-            "workflow_totals",
-            """select
-        count(),
-        toInt64(sum(jobs)),
-        toInt64(sum(joblogs)),
-        toInt64(sum(job_execution_seconds))
-    from analytics.workflow_totals
-    where user_id = {user_id:String} and workflow_id = {workflow_id:String}""",
-            {"user_id": user_id, "workflow_id": workflow_id},
-            timeout,
+            "workflow_totals", WORKFLOW_TOTALS, {"user_id": user_id, "workflow_id": workflow_id}, timeout
         )
         return Totals(1, *map(int, row[1:])) if row[0] else None
 

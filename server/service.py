@@ -170,5 +170,8 @@ def run_in_foreground(server: AnalyticsServer) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     server.start()
-    stop.wait()
+    # The kernel may hand the signal to one of gRPC's threads; then only a main thread that wakes
+    # up now and then runs the Python handler. An untimed wait could sleep through it for ever.
+    while not stop.wait(0.5):
+        pass
     server.stop()

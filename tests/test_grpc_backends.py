@@ -100,3 +100,15 @@ def test_a_held_query_times_out_on_the_socket(clickhouse):
     finally:
         backend.close()
         relay.close()
+
+
+def test_chdb_connections_are_the_services_own_not_the_http_fronts(engine):
+    # The front leaves a request's settings on the connections it pools; the service must not see them.
+    pooled = engine.acquire()
+    pooled.apply_settings({"limit": "1"})
+    engine.release(pooled)
+    backend = ChdbBackend(engine)
+    try:
+        assert backend.rows("select number from numbers(3)", {}, 10) == [[0], [1], [2]]
+    finally:
+        backend.close()
