@@ -18,8 +18,16 @@ def load_settings(**flags) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as error:
-        problems = "; ".join(f"ANALYTICS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(_describe_problem(e) for e in error.errors())
         raise click.UsageError(f"invalid settings: {problems}") from None
+
+
+def _describe_problem(error: dict) -> str:
+    """'ANALYTICS_GRPC_PORT: ...' for a field's error; the bare message for one across fields."""
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    return f"ANALYTICS_{'_'.join(map(str, error['loc'])).upper()}: {message}"
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -131,9 +139,10 @@ def stack_components(demo: bool = False, local_kafka: bool = False) -> list:
     """What `analytics up` runs next to the embedded ClickHouse, in start order."""
     from embedded import bridge
     from embedded.launcher import demo_component
+    from server.service import grpc_component
 
     components = [_local_kafka_component] if local_kafka else []
-    components.append(bridge.component)
+    components += [bridge.component, grpc_component]
     if demo:
         components.append(demo_component)
     return components
@@ -180,6 +189,50 @@ def ingest(bootstrap, clickhouse_url, create_topics) -> None:
     bridge.wait()
     if bridge.failures:
         raise click.ClickException(f"the bridge stopped: {bridge.failures[0]}")
+
+
+@main.command()
+@click.option("--port", type=int, help="Port (ANALYTICS_GRPC_PORT, default 50055).")
+@click.option("--host", help="Listen address (ANALYTICS_GRPC_HOST, default 127.0.0.1).")
+@click.option(
+    "--clickhouse-url",
+    help="ClickHouse to read, http(s)://HOST:PORT (ANALYTICS_CLICKHOUSE_URL) [default: the embedded one].",
+)
+@click.option(
+    "--reflection/--no-reflection", default=None, help="Server reflection (ANALYTICS_GRPC_REFLECTION, default on)."
+)
+@click.option(
+    "--id-format", type=click.Choice(["plain", "uuid"]), help="Ids accepted (ANALYTICS_GRPC_ID_FORMAT, default plain)."
+)
+@click.option("--workers", type=int, help="Worker threads, one ClickHouse connection each (ANALYTICS_GRPC_WORKERS).")
+@click.option(
+    "--tokens-file", type=click.Path(path_type=Path), help="'TOKEN USER_ID' lines (ANALYTICS_GRPC_TOKENS_FILE)."
+)
+@click.option("--tls-cert", type=click.Path(path_type=Path), help="PEM certificate chain (ANALYTICS_GRPC_TLS_CERT).")
+@click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key (ANALYTICS_GRPC_TLS_KEY).")
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(path_type=Path),
+    help="PEM CA of client certificates: mutual TLS (ANALYTICS_GRPC_TLS_CLIENT_CA).",
+)
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port (ANALYTICS_GRPC_METRICS_PORT, default off).")
+def grpc(**flags) -> None:
+    """Serve the gRPC AnalyticsService, reading ClickHouse over HTTP, until Ctrl-C or SIGTERM."""
+    from server.service import AnalyticsServer, GrpcStartError, http_backend, run_in_foreground
+
+    # Every flag but --clickhouse-url is the setting grpc_<flag>.
+    settings = load_settings(
+        clickhouse_url=flags.pop("clickhouse_url"), **{f"grpc_{name}": value for name, value in flags.items()}
+    )
+    _configure_logging(settings)
+    try:
+        backend = http_backend(settings)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        run_in_foreground(AnalyticsServer(settings, backend))
+    except GrpcStartError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()

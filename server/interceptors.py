@@ -1,0 +1,159 @@
+"""Server interceptors, one per concern: metrics (every call) and tokens (the analytics calls).
+
+Each wraps the method's handler, whatever its kind (unary or streaming, either way), so it sees
+the request messages and the status the call ends with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from server.auth import ANY_USER, Tokens
+from server.metrics import Metrics
+from server.validation import IdFormat
+
+ANALYTICS_SERVICE = "analytics.AnalyticsService"
+
+# behavior(request or request iterator, context) -> response or response iterator
+Behavior = Callable
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler | None,
+    unary: Callable[[Behavior], Behavior],
+    streaming: Callable[[Behavior], Behavior],
+) -> grpc.RpcMethodHandler | None:
+    """The same handler with its behavior wrapped: ``unary`` for unary responses, else ``streaming``."""
+    if handler is None:
+        return None
+    serializers = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **serializers)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **serializers)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **serializers)
+    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **serializers)
+
+
+def split_method(method: str) -> tuple[str, str]:
+    """'/analytics.AnalyticsService/GetUserAnalytics' -> ('analytics.AnalyticsService', 'GetUserAnalytics')"""
+    service, _, name = method.lstrip("/").partition("/")
+    return service, name
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts calls and their status codes and times them."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def intercept_service(self, continuation, handler_call_details):
+        labels = split_method(handler_call_details.method)
+        metrics = self.metrics
+
+        def finished(context: grpc.ServicerContext, started: float, failed: bool) -> None:
+            # abort() and set_code() leave the code on the context; an exception without one is UNKNOWN.
+            code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+            metrics.responses.labels(*labels, code.name).inc()
+            metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+
+        def unary(behavior: Behavior) -> Behavior:
+            def measured(request, context):
+                metrics.requests.labels(*labels).inc()
+                started, failed = time.perf_counter(), True
+                try:
+                    response = behavior(request, context)
+                    failed = False
+                    return response
+                finally:
+                    finished(context, started, failed)
+
+            return measured
+
+        def streaming(behavior: Behavior) -> Behavior:
+            def measured(request, context) -> Iterator:
+                metrics.requests.labels(*labels).inc()
+                started, failed = time.perf_counter(), True
+                try:
+                    yield from behavior(request, context)
+                    failed = False
+                finally:
+                    finished(context, started, failed)
+
+            return measured
+
+        return wrap_handler(continuation(handler_call_details), unary, streaming)
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Bearer tokens on AnalyticsService calls: a caller reads only its own user's analytics.
+
+    No or an unknown token: UNAUTHENTICATED. A request for another user: PERMISSION_DENIED.
+    Health checks and reflection stay open, as load balancers and grpcurl expect.
+    """
+
+    def __init__(self, tokens: Tokens, id_format: IdFormat):
+        self.tokens = tokens
+        self.ids = id_format
+
+    def _caller(self, metadata) -> str | None:
+        """The user the call's token reads; None when the token is missing or unknown."""
+        for key, value in metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    return self.tokens.user_of(token.strip())
+        return None
+
+    def _check(self, caller: str | None, has_token: bool, request, context: grpc.ServicerContext) -> None:
+        if caller is None:
+            if has_token:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "the bearer token is not valid")
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this server needs a token: send metadata 'authorization: Bearer TOKEN'",
+            )
+        if caller != ANY_USER and self.ids.canonical(request.user_id) != self.ids.canonical(caller):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "this token does not read that user's analytics")
+
+    def intercept_service(self, continuation, handler_call_details):
+        service, _ = split_method(handler_call_details.method)
+        if service != ANALYTICS_SERVICE:
+            return continuation(handler_call_details)
+        metadata = handler_call_details.invocation_metadata
+        has_token = any(key == "authorization" for key, _ in metadata or ())
+        caller = self._caller(metadata)
+        check = self._check
+
+        def checked_requests(requests: Iterator, context) -> Iterator:
+            for request in requests:
+                check(caller, has_token, request, context)
+                yield request
+
+        def unary(behavior: Behavior) -> Behavior:
+            def guarded(request, context):
+                if isinstance(request, Iterator):
+                    return behavior(checked_requests(request, context), context)
+                check(caller, has_token, request, context)
+                return behavior(request, context)
+
+            return guarded
+
+        def streaming(behavior: Behavior) -> Behavior:
+            def guarded(request, context) -> Iterator:
+                if isinstance(request, Iterator):
+                    yield from behavior(checked_requests(request, context), context)
+                    return
+                check(caller, has_token, request, context)
+                yield from behavior(request, context)
+
+            return guarded
+
+        return wrap_handler(continuation(handler_call_details), unary, streaming)

@@ -1,0 +1,298 @@
+"""The service's queries over the aggregates of the dbt schema (dbt_project/models/aggregates).
+
+Counters are summed over a key's rows, because AggregatingMergeTree parts merge in the
+background and a key may still have several rows. Every value is a server-side parameter;
+the only SQL chosen per request are fixed fragments (a filter present or not, a sort column
+from a closed list).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from server.backends import QueryBackend, QueryFailed, QueryTimedOut, Value
+from server.pagination import Position
+from server.validation import Period
+
+# What each time-series granularity groups the days by.
+BUCKETS = {"day": "day", "week": "toMonday(day)", "month": "toStartOfMonth(day)"}
+# What ListWorkflowAnalytics can sort by.
+SORT_COLUMNS = {
+    "jobs": "total_jobs",
+    "job_execution_duration": "total_job_execution_duration",
+    "joblogs": "total_joblogs",
+}
+
+PERCENTILES = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
+
+# The original contract's two calls: point lookups on workflow_totals (ORDER BY user_id, workflow_id).
+USER_TOTALS = """select
+    uniqExact(workflow_id),
+    toInt64(sum(jobs)),
+    toInt64(sum(joblogs)),
+    toInt64(sum(job_execution_seconds))
+from analytics.workflow_totals
+where user_id = {user_id:String}"""
+
+WORKFLOW_TOTALS = """select
+    count(),
+    toInt64(sum(jobs)),
+    toInt64(sum(joblogs)),
+    toInt64(sum(job_execution_seconds))
+from analytics.workflow_totals
+where user_id = {user_id:String} and workflow_id = {workflow_id:String}"""
+
+# Observes (query name, seconds, outcome) for the metrics; outcome is ok, timeout or error.
+QueryObserver = Callable[[str, float, str], None]
+
+
+@dataclass(frozen=True)
+class Totals:
+    workflows: int
+    jobs: int
+    joblogs: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    workflows: int
+    jobs: int
+    joblogs: int
+    seconds: int
+    completed: int
+    failed: int
+    cancelled: int
+    percentiles: tuple[float, float, float, float] | None  # p50, p90, p95, p99; None: no finished job
+
+
+@dataclass(frozen=True)
+class WorkflowRow:
+    workflow_id: str
+    kind: str
+    jobs: int
+    joblogs: int
+    seconds: int
+    completed: int
+    failed: int
+    cancelled: int
+
+    def sort_value(self, sort: str) -> int:
+        return {"jobs": self.jobs, "job_execution_duration": self.seconds, "joblogs": self.joblogs}[sort]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose analytics: a user, optionally one workflow or the workflows of one kind, over some days."""
+
+    user_id: str
+    workflow_id: str | None = None
+    kind: str | None = None
+    period: Period = Period()
+
+    def condition(self) -> str:
+        """WHERE condition on workflow_daily or job_duration_daily."""
+        parts = ["user_id = {user_id:String}", "day between {first_day:Date} and {last_day:Date}"]
+        if self.workflow_id is not None:
+            parts.append("workflow_id = {workflow_id:String}")
+        if self.kind is not None:
+            # A workflow's kind is the one its events named, kept all-time in workflow_totals.
+            parts.append(
+                "workflow_id in (select workflow_id from analytics.workflow_totals"
+                " where user_id = {user_id:String} group by workflow_id having max(kind) = {kind:String})"
+            )
+        return "\n      and ".join(parts)
+
+    def params(self) -> dict[str, Value]:
+        params: dict[str, Value] = {
+            "user_id": self.user_id,
+            "first_day": self.period.first,
+            "last_day": self.period.last,
+        }
+        if self.workflow_id is not None:
+            params["workflow_id"] = self.workflow_id
+        if self.kind is not None:
+            params["kind"] = self.kind
+        return params
+
+
+SUMMARY_NAMES = """
+    total_workflows, total_jobs, total_joblogs, total_job_execution_duration, completed, failed, cancelled"""
+COUNTER_COLUMNS = """
+        uniqExact(workflow_id) as total_workflows,
+        toInt64(sum(jobs)) as total_jobs,
+        toInt64(sum(joblogs)) as total_joblogs,
+        toInt64(sum(job_execution_seconds)) as total_job_execution_duration,
+        toInt64(sum(jobs_completed)) as completed,
+        toInt64(sum(jobs_failed)) as failed,
+        toInt64(sum(jobs_cancelled)) as cancelled"""
+
+
+def _percentiles(values) -> tuple[float, float, float, float] | None:
+    # An empty digest gives NaN (JSON null); a bucket without durations joins as [].
+    if not values or any(value is None for value in values):
+        return None
+    return tuple(float(value) for value in values)
+
+
+def _summary(row: list) -> Summary:
+    return Summary(*(int(value) for value in row[:7]), _percentiles(row[7]))
+
+
+class Queries:
+    def __init__(self, backend: QueryBackend, observe: QueryObserver | None = None):
+        self.backend = backend
+        self._observe = observe or (lambda name, seconds, outcome: None)
+
+    def _rows(self, name: str, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            rows = self.backend.rows(sql, params, timeout)
+            outcome = "ok"
+            return rows
+        except QueryFailed as error:
+            outcome = "timeout" if isinstance(error, QueryTimedOut) else "error"
+            raise
+        finally:
+            self._observe(name, time.perf_counter() - start, outcome)
+
+    # -- the original contract ------------------------------------------------------------------
+    def user_totals(self, user_id: str, timeout: float) -> Totals | None:
+        """All-time totals of a user; None when the user has no analytics."""
+        [row] = self._rows("user_totals", USER_TOTALS, {"user_id": user_id}, timeout)
+        return Totals(*map(int, row)) if row[0] else None
+
+    def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
+        """All-time totals of one workflow of a user; None when it is not the user's or unknown."""
+        [row] = self._rows(
+            "workflow_totals", WORKFLOW_TOTALS, {"user_id": user_id, "workflow_id": workflow_id}, timeout
+        )
+        return Totals(1, *map(int, row[1:])) if row[0] else None
+
+    # -- details --------------------------------------------------------------------------------
+    def summary(self, scope: Scope, timeout: float) -> tuple[str, Summary] | None:
+        """(kind, summary) of a scope; None when the user (or the user's workflow) is unknown.
+
+        kind is the workflow's when the scope is one workflow, else empty.
+        """
+        identity = "user_id = {user_id:String}"
+        if scope.workflow_id is not None:
+            identity += " and workflow_id = {workflow_id:String}"
+        [row] = self._rows(
+            "summary",
+            f"""with
+    known as (
+        select count() > 0 as known, max(kind) as kind
+        from analytics.workflow_totals
+        where {identity}
+    ),
+    counters as (
+        select {COUNTER_COLUMNS}
+        from analytics.workflow_daily
+        where {scope.condition()}
+    ),
+    durations as (
+        select {PERCENTILES} as percentiles
+        from analytics.job_duration_daily
+        where {scope.condition()}
+    )
+select known.known, known.kind, {SUMMARY_NAMES}, durations.percentiles
+from known cross join counters cross join durations""",
+            scope.params(),
+            timeout,
+        )
+        if not row[0]:
+            return None
+        return (row[1] if scope.workflow_id is not None else ""), _summary(row[2:])
+
+    def known(self, user_id: str, workflow_id: str | None, timeout: float) -> bool:
+        """Whether the user (and that workflow of the user) has any analytics."""
+        condition = "user_id = {user_id:String}"
+        params: dict[str, Value] = {"user_id": user_id}
+        if workflow_id is not None:
+            condition += " and workflow_id = {workflow_id:String}"
+            params["workflow_id"] = workflow_id
+        rows = self._rows(
+            "known", f"select 1 from analytics.workflow_totals where {condition} limit 1", params, timeout
+        )
+        return bool(rows)
+
+    # -- time series ----------------------------------------------------------------------------
+    def time_series(self, scope: Scope, granularity: str, timeout: float) -> list[tuple[dt.date, Summary]]:
+        """One summary per bucket with any event, oldest first."""
+        bucket = BUCKETS[granularity]
+        rows = self._rows(
+            "time_series",
+            f"""with
+    counters as (
+        select {bucket} as bucket, {COUNTER_COLUMNS}
+        from analytics.workflow_daily
+        where {scope.condition()}
+        group by bucket
+    ),
+    durations as (
+        select {bucket} as bucket, {PERCENTILES} as percentiles
+        from analytics.job_duration_daily
+        where {scope.condition()}
+        group by bucket
+    )
+select toString(bucket), {SUMMARY_NAMES}, durations.percentiles
+from counters left join durations using (bucket)
+order by bucket""",
+            scope.params(),
+            timeout,
+        )
+        return [(dt.date.fromisoformat(row[0]), _summary(row[1:])) for row in rows]
+
+    # -- listing workflows ----------------------------------------------------------------------
+    def list_workflows(
+        self, scope: Scope, sort: str, ascending: bool, after: Position | None, limit: int, timeout: float
+    ) -> list[WorkflowRow]:
+        """A page of the scope's workflows, sorted by ``sort`` then workflow id."""
+        column = SORT_COLUMNS[sort]
+        params = {**scope.params(), "limit": limit}
+        resume = "1"
+        if after is not None:
+            # Rows strictly after the last one of the previous page, in this order.
+            beyond = ">" if ascending else "<"
+            resume = (
+                f"({column} {beyond} {{after_value:Int64}}"
+                f" or ({column} = {{after_value:Int64}} and workflow_id > {{after_workflow_id:String}}))"
+            )
+            params.update(after_value=after.value, after_workflow_id=after.workflow_id)
+        rows = self._rows(
+            "list_workflows",
+            f"""with
+    kinds as (
+        select workflow_id, max(kind) as kind
+        from analytics.workflow_totals
+        where user_id = {{user_id:String}}
+        group by workflow_id
+    ),
+    counters as (
+        select
+            workflow_id,
+            toInt64(sum(jobs)) as total_jobs,
+            toInt64(sum(joblogs)) as total_joblogs,
+            toInt64(sum(job_execution_seconds)) as total_job_execution_duration,
+            toInt64(sum(jobs_completed)) as completed,
+            toInt64(sum(jobs_failed)) as failed,
+            toInt64(sum(jobs_cancelled)) as cancelled
+        from analytics.workflow_daily
+        where {scope.condition()}
+        group by workflow_id
+    )
+select
+    workflow_id, kinds.kind, total_jobs, total_joblogs, total_job_execution_duration, completed, failed, cancelled
+from counters left join kinds using (workflow_id)
+where {resume}
+order by {column} {"asc" if ascending else "desc"}, workflow_id asc
+limit {{limit:UInt32}}""",
+            params,
+            timeout,
+        )
+        return [WorkflowRow(row[0], row[1], *(int(value) for value in row[2:])) for row in rows]

@@ -1,0 +1,177 @@
+"""The gRPC server: AnalyticsService, health and reflection behind the interceptors.
+
+`analytics grpc` runs it in the foreground against ClickHouse over HTTP; `analytics up` runs it
+as a component on the in-process chDB. Stopping sets every health status to NOT_SERVING, lets
+calls in flight finish (up to GRPC_DRAIN_SECONDS), then closes the ClickHouse connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from analytics import analytics_pb2 as pb
+from analytics import analytics_pb2_grpc as pb_grpc
+from analytics.settings import Settings
+from embedded.engine import Engine
+from server.auth import TokenError, load_tokens
+from server.backends import ChdbBackend, HttpBackend, QueryBackend
+from server.interceptors import MetricsInterceptor, TokenInterceptor
+from server.metrics import Metrics
+from server.queries import Queries
+from server.servicer import AnalyticsServicer
+from server.validation import IdFormat
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
+
+
+class GrpcStartError(Exception):
+    """The service cannot start as configured; the message says why."""
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise GrpcStartError(f"cannot read the {what} {path}: {error.strerror or error}") from None
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials when a certificate is configured; mutual TLS with a client CA."""
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        return None
+    chain = _read_pem(settings.grpc_tls_cert, "TLS certificate (ANALYTICS_GRPC_TLS_CERT)")
+    key = _read_pem(settings.grpc_tls_key, "TLS key (ANALYTICS_GRPC_TLS_KEY)")
+    client_ca = None
+    if settings.grpc_tls_client_ca is not None:
+        client_ca = _read_pem(settings.grpc_tls_client_ca, "client CA (ANALYTICS_GRPC_TLS_CLIENT_CA)")
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca, require_client_auth=bool(client_ca))
+
+
+class AnalyticsServer:
+    """The service on one backend; a component of `analytics up` (name, start, stop)."""
+
+    name = "gRPC AnalyticsService"
+
+    def __init__(self, settings: Settings, backend: QueryBackend):
+        self.settings = settings
+        self.backend = backend
+        self.metrics = Metrics()
+        self.health = health.HealthServicer()
+        self.port: int | None = None
+        self._server: grpc.Server | None = None
+        self._stopped = threading.Event()
+        try:
+            self.tokens = load_tokens(
+                settings.grpc_tokens.get_secret_value() if settings.grpc_tokens else None, settings.grpc_tokens_file
+            )
+        except TokenError as error:
+            raise GrpcStartError(str(error)) from None
+        self.credentials = server_credentials(settings)
+
+    def _build(self) -> grpc.Server:
+        settings = self.settings
+        ids = IdFormat(settings.grpc_id_format)
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
+        if self.tokens is not None:
+            interceptors.append(TokenInterceptor(self.tokens, ids))
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="grpc-worker"),
+            interceptors=interceptors,
+            # Without this a second server could bind the same port and share its calls.
+            options=[("grpc.so_reuseport", 0)],
+        )
+        queries = Queries(self.backend, observe=self.metrics.observe_query)
+        pb_grpc.add_AnalyticsServiceServicer_to_server(
+            AnalyticsServicer(queries, ids, settings.grpc_default_deadline), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if settings.grpc_reflection:
+            names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
+        return server
+
+    def start(self) -> None:
+        settings = self.settings
+        server = self._build()
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        try:
+            if self.credentials is not None:
+                self.port = server.add_secure_port(address, self.credentials)
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            raise GrpcStartError(f"cannot listen on {address} (in use, or not an address of this machine)")
+        if settings.grpc_metrics_port is not None:
+            try:
+                self.metrics.serve(settings.grpc_host, settings.grpc_metrics_port)
+            except OSError as error:
+                server.stop(None)
+                raise GrpcStartError(
+                    f"cannot serve metrics on {settings.grpc_host}:{settings.grpc_metrics_port}: {error.strerror}"
+                ) from None
+        server.start()
+        self._server = server
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        security = "mutual TLS" if settings.grpc_tls_client_ca else "TLS" if self.credentials else "plaintext"
+        log.info(
+            "gRPC AnalyticsService on %s:%s (%s, %s, reflection %s) reading %s%s",
+            settings.grpc_host,
+            self.port,
+            security,
+            f"{len(self.tokens)} tokens" if self.tokens else "no tokens",
+            "on" if settings.grpc_reflection else "off",
+            self.backend.description,
+            f"; metrics on :{self.metrics.port}/metrics" if self.metrics.port else "",
+        )
+
+    def stop(self) -> None:
+        """NOT_SERVING, drain the calls in flight, stop; safe to call twice."""
+        if self._server is None or self._stopped.is_set():
+            return
+        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and it stays so
+        log.info("gRPC AnalyticsService draining (up to %ss)", self.settings.grpc_drain_seconds)
+        self._server.stop(self.settings.grpc_drain_seconds).wait()
+        self.metrics.stop()
+        self.backend.close()
+        self._stopped.set()
+        log.info("gRPC AnalyticsService stopped")
+
+
+def grpc_component(settings: Settings, engine: Engine) -> AnalyticsServer:
+    """The `analytics up` factory: the service on the stack's own chDB."""
+    return AnalyticsServer(settings, ChdbBackend(engine))
+
+
+def http_backend(settings: Settings) -> HttpBackend:
+    return HttpBackend(
+        settings.resolved_clickhouse_url,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        secure=settings.clickhouse_secure,
+    )
+
+
+def run_in_foreground(server: AnalyticsServer) -> None:
+    """Serve until SIGTERM or Ctrl-C, then stop as `stop` describes."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    # The kernel may hand the signal to one of gRPC's threads; then only a main thread that wakes
+    # up now and then runs the Python handler. An untimed wait could sleep through it for ever.
+    while not stop.wait(0.5):
+        pass
+    server.stop()

@@ -1,0 +1,125 @@
+"""Checks of request fields; each failure names the field and what is wrong with it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+# The range of ClickHouse's Date type, in which the aggregates keep their days.
+FIRST_DAY = dt.date(1970, 1, 1)
+LAST_DAY = dt.date(2149, 6, 6)
+
+MAX_ID_LENGTH = 128
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+class InvalidArgument(ValueError):
+    """A request field that cannot be used; the message is sent to the client as it is."""
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A client's value quoted for an error message, cut short when long."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+class IdFormat:
+    """The ids the service accepts: ``plain`` (letters, digits, - _ . :) or ``uuid``."""
+
+    def __init__(self, name: str):
+        if name not in ("plain", "uuid"):
+            raise ValueError(f"unknown id format {name!r}: plain or uuid")
+        self.name = name
+
+    def check(self, field: str, value: str) -> str:
+        """The id to query with; UUIDs in their canonical lower-case form."""
+        if not value:
+            raise InvalidArgument(f"{field} is required")
+        if self.name == "uuid":
+            if not _UUID.fullmatch(value):
+                raise InvalidArgument(
+                    f"{field} must be a UUID like 123e4567-e89b-12d3-a456-426614174000 (malformed UUID: {shown(value)})"
+                )
+            return value.lower()
+        if len(value) > MAX_ID_LENGTH:
+            raise InvalidArgument(f"{field} is longer than {MAX_ID_LENGTH} characters ({len(value)})")
+        if not _PLAIN_ID.fullmatch(value):
+            position, character = next((i, c) for i, c in enumerate(value) if not _PLAIN_ID.fullmatch(c))
+            raise InvalidArgument(
+                f"{field} may hold only letters, digits and - _ . : "
+                f"({character!r} at position {position} of {shown(value)})"
+            )
+        return value
+
+    def canonical(self, value: str) -> str:
+        """The form two ids are compared in (UUIDs ignore case)."""
+        return value.lower() if self.name == "uuid" else value
+
+
+def check_kind(value: str) -> str | None:
+    """A workflow kind filter; None when no filter is asked for."""
+    if not value:
+        return None
+    if not _KIND.fullmatch(value):
+        raise InvalidArgument(f"kind must be 1-64 letters, digits or - _ . : (got {shown(value)})")
+    return value
+
+
+@dataclass(frozen=True)
+class Period:
+    """Calendar days (UTC), both ends included."""
+
+    first: dt.date = FIRST_DAY
+    last: dt.date = LAST_DAY
+
+    @property
+    def bounded(self) -> bool:
+        return (self.first, self.last) != (FIRST_DAY, LAST_DAY)
+
+
+def _day(field: str, value: str, default: dt.date) -> dt.date:
+    if not value:
+        return default
+    try:
+        if not _DAY.fullmatch(value):
+            raise ValueError
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgument(f"{field} must be a date YYYY-MM-DD (got {shown(value)})") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidArgument(f"{field} must be between {FIRST_DAY} and {LAST_DAY} (got {value})")
+    return day
+
+
+def check_period(request, field: str = "date_range") -> Period:
+    """The request's DateRange as a Period; all time when the field is absent."""
+    if not request.HasField(field):
+        return Period()
+    date_range = getattr(request, field)
+    first = _day(f"{field}.start_date", date_range.start_date, FIRST_DAY)
+    last = _day(f"{field}.end_date", date_range.end_date, LAST_DAY)
+    if first > last:
+        raise InvalidArgument(f"{field}.start_date {first} is after {field}.end_date {last}")
+    return Period(first, last)
+
+
+def check_page_size(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument(f"page_size must not be negative (got {value})")
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(value, MAX_PAGE_SIZE)
+
+
+def check_enum(field: str, value: int, enum) -> int:
+    """A known value of a proto enum (proto3 lets unknown numbers through)."""
+    if value not in enum.values():
+        names = ", ".join(v.name for v in enum.DESCRIPTOR.values if not v.name.endswith("_UNSPECIFIED"))
+        raise InvalidArgument(f"{field} {value} is not one of {names}")
+    return value

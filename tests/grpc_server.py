@@ -1,0 +1,233 @@
+"""Run `analytics grpc` (or `analytics up`) as a process and talk to it over real gRPC channels."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from google.protobuf import descriptor_pool, json_format, message_factory
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from analytics import analytics_pb2_grpc as pb_grpc
+from tests.embedded_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class ServiceProcess:
+    """A running `analytics grpc` or `analytics up`."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    credentials: grpc.ChannelCredentials | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def channel(self, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+        credentials = credentials or self.credentials
+        if credentials is None:
+            return grpc.insecure_channel(self.target)
+        # The test certificates name "localhost".
+        return grpc.secure_channel(self.target, credentials, options=[("grpc.ssl_target_name_override", "localhost")])
+
+    def stub(self, channel: grpc.Channel | None = None) -> pb_grpc.AnalyticsServiceStub:
+        return pb_grpc.AnalyticsServiceStub(channel or self.channel())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def launch(command: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    log_file = open(log_path, "wb")  # noqa: SIM115 - owned by the child for its lifetime
+    return subprocess.Popen(
+        [sys.executable, "-m", "analytics.cli", *command],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+def start_grpc(
+    log_dir: Path,
+    *args: str,
+    env: dict | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    wait: bool = True,
+) -> ServiceProcess:
+    """`analytics grpc --port <free> ARGS` and wait until its health check answers SERVING."""
+    port = free_port()
+    log_path = log_dir / f"grpc.{port}.log"
+    process = launch(["grpc", "--port", str(port), *args], log_path, env)
+    service = ServiceProcess(process, port, log_path, credentials)
+    if wait:
+        wait_until_serving(service)
+    return service
+
+
+def start_up(data_dir: Path, env: dict | None = None) -> ServiceProcess:
+    """`analytics up` on free ports; it builds the schema before the gRPC service starts."""
+    http_port, grpc_port = free_port(), free_port()
+    log_path = data_dir.with_name(data_dir.name + ".up.log")
+    process = launch(
+        ["up"],
+        log_path,
+        {
+            "ANALYTICS_DATA_DIR": str(data_dir),
+            "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(http_port),
+            "ANALYTICS_GRPC_PORT": str(grpc_port),
+            **(env or {}),
+        },
+    )
+    service = ServiceProcess(process, grpc_port, log_path, extra={"url": f"http://127.0.0.1:{http_port}"})
+    wait_until_serving(service, timeout=240)
+    return service
+
+
+def health_status(channel: grpc.Channel, service: str = "") -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def wait_until_serving(service: ServiceProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    with service.channel() as channel:
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(f"the service exited with {service.process.returncode}:\n{service.log()}")
+            try:
+                if health_status(channel) == SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    service.stop(signal.SIGKILL)
+    raise RuntimeError(f"the service did not serve within {timeout}s:\n{service.log()}")
+
+
+def wait_for_exit(service: ServiceProcess, timeout: float = 30.0) -> str:
+    """The output of a process expected to stop by itself (e.g. refusing its settings)."""
+    service.process.wait(timeout)
+    return service.log()
+
+
+def call_by_reflection(target: str, method: str, body: str, metadata=()) -> dict:
+    """What `grpcurl -plaintext -d BODY TARGET METHOD` does, without any generated code.
+
+    The server's reflection gives the file descriptors; the request is built from JSON and
+    the response printed as JSON (64-bit integers as strings, as grpcurl prints them).
+    """
+    service_name, method_name = method.split("/")
+    with grpc.insecure_channel(target) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        pool = descriptor_pool.DescriptorPool(database)
+        descriptor = pool.FindServiceByName(service_name).FindMethodByName(method_name)
+        request_class = message_factory.GetMessageClass(descriptor.input_type)
+        response_class = message_factory.GetMessageClass(descriptor.output_type)
+        call = channel.unary_unary(
+            f"/{service_name}/{method_name}",
+            request_serializer=request_class.SerializeToString,
+            response_deserializer=response_class.FromString,
+        )
+        response = call(json_format.Parse(body, request_class()), timeout=30, metadata=metadata)
+        return json.loads(json_format.MessageToJson(response, preserving_proto_field_name=True))
+
+
+def listed_services(target: str) -> list[str]:
+    """What `grpcurl -plaintext TARGET list` prints."""
+    with grpc.insecure_channel(target) as channel:
+        return sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+
+class HeldRelay:
+    """A TCP relay to a real server that can hold what clients send.
+
+    It lets a test keep a query in flight for as long as it needs (a real ClickHouse answers
+    once released) without any timing: `hold()`, wait for `request_seen`, act, `release()`.
+    """
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.request_seen = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        self._drops = 0
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def hold(self) -> None:
+        self.request_seen.clear()
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def drop_next(self, requests: int = 1) -> None:
+        """Close the connection of the next ``requests`` requests instead of passing them on."""
+        self._drops = requests
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client:
+                    self.request_seen.set()
+                    self._open.wait()
+                    if self._drops:
+                        self._drops -= 1
+                        return  # the finally below closes both ends
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._open.set()
+        self.listener.close()
+        for end in self._sockets:
+            end.close()

@@ -1,0 +1,115 @@
+"""`analytics up` serves the gRPC AnalyticsService on its own chDB, as the seed's grpcurl call expects.
+
+The stack runs as a process on free ports (it builds the schema itself); events go in over its
+ClickHouse HTTP interface, answers come out of the gRPC port.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from analytics import analytics_pb2 as pb
+from tests import datasets
+from tests.grpc_server import NOT_SERVING, SERVING, call_by_reflection, health_status, listed_services, start_up
+from tests.intake import deliver
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    service = start_up(tmp_path_factory.mktemp("up") / "data", env={"ANALYTICS_GRPC_DRAIN_SECONDS": "5"})
+    yield service
+    service.stop(signal.SIGKILL)  # the last test stops it properly; this only cleans up after a failure
+
+
+@pytest.fixture(scope="module")
+def loaded(stack):
+    dataset = datasets.generate(seed=61, users=4, workflows_per_user=3)
+    deliver(SimpleNamespace(url=stack.extra["url"]), dataset.messages)
+    return dataset
+
+
+def seed_json(workflows: int, jobs: int, joblogs: int, seconds: int) -> dict:
+    """GetUserAnalytics as grpcurl prints it: uint64 fields as strings."""
+    return {
+        "total_workflows": workflows,
+        "total_jobs": str(jobs),
+        "total_joblogs": str(joblogs),
+        "total_job_execution_duration": str(seconds),
+    }
+
+
+def test_the_seeds_grpcurl_call_answers_for_every_user(stack, loaded):
+    """grpcurl -plaintext -d '{"user_id": ...}' HOST:PORT analytics.AnalyticsService/GetUserAnalytics"""
+    for user in loaded.expected.users:
+        answer = call_by_reflection(
+            stack.target, "analytics.AnalyticsService/GetUserAnalytics", json.dumps({"user_id": user})
+        )
+        assert answer == seed_json(*loaded.expected.user(user)), user
+
+
+def test_grpcurl_itself_when_installed(stack, loaded):
+    grpcurl = shutil.which("grpcurl")
+    if grpcurl is None:
+        pytest.skip("grpcurl is not installed; the reflection client above makes the same call")
+    user = loaded.expected.users[0]
+    listed = subprocess.run([grpcurl, "-plaintext", stack.target, "list"], capture_output=True, text=True, timeout=30)
+    assert "analytics.AnalyticsService" in listed.stdout.split()
+    called = subprocess.run(
+        [
+            grpcurl,
+            "-plaintext",
+            "-d",
+            json.dumps({"user_id": user}),
+            stack.target,
+            "analytics.AnalyticsService/GetUserAnalytics",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout) == seed_json(*loaded.expected.user(user))
+
+
+def test_every_workflow_through_the_generated_stub(stack, loaded):
+    with stack.channel() as channel:
+        stub = stack.stub(channel)
+        for user, workflow in sorted(loaded.expected.workflows):
+            answer = stub.GetWorkflowAnalytics(
+                pb.GetWorkflowAnalyticsRequest(user_id=user, workflow_id=workflow), timeout=30
+            )
+            assert (answer.total_jobs, answer.total_joblogs, answer.total_job_execution_duration) == (
+                loaded.expected.workflow(user, workflow)
+            )
+        details = stub.GetUserAnalyticsDetails(
+            pb.GetUserAnalyticsDetailsRequest(user_id=loaded.expected.users[0]), timeout=30
+        )
+        assert details.summary.total_jobs == loaded.expected.user(loaded.expected.users[0])[1]
+
+
+def test_health_and_reflection(stack):
+    with stack.channel() as channel:
+        assert health_status(channel) == SERVING
+        assert health_status(channel, "analytics.AnalyticsService") == SERVING
+    assert "analytics.AnalyticsService" in listed_services(stack.target)
+
+
+def test_sigterm_sets_not_serving_and_stops_the_stack_cleanly(stack):
+    with stack.channel() as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert next(watch).status == SERVING
+        stack.process.send_signal(signal.SIGTERM)
+        assert next(watch).status == NOT_SERVING
+        watch.cancel()
+    # uvicorn re-raises SIGTERM once it has shut down, so the exit status may say "terminated by SIGTERM".
+    assert stack.process.wait(120) in (0, -signal.SIGTERM), stack.log()
+    output = stack.log()
+    assert "gRPC AnalyticsService stopped" in output
+    assert output.index("gRPC AnalyticsService stopped") < output.index("closed chDB")
