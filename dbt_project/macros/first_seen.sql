@@ -16,11 +16,15 @@
   sipHash128('{{ namespace }}', {{ varargs | join(', ') }})
 {%- endmacro %}
 
-{#- Rows of `incoming` (a CTE with a `dedup_key` column) whose key has not been seen yet. -#}
-{% macro first_seen(incoming) -%}
+{#-
+  Rows of `incoming` (a CTE with a `dedup_key` column) whose key has not been seen yet.
+  `keys` computes the same keys straight from the view's source block, so the lookup's key list
+  is a cheap hash instead of a second evaluation of the whole CTE.
+-#}
+{% macro first_seen(incoming, keys) -%}
   select * from {{ incoming }}
   where dedup_key not in (
       select key from {{ ref('seen_keys') }}
-      where key in (select dedup_key from {{ incoming }})
+      where key in ({{ keys }})
   )
 {%- endmacro %}

@@ -61,10 +61,11 @@ with incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_compile`.`job_events`)
   )
 
 -- model job_duration_daily
@@ -168,10 +169,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('jobs', event_id) from `analytics_compile`.`jobs_queue`)
   )
 
 -- model job_log_lines
@@ -236,10 +238,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('job_logs', event_id) from `analytics_compile`.`job_logs_queue`)
   )
 
 -- model job_logs_queue
@@ -353,10 +356,11 @@ with incoming as (
     group by user_id, workflow_id, job_id
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_compile`.`job_events`)
   )
 
 -- model jobs_queue
@@ -453,10 +457,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('analytics', EventKey) from `analytics_compile`.`analytics_queue`)
   )
 
 -- model seen_keys
@@ -575,10 +580,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_compile`.`telemetry_queue`)
   )
 
 -- model telemetry_queue
@@ -794,10 +800,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('workflows', event_id) from `analytics_compile`.`workflows_queue`)
   )
 
 -- model workflow_totals

@@ -220,10 +220,11 @@ with incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_compile`.`job_events`)
   )
 
 -- model job_duration_daily
@@ -328,10 +329,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('jobs', event_id) from `analytics_compile`.`jobs_queue`)
   )
 
 -- model job_log_lines
@@ -397,10 +399,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('job_logs', event_id) from `analytics_compile`.`job_logs_queue`)
   )
 
 -- model job_logs_queue
@@ -510,10 +513,11 @@ with incoming as (
     group by user_id, workflow_id, job_id
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_compile`.`job_events`)
   )
 
 -- model jobs_queue
@@ -607,10 +611,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('analytics', EventKey) from `analytics_compile`.`analytics_queue`)
   )
 
 -- model seen_keys
@@ -730,10 +735,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_compile`.`telemetry_queue`)
   )
 
 -- model telemetry_queue
@@ -946,10 +952,11 @@ incoming as (
     limit 1 by dedup_key
 )
 
+
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select dedup_key from incoming)
+      where key in (select sipHash128('workflows', event_id) from `analytics_compile`.`workflows_queue`)
   )
 
 -- model workflow_totals

@@ -19,4 +19,5 @@ with incoming as (
     limit 1 by dedup_key
 )
 
-{{ first_seen('incoming') }}
+{% set keys %}select {{ dedup_key('job_end', 'workflow_id', 'job_id') }} from {{ ref('job_events') }}{% endset %}
+{{ first_seen('incoming', keys) }}

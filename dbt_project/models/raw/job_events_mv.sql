@@ -25,4 +25,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{{ first_seen('incoming') }}
+{% set keys %}select {{ dedup_key('jobs', 'event_id') }} from {{ ref('jobs_queue') }}{% endset %}
+{{ first_seen('incoming', keys) }}

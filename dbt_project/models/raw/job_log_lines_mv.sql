@@ -24,4 +24,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{{ first_seen('incoming') }}
+{% set keys %}select {{ dedup_key('job_logs', 'event_id') }} from {{ ref('job_logs_queue') }}{% endset %}
+{{ first_seen('incoming', keys) }}

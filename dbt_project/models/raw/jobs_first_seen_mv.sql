@@ -12,4 +12,5 @@ with incoming as (
     group by user_id, workflow_id, job_id
 )
 
-{{ first_seen('incoming') }}
+{% set keys %}select {{ dedup_key('job', 'workflow_id', 'job_id') }} from {{ ref('job_events') }}{% endset %}
+{{ first_seen('incoming', keys) }}

@@ -26,4 +26,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{{ first_seen('incoming') }}
+{% set keys %}select {{ dedup_key('analytics', 'EventKey') }} from {{ ref('analytics_queue') }}{% endset %}
+{{ first_seen('incoming', keys) }}

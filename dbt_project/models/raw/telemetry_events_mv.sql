@@ -23,4 +23,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{{ first_seen('incoming') }}
+{% set keys %}select {{ dedup_key('telemetry', "JSONExtractString(message, 'event_id')") }} from {{ ref('telemetry_queue') }}{% endset %}
+{{ first_seen('incoming', keys) }}

@@ -21,4 +21,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{{ first_seen('incoming') }}
+{% set keys %}select {{ dedup_key('workflows', 'event_id') }} from {{ ref('workflows_queue') }}{% endset %}
+{{ first_seen('incoming', keys) }}
