@@ -91,6 +91,35 @@ def migrate(clickhouse_url, target) -> None:
 
 
 @main.command()
+@click.option(
+    "--day",
+    "days",
+    multiple=True,
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="A day (UTC) to rebuild, YYYY-MM-DD; repeat for more days.",
+)
+@click.option("--clickhouse-url", help="ClickHouse to repair (ANALYTICS_CLICKHOUSE_URL).")
+def backfill(days, clickhouse_url) -> None:
+    """Rebuild the aggregates of the given days from the deduplicated raw history.
+
+    Each day's workflow_daily and job_duration_daily partitions are replaced by a recomputation,
+    and workflow_totals gets delta rows for the workflows of those days that were off. Safe to
+    repeat: a second run changes nothing.
+    """
+    from analytics.backfill import BackfillFailed, rebuild_days
+
+    settings = load_settings(clickhouse_url=clickhouse_url)
+    try:
+        summary = rebuild_days(settings, [moment.date() for moment in days])
+    except BackfillFailed as error:
+        raise click.ClickException(str(error)) from None
+    for day, rows in sorted(summary.rows_by_day.items()):
+        click.echo(f"{day}: rebuilt, {rows} workflow_daily rows")
+    click.echo(f"workflow_totals: {summary.workflow_totals_corrected} workflows corrected")
+
+
+@main.command()
 @click.option("--port", type=int, help="Broker port on 127.0.0.1 (ANALYTICS_KAFKA_PORT, default 9092).")
 @click.option("--controller-port", type=int, help="KRaft controller port (ANALYTICS_KAFKA_CONTROLLER_PORT).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Kafka data directory (ANALYTICS_KAFKA_DATA_DIR).")
