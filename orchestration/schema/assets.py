@@ -1,0 +1,51 @@
+"""The dbt models as Dagster assets, grouped by their folder: landing, raw, aggregates, views."""
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from analytics.migrate import dbt_vars
+from analytics.settings import Settings
+from orchestration.schema.resources import dagster_dbt_dir, profile_environment
+
+
+class AnalyticsTranslator(DagsterDbtTranslator):
+    """Asset keys are the model names; the group is the folder a model lives in."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return model_group(dbt_resource_props) or super().get_group_name(dbt_resource_props)
+
+
+def model_group(dbt_resource_props: Mapping[str, Any]) -> str | None:
+    # fqn is [project, folder..., name]: dbt_project/models/raw/job_events.sql -> raw
+    fqn = dbt_resource_props.get("fqn", [])
+    if dbt_resource_props.get("resource_type") == "model" and len(fqn) >= 3:
+        return fqn[1]
+    return None
+
+
+def dbt_build_args(settings: Settings) -> list[str]:
+    """`dbt build` with this deployment's vars; dagster-dbt adds the selection of a run."""
+    return ["build", "--vars", json.dumps(dbt_vars(settings))]
+
+
+def run_target_path(settings: Settings, run_id: str) -> Path:
+    """A target directory per run (dbt writes run_results.json there), under the data directory."""
+    return dagster_dbt_dir(settings) / "runs" / run_id
+
+
+def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
+    @dbt_assets(manifest=manifest, dagster_dbt_translator=AnalyticsTranslator(), name="analytics_dbt")
+    def analytics_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: dg.ResourceParam[Settings]):
+        """`dbt build` of the selected models and tests against the configured ClickHouse."""
+        with profile_environment(settings):
+            invocation = dbt.cli(
+                dbt_build_args(settings), context=context, target_path=run_target_path(settings, context.run.run_id)
+            )
+        yield from invocation.stream()
+
+    return analytics_dbt
