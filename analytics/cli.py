@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -171,20 +173,70 @@ def topics(bootstrap, partitions) -> None:
 
 
 @main.command()
-def up() -> None:
+@click.option(
+    "--dagster/--no-dagster",
+    "dagster_enabled",
+    default=None,
+    help="Run the Dagster webserver and daemon (ANALYTICS_DAGSTER_ENABLED, default on).",
+)
+@click.option("--dagster-port", type=int, help="Port of the Dagster UI (ANALYTICS_DAGSTER_PORT, default 3000).")
+def up(dagster_enabled, dagster_port) -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
+    from analytics.orchestrator import dagster_component
     from embedded.engine import DataDirectoryInUse
     from embedded.launcher import Stack
     from embedded.server import InsecureBind
 
-    settings = load_settings()
+    settings = load_settings(dagster_enabled=dagster_enabled, dagster_port=dagster_port)
     _configure_logging(settings)
     try:
-        code = Stack(settings).run()
+        code = Stack(settings, components=[dagster_component]).run()
     except (DataDirectoryInUse, InsecureBind) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:
         raise click.ClickException("the stack did not start; see the log above")
+
+
+class _Stop(Exception):
+    """SIGTERM or Ctrl-C arrived."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop()
+
+
+@main.command()
+@click.option("--port", type=int, help="Port of the Dagster UI (ANALYTICS_DAGSTER_PORT, default 3000).")
+@click.option("--host", help="Address the UI listens on (ANALYTICS_DAGSTER_HOST, default 127.0.0.1).")
+@click.option("--clickhouse-url", help="ClickHouse the assets and checks use (ANALYTICS_CLICKHOUSE_URL).")
+def dagster(port, host, clickhouse_url) -> None:
+    """Run the Dagster webserver and daemon alone, in the foreground until Ctrl-C or SIGTERM.
+
+    They orchestrate the configured ClickHouse: the embedded one on ANALYTICS_CLICKHOUSE_HTTP_PORT,
+    or the server at ANALYTICS_CLICKHOUSE_URL.
+    """
+    from analytics.orchestrator import DagsterService, DagsterStartError
+
+    settings = load_settings(dagster_port=port, dagster_host=host, clickhouse_url=clickhouse_url)
+    _configure_logging(settings)
+    service = DagsterService(settings)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        service.wait_until_serving()
+        while service.running():
+            time.sleep(0.5)
+        raise click.ClickException(f"the Dagster webserver or daemon exited; see the logs in {service.home}")
+    except _Stop:
+        pass
+    except DagsterStartError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
