@@ -36,6 +36,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             # Plain objects, not config: the connection (and its password) stays out of the UI.
             "settings": settings,
             "clickhouse": ClickHouse(settings),
-            "dbt": dbt_resource(settings),
+            "dbt": dbt_resource(),
         },
     )

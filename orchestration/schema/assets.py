@@ -1,6 +1,7 @@
 """The dbt models as Dagster assets, grouped by their folder: landing, raw, aggregates, views."""
 
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from analytics.migrate import dbt_vars
 from analytics.settings import Settings
-from orchestration.schema.resources import dagster_dbt_dir, profile_environment
+from orchestration.schema.resources import dagster_dbt_dir, manifest_target_path, profile_environment
 
 
 class AnalyticsTranslator(DagsterDbtTranslator):
@@ -34,8 +35,17 @@ def dbt_build_args(settings: Settings) -> list[str]:
 
 
 def run_target_path(settings: Settings, run_id: str) -> Path:
-    """A target directory per run (dbt writes run_results.json there), under the data directory."""
-    return dagster_dbt_dir(settings) / "runs" / run_id
+    """A target directory per run (dbt writes run_results.json there), under the data directory.
+
+    It starts with the partial-parse state of the load's `dbt parse`, so dbt need not parse the
+    whole project again for every run.
+    """
+    target_path = dagster_dbt_dir(settings) / "runs" / run_id
+    target_path.mkdir(parents=True, exist_ok=True)
+    parsed = manifest_target_path(settings) / "partial_parse.msgpack"
+    if parsed.exists():
+        shutil.copyfile(parsed, target_path / parsed.name)
+    return target_path
 
 
 def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:

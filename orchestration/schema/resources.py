@@ -42,11 +42,11 @@ def prepare_manifest(settings: Settings) -> Path:
     return target_path / "manifest.json"
 
 
-def dbt_resource(settings: Settings) -> DbtCliResource:
+def dbt_resource() -> DbtCliResource:
+    # No target here: profiles.yml takes it from ANALYTICS_DBT_TARGET (see profile_environment).
     return DbtCliResource(
         project_dir=os.fspath(PROJECT_ROOT),
         profiles_dir=os.fspath(PROJECT_ROOT),
-        target=settings.dbt_target,
         dbt_executable=dbt_executable(),
     )
 
