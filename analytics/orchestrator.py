@@ -9,9 +9,11 @@ variables they are given and keep their state in DAGSTER_HOME (DATA_DIR/dagster 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -61,6 +63,7 @@ class DagsterService:
 
     def start(self) -> None:
         """Prepare the instance, spawn the webserver and the daemon; a thread reports when the UI serves."""
+        self._check_port_free()
         self.home.mkdir(parents=True, exist_ok=True)
         config = self.home / "dagster.yaml"
         if not config.exists():
@@ -86,6 +89,20 @@ class DagsterService:
         self._spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-m", "orchestration"])
         # Loading the code location takes a while; the rest of the stack need not wait for it.
         threading.Thread(target=self._report_start, name="dagster-start", daemon=True).start()
+
+    def _check_port_free(self) -> None:
+        # Otherwise another server on the port would answer for a webserver that failed to bind.
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.settings.dagster_host, self.settings.dagster_port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise DagsterStartError(
+                        f"port {self.settings.dagster_port} on {self.settings.dagster_host} is already in use;"
+                        " choose another with ANALYTICS_DAGSTER_PORT or --port"
+                    ) from None
+                # Anything else (an unknown host, say) the webserver reports itself.
 
     def _report_start(self) -> None:
         try:
