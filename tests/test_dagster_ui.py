@@ -37,13 +37,16 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1")
 
 
+@pytest.fixture(scope="module")
 def chromium() -> str:
-    """Debian's chromium; browser tests skip without it, except in CI where they fail."""
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    """Debian's chromium (/usr/bin/chromium); browser tests skip without it, except in CI where they fail."""
+    found = shutil.which("chromium")
     if found is None:
         if in_ci():
-            pytest.fail("browser tests must run in CI: install Debian's chromium", pytrace=False)
-        pytest.skip("browser tests need chromium (apt-get install chromium)")
+            pytest.fail(
+                "browser tests must run in CI: chromium is not on PATH (apt-get install chromium)", pytrace=False
+            )
+        pytest.skip("browser tests need chromium on PATH (apt-get install chromium)")
     return found
 
 
@@ -125,13 +128,12 @@ def test_up_serves_the_dagster_ui_with_its_home_in_the_data_directory(stack):
 
 
 @pytest.mark.browser
-def test_the_asset_graph_renders_in_chromium(stack):
+def test_the_asset_graph_renders_in_chromium(chromium, stack):  # chromium first: no stack when it skips
     from playwright.sync_api import expect, sync_playwright
 
-    executable = chromium()
     _, url, _, _ = stack
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})  # tall enough to fit the graph
             page.goto(f"{url}/asset-groups")
@@ -166,6 +168,22 @@ def run_analytics_dagster(data_dir: Path, *args: str) -> subprocess.CompletedPro
         text=True,
         timeout=300,
     )
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_browser_tests_skip_without_chromium_except_in_ci(tmp_path, ci, outcome):
+    environment = {**os.environ, "PATH": str(tmp_path), "CI": ci}
+    test = "tests/test_dagster_ui.py::test_the_asset_graph_renders_in_chromium"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environment,
+        timeout=300,
+    )
+    assert outcome in run.stdout, run.stdout
+    assert "chromium is not on PATH" in run.stdout or "chromium on PATH" in run.stdout
 
 
 def test_analytics_dagster_refuses_a_port_in_use(stack, tmp_path):
