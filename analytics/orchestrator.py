@@ -32,6 +32,15 @@ telemetry:
   enabled: false
 nux:
   enabled: false
+# The health sensor ticks all day; old ticks go.
+retention:
+  schedule:
+    purge_after_days: 30
+  sensor:
+    purge_after_days:
+      skipped: 7
+      failure: 30
+      success: 7
 """
 
 

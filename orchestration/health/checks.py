@@ -56,7 +56,7 @@ def topic_freshness(
             # A quiet topic is not always a broken one: a warning, not an error.
             passed=age is not None and age <= limit,
             severity=dg.AssetCheckSeverity.WARN,
-            description=None if age is not None else f"no {row['topic']} events yet",
+            description=(f"no {row['topic']} events yet" if age is None else f"newest event {age // 60} minutes old"),
             metadata={
                 "topic": row["topic"],
                 "newest_event": row["newest"] or "none",

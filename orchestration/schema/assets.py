@@ -52,10 +52,14 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
     @dbt_assets(manifest=manifest, dagster_dbt_translator=AnalyticsTranslator(), name="analytics_dbt")
     def analytics_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: dg.ResourceParam[Settings]):
         """`dbt build` of the selected models and tests against the configured ClickHouse."""
-        with profile_environment(settings):
-            invocation = dbt.cli(
-                dbt_build_args(settings), context=context, target_path=run_target_path(settings, context.run.run_id)
-            )
-        yield from invocation.stream()
+        target_path = run_target_path(settings, context.run.run_id)
+        try:
+            with profile_environment(settings):
+                invocation = dbt.cli(dbt_build_args(settings), context=context, target_path=target_path)
+            yield from invocation.stream()
+        finally:
+            # dbt's artefacts (a manifest per run among them) are in the run's events by now; the
+            # health sensor starts runs all day, so keeping them would fill the disk.
+            shutil.rmtree(target_path, ignore_errors=True)
 
     return analytics_dbt
