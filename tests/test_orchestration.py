@@ -1,7 +1,8 @@
 """Dagster in-process against a real embedded ClickHouse: assets, backfills, checks, sensor, housekeeping.
 
-The module has a server of its own: its checks read global state (the newest event of each topic,
-dead letters, consumer lag) that other suites' data would make unpredictable.
+The module has a server of its own, whose schema Dagster builds: its checks read global state
+(the newest event of each topic, dead letters, consumer lag) that other suites' data would make
+unpredictable.
 """
 
 import datetime as dt
@@ -13,7 +14,6 @@ from click.testing import CliRunner
 
 from analytics.backfill import BackfillFailed, rebuild_days
 from analytics.cli import main
-from analytics.migrate import migrate
 from analytics.settings import Settings
 from orchestration.definitions import build_definitions
 from orchestration.health.checks import HEALTH_CHECKS, consumer_lags
@@ -32,11 +32,8 @@ PYTHON_CHECKS = {"newest_event_is_recent", "no_new_dead_letters", "consumer_lag_
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("orchestration")
-    server = embedded_server.start(data / "clickhouse")
-    settings = Settings(clickhouse_http_port=server.port, data_dir=data / "state")
-    result = migrate(settings, capture=True)
-    assert result.returncode == 0, result.stdout[-5000:]
+    """An empty embedded ClickHouse: no schema yet."""
+    server = embedded_server.start(tmp_path_factory.mktemp("orchestration") / "clickhouse")
     yield server
     server.stop()
 
@@ -58,7 +55,18 @@ def instance():
 
 
 @pytest.fixture(scope="module")
-def loaded(server) -> datasets.Dataset:
+def built(defs, instance) -> dg.ExecuteInProcessResult:
+    """Every dbt model materialised in-process on the empty server: the schema, built by Dagster."""
+    graph = defs.resolve_asset_graph()
+    dbt_keys = [key for key in graph.get_all_asset_keys() if key != dg.AssetKey("daily_reconciliation")]
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=dbt_keys, raise_on_error=False
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(server, built) -> datasets.Dataset:
+    assert built.success
     dataset = datasets.generate(seed=21)
     # One batch per topic: every job then counts on the day it was created, as the expected numbers say.
     deliver(server, dataset.messages, batch_size=100_000)
@@ -91,18 +99,15 @@ def daily_jobs(server, prefix: str) -> dict[tuple[str, str, dt.date], int]:
     return {(r["user_id"], r["workflow_id"], dt.date.fromisoformat(r["day"])): int(r["jobs"]) for r in rows}
 
 
-def test_materialising_every_dbt_asset_in_process_succeeds(server, defs, instance, loaded):
+def test_materialising_every_dbt_asset_in_process_builds_the_schema(defs, built, loaded, server):
+    assert built.success
     graph = defs.resolve_asset_graph()
-    dbt_keys = [key for key in graph.get_all_asset_keys() if key != dg.AssetKey("daily_reconciliation")]
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=dbt_keys, raise_on_error=False
-    )
-    assert result.success
-    assert {event.asset_key for event in result.get_asset_materialization_events()} == set(dbt_keys)
-    dbt_tests = {name: e for name, e in evaluations(result).items() if e.check_name not in PYTHON_CHECKS}
+    materialized = {event.asset_key for event in built.get_asset_materialization_events()}
+    assert materialized == set(graph.get_all_asset_keys()) - {dg.AssetKey("daily_reconciliation")}
+    dbt_tests = {name: e for name, e in evaluations(built).items() if e.check_name not in PYTHON_CHECKS}
     assert len(dbt_tests) == len([key for key in graph.asset_check_keys if key.name not in PYTHON_CHECKS])
     assert all(e.passed for e in dbt_tests.values()), [name for name, e in dbt_tests.items() if not e.passed]
-    assert_matches(server, loaded)  # building again changed no number
+    assert_matches(server, loaded)  # the schema Dagster built takes events in and counts them right
 
 
 def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactly(server, defs, instance, loaded):
