@@ -78,6 +78,17 @@ def test_groups_follow_the_model_folders(loaded):
     assert set(groups.values()) == {"landing", "raw", "aggregates", "views"}
 
 
+def test_the_nightly_schedule_reconciles_the_day_before(loaded):
+    import datetime as dt
+
+    schedule = loaded[0].resolve_schedule_def("reconcile_previous_day")
+    tick = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 24, 1, 30, tzinfo=dt.UTC))
+    [request] = schedule.evaluate_tick(tick).run_requests
+    assert (request.job_name, request.partition_key) == ("daily_reconciliation_job", "2026-11-23")
+    housekeeping = loaded[0].resolve_schedule_def("retention_housekeeping_daily")
+    assert (housekeeping.job_name, housekeeping.cron_schedule) == ("retention_housekeeping", "0 3 * * *")
+
+
 @pytest.mark.slow
 def test_dagster_validates_the_code_location_on_a_fresh_checkout(tmp_path):
     result = subprocess.run(
