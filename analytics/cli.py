@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -88,6 +90,35 @@ def migrate(clickhouse_url, target) -> None:
     result = run_migrate(settings)
     if result.returncode != 0:
         raise click.ClickException(f"dbt build failed (exit {result.returncode}); see the output above")
+
+
+@main.command()
+@click.option(
+    "--day",
+    "days",
+    multiple=True,
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="A day (UTC) to rebuild, YYYY-MM-DD; repeat for more days.",
+)
+@click.option("--clickhouse-url", help="ClickHouse to repair (ANALYTICS_CLICKHOUSE_URL).")
+def backfill(days, clickhouse_url) -> None:
+    """Rebuild the aggregates of the given days from the deduplicated raw history.
+
+    Each day's workflow_daily and job_duration_daily partitions are replaced by a recomputation,
+    and workflow_totals gets delta rows for the workflows of those days that were off. Safe to
+    repeat: a second run changes nothing.
+    """
+    from analytics.backfill import BackfillFailed, rebuild_days
+
+    settings = load_settings(clickhouse_url=clickhouse_url)
+    try:
+        summary = rebuild_days(settings, [moment.date() for moment in days])
+    except BackfillFailed as error:
+        raise click.ClickException(str(error)) from None
+    for day, rows in sorted(summary.rows_by_day.items()):
+        click.echo(f"{day}: rebuilt, {rows} workflow_daily rows")
+    click.echo(f"workflow_totals: {summary.workflow_totals_corrected} workflows corrected")
 
 
 @main.command()
@@ -242,18 +273,27 @@ def grpc(**flags) -> None:
     is_flag=True,
     help="Also run a local Kafka broker (ANALYTICS_KAFKA_PORT) and ingest through it with the bridge.",
 )
-def up(demo, with_kafka) -> None:
+@click.option(
+    "--dagster/--no-dagster",
+    "dagster_enabled",
+    default=None,
+    help="Run the Dagster webserver and daemon (ANALYTICS_DAGSTER_ENABLED, default on).",
+)
+@click.option("--dagster-port", type=int, help="Port of the Dagster UI (ANALYTICS_DAGSTER_PORT, default 3000).")
+def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
+    from analytics.orchestrator import dagster_component
     from embedded.engine import DataDirectoryInUse
     from embedded.launcher import Stack
     from embedded.server import InsecureBind
 
-    settings = load_settings()
+    settings = load_settings(dagster_enabled=dagster_enabled, dagster_port=dagster_port)
     if with_kafka:
         settings = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{settings.kafka_port}"})
     _configure_logging(settings)
     try:
-        code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
+        components = stack_components(demo=demo, local_kafka=with_kafka) + [dagster_component]
+        code = Stack(settings, components=components).run()
     except (DataDirectoryInUse, InsecureBind) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:
@@ -302,6 +342,48 @@ def demo(rate, users, duration, sink_kind, seed) -> None:
     click.echo(summary(counts, client.stats, delivery))
     if delivery is not None and delivery.rejected + delivery.failed:
         raise click.ClickException(f"{delivery.rejected + delivery.failed} events were not delivered (see the log)")
+
+
+class _Stop(Exception):
+    """SIGTERM or Ctrl-C arrived."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _Stop()
+
+
+@main.command()
+@click.option("--port", type=int, help="Port of the Dagster UI (ANALYTICS_DAGSTER_PORT, default 3000).")
+@click.option("--host", help="Address the UI listens on (ANALYTICS_DAGSTER_HOST, default 127.0.0.1).")
+@click.option("--clickhouse-url", help="ClickHouse the assets and checks use (ANALYTICS_CLICKHOUSE_URL).")
+def dagster(port, host, clickhouse_url) -> None:
+    """Run the Dagster webserver and daemon alone, in the foreground until Ctrl-C or SIGTERM.
+
+    They orchestrate the configured ClickHouse: the embedded one on ANALYTICS_CLICKHOUSE_HTTP_PORT,
+    or the server at ANALYTICS_CLICKHOUSE_URL.
+    """
+    from analytics.orchestrator import DagsterService, DagsterStartError
+
+    settings = load_settings(dagster_port=port, dagster_host=host, clickhouse_url=clickhouse_url)
+    _configure_logging(settings)
+    service = DagsterService(settings)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        service.wait_until_serving()
+        while service.running():
+            time.sleep(0.5)
+        raise click.ClickException(f"the Dagster webserver or daemon exited; see the logs in {service.home}")
+    except _Stop:
+        pass
+    except DagsterStartError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

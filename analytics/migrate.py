@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from analytics.settings import Settings
 
@@ -35,41 +34,48 @@ def dbt_vars(settings: Settings) -> dict:
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
     """The variables profiles.yml reads, from the ClickHouse URL (server) or the embedded server."""
-    url = urlsplit(settings.resolved_clickhouse_url)
-    secure = url.scheme == "https" or settings.clickhouse_secure
+    connection = settings.clickhouse_connection
     return {
         "ANALYTICS_DBT_TARGET": settings.dbt_target,
-        "ANALYTICS_CLICKHOUSE_HOST": url.hostname or "127.0.0.1",
-        "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(url.port or (8443 if secure else 8123)),
-        "ANALYTICS_CLICKHOUSE_USER": url.username or settings.clickhouse_user,
-        "ANALYTICS_CLICKHOUSE_PASSWORD": url.password or settings.clickhouse_password.get_secret_value(),
-        "ANALYTICS_CLICKHOUSE_SECURE": "True" if secure else "False",  # as_bool reads Python literals
+        "ANALYTICS_CLICKHOUSE_HOST": connection.host,
+        "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(connection.port),
+        "ANALYTICS_CLICKHOUSE_USER": connection.user,
+        "ANALYTICS_CLICKHOUSE_PASSWORD": connection.password,
+        "ANALYTICS_CLICKHOUSE_SECURE": "True" if connection.secure else "False",  # as_bool reads Python literals
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
 
 
-def dbt_command(settings: Settings, command: str, *args: str) -> list[str]:
-    dbt_dir = settings.data_dir.resolve() / "dbt"
+def dbt_executable() -> str:
+    """The dbt of this virtual environment, whatever PATH says."""
+    return str(Path(sys.executable).with_name("dbt"))
+
+
+def dbt_command(settings: Settings, command: str, *args: str, target_path: Path | None = None) -> list[str]:
+    """A dbt command line; ``target_path`` defaults to DATA_DIR/dbt/target (logs go next to it)."""
+    target_path = target_path or settings.data_dir.resolve() / "dbt" / "target"
     return [
-        str(Path(sys.executable).with_name("dbt")),
+        dbt_executable(),
         command,
         "--project-dir",
         str(PROJECT_ROOT),
         "--profiles-dir",
         str(PROJECT_ROOT),
         "--target-path",
-        str(dbt_dir / "target"),
+        str(target_path),
         "--log-path",
-        str(dbt_dir / "logs"),
+        str(target_path.with_name("logs")),
         "--vars",
         json.dumps(dbt_vars(settings)),
         *args,
     ]
 
 
-def run_dbt(settings: Settings, command: str, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+def run_dbt(
+    settings: Settings, command: str, *args: str, capture: bool = False, target_path: Path | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        dbt_command(settings, command, *args),
+        dbt_command(settings, command, *args, target_path=target_path),
         cwd=PROJECT_ROOT,
         env={**os.environ, **dbt_environment(settings)},
         text=True,

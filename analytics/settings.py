@@ -7,11 +7,23 @@ project reads the environment.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclasses.dataclass(frozen=True)
+class ClickHouseConnection:
+    host: str
+    port: int
+    user: str
+    password: str = dataclasses.field(repr=False)
+    secure: bool
 
 
 class Settings(BaseSettings):
@@ -94,6 +106,29 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="Port of the gRPC service's Prometheus /metrics on GRPC_HOST; unset: off."
     )
 
+    # Dagster: the orchestration UI, backfills and pipeline checks.
+    dagster_enabled: bool = Field(True, description="Run the Dagster webserver and daemon with `analytics up`.")
+    dagster_host: str = Field("127.0.0.1", description="Address the Dagster webserver listens on.")
+    dagster_port: int = Field(3000, ge=1, le=65535, description="Port of the Dagster webserver.")
+    dagster_home: Path | None = Field(
+        None, description="Dagster's instance directory (runs, schedules) [default: DATA_DIR/dagster]."
+    )
+    backfill_start_date: dt.date = Field(
+        dt.date(2025, 1, 1), description="First day (UTC) the daily reconciliation partitions cover."
+    )
+    health_check_interval_seconds: int = Field(
+        900, ge=30, description="How often the health sensor runs the pipeline checks."
+    )
+    freshness_max_age_minutes: int = Field(
+        60, ge=1, description="A topic whose newest event is older than this fails its freshness check."
+    )
+    dead_letter_window_minutes: int = Field(
+        60, ge=1, description="Dead letters received within this window fail the dead-letter check."
+    )
+    consumer_lag_max: int = Field(
+        10_000, ge=0, description="Messages a consumer group may lag behind on a partition before its check fails."
+    )
+
     log_level: str = Field("INFO", description="Log level of every component.")
 
     # `analytics demo`
@@ -115,6 +150,28 @@ class Settings(BaseSettings):
     def kafka_jars_dir(self) -> Path:
         """Cache of the Kafka jars Maven fetches, one folder per Kafka version."""
         return self.data_dir / "kafka"
+
+    @property
+    def resolved_dagster_home(self) -> Path:
+        return self.dagster_home or self.data_dir / "dagster"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ANALYTICS_* variables, for a child process that builds its own Settings."""
+        environment = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, Path):
+                value = value.resolve()  # the child may start elsewhere
+            elif isinstance(value, dt.date):
+                value = value.isoformat()
+            environment[f"ANALYTICS_{name.upper()}"] = str(value)
+        return environment
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -143,6 +200,19 @@ class Settings(BaseSettings):
             return self.clickhouse_url
         host = "127.0.0.1" if self.clickhouse_host in ("0.0.0.0", "::") else self.clickhouse_host
         return f"http://{host}:{self.clickhouse_http_port}"
+
+    @property
+    def clickhouse_connection(self) -> ClickHouseConnection:
+        """Where and how clients reach ClickHouse: the URL's parts, else the embedded server's settings."""
+        url = urlsplit(self.resolved_clickhouse_url)
+        secure = url.scheme == "https" or self.clickhouse_secure
+        return ClickHouseConnection(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or (8443 if secure else 8123),
+            user=unquote(url.username) if url.username else self.clickhouse_user,
+            password=unquote(url.password) if url.password else self.clickhouse_password.get_secret_value(),
+            secure=secure,
+        )
 
     @property
     def resolved_ingest(self) -> str:

@@ -98,7 +98,7 @@ def start_up(data_dir: Path, env: dict | None = None) -> ServiceProcess:
     http_port, grpc_port = free_port(), free_port()
     log_path = data_dir.with_name(data_dir.name + ".up.log")
     process = launch(
-        ["up"],
+        ["up", "--no-dagster"],
         log_path,
         {
             "ANALYTICS_DATA_DIR": str(data_dir),

@@ -22,7 +22,7 @@ def start_up(tmp_path: Path, *flags: str, **env: str) -> tuple[subprocess.Popen,
     port = embedded_server.free_port()
     log = tmp_path / "up.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "analytics.cli", "up", *flags],
+        [sys.executable, "-m", "analytics.cli", "up", "--no-dagster", *flags],
         cwd=ROOT,
         stdout=open(log, "wb"),  # noqa: SIM115 - the child owns it
         stderr=subprocess.STDOUT,

@@ -70,3 +70,77 @@ from {{ ref('workflow_daily') }}
 where {{ day_condition }}
 group by user_id, workflow_id, day
 {% endmacro %}
+
+{#-
+  What the aggregates of each (user, workflow, day) should hold: the raw recomputation, except
+  joblogs on days whose raw log lines may have expired, where the stored counts stand. The
+  reconciliation tests compare the aggregates with this and `rebuild_days` writes it back.
+-#}
+{% macro daily_counters_rebuilt(day_condition='1') %}
+select
+    user_id,
+    workflow_id,
+    day,
+    max(kind) as kind,
+    {%- for name in measure_names() %}
+    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from (
+    select
+        user_id,
+        workflow_id,
+        day,
+        kind,
+        {%- for name in measure_names() %}
+        {%- if name == 'joblogs' %}
+        if({{ logs_recomputable('day') }}, joblogs, 0) as joblogs{{ ',' if not loop.last }}
+        {%- else %}
+        {{ name }}{{ ',' if not loop.last }}
+        {%- endif %}
+        {%- endfor %}
+    from ({{ daily_counters_from_raw(day_condition) }})
+    union all
+    select user_id, workflow_id, day, '' as kind,
+        {{ measures(joblogs='joblogs') }}
+    from {{ ref('workflow_daily') }}
+    where ({{ day_condition }}) and not ({{ logs_recomputable('day') }})
+)
+group by user_id, workflow_id, day
+having kind != ''
+    {%- for name in measure_names() %}
+    or {{ name }} != 0
+    {%- endfor %}
+{% endmacro %}
+
+{#- workflow_totals' counters as they should be: the sum of every day's rebuilt counters. -#}
+{% macro workflow_totals_rebuilt(condition='1') %}
+select
+    user_id,
+    workflow_id,
+    max(kind) as kind,
+    {%- for name in measure_names() %}
+    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from ({{ daily_counters_rebuilt(condition) }})
+group by user_id, workflow_id
+{% endmacro %}
+
+{#- job_duration_daily recomputed: t-digest states of finished jobs' durations per day. -#}
+{% macro daily_durations_from_raw(day_condition='1') %}
+select
+    user_id,
+    workflow_id,
+    day,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(duration) as duration_seconds_quantiles
+from (
+    select user_id, workflow_id, toDate(ended_at) as day, duration
+    from {{ ref('job_completions') }} final
+    where outcome in ('completed', 'failed')
+    union all
+    select user_id, workflow_id, toDate(received_at) as day, job_execution_duration as duration
+    from {{ ref('legacy_events') }} final
+    where event_type = 'JOBS'
+)
+where {{ day_condition }}
+group by user_id, workflow_id, day
+{% endmacro %}

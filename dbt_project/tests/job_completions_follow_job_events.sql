@@ -1,4 +1,5 @@
 {#- Every job with a completed, failed or cancelled event has exactly one completion row. -#}
+{{ config(meta={'dagster': {'ref': {'name': 'job_completions'}}}) }}
 with
     finished as (
         select distinct user_id, workflow_id, job_id

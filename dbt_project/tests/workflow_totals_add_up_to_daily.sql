@@ -1,4 +1,5 @@
 {#- The all-time counters equal the sum of the daily ones, for every workflow. -#}
+{{ config(meta={'dagster': {'ref': {'name': 'workflow_totals'}}}) }}
 with
     totals as (
         select

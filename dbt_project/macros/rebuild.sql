@@ -1,0 +1,132 @@
+{#-
+  Backfill: rebuild the day-level aggregates of some days from the deduplicated raw history and
+  bring workflow_totals in line. Run by `analytics backfill --day ...` and by Dagster's
+  daily_reconciliation asset, both through
+
+    dbt run-operation rebuild_days --args '{days: [2026-11-20], staging_suffix: 1a2b3c4d}'
+
+  1. The days' rows are built into staging tables shaped like workflow_daily and
+     job_duration_daily (daily_counters_rebuilt, daily_durations_from_raw).
+  2. workflow_totals gets one delta row (correct minus current counters) for each workflow that
+     has rows on those days, before or after the rebuild, and whose counters are off.
+  3. Each day's partition is swapped in with REPLACE PARTITION (atomic per day), or dropped when
+     the day has no rows left.
+
+  Running it again changes nothing: the partitions are replaced by equal ones and no delta row is
+  needed. Events that arrive for a day while it is being rebuilt can be missed; the
+  reconciliation checks show it and another run repairs it.
+-#}
+
+{% macro rebuild_days(days, staging_suffix) %}
+  {%- set days = rebuild_day_list(days) -%}
+  {%- if not modules.re.fullmatch('[0-9a-z]{1,32}', staging_suffix | string) -%}
+    {{ exceptions.raise_compiler_error('staging_suffix must be 1 to 32 lower-case letters or digits') }}
+  {%- endif -%}
+  {%- set daily = ref('workflow_daily') -%}
+  {%- set durations = ref('job_duration_daily') -%}
+  {%- set totals = ref('workflow_totals') -%}
+  {%- set staged_daily = rebuild_staging_relation(daily, staging_suffix) -%}
+  {%- set staged_durations = rebuild_staging_relation(durations, staging_suffix) -%}
+  {%- set in_days = "day in ('" ~ days | join("', '") ~ "')" -%}
+
+  {%- for target, staging in [(daily, staged_daily), (durations, staged_durations)] %}
+    {% do run_query('drop table if exists ' ~ staging ~ ' ' ~ on_cluster() ~ ' sync') %}
+    {% do run_query('create table ' ~ staging ~ ' ' ~ on_cluster() ~ ' as ' ~ target) %}
+  {%- endfor %}
+  {% do run_query('insert into ' ~ staged_daily ~ ' ' ~ daily_counters_rebuilt(in_days)) %}
+  {% do run_query('insert into ' ~ staged_durations ~ ' ' ~ daily_durations_from_raw(in_days)) %}
+
+  {#- The totals first: the workflows of these days are still visible in the stored partitions. -#}
+  {%- set corrections = workflow_totals_corrections(totals, daily, staged_daily, in_days) -%}
+  {%- set corrected = run_query('select count() from (' ~ corrections ~ ')').columns[0].values()[0] -%}
+  {%- if corrected > 0 %}
+    {% do run_query('insert into ' ~ totals ~ ' (user_id, workflow_id, kind, ' ~ measure_names() | join(', ') ~ ') '
+                    ~ corrections) %}
+  {%- endif %}
+
+  {%- set summary = {'days': {}, 'workflow_totals_corrected': corrected | int} -%}
+  {%- for day in days %}
+    {%- set rows = run_query('select count() from ' ~ staged_daily ~ " where day = '" ~ day ~ "'").columns[0].values()[0] -%}
+    {%- for target, staging in [(daily, staged_daily), (durations, staged_durations)] %}
+      {%- set partition = day | replace('-', '') -%}
+      {%- set staged = run_query('select count() from ' ~ staging ~ " where day = '" ~ day ~ "'").columns[0].values()[0] -%}
+      {%- if staged > 0 %}
+        {% do run_query('alter table ' ~ target ~ ' ' ~ on_cluster() ~ ' replace partition ' ~ partition ~ ' from ' ~ staging) %}
+      {%- else %}
+        {#- Nothing in the raw history for this day (any more): the stored rows go. -#}
+        {% do run_query('alter table ' ~ target ~ ' ' ~ on_cluster() ~ ' drop partition ' ~ partition) %}
+      {%- endif %}
+    {%- endfor %}
+    {%- do summary['days'].update({day: rows | int}) -%}
+  {%- endfor %}
+
+  {% do drop_rebuild_staging(staging_suffix) %}
+  {#- One line the callers read: `rebuild summary: {"days": {...}, "workflow_totals_corrected": n}`. -#}
+  {{ log('rebuild summary: ' ~ tojson(summary), info=True) }}
+{% endmacro %}
+
+{#- Delta rows for workflow_totals: the rebuilt totals minus the stored ones, where they differ. -#}
+{% macro workflow_totals_corrections(totals, daily, staged_daily, in_days) %}
+  {%- set affected -%}
+    (user_id, workflow_id) in (
+        select user_id, workflow_id from {{ daily }} where {{ in_days }}
+        union distinct
+        select user_id, workflow_id from {{ staged_daily }}
+    )
+  {%- endset -%}
+  with
+      correct as ({{ workflow_totals_rebuilt(affected) }}),
+      stored as (
+          select
+              user_id,
+              workflow_id,
+              {%- for name in measure_names() %}
+              toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+              {%- endfor %}
+          from {{ totals }}
+          where {{ affected }}
+          group by user_id, workflow_id
+      )
+  select
+      user_id,
+      workflow_id,
+      correct.kind as kind,
+      {%- for name in measure_names() %}
+      correct.{{ name }} - stored.{{ name }} as {{ name }}{{ ',' if not loop.last }}
+      {%- endfor %}
+  from correct
+  full outer join stored using (user_id, workflow_id)
+  where
+      {%- for name in measure_names() %}
+      correct.{{ name }} != stored.{{ name }}{{ ' or' if not loop.last }}
+      {%- endfor %}
+{% endmacro %}
+
+{#- Staging tables live next to their targets, named <target>__rebuild_<suffix>. -#}
+{% macro rebuild_staging_relation(target, staging_suffix) %}
+  {{ return(target.incorporate(path={'identifier': target.identifier ~ '__rebuild_' ~ staging_suffix})) }}
+{% endmacro %}
+
+{#- Also run on its own after a failed rebuild, so no staging table is left behind. -#}
+{% macro drop_rebuild_staging(staging_suffix) %}
+  {%- for target in [ref('workflow_daily'), ref('job_duration_daily')] %}
+    {% do run_query('drop table if exists ' ~ rebuild_staging_relation(target, staging_suffix) ~ ' '
+                    ~ on_cluster() ~ ' sync') %}
+  {%- endfor %}
+{% endmacro %}
+
+{#- The days as ISO dates, checked: they are written into SQL. -#}
+{% macro rebuild_day_list(days) %}
+  {%- set listed = [days] if days is string else days -%}
+  {%- if not listed -%}
+    {{ exceptions.raise_compiler_error('rebuild_days needs at least one day') }}
+  {%- endif -%}
+  {%- set checked = [] -%}
+  {%- for day in listed -%}
+    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', day | string) -%}
+      {{ exceptions.raise_compiler_error('not a day (YYYY-MM-DD): ' ~ day) }}
+    {%- endif -%}
+    {%- do checked.append(day | string) -%}
+  {%- endfor -%}
+  {{ return(checked | unique | list | sort) }}
+{% endmacro %}

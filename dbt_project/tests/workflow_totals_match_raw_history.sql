@@ -1,0 +1,31 @@
+{#-
+  Every workflow's all-time counters equal the sum of its days rebuilt from the deduplicated raw
+  history. A failing row names the workflow: rebuilding any day it has rows on repairs it.
+-#}
+{{ config(meta={'dagster': {'ref': {'name': 'workflow_totals'}}}) }}
+
+with
+    stored as (
+        select
+            user_id,
+            workflow_id,
+            {%- for name in measure_names() %}
+            toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from {{ ref('workflow_totals') }}
+        group by user_id, workflow_id
+    ),
+    rebuilt as ({{ workflow_totals_rebuilt() }})
+select
+    user_id,
+    workflow_id,
+    {%- for name in measure_names() %}
+    stored.{{ name }} as stored_{{ name }},
+    rebuilt.{{ name }} as rebuilt_{{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
+from stored
+full outer join rebuilt using (user_id, workflow_id)
+where
+    {%- for name in measure_names() %}
+    stored.{{ name }} != rebuilt.{{ name }}{{ ' or' if not loop.last }}
+    {%- endfor %}

@@ -1,0 +1,162 @@
+"""Asset checks on the pipeline's health, read from ClickHouse."""
+
+import json
+from dataclasses import asdict, dataclass
+
+import dagster as dg
+
+from analytics.settings import Settings
+from orchestration.resources import ClickHouse
+
+# Each topic's raw-history table and the time column its events carry.
+TOPIC_TABLES = {
+    "workflows": ("workflow_events", "event_time"),
+    "jobs": ("job_events", "event_time"),
+    "job_logs": ("job_log_lines", "event_time"),
+    "analytics": ("legacy_events", "received_at"),  # the legacy events carry no time of their own
+    "telemetry": ("telemetry_events", "event_time"),
+}
+
+FRESHNESS_CHECK = "newest_event_is_recent"
+
+
+def freshness_specs() -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            FRESHNESS_CHECK,
+            asset=dg.AssetKey(table),
+            description=f"The newest event of the `{topic}` topic is at most ANALYTICS_FRESHNESS_MAX_AGE_MINUTES old.",
+        )
+        for topic, (table, _) in TOPIC_TABLES.items()
+    ]
+
+
+@dg.multi_asset_check(specs=freshness_specs(), can_subset=True, name="topic_freshness")
+def topic_freshness(
+    context: dg.AssetCheckExecutionContext,
+    clickhouse: dg.ResourceParam[ClickHouse],
+    settings: dg.ResourceParam[Settings],
+):
+    """One query for every selected topic: how old is its newest event?"""
+    selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
+    topics = {topic: spec for topic, spec in TOPIC_TABLES.items() if spec[0] in selected}
+    union = "\nunion all\n".join(
+        f"""select '{topic}' as topic, toString(maxOrNull({column})) as newest,
+                   dateDiff('second', maxOrNull({column}), now64(3, 'UTC')) as age_seconds
+            from analytics.{table}"""
+        for topic, (table, column) in topics.items()
+    )
+    limit = settings.freshness_max_age_minutes * 60
+    for row in clickhouse.rows(union):
+        table = TOPIC_TABLES[row["topic"]][0]
+        age = row["age_seconds"]
+        yield dg.AssetCheckResult(
+            asset_key=dg.AssetKey(table),
+            check_name=FRESHNESS_CHECK,
+            # A quiet topic is not always a broken one: a warning, not an error.
+            passed=age is not None and age <= limit,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(f"no {row['topic']} events yet" if age is None else f"newest event {age // 60} minutes old"),
+            metadata={
+                "topic": row["topic"],
+                "newest_event": row["newest"] or "none",
+                "age_seconds": age if age is not None else -1,
+                "max_age_seconds": limit,
+            },
+        )
+
+
+# Blocking: a failed ERROR check also fails the run that ran it, so the health run turns red.
+@dg.asset_check(
+    asset=dg.AssetKey("dead_letters"),
+    name="no_new_dead_letters",
+    blocking=True,
+    description="No message was dead-lettered within the last ANALYTICS_DEAD_LETTER_WINDOW_MINUTES.",
+)
+def no_new_dead_letters(
+    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
+) -> dg.AssetCheckResult:
+    rows = clickhouse.rows(
+        """select topic, count() as messages, toString(max(received_at)) as latest,
+                  any(error) as example_error
+           from analytics.dead_letters
+           where received_at > now64(3, 'UTC') - toIntervalMinute({window:UInt32})
+           group by topic order by topic""",
+        {"window": settings.dead_letter_window_minutes},
+    )
+    new = sum(row["messages"] for row in rows)
+    return dg.AssetCheckResult(
+        passed=new == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{new} new dead letters; query analytics.dead_letters for their errors" if new else None,
+        metadata={
+            "new_dead_letters": new,
+            "window_minutes": settings.dead_letter_window_minutes,
+            "by_topic": dg.MetadataValue.json(rows),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    consumer: str  # the consumer group (embedded bridge) or the Kafka table (server mode)
+    topic: str
+    partition: int
+    lag: int
+
+
+def lags_from_rdkafka_stat(consumer: str, rdkafka_stat: str) -> list[PartitionLag]:
+    """The per-partition lag in librdkafka's statistics, as system.kafka_consumers carries them."""
+    if not rdkafka_stat:
+        return []
+    stats = json.loads(rdkafka_stat)
+    lags = []
+    for topic, topic_stats in stats.get("topics", {}).items():
+        for partition, partition_stats in topic_stats.get("partitions", {}).items():
+            lag = partition_stats.get("consumer_lag", -1)
+            # partition -1 is librdkafka's internal bucket; a lag of -1 means not known yet
+            if int(partition) >= 0 and lag >= 0:
+                lags.append(PartitionLag(consumer, topic, int(partition), lag))
+    return lags
+
+
+def consumer_lags(clickhouse: ClickHouse, settings: Settings) -> list[PartitionLag]:
+    if settings.resolved_ingest == "kafka":
+        # Kafka-engine tables: ClickHouse's own consumers report through system.kafka_consumers.
+        rows = clickhouse.rows(
+            """select concat(database, '.', table) as consumer, rdkafka_stat
+               from system.kafka_consumers where database = 'analytics'"""
+        )
+        return [lag for row in rows for lag in lags_from_rdkafka_stat(row["consumer"], row["rdkafka_stat"])]
+    # The embedded Kafka bridge writes what it measures into kafka_consumer_lag.
+    rows = clickhouse.rows("select consumer_group, topic, partition, lag from analytics.kafka_consumer_lag final")
+    return [PartitionLag(row["consumer_group"], row["topic"], row["partition"], row["lag"]) for row in rows]
+
+
+@dg.asset_check(
+    asset=dg.AssetKey("kafka_consumer_lag"),
+    name="consumer_lag_below_max",
+    blocking=True,
+    description="No consumer group lags more than ANALYTICS_CONSUMER_LAG_MAX messages on any partition.",
+)
+def consumer_lag_below_max(
+    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
+) -> dg.AssetCheckResult:
+    lags = consumer_lags(clickhouse, settings)
+    behind = sorted((lag for lag in lags if lag.lag > settings.consumer_lag_max), key=lambda lag: -lag.lag)
+    return dg.AssetCheckResult(
+        passed=not behind,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(behind)} partitions lag more than {settings.consumer_lag_max} messages" if behind else None
+        ),
+        metadata={
+            "partitions_measured": len(lags),
+            "max_lag": max((lag.lag for lag in lags), default=0),
+            "lag_max": settings.consumer_lag_max,
+            "behind": dg.MetadataValue.json([asdict(lag) for lag in behind[:20]]),
+        },
+    )
+
+
+HEALTH_CHECKS = [topic_freshness, no_new_dead_letters, consumer_lag_below_max]

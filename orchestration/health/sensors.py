@@ -1,0 +1,52 @@
+"""The health sensor: runs the pipeline checks on an interval and flags the ones failing."""
+
+import json
+
+import dagster as dg
+
+from analytics.settings import Settings
+
+HEALTH_JOB = "pipeline_health"
+
+
+def build_health_job(check_keys: list[dg.AssetCheckKey]):
+    return dg.define_asset_job(
+        HEALTH_JOB,
+        selection=dg.AssetSelection.checks(*check_keys),
+        description="Run the reconciliation and health checks; the run fails when an ERROR check fails.",
+    )
+
+
+def failing_checks(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey]) -> list[str]:
+    """The checks whose latest evaluation failed, as `asset:check` strings, sorted."""
+    failing = []
+    for key in check_keys:
+        record = instance.get_latest_asset_check_evaluation_record(key)
+        evaluation = record.evaluation if record is not None else None
+        if evaluation is not None and not evaluation.passed:
+            failing.append(key.to_user_string())
+    return sorted(failing)
+
+
+def build_health_sensor(settings: Settings, job, check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="pipeline_health_sensor",
+        job=job,
+        minimum_interval_seconds=settings.health_check_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Runs the pipeline checks every ANALYTICS_HEALTH_CHECK_INTERVAL_SECONDS and flags failures.",
+    )
+    def pipeline_health_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        # The cursor remembers what was failing at the last tick, so each change is flagged once.
+        before = set(json.loads(context.cursor)) if context.cursor else set()
+        now = failing_checks(context.instance, check_keys)
+        for check in sorted(set(now) - before):
+            context.log.error(f"check failing: {check}")
+        for check in sorted(before - set(now)):
+            context.log.info(f"check passing again: {check}")
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(tags={"analytics/failing_checks": str(len(now))})],
+            cursor=json.dumps(now),
+        )
+
+    return pipeline_health_sensor

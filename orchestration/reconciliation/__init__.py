@@ -1,0 +1,1 @@
+"""Backfills and reconciliation: aggregates rebuilt from the deduplicated raw history, per day."""

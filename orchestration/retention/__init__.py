@@ -1,0 +1,1 @@
+"""Retention housekeeping: expired raw log lines are dropped on a schedule, not left to merges."""

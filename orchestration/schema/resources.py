@@ -1,0 +1,97 @@
+"""dbt for Dagster: the manifest it is built from and the dbt CLI resource that runs the models."""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource
+
+from analytics.migrate import PROJECT_ROOT, dbt_environment, dbt_executable, dbt_vars, run_dbt
+from analytics.settings import Settings
+
+
+class ManifestError(RuntimeError):
+    """`dbt parse` failed, so there is no asset graph to show."""
+
+
+def dagster_dbt_dir(settings: Settings) -> Path:
+    """Everything dbt writes for Dagster lives under the data directory, never in the repository."""
+    return settings.data_dir.resolve() / "dbt" / "dagster"
+
+
+def manifest_target_path(settings: Settings) -> Path:
+    return dagster_dbt_dir(settings) / "manifest"
+
+
+def project_fingerprint(settings: Settings) -> str:
+    """What the manifest depends on: the project's files (names, sizes, times), the vars and target."""
+    digest = hashlib.sha256(json.dumps([dbt_vars(settings), settings.dbt_target]).encode())
+    files = [
+        PROJECT_ROOT / "dbt_project.yml",
+        PROJECT_ROOT / "profiles.yml",
+        *(PROJECT_ROOT / "dbt_project").rglob("*"),
+    ]
+    for path in sorted(path for path in files if path.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(PROJECT_ROOT)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def prepare_manifest(settings: Settings) -> Path:
+    """Parse the dbt project (with this deployment's vars) unless nothing changed; return the manifest.
+
+    So a fresh clone needs no pre-built target and an edited model shows up on reload. The
+    webserver, the daemon and every run worker load the code location, often at the same time:
+    a lock keeps them from writing the target directory together, and the fingerprint of what
+    the manifest was parsed from spares them a parse each.
+    """
+    target_path = manifest_target_path(settings)
+    target_path.mkdir(parents=True, exist_ok=True)
+    manifest = target_path / "manifest.json"
+    stamp = target_path / "fingerprint"
+    fingerprint = project_fingerprint(settings)
+    with open(target_path / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+            return manifest
+        stamp.unlink(missing_ok=True)
+        result = run_dbt(settings, "parse", capture=True, target_path=target_path)
+        if result.returncode != 0:
+            raise ManifestError(
+                f"dbt parse failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}"
+            )
+        stamp.write_text(fingerprint)
+    return manifest
+
+
+def dbt_resource() -> DbtCliResource:
+    # No target here: profiles.yml takes it from ANALYTICS_DBT_TARGET (see profile_environment).
+    return DbtCliResource(
+        project_dir=os.fspath(PROJECT_ROOT),
+        profiles_dir=os.fspath(PROJECT_ROOT),
+        dbt_executable=dbt_executable(),
+    )
+
+
+@contextlib.contextmanager
+def profile_environment(settings: Settings) -> Iterator[None]:
+    """Set the variables profiles.yml reads while dagster-dbt starts dbt, then restore them.
+
+    DbtCliResource hands dbt a copy of this process's environment and takes no other, and the
+    connection (password included) must not become resource config, which the UI displays.
+    """
+    wanted = dbt_environment(settings)
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,233 @@
+"""`analytics up` serves the Dagster UI next to the embedded ClickHouse, and stops it on SIGTERM.
+
+The browser test opens the asset graph in headless Chromium (Debian's package, never a
+downloaded browser) and saves the screenshot the README shows: docs/dagster-asset-graph.png.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from analytics.orchestrator import dagster_component
+from analytics.settings import Settings
+from tests.embedded_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOT = REPO / "docs" / "dagster-asset-graph.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium (/usr/bin/chromium); browser tests skip without it, except in CI where they fail."""
+    found = shutil.which("chromium")
+    if found is None:
+        if in_ci():
+            pytest.fail(
+                "browser tests must run in CI: chromium is not on PATH (apt-get install chromium)", pytrace=False
+            )
+        pytest.skip("browser tests need chromium on PATH (apt-get install chromium)")
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc: the stack's ClickHouse, Dagster and their children."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return f"{pid} (gone)"
+
+
+def server_info(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """`analytics up` on free ports: ClickHouse, the schema, the Dagster webserver and daemon."""
+    data_dir = tmp_path_factory.mktemp("up")
+    dagster_port = free_port()
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ANALYTICS_")}
+    environment.update(
+        ANALYTICS_DATA_DIR=str(data_dir),
+        ANALYTICS_CLICKHOUSE_HTTP_PORT=str(free_port()),
+        ANALYTICS_DAGSTER_PORT=str(dagster_port),
+    )
+    log = open(data_dir / "up.log", "wb")  # noqa: SIM115 - the child writes it for its lifetime
+    process = subprocess.Popen(
+        [sys.executable, "-m", "analytics.cli", "up"], stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=REPO
+    )
+    url = f"http://127.0.0.1:{dagster_port}"
+    deadline = time.monotonic() + 300
+    while server_info(url) is None:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("analytics up did not serve Dagster:\n" + (data_dir / "up.log").read_text()[-5000:])
+        time.sleep(0.5)
+    yield process, url, data_dir, dagster_port
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    log.close()
+
+
+def test_up_serves_the_dagster_ui_with_its_home_in_the_data_directory(stack):
+    _, url, data_dir, _ = stack
+    assert server_info(url)["dagster_webserver_version"]
+    home = data_dir / "dagster"
+    assert (home / "dagster.yaml").exists()
+    assert (home / "webserver.log").exists() and (home / "daemon.log").exists()
+
+
+@pytest.mark.browser
+def test_the_asset_graph_renders_in_chromium(chromium, stack):  # chromium first: no stack when it skips
+    from playwright.sync_api import expect, sync_playwright
+
+    _, url, _, _ = stack
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})  # tall enough to fit the graph
+            page.goto(f"{url}/asset-groups")
+            for group in ("landing", "raw", "aggregates", "views"):
+                expect(page.get_by_text(group, exact=True).first).to_be_visible(timeout=60_000)
+            # The backfill's picture: the raw history and aggregates daily_reconciliation rebuilds from.
+            page.goto(f"{url}/assets/daily_reconciliation?view=lineage&lineageScope=upstream&lineageDepth=1")
+            for name in (
+                "workflow_daily",
+                "workflow_totals",
+                "job_duration_daily",
+                "workflow_events",
+                "job_completions",
+            ):
+                expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
+            page.wait_for_load_state("networkidle")
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=SCREENSHOT)
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def run_analytics_dagster(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ANALYTICS_")}
+    environment["ANALYTICS_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "analytics.cli", "dagster", *args],
+        env=environment,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_browser_tests_skip_without_chromium_except_in_ci(tmp_path, ci, outcome):
+    environment = {**os.environ, "PATH": str(tmp_path), "CI": ci}
+    test = "tests/test_dagster_ui.py::test_the_asset_graph_renders_in_chromium"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environment,
+        timeout=300,
+    )
+    assert outcome in run.stdout, run.stdout
+    assert "chromium is not on PATH" in run.stdout or "chromium on PATH" in run.stdout
+
+
+def test_analytics_dagster_refuses_a_port_in_use(stack, tmp_path):
+    _, _, _, taken = stack
+    result = run_analytics_dagster(tmp_path, "--port", str(taken))
+    assert result.returncode == 1
+    assert f"port {taken} on 127.0.0.1 is already in use" in result.stderr
+
+
+def test_analytics_dagster_reports_an_instance_it_cannot_prepare(tmp_path):
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry: [this is not a mapping\n")
+    result = run_analytics_dagster(tmp_path, "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "dagster instance migrate failed" in result.stderr
+
+
+def test_sigterm_stops_dagster_with_the_stack(stack):
+    process, url, data_dir, _ = stack
+    children = descendants(process.pid)
+    assert children  # ClickHouse lives in `up` itself; these are Dagster's processes
+    process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises SIGTERM once it has shut down, so the exit status may say "terminated by SIGTERM".
+    assert process.wait(timeout=120) in (0, -signal.SIGTERM)
+    assert server_info(url) is None
+    # Killed processes may take a moment to finish exiting; none may stay behind.
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [command_line(pid) for pid in children if alive(pid)] == []
+    log = (data_dir / "up.log").read_text()
+    assert "stopping dagster" in log and "closed chDB and released" in log
+
+
+def test_no_dagster_leaves_it_out_of_the_stack():
+    assert dagster_component(Settings(dagster_enabled=False), engine=None) is None
+    assert dagster_component(Settings(), engine=None).name == "dagster"
+
+
+@pytest.mark.slow
+def test_analytics_dagster_reports_a_webserver_that_exits(tmp_path):
+    # Last in the module: the stack is down by now and takes no CPU from this start.
+    result = run_analytics_dagster(tmp_path, "--host", "no-such-host.invalid", "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "the Dagster webserver exited" in result.stderr
+    assert "Name or service not known" in result.stderr
+    assert list((tmp_path / "dagster").glob("*.log"))  # the logs stay for the operator

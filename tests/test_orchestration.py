@@ -1,0 +1,327 @@
+"""Dagster in-process against a real embedded ClickHouse: assets, backfills, checks, sensor, housekeeping.
+
+The module has a server of its own, whose schema Dagster builds: its checks read global state
+(the newest event of each topic, dead letters, consumer lag) that other suites' data would make
+unpredictable.
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from analytics.backfill import BackfillFailed, rebuild_days
+from analytics.cli import main
+from analytics.settings import Settings
+from orchestration.definitions import build_definitions
+from orchestration.health.checks import HEALTH_CHECKS, consumer_lags
+from orchestration.resources import ClickHouse
+from tests import datasets, embedded_server
+from tests.intake import deliver, execute, post_batch, query
+from tests.test_schema import assert_matches
+
+RECONCILIATION = [
+    "workflow_daily:workflow_daily_matches_raw_history",
+    "workflow_totals:workflow_totals_match_raw_history",
+    "workflow_totals:workflow_totals_add_up_to_daily",
+]
+PYTHON_CHECKS = {"newest_event_is_recent", "no_new_dead_letters", "consumer_lag_below_max"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """An empty embedded ClickHouse: no schema yet."""
+    server = embedded_server.start(tmp_path_factory.mktemp("orchestration") / "clickhouse")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def settings(server) -> Settings:
+    return Settings(clickhouse_http_port=server.port, data_dir=server.data_dir.parent / "state")
+
+
+@pytest.fixture(scope="module")
+def defs(settings) -> dg.Definitions:
+    return build_definitions(settings)
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def built(defs, instance) -> dg.ExecuteInProcessResult:
+    """Every dbt model materialised in-process on the empty server: the schema, built by Dagster."""
+    graph = defs.resolve_asset_graph()
+    dbt_keys = [key for key in graph.get_all_asset_keys() if key != dg.AssetKey("daily_reconciliation")]
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=dbt_keys, raise_on_error=False
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(server, built) -> datasets.Dataset:
+    assert built.success
+    dataset = datasets.generate(seed=21)
+    # One batch per topic: every job then counts on the day it was created, as the expected numbers say.
+    deliver(server, dataset.messages, batch_size=100_000)
+    return dataset
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()}
+
+
+def run_health_checks(defs, instance) -> dg.ExecuteInProcessResult:
+    """The Python health checks alone (the pipeline_health job also runs the dbt reconciliation tests)."""
+    keys = [key for checks in HEALTH_CHECKS for key in checks.check_keys]
+    return dg.materialize(
+        HEALTH_CHECKS,
+        selection=dg.AssetSelection.checks(*keys),
+        resources=defs.resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def daily_jobs(server, prefix: str) -> dict[tuple[str, str, dt.date], int]:
+    rows = query(
+        server,
+        f"""SELECT user_id, workflow_id, toString(day) AS day, sum(jobs) AS jobs FROM analytics.workflow_daily
+            WHERE startsWith(user_id, '{prefix}') AND workflow_id NOT LIKE '%legacy%'
+            GROUP BY user_id, workflow_id, day HAVING jobs != 0""",
+    )
+    return {(r["user_id"], r["workflow_id"], dt.date.fromisoformat(r["day"])): int(r["jobs"]) for r in rows}
+
+
+def test_materialising_every_dbt_asset_in_process_builds_the_schema(defs, built, loaded, server):
+    assert built.success
+    graph = defs.resolve_asset_graph()
+    materialized = {event.asset_key for event in built.get_asset_materialization_events()}
+    assert materialized == set(graph.get_all_asset_keys()) - {dg.AssetKey("daily_reconciliation")}
+    dbt_tests = {name: e for name, e in evaluations(built).items() if e.check_name not in PYTHON_CHECKS}
+    assert len(dbt_tests) == len([key for key in graph.asset_check_keys if key.name not in PYTHON_CHECKS])
+    assert all(e.passed for e in dbt_tests.values()), [name for name, e in dbt_tests.items() if not e.passed]
+    assert_matches(server, loaded)  # the schema Dagster built takes events in and counts them right
+
+
+def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactly(server, defs, instance, loaded):
+    day = sorted({day for (_, _, day) in loaded.expected.daily_jobs})[5]
+    workflows_of_the_day = {(u, w) for (u, w, d) in loaded.expected.daily_jobs if d == day}
+    measures = "workflow_events, jobs, jobs_completed, jobs_failed, jobs_cancelled, job_execution_seconds, joblogs"
+    # A replay that counted the day twice: the totals get the day's counters again, then the day itself.
+    execute(
+        server,
+        f"""INSERT INTO analytics.workflow_totals (user_id, workflow_id, {measures})
+            SELECT user_id, workflow_id, {", ".join(f"sum({m})" for m in measures.split(", "))}
+            FROM analytics.workflow_daily WHERE day = '{day}' GROUP BY user_id, workflow_id""",
+    )
+    execute(server, f"INSERT INTO analytics.workflow_daily SELECT * FROM analytics.workflow_daily WHERE day = '{day}'")
+
+    health = defs.resolve_job_def("pipeline_health")
+    broken = health.execute_in_process(instance=instance, raise_on_error=False)
+    assert not broken.success
+    found = evaluations(broken)
+    assert not found["workflow_daily:workflow_daily_matches_raw_history"].passed
+    assert not found["workflow_totals:workflow_totals_match_raw_history"].passed
+    assert found["workflow_totals:workflow_totals_add_up_to_daily"].passed  # consistent, and wrong
+
+    backfill = defs.resolve_job_def("daily_reconciliation_job")
+    repaired = backfill.execute_in_process(instance=instance, partition_key=day.isoformat())
+    [materialization] = repaired.asset_materializations_for_node("daily_reconciliation")
+    assert materialization.partition == day.isoformat()
+    assert materialization.metadata["workflow_totals_corrected"].value == len(workflows_of_the_day)
+
+    healthy = health.execute_in_process(instance=instance, raise_on_error=False)
+    found = evaluations(healthy)
+    assert all(found[name].passed for name in RECONCILIATION), found
+    # Exact: every workflow's totals and every day's jobs as computed independently from the events.
+    assert_matches(server, loaded)
+    expected_daily = {key: jobs for key, jobs in loaded.expected.daily_jobs.items() if jobs}
+    assert daily_jobs(server, loaded.prefix) == expected_daily
+
+    # Idempotent: the same backfill again corrects nothing and changes no number.
+    again = backfill.execute_in_process(instance=instance, partition_key=day.isoformat())
+    [materialization] = again.asset_materializations_for_node("daily_reconciliation")
+    assert materialization.metadata["workflow_totals_corrected"].value == 0
+    assert_matches(server, loaded)
+    assert daily_jobs(server, loaded.prefix) == expected_daily
+
+
+def test_backfill_rebuilds_the_duration_digests_of_the_day(server, settings, loaded):
+    day = sorted({day for (_, _, day) in loaded.expected.daily_jobs})[7]
+    of_the_day = f"FROM analytics.job_duration_daily WHERE day = '{day}'"
+    count_rows = f"SELECT count() AS n {of_the_day}"
+    keys = f"SELECT count() AS n FROM (SELECT DISTINCT user_id, workflow_id {of_the_day})"
+    execute(server, f"INSERT INTO analytics.job_duration_daily SELECT * {of_the_day}")
+    assert int(query(server, count_rows)[0]["n"]) > int(query(server, keys)[0]["n"])
+    rebuild_days(settings, [day])
+    # One state per workflow and day, merged from the raw completions.
+    assert int(query(server, count_rows)[0]["n"]) == int(query(server, keys)[0]["n"])
+
+
+def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(server, settings):
+    old = datasets.generate(seed=23, users=2, days_ago=200, duplicate_rate=0)
+    deliver(server, old.messages, batch_size=100_000)
+    execute(server, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+    lines = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
+    assert int(query(server, lines)[0]["n"]) == 0  # older than the retention
+    stored = f"""SELECT toString(day) AS day, sum(joblogs) AS joblogs FROM analytics.workflow_daily
+                 WHERE startsWith(user_id, '{old.prefix}') GROUP BY day ORDER BY day"""
+    before = query(server, stored)
+    days = sorted({row["day"] for row in before})
+
+    result = CliRunner().invoke(main, ["backfill", *(f"--day={day}" for day in days)], env=settings.as_environment())
+    assert result.exit_code == 0, result.output
+    assert f"{days[0]}: rebuilt" in result.output
+    assert "workflow_totals: 0 workflows corrected" in result.output
+    assert query(server, stored) == before
+    assert_matches(server, old)
+
+
+def test_a_failed_backfill_leaves_no_staging_table(server, settings):
+    execute(server, "RENAME TABLE analytics.job_duration_daily TO analytics.job_duration_daily_aside")
+    try:
+        with pytest.raises(BackfillFailed, match="rebuild_days failed"):
+            rebuild_days(settings, [dt.date(2026, 11, 20)])
+    finally:
+        execute(server, "RENAME TABLE analytics.job_duration_daily_aside TO analytics.job_duration_daily")
+    leftovers = query(server, "SELECT name FROM system.tables WHERE database = 'analytics' AND name LIKE '%rebuild%'")
+    assert leftovers == []
+
+
+def test_freshness_fails_for_a_quiet_topic_and_passes_once_events_arrive(server, defs, instance, loaded):
+    found = evaluations(run_health_checks(defs, instance))
+    stale = found["workflow_events:newest_event_is_recent"]
+    assert not stale.passed
+    assert stale.severity == dg.AssetCheckSeverity.WARN
+    assert stale.metadata["age_seconds"].value > stale.metadata["max_age_seconds"].value
+    assert not found["telemetry_events:newest_event_is_recent"].passed
+    assert found["telemetry_events:newest_event_is_recent"].description == "no telemetry events yet"
+
+    now = dt.datetime.now(dt.UTC)
+    event = {
+        "event_id": f"{loaded.prefix}-fresh",
+        "event_time": datasets.iso(now),
+        "event_type": "workflow",
+        "event_name": "created",
+        "user_id": f"{loaded.prefix}-fresh-user",
+        "workflow_id": f"{loaded.prefix}-fresh-wf",
+        "kind": "HEARTBEAT",
+    }
+    assert post_batch(server, "workflows", [event]).status == 200
+    found = evaluations(run_health_checks(defs, instance))
+    assert found["workflow_events:newest_event_is_recent"].passed
+    assert not found["job_events:newest_event_is_recent"].passed
+
+
+def test_new_dead_letters_fail_their_check_and_the_run(server, defs, instance):
+    insert = """INSERT INTO analytics.dead_letters (topic, partition, offset, raw_message, error, received_at)
+                VALUES ('jobs', 0, {offset}, '{{not json', 'Cannot parse JSON',
+                        now64(3, 'UTC') - INTERVAL {age} MINUTE)"""
+    try:
+        execute(server, insert.format(offset=1, age=180))  # outside the 60-minute window
+        result = run_health_checks(defs, instance)
+        assert result.success
+        assert evaluations(result)["dead_letters:no_new_dead_letters"].passed
+
+        execute(server, insert.format(offset=2, age=1))
+        result = run_health_checks(defs, instance)
+        assert not result.success  # an ERROR check fails the run, which is how the health run turns red
+        failed = evaluations(result)["dead_letters:no_new_dead_letters"]
+        assert not failed.passed
+        assert failed.metadata["new_dead_letters"].value == 1
+        assert failed.metadata["by_topic"].value[0]["topic"] == "jobs"
+    finally:
+        execute(server, "TRUNCATE TABLE analytics.dead_letters")
+
+
+def test_consumer_lag_above_the_maximum_fails_until_the_consumer_catches_up(server, defs, instance, settings):
+    insert = """INSERT INTO analytics.kafka_consumer_lag
+                (consumer_group, topic, partition, committed_offset, high_watermark, lag, measured_at)
+                VALUES ('analytics_jobs', 'jobs', {partition}, 100, {high}, {lag},
+                        now64(3, 'UTC') + INTERVAL {later} SECOND)"""
+    try:
+        execute(server, insert.format(partition=0, high=105, lag=5, later=0))
+        assert evaluations(run_health_checks(defs, instance))["kafka_consumer_lag:consumer_lag_below_max"].passed
+
+        execute(server, insert.format(partition=1, high=50_100, lag=50_000, later=0))
+        failed = evaluations(run_health_checks(defs, instance))["kafka_consumer_lag:consumer_lag_below_max"]
+        assert not failed.passed
+        assert failed.metadata["max_lag"].value == 50_000
+        assert failed.metadata["behind"].value == [
+            {"consumer": "analytics_jobs", "topic": "jobs", "partition": 1, "lag": 50_000}
+        ]
+
+        execute(server, insert.format(partition=1, high=50_100, lag=0, later=5))  # a newer measurement
+        assert evaluations(run_health_checks(defs, instance))["kafka_consumer_lag:consumer_lag_below_max"].passed
+    finally:
+        execute(server, "TRUNCATE TABLE analytics.kafka_consumer_lag")
+
+
+def test_server_mode_reads_lag_from_system_kafka_consumers(settings):
+    kafka_engine = settings.model_copy(update={"ingest": "kafka"})
+    # The embedded engine has the table but no Kafka-engine consumers: the query runs, nothing lags.
+    assert consumer_lags(ClickHouse(kafka_engine), kafka_engine) == []
+
+
+def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, instance):
+    sensor = defs.get_sensor_def("pipeline_health_sensor")
+    assert sensor.job_name == "pipeline_health"
+    flag = "dead_letters:no_new_dead_letters"
+    execute(
+        server,
+        """INSERT INTO analytics.dead_letters (topic, raw_message, error, received_at)
+           VALUES ('jobs', 'x', 'bad', now64(3, 'UTC'))""",
+    )
+    try:
+        run_health_checks(defs, instance)
+        first = sensor(dg.build_sensor_context(instance=instance))
+        assert len(first.run_requests) == 1
+        assert flag in json.loads(first.cursor)
+    finally:
+        execute(server, "TRUNCATE TABLE analytics.dead_letters")
+    run_health_checks(defs, instance)
+    second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    assert len(second.run_requests) == 1
+    assert flag not in json.loads(second.cursor)
+
+
+def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
+    old = datasets.generate(seed=29, users=2, days_ago=120, duplicate_rate=0)
+    lines = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
+    # Background TTL merges could drop them first; the job must not need them.
+    execute(server, "SYSTEM STOP TTL MERGES analytics.job_log_lines")
+    try:
+        deliver(server, old.messages)
+        assert int(query(server, lines)[0]["n"]) > 0
+        result = defs.resolve_job_def("retention_housekeeping").execute_in_process(instance=instance)
+    finally:
+        execute(server, "SYSTEM START TTL MERGES analytics.job_log_lines")
+    assert int(query(server, lines)[0]["n"]) == 0
+    [observation] = [e.asset_observation_data.asset_observation for e in result.all_events if e.is_asset_observation]
+    assert observation.asset_key == dg.AssetKey("job_log_lines")
+    assert observation.metadata["rows_past_retention_before"].value > 0
+    assert observation.metadata["rows_past_retention_after"].value == 0
+    assert_matches(server, old)  # the counts stay
+
+
+def test_housekeeping_keeps_every_line_in_audit_mode(server, defs, settings, instance):
+    old = datasets.generate(seed=31, users=1, days_ago=120, duplicate_rate=0)
+    lines = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
+    execute(server, "SYSTEM STOP TTL MERGES analytics.job_log_lines")
+    try:
+        deliver(server, old.messages)
+        before = int(query(server, lines)[0]["n"])
+        audit = settings.model_copy(update={"audit_mode": True})
+        job = defs.resolve_job_def("retention_housekeeping")
+        result = job.execute_in_process(instance=instance, resources={"settings": audit})
+        assert int(query(server, lines)[0]["n"]) == before > 0
+    finally:
+        execute(server, "SYSTEM START TTL MERGES analytics.job_log_lines")
+    assert not [e for e in result.all_events if e.is_asset_observation]

@@ -1,0 +1,199 @@
+"""The Dagster code location loads with no secrets and no server, and its shape is snapshotted.
+
+A changed asset or check key breaks bookmarks, run history and alerts in the UI, so it must be a
+decision: update tests/snapshots/dagster_definitions.txt in the same commit.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from analytics import migrate
+from analytics.backfill import BackfillFailed, parse_summary, rebuild_arguments
+from analytics.cli import main
+from analytics.settings import Settings
+from orchestration.health.checks import PartitionLag, lags_from_rdkafka_stat
+from orchestration.schema.assets import dbt_build_args, model_group
+from orchestration.schema.resources import ManifestError, prepare_manifest
+
+REPO = Path(__file__).resolve().parent.parent
+SNAPSHOT = REPO / "tests" / "snapshots" / "dagster_definitions.txt"
+
+
+def environment_without_settings() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("ANALYTICS_")}
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """The definitions as Dagster loads them with no ANALYTICS_* variable (so no secret) set."""
+    fresh_clone = tmp_path_factory.mktemp("fresh")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("ANALYTICS_"):
+                patch.delenv(name)
+        patch.chdir(fresh_clone)  # DATA_DIR defaults to ./.analytics: a first load, nothing prepared
+        import orchestration
+
+        yield orchestration.defs(), fresh_clone
+
+
+def describe(defs: dg.Definitions) -> str:
+    graph = defs.resolve_asset_graph()
+    sections = {
+        "assets": sorted(key.to_user_string() for key in graph.get_all_asset_keys()),
+        "asset checks": sorted(key.to_user_string() for key in graph.asset_check_keys),
+        "jobs": sorted(job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")),
+        "schedules": sorted(schedule.name for schedule in defs.schedules),
+        "sensors": sorted(sensor.name for sensor in defs.sensors),
+    }
+    return "".join(f"[{title}]\n" + "".join(f"{name}\n" for name in names) for title, names in sections.items())
+
+
+def test_definitions_load_without_secrets_and_match_the_snapshot(loaded):
+    defs, fresh_clone = loaded
+    assert describe(defs) == SNAPSHOT.read_text(), (
+        f"the Dagster definitions changed; if that is intended, write this to {SNAPSHOT}:\n{describe(defs)}"
+    )
+    # dbt's files went under the data directory, none into the repository.
+    assert (fresh_clone / ".analytics" / "dbt" / "dagster" / "manifest" / "manifest.json").exists()
+    assert not (REPO / "target").exists()
+
+
+def test_groups_follow_the_model_folders(loaded):
+    graph = loaded[0].resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups["workflows_queue"] == "landing"
+    assert groups["workflow_events"] == "raw"
+    assert groups["workflow_daily"] == "aggregates"
+    assert groups["daily_reconciliation"] == "aggregates"
+    assert groups["user_totals"] == "views"
+    assert set(groups.values()) == {"landing", "raw", "aggregates", "views"}
+
+
+def test_the_nightly_schedule_reconciles_the_day_before(loaded):
+    import datetime as dt
+
+    schedule = loaded[0].resolve_schedule_def("reconcile_previous_day")
+    tick = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 24, 1, 30, tzinfo=dt.UTC))
+    [request] = schedule.evaluate_tick(tick).run_requests
+    assert (request.job_name, request.partition_key) == ("daily_reconciliation_job", "2026-11-23")
+    housekeeping = loaded[0].resolve_schedule_def("retention_housekeeping_daily")
+    assert (housekeeping.job_name, housekeeping.cron_schedule) == ("retention_housekeeping", "0 3 * * *")
+
+
+@pytest.mark.slow
+def test_dagster_validates_the_code_location_on_a_fresh_checkout(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m", "orchestration"],
+        cwd=tmp_path,
+        env=environment_without_settings(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Validation successful for code location orchestration" in result.stdout + result.stderr
+
+
+def test_importing_the_code_location_reads_no_settings():
+    # An invalid setting breaks loading the definitions, but not importing the package.
+    environment = {**environment_without_settings(), "ANALYTICS_CLICKHOUSE_HTTP_PORT": "not-a-port"}
+    script = """
+import orchestration
+try:
+    orchestration.defs()
+except Exception as error:
+    print(type(error).__name__)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ValidationError"
+
+
+def test_a_project_dbt_cannot_parse_is_a_clear_error(monkeypatch, tmp_path):
+    broken = tmp_path / "project"
+    shutil.copytree(REPO / "dbt_project", broken / "dbt_project")
+    shutil.copy(REPO / "dbt_project.yml", broken)
+    shutil.copy(REPO / "profiles.yml", broken)
+    (broken / "dbt_project" / "models" / "raw" / "broken.sql").write_text("select {{ unclosed\n")
+    monkeypatch.setattr(migrate, "PROJECT_ROOT", broken)
+    with pytest.raises(ManifestError, match="dbt parse failed"):
+        prepare_manifest(Settings(data_dir=tmp_path / "data"))
+
+
+def test_models_are_grouped_by_their_folder():
+    assert model_group({"resource_type": "model", "fqn": ["analytics", "raw", "job_events"]}) == "raw"
+    assert model_group({"resource_type": "test", "fqn": ["analytics", "workflow_daily_matches"]}) is None
+
+
+def test_dbt_build_gets_this_deployments_vars():
+    args = dbt_build_args(Settings(audit_mode=True, log_retention_hours=48, dbt_target="server"))
+    assert args[:2] == ["build", "--vars"]
+    passed = json.loads(args[2])
+    assert (passed["audit_mode"], passed["log_retention_hours"], passed["ingest"]) == (True, 48, "kafka")
+
+
+def test_rebuild_arguments_name_each_day_once_in_order():
+    import datetime as dt
+
+    days = [dt.date(2026, 11, 21), dt.date(2026, 11, 20), dt.date(2026, 11, 21)]
+    operation, flag, arguments = rebuild_arguments(days, "abc123")
+    assert (operation, flag) == ("rebuild_days", "--args")
+    assert json.loads(arguments) == {"days": ["2026-11-20", "2026-11-21"], "staging_suffix": "abc123"}
+    with pytest.raises(ValueError, match="at least one day"):
+        rebuild_arguments([], "abc123")
+
+
+def test_the_rebuild_summary_is_read_from_dbts_output():
+    output = '\x1b[0m09:00:01  rebuild summary: {"days": {"2026-11-20": 42}, "workflow_totals_corrected": 3}\n'
+    assert parse_summary(output) == ({"2026-11-20": 42}, 3)
+    with pytest.raises(BackfillFailed, match="no rebuild summary"):
+        parse_summary("09:00:01  Done.\n")
+
+
+def test_backfill_refuses_a_day_that_is_not_a_date():
+    result = CliRunner().invoke(main, ["backfill", "--day", "2026-02-30"])
+    assert result.exit_code == 2
+    assert "2026-02-30" in result.output
+
+
+def test_consumer_lag_is_read_from_librdkafka_statistics():
+    stat = {
+        "topics": {
+            "jobs": {
+                "partitions": {
+                    "0": {"consumer_lag": 12},
+                    "1": {"consumer_lag": -1},  # not known yet
+                    "-1": {"consumer_lag": 99},  # librdkafka's internal partition
+                }
+            },
+            "workflows": {"partitions": {"2": {"consumer_lag": 0}}},
+        }
+    }
+    assert lags_from_rdkafka_stat("analytics.jobs_queue", json.dumps(stat)) == [
+        PartitionLag("analytics.jobs_queue", "jobs", 0, 12),
+        PartitionLag("analytics.jobs_queue", "workflows", 2, 0),
+    ]
+    assert lags_from_rdkafka_stat("analytics.jobs_queue", "") == []
+
+
+def test_settings_survive_the_trip_through_a_child_environment(monkeypatch, tmp_path):
+    settings = Settings(
+        data_dir=tmp_path, clickhouse_password="s3cret", dagster_port=3999, audit_mode=True, kafka_bootstrap="h:1"
+    )
+    for name in list(os.environ):
+        if name.startswith("ANALYTICS_"):
+            monkeypatch.delenv(name)
+    for name, value in settings.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == settings
