@@ -61,7 +61,8 @@ def test_grpcurl_itself_when_installed(stack, loaded):
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail("grpcurl must run in CI: ./dev test builds it with Go", pytrace=False)
         pytest.skip(
-            "grpcurl is not installed (./dev test builds it when Go is here); the reflection client above makes the same call"
+            "grpcurl is not installed (./dev test builds it when Go is here); "
+            "the reflection client above makes the same call"
         )
     user = loaded.expected.users[0]
     listed = subprocess.run([grpcurl, "-plaintext", stack.target, "list"], capture_output=True, text=True, timeout=30)
