@@ -90,7 +90,7 @@ class AnalyticsServer:
             # Without this a second server could bind the same port and share its calls.
             options=[("grpc.so_reuseport", 0)],
         )
-        queries = Queries(self.backend, observe=self.metrics.observe_query)
+        queries = Queries(self.backend, observe=self.metrics.observe_query, cluster=bool(settings.cluster))
         pb_grpc.add_AnalyticsServiceServicer_to_server(
             AnalyticsServicer(queries, ids, settings.grpc_default_deadline), server
         )
