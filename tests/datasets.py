@@ -74,7 +74,8 @@ def generate(
 
     def event(topic: str, event_type: str, name: str, moment: dt.datetime, **attrs) -> dict:
         message = {
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            # Ids carry the data set's unique prefix: two sets from one seed must not share events.
+            "event_id": f"{prefix}-{uuid.UUID(int=rng.getrandbits(128))}",
             "event_time": iso(moment),
             "event_type": event_type,
             "event_name": name,
