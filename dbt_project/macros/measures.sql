@@ -22,3 +22,10 @@
     toInt64({{ kwargs.get(name, '0') }}) as {{ name }}{{ ',' if not loop.last }}
   {%- endfor %}
 {%- endmacro %}
+
+{#- Every counter summed over the group: `toInt64(sum(jobs)) as jobs, ...`. -#}
+{% macro summed_measures() -%}
+  {%- for name in measure_names() %}
+    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
+  {%- endfor %}
+{%- endmacro %}

@@ -80,9 +80,7 @@
           select
               user_id,
               workflow_id,
-              {%- for name in measure_names() %}
-              toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-              {%- endfor %}
+              {{ summed_measures() }}
           from {{ totals }}
           where {{ affected }}
           group by user_id, workflow_id

@@ -19,9 +19,7 @@ select
     workflow_id,
     day,
     max(kind) as kind,
-    {%- for name in measure_names() %}
-    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ summed_measures() }}
 from (
     select user_id, workflow_id, toDate(event_time) as day, kind,
         {{ measures(workflow_events='1') }}
@@ -63,9 +61,7 @@ select
     workflow_id,
     day,
     max(kind) as kind,
-    {%- for name in measure_names() %}
-    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ summed_measures() }}
 from {{ ref('workflow_daily') }}
 where {{ day_condition }}
 group by user_id, workflow_id, day
@@ -82,9 +78,7 @@ select
     workflow_id,
     day,
     max(kind) as kind,
-    {%- for name in measure_names() %}
-    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ summed_measures() }}
 from (
     select
         user_id,
@@ -118,9 +112,7 @@ select
     user_id,
     workflow_id,
     max(kind) as kind,
-    {%- for name in measure_names() %}
-    toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ summed_measures() }}
 from ({{ daily_counters_rebuilt(condition) }})
 group by user_id, workflow_id
 {% endmacro %}

@@ -5,9 +5,7 @@ with
         select
             user_id,
             workflow_id,
-            {%- for name in measure_names() %}
-            toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-            {%- endfor %}
+            {{ summed_measures() }}
         from {{ ref('workflow_totals') }}
         group by user_id, workflow_id
     ),
@@ -15,9 +13,7 @@ with
         select
             user_id,
             workflow_id,
-            {%- for name in measure_names() %}
-            toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-            {%- endfor %}
+            {{ summed_measures() }}
         from {{ ref('workflow_daily') }}
         group by user_id, workflow_id
     )

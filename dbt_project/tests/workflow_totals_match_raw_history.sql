@@ -9,9 +9,7 @@ with
         select
             user_id,
             workflow_id,
-            {%- for name in measure_names() %}
-            toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
-            {%- endfor %}
+            {{ summed_measures() }}
         from {{ ref('workflow_totals') }}
         group by user_id, workflow_id
     ),
