@@ -33,19 +33,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1")
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """Debian's chromium (/usr/bin/chromium); browser tests skip without it, except in CI where they fail."""
+    """Debian's chromium (/usr/bin/chromium); browser tests skip without it (under CI a skip fails)."""
     found = shutil.which("chromium")
     if found is None:
-        if in_ci():
-            pytest.fail(
-                "browser tests must run in CI: chromium is not on PATH (apt-get install chromium)", pytrace=False
-            )
         pytest.skip("browser tests need chromium on PATH (apt-get install chromium)")
     return found
 
