@@ -17,10 +17,8 @@ request owns until it ends: no connection is ever used by two threads at once.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import errno
-import hmac
 import logging
 import os
 import secrets
@@ -29,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +39,12 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from embedded import errors
-from embedded.codecs import Decoder, Encoder, choose_response_encoding
+from embedded.codecs import Encoder, ResponseEncoder
 from embedded.engine import Connection, Engine, ResultStream, Session
 from embedded.errors import ClickHouseError
 from embedded.formats import content_type, is_concatenable
+from embedded.native_compression import BlockEncoder
+from embedded.request import BodyReader, RequestSpec, parse_request
 from embedded.sqltext import (
     InsertData,
     MultiStatement,
@@ -57,39 +57,6 @@ from embedded.sqltext import (
 
 log = logging.getLogger(__name__)
 
-# URL parameters the front itself consumes; every other one (except param_*) is a setting.
-_HTTP_PARAMETERS = frozenset(
-    {
-        "query",
-        "database",
-        "default_format",
-        "query_id",
-        "session_id",
-        "session_timeout",
-        "session_check",
-        "user",
-        "password",
-        "quota_key",
-        "compress",
-        "decompress",
-        "buffer_size",
-        "wait_end_of_query",
-        "stacktrace",
-        "role",
-        "client_protocol_version",
-        "close_session",
-        "send_progress_in_http_headers",
-        "http_headers_progress_interval_ms",
-        "enable_http_compression",
-        "http_zlib_compression_level",
-        "add_http_cors_header",
-        "http_response_buffer_size",
-        "http_wait_end_of_query",
-        "cancel_http_readonly_queries_on_client_close",
-        "http_native_compression_disable_checksumming_on_decompress",
-    }
-)
-_DEFAULT_MAX_QUERY_SIZE = 262_144
 _TAG_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -107,30 +74,6 @@ class FrontConfig:
     max_session_timeout: float = 3600.0
     # wait_end_of_query=1 buffers the answer in memory up to this size, then in a temporary file.
     response_memory_buffer: int = 16 << 20
-
-
-@dataclass
-class RequestSpec:
-    """What one HTTP request asks of the engine, parsed from its URL, headers and form."""
-
-    method: str
-    user: str
-    query_id: str
-    query_param: str
-    database: str | None
-    default_format: str
-    settings: dict[str, str]
-    readonly: str | None
-    params: dict[str, str]
-    session_id: str | None
-    session_timeout: float
-    session_check: bool
-    wait_end_of_query: bool
-    response_encoding: str | None
-    compression_level: int | None
-    max_query_size: int
-    body_in_form: bool = False  # multipart/form-data: the body was the form, there is no data stream
-    started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
 class Front:
@@ -200,83 +143,10 @@ class Front:
 
     # -- request parsing ---------------------------------------------------------------------
     async def _parse_request(self, request: Request) -> RequestSpec:
-        url = dict(request.query_params)
-        form_query = None
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
-            for name, value in form.multi_items():
-                if not isinstance(value, str):
-                    raise ClickHouseError.of(
-                        errors.NOT_IMPLEMENTED, "External data tables are not supported by the embedded server"
-                    )
-                if name == "query":
-                    form_query = value
-                elif name.startswith("param_"):
-                    url[name] = value
-        user, password = _credentials(request, url)
-        self._authenticate(user, password)
-
-        for flag in ("compress", "decompress"):
-            if url.get(flag, "0") not in ("0", ""):
-                raise ClickHouseError.of(
-                    errors.NOT_IMPLEMENTED,
-                    f"'{flag}=1' (ClickHouse's native block compression) is not supported; "
-                    "use Content-Encoding / Accept-Encoding with enable_http_compression=1",
-                )
-        settings = {
-            name: value for name, value in url.items() if name not in _HTTP_PARAMETERS and not name.startswith("param_")
-        }
-        readonly = settings.pop("readonly", None)
-        response_encoding = None
-        if url.get("enable_http_compression") in ("1", "true"):
-            response_encoding = choose_response_encoding(request.headers.get("accept-encoding", ""))
-        level = url.get("http_zlib_compression_level")
-        session_timeout = self._session_timeout(url.get("session_timeout"))
-        query_param = url.get("query", "")
-        if form_query is not None:
-            query_param = form_query + ("\n" + query_param if query_param else "")
-        return RequestSpec(
-            method=request.method,
-            user=user,
-            query_id=url.get("query_id") or str(uuid.uuid4()),
-            query_param=query_param,
-            database=url.get("database") or None,
-            default_format=url.get("default_format") or "TabSeparated",
-            settings=settings,
-            readonly=readonly if readonly not in (None, "0") else None,
-            params={name[len("param_") :]: value for name, value in url.items() if name.startswith("param_")},
-            session_id=url.get("session_id") or None,
-            session_timeout=session_timeout,
-            session_check=url.get("session_check") in ("1", "true"),
-            wait_end_of_query=url.get("wait_end_of_query") in ("1", "true"),
-            response_encoding=response_encoding,
-            compression_level=int(level) if level and level.isdigit() else None,
-            max_query_size=int(settings.get("max_query_size", _DEFAULT_MAX_QUERY_SIZE)),
-            body_in_form=form_query is not None,
+        config = self.config
+        return await parse_request(
+            request, config.user, config.password, config.max_session_timeout, config.default_session_timeout
         )
-
-    def _authenticate(self, user: str, password: str) -> None:
-        expected = self.config.password.encode()
-        if user != self.config.user or not hmac.compare_digest(password.encode(), expected):
-            raise ClickHouseError.of(
-                errors.AUTHENTICATION_FAILED,
-                f"{user}: Authentication failed: password is incorrect, or there is no user with such name",
-            )
-
-    def _session_timeout(self, raw: str | None) -> float:
-        if raw in (None, ""):
-            return self.config.default_session_timeout
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if not 0 <= value <= self.config.max_session_timeout:
-            raise ClickHouseError(
-                374,
-                "INVALID_SESSION_TIMEOUT",
-                f"Invalid session timeout: '{raw}', max: {self.config.max_session_timeout:g}",
-            )
-        return value
 
     # -- connections -------------------------------------------------------------------------
     async def _lease(self, spec: RequestSpec) -> Lease:
@@ -445,8 +315,8 @@ class Front:
 
     def _response(self, spec: RequestSpec, data: bytes, summary: dict, fmt: str | None) -> Response:
         headers = self._headers(spec, summary, fmt)
-        if spec.response_encoding:
-            encoder = Encoder(spec.response_encoding, spec.compression_level)
+        encoder = _response_encoder(spec)
+        if encoder is not None:
             data = encoder.feed(data) + encoder.finish()
         return Response(data, headers=headers, media_type=None)
 
@@ -661,32 +531,6 @@ def _creates_temporary_table(sql: str) -> bool:
     return words == ["CREATE", "TEMPORARY"]
 
 
-class BodyReader:
-    """The request body, decompressed per Content-Encoding, one chunk at a time."""
-
-    def __init__(self, request: Request, empty: bool = False):
-        encoding = request.headers.get("content-encoding", "").strip().lower()
-        self._decoder = Decoder(encoding) if encoding and encoding != "identity" and not empty else None
-        self._chunks = request.stream()
-        self.exhausted = empty
-
-    async def read(self) -> bytes | None:
-        """The next non-empty chunk, or None at the end of the body."""
-        while not self.exhausted:
-            try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                self.exhausted = True
-                if self._decoder is not None:
-                    self._decoder.finish()
-                return None
-            if self._decoder is not None:
-                chunk = self._decoder.feed(chunk)
-            if chunk:
-                return chunk
-        return None
-
-
 class ReaderGone(Exception):
     """chDB closed the FIFO (or never opened it): the INSERT has ended, with or without an error."""
 
@@ -749,17 +593,27 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+def _response_encoder(spec: RequestSpec | None) -> ResponseEncoder | None:
+    stages = []
+    if spec is not None and spec.native_compression is not None:
+        stages.append(BlockEncoder(spec.native_compression, spec.zstd_level))
+    if spec is not None and spec.response_encoding:
+        stages.append(Encoder(spec.response_encoding, spec.compression_level))
+    return ResponseEncoder(stages) if stages else None
+
+
 async def _encoded(chunks: AsyncIterator[bytes], spec: RequestSpec) -> AsyncIterator[bytes]:
-    if not spec.response_encoding:
+    encoder = _response_encoder(spec)
+    if encoder is None:
         async for chunk in chunks:
             yield chunk
         return
-    encoder = Encoder(spec.response_encoding, spec.compression_level)
     async for chunk in chunks:
         data = encoder.feed(chunk)
         if data:
             yield data
-    yield encoder.finish()
+    if tail := encoder.finish():
+        yield tail
 
 
 def _exception_block(message: str, tag: str) -> bytes:
@@ -813,22 +667,6 @@ def _query_too_large(spec: RequestSpec) -> ClickHouseError:
         errors.SYNTAX_ERROR,
         f"Max query size exceeded: the statement is longer than max_query_size ({spec.max_query_size} bytes)",
     )
-
-
-def _credentials(request: Request, url: dict[str, str]) -> tuple[str, str]:
-    """ClickHouse's three ways to pass credentials: X-ClickHouse-* headers, Basic auth, URL."""
-    headers = request.headers
-    if "x-clickhouse-user" in headers or "x-clickhouse-key" in headers:
-        return headers.get("x-clickhouse-user", "default"), headers.get("x-clickhouse-key", "")
-    authorization = headers.get("authorization", "")
-    if authorization.lower().startswith("basic "):
-        try:
-            decoded = base64.b64decode(authorization[6:].strip()).decode()
-        except (ValueError, UnicodeDecodeError):
-            decoded = ""
-        user, _, password = decoded.partition(":")
-        return user or "default", password
-    return url.get("user") or "default", url.get("password", "")
 
 
 def create_app(engine: Engine, config: FrontConfig, extra_lifespan=None) -> Starlette:
