@@ -42,6 +42,7 @@ from embedded import errors
 from embedded.codecs import Encoder, ResponseEncoder
 from embedded.engine import Connection, Engine, ResultStream, Session
 from embedded.errors import ClickHouseError
+from embedded.fence import Fence
 from embedded.formats import content_type, is_concatenable
 from embedded.native_compression import BlockEncoder
 from embedded.request import BodyReader, RequestSpec, parse_request
@@ -74,6 +75,8 @@ class FrontConfig:
     max_session_timeout: float = 3600.0
     # wait_end_of_query=1 buffers the answer in memory up to this size, then in a temporary file.
     response_memory_buffer: int = 16 << 20
+    # Let users' SQL reach files and the network as clickhouse-local does (file(), url(), INTO OUTFILE...).
+    allow_file_access: bool = False
 
 
 class Front:
@@ -84,6 +87,7 @@ class Front:
         self.config = config
         self.running: set[str] = set()
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_queries + 8)
+        self.fence = None if config.allow_file_access else Fence(config.user, engine.table_functions())
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
@@ -199,6 +203,8 @@ class Front:
             if chunk is not None:
                 head += chunk
         if insert is not None:
+            if self.fence is not None:
+                self.fence.check(list(tokens(head[: insert.data_start].decode("latin-1"))))
             return await self._insert(spec, lease, head, insert, body)
 
         while (chunk := await body.read()) is not None:
@@ -216,6 +222,8 @@ class Front:
                 "Syntax error (Multi-statements are not allowed): failed at position "
                 f"{text.find(';') + 1}: end of query",
             ) from None
+        if self.fence is not None:
+            self.fence.check(statement.tokens)
         return await self._statement(spec, lease, head, statement)
 
     async def _insert(
@@ -241,8 +249,10 @@ class Front:
         path = self.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
         try:
             path.write_bytes(head[insert.data_start :])
-            statement = insert.statement_reading_from(head[: insert.data_start].decode("latin-1"), str(path))
-            return await self.in_thread(lease.run, statement.encode("latin-1"), "TabSeparated", "MUTATING")
+            statement = insert.statement_reading_from(head[: insert.data_start], str(path))
+            return await self.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
+        except ClickHouseError as error:
+            raise error.without_file(str(path), "the request body") from None
         finally:
             path.unlink(missing_ok=True)
 
@@ -251,10 +261,8 @@ class Front:
         fifo = self.engine.tmp_dir / f"{uuid.uuid4().hex}.fifo"
         os.mkfifo(fifo, 0o600)
         try:
-            statement = insert.statement_reading_from(head[: insert.data_start].decode("latin-1"), str(fifo))
-            done = asyncio.ensure_future(
-                self.in_thread(lease.run, statement.encode("latin-1"), "TabSeparated", "MUTATING")
-            )
+            statement = insert.statement_reading_from(head[: insert.data_start], str(fifo))
+            done = asyncio.ensure_future(self.in_thread(lease.run, statement, "TabSeparated", "MUTATING"))
             pipe = FifoWriter(fifo, done)
             try:
                 await pipe.open()
@@ -266,6 +274,8 @@ class Front:
             finally:
                 pipe.close()
             return await done
+        except ClickHouseError as error:
+            raise error.without_file(str(fifo), "the request body") from None
         finally:
             fifo.unlink(missing_ok=True)
 
@@ -448,7 +458,7 @@ class Lease:
         complete before the response starts.
         """
         self._prepare(text)
-        stream = self.connection.stream(text.decode("latin-1"), fmt, self.spec.params)
+        stream = self.connection.stream(text, fmt, self.spec.params)
         try:
             first = stream.next_chunk() or b""
             if not stream.done:
@@ -465,7 +475,7 @@ class Lease:
         spool = tmp / f"{uuid.uuid4().hex}.native"
         output = tmp / f"{uuid.uuid4().hex}.out"
         try:
-            stream = self.connection.stream(native_text.decode("latin-1"), "Native", self.spec.params)
+            stream = self.connection.stream(native_text, "Native", self.spec.params)
             with open(spool, "wb") as handle:
                 while (chunk := stream.next_chunk()) is not None:
                     handle.write(chunk)
@@ -477,6 +487,9 @@ class Lease:
                 f"SELECT * FROM file({quote_string(str(spool))}, 'Native')"
             )
             return output
+        except ClickHouseError as error:
+            output.unlink(missing_ok=True)
+            raise error.without_file(str(spool), "the result").without_file(str(output), "the output") from None
         except BaseException:
             output.unlink(missing_ok=True)
             raise
@@ -616,17 +629,28 @@ async def _encoded(chunks: AsyncIterator[bytes], spec: RequestSpec) -> AsyncIter
         yield tail
 
 
+# ClickHouse caps the whole __exception__ block at 16 KiB; the message gets what the framing leaves.
+_MAX_EXCEPTION_BLOCK = 16 * 1024
+_EXCEPTION_MARKER = b"__exception__"
+
+
 def _exception_block(message: str, tag: str) -> bytes:
-    """ClickHouse's marker for an error after the body has started (clients look for the tag)."""
-    encoded = message.encode()
-    return (
-        b"\r\n__exception__\r\n"
-        + tag.encode()
-        + b"\r\n"
-        + encoded
-        + b"\n"
-        + f"{len(encoded)} {tag}".encode()
-        + b"\r\n__exception__\r\n"
+    """ClickHouse's marker for an error after the body has started (clients look for the tag).
+
+    The length before the tag counts the message with its closing line break, as ClickHouse writes it.
+    """
+    overhead = 2 + len(_EXCEPTION_MARKER) + 2 + len(tag) + 2 + 8 + 1 + len(tag) + 2 + len(_EXCEPTION_MARKER) + 2
+    text = message.encode()[: _MAX_EXCEPTION_BLOCK - overhead]
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    return b"".join(
+        (
+            b"\r\n" + _EXCEPTION_MARKER + b"\r\n",
+            tag.encode() + b"\r\n",
+            text,
+            f"{len(text)} {tag}".encode() + b"\r\n",
+            _EXCEPTION_MARKER + b"\r\n",
+        )
     )
 
 
