@@ -20,7 +20,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,6 +200,7 @@ class ResultStream:
         self.done = False
         self.rows = 0
         self.bytes = 0
+        self.transform: Callable[[bytes], bytes] | None = None  # applied to every chunk (e.g. Native framing)
 
     def next_chunk(self) -> bytes | None:
         if self.done:
@@ -214,6 +215,8 @@ class ResultStream:
             return None
         self.rows += result.rows_read()
         data = result.bytes()
+        if self.transform is not None:
+            data = self.transform(data)
         self.bytes += len(data)
         return data
 

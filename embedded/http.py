@@ -44,6 +44,7 @@ from embedded.engine import Connection, Engine, ResultStream, Session
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
 from embedded.formats import content_type, is_concatenable
+from embedded.native_blocks import NativeRevision
 from embedded.native_compression import BlockEncoder
 from embedded.request import BodyReader, RequestSpec, parse_request
 from embedded.sqltext import (
@@ -281,15 +282,18 @@ class Front:
 
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format
+        revision = NativeRevision(spec.client_protocol_version) if fmt.lower() == "native" else None
         if not statement.streamable:
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small.
             result = await self.in_thread(lease.run, bytes(head), fmt)
-            data = result.bytes()
+            data = result.bytes() if revision is None else revision.convert(result.bytes())
             await self._end(lease)
             return self._response(spec, data, _summary(spec, result), fmt if statement.returns_result else None)
 
         if is_concatenable(fmt):
-            stream, first = await self.in_thread(lease.start_stream, bytes(head), fmt)
+            stream, first = await self.in_thread(
+                lease.start_stream, bytes(head), fmt, revision.convert if revision else None
+            )
             if stream.done:  # the whole answer arrived with the first fetches: no need to stream
                 await self._end(lease)
                 return self._response(spec, first, _summary(spec, None, stream), fmt)
@@ -451,7 +455,7 @@ class Lease:
         self._prepare(text, statement_class)
         return self.connection.query(text, fmt, self.spec.params)
 
-    def start_stream(self, text: bytes, fmt: str) -> tuple[ResultStream, bytes]:
+    def start_stream(self, text: bytes, fmt: str, transform=None) -> tuple[ResultStream, bytes]:
         """Start a streaming query and read its first two chunks.
 
         Early errors then get a proper HTTP status, and a small answer (``stream.done``) is
@@ -459,6 +463,7 @@ class Lease:
         """
         self._prepare(text)
         stream = self.connection.stream(text, fmt, self.spec.params)
+        stream.transform = transform
         try:
             first = stream.next_chunk() or b""
             if not stream.done:
