@@ -338,7 +338,11 @@ class Front:
         headers = self._headers(spec, None, None)
         headers.pop("Content-Encoding", None)
         headers["X-ClickHouse-Exception-Code"] = str(error.code)
-        return Response(error.render(self.engine.version), status_code=error.http_status, headers=headers)
+        body = error.render(self.engine.version).encode()
+        if spec is not None and spec.native_compression is not None:
+            # As ClickHouse does: the error goes through the compressed stream the client asked for.
+            body = BlockEncoder(spec.native_compression, spec.zstd_level).feed(body)
+        return Response(body, status_code=error.http_status, headers=headers)
 
     async def _stream_response(
         self, spec: RequestSpec, lease: Lease, stream: ResultStream, first: bytes | None, fmt: str
