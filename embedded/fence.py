@@ -20,10 +20,11 @@ engine that a newer chDB adds is refused until it is listed here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from embedded.errors import ClickHouseError
-from embedded.sqltext import Token
+from embedded.sqltext import IncompleteText, Token, tokens
 
 ACCESS_DENIED = (497, "ACCESS_DENIED")
 INTO_OUTFILE_NOT_ALLOWED = (358, "INTO_OUTFILE_NOT_ALLOWED")
@@ -136,9 +137,20 @@ class Fence:
                     raise self._denied(f"the {engine_name} engine reaches files or the network of the server")
             if first == "ATTACH" and word == "FROM" and after.kind == "string":
                 raise self._denied("ATTACH ... FROM a path reads files of the server")
+            if word == "QUERY" and first in _DDL and after.kind == "string":
+                # A dictionary's CLICKHOUSE(query '...') source is SQL the server runs later: fence it too.
+                try:
+                    self.check(list(tokens(_unquote_string(after.text))))
+                except IncompleteText:
+                    raise self._denied("a dictionary source query that cannot be read") from None
 
     def _denied(self, reason: str) -> ClickHouseError:
         return ClickHouseError.of(ACCESS_DENIED, f"{self.user}: Not enough privileges: {reason}; {_ALLOW_HINT}")
+
+
+def _unquote_string(literal: str) -> str:
+    body = literal[1:-1]
+    return re.sub(r"\\(.)|''", lambda match: match.group(1) or "'", body)
 
 
 def _name(token: Token) -> str:

@@ -161,6 +161,11 @@ REFUSED = [
         "LAYOUT(FLAT()) LIFETIME(0)",
         "497",
     ),
+    (
+        "CREATE DICTIONARY dict (x String) PRIMARY KEY x "
+        "SOURCE(CLICKHOUSE(query 'SELECT * FROM file(\\'/etc/hostname\\')')) LAYOUT(FLAT()) LIFETIME(0)",
+        "497",
+    ),
     ("SELECT 1 INTO OUTFILE '/tmp/out.tsv'", "358"),
     ("INSERT INTO t FROM INFILE '/etc/hostname' FORMAT LineAsString", "78"),
 ]
