@@ -74,12 +74,9 @@ def _parse(text: str, pos: int) -> tuple[DataType, int]:
             pos = _skip_literal_argument(text, pos)
             args.append(text[arg_start:pos].strip())
         else:
-            # A nested type, possibly named (Tuple(a UInt8, b String), Nested(...)).
-            word_end = pos
-            while word_end < len(text) and (text[word_end].isalnum() or text[word_end] in "_`"):
-                word_end += 1
-            if name in ("Tuple", "Nested") and word_end < len(text) and text[word_end] == " ":
-                pos = word_end + 1
+            # A nested type, possibly named (Tuple(a UInt8, `b c` String), Nested(...)).
+            if name in ("Tuple", "Nested"):
+                pos = _skip_element_name(text, pos)
             if name.endswith("AggregateFunction") and not args:
                 arg_start = pos
                 pos = _skip_literal_argument(text, pos)
@@ -92,6 +89,20 @@ def _parse(text: str, pos: int) -> tuple[DataType, int]:
         if text[pos] == ")":
             return DataType(name, tuple(args)), pos + 1
         pos += 1  # the comma
+
+
+def _skip_element_name(text: str, pos: int) -> int:
+    """Past ``name `` in a named Tuple element (a plain or back-quoted name), or ``pos`` if unnamed."""
+    end = pos
+    if text[pos] in '`"':
+        end = pos + 1
+        while text[end] != text[pos]:
+            end += 2 if text[end] == "\\" else 1
+        end += 1
+    else:
+        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+            end += 1
+    return end + 1 if end < len(text) and text[end] == " " else pos
 
 
 def _skip_literal_argument(text: str, pos: int) -> int:

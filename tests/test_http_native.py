@@ -244,3 +244,31 @@ def test_native_revision_refuses_types_it_cannot_frame(clickhouse):
     )
     assert response.headers["X-ClickHouse-Exception-Code"] == "48"
     assert b"Dynamic" in response.data
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "CAST(number % 2 + 1, 'Enum8(\\'a, b\\' = 1, \\'c)\\' = 2)')",
+        "CAST((number, toString(number)), 'Tuple(id UInt64, `name x` String)')",
+        "toDateTime(number, 'Europe/Paris')",
+        "toDateTime64(number, 6, 'Asia/Tokyo')",
+        "toFixedString(toString(number % 10), 3)",
+        "toDecimal128(number, 9)",
+        "if(number % 3 = 0, NULL, repeat('é', number % 200))",
+        "[[if(number % 2 = 0, NULL, 'x')], []]",
+        "toLowCardinality(if(number % 5 = 0, NULL, toString(number % 300)))",
+        "map(toString(number % 3), [number])",
+        "(toFloat64(number), 1.5)::Point",
+        "toIPv6('::1')",
+        "CAST(number % 100, 'SimpleAggregateFunction(max, UInt64)')",
+    ],
+)
+def test_native_revision_framing_of_every_column_shape(clickhouse, expression):
+    query = f"SELECT {expression} AS c, number AS n FROM numbers(20000) FORMAT Native".encode()
+    plain = post(clickhouse, query, max_block_size="7000")
+    framed = post(clickhouse, query, max_block_size="7000", client_protocol_version="54460")
+    assert plain.status == 200 and framed.status == 200, framed.data[-300:]
+    blocks = framed.data.count(b"\x01\x00\x02\xff\xff\xff\xff\x00\x02")
+    assert blocks >= 3
+    assert len(framed.data) == len(plain.data) + blocks * (8 + 2)
