@@ -256,6 +256,8 @@ class Engine:
         self.timezone = "UTC"
         self.display_name = ""
         self.tmp_dir = self.data_dir / "tmp" / "http"
+        # What clients' file() may read and write, as a server's user_files_path (see embedded.fence).
+        self.user_files = self.data_dir / "user_files"
         self._connection_string = str(self.data_dir)
         self._open = False
 
@@ -271,6 +273,7 @@ class Engine:
             self._lock.release()
             raise
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.user_files.mkdir(exist_ok=True)
         for stale in self.tmp_dir.iterdir():  # leftovers of a killed process
             with contextlib.suppress(OSError):
                 stale.unlink()

@@ -6,8 +6,11 @@ applies to servers only. A ClickHouse server answers a client over HTTP with its
 fence refuses, in the statements clients send (never in the front's own):
 
   * every table function that is not known to read only the database (the rest of
-    ``system.table_functions``: file, url, s3, remote, mysql, executable, python, ...), and the
-    ``file()`` function, in any position (a dictionary's ``SOURCE(FILE(...))`` included);
+    ``system.table_functions``: url, s3, remote, mysql, executable, python, ...), in any position;
+  * ``file()`` (the table function and the function), except with a plain string literal as its
+    path inside ``user_files`` of the data directory, as a server's ``user_files_path``: relative
+    paths are rewritten to absolute ones there, and ``..`` or a symbolic link out of it is refused
+    with DATABASE_ACCESS_DENIED as a server words it (a dictionary's ``SOURCE(FILE(...))`` is refused);
   * table and database engines other than the ones that keep their data in the database
     (MergeTree family, Memory, Log family, Null, views, ...), and dynamic disks (``disk(...)``);
   * ``INTO OUTFILE`` and ``FROM INFILE``, as a server refuses them over HTTP;
@@ -20,13 +23,16 @@ engine that a newer chDB adds is refused until it is listed here.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from embedded.errors import ClickHouseError
-from embedded.sqltext import IncompleteText, Token, tokens
+from embedded.sqltext import IncompleteText, Token, quote_string, tokens
 
 ACCESS_DENIED = (497, "ACCESS_DENIED")
+DATABASE_ACCESS_DENIED = (291, "DATABASE_ACCESS_DENIED")
 INTO_OUTFILE_NOT_ALLOWED = (358, "INTO_OUTFILE_NOT_ALLOWED")
 UNKNOWN_TYPE_OF_QUERY = (78, "UNKNOWN_TYPE_OF_QUERY")
 
@@ -109,15 +115,21 @@ _ALLOW_HINT = "start the embedded ClickHouse with --allow-file-access (ANALYTICS
 
 
 class Fence:
-    """Refuses statements that would reach files or the network; ``check`` raises ClickHouseError."""
+    """Refuses statements that would reach files or the network, and confines ``file()`` to ``user_files``.
 
-    def __init__(self, user: str, table_functions: Iterable[str]):
+    ``check`` raises ClickHouseError, or returns the rewrites that point ``file()`` paths into
+    ``user_files``: ``(start, end, literal)``, offsets into the statement's text.
+    """
+
+    def __init__(self, user: str, table_functions: Iterable[str], user_files: Path | None = None):
         self.user = user
+        self.user_files = user_files.resolve() if user_files is not None else None
         self.refused_calls = EXTRA_REFUSED_CALLS | {
             name.lower() for name in table_functions if name.lower() not in SAFE_TABLE_FUNCTIONS
         }
 
-    def check(self, statement: Sequence[Token]) -> None:
+    def check(self, statement: Sequence[Token], confine: bool = True) -> list[tuple[int, int, str]]:
+        rewrites: list[tuple[int, int, str]] = []
         first = statement[0].upper if statement else ""
         for index, token in enumerate(statement):
             after = statement[index + 1] if index + 1 < len(statement) else None
@@ -125,6 +137,9 @@ class Fence:
                 break
             name = _name(token)
             if after.kind == "open" and name.lower() in self.refused_calls:
+                if name.lower() == "file" and confine and self.user_files is not None:
+                    rewrites.append(self._confined_path(statement, index + 2))
+                    continue
                 raise self._denied(f"{name}() reaches files or the network of the server")
             word = token.upper if token.kind == "word" else ""
             if word == "INTO" and after.upper == "OUTFILE":
@@ -140,9 +155,37 @@ class Fence:
             if word == "QUERY" and first in _DDL and after.kind == "string":
                 # A dictionary's CLICKHOUSE(query '...') source is SQL the server runs later: fence it too.
                 try:
-                    self.check(list(tokens(_unquote_string(after.text))))
+                    self.check(list(tokens(_unquote_string(after.text))), confine=False)
                 except IncompleteText:
                     raise self._denied("a dictionary source query that cannot be read") from None
+        return rewrites
+
+    def _confined_path(self, statement: Sequence[Token], index: int) -> tuple[int, int, str]:
+        """The rewrite of ``file('path', ...)``'s first argument to its place in ``user_files``."""
+        literal = statement[index] if index < len(statement) else None
+        closing = statement[index + 1] if index + 1 < len(statement) else None
+        if (
+            literal is None
+            or literal.kind != "string"
+            or closing is None
+            or not (closing.kind == "close" or (closing.kind == "other" and closing.text == ","))
+            or "\\" in literal.text
+        ):
+            raise self._denied("file() takes a plain string literal as its path here")
+        raw = literal.text[1:-1].replace("''", "'").encode("latin-1").decode("utf-8", "replace")
+        root = self.user_files
+        path = Path(os.path.normpath(root / raw))
+        if ".." in Path(raw).parts or not path.is_relative_to(root):
+            raise ClickHouseError.of(DATABASE_ACCESS_DENIED, f"File `{raw}` is not inside `{root}`")
+        # The part before any glob must not leave the directory through a symbolic link either.
+        fixed = Path(root)
+        for part in path.relative_to(root).parts:
+            if any(char in part for char in "*?{[") or not (fixed / part).exists():
+                break
+            fixed = fixed / part
+        if not fixed.resolve().is_relative_to(root):
+            raise ClickHouseError.of(DATABASE_ACCESS_DENIED, f"File `{raw}` is not inside `{root}`")
+        return literal.start, literal.end, quote_string(str(path))
 
     def _denied(self, reason: str) -> ClickHouseError:
         return ClickHouseError.of(ACCESS_DENIED, f"{self.user}: Not enough privileges: {reason}; {_ALLOW_HINT}")

@@ -88,7 +88,9 @@ class Front:
         self.config = config
         self.running: set[str] = set()
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_queries + 8)
-        self.fence = None if config.allow_file_access else Fence(config.user, engine.table_functions())
+        self.fence = (
+            None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
+        )
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
@@ -205,7 +207,10 @@ class Front:
                 head += chunk
         if insert is not None:
             if self.fence is not None:
-                self.fence.check(list(tokens(head[: insert.data_start].decode("latin-1"))))
+                rewrites = self.fence.check(list(tokens(head[: insert.data_start].decode("latin-1"))))
+                if rewrites:
+                    head = _rewritten(head, rewrites)
+                    insert = find_insert_data(head.decode("latin-1"), complete=body.exhausted)
             return await self._insert(spec, lease, head, insert, body)
 
         while (chunk := await body.read()) is not None:
@@ -223,8 +228,9 @@ class Front:
                 "Syntax error (Multi-statements are not allowed): failed at position "
                 f"{text.find(';') + 1}: end of query",
             ) from None
-        if self.fence is not None:
-            self.fence.check(statement.tokens)
+        if self.fence is not None and (rewrites := self.fence.check(statement.tokens)):
+            head = _rewritten(head, rewrites)
+            statement = parse_query(head.decode("latin-1"))
         return await self._statement(spec, lease, head, statement)
 
     async def _insert(
@@ -693,6 +699,13 @@ def _summary(spec: RequestSpec, result, stream: ResultStream | None = None, extr
 def _summary_header(summary: dict) -> str:
     # ClickHouse writes every figure as a JSON string.
     return "{" + ",".join(f'"{key}":"{int(value)}"' for key, value in summary.items()) + "}"
+
+
+def _rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearray:
+    """``head`` with byte ranges replaced (the fence's file() paths), last first so offsets hold."""
+    for start, end, text in sorted(rewrites, reverse=True):
+        head = head[:start] + text.encode() + head[end:]
+    return head
 
 
 def _query_too_large(spec: RequestSpec) -> ClickHouseError:

@@ -141,14 +141,17 @@ def test_insert_parse_errors_name_no_temporary_file(clickhouse, db, rows):
 # -- files fenced off ------------------------------------------------------------------------------
 
 REFUSED = [
-    ("SELECT * FROM file('/etc/hostname', 'LineAsString')", "497"),
-    ("SELECT file('/etc/hostname')", "497"),
-    ("SELECT * FROM `file`('/etc/hostname')", "497"),
+    ("SELECT * FROM file('/etc/hostname', 'LineAsString')", "291"),
+    ("SELECT file('/etc/hostname')", "291"),
+    ("SELECT * FROM `file`('/etc/hostname')", "291"),
+    ("SELECT * FROM file('../../../etc/hostname', 'LineAsString')", "291"),
+    ("SELECT * FROM file(concat('/etc/', 'hostname'), 'LineAsString')", "497"),
+    ("SELECT * FROM file({path:String}, 'LineAsString')", "497"),
+    ("SELECT * FROM view(SELECT * FROM file('/etc/hostname'))", "291"),
+    ("INSERT INTO FUNCTION file('/tmp/out.tsv', 'TSV') SELECT 1", "291"),
     ("SELECT * FROM url('http://127.0.0.1:1/x', 'TSV', 'x String')", "497"),
     ("SELECT * FROM s3('http://127.0.0.1:1/b/x.csv')", "497"),
     ("SELECT * FROM remote('127.0.0.1:1', system.one)", "497"),
-    ("SELECT * FROM view(SELECT * FROM file('x.csv'))", "497"),
-    ("INSERT INTO FUNCTION file('/tmp/out.tsv', 'TSV') SELECT 1", "497"),
     ("CREATE TABLE f (x String) ENGINE = File(TSV, '/etc/hostname')", "497"),
     ("CREATE TABLE f (x String) ENGINE URL('http://127.0.0.1:1/x', TSV)", "497"),
     ("CREATE DATABASE fs ENGINE = Filesystem('/etc')", "497"),
@@ -177,6 +180,29 @@ def test_file_and_network_access_is_refused(clickhouse, statement, code):
     assert response.headers.get("X-ClickHouse-Exception-Code") == code, response.data
     if code == "497":
         assert b"--allow-file-access" in response.data
+    if code == "291":
+        assert b"is not inside" in response.data and b"user_files" in response.data
+
+
+def test_file_reads_and_writes_inside_user_files(clickhouse):
+    user_files = clickhouse.data_dir / "user_files"
+    folder = user_files / f"in_{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    (folder / "a.csv").write_text("x,name\n1,Zoë\n")
+    (folder / "b.csv").write_text("x,name\n2,北京\n")
+    relative = post(clickhouse, f"SELECT name FROM file('{folder.name}/a.csv', 'CSVWithNames')")
+    assert relative.data == "Zoë\n".encode(), relative.data
+    absolute = post(clickhouse, f"SELECT sum(x) FROM file('{folder}/*.csv', 'CSVWithNames')")
+    assert absolute.data == b"3\n", absolute.data
+    written = post(clickhouse, f"INSERT INTO FUNCTION file('{folder.name}/out.tsv', 'TSV') SELECT 'é', 7")
+    assert written.status == 200, written.data
+    assert (folder / "out.tsv").read_text() == "é\t7\n"
+    content = post(clickhouse, f"SELECT file('{folder.name}/out.tsv')")
+    assert content.data == "é\\t7\\n\n".encode(), content.data
+    # A symbolic link inside user_files that points out of it is refused.
+    (folder / "escape").symlink_to("/etc")
+    escaped = post(clickhouse, f"SELECT * FROM file('{folder.name}/escape/hostname', 'LineAsString')")
+    assert escaped.headers["X-ClickHouse-Exception-Code"] == "291", escaped.data
 
 
 @pytest.mark.parametrize("name", ["`/etc/hostname`", "default.`/etc/hostname`", '"/etc/passwd"', "`*.md`", "README"])
