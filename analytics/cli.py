@@ -56,7 +56,14 @@ def main() -> None:
 @click.option("--host", help="Listen address (ANALYTICS_CLICKHOUSE_HOST, default 127.0.0.1).")
 @click.option("--user", help="User name clients must give (ANALYTICS_CLICKHOUSE_USER, default 'default').")
 @click.option("--password", help="Password clients must give (ANALYTICS_CLICKHOUSE_PASSWORD, default none).")
-def clickhouse(data_dir, http_port, host, user, password) -> None:
+@click.option(
+    "--allow-file-access",
+    is_flag=True,
+    default=None,
+    help="Let clients' SQL reach the server's files and network: file(), url(), INTO OUTFILE... "
+    "(ANALYTICS_CLICKHOUSE_ALLOW_FILE_ACCESS, default off).",
+)
+def clickhouse(data_dir, http_port, host, user, password, allow_file_access) -> None:
     """Run the embedded ClickHouse (chDB behind the ClickHouse HTTP interface) in the foreground."""
     settings = load_settings(
         clickhouse_data_dir=data_dir,
@@ -64,6 +71,7 @@ def clickhouse(data_dir, http_port, host, user, password) -> None:
         clickhouse_host=host,
         clickhouse_user=user,
         clickhouse_password=password,
+        clickhouse_allow_file_access=allow_file_access,
     )
     _configure_logging(settings)
     _run_embedded_clickhouse(settings)

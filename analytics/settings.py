@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     )
     clickhouse_secure: bool = Field(False, description="Use HTTPS to reach ClickHouse (server mode).")
     clickhouse_max_concurrent_queries: int = Field(64, description="Queries the embedded server runs at once.")
+    clickhouse_allow_file_access: bool = Field(
+        False,
+        description="Let SQL sent to the embedded ClickHouse read and write the server's files and reach the network "
+        "(file(), url(), INTO OUTFILE, File/URL/S3 engines), as clickhouse-local does.",
+    )
 
     # The schema (dbt) and how events arrive in it.
     dbt_target: Literal["embedded", "server"] = Field(

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import urllib3
 from chdb import _chdb
@@ -155,7 +156,31 @@ def main() -> None:
         args.insert_repeat,
     )
 
-    # 4. Memory while streaming a large result and while taking a large streamed insert.
+    # 4. What clickhouse-go's defaults cost: Native at its protocol revision (block framing in
+    #    Python) and ClickHouse's LZ4 block compression, against plain Native over the same HTTP.
+    native = "SELECT id, label, value FROM default.points WHERE id < {rows:UInt64} FORMAT Native"
+    native_rows = min(args.rows, 1_000_000)
+
+    def native_request(**extra) -> None:
+        response = HTTP.request(
+            "POST", server.url + "/?" + urlencode({"param_rows": native_rows, **extra}), body=native.encode()
+        )
+        assert response.status == 200, response.data[:300]
+
+    compare(
+        f"Native result of {native_rows:,} rows (baseline: in-process chDB)",
+        lambda: local.query(native, "Native", params={"rows": str(native_rows)}),
+        {
+            "HTTP Native (urllib3)": native_request,
+            "HTTP Native, client_protocol_version=54460": lambda: native_request(client_protocol_version="54460"),
+            "HTTP Native, revision + compress=1 (LZ4)": lambda: native_request(
+                client_protocol_version="54460", compress="1"
+            ),
+        },
+        max(args.insert_repeat, 10),
+    )
+
+    # 5. Memory while streaming a large result and while taking a large streamed insert.
     idle = rss_kib(server.process.pid)
     peak = {"value": idle}
     done = threading.Event()

@@ -109,3 +109,21 @@ def choose_response_encoding(accept_encoding: str) -> str | None:
     if "x-gzip" in accepted:
         return "gzip"
     return None
+
+
+class ResponseEncoder:
+    """A response body's encoders in ClickHouse's order: its own blocks (compress=1), then Content-Encoding."""
+
+    def __init__(self, stages: list):
+        self._stages = stages
+
+    def feed(self, data: bytes) -> bytes:
+        for stage in self._stages:
+            data = stage.feed(data)
+        return data
+
+    def finish(self) -> bytes:
+        data = b""
+        for stage in self._stages:
+            data = stage.feed(data) + stage.finish() if data else stage.finish()
+        return data

@@ -19,7 +19,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,17 @@ from embedded.sqltext import quote_identifier, quote_string
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "analytics.lock"
+# chDB's server configuration, written into the data directory at every start.
+SERVER_CONFIG_FILE = "embedded-server.xml"
+# clickhouse-local makes `default` an overlay of an Atomic database and a Filesystem one that reads any
+# file the process can reach as a table ("SELECT * FROM `/etc/passwd`"). With no default_database in
+# the configuration chDB creates no overlay, and `default` is the plain Atomic database below.
+_SERVER_CONFIG = """<clickhouse>
+    <!-- Written by the embedded ClickHouse at every start: `default` is a plain Atomic database
+         (metadata/default.sql), not clickhouse-local's overlay that reads files as tables. -->
+    <default_database></default_database>
+</clickhouse>
+"""
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -135,7 +147,7 @@ class Connection:
         """READ_ONLY, MUTATING, MUTATING_GLOBAL, CONTROL or UNKNOWN, by chDB's own parser."""
         return self.raw.classify_query(sql)["query_class"].name
 
-    def stream(self, sql: str, fmt: str, params: dict[str, str] | None = None) -> ResultStream:
+    def stream(self, sql: str | bytes, fmt: str, params: dict[str, str] | None = None) -> ResultStream:
         try:
             handle = self.raw.send_query(sql, fmt, params=params or {})
         except (RuntimeError, UnicodeDecodeError) as error:
@@ -188,6 +200,7 @@ class ResultStream:
         self.done = False
         self.rows = 0
         self.bytes = 0
+        self.transform: Callable[[bytes], bytes] | None = None  # applied to every chunk (e.g. Native framing)
 
     def next_chunk(self) -> bytes | None:
         if self.done:
@@ -202,6 +215,8 @@ class ResultStream:
             return None
         self.rows += result.rows_read()
         data = result.bytes()
+        if self.transform is not None:
+            data = self.transform(data)
         self.bytes += len(data)
         return data
 
@@ -241,12 +256,16 @@ class Engine:
         self.timezone = "UTC"
         self.display_name = ""
         self.tmp_dir = self.data_dir / "tmp" / "http"
+        # What clients' file() may read and write, as a server's user_files_path (see embedded.fence).
+        self.user_files = self.data_dir / "user_files"
+        self._connection_string = str(self.data_dir)
         self._open = False
 
     # -- life cycle -------------------------------------------------------------------------
     def open(self) -> None:
         self._lock.acquire()
         try:
+            self._connection_string = self._configure()
             first = self._connect()
             row = first.query("SELECT version(), timezone(), hostName()", "TabSeparated").bytes()
             self.version, self.timezone, self.display_name = row.decode().rstrip("\n").split("\t")
@@ -254,6 +273,7 @@ class Engine:
             self._lock.release()
             raise
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.user_files.mkdir(exist_ok=True)
         for stale in self.tmp_dir.iterdir():  # leftovers of a killed process
             with contextlib.suppress(OSError):
                 stale.unlink()
@@ -275,10 +295,30 @@ class Engine:
         self._lock.release()
         log.info("closed chDB and released %s", self.data_dir)
 
+    def _configure(self) -> str:
+        """Write chDB's configuration and the plain `default` database; the connection string that uses them."""
+        metadata = self.data_dir / "metadata"
+        definition = metadata / "default.sql"
+        if not definition.exists():
+            # Keep the UUID of the Atomic half of an existing overlay, so its tables stay where they are.
+            link = metadata / "default"
+            database_uuid = link.resolve().name if link.is_symlink() else str(uuid.uuid4())
+            metadata.mkdir(parents=True, exist_ok=True)
+            partial = definition.with_suffix(".sql.tmp")
+            partial.write_text(f"ATTACH DATABASE _ UUID '{database_uuid}'\nENGINE = Atomic\n")
+            partial.rename(definition)
+        config = self.data_dir / SERVER_CONFIG_FILE
+        config.write_text(_SERVER_CONFIG)
+        return f"{self.data_dir}?config-file={config}&database=default"
+
+    def table_functions(self) -> list[str]:
+        with self.connection() as connection:
+            return connection.query("SELECT name FROM system.table_functions").bytes().decode().split()
+
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> Connection:
         try:
-            return Connection(_chdb.connect(str(self.data_dir)))
+            return Connection(_chdb.connect(self._connection_string))
         except RuntimeError as error:
             raise engine_error(error) from None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from embedded.sqltext import quote_string
+
 # The codes the front raises itself; chDB's own errors carry their code and name in the text.
 AUTHENTICATION_FAILED = (516, "AUTHENTICATION_FAILED")
 BAD_ARGUMENTS = (36, "BAD_ARGUMENTS")
@@ -85,6 +87,9 @@ _STATUS_BY_NAME = {
 }
 
 _CODE_IN_TEXT = re.compile(r"^Code: (\d+)\. ")
+_NESTED = re.compile(
+    r"^Code: (\d+)\. DB::Exception: (.*?)(?: \([A-Z][A-Z0-9_]+\))?(?: \(version [^)]*\))?\.?$", re.DOTALL
+)
 _NAME_IN_TEXT = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*(?:\(version [^)]*\)\s*)?$")
 
 
@@ -120,7 +125,18 @@ class ClickHouseError(Exception):
         name_match = _NAME_IN_TEXT.search(text)
         body = text[match.end() : name_match.start() if name_match else len(text)].rstrip()
         body = body.removeprefix("DB::Exception: ")
+        # chDB wraps some errors in a second copy of themselves: "Code: 27. DB::Exception: <inner> (NAME) (version X)."
+        inner = _NESTED.match(body)
+        if inner and int(inner.group(1)) == code:
+            body = inner.group(2)
         return cls(code, name_match.group(1) if name_match else "", body)
+
+    def without_file(self, path: str, data_source: str) -> ClickHouseError:
+        """The same error without the front's temporary file: as ClickHouse words it for data from the request."""
+        message = self.message.replace(f": (in file/uri {path})", "").replace(f" (in file/uri {path})", "")
+        message = message.replace(": While executing File: data for INSERT was parsed from file", "")
+        message = message.replace(f"FROM INFILE {quote_string(path)} ", "").replace(path, data_source)
+        return ClickHouseError(self.code, self.name, message)
 
     @property
     def http_status(self) -> int:

@@ -17,10 +17,8 @@ request owns until it ends: no connection is ever used by two threads at once.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import errno
-import hmac
 import logging
 import os
 import secrets
@@ -29,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +39,14 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from embedded import errors
-from embedded.codecs import Decoder, Encoder, choose_response_encoding
+from embedded.codecs import Encoder, ResponseEncoder
 from embedded.engine import Connection, Engine, ResultStream, Session
 from embedded.errors import ClickHouseError
+from embedded.fence import Fence
 from embedded.formats import content_type, is_concatenable
+from embedded.native_blocks import NativeRevision
+from embedded.native_compression import BlockEncoder
+from embedded.request import BodyReader, RequestSpec, parse_request
 from embedded.sqltext import (
     InsertData,
     MultiStatement,
@@ -57,39 +59,6 @@ from embedded.sqltext import (
 
 log = logging.getLogger(__name__)
 
-# URL parameters the front itself consumes; every other one (except param_*) is a setting.
-_HTTP_PARAMETERS = frozenset(
-    {
-        "query",
-        "database",
-        "default_format",
-        "query_id",
-        "session_id",
-        "session_timeout",
-        "session_check",
-        "user",
-        "password",
-        "quota_key",
-        "compress",
-        "decompress",
-        "buffer_size",
-        "wait_end_of_query",
-        "stacktrace",
-        "role",
-        "client_protocol_version",
-        "close_session",
-        "send_progress_in_http_headers",
-        "http_headers_progress_interval_ms",
-        "enable_http_compression",
-        "http_zlib_compression_level",
-        "add_http_cors_header",
-        "http_response_buffer_size",
-        "http_wait_end_of_query",
-        "cancel_http_readonly_queries_on_client_close",
-        "http_native_compression_disable_checksumming_on_decompress",
-    }
-)
-_DEFAULT_MAX_QUERY_SIZE = 262_144
 _TAG_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -107,30 +76,8 @@ class FrontConfig:
     max_session_timeout: float = 3600.0
     # wait_end_of_query=1 buffers the answer in memory up to this size, then in a temporary file.
     response_memory_buffer: int = 16 << 20
-
-
-@dataclass
-class RequestSpec:
-    """What one HTTP request asks of the engine, parsed from its URL, headers and form."""
-
-    method: str
-    user: str
-    query_id: str
-    query_param: str
-    database: str | None
-    default_format: str
-    settings: dict[str, str]
-    readonly: str | None
-    params: dict[str, str]
-    session_id: str | None
-    session_timeout: float
-    session_check: bool
-    wait_end_of_query: bool
-    response_encoding: str | None
-    compression_level: int | None
-    max_query_size: int
-    body_in_form: bool = False  # multipart/form-data: the body was the form, there is no data stream
-    started_ns: int = field(default_factory=time.perf_counter_ns)
+    # Let users' SQL reach files and the network as clickhouse-local does (file(), url(), INTO OUTFILE...).
+    allow_file_access: bool = False
 
 
 class Front:
@@ -141,6 +88,9 @@ class Front:
         self.config = config
         self.running: set[str] = set()
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_queries + 8)
+        self.fence = (
+            None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
+        )
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
@@ -200,83 +150,10 @@ class Front:
 
     # -- request parsing ---------------------------------------------------------------------
     async def _parse_request(self, request: Request) -> RequestSpec:
-        url = dict(request.query_params)
-        form_query = None
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
-            for name, value in form.multi_items():
-                if not isinstance(value, str):
-                    raise ClickHouseError.of(
-                        errors.NOT_IMPLEMENTED, "External data tables are not supported by the embedded server"
-                    )
-                if name == "query":
-                    form_query = value
-                elif name.startswith("param_"):
-                    url[name] = value
-        user, password = _credentials(request, url)
-        self._authenticate(user, password)
-
-        for flag in ("compress", "decompress"):
-            if url.get(flag, "0") not in ("0", ""):
-                raise ClickHouseError.of(
-                    errors.NOT_IMPLEMENTED,
-                    f"'{flag}=1' (ClickHouse's native block compression) is not supported; "
-                    "use Content-Encoding / Accept-Encoding with enable_http_compression=1",
-                )
-        settings = {
-            name: value for name, value in url.items() if name not in _HTTP_PARAMETERS and not name.startswith("param_")
-        }
-        readonly = settings.pop("readonly", None)
-        response_encoding = None
-        if url.get("enable_http_compression") in ("1", "true"):
-            response_encoding = choose_response_encoding(request.headers.get("accept-encoding", ""))
-        level = url.get("http_zlib_compression_level")
-        session_timeout = self._session_timeout(url.get("session_timeout"))
-        query_param = url.get("query", "")
-        if form_query is not None:
-            query_param = form_query + ("\n" + query_param if query_param else "")
-        return RequestSpec(
-            method=request.method,
-            user=user,
-            query_id=url.get("query_id") or str(uuid.uuid4()),
-            query_param=query_param,
-            database=url.get("database") or None,
-            default_format=url.get("default_format") or "TabSeparated",
-            settings=settings,
-            readonly=readonly if readonly not in (None, "0") else None,
-            params={name[len("param_") :]: value for name, value in url.items() if name.startswith("param_")},
-            session_id=url.get("session_id") or None,
-            session_timeout=session_timeout,
-            session_check=url.get("session_check") in ("1", "true"),
-            wait_end_of_query=url.get("wait_end_of_query") in ("1", "true"),
-            response_encoding=response_encoding,
-            compression_level=int(level) if level and level.isdigit() else None,
-            max_query_size=int(settings.get("max_query_size", _DEFAULT_MAX_QUERY_SIZE)),
-            body_in_form=form_query is not None,
+        config = self.config
+        return await parse_request(
+            request, config.user, config.password, config.max_session_timeout, config.default_session_timeout
         )
-
-    def _authenticate(self, user: str, password: str) -> None:
-        expected = self.config.password.encode()
-        if user != self.config.user or not hmac.compare_digest(password.encode(), expected):
-            raise ClickHouseError.of(
-                errors.AUTHENTICATION_FAILED,
-                f"{user}: Authentication failed: password is incorrect, or there is no user with such name",
-            )
-
-    def _session_timeout(self, raw: str | None) -> float:
-        if raw in (None, ""):
-            return self.config.default_session_timeout
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if not 0 <= value <= self.config.max_session_timeout:
-            raise ClickHouseError(
-                374,
-                "INVALID_SESSION_TIMEOUT",
-                f"Invalid session timeout: '{raw}', max: {self.config.max_session_timeout:g}",
-            )
-        return value
 
     # -- connections -------------------------------------------------------------------------
     async def _lease(self, spec: RequestSpec) -> Lease:
@@ -329,6 +206,11 @@ class Front:
             if chunk is not None:
                 head += chunk
         if insert is not None:
+            if self.fence is not None:
+                rewrites = self.fence.check(list(tokens(head[: insert.data_start].decode("latin-1"))))
+                if rewrites:
+                    head = _rewritten(head, rewrites)
+                    insert = find_insert_data(head.decode("latin-1"), complete=body.exhausted)
             return await self._insert(spec, lease, head, insert, body)
 
         while (chunk := await body.read()) is not None:
@@ -346,6 +228,9 @@ class Front:
                 "Syntax error (Multi-statements are not allowed): failed at position "
                 f"{text.find(';') + 1}: end of query",
             ) from None
+        if self.fence is not None and (rewrites := self.fence.check(statement.tokens)):
+            head = _rewritten(head, rewrites)
+            statement = parse_query(head.decode("latin-1"))
         return await self._statement(spec, lease, head, statement)
 
     async def _insert(
@@ -371,8 +256,10 @@ class Front:
         path = self.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
         try:
             path.write_bytes(head[insert.data_start :])
-            statement = insert.statement_reading_from(head[: insert.data_start].decode("latin-1"), str(path))
-            return await self.in_thread(lease.run, statement.encode("latin-1"), "TabSeparated", "MUTATING")
+            statement = insert.statement_reading_from(head[: insert.data_start], str(path))
+            return await self.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
+        except ClickHouseError as error:
+            raise error.without_file(str(path), "the request body") from None
         finally:
             path.unlink(missing_ok=True)
 
@@ -381,10 +268,8 @@ class Front:
         fifo = self.engine.tmp_dir / f"{uuid.uuid4().hex}.fifo"
         os.mkfifo(fifo, 0o600)
         try:
-            statement = insert.statement_reading_from(head[: insert.data_start].decode("latin-1"), str(fifo))
-            done = asyncio.ensure_future(
-                self.in_thread(lease.run, statement.encode("latin-1"), "TabSeparated", "MUTATING")
-            )
+            statement = insert.statement_reading_from(head[: insert.data_start], str(fifo))
+            done = asyncio.ensure_future(self.in_thread(lease.run, statement, "TabSeparated", "MUTATING"))
             pipe = FifoWriter(fifo, done)
             try:
                 await pipe.open()
@@ -396,20 +281,25 @@ class Front:
             finally:
                 pipe.close()
             return await done
+        except ClickHouseError as error:
+            raise error.without_file(str(fifo), "the request body") from None
         finally:
             fifo.unlink(missing_ok=True)
 
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format
+        revision = NativeRevision(spec.client_protocol_version) if fmt.lower() == "native" else None
         if not statement.streamable:
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small.
             result = await self.in_thread(lease.run, bytes(head), fmt)
-            data = result.bytes()
+            data = result.bytes() if revision is None else revision.convert(result.bytes())
             await self._end(lease)
             return self._response(spec, data, _summary(spec, result), fmt if statement.returns_result else None)
 
         if is_concatenable(fmt):
-            stream, first = await self.in_thread(lease.start_stream, bytes(head), fmt)
+            stream, first = await self.in_thread(
+                lease.start_stream, bytes(head), fmt, revision.convert if revision else None
+            )
             if stream.done:  # the whole answer arrived with the first fetches: no need to stream
                 await self._end(lease)
                 return self._response(spec, first, _summary(spec, None, stream), fmt)
@@ -445,8 +335,8 @@ class Front:
 
     def _response(self, spec: RequestSpec, data: bytes, summary: dict, fmt: str | None) -> Response:
         headers = self._headers(spec, summary, fmt)
-        if spec.response_encoding:
-            encoder = Encoder(spec.response_encoding, spec.compression_level)
+        encoder = _response_encoder(spec)
+        if encoder is not None:
             data = encoder.feed(data) + encoder.finish()
         return Response(data, headers=headers, media_type=None)
 
@@ -454,7 +344,11 @@ class Front:
         headers = self._headers(spec, None, None)
         headers.pop("Content-Encoding", None)
         headers["X-ClickHouse-Exception-Code"] = str(error.code)
-        return Response(error.render(self.engine.version), status_code=error.http_status, headers=headers)
+        body = error.render(self.engine.version).encode()
+        if spec is not None and spec.native_compression is not None:
+            # As ClickHouse does: the error goes through the compressed stream the client asked for.
+            body = BlockEncoder(spec.native_compression, spec.zstd_level).feed(body)
+        return Response(body, status_code=error.http_status, headers=headers)
 
     async def _stream_response(
         self, spec: RequestSpec, lease: Lease, stream: ResultStream, first: bytes | None, fmt: str
@@ -571,14 +465,15 @@ class Lease:
         self._prepare(text, statement_class)
         return self.connection.query(text, fmt, self.spec.params)
 
-    def start_stream(self, text: bytes, fmt: str) -> tuple[ResultStream, bytes]:
+    def start_stream(self, text: bytes, fmt: str, transform=None) -> tuple[ResultStream, bytes]:
         """Start a streaming query and read its first two chunks.
 
         Early errors then get a proper HTTP status, and a small answer (``stream.done``) is
         complete before the response starts.
         """
         self._prepare(text)
-        stream = self.connection.stream(text.decode("latin-1"), fmt, self.spec.params)
+        stream = self.connection.stream(text, fmt, self.spec.params)
+        stream.transform = transform
         try:
             first = stream.next_chunk() or b""
             if not stream.done:
@@ -595,7 +490,7 @@ class Lease:
         spool = tmp / f"{uuid.uuid4().hex}.native"
         output = tmp / f"{uuid.uuid4().hex}.out"
         try:
-            stream = self.connection.stream(native_text.decode("latin-1"), "Native", self.spec.params)
+            stream = self.connection.stream(native_text, "Native", self.spec.params)
             with open(spool, "wb") as handle:
                 while (chunk := stream.next_chunk()) is not None:
                     handle.write(chunk)
@@ -607,6 +502,9 @@ class Lease:
                 f"SELECT * FROM file({quote_string(str(spool))}, 'Native')"
             )
             return output
+        except ClickHouseError as error:
+            output.unlink(missing_ok=True)
+            raise error.without_file(str(spool), "the result").without_file(str(output), "the output") from None
         except BaseException:
             output.unlink(missing_ok=True)
             raise
@@ -659,32 +557,6 @@ class Lease:
 def _creates_temporary_table(sql: str) -> bool:
     words = [token.upper for token, _ in zip(tokens(sql), range(2), strict=False) if token.kind == "word"]
     return words == ["CREATE", "TEMPORARY"]
-
-
-class BodyReader:
-    """The request body, decompressed per Content-Encoding, one chunk at a time."""
-
-    def __init__(self, request: Request, empty: bool = False):
-        encoding = request.headers.get("content-encoding", "").strip().lower()
-        self._decoder = Decoder(encoding) if encoding and encoding != "identity" and not empty else None
-        self._chunks = request.stream()
-        self.exhausted = empty
-
-    async def read(self) -> bytes | None:
-        """The next non-empty chunk, or None at the end of the body."""
-        while not self.exhausted:
-            try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                self.exhausted = True
-                if self._decoder is not None:
-                    self._decoder.finish()
-                return None
-            if self._decoder is not None:
-                chunk = self._decoder.feed(chunk)
-            if chunk:
-                return chunk
-        return None
 
 
 class ReaderGone(Exception):
@@ -749,30 +621,51 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+def _response_encoder(spec: RequestSpec | None) -> ResponseEncoder | None:
+    stages = []
+    if spec is not None and spec.native_compression is not None:
+        stages.append(BlockEncoder(spec.native_compression, spec.zstd_level))
+    if spec is not None and spec.response_encoding:
+        stages.append(Encoder(spec.response_encoding, spec.compression_level))
+    return ResponseEncoder(stages) if stages else None
+
+
 async def _encoded(chunks: AsyncIterator[bytes], spec: RequestSpec) -> AsyncIterator[bytes]:
-    if not spec.response_encoding:
+    encoder = _response_encoder(spec)
+    if encoder is None:
         async for chunk in chunks:
             yield chunk
         return
-    encoder = Encoder(spec.response_encoding, spec.compression_level)
     async for chunk in chunks:
         data = encoder.feed(chunk)
         if data:
             yield data
-    yield encoder.finish()
+    if tail := encoder.finish():
+        yield tail
+
+
+# ClickHouse caps the whole __exception__ block at 16 KiB; the message gets what the framing leaves.
+_MAX_EXCEPTION_BLOCK = 16 * 1024
+_EXCEPTION_MARKER = b"__exception__"
 
 
 def _exception_block(message: str, tag: str) -> bytes:
-    """ClickHouse's marker for an error after the body has started (clients look for the tag)."""
-    encoded = message.encode()
-    return (
-        b"\r\n__exception__\r\n"
-        + tag.encode()
-        + b"\r\n"
-        + encoded
-        + b"\n"
-        + f"{len(encoded)} {tag}".encode()
-        + b"\r\n__exception__\r\n"
+    """ClickHouse's marker for an error after the body has started (clients look for the tag).
+
+    The length before the tag counts the message with its closing line break, as ClickHouse writes it.
+    """
+    overhead = 2 + len(_EXCEPTION_MARKER) + 2 + len(tag) + 2 + 8 + 1 + len(tag) + 2 + len(_EXCEPTION_MARKER) + 2
+    text = message.encode()[: _MAX_EXCEPTION_BLOCK - overhead]
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    return b"".join(
+        (
+            b"\r\n" + _EXCEPTION_MARKER + b"\r\n",
+            tag.encode() + b"\r\n",
+            text,
+            f"{len(text)} {tag}".encode() + b"\r\n",
+            _EXCEPTION_MARKER + b"\r\n",
+        )
     )
 
 
@@ -808,27 +701,18 @@ def _summary_header(summary: dict) -> str:
     return "{" + ",".join(f'"{key}":"{int(value)}"' for key, value in summary.items()) + "}"
 
 
+def _rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearray:
+    """``head`` with byte ranges replaced (the fence's file() paths), last first so offsets hold."""
+    for start, end, text in sorted(rewrites, reverse=True):
+        head = head[:start] + text.encode() + head[end:]
+    return head
+
+
 def _query_too_large(spec: RequestSpec) -> ClickHouseError:
     return ClickHouseError.of(
         errors.SYNTAX_ERROR,
         f"Max query size exceeded: the statement is longer than max_query_size ({spec.max_query_size} bytes)",
     )
-
-
-def _credentials(request: Request, url: dict[str, str]) -> tuple[str, str]:
-    """ClickHouse's three ways to pass credentials: X-ClickHouse-* headers, Basic auth, URL."""
-    headers = request.headers
-    if "x-clickhouse-user" in headers or "x-clickhouse-key" in headers:
-        return headers.get("x-clickhouse-user", "default"), headers.get("x-clickhouse-key", "")
-    authorization = headers.get("authorization", "")
-    if authorization.lower().startswith("basic "):
-        try:
-            decoded = base64.b64decode(authorization[6:].strip()).decode()
-        except (ValueError, UnicodeDecodeError):
-            decoded = ""
-        user, _, password = decoded.partition(":")
-        return user or "default", password
-    return url.get("user") or "default", url.get("password", "")
 
 
 def create_app(engine: Engine, config: FrontConfig, extra_lifespan=None) -> Starlette:

@@ -48,6 +48,7 @@ def serve(
     user: str = "default",
     password: str = "",
     max_concurrent_queries: int = 64,
+    allow_file_access: bool = False,
     log_level: str = "info",
     extra_lifespan=None,
     on_server: Callable[[uvicorn.Server], None] | None = None,
@@ -67,7 +68,12 @@ def serve(
     try:
         app = create_app(
             engine,
-            FrontConfig(user=user, password=password, max_concurrent_queries=max_concurrent_queries),
+            FrontConfig(
+                user=user,
+                password=password,
+                max_concurrent_queries=max_concurrent_queries,
+                allow_file_access=allow_file_access,
+            ),
             extra_lifespan=extra_lifespan,
         )
         config = uvicorn.Config(
@@ -100,6 +106,7 @@ def serve_settings(settings, **extra) -> None:
         user=settings.clickhouse_user,
         password=settings.clickhouse_password.get_secret_value(),
         max_concurrent_queries=settings.clickhouse_max_concurrent_queries,
+        allow_file_access=settings.clickhouse_allow_file_access,
         log_level=settings.log_level,
         **extra,
     )

@@ -120,13 +120,19 @@ class InsertData:
     settings_start: int | None  # a top-level SETTINGS clause between the table and the data clause
     data_start: int
 
-    def statement_reading_from(self, text: str, source: str) -> str:
-        """The same INSERT, reading its rows from ``FROM INFILE source`` instead of inline data."""
+    def statement_reading_from(self, head: bytes, source: str) -> bytes:
+        """The same INSERT, reading its rows from ``FROM INFILE source`` instead of inline data.
+
+        ``head`` is the request's bytes up to the data; the statement keeps them exactly as sent.
+        """
         cut = self.settings_start if self.settings_start is not None else self.clause_start
-        return (
-            f"{text[:cut].rstrip()} FROM INFILE {quote_string(source)} "
-            f"{text[cut : self.clause_start].strip()} FORMAT {self.format}".replace("  ", " ")
-        )
+        parts = [
+            bytes(head[:cut]).rstrip(),
+            b"FROM INFILE " + quote_string(source).encode(),
+            bytes(head[cut : self.clause_start]).strip(),
+            b"FORMAT " + self.format.encode(),
+        ]
+        return b" ".join(part for part in parts if part)
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ class Query:
     output_format: str | None  # from a FORMAT clause, if the statement has one
     format_clause: tuple[int, int] | None  # byte span of ``FORMAT X``
     statement_end: int  # offset after the statement (before a trailing semicolon)
+    tokens: tuple[Token, ...] = ()  # its significant tokens
 
     @property
     def returns_result(self) -> bool:
@@ -211,7 +218,7 @@ def parse_query(text: str) -> Query:
                 raise MultiStatement()
             statement_end = token.start
     output_format, clause = _format_clause(all_tokens)
-    return Query(first_keyword, output_format, clause, statement_end)
+    return Query(first_keyword, output_format, clause, statement_end, tuple(all_tokens))
 
 
 def _format_clause(all_tokens: list[Token]) -> tuple[str | None, tuple[int, int] | None]:
