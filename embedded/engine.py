@@ -31,6 +31,19 @@ from embedded.sqltext import quote_identifier, quote_string
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "analytics.lock"
+
+# The embedded server's default profile, as a ClickHouse server's users.xml would set it: JSON
+# input is read strictly, so the HTTP intake refuses what the event contract refuses (a number, a
+# boolean, an array or an object where a string belongs) instead of turning it into text, and
+# strings are never guessed to be dates. Requests may still override any of these.
+JSON_INPUT_PROFILE = {
+    "input_format_json_read_numbers_as_strings": "0",
+    "input_format_json_read_bools_as_strings": "0",
+    "input_format_json_read_arrays_as_strings": "0",
+    "input_format_json_read_objects_as_strings": "0",
+    "input_format_try_infer_dates": "0",
+    "input_format_try_infer_datetimes": "0",
+}
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -107,6 +120,11 @@ def _pid_holding_chdb_status(data_dir: Path) -> int | None:
     return None
 
 
+def _reset(name: str) -> str:
+    """Undo a request's setting: back to the profile's value, else ClickHouse's default."""
+    return f"{name} = {JSON_INPUT_PROFILE[name]}" if name in JSON_INPUT_PROFILE else f"{name} = DEFAULT"
+
+
 def engine_error(error: BaseException) -> ClickHouseError:
     return error if isinstance(error, ClickHouseError) else ClickHouseError.from_engine(error)
 
@@ -149,7 +167,7 @@ class Connection:
 
     def apply_settings(self, settings: dict[str, str]) -> None:
         """Make exactly ``settings`` (on top of the defaults) the front's settings on this connection."""
-        changes = [f"{name} = DEFAULT" for name in self.applied.keys() - settings.keys()]
+        changes = [_reset(name) for name in self.applied.keys() - settings.keys()]
         changes += [
             f"{name} = {quote_string(value)}" for name, value in settings.items() if self.applied.get(name) != value
         ]
@@ -278,9 +296,11 @@ class Engine:
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> Connection:
         try:
-            return Connection(_chdb.connect(str(self.data_dir)))
+            connection = Connection(_chdb.connect(str(self.data_dir)))
         except RuntimeError as error:
             raise engine_error(error) from None
+        connection.query("SET " + ", ".join(f"{name} = {value}" for name, value in JSON_INPUT_PROFILE.items()))
+        return connection
 
     def new_connection(self) -> Connection:
         """A fresh connection that is never pooled (read-only requests)."""
