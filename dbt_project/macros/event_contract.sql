@@ -75,12 +75,22 @@
   {{ return(('event_name_is_known', 'event_name IN (' ~ listed ~ ')', 'event_name is not one of ' ~ names | join(', '))) }}
 {% endmacro %}
 
+{#-
+  The JSON type of a telemetry field, read from its raw text ('' when absent): JSONType calls an
+  integer beyond 64 bits a String, the first character of the raw value does not.
+-#}
+{% macro raw_is(field, kind) -%}
+  {%- set raw = "JSONExtractRaw(message, '" ~ field ~ "')" -%}
+  {%- if kind == 'string' -%} startsWith({{ raw }}, '"')
+  {%- elif kind == 'number' -%} match({{ raw }}, '^-?[0-9]')
+  {%- elif kind == 'boolean' -%} {{ raw }} IN ('true', 'false')
+  {%- endif -%}
+{%- endmacro %}
+
 {#- A telemetry attribute of a JSON type, or absent. -#}
-{% macro attribute_rule(name, types) %}
-  {%- set listed = "'" ~ types | join("', '") ~ "'" -%}
-  {{ return((name ~ '_is_' ~ ('a_number' if 'Double' in types else 'a_' ~ types[0] | lower),
-             "NOT JSONHas(message, '" ~ name ~ "') OR JSONType(message, '" ~ name ~ "') IN (" ~ listed ~ ")",
-             name ~ ' is not a JSON ' ~ ('number' if 'Double' in types else types[0] | lower))) }}
+{% macro attribute_rule(name, kind) %}
+  {{ return((name ~ '_is_a_' ~ kind, "NOT JSONHas(message, '" ~ name ~ "') OR " ~ raw_is(name, kind),
+             name ~ ' is not a JSON ' ~ kind)) }}
 {% endmacro %}
 
 {% macro contract_rules(topic) %}
@@ -153,22 +163,22 @@
   {%- elif topic == 'telemetry' -%}
     {{ return([
       ('message_is_an_object', "isValidJSON(message) AND JSONType(message) = 'Object'", 'the message is not a JSON object'),
-      ('event_id_is_a_string', "JSONType(message, 'event_id') = 'String' AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),
+      ('event_id_is_a_string', raw_is('event_id', 'string') ~ " AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),
       ('event_time_is_iso8601',
-       "JSONType(message, 'event_time') = 'String' AND " ~ valid_timestamp("JSONExtractString(message, 'event_time')"),
+       raw_is('event_time', 'string') ~ " AND " ~ valid_timestamp("JSONExtractString(message, 'event_time')"),
        'event_time is missing or not an ISO 8601 time with Z or an offset'),
       ('event_type_is_a_telemetry_type',
-       "JSONType(message, 'event_type') = 'String' AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$')"
+       raw_is('event_type', 'string') ~ " AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$')"
        ~ " AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')",
        'event_type is missing or not a lower-case identifier other than workflow, job, job_log'),
-      ('event_name_is_a_string', "JSONType(message, 'event_name') = 'String' AND JSONExtractString(message, 'event_name') != ''", 'event_name is missing, empty or not a string'),
-      attribute_rule('service_name', ['String']),
-      attribute_rule('service_version', ['String']),
-      attribute_rule('service_commit', ['String']),
-      attribute_rule('install_id', ['String']),
-      attribute_rule('user_id', ['String']),
-      attribute_rule('is_dev', ['Bool']),
-      attribute_rule('value', ['Int64', 'UInt64', 'Double']),
+      ('event_name_is_a_string', raw_is('event_name', 'string') ~ " AND JSONExtractString(message, 'event_name') != ''", 'event_name is missing, empty or not a string'),
+      attribute_rule('service_name', 'string'),
+      attribute_rule('service_version', 'string'),
+      attribute_rule('service_commit', 'string'),
+      attribute_rule('install_id', 'string'),
+      attribute_rule('user_id', 'string'),
+      attribute_rule('is_dev', 'boolean'),
+      attribute_rule('value', 'number'),
       ('metric_has_a_value', "JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')", 'a metric event needs a value'),
     ]) }}
   {%- else -%}
