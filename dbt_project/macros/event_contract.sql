@@ -162,7 +162,10 @@
     ]) }}
   {%- elif topic == 'telemetry' -%}
     {{ return([
-      ('message_is_an_object', "isValidJSON(message) AND JSONType(message) = 'Object'", 'the message is not a JSON object'),
+      ('message_is_an_object', "isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'",
+       'the message is not a JSON object in UTF-8'),
+      ('keys_are_unique', 'length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))',
+       'the message has a duplicate key'),
       ('event_id_is_a_string', raw_is('event_id', 'string') ~ " AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),
       ('event_time_is_iso8601',
        raw_is('event_time', 'string') ~ " AND " ~ valid_timestamp("JSONExtractString(message, 'event_time')"),
