@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from prometheus_client import Counter, Gauge, Histogram
+import urllib3
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 from embedded.landing_writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 from embedded.topics import TOPICS
@@ -44,6 +46,50 @@ DEAD_LETTERED = Counter(
 RETRIES = Counter("analytics_bridge_insert_retries", "Inserts retried, by why (transient or unclassified)", ["topic", "reason"])
 INSERT_SECONDS = Histogram("analytics_bridge_insert_seconds", "Time to insert one batch", ["topic"])
 LAG = Gauge("analytics_bridge_consumer_lag", "Messages not yet committed", ["topic", "partition"])
+
+
+
+class DeadLetterCollector:
+    """`analytics_dead_letters{topic}`: the dead letters stored, read from ClickHouse when scraped
+    (the landing views write them, so the bridge cannot count them itself)."""
+
+    def __init__(self) -> None:
+        self.bridges: list[BridgeConfig] = []
+        self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=5))
+
+    def collect(self):
+        family = GaugeMetricFamily("analytics_dead_letters", "Dead letters stored, by Kafka topic", labels=["topic"])
+        for config in {(c.clickhouse_url, c.database, c.user, c.password) for c in self.bridges}:
+            url, database, user, password = config
+            try:
+                response = self.http.request(
+                    "POST",
+                    url.rstrip("/") + "/",
+                    body=f"SELECT topic, count() FROM {database}.dead_letters FINAL GROUP BY topic FORMAT TSV".encode(),
+                    headers={"X-ClickHouse-User": user, "X-ClickHouse-Key": password},
+                )
+            except urllib3.exceptions.HTTPError:
+                continue
+            if response.status != 200:
+                continue
+            for line in response.data.decode(errors="replace").splitlines():
+                topic, _, count = line.rpartition("\t")
+                family.add_metric([topic], float(count))
+        yield family
+
+
+DEAD_LETTERS = DeadLetterCollector()
+REGISTRY.register(DEAD_LETTERS)
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """The process's metrics (the bridge's among them) at http://host:port/metrics; a taken port is logged."""
+    try:
+        start_http_server(port, addr=host)
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+    except OSError as error:
+        log.warning("cannot serve metrics on %s:%d (%s); ingesting without them", host, port, error.strerror)
+
 
 # An error code nobody classified is retried this many times before the batch is split as data.
 UNCLASSIFIED_ATTEMPTS = 3
@@ -261,6 +307,7 @@ class Bridge:
         self.failures: list[BaseException] = []
 
     def start(self) -> None:
+        DEAD_LETTERS.bridges.append(self.config)
         for topic in self.config.topics:
             for number in range(self.config.consumers_per_topic):
                 consumer = TopicConsumer(self.config, topic, self.stop_event, number)
@@ -278,6 +325,8 @@ class Bridge:
 
     def stop(self, timeout: float = 60.0) -> None:
         self.stop_event.set()
+        if self.config in DEAD_LETTERS.bridges:
+            DEAD_LETTERS.bridges.remove(self.config)
         for thread in self.threads:
             thread.join(timeout)
 
