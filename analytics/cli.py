@@ -389,5 +389,13 @@ def dagster(port, host, clickhouse_url) -> None:
             signal.signal(sig, handler)
 
 
+def _add_commands() -> None:
+    from analytics.dead_letters_cli import dead_letters
+
+    main.add_command(dead_letters)
+
+
+_add_commands()
+
 if __name__ == "__main__":
     main()
