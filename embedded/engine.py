@@ -35,11 +35,8 @@ LOCK_FILE = "analytics.lock"
 # The embedded server's default profile, as a ClickHouse server's users.xml would set it: JSON
 # input is read strictly, so the HTTP intake refuses what the event contract refuses (a number, a
 # boolean, an array or an object where a string belongs) instead of turning it into text, and
-# strings are never guessed to be dates. JSON functions use RapidJSON, which reads an integer
-# beyond 64 bits as a number (simdjson hands it over as a string, so it would pass for text).
-# Requests may still override any of these.
+# strings are never guessed to be dates. Requests may still override any of these.
 JSON_INPUT_PROFILE = {
-    "allow_simdjson": "0",
     "input_format_json_read_numbers_as_strings": "0",
     "input_format_json_read_bools_as_strings": "0",
     "input_format_json_read_arrays_as_strings": "0",

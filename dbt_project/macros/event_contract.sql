@@ -76,13 +76,13 @@
 {% endmacro %}
 
 {#-
-  The JSON type of a telemetry field, read from its raw text ('' when absent): JSONType calls an
-  integer beyond 64 bits a String, the first character of the raw value does not.
+  The JSON type of a telemetry field, read from its raw text ('' when absent). simdjson hands an
+  integer beyond 64 bits over as a string; bare_big_integer tells it from one.
 -#}
 {% macro raw_is(field, kind) -%}
   {%- set raw = "JSONExtractRaw(message, '" ~ field ~ "')" -%}
-  {%- if kind == 'string' -%} startsWith({{ raw }}, '"')
-  {%- elif kind == 'number' -%} match({{ raw }}, '^-?[0-9]')
+  {%- if kind == 'string' -%} (startsWith({{ raw }}, '"') AND NOT {{ bare_big_integer(raw, 'message') }})
+  {%- elif kind == 'number' -%} (match({{ raw }}, '^-?[0-9]') OR {{ bare_big_integer(raw, 'message') }})
   {%- elif kind == 'boolean' -%} {{ raw }} IN ('true', 'false')
   {%- endif -%}
 {%- endmacro %}
@@ -192,24 +192,19 @@
 {#- A rule's expression, never null (a null would neither throw nor pass). -#}
 {% macro rule_holds(rule) -%} ifNull(({{ rule[1] }}), 0) {%- endmacro %}
 
-{#- The parse and every rule hold: a WHERE condition. -#}
-{% macro contract_rules_hold(topic) -%}
-  _error = ''
-  {%- for rule in contract_rules(topic) %}
-      and {{ rule_holds(rule) }}
-  {%- endfor -%}
-{%- endmacro %}
-
 {#-
-  The rows of a landing table that satisfy the contract: a WHERE condition. throwIf fails an HTTP
-  insert (the intake answers with its message); rows from Kafka are filtered, never thrown for.
+  The rows of a landing table that satisfy the contract, given `_violation` (contract_violation
+  below): a WHERE condition. Each rule is evaluated once, in `_violation`; throwIf fails an HTTP
+  insert naming the first rule its row breaks (the intake answers with that message), while rows
+  from Kafka are filtered, never thrown for.
 -#}
 {% macro contract_holds(topic) -%}
   throwIf(_offset IS NULL AND _error != '', '{{ topic }} event refused: _error is reserved for Kafka parse errors') = 0
   {%- for rule in contract_rules(topic) %}
-      and throwIf(_offset IS NULL AND not {{ rule_holds(rule) }}, '{{ topic }} event refused, {{ rule[0] }}: {{ rule[2] | replace("'", "\\'") }}') = 0
+      {%- set text = rule[0] ~ ': ' ~ rule[2] | replace("'", "\\'") %}
+      and throwIf(_offset IS NULL AND _violation = '{{ text }}', '{{ topic }} event refused, {{ text }}') = 0
   {%- endfor %}
-      and (_offset IS NULL OR ({{ contract_rules_hold(topic) }}))
+      and _violation = ''
 {%- endmacro %}
 
 {#- Why a row breaks the contract: the parse error, else the first rule it fails. -#}

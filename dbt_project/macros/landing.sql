@@ -80,7 +80,7 @@
     any renaming in the view: ClickHouse resolves names in WHERE to SELECT aliases first). -#}
 {% macro accepted_landing_rows(topic) -%}
     select *
-    from {{ ref(topic ~ '_queue') }}
+    from (select *, {{ contract_violation(topic) }} as _violation from {{ ref(topic ~ '_queue') }})
     where {{ contract_holds(topic) }}
 {%- endmacro %}
 
@@ -92,8 +92,12 @@ select
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', {{ landing_field_names(topic) | join(', ') }})) as raw_message,
-    {{ contract_violation(topic) }} as error,
+    _violation as error,
     now64(3, 'UTC') as received_at
-from {{ ref(topic ~ '_queue') }}
-where {{ from_kafka() }} and not ({{ contract_rules_hold(topic) }})
+from (
+    select *, {{ contract_violation(topic) }} as _violation
+    from {{ ref(topic ~ '_queue') }}
+    where {{ from_kafka() }}
+)
+where _violation != ''
 {%- endmacro %}

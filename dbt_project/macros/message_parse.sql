@@ -58,6 +58,15 @@
   transform(left({{ raw }}, 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number')
 {%- endmacro %}
 
+{#-
+  True when a string-looking raw value was a bare integer of 20 digits or more: simdjson (the JSON
+  functions' parser) hands such an integer over as a string. Its quoted form is then nowhere in the
+  message. Rare, so the test is cheap: only all-digit values get the search.
+-#}
+{% macro bare_big_integer(raw, message) -%}
+  (match({{ raw }}, '^"-?[0-9]{20,}"$') AND position({{ message }}, {{ raw }}) = 0)
+{%- endmacro %}
+
 {% macro parsed_field(name, kind) -%}
   {%- set raw = "fields['" ~ name ~ "']" -%}
   {%- if kind == 'string' -%}
@@ -68,6 +77,7 @@
         JSONType({{ raw }}) = 'Int64', cast(JSONExtractInt({{ raw }}) as Dynamic),
         JSONType({{ raw }}) = 'UInt64', cast(JSONExtractUInt({{ raw }}) as Dynamic),
         JSONType({{ raw }}) = 'Double', cast(JSONExtractFloat({{ raw }}) as Dynamic),
+        {{ bare_big_integer(raw, 'payload') }}, cast(toFloat64OrNull(trim(BOTH '"' FROM {{ raw }})) as Dynamic),
         cast({{ raw }} as Dynamic))
   {%- elif kind == 'object' -%}
     if(left({{ raw }}, 1) = '{', cast(if(left({{ raw }}, 1) = '{', {{ raw }}, '{}') as JSON), null)
@@ -79,6 +89,7 @@
   {%- set raw = "fields['" ~ name ~ "']" -%}
   {%- if kind == 'string' -%}
     left({{ raw }}, 1) NOT IN ('"', 'n', ''), '{{ name }} is {{ "' || " ~ json_kind(raw) ~ " || '" }}, not a string',
+    {{ bare_big_integer(raw, 'payload') }}, '{{ name }} is a number, not a string',
   {%- elif kind == 'object' -%}
     left({{ raw }}, 1) NOT IN ('{', 'n', ''), '{{ name }} is {{ "' || " ~ json_kind(raw) ~ " || '" }}, not an object',
   {%- endif -%}

@@ -14,7 +14,7 @@ incoming as (
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
-        if({{ raw_is('value', 'number') }}, JSONExtractFloat(message, 'value'), null) as value,
+        if({{ raw_is('value', 'number') }}, toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
         cast(message as JSON) as attributes,
         {{ kafka_position('telemetry') }},
         now64(3, 'UTC') as ingested_at,
