@@ -27,9 +27,8 @@ def dead_letters(ctx, topic, since, clickhouse_url) -> None:
     """Kafka messages that could not be taken in, grouped by topic and error (`replay` feeds them back)."""
     if ctx.invoked_subcommand is not None:
         return
-    from analytics.dead_letters import summarize
-
     from analytics.cli import load_settings
+    from analytics.dead_letters import summarize
 
     settings = load_settings(clickhouse_url=clickhouse_url)
     groups = summarize(settings, topic=topic, since=_utc(since))
@@ -42,7 +41,9 @@ def dead_letters(ctx, topic, since, clickhouse_url) -> None:
             f"{group.topic:24} {group.messages:>8}  {group.first_received.isoformat(sep=' ')[:23]:23}  "
             f"{group.last_received.isoformat(sep=' ')[:23]:23}  {group.error}"
         )
-    click.echo(f"{sum(group.messages for group in groups)} dead letters; `analytics dead-letters replay` feeds them back")
+    click.echo(
+        f"{sum(group.messages for group in groups)} dead letters; `analytics dead-letters replay` feeds them back"
+    )
 
 
 @dead_letters.command("replay")
@@ -56,9 +57,8 @@ def replay_dead_letters(topic, since, dry_run, clickhouse_url) -> None:
     A message that passes now counts (once, however often it is replayed) and leaves the dead
     letters; one that still fails stays, with its new error.
     """
-    from analytics.dead_letters import replay
-
     from analytics.cli import load_settings
+    from analytics.dead_letters import replay
 
     settings = load_settings(clickhouse_url=clickhouse_url)
     result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)

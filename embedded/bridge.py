@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 
 import tenacity
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 import urllib3
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
@@ -43,10 +43,11 @@ DEAD_LETTERED = Counter(
     "Messages ClickHouse refused to take in and the bridge wrote to dead_letters itself",
     ["topic"],
 )
-RETRIES = Counter("analytics_bridge_insert_retries", "Inserts retried, by why (transient or unclassified)", ["topic", "reason"])
+RETRIES = Counter(
+    "analytics_bridge_insert_retries", "Inserts retried, by why (transient or unclassified)", ["topic", "reason"]
+)
 INSERT_SECONDS = Histogram("analytics_bridge_insert_seconds", "Time to insert one batch", ["topic"])
 LAG = Gauge("analytics_bridge_consumer_lag", "Messages not yet committed", ["topic", "partition"])
-
 
 
 class DeadLetterCollector:

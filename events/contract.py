@@ -125,7 +125,9 @@ def _check_values(value: Any, label: str, path: str = "") -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidEvent(path or "event", "holds text that is not valid Unicode (a lone surrogate)", label) from None
+            raise InvalidEvent(
+                path or "event", "holds text that is not valid Unicode (a lone surrogate)", label
+            ) from None
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidEvent(path or "event", f"must be a finite number (got {value!r})", label)

@@ -178,7 +178,9 @@ def corpus(seed: int = 7, per_topic: int = 40, mutated_per_topic: int = 12) -> l
         by_topic.setdefault(topic_of(event), []).append(event)
     valid = [event for events in by_topic.values() for event in rng.sample(events, min(per_topic, len(events)))]
     entries = [(topic_of(event), event) for event in valid]
-    chosen = [event for events in by_topic.values() for event in rng.sample(events, min(mutated_per_topic, len(events)))]
+    chosen = [
+        event for events in by_topic.values() for event in rng.sample(events, min(mutated_per_topic, len(events)))
+    ]
     for event in chosen:
         topic = topic_of(event)
         for key in list(event):

@@ -14,16 +14,52 @@ from dataclasses import dataclass
 
 # Each topic's fields and a wrong JSON value for each (the landing tables' kinds; dbt macro landing_fields).
 WRONG_TYPES = {
-    "workflows": {"event_id": 5, "event_time": 1_700_000_000, "event_type": ["workflow"], "event_name": True,
-                  "user_id": {"id": 1}, "workflow_id": 1.5, "kind": False},
-    "jobs": {"event_id": True, "event_time": {"t": 1}, "event_type": 7, "event_name": ["created"], "user_id": 3,
-             "workflow_id": None, "job_id": [1], "status": 1, "scheduled_at": 5, "started_at": True,
-             "completed_at": {"at": 1}},
-    "job_logs": {"event_id": [], "event_time": False, "event_type": {"a": 1}, "event_name": 1, "user_id": True,
-                 "workflow_id": ["w"], "job_id": 9, "count": "5", "stream": 1, "sequence": "first", "message": {"m": 1}},
+    "workflows": {
+        "event_id": 5,
+        "event_time": 1_700_000_000,
+        "event_type": ["workflow"],
+        "event_name": True,
+        "user_id": {"id": 1},
+        "workflow_id": 1.5,
+        "kind": False,
+    },
+    "jobs": {
+        "event_id": True,
+        "event_time": {"t": 1},
+        "event_type": 7,
+        "event_name": ["created"],
+        "user_id": 3,
+        "workflow_id": None,
+        "job_id": [1],
+        "status": 1,
+        "scheduled_at": 5,
+        "started_at": True,
+        "completed_at": {"at": 1},
+    },
+    "job_logs": {
+        "event_id": [],
+        "event_time": False,
+        "event_type": {"a": 1},
+        "event_name": 1,
+        "user_id": True,
+        "workflow_id": ["w"],
+        "job_id": 9,
+        "count": "5",
+        "stream": 1,
+        "sequence": "first",
+        "message": {"m": 1},
+    },
     "analytics": {"EventKey": 5, "UserID": True, "WorkflowID": ["w"], "EventType": 1, "Data": "kind"},
-    "telemetry": {"event_id": 5, "event_time": 1_700_000_000, "event_type": False, "event_name": {"n": 1},
-                  "service_name": 1, "is_dev": "yes", "value": "high", "user_id": [1]},
+    "telemetry": {
+        "event_id": 5,
+        "event_time": 1_700_000_000,
+        "event_type": False,
+        "event_name": {"n": 1},
+        "service_name": 1,
+        "is_dev": "yes",
+        "value": "high",
+        "user_id": [1],
+    },
 }
 
 
@@ -32,8 +68,13 @@ def valid_event(topic: str, n: int, user: str = "malformed-user") -> dict:
     ids = {"user_id": user, "workflow_id": f"{user}-w{n}"}
     when = "2026-11-20T10:00:00.000Z"
     if topic == "analytics":
-        return {"EventKey": f"{user}-k{n}", "UserID": user, "WorkflowID": f"{user}-w{n}", "EventType": "LOGS",
-                "Data": {"count": 2}}
+        return {
+            "EventKey": f"{user}-k{n}",
+            "UserID": user,
+            "WorkflowID": f"{user}-w{n}",
+            "EventType": "LOGS",
+            "Data": {"count": 2},
+        }
     base = {"event_id": f"{user}-e{n}", "event_time": when, **ids}
     if topic == "workflows":
         return {**base, "event_type": "workflow", "event_name": "created", "kind": "HEARTBEAT"}
@@ -85,7 +126,7 @@ def shapes(topic: str) -> list[Shape]:
         Shape("trailing garbage", good + b" trailing"),
         Shape("2 MiB blob", b'{"padding": "' + b"x" * (2 << 20) + b'"}'),
         Shape("deep nesting", deep),
-        Shape("duplicate keys", good[:-1] + b', ' + good[1:-1] + b"}"),
+        Shape("duplicate keys", good[:-1] + b", " + good[1:-1] + b"}"),
         Shape("number beyond double", good[:-1] + b', "huge": 1e400}'),
         Shape("lone surrogate", good.replace(b"malformed-user", b"malformed\\ud800user", 1)),
         Shape("single quotes", good.replace(b'"', b"'")),

@@ -46,10 +46,17 @@ def produce_interleaved(kafka, prefix: str, messages: dict[str, list[dict]]) -> 
             producer.produce(prefix + topic, json.dumps(message).encode(), key=key_of(topic, message))
             if n % step == step - 1 and bad:
                 shape = bad.pop(0)
-                producer.produce(prefix + topic, shape.payload, key=f"bad-{n}".encode(), on_delivery=remember(shape.name, shape.payload))
+                producer.produce(
+                    prefix + topic,
+                    shape.payload,
+                    key=f"bad-{n}".encode(),
+                    on_delivery=remember(shape.name, shape.payload),
+                )
             producer.poll(0)
         for n, shape in enumerate(bad):
-            producer.produce(prefix + topic, shape.payload, key=f"tail-{n}".encode(), on_delivery=remember(shape.name, shape.payload))
+            producer.produce(
+                prefix + topic, shape.payload, key=f"tail-{n}".encode(), on_delivery=remember(shape.name, shape.payload)
+            )
     assert producer.flush(120) == 0
     assert not failures, failures
     return malformed

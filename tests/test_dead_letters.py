@@ -69,7 +69,15 @@ def dead(analytics_db):
     refused_by_clickhouse(analytics_db, legacy, 7, keyless)
     settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
     env = {"ANALYTICS_CLICKHOUSE_HTTP_PORT": str(analytics_db.port)}
-    return {"prefix": prefix, "user": user, "jobs": jobs, "legacy": legacy, "settings": settings, "env": env, "since": since}
+    return {
+        "prefix": prefix,
+        "user": user,
+        "jobs": jobs,
+        "legacy": legacy,
+        "settings": settings,
+        "env": env,
+        "since": since,
+    }
 
 
 def test_dead_letters_are_listed_by_topic_and_error(analytics_db, dead):

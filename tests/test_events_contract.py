@@ -11,10 +11,10 @@ from jsonschema import Draft202012Validator
 
 from events import Event, InvalidEvent, MemorySink, topic_for
 from events.contract import (
-    is_compat_message,
     ENVELOPE_FIELDS,
     SCHEMA_BY_TOPIC,
     fast_check,
+    is_compat_message,
     load_schema,
     reference_validator,
     schema_names,

@@ -37,7 +37,9 @@ def test_a_batch_with_a_malformed_message_is_refused_whole_with_the_problem_name
             "POST", f"{analytics_db.url}/?{urlencode({'query': insert_statement(topic)})}", body=body
         )
         table, column = RAW_TABLES[topic]
-        stored = int(query(analytics_db, f"SELECT count() AS n FROM analytics.{table} WHERE {column} = '{user}'")[0]["n"])
+        stored = int(
+            query(analytics_db, f"SELECT count() AS n FROM analytics.{table} WHERE {column} = '{user}'")[0]["n"]
+        )
         if http_accepts(topic, shape):
             assert response.status == 200, (shape.name, response.data[:300])
             continue
