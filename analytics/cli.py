@@ -202,14 +202,15 @@ def _local_kafka_component(settings, engine):
     show_default=True,
     help="Create missing topics at start; without, a missing topic is an error.",
 )
-def ingest(bootstrap, clickhouse_url, create_topics) -> None:
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port (ANALYTICS_INGEST_METRICS_PORT; 0: off).")
+def ingest(bootstrap, clickhouse_url, create_topics, metrics_port) -> None:
     """Consume the topics into the landing tables until SIGTERM (the Kafka engine's job, embedded)."""
     import signal
 
-    from embedded.bridge import Bridge, config_from, prepare_topics
+    from embedded.bridge import Bridge, config_from, prepare_topics, serve_metrics
     from embedded.topics import TopicError
 
-    settings = load_settings(kafka_bootstrap=bootstrap, clickhouse_url=clickhouse_url)
+    settings = load_settings(kafka_bootstrap=bootstrap, clickhouse_url=clickhouse_url, ingest_metrics_port=metrics_port)
     _configure_logging(settings)
     if not settings.kafka_bootstrap:
         raise click.UsageError("no Kafka given: pass --kafka HOST:PORT or set ANALYTICS_KAFKA_BOOTSTRAP")
@@ -221,6 +222,8 @@ def ingest(bootstrap, clickhouse_url, create_topics) -> None:
     bridge = Bridge(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop_event.set())
+    if settings.ingest_metrics_port:
+        serve_metrics(settings.ingest_metrics_port)
     bridge.start()
     click.echo(
         f"consuming {', '.join(config.topic_prefix + t for t in config.topics)} from {config.bootstrap}", err=True
@@ -393,6 +396,14 @@ def dagster(port, host, clickhouse_url) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
+
+def _add_commands() -> None:
+    from analytics.dead_letters_cli import dead_letters
+
+    main.add_command(dead_letters)
+
+
+_add_commands()
 
 if __name__ == "__main__":
     main()

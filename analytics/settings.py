@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; unset means no Kafka."
     )
     kafka_topic_partitions: int = Field(1, ge=1, description="Partitions of each topic `analytics topics` creates.")
+    ingest_metrics_port: int = Field(
+        9363, ge=0, le=65535, description="Port of `analytics ingest`'s Prometheus /metrics on 127.0.0.1; 0: off."
+    )
 
     # The local Apache Kafka of `analytics kafka` (a single KRaft node on 127.0.0.1).
     kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the local Kafka broker.")

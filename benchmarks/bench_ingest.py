@@ -52,13 +52,14 @@ def generate(prefix: str, workflows: int) -> dict[str, list[bytes]]:
         for j in range(5):
             job = f'{ids},"job_id":"{workflow}-j{j}"'
             times = f'"started_at":"{base}.100Z","completed_at":"2026-11-20T10:0{j + 1}:00.500Z"'
+            fate = "failed" if j == 4 else "completed"
             out["jobs"] += [
                 f'{{"event_id":"{prefix}-jc{w}-{j}","event_time":"{base}.050Z","event_type":"job",'
                 f'"event_name":"created",{job},"status":"pending"}}'.encode(),
                 f'{{"event_id":"{prefix}-js{w}-{j}","event_time":"{base}.100Z","event_type":"job",'
                 f'"event_name":"started",{job},"status":"running","started_at":"{base}.100Z"}}'.encode(),
                 f'{{"event_id":"{prefix}-jd{w}-{j}","event_time":"2026-11-20T10:0{j + 1}:00.500Z","event_type":"job",'
-                f'"event_name":"{"failed" if j == 4 else "completed"}",{job},"status":"done",{times}}}'.encode(),
+                f'"event_name":"{fate}",{job},"status":"{fate.upper()}",{times}}}'.encode(),
             ]
             for n in range(2):
                 out["job_logs"].append(

@@ -2,15 +2,18 @@
 
 For every topic it consumes with the consumer group the Kafka-engine table would use
 (``<prefix>_<topic>``), so switching between embedded and server mode keeps offsets meaningful.
-It batches by count and time (the engine's max block size and flush interval), inserts the
-message bytes as they came into ``analytics.<topic>_queue`` so ClickHouse does the parsing, and
-commits offsets only after the insert succeeded: at-least-once, like the engine. Redelivered
-events count once because the schema's first-seen gate drops keys it has seen.
+It batches by count and time (the engine's max block size and flush interval), inserts each
+message's bytes as one RowBinary row of ``analytics.<topic>_messages`` (embedded/landing_writer.py)
+so ClickHouse parses every message on its own, and commits offsets only after the insert
+succeeded: at-least-once, like the engine. Redelivered events count once because the schema's
+first-seen gate drops keys it has seen.
 
-A batch ClickHouse refuses for its data is split in halves until the bad messages stand alone;
-each of those goes to ``analytics.dead_letters`` with its topic, partition, offset, bytes and
-the error, and its neighbours are inserted. Transient failures (ClickHouse unreachable, busy)
-are retried with backoff and nothing is committed meanwhile.
+Every message ends as one landing row or one dead letter: the landing view turns a message it
+cannot read, or one that breaks the contract, into a dead letter, and the insert succeeds. Should
+ClickHouse still refuse a batch for its data, the batch is split in halves until the refused
+messages stand alone, and each is written to ``analytics.dead_letters`` with ClickHouse's error.
+Failures about ClickHouse's state are retried with backoff (tenacity), nothing committed meanwhile;
+an error code nobody classified is retried a few times, then treated as data, and logged.
 """
 
 from __future__ import annotations
@@ -20,52 +23,77 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
+import tenacity
 import urllib3
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
+from embedded.landing_writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 from embedded.topics import TOPICS
 
 log = logging.getLogger(__name__)
 
-MESSAGES = Counter("analytics_bridge_messages_total", "Messages consumed by the bridge", ["topic"])
-INSERTED = Counter("analytics_bridge_inserted_total", "Messages inserted into landing tables", ["topic"])
-DEAD_LETTERED = Counter("analytics_bridge_dead_letters_total", "Messages sent to dead letters", ["topic"])
-RETRIES = Counter("analytics_bridge_insert_retries_total", "Inserts retried after a transient failure", ["topic"])
+MESSAGES = Counter("analytics_bridge_messages", "Messages consumed by the bridge", ["topic"])
+INSERTED = Counter("analytics_bridge_inserted", "Messages inserted into the landing tables", ["topic"])
+DEAD_LETTERED = Counter(
+    "analytics_bridge_refused",
+    "Messages ClickHouse refused to take in and the bridge wrote to dead_letters itself",
+    ["topic"],
+)
+RETRIES = Counter(
+    "analytics_bridge_insert_retries", "Inserts retried, by why (transient or unclassified)", ["topic", "reason"]
+)
 INSERT_SECONDS = Histogram("analytics_bridge_insert_seconds", "Time to insert one batch", ["topic"])
 LAG = Gauge("analytics_bridge_consumer_lag", "Messages not yet committed", ["topic", "partition"])
 
-# ClickHouse errors that are about the data itself: retrying the same bytes cannot succeed.
-DATA_ERRORS = frozenset(
-    {
-        6,
-        25,
-        26,
-        27,
-        38,
-        41,
-        53,
-        69,
-        70,
-        72,
-        117,
-        131,
-        190,
-        321,
-        376,
-        395,
-        441,
-        469,
-        497,
-        676,
-        677,
-        1001,
-    }
-)
+
+class DeadLetterCollector:
+    """`analytics_dead_letters{topic}`: the dead letters stored, read from ClickHouse when scraped
+    (the landing views write them, so the bridge cannot count them itself)."""
+
+    def __init__(self) -> None:
+        self.bridges: list[BridgeConfig] = []
+        self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=5))
+
+    def collect(self):
+        family = GaugeMetricFamily("analytics_dead_letters", "Dead letters stored, by Kafka topic", labels=["topic"])
+        for config in {(c.clickhouse_url, c.database, c.user, c.password) for c in self.bridges}:
+            url, database, user, password = config
+            try:
+                response = self.http.request(
+                    "POST",
+                    url.rstrip("/") + "/",
+                    body=f"SELECT topic, count() FROM {database}.dead_letters FINAL GROUP BY topic FORMAT TSV".encode(),
+                    headers={"X-ClickHouse-User": user, "X-ClickHouse-Key": password},
+                )
+            except urllib3.exceptions.HTTPError:
+                continue
+            if response.status != 200:
+                continue
+            for line in response.data.decode(errors="replace").splitlines():
+                topic, _, count = line.rpartition("\t")
+                family.add_metric([topic], float(count))
+        yield family
+
+
+DEAD_LETTERS = DeadLetterCollector()
+REGISTRY.register(DEAD_LETTERS)
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """The process's metrics (the bridge's among them) at http://host:port/metrics; a taken port is logged."""
+    try:
+        start_http_server(port, addr=host)
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+    except OSError as error:
+        log.warning("cannot serve metrics on %s:%d (%s); ingesting without them", host, port, error.strerror)
+
+
+# An error code nobody classified is retried this many times before the batch is split as data.
+UNCLASSIFIED_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -82,99 +110,8 @@ class BridgeConfig:
     flush_interval_ms: int = 500
     lag_interval_s: float = 5.0
     session_timeout_ms: int = 10_000
+    max_backoff_s: float = 10.0
     topics: tuple[str, ...] = TOPICS
-
-
-class InsertRefused(Exception):
-    """ClickHouse refused a batch because of its data (a parse error, a contract rule)."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-class ClickHouseUnavailable(Exception):
-    """The insert could not be done now: ClickHouse unreachable, busy or failing for another reason."""
-
-
-class LandingWriter:
-    """Inserts raw Kafka messages into a topic's landing table over ClickHouse's HTTP interface."""
-
-    def __init__(self, config: BridgeConfig, topic: str):
-        self.config = config
-        self.topic = topic  # the product topic: it names the landing table
-        self.kafka_topic = config.topic_prefix + topic  # what the rows record, like the engine's _topic
-        self.http = urllib3.PoolManager(
-            retries=False, timeout=urllib3.Timeout(connect=5, read=300), headers=self._auth_headers()
-        )
-
-    def _auth_headers(self) -> dict[str, str]:
-        return {"X-ClickHouse-User": self.config.user, "X-ClickHouse-Key": self.config.password}
-
-    def rows(self, messages: Iterable[Message]) -> bytes:
-        """One JSONEachRow line per message: its own JSON with the Kafka position added as keys."""
-        lines = []
-        for message in messages:
-            position = (
-                f'"_topic":{json.dumps(self.kafka_topic)},"_partition":{message.partition()},'
-                f'"_offset":{message.offset()},"_timestamp_ms":{_timestamp(message)}'
-            ).encode()
-            value = (message.value() or b"").strip()
-            if self.topic == "telemetry":
-                # Telemetry lands whole in one String column; a nested object is read as its text.
-                lines.append(b'{"message":' + value + b"," + position + b"}")
-            else:
-                inner = value[1:].lstrip()
-                separator = b"" if inner.startswith(b"}") else b","
-                lines.append(b"{" + position + separator + inner)
-        return b"\n".join(lines)
-
-    def insert(self, messages: list[Message]) -> None:
-        first, last = messages[0], messages[-1]
-        columns = " (message, _topic, _partition, _offset, _timestamp_ms)" if self.topic == "telemetry" else ""
-        params = {
-            "query": f"INSERT INTO {self.config.database}.{self.topic}_queue{columns} FORMAT JSONEachRow",
-            # A batch retried after a crash carries the same token (where ClickHouse deduplicates blocks).
-            "insert_deduplication_token": f"{self.topic}:{first.partition()}:{first.offset()}-{last.offset()}",
-            "input_format_json_read_objects_as_strings": "1",
-            "date_time_input_format": "best_effort",
-        }
-        self.post(params, self.rows(messages))
-
-    def dead_letter(self, message: Message, error: str) -> None:
-        row = {
-            "topic": self.kafka_topic,
-            "partition": message.partition(),
-            "offset": message.offset(),
-            "raw_message": (message.value() or b"").decode("utf-8", "replace"),
-            "error": error,
-        }
-        params = {"query": f"INSERT INTO {self.config.database}.dead_letters FORMAT JSONEachRow"}
-        self.post(params, json.dumps(row).encode())
-
-    def post(self, params: dict[str, str], body: bytes) -> None:
-        url = f"{self.config.clickhouse_url.rstrip('/')}/?{urlencode(params)}"
-        try:
-            response = self.http.request("POST", url, body=body)
-        except urllib3.exceptions.HTTPError as error:
-            raise ClickHouseUnavailable(f"ClickHouse at {self.config.clickhouse_url} is unreachable: {error}") from None
-        if response.status == 200:
-            return
-        code = int(response.headers.get("X-ClickHouse-Exception-Code", "0") or 0)
-        message = response.data.decode("utf-8", "replace").strip()
-        if code in DATA_ERRORS:
-            raise InsertRefused(code, message)
-        raise ClickHouseUnavailable(f"ClickHouse answered {response.status}: {message[:500]}")
-
-
-def _timestamp(message: Message) -> str:
-    kind, milliseconds = message.timestamp()
-    return "null" if milliseconds is None or milliseconds < 0 else json.dumps(_iso(milliseconds))
-
-
-def _iso(milliseconds: int) -> str:
-    seconds, remainder = divmod(milliseconds, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{remainder:03d}Z"
 
 
 class TopicConsumer:
@@ -186,7 +123,9 @@ class TopicConsumer:
         self.kafka_topic = config.topic_prefix + topic
         self.group = f"{config.group_prefix}_{topic}"
         self.stop_event = stop
-        self.writer = LandingWriter(config, topic)
+        self.writer = LandingWriter(
+            config.clickhouse_url, config.database, topic, self.kafka_topic, config.user, config.password
+        )
         self.name = f"bridge-{topic}-{number}"
         self.pending: list[Message] = []
         self.consumer = Consumer(
@@ -263,29 +202,49 @@ class TopicConsumer:
             try:
                 self._with_retries(self.writer.insert, part)
                 INSERTED.labels(self.topic).inc(len(part))
-            except InsertRefused as refused:
+            except InsertFailed as refused:
+                if isinstance(refused, ClickHouseUnavailable):
+                    raise  # asked to stop while ClickHouse was away: leave the batch uncommitted
+                if refused.verdict is Verdict.UNCLASSIFIED:
+                    log.warning(
+                        "%s: ClickHouse error code %d is not classified; after %d attempts it is taken as "
+                        "the data's fault: %s",
+                        self.name,
+                        refused.code,
+                        UNCLASSIFIED_ATTEMPTS,
+                        refused,
+                    )
                 if len(part) == 1:
-                    self._with_retries(self.writer.dead_letter, part[0], str(refused))
+                    self._with_retries(self.writer.dead_letter, part[0], f"ClickHouse refused it: {refused}")
                     DEAD_LETTERED.labels(self.topic).inc()
                 else:
                     middle = len(part) // 2
                     stack.extend([part[middle:], part[:middle]])  # first half first, keeping order
 
+    def _should_retry(self, state: tenacity.RetryCallState) -> bool:
+        error = state.outcome.exception()
+        if isinstance(error, ClickHouseUnavailable):
+            retry = not self.stop_event.is_set()
+        elif isinstance(error, InsertFailed) and error.verdict is Verdict.UNCLASSIFIED:
+            retry = state.attempt_number < UNCLASSIFIED_ATTEMPTS and not self.stop_event.is_set()
+        else:
+            return False
+        if retry:
+            RETRIES.labels(self.topic, error.verdict.value).inc()
+            log.warning("%s: %s; retrying (attempt %d)", self.name, error, state.attempt_number)
+        return retry
+
     def _with_retries(self, action, *args) -> None:
-        """Retry while ClickHouse is unavailable; when asked to stop meanwhile, give up uncommitted."""
-        delay = 0.1
-        while True:
-            try:
-                with INSERT_SECONDS.labels(self.topic).time():
-                    action(*args)
-                return
-            except ClickHouseUnavailable as error:
-                if self.stop_event.is_set():
-                    raise  # the batch stays uncommitted and is consumed again after a restart
-                RETRIES.labels(self.topic).inc()
-                log.warning("%s: %s; retrying in %.1fs", self.name, error, delay)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 10.0)
+        """Retry what may pass (ClickHouse's state; unknown codes a few times); waits end when asked to stop."""
+        retrying = tenacity.Retrying(
+            retry=self._should_retry,
+            wait=tenacity.wait_exponential(multiplier=0.1, max=self.config.max_backoff_s),
+            sleep=self.stop_event.wait,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt, INSERT_SECONDS.labels(self.topic).time():
+                action(*args)
 
     def _commit(self, messages: list[Message]) -> None:
         last: dict[int, int] = {}
@@ -307,7 +266,7 @@ class TopicConsumer:
         self._last_lag = now
         try:
             self.report_lag()
-        except (KafkaException, ClickHouseUnavailable, InsertRefused) as error:
+        except (KafkaException, InsertFailed) as error:
             log.warning("%s: could not measure consumer lag: %s", self.name, error)
 
     def report_lag(self) -> list[dict]:
@@ -349,6 +308,7 @@ class Bridge:
         self.failures: list[BaseException] = []
 
     def start(self) -> None:
+        DEAD_LETTERS.bridges.append(self.config)
         for topic in self.config.topics:
             for number in range(self.config.consumers_per_topic):
                 consumer = TopicConsumer(self.config, topic, self.stop_event, number)
@@ -366,6 +326,8 @@ class Bridge:
 
     def stop(self, timeout: float = 60.0) -> None:
         self.stop_event.set()
+        if self.config in DEAD_LETTERS.bridges:
+            DEAD_LETTERS.bridges.remove(self.config)
         for thread in self.threads:
             thread.join(timeout)
 

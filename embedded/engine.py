@@ -43,6 +43,19 @@ _SERVER_CONFIG = """<clickhouse>
     <default_database></default_database>
 </clickhouse>
 """
+
+# The embedded server's default profile, as a ClickHouse server's users.xml would set it: JSON
+# input is read strictly, so the HTTP intake refuses what the event contract refuses (a number, a
+# boolean, an array or an object where a string belongs) instead of turning it into text, and
+# strings are never guessed to be dates. Requests may still override any of these.
+JSON_INPUT_PROFILE = {
+    "input_format_json_read_numbers_as_strings": "0",
+    "input_format_json_read_bools_as_strings": "0",
+    "input_format_json_read_arrays_as_strings": "0",
+    "input_format_json_read_objects_as_strings": "0",
+    "input_format_try_infer_dates": "0",
+    "input_format_try_infer_datetimes": "0",
+}
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -119,6 +132,11 @@ def _pid_holding_chdb_status(data_dir: Path) -> int | None:
     return None
 
 
+def _reset(name: str) -> str:
+    """Undo a request's setting: back to the profile's value, else ClickHouse's default."""
+    return f"{name} = {JSON_INPUT_PROFILE[name]}" if name in JSON_INPUT_PROFILE else f"{name} = DEFAULT"
+
+
 def engine_error(error: BaseException) -> ClickHouseError:
     return error if isinstance(error, ClickHouseError) else ClickHouseError.from_engine(error)
 
@@ -161,7 +179,7 @@ class Connection:
 
     def apply_settings(self, settings: dict[str, str]) -> None:
         """Make exactly ``settings`` (on top of the defaults) the front's settings on this connection."""
-        changes = [f"{name} = DEFAULT" for name in self.applied.keys() - settings.keys()]
+        changes = [_reset(name) for name in self.applied.keys() - settings.keys()]
         changes += [
             f"{name} = {quote_string(value)}" for name, value in settings.items() if self.applied.get(name) != value
         ]
@@ -318,9 +336,11 @@ class Engine:
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> Connection:
         try:
-            return Connection(_chdb.connect(self._connection_string))
+            connection = Connection(_chdb.connect(self._connection_string))
         except RuntimeError as error:
             raise engine_error(error) from None
+        connection.query("SET " + ", ".join(f"{name} = {value}" for name, value in JSON_INPUT_PROFILE.items()))
+        return connection
 
     def new_connection(self) -> Connection:
         """A fresh connection that is never pooled (read-only requests)."""

@@ -283,6 +283,9 @@ class KafkaBroker:
             "broker.session.timeout.ms": "4000",
             # Topics are made on purpose (`analytics topics`), so a typo is an error and not a new topic.
             "auto.create.topics.enable": "false",
+            # Messages up to 8 MiB (Kafka's default is 1 MiB): the bridge takes any size, and a big
+            # log line or a broken producer's blob should reach the landing tables or dead letters.
+            "message.max.bytes": str(8 << 20),
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

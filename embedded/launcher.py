@@ -2,6 +2,7 @@
 
 Order of start: chDB and its HTTP interface; the schema (`dbt build` against that interface);
 then the components that need the schema (gRPC service, Kafka bridge, demo traffic, Dagster).
+Prometheus metrics of every part are served at the HTTP interface's ``/metrics``.
 On SIGTERM or Ctrl-C uvicorn stops taking requests, the components stop in reverse order
 (each finishing what it holds: the gRPC service drains, the bridge commits), in-flight HTTP
 requests finish, and chDB is closed.
@@ -20,9 +21,11 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 import uvicorn
+from prometheus_client import REGISTRY
 
 from analytics.settings import Settings
 from embedded.engine import Engine
+from embedded.http_metrics import Registries
 from embedded.server import serve_settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ class Stack:
     started: list[Component] = field(default_factory=list)
     failed: BaseException | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    # One Prometheus endpoint for the whole stack: the HTTP interface's /metrics serves these.
+    metrics: Registries = field(default_factory=lambda: Registries([REGISTRY]))
 
     def run(self) -> int:
         """Serve until a signal; 0 after a clean stop, 1 when start-up failed."""
@@ -85,7 +90,13 @@ class Stack:
 
                 threading.Thread(target=stop_then_exit, name="stack-stop", daemon=True).start()
 
-        serve_settings(settings, server_class=StackServer, extra_lifespan=components_lifespan, on_server=servers.append)
+        serve_settings(
+            settings,
+            server_class=StackServer,
+            extra_lifespan=components_lifespan,
+            on_server=servers.append,
+            metrics=self.metrics,
+        )
         return 1 if self.failed is not None else 0
 
     async def _start_components(self, engine: Engine, server: uvicorn.Server) -> None:
@@ -101,6 +112,10 @@ class Stack:
                 log.info("starting %s", component.name)
                 await anyio.to_thread.run_sync(component.start)
                 self.started.append(component)
+                # A component with metrics of its own (the gRPC service) joins the one endpoint.
+                registry = getattr(getattr(component, "metrics", None), "registry", None)
+                if registry is not None:
+                    self.metrics.add(registry)
             log.info("the stack is up: ClickHouse HTTP on %s", self.settings.resolved_clickhouse_url)
         except Exception as error:  # noqa: BLE001 - reported, then the whole stack stops
             log.error("start-up failed: %s", error)

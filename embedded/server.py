@@ -13,6 +13,7 @@ import uvicorn
 
 from embedded.engine import Engine
 from embedded.http import FrontConfig, create_app
+from embedded.http_metrics import MetricsMiddleware, Registries
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,14 @@ def serve(
     extra_lifespan=None,
     on_server: Callable[[uvicorn.Server], None] | None = None,
     server_class: type[uvicorn.Server] = uvicorn.Server,
+    metrics: Registries | None = None,
 ) -> None:
     """Own ``data_dir`` with chDB and serve the ClickHouse HTTP interface until SIGTERM or Ctrl-C.
 
     On a signal uvicorn stops accepting connections and lets in-flight requests finish; then
     ``extra_lifespan`` (the launcher's components) ends, every chDB connection is closed and the
-    data directory released.
+    data directory released. ``GET /metrics`` serves the interface's Prometheus metrics and those
+    of ``metrics`` (by default the process's default registry).
     """
     check_bind(host, password)
     # A client that disconnects while we write to a FIFO must raise BrokenPipeError, not kill us.
@@ -77,7 +80,7 @@ def serve(
             extra_lifespan=extra_lifespan,
         )
         config = uvicorn.Config(
-            app,
+            MetricsMiddleware(app, metrics),
             host=host,
             port=port,
             log_level=log_level.lower(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -73,14 +74,23 @@ def reference_validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(load_schema(name), registry=registry)
 
 
+def is_compat_message(message: Mapping[str, Any]) -> bool:
+    """The scheduler's `analytics` shape: no `event_type`, and its `EventType` (or `EventKey`) instead."""
+    return "event_type" not in message and ("EventType" in message or "EventKey" in message)
+
+
 def validate_message(message: Mapping[str, Any]) -> None:
-    """Check a message in its JSON form against its schema; raise InvalidEvent naming the first bad field.
+    """Check a message in its JSON form against the contract; raise InvalidEvent naming the first bad field.
 
     An enveloped event is checked against the envelope first, so a missing envelope field is what
-    gets reported; a message with `EventKey` and no `event_type` is a compatibility event.
+    gets reported; a message with `EventType` (or `EventKey`) and no `event_type` is a compatibility
+    event. Beyond its schema an event must be what ClickHouse can take: text that is UTF-8 (no lone
+    surrogates), finite numbers, timestamps that are real dates.
     """
-    if "EventKey" in message and "event_type" not in message:
-        _check(message, SCHEMA_BY_TOPIC[ANALYTICS_TOPIC], f"{ANALYTICS_TOPIC} compatibility event")
+    if is_compat_message(message):
+        label = f"{ANALYTICS_TOPIC} compatibility event"
+        _check(message, SCHEMA_BY_TOPIC[ANALYTICS_TOPIC], label)
+        _check_values(message, label)
         return
     event_type = message.get("event_type")
     topic = topic_for(event_type) if isinstance(event_type, str) else None
@@ -89,12 +99,49 @@ def validate_message(message: Mapping[str, Any]) -> None:
         _check(message, ENVELOPE_SCHEMA, "event")  # first, so a missing envelope field is what gets named
         topic = topic_for(message["event_type"])
         _check(message, SCHEMA_BY_TOPIC[topic], _label(message))
+    _check_values(message, _label(message))
+    for field in _TIMESTAMP_FIELDS:
+        value = message.get(field)
+        if isinstance(value, str) and (topic != TELEMETRY_TOPIC or field == "event_time"):
+            _check_real_time(value, field, _label(message))
     if topic == JOBS_TOPIC:
         _check_job_times(message, _label(message))
 
 
+_TIMESTAMP_FIELDS = ("event_time", "scheduled_at", "started_at", "completed_at")
+
+
+def _check_real_time(value: str, field: str, label: str) -> None:
+    """The schema's pattern lets 2026-02-30 through; a timestamp must also be a day that exists."""
+    try:
+        datetime.fromisoformat(value)
+    except ValueError as error:
+        raise InvalidEvent(field, f"is not a real time: {error} (got {value!r})", label) from None
+
+
+def _check_values(value: Any, label: str, path: str = "") -> None:
+    """Text encodable as UTF-8 and finite numbers, everywhere in the event (JSON has no NaN or Infinity)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEvent(
+                path or "event", "holds text that is not valid Unicode (a lone surrogate)", label
+            ) from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidEvent(path or "event", f"must be a finite number (got {value!r})", label)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_values(key, label, path)
+            _check_values(item, label, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_values(item, label, f"{path}.{index}" if path else str(index))
+
+
 def _label(message: Mapping[str, Any]) -> str:
-    return f"{message['event_type']} event {message['event_name']!r}"
+    return f"{message['event_type']} event {message.get('event_name')!r}"
 
 
 @cache

@@ -68,9 +68,14 @@ def _type(spec: dict[str, Any]) -> str:
         types = ["timestamp" if t == "string" else t for t in types] or ["timestamp"]
     elif spec.get("$ref", "").endswith("/id"):
         types = ["string"]
-    text = " or ".join(types)
-    if "minimum" in spec:
+    nullable = "null" in types and len(types) > 1
+    text = " or ".join(t for t in types if not nullable or t != "null")
+    if "minimum" in spec and "maximum" in spec:
+        text += f" from {spec['minimum']} to {spec['maximum']}"
+    elif "minimum" in spec:
         text += f" >= {spec['minimum']}"
+    if nullable:
+        text += " or null"
     if "default" in spec:
         text += f", default {spec['default']}"
     return text

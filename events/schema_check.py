@@ -56,6 +56,8 @@ def _keyword(name: str, value: Any, schema: Mapping[str, Any], document: str, re
         return lambda instance: not isinstance(instance, str) or len(instance) >= value
     if name == "minimum":
         return lambda instance: not _is_type(instance, "number") or instance >= value
+    if name == "maximum":
+        return lambda instance: not _is_type(instance, "number") or instance <= value
     if name == "pattern":
         regex = re.compile(value)
         return lambda instance: not isinstance(instance, str) or regex.search(instance) is not None

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from analytics.settings import Settings
+from orchestration.dead_letters.jobs import replay_dead_letters
 from orchestration.health.checks import HEALTH_CHECKS
 from orchestration.health.sensors import build_health_job, build_health_sensor
 from orchestration.reconciliation.assets import build_daily_reconciliation
@@ -29,7 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[dbt_models, daily_reconciliation],
         asset_checks=HEALTH_CHECKS,
-        jobs=[reconciliation_job, health_job, retention_housekeeping],
+        jobs=[reconciliation_job, health_job, retention_housekeeping, replay_dead_letters],
         schedules=[build_reconciliation_schedule(reconciliation_job), retention_housekeeping_daily],
         sensors=[build_health_sensor(settings, health_job, health_check_keys)],
         resources={

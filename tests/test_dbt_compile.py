@@ -104,13 +104,17 @@ def test_clickhouse_parses_every_compiled_statement(clickhouse, tmp_path, varian
 
 def test_server_mode_reads_kafka_and_dead_letters_breaks(clickhouse, tmp_path):
     rendered = rendering(compile_project(clickhouse, "server_cluster", tmp_path))
+    messages = rendered.split("-- model jobs_messages\n", 1)[1].split("-- model", 1)[0]
+    assert '"engine": "Kafka()"' in messages
+    assert '"kafka_group_name": "analytics_jobs"' in messages
+    assert '"kafka_format": "RawBLOB"' in messages  # one message, one row, whatever its bytes
+    assert '"kafka_num_consumers": 4' in messages
     jobs_queue = rendered.split("-- model jobs_queue\n", 1)[1].split("-- model", 1)[0]
-    assert '"engine": "Kafka()"' in jobs_queue
-    assert '"kafka_group_name": "analytics_jobs"' in jobs_queue
-    assert '"kafka_handle_error_mode": "stream"' in jobs_queue
-    assert '"kafka_num_consumers": 4' in jobs_queue
+    assert '"engine": "Null()"' in jobs_queue
+    assert "-- model jobs_queue_from_jobs_messages_mv" in rendered
     assert "ReplicatedAggregatingMergeTree()" in rendered
     assert "Distributed('analytics_cluster', currentDatabase(), 'workflow_totals', cityHash64(user_id))" in rendered
     assert "-- model dead_letters_from_jobs_mv" in rendered
-    assert "_error = ''" in rendered
-    assert "throwIf" not in rendered  # with Kafka ingest a break is dead-lettered, never thrown
+    assert "_violation != ''" in rendered  # what breaks the contract is dead-lettered
+    # Only rows without a Kafka position (the HTTP intake) are ever thrown for; Kafka's are dead-lettered.
+    assert rendered.count("throwIf(") == rendered.count("throwIf(_offset IS NULL")

@@ -14,6 +14,7 @@ from events.contract import (
     ENVELOPE_FIELDS,
     SCHEMA_BY_TOPIC,
     fast_check,
+    is_compat_message,
     load_schema,
     reference_validator,
     schema_names,
@@ -79,7 +80,7 @@ def _corpus() -> list[dict]:
 
 
 def _schema_for(message: dict) -> str:
-    if "EventKey" in message and "event_type" not in message:
+    if is_compat_message(message):
         return SCHEMA_BY_TOPIC["analytics"]
     event_type = message.get("event_type")
     return SCHEMA_BY_TOPIC[topic_for(event_type)] if isinstance(event_type, str) else "envelope.json"

@@ -188,6 +188,7 @@ def test_a_workflow_without_finished_jobs_has_no_rate_and_no_percentiles(stub, a
         "event_time": "2026-03-02T10:00:00Z",
         "event_type": "job",
         "event_name": "created",
+        "status": "pending",
         **ids,
     }
     assert post_batch(analytics_db, "jobs", [created]).status == 200

@@ -72,12 +72,14 @@ def test_out_of_order_job_events_merge_into_one_state(analytics_db):
         "event_time": "2026-11-20T09:59:00Z",
         "event_type": "job",
         "event_name": "created",
+        "status": "pending",
         **ids,
     }
     for batch in ([completed], [started, completed], [created]):
         assert post_batch(analytics_db, "jobs", batch).status == 200
     [state] = query(analytics_db, f"SELECT * FROM analytics.job_states WHERE user_id = '{ids['user_id']}'")
-    assert (state["state"], state["status"], int(state["events"])) == ("completed", "COMPLETED", 3)
+    # Either spelling of a status is stored in one: lower case.
+    assert (state["state"], state["status"], int(state["events"])) == ("completed", "completed", 3)
     [totals] = query(analytics_db, f"SELECT * FROM analytics.user_totals WHERE user_id = '{ids['user_id']}'")
     assert (int(totals["total_jobs"]), int(totals["total_job_execution_duration"])) == (1, 600)
 
@@ -88,8 +90,11 @@ CONTRACT_BREAKS = [
     ("workflows", {"event_type": "job"}, "event_type_is_workflow"),
     ("workflows", {"workflow_id": None}, "workflow_id_is_required"),
     ("workflows", {"event_time": "not a time"}, "event_time"),
-    ("jobs", {"event_name": "completed", "started_at": None}, "finished_job_has_its_times"),
-    ("job_logs", {"count": -3}, "count_is_positive"),
+    ("jobs", {"event_name": "completed", "started_at": None}, "started_job_has_started_at"),
+    ("jobs", {"completed_at": "2026-11-20T08:00:00Z"}, "finished_job_has_its_times"),
+    ("jobs", {"status": "Completed"}, "status_is_known"),
+    ("jobs", {"status": "FAILED"}, "status_matches_event_name"),
+    ("job_logs", {"count": -3}, "count_is_a_positive_integer"),
     ("job_logs", {"count": "many"}, "count"),
     ("analytics", {"EventType": "JOBS", "Data": {}}, "JOBS_have_a_duration"),
     ("analytics", {"EventType": "SOMETHING"}, "EventType_is_known"),
@@ -112,6 +117,7 @@ def valid_message(topic: str, prefix: str, n: int) -> dict:
             **base,
             "event_type": "job",
             "event_name": "completed",
+            "status": "COMPLETED" if n % 2 else "completed",
             "job_id": f"{prefix}-j{n}",
             "started_at": "2026-11-20T09:00:00Z",
             "completed_at": "2026-11-20T10:00:00Z",

@@ -1,17 +1,62 @@
 {#-
-  The event contract of DESIGN.md as named rules, one list per topic.
+  The event contract of DESIGN.md as named rules, one list per topic: the SQL twin of the JSON
+  Schemas in events/schemas/ (tests/test_contract_verdicts.py holds both to one verdict).
 
-  Each rule is (name, expression, message). The view that takes a topic's landing rows into raw
-  history applies them. With direct ingest a row that breaks a rule fails the whole insert with
-  an error naming the rule, so the sender can fix and resend the batch; nothing of it is stored.
-  With Kafka-engine landing tables the same rules filter the rows, and the dead-letter view keeps
-  the others with the first rule they break: a bad message never blocks its neighbours.
+  Each rule is (name, expression, message), on the typed columns of `<topic>_queue`. The view that
+  takes a topic's landing rows into raw history applies them. A row sent over HTTP that breaks a
+  rule fails the whole insert with an error naming the rule, so the sender can fix and resend the
+  batch; nothing of it is stored. A row from Kafka (it has a position) that breaks one is left
+  out, and the dead-letter view keeps it with the first rule it breaks: a bad message never
+  blocks its neighbours.
 -#}
 
-{% macro envelope_rules(event_type) %}
+{#- ISO 8601 with Z or an offset, as the schemas' `timestamp` pattern (RE2: `$` is the end of the text). -#}
+{% macro timestamp_pattern() -%}
+'^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'
+{%- endmacro %}
+
+{#- A timestamp field as DateTime64(3, 'UTC'); null for anything the contract refuses (e.g. 2026-02-30). -#}
+{% macro parse_timestamp(column) -%}
+  if(match({{ column }}, {{ timestamp_pattern() }}), parseDateTime64BestEffortOrNull({{ column }}, 3, 'UTC'), null)
+{%- endmacro %}
+
+{% macro valid_timestamp(column) -%}
+  {{ parse_timestamp(column) }} IS NOT NULL
+{%- endmacro %}
+
+{#- Job statuses: the product's spelling (lower case) and the scheduler's (upper case, CANCELED). -#}
+{% macro job_status_spellings() %}
+  {%- set spellings = [] -%}
+  {%- for status in ['pending', 'queued', 'running', 'completed', 'failed', 'cancelled', 'canceled'] -%}
+    {%- do spellings.extend([status, status | upper]) -%}
+  {%- endfor -%}
+  {{ return(spellings) }}
+{% endmacro %}
+
+{#- The one status stored everywhere: lower case, `cancelled`. -#}
+{% macro normalized_job_status(column) -%}
+  if(lower({{ column }}) = 'canceled', 'cancelled', lower({{ column }}))
+{%- endmacro %}
+
+{#- Integers the contract bounds (JSON numbers with no fraction; 1.0 is an integer, "1" is not). -#}
+{% macro integer_in_range(column, low, high) -%}
+  ({{ column }} IS NULL OR (dynamicType({{ column }}) IN ('Int64', 'UInt64', 'Float64')
+   AND {{ number_of(column) }} = floor({{ number_of(column) }})
+   AND {{ number_of(column) }} BETWEEN {{ low }} AND {{ high }}))
+{%- endmacro %}
+
+{#- The value of a Dynamic number column as Float64 (null for anything else, never an error). -#}
+{% macro number_of(column) -%}
+  coalesce(toFloat64({{ column }}.Int64), toFloat64({{ column }}.UInt64), {{ column }}.Float64)
+{%- endmacro %}
+
+{% macro envelope_rules(event_type, strings) %}
+  {%- set utf8 = [] -%}
+  {%- for column in strings -%}{%- do utf8.append('isValidUTF8(ifNull(' ~ column ~ ", ''))") -%}{%- endfor -%}
   {{ return([
+    ('text_is_utf8', utf8 | join(' AND '), 'a field holds bytes that are not UTF-8'),
     ('event_id_is_required', "event_id IS NOT NULL AND event_id != ''", 'event_id is missing or empty'),
-    ('event_time_is_required', "event_time IS NOT NULL", 'event_time is missing or not an ISO 8601 time'),
+    ('event_time_is_iso8601', valid_timestamp('event_time'), 'event_time is missing or not an ISO 8601 time with Z or an offset'),
     ('event_type_is_' ~ event_type, "event_type = '" ~ event_type ~ "'", "event_type is not '" ~ event_type ~ "'"),
     ('event_name_is_required', "event_name IS NOT NULL AND event_name != ''", 'event_name is missing or empty'),
   ]) }}
@@ -21,85 +66,153 @@
   {{ return((column ~ '_is_required', column ~ " IS NOT NULL AND " ~ column ~ " != ''", column ~ ' is missing or empty')) }}
 {% endmacro %}
 
+{% macro optional_time_rule(column) %}
+  {{ return((column ~ '_is_iso8601', column ~ ' IS NULL OR ' ~ valid_timestamp(column), column ~ ' is not an ISO 8601 time with Z or an offset')) }}
+{% endmacro %}
+
 {% macro names_rule(names) %}
   {%- set listed = "'" ~ names | join("', '") ~ "'" -%}
   {{ return(('event_name_is_known', 'event_name IN (' ~ listed ~ ')', 'event_name is not one of ' ~ names | join(', '))) }}
 {% endmacro %}
 
+{#-
+  The JSON type of a telemetry field, read from its raw text ('' when absent). simdjson hands an
+  integer beyond 64 bits over as a string; bare_big_integer tells it from one.
+-#}
+{% macro raw_is(field, kind) -%}
+  {%- set raw = "JSONExtractRaw(message, '" ~ field ~ "')" -%}
+  {%- if kind == 'string' -%} (startsWith({{ raw }}, '"') AND NOT {{ bare_big_integer(raw, 'message') }})
+  {%- elif kind == 'number' -%} (match({{ raw }}, '^-?[0-9]') OR {{ bare_big_integer(raw, 'message') }})
+  {%- elif kind == 'boolean' -%} {{ raw }} IN ('true', 'false')
+  {%- endif -%}
+{%- endmacro %}
+
+{#- A telemetry attribute of a JSON type, or absent. -#}
+{% macro attribute_rule(name, kind) %}
+  {{ return((name ~ '_is_a_' ~ kind, "NOT JSONHas(message, '" ~ name ~ "') OR " ~ raw_is(name, kind),
+             name ~ ' is not a JSON ' ~ kind)) }}
+{% endmacro %}
+
 {% macro contract_rules(topic) %}
+  {%- set data = "toJSONString(Data)" -%}
   {%- if topic == 'workflows' -%}
-    {{ return(envelope_rules('workflow') + [
+    {{ return(envelope_rules('workflow', landing_string_fields(topic)) + [
       names_rule(['created', 'updated', 'terminated', 'deleted']),
       required_rule('user_id'),
       required_rule('workflow_id'),
+      required_rule('kind'),
     ]) }}
   {%- elif topic == 'jobs' -%}
-    {{ return(envelope_rules('job') + [
+    {%- set spellings = "'" ~ job_status_spellings() | join("', '") ~ "'" -%}
+    {%- set status = normalized_job_status('status') -%}
+    {{ return(envelope_rules('job', landing_string_fields(topic)) + [
       names_rule(['created', 'started', 'completed', 'failed', 'cancelled']),
       required_rule('user_id'),
       required_rule('workflow_id'),
       required_rule('job_id'),
+      ('status_is_known', 'status IN (' ~ spellings ~ ')',
+       'status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)'),
+      ('status_matches_event_name',
+       "(event_name = 'created' AND " ~ status ~ " IN ('pending', 'queued')) OR (event_name = 'started' AND "
+       ~ status ~ " = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND " ~ status ~ " = event_name)",
+       'status does not match event_name (created: pending or queued; started: running; the others their own name)'),
+      optional_time_rule('scheduled_at'),
+      optional_time_rule('started_at'),
+      optional_time_rule('completed_at'),
+      ('started_job_has_started_at',
+       "event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL",
+       'a started, completed or failed job event needs started_at'),
       ('finished_job_has_its_times',
-       "event_name NOT IN ('completed', 'failed') OR (started_at IS NOT NULL AND completed_at IS NOT NULL AND completed_at >= started_at)",
-       'a completed or failed job event needs started_at and completed_at, with completed_at >= started_at'),
+       "event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND "
+       ~ parse_timestamp('completed_at') ~ " >= " ~ parse_timestamp('started_at') ~ ")",
+       'a completed or failed job event needs completed_at, not before started_at'),
     ]) }}
   {%- elif topic == 'job_logs' -%}
-    {{ return(envelope_rules('job_log') + [
+    {{ return(envelope_rules('job_log', landing_string_fields(topic)) + [
       names_rule(['created']),
       required_rule('user_id'),
       required_rule('workflow_id'),
       required_rule('job_id'),
-      ('count_is_positive', 'count IS NULL OR count >= 1', 'count must be an integer >= 1'),
+      ('count_is_a_positive_integer', integer_in_range('count', 1, 4294967295), 'count must be an integer from 1 to 4294967295'),
+      ('stream_is_not_empty', "stream IS NULL OR stream != ''", 'stream is empty'),
+      ('sequence_is_a_non_negative_integer', integer_in_range('sequence', 0, 9007199254740991),
+       'sequence must be an integer from 0 to 9007199254740991'),
     ]) }}
   {%- elif topic == 'analytics' -%}
+    {%- set strings = landing_string_fields(topic) -%}
+    {%- set utf8 = [] -%}
+    {%- for column in strings -%}{%- do utf8.append('isValidUTF8(ifNull(' ~ column ~ ", ''))") -%}{%- endfor -%}
     {{ return([
-      required_rule('EventKey'),
+      ('text_is_utf8', utf8 | join(' AND '), 'a field holds bytes that are not UTF-8'),
       required_rule('UserID'),
       required_rule('WorkflowID'),
       ('EventType_is_known', "EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')", 'EventType is not one of WORKFLOWS, JOBS, LOGS'),
-      ('Data_is_an_object', "Data IS NULL OR JSONType(Data) = 'Object'", 'Data is not a JSON object'),
+      ('Data_is_an_object', 'Data IS NOT NULL', 'Data is missing or not a JSON object'),
+      ('WORKFLOWS_have_a_kind',
+       "EventType != 'WORKFLOWS' OR (JSONType(" ~ data ~ ", 'kind') = 'String' AND JSONExtractString(" ~ data ~ ", 'kind') != '')",
+       'a WORKFLOWS event needs a non-empty string Data.kind'),
       ('JOBS_have_a_duration',
-       "EventType != 'JOBS' OR JSONType(ifNull(Data, '{}'), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double')",
-       'a JOBS event needs Data.job_execution_duration (seconds)'),
+       "EventType != 'JOBS' OR (JSONType(" ~ data ~ ", 'job_execution_duration') IN ('Int64', 'UInt64', 'Double')"
+       ~ " AND JSONExtractFloat(" ~ data ~ ", 'job_execution_duration') BETWEEN 0 AND 1000000000)",
+       'a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000'),
       ('LOGS_have_a_count',
-       "EventType != 'LOGS' OR JSONType(ifNull(Data, '{}'), 'count') IN ('Int64', 'UInt64')",
-       'a LOGS event needs an integer Data.count'),
+       "EventType != 'LOGS' OR (JSONType(" ~ data ~ ", 'count') IN ('Int64', 'UInt64')"
+       ~ " AND JSONExtractFloat(" ~ data ~ ", 'count') BETWEEN 1 AND 4294967295)",
+       'a LOGS event needs an integer Data.count from 1 to 4294967295'),
     ]) }}
   {%- elif topic == 'telemetry' -%}
     {{ return([
-      ('message_is_an_object', "isValidJSON(message) AND JSONType(message) = 'Object'", 'the message is not a JSON object'),
-      ('event_id_is_a_string', "JSONType(message, 'event_id') = 'String' AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),
-      ('event_time_is_iso8601', "parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC') IS NOT NULL", 'event_time is missing or not an ISO 8601 time'),
-      ('event_type_is_a_string', "JSONType(message, 'event_type') = 'String' AND JSONExtractString(message, 'event_type') != ''", 'event_type is missing, empty or not a string'),
-      ('event_name_is_a_string', "JSONType(message, 'event_name') = 'String' AND JSONExtractString(message, 'event_name') != ''", 'event_name is missing, empty or not a string'),
+      ('message_is_an_object', "isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'",
+       'the message is not a JSON object in UTF-8'),
+      ('keys_are_unique', 'length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))',
+       'the message has a duplicate key'),
+      ('event_id_is_a_string', raw_is('event_id', 'string') ~ " AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),
+      ('event_time_is_iso8601',
+       raw_is('event_time', 'string') ~ " AND " ~ valid_timestamp("JSONExtractString(message, 'event_time')"),
+       'event_time is missing or not an ISO 8601 time with Z or an offset'),
+      ('event_type_is_a_telemetry_type',
+       raw_is('event_type', 'string') ~ " AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$')"
+       ~ " AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')",
+       'event_type is missing or not a lower-case identifier other than workflow, job, job_log'),
+      ('event_name_is_a_string', raw_is('event_name', 'string') ~ " AND JSONExtractString(message, 'event_name') != ''", 'event_name is missing, empty or not a string'),
+      attribute_rule('service_name', 'string'),
+      attribute_rule('service_version', 'string'),
+      attribute_rule('service_commit', 'string'),
+      attribute_rule('install_id', 'string'),
+      attribute_rule('user_id', 'string'),
+      attribute_rule('is_dev', 'boolean'),
+      attribute_rule('value', 'number'),
+      ('metric_has_a_value', "JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')", 'a metric event needs a value'),
     ]) }}
   {%- else -%}
     {{ exceptions.raise_compiler_error('no contract for topic ' ~ topic) }}
   {%- endif -%}
 {% endmacro %}
 
-{#- The rows of a landing table that satisfy the contract: a WHERE condition. -#}
+{#- A rule's expression, never null (a null would neither throw nor pass). -#}
+{% macro rule_holds(rule) -%} ifNull(({{ rule[1] }}), 0) {%- endmacro %}
+
+{#-
+  The rows of a landing table that satisfy the contract, given `_violation` (contract_violation
+  below): a WHERE condition. Each rule is evaluated once, in `_violation`; throwIf fails an HTTP
+  insert naming the first rule its row breaks (the intake answers with that message), while rows
+  from Kafka are filtered, never thrown for.
+-#}
 {% macro contract_holds(topic) -%}
-  {%- set checks = [] -%}
-  {%- if var('ingest') == 'kafka' -%}
-    {%- do checks.append("_error = ''") -%}
-    {%- for rule in contract_rules(topic) -%}{%- do checks.append('(' ~ rule[1] ~ ')') -%}{%- endfor -%}
-  {%- else -%}
-    {#- throwIf fails the insert (the HTTP intake answers with this message); 0 lets the row pass. -#}
-    {%- for rule in contract_rules(topic) -%}
-      {%- do checks.append("throwIf(not (" ~ rule[1] ~ "), '" ~ topic ~ " event refused, " ~ rule[0] ~ ": "
-                           ~ rule[2] | replace("'", "\\'") ~ "') = 0") -%}
-    {%- endfor -%}
-  {%- endif -%}
-  {{ checks | join('\n      and ') }}
+  throwIf(_offset IS NULL AND _error != '', '{{ topic }} event refused: _error is reserved for Kafka parse errors') = 0
+  {%- for rule in contract_rules(topic) %}
+      {%- set text = rule[0] ~ ': ' ~ rule[2] | replace("'", "\\'") %}
+      and throwIf(_offset IS NULL AND _violation = '{{ text }}', '{{ topic }} event refused, {{ text }}') = 0
+  {%- endfor %}
+      and _violation = ''
 {%- endmacro %}
 
-{#- Why a row breaks the contract: the first rule it fails (Kafka parse errors first). -#}
+{#- Why a row breaks the contract: the parse error, else the first rule it fails. -#}
 {% macro contract_violation(topic) -%}
   multiIf(
     _error != '', _error,
     {%- for rule in contract_rules(topic) %}
-    not ({{ rule[1] }}), '{{ rule[0] }}: {{ rule[2] | replace("'", "\\'") }}',
+    not {{ rule_holds(rule) }}, '{{ rule[0] }}: {{ rule[2] | replace("'", "\\'") }}',
     {%- endfor %}
     ''
   )

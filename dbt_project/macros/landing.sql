@@ -1,13 +1,18 @@
 {#-
-  Landing tables, `<topic>_queue`: where a topic's messages arrive.
+  Landing: how a topic's events arrive, in two steps per topic.
 
-  ingest=direct: a Null table. Its views run on every insert (HTTP intake, the SDK's ClickHouse
-  sink, the embedded Kafka bridge) and it stores nothing.
-  ingest=kafka: a Kafka-engine table consuming the topic with one consumer group per table, in
-  error-stream mode so unparsable messages reach the dead letters instead of stopping the table.
+  `<topic>_messages`: one row per Kafka message, its bytes untouched (`payload`) and its position.
+    ingest=kafka: a Kafka-engine table (format RawBLOB: one message, one row, whatever its bytes; no
+    parse can fail there, the parsing happens in the view below).
+    ingest=direct: a Null table the embedded Kafka bridge inserts into (RowBinary, one String per
+    message, so no message can merge with, swallow or break its neighbours).
+  `<topic>_queue`: the typed landing rows every view reads, always a Null table. The view
+    `<topic>_queue_from_messages_mv` parses each message into one row here (or one row with
+    `_error` set: the Kafka engine's error-stream mode); the HTTP intake inserts typed rows
+    straight into it (`INSERT ... FORMAT JSONEachRow`).
 -#}
 
-{% macro landing_config(topic, format='JSONEachRow') %}
+{% macro messages_config(topic) %}
   {%- if var('ingest') == 'kafka' -%}
     {{ return({
       'engine': 'Kafka()',
@@ -15,13 +20,10 @@
         'kafka_broker_list': var('kafka_broker_list'),
         'kafka_topic_list': var('kafka_topic_prefix') ~ topic,
         'kafka_group_name': var('kafka_consumer_group_prefix') ~ '_' ~ topic,
-        'kafka_format': format,
-        'kafka_handle_error_mode': 'stream',
+        'kafka_format': 'RawBLOB',
         'kafka_num_consumers': var('kafka_num_consumers'),
         'kafka_max_block_size': var('kafka_max_block_size'),
         'kafka_flush_interval_ms': var('kafka_flush_interval_ms'),
-        'date_time_input_format': 'best_effort',
-        'input_format_json_read_objects_as_strings': 1,
       },
     }) }}
   {%- elif var('ingest') == 'direct' -%}
@@ -31,26 +33,36 @@
   {%- endif -%}
 {% endmacro %}
 
-{#-
-  The Kafka engine's virtual columns. With direct ingest they are ordinary nullable columns,
-  which the embedded bridge fills and plain HTTP inserts leave empty; views read them the same way.
--#}
-{% macro kafka_metadata_columns() -%}
-  {%- if var('ingest') != 'kafka' -%}
-    ,
-    cast(null as Nullable(String)) as _topic,
-    cast(null as Nullable(UInt64)) as _partition,
-    cast(null as Nullable(UInt64)) as _offset,
+{#- The columns of `<topic>_messages`: the Kafka engine has the position as virtual columns. -#}
+{% macro message_columns() -%}
+    cast('' as String) as payload
+  {%- if var('ingest') != 'kafka' %},
+    cast('' as String) as _topic,
+    cast(0 as UInt64) as _partition,
+    cast(0 as UInt64) as _offset,
     cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms
   {%- endif -%}
 {%- endmacro %}
 
+{#-
+  What every typed landing row carries besides its fields: the Kafka position (null for rows
+  sent over HTTP) and, for a message that could not be parsed, the error and its bytes.
+-#}
+{% macro landing_metadata_columns() -%}
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+{%- endmacro %}
+
 {#- The Kafka position of a row, as the raw-history tables keep it. -#}
 {% macro kafka_position(topic) -%}
-    ifNull(cast(_topic as Nullable(String)), '{{ topic }}') as kafka_topic,
-    cast(_partition as Nullable(UInt64)) as kafka_partition,
-    cast(_offset as Nullable(UInt64)) as kafka_offset,
-    cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp
+    ifNull(_topic, '{{ topic }}') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp
 {%- endmacro %}
 
 {#- Typed columns of the Kafka position, for the raw-history table definitions. -#}
@@ -61,37 +73,31 @@
     cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp
 {%- endmacro %}
 
-{#- Every column of a landing row, with the Kafka engine's virtual ones, which `*` leaves out. -#}
-{% macro landing_columns() -%}
-  {%- if var('ingest') == 'kafka' -%}
-    *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
-  {%- else -%}
-    *
-  {%- endif -%}
-{%- endmacro %}
+{#- A row that came from Kafka (the bridge, the Kafka engine, a dead-letter replay) has a position. -#}
+{% macro from_kafka() -%} _offset IS NOT NULL {%- endmacro %}
 
 {#- A topic's landing rows that satisfy the contract, checked on the columns as delivered (before
     any renaming in the view: ClickHouse resolves names in WHERE to SELECT aliases first). -#}
 {% macro accepted_landing_rows(topic) -%}
-    select {{ landing_columns() }}
-    from {{ ref(topic ~ '_queue') }}
+    select *
+    from (select *, {{ contract_violation(topic) }} as _violation from {{ ref(topic ~ '_queue') }})
     where {{ contract_holds(topic) }}
 {%- endmacro %}
 
-{#- With Kafka-engine ingest: what a topic delivered that cannot be taken in, and why. -#}
+{#- What a topic delivered from Kafka that cannot be taken in, and why: one dead letter per message. -#}
 {% macro dead_letters_from(topic) -%}
 select
-    _topic as topic,
+    assumeNotNull(_topic) as topic,
     _partition as partition,
     _offset as offset,
-    {%- if topic == 'telemetry' %}
-    if(_raw_message != '', _raw_message, message) as raw_message,
-    {%- else %}
-    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
-    if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
-    {%- endif %}
-    {{ contract_violation(topic) }} as error,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', {{ landing_field_names(topic) | join(', ') }})) as raw_message,
+    _violation as error,
     now64(3, 'UTC') as received_at
-from {{ ref(topic ~ '_queue') }}
-where not ({{ contract_holds(topic) }})
+from (
+    select *, {{ contract_violation(topic) }} as _violation
+    from {{ ref(topic ~ '_queue') }}
+    where {{ from_kafka() }}
+)
+where _violation != ''
 {%- endmacro %}

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 
 from analytics.settings import Settings
+from orchestration.dead_letters.jobs import REPLAY_JOB
 from orchestration.resources import ClickHouse
 
 # Each topic's raw-history table and the time column its events carry.
@@ -71,7 +72,11 @@ def topic_freshness(
     asset=dg.AssetKey("dead_letters"),
     name="no_new_dead_letters",
     blocking=True,
-    description="No message was dead-lettered within the last ANALYTICS_DEAD_LETTER_WINDOW_MINUTES.",
+    description=(
+        "No message was dead-lettered within the last ANALYTICS_DEAD_LETTER_WINDOW_MINUTES. To act on them: "
+        "`analytics dead-letters` groups them by topic and error; once the cause is fixed, the "
+        "`replay_dead_letters` job (or `analytics dead-letters replay`) feeds them back through the landing tables."
+    ),
 )
 def no_new_dead_letters(
     clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
@@ -88,9 +93,16 @@ def no_new_dead_letters(
     return dg.AssetCheckResult(
         passed=new == 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{new} new dead letters; query analytics.dead_letters for their errors" if new else None,
+        description=(
+            f"{new} new dead letters: `analytics dead-letters` shows their errors; after fixing the cause, run "
+            f"the `{REPLAY_JOB}` job (or `analytics dead-letters replay`)"
+            if new
+            else None
+        ),
         metadata={
             "new_dead_letters": new,
+            "replay_job": REPLAY_JOB,
+            "replay_command": "analytics dead-letters replay [--topic T] [--since TIME] [--dry-run]",
             "window_minutes": settings.dead_letter_window_minutes,
             "by_topic": dg.MetadataValue.json(rows),
         },

@@ -1,13 +1,64 @@
--- model analytics_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_analytics", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "analytics"}}
+-- model analytics_messages
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_analytics", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "analytics"}}
 select
+    cast('' as String) as payload
+where 0
+
+-- model analytics_queue
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
     cast(null as Nullable(String)) as EventKey,
     cast(null as Nullable(String)) as UserID,
     cast(null as Nullable(String)) as WorkflowID,
     cast(null as Nullable(String)) as EventType,
-    cast(null as Nullable(String)) as Data
-    
+    cast(null as Nullable(JSON)) as Data,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
 where 0
+
+-- model analytics_queue_from_analytics_messages_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`analytics_queue`
+
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['EventKey'], 1) = '"', JSONExtractString(fields['EventKey']), null) as EventKey,
+    if(left(fields['UserID'], 1) = '"', JSONExtractString(fields['UserID']), null) as UserID,
+    if(left(fields['WorkflowID'], 1) = '"', JSONExtractString(fields['WorkflowID']), null) as WorkflowID,
+    if(left(fields['EventType'], 1) = '"', JSONExtractString(fields['EventType']), null) as EventType,
+    if(left(fields['Data'], 1) = '{', cast(if(left(fields['Data'], 1) = '{', fields['Data'], '{}') as JSON), null) as Data,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['EventKey'], 1) NOT IN ('"', 'n', ''), 'EventKey is ' || transform(left(fields['EventKey'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['EventKey'], '^"-?[0-9]{20,}"$') AND position(payload, fields['EventKey']) = 0), 'EventKey is a number, not a string',
+        left(fields['UserID'], 1) NOT IN ('"', 'n', ''), 'UserID is ' || transform(left(fields['UserID'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['UserID'], '^"-?[0-9]{20,}"$') AND position(payload, fields['UserID']) = 0), 'UserID is a number, not a string',
+        left(fields['WorkflowID'], 1) NOT IN ('"', 'n', ''), 'WorkflowID is ' || transform(left(fields['WorkflowID'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['WorkflowID'], '^"-?[0-9]{20,}"$') AND position(payload, fields['WorkflowID']) = 0), 'WorkflowID is a number, not a string',
+        left(fields['EventType'], 1) NOT IN ('"', 'n', ''), 'EventType is ' || transform(left(fields['EventType'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['EventType'], '^"-?[0-9]{20,}"$') AND position(payload, fields['EventType']) = 0), 'EventType is a number, not a string',
+        left(fields['Data'], 1) NOT IN ('{', 'n', ''), 'Data is ' || transform(left(fields['Data'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not an object',
+        '') as _error,
+    payload as _raw_message
+from `analytics_compile`.`analytics_messages`
 
 -- model dead_letters
 -- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(topic, partition, offset)", "settings": {"allow_nullable_key": 1}}
@@ -25,163 +76,173 @@ where 0
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
-    _topic as topic,
+    assumeNotNull(_topic) as topic,
     _partition as partition,
     _offset as offset,
-    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
-    if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
-    multiIf(
-    _error != '', _error,
-    not (EventKey IS NOT NULL AND EventKey != ''), 'EventKey_is_required: EventKey is missing or empty',
-    not (UserID IS NOT NULL AND UserID != ''), 'UserID_is_required: UserID is missing or empty',
-    not (WorkflowID IS NOT NULL AND WorkflowID != ''), 'WorkflowID_is_required: WorkflowID is missing or empty',
-    not (EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
-    not (Data IS NULL OR JSONType(Data) = 'Object'), 'Data_is_an_object: Data is not a JSON object',
-    not (EventType != 'JOBS' OR JSONType(ifNull(Data, '{}'), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double')), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration (seconds)',
-    not (EventType != 'LOGS' OR JSONType(ifNull(Data, '{}'), 'count') IN ('Int64', 'UInt64')), 'LOGS_have_a_count: a LOGS event needs an integer Data.count',
-    ''
-  ) as error,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
+    _violation as error,
     now64(3, 'UTC') as received_at
-from `analytics_compile`.`analytics_queue`
-where not (_error = ''
-      and (EventKey IS NOT NULL AND EventKey != '')
-      and (UserID IS NOT NULL AND UserID != '')
-      and (WorkflowID IS NOT NULL AND WorkflowID != '')
-      and (EventType IN ('WORKFLOWS', 'JOBS', 'LOGS'))
-      and (Data IS NULL OR JSONType(Data) = 'Object')
-      and (EventType != 'JOBS' OR JSONType(ifNull(Data, '{}'), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double'))
-      and (EventType != 'LOGS' OR JSONType(ifNull(Data, '{}'), 'count') IN ('Int64', 'UInt64')))
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation
+    from `analytics_compile`.`analytics_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
 
 -- model dead_letters_from_job_logs_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
-    _topic as topic,
+    assumeNotNull(_topic) as topic,
     _partition as partition,
     _offset as offset,
-    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
-    if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
-    multiIf(
-    _error != '', _error,
-    not (event_id IS NOT NULL AND event_id != ''), 'event_id_is_required: event_id is missing or empty',
-    not (event_time IS NOT NULL), 'event_time_is_required: event_time is missing or not an ISO 8601 time',
-    not (event_type = 'job_log'), 'event_type_is_job_log: event_type is not \'job_log\'',
-    not (event_name IS NOT NULL AND event_name != ''), 'event_name_is_required: event_name is missing or empty',
-    not (event_name IN ('created')), 'event_name_is_known: event_name is not one of created',
-    not (user_id IS NOT NULL AND user_id != ''), 'user_id_is_required: user_id is missing or empty',
-    not (workflow_id IS NOT NULL AND workflow_id != ''), 'workflow_id_is_required: workflow_id is missing or empty',
-    not (job_id IS NOT NULL AND job_id != ''), 'job_id_is_required: job_id is missing or empty',
-    not (count IS NULL OR count >= 1), 'count_is_positive: count must be an integer >= 1',
-    ''
-  ) as error,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
+    _violation as error,
     now64(3, 'UTC') as received_at
-from `analytics_compile`.`job_logs_queue`
-where not (_error = ''
-      and (event_id IS NOT NULL AND event_id != '')
-      and (event_time IS NOT NULL)
-      and (event_type = 'job_log')
-      and (event_name IS NOT NULL AND event_name != '')
-      and (event_name IN ('created'))
-      and (user_id IS NOT NULL AND user_id != '')
-      and (workflow_id IS NOT NULL AND workflow_id != '')
-      and (job_id IS NOT NULL AND job_id != '')
-      and (count IS NULL OR count >= 1))
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
+    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
+    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
+    ''
+  ) as _violation
+    from `analytics_compile`.`job_logs_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
 
 -- model dead_letters_from_jobs_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
-    _topic as topic,
+    assumeNotNull(_topic) as topic,
     _partition as partition,
     _offset as offset,
-    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
-    if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
-    multiIf(
-    _error != '', _error,
-    not (event_id IS NOT NULL AND event_id != ''), 'event_id_is_required: event_id is missing or empty',
-    not (event_time IS NOT NULL), 'event_time_is_required: event_time is missing or not an ISO 8601 time',
-    not (event_type = 'job'), 'event_type_is_job: event_type is not \'job\'',
-    not (event_name IS NOT NULL AND event_name != ''), 'event_name_is_required: event_name is missing or empty',
-    not (event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
-    not (user_id IS NOT NULL AND user_id != ''), 'user_id_is_required: user_id is missing or empty',
-    not (workflow_id IS NOT NULL AND workflow_id != ''), 'workflow_id_is_required: workflow_id is missing or empty',
-    not (job_id IS NOT NULL AND job_id != ''), 'job_id_is_required: job_id is missing or empty',
-    not (event_name NOT IN ('completed', 'failed') OR (started_at IS NOT NULL AND completed_at IS NOT NULL AND completed_at >= started_at)), 'finished_job_has_its_times: a completed or failed job event needs started_at and completed_at, with completed_at >= started_at',
-    ''
-  ) as error,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
+    _violation as error,
     now64(3, 'UTC') as received_at
-from `analytics_compile`.`jobs_queue`
-where not (_error = ''
-      and (event_id IS NOT NULL AND event_id != '')
-      and (event_time IS NOT NULL)
-      and (event_type = 'job')
-      and (event_name IS NOT NULL AND event_name != '')
-      and (event_name IN ('created', 'started', 'completed', 'failed', 'cancelled'))
-      and (user_id IS NOT NULL AND user_id != '')
-      and (workflow_id IS NOT NULL AND workflow_id != '')
-      and (job_id IS NOT NULL AND job_id != '')
-      and (event_name NOT IN ('completed', 'failed') OR (started_at IS NOT NULL AND completed_at IS NOT NULL AND completed_at >= started_at)))
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
+    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
+    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
+    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
+    ''
+  ) as _violation
+    from `analytics_compile`.`jobs_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
 
 -- model dead_letters_from_telemetry_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
-    _topic as topic,
+    assumeNotNull(_topic) as topic,
     _partition as partition,
     _offset as offset,
-    if(_raw_message != '', _raw_message, message) as raw_message,
-    multiIf(
-    _error != '', _error,
-    not (isValidJSON(message) AND JSONType(message) = 'Object'), 'message_is_an_object: the message is not a JSON object',
-    not (JSONType(message, 'event_id') = 'String' AND JSONExtractString(message, 'event_id') != ''), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not (parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC') IS NOT NULL), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time',
-    not (JSONType(message, 'event_type') = 'String' AND JSONExtractString(message, 'event_type') != ''), 'event_type_is_a_string: event_type is missing, empty or not a string',
-    not (JSONType(message, 'event_name') = 'String' AND JSONExtractString(message, 'event_name') != ''), 'event_name_is_a_string: event_name is missing, empty or not a string',
-    ''
-  ) as error,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
+    _violation as error,
     now64(3, 'UTC') as received_at
-from `analytics_compile`.`telemetry_queue`
-where not (_error = ''
-      and (isValidJSON(message) AND JSONType(message) = 'Object')
-      and (JSONType(message, 'event_id') = 'String' AND JSONExtractString(message, 'event_id') != '')
-      and (parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC') IS NOT NULL)
-      and (JSONType(message, 'event_type') = 'String' AND JSONExtractString(message, 'event_type') != '')
-      and (JSONType(message, 'event_name') = 'String' AND JSONExtractString(message, 'event_name') != ''))
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
+    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
+    ''
+  ) as _violation
+    from `analytics_compile`.`telemetry_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
 
 -- model dead_letters_from_workflows_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
-    _topic as topic,
+    assumeNotNull(_topic) as topic,
     _partition as partition,
     _offset as offset,
-    -- a message that parsed but breaks a rule has no _raw_message: its parsed fields stand in
-    if(_raw_message != '', _raw_message, formatRowNoNewline('JSONEachRow', *)) as raw_message,
-    multiIf(
-    _error != '', _error,
-    not (event_id IS NOT NULL AND event_id != ''), 'event_id_is_required: event_id is missing or empty',
-    not (event_time IS NOT NULL), 'event_time_is_required: event_time is missing or not an ISO 8601 time',
-    not (event_type = 'workflow'), 'event_type_is_workflow: event_type is not \'workflow\'',
-    not (event_name IS NOT NULL AND event_name != ''), 'event_name_is_required: event_name is missing or empty',
-    not (event_name IN ('created', 'updated', 'terminated', 'deleted')), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
-    not (user_id IS NOT NULL AND user_id != ''), 'user_id_is_required: user_id is missing or empty',
-    not (workflow_id IS NOT NULL AND workflow_id != ''), 'workflow_id_is_required: workflow_id is missing or empty',
-    ''
-  ) as error,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
+    _violation as error,
     now64(3, 'UTC') as received_at
-from `analytics_compile`.`workflows_queue`
-where not (_error = ''
-      and (event_id IS NOT NULL AND event_id != '')
-      and (event_time IS NOT NULL)
-      and (event_type = 'workflow')
-      and (event_name IS NOT NULL AND event_name != '')
-      and (event_name IN ('created', 'updated', 'terminated', 'deleted'))
-      and (user_id IS NOT NULL AND user_id != '')
-      and (workflow_id IS NOT NULL AND workflow_id != ''))
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
+    ''
+  ) as _violation
+    from `analytics_compile`.`workflows_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
 
 -- model job_completions
 -- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
@@ -293,36 +354,63 @@ where 0
 
 with
 accepted as (
-    select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
-    from `analytics_compile`.`jobs_queue`
-    where _error = ''
-      and (event_id IS NOT NULL AND event_id != '')
-      and (event_time IS NOT NULL)
-      and (event_type = 'job')
-      and (event_name IS NOT NULL AND event_name != '')
-      and (event_name IN ('created', 'started', 'completed', 'failed', 'cancelled'))
-      and (user_id IS NOT NULL AND user_id != '')
-      and (workflow_id IS NOT NULL AND workflow_id != '')
-      and (job_id IS NOT NULL AND job_id != '')
-      and (event_name NOT IN ('completed', 'failed') OR (started_at IS NOT NULL AND completed_at IS NOT NULL AND completed_at >= started_at))
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
+    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
+    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
+    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
+    ''
+  ) as _violation from `analytics_compile`.`jobs_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'jobs event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'jobs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'jobs event refused, event_id_is_required: event_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'jobs event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_job: event_type is not \'job\'', 'jobs event refused, event_type_is_job: event_type is not \'job\'') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'jobs event refused, event_name_is_required: event_name is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled', 'jobs event refused, event_name_is_known: event_name is not one of created, started, completed, failed, cancelled') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'jobs event refused, user_id_is_required: user_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'jobs event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'job_id_is_required: job_id is missing or empty', 'jobs event refused, job_id_is_required: job_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)', 'jobs event refused, status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)') = 0
+      and throwIf(_offset IS NULL AND _violation = 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)', 'jobs event refused, status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)') = 0
+      and throwIf(_offset IS NULL AND _violation = 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'started_job_has_started_at: a started, completed or failed job event needs started_at', 'jobs event refused, started_job_has_started_at: a started, completed or failed job event needs started_at') = 0
+      and throwIf(_offset IS NULL AND _violation = 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at', 'jobs event refused, finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at') = 0
+      and _violation = ''
 ),
 
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(event_time) as event_time,
+        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
         assumeNotNull(event_name) as event_name,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         assumeNotNull(job_id) as job_id,
-        ifNull(status, '') as status,
-        scheduled_at,
-        started_at,
-        completed_at,
-        ifNull(cast(_topic as Nullable(String)), 'jobs') as kafka_topic,
-    cast(_partition as Nullable(UInt64)) as kafka_partition,
-    cast(_offset as Nullable(UInt64)) as kafka_offset,
-    cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+        if(lower(assumeNotNull(status)) = 'canceled', 'cancelled', lower(assumeNotNull(status))) as status,
+        if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) as scheduled_at,
+        if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) as started_at,
+        if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) as completed_at,
+        ifNull(_topic, 'jobs') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
         now64(3, 'UTC') as ingested_at,
         sipHash128('jobs', event_id) as dedup_key
     from accepted
@@ -364,35 +452,58 @@ where 0
 
 with
 accepted as (
-    select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
-    from `analytics_compile`.`job_logs_queue`
-    where _error = ''
-      and (event_id IS NOT NULL AND event_id != '')
-      and (event_time IS NOT NULL)
-      and (event_type = 'job_log')
-      and (event_name IS NOT NULL AND event_name != '')
-      and (event_name IN ('created'))
-      and (user_id IS NOT NULL AND user_id != '')
-      and (workflow_id IS NOT NULL AND workflow_id != '')
-      and (job_id IS NOT NULL AND job_id != '')
-      and (count IS NULL OR count >= 1)
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
+    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
+    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
+    ''
+  ) as _violation from `analytics_compile`.`job_logs_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'job_logs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'job_logs event refused, event_id_is_required: event_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'job_logs event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_job_log: event_type is not \'job_log\'', 'job_logs event refused, event_type_is_job_log: event_type is not \'job_log\'') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'job_logs event refused, event_name_is_required: event_name is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created', 'job_logs event refused, event_name_is_known: event_name is not one of created') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'job_logs event refused, user_id_is_required: user_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'job_logs event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'job_id_is_required: job_id is missing or empty', 'job_logs event refused, job_id_is_required: job_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295', 'job_logs event refused, count_is_a_positive_integer: count must be an integer from 1 to 4294967295') = 0
+      and throwIf(_offset IS NULL AND _violation = 'stream_is_not_empty: stream is empty', 'job_logs event refused, stream_is_not_empty: stream is empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991', 'job_logs event refused, sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991') = 0
+      and _violation = ''
 ),
 
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(event_time) as event_time,
+        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         assumeNotNull(job_id) as job_id,
-        toUInt64(ifNull(count, 1)) as count,
+        toUInt64(ifNull(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64), 1)) as count,
         ifNull(stream, '') as stream,
-        sequence,
+        toUInt64(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64)) as sequence,
         ifNull(message, '') as message,
-        ifNull(cast(_topic as Nullable(String)), 'job_logs') as kafka_topic,
-    cast(_partition as Nullable(UInt64)) as kafka_partition,
-    cast(_offset as Nullable(UInt64)) as kafka_offset,
-    cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+        ifNull(_topic, 'job_logs') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
         now64(3, 'UTC') as ingested_at,
         sipHash128('job_logs', event_id) as dedup_key
     from accepted
@@ -406,22 +517,102 @@ select * from incoming
       where key in (select sipHash128('job_logs', event_id) from `analytics_compile`.`job_logs_queue`)
   )
 
--- model job_logs_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_job_logs", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "job_logs"}}
+-- model job_logs_messages
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_job_logs", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "job_logs"}}
 select
+    cast('' as String) as payload
+where 0
+
+-- model job_logs_queue
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
     cast(null as Nullable(String)) as event_id,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as event_time,
+    cast(null as Nullable(String)) as event_time,
     cast(null as Nullable(String)) as event_type,
     cast(null as Nullable(String)) as event_name,
     cast(null as Nullable(String)) as user_id,
     cast(null as Nullable(String)) as workflow_id,
     cast(null as Nullable(String)) as job_id,
-    cast(null as Nullable(Int64)) as count,
+    cast(null as Dynamic) as count,
     cast(null as Nullable(String)) as stream,
-    cast(null as Nullable(UInt64)) as sequence,
-    cast(null as Nullable(String)) as message
-    
+    cast(null as Dynamic) as sequence,
+    cast(null as Nullable(String)) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
 where 0
+
+-- model job_logs_queue_from_job_logs_messages_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`job_logs_queue`
+
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['event_id'], 1) = '"', JSONExtractString(fields['event_id']), null) as event_id,
+    if(left(fields['event_time'], 1) = '"', JSONExtractString(fields['event_time']), null) as event_time,
+    if(left(fields['event_type'], 1) = '"', JSONExtractString(fields['event_type']), null) as event_type,
+    if(left(fields['event_name'], 1) = '"', JSONExtractString(fields['event_name']), null) as event_name,
+    if(left(fields['user_id'], 1) = '"', JSONExtractString(fields['user_id']), null) as user_id,
+    if(left(fields['workflow_id'], 1) = '"', JSONExtractString(fields['workflow_id']), null) as workflow_id,
+    if(left(fields['job_id'], 1) = '"', JSONExtractString(fields['job_id']), null) as job_id,
+    multiIf(
+        fields['count'] IN ('', 'null'), null,
+        JSONType(fields['count']) = 'Int64', cast(JSONExtractInt(fields['count']) as Dynamic),
+        JSONType(fields['count']) = 'UInt64', cast(JSONExtractUInt(fields['count']) as Dynamic),
+        JSONType(fields['count']) = 'Double', cast(JSONExtractFloat(fields['count']) as Dynamic),
+        (match(fields['count'], '^"-?[0-9]{20,}"$') AND position(payload, fields['count']) = 0), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['count'])) as Dynamic),
+        cast(fields['count'] as Dynamic)) as count,
+    if(left(fields['stream'], 1) = '"', JSONExtractString(fields['stream']), null) as stream,
+    multiIf(
+        fields['sequence'] IN ('', 'null'), null,
+        JSONType(fields['sequence']) = 'Int64', cast(JSONExtractInt(fields['sequence']) as Dynamic),
+        JSONType(fields['sequence']) = 'UInt64', cast(JSONExtractUInt(fields['sequence']) as Dynamic),
+        JSONType(fields['sequence']) = 'Double', cast(JSONExtractFloat(fields['sequence']) as Dynamic),
+        (match(fields['sequence'], '^"-?[0-9]{20,}"$') AND position(payload, fields['sequence']) = 0), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['sequence'])) as Dynamic),
+        cast(fields['sequence'] as Dynamic)) as sequence,
+    if(left(fields['message'], 1) = '"', JSONExtractString(fields['message']), null) as message,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['event_id'], 1) NOT IN ('"', 'n', ''), 'event_id is ' || transform(left(fields['event_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_id']) = 0), 'event_id is a number, not a string',
+        left(fields['event_time'], 1) NOT IN ('"', 'n', ''), 'event_time is ' || transform(left(fields['event_time'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_time'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_time']) = 0), 'event_time is a number, not a string',
+        left(fields['event_type'], 1) NOT IN ('"', 'n', ''), 'event_type is ' || transform(left(fields['event_type'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_type'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_type']) = 0), 'event_type is a number, not a string',
+        left(fields['event_name'], 1) NOT IN ('"', 'n', ''), 'event_name is ' || transform(left(fields['event_name'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_name'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_name']) = 0), 'event_name is a number, not a string',
+        left(fields['user_id'], 1) NOT IN ('"', 'n', ''), 'user_id is ' || transform(left(fields['user_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['user_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['user_id']) = 0), 'user_id is a number, not a string',
+        left(fields['workflow_id'], 1) NOT IN ('"', 'n', ''), 'workflow_id is ' || transform(left(fields['workflow_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['workflow_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['workflow_id']) = 0), 'workflow_id is a number, not a string',
+        left(fields['job_id'], 1) NOT IN ('"', 'n', ''), 'job_id is ' || transform(left(fields['job_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['job_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['job_id']) = 0), 'job_id is a number, not a string',
+        
+        left(fields['stream'], 1) NOT IN ('"', 'n', ''), 'stream is ' || transform(left(fields['stream'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['stream'], '^"-?[0-9]{20,}"$') AND position(payload, fields['stream']) = 0), 'stream is a number, not a string',
+        
+        left(fields['message'], 1) NOT IN ('"', 'n', ''), 'message is ' || transform(left(fields['message'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['message'], '^"-?[0-9]{20,}"$') AND position(payload, fields['message']) = 0), 'message is a number, not a string',
+        '') as _error,
+    payload as _raw_message
+from `analytics_compile`.`job_logs_messages`
 
 -- model job_states
 -- config {"enabled": true, "materialized": "view"}
@@ -520,22 +711,92 @@ select * from incoming
       where key in (select sipHash128('job', workflow_id, job_id) from `analytics_compile`.`job_events`)
   )
 
--- model jobs_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_jobs", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "jobs"}}
+-- model jobs_messages
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_jobs", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "jobs"}}
 select
+    cast('' as String) as payload
+where 0
+
+-- model jobs_queue
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
     cast(null as Nullable(String)) as event_id,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as event_time,
+    cast(null as Nullable(String)) as event_time,
     cast(null as Nullable(String)) as event_type,
     cast(null as Nullable(String)) as event_name,
     cast(null as Nullable(String)) as user_id,
     cast(null as Nullable(String)) as workflow_id,
     cast(null as Nullable(String)) as job_id,
     cast(null as Nullable(String)) as status,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as scheduled_at,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as started_at,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as completed_at
-    
+    cast(null as Nullable(String)) as scheduled_at,
+    cast(null as Nullable(String)) as started_at,
+    cast(null as Nullable(String)) as completed_at,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
 where 0
+
+-- model jobs_queue_from_jobs_messages_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`jobs_queue`
+
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['event_id'], 1) = '"', JSONExtractString(fields['event_id']), null) as event_id,
+    if(left(fields['event_time'], 1) = '"', JSONExtractString(fields['event_time']), null) as event_time,
+    if(left(fields['event_type'], 1) = '"', JSONExtractString(fields['event_type']), null) as event_type,
+    if(left(fields['event_name'], 1) = '"', JSONExtractString(fields['event_name']), null) as event_name,
+    if(left(fields['user_id'], 1) = '"', JSONExtractString(fields['user_id']), null) as user_id,
+    if(left(fields['workflow_id'], 1) = '"', JSONExtractString(fields['workflow_id']), null) as workflow_id,
+    if(left(fields['job_id'], 1) = '"', JSONExtractString(fields['job_id']), null) as job_id,
+    if(left(fields['status'], 1) = '"', JSONExtractString(fields['status']), null) as status,
+    if(left(fields['scheduled_at'], 1) = '"', JSONExtractString(fields['scheduled_at']), null) as scheduled_at,
+    if(left(fields['started_at'], 1) = '"', JSONExtractString(fields['started_at']), null) as started_at,
+    if(left(fields['completed_at'], 1) = '"', JSONExtractString(fields['completed_at']), null) as completed_at,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['event_id'], 1) NOT IN ('"', 'n', ''), 'event_id is ' || transform(left(fields['event_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_id']) = 0), 'event_id is a number, not a string',
+        left(fields['event_time'], 1) NOT IN ('"', 'n', ''), 'event_time is ' || transform(left(fields['event_time'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_time'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_time']) = 0), 'event_time is a number, not a string',
+        left(fields['event_type'], 1) NOT IN ('"', 'n', ''), 'event_type is ' || transform(left(fields['event_type'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_type'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_type']) = 0), 'event_type is a number, not a string',
+        left(fields['event_name'], 1) NOT IN ('"', 'n', ''), 'event_name is ' || transform(left(fields['event_name'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_name'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_name']) = 0), 'event_name is a number, not a string',
+        left(fields['user_id'], 1) NOT IN ('"', 'n', ''), 'user_id is ' || transform(left(fields['user_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['user_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['user_id']) = 0), 'user_id is a number, not a string',
+        left(fields['workflow_id'], 1) NOT IN ('"', 'n', ''), 'workflow_id is ' || transform(left(fields['workflow_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['workflow_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['workflow_id']) = 0), 'workflow_id is a number, not a string',
+        left(fields['job_id'], 1) NOT IN ('"', 'n', ''), 'job_id is ' || transform(left(fields['job_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['job_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['job_id']) = 0), 'job_id is a number, not a string',
+        left(fields['status'], 1) NOT IN ('"', 'n', ''), 'status is ' || transform(left(fields['status'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['status'], '^"-?[0-9]{20,}"$') AND position(payload, fields['status']) = 0), 'status is a number, not a string',
+        left(fields['scheduled_at'], 1) NOT IN ('"', 'n', ''), 'scheduled_at is ' || transform(left(fields['scheduled_at'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['scheduled_at'], '^"-?[0-9]{20,}"$') AND position(payload, fields['scheduled_at']) = 0), 'scheduled_at is a number, not a string',
+        left(fields['started_at'], 1) NOT IN ('"', 'n', ''), 'started_at is ' || transform(left(fields['started_at'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['started_at'], '^"-?[0-9]{20,}"$') AND position(payload, fields['started_at']) = 0), 'started_at is a number, not a string',
+        left(fields['completed_at'], 1) NOT IN ('"', 'n', ''), 'completed_at is ' || transform(left(fields['completed_at'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['completed_at'], '^"-?[0-9]{20,}"$') AND position(payload, fields['completed_at']) = 0), 'completed_at is a number, not a string',
+        '') as _error,
+    payload as _raw_message
+from `analytics_compile`.`jobs_messages`
 
 -- model kafka_consumer_lag
 -- config {"enabled": true, "engine": "ReplacingMergeTree(measured_at)", "materialized": "incremental", "order_by": "(consumer_group, topic, partition)"}
@@ -576,37 +837,53 @@ where 0
 
 with
 accepted as (
-    select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
-    from `analytics_compile`.`analytics_queue`
-    where _error = ''
-      and (EventKey IS NOT NULL AND EventKey != '')
-      and (UserID IS NOT NULL AND UserID != '')
-      and (WorkflowID IS NOT NULL AND WorkflowID != '')
-      and (EventType IN ('WORKFLOWS', 'JOBS', 'LOGS'))
-      and (Data IS NULL OR JSONType(Data) = 'Object')
-      and (EventType != 'JOBS' OR JSONType(ifNull(Data, '{}'), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double'))
-      and (EventType != 'LOGS' OR JSONType(ifNull(Data, '{}'), 'count') IN ('Int64', 'UInt64'))
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation from `analytics_compile`.`analytics_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WorkflowID_is_required: WorkflowID is missing or empty', 'analytics event refused, WorkflowID_is_required: WorkflowID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS', 'analytics event refused, EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS') = 0
+      and throwIf(_offset IS NULL AND _violation = 'Data_is_an_object: Data is missing or not a JSON object', 'analytics event refused, Data_is_an_object: Data is missing or not a JSON object') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind', 'analytics event refused, WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind') = 0
+      and throwIf(_offset IS NULL AND _violation = 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000', 'analytics event refused, JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000') = 0
+      and throwIf(_offset IS NULL AND _violation = 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295', 'analytics event refused, LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295') = 0
+      and _violation = ''
 ),
 
 incoming as (
     select
-        assumeNotNull(EventKey) as event_key,
+        ifNull(EventKey, '') as event_key,
         assumeNotNull(UserID) as user_id,
         assumeNotNull(WorkflowID) as workflow_id,
         assumeNotNull(EventType) as event_type,
-        JSONExtractString(ifNull(Data, '{}'), 'kind') as kind,
+        toJSONString(Data) as data,
+        JSONExtractString(data, 'kind') as kind,
         -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
-        toUInt64(greatest(floor(JSONExtractFloat(ifNull(Data, '{}'), 'job_execution_duration')), 0)) as job_execution_seconds,
-        JSONExtractFloat(ifNull(Data, '{}'), 'job_execution_duration') as job_execution_duration,
-        toUInt64(greatest(JSONExtractInt(ifNull(Data, '{}'), 'count'), 0)) as log_count,
-        ifNull(Data, '') as data,
+        toUInt64(greatest(floor(JSONExtractFloat(data, 'job_execution_duration')), 0)) as job_execution_seconds,
+        JSONExtractFloat(data, 'job_execution_duration') as job_execution_duration,
+        toUInt64(greatest(JSONExtractInt(data, 'count'), 0)) as log_count,
         -- the legacy events carry no time of their own: Kafka's timestamp, else arrival
-        coalesce(cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))), now64(3, 'UTC')) as received_at,
-        ifNull(cast(_topic as Nullable(String)), 'analytics') as kafka_topic,
-    cast(_partition as Nullable(UInt64)) as kafka_partition,
-    cast(_offset as Nullable(UInt64)) as kafka_offset,
-    cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
-        sipHash128('analytics', event_key) as dedup_key
+        coalesce(_timestamp_ms, now64(3, 'UTC')) as received_at,
+        ifNull(_topic, 'analytics') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
     from accepted
     limit 1 by dedup_key
 )
@@ -615,7 +892,10 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('analytics', EventKey) from `analytics_compile`.`analytics_queue`)
+      where key in (select multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_compile`.`analytics_queue`)
   )
 
 -- model seen_keys
@@ -705,30 +985,57 @@ where 0
 
 with
 accepted as (
-    select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
-    from `analytics_compile`.`telemetry_queue`
-    where _error = ''
-      and (isValidJSON(message) AND JSONType(message) = 'Object')
-      and (JSONType(message, 'event_id') = 'String' AND JSONExtractString(message, 'event_id') != '')
-      and (parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC') IS NOT NULL)
-      and (JSONType(message, 'event_type') = 'String' AND JSONExtractString(message, 'event_type') != '')
-      and (JSONType(message, 'event_name') = 'String' AND JSONExtractString(message, 'event_name') != '')
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
+    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
+    ''
+  ) as _violation from `analytics_compile`.`telemetry_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'telemetry event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'message_is_an_object: the message is not a JSON object in UTF-8', 'telemetry event refused, message_is_an_object: the message is not a JSON object in UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'keys_are_unique: the message has a duplicate key', 'telemetry event refused, keys_are_unique: the message has a duplicate key') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_a_string: event_id is missing, empty or not a string', 'telemetry event refused, event_id_is_a_string: event_id is missing, empty or not a string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'telemetry event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log', 'telemetry event refused, event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_a_string: event_name is missing, empty or not a string', 'telemetry event refused, event_name_is_a_string: event_name is missing, empty or not a string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'service_name_is_a_string: service_name is not a JSON string', 'telemetry event refused, service_name_is_a_string: service_name is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'service_version_is_a_string: service_version is not a JSON string', 'telemetry event refused, service_version_is_a_string: service_version is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'service_commit_is_a_string: service_commit is not a JSON string', 'telemetry event refused, service_commit_is_a_string: service_commit is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'install_id_is_a_string: install_id is not a JSON string', 'telemetry event refused, install_id_is_a_string: install_id is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_a_string: user_id is not a JSON string', 'telemetry event refused, user_id_is_a_string: user_id is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'is_dev_is_a_boolean: is_dev is not a JSON boolean', 'telemetry event refused, is_dev_is_a_boolean: is_dev is not a JSON boolean') = 0
+      and throwIf(_offset IS NULL AND _violation = 'value_is_a_number: value is not a JSON number', 'telemetry event refused, value_is_a_number: value is not a JSON number') = 0
+      and throwIf(_offset IS NULL AND _violation = 'metric_has_a_value: a metric event needs a value', 'telemetry event refused, metric_has_a_value: a metric event needs a value') = 0
+      and _violation = ''
 ),
 
 incoming as (
     select
         JSONExtractString(message, 'event_id') as event_id,
-        parseDateTime64BestEffort(JSONExtractString(message, 'event_time'), 3, 'UTC') as event_time,
+        assumeNotNull(if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null)) as event_time,
         JSONExtractString(message, 'event_type') as event_type,
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
-        if(JSONType(message, 'value') in ('Int64', 'UInt64', 'Double'), JSONExtractFloat(message, 'value'), null) as value,
+        if((match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)), toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
         cast(message as JSON) as attributes,
-        ifNull(cast(_topic as Nullable(String)), 'telemetry') as kafka_topic,
-    cast(_partition as Nullable(UInt64)) as kafka_partition,
-    cast(_offset as Nullable(UInt64)) as kafka_offset,
-    cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+        ifNull(_topic, 'telemetry') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
         now64(3, 'UTC') as ingested_at,
         sipHash128('telemetry', event_id) as dedup_key
     from accepted
@@ -742,12 +1049,47 @@ select * from incoming
       where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_compile`.`telemetry_queue`)
   )
 
--- model telemetry_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONAsString", "kafka_group_name": "analytics_telemetry", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "telemetry"}}
+-- model telemetry_messages
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_telemetry", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "telemetry"}}
 select
-    cast('' as String) as message
-    
+    cast('' as String) as payload
 where 0
+
+-- model telemetry_queue
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
+    cast('' as String) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+
+-- model telemetry_queue_from_telemetry_messages_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`telemetry_queue`
+
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type
+select
+    payload as message,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        '') as _error,
+    payload as _raw_message
+from `analytics_compile`.`telemetry_messages`
 
 -- model user_totals
 -- config {"enabled": true, "materialized": "view"}
@@ -922,30 +1264,45 @@ where 0
 
 with
 accepted as (
-    select *, _topic, _partition, _offset, _timestamp_ms, _error, _raw_message
-    from `analytics_compile`.`workflows_queue`
-    where _error = ''
-      and (event_id IS NOT NULL AND event_id != '')
-      and (event_time IS NOT NULL)
-      and (event_type = 'workflow')
-      and (event_name IS NOT NULL AND event_name != '')
-      and (event_name IN ('created', 'updated', 'terminated', 'deleted'))
-      and (user_id IS NOT NULL AND user_id != '')
-      and (workflow_id IS NOT NULL AND workflow_id != '')
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
+    ''
+  ) as _violation from `analytics_compile`.`workflows_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'workflows event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'workflows event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'workflows event refused, event_id_is_required: event_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'workflows event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_workflow: event_type is not \'workflow\'', 'workflows event refused, event_type_is_workflow: event_type is not \'workflow\'') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'workflows event refused, event_name_is_required: event_name is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created, updated, terminated, deleted', 'workflows event refused, event_name_is_known: event_name is not one of created, updated, terminated, deleted') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'workflows event refused, user_id_is_required: user_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'workflows event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'kind_is_required: kind is missing or empty', 'workflows event refused, kind_is_required: kind is missing or empty') = 0
+      and _violation = ''
 ),
 
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(event_time) as event_time,
+        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
         assumeNotNull(event_name) as event_name,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         ifNull(kind, '') as kind,
-        ifNull(cast(_topic as Nullable(String)), 'workflows') as kafka_topic,
-    cast(_partition as Nullable(UInt64)) as kafka_partition,
-    cast(_offset as Nullable(UInt64)) as kafka_offset,
-    cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+        ifNull(_topic, 'workflows') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
         now64(3, 'UTC') as ingested_at,
         sipHash128('workflows', event_id) as dedup_key
     from accepted
@@ -1096,18 +1453,76 @@ select
 from `analytics_compile`.`workflow_events`
 group by all
 
--- model workflows_queue
--- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_workflows", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "workflows"}}
+-- model workflows_messages
+-- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_workflows", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "workflows"}}
 select
+    cast('' as String) as payload
+where 0
+
+-- model workflows_queue
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
     cast(null as Nullable(String)) as event_id,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as event_time,
+    cast(null as Nullable(String)) as event_time,
     cast(null as Nullable(String)) as event_type,
     cast(null as Nullable(String)) as event_name,
     cast(null as Nullable(String)) as user_id,
     cast(null as Nullable(String)) as workflow_id,
-    cast(null as Nullable(String)) as kind
-    
+    cast(null as Nullable(String)) as kind,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
 where 0
+
+-- model workflows_queue_from_workflows_messages_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflows_queue`
+
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['event_id'], 1) = '"', JSONExtractString(fields['event_id']), null) as event_id,
+    if(left(fields['event_time'], 1) = '"', JSONExtractString(fields['event_time']), null) as event_time,
+    if(left(fields['event_type'], 1) = '"', JSONExtractString(fields['event_type']), null) as event_type,
+    if(left(fields['event_name'], 1) = '"', JSONExtractString(fields['event_name']), null) as event_name,
+    if(left(fields['user_id'], 1) = '"', JSONExtractString(fields['user_id']), null) as user_id,
+    if(left(fields['workflow_id'], 1) = '"', JSONExtractString(fields['workflow_id']), null) as workflow_id,
+    if(left(fields['kind'], 1) = '"', JSONExtractString(fields['kind']), null) as kind,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['event_id'], 1) NOT IN ('"', 'n', ''), 'event_id is ' || transform(left(fields['event_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_id']) = 0), 'event_id is a number, not a string',
+        left(fields['event_time'], 1) NOT IN ('"', 'n', ''), 'event_time is ' || transform(left(fields['event_time'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_time'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_time']) = 0), 'event_time is a number, not a string',
+        left(fields['event_type'], 1) NOT IN ('"', 'n', ''), 'event_type is ' || transform(left(fields['event_type'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_type'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_type']) = 0), 'event_type is a number, not a string',
+        left(fields['event_name'], 1) NOT IN ('"', 'n', ''), 'event_name is ' || transform(left(fields['event_name'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_name'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_name']) = 0), 'event_name is a number, not a string',
+        left(fields['user_id'], 1) NOT IN ('"', 'n', ''), 'user_id is ' || transform(left(fields['user_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['user_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['user_id']) = 0), 'user_id is a number, not a string',
+        left(fields['workflow_id'], 1) NOT IN ('"', 'n', ''), 'workflow_id is ' || transform(left(fields['workflow_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['workflow_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['workflow_id']) = 0), 'workflow_id is a number, not a string',
+        left(fields['kind'], 1) NOT IN ('"', 'n', ''), 'kind is ' || transform(left(fields['kind'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['kind'], '^"-?[0-9]{20,}"$') AND position(payload, fields['kind']) = 0), 'kind is a number, not a string',
+        '') as _error,
+    payload as _raw_message
+from `analytics_compile`.`workflows_messages`
 
 -- disabled job_duration_daily_all
 

@@ -1,11 +1,7 @@
-{# The scheduler's pre-aggregated events, in their original field names. #}
-{{ config(**landing_config('analytics')) }}
+{#- The scheduler's pre-aggregated events, in their original field names: from the `analytics`
+    topic's messages, or inserted over HTTP (JSONEachRow). `Data` is a JSON object. -#}
+{{ config(engine='Null()') }}
 
 select
-    cast(null as Nullable(String)) as EventKey,
-    cast(null as Nullable(String)) as UserID,
-    cast(null as Nullable(String)) as WorkflowID,
-    cast(null as Nullable(String)) as EventType,
-    cast(null as Nullable(String)) as Data
-    {{ kafka_metadata_columns() }}
+    {{ landing_columns('analytics') }}
 where 0

@@ -1,10 +1,9 @@
 {#
   Telemetry carries arbitrary attributes, which JSONEachRow would drop (it maps keys to columns),
-  so each message arrives whole as one string: `INSERT ... FORMAT JSONAsString`.
+  so each event arrives whole as one string: `INSERT ... (message) FORMAT JSONAsString`.
 #}
-{{ config(**landing_config('telemetry', format='JSONAsString')) }}
+{{ config(engine='Null()') }}
 
 select
-    cast('' as String) as message
-    {{ kafka_metadata_columns() }}
+    {{ landing_columns('telemetry') }}
 where 0

@@ -1,12 +1,6 @@
-{{ config(**landing_config('workflows')) }}
+{#- Typed landing rows of the `workflows` topic: from its messages, or inserted over HTTP (JSONEachRow). -#}
+{{ config(engine='Null()') }}
 
 select
-    cast(null as Nullable(String)) as event_id,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as event_time,
-    cast(null as Nullable(String)) as event_type,
-    cast(null as Nullable(String)) as event_name,
-    cast(null as Nullable(String)) as user_id,
-    cast(null as Nullable(String)) as workflow_id,
-    cast(null as Nullable(String)) as kind
-    {{ kafka_metadata_columns() }}
+    {{ landing_columns('workflows') }}
 where 0

@@ -1,4 +1,4 @@
-{#- With Kafka-engine ingest: what the job_logs topic delivered that breaks the contract. -#}
-{{ config(materialized='materialized_view', catchup=false, enabled=var('ingest') == 'kafka') }}
+{#- What the job_logs topic delivered from Kafka that cannot be taken in: one dead letter per message. -#}
+{{ config(materialized='materialized_view', catchup=false) }}
 {{ materialization_target_table(ref('dead_letters')) }}
 {{ dead_letters_from('job_logs') }}

@@ -9,15 +9,15 @@ accepted as (
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(event_time) as event_time,
+        assumeNotNull({{ parse_timestamp('event_time') }}) as event_time,
         assumeNotNull(event_name) as event_name,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         assumeNotNull(job_id) as job_id,
-        ifNull(status, '') as status,
-        scheduled_at,
-        started_at,
-        completed_at,
+        {{ normalized_job_status('assumeNotNull(status)') }} as status,
+        {{ parse_timestamp('scheduled_at') }} as scheduled_at,
+        {{ parse_timestamp('started_at') }} as started_at,
+        {{ parse_timestamp('completed_at') }} as completed_at,
         {{ kafka_position('jobs') }},
         now64(3, 'UTC') as ingested_at,
         {{ dedup_key('jobs', 'event_id') }} as dedup_key

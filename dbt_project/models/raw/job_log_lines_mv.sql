@@ -9,13 +9,13 @@ accepted as (
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(event_time) as event_time,
+        assumeNotNull({{ parse_timestamp('event_time') }}) as event_time,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         assumeNotNull(job_id) as job_id,
-        toUInt64(ifNull(count, 1)) as count,
+        toUInt64(ifNull({{ number_of('count') }}, 1)) as count,
         ifNull(stream, '') as stream,
-        sequence,
+        toUInt64({{ number_of('sequence') }}) as sequence,
         ifNull(message, '') as message,
         {{ kafka_position('job_logs') }},
         now64(3, 'UTC') as ingested_at,

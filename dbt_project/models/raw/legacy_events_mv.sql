@@ -8,23 +8,23 @@ accepted as (
 
 incoming as (
     select
-        assumeNotNull(EventKey) as event_key,
+        ifNull(EventKey, '') as event_key,
         assumeNotNull(UserID) as user_id,
         assumeNotNull(WorkflowID) as workflow_id,
         assumeNotNull(EventType) as event_type,
-        JSONExtractString(ifNull(Data, '{}'), 'kind') as kind,
+        toJSONString(Data) as data,
+        JSONExtractString(data, 'kind') as kind,
         -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
-        toUInt64(greatest(floor(JSONExtractFloat(ifNull(Data, '{}'), 'job_execution_duration')), 0)) as job_execution_seconds,
-        JSONExtractFloat(ifNull(Data, '{}'), 'job_execution_duration') as job_execution_duration,
-        toUInt64(greatest(JSONExtractInt(ifNull(Data, '{}'), 'count'), 0)) as log_count,
-        ifNull(Data, '') as data,
+        toUInt64(greatest(floor(JSONExtractFloat(data, 'job_execution_duration')), 0)) as job_execution_seconds,
+        JSONExtractFloat(data, 'job_execution_duration') as job_execution_duration,
+        toUInt64(greatest(JSONExtractInt(data, 'count'), 0)) as log_count,
         -- the legacy events carry no time of their own: Kafka's timestamp, else arrival
-        coalesce(cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))), now64(3, 'UTC')) as received_at,
+        coalesce(_timestamp_ms, now64(3, 'UTC')) as received_at,
         {{ kafka_position('analytics') }},
-        {{ dedup_key('analytics', 'event_key') }} as dedup_key
+        {{ legacy_dedup_key() }} as dedup_key
     from accepted
     limit 1 by dedup_key
 )
 
-{% set keys %}select {{ dedup_key('analytics', 'EventKey') }} from {{ ref('analytics_queue') }}{% endset %}
+{% set keys %}select {{ legacy_dedup_key() }} from {{ ref('analytics_queue') }}{% endset %}
 {{ first_seen('incoming', keys) }}

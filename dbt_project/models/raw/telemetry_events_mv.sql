@@ -9,12 +9,12 @@ accepted as (
 incoming as (
     select
         JSONExtractString(message, 'event_id') as event_id,
-        parseDateTime64BestEffort(JSONExtractString(message, 'event_time'), 3, 'UTC') as event_time,
+        assumeNotNull({{ parse_timestamp("JSONExtractString(message, 'event_time')") }}) as event_time,
         JSONExtractString(message, 'event_type') as event_type,
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
-        if(JSONType(message, 'value') in ('Int64', 'UInt64', 'Double'), JSONExtractFloat(message, 'value'), null) as value,
+        if({{ raw_is('value', 'number') }}, toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
         cast(message as JSON) as attributes,
         {{ kafka_position('telemetry') }},
         now64(3, 'UTC') as ingested_at,

@@ -1,0 +1,134 @@
+{#-
+  Each topic's fields and how one Kafka message becomes one typed landing row.
+
+  Kinds: `string` (ids, names, timestamps; checked by the contract's rules), `number` (a Dynamic
+  column, so the rules see the JSON type: 5 and 5.0 are numbers, "5" is not) and `object` (a JSON
+  column). A field of another JSON type than its kind allows is a parse error, as it is for the
+  HTTP intake, whose embedded server reads JSON strictly (embedded/engine.py, JSON_INPUT_PROFILE).
+-#}
+
+{% macro landing_fields(topic) %}
+  {%- set envelope = [('event_id', 'string'), ('event_time', 'string'), ('event_type', 'string'), ('event_name', 'string')] -%}
+  {%- set owner = [('user_id', 'string'), ('workflow_id', 'string')] -%}
+  {%- if topic == 'workflows' -%}
+    {{ return(envelope + owner + [('kind', 'string')]) }}
+  {%- elif topic == 'jobs' -%}
+    {{ return(envelope + owner + [('job_id', 'string'), ('status', 'string'), ('scheduled_at', 'string'),
+                                  ('started_at', 'string'), ('completed_at', 'string')]) }}
+  {%- elif topic == 'job_logs' -%}
+    {{ return(envelope + owner + [('job_id', 'string'), ('count', 'number'), ('stream', 'string'),
+                                  ('sequence', 'number'), ('message', 'string')]) }}
+  {%- elif topic == 'analytics' -%}
+    {{ return([('EventKey', 'string'), ('UserID', 'string'), ('WorkflowID', 'string'), ('EventType', 'string'),
+               ('Data', 'object')]) }}
+  {%- elif topic == 'telemetry' -%}
+    {{ return([('message', 'message')]) }}
+  {%- else -%}
+    {{ exceptions.raise_compiler_error('no landing fields for topic ' ~ topic) }}
+  {%- endif -%}
+{% endmacro %}
+
+{% macro landing_field_names(topic) %}
+  {%- set names = [] -%}
+  {%- for name, kind in landing_fields(topic) -%}{%- do names.append(name) -%}{%- endfor -%}
+  {{ return(names) }}
+{% endmacro %}
+
+{#- The fields held as text (the contract's rules check they are UTF-8). -#}
+{% macro landing_string_fields(topic) %}
+  {%- set names = [] -%}
+  {%- for name, kind in landing_fields(topic) if kind == 'string' -%}{%- do names.append(name) -%}{%- endfor -%}
+  {{ return(names) }}
+{% endmacro %}
+
+{% macro landing_type(kind) -%}
+  {{ {'string': 'Nullable(String)', 'number': 'Dynamic', 'object': 'Nullable(JSON)', 'message': 'String'}[kind] }}
+{%- endmacro %}
+
+{#- The typed columns of `<topic>_queue`, then the metadata every landing row carries. -#}
+{% macro landing_columns(topic) -%}
+  {%- for name, kind in landing_fields(topic) %}
+    cast({{ "''" if kind == 'message' else 'null' }} as {{ landing_type(kind) }}) as {{ name }},
+  {%- endfor %}
+    {{ landing_metadata_columns() }}
+{%- endmacro %}
+
+{#- The JSON type of a raw value (`raw`: its text, '' when the key is absent), in words. -#}
+{% macro json_kind(raw) -%}
+  transform(left({{ raw }}, 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number')
+{%- endmacro %}
+
+{#-
+  True when a string-looking raw value was a bare integer of 20 digits or more: simdjson (the JSON
+  functions' parser) hands such an integer over as a string. Its quoted form is then nowhere in the
+  message. Rare, so the test is cheap: only all-digit values get the search.
+-#}
+{% macro bare_big_integer(raw, message) -%}
+  (match({{ raw }}, '^"-?[0-9]{20,}"$') AND position({{ message }}, {{ raw }}) = 0)
+{%- endmacro %}
+
+{% macro parsed_field(name, kind) -%}
+  {%- set raw = "fields['" ~ name ~ "']" -%}
+  {%- if kind == 'string' -%}
+    if(left({{ raw }}, 1) = '"', JSONExtractString({{ raw }}), null)
+  {%- elif kind == 'number' -%}
+    multiIf(
+        {{ raw }} IN ('', 'null'), null,
+        JSONType({{ raw }}) = 'Int64', cast(JSONExtractInt({{ raw }}) as Dynamic),
+        JSONType({{ raw }}) = 'UInt64', cast(JSONExtractUInt({{ raw }}) as Dynamic),
+        JSONType({{ raw }}) = 'Double', cast(JSONExtractFloat({{ raw }}) as Dynamic),
+        {{ bare_big_integer(raw, 'payload') }}, cast(toFloat64OrNull(trim(BOTH '"' FROM {{ raw }})) as Dynamic),
+        cast({{ raw }} as Dynamic))
+  {%- elif kind == 'object' -%}
+    if(left({{ raw }}, 1) = '{', cast(if(left({{ raw }}, 1) = '{', {{ raw }}, '{}') as JSON), null)
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The parse error a field's JSON type makes, or ''. -#}
+{% macro field_type_error(name, kind) -%}
+  {%- set raw = "fields['" ~ name ~ "']" -%}
+  {%- if kind == 'string' -%}
+    left({{ raw }}, 1) NOT IN ('"', 'n', ''), '{{ name }} is {{ "' || " ~ json_kind(raw) ~ " || '" }}, not a string',
+    {{ bare_big_integer(raw, 'payload') }}, '{{ name }} is a number, not a string',
+  {%- elif kind == 'object' -%}
+    left({{ raw }}, 1) NOT IN ('{', 'n', ''), '{{ name }} is {{ "' || " ~ json_kind(raw) ~ " || '" }}, not an object',
+  {%- endif -%}
+{%- endmacro %}
+
+{#-
+  One typed landing row per message (`payload`) of `<topic>_messages`: its fields, its position, and `_error`
+  when it cannot be read (not UTF-8, not JSON, not one object, a duplicate key, a field of the wrong
+  JSON type). `_raw_message` keeps the message's bytes for the dead letters.
+-#}
+{% macro parse_messages(topic) -%}
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type
+{%- if topic != 'telemetry' %},
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+{%- endif %}
+select
+  {%- for name, kind in landing_fields(topic) %}
+    {{ 'payload' if kind == 'message' else parsed_field(name, kind) }} as {{ name }},
+  {%- endfor %}
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+      {%- if topic != 'telemetry' %}
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        {%- for name, kind in landing_fields(topic) %}
+        {{ field_type_error(name, kind) }}
+        {%- endfor %}
+      {%- endif %}
+        '') as _error,
+    payload as _raw_message
+from {{ ref(topic ~ '_messages') }}
+{%- endmacro %}

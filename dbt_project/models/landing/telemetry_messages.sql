@@ -1,0 +1,6 @@
+{#- The `telemetry` topic's messages as they came, one row each, with their Kafka position (see macros/landing.sql). -#}
+{{ config(**messages_config('telemetry')) }}
+
+select
+    {{ message_columns() }}
+where 0

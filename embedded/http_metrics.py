@@ -1,0 +1,124 @@
+"""Prometheus metrics of the ClickHouse HTTP interface, as an ASGI middleware that also serves them.
+
+It wraps the front (embedded/http.py) without touching it: each request is counted by kind
+(query, insert, other statements, ping), timed until its last byte, and its error counted by
+ClickHouse's exception code; inserts add the rows ClickHouse reports written. ``GET /metrics``
+answers with these and every other registry handed in (the process's default one, which holds the
+Kafka bridge's metrics, and in `analytics up` the gRPC service's), in Prometheus' text format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterable
+from urllib.parse import parse_qs
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_QUERY_WORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN")
+
+
+class Registries:
+    """Several registries behind one `collect()`; registries can join later (a component that starts)."""
+
+    def __init__(self, registries: Iterable = ()):
+        self.registries = list(registries)
+
+    def add(self, registry) -> None:
+        if registry not in self.registries:
+            self.registries.append(registry)
+
+    def collect(self):
+        for registry in list(self.registries):
+            yield from registry.collect()
+
+    def restricted_registry(self, names):
+        """What `/metrics?name[]=...` asks for (prometheus-client calls this)."""
+        wanted = set(names)
+        parent = self
+
+        class Restricted:
+            def collect(self):
+                for family in parent.collect():
+                    samples = [sample for sample in family.samples if sample.name in wanted]
+                    if samples:
+                        family.samples = samples
+                        yield family
+
+        return Restricted()
+
+
+def statement_kind(query: str) -> str:
+    word = query.lstrip(" \t\r\n(").split(None, 1)[0].upper() if query.strip() else ""
+    if word == "INSERT":
+        return "insert"
+    return "query" if word in _QUERY_WORDS else "other"
+
+
+class MetricsMiddleware:
+    """ASGI middleware: measures every HTTP request and serves GET /metrics."""
+
+    def __init__(self, app, registries: Registries | None = None):
+        self.app = app
+        self.registry = CollectorRegistry()
+        self.registries = registries if registries is not None else Registries([REGISTRY])
+        self.registries.add(self.registry)
+        self.exposition = make_asgi_app(self.registries)
+        self.requests = Counter(
+            "analytics_http_requests", "HTTP requests, by kind of statement", ["kind"], registry=self.registry
+        )
+        self.errors = Counter(
+            "analytics_http_errors",
+            "HTTP requests answered with an error, by kind and ClickHouse exception code",
+            ["kind", "code"],
+            registry=self.registry,
+        )
+        self.seconds = Histogram(
+            "analytics_http_request_seconds",
+            "Time from a request's arrival to its answer's last byte, by kind (queries and inserts)",
+            ["kind"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "analytics_http_written_rows", "Rows ClickHouse reports written by inserts", registry=self.registry
+        )
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "/")
+        if path == "/metrics" and scope.get("method") == "GET":
+            return await self.exposition(scope, receive, send)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [""])[0]
+        kind = "ping" if path in ("/ping", "/replicas_status") else statement_kind(query) if query else None
+        started = time.perf_counter()
+        outcome: dict = {}
+
+        async def observe(message):
+            if message["type"] == "http.response.start":
+                headers = {
+                    name.decode("latin-1").lower(): value.decode("latin-1") for name, value in message["headers"]
+                }
+                outcome.update(status=message["status"], headers=headers)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                self._record(kind, outcome, time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, observe)
+
+    def _record(self, kind: str | None, outcome: dict, seconds: float) -> None:
+        headers = outcome.get("headers", {})
+        if kind is None:  # the statement came in the body: a result format means it was a query
+            kind = "query" if "x-clickhouse-format" in headers else "other"
+        self.requests.labels(kind).inc()
+        self.seconds.labels(kind).observe(seconds)
+        status = outcome.get("status", 500)
+        if status >= 400:
+            self.errors.labels(kind, headers.get("x-clickhouse-exception-code", str(status))).inc()
+        elif kind == "insert" and "x-clickhouse-summary" in headers:
+            with contextlib.suppress(ValueError, TypeError):  # a summary that is not ClickHouse's shape
+                self.rows.inc(int(json.loads(headers["x-clickhouse-summary"]).get("written_rows", 0)))

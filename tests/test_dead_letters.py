@@ -1,0 +1,123 @@
+"""Dead letters you can act on: `analytics dead-letters`, its replay, and Dagster's replay job, on the
+embedded ClickHouse (messages inserted at Kafka positions as the bridge inserts them)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+from click.testing import CliRunner
+
+from analytics.cli import main
+from analytics.settings import Settings
+from embedded.landing_writer import row_binary
+from orchestration.dead_letters.jobs import replay_dead_letters
+from tests.intake import HTTP, execute, query
+from tests.malformed import valid_event
+from tests.test_contract_verdicts import KafkaRecord
+
+
+def insert_messages(server, topic: str, kafka_topic: str, payloads: list[bytes], first_offset: int = 0) -> None:
+    records = [KafkaRecord(payload, first_offset + n) for n, payload in enumerate(payloads)]
+    url = f"{server.url}/?{urlencode({'query': f'INSERT INTO analytics.{topic}_messages FORMAT RowBinary'})}"
+    response = HTTP.request("POST", url, body=row_binary(kafka_topic.encode(), records))
+    assert response.status == 200, response.data
+
+
+def refused_by_clickhouse(server, kafka_topic: str, offset: int, payload: bytes) -> None:
+    """A dead letter as the bridge writes one when ClickHouse refused the insert itself (not the data's fault)."""
+    execute(
+        server,
+        f"""INSERT INTO analytics.dead_letters (topic, partition, offset, raw_message, error, received_at)
+            VALUES ('{kafka_topic}', 0, {offset}, unhex('{payload.hex()}'),
+                    'ClickHouse refused it: Code: 1002. a fault since fixed', now64(3, 'UTC'))""",
+    )
+
+
+def letters(server, prefix: str) -> dict[tuple[str, int], str]:
+    rows = query(
+        server, f"SELECT topic, offset, error FROM analytics.dead_letters FINAL WHERE startsWith(topic, '{prefix}')"
+    )
+    return {(row["topic"], int(row["offset"])): row["error"] for row in rows}
+
+
+def counted(server, user: str) -> tuple[int, int]:
+    [row] = query(
+        server,
+        f"""SELECT (SELECT count() FROM analytics.job_events FINAL WHERE user_id = '{user}') AS jobs,
+                   (SELECT sum(log_count) FROM analytics.legacy_events FINAL WHERE user_id = '{user}') AS logs""",
+    )
+    return int(row["jobs"]), int(row["logs"] or 0)
+
+
+@pytest.fixture
+def dead(analytics_db):
+    """Dead letters of two topics: two the data's fault, two ClickHouse's (valid events, one keyless)."""
+    # Replays below are limited to dead letters received since now, so other tests' stay as they are.
+    [row] = query(analytics_db, "SELECT formatDateTime(now('UTC'), '%Y-%m-%d %H:%i:%S') AS now")
+    since = row["now"]
+    prefix = f"dl{uuid.uuid4().hex[:8]}."
+    user = f"dl-{uuid.uuid4().hex[:8]}"
+    jobs, legacy = prefix + "jobs", prefix + "analytics"
+    bad_status = json.dumps({**valid_event("jobs", 1, user), "status": "DONE"}).encode()
+    insert_messages(analytics_db, "jobs", jobs, [bad_status, b'{"event_id": "x1", "event_type": "job"'])
+    good_job = json.dumps(valid_event("jobs", 2, user)).encode()
+    keyless = json.dumps({**valid_event("analytics", 3, user), "EventKey": ""}).encode()
+    refused_by_clickhouse(analytics_db, jobs, 2, good_job)
+    refused_by_clickhouse(analytics_db, legacy, 7, keyless)
+    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    env = {"ANALYTICS_CLICKHOUSE_HTTP_PORT": str(analytics_db.port)}
+    return {
+        "prefix": prefix,
+        "user": user,
+        "jobs": jobs,
+        "legacy": legacy,
+        "settings": settings,
+        "env": env,
+        "since": since,
+    }
+
+
+def test_dead_letters_are_listed_by_topic_and_error(analytics_db, dead):
+    result = CliRunner().invoke(main, ["dead-letters", "--topic", dead["jobs"]], env=dead["env"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith(dead["jobs"])]
+    assert len(lines) == 3  # three errors, one line each
+    assert any("status_is_known" in line for line in lines)
+    assert any("the message is not valid JSON" in line for line in lines)
+    assert "3 dead letters" in result.output
+
+
+def test_replay_takes_in_what_passes_now_keeps_what_fails_and_counts_nothing_twice(analytics_db, dead):
+    prefix, user, env = dead["prefix"], dead["user"], dead["env"]
+    dry = CliRunner().invoke(main, ["dead-letters", "replay", "--dry-run", "--since", dead["since"]], env=env)
+    assert dry.exit_code == 0 and "would be replayed" in dry.output, dry.output
+    assert counted(analytics_db, user) == (0, 0) and len(letters(analytics_db, prefix)) == 4
+
+    for topic in (dead["jobs"], dead["legacy"]):
+        replayed = CliRunner().invoke(main, ["dead-letters", "replay", "--topic", topic], env=env)
+        assert replayed.exit_code == 0, replayed.output
+    assert counted(analytics_db, user) == (1, 2)  # the valid job and the keyless LOGS event (count 2)
+    remaining = letters(analytics_db, prefix)
+    assert set(remaining) == {(dead["jobs"], 0), (dead["jobs"], 1)}
+    assert remaining[(dead["jobs"], 0)].startswith("status_is_known")  # the new error of this replay
+
+    # Replayed again, and a duplicate of an old dead letter replayed too: nothing counts twice.
+    refused_by_clickhouse(
+        analytics_db, dead["legacy"], 7, json.dumps({**valid_event("analytics", 3, user), "EventKey": ""}).encode()
+    )
+    again = CliRunner().invoke(main, ["dead-letters", "replay", "--since", dead["since"]], env=env)
+    assert again.exit_code == 0, again.output
+    assert counted(analytics_db, user) == (1, 2)
+    assert set(letters(analytics_db, prefix)) == {(dead["jobs"], 0), (dead["jobs"], 1)}
+
+
+def test_the_dagster_job_replays_the_same_way(analytics_db, dead):
+    run_config = {"ops": {"replay_dead_letters_op": {"config": {"topic": dead["legacy"]}}}}
+    result = replay_dead_letters.execute_in_process(run_config=run_config, resources={"settings": dead["settings"]})
+    assert result.success
+    assert counted(analytics_db, dead["user"]) == (0, 2)
+    assert (dead["legacy"], 7) not in letters(analytics_db, dead["prefix"])
+    assert result.output_for_node("replay_dead_letters_op") == 0  # none still failing

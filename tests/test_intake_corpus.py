@@ -1,0 +1,51 @@
+"""The malformed messages of the Kafka corpus through the HTTP intake, each between two valid events
+of one batch: the batch is refused whole with the rule or parse error named, and nothing of it is
+stored (except the few shapes that are valid JSON-lines batches; tests/malformed.py says which)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.intake import HTTP, insert_statement, query
+from tests.malformed import http_accepts, shapes, valid_event
+
+TOPICS = ("workflows", "jobs", "job_logs", "analytics", "telemetry")
+RAW_TABLES = {
+    "workflows": ("workflow_events", "user_id"),
+    "jobs": ("job_events", "user_id"),
+    "job_logs": ("job_log_lines", "user_id"),
+    "analytics": ("legacy_events", "user_id"),
+    "telemetry": ("telemetry_events", "user_id"),
+}
+# A refusal names a contract rule, or is ClickHouse's parse error.
+NAMED = re.compile(r"refused, \w+: |Cannot |Unexpected |Duplicate field|JSON|expected ")
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_a_batch_with_a_malformed_message_is_refused_whole_with_the_problem_named(analytics_db, topic):
+    refused = 0
+    for shape in shapes(topic):
+        user = f"in{uuid.uuid4().hex[:10]}"
+        neighbours = [json.dumps(valid_event(topic, n, user)).encode() for n in (1, 2)]
+        body = neighbours[0] + b"\n" + shape.payload + b"\n" + neighbours[1]
+        response = HTTP.request(
+            "POST", f"{analytics_db.url}/?{urlencode({'query': insert_statement(topic)})}", body=body
+        )
+        table, column = RAW_TABLES[topic]
+        stored = int(
+            query(analytics_db, f"SELECT count() AS n FROM analytics.{table} WHERE {column} = '{user}'")[0]["n"]
+        )
+        if http_accepts(topic, shape):
+            assert response.status == 200, (shape.name, response.data[:300])
+            continue
+        text = response.data.decode(errors="replace")
+        assert response.status in (400, 500), (shape.name, response.status)
+        assert NAMED.search(text), (shape.name, text[:300])
+        assert stored == 0, (shape.name, stored)
+        refused += 1
+    assert refused >= 30

@@ -1,0 +1,166 @@
+"""Prometheus metrics, scraped as Prometheus would: the HTTP interface, `analytics ingest`, and the one
+endpoint of `analytics up` that carries the HTTP interface's, the bridge's and the gRPC service's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
+
+from analytics import analytics_pb2 as pb
+from embedded.bridge import config_from, prepare_topics
+from tests.embedded_server import free_port, stop_process
+from tests.grpc_server import start_up
+from tests.intake import HTTP, insert_statement
+from tests.malformed import valid_event
+from tests.test_bridge import settings_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} of a /metrics page."""
+    response = HTTP.request("GET", url)
+    assert response.status == 200, response.status
+    assert response.headers["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.data.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_the_http_interface_counts_queries_inserts_errors_and_rows(analytics_db):
+    before = scrape(f"{analytics_db.url}/metrics")
+    user = f"m{uuid.uuid4().hex[:8]}"
+    events = [valid_event("job_logs", n, user) for n in range(3)]
+    url = f"{analytics_db.url}/?{urlencode({'query': insert_statement('job_logs')})}"
+    assert HTTP.request("POST", url, body="\n".join(map(json.dumps, events)).encode()).status == 200
+    assert HTTP.request("POST", f"{analytics_db.url}/?query=SELECT%201").status == 200
+    assert HTTP.request("POST", f"{analytics_db.url}/?query=SELECT%20nope").status == 404
+    assert HTTP.request("POST", url, body=b"{broken").status == 400
+    after = scrape(f"{analytics_db.url}/metrics")
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("analytics_http_requests_total", kind="insert") == 2
+    assert grew("analytics_http_requests_total", kind="query") == 2
+    assert grew("analytics_http_errors_total", kind="query", code="47") == 1  # UNKNOWN_IDENTIFIER
+    insert_errors = {key for key in after if key[0] == "analytics_http_errors_total" and ("kind", "insert") in key[1]}
+    assert sum(after[key] - before.get(key, 0) for key in insert_errors) == 1  # a parse error, by its code
+    assert grew("analytics_http_written_rows_total") >= 3
+    assert grew("analytics_http_request_seconds_count", kind="insert") == 2
+
+
+def ingest(settings, metrics_port: int, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        **{key: value for key, value in settings.as_environment().items() if key.startswith("ANALYTICS_KAFKA")},
+        "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
+        "ANALYTICS_DATA_DIR": str(settings.data_dir),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "analytics.cli", "ingest", "--metrics-port", str(metrics_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "ab"),  # noqa: SIM115 - the child's for its lifetime
+        stderr=subprocess.STDOUT,
+    )
+
+
+def produce(kafka, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for value_ in values:
+        producer.produce(topic, value_)
+    assert producer.flush(30) == 0
+
+
+def wait_for(condition, what: str, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout  # an upper bound on a shared machine, not a speed claim
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.3)
+    return result
+
+
+@pytest.mark.kafka
+def test_analytics_ingest_serves_the_bridges_metrics(analytics_db, kafka, tmp_path):
+    prefix = f"x{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    prepare_topics(config_from(settings), create=True, partitions=1)
+    user = f"m{uuid.uuid4().hex[:8]}"
+    produce(kafka, prefix + "jobs", [json.dumps(valid_event("jobs", n, user)).encode() for n in range(4)] + [b"{"])
+    port = free_port()
+    process = ingest(settings, port, tmp_path / "ingest.log")
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+
+        def consumed():
+            try:
+                samples = scrape(url)
+            except Exception:  # noqa: BLE001 - not serving yet
+                return None
+            done = value(samples, "analytics_bridge_inserted_total", topic="jobs") == 5
+            return samples if done and value(samples, "analytics_dead_letters", topic=prefix + "jobs") == 1 else None
+
+        samples = wait_for(consumed, "the bridge's metrics to show the batch", 120)
+        assert process.poll() is None, (tmp_path / "ingest.log").read_text()
+        assert value(samples, "analytics_bridge_messages_total", topic="jobs") == 5
+        assert value(samples, "analytics_bridge_insert_seconds_count", topic="jobs") >= 1
+
+        def caught_up():  # the gauge is measured every few seconds, and may first show the backlog
+            samples = scrape(url)
+            key = ("analytics_bridge_consumer_lag", (("partition", "0"), ("topic", "jobs")))
+            return key in samples and samples[key] == 0
+
+        wait_for(caught_up, "the lag gauge to show the partition caught up")
+    finally:
+        stop_process(process)
+
+
+@pytest.mark.kafka
+def test_analytics_up_serves_every_parts_metrics_on_one_endpoint(kafka, tmp_path):
+    prefix = f"u{uuid.uuid4().hex[:8]}."
+    service = start_up(
+        tmp_path / "data",
+        env={
+            "ANALYTICS_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "ANALYTICS_KAFKA_TOPIC_PREFIX": prefix,
+            "ANALYTICS_KAFKA_CONSUMER_GROUP_PREFIX": f"{prefix}group",
+            "ANALYTICS_KAFKA_FLUSH_INTERVAL_MS": "100",
+        },
+    )
+    try:
+        produce(kafka, prefix + "job_logs", [json.dumps(valid_event("job_logs", 1, "up-user")).encode()])
+        url = service.extra["url"] + "/metrics"
+
+        def inserted():
+            samples = scrape(url)
+            return samples if value(samples, "analytics_bridge_inserted_total", topic="job_logs") >= 1 else None
+
+        wait_for(inserted, "the bridge inside analytics up to insert")
+        with service.channel() as channel:
+            answer = service.stub(channel).GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id="up-user"), timeout=10)
+        assert answer.total_joblogs == 3
+        samples = scrape(url)
+        grpc_calls = [key for key in samples if key[0] == "analytics_grpc_requests_total"]
+        assert grpc_calls and sum(samples[key] for key in grpc_calls) >= 1
+        assert any(key[0] == "analytics_http_requests_total" for key in samples)
+    finally:
+        # uvicorn re-raises SIGTERM once it has shut down: "terminated by SIGTERM" is a clean stop too.
+        assert service.stop() in (0, -signal.SIGTERM), service.log()
