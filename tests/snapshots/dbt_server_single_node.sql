@@ -337,8 +337,8 @@ select * from incoming
   )
 
 -- model job_log_lines
--- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id, event_time, dedup_key)", "partition_by": "toYYYYMMDD(event_time)", "settings": {"ttl_only_drop_parts": 1}}
--- post-hooks ["{{ apply_log_retention(this) }}"]
+-- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id, is_line, ifNull(sequence, 0), event_time, dedup_key)", "partition_by": "toYYYYMMDD(event_time)", "settings": {"ttl_only_drop_parts": 1}}
+-- post-hooks ["{{ apply_log_retention(this) }}", "{{ add_job_log_line_indexes(this) }}"]
 select
     cast('' as String) as event_id,
     cast(0 as DateTime64(3, 'UTC')) as event_time,
@@ -349,6 +349,7 @@ select
     cast('' as LowCardinality(String)) as stream,
     cast(null as Nullable(UInt64)) as sequence,
     cast('' as String) as message,
+    cast(false as Bool) as is_line,
     cast('' as LowCardinality(String)) as kafka_topic,
     cast(null as Nullable(UInt64)) as kafka_partition,
     cast(null as Nullable(UInt64)) as kafka_offset,
@@ -378,6 +379,15 @@ accepted as (
       and (count IS NULL OR count >= 1)
 ),
 
+-- An event is a line when it carries `message` (an empty one is an empty line); before the
+-- message is made non-null below, where ClickHouse would resolve `message` to that alias.
+with_line_flag as (
+    select
+        *,
+        message is not null as is_line
+    from accepted
+),
+
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
@@ -389,13 +399,14 @@ incoming as (
         ifNull(stream, '') as stream,
         sequence,
         ifNull(message, '') as message,
+        is_line,
         ifNull(cast(_topic as Nullable(String)), 'job_logs') as kafka_topic,
     cast(_partition as Nullable(UInt64)) as kafka_partition,
     cast(_offset as Nullable(UInt64)) as kafka_offset,
     cast(_timestamp_ms as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
         now64(3, 'UTC') as ingested_at,
         sipHash128('job_logs', event_id) as dedup_key
-    from accepted
+    from with_line_flag
     limit 1 by dedup_key
 )
 
@@ -405,6 +416,36 @@ select * from incoming
       select key from `analytics_compile`.`seen_keys`
       where key in (select sipHash128('job_logs', event_id) from `analytics_compile`.`job_logs_queue`)
   )
+
+-- model job_log_totals
+-- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)", "settings": {"index_granularity": 1024}}
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as lines,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as entries,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_line_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_line_at
+where 0
+
+-- model job_log_totals_from_job_log_lines_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`job_log_totals`
+
+
+select
+    user_id,
+    workflow_id,
+    job_id,
+    toUInt64(countIf(is_line)) as lines,
+    toUInt64(sum(count)) as entries,
+    min(event_time) as first_event_at,
+    minIfOrNull(event_time, is_line) as first_line_at,
+    maxIfOrNull(event_time, is_line) as last_line_at
+from `analytics_compile`.`job_log_lines`
+group by user_id, workflow_id, job_id
 
 -- model job_logs_queue
 -- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"date_time_input_format": "best_effort", "input_format_json_read_objects_as_strings": 1, "kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "JSONEachRow", "kafka_group_name": "analytics_job_logs", "kafka_handle_error_mode": "stream", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "job_logs"}}
@@ -1109,7 +1150,15 @@ select
     
 where 0
 
+-- disabled job_completions_all
+
 -- disabled job_duration_daily_all
+
+-- disabled job_log_lines_all
+
+-- disabled job_log_totals_all
+
+-- disabled jobs_first_seen_all
 
 -- disabled workflow_daily_all
 
