@@ -566,6 +566,124 @@ from `analytics_compile`.`telemetry_events`
 select dedup_key as key
 from `analytics_compile`.`workflow_events`
 
+-- model storage_log_retention
+-- config {"enabled": true, "materialized": "view"}
+select
+    name as table,
+    position(create_table_query, ' TTL ') = 0 as audit_mode,
+    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
+from system.tables
+where database = 'analytics_compile' and name = 'job_log_lines'
+
+-- model storage_tables
+-- config {"enabled": true, "materialized": "view"}
+with
+parts as (
+    select
+        table,
+        sum(rows) as rows,
+        count() as parts,
+        sum(bytes_on_disk) as bytes_on_disk,
+        sum(data_compressed_bytes) as compressed_bytes,
+        sum(data_uncompressed_bytes) as uncompressed_bytes
+    from system.parts
+    where database = 'analytics_compile' and active
+    group by table
+),
+
+tables as (
+    select
+        name as table,
+        engine,
+        total_rows,
+        total_bytes,
+        extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
+    from system.tables
+    where database = 'analytics_compile' and (engine like '%MergeTree' or engine = 'EmbeddedRocksDB')
+)
+
+select
+    tables.table as table,
+    tables.engine as engine,
+    toUInt64(if(parts.table != '', parts.rows, ifNull(tables.total_rows, 0))) as rows,
+    toUInt64(ifNull(parts.parts, 0)) as parts,
+    toUInt64(if(parts.table != '', parts.bytes_on_disk, ifNull(tables.total_bytes, 0))) as bytes_on_disk,
+    toUInt64(ifNull(parts.compressed_bytes, 0)) as compressed_bytes,
+    toUInt64(ifNull(parts.uncompressed_bytes, 0)) as uncompressed_bytes,
+    if(compressed_bytes > 0, uncompressed_bytes / compressed_bytes, null) as compression_ratio,
+    tables.ttl as ttl
+from tables
+left join parts on parts.table = tables.table
+order by table
+settings optimize_trivial_approximate_count_query = 1
+
+-- model storage_topics
+-- config {"enabled": true, "materialized": "view"}
+with
+raw as (
+    select
+        'workflows' as topic,
+        'workflow_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`workflow_events`
+    union all
+    select
+        'jobs' as topic,
+        'job_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`job_events`
+    union all
+    select
+        'job_logs' as topic,
+        'job_log_lines' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`job_log_lines`
+    union all
+    select
+        'analytics' as topic,
+        'legacy_events' as raw_table,
+        count() as events,
+        min(received_at) as oldest,
+        max(received_at) as newest
+    from `analytics_compile`.`legacy_events`
+    union all
+    select
+        'telemetry' as topic,
+        'telemetry_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`telemetry_events`
+),
+
+dead as (
+    select
+        topic,
+        count() as dead_letters,
+        max(received_at) as last_dead_letter_at
+    from `analytics_compile`.`dead_letters` final
+    group by topic
+)
+
+select
+    if(raw.topic != '', raw.topic, dead.topic) as topic,
+    raw.raw_table as raw_table,
+    toUInt64(raw.events) as events,
+    if(raw.events > 0, raw.oldest, null) as oldest_event_time,
+    if(raw.events > 0, raw.newest, null) as newest_event_time,
+    toUInt64(ifNull(dead.dead_letters, 0)) as dead_letters,
+    if(dead.dead_letters > 0, dead.last_dead_letter_at, null) as last_dead_letter_at
+from raw
+full outer join dead on dead.topic = concat('', raw.topic)
+order by topic
+
 -- model telemetry_events
 -- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(event_type, event_name, event_time, dedup_key)", "partition_by": "toYYYYMM(event_time)"}
 select
