@@ -27,7 +27,7 @@ FORMAT = "JSONCompactEachRow"
 TIMEOUT_EXCEEDED = 159  # ClickHouse's code when max_execution_time runs out
 SHORTEST_LIMIT = 0.001  # max_execution_time 0 means "no limit"; never send less than a millisecond
 
-Value = str | int | dt.date
+Value = str | int | dt.date | list | tuple
 
 
 class QueryFailed(Exception):
@@ -48,15 +48,37 @@ class QueryBackend(Protocol):
     def close(self) -> None: ...
 
 
+def _escaped(text: str) -> str:
+    return (
+        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0")
+    )
+
+
+def _literal(value: Value) -> str:
+    """A value inside an Array or Tuple parameter, in the quoted form ClickHouse reads there."""
+    if isinstance(value, list):
+        return "[" + ",".join(_literal(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_literal(item) for item in value) + ")"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.date):
+        return f"'{value.isoformat()}'"
+    return "'" + _escaped(value).replace("'", "\\'") + "'"
+
+
 def escape_value(value: Value) -> str:
-    """A parameter value in the text form ClickHouse parses it from (its escaped format)."""
+    """A parameter value in the text form ClickHouse parses it from (its escaped format).
+
+    A list is an Array value and a tuple a Tuple value, written as their literals.
+    """
+    if isinstance(value, list | tuple):
+        return _literal(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, int):
         return str(value)
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0")
-    )
+    return _escaped(value)
 
 
 def parse_rows(body: bytes) -> list[list]:
