@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 FORMAT = "JSONCompactEachRow"
 TIMEOUT_EXCEEDED = 159  # ClickHouse's code when max_execution_time runs out
 SHORTEST_LIMIT = 0.001  # max_execution_time 0 means "no limit"; never send less than a millisecond
+# Stored strings may hold bytes that are not UTF-8 (ClickHouse takes them in); JSON and protobuf
+# need UTF-8, so such bytes come out as U+FFFD instead of failing the answer.
+VALID_UTF8 = "output_format_json_validate_utf8"
 
 Value = str | int | dt.date | list | tuple
 
@@ -82,7 +85,12 @@ def escape_value(value: Value) -> str:
 
 
 def parse_rows(body: bytes) -> list[list]:
-    return [json.loads(line) for line in body.splitlines() if line]
+    """JSONCompactEachRow's lines, parsed as one JSON array (several times faster than line by line)."""
+    body = body.strip()
+    if not body:
+        return []
+    # A JSON line holds no raw line break (strings escape theirs), so each one separates two rows.
+    return json.loads(b"[" + body.replace(b"\n", b",") + b"]")
 
 
 T = TypeVar("T")
@@ -124,7 +132,7 @@ class ChdbBackend:
 
     def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
         # SET would change the connection for later queries; a SETTINGS clause applies to this one only.
-        limited = f"{sql}\nSETTINGS max_execution_time = {max(timeout, SHORTEST_LIMIT):.3f}"
+        limited = f"{sql}\nSETTINGS max_execution_time = {max(timeout, SHORTEST_LIMIT):.3f}, {VALID_UTF8} = 1"
         values = {name: escape_value(value) for name, value in params.items()}
         try:
             result = self._connections.get().query(limited, FORMAT, values)
@@ -161,7 +169,7 @@ class HttpBackend:
 
     def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
         limit = max(timeout, SHORTEST_LIMIT)
-        fields = {"default_format": FORMAT, "max_execution_time": f"{limit:.3f}"}
+        fields = {"default_format": FORMAT, "max_execution_time": f"{limit:.3f}", VALID_UTF8: "1"}
         fields.update({f"param_{name}": escape_value(value) for name, value in params.items()})
         # A pooled connection the server has closed meanwhile fails at once; a SELECT is safe to send again.
         for attempt in (1, 2):

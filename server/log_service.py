@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -34,30 +35,35 @@ STREAMS = {pb.LOG_STREAM_ALL: None, pb.LOG_STREAM_STDOUT: "stdout", pb.LOG_STREA
 
 def timestamp(time_ms: int) -> str:
     """RFC 3339 in UTC with milliseconds: 2026-03-02T10:00:00.123Z."""
-    moment = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=time_ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{time_ms % 1000:03d}Z"
 
 
 def line_message(row: LogRow) -> pb.LogLine:
     return pb.LogLine(
-        event_id=row.event_id,
-        timestamp=timestamp(row.time_ms),
-        stream=row.stream,
-        sequence=row.sequence,
-        message=row.message,
+        event_id=row.event_id, timestamp=row.timestamp, stream=row.stream, sequence=row.sequence, message=row.message
     )
 
 
 class JobLogService:
     """The job-log RPCs of AnalyticsService; the servicer hands them their calls."""
 
-    def __init__(self, logs: LogQueries, hub: TailHub, ids: IdFormat, default_deadline: float, max_tails: int):
+    def __init__(
+        self, logs: LogQueries, hub: TailHub, ids: IdFormat, default_deadline: float, max_tails: int, workers: int
+    ):
         self.logs = logs
         self.hub = hub
         self.ids = ids
         self.default_deadline = default_deadline
         self.max_tails = max_tails
         self._tail_slots = threading.BoundedSemaphore(max_tails)
+        # ListJobLogs asks for the job's counts while its page is read: two statements at once
+        # (each thread has a ClickHouse connection of its own).
+        self._beside = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="log-state")
+
+    def close(self) -> None:
+        """Stop the helper threads, once no call runs any more."""
+        self._beside.shutdown(wait=True, cancel_futures=True)
 
     def _job(self, request) -> JobRef:
         return JobRef(
@@ -65,12 +71,6 @@ class JobLogService:
             self.ids.check("workflow_id", request.workflow_id),
             self.ids.check("job_id", request.job_id),
         )
-
-    def _known(self, job: JobRef, timeout: float):
-        state = self.logs.job_state(job, timeout)
-        if not state.known:
-            raise NotFound(f"no {job}")
-        return state
 
     def list(self, request: pb.ListJobLogsRequest, context: grpc.ServicerContext) -> pb.ListJobLogsResponse:
         def respond(timeout: float) -> pb.ListJobLogsResponse:
@@ -84,9 +84,14 @@ class JobLogService:
                 "logs", job.user_id, job.workflow_id, job.job_id, stream, start, end, where.contains, descending
             )
             after = pagination.decode_log(request.page_token, query)
-            state = self._known(job, timeout)
-            # One line more than the page tells whether another page follows.
-            rows = self.logs.page(job, where, descending, after, page_size + 1, timeout)
+            asked = self._beside.submit(self.logs.log_state, job, timeout)
+            try:
+                # One line more than the page tells whether another page follows.
+                rows = self.logs.page(job, where, descending, after, page_size + 1, timeout)
+            finally:
+                state = asked.result()  # its failure, if any, is the answer's
+            if not state.logged and not self.logs.job_exists(job, timeout):
+                raise NotFound(f"no {job}")
             page, more = rows[:page_size], len(rows) > page_size
             return pb.ListJobLogsResponse(
                 lines=[line_message(row) for row in page],
@@ -112,9 +117,11 @@ class JobLogService:
     def _tail(self, request: pb.StreamJobLogsRequest, context: grpc.ServicerContext) -> Iterator[pb.LogLine]:
         job = self._job(request)
         where = LogFilter(STREAMS[check_enum("stream", request.stream, pb.LogStream)])
-        state = self._known(job, self._timeout(context))
+        known, ended = self.logs.tail_state(job, self._timeout(context))
+        if not known:
+            raise NotFound(f"no {job}")
         # Subscribe before reading the history, so no line falls between the two.
-        subscription = None if state.ended else self.hub.subscribe(job, self._timeout(context))
+        subscription = None if ended else self.hub.subscribe(job, self._timeout(context))
         if subscription is not None:
             context.add_callback(subscription.cancel)
         try:

@@ -12,6 +12,7 @@ than stored means retention removed some.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from server.backends import Value
 from server.pagination import LogPosition
@@ -21,20 +22,29 @@ JOB = "user_id = {user_id:String} and workflow_id = {workflow_id:String} and job
 # The table's order after the job: what pages, tails and tokens sort and resume by.
 LINE_ORDER = ("assumeNotNull(sequence)", "event_time", "dedup_key")
 LINE_COLUMNS = """event_id,
-    toUnixTimestamp64Milli(event_time),
+    concat(substring(formatDateTime(event_time, '%Y-%m-%dT%H:%i:%S.%f', 'UTC'), 1, 23), 'Z'),
     stream,
     ifNull(sequence, 0),
     message,
     hex(dedup_key),
+    toUnixTimestamp64Milli(event_time),
     toUnixTimestamp64Milli(ingested_at)"""
 
-JOB_STATE = f"""select
+# Each table a statement touches costs chDB about 2 ms, so each call asks only what it needs.
+# ListJobLogs: whether the job logged anything, the lines counted, the lines still stored.
+LOG_STATE = f"""select
+    count() > 0,
+    toUInt64(sum(lines)),
+    (select count() from analytics.job_log_lines where {JOB} and is_line = true)
+from analytics.job_log_totals
+where {JOB}"""
+# ... and, for a job that never logged, whether it exists at all.
+JOB_EXISTS = f"select count() > 0 from analytics.jobs_first_seen where {JOB}"
+# StreamJobLogs: whether the job exists and whether it has ended.
+TAIL_STATE = f"""select
     (select count() from analytics.jobs_first_seen where {JOB})
         + (select count() from analytics.job_log_totals where {JOB}) > 0,
-    (select count() from analytics.job_completions where {JOB}) > 0,
-    (select toUInt64(sum(lines)) from analytics.job_log_totals where {JOB}),
-    (select count() from analytics.job_log_lines where {JOB} and is_line = true),
-    toUnixTimestamp64Milli(now64(3))"""
+    (select count() from analytics.job_completions where {JOB}) > 0"""
 
 # What the tails of several jobs poll for: their lines that landed since a moment, and which
 # of the jobs have ended, with ClickHouse's clock (the moment the next poll starts from).
@@ -83,14 +93,16 @@ class LogFilter:
         return self.stream is None or stream.lower() == self.stream
 
 
-@dataclass(frozen=True)
-class LogRow:
+class LogRow(NamedTuple):
+    """A line as the queries return it (a tuple: pages of thousands are built per call)."""
+
     event_id: str
-    time_ms: int
+    timestamp: str  # RFC 3339, UTC, milliseconds: 2026-03-02T10:00:00.123Z
     stream: str
     sequence: int
     message: str
     key: str  # dedup_key, hex
+    time_ms: int
     ingested_ms: int
 
     @property
@@ -99,17 +111,15 @@ class LogRow:
 
     @classmethod
     def parse(cls, row: list) -> LogRow:
-        event_id, time_ms, stream, sequence, message, key, ingested_ms = row
-        return cls(event_id, int(time_ms), stream, int(sequence), message, key, int(ingested_ms))
+        event_id, timestamp, stream, sequence, message, key, time_ms, ingested_ms = row
+        return cls(event_id, timestamp, stream, int(sequence), message, key, int(time_ms), int(ingested_ms))
 
 
 @dataclass(frozen=True)
-class JobLogState:
-    known: bool  # any job or log event of this job of this user's workflow
-    ended: bool  # a completed, failed or cancelled event of it landed
+class LogState:
+    logged: bool  # any log event of this job of this user's workflow landed
     counted_lines: int
     stored_lines: int
-    now_ms: int  # ClickHouse's clock when asked
 
     @property
     def lines_expired(self) -> bool:
@@ -128,10 +138,19 @@ class LogQueries:
     def __init__(self, queries: Queries):
         self.queries = queries
 
-    def job_state(self, job: JobRef, timeout: float) -> JobLogState:
-        [row] = self.queries.rows("job_log_state", JOB_STATE, job.params(), timeout)
-        known, ended, counted, stored, now_ms = row
-        return JobLogState(bool(known), bool(ended), int(counted), int(stored), int(now_ms))
+    def log_state(self, job: JobRef, timeout: float) -> LogState:
+        [[logged, counted, stored]] = self.queries.rows("job_log_state", LOG_STATE, job.params(), timeout)
+        return LogState(bool(logged), int(counted), int(stored))
+
+    def job_exists(self, job: JobRef, timeout: float) -> bool:
+        """Whether any job event of it landed (for a job that never logged)."""
+        [[exists]] = self.queries.rows("job_exists", JOB_EXISTS, job.params(), timeout)
+        return bool(exists)
+
+    def tail_state(self, job: JobRef, timeout: float) -> tuple[bool, bool]:
+        """(whether the job exists, whether it has ended)."""
+        [[known, ended]] = self.queries.rows("job_tail_state", TAIL_STATE, job.params(), timeout)
+        return bool(known), bool(ended)
 
     def page(
         self,

@@ -73,6 +73,7 @@ class AnalyticsServer:
         self.health = health.HealthServicer()
         self.port: int | None = None
         self.tail_hub: TailHub | None = None
+        self.log_service: JobLogService | None = None
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
         try:
@@ -108,14 +109,19 @@ class AnalyticsServer:
             on_poll=self.metrics.observe_tail_poll,
         )
         self.metrics.log_tails.set_function(lambda: self.tail_hub.tails if self.tail_hub else 0)
-        log_service = JobLogService(
-            logs, self.tail_hub, ids, settings.grpc_default_deadline, settings.grpc_max_log_tails
+        self.log_service = JobLogService(
+            logs,
+            self.tail_hub,
+            ids,
+            settings.grpc_default_deadline,
+            settings.grpc_max_log_tails,
+            workers=settings.grpc_workers,
         )
         servicer = AnalyticsServicer(
             queries,
             ids,
             settings.grpc_default_deadline,
-            log_service,
+            self.log_service,
             StorageService(queries, settings.grpc_default_deadline),
         )
         pb_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)
@@ -171,6 +177,8 @@ class AnalyticsServer:
         if self.tail_hub is not None:
             self.tail_hub.close()  # tails end at once (UNAVAILABLE: call again), other calls finish
         self._server.stop(self.settings.grpc_drain_seconds).wait()
+        if self.log_service is not None:
+            self.log_service.close()
         self.metrics.stop()
         self.backend.close()
         self._stopped.set()

@@ -59,13 +59,15 @@ def test_cluster_log_queries_read_the_distributed_tables_and_answer_the_same(ana
     single, cluster = LogQueries(Queries(backend)), LogQueries(Queries(backend, cluster=True))
     job = JobRef(**logs.jobs[0].ids)
     assert (
-        cluster.job_state(job, 10).counted_lines == single.job_state(job, 10).counted_lines == len(logs.jobs[0].lines)
+        cluster.log_state(job, 10).counted_lines == single.log_state(job, 10).counted_lines == len(logs.jobs[0].lines)
     )
     where = LogFilter(contains="e")
     assert cluster.page(job, where, True, None, 20, 10) == single.page(job, where, True, None, 20, 10)
     jobs = [JobRef(**log.ids) for log in logs.jobs]
     assert cluster.landed_since(jobs, 0, 10) == single.landed_since(jobs, 0, 10)
     assert cluster.ended(jobs, 10)[1] == single.ended(jobs, 10)[1]
+    assert cluster.tail_state(job, 10) == single.tail_state(job, 10) == (True, False)
+    assert cluster.job_exists(job, 10) == single.job_exists(job, 10) is True
     for name in LOG_TABLES:
         execute(analytics_db, f"DROP VIEW analytics.{name}_all")
     with pytest.raises(Exception, match="job_log_lines_all"):

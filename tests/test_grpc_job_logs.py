@@ -8,6 +8,8 @@ computed from the events here.
 from __future__ import annotations
 
 import datetime as dt
+import json
+from urllib.parse import urlencode
 
 import grpc
 import pytest
@@ -16,7 +18,7 @@ from analytics import analytics_pb2 as pb
 from tests import log_datasets
 from tests.datasets import iso
 from tests.grpc_server import call_by_reflection, start_grpc
-from tests.intake import deliver, execute, post_batch, query
+from tests.intake import HTTP, deliver, execute, insert_statement, post_batch, query
 from tests.log_datasets import RARE, JobLog, Line
 
 STREAMS = {pb.LOG_STREAM_ALL: None, pb.LOG_STREAM_STDOUT: "stdout", pb.LOG_STREAM_STDERR: "stderr"}
@@ -279,6 +281,19 @@ def test_a_job_without_lines_lists_nothing(stub, analytics_db):
     assert post_batch(analytics_db, "jobs", [log_datasets.job_event(job, "created", now, f"{prefix}-1")]).status == 200
     response = stub.ListJobLogs(request_for(job), timeout=30)
     assert (list(response.lines), response.next_page_token, response.lines_expired) == ([], "", False)
+
+
+def test_a_line_that_is_not_utf8_lists_with_replacement_characters(stub, analytics_db):
+    prefix = log_datasets.generate_logs(seed=76, users=0).prefix
+    job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
+    event = log_datasets.log_event(job, f"{prefix}-1", dt.datetime.now(dt.UTC), sequence=1, message="MARK")
+    body = json.dumps(event).encode().replace(b"MARK", b"bad \xff bytes")  # ClickHouse stores the bytes as sent
+    response = HTTP.request(
+        "POST", f"{analytics_db.url}/?{urlencode({'query': insert_statement('job_logs')})}", body=body
+    )
+    assert response.status == 200, response.data
+    [line] = stub.ListJobLogs(request_for(job), timeout=30).lines
+    assert line.message == "bad \ufffd bytes"
 
 
 def test_the_largest_page_is_5000_lines(stub, analytics_db):
