@@ -119,6 +119,24 @@ def test_the_readmes_job_log_calls_with_grpcurl(stack):
     assert stats["log_retention"]["log_retention_hours"] == 720
 
 
+def test_a_live_tail_on_the_stacks_own_chdb(stack):
+    """The shared poller asks the in-process chDB: a line that lands reaches the tail, the job's end ends it."""
+    logs = log_datasets.generate_logs(seed=63, users=1, jobs_per_user=1, lines=(3, 4))
+    [job] = logs.jobs
+    http = SimpleNamespace(url=stack.extra["url"])
+    deliver(http, logs.messages)
+    with stack.channel() as channel:
+        tail = stack.stub(channel).StreamJobLogs(pb.StreamJobLogsRequest(**job.ids), timeout=120)
+        history = [next(tail) for _ in job.lines]
+        assert [line.event_id for line in history] == [line.event_id for line in job.lines]
+        landed = log_datasets.log_event(job, f"{logs.prefix}-live", job.lines[-1].time, sequence=99, message="live")
+        deliver(http, {"job_logs": [landed]})
+        assert next(tail).message == "live"
+        ended = log_datasets.job_event(job, "cancelled", job.lines[-1].time, f"{logs.prefix}-end")
+        deliver(http, {"jobs": [ended]})
+        assert list(tail) == []  # the stream ends (OK) once the job's end has landed
+
+
 def test_every_workflow_through_the_generated_stub(stack, loaded):
     with stack.channel() as channel:
         stub = stack.stub(channel)
