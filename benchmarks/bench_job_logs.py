@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import random
 import shutil
 import signal
@@ -30,17 +31,20 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import grpc
 import urllib3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from analytics import analytics_pb2 as pb
 from benchmarks.bench_grpc import FILL as FILL_WORKFLOWS
 from benchmarks.bench_grpc import TOP_UP, USERS, WORKFLOWS, percentile
 from benchmarks.bench_http_front import machine
+from tests.embedded_server import free_port
 from tests.grpc_server import start_up
 from tests.intake import execute, post_batch, query
 
@@ -48,6 +52,7 @@ JOBS = 50_000
 LINES_PER_JOB = 1_000
 BIG_JOB_LINES = 100_000
 FILL_CHUNK = 5_000_000
+MERGE_WAIT = 900  # seconds
 LONG = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=3600))
 RARE_WORDS = 400  # in the big job, each once; every search asks for another one
 DETACHED = (
@@ -142,6 +147,13 @@ def fill(http, jobs: int) -> None:
     finally:
         for view in DETACHED:
             execute(http, f"attach table if not exists analytics.{view}")
+    # Background merges of the fill's parts would run through the measurements: let them finish.
+    waited = time.perf_counter()
+    while time.perf_counter() - waited < MERGE_WAIT:
+        [merging] = query(http, "select count() as n from system.merges where table = 'job_log_lines'")
+        if int(merging["n"]) == 0:
+            break
+        time.sleep(5)
     [sizes] = query(
         http,
         "select count() as lines, uniqExact(job_id) as jobs from analytics.job_log_lines",
@@ -211,7 +223,7 @@ def tails(stack, http, count: int, rate: int, seconds: float) -> dict:
     created = [job_event(job, "created", now) for job in jobs]
     assert post_batch(http, "jobs", created).status == 200
     landed: dict[int, float] = {}
-    delays: list[float] = []
+    arrivals: list[tuple[int, float]] = []  # (batch, when its line reached the client)
     received = [0] * count
     guard = threading.Lock()
     channel = stack.channel()
@@ -226,8 +238,7 @@ def tails(stack, http, count: int, rate: int, seconds: float) -> dict:
                 batch = int(line.message.split(" ", 1)[0])
                 with guard:
                     received[index] += 1
-                    if batch in landed:
-                        delays.append(arrived - landed[batch])
+                    arrivals.append((batch, arrived))
         except grpc.RpcError as error:
             errors.append(f"{error.code()}: {error.details()}")
 
@@ -236,10 +247,20 @@ def tails(stack, http, count: int, rate: int, seconds: float) -> dict:
         reader.start()
     time.sleep(2)  # every tail subscribed (they have no history)
 
-    per_batch = max(1, rate // 10)
-    sent = 0
+    # Lines land as the Kafka bridge inserts them: a batch every flush interval (250 ms), each
+    # insert on one of two senders, so a slow insert does not hold back the next batch.
+    per_batch = max(1, rate // 4)
     lookups: list[float] = []
     stop = threading.Event()
+    batches: queue.Queue = queue.Queue()
+
+    def send() -> None:
+        while (item := batches.get()) is not None:
+            batch, events = item
+            response = post_batch(http, "job_logs", events)
+            assert response.status == 200, response.data[:300]
+            with guard:
+                landed[batch] = time.time()
 
     def lookup_while_tailing() -> None:
         other = stack.stub(stack.channel())
@@ -253,24 +274,27 @@ def tails(stack, http, count: int, rate: int, seconds: float) -> dict:
             n += 1
             stop.wait(0.02)
 
+    senders = [threading.Thread(target=send, daemon=True) for _ in range(2)]
     prober = threading.Thread(target=lookup_while_tailing, daemon=True)
-    prober.start()
+    for thread in [*senders, prober]:
+        thread.start()
     started = time.time()
-    batch = 0
+    batch = sent = 0
     while time.time() - started < seconds:
-        tick = started + batch * 0.1
+        tick = started + batch * 0.25
         if time.time() < tick:
             time.sleep(tick - time.time())
         events = []
         for k in range(per_batch):
             job = jobs[(batch * per_batch + k) % count]
             events.append(line_event(job, f"{prefix}-{batch}-{k}", batch * per_batch + k, f"{batch} line {k}"))
-        response = post_batch(http, "job_logs", events)
-        assert response.status == 200, response.data[:300]
-        with guard:
-            landed[batch] = time.time()
+        batches.put((batch, events))
         sent += len(events)
         batch += 1
+    for _ in senders:
+        batches.put(None)
+    for sender in senders:
+        sender.join()
     elapsed = time.time() - started
     stop.set()
     prober.join()
@@ -280,6 +304,9 @@ def tails(stack, http, count: int, rate: int, seconds: float) -> dict:
         reader.join(timeout=60)
     still_open = sum(reader.is_alive() for reader in readers)
     channel.close()
+    # From the insert returning (the line has landed) to the line reaching its client; a line can
+    # reach it before the sender has its answer: that counts as no delay.
+    delays = [max(0.0, arrived - landed[batch]) for batch, arrived in arrivals]
     return {
         "tails": count,
         "lines_sent": sent,
@@ -293,6 +320,23 @@ def tails(stack, http, count: int, rate: int, seconds: float) -> dict:
         "tails_still_open_after_jobs_ended": still_open,
         "errors": errors[:3],
     }
+
+
+def poll_figures(port: int) -> dict:
+    """How many polls fed the tails and what their ClickHouse statements took, from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {
+        (sample.name, sample.labels.get("query", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    figures = {"polls": samples.get(("analytics_grpc_log_tail_polls_total", ""), 0)}
+    for query_name in ("job_ends", "job_log_tail"):
+        count = samples.get(("analytics_clickhouse_query_seconds_count", query_name), 0)
+        total = samples.get(("analytics_clickhouse_query_seconds_sum", query_name), 0)
+        figures[f"{query_name}_mean_ms"] = total / count * 1e3 if count else 0
+    return figures
 
 
 def _iso(moment: float) -> str:
@@ -337,9 +381,14 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-job-logs-"))
     print(f"machine: {machine()}; data in {work}", flush=True)
+    metrics_port = free_port()
     stack = start_up(
         work / "data",
-        env={"ANALYTICS_GRPC_MAX_LOG_TAILS": str(args.tails + 8), "ANALYTICS_LOG_LEVEL": "WARNING"},
+        env={
+            "ANALYTICS_GRPC_MAX_LOG_TAILS": str(args.tails + 8),
+            "ANALYTICS_GRPC_METRICS_PORT": str(metrics_port),
+            "ANALYTICS_LOG_LEVEL": "WARNING",
+        },
     )
     http = SimpleNamespace(url=stack.extra["url"])
     results: dict = {}
@@ -350,6 +399,7 @@ def main() -> None:
             results[name] = latency(call, requests, warm=0 if "search" in name else 200)
             print(name, json.dumps(results[name]), flush=True)
         results["tails"] = tails(stack, http, args.tails, args.rate, args.seconds)
+        results["tails"].update(poll_figures(metrics_port))
         print(json.dumps(results["tails"], indent=1), flush=True)
     finally:
         stack.stop()
@@ -369,7 +419,8 @@ def main() -> None:
         f" {tail['lines_received']} of {tail['lines_sent']} lines received; GetWorkflowAnalytics meanwhile"
         f" p50 {tail['GetWorkflowAnalytics_while_tailing_p50_ms']:.2f} ms, p99"
         f" {tail['GetWorkflowAnalytics_while_tailing_p99_ms']:.2f} ms; tails still open after their jobs ended:"
-        f" {tail['tails_still_open_after_jobs_ended']}"
+        f" {tail['tails_still_open_after_jobs_ended']}; {tail['polls']:.0f} polls, their statements"
+        f" {tail['job_ends_mean_ms']:.1f} + {tail['job_log_tail_mean_ms']:.1f} ms on average"
     )
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -165,5 +165,5 @@ class JobLogService:
         if end in (End.JOB_ENDED, End.CANCELLED):
             return
         if end is End.TOO_SLOW:
-            raise Exhausted("the client read the tail too slowly: call again to resume it")
-        raise Unavailable(f"{end.value}: call again to resume the tail")
+            raise Exhausted("the client read the tail too slowly: call again to tail the job anew")
+        raise Unavailable(f"{end.value}: call again to tail the job anew")
