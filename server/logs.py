@@ -31,13 +31,13 @@ LINE_COLUMNS = """event_id,
     toUnixTimestamp64Milli(ingested_at)"""
 
 # Each table a statement touches costs chDB about 2 ms, so each call asks only what it needs.
-# ListJobLogs: whether the job logged anything, the lines counted, the lines still stored.
-LOG_STATE = f"""select
-    count() > 0,
-    toUInt64(sum(lines)),
-    (select count() from analytics.job_log_lines where {JOB} and is_line = true)
-from analytics.job_log_totals
-where {JOB}"""
+# ListJobLogs: whether the job logged anything, the lines counted, the lines still stored. An
+# insert makes its lines visible before the views' totals, so the totals are read first (scalar
+# subqueries run before the main query): lines landing meanwhile never look expired.
+LOG_STATE = f"""with (select (count() > 0, toUInt64(sum(lines))) from analytics.job_log_totals where {JOB}) as counted
+select counted.1, counted.2, count()
+from analytics.job_log_lines
+where {JOB} and is_line = true"""
 # ... and, for a job that never logged, whether it exists at all.
 JOB_EXISTS = f"select count() > 0 from analytics.jobs_first_seen where {JOB}"
 # StreamJobLogs: whether the job exists and whether it has ended.

@@ -7,13 +7,16 @@ the subscriptions of that job. Ten clients tailing one job, or a hundred tailing
 cost the same two queries per tick.
 
 "Landed since" is the rows' `ingested_at` (ClickHouse's clock when the row was inserted). An
-insert becomes visible a little after that moment, so each poll reaches ``OVERLAP_MS`` back
-and the lines already handed out are skipped by their key. A subscriber gets the moment its
-first poll reaches back to (``since_ms``): its history read (a plain page query) may show the
-lines landed after that moment too, and it skips them when they arrive here.
+insert becomes visible a little after that moment, so a poll reaches ``RECENT_MS`` back before
+the previous poll's clock, and every ``SWEEP_MS`` a sweep reaches ``OVERLAP_MS`` back before the
+previous sweep's, for the inserts that took longer; lines already handed out are skipped by
+their key. (Reaching far back
+on every poll would read every line of the last seconds four times a second.) A subscriber gets
+the earliest moment a poll can still reach back to (``since_ms``): its history read (a plain
+page query) may show lines landed after that moment too, and it skips them when they arrive.
 
 When a job's end (a completed, failed or cancelled event) has landed, its tails get the lines
-of ``linger`` seconds more (log shippers lag behind the scheduler) and then end.
+of ``linger`` seconds more (log shippers lag behind the scheduler) and a last sweep, and end.
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from server.logs import JobRef, LogQueries, LogRow
 
 log = logging.getLogger(__name__)
 
-# How far back each poll reaches before the previous one's start: longer than an insert takes
-# from its rows' ingested_at to being visible.
+# How far back a poll reaches before the previous poll's clock: what an insert usually takes
+# from its rows' ingested_at to being visible ...
+RECENT_MS = 1_000
+# ... and how far a sweep reaches before the previous sweep's clock, every SWEEP_MS: longer than
+# any insert takes.
 OVERLAP_MS = 5_000
+SWEEP_MS = 2_000
 # A client that falls this many lines behind is cut off rather than held in memory.
 MAX_BUFFERED_LINES = 100_000
 # Polls failing for this long end every tail (the clients see UNAVAILABLE and can call again).
@@ -114,7 +121,9 @@ class TailHub:
         self.poll_timeout = poll_timeout
         self._on_poll = on_poll or (lambda jobs: None)
         self._jobs: dict[JobRef, JobTail] = {}
-        self._since_ms: int | None = None
+        self._since_ms: int | None = None  # the earliest a poll reaches back to from now on
+        self._clock_ms: int | None = None  # ClickHouse's clock at the last poll
+        self._swept_ms = 0  # ... at the last sweep
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,15 +172,29 @@ class TailHub:
         if self._thread is not None:
             self._thread.join(timeout=self.poll_timeout + self.interval + 1)
 
+    def _next_poll(self) -> tuple[list[JobRef], int, bool] | None:
+        """(the jobs, the moment to reach back to, whether it is a sweep); None: nothing to poll."""
+        with self._lock:
+            jobs, floor_ms, clock_ms = list(self._jobs), self._since_ms, self._clock_ms
+            if not jobs or floor_ms is None:
+                return None
+            if clock_ms is None:
+                return jobs, floor_ms, True
+            ending = any(
+                tail.ended_at_ms is not None and clock_ms - tail.ended_at_ms >= self.linger_ms
+                for tail in self._jobs.values()
+            )
+            if ending or clock_ms - self._swept_ms >= SWEEP_MS:
+                return jobs, floor_ms, True
+            return jobs, max(floor_ms, clock_ms - RECENT_MS), False
+
     def _run(self) -> None:
         while not self._closed.wait(self.interval):
-            with self._lock:
-                jobs = list(self._jobs)
-                since_ms = self._since_ms
-            if not jobs or since_ms is None:
+            poll = self._next_poll()
+            if poll is None:
                 continue
             try:
-                self._poll(jobs, since_ms)
+                self._poll(*poll)
                 self._failing_since = None
             except QueryFailed as error:
                 self._failed(error)
@@ -179,13 +202,17 @@ class TailHub:
                 log.exception("the log tail poll failed")
                 self._failed(None)
 
-    def _poll(self, jobs: list[JobRef], since_ms: int) -> None:
+    def _poll(self, jobs: list[JobRef], since_ms: int, sweep: bool) -> None:
         # The clock first: lines landing while the lines query runs are found by the next poll.
         now_ms, ended = self.logs.ended(jobs, self.poll_timeout)
         landed = self.logs.landed_since(jobs, since_ms, self.poll_timeout)
         self._on_poll(len(jobs))
         with self._lock:
-            self._since_ms = max(since_ms, now_ms - OVERLAP_MS)
+            self._clock_ms = now_ms
+            if sweep:
+                # The next sweep reaches OVERLAP_MS back before this one, and no poll reaches further.
+                self._swept_ms = now_ms
+                self._since_ms = max(self._since_ms or since_ms, now_ms - OVERLAP_MS)
             for job in jobs:
                 tail = self._jobs.get(job)
                 if tail is None:  # every subscriber left during the poll
@@ -200,7 +227,8 @@ class TailHub:
                         subscription.deliver(fresh)
                 if job in ended and tail.ended_at_ms is None:
                     tail.ended_at_ms = now_ms
-                if tail.ended_at_ms is not None and now_ms - tail.ended_at_ms >= self.linger_ms:
+                # Only a sweep ends a tail: it has seen the inserts that were slow to show.
+                if sweep and tail.ended_at_ms is not None and now_ms - tail.ended_at_ms >= self.linger_ms:
                     for subscription in tail.subscribers:
                         subscription.finish(End.JOB_ENDED)
                     del self._jobs[job]

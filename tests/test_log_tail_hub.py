@@ -42,8 +42,11 @@ def hub_with(logs: ScriptedLogs, linger: float = 0.0) -> TailHub:
     return hub
 
 
-def poll(hub: TailHub) -> None:
-    hub._poll(list(hub._jobs), hub._since_ms)
+def poll(hub: TailHub) -> bool:
+    """One tick of the poller; whether it was a sweep."""
+    jobs, since_ms, sweep = hub._next_poll()
+    hub._poll(jobs, since_ms, sweep)
+    return sweep
 
 
 def taken(subscription: Subscription) -> tuple[list[int], End | None]:
@@ -57,15 +60,28 @@ def test_overlapping_polls_hand_each_line_out_once_to_every_tail_of_its_job():
     first, second, other = hub.subscribe(JOB, 1), hub.subscribe(JOB, 1), hub.subscribe(OTHER, 1)
     assert first.since_ms == logs.now_ms - tail.OVERLAP_MS
     logs.landed[JOB] = [row(1, 99_000), row(2, 100_500)]
-    poll(hub)
-    logs.now_ms = 101_000
-    logs.landed[JOB].append(row(3, 100_900))  # landed before the last poll's clock, visible only now
-    poll(hub)
-    poll(hub)
-    assert taken(first) == taken(second) == ([1, 2, 3], None)
+    assert poll(hub)  # the first poll sweeps
+    logs.now_ms = 100_250
+    logs.landed[JOB].append(row(3, 99_900))  # landed before the last poll's clock, visible only now
+    assert not poll(hub)
+    assert taken(first) == ([1, 2, 3], None)
+    logs.now_ms = 100_500
+    logs.landed[JOB].append(row(4, 96_000))  # an insert that took four seconds to show
+    assert not poll(hub)
+    assert taken(first) == ([], None)
+    logs.now_ms = 102_250
+    assert not poll(hub)
+    logs.now_ms = 102_500
+    assert poll(hub)  # the first poll two seconds after the last sweep sweeps, and finds it
+    assert taken(first) == ([4], None)
+    assert taken(second) == ([1, 2, 3, 4], None)
     assert taken(other) == ([], None)
-    assert logs.asked_since == sorted(logs.asked_since)  # the window only moves forward
-    assert logs.asked_since[-1] == 101_000 - tail.OVERLAP_MS
+    # polls reach one second back before the last poll's clock, sweeps five before the last sweep's
+    assert logs.asked_since == [95_000, 99_000, 99_250, 99_500, 95_000]
+    logs.now_ms = 102_750
+    poll(hub)
+    assert logs.asked_since[-1] == 102_500 - 1_000
+    assert first.hub._since_ms == 102_500 - tail.OVERLAP_MS  # where a new tail's history must reach
 
 
 def test_a_job_that_ends_gets_its_linger_then_its_tails_end():
@@ -76,10 +92,13 @@ def test_a_job_that_ends_gets_its_linger_then_its_tails_end():
     poll(hub)
     logs.now_ms += 1_500
     logs.landed[JOB] = [row(7, logs.now_ms - 10)]  # a line still on its way when the job ended
-    poll(hub)
+    assert not poll(hub)
     assert taken(subscription) == ([7], None)
     logs.now_ms += 600
-    poll(hub)
+    assert not poll(hub)  # the linger has passed: the next poll is a sweep, and the end
+    assert taken(subscription) == ([], None)
+    logs.now_ms += 250
+    assert poll(hub)
     assert taken(subscription) == ([], End.JOB_ENDED)
     assert hub.tails == 0
 
