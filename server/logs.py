@@ -46,18 +46,25 @@ TAIL_STATE = f"""select
         + (select count() from analytics.job_log_totals where {JOB}) > 0,
     (select count() from analytics.job_completions where {JOB}) > 0"""
 
-# What the tails of several jobs poll for: their lines that landed since a moment, and which
-# of the jobs have ended, with ClickHouse's clock (the moment the next poll starts from).
-LANDED_SINCE = f"""select
-    user_id,
-    workflow_id,
-    job_id,
-    {LINE_COLUMNS}
-from analytics.job_log_lines
-where (user_id, workflow_id, job_id) in {{jobs:Array(Tuple(String, String, String))}}
+# What the tails of several jobs poll for: their lines that landed since a moment (each row
+# names its job by its place in the list, 1 first), the keys alone of those lines (for the
+# sweeps, which reach far back and need only what is missing), the lines of some keys, and
+# which of the jobs have ended, with ClickHouse's clock (the moment the next poll starts from).
+TAILED = """(user_id, workflow_id, job_id) in {jobs:Array(Tuple(String, String, String))}
     and is_line = true
-    and ingested_at >= fromUnixTimestamp64Milli({{since_ms:Int64}}, 'UTC')
-order by user_id, workflow_id, job_id, {", ".join(LINE_ORDER)}"""
+    and ingested_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"""
+JOB_INDEX = "indexOf({jobs:Array(Tuple(String, String, String))}, (user_id, workflow_id, job_id))"
+LANDED_SINCE = f"""select {JOB_INDEX} as job, {LINE_COLUMNS}
+from analytics.job_log_lines
+where {TAILED}
+order by job, {", ".join(LINE_ORDER)}"""
+LANDED_KEYS = f"""select {JOB_INDEX}, hex(dedup_key)
+from analytics.job_log_lines
+where {TAILED}"""
+LANDED_LINES = f"""select {JOB_INDEX} as job, {LINE_COLUMNS}
+from analytics.job_log_lines
+where {TAILED} and hex(dedup_key) in {{keys:Array(String)}}
+order by job, {", ".join(LINE_ORDER)}"""
 ENDED = """select
     toUnixTimestamp64Milli(now64(3)),
     groupUniqArray((user_id, workflow_id, job_id))
@@ -196,15 +203,32 @@ limit 1 by dedup_key
 limit {{limit:UInt32}}"""
         return [LogRow.parse(row) for row in self.queries.rows("job_log_page", sql, params, timeout)]
 
+    @staticmethod
+    def _tailed(jobs: list[JobRef], since_ms: int, **more: Value) -> dict[str, Value]:
+        return {"jobs": [(job.user_id, job.workflow_id, job.job_id) for job in jobs], "since_ms": since_ms, **more}
+
     def landed_since(self, jobs: list[JobRef], since_ms: int, timeout: float) -> dict[JobRef, list[LogRow]]:
         """Lines of these jobs whose rows landed at or after ``since_ms`` (ClickHouse's clock), by job."""
-        params: dict[str, Value] = {
-            "jobs": [(job.user_id, job.workflow_id, job.job_id) for job in jobs],
-            "since_ms": since_ms,
-        }
         found: dict[JobRef, list[LogRow]] = {}
-        for row in self.queries.rows("job_log_tail", LANDED_SINCE, params, timeout):
-            found.setdefault(JobRef(*row[:3]), []).append(LogRow.parse(row[3:]))
+        for row in self.queries.rows("job_log_tail", LANDED_SINCE, self._tailed(jobs, since_ms), timeout):
+            found.setdefault(jobs[int(row[0]) - 1], []).append(LogRow.parse(row[1:]))
+        return found
+
+    def landed_keys(self, jobs: list[JobRef], since_ms: int, timeout: float) -> dict[JobRef, set[str]]:
+        """The keys alone of what ``landed_since`` would return, by job."""
+        found: dict[JobRef, set[str]] = {}
+        for index, key in self.queries.rows("job_log_tail_keys", LANDED_KEYS, self._tailed(jobs, since_ms), timeout):
+            found.setdefault(jobs[int(index) - 1], set()).add(key)
+        return found
+
+    def landed_lines(
+        self, jobs: list[JobRef], since_ms: int, keys: list[str], timeout: float
+    ) -> dict[JobRef, list[LogRow]]:
+        """The lines of these keys among what ``landed_since`` would return, by job."""
+        found: dict[JobRef, list[LogRow]] = {}
+        params = self._tailed(jobs, since_ms, keys=keys)
+        for row in self.queries.rows("job_log_tail_lines", LANDED_LINES, params, timeout):
+            found.setdefault(jobs[int(row[0]) - 1], []).append(LogRow.parse(row[1:]))
         return found
 
     def ended(self, jobs: list[JobRef], timeout: float) -> tuple[int, set[JobRef]]:

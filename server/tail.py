@@ -1,19 +1,20 @@
 """Tails of job logs: one poller shared by every tail, whatever the number of clients.
 
 A tail (StreamJobLogs) subscribes to its job here. One thread polls ClickHouse every
-``interval`` seconds for all the jobs being tailed at once (two queries per tick: which jobs
+``interval`` seconds for all the jobs being tailed at once (two statements a tick: which jobs
 ended, and which of their lines landed since the last tick) and hands each job's new lines to
 the subscriptions of that job. Ten clients tailing one job, or a hundred tailing a hundred jobs,
-cost the same two queries per tick.
+cost the same statements.
 
 "Landed since" is the rows' `ingested_at` (ClickHouse's clock when the row was inserted). An
 insert becomes visible a little after that moment, so a poll reaches ``RECENT_MS`` back before
 the previous poll's clock, and every ``SWEEP_MS`` a sweep reaches ``OVERLAP_MS`` back before the
 previous sweep's, for the inserts that took longer; lines already handed out are skipped by
-their key. (Reaching far back
-on every poll would read every line of the last seconds four times a second.) A subscriber gets
-the earliest moment a poll can still reach back to (``since_ms``): its history read (a plain
-page query) may show lines landed after that moment too, and it skips them when they arrive.
+their key. A sweep asks for the keys first and only then for the lines it lacks: reading every
+line of the last seconds again and again would cost more than the tails themselves. A
+subscriber gets the earliest moment a poll can still reach back to (``since_ms``): its history
+read (a plain page query) may show lines landed after that moment too, and it skips them when
+they arrive.
 
 When a job's end (a completed, failed or cancelled event) has landed, its tails get the lines
 of ``linger`` seconds more (log shippers lag behind the scheduler) and a last sweep, and end.
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # How far back a poll reaches before the previous poll's clock: what an insert usually takes
 # from its rows' ingested_at to being visible ...
-RECENT_MS = 1_000
+RECENT_MS = 500
 # ... and how far a sweep reaches before the previous sweep's clock, every SWEEP_MS: longer than
 # any insert takes.
 OVERLAP_MS = 5_000
@@ -205,7 +206,8 @@ class TailHub:
     def _poll(self, jobs: list[JobRef], since_ms: int, sweep: bool) -> None:
         # The clock first: lines landing while the lines query runs are found by the next poll.
         now_ms, ended = self.logs.ended(jobs, self.poll_timeout)
-        landed = self.logs.landed_since(jobs, since_ms, self.poll_timeout)
+        find = self._missing if sweep else self._landed
+        landed = find(jobs, since_ms)
         self._on_poll(len(jobs))
         with self._lock:
             self._clock_ms = now_ms
@@ -232,6 +234,23 @@ class TailHub:
                     for subscription in tail.subscribers:
                         subscription.finish(End.JOB_ENDED)
                     del self._jobs[job]
+
+    def _landed(self, jobs: list[JobRef], since_ms: int) -> dict[JobRef, list[LogRow]]:
+        return self.logs.landed_since(jobs, since_ms, self.poll_timeout)
+
+    def _missing(self, jobs: list[JobRef], since_ms: int) -> dict[JobRef, list[LogRow]]:
+        """A sweep: the keys of every line landed since ``since_ms``, then the lines of those not handed out."""
+        keys = self.logs.landed_keys(jobs, since_ms, self.poll_timeout)
+        with self._lock:
+            missing = [
+                key
+                for job, found in keys.items()
+                for key in found
+                if job in self._jobs and key not in self._jobs[job].handed_out
+            ]
+        if not missing:
+            return {}
+        return self.logs.landed_lines(jobs, since_ms, missing, self.poll_timeout)
 
     def _failed(self, error: QueryFailed | None) -> None:
         now = time.monotonic()

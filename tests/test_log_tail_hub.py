@@ -27,6 +27,7 @@ class ScriptedLogs:
         self.ended_jobs: set[JobRef] = set()
         self.landed: dict[JobRef, list[LogRow]] = {}
         self.asked_since: list[int] = []
+        self.asked_keys: list[list[str]] = []
 
     def ended(self, jobs, timeout):
         return self.now_ms, self.ended_jobs & set(jobs)
@@ -34,6 +35,14 @@ class ScriptedLogs:
     def landed_since(self, jobs, since_ms, timeout):
         self.asked_since.append(since_ms)
         return {job: [r for r in rows if r.ingested_ms >= since_ms] for job, rows in self.landed.items() if job in jobs}
+
+    def landed_keys(self, jobs, since_ms, timeout):
+        return {job: {r.key for r in rows} for job, rows in self.landed_since(jobs, since_ms, timeout).items()}
+
+    def landed_lines(self, jobs, since_ms, keys, timeout):
+        self.asked_keys.append(sorted(keys))
+        found = {job: [r for r in rows if r.key in keys] for job, rows in self.landed.items() if job in jobs}
+        return {job: rows for job, rows in found.items() if rows}
 
 
 def hub_with(logs: ScriptedLogs, linger: float = 0.0) -> TailHub:
@@ -62,7 +71,7 @@ def test_overlapping_polls_hand_each_line_out_once_to_every_tail_of_its_job():
     logs.landed[JOB] = [row(1, 99_000), row(2, 100_500)]
     assert poll(hub)  # the first poll sweeps
     logs.now_ms = 100_250
-    logs.landed[JOB].append(row(3, 99_900))  # landed before the last poll's clock, visible only now
+    logs.landed[JOB].append(row(3, 99_700))  # landed before the last poll's clock, visible only now
     assert not poll(hub)
     assert taken(first) == ([1, 2, 3], None)
     logs.now_ms = 100_500
@@ -74,13 +83,15 @@ def test_overlapping_polls_hand_each_line_out_once_to_every_tail_of_its_job():
     logs.now_ms = 102_500
     assert poll(hub)  # the first poll two seconds after the last sweep sweeps, and finds it
     assert taken(first) == ([4], None)
+    assert logs.asked_keys[-1] == [row(4, 0).key]  # a sweep fetches only the line it lacks
     assert taken(second) == ([1, 2, 3, 4], None)
     assert taken(other) == ([], None)
-    # polls reach one second back before the last poll's clock, sweeps five before the last sweep's
-    assert logs.asked_since == [95_000, 99_000, 99_250, 99_500, 95_000]
+    # polls reach RECENT_MS back before the last poll's clock, sweeps OVERLAP_MS before the last sweep's
+    recent = tail.RECENT_MS
+    assert logs.asked_since == [95_000, 100_000 - recent, 100_250 - recent, 100_500 - recent, 95_000]
     logs.now_ms = 102_750
     poll(hub)
-    assert logs.asked_since[-1] == 102_500 - 1_000
+    assert logs.asked_since[-1] == 102_500 - recent
     assert first.hub._since_ms == 102_500 - tail.OVERLAP_MS  # where a new tail's history must reach
 
 
