@@ -137,11 +137,12 @@ class TailHub:
 
     def subscribe(self, job: JobRef, timeout: float) -> Subscription:
         """Follow ``job`` from now on; raises QueryFailed when ClickHouse's clock cannot be read."""
-        if self._since_ms is None:
+        if self._since_ms is None or not self._jobs:
+            # The first tail, or the first after a pause: the polls start from ClickHouse's clock now.
             now_ms, _ = self.logs.ended([job], timeout)
             with self._lock:
-                if self._since_ms is None:
-                    self._since_ms = now_ms - OVERLAP_MS
+                if not self._jobs:
+                    self._since_ms, self._clock_ms = now_ms - OVERLAP_MS, None
         with self._lock:
             if self._closed.is_set():
                 subscription = Subscription(self, job, self._since_ms)

@@ -138,3 +138,14 @@ def test_a_cancelled_tail_leaves_its_job():
     subscription.cancel()
     assert hub.tails == 0 and not hub._jobs
     assert taken(subscription) == ([], End.CANCELLED)
+
+
+def test_after_a_pause_the_polls_start_from_now_not_from_the_last_poll():
+    logs = ScriptedLogs()
+    hub = hub_with(logs)
+    hub.subscribe(JOB, 1).cancel()
+    logs.now_ms += 3_600_000  # an hour without tails
+    later = hub.subscribe(JOB, 1)
+    assert later.since_ms == logs.now_ms - tail.OVERLAP_MS
+    assert poll(hub)
+    assert logs.asked_since == [logs.now_ms - tail.OVERLAP_MS]
