@@ -16,6 +16,7 @@ from server.metrics import Metrics
 from server.validation import IdFormat
 
 ANALYTICS_SERVICE = "analytics.AnalyticsService"
+DEADLINE_MARGIN_SECONDS = 1.0
 
 # behavior(request or request iterator, context) -> response or response iterator
 Behavior = Callable
@@ -62,9 +63,11 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             # abort() and set_code() leave the code on the context; an exception without one is UNKNOWN.
             code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
             if code == grpc.StatusCode.OK and not context.is_active():
-                # A stream that stopped because its client cancelled or its deadline passed.
+                # A stream that stopped because its client cancelled or its deadline passed. The
+                # client's timer starts before the call reaches us, so its cancel at the deadline
+                # can arrive a little before our own copy of the deadline: hence the margin.
                 remaining = context.time_remaining()
-                expired = remaining is not None and remaining <= 0
+                expired = remaining is not None and remaining <= DEADLINE_MARGIN_SECONDS
                 code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             metrics.responses.labels(*labels, code.name).inc()
             metrics.latency.labels(*labels).observe(time.perf_counter() - started)
