@@ -23,6 +23,7 @@ from tests.embedded_server import free_port
 from tests.grpc_server import start_grpc
 from tests.intake import post_batch
 from tests.log_datasets import JobLog, job_event, log_event
+from tests.test_grpc_operations import certificates, logs  # noqa: F401 - the TLS fixtures
 
 MAX_TAILS = 4
 WAIT = 60  # seconds a test waits for what must come; only a broken tail takes that long
@@ -325,3 +326,22 @@ def test_stopping_the_server_ends_its_tails_at_once(analytics_db, tmp_path):
             assert "call again" in tail.error.details()
     finally:
         server.stop()
+
+
+def test_a_tail_over_tls(analytics_db, logs, certificates):  # noqa: F811 - the imported fixtures
+    trusted = grpc.ssl_channel_credentials(root_certificates=(certificates / "ca.pem").read_bytes())
+    tls = ["--tls-cert", str(certificates / "server.pem"), "--tls-key", str(certificates / "server.key")]
+    server = start_grpc(logs, "--clickhouse-url", analytics_db.url, *tls, credentials=trusted)
+    job = Job(analytics_db, "tls")
+    job.land_lines([0])
+    try:
+        with server.channel() as channel:
+            tail = Tail(server.stub(channel).StreamJobLogs(job.request(), timeout=120))
+            assert [line.sequence for line in tail.take(1)] == [0]
+            job.land_lines([1])
+            assert [line.sequence for line in tail.take(1)] == [1]
+            job.land_job("completed")
+            assert tail.finish() == []
+            assert tail.error is None
+    finally:
+        assert server.stop() == 0
