@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     grpc_default_deadline: float = Field(
         10.0, gt=0, description="Seconds a gRPC call may take when the client sets no deadline."
     )
+    grpc_max_log_tails: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="StreamJobLogs calls served at once (each holds a thread); more are RESOURCE_EXHAUSTED.",
+    )
+    grpc_log_tail_interval: float = Field(
+        0.25, gt=0, le=10, description="Seconds between the polls that feed every StreamJobLogs tail."
+    )
+    grpc_log_tail_linger: float = Field(
+        2.0, ge=0, description="Seconds a tail still waits for lines after its job's end has landed."
+    )
     grpc_drain_seconds: float = Field(
         10.0, ge=0, description="Seconds calls in flight get to finish when the gRPC service stops."
     )

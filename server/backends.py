@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 FORMAT = "JSONCompactEachRow"
 TIMEOUT_EXCEEDED = 159  # ClickHouse's code when max_execution_time runs out
 SHORTEST_LIMIT = 0.001  # max_execution_time 0 means "no limit"; never send less than a millisecond
+# Stored strings may hold bytes that are not UTF-8 (ClickHouse takes them in); JSON and protobuf
+# need UTF-8, so such bytes come out as U+FFFD instead of failing the answer.
+VALID_UTF8 = "output_format_json_validate_utf8"
 
-Value = str | int | dt.date
+Value = str | int | dt.date | list | tuple
 
 
 class QueryFailed(Exception):
@@ -48,19 +51,46 @@ class QueryBackend(Protocol):
     def close(self) -> None: ...
 
 
+def _escaped(text: str) -> str:
+    return (
+        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0")
+    )
+
+
+def _literal(value: Value) -> str:
+    """A value inside an Array or Tuple parameter, in the quoted form ClickHouse reads there."""
+    if isinstance(value, list):
+        return "[" + ",".join(_literal(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_literal(item) for item in value) + ")"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.date):
+        return f"'{value.isoformat()}'"
+    return "'" + _escaped(value).replace("'", "\\'") + "'"
+
+
 def escape_value(value: Value) -> str:
-    """A parameter value in the text form ClickHouse parses it from (its escaped format)."""
+    """A parameter value in the text form ClickHouse parses it from (its escaped format).
+
+    A list is an Array value and a tuple a Tuple value, written as their literals.
+    """
+    if isinstance(value, list | tuple):
+        return _literal(value)
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, int):
         return str(value)
-    return (
-        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r").replace("\0", "\\0")
-    )
+    return _escaped(value)
 
 
 def parse_rows(body: bytes) -> list[list]:
-    return [json.loads(line) for line in body.splitlines() if line]
+    """JSONCompactEachRow's lines, parsed as one JSON array (several times faster than line by line)."""
+    body = body.strip()
+    if not body:
+        return []
+    # A JSON line holds no raw line break (strings escape theirs), so each one separates two rows.
+    return json.loads(b"[" + body.replace(b"\n", b",") + b"]")
 
 
 T = TypeVar("T")
@@ -102,7 +132,7 @@ class ChdbBackend:
 
     def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
         # SET would change the connection for later queries; a SETTINGS clause applies to this one only.
-        limited = f"{sql}\nSETTINGS max_execution_time = {max(timeout, SHORTEST_LIMIT):.3f}"
+        limited = f"{sql}\nSETTINGS max_execution_time = {max(timeout, SHORTEST_LIMIT):.3f}, {VALID_UTF8} = 1"
         values = {name: escape_value(value) for name, value in params.items()}
         try:
             result = self._connections.get().query(limited, FORMAT, values)
@@ -139,7 +169,7 @@ class HttpBackend:
 
     def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
         limit = max(timeout, SHORTEST_LIMIT)
-        fields = {"default_format": FORMAT, "max_execution_time": f"{limit:.3f}"}
+        fields = {"default_format": FORMAT, "max_execution_time": f"{limit:.3f}", VALID_UTF8: "1"}
         fields.update({f"param_{name}": escape_value(value) for name, value in params.items()})
         # A pooled connection the server has closed meanwhile fails at once; a SELECT is safe to send again.
         for attempt in (1, 2):

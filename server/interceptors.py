@@ -16,6 +16,7 @@ from server.metrics import Metrics
 from server.validation import IdFormat
 
 ANALYTICS_SERVICE = "analytics.AnalyticsService"
+DEADLINE_MARGIN_SECONDS = 1.0
 
 # behavior(request or request iterator, context) -> response or response iterator
 Behavior = Callable
@@ -61,6 +62,13 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         def finished(context: grpc.ServicerContext, started: float, failed: bool) -> None:
             # abort() and set_code() leave the code on the context; an exception without one is UNKNOWN.
             code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+            if code == grpc.StatusCode.OK and not context.is_active():
+                # A stream that stopped because its client cancelled or its deadline passed. The
+                # client's timer starts before the call reaches us, so its cancel at the deadline
+                # can arrive a little before our own copy of the deadline: hence the margin.
+                remaining = context.time_remaining()
+                expired = remaining is not None and remaining <= DEADLINE_MARGIN_SECONDS
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             metrics.responses.labels(*labels, code.name).inc()
             metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
@@ -95,8 +103,10 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 class TokenInterceptor(grpc.ServerInterceptor):
     """Bearer tokens on AnalyticsService calls: a caller reads only its own user's analytics.
 
-    No or an unknown token: UNAUTHENTICATED. A request for another user: PERMISSION_DENIED.
-    Health checks and reflection stay open, as load balancers and grpcurl expect.
+    No or an unknown token: UNAUTHENTICATED. A request for another user: PERMISSION_DENIED; so is
+    a call about no user in particular (GetStorageStats covers them all) with a token that does
+    not read every user (*). Health checks and reflection stay open, as load balancers and
+    grpcurl expect.
     """
 
     def __init__(self, tokens: Tokens, id_format: IdFormat):
@@ -120,7 +130,13 @@ class TokenInterceptor(grpc.ServerInterceptor):
                 grpc.StatusCode.UNAUTHENTICATED,
                 "this server needs a token: send metadata 'authorization: Bearer TOKEN'",
             )
-        if caller != ANY_USER and self.ids.canonical(request.user_id) != self.ids.canonical(caller):
+        if caller == ANY_USER:
+            return
+        if "user_id" not in request.DESCRIPTOR.fields_by_name:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "this call covers every user: it needs a token that reads all (*)"
+            )
+        if self.ids.canonical(request.user_id) != self.ids.canonical(caller):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "this token does not read that user's analytics")
 
     def intercept_service(self, continuation, handler_call_details):

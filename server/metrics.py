@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 # From well under the latency targets (3 ms, 5 ms) up to the default deadline.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -35,7 +35,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.log_tails = Gauge("analytics_grpc_log_tails", "StreamJobLogs calls being served.", registry=self.registry)
+        self.log_tail_polls = Counter(
+            "analytics_grpc_log_tail_polls",
+            "Polls of ClickHouse for the lines of every tailed job (one a tick, whatever the number of tails).",
+            registry=self.registry,
+        )
+        self.log_tail_polled_jobs = Counter(
+            "analytics_grpc_log_tail_polled_jobs", "Jobs covered by those polls, summed.", registry=self.registry
+        )
         self._http = None
+
+    def observe_tail_poll(self, jobs: int) -> None:
+        self.log_tail_polls.inc()
+        self.log_tail_polled_jobs.inc(jobs)
 
     def observe_query(self, name: str, seconds: float, outcome: str) -> None:
         self.query_seconds.labels(name, outcome).observe(seconds)

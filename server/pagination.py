@@ -1,8 +1,9 @@
-"""Page tokens of ListWorkflowAnalytics: where the previous page ended, for one query only.
+"""Page tokens: where the previous page ended, for one query only.
 
-A token holds the last row's sort value and workflow id (keyset pagination: a workflow that
-gains jobs between pages is neither skipped nor repeated because of an offset) and a
-fingerprint of the query, so it cannot be used with another user, order or filter.
+A token holds the last row's sort key (keyset pagination: a row added between pages is neither
+skipped nor repeated because of an offset) and a fingerprint of the query, so it cannot be used
+with another user, job, order or filter. ListWorkflowAnalytics resumes after (sort value,
+workflow id); ListJobLogs after (sequence, time in milliseconds, event key).
 """
 
 from __future__ import annotations
@@ -11,44 +12,92 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from server.validation import InvalidArgument
 
 VERSION = 1
+_KEY = re.compile(r"[0-9A-F]{32}")
 
 
 @dataclass(frozen=True)
 class Position:
+    """The last workflow of a ListWorkflowAnalytics page."""
+
     value: int
     workflow_id: str
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """The last line of a ListJobLogs page: its place in the table's order (sequence, time, event key)."""
+
+    sequence: int
+    time_ms: int
+    key: str  # the row's dedup_key as 32 upper-case hex digits
 
 
 def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps([str(part) for part in parts]).encode()).hexdigest()[:16]
 
 
-def encode(query: str, position: Position) -> str:
-    payload = {"v": VERSION, "q": query, "k": position.value, "w": position.workflow_id}
+def _seal(payload: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _open(token: str, query: str, valid, resend: str) -> dict:
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        ok = isinstance(payload, dict) and payload.get("v") == VERSION and valid(payload)
+    except (binascii.Error, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidArgument("page_token is not a token this service issued")
+    if payload.get("q") != query:
+        raise InvalidArgument(f"page_token belongs to another query: keep {resend}")
+    return payload
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def encode(query: str, position: Position) -> str:
+    return _seal({"v": VERSION, "q": query, "k": position.value, "w": position.workflow_id})
 
 
 def decode(token: str, query: str) -> Position | None:
     """The position a token resumes after; None for the first page (no token)."""
     if not token:
         return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        valid = (
-            isinstance(payload, dict)
-            and payload.get("v") == VERSION
-            and isinstance(payload.get("k"), int)
-            and isinstance(payload.get("w"), str)
-        )
-    except (binascii.Error, ValueError):
-        valid = False
-    if not valid:
-        raise InvalidArgument("page_token is not a token this service issued")
-    if payload.get("q") != query:
-        raise InvalidArgument("page_token belongs to another query: keep user_id, order_by, ascending and filters")
+    payload = _open(
+        token,
+        query,
+        lambda p: _is_int(p.get("k")) and isinstance(p.get("w"), str),
+        "user_id, order_by, ascending and filters",
+    )
     return Position(payload["k"], payload["w"])
+
+
+def encode_log(query: str, position: LogPosition) -> str:
+    return _seal({"v": VERSION, "q": query, "s": position.sequence, "t": position.time_ms, "e": position.key})
+
+
+def decode_log(token: str, query: str) -> LogPosition | None:
+    """The line a ListJobLogs token resumes after; None for the first page (no token)."""
+    if not token:
+        return None
+    payload = _open(
+        token,
+        query,
+        lambda p: (
+            _is_int(p.get("s"))
+            and p["s"] >= 0
+            and _is_int(p.get("t"))
+            and isinstance(p.get("e"), str)
+            and bool(_KEY.fullmatch(p["e"]))
+        ),
+        "user_id, workflow_id, job_id, stream, times, contains and order",
+    )
+    return LogPosition(payload["s"], payload["t"], payload["e"])

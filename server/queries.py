@@ -143,12 +143,15 @@ def _summary(row: list) -> Summary:
     return Summary(*(int(value) for value in row[:7]), _percentiles(row[7]))
 
 
-# On a cluster every shard's aggregates are read through the Distributed table `<name>_all`.
-_AGGREGATE = re.compile(r"\banalytics\.(workflow_totals|workflow_daily|job_duration_daily)\b")
+# On a cluster every shard's tables are read through the Distributed table `<name>_all`.
+_SHARDED = re.compile(
+    r"\banalytics\.(workflow_totals|workflow_daily|job_duration_daily"
+    r"|job_log_lines|job_log_totals|jobs_first_seen|job_completions)\b"
+)
 
 
 def on_cluster(sql: str) -> str:
-    return _AGGREGATE.sub(r"analytics.\1_all", sql)
+    return _SHARDED.sub(r"analytics.\1_all", sql)
 
 
 class Queries:
@@ -157,7 +160,8 @@ class Queries:
         self._observe = observe or (lambda name, seconds, outcome: None)
         self._cluster = cluster
 
-    def _rows(self, name: str, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
+    def rows(self, name: str, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
+        """Run one named SELECT (timed for the metrics), on a cluster over the Distributed tables."""
         if self._cluster:
             sql = on_cluster(sql)
         start = time.perf_counter()
@@ -175,14 +179,12 @@ class Queries:
     # -- the original contract ------------------------------------------------------------------
     def user_totals(self, user_id: str, timeout: float) -> Totals | None:
         """All-time totals of a user; None when the user has no analytics."""
-        [row] = self._rows("user_totals", USER_TOTALS, {"user_id": user_id}, timeout)
+        [row] = self.rows("user_totals", USER_TOTALS, {"user_id": user_id}, timeout)
         return Totals(*map(int, row)) if row[0] else None
 
     def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
         """All-time totals of one workflow of a user; None when it is not the user's or unknown."""
-        [row] = self._rows(
-            "workflow_totals", WORKFLOW_TOTALS, {"user_id": user_id, "workflow_id": workflow_id}, timeout
-        )
+        [row] = self.rows("workflow_totals", WORKFLOW_TOTALS, {"user_id": user_id, "workflow_id": workflow_id}, timeout)
         return Totals(1, *map(int, row[1:])) if row[0] else None
 
     # -- details --------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ class Queries:
         identity = "user_id = {user_id:String}"
         if scope.workflow_id is not None:
             identity += " and workflow_id = {workflow_id:String}"
-        [row] = self._rows(
+        [row] = self.rows(
             "summary",
             f"""with
     known as (
@@ -228,16 +230,14 @@ from known cross join counters cross join durations""",
         if workflow_id is not None:
             condition += " and workflow_id = {workflow_id:String}"
             params["workflow_id"] = workflow_id
-        rows = self._rows(
-            "known", f"select 1 from analytics.workflow_totals where {condition} limit 1", params, timeout
-        )
+        rows = self.rows("known", f"select 1 from analytics.workflow_totals where {condition} limit 1", params, timeout)
         return bool(rows)
 
     # -- time series ----------------------------------------------------------------------------
     def time_series(self, scope: Scope, granularity: str, timeout: float) -> list[tuple[dt.date, Summary]]:
         """One summary per bucket with any event, oldest first."""
         bucket = BUCKETS[granularity]
-        rows = self._rows(
+        rows = self.rows(
             "time_series",
             f"""with
     counters as (
@@ -276,7 +276,7 @@ order by bucket""",
                 f" or ({column} = {{after_value:Int64}} and workflow_id > {{after_workflow_id:String}}))"
             )
             params.update(after_value=after.value, after_workflow_id=after.workflow_id)
-        rows = self._rows(
+        rows = self.rows(
             "list_workflows",
             f"""with
     kinds as (

@@ -24,9 +24,13 @@ from embedded.engine import Engine
 from server.auth import TokenError, load_tokens
 from server.backends import ChdbBackend, HttpBackend, QueryBackend
 from server.interceptors import MetricsInterceptor, TokenInterceptor
+from server.log_service import JobLogService
+from server.logs import LogQueries
 from server.metrics import Metrics
 from server.queries import Queries
 from server.servicer import AnalyticsServicer
+from server.storage import StorageService
+from server.tail import TailHub
 from server.validation import IdFormat
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,8 @@ class AnalyticsServer:
         self.metrics = Metrics()
         self.health = health.HealthServicer()
         self.port: int | None = None
+        self.tail_hub: TailHub | None = None
+        self.log_service: JobLogService | None = None
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
         try:
@@ -84,16 +90,41 @@ class AnalyticsServer:
         interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
         if self.tokens is not None:
             interceptors.append(TokenInterceptor(self.tokens, ids))
+        # A log tail holds its thread for as long as it runs: the tails get threads of their own
+        # on top of the workers (and are limited to that many), so they never starve other calls.
+        threads = settings.grpc_workers + settings.grpc_max_log_tails
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="grpc-worker"),
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-worker"),
             interceptors=interceptors,
             # Without this a second server could bind the same port and share its calls.
             options=[("grpc.so_reuseport", 0)],
         )
         queries = Queries(self.backend, observe=self.metrics.observe_query, cluster=bool(settings.cluster))
-        pb_grpc.add_AnalyticsServiceServicer_to_server(
-            AnalyticsServicer(queries, ids, settings.grpc_default_deadline), server
+        logs = LogQueries(queries)
+        self.tail_hub = TailHub(
+            logs,
+            interval=settings.grpc_log_tail_interval,
+            linger=settings.grpc_log_tail_linger,
+            poll_timeout=settings.grpc_default_deadline,
+            on_poll=self.metrics.observe_tail_poll,
         )
+        self.metrics.log_tails.set_function(lambda: self.tail_hub.tails if self.tail_hub else 0)
+        self.log_service = JobLogService(
+            logs,
+            self.tail_hub,
+            ids,
+            settings.grpc_default_deadline,
+            settings.grpc_max_log_tails,
+            workers=settings.grpc_workers,
+        )
+        servicer = AnalyticsServicer(
+            queries,
+            ids,
+            settings.grpc_default_deadline,
+            self.log_service,
+            StorageService(queries, settings.grpc_default_deadline),
+        )
+        pb_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.grpc_reflection:
             names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
@@ -143,7 +174,11 @@ class AnalyticsServer:
             return
         self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and it stays so
         log.info("gRPC AnalyticsService draining (up to %ss)", self.settings.grpc_drain_seconds)
+        if self.tail_hub is not None:
+            self.tail_hub.close()  # tails end at once (UNAVAILABLE: call again), other calls finish
         self._server.stop(self.settings.grpc_drain_seconds).wait()
+        if self.log_service is not None:
+            self.log_service.close()
         self.metrics.stop()
         self.backend.close()
         self._stopped.set()

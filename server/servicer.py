@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from typing import TypeVar
 
 import grpc
 
 from analytics import analytics_pb2 as pb
 from analytics import analytics_pb2_grpc as pb_grpc
 from server import pagination
-from server.backends import QueryFailed, QueryTimedOut
+from server.answers import NotFound, Response, respond_or_abort
+from server.log_service import JobLogService
 from server.queries import Queries, Scope, Summary, WorkflowRow
-from server.validation import IdFormat, InvalidArgument, check_enum, check_kind, check_page_size, check_period
-
-log = logging.getLogger(__name__)
+from server.storage import StorageService
+from server.validation import IdFormat, check_enum, check_kind, check_page_size, check_period
 
 UINT32_MAX = 2**32 - 1
-# Below this, a query cannot finish anyway; answer DEADLINE_EXCEEDED without asking ClickHouse.
-LEAST_USEFUL_SECONDS = 0.001
 
 GRANULARITIES = {
     pb.GRANULARITY_UNSPECIFIED: "day",
@@ -33,12 +29,6 @@ ORDERS = {
     pb.WORKFLOW_ORDER_JOB_EXECUTION_DURATION: "job_execution_duration",
     pb.WORKFLOW_ORDER_JOBLOGS: "joblogs",
 }
-
-Response = TypeVar("Response")
-
-
-class NotFound(Exception):
-    """No analytics for what was asked; the message is sent to the client."""
 
 
 def count(value: int, limit: int | None = None) -> int:
@@ -80,34 +70,24 @@ def workflow_message(row: WorkflowRow) -> pb.WorkflowAnalytics:
 
 
 class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
-    def __init__(self, queries: Queries, id_format: IdFormat, default_deadline: float):
+    """The analytics calls here; job logs and storage figures in their own modules."""
+
+    def __init__(
+        self,
+        queries: Queries,
+        id_format: IdFormat,
+        default_deadline: float,
+        logs: JobLogService,
+        storage: StorageService,
+    ):
         self.queries = queries
         self.ids = id_format
         self.default_deadline = default_deadline
+        self.logs = logs
+        self.storage = storage
 
-    def _answer(self, method: str, context: grpc.ServicerContext, answer: Callable[[float], Response]) -> Response:
-        """Run ``answer(seconds left)`` and turn every failure into its status code."""
-        # Without a client deadline time_remaining() is very large; the default bounds it.
-        timeout = min(context.time_remaining(), self.default_deadline)
-        try:
-            if timeout < LEAST_USEFUL_SECONDS:
-                raise QueryTimedOut("the deadline had passed before the query started")
-            return answer(timeout)
-        except InvalidArgument as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except NotFound as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error))
-        except QueryTimedOut as error:
-            log.info("%s: deadline exceeded: %s", method, error)
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the analytics query did not finish before the deadline")
-        except QueryFailed as error:
-            # ClickHouse's message can quote SQL; it goes to the log, the client gets none of it.
-            log.error("%s: query failed: %s", method, error)
-            context.abort(grpc.StatusCode.INTERNAL, "the analytics store could not answer; see the server log")
-        except Exception:
-            log.exception("%s failed", method)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
-        raise AssertionError("context.abort returns only by raising")
+    def _answer(self, method: str, context: grpc.ServicerContext, respond: Callable[[float], Response]) -> Response:
+        return respond_or_abort(method, context, self.default_deadline, respond)
 
     def _user(self, request) -> str:
         return self.ids.check("user_id", request.user_id)
@@ -219,6 +199,16 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
             )
 
         return self._answer("ListWorkflowAnalytics", context, answer)
+
+    # -- job logs and storage ---------------------------------------------------------------------
+    def ListJobLogs(self, request, context):
+        return self.logs.list(request, context)
+
+    def StreamJobLogs(self, request, context):
+        return self.logs.stream(request, context)
+
+    def GetStorageStats(self, request, context):
+        return self.storage.stats(request, context)
 
 
 def _not_found(scope: Scope) -> str:

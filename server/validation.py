@@ -19,6 +19,13 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
+# RFC 3339 date-time: a time zone offset is required; any number of fraction digits.
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
+# The range of the DateTime64 columns that hold event times.
+FIRST_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LAST_TIME = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+MAX_CONTAINS_LENGTH = 1000
+
 
 class InvalidArgument(ValueError):
     """A request field that cannot be used; the message is sent to the client as it is."""
@@ -109,12 +116,56 @@ def check_period(request, field: str = "date_range") -> Period:
     return Period(first, last)
 
 
-def check_page_size(value: int) -> int:
+def check_page_size(value: int, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:
     if value < 0:
         raise InvalidArgument(f"page_size must not be negative (got {value})")
     if value == 0:
-        return DEFAULT_PAGE_SIZE
-    return min(value, MAX_PAGE_SIZE)
+        return default
+    return min(value, maximum)
+
+
+def check_time(field: str, value: str) -> int | None:
+    """An RFC 3339 time as milliseconds since the epoch; None when empty.
+
+    Event times have milliseconds: a time between two is rounded up to the next, which keeps
+    "at or after start" and "before end" exact for the times stored.
+    """
+    if not value:
+        return None
+    match = _RFC3339.fullmatch(value)
+    try:
+        if match is None:
+            raise ValueError
+        day, clock, fraction, offset = match.groups()
+        zone = "+00:00" if offset in ("Z", "z") else offset
+        moment = dt.datetime.fromisoformat(f"{day}T{clock}{zone}").astimezone(dt.UTC)
+    except ValueError:
+        raise InvalidArgument(
+            f"{field} must be an RFC 3339 time like 2026-03-02T10:00:00Z or 2026-03-02T12:00:00.5+02:00"
+            f" (got {shown(value)})"
+        ) from None
+    if not FIRST_TIME <= moment <= LAST_TIME:
+        raise InvalidArgument(f"{field} must be between {FIRST_TIME:%Y} and {LAST_TIME:%Y} (got {value})")
+    fraction = fraction or ""
+    milliseconds = int(fraction[:3].ljust(3, "0")) + (1 if fraction[3:].strip("0") else 0)
+    return int(moment.timestamp()) * 1000 + milliseconds
+
+
+def check_time_range(start_value: str, end_value: str) -> tuple[int | None, int | None]:
+    """start_time and end_time of a request in milliseconds: from start (included) to end (excluded)."""
+    start, end = check_time("start_time", start_value), check_time("end_time", end_value)
+    if start is not None and end is not None and start > end:
+        raise InvalidArgument(f"start_time {start_value} is after end_time {end_value}")
+    return start, end
+
+
+def check_contains(value: str) -> str | None:
+    """Text a log line must contain; None when no search is asked for."""
+    if not value:
+        return None
+    if len(value) > MAX_CONTAINS_LENGTH:
+        raise InvalidArgument(f"contains is longer than {MAX_CONTAINS_LENGTH} characters ({len(value)})")
+    return value
 
 
 def check_enum(field: str, value: int, enum) -> int:

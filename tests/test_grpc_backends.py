@@ -35,6 +35,19 @@ def test_values_arrive_exactly_as_given(backend):
         assert backend.rows("select {v:String}, length({v:String})", {"v": value}, 10) == [[value, len(value.encode())]]
 
 
+def test_bytes_that_are_not_utf8_come_back_replaced_not_as_a_failure(backend):
+    assert backend.rows("select concat('bad ', unhex('FFFE'), ' bytes')", {}, 10) == [["bad \ufffd bytes"]]
+
+
+def test_arrays_of_tuples_arrive_exactly_as_given(backend):
+    jobs = [(value, "w", value[::-1]) for value in AWKWARD]
+    rows = backend.rows("select {jobs:Array(Tuple(String, String, String))}", {"jobs": jobs}, 10)
+    assert rows == [[[list(job) for job in jobs]]]
+    member = "select ({a:String}, 'w', {b:String}) in {jobs:Array(Tuple(String, String, String))}"
+    assert backend.rows(member, {"a": "quotes ' \" `", "b": "` \" ' setouq", "jobs": jobs}, 10) == [[1]]
+    assert backend.rows(member, {"a": "quotes", "b": "setouq", "jobs": jobs}, 10) == [[0]]
+
+
 def test_each_worker_thread_gets_its_own_answers(backend):
     wrong: list = []
 

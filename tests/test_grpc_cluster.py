@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from server.backends import HttpBackend
+from server.logs import JobRef, LogFilter, LogQueries
 from server.queries import Queries, Scope, on_cluster
-from tests import datasets
+from tests import datasets, log_datasets
 from tests.intake import deliver, execute
 
 AGGREGATES = ("workflow_totals", "workflow_daily", "job_duration_daily")
+LOG_TABLES = ("job_log_lines", "job_log_totals", "jobs_first_seen", "job_completions")
 
 
 def test_every_aggregate_is_renamed_and_nothing_else():
@@ -26,10 +28,10 @@ def test_every_aggregate_is_renamed_and_nothing_else():
 @pytest.fixture
 def stand_in_distributed_tables(analytics_db):
     # One node has no cluster to distribute over; views with the Distributed tables' names stand in.
-    for name in AGGREGATES:
+    for name in AGGREGATES + LOG_TABLES:
         execute(analytics_db, f"CREATE VIEW analytics.{name}_all AS SELECT * FROM analytics.{name}")
     yield
-    for name in AGGREGATES:
+    for name in AGGREGATES + LOG_TABLES:
         execute(analytics_db, f"DROP VIEW IF EXISTS analytics.{name}_all")
 
 
@@ -48,3 +50,25 @@ def test_cluster_queries_read_the_distributed_tables_and_answer_the_same(analyti
     execute(analytics_db, "DROP VIEW analytics.workflow_totals_all")
     with pytest.raises(Exception, match="workflow_totals_all"):
         cluster.user_totals(user, 10)
+
+
+def test_cluster_log_queries_read_the_distributed_tables_and_answer_the_same(analytics_db, stand_in_distributed_tables):
+    logs = log_datasets.generate_logs(seed=52, users=1, jobs_per_user=2, lines=(10, 40))
+    deliver(analytics_db, logs.messages)
+    backend = HttpBackend(analytics_db.url)
+    single, cluster = LogQueries(Queries(backend)), LogQueries(Queries(backend, cluster=True))
+    job = JobRef(**logs.jobs[0].ids)
+    assert (
+        cluster.log_state(job, 10).counted_lines == single.log_state(job, 10).counted_lines == len(logs.jobs[0].lines)
+    )
+    where = LogFilter(contains="e")
+    assert cluster.page(job, where, True, None, 20, 10) == single.page(job, where, True, None, 20, 10)
+    jobs = [JobRef(**log.ids) for log in logs.jobs]
+    assert cluster.landed_since(jobs, 0, 10) == single.landed_since(jobs, 0, 10)
+    assert cluster.ended(jobs, 10)[1] == single.ended(jobs, 10)[1]
+    assert cluster.tail_state(job, 10) == single.tail_state(job, 10) == (True, False)
+    assert cluster.job_exists(job, 10) == single.job_exists(job, 10) is True
+    for name in LOG_TABLES:
+        execute(analytics_db, f"DROP VIEW analytics.{name}_all")
+    with pytest.raises(Exception, match="job_log_lines_all"):
+        cluster.page(job, where, True, None, 20, 10)

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from analytics import analytics_pb2 as pb
-from tests import datasets
+from tests import datasets, log_datasets
 from tests.grpc_server import NOT_SERVING, SERVING, call_by_reflection, health_status, listed_services, start_up
 from tests.intake import deliver
 
@@ -79,6 +79,59 @@ def test_grpcurl_itself_when_installed(stack, loaded):
     )
     assert called.returncode == 0, called.stderr
     assert json.loads(called.stdout) == seed_json(*loaded.expected.user(user))
+
+
+def test_the_readmes_job_log_calls_with_grpcurl(stack):
+    """README's grpcurl examples of the job-log calls, on the stack's own chDB."""
+    grpcurl = shutil.which("grpcurl")
+    if grpcurl is None:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail("grpcurl must run in CI: ./dev test builds it with Go", pytrace=False)
+        pytest.skip("grpcurl is not installed (./dev test builds it when Go is here)")
+    logs = log_datasets.generate_logs(seed=62, users=1, jobs_per_user=1, lines=(20, 40))
+    [job] = logs.jobs
+    deliver(SimpleNamespace(url=stack.extra["url"]), logs.messages)
+    ended = log_datasets.job_event(job, "completed", job.lines[-1].time, f"{logs.prefix}-end")
+    deliver(SimpleNamespace(url=stack.extra["url"]), {"jobs": [ended]})
+
+    def grpcurl_json(method: str, body: dict | None = None) -> list[dict]:
+        data = ["-d", json.dumps(body)] if body is not None else []
+        called = subprocess.run(
+            [grpcurl, "-plaintext", *data, stack.target, f"analytics.AnalyticsService/{method}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert called.returncode == 0, called.stderr
+        return [json.loads(part) for part in called.stdout.replace("}\n{", "}\0{").split("\0")]
+
+    [page] = grpcurl_json("ListJobLogs", {**job.ids, "contains": "worker", "page_size": 100})
+    assert [line["message"] for line in page.get("lines", [])] == [
+        line.message for line in job.lines if "worker" in line.message.lower()
+    ]
+    tailed = grpcurl_json("StreamJobLogs", {**job.ids, "stream": "LOG_STREAM_STDERR"})
+    assert [line["event_id"] for line in tailed] == [line.event_id for line in job.lines if line.stream == "stderr"]
+    [stats] = grpcurl_json("GetStorageStats")
+    assert {"job_log_lines", "job_log_totals", "seen_keys"} <= {table["table"] for table in stats["tables"]}
+    assert stats["log_retention"]["log_retention_hours"] == 720
+
+
+def test_a_live_tail_on_the_stacks_own_chdb(stack):
+    """The shared poller asks the in-process chDB: a line that lands reaches the tail, the job's end ends it."""
+    logs = log_datasets.generate_logs(seed=63, users=1, jobs_per_user=1, lines=(3, 4))
+    [job] = logs.jobs
+    http = SimpleNamespace(url=stack.extra["url"])
+    deliver(http, logs.messages)
+    with stack.channel() as channel:
+        tail = stack.stub(channel).StreamJobLogs(pb.StreamJobLogsRequest(**job.ids), timeout=120)
+        history = [next(tail) for _ in job.lines]
+        assert [line.event_id for line in history] == [line.event_id for line in job.lines]
+        landed = log_datasets.log_event(job, f"{logs.prefix}-live", job.lines[-1].time, sequence=99, message="live")
+        deliver(http, {"job_logs": [landed]})
+        assert next(tail).message == "live"
+        ended = log_datasets.job_event(job, "cancelled", job.lines[-1].time, f"{logs.prefix}-end")
+        deliver(http, {"jobs": [ended]})
+        assert list(tail) == []  # the stream ends (OK) once the job's end has landed
 
 
 def test_every_workflow_through_the_generated_stub(stack, loaded):

@@ -425,8 +425,8 @@ select * from incoming
   )
 
 -- model job_log_lines
--- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id, event_time, dedup_key)", "partition_by": "toYYYYMMDD(event_time)", "settings": {"ttl_only_drop_parts": 1}}
--- post-hooks ["{{ apply_log_retention(this) }}"]
+-- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key)", "partition_by": "toYYYYMMDD(event_time)", "settings": {"ttl_only_drop_parts": 1}}
+-- post-hooks ["{{ apply_log_retention(this) }}", "{{ add_job_log_line_indexes(this) }}"]
 select
     cast('' as String) as event_id,
     cast(0 as DateTime64(3, 'UTC')) as event_time,
@@ -437,6 +437,7 @@ select
     cast('' as LowCardinality(String)) as stream,
     cast(null as Nullable(UInt64)) as sequence,
     cast('' as String) as message,
+    cast(false as Bool) as is_line,
     cast('' as LowCardinality(String)) as kafka_topic,
     cast(null as Nullable(UInt64)) as kafka_partition,
     cast(null as Nullable(UInt64)) as kafka_offset,
@@ -489,6 +490,15 @@ accepted as (
       and _violation = ''
 ),
 
+-- An event is a line when it carries `message` (an empty one is an empty line); before the
+-- message is made non-null below, where ClickHouse would resolve `message` to that alias.
+with_line_flag as (
+    select
+        *,
+        message is not null as is_line
+    from accepted
+),
+
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
@@ -500,13 +510,14 @@ incoming as (
         ifNull(stream, '') as stream,
         toUInt64(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64)) as sequence,
         ifNull(message, '') as message,
+        is_line,
         ifNull(_topic, 'job_logs') as kafka_topic,
     _partition as kafka_partition,
     _offset as kafka_offset,
     _timestamp_ms as kafka_timestamp,
         now64(3, 'UTC') as ingested_at,
         sipHash128('job_logs', event_id) as dedup_key
-    from accepted
+    from with_line_flag
     limit 1 by dedup_key
 )
 
@@ -516,6 +527,36 @@ select * from incoming
       select key from `analytics_compile`.`seen_keys`
       where key in (select sipHash128('job_logs', event_id) from `analytics_compile`.`job_logs_queue`)
   )
+
+-- model job_log_totals
+-- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)", "settings": {"index_granularity": 1024}}
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as lines,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as entries,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_line_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_line_at
+where 0
+
+-- model job_log_totals_from_job_log_lines_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`job_log_totals`
+
+
+select
+    user_id,
+    workflow_id,
+    job_id,
+    toUInt64(countIf(is_line)) as lines,
+    toUInt64(sum(count)) as entries,
+    min(event_time) as first_event_at,
+    minIfOrNull(event_time, is_line) as first_line_at,
+    maxIfOrNull(event_time, is_line) as last_line_at
+from `analytics_compile`.`job_log_lines`
+group by user_id, workflow_id, job_id
 
 -- model job_logs_messages
 -- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_job_logs", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "job_logs"}}
@@ -958,6 +999,124 @@ from `analytics_compile`.`telemetry_events`
 
 select dedup_key as key
 from `analytics_compile`.`workflow_events`
+
+-- model storage_log_retention
+-- config {"enabled": true, "materialized": "view"}
+select
+    name as table,
+    position(create_table_query, ' TTL ') = 0 as audit_mode,
+    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
+from system.tables
+where database = 'analytics_compile' and name = 'job_log_lines'
+
+-- model storage_tables
+-- config {"enabled": true, "materialized": "view"}
+with
+parts as (
+    select
+        table,
+        sum(rows) as rows,
+        count() as parts,
+        sum(bytes_on_disk) as bytes_on_disk,
+        sum(data_compressed_bytes) as compressed_bytes,
+        sum(data_uncompressed_bytes) as uncompressed_bytes
+    from system.parts
+    where database = 'analytics_compile' and active
+    group by table
+),
+
+tables as (
+    select
+        name as table,
+        engine,
+        total_rows,
+        total_bytes,
+        extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
+    from system.tables
+    where database = 'analytics_compile' and (engine like '%MergeTree' or engine = 'EmbeddedRocksDB')
+)
+
+select
+    tables.table as table,
+    tables.engine as engine,
+    toUInt64(if(parts.table != '', parts.rows, ifNull(tables.total_rows, 0))) as rows,
+    toUInt64(ifNull(parts.parts, 0)) as parts,
+    toUInt64(if(parts.table != '', parts.bytes_on_disk, ifNull(tables.total_bytes, 0))) as bytes_on_disk,
+    toUInt64(ifNull(parts.compressed_bytes, 0)) as compressed_bytes,
+    toUInt64(ifNull(parts.uncompressed_bytes, 0)) as uncompressed_bytes,
+    if(compressed_bytes > 0, uncompressed_bytes / compressed_bytes, null) as compression_ratio,
+    tables.ttl as ttl
+from tables
+left join parts on parts.table = tables.table
+order by table
+settings optimize_trivial_approximate_count_query = 1
+
+-- model storage_topics
+-- config {"enabled": true, "materialized": "view"}
+with
+raw as (
+    select
+        'workflows' as topic,
+        'workflow_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`workflow_events`
+    union all
+    select
+        'jobs' as topic,
+        'job_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`job_events`
+    union all
+    select
+        'job_logs' as topic,
+        'job_log_lines' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`job_log_lines`
+    union all
+    select
+        'analytics' as topic,
+        'legacy_events' as raw_table,
+        count() as events,
+        min(received_at) as oldest,
+        max(received_at) as newest
+    from `analytics_compile`.`legacy_events`
+    union all
+    select
+        'telemetry' as topic,
+        'telemetry_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from `analytics_compile`.`telemetry_events`
+),
+
+dead as (
+    select
+        topic,
+        count() as dead_letters,
+        max(received_at) as last_dead_letter_at
+    from `analytics_compile`.`dead_letters` final
+    group by topic
+)
+
+select
+    if(raw.topic != '', raw.topic, dead.topic) as topic,
+    raw.raw_table as raw_table,
+    toUInt64(raw.events) as events,
+    if(raw.events > 0, raw.oldest, null) as oldest_event_time,
+    if(raw.events > 0, raw.newest, null) as newest_event_time,
+    toUInt64(ifNull(dead.dead_letters, 0)) as dead_letters,
+    if(dead.dead_letters > 0, dead.last_dead_letter_at, null) as last_dead_letter_at
+from raw
+full outer join dead on dead.topic = concat('', raw.topic)
+order by topic
 
 -- model telemetry_events
 -- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(event_type, event_name, event_time, dedup_key)", "partition_by": "toYYYYMM(event_time)"}
@@ -1524,7 +1683,15 @@ select
     payload as _raw_message
 from `analytics_compile`.`workflows_messages`
 
+-- disabled job_completions_all
+
 -- disabled job_duration_daily_all
+
+-- disabled job_log_lines_all
+
+-- disabled job_log_totals_all
+
+-- disabled jobs_first_seen_all
 
 -- disabled workflow_daily_all
 

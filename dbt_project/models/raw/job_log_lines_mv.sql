@@ -6,6 +6,15 @@ accepted as (
     {{ accepted_landing_rows('job_logs') }}
 ),
 
+-- An event is a line when it carries `message` (an empty one is an empty line); before the
+-- message is made non-null below, where ClickHouse would resolve `message` to that alias.
+with_line_flag as (
+    select
+        *,
+        message is not null as is_line
+    from accepted
+),
+
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
@@ -17,10 +26,11 @@ incoming as (
         ifNull(stream, '') as stream,
         toUInt64({{ number_of('sequence') }}) as sequence,
         ifNull(message, '') as message,
+        is_line,
         {{ kafka_position('job_logs') }},
         now64(3, 'UTC') as ingested_at,
         {{ dedup_key('job_logs', 'event_id') }} as dedup_key
-    from accepted
+    from with_line_flag
     limit 1 by dedup_key
 )
 

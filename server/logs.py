@@ -1,0 +1,238 @@
+"""The job-log queries of the gRPC service, over job_log_lines and job_log_totals.
+
+job_log_lines is ordered by (user_id, workflow_id, job_id, is_line, assumeNotNull(sequence),
+event_time, dedup_key), a line without a sequence counting as 0: a job's lines are one range of
+the primary key, read in that order, so a page is a keyset range (after the previous page's last
+line) with a LIMIT, whatever the job's size. A case-insensitive search is
+`lowerUTF8(message) like ...`, which the n-gram index of the same expression answers granule by
+granule. job_log_totals keeps each job's line count after the lines expire: more lines counted
+than stored means retention removed some.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from server.backends import Value
+from server.pagination import LogPosition
+from server.queries import Queries
+
+JOB = "user_id = {user_id:String} and workflow_id = {workflow_id:String} and job_id = {job_id:String}"
+# The table's order after the job: what pages, tails and tokens sort and resume by.
+LINE_ORDER = ("assumeNotNull(sequence)", "event_time", "dedup_key")
+LINE_COLUMNS = """event_id,
+    concat(substring(formatDateTime(event_time, '%Y-%m-%dT%H:%i:%S.%f', 'UTC'), 1, 23), 'Z'),
+    stream,
+    ifNull(sequence, 0),
+    message,
+    hex(dedup_key),
+    toUnixTimestamp64Milli(event_time),
+    toUnixTimestamp64Milli(ingested_at)"""
+
+# Each table a statement touches costs chDB about 2 ms, so each call asks only what it needs.
+# ListJobLogs: whether the job logged anything, the lines counted, the lines still stored. An
+# insert makes its lines visible before the views' totals, so the totals are read first (scalar
+# subqueries run before the main query): lines landing meanwhile never look expired.
+LOG_STATE = f"""with (select (count() > 0, toUInt64(sum(lines))) from analytics.job_log_totals where {JOB}) as counted
+select counted.1, counted.2, count()
+from analytics.job_log_lines
+where {JOB} and is_line = true"""
+# ... and, for a job that never logged, whether it exists at all.
+JOB_EXISTS = f"select count() > 0 from analytics.jobs_first_seen where {JOB}"
+# StreamJobLogs: whether the job exists and whether it has ended.
+TAIL_STATE = f"""select
+    (select count() from analytics.jobs_first_seen where {JOB})
+        + (select count() from analytics.job_log_totals where {JOB}) > 0,
+    (select count() from analytics.job_completions where {JOB}) > 0"""
+
+# What the tails of several jobs poll for: their lines that landed since a moment (each row
+# names its job by its place in the list, 1 first), the keys alone of those lines (for the
+# sweeps, which reach far back and need only what is missing), the lines of some keys, and
+# which of the jobs have ended, with ClickHouse's clock (the moment the next poll starts from).
+TAILED = """(user_id, workflow_id, job_id) in {jobs:Array(Tuple(String, String, String))}
+    and is_line = true
+    and ingested_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"""
+JOB_INDEX = "indexOf({jobs:Array(Tuple(String, String, String))}, (user_id, workflow_id, job_id))"
+LANDED_SINCE = f"""select {JOB_INDEX} as job, {LINE_COLUMNS}
+from analytics.job_log_lines
+where {TAILED}
+order by job, {", ".join(LINE_ORDER)}"""
+LANDED_KEYS = f"""select {JOB_INDEX}, hex(dedup_key)
+from analytics.job_log_lines
+where {TAILED}"""
+LANDED_LINES = f"""select {JOB_INDEX} as job, {LINE_COLUMNS}
+from analytics.job_log_lines
+where {TAILED} and hex(dedup_key) in {{keys:Array(String)}}
+order by job, {", ".join(LINE_ORDER)}"""
+ENDED = """select
+    toUnixTimestamp64Milli(now64(3)),
+    groupUniqArray((user_id, workflow_id, job_id))
+from analytics.job_completions
+where (user_id, workflow_id, job_id) in {jobs:Array(Tuple(String, String, String))}"""
+
+STREAMS = ("stdout", "stderr")
+
+
+@dataclass(frozen=True)
+class JobRef:
+    user_id: str
+    workflow_id: str
+    job_id: str
+
+    def params(self) -> dict[str, Value]:
+        return {"user_id": self.user_id, "workflow_id": self.workflow_id, "job_id": self.job_id}
+
+    def __str__(self) -> str:
+        return f"job {self.job_id!r} of workflow {self.workflow_id!r} of user {self.user_id!r}"
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which of a job's lines: a stream (None: all), a time range [start, end) in ms, a text."""
+
+    stream: str | None = None
+    start: int | None = None
+    end: int | None = None
+    contains: str | None = None
+
+    def accepts_stream(self, stream: str) -> bool:
+        return self.stream is None or stream.lower() == self.stream
+
+
+class LogRow(NamedTuple):
+    """A line as the queries return it (a tuple: pages of thousands are built per call)."""
+
+    event_id: str
+    timestamp: str  # RFC 3339, UTC, milliseconds: 2026-03-02T10:00:00.123Z
+    stream: str
+    sequence: int
+    message: str
+    key: str  # dedup_key, hex
+    time_ms: int
+    ingested_ms: int
+
+    @property
+    def position(self) -> LogPosition:
+        return LogPosition(self.sequence, self.time_ms, self.key)
+
+    @classmethod
+    def parse(cls, row: list) -> LogRow:
+        event_id, timestamp, stream, sequence, message, key, time_ms, ingested_ms = row
+        return cls(event_id, timestamp, stream, int(sequence), message, key, int(time_ms), int(ingested_ms))
+
+
+@dataclass(frozen=True)
+class LogState:
+    logged: bool  # any log event of this job of this user's workflow landed
+    counted_lines: int
+    stored_lines: int
+
+    @property
+    def lines_expired(self) -> bool:
+        return self.counted_lines > self.stored_lines
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching any text that contains ``text`` literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class LogQueries:
+    """The job-log reads; every query runs through ``queries`` (metrics, cluster tables, backend)."""
+
+    def __init__(self, queries: Queries):
+        self.queries = queries
+
+    def log_state(self, job: JobRef, timeout: float) -> LogState:
+        [[logged, counted, stored]] = self.queries.rows("job_log_state", LOG_STATE, job.params(), timeout)
+        return LogState(bool(logged), int(counted), int(stored))
+
+    def job_exists(self, job: JobRef, timeout: float) -> bool:
+        """Whether any job event of it landed (for a job that never logged)."""
+        [[exists]] = self.queries.rows("job_exists", JOB_EXISTS, job.params(), timeout)
+        return bool(exists)
+
+    def tail_state(self, job: JobRef, timeout: float) -> tuple[bool, bool]:
+        """(whether the job exists, whether it has ended)."""
+        [[known, ended]] = self.queries.rows("job_tail_state", TAIL_STATE, job.params(), timeout)
+        return bool(known), bool(ended)
+
+    def page(
+        self,
+        job: JobRef,
+        where: LogFilter,
+        descending: bool,
+        after: LogPosition | None,
+        limit: int,
+        timeout: float,
+    ) -> list[LogRow]:
+        """Up to ``limit`` of the job's lines in the table's order (or backwards), after ``after``."""
+        conditions = [JOB, "is_line = true"]
+        params: dict[str, Value] = {**job.params(), "limit": limit}
+        if where.stream is not None:
+            conditions.append("lower(stream) = {stream:String}")
+            params["stream"] = where.stream
+        if where.start is not None:
+            conditions.append("event_time >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')")
+            params["start_ms"] = where.start
+        if where.end is not None:
+            conditions.append("event_time < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
+            params["end_ms"] = where.end
+        if where.contains is not None:
+            # Both sides lower-cased by ClickHouse, so the index's lowerUTF8(message) applies.
+            conditions.append("lowerUTF8(message) like lowerUTF8({pattern:String})")
+            params["pattern"] = like_pattern(where.contains)
+        if after is not None:
+            beyond, bound = ("<", "<=") if descending else (">", ">=")
+            # The first condition narrows the primary-key range; the tuple is the exact resume point.
+            conditions.append(f"assumeNotNull(sequence) {bound} {{after_sequence:UInt64}}")
+            conditions.append(
+                f"({', '.join(LINE_ORDER)}) {beyond} ({{after_sequence:UInt64}},"
+                " fromUnixTimestamp64Milli({after_ms:Int64}, 'UTC'), unhex({after_key:String}))"
+            )
+            params.update(after_sequence=after.sequence, after_ms=after.time_ms, after_key=after.key)
+        direction = " desc" if descending else ""
+        sql = f"""select
+    {LINE_COLUMNS}
+from analytics.job_log_lines
+where {" and ".join(conditions)}
+order by {", ".join(column + direction for column in LINE_ORDER)}
+limit 1 by dedup_key
+limit {{limit:UInt32}}"""
+        return [LogRow.parse(row) for row in self.queries.rows("job_log_page", sql, params, timeout)]
+
+    @staticmethod
+    def _tailed(jobs: list[JobRef], since_ms: int, **more: Value) -> dict[str, Value]:
+        return {"jobs": [(job.user_id, job.workflow_id, job.job_id) for job in jobs], "since_ms": since_ms, **more}
+
+    def landed_since(self, jobs: list[JobRef], since_ms: int, timeout: float) -> dict[JobRef, list[LogRow]]:
+        """Lines of these jobs whose rows landed at or after ``since_ms`` (ClickHouse's clock), by job."""
+        found: dict[JobRef, list[LogRow]] = {}
+        for row in self.queries.rows("job_log_tail", LANDED_SINCE, self._tailed(jobs, since_ms), timeout):
+            found.setdefault(jobs[int(row[0]) - 1], []).append(LogRow.parse(row[1:]))
+        return found
+
+    def landed_keys(self, jobs: list[JobRef], since_ms: int, timeout: float) -> dict[JobRef, set[str]]:
+        """The keys alone of what ``landed_since`` would return, by job."""
+        found: dict[JobRef, set[str]] = {}
+        for index, key in self.queries.rows("job_log_tail_keys", LANDED_KEYS, self._tailed(jobs, since_ms), timeout):
+            found.setdefault(jobs[int(index) - 1], set()).add(key)
+        return found
+
+    def landed_lines(
+        self, jobs: list[JobRef], since_ms: int, keys: list[str], timeout: float
+    ) -> dict[JobRef, list[LogRow]]:
+        """The lines of these keys among what ``landed_since`` would return, by job."""
+        found: dict[JobRef, list[LogRow]] = {}
+        params = self._tailed(jobs, since_ms, keys=keys)
+        for row in self.queries.rows("job_log_tail_lines", LANDED_LINES, params, timeout):
+            found.setdefault(jobs[int(row[0]) - 1], []).append(LogRow.parse(row[1:]))
+        return found
+
+    def ended(self, jobs: list[JobRef], timeout: float) -> tuple[int, set[JobRef]]:
+        """(ClickHouse's clock now in ms, which of these jobs have ended)."""
+        params: dict[str, Value] = {"jobs": [(job.user_id, job.workflow_id, job.job_id) for job in jobs]}
+        [[now_ms, ended]] = self.queries.rows("job_ends", ENDED, params, timeout)
+        return int(now_ms), {JobRef(*job) for job in ended}

@@ -1,0 +1,116 @@
+"""job_log_lines serves the service's reads as designed, and its dbt test catches wrong totals.
+
+ClickHouse's EXPLAIN on the very statements the service sends shows how they read: a page of one
+job in the table's order from its own primary-key range, a text search skipping the granules
+the n-gram index rules out. A change of order or index that loses this fails here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from analytics.migrate import run_dbt
+from analytics.settings import Settings
+from server.backends import HttpBackend
+from server.logs import JobRef, LogFilter, LogQueries
+from server.pagination import LogPosition
+from tests import log_datasets
+from tests.intake import deliver, execute, query
+
+JOB_LINES = 100_000
+OTHER_LINES = 200_000
+
+
+class Recorder:
+    """Stands in for Queries: keeps the statement instead of running it."""
+
+    def rows(self, name, sql, params, timeout):
+        self.sql, self.params = sql, params
+        return []
+
+
+@pytest.fixture(scope="module")
+def big_job(analytics_db) -> JobRef:
+    """One job of 100,000 lines among other jobs' lines; one of its lines has a word no other has."""
+    prefix = log_datasets.generate_logs(seed=95, users=0).prefix
+    job = JobRef(f"{prefix}-u", f"{prefix}-w", f"{prefix}-big")
+    execute(
+        analytics_db,
+        f"""INSERT INTO analytics.job_logs_queue (event_id, event_time, event_type, event_name, user_id, workflow_id,
+                                                  job_id, count, stream, sequence, message)
+            SELECT concat('{prefix}-', toString(number)), now64(3) - INTERVAL 1 HOUR + toIntervalMillisecond(number),
+                   'job_log', 'created', '{job.user_id}', '{job.workflow_id}',
+                   if(number < {JOB_LINES}, '{job.job_id}', concat('{prefix}-other-', toString(number % 7))),
+                   1, if(number % 5 = 0, 'stderr', 'stdout'), number % {JOB_LINES},
+                   if(number = 77777, 'worker-3 hit the Qwertzuiop wall',
+                      concat('request ', hex(cityHash64(number)), ' served in ', toString(number % 997), ' ms'))
+            FROM numbers({JOB_LINES + OTHER_LINES})""",
+    )
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+    return job
+
+
+def plan(analytics_db, kind: str, statement: Recorder) -> str:
+    backend = HttpBackend(analytics_db.url)
+    try:
+        return "\n".join(row[0] for row in backend.rows(f"EXPLAIN {kind} {statement.sql}", statement.params, 30))
+    finally:
+        backend.close()
+
+
+def granules(explained: str) -> list[tuple[int, int]]:
+    """(selected, of) for each index step of EXPLAIN indexes = 1, in order."""
+    return [(int(a), int(b)) for a, b in re.findall(r"Granules: (\d+)/(\d+)", explained)]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_page_reads_the_jobs_own_range_in_the_tables_order(analytics_db, big_job, descending):
+    recorder = Recorder()
+    LogQueries(recorder).page(big_job, LogFilter(), descending, None, 501, 10)
+    assert ("Read type: InReverseOrder" if descending else "Read type: InOrder") in plan(
+        analytics_db, "actions = 1", recorder
+    )
+    LogQueries(recorder).page(big_job, LogFilter(), descending, LogPosition(50_000, 0, "0" * 32), 501, 10)
+    [*_, (selected, total)] = granules(plan(analytics_db, "indexes = 1", recorder))
+    assert selected <= (JOB_LINES // 8192) // 2 + 2 < total  # half the job's granules: where the page resumes
+
+
+def test_a_search_reads_only_the_granules_the_ngram_index_keeps(analytics_db, big_job):
+    recorder = Recorder()
+    LogQueries(recorder).page(big_job, LogFilter(contains="QWERTZUIOP wall"), False, None, 501, 10)
+    explained = plan(analytics_db, "indexes = 1", recorder)
+    assert "message_ngrams" in explained
+    (_, total), *_, (by_key, _), (by_ngrams, _) = granules(explained)
+    assert by_key >= JOB_LINES // 8192 and by_ngrams == 1
+    backend = HttpBackend(analytics_db.url)
+    try:
+        [[message]] = [row[4:5] for row in backend.rows(recorder.sql, recorder.params, 30)]
+    finally:
+        backend.close()
+    assert message == "worker-3 hit the Qwertzuiop wall"
+
+
+def test_the_job_log_totals_test_catches_a_wrong_count(analytics_db, big_job):
+    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    logs = log_datasets.generate_logs(seed=96, users=1, jobs_per_user=2, lines=(5, 30))
+    deliver(analytics_db, logs.messages)
+    select = ("--select", "job_log_totals_match_raw_history")
+    assert run_dbt(settings, "test", *select, capture=True).returncode == 0
+    job = logs.jobs[0]
+    corrupt = f"""INSERT INTO analytics.job_log_totals (user_id, workflow_id, job_id, lines, first_event_at)
+                  VALUES ('{job.user_id}', '{job.workflow_id}', '{job.job_id}', {{n}}, now64(3))"""
+    execute(analytics_db, corrupt.format(n=1))  # one line counted that never landed
+    try:
+        broken = run_dbt(settings, "test", *select, capture=True)
+        assert broken.returncode != 0
+        assert "job_log_totals_match_raw_history" in broken.stdout
+    finally:
+        execute(analytics_db, corrupt.format(n=2**64 - 1))  # the sum wraps back by one
+    [row] = query(
+        analytics_db,
+        f"SELECT sum(lines) AS n FROM analytics.job_log_totals WHERE job_id = '{job.job_id}'",
+    )
+    assert int(row["n"]) == len(job.lines)
+    assert run_dbt(settings, "test", *select, capture=True).returncode == 0
