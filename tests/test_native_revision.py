@@ -23,7 +23,7 @@ from embedded.native_blocks import NativeRevision
 HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=120))
 BLOCK_INFO = b"\x01\x00\x02\xff\xff\xff\xff\x00"
 BLOCK_INFO_WITH_BUCKETS = b"\x01\x00\x02\xff\xff\xff\xff\x03\x00\x00"
-ONE_BLOCK = "max_block_size=1000000, max_threads=1"
+ONE_BLOCK = "max_block_size=1000000, max_threads=1, optimize_read_in_order=0"
 
 
 def post(server, sql: str, **params):
@@ -65,13 +65,16 @@ def read_string(buf: bytes, pos: int) -> tuple[bytes, int]:
 def column_alone(url: str, name: str, expression: str, source: str, settings: str) -> tuple[bytes, int, bytes]:
     """chDB's revision-0 answer for one column of a one-block result: its type, row count and data."""
     body = HTTP.request(
-        "POST", url, body=f"SELECT {expression} AS {name} FROM {source} SETTINGS {settings} FORMAT Native".encode()
+        "POST", url, body=f"SELECT {expression} AS `{name}` FROM {source} SETTINGS {settings} FORMAT Native".encode()
     ).data
     columns, pos = read_varint(body, 0)
     rows, pos = read_varint(body, pos)
     _, pos = read_string(body, pos)
     type_name, pos = read_string(body, pos)
     assert columns == 1 and rows > 0, body[:300]
+    # The whole answer is this one block: its row count is the source's.
+    count = HTTP.request("POST", url, body=f"SELECT count() FROM {source}".encode()).data
+    assert int(count) == rows, (source, count, rows)
     return type_name, rows, body[pos:]
 
 
@@ -89,7 +92,7 @@ def expected_block(server, columns: dict[str, str], source: str, revision: int, 
 
 
 def framed(server, columns: dict[str, str], rows: int, block: int, revision: int, settings: str = "") -> bytes:
-    select = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
+    select = ", ".join(f"{expr} AS `{name}`" for name, expr in columns.items())
     extra = f", {settings}" if settings else ""
     return native(
         server,
