@@ -12,7 +12,6 @@ from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, post_batch, query
 
-
 DELIVERY_BATCH = 200
 
 
