@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from benchmarks.bench_http_front import machine
 from embedded.engine import Engine
 from server.backends import ChdbBackend

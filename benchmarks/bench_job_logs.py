@@ -40,7 +40,7 @@ import urllib3
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from benchmarks.bench_grpc import FILL as FILL_WORKFLOWS
 from benchmarks.bench_grpc import TOP_UP, USERS, WORKFLOWS, percentile
 from benchmarks.bench_http_front import machine

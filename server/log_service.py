@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from server import pagination
 from server.answers import Exhausted, NotFound, Unavailable, abort_with_status, query_timeout, respond_or_abort
 from server.backends import QueryTimedOut

@@ -17,8 +17,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from analytics import analytics_pb2 as pb
-from analytics import analytics_pb2_grpc as pb_grpc
+from analytics_proto import analytics_pb2 as pb
+from analytics_proto import analytics_pb2_grpc as pb_grpc
 from analytics.settings import Settings
 from embedded.engine import Engine
 from server.auth import TokenError, load_tokens

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from server.answers import respond_or_abort
 from server.log_service import timestamp
 from server.queries import Queries

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import grpc
 import pytest
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import log_datasets
 from tests.datasets import iso
 from tests.grpc_server import call_by_reflection, start_grpc

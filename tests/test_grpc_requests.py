@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from server import pagination
 from server.auth import ANY_USER, TokenError, load_tokens, parse_file, parse_variable
 from server.backends import escape_value

@@ -13,7 +13,7 @@ import urllib.request
 import grpc
 import pytest
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import datasets
 from tests.embedded_server import free_port
 from tests.grpc_expected import Counters, DailyModel

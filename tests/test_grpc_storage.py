@@ -7,7 +7,7 @@ import datetime as dt
 import grpc
 import pytest
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import log_datasets
 from tests.grpc_server import start_grpc
 from tests.intake import deliver, execute, query

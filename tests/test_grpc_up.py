@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import datasets, log_datasets
 from tests.grpc_server import NOT_SERVING, SERVING, call_by_reflection, health_status, listed_services, start_up
 from tests.intake import deliver

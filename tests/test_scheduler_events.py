@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from confluent_kafka import Producer
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from embedded.bridge import Bridge, config_from, prepare_topics
 from tests.grpc_server import start_grpc
 from tests.intake import HTTP, insert_statement
