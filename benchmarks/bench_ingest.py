@@ -27,11 +27,13 @@ from urllib.parse import urlencode
 import urllib3
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from analytics.migrate import migrate
-from analytics.settings import Settings
 from benchmarks.bench_http_front import machine
-from embedded.kafka_broker import KafkaBroker, ensure_jars, free_port
-from embedded.topics import TOPICS, create_topics
+from core.names import TOPICS
+from core.settings.composed import Settings
+from embedded.kafka.broker import KafkaBroker, free_port
+from embedded.kafka.jars import ensure_jars
+from embedded.kafka.topics import create_topics
+from operations.migrate import migrate
 from tests import embedded_server
 
 HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=600))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from server.backends import Value
+from core.backend import Value
 from server.pagination import LogPosition
 from server.queries import Queries
 

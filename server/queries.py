@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.backends import QueryBackend, QueryFailed, QueryTimedOut, Value
+from core.backend import QueryBackend, QueryFailed, QueryTimedOut, Value
 from server.pagination import Position
 from server.validation import Period
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.backends import HttpBackend
+from core.clickhouse.backend import HttpBackend
 from server.logs import JobRef, LogFilter, LogQueries
 from server.queries import Queries, Scope, on_cluster
 from tests import datasets, log_datasets

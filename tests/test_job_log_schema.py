@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from analytics.migrate import run_dbt
-from analytics.settings import Settings
-from server.backends import HttpBackend
+from core.clickhouse.backend import HttpBackend
+from core.settings.composed import Settings
+from operations.dbt import run_dbt
 from server.logs import JobRef, LogFilter, LogQueries
 from server.pagination import LogPosition
 from tests import log_datasets

@@ -7,9 +7,10 @@ import datetime as dt
 
 import pytest
 
-from analytics.migrate import migrate, run_dbt
-from analytics.settings import Settings
-from server.backends import HttpBackend
+from core.clickhouse.backend import HttpBackend
+from core.settings.composed import Settings
+from operations.dbt import run_dbt
+from operations.migrate import migrate
 from server.logs import JobRef, LogFilter, LogQueries
 from server.queries import Queries
 from tests import embedded_server

@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from analytics.backfill import BackfillFailed, rebuild_days
 from analytics.cli import main
-from analytics.settings import Settings
+from core.settings.composed import Settings
+from operations.backfill import BackfillFailed, rebuild_days
 from orchestration.definitions import build_definitions
 from orchestration.health.checks import HEALTH_CHECKS, consumer_lags
 from orchestration.resources import ClickHouse

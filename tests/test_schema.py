@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.migrate import run_dbt
-from analytics.settings import Settings
+from core.settings.composed import Settings
+from operations.dbt import run_dbt
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, post_batch, query

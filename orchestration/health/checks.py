@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 import dagster as dg
 
-from analytics.settings import Settings
+from core.settings.dagster import DagsterSettings
 from orchestration.dead_letters.jobs import REPLAY_JOB
 from orchestration.resources import ClickHouse
 
@@ -36,7 +36,7 @@ def freshness_specs() -> list[dg.AssetCheckSpec]:
 def topic_freshness(
     context: dg.AssetCheckExecutionContext,
     clickhouse: dg.ResourceParam[ClickHouse],
-    settings: dg.ResourceParam[Settings],
+    settings: dg.ResourceParam[DagsterSettings],
 ):
     """One query for every selected topic: how old is its newest event?"""
     selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
@@ -79,7 +79,7 @@ def topic_freshness(
     ),
 )
 def no_new_dead_letters(
-    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
+    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[DagsterSettings]
 ) -> dg.AssetCheckResult:
     rows = clickhouse.rows(
         """select topic, count() as messages, toString(max(received_at)) as latest,
@@ -132,7 +132,7 @@ def lags_from_rdkafka_stat(consumer: str, rdkafka_stat: str) -> list[PartitionLa
     return lags
 
 
-def consumer_lags(clickhouse: ClickHouse, settings: Settings) -> list[PartitionLag]:
+def consumer_lags(clickhouse: ClickHouse, settings: DagsterSettings) -> list[PartitionLag]:
     if settings.resolved_ingest == "kafka":
         # Kafka-engine tables: ClickHouse's own consumers report through system.kafka_consumers.
         rows = clickhouse.rows(
@@ -152,7 +152,7 @@ def consumer_lags(clickhouse: ClickHouse, settings: Settings) -> list[PartitionL
     description="No consumer group lags more than ANALYTICS_CONSUMER_LAG_MAX messages on any partition.",
 )
 def consumer_lag_below_max(
-    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
+    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[DagsterSettings]
 ) -> dg.AssetCheckResult:
     lags = consumer_lags(clickhouse, settings)
     behind = sorted((lag for lag in lags if lag.lag > settings.consumer_lag_max), key=lambda lag: -lag.lag)

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from analytics.settings import Settings
+from core.settings.dagster import DagsterSettings
 from orchestration.resources import ClickHouse
 
 
-def _rows_past_retention(clickhouse: ClickHouse, settings: Settings) -> int:
+def _rows_past_retention(clickhouse: ClickHouse, settings: DagsterSettings) -> int:
     [row] = clickhouse.rows(
         """select count() as n from analytics.job_log_lines
            where event_time < now64(3, 'UTC') - toIntervalHour({hours:UInt32})""",
@@ -17,7 +17,9 @@ def _rows_past_retention(clickhouse: ClickHouse, settings: Settings) -> int:
 
 @dg.op(description="Drop the parts of job_log_lines whose every line is older than the retention.")
 def expire_job_log_lines(
-    context: dg.OpExecutionContext, clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
+    context: dg.OpExecutionContext,
+    clickhouse: dg.ResourceParam[ClickHouse],
+    settings: dg.ResourceParam[DagsterSettings],
 ):
     if settings.audit_mode:
         context.log.info("audit mode: job_log_lines keeps every line")

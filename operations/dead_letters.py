@@ -19,9 +19,8 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
-import clickhouse_connect
-
-from analytics.settings import Settings
+from core.clickhouse import connect
+from core.settings.schema import SchemaSettings
 
 TOPICS = ("workflows", "jobs", "job_logs", "analytics", "telemetry")
 
@@ -46,18 +45,7 @@ class ReplayResult:
     produced_to_kafka: bool = False
 
 
-def _client(settings: Settings):
-    connection = settings.clickhouse_connection
-    return clickhouse_connect.get_client(
-        host=connection.host,
-        port=connection.port,
-        username=connection.user,
-        password=connection.password,
-        secure=connection.secure,
-    )
-
-
-def _filters(topic: str | None, since: dt.datetime | None, settings: Settings) -> tuple[str, dict]:
+def _filters(topic: str | None, since: dt.datetime | None, settings: SchemaSettings) -> tuple[str, dict]:
     conditions, parameters = ["1"], {}
     if topic:
         conditions.append("(topic = {topic:String} OR topic = {kafka_topic:String})")
@@ -68,10 +56,12 @@ def _filters(topic: str | None, since: dt.datetime | None, settings: Settings) -
     return " AND ".join(conditions), parameters
 
 
-def summarize(settings: Settings, topic: str | None = None, since: dt.datetime | None = None) -> list[DeadLetterGroup]:
+def summarize(
+    settings: SchemaSettings, topic: str | None = None, since: dt.datetime | None = None
+) -> list[DeadLetterGroup]:
     """The dead letters grouped by topic and error, most frequent first within a topic."""
     where, parameters = _filters(topic, since, settings)
-    client = _client(settings)
+    client = connect.client(settings.clickhouse_connection)
     try:
         result = client.query(
             f"""SELECT topic, error, count() AS messages, min(received_at), max(received_at)
@@ -84,7 +74,7 @@ def summarize(settings: Settings, topic: str | None = None, since: dt.datetime |
         client.close()
 
 
-def _product_topic(kafka_topic: str, settings: Settings) -> str | None:
+def _product_topic(kafka_topic: str, settings: SchemaSettings) -> str | None:
     prefix = settings.kafka_topic_prefix
     name = kafka_topic[len(prefix) :] if kafka_topic.startswith(prefix) else kafka_topic
     if name in TOPICS:
@@ -95,11 +85,11 @@ def _product_topic(kafka_topic: str, settings: Settings) -> str | None:
 
 
 def replay(
-    settings: Settings, topic: str | None = None, since: dt.datetime | None = None, dry_run: bool = False
+    settings: SchemaSettings, topic: str | None = None, since: dt.datetime | None = None, dry_run: bool = False
 ) -> ReplayResult:
     where, parameters = _filters(topic, since, settings)
     result = ReplayResult()
-    client = _client(settings)
+    client = connect.client(settings.clickhouse_connection)
     try:
         [[started]] = client.query("SELECT now64(3, 'UTC')").result_rows
         letters = client.query(

@@ -1,125 +1,39 @@
-"""A real single-node Apache Kafka (KRaft) for local use and tests.
+"""A real single-node Apache Kafka (KRaft) for local use and tests: its configuration and its process.
 
-The jars are the official Maven Central artifacts listed in ``embedded/kafka/pom.xml``; Maven copies
-them once into a cache folder, and every later start only runs ``java``. One JVM plays both KRaft
-roles (broker and controller) on loopback ports, with its data in one directory that survives
-restarts.
+One JVM plays both KRaft roles (broker and controller) on loopback ports, with its data in one
+directory that survives restarts. The jars come from embedded.kafka.jars.
 """
 
 from __future__ import annotations
 
 import base64
 import ctypes
-import hashlib
 import logging
-import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from core.settings.kafka import LocalKafkaSettings
+from embedded.kafka.jars import ensure_jars, find_java
+
 log = logging.getLogger(__name__)
 # Loaded before any fork: the child of Popen should only make the one system call.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
-POM = Path(__file__).with_name("kafka") / "pom.xml"
-LOG4J_CONFIG = Path(__file__).with_name("kafka") / "log4j2.properties"
-MINIMUM_JAVA = 17
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # The JVM exits with 128 + SIGTERM once Kafka's shutdown hook has finished.
 CLEAN_EXIT_CODES = (0, 128 + signal.SIGTERM)
-INSTALL_JAVA = "install a JDK 17 or newer (e.g. apt-get install openjdk-17-jdk-headless)"
-INSTALL_MAVEN = "install Maven (e.g. apt-get install maven)"
-
-
-class KafkaUnavailable(RuntimeError):
-    """Kafka cannot run on this machine: Java or Maven is missing, or the jars cannot be fetched."""
 
 
 class KafkaStartError(RuntimeError):
     """The broker process failed to start or to serve."""
-
-
-def kafka_version() -> str:
-    """The Kafka version the pom asks for (it names the cache folder)."""
-    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
-    version = ElementTree.parse(POM).getroot().findtext("m:properties/m:kafka.version", namespaces=namespace)
-    if not version:
-        raise KafkaUnavailable(f"{POM} has no <kafka.version> property")
-    return version.strip()
-
-
-def find_java() -> str:
-    """The `java` on PATH, checked to be new enough for Kafka 4."""
-    java = shutil.which("java")
-    if java is None:
-        raise KafkaUnavailable(f"java is not on PATH; {INSTALL_JAVA}")
-    result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
-    major = _java_major_version(result.stderr + result.stdout)
-    if major is None:
-        raise KafkaUnavailable(f"cannot tell the version of {java} (`java -version` said {result.stderr.strip()!r})")
-    if major < MINIMUM_JAVA:
-        raise KafkaUnavailable(f"{java} is Java {major}, Kafka 4 needs Java {MINIMUM_JAVA}; {INSTALL_JAVA}")
-    return java
-
-
-def _java_major_version(version_output: str) -> int | None:
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
-    if match is None:
-        return None
-    first, second = int(match.group(1)), int(match.group(2) or 0)
-    return second if first == 1 else first  # Java 8 and older call themselves "1.8"
-
-
-def ensure_jars(cache_dir: Path) -> Path:
-    """The folder of Kafka's jars, fetched with Maven on first use.
-
-    The folder is ``<cache_dir>/<kafka version>/lib``; a stamp holding the pom's digest marks it complete,
-    so an interrupted fetch or an edited pom fetches again.
-    """
-    version = kafka_version()
-    lib = Path(cache_dir).resolve() / version / "lib"
-    stamp = lib / ".pom-sha256"
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-    if stamp.is_file() and stamp.read_text() == digest:
-        return lib
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise KafkaUnavailable(f"mvn is not on PATH and the Kafka {version} jars are not cached yet; {INSTALL_MAVEN}")
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    # Fetch into a fresh folder and move it into place, so no one ever sees a half-filled lib.
-    staging = Path(tempfile.mkdtemp(prefix="lib-", dir=lib.parent))
-    command = [
-        mvn,
-        "--batch-mode",
-        "--quiet",
-        "--file",
-        str(POM),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}",
-        "-DincludeScope=runtime",
-    ]
-    log.info("fetching the Kafka %s jars with Maven into %s (first run only)", version, lib)
-    started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
-        shutil.rmtree(staging, ignore_errors=True)
-        said = _last_lines(result.stdout + result.stderr, 15) or "(no output)"
-        raise KafkaUnavailable(f"Maven could not fetch the Kafka {version} jars (exit {result.returncode}): {said}")
-    (staging / stamp.name).write_text(digest)
-    shutil.rmtree(lib, ignore_errors=True)
-    staging.rename(lib)
-    log.info("fetched the Kafka %s jars in %.1f s", version, time.monotonic() - started)
-    return lib
 
 
 def free_port() -> int:
@@ -159,7 +73,7 @@ class KafkaBroker:
         self._log_start = 0  # where this start's lines begin in the log file
 
     @classmethod
-    def from_settings(cls, settings) -> KafkaBroker:
+    def from_settings(cls, settings: LocalKafkaSettings) -> KafkaBroker:
         """The local broker the project's settings describe (`analytics kafka`, `up --with-kafka`)."""
         return cls(
             settings.resolved_kafka_data_dir,
@@ -336,29 +250,6 @@ class KafkaBroker:
         )
 
 
-def run_in_foreground(broker: KafkaBroker, announce=print) -> bool:
-    """Start ``broker``, serve until SIGTERM or SIGINT, then stop it; return whether it stopped cleanly."""
-    broker.start()  # until it serves, Ctrl-C and SIGTERM act as usual; the JVM dies with this process
-    stop_requested = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop_requested.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        announce(
-            f"Kafka {kafka_version()} is ready for clients at {broker.bootstrap}; data in {broker.data_dir}, "
-            f"log in {broker.log_path}; Ctrl-C or SIGTERM stops it"
-        )
-        while not stop_requested.wait(0.5):
-            if not broker.running:
-                raise KafkaStartError(
-                    f"Kafka exited unexpectedly with code {broker.process.returncode}:\n{broker.diagnosis()}"
-                )
-        announce("stopping Kafka")
-        return broker.stop() in CLEAN_EXIT_CODES
-    finally:
-        broker.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding, as `kafka-storage random-uuid`."""
     while True:
@@ -375,50 +266,8 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def _last_lines(text: str, count: int) -> str:
-    return "\n".join(text.strip().splitlines()[-count:])
-
-
 def _die_with_parent() -> None:
     """In the child: ask Linux to send SIGTERM to the JVM if its owner dies, so no broker is left orphaned."""
     if _LIBC is not None:
         pr_set_pdeathsig = 1
         _LIBC.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-class BrokerComponent:
-    """A local broker as a component of `analytics up --with-kafka`.
-
-    The JVM is tied to the thread that starts it (it gets SIGTERM when that thread ends), so the
-    broker lives in a thread of its own for as long as the stack runs.
-    """
-
-    name = "local Kafka"
-
-    def __init__(self, broker: KafkaBroker):
-        self.broker = broker
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._own, name="kafka-broker", daemon=True)
-
-    def _own(self) -> None:
-        try:
-            self.broker.start()
-        except BaseException as error:  # noqa: BLE001 - handed to start()
-            self._error = error
-            self._ready.set()
-            return
-        self._ready.set()
-        self._stop.wait()
-        self.broker.stop()
-
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(self.broker.stop_timeout + 10)

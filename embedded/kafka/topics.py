@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-log = logging.getLogger(__name__)
+from core.names import TOPICS
 
-# One topic per landing table `<topic>_queue` (DESIGN.md, "Data flow").
-TOPICS = ("workflows", "jobs", "job_logs", "analytics", "telemetry")
+log = logging.getLogger(__name__)
 
 
 class TopicError(RuntimeError):

@@ -1,10 +1,14 @@
-"""`analytics dead-letters` and `analytics dead-letters replay` (the work is in analytics.dead_letters)."""
+"""`analytics dead-letters` and `analytics dead-letters replay` (the work is in operations.dead_letters)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import click
+
+from analytics.extras import requires
+from analytics.settings import load_settings
+from core.settings.schema import SchemaSettings
 
 _TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 _topic_option = click.option("--topic", help="Only this topic (workflows, jobs, job_logs, analytics, telemetry).")
@@ -27,10 +31,10 @@ def dead_letters(ctx, topic, since, clickhouse_url) -> None:
     """Kafka messages that could not be taken in, grouped by topic and error (`replay` feeds them back)."""
     if ctx.invoked_subcommand is not None:
         return
-    from analytics.cli import load_settings
-    from analytics.dead_letters import summarize
+    with requires("dbt", "dead-letters"):
+        from operations.dead_letters import summarize
 
-    settings = load_settings(clickhouse_url=clickhouse_url)
+    settings = load_settings(clickhouse_url=clickhouse_url).slice(SchemaSettings)
     groups = summarize(settings, topic=topic, since=_utc(since))
     if not groups:
         click.echo("no dead letters")
@@ -57,10 +61,10 @@ def replay_dead_letters(topic, since, dry_run, clickhouse_url) -> None:
     A message that passes now counts (once, however often it is replayed) and leaves the dead
     letters; one that still fails stays, with its new error.
     """
-    from analytics.cli import load_settings
-    from analytics.dead_letters import replay
+    with requires("dbt", "dead-letters replay"):
+        from operations.dead_letters import replay
 
-    settings = load_settings(clickhouse_url=clickhouse_url)
+    settings = load_settings(clickhouse_url=clickhouse_url).slice(SchemaSettings)
     result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)
     for reason, count in sorted(result.skipped.items()):
         click.echo(f"skipped {count}: {reason}")

@@ -23,7 +23,8 @@ import anyio.to_thread
 import uvicorn
 from prometheus_client import REGISTRY
 
-from analytics.settings import Settings
+from core.settings.clickhouse import EmbeddedClickHouseSettings
+from core.settings.composed import Settings
 from embedded.engine import Engine
 from embedded.http_metrics import Registries
 from embedded.server import serve_settings
@@ -91,7 +92,7 @@ class Stack:
                 threading.Thread(target=stop_then_exit, name="stack-stop", daemon=True).start()
 
         serve_settings(
-            settings,
+            settings.slice(EmbeddedClickHouseSettings),
             server_class=StackServer,
             extra_lifespan=components_lifespan,
             on_server=servers.append,
@@ -123,10 +124,11 @@ class Stack:
             server.should_exit = True
 
     def _migrate(self) -> None:
-        from analytics.migrate import migrate
+        from core.settings.schema import SchemaSettings
+        from operations.migrate import migrate
 
         log.info("building the schema (dbt build)")
-        result = migrate(self.settings, capture=True)
+        result = migrate(self.settings.slice(SchemaSettings), capture=True)
         if result.returncode != 0:
             raise RuntimeError("dbt build failed:\n" + (result.stdout[-4000:] or result.stderr[-4000:]))
 
@@ -141,56 +143,3 @@ class Stack:
                 component.stop()
             except Exception:  # noqa: BLE001 - keep stopping the others
                 log.exception("%s did not stop cleanly", component.name)
-
-
-class ThreadComponent:
-    """A component whose work is a blocking `run(stop_event)` in a thread of its own."""
-
-    def __init__(self, name: str, run: Callable[[threading.Event], None]):
-        self.name = name
-        self._run = run
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._guarded, name=name, daemon=True)
-
-    def _guarded(self) -> None:
-        try:
-            self._run(self._stop)
-        except Exception:  # noqa: BLE001 - a component's failure is logged, the stack keeps serving
-            log.exception("%s failed", self.name)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-
-def demo_component(settings: Settings, engine: Engine) -> ThreadComponent:
-    """`up --demo`: the events SDK's demo generator, through Kafka when there is one, else HTTP."""
-    from events import Client
-    from events.demo import demo_sink, run_demo, summary
-
-    def run(stop: threading.Event) -> None:
-        sink, destination = demo_sink(
-            "kafka" if settings.kafka_bootstrap else "clickhouse",
-            kafka_bootstrap=settings.kafka_bootstrap,
-            clickhouse_url=settings.resolved_clickhouse_url,
-            clickhouse_user=settings.clickhouse_user,
-            clickhouse_password=settings.clickhouse_password.get_secret_value(),
-        )
-        log.info(
-            "demo traffic: about %g events/s from %d users to %s", settings.demo_rate, settings.demo_users, destination
-        )
-        with Client(sink) as client:
-            counts = run_demo(
-                client,
-                rate=settings.demo_rate,
-                users=settings.demo_users,
-                should_stop=stop.is_set,
-                report=lambda c, s: log.info("demo: %s", summary(c, s)),
-                report_every=30,
-            )
-        log.info("demo traffic stopped: %s", summary(counts, client.stats))
-
-    return ThreadComponent("demo traffic", run)

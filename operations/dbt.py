@@ -1,7 +1,7 @@
-"""`analytics migrate`: build the schema with dbt against the configured ClickHouse.
+"""Running the dbt project (dbt_project.yml at the repository root) against the configured ClickHouse.
 
 dbt runs as a child process: its configuration comes from profiles.yml, which reads the
-``ANALYTICS_CLICKHOUSE_*`` variables set here from the settings object, and from ``--vars``.
+``ANALYTICS_CLICKHOUSE_*`` variables set here from the settings slice, and from ``--vars``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from analytics.settings import Settings
+from core.settings.schema import SchemaSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def dbt_vars(settings: Settings) -> dict:
+def dbt_vars(settings: SchemaSettings) -> dict:
     return {
         "ingest": settings.resolved_ingest,
         "cluster": settings.cluster,
@@ -32,7 +32,7 @@ def dbt_vars(settings: Settings) -> dict:
     }
 
 
-def dbt_environment(settings: Settings) -> dict[str, str]:
+def dbt_environment(settings: SchemaSettings) -> dict[str, str]:
     """The variables profiles.yml reads, from the ClickHouse URL (server) or the embedded server."""
     connection = settings.clickhouse_connection
     return {
@@ -51,7 +51,7 @@ def dbt_executable() -> str:
     return str(Path(sys.executable).with_name("dbt"))
 
 
-def dbt_command(settings: Settings, command: str, *args: str, target_path: Path | None = None) -> list[str]:
+def dbt_command(settings: SchemaSettings, command: str, *args: str, target_path: Path | None = None) -> list[str]:
     """A dbt command line; ``target_path`` defaults to DATA_DIR/dbt/target (logs go next to it)."""
     target_path = target_path or settings.data_dir.resolve() / "dbt" / "target"
     return [
@@ -72,7 +72,7 @@ def dbt_command(settings: Settings, command: str, *args: str, target_path: Path 
 
 
 def run_dbt(
-    settings: Settings, command: str, *args: str, capture: bool = False, target_path: Path | None = None
+    settings: SchemaSettings, command: str, *args: str, capture: bool = False, target_path: Path | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         dbt_command(settings, command, *args, target_path=target_path),
@@ -82,8 +82,3 @@ def run_dbt(
         capture_output=capture,
         check=False,
     )
-
-
-def migrate(settings: Settings, capture: bool = False) -> subprocess.CompletedProcess:
-    """`dbt build`: create what is missing, update views in place, run every test. Safe to repeat."""
-    return run_dbt(settings, "build", capture=capture)

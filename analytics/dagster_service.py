@@ -21,8 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from analytics.migrate import PROJECT_ROOT
-from analytics.settings import Settings
+from core.settings.composed import Settings
+from operations.dbt import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,3 @@ class DagsterService:
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, sig)
-
-
-def dagster_component(settings: Settings, engine) -> DagsterService | None:
-    """The factory `analytics up` lists: Dagster unless switched off (--no-dagster)."""
-    return DagsterService(settings) if settings.dagster_enabled else None

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from analytics.migrate import run_dbt
-from analytics.settings import Settings
+from core.settings.schema import SchemaSettings
+from operations.dbt import run_dbt
 
 # The one line rebuild_days logs about what it did.
 SUMMARY = re.compile(r"rebuild summary: (\{.*\})")
@@ -48,7 +48,7 @@ def parse_summary(output: str) -> tuple[dict[str, int], int]:
     return summary["days"], summary["workflow_totals_corrected"]
 
 
-def rebuild_days(settings: Settings, days: Iterable[dt.date]) -> RebuildSummary:
+def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date]) -> RebuildSummary:
     """Rebuild the days' aggregates; safe to repeat. Raises BackfillFailed when dbt fails."""
     # Staging tables are named per call, so two backfills at once never share one.
     suffix = uuid.uuid4().hex[:12]
