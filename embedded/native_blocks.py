@@ -1,217 +1,48 @@
 """Native output at a client's protocol revision (``client_protocol_version``), from chDB's revision-0 blocks.
 
-A server's HTTP interface writes the Native format at the revision the client names; clickhouse-go
-names its TCP revision (54460) and reads accordingly. chDB has no setting for the revision (its
-format settings carry none) and always writes revision 0. The two differ, for the types chDB
-writes, only in framing:
+A server's HTTP interface writes the Native format at the revision the client names (ClickHouse's
+NativeWriter): clickhouse-connect names 54405, clickhouse-go its TCP revision (54460). chDB has no
+setting for the revision and always writes revision 0. What the revision changes, for what chDB
+writes (ClickHouse 26.9, whose own protocol revision is 54492):
 
-  * revision > 0 starts every block with its BlockInfo (is_overflows = false, bucket_num = -1);
-  * revision >= 54454 follows every column's type with a "has custom serialization" byte (0 here:
-    at revision 0 chDB never writes sparse or other custom serializations).
+  * > 0: every block starts with its BlockInfo (is_overflows = 0, bucket_num = -1; from 54480 also
+    an empty out_of_order_buckets list);
+  * >= 54454: every column's type is followed by a "has custom serialization" byte (0 here: chDB's
+    blocks hold no sparse or replicated columns, and the default serialization is always valid);
+  * >= 54473: Dynamic and JSON structures are written in their V2 version instead of V1
+    (native_dynamic.py);
+  * between 1 and 54404, LowCardinality would be sent as its plain type; >= 54492, String data
+    goes in a separate size stream; >= 54452, versioned aggregate functions change their states.
+    Those columns are refused (NOT_IMPLEMENTED, naming the column and the reason), and so are
+    types whose bytes cannot be walked (most AggregateFunction states: native_states.py).
+  * >= 54337, a top-level ``DateTime('zone')`` keeps its zone in the type name; chDB, at revision
+    0, has already dropped it, as a server does for revision 0 (the instant is the same).
 
-Inserting those bytes needs every column's length, so this module walks the column data by type.
-Types whose layout it does not know (JSON, Dynamic, Variant, AggregateFunction...) are refused
-with a clear error rather than sent wrongly framed.
+Everything else is the same bytes. The block boundaries alone would do below 54454 (only BlockInfo
+changes there), but finding them in a chunk means knowing each column's length, so every column is
+walked by its type (native_columns.py): a chunk is rewritten only once its walk lands exactly on its
+end, and a column that cannot be walked is refused rather than sent wrongly framed.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from embedded.errors import NOT_IMPLEMENTED, ClickHouseError
+from embedded.native_columns import Codec, Cursor, codec_for
+from embedded.native_types import TypeNotFramable, parse_type
 
+LOW_CARDINALITY_REVISION = 54405
 CUSTOM_SERIALIZATION_REVISION = 54454
-# field 1 (is_overflows) = 0, field 2 (bucket_num) = -1, field 0: end.
+OUT_OF_ORDER_BUCKETS_REVISION = 54480
+STRING_SIZE_STREAM_REVISION = 54492
+LOGICAL_ERROR = (49, "LOGICAL_ERROR")
+
+# field 1 (is_overflows) = 0, field 2 (bucket_num) = -1, [field 3 (out_of_order_buckets) = []], field 0: end.
 _BLOCK_INFO = b"\x01\x00\x02\xff\xff\xff\xff\x00"
-_UINT64 = struct.Struct("<Q")
-
-_FIXED_SIZES = {
-    **dict.fromkeys(("UInt8", "Int8", "Bool", "Enum8", "Nothing"), 1),
-    **dict.fromkeys(("UInt16", "Int16", "Date", "Enum16", "BFloat16"), 2),
-    **dict.fromkeys(("UInt32", "Int32", "Float32", "Date32", "DateTime", "IPv4", "Decimal32", "Time"), 4),
-    **dict.fromkeys(("UInt64", "Int64", "Float64", "DateTime64", "Decimal64", "Time64"), 8),
-    **dict.fromkeys(("UInt128", "Int128", "UUID", "IPv6", "Decimal128"), 16),
-    **dict.fromkeys(("UInt256", "Int256", "Decimal256"), 32),
-}
-_GEO = {
-    "Point": "Tuple(Float64, Float64)",
-    "Ring": "Array(Point)",
-    "LineString": "Array(Point)",
-    "MultiLineString": "Array(LineString)",
-    "Polygon": "Array(Ring)",
-    "MultiPolygon": "Array(Polygon)",
-}
-
-
-@dataclass(frozen=True)
-class DataType:
-    name: str
-    args: tuple[DataType | str, ...] = ()
-
-
-def parse_type(text: str) -> DataType:
-    node, end = _parse(text.strip(), 0)
-    return node
-
-
-def _parse(text: str, pos: int) -> tuple[DataType, int]:
-    start = pos
-    while pos < len(text) and (text[pos].isalnum() or text[pos] == "_"):
-        pos += 1
-    name = text[start:pos]
-    if name in _GEO:
-        return parse_type(_GEO[name]), pos
-    if pos >= len(text) or text[pos] != "(":
-        return DataType(name), pos
-    args: list[DataType | str] = []
-    pos += 1
-    while True:
-        while text[pos] == " ":
-            pos += 1
-        if text[pos] in "'\"-0123456789" or name in ("Enum8", "Enum16", "DateTime", "DateTime64", "FixedString"):
-            arg_start = pos
-            pos = _skip_literal_argument(text, pos)
-            args.append(text[arg_start:pos].strip())
-        else:
-            # A nested type, possibly named (Tuple(a UInt8, `b c` String), Nested(...)).
-            if name in ("Tuple", "Nested"):
-                pos = _skip_element_name(text, pos)
-            if name.endswith("AggregateFunction") and not args:
-                arg_start = pos
-                pos = _skip_literal_argument(text, pos)
-                args.append(text[arg_start:pos].strip())
-            else:
-                node, pos = _parse(text, pos)
-                args.append(node)
-        while text[pos] == " ":
-            pos += 1
-        if text[pos] == ")":
-            return DataType(name, tuple(args)), pos + 1
-        pos += 1  # the comma
-
-
-def _skip_element_name(text: str, pos: int) -> int:
-    """Past ``name `` in a named Tuple element (a plain or back-quoted name), or ``pos`` if unnamed."""
-    end = pos
-    if text[pos] in '`"':
-        end = pos + 1
-        while text[end] != text[pos]:
-            end += 2 if text[end] == "\\" else 1
-        end += 1
-    else:
-        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
-            end += 1
-    return end + 1 if end < len(text) and text[end] == " " else pos
-
-
-def _skip_literal_argument(text: str, pos: int) -> int:
-    """To the comma or closing parenthesis ending a literal argument, quotes and nesting respected."""
-    depth = 0
-    while pos < len(text):
-        char = text[pos]
-        if char in "'\"`":
-            pos += 1
-            while text[pos] != char:
-                pos += 2 if text[pos] == "\\" else 1
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            if depth == 0:
-                return pos
-            depth -= 1
-        elif char == "," and depth == 0:
-            return pos
-        pos += 1
-    return pos
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _unwrap(node: DataType) -> DataType:
-    if node.name == "SimpleAggregateFunction":
-        return node.args[1]
-    return node
-
-
-def _skip_prefix(node: DataType, buf: bytes, pos: int) -> int:
-    node = _unwrap(node)
-    if node.name == "LowCardinality":
-        return pos + 8  # the shared-dictionary version
-    if node.name in ("Array", "Nullable"):
-        return _skip_prefix(node.args[0], buf, pos)
-    if node.name in ("Tuple", "Map", "Nested"):
-        for arg in node.args:
-            pos = _skip_prefix(arg, buf, pos)
-    return pos
-
-
-def _skip_data(node: DataType, buf: bytes, pos: int, rows: int) -> int:
-    node = _unwrap(node)
-    name = node.name
-    size = _FIXED_SIZES.get(name)
-    if size is not None:
-        return pos + size * rows
-    if name == "String":
-        for _ in range(rows):
-            length = buf[pos]
-            if length < 0x80:
-                pos += 1 + length
-            else:
-                length, pos = _varint(buf, pos)
-                pos += length
-        return pos
-    if name == "FixedString":
-        return pos + int(node.args[0]) * rows
-    if name == "Decimal":
-        precision = int(node.args[0])
-        width = 4 if precision <= 9 else 8 if precision <= 18 else 16 if precision <= 38 else 32
-        return pos + width * rows
-    if name.startswith("Interval"):
-        return pos + 8 * rows
-    if name == "Nullable":
-        return _skip_data(node.args[0], buf, pos + rows, rows)
-    if name in ("Array", "Map"):
-        total = _UINT64.unpack_from(buf, pos + 8 * (rows - 1))[0] if rows else 0
-        pos += 8 * rows
-        elements = node.args if name == "Map" else node.args[:1]
-        for element in elements:
-            pos = _skip_data(element, buf, pos, total)
-        return pos
-    if name in ("Tuple", "Nested"):
-        for element in node.args:
-            pos = _skip_data(element, buf, pos, rows)
-        return pos
-    if name == "LowCardinality":
-        return _skip_low_cardinality(node.args[0], buf, pos, rows)
-    raise ClickHouseError.of(
-        NOT_IMPLEMENTED,
-        f"Native output at a client_protocol_version for columns of type {name} is not supported by the "
-        "embedded ClickHouse; cast the column (e.g. to String) or read it in another format",
-    )
-
-
-def _skip_low_cardinality(inner: DataType, buf: bytes, pos: int, rows: int) -> int:
-    dictionary_type = inner.args[0] if inner.name == "Nullable" else inner
-    while rows > 0:
-        flags = _UINT64.unpack_from(buf, pos)[0]
-        pos += 8
-        if flags & (1 << 9):  # HasAdditionalKeysBit: a dictionary follows
-            keys = _UINT64.unpack_from(buf, pos)[0]
-            pos = _skip_data(dictionary_type, buf, pos + 8, keys)
-        count = _UINT64.unpack_from(buf, pos)[0]
-        pos += 8 + count * (1 << (flags & 0xFF))
-        rows -= count
-    return pos
+_BLOCK_INFO_WITH_BUCKETS = b"\x01\x00\x02\xff\xff\xff\xff\x03\x00\x00"
+_FLAG = b"\x00"
+_DEFAULT_ADVICE = "cast the column (e.g. to String) or read it in another format"
 
 
 class NativeRevision:
@@ -219,39 +50,99 @@ class NativeRevision:
 
     def __init__(self, revision: int):
         self.revision = revision
-        self._types: dict[bytes, DataType] = {}
+        self.block_info = _BLOCK_INFO_WITH_BUCKETS if revision >= OUT_OF_ORDER_BUCKETS_REVISION else _BLOCK_INFO
+        self.custom = revision >= CUSTOM_SERIALIZATION_REVISION
+        self._codecs: dict[bytes, Codec] = {}
 
     def convert(self, chunk: bytes) -> bytes:
         if self.revision <= 0 or not chunk:
             return chunk
-        custom = self.revision >= CUSTOM_SERIALIZATION_REVISION
-        out: list[bytes | memoryview] = []
-        view = memoryview(chunk)
-        pos = 0
-        while pos < len(chunk):
-            out.append(_BLOCK_INFO)
-            start = pos
-            columns, pos = _varint(chunk, pos)
-            rows, pos = _varint(chunk, pos)
-            out.append(view[start:pos])
-            for _ in range(columns):
-                start = pos
-                length, pos = _varint(chunk, pos)
-                pos += length
-                length, type_start = _varint(chunk, pos)
-                pos = type_start + length
-                out.append(view[start:pos])
-                if custom:
-                    out.append(b"\x00")
-                data_start = pos
-                if rows:
-                    node = self._type(chunk[type_start:pos])
-                    pos = _skip_data(node, chunk, _skip_prefix(node, chunk, pos), rows)
-                out.append(view[data_start:pos])
-        return b"".join(out)
+        cur = Cursor(chunk, self.revision)
+        edits = cur.edits
+        end = len(chunk)
+        column = type_name = b"?"
+        try:
+            while cur.pos < end:
+                edits.append((cur.pos, cur.pos, self.block_info))
+                columns = cur.varint()
+                rows = cur.varint()
+                for _ in range(columns):
+                    column = cur.string()
+                    type_name = cur.string()
+                    if self.custom:
+                        edits.append((cur.pos, cur.pos, _FLAG))
+                    if rows:
+                        codec = self._codec(type_name, column)
+                        codec.data(cur, rows, codec.prefix(cur))
+        except TypeNotFramable as error:
+            raise self._refusal(column, type_name, error.message, error.advice) from None
+        except (IndexError, struct.error):
+            cur.pos = end + 1  # ran past the chunk: reported below
+        if cur.pos != end:
+            raise ClickHouseError.of(
+                LOGICAL_ERROR,
+                f"Native output at client_protocol_version {self.revision}: the walk of chDB's block "
+                f"did not end with the block (at or after column {_text(column)}); nothing of it was sent",
+            )
+        return _apply(chunk, edits)
 
-    def _type(self, raw: bytes) -> DataType:
-        node = self._types.get(raw)
-        if node is None:
-            node = self._types[raw] = parse_type(raw.decode())
-        return node
+    def _codec(self, raw: bytes, column: bytes) -> Codec:
+        codec = self._codecs.get(raw)
+        if codec is not None:
+            return codec
+        text = _printable(raw)
+        if text is None:
+            raise TypeNotFramable(
+                "its type is not a type name (types written in binary, with "
+                "output_format_native_encode_types_in_binary_format, are not framed)",
+                "leave that setting off",
+            )
+        codec = codec_for(parse_type(text))
+        if codec.low_cardinality and self.revision < LOW_CARDINALITY_REVISION:
+            raise TypeNotFramable(
+                f"below revision {LOW_CARDINALITY_REVISION} a server sends LowCardinality columns as their "
+                "plain type (and JSON and Dynamic may hold LowCardinality values)",
+                "cast the column to its plain type",
+            )
+        if codec.strings and self.revision >= STRING_SIZE_STREAM_REVISION:
+            raise TypeNotFramable(
+                f"from revision {STRING_SIZE_STREAM_REVISION} String data travels with a separate size stream, "
+                "which the embedded ClickHouse does not write",
+                f"use client_protocol_version {STRING_SIZE_STREAM_REVISION - 1} or lower",
+            )
+        self._codecs[bytes(raw)] = codec
+        return codec
+
+    def _refusal(self, column: bytes, type_name: bytes, reason: str, advice: str | None) -> ClickHouseError:
+        text = _printable(type_name)
+        of_type = f" of type {text}" if text else ""
+        return ClickHouseError.of(
+            NOT_IMPLEMENTED,
+            f"Native output at client_protocol_version {self.revision} is not supported by the embedded "
+            f"ClickHouse for column {_text(column)}{of_type}: {reason}; {advice or _DEFAULT_ADVICE}",
+        )
+
+
+def _printable(raw: bytes) -> str | None:
+    """The text of a type name, or None when it is not one (no control characters, UTF-8)."""
+    try:
+        text = bytes(raw).decode()
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
+def _text(raw: bytes) -> str:
+    return bytes(raw).decode("utf-8", "replace")
+
+
+def _apply(chunk: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+    view = memoryview(chunk)
+    out: list[bytes | memoryview] = []
+    last = 0
+    for start, stop, replacement in edits:
+        out.append(view[last:start])
+        out.append(replacement)
+        last = stop
+    out.append(view[last:])
+    return b"".join(out)

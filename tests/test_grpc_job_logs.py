@@ -8,8 +8,6 @@ computed from the events here.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from urllib.parse import urlencode
 
 import grpc
 import pytest
@@ -18,7 +16,7 @@ from analytics_proto import analytics_pb2 as pb
 from tests import log_datasets
 from tests.datasets import iso
 from tests.grpc_server import call_by_reflection, start_grpc
-from tests.intake import HTTP, deliver, execute, insert_statement, post_batch, query
+from tests.intake import HTTP, deliver, execute, post_batch, query
 from tests.log_datasets import RARE, JobLog, Line
 
 STREAMS = {pb.LOG_STREAM_ALL: None, pb.LOG_STREAM_STDOUT: "stdout", pb.LOG_STREAM_STDERR: "stderr"}
@@ -284,13 +282,17 @@ def test_a_job_without_lines_lists_nothing(stub, analytics_db):
 
 
 def test_a_line_that_is_not_utf8_lists_with_replacement_characters(stub, analytics_db):
+    # The intake refuses bytes that are not UTF-8 now, but tables filled by an earlier version (or by
+    # hand) can hold them: the stored line is rewritten to such bytes as those would have kept them.
     prefix = log_datasets.generate_logs(seed=76, users=0).prefix
     job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
     event = log_datasets.log_event(job, f"{prefix}-1", dt.datetime.now(dt.UTC), sequence=1, message="MARK")
-    body = json.dumps(event).encode().replace(b"MARK", b"bad \xff bytes")  # ClickHouse stores the bytes as sent
-    response = HTTP.request(
-        "POST", f"{analytics_db.url}/?{urlencode({'query': insert_statement('job_logs')})}", body=body
+    assert post_batch(analytics_db, "job_logs", [event]).status == 200
+    rewrite = (
+        "ALTER TABLE analytics.job_log_lines UPDATE message = concat('bad ', unhex('FF'), ' bytes') "
+        f"WHERE event_id = '{prefix}-1' SETTINGS mutations_sync = 1"
     )
+    response = HTTP.request("POST", f"{analytics_db.url}/", body=rewrite.encode())
     assert response.status == 200, response.data
     [line] = stub.ListJobLogs(request_for(job), timeout=30).lines
     assert line.message == "bad \ufffd bytes"

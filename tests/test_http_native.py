@@ -234,41 +234,7 @@ def test_native_revision_framing_over_many_blocks_and_nested_types(clickhouse):
     framed = post(clickhouse, query.encode(), max_block_size="30000", client_protocol_version="54460").data
     blocks = framed.count(b"\x01\x00\x02\xff\xff\xff\xff\x00\x04")
     assert blocks >= 8
-    # Per block: 8 bytes of block info and one flag byte per column, nothing else changes.
+    # Per block: 8 bytes of block info and one flag byte per column, nothing else changes
+    # (tests/test_native_revision.py checks every type byte for byte, tests/test_native_refusals.py
+    # what is refused).
     assert len(framed) == len(plain) + blocks * (8 + 4)
-
-
-def test_native_revision_refuses_types_it_cannot_frame(clickhouse):
-    response = post(
-        clickhouse, b"SELECT 1::Dynamic AS d FROM numbers(3) FORMAT Native", client_protocol_version="54460"
-    )
-    assert response.headers["X-ClickHouse-Exception-Code"] == "48"
-    assert b"Dynamic" in response.data
-
-
-@pytest.mark.parametrize(
-    "expression",
-    [
-        "CAST(number % 2 + 1, 'Enum8(\\'a, b\\' = 1, \\'c)\\' = 2)')",
-        "CAST((number, toString(number)), 'Tuple(id UInt64, `name x` String)')",
-        "toDateTime(number, 'Europe/Paris')",
-        "toDateTime64(number, 6, 'Asia/Tokyo')",
-        "toFixedString(toString(number % 10), 3)",
-        "toDecimal128(number, 9)",
-        "if(number % 3 = 0, NULL, repeat('é', number % 200))",
-        "[[if(number % 2 = 0, NULL, 'x')], []]",
-        "toLowCardinality(if(number % 5 = 0, NULL, toString(number % 300)))",
-        "map(toString(number % 3), [number])",
-        "(toFloat64(number), 1.5)::Point",
-        "toIPv6('::1')",
-        "CAST(number % 100, 'SimpleAggregateFunction(max, UInt64)')",
-    ],
-)
-def test_native_revision_framing_of_every_column_shape(clickhouse, expression):
-    query = f"SELECT {expression} AS c, number AS n FROM numbers(20000) FORMAT Native".encode()
-    plain = post(clickhouse, query, max_block_size="7000")
-    framed = post(clickhouse, query, max_block_size="7000", client_protocol_version="54460")
-    assert plain.status == 200 and framed.status == 200, framed.data[-300:]
-    blocks = framed.data.count(b"\x01\x00\x02\xff\xff\xff\xff\x00\x02")
-    assert blocks >= 3
-    assert len(framed.data) == len(plain.data) + blocks * (8 + 2)

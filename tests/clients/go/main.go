@@ -1,8 +1,14 @@
 // A user's Go program against the embedded ClickHouse, through clickhouse-go over HTTP with its
 // defaults (Native format at the client's protocol revision) and the compression it is given.
-// It prints one JSON document with what it read back; tests/test_clients_go.py checks it.
+// It prints one JSON document with what it read back; tests/test_clients.py checks it.
 //
 //	go run . -addr 127.0.0.1:8123 -compression lz4 -database go_test
+//
+// With -query (repeatable), it runs those queries instead and prints each one's column types and
+// rows, every value scanned into the type clickhouse-go chooses for its column (JSON, Dynamic,
+// Variant...) and marshalled as JSON, or the error the query or a scan met.
+//
+//	go run . -addr 127.0.0.1:8123 -query "SELECT '{\"a\":1}'::JSON"
 package main
 
 import (
@@ -11,6 +17,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -40,15 +48,44 @@ type report struct {
 	Error          string   `json:"error"`
 }
 
+type queryResult struct {
+	Query string   `json:"query"`
+	Types []string `json:"types"`
+	Rows  [][]any  `json:"rows"`
+	Error string   `json:"error"`
+}
+
+type queryReport struct {
+	Results []queryResult `json:"results"`
+	Error   string        `json:"error"`
+}
+
+type queryFlags []string
+
+func (q *queryFlags) String() string     { return strings.Join(*q, "; ") }
+func (q *queryFlags) Set(v string) error { *q = append(*q, v); return nil }
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8123", "host:port of the HTTP interface")
 	compression := flag.String("compression", "none", "none, lz4 or zstd")
 	database := flag.String("database", "default", "database to create the test table in")
+	var queries queryFlags
+	flag.Var(&queries, "query", "a query whose rows to print instead of running the checks (repeatable)")
 	flag.Parse()
 
-	out := report{}
-	if err := run(*addr, *compression, *database, &out); err != nil {
-		out.Error = err.Error()
+	var out any
+	if len(queries) > 0 {
+		results := queryReport{}
+		if err := runQueries(*addr, *compression, *database, queries, &results); err != nil {
+			results.Error = err.Error()
+		}
+		out = results
+	} else {
+		checks := report{}
+		if err := run(*addr, *compression, *database, &checks); err != nil {
+			checks.Error = err.Error()
+		}
+		out = checks
 	}
 	encoder := json.NewEncoder(os.Stdout)
 	if err := encoder.Encode(out); err != nil {
@@ -57,7 +94,7 @@ func main() {
 	}
 }
 
-func run(addr, compression, database string, out *report) error {
+func open(addr, compression, database string) (clickhouse.Conn, error) {
 	options := &clickhouse.Options{
 		Addr:     []string{addr},
 		Protocol: clickhouse.HTTP,
@@ -69,7 +106,50 @@ func run(addr, compression, database string, out *report) error {
 	case "zstd":
 		options.Compression = &clickhouse.Compression{Method: clickhouse.CompressionZSTD}
 	}
-	conn, err := clickhouse.Open(options)
+	return clickhouse.Open(options)
+}
+
+func runQueries(addr, compression, database string, queries []string, out *queryReport) error {
+	conn, err := open(addr, compression, database)
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	defer conn.Close()
+	for _, query := range queries {
+		result := queryResult{Query: query, Rows: [][]any{}}
+		if err := readRows(conn, query, &result); err != nil {
+			result.Error = err.Error()
+		}
+		out.Results = append(out.Results, result)
+	}
+	return nil
+}
+
+func readRows(conn clickhouse.Conn, query string, result *queryResult) error {
+	rows, err := conn.Query(context.Background(), query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	columns := rows.ColumnTypes()
+	for _, column := range columns {
+		result.Types = append(result.Types, column.DatabaseTypeName())
+	}
+	for rows.Next() {
+		values := make([]any, len(columns))
+		for i, column := range columns {
+			values[i] = reflect.New(column.ScanType()).Interface()
+		}
+		if err := rows.Scan(values...); err != nil {
+			return err
+		}
+		result.Rows = append(result.Rows, values)
+	}
+	return rows.Err()
+}
+
+func run(addr, compression, database string, out *report) error {
+	conn, err := open(addr, compression, database)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
 	}
