@@ -142,7 +142,7 @@ def visible(server, event_id: str) -> bool:
         "POST",
         server.url + "/",
         body=(
-            f"SELECT count() FROM analytics.job_log_lines WHERE event_id = '{event_id}' "
+            f"SELECT count() FROM analytics.job_log_events WHERE event_id = '{event_id}' "
             f"AND user_id = 'fresh' AND workflow_id = 'fresh-w' AND job_id = 'fresh-j'"
         ).encode(),
     )

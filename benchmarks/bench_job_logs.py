@@ -1,6 +1,6 @@
 """Job logs over gRPC at scale: a first page, a text search and many tails, next to GetWorkflowAnalytics.
 
-1. `analytics up` in a throw-away data directory builds the schema. job_log_lines is filled
+1. `analytics up` in a throw-away data directory builds the schema. job_log_events is filled
    straight from numbers(): 50,000 jobs of 1,000 lines (50,000,000 lines over 25 days up to now,
    ~100-byte messages with request ids and numbers, a stderr line in seven) and one job of
    100,000 lines that holds a few rare words; job_log_totals follows through its view (the
@@ -56,16 +56,16 @@ MERGE_WAIT = 900  # seconds
 LONG = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=3600))
 RARE_WORDS = 400  # in the big job, each once; every search asks for another one
 DETACHED = (
-    "seen_keys_from_job_log_lines_mv",
-    "workflow_totals_from_job_log_lines_mv",
-    "workflow_daily_from_job_log_lines_mv",
+    "seen_keys_from_job_log_events_mv",
+    "workflow_totals_from_job_log_events_mv",
+    "workflow_daily_from_job_log_events_mv",
 )
 
 WORDS = (
     "['GET','POST','served','request','worker','cache','miss','retry','took','bytes','user','ok','INFO','DEBUG','warn']"
 )
 FILL_LINES = """
-insert into analytics.job_log_lines
+insert into analytics.job_log_events
     (event_id, event_time, user_id, workflow_id, job_id, count, stream, sequence, message, is_line,
      kafka_topic, ingested_at, dedup_key)
 select
@@ -88,7 +88,7 @@ select
 from numbers({offset}, {rows})
 """
 FILL_BIG_JOB = f"""
-insert into analytics.job_log_lines
+insert into analytics.job_log_events
     (event_id, event_time, user_id, workflow_id, job_id, count, stream, sequence, message, is_line,
      kafka_topic, ingested_at, dedup_key)
 select
@@ -150,18 +150,18 @@ def fill(http, jobs: int) -> None:
     # Background merges of the fill's parts would run through the measurements: let them finish.
     waited = time.perf_counter()
     while time.perf_counter() - waited < MERGE_WAIT:
-        [merging] = query(http, "select count() as n from system.merges where table = 'job_log_lines'")
+        [merging] = query(http, "select count() as n from system.merges where table = 'job_log_events'")
         if int(merging["n"]) == 0:
             break
         time.sleep(5)
     [sizes] = query(
         http,
-        "select count() as lines, uniqExact(job_id) as jobs from analytics.job_log_lines",
+        "select count() as lines, uniqExact(job_id) as jobs from analytics.job_log_events",
     )
     [parts] = query(
         http,
         "select count() as parts, sum(bytes_on_disk) as bytes, sum(secondary_indices_compressed_bytes) as index_bytes"
-        " from system.parts where database = 'analytics' and table = 'job_log_lines' and active",
+        " from system.parts where database = 'analytics' and table = 'job_log_events' and active",
     )
     print(f"filled in {time.perf_counter() - started:.0f}s: {sizes}, {parts}", flush=True)
 

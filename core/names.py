@@ -16,6 +16,7 @@ a cluster is `<table>_all`. Pure Python, no dependencies: the producer SDK impor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from string import Template
 
 DATABASE = "analytics"
 
@@ -57,8 +58,8 @@ TOPIC_BY_NAME = {topic.name: topic for topic in ALL_TOPICS}
 # Raw history, one table per topic.
 WORKFLOW_EVENTS = "workflow_events"
 JOB_EVENTS = "job_events"
-JOB_LOG_EVENTS = "job_log_lines"
-ANALYTICS_EVENTS = "legacy_events"
+JOB_LOG_EVENTS = "job_log_events"
+ANALYTICS_EVENTS = "analytics_events"
 TELEMETRY_EVENTS = "telemetry_events"
 RAW_EVENTS = {
     "workflows": WORKFLOW_EVENTS,
@@ -69,9 +70,9 @@ RAW_EVENTS = {
 }
 
 # Raw history derived per job, and the ingest's bookkeeping.
-JOB_FIRST_SEEN = "jobs_first_seen"  # one row per job: what `jobs` counts
+JOB_FIRST_SEEN = "job_first_seen"  # one row per job: what `jobs` counts
 JOB_COMPLETIONS = "job_completions"  # one row per finished job, with its duration
-JOB_CURRENT = "jobs_current"  # each job's state, merged from its events (view job_states)
+JOB_CURRENT = "job_current"  # each job's state, merged from its events (view job_states)
 SEEN_KEYS = "seen_keys"  # the first-seen gate's memory
 DEAD_LETTERS = "dead_letters"
 KAFKA_CONSUMER_LAG = "kafka_consumer_lag"
@@ -145,3 +146,37 @@ def view_name(target: str, source: str) -> str:
 def qualified(table: str) -> str:
     """`analytics.<table>`, as SQL names it."""
     return f"{DATABASE}.{table}"
+
+
+# `$key` in SQL names a table: sql("select count() from $job_events") reads analytics.job_events.
+TABLE_KEYS = {
+    "workflow_events": WORKFLOW_EVENTS,
+    "job_events": JOB_EVENTS,
+    "job_log_events": JOB_LOG_EVENTS,
+    "analytics_events": ANALYTICS_EVENTS,
+    "telemetry_events": TELEMETRY_EVENTS,
+    "job_first_seen": JOB_FIRST_SEEN,
+    "job_completions": JOB_COMPLETIONS,
+    "job_current": JOB_CURRENT,
+    "seen_keys": SEEN_KEYS,
+    "dead_letters": DEAD_LETTERS,
+    "kafka_consumer_lag": KAFKA_CONSUMER_LAG,
+    "workflow_totals": WORKFLOW_TOTALS,
+    "workflow_daily": WORKFLOW_DAILY,
+    "job_duration_daily": JOB_DURATION_DAILY,
+    "job_log_totals": JOB_LOG_TOTALS,
+    "user_totals": USER_TOTALS,
+    "job_states": JOB_STATES,
+    "storage_tables": STORAGE_TABLES,
+    "storage_topics": STORAGE_TOPICS,
+    "storage_log_retention": STORAGE_LOG_RETENTION,
+}
+_QUALIFIED = {key: qualified(table) for key, table in TABLE_KEYS.items()}
+
+
+def sql(text: str) -> str:
+    """SQL with each `$key` replaced by its table's qualified name; an unknown key is a KeyError at once.
+
+    ClickHouse's own `{name:Type}` parameters pass through untouched.
+    """
+    return Template(text).substitute(_QUALIFIED)

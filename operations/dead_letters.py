@@ -19,10 +19,10 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
+from core import names
 from core.clickhouse import connect
+from core.names import TOPICS, messages_table, qualified, sql
 from core.settings.schema import SchemaSettings
-
-TOPICS = ("workflows", "jobs", "job_logs", "analytics", "telemetry")
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ def summarize(
     client = connect.client(settings.clickhouse_connection)
     try:
         result = client.query(
-            f"""SELECT topic, error, count() AS messages, min(received_at), max(received_at)
-                FROM analytics.dead_letters FINAL WHERE {where}
-                GROUP BY topic, error ORDER BY topic, messages DESC, error""",
+            sql(f"""SELECT topic, error, count() AS messages, min(received_at), max(received_at)
+                FROM $dead_letters FINAL WHERE {where}
+                GROUP BY topic, error ORDER BY topic, messages DESC, error"""),
             parameters=parameters,
         )
         return [DeadLetterGroup(*row) for row in result.result_rows]
@@ -93,8 +93,8 @@ def replay(
     try:
         [[started]] = client.query("SELECT now64(3, 'UTC')").result_rows
         letters = client.query(
-            f"""SELECT topic, partition, offset, raw_message FROM analytics.dead_letters FINAL
-                WHERE {where} AND received_at < {{started:DateTime64(3, 'UTC')}} ORDER BY topic, partition, offset""",
+            sql(f"""SELECT topic, partition, offset, raw_message FROM $dead_letters FINAL
+                WHERE {where} AND received_at < {{started:DateTime64(3, 'UTC')}} ORDER BY topic, partition, offset"""),
             parameters={**parameters, "started": started},
             column_formats={"raw_message": "bytes"},
         ).result_rows
@@ -118,10 +118,10 @@ def replay(
         if positions:
             if not result.produced_to_kafka:
                 again = client.query(
-                    """SELECT count() FROM analytics.dead_letters FINAL
+                    sql("""SELECT count() FROM $dead_letters FINAL
                        WHERE received_at >= {started:DateTime64(3, 'UTC')}
                          AND (topic, assumeNotNull(partition), assumeNotNull(offset))
-                             IN {positions:Array(Tuple(String, UInt64, UInt64))}""",
+                             IN {positions:Array(Tuple(String, UInt64, UInt64))}"""),
                     parameters={"started": started, "positions": positions},
                 ).result_rows[0][0]
                 result.still_failing = again
@@ -129,10 +129,10 @@ def replay(
             # The old rows go: a message that landed is no dead letter any more, one that still
             # fails has its new row (with this replay's error).
             client.command(
-                """ALTER TABLE analytics.dead_letters DELETE
+                sql("""ALTER TABLE $dead_letters DELETE
                    WHERE received_at < {started:DateTime64(3, 'UTC')}
                      AND (topic, assumeNotNull(partition), assumeNotNull(offset))
-                         IN {positions:Array(Tuple(String, UInt64, UInt64))}""",
+                         IN {positions:Array(Tuple(String, UInt64, UInt64))}"""),
                 parameters={"started": started, "positions": positions},
                 settings={"mutations_sync": 2},
             )
@@ -143,10 +143,10 @@ def replay(
 
 def _replay_topic(client, product: str, rows: list, result: ReplayResult) -> None:
     [[engine]] = client.query(
-        "SELECT engine FROM system.tables WHERE database = 'analytics' AND name = {name:String}",
-        parameters={"name": f"{product}_messages"},
+        "SELECT engine FROM system.tables WHERE database = {database:String} AND name = {name:String}",
+        parameters={"database": names.DATABASE, "name": messages_table(product)},
     ).result_rows
-    table = f"analytics.{product}_messages"
+    table = qualified(messages_table(product))
     if engine == "Kafka":  # server mode: an insert produces the messages to the topic again
         client.insert(table, [[raw] for _, _, _, raw in rows], column_names=["payload"])
         result.produced_to_kafka = True

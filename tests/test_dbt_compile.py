@@ -114,7 +114,7 @@ def test_server_mode_reads_kafka_and_dead_letters_breaks(clickhouse, tmp_path):
     assert "-- model jobs_queue_from_jobs_messages_mv" in rendered
     assert "ReplicatedAggregatingMergeTree()" in rendered
     assert "Distributed('analytics_cluster', currentDatabase(), 'workflow_totals', cityHash64(user_id))" in rendered
-    assert "-- model dead_letters_from_jobs_mv" in rendered
+    assert "-- model dead_letters_from_jobs_queue_mv" in rendered
     assert "_violation != ''" in rendered  # what breaks the contract is dead-lettered
     # Only rows without a Kafka position (the HTTP intake) are ever thrown for; Kafka's are dead-lettered.
     assert rendered.count("throwIf(") == rendered.count("throwIf(_offset IS NULL")

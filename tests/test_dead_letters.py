@@ -47,7 +47,7 @@ def counted(server, user: str) -> tuple[int, int]:
     [row] = query(
         server,
         f"""SELECT (SELECT count() FROM analytics.job_events FINAL WHERE user_id = '{user}') AS jobs,
-                   (SELECT sum(log_count) FROM analytics.legacy_events FINAL WHERE user_id = '{user}') AS logs""",
+                   (SELECT sum(log_count) FROM analytics.analytics_events FINAL WHERE user_id = '{user}') AS logs""",
     )
     return int(row["jobs"]), int(row["logs"] or 0)
 

@@ -110,7 +110,7 @@ def test_the_readmes_job_log_calls_with_grpcurl(stack):
     tailed = grpcurl_json("StreamJobLogs", {**job.ids, "stream": "LOG_STREAM_STDERR"})
     assert [line["event_id"] for line in tailed] == [line.event_id for line in job.lines if line.stream == "stderr"]
     [stats] = grpcurl_json("GetStorageStats")
-    assert {"job_log_lines", "job_log_totals", "seen_keys"} <= {table["table"] for table in stats["tables"]}
+    assert {"job_log_events", "job_log_totals", "seen_keys"} <= {table["table"] for table in stats["tables"]}
     assert stats["log_retention"]["log_retention_hours"] == 720
 
 

@@ -33,13 +33,13 @@ from {{ ref('workflow_events') }}
 group by all
 {% endmacro %}
 
-{% macro counters_from_jobs_first_seen(by_day) %}
+{% macro counters_from_job_first_seen(by_day) %}
 select
     {{ counter_keys(by_day, 'first_event_time') }}
     '' as kind,
     {{ counter_times(by_day, 'first_event_time') }}
     {{ measures(jobs='count()') }}
-from {{ ref('jobs_first_seen') }}
+from {{ ref('job_first_seen') }}
 group by all
 {% endmacro %}
 
@@ -58,18 +58,18 @@ from {{ ref('job_completions') }}
 group by all
 {% endmacro %}
 
-{% macro counters_from_job_log_lines(by_day) %}
+{% macro counters_from_job_log_events(by_day) %}
 select
     {{ counter_keys(by_day, 'event_time') }}
     '' as kind,
     {{ counter_times(by_day, 'event_time') }}
     {{ measures(joblogs='sum(count)') }}
-from {{ ref('job_log_lines') }}
+from {{ ref('job_log_events') }}
 group by all
 {% endmacro %}
 
 {#- WORKFLOWS name a workflow (and its kind), JOBS are one finished job each, LOGS add entries. -#}
-{% macro counters_from_legacy_events(by_day) %}
+{% macro counters_from_analytics_events(by_day) %}
 select
     {{ counter_keys(by_day, 'received_at') }}
     maxIf(kind, event_type = 'WORKFLOWS') as kind,
@@ -79,6 +79,6 @@ select
         job_execution_seconds="sumIf(job_execution_seconds, event_type = 'JOBS')",
         joblogs="sumIf(log_count, event_type = 'LOGS')",
     ) }}
-from {{ ref('legacy_events') }}
+from {{ ref('analytics_events') }}
 group by all
 {% endmacro %}

@@ -27,7 +27,7 @@ from (
     union all
     select user_id, workflow_id, toDate(first_event_time) as day, '' as kind,
         {{ measures(jobs='1') }}
-    from {{ ref('jobs_first_seen') }} final
+    from {{ ref('job_first_seen') }} final
     union all
     select user_id, workflow_id, toDate(ended_at) as day, '' as kind,
         {{ measures(
@@ -40,7 +40,7 @@ from (
     union all
     select user_id, workflow_id, toDate(event_time) as day, '' as kind,
         {{ measures(joblogs='count') }}
-    from {{ ref('job_log_lines') }} final
+    from {{ ref('job_log_events') }} final
     union all
     select user_id, workflow_id, toDate(received_at) as day, if(event_type = 'WORKFLOWS', kind, '') as kind,
         {{ measures(
@@ -48,7 +48,7 @@ from (
             job_execution_seconds="if(event_type = 'JOBS', job_execution_seconds, 0)",
             joblogs="if(event_type = 'LOGS', log_count, 0)",
         ) }}
-    from {{ ref('legacy_events') }} final
+    from {{ ref('analytics_events') }} final
 )
 where {{ day_condition }}
 group by user_id, workflow_id, day
@@ -130,7 +130,7 @@ from (
     where outcome in ('completed', 'failed')
     union all
     select user_id, workflow_id, toDate(received_at) as day, job_execution_duration as duration
-    from {{ ref('legacy_events') }} final
+    from {{ ref('analytics_events') }} final
     where event_type = 'JOBS'
 )
 where {{ day_condition }}

@@ -5,8 +5,6 @@
   system.tables reports with optimize_trivial_approximate_count_query. Landing tables (Null,
   Kafka) hold nothing and are left out. On a cluster the parts of one replica of every shard add up.
 -#}
-{{ config(materialized='view') }}
-
 with
 parts as (
     select

@@ -5,15 +5,13 @@
   min, max and count come from the parts' own metadata (every raw table is partitioned by its
   time), so this reads no rows.
 -#}
-{{ config(materialized='view') }}
-
 with
 raw as (
     {%- for topic, model, time_column in [
         ('workflows', 'workflow_events', 'event_time'),
         ('jobs', 'job_events', 'event_time'),
-        ('job_logs', 'job_log_lines', 'event_time'),
-        ('analytics', 'legacy_events', 'received_at'),
+        ('job_logs', 'job_log_events', 'event_time'),
+        ('analytics', 'analytics_events', 'received_at'),
         ('telemetry', 'telemetry_events', 'event_time'),
     ] %}
     select
