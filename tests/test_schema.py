@@ -232,7 +232,8 @@ def test_retention_follows_the_vars_on_an_existing_table(analytics_db):
     def create_statement() -> str:
         return query(
             analytics_db,
-            "SELECT create_table_query AS q FROM system.tables WHERE database = 'analytics' AND name = 'job_log_events'",
+            "SELECT create_table_query AS q FROM system.tables"
+            " WHERE database = 'analytics' AND name = 'job_log_events'",
         )[0]["q"]
 
     assert "TTL toDateTime(event_time) + toIntervalHour(720)" in create_statement()
