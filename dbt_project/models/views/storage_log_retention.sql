@@ -7,7 +7,9 @@
 select
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
-    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    toUInt32OrNull(
+        extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')
+    ) as log_retention_hours,
     extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
 from system.tables
 where database = '{{ ref("job_log_events").schema }}' and name = '{{ ref("job_log_events").identifier }}'

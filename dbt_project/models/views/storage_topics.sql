@@ -14,14 +14,14 @@ raw as (
         ('analytics', 'analytics_events', 'received_at'),
         ('telemetry', 'telemetry_events', 'event_time'),
     ] %}
-    select
-        '{{ topic }}' as topic,
-        '{{ model }}' as raw_table,
-        count() as events,
-        min({{ time_column }}) as oldest,
-        max({{ time_column }}) as newest
-    from {{ storage_raw_table(model) }}
-    {{- '\n    union all' if not loop.last }}
+        select
+            '{{ topic }}' as topic,
+            '{{ model }}' as raw_table,
+            count() as events,
+            min({{ time_column }}) as oldest,
+            max({{ time_column }}) as newest
+        from {{ storage_raw_table(model) }}
+        {{- '\n    union all' if not loop.last }}
     {%- endfor %}
 ),
 

@@ -4,8 +4,10 @@ with staged as (
     select
         *,
         -- later lifecycle stages win when two events share a timestamp
-        tuple(event_time, transform(event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
-                                    [1, 2, 3, 3, 3], 0)) as position
+        tuple(event_time, transform(
+            event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
+            [1, 2, 3, 3, 3], 0
+        )) as position
     from {{ ref('job_events') }}
 )
 

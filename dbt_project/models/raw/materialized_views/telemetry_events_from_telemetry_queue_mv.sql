@@ -13,7 +13,11 @@ incoming as (
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
-        if({{ raw_is('value', 'number') }}, toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
+        if(
+            {{ raw_is('value', 'number') }},
+            toFloat64OrNull(trim(both '"' from JSONExtractRaw(message, 'value'))),
+            null
+        ) as value,
         cast(message as JSON) as attributes,
         {{ kafka_position('telemetry') }},
         now64(3, 'UTC') as ingested_at,
@@ -22,5 +26,6 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{% set keys %}select {{ dedup_key('telemetry', "JSONExtractString(message, 'event_id')") }} from {{ ref('telemetry_queue') }}{% endset %}
+{% set event_id = "JSONExtractString(message, 'event_id')" %}
+{% set keys %}select {{ dedup_key('telemetry', event_id) }} from {{ ref('telemetry_queue') }}{% endset %}
 {{ first_seen('incoming', keys) }}
