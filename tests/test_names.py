@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core import names
 
@@ -77,3 +78,13 @@ def test_sql_names_tables_by_key_and_refuses_an_unknown_one():
     )
     with pytest.raises(KeyError):
         names.sql("select * from $job_log_lines")
+
+
+def test_every_table_that_holds_data_has_a_key_test():
+    """Each raw table and aggregate declares its grain (unique_key, with FINAL where parts merge)."""
+    tested = set()
+    for path in MODELS.rglob("*.yml"):
+        for model in yaml.safe_load(path.read_text()).get("models", []):
+            if any(isinstance(test, dict) and "unique_key" in test for test in model.get("data_tests", [])):
+                tested.add(model["name"])
+    assert {*names.RAW_TABLES, *names.AGGREGATES} - tested == set()

@@ -152,7 +152,7 @@ from `analytics_compile`.`analytics_messages`
 -- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(topic, partition, offset)", "settings": {"allow_nullable_key": 1}}
 select
     cast('' as LowCardinality(String)) as topic,
-    cast(null as Nullable(UInt64)) as partition,
+    cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
     cast('' as String) as raw_message,
     cast('' as String) as error,
@@ -165,7 +165,7 @@ where 0
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
@@ -195,7 +195,7 @@ where _violation != ''
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
@@ -233,7 +233,7 @@ where _violation != ''
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
@@ -271,7 +271,7 @@ where _violation != ''
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
@@ -307,7 +307,7 @@ where _violation != ''
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
@@ -402,8 +402,10 @@ with staged as (
     select
         *,
         -- later lifecycle stages win when two events share a timestamp
-        tuple(event_time, transform(event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
-                                    [1, 2, 3, 3, 3], 0)) as position
+        tuple(event_time, transform(
+            event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
+            [1, 2, 3, 3, 3], 0
+        )) as position
     from `analytics_compile`.`job_events`
 )
 
@@ -932,7 +934,7 @@ from `analytics_compile`.`jobs_messages`
 select
     cast('' as String) as consumer_group,
     cast('' as LowCardinality(String)) as topic,
-    cast(0 as UInt32) as partition,
+    cast(0 as UInt32) as "partition",
     cast(-1 as Int64) as committed_offset,
     cast(0 as Int64) as high_watermark,
     cast(0 as Int64) as lag,
@@ -1005,7 +1007,9 @@ from `analytics_compile`.`workflow_events`
 select
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
-    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    toUInt32OrNull(
+        extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')
+    ) as log_retention_hours,
     extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
 from system.tables
 where database = 'analytics_compile' and name = 'job_log_events'
@@ -1016,7 +1020,7 @@ with
 parts as (
     select
         table,
-        sum(rows) as rows,
+        sum("rows") as "rows",
         count() as parts,
         sum(bytes_on_disk) as bytes_on_disk,
         sum(data_compressed_bytes) as compressed_bytes,
@@ -1040,7 +1044,7 @@ tables as (
 select
     tables.table as table,
     tables.engine as engine,
-    toUInt64(if(parts.table != '', parts.rows, ifNull(tables.total_rows, 0))) as rows,
+    toUInt64(if(parts.table != '', parts."rows", ifNull(tables.total_rows, 0))) as "rows",
     toUInt64(ifNull(parts.parts, 0)) as parts,
     toUInt64(if(parts.table != '', parts.bytes_on_disk, ifNull(tables.total_bytes, 0))) as bytes_on_disk,
     toUInt64(ifNull(parts.compressed_bytes, 0)) as compressed_bytes,
@@ -1048,7 +1052,7 @@ select
     if(compressed_bytes > 0, uncompressed_bytes / compressed_bytes, null) as compression_ratio,
     tables.ttl as ttl
 from tables
-left join parts on parts.table = tables.table
+left join parts on tables.table = parts.table
 order by table
 settings optimize_trivial_approximate_count_query = 1
 
@@ -1056,45 +1060,45 @@ settings optimize_trivial_approximate_count_query = 1
 -- config {"enabled": true, "materialized": "view"}
 with
 raw as (
-    select
-        'workflows' as topic,
-        'workflow_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`workflow_events`
+        select
+            'workflows' as topic,
+            'workflow_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`workflow_events`
     union all
-    select
-        'jobs' as topic,
-        'job_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`job_events`
+        select
+            'jobs' as topic,
+            'job_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`job_events`
     union all
-    select
-        'job_logs' as topic,
-        'job_log_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`job_log_events`
+        select
+            'job_logs' as topic,
+            'job_log_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`job_log_events`
     union all
-    select
-        'analytics' as topic,
-        'analytics_events' as raw_table,
-        count() as events,
-        min(received_at) as oldest,
-        max(received_at) as newest
-    from `analytics_compile`.`analytics_events`
+        select
+            'analytics' as topic,
+            'analytics_events' as raw_table,
+            count() as events,
+            min(received_at) as oldest,
+            max(received_at) as newest
+        from `analytics_compile`.`analytics_events`
     union all
-    select
-        'telemetry' as topic,
-        'telemetry_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`telemetry_events`
+        select
+            'telemetry' as topic,
+            'telemetry_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`telemetry_events`
 ),
 
 dead as (
@@ -1189,7 +1193,11 @@ incoming as (
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
-        if((match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)), toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
+        if(
+            (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)),
+            toFloat64OrNull(trim(both '"' from JSONExtractRaw(message, 'value'))),
+            null
+        ) as value,
         cast(message as JSON) as attributes,
         ifNull(_topic, 'telemetry') as kafka_topic,
     _partition as kafka_partition,
@@ -1200,6 +1208,7 @@ incoming as (
     from accepted
     limit 1 by dedup_key
 )
+
 
 
 select * from incoming
@@ -1298,16 +1307,16 @@ select
     user_id,
     workflow_id,
     toDate(received_at) as day,
-    maxIf(kind, event_type = 'WORKFLOWS') as kind,
+    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
     
     
     toInt64(0) as workflow_events,
-    toInt64(countIf(event_type = 'JOBS')) as jobs,
+    toInt64(sum(event_type = 'JOBS')) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
     toInt64(0) as jobs_cancelled,
-    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
-    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
+    toInt64(sum(if(event_type = 'JOBS', job_execution_seconds, 0))) as job_execution_seconds,
+    toInt64(sum(if(event_type = 'LOGS', log_count, 0))) as joblogs
 from `analytics_compile`.`analytics_events`
 group by all
 
@@ -1320,15 +1329,15 @@ select
     user_id,
     workflow_id,
     toDate(ended_at) as day,
-    '' as kind,
+    max('') as kind,
     
     
     toInt64(0) as workflow_events,
     toInt64(0) as jobs,
-    toInt64(countIf(outcome = 'completed')) as jobs_completed,
-    toInt64(countIf(outcome = 'failed')) as jobs_failed,
-    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
-    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(sum(outcome = 'completed')) as jobs_completed,
+    toInt64(sum(outcome = 'failed')) as jobs_failed,
+    toInt64(sum(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sum(if(outcome in ('completed', 'failed'), duration_seconds, 0))) as job_execution_seconds,
     toInt64(0) as joblogs
 from `analytics_compile`.`job_completions`
 group by all
@@ -1342,11 +1351,11 @@ select
     user_id,
     workflow_id,
     toDate(first_event_time) as day,
-    '' as kind,
+    max('') as kind,
     
     
     toInt64(0) as workflow_events,
-    toInt64(count()) as jobs,
+    toInt64(sum(1)) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
     toInt64(0) as jobs_cancelled,
@@ -1364,7 +1373,7 @@ select
     user_id,
     workflow_id,
     toDate(event_time) as day,
-    '' as kind,
+    max('') as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1389,7 +1398,7 @@ select
     max(kind) as kind,
     
     
-    toInt64(count()) as workflow_events,
+    toInt64(sum(1)) as workflow_events,
     toInt64(0) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
@@ -1503,18 +1512,18 @@ where 0
 select
     user_id,
     workflow_id,
-    maxIf(kind, event_type = 'WORKFLOWS') as kind,
+    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
     
     minOrNull(received_at) as first_event_at,
     maxOrNull(received_at) as last_event_at,
     
     toInt64(0) as workflow_events,
-    toInt64(countIf(event_type = 'JOBS')) as jobs,
+    toInt64(sum(event_type = 'JOBS')) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
     toInt64(0) as jobs_cancelled,
-    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
-    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
+    toInt64(sum(if(event_type = 'JOBS', job_execution_seconds, 0))) as job_execution_seconds,
+    toInt64(sum(if(event_type = 'LOGS', log_count, 0))) as joblogs
 from `analytics_compile`.`analytics_events`
 group by all
 
@@ -1526,17 +1535,17 @@ group by all
 select
     user_id,
     workflow_id,
-    '' as kind,
+    max('') as kind,
     
     minOrNull(ended_at) as first_event_at,
     maxOrNull(ended_at) as last_event_at,
     
     toInt64(0) as workflow_events,
     toInt64(0) as jobs,
-    toInt64(countIf(outcome = 'completed')) as jobs_completed,
-    toInt64(countIf(outcome = 'failed')) as jobs_failed,
-    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
-    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(sum(outcome = 'completed')) as jobs_completed,
+    toInt64(sum(outcome = 'failed')) as jobs_failed,
+    toInt64(sum(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sum(if(outcome in ('completed', 'failed'), duration_seconds, 0))) as job_execution_seconds,
     toInt64(0) as joblogs
 from `analytics_compile`.`job_completions`
 group by all
@@ -1549,13 +1558,13 @@ group by all
 select
     user_id,
     workflow_id,
-    '' as kind,
+    max('') as kind,
     
     minOrNull(first_event_time) as first_event_at,
     maxOrNull(first_event_time) as last_event_at,
     
     toInt64(0) as workflow_events,
-    toInt64(count()) as jobs,
+    toInt64(sum(1)) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
     toInt64(0) as jobs_cancelled,
@@ -1572,7 +1581,7 @@ group by all
 select
     user_id,
     workflow_id,
-    '' as kind,
+    max('') as kind,
     
     minOrNull(event_time) as first_event_at,
     maxOrNull(event_time) as last_event_at,
@@ -1602,7 +1611,7 @@ select
     maxIfOrNull(event_time, event_name = 'terminated') as terminated_at,
     maxIfOrNull(event_time, event_name = 'deleted') as deleted_at,
     
-    toInt64(count()) as workflow_events,
+    toInt64(sum(1)) as workflow_events,
     toInt64(0) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,

@@ -1,2 +1,2 @@
 {{ materialization_target_table(ref('workflow_daily')) }}
-{{ counters_from_analytics_events(by_day=true) }}
+{{ counters_from('analytics_events', by_day=true) }}

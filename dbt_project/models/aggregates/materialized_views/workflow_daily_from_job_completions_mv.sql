@@ -1,2 +1,2 @@
 {{ materialization_target_table(ref('workflow_daily')) }}
-{{ counters_from_job_completions(by_day=true) }}
+{{ counters_from('job_completions', by_day=true) }}

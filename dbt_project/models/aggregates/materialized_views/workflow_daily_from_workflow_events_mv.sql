@@ -1,2 +1,2 @@
 {{ materialization_target_table(ref('workflow_daily')) }}
-{{ counters_from_workflow_events(by_day=true) }}
+{{ counters_from('workflow_events', by_day=true) }}

@@ -1,2 +1,2 @@
 {{ materialization_target_table(ref('workflow_totals')) }}
-{{ counters_from_analytics_events(by_day=false) }}
+{{ counters_from('analytics_events', by_day=false) }}
