@@ -32,10 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from benchmarks.bench_http_front import machine
+from embedded.backend import ChdbBackend
 from embedded.engine import Engine
-from server.backends import ChdbBackend
 from server.queries import USER_TOTALS, WORKFLOW_TOTALS
 from tests.grpc_server import start_grpc, start_up
 from tests.intake import execute, query

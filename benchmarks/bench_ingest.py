@@ -27,11 +27,13 @@ from urllib.parse import urlencode
 import urllib3
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from analytics.migrate import migrate
-from analytics.settings import Settings
 from benchmarks.bench_http_front import machine
-from embedded.kafka_broker import KafkaBroker, ensure_jars, free_port
-from embedded.topics import TOPICS, create_topics
+from core.names import TOPICS
+from core.settings.composed import Settings
+from embedded.kafka.broker import KafkaBroker, free_port
+from embedded.kafka.jars import ensure_jars
+from embedded.kafka.topics import create_topics
+from operations.migrate import migrate
 from tests import embedded_server
 
 HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=600))
@@ -140,7 +142,7 @@ def visible(server, event_id: str) -> bool:
         "POST",
         server.url + "/",
         body=(
-            f"SELECT count() FROM analytics.job_log_lines WHERE event_id = '{event_id}' "
+            f"SELECT count() FROM analytics.job_log_events WHERE event_id = '{event_id}' "
             f"AND user_id = 'fresh' AND workflow_id = 'fresh-w' AND job_id = 'fresh-j'"
         ).encode(),
     )

@@ -11,7 +11,8 @@ import zlib
 import lz4.frame
 import zstandard
 
-from embedded.errors import CANNOT_DECOMPRESS, UNKNOWN_COMPRESSION_METHOD, ClickHouseError
+from core.errors import Code
+from embedded.errors import ClickHouseError
 
 # What the server can produce, in its order of preference when a client accepts several.
 RESPONSE_ENCODINGS = ("zstd", "lz4", "gzip", "deflate")
@@ -30,7 +31,7 @@ class Decoder:
             "lz4": lz4.frame.LZ4FrameDecompressor,
         }.get(encoding)
         if self._new is None:
-            raise ClickHouseError.of(UNKNOWN_COMPRESSION_METHOD, f"Unknown Content-Encoding: {encoding}")
+            raise ClickHouseError.of(Code.UNKNOWN_COMPRESSION_METHOD, f"Unknown Content-Encoding: {encoding}")
         self._current = self._new()
 
     def feed(self, data: bytes) -> bytes:
@@ -43,7 +44,7 @@ class Decoder:
                     self._current = self._new()
         except (zlib.error, zstandard.ZstdError, RuntimeError) as error:
             raise ClickHouseError.of(
-                CANNOT_DECOMPRESS, f"Cannot decompress the request body ({self.encoding}): {error}"
+                Code.CANNOT_DECOMPRESS, f"Cannot decompress the request body ({self.encoding}): {error}"
             ) from None
         return b"".join(out)
 
@@ -59,7 +60,7 @@ class Decoder:
         eof = getattr(self._current, "eof", True)
         if not eof:
             raise ClickHouseError.of(
-                CANNOT_DECOMPRESS, f"The request body ends in the middle of a {self.encoding} frame"
+                Code.CANNOT_DECOMPRESS, f"The request body ends in the middle of a {self.encoding} frame"
             )
 
 

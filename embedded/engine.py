@@ -26,7 +26,8 @@ from pathlib import Path
 
 from chdb import _chdb
 
-from embedded.errors import BAD_ARGUMENTS, UNKNOWN_SETTING, ClickHouseError
+from core.errors import Code
+from embedded.errors import ClickHouseError
 from embedded.sqltext import quote_identifier, quote_string
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class Connection:
             return
         for name in settings:
             if not _SETTING_NAME.match(name):
-                raise ClickHouseError.of(UNKNOWN_SETTING, f"Unknown setting '{name}'")
+                raise ClickHouseError.of(Code.UNKNOWN_SETTING, f"Unknown setting '{name}'")
         try:
             self.query("SET " + ", ".join(changes))
         except ClickHouseError:
@@ -386,7 +387,7 @@ class Engine:
             if not create:
                 return None
             if len(session_id) > 256:
-                raise ClickHouseError.of(BAD_ARGUMENTS, "Session id is longer than 256 characters")
+                raise ClickHouseError.of(Code.BAD_ARGUMENTS, "Session id is longer than 256 characters")
             session = Session(session_id, self._connect(), timeout)
             self.sessions[key] = session
         session.timeout = timeout

@@ -1,90 +1,17 @@
-"""ClickHouse exceptions as the HTTP interface reports them: ``Code: N. DB::Exception: ...``."""
+"""ClickHouse exceptions as the HTTP interface reports them: ``Code: N. DB::Exception: ...``.
+
+The codes themselves are core.errors.Code; chDB's own errors carry their code and name in the text.
+"""
 
 from __future__ import annotations
 
 import re
 
+from core.errors import Code, http_status
 from embedded.sqltext import quote_string
 
-# The codes the front raises itself; chDB's own errors carry their code and name in the text.
-AUTHENTICATION_FAILED = (516, "AUTHENTICATION_FAILED")
-BAD_ARGUMENTS = (36, "BAD_ARGUMENTS")
-CANNOT_DECOMPRESS = (271, "CANNOT_DECOMPRESS")
-NOT_IMPLEMENTED = (48, "NOT_IMPLEMENTED")
-QUERY_WAS_CANCELLED = (394, "QUERY_WAS_CANCELLED")
-QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING = (216, "QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING")
-READONLY = (164, "READONLY")
-SESSION_IS_LOCKED = (373, "SESSION_IS_LOCKED")
-SESSION_NOT_FOUND = (372, "SESSION_NOT_FOUND")
-SYNTAX_ERROR = (62, "SYNTAX_ERROR")
-TOO_MANY_SIMULTANEOUS_QUERIES = (202, "TOO_MANY_SIMULTANEOUS_QUERIES")
-UNKNOWN_COMPRESSION_METHOD = (89, "UNKNOWN_COMPRESSION_METHOD")
-UNKNOWN_SETTING = (115, "UNKNOWN_SETTING")
-UNKNOWN_EXCEPTION = (1002, "UNKNOWN_EXCEPTION")
-
-# HTTP status per exception name, as ClickHouse's exceptionCodeToHTTPStatus maps them; others are 500.
-_STATUS_BY_NAME = {
-    "REQUIRED_PASSWORD": 401,
-    **dict.fromkeys(
-        ("UNKNOWN_USER", "WRONG_PASSWORD", "AUTHENTICATION_FAILED", "SET_NON_GRANTED_ROLE", "ACCESS_DENIED"), 403
-    ),
-    **dict.fromkeys(
-        (
-            "BAD_ARGUMENTS",
-            "CANNOT_COMPILE_REGEXP",
-            "CANNOT_PARSE_TEXT",
-            "CANNOT_PARSE_ESCAPE_SEQUENCE",
-            "CANNOT_PARSE_QUOTED_STRING",
-            "CANNOT_PARSE_DATE",
-            "CANNOT_PARSE_DATETIME",
-            "CANNOT_PARSE_NUMBER",
-            "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING",
-            "CANNOT_PARSE_IPV4",
-            "CANNOT_PARSE_IPV6",
-            "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
-            "CANNOT_PARSE_UUID",
-            "DUPLICATE_COLUMN",
-            "ILLEGAL_COLUMN",
-            "UNKNOWN_ELEMENT_IN_AST",
-            "UNKNOWN_TYPE_OF_AST_NODE",
-            "THERE_IS_NO_COLUMN",
-            "TOO_DEEP_AST",
-            "TOO_BIG_AST",
-            "UNEXPECTED_AST_STRUCTURE",
-            "SYNTAX_ERROR",
-            "INCORRECT_DATA",
-            "TYPE_MISMATCH",
-            "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
-        ),
-        400,
-    ),
-    **dict.fromkeys(
-        (
-            "UNKNOWN_TABLE",
-            "UNKNOWN_FUNCTION",
-            "UNKNOWN_IDENTIFIER",
-            "UNKNOWN_TYPE",
-            "UNKNOWN_STORAGE",
-            "UNKNOWN_DATABASE",
-            "UNKNOWN_SETTING",
-            "UNKNOWN_DIRECTION_OF_SORTING",
-            "UNKNOWN_AGGREGATE_FUNCTION",
-            "UNKNOWN_FORMAT",
-            "UNKNOWN_DATABASE_ENGINE",
-            "UNKNOWN_TYPE_OF_QUERY",
-            "UNKNOWN_ROLE",
-        ),
-        404,
-    ),
-    "QUERY_IS_TOO_LARGE": 413,
-    "NOT_IMPLEMENTED": 501,
-    "SOCKET_TIMEOUT": 503,
-    "CANNOT_OPEN_FILE": 503,
-    "CANNOT_SCHEDULE_TASK": 503,
-    "HTTP_LENGTH_REQUIRED": 411,
-    "TIMEOUT_EXCEEDED": 408,
-    "UNSUPPORTED_MEDIA_TYPE": 415,
-}
+# native_blocks raises NOT_IMPLEMENTED by this name; every other module uses core.errors.Code.
+NOT_IMPLEMENTED = Code.NOT_IMPLEMENTED
 
 _CODE_IN_TEXT = re.compile(r"^Code: (\d+)\. ")
 _NESTED = re.compile(
@@ -103,8 +30,8 @@ class ClickHouseError(Exception):
         self.message = message
 
     @classmethod
-    def of(cls, kind: tuple[int, str], message: str) -> ClickHouseError:
-        return cls(kind[0], kind[1], message)
+    def of(cls, code: Code, message: str) -> ClickHouseError:
+        return cls(int(code), code.name, message)
 
     @classmethod
     def from_engine(cls, error: BaseException) -> ClickHouseError:
@@ -120,7 +47,7 @@ class ClickHouseError(Exception):
             text = text[start:]
         match = _CODE_IN_TEXT.match(text)
         if not match:
-            return cls(UNKNOWN_EXCEPTION[0], UNKNOWN_EXCEPTION[1], text or type(error).__name__)
+            return cls.of(Code.UNKNOWN_EXCEPTION, text or type(error).__name__)
         code = int(match.group(1))
         name_match = _NAME_IN_TEXT.search(text)
         body = text[match.end() : name_match.start() if name_match else len(text)].rstrip()
@@ -140,7 +67,7 @@ class ClickHouseError(Exception):
 
     @property
     def http_status(self) -> int:
-        return _STATUS_BY_NAME.get(self.name, 500)
+        return http_status(self.name)
 
     def render(self, version: str) -> str:
         """The response body ClickHouse sends for this error."""

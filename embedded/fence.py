@@ -28,13 +28,9 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from core.errors import Code
 from embedded.errors import ClickHouseError
 from embedded.sqltext import IncompleteText, Token, quote_string, tokens
-
-ACCESS_DENIED = (497, "ACCESS_DENIED")
-DATABASE_ACCESS_DENIED = (291, "DATABASE_ACCESS_DENIED")
-INTO_OUTFILE_NOT_ALLOWED = (358, "INTO_OUTFILE_NOT_ALLOWED")
-UNKNOWN_TYPE_OF_QUERY = (78, "UNKNOWN_TYPE_OF_QUERY")
 
 # Table functions that read only what the database holds or generates.
 SAFE_TABLE_FUNCTIONS = frozenset(
@@ -143,9 +139,9 @@ class Fence:
                 raise self._denied(f"{name}() reaches files or the network of the server")
             word = token.upper if token.kind == "word" else ""
             if word == "INTO" and after.upper == "OUTFILE":
-                raise ClickHouseError.of(INTO_OUTFILE_NOT_ALLOWED, "INTO OUTFILE is not allowed")
+                raise ClickHouseError.of(Code.INTO_OUTFILE_NOT_ALLOWED, "INTO OUTFILE is not allowed")
             if word == "FROM" and after.upper == "INFILE":
-                raise ClickHouseError.of(UNKNOWN_TYPE_OF_QUERY, "Query has infile and was send directly to server")
+                raise ClickHouseError.of(Code.UNKNOWN_TYPE_OF_QUERY, "Query has infile and was send directly to server")
             if word == "ENGINE" and first in _DDL:
                 engine_name = _engine_name(statement, index)
                 if engine_name and not _is_safe_engine(engine_name):
@@ -176,7 +172,7 @@ class Fence:
         root = self.user_files
         path = Path(os.path.normpath(root / raw))
         if ".." in Path(raw).parts or not path.is_relative_to(root):
-            raise ClickHouseError.of(DATABASE_ACCESS_DENIED, f"File `{raw}` is not inside `{root}`")
+            raise ClickHouseError.of(Code.DATABASE_ACCESS_DENIED, f"File `{raw}` is not inside `{root}`")
         # The part before any glob must not leave the directory through a symbolic link either.
         fixed = Path(root)
         for part in path.relative_to(root).parts:
@@ -184,11 +180,11 @@ class Fence:
                 break
             fixed = fixed / part
         if not fixed.resolve().is_relative_to(root):
-            raise ClickHouseError.of(DATABASE_ACCESS_DENIED, f"File `{raw}` is not inside `{root}`")
+            raise ClickHouseError.of(Code.DATABASE_ACCESS_DENIED, f"File `{raw}` is not inside `{root}`")
         return literal.start, literal.end, quote_string(str(path))
 
     def _denied(self, reason: str) -> ClickHouseError:
-        return ClickHouseError.of(ACCESS_DENIED, f"{self.user}: Not enough privileges: {reason}; {_ALLOW_HINT}")
+        return ClickHouseError.of(Code.ACCESS_DENIED, f"{self.user}: Not enough privileges: {reason}; {_ALLOW_HINT}")
 
 
 def _unquote_string(literal: str) -> str:

@@ -12,54 +12,47 @@ HTTPHandler maps it onto its executor:
 
 Every chDB call of a request runs in a worker thread, one call at a time, on a connection the
 request owns until it ends: no connection is ever used by two threads at once.
+
+This module admits requests and runs them; a request's connection is its Lease (embedded.lease),
+INSERT bodies reach chDB through embedded.inserts, and answers are built by embedded.responses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import secrets
-import string
-import tempfile
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from embedded import errors
-from embedded.codecs import Encoder, ResponseEncoder
-from embedded.engine import Connection, Engine, ResultStream, Session
+from core.errors import Code
+from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
-from embedded.formats import content_type, is_concatenable
+from embedded.formats import is_concatenable
+from embedded.inserts import insert_from_file, insert_through_fifo
+from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
-from embedded.native_compression import BlockEncoder
 from embedded.request import BodyReader, RequestSpec, parse_request
+from embedded.responses import Responses, request_summary
 from embedded.sqltext import (
     InsertData,
     MultiStatement,
     Query,
     find_insert_data,
     parse_query,
-    quote_string,
     tokens,
 )
 
 log = logging.getLogger(__name__)
-
-_TAG_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass
@@ -91,6 +84,7 @@ class Front:
         self.fence = (
             None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
         )
+        self.responses = Responses(engine, self.in_thread, self._end)
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
@@ -103,21 +97,21 @@ class Front:
         try:
             spec = await self._parse_request(request)
         except ClickHouseError as error:
-            return self._error_response(error, None)
+            return self.responses.error(error, None)
         if request.method == "GET" and not spec.query_param:
             return PlainTextResponse("Ok.\n")
         if spec.query_id in self.running:
-            return self._error_response(
+            return self.responses.error(
                 ClickHouseError.of(
-                    errors.QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING,
+                    Code.QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING,
                     f"Query with id = {spec.query_id} is already running.",
                 ),
                 spec,
             )
         if len(self.running) >= self.config.max_concurrent_queries:
-            return self._error_response(
+            return self.responses.error(
                 ClickHouseError.of(
-                    errors.TOO_MANY_SIMULTANEOUS_QUERIES,
+                    Code.TOO_MANY_SIMULTANEOUS_QUERIES,
                     f"Too many simultaneous queries. Maximum: {self.config.max_concurrent_queries}",
                 ),
                 spec,
@@ -130,14 +124,14 @@ class Front:
         except ClickHouseError as error:
             if lease is not None:
                 await self._end(lease)
-            return self._error_response(error, spec)
+            return self.responses.error(error, spec)
         except Exception as error:
             log.exception("query %s failed inside the embedded server", spec.query_id)
             if lease is not None:
                 lease.connection.reusable = False
                 await self._end(lease)
-            return self._error_response(
-                ClickHouseError.of(errors.UNKNOWN_EXCEPTION, f"{type(error).__name__}: {error}"), spec
+            return self.responses.error(
+                ClickHouseError.of(Code.UNKNOWN_EXCEPTION, f"{type(error).__name__}: {error}"), spec
             )
         except BaseException:
             if lease is not None:
@@ -161,10 +155,10 @@ class Front:
         if spec.session_id:
             session = engine.session(spec.user, spec.session_id, spec.session_timeout, create=not spec.session_check)
             if session is None:
-                raise ClickHouseError.of(errors.SESSION_NOT_FOUND, f"Session {spec.session_id} not found")
+                raise ClickHouseError.of(Code.SESSION_NOT_FOUND, f"Session {spec.session_id} not found")
             if session.busy:
                 raise ClickHouseError.of(
-                    errors.SESSION_IS_LOCKED, f"Session {spec.session_id} is locked by a concurrent client"
+                    Code.SESSION_IS_LOCKED, f"Session {spec.session_id} is locked by a concurrent client"
                 )
             session.busy = True
             return Lease(self, spec, session.connection, session)
@@ -219,12 +213,12 @@ class Front:
                 raise _query_too_large(spec)
         text = head.decode("latin-1")
         if not text.strip():
-            raise ClickHouseError.of(errors.SYNTAX_ERROR, "Empty query")
+            raise ClickHouseError.of(Code.SYNTAX_ERROR, "Empty query")
         try:
             statement = parse_query(text)
         except MultiStatement:
             raise ClickHouseError.of(
-                errors.SYNTAX_ERROR,
+                Code.SYNTAX_ERROR,
                 "Syntax error (Multi-statements are not allowed): failed at position "
                 f"{text.find(';') + 1}: end of query",
             ) from None
@@ -245,46 +239,11 @@ class Front:
             if chunk is not None:
                 head += chunk
         if body.exhausted and len(head) - insert.data_start <= limit:
-            result = await self._insert_from_file(lease, head, insert)
+            result = await insert_from_file(self, lease, head, insert)
         else:
-            result = await self._insert_through_fifo(lease, head, insert, body)
+            result = await insert_through_fifo(self, lease, head, insert, body)
         await self._end(lease)
-        return self._response(spec, b"", _summary(spec, result), None)
-
-    async def _insert_from_file(self, lease: Lease, head: bytearray, insert: InsertData):
-        """A small, complete body: write it to a file and let chDB read it."""
-        path = self.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
-        try:
-            path.write_bytes(head[insert.data_start :])
-            statement = insert.statement_reading_from(head[: insert.data_start], str(path))
-            return await self.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
-        except ClickHouseError as error:
-            raise error.without_file(str(path), "the request body") from None
-        finally:
-            path.unlink(missing_ok=True)
-
-    async def _insert_through_fifo(self, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):
-        """A large or still-arriving body: stream it into chDB through a FIFO as it comes."""
-        fifo = self.engine.tmp_dir / f"{uuid.uuid4().hex}.fifo"
-        os.mkfifo(fifo, 0o600)
-        try:
-            statement = insert.statement_reading_from(head[: insert.data_start], str(fifo))
-            done = asyncio.ensure_future(self.in_thread(lease.run, statement, "TabSeparated", "MUTATING"))
-            pipe = FifoWriter(fifo, done)
-            try:
-                await pipe.open()
-                await pipe.write(bytes(head[insert.data_start :]))
-                while (chunk := await body.read()) is not None:
-                    await pipe.write(chunk)
-            except ReaderGone:
-                pass  # chDB stopped reading: its error (awaited below) says why
-            finally:
-                pipe.close()
-            return await done
-        except ClickHouseError as error:
-            raise error.without_file(str(fifo), "the request body") from None
-        finally:
-            fifo.unlink(missing_ok=True)
+        return self.responses.response(spec, b"", request_summary(spec, result), None)
 
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format
@@ -294,7 +253,9 @@ class Front:
             result = await self.in_thread(lease.run, bytes(head), fmt)
             data = result.bytes() if revision is None else revision.convert(result.bytes())
             await self._end(lease)
-            return self._response(spec, data, _summary(spec, result), fmt if statement.returns_result else None)
+            return self.responses.response(
+                spec, data, request_summary(spec, result), fmt if statement.returns_result else None
+            )
 
         if is_concatenable(fmt):
             stream, first = await self.in_thread(
@@ -302,8 +263,8 @@ class Front:
             )
             if stream.done:  # the whole answer arrived with the first fetches: no need to stream
                 await self._end(lease)
-                return self._response(spec, first, _summary(spec, None, stream), fmt)
-            return await self._stream_response(spec, lease, stream, first, fmt)
+                return self.responses.response(spec, first, request_summary(spec, None, stream), fmt)
+            return await self.responses.stream(spec, lease, stream, first, fmt)
 
         # Formats with a header or a wrapper: spool the result as Native, convert it in one piece.
         clause = statement.format_clause
@@ -311,394 +272,10 @@ class Front:
         outcome = await self.in_thread(lease.run_to_file, native_text, bytes(head), fmt)
         if isinstance(outcome, bytes):
             await self._end(lease)
-            return self._response(spec, outcome, _summary(spec, None), fmt)
-        return await self._file_response(spec, lease, outcome, fmt)
+            return self.responses.response(spec, outcome, request_summary(spec, None), fmt)
+        return await self.responses.file(spec, lease, outcome, fmt)
 
     # -- responses ---------------------------------------------------------------------------
-    def _headers(self, spec: RequestSpec | None, summary: dict | None, fmt: str | None) -> dict[str, str]:
-        headers = {
-            "X-ClickHouse-Server-Display-Name": self.engine.display_name,
-            "X-ClickHouse-Timezone": self.engine.timezone,
-        }
-        if spec is not None:
-            headers["X-ClickHouse-Query-Id"] = spec.query_id
-            if spec.response_encoding:
-                headers["Content-Encoding"] = spec.response_encoding
-        if fmt is not None:
-            headers["X-ClickHouse-Format"] = fmt
-            headers["Content-Type"] = content_type(fmt)
-        else:
-            headers["Content-Type"] = "text/plain; charset=UTF-8"
-        if summary is not None:
-            headers["X-ClickHouse-Summary"] = _summary_header(summary)
-        return headers
-
-    def _response(self, spec: RequestSpec, data: bytes, summary: dict, fmt: str | None) -> Response:
-        headers = self._headers(spec, summary, fmt)
-        encoder = _response_encoder(spec)
-        if encoder is not None:
-            data = encoder.feed(data) + encoder.finish()
-        return Response(data, headers=headers, media_type=None)
-
-    def _error_response(self, error: ClickHouseError, spec: RequestSpec | None) -> Response:
-        headers = self._headers(spec, None, None)
-        headers.pop("Content-Encoding", None)
-        headers["X-ClickHouse-Exception-Code"] = str(error.code)
-        body = error.render(self.engine.version).encode()
-        if spec is not None and spec.native_compression is not None:
-            # As ClickHouse does: the error goes through the compressed stream the client asked for.
-            body = BlockEncoder(spec.native_compression, spec.zstd_level).feed(body)
-        return Response(body, status_code=error.http_status, headers=headers)
-
-    async def _stream_response(
-        self, spec: RequestSpec, lease: Lease, stream: ResultStream, first: bytes | None, fmt: str
-    ) -> Response:
-        if spec.wait_end_of_query:
-            try:
-                spooled = await self.in_thread(lease.drain_to_buffer, stream, first)
-            except BaseException:
-                await self._end(lease)
-                raise
-            return await self._file_response(
-                spec, lease, spooled, fmt, summary={"result_rows": stream.rows, "result_bytes": stream.bytes}
-            )
-        tag = "".join(secrets.choice(_TAG_ALPHABET) for _ in range(16))
-        headers = self._headers(spec, _summary(spec, None, stream), fmt)
-        headers["X-ClickHouse-Exception-Tag"] = tag
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                if first:
-                    yield first
-                while True:
-                    try:
-                        chunk = await self.in_thread(stream.next_chunk)
-                    except ClickHouseError as error:
-                        yield _exception_block(error.render(self.engine.version).rstrip("\n"), tag)
-                        return
-                    if chunk is None:
-                        return
-                    yield chunk
-            finally:
-                if not stream.done:
-                    # The client went away mid-stream; a cancelled connection is not worth reusing.
-                    lease.connection.reusable = False
-                    with anyio.CancelScope(shield=True):
-                        await self.in_thread(stream.cancel)
-                await self._end(lease)
-
-        return StreamingResponse(_encoded(chunks(), spec), headers=headers, media_type=None)
-
-    async def _file_response(
-        self, spec: RequestSpec, lease: Lease, source, fmt: str, summary: dict | None = None
-    ) -> Response:
-        """Send a finished answer held in a file (a path we delete afterwards, or a temp file)."""
-        await self._end(lease)
-        handle = open(source, "rb") if isinstance(source, Path) else source  # noqa: SIM115 - closed below
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                while data := await anyio.to_thread.run_sync(handle.read, 1 << 20):
-                    yield data
-            finally:
-                handle.close()
-                if isinstance(source, Path):
-                    source.unlink(missing_ok=True)
-
-        headers = self._headers(spec, _summary(spec, None, None, summary), fmt)
-        return StreamingResponse(_encoded(chunks(), spec), headers=headers, media_type=None)
-
-
-class Lease:
-    """A request's hold on one connection: prepares it, runs statements, restores it.
-
-    Every method here runs in a worker thread, and a request calls them one at a time.
-    """
-
-    def __init__(self, front: Front, spec: RequestSpec, connection: Connection, session: Session | None):
-        self.front = front
-        self.spec = spec
-        self.connection = connection
-        self.session = session
-        self.ended = False
-        self._prepared = False
-        self._saved_settings: dict[str, tuple[str, bool]] = {}
-        self._statement_class = "UNKNOWN"
-        self._temporary_table = False
-
-    def _prepare(self, text: bytes, statement_class: str | None = None) -> None:
-        if self._prepared:
-            return
-        self._prepared = True
-        spec, connection = self.spec, self.connection
-        sql = text.decode("utf-8", "replace")
-        statement_class = statement_class or connection.classify(sql)
-        self._statement_class = statement_class
-        self._temporary_table = statement_class == "MUTATING" and _creates_temporary_table(sql)
-        if spec.method == "GET" and statement_class in ("MUTATING", "MUTATING_GLOBAL"):
-            raise ClickHouseError.of(
-                errors.READONLY,
-                "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
-                "You should use method POST for modifying queries",
-            )
-        if self.session is None:
-            connection.use(spec.database or "default")
-            connection.apply_settings(spec.settings)
-            if spec.readonly:
-                connection.query(f"SET readonly = {quote_string(spec.readonly)}")
-            return
-        # A session keeps its own USE and SET; the request's database and settings are undone after.
-        # readonly cannot be undone, so in a session it is enforced by statement class instead.
-        if spec.readonly and (
-            statement_class in ("MUTATING", "MUTATING_GLOBAL")
-            or (spec.readonly == "1" and statement_class == "CONTROL")
-        ):
-            raise ClickHouseError.of(errors.READONLY, f"{spec.user}: Cannot execute query in readonly mode")
-        if spec.database:
-            connection.use(spec.database)
-        if spec.settings:
-            self._saved_settings = connection.settings_snapshot(spec.settings)
-            connection.query("SET " + ", ".join(f"{n} = {quote_string(v)}" for n, v in spec.settings.items()))
-
-    def run(self, text: bytes, fmt: str, statement_class: str | None = None):
-        """Run a whole statement and return chDB's result."""
-        self._prepare(text, statement_class)
-        return self.connection.query(text, fmt, self.spec.params)
-
-    def start_stream(self, text: bytes, fmt: str, transform=None) -> tuple[ResultStream, bytes]:
-        """Start a streaming query and read its first two chunks.
-
-        Early errors then get a proper HTTP status, and a small answer (``stream.done``) is
-        complete before the response starts.
-        """
-        self._prepare(text)
-        stream = self.connection.stream(text, fmt, self.spec.params)
-        stream.transform = transform
-        try:
-            first = stream.next_chunk() or b""
-            if not stream.done:
-                first += stream.next_chunk() or b""
-            return stream, first
-        except BaseException:
-            stream.cancel()
-            raise
-
-    def run_to_file(self, native_text: bytes, original_text: bytes, fmt: str) -> Path | bytes:
-        """A whole result in ``fmt``, built from a Native spool: a file path, or bytes when empty."""
-        self._prepare(original_text)
-        tmp = self.front.engine.tmp_dir
-        spool = tmp / f"{uuid.uuid4().hex}.native"
-        output = tmp / f"{uuid.uuid4().hex}.out"
-        try:
-            stream = self.connection.stream(native_text, "Native", self.spec.params)
-            with open(spool, "wb") as handle:
-                while (chunk := stream.next_chunk()) is not None:
-                    handle.write(chunk)
-            if spool.stat().st_size == 0:
-                # No rows, so no schema in the spool: the header-only answer is tiny, ask for it directly.
-                return self.connection.query(original_text, fmt, self.spec.params).bytes()
-            self.connection.query(
-                f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
-                f"SELECT * FROM file({quote_string(str(spool))}, 'Native')"
-            )
-            return output
-        except ClickHouseError as error:
-            output.unlink(missing_ok=True)
-            raise error.without_file(str(spool), "the result").without_file(str(output), "the output") from None
-        except BaseException:
-            output.unlink(missing_ok=True)
-            raise
-        finally:
-            spool.unlink(missing_ok=True)
-
-    def drain_to_buffer(self, stream: ResultStream, first: bytes | None):
-        """Collect a whole streamed answer (wait_end_of_query=1) in memory, then on disk."""
-        buffer = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - handed to the response, closed there
-            max_size=self.front.config.response_memory_buffer, dir=self.front.engine.tmp_dir
-        )
-        try:
-            if first:
-                buffer.write(first)
-            while (chunk := stream.next_chunk()) is not None:
-                buffer.write(chunk)
-        except BaseException:
-            buffer.close()
-            raise
-        buffer.seek(0)
-        return buffer
-
-    def restore(self) -> None:
-        """Undo what this request changed and decide whether a pooled connection can be reused."""
-        connection = self.connection
-        if self.session is None:
-            # A user's SET, USE or temporary table would leak into the next request: start afresh.
-            if self.spec.readonly or self._statement_class == "CONTROL" or self._temporary_table:
-                connection.reusable = False
-            return
-        try:
-            if self._statement_class == "CONTROL":
-                # The statement may have been USE: the session keeps whatever database it chose.
-                connection.database = connection.query("SELECT currentDatabase()").bytes().decode().strip()
-                self.session.database = connection.database
-            else:
-                connection.use(self.session.database)
-            if self._saved_settings:
-                connection.query(
-                    "SET "
-                    + ", ".join(
-                        f"{name} = {quote_string(value)}" if changed else f"{name} = DEFAULT"
-                        for name, (value, changed) in self._saved_settings.items()
-                    )
-                )
-        except ClickHouseError:
-            log.exception("could not restore session %s", self.session.session_id)
-
-
-def _creates_temporary_table(sql: str) -> bool:
-    words = [token.upper for token, _ in zip(tokens(sql), range(2), strict=False) if token.kind == "word"]
-    return words == ["CREATE", "TEMPORARY"]
-
-
-class ReaderGone(Exception):
-    """chDB closed the FIFO (or never opened it): the INSERT has ended, with or without an error."""
-
-
-class FifoWriter:
-    """Writes request bytes into the FIFO that a chDB ``INSERT ... FROM INFILE`` reads.
-
-    Opening for writing only succeeds once chDB has opened the FIFO for reading, so data is never
-    written into a pipe nobody will read; every wait also watches the INSERT, which may end early.
-    """
-
-    def __init__(self, path: Path, insert_done: asyncio.Future):
-        self.path = path
-        self.insert_done = insert_done
-        self.fd: int | None = None
-
-    async def open(self) -> None:
-        delay = 0.0005
-        while True:
-            try:
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-                return
-            except OSError as error:
-                if error.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-            if self.insert_done.done():
-                raise ReaderGone()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.01)
-
-    async def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        loop = asyncio.get_running_loop()
-        while view:
-            try:
-                written = os.write(self.fd, view)
-                view = view[written:]
-                continue
-            except BlockingIOError:
-                pass
-            except BrokenPipeError:
-                raise ReaderGone() from None
-            writable = loop.create_future()
-            loop.add_writer(self.fd, _resolve, writable)
-            try:
-                await asyncio.wait({writable, self.insert_done}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                loop.remove_writer(self.fd)
-            if self.insert_done.done():
-                raise ReaderGone()
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def _resolve(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _response_encoder(spec: RequestSpec | None) -> ResponseEncoder | None:
-    stages = []
-    if spec is not None and spec.native_compression is not None:
-        stages.append(BlockEncoder(spec.native_compression, spec.zstd_level))
-    if spec is not None and spec.response_encoding:
-        stages.append(Encoder(spec.response_encoding, spec.compression_level))
-    return ResponseEncoder(stages) if stages else None
-
-
-async def _encoded(chunks: AsyncIterator[bytes], spec: RequestSpec) -> AsyncIterator[bytes]:
-    encoder = _response_encoder(spec)
-    if encoder is None:
-        async for chunk in chunks:
-            yield chunk
-        return
-    async for chunk in chunks:
-        data = encoder.feed(chunk)
-        if data:
-            yield data
-    if tail := encoder.finish():
-        yield tail
-
-
-# ClickHouse caps the whole __exception__ block at 16 KiB; the message gets what the framing leaves.
-_MAX_EXCEPTION_BLOCK = 16 * 1024
-_EXCEPTION_MARKER = b"__exception__"
-
-
-def _exception_block(message: str, tag: str) -> bytes:
-    """ClickHouse's marker for an error after the body has started (clients look for the tag).
-
-    The length before the tag counts the message with its closing line break, as ClickHouse writes it.
-    """
-    overhead = 2 + len(_EXCEPTION_MARKER) + 2 + len(tag) + 2 + 8 + 1 + len(tag) + 2 + len(_EXCEPTION_MARKER) + 2
-    text = message.encode()[: _MAX_EXCEPTION_BLOCK - overhead]
-    if not text.endswith(b"\n"):
-        text += b"\n"
-    return b"".join(
-        (
-            b"\r\n" + _EXCEPTION_MARKER + b"\r\n",
-            tag.encode() + b"\r\n",
-            text,
-            f"{len(text)} {tag}".encode() + b"\r\n",
-            _EXCEPTION_MARKER + b"\r\n",
-        )
-    )
-
-
-def _summary(spec: RequestSpec, result, stream: ResultStream | None = None, extra: dict | None = None) -> dict:
-    summary = {
-        "read_rows": 0,
-        "read_bytes": 0,
-        "written_rows": 0,
-        "written_bytes": 0,
-        "total_rows_to_read": 0,
-        "result_rows": 0,
-        "result_bytes": 0,
-    }
-    if result is not None:
-        summary.update(
-            read_rows=result.storage_rows_read(),
-            read_bytes=result.storage_bytes_read(),
-            written_rows=result.rows_written(),
-            written_bytes=result.bytes_written(),
-            result_rows=result.rows_read(),
-            result_bytes=len(result.bytes()),
-        )
-    if stream is not None:
-        summary.update(result_rows=stream.rows, result_bytes=stream.bytes)
-    if extra:
-        summary.update(extra)
-    summary["elapsed_ns"] = time.perf_counter_ns() - spec.started_ns
-    return summary
-
-
-def _summary_header(summary: dict) -> str:
-    # ClickHouse writes every figure as a JSON string.
-    return "{" + ",".join(f'"{key}":"{int(value)}"' for key, value in summary.items()) + "}"
 
 
 def _rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearray:
@@ -710,7 +287,7 @@ def _rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearr
 
 def _query_too_large(spec: RequestSpec) -> ClickHouseError:
     return ClickHouseError.of(
-        errors.SYNTAX_ERROR,
+        Code.SYNTAX_ERROR,
         f"Max query size exceeded: the statement is longer than max_query_size ({spec.max_query_size} bytes)",
     )
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import struct
 
+from core.errors import Code
 from embedded.errors import NOT_IMPLEMENTED, ClickHouseError
 from embedded.native_columns import Codec, Cursor, codec_for
 from embedded.native_types import TypeNotFramable, parse_type
@@ -36,7 +37,7 @@ LOW_CARDINALITY_REVISION = 54405
 CUSTOM_SERIALIZATION_REVISION = 54454
 OUT_OF_ORDER_BUCKETS_REVISION = 54480
 STRING_SIZE_STREAM_REVISION = 54492
-LOGICAL_ERROR = (49, "LOGICAL_ERROR")
+LOGICAL_ERROR = Code.LOGICAL_ERROR
 
 # field 1 (is_overflows) = 0, field 2 (bucket_num) = -1, [field 3 (out_of_order_buckets) = []], field 0: end.
 _BLOCK_INFO = b"\x01\x00\x02\xff\xff\xff\xff\x00"

@@ -20,7 +20,8 @@ import lz4.block
 import zstandard
 from clickhouse_cityhash.cityhash import CityHash128
 
-from embedded.errors import CANNOT_DECOMPRESS, UNKNOWN_COMPRESSION_METHOD, ClickHouseError
+from core.errors import Code
+from embedded.errors import ClickHouseError
 
 NONE, LZ4, ZSTD = 0x02, 0x82, 0x90
 _CHECKSUM_SIZE = 16
@@ -31,8 +32,6 @@ _MASK64 = (1 << 64) - 1
 BLOCK_SIZE = 1 << 20
 _MAX_COMPRESSED_SIZE = 1 << 30
 
-CHECKSUM_DOESNT_MATCH = (40, "CHECKSUM_DOESNT_MATCH")
-TOO_LARGE_SIZE_COMPRESSED = (246, "TOO_LARGE_SIZE_COMPRESSED")
 
 # network_compression_method values and the method byte each writes (lz4hc writes LZ4 blocks).
 _METHODS = {"lz4": LZ4, "lz4hc": LZ4, "zstd": ZSTD, "none": NONE}
@@ -49,7 +48,7 @@ def method_byte(name: str) -> int:
         return _METHODS[name.strip().lower()]
     except KeyError:
         raise ClickHouseError.of(
-            UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: '{name}' (network_compression_method)"
+            Code.UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: '{name}' (network_compression_method)"
         ) from None
 
 
@@ -70,7 +69,7 @@ class BlockDecoder:
             method, compressed_size, size = _HEADER.unpack_from(pending, start + _CHECKSUM_SIZE)
             if compressed_size < _HEADER_SIZE or compressed_size > _MAX_COMPRESSED_SIZE:
                 raise ClickHouseError.of(
-                    TOO_LARGE_SIZE_COMPRESSED,
+                    Code.TOO_LARGE_SIZE_COMPRESSED,
                     f"Too large size_compressed: {compressed_size}. Most likely corrupted data.",
                 )
             end = start + _CHECKSUM_SIZE + compressed_size
@@ -80,7 +79,7 @@ class BlockDecoder:
             try:
                 if self.verify and checksum(block) != bytes(pending[start : start + _CHECKSUM_SIZE]):
                     raise ClickHouseError.of(
-                        CHECKSUM_DOESNT_MATCH,
+                        Code.CHECKSUM_DOESNT_MATCH,
                         "Checksum doesn't match: corrupted data. Reference: "
                         f"{bytes(pending[start : start + _CHECKSUM_SIZE]).hex()}. Actual: {checksum(block).hex()}. "
                         f"Size of compressed block: {compressed_size}",
@@ -101,13 +100,13 @@ class BlockDecoder:
             if method == NONE:
                 return bytes(data)
         except (lz4.block.LZ4BlockError, zstandard.ZstdError) as error:
-            raise ClickHouseError.of(CANNOT_DECOMPRESS, f"Cannot decompress a compressed block: {error}") from None
-        raise ClickHouseError.of(UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: {method:#04x}")
+            raise ClickHouseError.of(Code.CANNOT_DECOMPRESS, f"Cannot decompress a compressed block: {error}") from None
+        raise ClickHouseError.of(Code.UNKNOWN_COMPRESSION_METHOD, f"Unknown compression method: {method:#04x}")
 
     def finish(self) -> None:
         if self._pending:
             raise ClickHouseError.of(
-                CANNOT_DECOMPRESS,
+                Code.CANNOT_DECOMPRESS,
                 f"The request body ends inside a compressed block ({len(self._pending)} bytes left over)",
             )
 

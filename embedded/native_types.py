@@ -29,7 +29,7 @@ class TypeNotFramable(ClickHouseError):
     """A column the embedded ClickHouse cannot write at the client's protocol revision."""
 
     def __init__(self, message: str, advice: str | None = None):
-        super().__init__(NOT_IMPLEMENTED[0], NOT_IMPLEMENTED[1], message)
+        super().__init__(int(NOT_IMPLEMENTED), NOT_IMPLEMENTED.name, message)
         self.advice = advice  # what the client can do instead, when there is something better to say
 
 

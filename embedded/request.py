@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from embedded import errors, native_compression
+from core.errors import Code
+from embedded import native_compression
 from embedded.codecs import Decoder, choose_response_encoding
 from embedded.errors import ClickHouseError
 
@@ -98,7 +99,7 @@ async def parse_request(
         for name, value in form.multi_items():
             if not isinstance(value, str):
                 raise ClickHouseError.of(
-                    errors.NOT_IMPLEMENTED, "External data tables are not supported by the embedded server"
+                    Code.NOT_IMPLEMENTED, "External data tables are not supported by the embedded server"
                 )
             if name == "query":
                 form_query = value
@@ -153,8 +154,8 @@ def _int_setting(values: dict[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ClickHouseError(
-            72, "CANNOT_PARSE_NUMBER", f"Cannot parse number from '{raw}' (parameter '{name}')"
+        raise ClickHouseError.of(
+            Code.CANNOT_PARSE_NUMBER, f"Cannot parse number from '{raw}' (parameter '{name}')"
         ) from None
 
 
@@ -197,13 +198,13 @@ _MIXED = "it is not allowed to use {} and {} simultaneously"
 
 
 def _invalid(reason: str) -> ClickHouseError:
-    return ClickHouseError.of(errors.AUTHENTICATION_FAILED, f"Invalid authentication: {reason}")
+    return ClickHouseError.of(Code.AUTHENTICATION_FAILED, f"Invalid authentication: {reason}")
 
 
 def authenticate(user: str, password: str, expected_user: str, expected_password: str) -> None:
     if user != expected_user or not hmac.compare_digest(password.encode(), expected_password.encode()):
         raise ClickHouseError.of(
-            errors.AUTHENTICATION_FAILED,
+            Code.AUTHENTICATION_FAILED,
             f"{user}: Authentication failed: password is incorrect, or there is no user with such name",
         )
 
@@ -216,7 +217,7 @@ def session_timeout(raw: str | None, default: float, maximum: float) -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= maximum:
-        raise ClickHouseError(374, "INVALID_SESSION_TIMEOUT", f"Invalid session timeout: '{raw}', max: {maximum:g}")
+        raise ClickHouseError.of(Code.INVALID_SESSION_TIMEOUT, f"Invalid session timeout: '{raw}', max: {maximum:g}")
     return value
 
 

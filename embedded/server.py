@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from core.settings.clickhouse import EmbeddedClickHouseSettings
 from embedded.engine import Engine
 from embedded.http import FrontConfig, create_app
 from embedded.http_metrics import MetricsMiddleware, Registries
@@ -100,8 +101,8 @@ def serve(
         engine.close()
 
 
-def serve_settings(settings, **extra) -> None:
-    """`serve` with the embedded ClickHouse's part of the project's settings object."""
+def serve_settings(settings: EmbeddedClickHouseSettings, **extra) -> None:
+    """`serve` with the embedded ClickHouse's settings slice."""
     serve(
         data_dir=settings.resolved_clickhouse_data_dir,
         host=settings.clickhouse_host,

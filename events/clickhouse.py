@@ -12,10 +12,11 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from urllib.parse import urlencode
 
 import urllib3
 
+from core.clickhouse.http import HttpClient, NoAnswer, ServerError
+from core.names import queue_table
 from events.contract import TELEMETRY_TOPIC
 from events.event import AnyEvent
 from events.retry import backoff_delay, is_retryable
@@ -24,7 +25,6 @@ from events.sinks import Batching, DeliveryError, DeliveryStats, ErrorCallback, 
 log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CODE_IN_BODY = re.compile(r"Code: (\d+)\.")
 
 
 class ClickHouseSink:
@@ -62,18 +62,14 @@ class ClickHouseSink:
             raise ValueError(f"max_retries must not be negative, got {max_retries}")
         self.batching = Batching(max_events=batch_size, max_bytes=batch_bytes, interval=interval)
         self.database = database
-        self._url = url.rstrip("/") + "/"
         self._max_retries = max_retries
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._closing = threading.Event()
         # Waiting on the closing flag lets close() cut a backoff short instead of outwaiting it.
         self._sleep = sleep or self._closing.wait
-        self._http = urllib3.PoolManager(
-            retries=False,  # retries are decided here, by is_retryable
-            timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
-            headers={"X-ClickHouse-User": user, "X-ClickHouse-Key": password},
-        )
+        # No retries of its own: they are decided here, by is_retryable.
+        self._http = HttpClient(url, user, password, timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout))
         self._failures = FailedEvents(on_error, "ClickHouseSink")
         self._counters = _Counters()
 
@@ -96,7 +92,7 @@ class ClickHouseSink:
     def close(self) -> None:
         if not self._closing.is_set():
             self._closing.set()
-            self._http.clear()
+            self._http.close()
 
     # -- one insert ------------------------------------------------------------------------------
     def _insert(self, topic: str, events: list[AnyEvent]) -> None:
@@ -105,20 +101,19 @@ class ClickHouseSink:
             return
         # Telemetry lands whole in the `message` column (the table's other columns are Kafka's position).
         target = (
-            f"{topic}_queue (message) FORMAT JSONAsString"
+            f"{queue_table(topic)} (message) FORMAT JSONAsString"
             if topic == TELEMETRY_TOPIC
-            else f"{topic}_queue FORMAT JSONEachRow"
+            else f"{queue_table(topic)} FORMAT JSONEachRow"
         )
         query = {
             "query": f"INSERT INTO {self.database}.{target}",
             "date_time_input_format": "best_effort",  # accept `Z` and offsets in DateTime64 columns
             "input_format_skip_unknown_fields": "1",  # context attributes the table does not name
         }
-        url = self._url + "?" + urlencode(query)
         body = b"".join(event.json + b"\n" for event in events)
         attempt = 0
         while True:
-            error = self._post(url, body)
+            error = self._post(query, body)
             if error is None:
                 self._counters.add(delivered=len(events))
                 return
@@ -136,33 +131,24 @@ class ClickHouseSink:
             self._sleep(delay)
             attempt += 1
 
-    def _post(self, url: str, body: bytes) -> DeliveryError | None:
+    def _post(self, query: dict[str, str], body: bytes) -> DeliveryError | None:
         """One attempt; None on success, else the error with its retry decision."""
         try:
-            response = self._http.request("POST", url, body=body)
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+            self._http.post(query, body)
+        except NoAnswer as error:
             return DeliveryError(f"no answer from ClickHouse: {error}", retryable=is_retryable(None, None))
-        if response.status == 200:
-            return None
-        text = response.data.decode("utf-8", "replace").strip()
-        code = _exception_code(response.headers.get("X-ClickHouse-Exception-Code"), text)
-        return DeliveryError(
-            f"HTTP {response.status}: {text[:500]}",
-            retryable=is_retryable(response.status, code),
-            status=response.status,
-            code=code,
-        )
+        except ServerError as error:
+            return DeliveryError(
+                f"HTTP {error.status}: {error.text.strip()[:500]}",
+                retryable=is_retryable(error.status, error.code),
+                status=error.status,
+                code=error.code,
+            )
+        return None
 
     def _give_up(self, events: list[AnyEvent], error: DeliveryError, outcome: str) -> None:
         self._counters.add(**{outcome: len(events)})
         self._failures.report(events, error)
-
-
-def _exception_code(header: str | None, body: str) -> int | None:
-    if header and header.strip().isdigit():
-        return int(header)
-    match = _CODE_IN_BODY.search(body)
-    return int(match.group(1)) if match else None
 
 
 def _chunks(events: list[AnyEvent], batching: Batching) -> Iterator[list[AnyEvent]]:

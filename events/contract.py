@@ -15,15 +15,16 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
+from core import names
 from events.schema_check import Check, compile_schema
 
 ENVELOPE_FIELDS = ("event_id", "event_time", "event_type", "event_name")
 
-WORKFLOWS_TOPIC = "workflows"
-JOBS_TOPIC = "jobs"
-JOB_LOGS_TOPIC = "job_logs"
-TELEMETRY_TOPIC = "telemetry"
-ANALYTICS_TOPIC = "analytics"
+WORKFLOWS_TOPIC = names.WORKFLOWS.name
+JOBS_TOPIC = names.JOBS.name
+JOB_LOGS_TOPIC = names.JOB_LOGS.name
+TELEMETRY_TOPIC = names.TELEMETRY.name
+ANALYTICS_TOPIC = names.ANALYTICS.name
 
 # event_type -> topic; every other event type is telemetry.
 TOPIC_BY_EVENT_TYPE = {"workflow": WORKFLOWS_TOPIC, "job": JOBS_TOPIC, "job_log": JOB_LOGS_TOPIC}

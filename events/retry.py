@@ -2,30 +2,8 @@
 
 from __future__ import annotations
 
-# ClickHouse exception codes of passing conditions: overload, timeouts, network, replicas catching up.
-RETRYABLE_CLICKHOUSE_CODES = frozenset(
-    {
-        159,  # TIMEOUT_EXCEEDED
-        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
-        203,  # NO_FREE_CONNECTION
-        209,  # SOCKET_TIMEOUT
-        210,  # NETWORK_ERROR
-        236,  # ABORTED
-        241,  # MEMORY_LIMIT_EXCEEDED
-        242,  # TABLE_IS_READ_ONLY
-        252,  # TOO_MANY_PARTS
-        279,  # ALL_CONNECTION_TRIES_FAILED
-        285,  # TOO_FEW_LIVE_REPLICAS
-        319,  # UNKNOWN_STATUS_OF_INSERT
-        364,  # RECEIVED_ERROR_TOO_MANY_REQUESTS
-        373,  # SESSION_IS_LOCKED
-        394,  # QUERY_WAS_CANCELLED
-        425,  # SYSTEM_ERROR
-        439,  # CANNOT_SCHEDULE_TASK
-        999,  # KEEPER_EXCEPTION
-        1000,  # POCO_EXCEPTION
-    }
-)
+from core.errors import PRODUCER_RETRYABLE_ERRORS
+
 RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
 
 
@@ -39,7 +17,7 @@ def is_retryable(status: int | None, code: int | None) -> bool:
     if status is None:
         return True
     if code is not None:
-        return code in RETRYABLE_CLICKHOUSE_CODES
+        return code in PRODUCER_RETRYABLE_ERRORS
     return status >= 500 or status in RETRYABLE_HTTP_STATUSES
 
 

@@ -1,8 +1,8 @@
-"""The code location's definitions, built from one Settings object."""
+"""The code location's definitions, built from the Dagster settings slice (core.settings.dagster)."""
 
 import dagster as dg
 
-from analytics.settings import Settings
+from core.settings.dagster import DagsterSettings
 from orchestration.dead_letters.jobs import replay_dead_letters
 from orchestration.health.checks import HEALTH_CHECKS
 from orchestration.health.sensors import build_health_job, build_health_sensor
@@ -17,7 +17,7 @@ from orchestration.schema.assets import build_dbt_assets
 from orchestration.schema.resources import dbt_resource, prepare_manifest
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: DagsterSettings) -> dg.Definitions:
     dbt_models = build_dbt_assets(prepare_manifest(settings))
     daily_reconciliation = build_daily_reconciliation(daily_partitions(settings))
     reconciliation_job = build_reconciliation_job(daily_reconciliation)

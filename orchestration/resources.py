@@ -2,41 +2,27 @@
 
 from typing import Any
 
-import clickhouse_connect
-
-from analytics.settings import Settings
+from core.clickhouse import connect
+from core.settings.clickhouse import ClickHouseSettings
 
 
 class ClickHouse:
     """Queries against the configured ClickHouse; each call opens its own client (one per thread)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: ClickHouseSettings):
         self._connection = settings.clickhouse_connection
 
     def client(self):
-        connection = self._connection
-        return clickhouse_connect.get_client(
-            host=connection.host,
-            port=connection.port,
-            username=connection.user,
-            password=connection.password,
-            secure=connection.secure,
-        )
+        return connect.client(self._connection)
 
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The result as one dict per row."""
-        client = self.client()
-        try:
+        with connect.session(self._connection) as client:
             result = client.query(sql, parameters=parameters)
             return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-        finally:
-            client.close()
 
     def command(
         self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
     ) -> None:
-        client = self.client()
-        try:
+        with connect.session(self._connection) as client:
             client.command(sql, parameters=parameters, settings=settings)
-        finally:
-            client.close()

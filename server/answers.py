@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import grpc
 
-from server.backends import QueryFailed, QueryTimedOut
+from core.backend import QueryFailed, QueryTimedOut
 from server.validation import InvalidArgument
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
+from core.backend import QueryTimedOut
 from server import pagination
 from server.answers import Exhausted, NotFound, Unavailable, abort_with_status, query_timeout, respond_or_abort
-from server.backends import QueryTimedOut
 from server.logs import JobRef, LogFilter, LogQueries, LogRow
 from server.tail import End, TailHub
 from server.validation import (

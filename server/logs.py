@@ -1,12 +1,12 @@
-"""The job-log queries of the gRPC service, over job_log_lines and job_log_totals.
+"""The job-log queries of the gRPC service, over the raw job log events and job_log_totals.
 
-job_log_lines is ordered by (user_id, workflow_id, job_id, is_line, assumeNotNull(sequence),
-event_time, dedup_key), a line without a sequence counting as 0: a job's lines are one range of
-the primary key, read in that order, so a page is a keyset range (after the previous page's last
-line) with a LIMIT, whatever the job's size. A case-insensitive search is
-`lowerUTF8(message) like ...`, which the n-gram index of the same expression answers granule by
-granule. job_log_totals keeps each job's line count after the lines expire: more lines counted
-than stored means retention removed some.
+The job log events (core.names.JOB_LOG_EVENTS) are ordered by (user_id, workflow_id, job_id,
+is_line, assumeNotNull(sequence), event_time, dedup_key), a line without a sequence counting
+as 0: a job's lines are one range of the primary key, read in that order, so a page is a keyset
+range (after the previous page's last line) with a LIMIT, whatever the job's size. A
+case-insensitive search is `lowerUTF8(message) like ...`, which the n-gram index of the same
+expression answers granule by granule. job_log_totals keeps each job's line count after the
+lines expire: more lines counted than stored means retention removed some.
 """
 
 from __future__ import annotations
@@ -14,9 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from server.backends import Value
+from core import names
+from core.backend import Value
+from core.names import qualified
 from server.pagination import LogPosition
 from server.queries import Queries
+
+LOG_EVENTS = qualified(names.JOB_LOG_EVENTS)
+LOG_TOTALS = qualified(names.JOB_LOG_TOTALS)
+FIRST_SEEN = qualified(names.JOB_FIRST_SEEN)
+COMPLETIONS = qualified(names.JOB_COMPLETIONS)
 
 JOB = "user_id = {user_id:String} and workflow_id = {workflow_id:String} and job_id = {job_id:String}"
 # The table's order after the job: what pages, tails and tokens sort and resume by.
@@ -34,17 +41,17 @@ LINE_COLUMNS = """event_id,
 # ListJobLogs: whether the job logged anything, the lines counted, the lines still stored. An
 # insert makes its lines visible before the views' totals, so the totals are read first (scalar
 # subqueries run before the main query): lines landing meanwhile never look expired.
-LOG_STATE = f"""with (select (count() > 0, toUInt64(sum(lines))) from analytics.job_log_totals where {JOB}) as counted
+LOG_STATE = f"""with (select (count() > 0, toUInt64(sum(lines))) from {LOG_TOTALS} where {JOB}) as counted
 select counted.1, counted.2, count()
-from analytics.job_log_lines
+from {LOG_EVENTS}
 where {JOB} and is_line = true"""
 # ... and, for a job that never logged, whether it exists at all.
-JOB_EXISTS = f"select count() > 0 from analytics.jobs_first_seen where {JOB}"
+JOB_EXISTS = f"select count() > 0 from {FIRST_SEEN} where {JOB}"
 # StreamJobLogs: whether the job exists and whether it has ended.
 TAIL_STATE = f"""select
-    (select count() from analytics.jobs_first_seen where {JOB})
-        + (select count() from analytics.job_log_totals where {JOB}) > 0,
-    (select count() from analytics.job_completions where {JOB}) > 0"""
+    (select count() from {FIRST_SEEN} where {JOB})
+        + (select count() from {LOG_TOTALS} where {JOB}) > 0,
+    (select count() from {COMPLETIONS} where {JOB}) > 0"""
 
 # What the tails of several jobs poll for: their lines that landed since a moment (each row
 # names its job by its place in the list, 1 first), the keys alone of those lines (for the
@@ -55,21 +62,21 @@ TAILED = """(user_id, workflow_id, job_id) in {jobs:Array(Tuple(String, String, 
     and ingested_at >= fromUnixTimestamp64Milli({since_ms:Int64}, 'UTC')"""
 JOB_INDEX = "indexOf({jobs:Array(Tuple(String, String, String))}, (user_id, workflow_id, job_id))"
 LANDED_SINCE = f"""select {JOB_INDEX} as job, {LINE_COLUMNS}
-from analytics.job_log_lines
+from {LOG_EVENTS}
 where {TAILED}
 order by job, {", ".join(LINE_ORDER)}"""
 LANDED_KEYS = f"""select {JOB_INDEX}, hex(dedup_key)
-from analytics.job_log_lines
+from {LOG_EVENTS}
 where {TAILED}"""
 LANDED_LINES = f"""select {JOB_INDEX} as job, {LINE_COLUMNS}
-from analytics.job_log_lines
+from {LOG_EVENTS}
 where {TAILED} and hex(dedup_key) in {{keys:Array(String)}}
 order by job, {", ".join(LINE_ORDER)}"""
-ENDED = """select
+ENDED = f"""select
     toUnixTimestamp64Milli(now64(3)),
     groupUniqArray((user_id, workflow_id, job_id))
-from analytics.job_completions
-where (user_id, workflow_id, job_id) in {jobs:Array(Tuple(String, String, String))}"""
+from {COMPLETIONS}
+where (user_id, workflow_id, job_id) in {{jobs:Array(Tuple(String, String, String))}}"""
 
 STREAMS = ("stdout", "stderr")
 
@@ -196,7 +203,7 @@ class LogQueries:
         direction = " desc" if descending else ""
         sql = f"""select
     {LINE_COLUMNS}
-from analytics.job_log_lines
+from {LOG_EVENTS}
 where {" and ".join(conditions)}
 order by {", ".join(column + direction for column in LINE_ORDER)}
 limit 1 by dedup_key

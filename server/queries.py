@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.backends import QueryBackend, QueryFailed, QueryTimedOut, Value
+from core import names
+from core.backend import QueryBackend, QueryFailed, QueryTimedOut, Value
+from core.names import distributed, qualified, sql
 from server.pagination import Position
 from server.validation import Period
 
@@ -27,24 +29,28 @@ SORT_COLUMNS = {
     "joblogs": "total_joblogs",
 }
 
+TOTALS = qualified(names.WORKFLOW_TOTALS)
+DAILY = qualified(names.WORKFLOW_DAILY)
+DURATIONS = qualified(names.JOB_DURATION_DAILY)
+
 PERCENTILES = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
 
 # The original contract's two calls: point lookups on workflow_totals (ORDER BY user_id, workflow_id).
-USER_TOTALS = """select
+USER_TOTALS = sql("""select
     uniqExact(workflow_id),
     toInt64(sum(jobs)),
     toInt64(sum(joblogs)),
     toInt64(sum(job_execution_seconds))
-from analytics.workflow_totals
-where user_id = {user_id:String}"""
+from $workflow_totals
+where user_id = {user_id:String}""")
 
-WORKFLOW_TOTALS = """select
+WORKFLOW_TOTALS = sql("""select
     count(),
     toInt64(sum(jobs)),
     toInt64(sum(joblogs)),
     toInt64(sum(job_execution_seconds))
-from analytics.workflow_totals
-where user_id = {user_id:String} and workflow_id = {workflow_id:String}"""
+from $workflow_totals
+where user_id = {user_id:String} and workflow_id = {workflow_id:String}""")
 
 # Observes (query name, seconds, outcome) for the metrics; outcome is ok, timeout or error.
 QueryObserver = Callable[[str, float, str], None]
@@ -102,7 +108,7 @@ class Scope:
         if self.kind is not None:
             # A workflow's kind is the one its events named, kept all-time in workflow_totals.
             parts.append(
-                "workflow_id in (select workflow_id from analytics.workflow_totals"
+                f"workflow_id in (select workflow_id from {TOTALS}"
                 " where user_id = {user_id:String} group by workflow_id having max(kind) = {kind:String})"
             )
         return "\n      and ".join(parts)
@@ -144,14 +150,11 @@ def _summary(row: list) -> Summary:
 
 
 # On a cluster every shard's tables are read through the Distributed table `<name>_all`.
-_SHARDED = re.compile(
-    r"\banalytics\.(workflow_totals|workflow_daily|job_duration_daily"
-    r"|job_log_lines|job_log_totals|jobs_first_seen|job_completions)\b"
-)
+_SHARDED = re.compile(rf"\b{names.DATABASE}\.({'|'.join(names.SHARDED)})\b")
 
 
 def on_cluster(sql: str) -> str:
-    return _SHARDED.sub(r"analytics.\1_all", sql)
+    return _SHARDED.sub(lambda match: qualified(distributed(match.group(1))), sql)
 
 
 class Queries:
@@ -201,17 +204,17 @@ class Queries:
             f"""with
     known as (
         select count() > 0 as known, max(kind) as kind
-        from analytics.workflow_totals
+        from {TOTALS}
         where {identity}
     ),
     counters as (
         select {COUNTER_COLUMNS}
-        from analytics.workflow_daily
+        from {DAILY}
         where {scope.condition()}
     ),
     durations as (
         select {PERCENTILES} as percentiles
-        from analytics.job_duration_daily
+        from {DURATIONS}
         where {scope.condition()}
     )
 select known.known, known.kind, {SUMMARY_NAMES}, durations.percentiles
@@ -230,7 +233,7 @@ from known cross join counters cross join durations""",
         if workflow_id is not None:
             condition += " and workflow_id = {workflow_id:String}"
             params["workflow_id"] = workflow_id
-        rows = self.rows("known", f"select 1 from analytics.workflow_totals where {condition} limit 1", params, timeout)
+        rows = self.rows("known", f"select 1 from {TOTALS} where {condition} limit 1", params, timeout)
         return bool(rows)
 
     # -- time series ----------------------------------------------------------------------------
@@ -242,13 +245,13 @@ from known cross join counters cross join durations""",
             f"""with
     counters as (
         select {bucket} as bucket, {COUNTER_COLUMNS}
-        from analytics.workflow_daily
+        from {DAILY}
         where {scope.condition()}
         group by bucket
     ),
     durations as (
         select {bucket} as bucket, {PERCENTILES} as percentiles
-        from analytics.job_duration_daily
+        from {DURATIONS}
         where {scope.condition()}
         group by bucket
     )
@@ -281,7 +284,7 @@ order by bucket""",
             f"""with
     kinds as (
         select workflow_id, max(kind) as kind
-        from analytics.workflow_totals
+        from {TOTALS}
         where user_id = {{user_id:String}}
         group by workflow_id
     ),
@@ -294,7 +297,7 @@ order by bucket""",
             toInt64(sum(jobs_completed)) as completed,
             toInt64(sum(jobs_failed)) as failed,
             toInt64(sum(jobs_cancelled)) as cancelled
-        from analytics.workflow_daily
+        from {DAILY}
         where {scope.condition()}
         group by workflow_id
     )

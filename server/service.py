@@ -1,8 +1,9 @@
 """The gRPC server: AnalyticsService, health and reflection behind the interceptors.
 
-`analytics grpc` runs it in the foreground against ClickHouse over HTTP; `analytics up` runs it
-as a component on the in-process chDB. Stopping sets every health status to NOT_SERVING, lets
-calls in flight finish (up to GRPC_DRAIN_SECONDS), then closes the ClickHouse connections.
+It is given its settings slice and a query backend (core.backend.QueryBackend) and knows nothing
+of where the queries run: `analytics grpc` hands it ClickHouse over HTTP, `analytics up` the
+in-process chDB. Stopping sets every health status to NOT_SERVING, lets calls in flight finish
+(up to GRPC_DRAIN_SECONDS), then closes the ClickHouse connections.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from analytics import analytics_pb2 as pb
-from analytics import analytics_pb2_grpc as pb_grpc
-from analytics.settings import Settings
-from embedded.engine import Engine
+from analytics_proto import analytics_pb2 as pb
+from analytics_proto import analytics_pb2_grpc as pb_grpc
+from core.backend import QueryBackend
+from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
-from server.backends import ChdbBackend, HttpBackend, QueryBackend
 from server.interceptors import MetricsInterceptor, TokenInterceptor
 from server.log_service import JobLogService
 from server.logs import LogQueries
@@ -49,7 +49,7 @@ def _read_pem(path: Path, what: str) -> bytes:
         raise GrpcStartError(f"cannot read the {what} {path}: {error.strerror or error}") from None
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+def server_credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
     """TLS credentials when a certificate is configured; mutual TLS with a client CA."""
     if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
         return None
@@ -66,7 +66,7 @@ class AnalyticsServer:
 
     name = "gRPC AnalyticsService"
 
-    def __init__(self, settings: Settings, backend: QueryBackend):
+    def __init__(self, settings: GrpcSettings, backend: QueryBackend):
         self.settings = settings
         self.backend = backend
         self.metrics = Metrics()
@@ -183,20 +183,6 @@ class AnalyticsServer:
         self.backend.close()
         self._stopped.set()
         log.info("gRPC AnalyticsService stopped")
-
-
-def grpc_component(settings: Settings, engine: Engine) -> AnalyticsServer:
-    """The `analytics up` factory: the service on the stack's own chDB."""
-    return AnalyticsServer(settings, ChdbBackend(engine))
-
-
-def http_backend(settings: Settings) -> HttpBackend:
-    return HttpBackend(
-        settings.resolved_clickhouse_url,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
-        secure=settings.clickhouse_secure,
-    )
 
 
 def run_in_foreground(server: AnalyticsServer) -> None:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import grpc
 
-from analytics import analytics_pb2 as pb
-from analytics import analytics_pb2_grpc as pb_grpc
+from analytics_proto import analytics_pb2 as pb
+from analytics_proto import analytics_pb2_grpc as pb_grpc
 from server import pagination
 from server.answers import NotFound, Response, respond_or_abort
 from server.log_service import JobLogService

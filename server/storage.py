@@ -2,33 +2,34 @@
 
 The views (dbt_project/models/views/storage_*.sql) are the one definition: per table from
 system.parts, per topic from the raw tables' part metadata and the dead letters, and the log
-retention from job_log_lines' own TTL.
+retention from job_log_events' own TTL.
 """
 
 from __future__ import annotations
 
 import grpc
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
+from core.names import sql
 from server.answers import respond_or_abort
 from server.log_service import timestamp
 from server.queries import Queries
 
-TABLES = """select
+TABLES = sql("""select
     table, engine, rows, parts, bytes_on_disk, compressed_bytes, uncompressed_bytes,
     ifNull(compression_ratio, 0), ttl
-from analytics.storage_tables
-order by table"""
-TOPICS = """select
+from $storage_tables
+order by table""")
+TOPICS = sql("""select
     topic, raw_table, events,
     toUnixTimestamp64Milli(oldest_event_time),
     toUnixTimestamp64Milli(newest_event_time),
     dead_letters,
     toUnixTimestamp64Milli(last_dead_letter_at)
-from analytics.storage_topics
-order by topic"""
-RETENTION = """select audit_mode, ifNull(log_retention_hours, 0), ttl
-from analytics.storage_log_retention"""
+from $storage_topics
+order by topic""")
+RETENTION = sql("""select audit_mode, ifNull(log_retention_hours, 0), ttl
+from $storage_log_retention""")
 
 
 def _time(time_ms) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from server.backends import QueryFailed
+from core.backend import QueryFailed
 from server.logs import JobRef, LogQueries, LogRow
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from embedded.kafka_broker import KafkaBroker, KafkaUnavailable, ensure_jars, find_java, free_port
+from embedded.kafka.broker import KafkaBroker, free_port
+from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java
 from tests import embedded_server
 
 pytest_plugins = ["tests.ci_rules"]
@@ -41,8 +42,8 @@ def ch(clickhouse):
 @pytest.fixture(scope="session")
 def analytics_db(clickhouse):
     """The analytics schema, built once by `analytics migrate` in the session's ClickHouse."""
-    from analytics.migrate import migrate
-    from analytics.settings import Settings
+    from core.settings.composed import Settings
+    from operations.migrate import migrate
 
     settings = Settings(clickhouse_http_port=clickhouse.port, data_dir=clickhouse.data_dir.parent / "state")
     result = migrate(settings, capture=True)

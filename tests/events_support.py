@@ -1,9 +1,12 @@
-"""Helpers for the events tests: a clock the test moves, and a TCP forwarder that can appear late."""
+"""Helpers for the events tests: a clock the test moves, a TCP forwarder that can appear late, a
+client without a consumer thread and a sink that blocks."""
 
 from __future__ import annotations
 
 import socket
 import threading
+
+from events import Batching, Client, MemorySink
 
 # 2026-11-24T08:00:00Z; whole seconds and binary fractions keep the arithmetic exact.
 START = 1_795_507_200.0
@@ -55,3 +58,22 @@ def _relay(source: socket.socket, destination: socket.socket) -> None:
         destination.shutdown(socket.SHUT_WR)
     except OSError:
         pass  # the other side went away
+
+
+def sync_client(batching: Batching | None = None, queue_size: int = 1000, clock: FakeClock | None = None):
+    sink = MemorySink(batching or Batching(max_events=1000, interval=60.0))
+    return Client(sink, queue_size=queue_size, clock=clock or FakeClock(), background=False), sink
+
+
+class BlockingSink(MemorySink):
+    """Blocks in emit until `release` is set, like a sink whose server stopped answering."""
+
+    def __init__(self, batching: Batching):
+        super().__init__(batching)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def emit(self, batch):
+        self.entered.set()
+        self.release.wait(30)
+        super().emit(batch)

@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from analytics import analytics_pb2_grpc as pb_grpc
+from analytics_proto import analytics_pb2_grpc as pb_grpc
 from tests.embedded_server import free_port, stop_process
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ from tests.intake import query
 RAW_TABLES = {
     "workflows": ("workflow_events", "event_id", "event_id"),
     "jobs": ("job_events", "event_id", "event_id"),
-    "job_logs": ("job_log_lines", "event_id", "event_id"),
-    "analytics": ("legacy_events", "EventKey", "event_key"),
+    "job_logs": ("job_log_events", "event_id", "event_id"),
+    "analytics": ("analytics_events", "EventKey", "event_key"),
 }
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from analytics.settings import Settings
-from embedded.bridge import Bridge, config_from, prepare_topics
-from embedded.topics import TOPICS, MissingTopics
+from core.names import TOPICS
+from core.settings.composed import Settings
+from embedded.bridge.config import config_from, prepare_topics
+from embedded.bridge.runner import Bridge
+from embedded.kafka.topics import MissingTopics
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import query

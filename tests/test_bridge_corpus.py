@@ -10,8 +10,9 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from embedded.bridge import Bridge, config_from, prepare_topics
-from embedded.topics import TOPICS
+from core.names import TOPICS
+from embedded.bridge.config import config_from, prepare_topics
+from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import query

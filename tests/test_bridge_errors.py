@@ -11,8 +11,11 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from embedded.bridge import RETRIES, Bridge, BridgeConfig, prepare_topics
-from embedded.landing_writer import DATA_ERRORS, TRANSIENT_ERRORS, Verdict, classify
+from core.errors import DATA_ERRORS, TRANSIENT_ERRORS
+from embedded.bridge.config import BridgeConfig, prepare_topics
+from embedded.bridge.metrics import RETRIES
+from embedded.bridge.runner import Bridge
+from embedded.bridge.writer import Verdict, classify
 from tests.embedded_server import free_port
 from tests.events_support import TcpForwarder
 from tests.intake import execute, query

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from embedded.bridge import config_from, prepare_topics
+from embedded.bridge.config import config_from, prepare_topics
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import query

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from embedded.landing_writer import row_binary
+from embedded.bridge.framing import row_binary
 from events import InvalidEvent
 from events.contract import validate_message
 from tests.contract_corpus import corpus, encode, topic_of

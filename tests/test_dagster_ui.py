@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics.orchestrator import dagster_component
-from analytics.settings import Settings
+from analytics.components import dagster_component
+from core.settings.composed import Settings
 from tests.embedded_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from analytics.cli import main
-from analytics.settings import Settings
-from embedded.landing_writer import row_binary
+from core.settings.composed import Settings
+from embedded.bridge.framing import row_binary
 from orchestration.dead_letters.jobs import replay_dead_letters
 from tests.intake import HTTP, execute, query
 from tests.malformed import valid_event
@@ -47,7 +47,7 @@ def counted(server, user: str) -> tuple[int, int]:
     [row] = query(
         server,
         f"""SELECT (SELECT count() FROM analytics.job_events FINAL WHERE user_id = '{user}') AS jobs,
-                   (SELECT sum(log_count) FROM analytics.legacy_events FINAL WHERE user_id = '{user}') AS logs""",
+                   (SELECT sum(log_count) FROM analytics.analytics_events FINAL WHERE user_id = '{user}') AS logs""",
     )
     return int(row["jobs"]), int(row["logs"] or 0)
 

@@ -12,7 +12,7 @@ import datetime as dt
 import threading
 
 from analytics.backfill import rebuild_days
-from analytics.settings import Settings
+from core.settings.composed import Settings
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, query

@@ -6,8 +6,10 @@ import threading
 
 import pytest
 
+from core.backend import QueryFailed, QueryTimedOut
+from core.clickhouse.backend import HttpBackend
+from embedded.backend import ChdbBackend
 from embedded.engine import Engine
-from server.backends import ChdbBackend, HttpBackend, QueryFailed, QueryTimedOut
 from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from server.backends import HttpBackend
+from core.clickhouse.backend import HttpBackend
 from server.logs import JobRef, LogFilter, LogQueries
 from server.queries import Queries, Scope, on_cluster
 from tests import datasets, log_datasets
 from tests.intake import deliver, execute
 
 AGGREGATES = ("workflow_totals", "workflow_daily", "job_duration_daily")
-LOG_TABLES = ("job_log_lines", "job_log_totals", "jobs_first_seen", "job_completions")
+LOG_TABLES = ("job_log_events", "job_log_totals", "job_first_seen", "job_completions")
 
 
 def test_every_aggregate_is_renamed_and_nothing_else():
@@ -70,5 +70,5 @@ def test_cluster_log_queries_read_the_distributed_tables_and_answer_the_same(ana
     assert cluster.job_exists(job, 10) == single.job_exists(job, 10) is True
     for name in LOG_TABLES:
         execute(analytics_db, f"DROP VIEW analytics.{name}_all")
-    with pytest.raises(Exception, match="job_log_lines_all"):
+    with pytest.raises(Exception, match="job_log_events_all"):
         cluster.page(job, where, True, None, 20, 10)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 
 VARINT, LENGTH_DELIMITED = 0, 2
 

@@ -12,7 +12,7 @@ import datetime as dt
 import grpc
 import pytest
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import log_datasets
 from tests.datasets import iso
 from tests.grpc_server import call_by_reflection, start_grpc
@@ -289,7 +289,7 @@ def test_a_line_that_is_not_utf8_lists_with_replacement_characters(stub, analyti
     event = log_datasets.log_event(job, f"{prefix}-1", dt.datetime.now(dt.UTC), sequence=1, message="MARK")
     assert post_batch(analytics_db, "job_logs", [event]).status == 200
     rewrite = (
-        "ALTER TABLE analytics.job_log_lines UPDATE message = concat('bad ', unhex('FF'), ' bytes') "
+        "ALTER TABLE analytics.job_log_events UPDATE message = concat('bad ', unhex('FF'), ' bytes') "
         f"WHERE event_id = '{prefix}-1' SETTINGS mutations_sync = 1"
     )
     response = HTTP.request("POST", f"{analytics_db.url}/", body=rewrite.encode())
@@ -346,15 +346,15 @@ def test_expired_lines_are_flagged_and_count_only_events_never_are(stub, analyti
         log_datasets.log_event(counts, f"{prefix}-c0", old, count=40),
         log_datasets.log_event(counts, f"{prefix}-c1", recent, count=2),
     ]
-    execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_lines")  # expire when this test says
+    execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_events")  # expire when this test says
     try:
         assert post_batch(analytics_db, "job_logs", events).status == 200
         for job, lines in ((partly, 5), (wholly, 1), (counts, 0)):
             response = stub.ListJobLogs(request_for(job), timeout=30)
             assert (len(response.lines), response.lines_expired) == (lines, False)
     finally:
-        execute(analytics_db, "SYSTEM START TTL MERGES analytics.job_log_lines")
-    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")  # TTL drops the expired parts
+        execute(analytics_db, "SYSTEM START TTL MERGES analytics.job_log_events")
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")  # TTL drops the expired parts
 
     response = stub.ListJobLogs(request_for(partly), timeout=30)
     assert ([line.message for line in response.lines], response.lines_expired) == (["new 3", "new 4"], True)

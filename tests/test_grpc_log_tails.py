@@ -17,7 +17,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import log_datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import start_grpc

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
+from core.backend import escape_value
 from server import pagination
 from server.auth import ANY_USER, TokenError, load_tokens, parse_file, parse_variable
-from server.backends import escape_value
 from server.validation import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,

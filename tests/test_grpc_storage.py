@@ -7,7 +7,7 @@ import datetime as dt
 import grpc
 import pytest
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import log_datasets
 from tests.grpc_server import start_grpc
 from tests.intake import deliver, execute, query
@@ -66,8 +66,8 @@ def test_tables_report_what_system_parts_holds(stub, analytics_db):
                FROM system.parts WHERE database = 'analytics' AND active GROUP BY table""",
         )
     }
-    lines = answer["job_log_lines"]
-    held = parts["job_log_lines"]
+    lines = answer["job_log_events"]
+    held = parts["job_log_events"]
     assert (lines.rows, lines.parts, lines.bytes_on_disk) == (int(held["rows"]), int(held["parts"]), int(held["bytes"]))
     assert lines.compression_ratio == pytest.approx(int(held["uncompressed"]) / int(held["compressed"]))
     assert lines.engine == "ReplacingMergeTree"
@@ -91,10 +91,10 @@ def test_topics_report_event_times_and_dead_letters(stub, analytics_db, logs):
     [held] = query(
         analytics_db,
         """SELECT count() AS n, toString(min(event_time)) AS oldest, toString(max(event_time)) AS newest
-           FROM analytics.job_log_lines""",
+           FROM analytics.job_log_events""",
     )
     job_logs = topics["job_logs"]
-    assert (job_logs.raw_table, job_logs.events) == ("job_log_lines", int(held["n"]))
+    assert (job_logs.raw_table, job_logs.events) == ("job_log_events", int(held["n"]))
     assert (job_logs.oldest_event_time, job_logs.newest_event_time) == (millis(held["oldest"]), millis(held["newest"]))
     newest_line = max(line.time for job in logs.jobs for line in job.lines)
     assert job_logs.newest_event_time >= log_datasets.iso(newest_line)
@@ -110,19 +110,19 @@ def test_the_log_retention_in_force_and_audit_mode(stub, analytics_db):
     retention = stats(stub).log_retention
     assert (retention.audit_mode, retention.log_retention_hours) == (False, 720)
     try:
-        execute(analytics_db, "ALTER TABLE analytics.job_log_lines REMOVE TTL")  # what audit mode does
+        execute(analytics_db, "ALTER TABLE analytics.job_log_events REMOVE TTL")  # what audit mode does
         retention = stats(stub).log_retention
         assert (retention.audit_mode, retention.log_retention_hours, retention.ttl) == (True, 0, "")
         execute(
             analytics_db,
-            "ALTER TABLE analytics.job_log_lines MODIFY TTL toDateTime(event_time) + INTERVAL 48 HOUR"
+            "ALTER TABLE analytics.job_log_events MODIFY TTL toDateTime(event_time) + INTERVAL 48 HOUR"
             " SETTINGS materialize_ttl_after_modify = 0",
         )
         assert stats(stub).log_retention.log_retention_hours == 48
     finally:
         execute(
             analytics_db,
-            "ALTER TABLE analytics.job_log_lines MODIFY TTL toDateTime(event_time) + INTERVAL 720 HOUR"
+            "ALTER TABLE analytics.job_log_events MODIFY TTL toDateTime(event_time) + INTERVAL 720 HOUR"
             " SETTINGS materialize_ttl_after_modify = 0",
         )
     [view] = query(analytics_db, "SELECT * FROM analytics.storage_log_retention")

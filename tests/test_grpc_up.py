@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from analytics import analytics_pb2 as pb
+from analytics_proto import analytics_pb2 as pb
 from tests import datasets, log_datasets
 from tests.grpc_server import NOT_SERVING, SERVING, call_by_reflection, health_status, listed_services, start_up
 from tests.intake import deliver
@@ -110,7 +110,7 @@ def test_the_readmes_job_log_calls_with_grpcurl(stack):
     tailed = grpcurl_json("StreamJobLogs", {**job.ids, "stream": "LOG_STREAM_STDERR"})
     assert [line["event_id"] for line in tailed] == [line.event_id for line in job.lines if line.stream == "stderr"]
     [stats] = grpcurl_json("GetStorageStats")
-    assert {"job_log_lines", "job_log_totals", "seen_keys"} <= {table["table"] for table in stats["tables"]}
+    assert {"job_log_events", "job_log_totals", "seen_keys"} <= {table["table"] for table in stats["tables"]}
     assert stats["log_retention"]["log_retention_hours"] == 720
 
 

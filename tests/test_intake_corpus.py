@@ -18,8 +18,8 @@ TOPICS = ("workflows", "jobs", "job_logs", "analytics", "telemetry")
 RAW_TABLES = {
     "workflows": ("workflow_events", "user_id"),
     "jobs": ("job_events", "user_id"),
-    "job_logs": ("job_log_lines", "user_id"),
-    "analytics": ("legacy_events", "user_id"),
+    "job_logs": ("job_log_events", "user_id"),
+    "analytics": ("analytics_events", "user_id"),
     "telemetry": ("telemetry_events", "user_id"),
 }
 # A refusal names a contract rule, or is ClickHouse's parse error.

@@ -1,4 +1,4 @@
-"""job_log_lines serves the service's reads as designed, and its dbt test catches wrong totals.
+"""job_log_events serves the service's reads as designed, and its dbt test catches wrong totals.
 
 ClickHouse's EXPLAIN on the very statements the service sends shows how they read: a page of one
 job in the table's order from its own primary-key range, a text search skipping the granules
@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from analytics.migrate import run_dbt
-from analytics.settings import Settings
-from server.backends import HttpBackend
+from core.clickhouse.backend import HttpBackend
+from core.settings.composed import Settings
+from operations.dbt import run_dbt
 from server.logs import JobRef, LogFilter, LogQueries
 from server.pagination import LogPosition
 from tests import log_datasets
@@ -51,7 +51,7 @@ def big_job(analytics_db) -> JobRef:
                       concat('request ', hex(cityHash64(number)), ' served in ', toString(number % 997), ' ms'))
             FROM numbers({JOB_LINES + OTHER_LINES})""",
     )
-    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
     return job
 
 

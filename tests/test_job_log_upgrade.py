@@ -1,5 +1,6 @@
-"""A job_log_lines of the earlier version (ordered by time) stops `analytics migrate` unchanged and
-is upgraded by README's three steps, its rows kept and not counted twice."""
+"""A job_log_lines of the earlier version (ordered by time, under the earlier name) is renamed
+job_log_events, stops `analytics migrate` with its rows untouched, and is upgraded by README's
+three steps, its rows kept and not counted twice."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import datetime as dt
 
 import pytest
 
-from analytics.migrate import migrate, run_dbt
-from analytics.settings import Settings
-from server.backends import HttpBackend
+from core.clickhouse.backend import HttpBackend
+from core.settings.composed import Settings
+from operations.dbt import run_dbt
+from operations.migrate import migrate
 from server.logs import JobRef, LogFilter, LogQueries
 from server.queries import Queries
 from tests import embedded_server
@@ -50,17 +52,17 @@ def test_an_earlier_job_log_lines_stops_the_migration_then_is_upgraded_by_the_re
     refused = migrate(settings, capture=True)
     assert refused.returncode != 0
     assert "was created by an earlier version" in refused.stdout
-    assert "RENAME TABLE analytics.job_log_lines TO analytics.job_log_lines_v1" in refused.stdout
-    [columns] = query(server, "SELECT count() AS n FROM system.columns WHERE table = 'job_log_lines'")
-    assert (int(columns["n"]), int(query(server, "SELECT count() AS n FROM analytics.job_log_lines")[0]["n"])) == (
+    assert "RENAME TABLE analytics.job_log_events TO analytics.job_log_events_v1" in refused.stdout
+    [columns] = query(server, "SELECT count() AS n FROM system.columns WHERE table = 'job_log_events'")
+    assert (int(columns["n"]), int(query(server, "SELECT count() AS n FROM analytics.job_log_events")[0]["n"])) == (
         15,
         4,
     )
 
-    execute(server, "RENAME TABLE analytics.job_log_lines TO analytics.job_log_lines_v1")
+    execute(server, "RENAME TABLE analytics.job_log_events TO analytics.job_log_events_v1")
     built = migrate(settings, capture=True)
     assert built.returncode == 0, built.stdout[-3000:]
-    adopted = run_dbt(settings, "run-operation", "adopt_job_log_lines_v1", capture=True)
+    adopted = run_dbt(settings, "run-operation", "adopt_job_log_events_v1", capture=True)
     assert adopted.returncode == 0, adopted.stdout[-3000:]
     assert "adopted 4 rows" in adopted.stdout
 
@@ -81,11 +83,11 @@ def test_an_earlier_job_log_lines_stops_the_migration_then_is_upgraded_by_the_re
         backend.close()
     [totals] = query(server, "SELECT sum(entries) AS entries FROM analytics.job_log_totals")
     assert int(totals["entries"]) == 28
-    # the views on job_log_lines did not see the adopted rows: the counters already held them
+    # the views on job_log_events did not see the adopted rows: the counters already held them
     assert query(server, "SELECT count() AS n FROM analytics.workflow_totals")[0]["n"] in (0, "0")
 
-    again = run_dbt(settings, "run-operation", "adopt_job_log_lines_v1", capture=True)
+    again = run_dbt(settings, "run-operation", "adopt_job_log_events_v1", capture=True)
     assert again.returncode != 0
     assert "there is nothing to adopt" in again.stdout
-    assert int(query(server, "SELECT count() AS n FROM analytics.job_log_lines")[0]["n"]) == 4
-    assert int(query(server, "SELECT count() AS n FROM analytics.job_log_lines_v1_adopted")[0]["n"]) == 4
+    assert int(query(server, "SELECT count() AS n FROM analytics.job_log_events")[0]["n"]) == 4
+    assert int(query(server, "SELECT count() AS n FROM analytics.job_log_events_v1_adopted")[0]["n"]) == 4

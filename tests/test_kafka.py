@@ -21,17 +21,10 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from analytics.cli import main
-from embedded.kafka_broker import (
-    CLEAN_EXIT_CODES,
-    KafkaBroker,
-    KafkaStartError,
-    KafkaUnavailable,
-    ensure_jars,
-    find_java,
-    free_port,
-    kafka_version,
-)
-from embedded.topics import TOPICS, KafkaUnreachable, MissingTopics, TopicError, create_topics, require_topics
+from core.names import TOPICS
+from embedded.kafka.broker import CLEAN_EXIT_CODES, KafkaBroker, KafkaStartError, free_port
+from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java, kafka_version
+from embedded.kafka.topics import KafkaUnreachable, MissingTopics, TopicError, create_topics, require_topics
 from tests.conftest import KAFKA_JARS_DIR, REPO
 
 WAIT = 60.0  # an upper bound for waits on the broker, never an assertion about speed

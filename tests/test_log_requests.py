@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from core.backend import escape_value
 from server import pagination
-from server.backends import escape_value
 from server.log_service import timestamp
 from server.logs import like_pattern
 from server.pagination import LogPosition

@@ -4,23 +4,23 @@ unless audit mode is on, which keeps every line. The counts stay either way."""
 from __future__ import annotations
 
 from analytics.migrate import run_dbt
-from analytics.settings import Settings
+from core.settings.composed import Settings
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, query
 
 
 def apply_retention(server, audit_mode: bool) -> None:
-    """What `analytics migrate` does to job_log_lines for the setting (its post-hook, on the live table)."""
+    """What `analytics migrate` does to job_log_events for the setting (its post-hook, on the live table)."""
     settings = Settings(
         clickhouse_http_port=server.port, data_dir=server.data_dir.parent / "state", audit_mode=audit_mode
     )
-    result = run_dbt(settings, "run", "--select", "job_log_lines", capture=True)
+    result = run_dbt(settings, "run", "--select", "job_log_events", capture=True)
     assert result.returncode == 0, result.stdout[-3000:]
 
 
 def stored_lines(server, dataset) -> int:
-    sql = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{dataset.prefix}')"
+    sql = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{dataset.prefix}')"
     return int(query(server, sql)[0]["n"])
 
 
@@ -31,17 +31,17 @@ def test_audit_mode_keeps_lines_past_their_ttl_through_a_final_merge_and_retenti
         apply_retention(analytics_db, audit_mode=True)
         deliver(analytics_db, kept.messages)
         delivered = stored_lines(analytics_db, kept)
-        execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+        execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
         assert stored_lines(analytics_db, kept) == delivered > 0
     finally:
         apply_retention(analytics_db, audit_mode=False)
-    execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_lines")  # the merge below must do it
+    execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_events")  # the merge below must do it
     try:
         deliver(analytics_db, dropped.messages)
         assert stored_lines(analytics_db, dropped) > 0
     finally:
-        execute(analytics_db, "SYSTEM START TTL MERGES analytics.job_log_lines")
-    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+        execute(analytics_db, "SYSTEM START TTL MERGES analytics.job_log_events")
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
     assert stored_lines(analytics_db, dropped) == 0
     assert_matches(analytics_db, kept)  # counts never expire
     assert_matches(analytics_db, dropped)

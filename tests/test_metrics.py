@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from analytics import analytics_pb2 as pb
-from embedded.bridge import config_from, prepare_topics
+from analytics_proto import analytics_pb2 as pb
+from embedded.bridge.config import config_from, prepare_topics
 from tests.embedded_server import free_port, stop_process
 from tests.grpc_server import start_up
 from tests.intake import HTTP, insert_statement

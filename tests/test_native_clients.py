@@ -156,7 +156,7 @@ def project_queries(prefix: str) -> dict[str, str]:
         "service_versions": "SELECT attributes.service_version AS v, attributes.details.attempts AS a, "
         f"attributes.^details AS d FROM analytics.telemetry_events WHERE {mine} ORDER BY event_id",
         # FINAL: one row per key, so the order is the same in every query.
-        "job_states": f"SELECT * FROM analytics.jobs_current FINAL WHERE {mine} ORDER BY workflow_id, job_id",
+        "job_states": f"SELECT * FROM analytics.job_current FINAL WHERE {mine} ORDER BY workflow_id, job_id",
         "durations": f"SELECT * FROM analytics.job_duration_daily FINAL WHERE {mine} ORDER BY workflow_id, day",
     }
 

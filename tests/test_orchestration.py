@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from analytics.backfill import BackfillFailed, rebuild_days
 from analytics.cli import main
-from analytics.settings import Settings
+from core.settings.composed import Settings
+from operations.backfill import BackfillFailed, rebuild_days
 from orchestration.definitions import build_definitions
 from orchestration.health.checks import HEALTH_CHECKS, consumer_lags
 from orchestration.resources import ClickHouse
@@ -168,8 +168,8 @@ def test_backfill_rebuilds_the_duration_digests_of_the_day(server, settings, loa
 def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(server, settings):
     old = datasets.generate(seed=23, users=2, days_ago=200, duplicate_rate=0)
     deliver(server, old.messages, batch_size=100_000)
-    execute(server, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
-    lines = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
+    execute(server, "OPTIMIZE TABLE analytics.job_log_events FINAL")
+    lines = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"
     assert int(query(server, lines)[0]["n"]) == 0  # older than the retention
     stored = f"""SELECT toString(day) AS day, sum(joblogs) AS joblogs FROM analytics.workflow_daily
                  WHERE startsWith(user_id, '{old.prefix}') GROUP BY day ORDER BY day"""
@@ -305,18 +305,18 @@ def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, i
 
 def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
     old = datasets.generate(seed=29, users=2, days_ago=120, duplicate_rate=0)
-    lines = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
+    lines = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"
     # Background TTL merges could drop them first; the job must not need them.
-    execute(server, "SYSTEM STOP TTL MERGES analytics.job_log_lines")
+    execute(server, "SYSTEM STOP TTL MERGES analytics.job_log_events")
     try:
         deliver(server, old.messages)
         assert int(query(server, lines)[0]["n"]) > 0
         result = defs.resolve_job_def("retention_housekeeping").execute_in_process(instance=instance)
     finally:
-        execute(server, "SYSTEM START TTL MERGES analytics.job_log_lines")
+        execute(server, "SYSTEM START TTL MERGES analytics.job_log_events")
     assert int(query(server, lines)[0]["n"]) == 0
     [observation] = [e.asset_observation_data.asset_observation for e in result.all_events if e.is_asset_observation]
-    assert observation.asset_key == dg.AssetKey("job_log_lines")
+    assert observation.asset_key == dg.AssetKey("job_log_events")
     assert observation.metadata["rows_past_retention_before"].value > 0
     assert observation.metadata["rows_past_retention_after"].value == 0
     assert_matches(server, old)  # the counts stay
@@ -324,8 +324,8 @@ def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
 
 def test_housekeeping_keeps_every_line_in_audit_mode(server, defs, settings, instance):
     old = datasets.generate(seed=31, users=1, days_ago=120, duplicate_rate=0)
-    lines = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
-    execute(server, "SYSTEM STOP TTL MERGES analytics.job_log_lines")
+    lines = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"
+    execute(server, "SYSTEM STOP TTL MERGES analytics.job_log_events")
     try:
         deliver(server, old.messages)
         before = int(query(server, lines)[0]["n"])
@@ -334,5 +334,5 @@ def test_housekeeping_keeps_every_line_in_audit_mode(server, defs, settings, ins
         result = job.execute_in_process(instance=instance, resources={"settings": audit})
         assert int(query(server, lines)[0]["n"]) == before > 0
     finally:
-        execute(server, "SYSTEM START TTL MERGES analytics.job_log_lines")
+        execute(server, "SYSTEM START TTL MERGES analytics.job_log_events")
     assert not [e for e in result.all_events if e.is_asset_observation]

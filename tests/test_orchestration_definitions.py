@@ -15,10 +15,10 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from analytics import migrate
-from analytics.backfill import BackfillFailed, parse_summary, rebuild_arguments
 from analytics.cli import main
-from analytics.settings import Settings
+from core.settings.composed import Settings
+from operations import dbt as migrate
+from operations.backfill import BackfillFailed, parse_summary, rebuild_arguments
 from orchestration.health.checks import PartitionLag, lags_from_rdkafka_stat
 from orchestration.schema.assets import dbt_build_args, model_group
 from orchestration.schema.resources import ManifestError, prepare_manifest

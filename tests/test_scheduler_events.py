@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 import pytest
 from confluent_kafka import Producer
 
-from analytics import analytics_pb2 as pb
-from embedded.bridge import Bridge, config_from, prepare_topics
+from analytics_proto import analytics_pb2 as pb
+from embedded.bridge.config import config_from, prepare_topics
+from embedded.bridge.runner import Bridge
 from tests.grpc_server import start_grpc
 from tests.intake import HTTP, insert_statement
 from tests.test_bridge import settings_for, wait_until_consumed

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import pytest
 
-from analytics.migrate import run_dbt
-from analytics.settings import Settings
+from core.settings.composed import Settings
+from operations.dbt import run_dbt
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, post_batch, query
@@ -217,9 +217,9 @@ def test_telemetry_keeps_every_attribute_queryable(analytics_db):
 def test_log_lines_expire_but_counts_do_not(analytics_db):
     old = datasets.generate(seed=3, users=2, days_ago=200, duplicate_rate=0)
     deliver(analytics_db, old.messages)
-    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
     lines = query(
-        analytics_db, f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{old.prefix}')"
+        analytics_db, f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"
     )
     assert int(lines[0]["n"]) == 0  # older than the 720-hour retention: gone
     assert_matches(analytics_db, old)  # ... and every count is still there
@@ -257,21 +257,22 @@ def test_retention_follows_the_vars_on_an_existing_table(analytics_db):
     def create_statement() -> str:
         return query(
             analytics_db,
-            "SELECT create_table_query AS q FROM system.tables WHERE database = 'analytics' AND name = 'job_log_lines'",
+            "SELECT create_table_query AS q FROM system.tables"
+            " WHERE database = 'analytics' AND name = 'job_log_events'",
         )[0]["q"]
 
     assert "TTL toDateTime(event_time) + toIntervalHour(720)" in create_statement()
     try:
-        audit = run_dbt(settings, "run", "--select", "job_log_lines", "--vars", '{"audit_mode": true}', capture=True)
+        audit = run_dbt(settings, "run", "--select", "job_log_events", "--vars", '{"audit_mode": true}', capture=True)
         assert audit.returncode == 0, audit.stdout[-3000:]
         assert " TTL " not in create_statement()
-        again = run_dbt(settings, "run", "--select", "job_log_lines", "--vars", '{"audit_mode": true}', capture=True)
+        again = run_dbt(settings, "run", "--select", "job_log_events", "--vars", '{"audit_mode": true}', capture=True)
         assert again.returncode == 0, again.stdout[-3000:]  # a second audit-mode run has no TTL to remove
         shorter = run_dbt(
-            settings, "run", "--select", "job_log_lines", "--vars", '{"log_retention_hours": 48}', capture=True
+            settings, "run", "--select", "job_log_events", "--vars", '{"log_retention_hours": 48}', capture=True
         )
         assert shorter.returncode == 0, shorter.stdout[-3000:]
         assert "toIntervalHour(48)" in create_statement()
     finally:
-        assert run_dbt(settings, "run", "--select", "job_log_lines", capture=True).returncode == 0
+        assert run_dbt(settings, "run", "--select", "job_log_events", capture=True).returncode == 0
     assert "toIntervalHour(720)" in create_statement()

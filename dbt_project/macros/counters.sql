@@ -1,8 +1,52 @@
 {#-
-  What each deduplicated raw table adds to the workflow counters; by_day=true groups by the
-  event's day for workflow_daily, false gives the all-time row for workflow_totals. Each view's
-  block is pre-aggregated per key, so a batch of N events becomes at most one row per workflow.
+  The counting rules, once: what one row of each deduplicated raw table adds to the workflow
+  counters. The materialized views sum them per block (counters_from), the checks and the
+  reconciliation job sum them over the raw history with FINAL (daily_counters_from_raw in
+  recompute.sql), so the two cannot count differently.
+
+  Per raw table: `time`, the column whose day a row counts on; `kind`, the workflow kind a row
+  names ('' for none); `measures`, each counter's value for one row (measures.sql names them).
+  WORKFLOWS of the analytics topic name a workflow (and its kind), JOBS are one finished job
+  each, LOGS add entries.
 -#}
+{% macro counting_rules() %}
+  {{ return({
+      'workflow_events': {
+          'time': 'event_time',
+          'kind': 'kind',
+          'measures': {'workflow_events': '1'},
+      },
+      'job_first_seen': {
+          'time': 'first_event_time',
+          'kind': "''",
+          'measures': {'jobs': '1'},
+      },
+      'job_completions': {
+          'time': 'ended_at',
+          'kind': "''",
+          'measures': {
+              'jobs_completed': "outcome = 'completed'",
+              'jobs_failed': "outcome = 'failed'",
+              'jobs_cancelled': "outcome = 'cancelled'",
+              'job_execution_seconds': "if(outcome in ('completed', 'failed'), duration_seconds, 0)",
+          },
+      },
+      'job_log_events': {
+          'time': 'event_time',
+          'kind': "''",
+          'measures': {'joblogs': 'count'},
+      },
+      'analytics_events': {
+          'time': 'received_at',
+          'kind': "if(event_type = 'WORKFLOWS', kind, '')",
+          'measures': {
+              'jobs': "event_type = 'JOBS'",
+              'job_execution_seconds': "if(event_type = 'JOBS', job_execution_seconds, 0)",
+              'joblogs': "if(event_type = 'LOGS', log_count, 0)",
+          },
+      },
+  }) }}
+{% endmacro %}
 
 {% macro counter_keys(by_day, time_column) -%}
     user_id,
@@ -19,66 +63,26 @@
     {%- endif %}
 {%- endmacro %}
 
-{% macro counters_from_workflow_events(by_day) %}
+{#-
+  What a block of `source` adds to the counters: by_day=true groups by the row's day for
+  workflow_daily, false gives the all-time row for workflow_totals. Pre-aggregated per key, so a
+  batch of N events becomes at most one row per workflow.
+-#}
+{% macro counters_from(source, by_day) %}
+{%- set rule = counting_rules()[source] -%}
+{%- set summed = {} -%}
+{%- for name, value in rule['measures'].items() -%}
+  {%- do summed.update({name: 'sum(' ~ value ~ ')'}) -%}
+{%- endfor %}
 select
-    {{ counter_keys(by_day, 'event_time') }}
-    max(kind) as kind,
-    {{ counter_times(by_day, 'event_time') }}
-    {%- if not by_day %}
+    {{ counter_keys(by_day, rule['time']) }}
+    max({{ rule['kind'] }}) as kind,
+    {{ counter_times(by_day, rule['time']) }}
+    {%- if source == 'workflow_events' and not by_day %}
     maxIfOrNull(event_time, event_name = 'terminated') as terminated_at,
     maxIfOrNull(event_time, event_name = 'deleted') as deleted_at,
     {%- endif %}
-    {{ measures(workflow_events='count()') }}
-from {{ ref('workflow_events') }}
-group by all
-{% endmacro %}
-
-{% macro counters_from_jobs_first_seen(by_day) %}
-select
-    {{ counter_keys(by_day, 'first_event_time') }}
-    '' as kind,
-    {{ counter_times(by_day, 'first_event_time') }}
-    {{ measures(jobs='count()') }}
-from {{ ref('jobs_first_seen') }}
-group by all
-{% endmacro %}
-
-{% macro counters_from_job_completions(by_day) %}
-select
-    {{ counter_keys(by_day, 'ended_at') }}
-    '' as kind,
-    {{ counter_times(by_day, 'ended_at') }}
-    {{ measures(
-        jobs_completed="countIf(outcome = 'completed')",
-        jobs_failed="countIf(outcome = 'failed')",
-        jobs_cancelled="countIf(outcome = 'cancelled')",
-        job_execution_seconds="sumIf(duration_seconds, outcome in ('completed', 'failed'))",
-    ) }}
-from {{ ref('job_completions') }}
-group by all
-{% endmacro %}
-
-{% macro counters_from_job_log_lines(by_day) %}
-select
-    {{ counter_keys(by_day, 'event_time') }}
-    '' as kind,
-    {{ counter_times(by_day, 'event_time') }}
-    {{ measures(joblogs='sum(count)') }}
-from {{ ref('job_log_lines') }}
-group by all
-{% endmacro %}
-
-{#- WORKFLOWS name a workflow (and its kind), JOBS are one finished job each, LOGS add entries. -#}
-{% macro counters_from_legacy_events(by_day) %}
-select
-    {{ counter_keys(by_day, 'received_at') }}
-    maxIf(kind, event_type = 'WORKFLOWS') as kind,
-    {{ counter_times(by_day, 'received_at') }}
-    {{ measures(
-        jobs="countIf(event_type = 'JOBS')",
-        job_execution_seconds="sumIf(job_execution_seconds, event_type = 'JOBS')",
-        joblogs="sumIf(log_count, event_type = 'LOGS')",
-    ) }}
-from {{ ref('legacy_events') }}
+    {{ measures(**summed) }}
+from {{ ref(source) }}
 group by all
 {% endmacro %}

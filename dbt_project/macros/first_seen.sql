@@ -34,7 +34,7 @@
   it empty; such an event counts once per Kafka position (topic, partition, offset), so Kafka's
   redeliveries count once, and each time it is sent over HTTP (no position: a key of its own).
 -#}
-{% macro legacy_dedup_key() -%}
+{% macro analytics_dedup_key() -%}
   multiIf(
     ifNull(EventKey, '') != '', {{ dedup_key('analytics', 'EventKey') }},
     _offset IS NOT NULL, {{ dedup_key('analytics_position', 'ifNull(_topic, \'\')', 'ifNull(_partition, 0)', 'assumeNotNull(_offset)') }},

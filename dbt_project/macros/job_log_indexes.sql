@@ -1,5 +1,5 @@
 {#-
-  Data-skipping indexes of job_log_lines, added on every run (IF NOT EXISTS), so an existing
+  Data-skipping indexes of job_log_events, added on every run (IF NOT EXISTS), so an existing
   table gets them too; parts written before an index existed are read without it.
 
   message_ngrams: a bloom filter of the 3-grams of lowerUTF8(message) per granule, what a

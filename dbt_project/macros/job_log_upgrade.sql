@@ -1,19 +1,19 @@
 {#-
-  job_log_lines of an earlier version (ordered by time, no `is_line`) cannot become the current
+  job_log_events of an earlier version (ordered by time, no `is_line`) cannot become the current
   table in place: ClickHouse does not change a table's ORDER BY. A run on such a table stops
   before anything is changed (the pre-hook below), and the table is upgraded by hand, with the
-  ingest stopped, in three steps (README, "Upgrading job_log_lines"):
+  ingest stopped, in three steps (README, "Upgrading job_log_events"):
 
-    RENAME TABLE analytics.job_log_lines TO analytics.job_log_lines_v1
-    analytics migrate                                   -- a new job_log_lines, the views on it
-    dbt run-operation adopt_job_log_lines_v1            -- v1's rows into it, their job totals
+    RENAME TABLE analytics.job_log_events TO analytics.job_log_events_v1
+    analytics migrate                                   -- a new job_log_events, the views on it
+    dbt run-operation adopt_job_log_events_v1            -- v1's rows into it, their job totals
 
   Adopting moves the rows through a staging table and ATTACH PARTITION, so none of the views on
-  job_log_lines fires: the counters already hold these events. job_log_lines_v1 is kept, renamed
-  job_log_lines_v1_adopted (so a second run cannot adopt it twice); drop it once all looks right.
+  job_log_events fires: the counters already hold these events. job_log_events_v1 is kept, renamed
+  job_log_events_v1_adopted (so a second run cannot adopt it twice); drop it once all looks right.
 -#}
 
-{% macro refuse_earlier_job_log_lines(relation) -%}
+{% macro refuse_earlier_job_log_events(relation) -%}
   {%- if execute -%}
     {%- set found = run_query(
         "select count() from system.columns where database = '" ~ relation.schema ~ "' and table = '"
@@ -26,15 +26,15 @@
       {{ exceptions.raise_compiler_error(
           name ~ " was created by an earlier version (ordered by time, without is_line) and cannot be"
           ~ " changed in place; nothing was changed. With the ingest stopped: RENAME TABLE " ~ name
-          ~ " TO " ~ name ~ "_v1, run analytics migrate, then dbt run-operation adopt_job_log_lines_v1"
-          ~ " (README, \"Upgrading job_log_lines\").") }}
+          ~ " TO " ~ name ~ "_v1, run analytics migrate, then dbt run-operation adopt_job_log_events_v1"
+          ~ " (README, \"Upgrading job_log_events\").") }}
     {%- endif -%}
   {%- endif -%}
-  select 'job_log_lines has the current shape'
+  select 'job_log_events has the current shape'
 {%- endmacro %}
 
-{% macro adopt_job_log_lines_v1() %}
-  {%- set target = ref('job_log_lines') -%}
+{% macro adopt_job_log_events_v1() %}
+  {%- set target = ref('job_log_events') -%}
   {%- set earlier = target.incorporate(path={'identifier': target.identifier ~ '_v1'}) -%}
   {%- set staging = target.incorporate(path={'identifier': target.identifier ~ '__adopting'}) -%}
   {%- set done = target.incorporate(path={'identifier': target.identifier ~ '_v1_adopted'}) -%}
@@ -67,4 +67,9 @@
   {{ log('adopted ' ~ adopted ~ ' rows of ' ~ earlier.identifier ~ ' into ' ~ target.identifier ~ ' in '
          ~ partitions | length ~ ' partitions; ' ~ earlier.identifier ~ ' is now ' ~ done.identifier
          ~ ': drop it once the result looks right', info=True) }}
+{% endmacro %}
+
+{#- The name this operation had while the table was job_log_lines. -#}
+{% macro adopt_job_log_lines_v1() %}
+  {{ adopt_job_log_events_v1() }}
 {% endmacro %}

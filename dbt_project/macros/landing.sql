@@ -88,7 +88,7 @@
 {% macro dead_letters_from(topic) -%}
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', {{ landing_field_names(topic) | join(', ') }})) as raw_message,

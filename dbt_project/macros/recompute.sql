@@ -1,6 +1,6 @@
 {#-
-  The counters recomputed from the deduplicated raw history (FINAL), one row per
-  (user, workflow, day). The singular tests compare the aggregates with this, and the
+  The counters recomputed from the deduplicated raw history (FINAL) by the counting rules
+  (counters.sql), one row per (user, workflow, day). The singular tests compare the aggregates with this, and the
   reconciliation job (`rebuild_days`) writes it back for the days it repairs.
 
   Raw log lines expire after log_retention_hours; for days whose lines may be gone the stored
@@ -21,34 +21,12 @@ select
     max(kind) as kind,
     {{ summed_measures() }}
 from (
-    select user_id, workflow_id, toDate(event_time) as day, kind,
-        {{ measures(workflow_events='1') }}
-    from {{ ref('workflow_events') }} final
-    union all
-    select user_id, workflow_id, toDate(first_event_time) as day, '' as kind,
-        {{ measures(jobs='1') }}
-    from {{ ref('jobs_first_seen') }} final
-    union all
-    select user_id, workflow_id, toDate(ended_at) as day, '' as kind,
-        {{ measures(
-            jobs_completed="outcome = 'completed'",
-            jobs_failed="outcome = 'failed'",
-            jobs_cancelled="outcome = 'cancelled'",
-            job_execution_seconds="if(outcome in ('completed', 'failed'), duration_seconds, 0)",
-        ) }}
-    from {{ ref('job_completions') }} final
-    union all
-    select user_id, workflow_id, toDate(event_time) as day, '' as kind,
-        {{ measures(joblogs='count') }}
-    from {{ ref('job_log_lines') }} final
-    union all
-    select user_id, workflow_id, toDate(received_at) as day, if(event_type = 'WORKFLOWS', kind, '') as kind,
-        {{ measures(
-            jobs="event_type = 'JOBS'",
-            job_execution_seconds="if(event_type = 'JOBS', job_execution_seconds, 0)",
-            joblogs="if(event_type = 'LOGS', log_count, 0)",
-        ) }}
-    from {{ ref('legacy_events') }} final
+    {%- for source, rule in counting_rules().items() %}
+    select user_id, workflow_id, toDate({{ rule['time'] }}) as day, {{ rule['kind'] }} as kind,
+        {{ measures(**rule['measures']) }}
+    from {{ ref(source) }} final
+    {{- '\n    union all' if not loop.last }}
+    {%- endfor %}
 )
 where {{ day_condition }}
 group by user_id, workflow_id, day
@@ -130,7 +108,7 @@ from (
     where outcome in ('completed', 'failed')
     union all
     select user_id, workflow_id, toDate(received_at) as day, job_execution_duration as duration
-    from {{ ref('legacy_events') }} final
+    from {{ ref('analytics_events') }} final
     where event_type = 'JOBS'
 )
 where {{ day_condition }}

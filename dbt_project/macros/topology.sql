@@ -25,3 +25,8 @@
 {% macro aggregate_settings() %}
   {{ return({'index_granularity': var('aggregate_index_granularity')}) }}
 {% endmacro %}
+
+{#- The engine of `<table>_all`: every shard's `table`, sharded by user (the models in distributed/). -#}
+{% macro distributed_engine(table) -%}
+  Distributed('{{ var("cluster") }}', currentDatabase(), '{{ table }}', cityHash64(user_id))
+{%- endmacro %}

@@ -1,5 +1,5 @@
 {#-
-  Every job's log totals agree with the deduplicated raw history: job_log_lines never holds more
+  Every job's log totals agree with the deduplicated raw history: job_log_events never holds more
   lines or entries than were counted, and holds exactly as many while none of the job's log
   events can have expired (audit mode, or the first one is inside the retention).
 -#}
@@ -24,7 +24,7 @@ with
             job_id,
             toUInt64(countIf(is_line)) as lines,
             toUInt64(sum(count)) as entries
-        from {{ ref('job_log_lines') }} final
+        from {{ ref('job_log_events') }} final
         group by user_id, workflow_id, job_id
     )
 select

@@ -4,8 +4,8 @@ import datetime as dt
 
 import dagster as dg
 
-from analytics.dead_letters import replay
-from analytics.settings import Settings
+from core.settings.dagster import DagsterSettings
+from operations.dead_letters import replay
 
 REPLAY_JOB = "replay_dead_letters"
 
@@ -17,7 +17,9 @@ class ReplayConfig(dg.Config):
 
 
 @dg.op(description="Feed dead letters back through the landing tables; those that still fail stay, with the new error.")
-def replay_dead_letters_op(context: dg.OpExecutionContext, config: ReplayConfig, settings: dg.ResourceParam[Settings]):
+def replay_dead_letters_op(
+    context: dg.OpExecutionContext, config: ReplayConfig, settings: dg.ResourceParam[DagsterSettings]
+):
     since = dt.datetime.fromisoformat(config.since) if config.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)

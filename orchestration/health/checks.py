@@ -5,18 +5,15 @@ from dataclasses import asdict, dataclass
 
 import dagster as dg
 
-from analytics.settings import Settings
+from core import names
+from core.names import qualified, sql
+from core.settings.dagster import DagsterSettings
 from orchestration.dead_letters.jobs import REPLAY_JOB
 from orchestration.resources import ClickHouse
 
-# Each topic's raw-history table and the time column its events carry.
-TOPIC_TABLES = {
-    "workflows": ("workflow_events", "event_time"),
-    "jobs": ("job_events", "event_time"),
-    "job_logs": ("job_log_lines", "event_time"),
-    "analytics": ("legacy_events", "received_at"),  # the legacy events carry no time of their own
-    "telemetry": ("telemetry_events", "event_time"),
-}
+# Each topic's raw-history table and the time column its events carry (the analytics topic's
+# events carry no time of their own: their arrival).
+TOPIC_TABLES = {topic.name: (topic.raw, topic.time_column) for topic in names.ALL_TOPICS}
 
 FRESHNESS_CHECK = "newest_event_is_recent"
 
@@ -36,7 +33,7 @@ def freshness_specs() -> list[dg.AssetCheckSpec]:
 def topic_freshness(
     context: dg.AssetCheckExecutionContext,
     clickhouse: dg.ResourceParam[ClickHouse],
-    settings: dg.ResourceParam[Settings],
+    settings: dg.ResourceParam[DagsterSettings],
 ):
     """One query for every selected topic: how old is its newest event?"""
     selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
@@ -44,7 +41,7 @@ def topic_freshness(
     union = "\nunion all\n".join(
         f"""select '{topic}' as topic, toString(maxOrNull({column})) as newest,
                    dateDiff('second', maxOrNull({column}), now64(3, 'UTC')) as age_seconds
-            from analytics.{table}"""
+            from {qualified(table)}"""
         for topic, (table, column) in topics.items()
     )
     limit = settings.freshness_max_age_minutes * 60
@@ -69,7 +66,7 @@ def topic_freshness(
 
 # Blocking: a failed ERROR check also fails the run that ran it, so the health run turns red.
 @dg.asset_check(
-    asset=dg.AssetKey("dead_letters"),
+    asset=dg.AssetKey(names.DEAD_LETTERS),
     name="no_new_dead_letters",
     blocking=True,
     description=(
@@ -79,14 +76,14 @@ def topic_freshness(
     ),
 )
 def no_new_dead_letters(
-    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
+    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[DagsterSettings]
 ) -> dg.AssetCheckResult:
     rows = clickhouse.rows(
-        """select topic, count() as messages, toString(max(received_at)) as latest,
+        sql("""select topic, count() as messages, toString(max(received_at)) as latest,
                   any(error) as example_error
-           from analytics.dead_letters
+           from $dead_letters
            where received_at > now64(3, 'UTC') - toIntervalMinute({window:UInt32})
-           group by topic order by topic""",
+           group by topic order by topic"""),
         {"window": settings.dead_letter_window_minutes},
     )
     new = sum(row["messages"] for row in rows)
@@ -132,7 +129,7 @@ def lags_from_rdkafka_stat(consumer: str, rdkafka_stat: str) -> list[PartitionLa
     return lags
 
 
-def consumer_lags(clickhouse: ClickHouse, settings: Settings) -> list[PartitionLag]:
+def consumer_lags(clickhouse: ClickHouse, settings: DagsterSettings) -> list[PartitionLag]:
     if settings.resolved_ingest == "kafka":
         # Kafka-engine tables: ClickHouse's own consumers report through system.kafka_consumers.
         rows = clickhouse.rows(
@@ -141,18 +138,18 @@ def consumer_lags(clickhouse: ClickHouse, settings: Settings) -> list[PartitionL
         )
         return [lag for row in rows for lag in lags_from_rdkafka_stat(row["consumer"], row["rdkafka_stat"])]
     # The embedded Kafka bridge writes what it measures into kafka_consumer_lag.
-    rows = clickhouse.rows("select consumer_group, topic, partition, lag from analytics.kafka_consumer_lag final")
+    rows = clickhouse.rows(sql("select consumer_group, topic, partition, lag from $kafka_consumer_lag final"))
     return [PartitionLag(row["consumer_group"], row["topic"], row["partition"], row["lag"]) for row in rows]
 
 
 @dg.asset_check(
-    asset=dg.AssetKey("kafka_consumer_lag"),
+    asset=dg.AssetKey(names.KAFKA_CONSUMER_LAG),
     name="consumer_lag_below_max",
     blocking=True,
     description="No consumer group lags more than ANALYTICS_CONSUMER_LAG_MAX messages on any partition.",
 )
 def consumer_lag_below_max(
-    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[Settings]
+    clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[DagsterSettings]
 ) -> dg.AssetCheckResult:
     lags = consumer_lags(clickhouse, settings)
     behind = sorted((lag for lag in lags if lag.lag > settings.consumer_lag_max), key=lambda lag: -lag.lag)

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from analytics.settings import Settings
+from core.settings.dagster import DagsterSettings
 
 HEALTH_JOB = "pipeline_health"
 
@@ -28,7 +28,7 @@ def failing_checks(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckK
     return sorted(failing)
 
 
-def build_health_sensor(settings: Settings, job, check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
+def build_health_sensor(settings: DagsterSettings, job, check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
     @dg.sensor(
         name="pipeline_health_sensor",
         job=job,

@@ -4,12 +4,19 @@ import datetime as dt
 
 import dagster as dg
 
-from analytics.backfill import rebuild_days
-from analytics.settings import Settings
+from core import names
+from core.settings.dagster import DagsterSettings
+from operations.backfill import rebuild_days
 
 # What a rebuild reads: the deduplicated raw history and the aggregates it corrects.
-RAW_TABLES = ["workflow_events", "jobs_first_seen", "job_completions", "job_log_lines", "legacy_events"]
-AGGREGATES = ["workflow_daily", "job_duration_daily", "workflow_totals"]
+RAW_TABLES = [
+    names.WORKFLOW_EVENTS,
+    names.JOB_FIRST_SEEN,
+    names.JOB_COMPLETIONS,
+    names.JOB_LOG_EVENTS,
+    names.ANALYTICS_EVENTS,
+]
+AGGREGATES = [names.WORKFLOW_DAILY, names.JOB_DURATION_DAILY, names.WORKFLOW_TOTALS]
 
 
 def build_daily_reconciliation(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -29,7 +36,7 @@ def build_daily_reconciliation(partitions: dg.PartitionsDefinition) -> dg.Assets
         ),
     )
     def daily_reconciliation(
-        context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
+        context: dg.AssetExecutionContext, settings: dg.ResourceParam[DagsterSettings]
     ) -> dg.MaterializeResult:
         days = [dt.date.fromisoformat(key) for key in context.partition_keys]
         summary = rebuild_days(settings, days)

@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from analytics.migrate import dbt_vars
-from analytics.settings import Settings
+from core.settings.dagster import DagsterSettings
+from operations.dbt import dbt_vars
 from orchestration.schema.resources import dagster_dbt_dir, manifest_target_path, profile_environment
 
 
@@ -29,12 +29,12 @@ def model_group(dbt_resource_props: Mapping[str, Any]) -> str | None:
     return None
 
 
-def dbt_build_args(settings: Settings) -> list[str]:
+def dbt_build_args(settings: DagsterSettings) -> list[str]:
     """`dbt build` with this deployment's vars; dagster-dbt adds the selection of a run."""
     return ["build", "--vars", json.dumps(dbt_vars(settings))]
 
 
-def run_target_path(settings: Settings, run_id: str) -> Path:
+def run_target_path(settings: DagsterSettings, run_id: str) -> Path:
     """A target directory per run (dbt writes run_results.json there), under the data directory.
 
     It starts with the partial-parse state of the load's `dbt parse`, so dbt need not parse the
@@ -50,7 +50,9 @@ def run_target_path(settings: Settings, run_id: str) -> Path:
 
 def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
     @dbt_assets(manifest=manifest, dagster_dbt_translator=AnalyticsTranslator(), name="analytics_dbt")
-    def analytics_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: dg.ResourceParam[Settings]):
+    def analytics_dbt(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, settings: dg.ResourceParam[DagsterSettings]
+    ):
         """`dbt build` of the selected models and tests against the configured ClickHouse."""
         target_path = run_target_path(settings, context.run.run_id)
         try:

@@ -10,24 +10,24 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource
 
-from analytics.migrate import PROJECT_ROOT, dbt_environment, dbt_executable, dbt_vars, run_dbt
-from analytics.settings import Settings
+from core.settings.dagster import DagsterSettings
+from operations.dbt import PROJECT_ROOT, dbt_environment, dbt_executable, dbt_vars, run_dbt
 
 
 class ManifestError(RuntimeError):
     """`dbt parse` failed, so there is no asset graph to show."""
 
 
-def dagster_dbt_dir(settings: Settings) -> Path:
+def dagster_dbt_dir(settings: DagsterSettings) -> Path:
     """Everything dbt writes for Dagster lives under the data directory, never in the repository."""
     return settings.data_dir.resolve() / "dbt" / "dagster"
 
 
-def manifest_target_path(settings: Settings) -> Path:
+def manifest_target_path(settings: DagsterSettings) -> Path:
     return dagster_dbt_dir(settings) / "manifest"
 
 
-def project_fingerprint(settings: Settings) -> str:
+def project_fingerprint(settings: DagsterSettings) -> str:
     """What the manifest depends on: the project's files (names, sizes, times), the vars and target."""
     digest = hashlib.sha256(json.dumps([dbt_vars(settings), settings.dbt_target]).encode())
     files = [
@@ -41,7 +41,7 @@ def project_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def prepare_manifest(settings: Settings) -> Path:
+def prepare_manifest(settings: DagsterSettings) -> Path:
     """Parse the dbt project (with this deployment's vars) unless nothing changed; return the manifest.
 
     So a fresh clone needs no pre-built target and an edited model shows up on reload. The
@@ -78,7 +78,7 @@ def dbt_resource() -> DbtCliResource:
 
 
 @contextlib.contextmanager
-def profile_environment(settings: Settings) -> Iterator[None]:
+def profile_environment(settings: DagsterSettings) -> Iterator[None]:
     """Set the variables profiles.yml reads while dagster-dbt starts dbt, then restore them.
 
     DbtCliResource hands dbt a copy of this process's environment and takes no other, and the

@@ -16,6 +16,56 @@ DROP TABLE IF EXISTS __dbt_exchange_test_0_id
 DROP TABLE IF EXISTS __dbt_exchange_test_1_id
 ;
 
+create table `analytics_cluster_ddl`.`analytics_events`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, received_at, dedup_key))
+        partition by (toYYYYMM(received_at))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as event_key,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as LowCardinality(String)) as event_type,
+    cast('' as LowCardinality(String)) as kind,
+    cast(0 as UInt64) as job_execution_seconds,
+    cast(0 as Float64) as job_execution_duration,
+    cast(0 as UInt64) as log_count,
+    cast('' as String) as data,
+    cast(0 as DateTime64(3, 'UTC')) as received_at,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`analytics_events`
+        ("event_key", "user_id", "workflow_id", "event_type", "kind", "job_execution_seconds", "job_execution_duration", "log_count", "data", "received_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "dedup_key")
+select
+    cast('' as String) as event_key,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as LowCardinality(String)) as event_type,
+    cast('' as LowCardinality(String)) as kind,
+    cast(0 as UInt64) as job_execution_seconds,
+    cast(0 as Float64) as job_execution_duration,
+    cast(0 as UInt64) as log_count,
+    cast('' as String) as data,
+    cast(0 as DateTime64(3, 'UTC')) as received_at,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
 create table `analytics_cluster_ddl`.`analytics_messages`
     ON CLUSTER "analytics_cluster"
   engine = Kafka()
@@ -85,7 +135,7 @@ create table `analytics_cluster_ddl`.`dead_letters`
           as (
 select
     cast('' as LowCardinality(String)) as topic,
-    cast(null as Nullable(UInt64)) as partition,
+    cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
     cast('' as String) as raw_message,
     cast('' as String) as error,
@@ -98,7 +148,7 @@ insert into `analytics_cluster_ddl`.`dead_letters`
         ("topic", "partition", "offset", "raw_message", "error", "received_at")
 select
     cast('' as LowCardinality(String)) as topic,
-    cast(null as Nullable(UInt64)) as partition,
+    cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
     cast('' as String) as raw_message,
     cast('' as String) as error,
@@ -141,6 +191,49 @@ select
     cast(0 as Float64) as duration,
     toFixedString('', 16) as dedup_key
 where 0
+;
+
+create table `analytics_cluster_ddl`.`job_current`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedAggregatingMergeTree()
+        order by ((user_id, workflow_id, job_id))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
+group by user_id, workflow_id, job_id
+having 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_current`
+        ("user_id", "workflow_id", "job_id", "last_event", "last_status", "first_event_time", "last_event_time", "scheduled_at", "started_at", "completed_at", "events")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
+group by user_id, workflow_id, job_id
+having 0
 ;
 
 create table `analytics_cluster_ddl`.`job_duration_daily`
@@ -225,7 +318,36 @@ select
 where 0
 ;
 
-create table `analytics_cluster_ddl`.`job_log_lines`
+create table `analytics_cluster_ddl`.`job_first_seen`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, job_id))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_first_seen`
+        ("user_id", "workflow_id", "job_id", "first_event_time", "dedup_key")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_log_events`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedReplacingMergeTree()
         order by ((user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key))
@@ -255,7 +377,7 @@ where 0
           )
 ;
 
-insert into `analytics_cluster_ddl`.`job_log_lines`
+insert into `analytics_cluster_ddl`.`job_log_events`
         ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
 select
     cast('' as String) as event_id,
@@ -277,12 +399,12 @@ select
 where 0
 ;
 
-alter table `analytics_cluster_ddl`.`job_log_lines` on cluster analytics_cluster
+alter table `analytics_cluster_ddl`.`job_log_events` on cluster analytics_cluster
     modify ttl toDateTime(event_time) + interval 720 hour
     settings materialize_ttl_after_modify = 0
 ;
 
-alter table `analytics_cluster_ddl`.`job_log_lines` on cluster analytics_cluster
+alter table `analytics_cluster_ddl`.`job_log_events` on cluster analytics_cluster
     add index if not exists message_ngrams lowerUTF8(message) type ngrambf_v1(3, 32768, 2, 0) granularity 1,
     add index if not exists ingested_at_range ingested_at type minmax granularity 1
 ;
@@ -393,78 +515,6 @@ select
 where 0
 ;
 
-create table `analytics_cluster_ddl`.`jobs_current`
-    ON CLUSTER "analytics_cluster"
-  engine = ReplicatedAggregatingMergeTree()
-        order by ((user_id, workflow_id, job_id))
-                    -- end_of_sql
-                    SETTINGS replicated_deduplication_window='0'
-          empty
-          as (
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
-    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
-    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
-group by user_id, workflow_id, job_id
-having 0
-          )
-;
-
-insert into `analytics_cluster_ddl`.`jobs_current`
-        ("user_id", "workflow_id", "job_id", "last_event", "last_status", "first_event_time", "last_event_time", "scheduled_at", "started_at", "completed_at", "events")
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
-    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
-    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
-group by user_id, workflow_id, job_id
-having 0
-;
-
-create table `analytics_cluster_ddl`.`jobs_first_seen`
-    ON CLUSTER "analytics_cluster"
-  engine = ReplicatedReplacingMergeTree()
-        order by ((user_id, workflow_id, job_id))
-                    -- end_of_sql
-                    SETTINGS replicated_deduplication_window='0'
-          empty
-          as (
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
-    toFixedString('', 16) as dedup_key
-where 0
-          )
-;
-
-insert into `analytics_cluster_ddl`.`jobs_first_seen`
-        ("user_id", "workflow_id", "job_id", "first_event_time", "dedup_key")
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
-    toFixedString('', 16) as dedup_key
-where 0
-;
-
 create table `analytics_cluster_ddl`.`jobs_messages`
     ON CLUSTER "analytics_cluster"
   engine = Kafka()
@@ -547,7 +597,7 @@ create table `analytics_cluster_ddl`.`kafka_consumer_lag`
 select
     cast('' as String) as consumer_group,
     cast('' as LowCardinality(String)) as topic,
-    cast(0 as UInt32) as partition,
+    cast(0 as UInt32) as "partition",
     cast(-1 as Int64) as committed_offset,
     cast(0 as Int64) as high_watermark,
     cast(0 as Int64) as lag,
@@ -561,61 +611,11 @@ insert into `analytics_cluster_ddl`.`kafka_consumer_lag`
 select
     cast('' as String) as consumer_group,
     cast('' as LowCardinality(String)) as topic,
-    cast(0 as UInt32) as partition,
+    cast(0 as UInt32) as "partition",
     cast(-1 as Int64) as committed_offset,
     cast(0 as Int64) as high_watermark,
     cast(0 as Int64) as lag,
     now64(3, 'UTC') as measured_at
-where 0
-;
-
-create table `analytics_cluster_ddl`.`legacy_events`
-    ON CLUSTER "analytics_cluster"
-  engine = ReplicatedReplacingMergeTree()
-        order by ((user_id, workflow_id, received_at, dedup_key))
-        partition by (toYYYYMM(received_at))
-                    -- end_of_sql
-                    SETTINGS replicated_deduplication_window='0'
-          empty
-          as (
-select
-    cast('' as String) as event_key,
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as LowCardinality(String)) as event_type,
-    cast('' as LowCardinality(String)) as kind,
-    cast(0 as UInt64) as job_execution_seconds,
-    cast(0 as Float64) as job_execution_duration,
-    cast(0 as UInt64) as log_count,
-    cast('' as String) as data,
-    cast(0 as DateTime64(3, 'UTC')) as received_at,
-    cast('' as LowCardinality(String)) as kafka_topic,
-    cast(null as Nullable(UInt64)) as kafka_partition,
-    cast(null as Nullable(UInt64)) as kafka_offset,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
-    toFixedString('', 16) as dedup_key
-where 0
-          )
-;
-
-insert into `analytics_cluster_ddl`.`legacy_events`
-        ("event_key", "user_id", "workflow_id", "event_type", "kind", "job_execution_seconds", "job_execution_duration", "log_count", "data", "received_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "dedup_key")
-select
-    cast('' as String) as event_key,
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as LowCardinality(String)) as event_type,
-    cast('' as LowCardinality(String)) as kind,
-    cast(0 as UInt64) as job_execution_seconds,
-    cast(0 as Float64) as job_execution_duration,
-    cast(0 as UInt64) as log_count,
-    cast('' as String) as data,
-    cast(0 as DateTime64(3, 'UTC')) as received_at,
-    cast('' as LowCardinality(String)) as kafka_topic,
-    cast(null as Nullable(UInt64)) as kafka_partition,
-    cast(null as Nullable(UInt64)) as kafka_offset,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
-    toFixedString('', 16) as dedup_key
 where 0
 ;
 
@@ -640,11 +640,11 @@ where 0
 create or replace view `analytics_cluster_ddl`.`storage_tables`
     ON CLUSTER "analytics_cluster"
   as (
-with
+    with
 parts as (
     select
         table,
-        sum(rows) as rows,
+        sum("rows") as "rows",
         count() as parts,
         sum(bytes_on_disk) as bytes_on_disk,
         sum(data_compressed_bytes) as compressed_bytes,
@@ -666,7 +666,7 @@ tables as (
 select
     tables.table as table,
     tables.engine as engine,
-    toUInt64(if(parts.table != '', parts.rows, ifNull(tables.total_rows, 0))) as rows,
+    toUInt64(if(parts.table != '', parts."rows", ifNull(tables.total_rows, 0))) as "rows",
     toUInt64(ifNull(parts.parts, 0)) as parts,
     toUInt64(if(parts.table != '', parts.bytes_on_disk, ifNull(tables.total_bytes, 0))) as bytes_on_disk,
     toUInt64(ifNull(parts.compressed_bytes, 0)) as compressed_bytes,
@@ -674,7 +674,7 @@ select
     if(compressed_bytes > 0, uncompressed_bytes / compressed_bytes, null) as compression_ratio,
     tables.ttl as ttl
 from tables
-left join parts on parts.table = tables.table
+left join parts on tables.table = parts.table
 order by table
 settings optimize_trivial_approximate_count_query = 1
   )
@@ -1017,14 +1017,14 @@ select
 from `analytics_cluster_ddl`.`analytics_messages`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_analytics_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_analytics_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
 -- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
@@ -1066,6 +1066,27 @@ select * from `analytics_cluster_ddl`.`job_completions`
 where 0
 ;
 
+create or replace view `analytics_cluster_ddl`.`job_states`
+    ON CLUSTER "analytics_cluster"
+  as (
+    select
+    user_id,
+    workflow_id,
+    job_id,
+    argMaxMerge(last_event) as state,
+    argMaxMerge(last_status) as status,
+    min(first_event_time) as first_event_time,
+    max(last_event_time) as last_event_time,
+    max(scheduled_at) as scheduled_at,
+    max(started_at) as started_at,
+    max(completed_at) as completed_at,
+    sum(events) as events
+from `analytics_cluster_ddl`.`job_current`
+group by user_id, workflow_id, job_id
+  )
+                    -- end_of_sql
+;
+
 create table `analytics_cluster_ddl`.`job_duration_daily_all`
     ON CLUSTER "analytics_cluster"
   engine = Distributed('analytics_cluster', currentDatabase(), 'job_duration_daily', cityHash64(user_id))
@@ -1083,6 +1104,21 @@ select * from `analytics_cluster_ddl`.`job_duration_daily`
 where 0
 ;
 
+create materialized view if not exists `analytics_cluster_ddl`.`job_duration_daily_from_analytics_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_duration_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_duration_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(received_at) as day,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(job_execution_duration) as duration_seconds_quantiles
+from `analytics_cluster_ddl`.`analytics_events`
+where event_type = 'JOBS'
+group by all
+;
+
 create materialized view if not exists `analytics_cluster_ddl`.`job_duration_daily_from_job_completions_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`job_duration_daily`
@@ -1098,33 +1134,84 @@ where outcome in ('completed', 'failed')
 group by all
 ;
 
-create table `analytics_cluster_ddl`.`job_log_lines_all`
+create materialized view if not exists `analytics_cluster_ddl`.`job_current_from_job_events_mv`
     ON CLUSTER "analytics_cluster"
-  engine = Distributed('analytics_cluster', currentDatabase(), 'job_log_lines', cityHash64(user_id))
+    to `analytics_cluster_ddl`.`job_current`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_current`
+with staged as (
+    select
+        *,
+        -- later lifecycle stages win when two events share a timestamp
+        tuple(event_time, transform(
+            event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
+            [1, 2, 3, 3, 3], 0
+        )) as position
+    from `analytics_cluster_ddl`.`job_events`
+)
+select
+    user_id,
+    workflow_id,
+    job_id,
+    argMaxState(event_name, position) as last_event,
+    -- an event without a status does not erase the one before it
+    argMaxState(status, if(status != '', position, tuple(toDateTime64(0, 3, 'UTC'), toUInt8(0)))) as last_status,
+    min(event_time) as first_event_time,
+    max(event_time) as last_event_time,
+    max(scheduled_at) as scheduled_at,
+    max(started_at) as started_at,
+    max(completed_at) as completed_at,
+    count() as events
+from staged
+group by user_id, workflow_id, job_id
+;
+
+create table `analytics_cluster_ddl`.`job_first_seen_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'job_first_seen', cityHash64(user_id))
                     -- end_of_sql
           empty
           as (
-select * from `analytics_cluster_ddl`.`job_log_lines`
+select * from `analytics_cluster_ddl`.`job_first_seen`
 where 0
           )
 ;
 
-insert into `analytics_cluster_ddl`.`job_log_lines_all`
+insert into `analytics_cluster_ddl`.`job_first_seen_all`
+        ("user_id", "workflow_id", "job_id", "first_event_time", "dedup_key")
+select * from `analytics_cluster_ddl`.`job_first_seen`
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_log_events_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'job_log_events', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`job_log_events`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_log_events_all`
         ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
-select * from `analytics_cluster_ddl`.`job_log_lines`
+select * from `analytics_cluster_ddl`.`job_log_events`
 where 0
 ;
 
 create or replace view `analytics_cluster_ddl`.`storage_log_retention`
     ON CLUSTER "analytics_cluster"
   as (
-select
+    select
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
-    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    toUInt32OrNull(
+        extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')
+    ) as log_retention_hours,
     extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
 from system.tables
-where database = 'analytics_cluster_ddl' and name = 'job_log_lines'
+where database = 'analytics_cluster_ddl' and name = 'job_log_events'
   )
                     -- end_of_sql
 ;
@@ -1146,7 +1233,7 @@ select * from `analytics_cluster_ddl`.`job_log_totals`
 where 0
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_log_totals_from_job_log_lines_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`job_log_totals_from_job_log_events_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`job_log_totals`
     as
@@ -1160,18 +1247,18 @@ select
     min(event_time) as first_event_at,
     minIfOrNull(event_time, is_line) as first_line_at,
     maxIfOrNull(event_time, is_line) as last_line_at
-from `analytics_cluster_ddl`.`job_log_lines`
+from `analytics_cluster_ddl`.`job_log_events`
 group by user_id, workflow_id, job_id
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_job_logs_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_job_logs_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
 -- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
@@ -1272,82 +1359,14 @@ select
 from `analytics_cluster_ddl`.`job_logs_messages`
 ;
 
-create or replace view `analytics_cluster_ddl`.`job_states`
-    ON CLUSTER "analytics_cluster"
-  as (
-select
-    user_id,
-    workflow_id,
-    job_id,
-    argMaxMerge(last_event) as state,
-    argMaxMerge(last_status) as status,
-    min(first_event_time) as first_event_time,
-    max(last_event_time) as last_event_time,
-    max(scheduled_at) as scheduled_at,
-    max(started_at) as started_at,
-    max(completed_at) as completed_at,
-    sum(events) as events
-from `analytics_cluster_ddl`.`jobs_current`
-group by user_id, workflow_id, job_id
-  )
-                    -- end_of_sql
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`jobs_current_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`jobs_current`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`jobs_current`
-with staged as (
-    select
-        *,
-        -- later lifecycle stages win when two events share a timestamp
-        tuple(event_time, transform(event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
-                                    [1, 2, 3, 3, 3], 0)) as position
-    from `analytics_cluster_ddl`.`job_events`
-)
-select
-    user_id,
-    workflow_id,
-    job_id,
-    argMaxState(event_name, position) as last_event,
-    -- an event without a status does not erase the one before it
-    argMaxState(status, if(status != '', position, tuple(toDateTime64(0, 3, 'UTC'), toUInt8(0)))) as last_status,
-    min(event_time) as first_event_time,
-    max(event_time) as last_event_time,
-    max(scheduled_at) as scheduled_at,
-    max(started_at) as started_at,
-    max(completed_at) as completed_at,
-    count() as events
-from staged
-group by user_id, workflow_id, job_id
-;
-
-create table `analytics_cluster_ddl`.`jobs_first_seen_all`
-    ON CLUSTER "analytics_cluster"
-  engine = Distributed('analytics_cluster', currentDatabase(), 'jobs_first_seen', cityHash64(user_id))
-                    -- end_of_sql
-          empty
-          as (
-select * from `analytics_cluster_ddl`.`jobs_first_seen`
-where 0
-          )
-;
-
-insert into `analytics_cluster_ddl`.`jobs_first_seen_all`
-        ("user_id", "workflow_id", "job_id", "first_event_time", "dedup_key")
-select * from `analytics_cluster_ddl`.`jobs_first_seen`
-where 0
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_jobs_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_jobs_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
 -- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
@@ -1440,22 +1459,73 @@ select
 from `analytics_cluster_ddl`.`jobs_messages`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_duration_daily_from_legacy_events_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`analytics_events_from_analytics_queue_mv`
     ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`job_duration_daily`
+    to `analytics_cluster_ddl`.`analytics_events`
     as
--- materialization_target_table: `analytics_cluster_ddl`.`job_duration_daily`
-select
-    user_id,
-    workflow_id,
-    toDate(received_at) as day,
-    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(job_execution_duration) as duration_seconds_quantiles
-from `analytics_cluster_ddl`.`legacy_events`
-where event_type = 'JOBS'
-group by all
+-- materialization_target_table: `analytics_cluster_ddl`.`analytics_events`
+with
+accepted as (
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation from `analytics_cluster_ddl`.`analytics_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WorkflowID_is_required: WorkflowID is missing or empty', 'analytics event refused, WorkflowID_is_required: WorkflowID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS', 'analytics event refused, EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS') = 0
+      and throwIf(_offset IS NULL AND _violation = 'Data_is_an_object: Data is missing or not a JSON object', 'analytics event refused, Data_is_an_object: Data is missing or not a JSON object') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind', 'analytics event refused, WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind') = 0
+      and throwIf(_offset IS NULL AND _violation = 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000', 'analytics event refused, JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000') = 0
+      and throwIf(_offset IS NULL AND _violation = 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295', 'analytics event refused, LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295') = 0
+      and _violation = ''
+),
+incoming as (
+    select
+        ifNull(EventKey, '') as event_key,
+        assumeNotNull(UserID) as user_id,
+        assumeNotNull(WorkflowID) as workflow_id,
+        assumeNotNull(EventType) as event_type,
+        toJSONString(Data) as data,
+        JSONExtractString(data, 'kind') as kind,
+        -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
+        toUInt64(greatest(floor(JSONExtractFloat(data, 'job_execution_duration')), 0)) as job_execution_seconds,
+        JSONExtractFloat(data, 'job_execution_duration') as job_execution_duration,
+        toUInt64(greatest(JSONExtractInt(data, 'count'), 0)) as log_count,
+        -- the scheduler's events carry no time of their own: Kafka's timestamp, else arrival
+        coalesce(_timestamp_ms, now64(3, 'UTC')) as received_at,
+        ifNull(_topic, 'analytics') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_cluster_ddl`.`analytics_queue`)
+  )
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_completions_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`job_completions_from_job_events_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`job_completions`
     as
@@ -1484,7 +1554,7 @@ select * from incoming
   )
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_events_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`job_events_from_jobs_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`job_events`
     as
@@ -1559,11 +1629,33 @@ select * from incoming
   )
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_log_lines_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`job_first_seen_from_job_events_mv`
     ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`job_log_lines`
+    to `analytics_cluster_ddl`.`job_first_seen`
     as
--- materialization_target_table: `analytics_cluster_ddl`.`job_log_lines`
+-- materialization_target_table: `analytics_cluster_ddl`.`job_first_seen`
+with incoming as (
+    select
+        user_id,
+        workflow_id,
+        job_id,
+        min(event_time) as first_event_time,
+        sipHash128('job', workflow_id, job_id) as dedup_key
+    from `analytics_cluster_ddl`.`job_events`
+    group by user_id, workflow_id, job_id
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_log_events_from_job_logs_queue_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_log_events`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_log_events`
 with
 accepted as (
     select *
@@ -1638,92 +1730,13 @@ select * from incoming
   )
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`jobs_first_seen_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_analytics_events_mv`
     ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`jobs_first_seen`
+    to `analytics_cluster_ddl`.`seen_keys`
     as
--- materialization_target_table: `analytics_cluster_ddl`.`jobs_first_seen`
-with incoming as (
-    select
-        user_id,
-        workflow_id,
-        job_id,
-        min(event_time) as first_event_time,
-        sipHash128('job', workflow_id, job_id) as dedup_key
-    from `analytics_cluster_ddl`.`job_events`
-    group by user_id, workflow_id, job_id
-)
-select * from incoming
-  where dedup_key not in (
-      select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events`)
-  )
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`legacy_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`legacy_events`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`legacy_events`
-with
-accepted as (
-    select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
-    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
-    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
-    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
-    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
-    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
-    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
-    ''
-  ) as _violation from `analytics_cluster_ddl`.`analytics_queue`)
-    where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
-      and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'WorkflowID_is_required: WorkflowID is missing or empty', 'analytics event refused, WorkflowID_is_required: WorkflowID is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS', 'analytics event refused, EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS') = 0
-      and throwIf(_offset IS NULL AND _violation = 'Data_is_an_object: Data is missing or not a JSON object', 'analytics event refused, Data_is_an_object: Data is missing or not a JSON object') = 0
-      and throwIf(_offset IS NULL AND _violation = 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind', 'analytics event refused, WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind') = 0
-      and throwIf(_offset IS NULL AND _violation = 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000', 'analytics event refused, JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000') = 0
-      and throwIf(_offset IS NULL AND _violation = 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295', 'analytics event refused, LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295') = 0
-      and _violation = ''
-),
-incoming as (
-    select
-        ifNull(EventKey, '') as event_key,
-        assumeNotNull(UserID) as user_id,
-        assumeNotNull(WorkflowID) as workflow_id,
-        assumeNotNull(EventType) as event_type,
-        toJSONString(Data) as data,
-        JSONExtractString(data, 'kind') as kind,
-        -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
-        toUInt64(greatest(floor(JSONExtractFloat(data, 'job_execution_duration')), 0)) as job_execution_seconds,
-        JSONExtractFloat(data, 'job_execution_duration') as job_execution_duration,
-        toUInt64(greatest(JSONExtractInt(data, 'count'), 0)) as log_count,
-        -- the legacy events carry no time of their own: Kafka's timestamp, else arrival
-        coalesce(_timestamp_ms, now64(3, 'UTC')) as received_at,
-        ifNull(_topic, 'analytics') as kafka_topic,
-    _partition as kafka_partition,
-    _offset as kafka_offset,
-    _timestamp_ms as kafka_timestamp,
-        multiIf(
-    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
-    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
-    from accepted
-    limit 1 by dedup_key
-)
-select * from incoming
-  where dedup_key not in (
-      select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select multiIf(
-    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
-    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_cluster_ddl`.`analytics_queue`)
-  )
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`analytics_events`
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_completions_mv`
@@ -1744,31 +1757,22 @@ select dedup_key as key
 from `analytics_cluster_ddl`.`job_events`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_log_lines_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_first_seen_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`seen_keys`
     as
 -- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
 select dedup_key as key
-from `analytics_cluster_ddl`.`job_log_lines`
+from `analytics_cluster_ddl`.`job_first_seen`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_jobs_first_seen_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_log_events_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`seen_keys`
     as
 -- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
 select dedup_key as key
-from `analytics_cluster_ddl`.`jobs_first_seen`
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_legacy_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`seen_keys`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
-select dedup_key as key
-from `analytics_cluster_ddl`.`legacy_events`
+from `analytics_cluster_ddl`.`job_log_events`
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_telemetry_events_mv`
@@ -1780,14 +1784,14 @@ select dedup_key as key
 from `analytics_cluster_ddl`.`telemetry_events`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_telemetry_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_telemetry_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
 -- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
@@ -1818,7 +1822,7 @@ from (
 where _violation != ''
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`telemetry_events_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`telemetry_events_from_telemetry_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`telemetry_events`
     as
@@ -1869,7 +1873,11 @@ incoming as (
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
-        if((match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)), toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
+        if(
+            (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)),
+            toFloat64OrNull(trim(both '"' from JSONExtractRaw(message, 'value'))),
+            null
+        ) as value,
         cast(message as JSON) as attributes,
         ifNull(_topic, 'telemetry') as kafka_topic,
     _partition as kafka_partition,
@@ -1929,6 +1937,27 @@ select * from `analytics_cluster_ddl`.`workflow_daily`
 where 0
 ;
 
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_analytics_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(received_at) as day,
+    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    toInt64(0) as workflow_events,
+    toInt64(sum(event_type = 'JOBS')) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(sum(if(event_type = 'JOBS', job_execution_seconds, 0))) as job_execution_seconds,
+    toInt64(sum(if(event_type = 'LOGS', log_count, 0))) as joblogs
+from `analytics_cluster_ddl`.`analytics_events`
+group by all
+;
+
 create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_completions_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`workflow_daily`
@@ -1938,40 +1967,19 @@ select
     user_id,
     workflow_id,
     toDate(ended_at) as day,
-    '' as kind,
+    max('') as kind,
     toInt64(0) as workflow_events,
     toInt64(0) as jobs,
-    toInt64(countIf(outcome = 'completed')) as jobs_completed,
-    toInt64(countIf(outcome = 'failed')) as jobs_failed,
-    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
-    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(sum(outcome = 'completed')) as jobs_completed,
+    toInt64(sum(outcome = 'failed')) as jobs_failed,
+    toInt64(sum(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sum(if(outcome in ('completed', 'failed'), duration_seconds, 0))) as job_execution_seconds,
     toInt64(0) as joblogs
 from `analytics_cluster_ddl`.`job_completions`
 group by all
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_log_lines_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`workflow_daily`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
-select
-    user_id,
-    workflow_id,
-    toDate(event_time) as day,
-    '' as kind,
-    toInt64(0) as workflow_events,
-    toInt64(0) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(0) as job_execution_seconds,
-    toInt64(sum(count)) as joblogs
-from `analytics_cluster_ddl`.`job_log_lines`
-group by all
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_jobs_first_seen_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_first_seen_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`workflow_daily`
     as
@@ -1980,19 +1988,19 @@ select
     user_id,
     workflow_id,
     toDate(first_event_time) as day,
-    '' as kind,
+    max('') as kind,
     toInt64(0) as workflow_events,
-    toInt64(count()) as jobs,
+    toInt64(sum(1)) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
     toInt64(0) as jobs_cancelled,
     toInt64(0) as job_execution_seconds,
     toInt64(0) as joblogs
-from `analytics_cluster_ddl`.`jobs_first_seen`
+from `analytics_cluster_ddl`.`job_first_seen`
 group by all
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_legacy_events_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_log_events_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`workflow_daily`
     as
@@ -2000,16 +2008,16 @@ create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_f
 select
     user_id,
     workflow_id,
-    toDate(received_at) as day,
-    maxIf(kind, event_type = 'WORKFLOWS') as kind,
+    toDate(event_time) as day,
+    max('') as kind,
     toInt64(0) as workflow_events,
-    toInt64(countIf(event_type = 'JOBS')) as jobs,
+    toInt64(0) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
     toInt64(0) as jobs_cancelled,
-    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
-    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
-from `analytics_cluster_ddl`.`legacy_events`
+    toInt64(0) as job_execution_seconds,
+    toInt64(sum(count)) as joblogs
+from `analytics_cluster_ddl`.`job_log_events`
 group by all
 ;
 
@@ -2025,47 +2033,47 @@ from `analytics_cluster_ddl`.`workflow_events`
 create or replace view `analytics_cluster_ddl`.`storage_topics`
     ON CLUSTER "analytics_cluster"
   as (
-with
+    with
 raw as (
-    select
-        'workflows' as topic,
-        'workflow_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'workflow_events')
+        select
+            'workflows' as topic,
+            'workflow_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'workflow_events')
     union all
-    select
-        'jobs' as topic,
-        'job_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_events')
+        select
+            'jobs' as topic,
+            'job_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_events')
     union all
-    select
-        'job_logs' as topic,
-        'job_log_lines' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_log_lines')
+        select
+            'job_logs' as topic,
+            'job_log_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_log_events')
     union all
-    select
-        'analytics' as topic,
-        'legacy_events' as raw_table,
-        count() as events,
-        min(received_at) as oldest,
-        max(received_at) as newest
-    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'legacy_events')
+        select
+            'analytics' as topic,
+            'analytics_events' as raw_table,
+            count() as events,
+            min(received_at) as oldest,
+            max(received_at) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'analytics_events')
     union all
-    select
-        'telemetry' as topic,
-        'telemetry_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'telemetry_events')
+        select
+            'telemetry' as topic,
+            'telemetry_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'telemetry_events')
 ),
 dead as (
     select
@@ -2100,7 +2108,7 @@ select
     workflow_id,
     toDate(event_time) as day,
     max(kind) as kind,
-    toInt64(count()) as workflow_events,
+    toInt64(sum(1)) as workflow_events,
     toInt64(0) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
@@ -2114,7 +2122,7 @@ group by all
 create or replace view `analytics_cluster_ddl`.`user_totals`
     ON CLUSTER "analytics_cluster"
   as (
-with workflows as (
+    with workflows as (
     select
         user_id,
         workflow_id,
@@ -2153,6 +2161,28 @@ select * from `analytics_cluster_ddl`.`workflow_totals`
 where 0
 ;
 
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_analytics_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    minOrNull(received_at) as first_event_at,
+    maxOrNull(received_at) as last_event_at,
+    toInt64(0) as workflow_events,
+    toInt64(sum(event_type = 'JOBS')) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(sum(if(event_type = 'JOBS', job_execution_seconds, 0))) as job_execution_seconds,
+    toInt64(sum(if(event_type = 'LOGS', log_count, 0))) as joblogs
+from `analytics_cluster_ddl`.`analytics_events`
+group by all
+;
+
 create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_completions_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`workflow_totals`
@@ -2161,21 +2191,21 @@ create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_
 select
     user_id,
     workflow_id,
-    '' as kind,
+    max('') as kind,
     minOrNull(ended_at) as first_event_at,
     maxOrNull(ended_at) as last_event_at,
     toInt64(0) as workflow_events,
     toInt64(0) as jobs,
-    toInt64(countIf(outcome = 'completed')) as jobs_completed,
-    toInt64(countIf(outcome = 'failed')) as jobs_failed,
-    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
-    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(sum(outcome = 'completed')) as jobs_completed,
+    toInt64(sum(outcome = 'failed')) as jobs_failed,
+    toInt64(sum(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sum(if(outcome in ('completed', 'failed'), duration_seconds, 0))) as job_execution_seconds,
     toInt64(0) as joblogs
 from `analytics_cluster_ddl`.`job_completions`
 group by all
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_log_lines_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_first_seen_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`workflow_totals`
     as
@@ -2183,7 +2213,29 @@ create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_
 select
     user_id,
     workflow_id,
-    '' as kind,
+    max('') as kind,
+    minOrNull(first_event_time) as first_event_at,
+    maxOrNull(first_event_time) as last_event_at,
+    toInt64(0) as workflow_events,
+    toInt64(sum(1)) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_cluster_ddl`.`job_first_seen`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_log_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    max('') as kind,
     minOrNull(event_time) as first_event_at,
     maxOrNull(event_time) as last_event_at,
     toInt64(0) as workflow_events,
@@ -2193,51 +2245,7 @@ select
     toInt64(0) as jobs_cancelled,
     toInt64(0) as job_execution_seconds,
     toInt64(sum(count)) as joblogs
-from `analytics_cluster_ddl`.`job_log_lines`
-group by all
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_jobs_first_seen_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`workflow_totals`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
-select
-    user_id,
-    workflow_id,
-    '' as kind,
-    minOrNull(first_event_time) as first_event_at,
-    maxOrNull(first_event_time) as last_event_at,
-    toInt64(0) as workflow_events,
-    toInt64(count()) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(0) as job_execution_seconds,
-    toInt64(0) as joblogs
-from `analytics_cluster_ddl`.`jobs_first_seen`
-group by all
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_legacy_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`workflow_totals`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
-select
-    user_id,
-    workflow_id,
-    maxIf(kind, event_type = 'WORKFLOWS') as kind,
-    minOrNull(received_at) as first_event_at,
-    maxOrNull(received_at) as last_event_at,
-    toInt64(0) as workflow_events,
-    toInt64(countIf(event_type = 'JOBS')) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
-    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
-from `analytics_cluster_ddl`.`legacy_events`
+from `analytics_cluster_ddl`.`job_log_events`
 group by all
 ;
 
@@ -2254,7 +2262,7 @@ select
     maxOrNull(event_time) as last_event_at,
     maxIfOrNull(event_time, event_name = 'terminated') as terminated_at,
     maxIfOrNull(event_time, event_name = 'deleted') as deleted_at,
-    toInt64(count()) as workflow_events,
+    toInt64(sum(1)) as workflow_events,
     toInt64(0) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
@@ -2265,14 +2273,14 @@ from `analytics_cluster_ddl`.`workflow_events`
 group by all
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_workflows_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_workflows_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
 -- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
@@ -2298,7 +2306,7 @@ from (
 where _violation != ''
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_events_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_events_from_workflows_queue_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`workflow_events`
     as

@@ -1,3 +1,91 @@
+-- model analytics_events
+-- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, received_at, dedup_key)", "partition_by": "toYYYYMM(received_at)"}
+select
+    cast('' as String) as event_key,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as LowCardinality(String)) as event_type,
+    cast('' as LowCardinality(String)) as kind,
+    cast(0 as UInt64) as job_execution_seconds,
+    cast(0 as Float64) as job_execution_duration,
+    cast(0 as UInt64) as log_count,
+    cast('' as String) as data,
+    cast(0 as DateTime64(3, 'UTC')) as received_at,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    toFixedString('', 16) as dedup_key
+where 0
+
+-- model analytics_events_from_analytics_queue_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`analytics_events`
+
+
+with
+accepted as (
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation from `analytics_compile`.`analytics_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WorkflowID_is_required: WorkflowID is missing or empty', 'analytics event refused, WorkflowID_is_required: WorkflowID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS', 'analytics event refused, EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS') = 0
+      and throwIf(_offset IS NULL AND _violation = 'Data_is_an_object: Data is missing or not a JSON object', 'analytics event refused, Data_is_an_object: Data is missing or not a JSON object') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind', 'analytics event refused, WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind') = 0
+      and throwIf(_offset IS NULL AND _violation = 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000', 'analytics event refused, JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000') = 0
+      and throwIf(_offset IS NULL AND _violation = 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295', 'analytics event refused, LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295') = 0
+      and _violation = ''
+),
+
+incoming as (
+    select
+        ifNull(EventKey, '') as event_key,
+        assumeNotNull(UserID) as user_id,
+        assumeNotNull(WorkflowID) as workflow_id,
+        assumeNotNull(EventType) as event_type,
+        toJSONString(Data) as data,
+        JSONExtractString(data, 'kind') as kind,
+        -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
+        toUInt64(greatest(floor(JSONExtractFloat(data, 'job_execution_duration')), 0)) as job_execution_seconds,
+        JSONExtractFloat(data, 'job_execution_duration') as job_execution_duration,
+        toUInt64(greatest(JSONExtractInt(data, 'count'), 0)) as log_count,
+        -- the scheduler's events carry no time of their own: Kafka's timestamp, else arrival
+        coalesce(_timestamp_ms, now64(3, 'UTC')) as received_at,
+        ifNull(_topic, 'analytics') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+
+
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_compile`.`seen_keys`
+      where key in (select multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_compile`.`analytics_queue`)
+  )
+
 -- model analytics_messages
 -- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_analytics", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "analytics"}}
 select
@@ -64,20 +152,20 @@ from `analytics_compile`.`analytics_messages`
 -- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(topic, partition, offset)", "settings": {"allow_nullable_key": 1}}
 select
     cast('' as LowCardinality(String)) as topic,
-    cast(null as Nullable(UInt64)) as partition,
+    cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
     cast('' as String) as raw_message,
     cast('' as String) as error,
     now64(3, 'UTC') as received_at
 where 0
 
--- model dead_letters_from_analytics_mv
+-- model dead_letters_from_analytics_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
@@ -101,13 +189,13 @@ from (
 )
 where _violation != ''
 
--- model dead_letters_from_job_logs_mv
+-- model dead_letters_from_job_logs_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
@@ -139,13 +227,13 @@ from (
 )
 where _violation != ''
 
--- model dead_letters_from_jobs_mv
+-- model dead_letters_from_jobs_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
@@ -177,13 +265,13 @@ from (
 )
 where _violation != ''
 
--- model dead_letters_from_telemetry_mv
+-- model dead_letters_from_telemetry_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
@@ -213,13 +301,13 @@ from (
 )
 where _violation != ''
 
--- model dead_letters_from_workflows_mv
+-- model dead_letters_from_workflows_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
 select
     assumeNotNull(_topic) as topic,
-    _partition as partition,
+    _partition as "partition",
     _offset as offset,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
@@ -258,7 +346,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model job_completions_mv
+-- model job_completions_from_job_events_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`job_completions`
 
@@ -288,6 +376,55 @@ select * from incoming
       where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_compile`.`job_events`)
   )
 
+-- model job_current
+-- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
+group by user_id, workflow_id, job_id
+having 0
+
+-- model job_current_from_job_events_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`job_current`
+
+
+with staged as (
+    select
+        *,
+        -- later lifecycle stages win when two events share a timestamp
+        tuple(event_time, transform(
+            event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
+            [1, 2, 3, 3, 3], 0
+        )) as position
+    from `analytics_compile`.`job_events`
+)
+
+select
+    user_id,
+    workflow_id,
+    job_id,
+    argMaxState(event_name, position) as last_event,
+    -- an event without a status does not erase the one before it
+    argMaxState(status, if(status != '', position, tuple(toDateTime64(0, 3, 'UTC'), toUInt8(0)))) as last_status,
+    min(event_time) as first_event_time,
+    max(event_time) as last_event_time,
+    max(scheduled_at) as scheduled_at,
+    max(started_at) as started_at,
+    max(completed_at) as completed_at,
+    count() as events
+from staged
+group by user_id, workflow_id, job_id
+
 -- model job_duration_daily
 -- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, day)", "partition_by": "toYYYYMMDD(day)", "settings": {"index_granularity": 1024}}
 select
@@ -297,6 +434,20 @@ select
     quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(cast(0 as Float64)) as duration_seconds_quantiles
 group by user_id, workflow_id, day
 having 0
+
+-- model job_duration_daily_from_analytics_events_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`job_duration_daily`
+
+
+select
+    user_id,
+    workflow_id,
+    toDate(received_at) as day,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(job_execution_duration) as duration_seconds_quantiles
+from `analytics_compile`.`analytics_events`
+where event_type = 'JOBS'
+group by all
 
 -- model job_duration_daily_from_job_completions_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
@@ -310,20 +461,6 @@ select
     quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(duration) as duration_seconds_quantiles
 from `analytics_compile`.`job_completions`
 where outcome in ('completed', 'failed')
-group by all
-
--- model job_duration_daily_from_legacy_events_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`job_duration_daily`
-
-
-select
-    user_id,
-    workflow_id,
-    toDate(received_at) as day,
-    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(job_execution_duration) as duration_seconds_quantiles
-from `analytics_compile`.`legacy_events`
-where event_type = 'JOBS'
 group by all
 
 -- model job_events
@@ -347,7 +484,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model job_events_mv
+-- model job_events_from_jobs_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`job_events`
 
@@ -424,7 +561,40 @@ select * from incoming
       where key in (select sipHash128('jobs', event_id) from `analytics_compile`.`jobs_queue`)
   )
 
--- model job_log_lines
+-- model job_first_seen
+-- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
+    toFixedString('', 16) as dedup_key
+where 0
+
+-- model job_first_seen_from_job_events_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`job_first_seen`
+
+
+with incoming as (
+    select
+        user_id,
+        workflow_id,
+        job_id,
+        min(event_time) as first_event_time,
+        sipHash128('job', workflow_id, job_id) as dedup_key
+    from `analytics_compile`.`job_events`
+    group by user_id, workflow_id, job_id
+)
+
+
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_compile`.`seen_keys`
+      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_compile`.`job_events`)
+  )
+
+-- model job_log_events
 -- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key)", "partition_by": "toYYYYMMDD(event_time)", "settings": {"ttl_only_drop_parts": 1}}
 -- post-hooks ["{{ apply_log_retention(this) }}", "{{ add_job_log_line_indexes(this) }}"]
 select
@@ -446,9 +616,9 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model job_log_lines_mv
+-- model job_log_events_from_job_logs_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`job_log_lines`
+-- materialization_target_table: `analytics_compile`.`job_log_events`
 
 
 with
@@ -541,7 +711,7 @@ select
     cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_line_at
 where 0
 
--- model job_log_totals_from_job_log_lines_mv
+-- model job_log_totals_from_job_log_events_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`job_log_totals`
 
@@ -555,7 +725,7 @@ select
     min(event_time) as first_event_at,
     minIfOrNull(event_time, is_line) as first_line_at,
     maxIfOrNull(event_time, is_line) as last_line_at
-from `analytics_compile`.`job_log_lines`
+from `analytics_compile`.`job_log_events`
 group by user_id, workflow_id, job_id
 
 -- model job_logs_messages
@@ -669,88 +839,8 @@ select
     max(started_at) as started_at,
     max(completed_at) as completed_at,
     sum(events) as events
-from `analytics_compile`.`jobs_current`
+from `analytics_compile`.`job_current`
 group by user_id, workflow_id, job_id
-
--- model jobs_current
--- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
-    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
-    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
-group by user_id, workflow_id, job_id
-having 0
-
--- model jobs_current_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`jobs_current`
-
-
-with staged as (
-    select
-        *,
-        -- later lifecycle stages win when two events share a timestamp
-        tuple(event_time, transform(event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
-                                    [1, 2, 3, 3, 3], 0)) as position
-    from `analytics_compile`.`job_events`
-)
-
-select
-    user_id,
-    workflow_id,
-    job_id,
-    argMaxState(event_name, position) as last_event,
-    -- an event without a status does not erase the one before it
-    argMaxState(status, if(status != '', position, tuple(toDateTime64(0, 3, 'UTC'), toUInt8(0)))) as last_status,
-    min(event_time) as first_event_time,
-    max(event_time) as last_event_time,
-    max(scheduled_at) as scheduled_at,
-    max(started_at) as started_at,
-    max(completed_at) as completed_at,
-    count() as events
-from staged
-group by user_id, workflow_id, job_id
-
--- model jobs_first_seen
--- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
-    toFixedString('', 16) as dedup_key
-where 0
-
--- model jobs_first_seen_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`jobs_first_seen`
-
-
-with incoming as (
-    select
-        user_id,
-        workflow_id,
-        job_id,
-        min(event_time) as first_event_time,
-        sipHash128('job', workflow_id, job_id) as dedup_key
-    from `analytics_compile`.`job_events`
-    group by user_id, workflow_id, job_id
-)
-
-
-select * from incoming
-  where dedup_key not in (
-      select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_compile`.`job_events`)
-  )
 
 -- model jobs_messages
 -- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092,kafka-2:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_jobs", "kafka_max_block_size": 65536, "kafka_num_consumers": 1, "kafka_topic_list": "jobs"}}
@@ -844,105 +934,25 @@ from `analytics_compile`.`jobs_messages`
 select
     cast('' as String) as consumer_group,
     cast('' as LowCardinality(String)) as topic,
-    cast(0 as UInt32) as partition,
+    cast(0 as UInt32) as "partition",
     cast(-1 as Int64) as committed_offset,
     cast(0 as Int64) as high_watermark,
     cast(0 as Int64) as lag,
     now64(3, 'UTC') as measured_at
 where 0
 
--- model legacy_events
--- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, received_at, dedup_key)", "partition_by": "toYYYYMM(received_at)"}
-select
-    cast('' as String) as event_key,
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as LowCardinality(String)) as event_type,
-    cast('' as LowCardinality(String)) as kind,
-    cast(0 as UInt64) as job_execution_seconds,
-    cast(0 as Float64) as job_execution_duration,
-    cast(0 as UInt64) as log_count,
-    cast('' as String) as data,
-    cast(0 as DateTime64(3, 'UTC')) as received_at,
-    cast('' as LowCardinality(String)) as kafka_topic,
-    cast(null as Nullable(UInt64)) as kafka_partition,
-    cast(null as Nullable(UInt64)) as kafka_offset,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
-    toFixedString('', 16) as dedup_key
-where 0
-
--- model legacy_events_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`legacy_events`
-
-
-with
-accepted as (
-    select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
-    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
-    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
-    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
-    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
-    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
-    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
-    ''
-  ) as _violation from `analytics_compile`.`analytics_queue`)
-    where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
-      and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'WorkflowID_is_required: WorkflowID is missing or empty', 'analytics event refused, WorkflowID_is_required: WorkflowID is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS', 'analytics event refused, EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS') = 0
-      and throwIf(_offset IS NULL AND _violation = 'Data_is_an_object: Data is missing or not a JSON object', 'analytics event refused, Data_is_an_object: Data is missing or not a JSON object') = 0
-      and throwIf(_offset IS NULL AND _violation = 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind', 'analytics event refused, WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind') = 0
-      and throwIf(_offset IS NULL AND _violation = 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000', 'analytics event refused, JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000') = 0
-      and throwIf(_offset IS NULL AND _violation = 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295', 'analytics event refused, LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295') = 0
-      and _violation = ''
-),
-
-incoming as (
-    select
-        ifNull(EventKey, '') as event_key,
-        assumeNotNull(UserID) as user_id,
-        assumeNotNull(WorkflowID) as workflow_id,
-        assumeNotNull(EventType) as event_type,
-        toJSONString(Data) as data,
-        JSONExtractString(data, 'kind') as kind,
-        -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
-        toUInt64(greatest(floor(JSONExtractFloat(data, 'job_execution_duration')), 0)) as job_execution_seconds,
-        JSONExtractFloat(data, 'job_execution_duration') as job_execution_duration,
-        toUInt64(greatest(JSONExtractInt(data, 'count'), 0)) as log_count,
-        -- the legacy events carry no time of their own: Kafka's timestamp, else arrival
-        coalesce(_timestamp_ms, now64(3, 'UTC')) as received_at,
-        ifNull(_topic, 'analytics') as kafka_topic,
-    _partition as kafka_partition,
-    _offset as kafka_offset,
-    _timestamp_ms as kafka_timestamp,
-        multiIf(
-    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
-    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
-    from accepted
-    limit 1 by dedup_key
-)
-
-
-select * from incoming
-  where dedup_key not in (
-      select key from `analytics_compile`.`seen_keys`
-      where key in (select multiIf(
-    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
-    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_compile`.`analytics_queue`)
-  )
-
 -- model seen_keys
 -- config {"enabled": true, "engine": "EmbeddedRocksDB()", "materialized": "incremental", "primary_key": "key"}
 select toFixedString('', 16) as key
 where 0
+
+-- model seen_keys_from_analytics_events_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`seen_keys`
+
+
+select dedup_key as key
+from `analytics_compile`.`analytics_events`
 
 -- model seen_keys_from_job_completions_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
@@ -960,29 +970,21 @@ from `analytics_compile`.`job_completions`
 select dedup_key as key
 from `analytics_compile`.`job_events`
 
--- model seen_keys_from_job_log_lines_mv
+-- model seen_keys_from_job_first_seen_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`seen_keys`
 
 
 select dedup_key as key
-from `analytics_compile`.`job_log_lines`
+from `analytics_compile`.`job_first_seen`
 
--- model seen_keys_from_jobs_first_seen_mv
+-- model seen_keys_from_job_log_events_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`seen_keys`
 
 
 select dedup_key as key
-from `analytics_compile`.`jobs_first_seen`
-
--- model seen_keys_from_legacy_events_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`seen_keys`
-
-
-select dedup_key as key
-from `analytics_compile`.`legacy_events`
+from `analytics_compile`.`job_log_events`
 
 -- model seen_keys_from_telemetry_events_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
@@ -1005,10 +1007,12 @@ from `analytics_compile`.`workflow_events`
 select
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
-    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    toUInt32OrNull(
+        extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')
+    ) as log_retention_hours,
     extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
 from system.tables
-where database = 'analytics_compile' and name = 'job_log_lines'
+where database = 'analytics_compile' and name = 'job_log_events'
 
 -- model storage_tables
 -- config {"enabled": true, "materialized": "view"}
@@ -1016,7 +1020,7 @@ with
 parts as (
     select
         table,
-        sum(rows) as rows,
+        sum("rows") as "rows",
         count() as parts,
         sum(bytes_on_disk) as bytes_on_disk,
         sum(data_compressed_bytes) as compressed_bytes,
@@ -1040,7 +1044,7 @@ tables as (
 select
     tables.table as table,
     tables.engine as engine,
-    toUInt64(if(parts.table != '', parts.rows, ifNull(tables.total_rows, 0))) as rows,
+    toUInt64(if(parts.table != '', parts."rows", ifNull(tables.total_rows, 0))) as "rows",
     toUInt64(ifNull(parts.parts, 0)) as parts,
     toUInt64(if(parts.table != '', parts.bytes_on_disk, ifNull(tables.total_bytes, 0))) as bytes_on_disk,
     toUInt64(ifNull(parts.compressed_bytes, 0)) as compressed_bytes,
@@ -1048,7 +1052,7 @@ select
     if(compressed_bytes > 0, uncompressed_bytes / compressed_bytes, null) as compression_ratio,
     tables.ttl as ttl
 from tables
-left join parts on parts.table = tables.table
+left join parts on tables.table = parts.table
 order by table
 settings optimize_trivial_approximate_count_query = 1
 
@@ -1056,45 +1060,45 @@ settings optimize_trivial_approximate_count_query = 1
 -- config {"enabled": true, "materialized": "view"}
 with
 raw as (
-    select
-        'workflows' as topic,
-        'workflow_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`workflow_events`
+        select
+            'workflows' as topic,
+            'workflow_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`workflow_events`
     union all
-    select
-        'jobs' as topic,
-        'job_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`job_events`
+        select
+            'jobs' as topic,
+            'job_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`job_events`
     union all
-    select
-        'job_logs' as topic,
-        'job_log_lines' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`job_log_lines`
+        select
+            'job_logs' as topic,
+            'job_log_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`job_log_events`
     union all
-    select
-        'analytics' as topic,
-        'legacy_events' as raw_table,
-        count() as events,
-        min(received_at) as oldest,
-        max(received_at) as newest
-    from `analytics_compile`.`legacy_events`
+        select
+            'analytics' as topic,
+            'analytics_events' as raw_table,
+            count() as events,
+            min(received_at) as oldest,
+            max(received_at) as newest
+        from `analytics_compile`.`analytics_events`
     union all
-    select
-        'telemetry' as topic,
-        'telemetry_events' as raw_table,
-        count() as events,
-        min(event_time) as oldest,
-        max(event_time) as newest
-    from `analytics_compile`.`telemetry_events`
+        select
+            'telemetry' as topic,
+            'telemetry_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from `analytics_compile`.`telemetry_events`
 ),
 
 dead as (
@@ -1137,7 +1141,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model telemetry_events_mv
+-- model telemetry_events_from_telemetry_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`telemetry_events`
 
@@ -1189,7 +1193,11 @@ incoming as (
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
-        if((match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)), toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
+        if(
+            (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)),
+            toFloat64OrNull(trim(both '"' from JSONExtractRaw(message, 'value'))),
+            null
+        ) as value,
         cast(message as JSON) as attributes,
         ifNull(_topic, 'telemetry') as kafka_topic,
     _partition as kafka_partition,
@@ -1200,6 +1208,7 @@ incoming as (
     from accepted
     limit 1 by dedup_key
 )
+
 
 
 select * from incoming
@@ -1289,6 +1298,28 @@ select
     cast(0 as SimpleAggregateFunction(sum, Int64)) as joblogs
 where 0
 
+-- model workflow_daily_from_analytics_events_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflow_daily`
+
+
+select
+    user_id,
+    workflow_id,
+    toDate(received_at) as day,
+    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    
+    
+    toInt64(0) as workflow_events,
+    toInt64(sum(event_type = 'JOBS')) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(sum(if(event_type = 'JOBS', job_execution_seconds, 0))) as job_execution_seconds,
+    toInt64(sum(if(event_type = 'LOGS', log_count, 0))) as joblogs
+from `analytics_compile`.`analytics_events`
+group by all
+
 -- model workflow_daily_from_job_completions_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`workflow_daily`
@@ -1298,20 +1329,42 @@ select
     user_id,
     workflow_id,
     toDate(ended_at) as day,
-    '' as kind,
+    max('') as kind,
     
     
     toInt64(0) as workflow_events,
     toInt64(0) as jobs,
-    toInt64(countIf(outcome = 'completed')) as jobs_completed,
-    toInt64(countIf(outcome = 'failed')) as jobs_failed,
-    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
-    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(sum(outcome = 'completed')) as jobs_completed,
+    toInt64(sum(outcome = 'failed')) as jobs_failed,
+    toInt64(sum(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sum(if(outcome in ('completed', 'failed'), duration_seconds, 0))) as job_execution_seconds,
     toInt64(0) as joblogs
 from `analytics_compile`.`job_completions`
 group by all
 
--- model workflow_daily_from_job_log_lines_mv
+-- model workflow_daily_from_job_first_seen_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflow_daily`
+
+
+select
+    user_id,
+    workflow_id,
+    toDate(first_event_time) as day,
+    max('') as kind,
+    
+    
+    toInt64(0) as workflow_events,
+    toInt64(sum(1)) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_compile`.`job_first_seen`
+group by all
+
+-- model workflow_daily_from_job_log_events_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`workflow_daily`
 
@@ -1320,7 +1373,7 @@ select
     user_id,
     workflow_id,
     toDate(event_time) as day,
-    '' as kind,
+    max('') as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1330,51 +1383,7 @@ select
     toInt64(0) as jobs_cancelled,
     toInt64(0) as job_execution_seconds,
     toInt64(sum(count)) as joblogs
-from `analytics_compile`.`job_log_lines`
-group by all
-
--- model workflow_daily_from_jobs_first_seen_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`workflow_daily`
-
-
-select
-    user_id,
-    workflow_id,
-    toDate(first_event_time) as day,
-    '' as kind,
-    
-    
-    toInt64(0) as workflow_events,
-    toInt64(count()) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(0) as job_execution_seconds,
-    toInt64(0) as joblogs
-from `analytics_compile`.`jobs_first_seen`
-group by all
-
--- model workflow_daily_from_legacy_events_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`workflow_daily`
-
-
-select
-    user_id,
-    workflow_id,
-    toDate(received_at) as day,
-    maxIf(kind, event_type = 'WORKFLOWS') as kind,
-    
-    
-    toInt64(0) as workflow_events,
-    toInt64(countIf(event_type = 'JOBS')) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
-    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
-from `analytics_compile`.`legacy_events`
+from `analytics_compile`.`job_log_events`
 group by all
 
 -- model workflow_daily_from_workflow_events_mv
@@ -1389,7 +1398,7 @@ select
     max(kind) as kind,
     
     
-    toInt64(count()) as workflow_events,
+    toInt64(sum(1)) as workflow_events,
     toInt64(0) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
@@ -1416,7 +1425,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model workflow_events_mv
+-- model workflow_events_from_workflows_queue_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`workflow_events`
 
@@ -1495,6 +1504,29 @@ select
     cast(0 as SimpleAggregateFunction(sum, Int64)) as joblogs
 where 0
 
+-- model workflow_totals_from_analytics_events_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflow_totals`
+
+
+select
+    user_id,
+    workflow_id,
+    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    
+    minOrNull(received_at) as first_event_at,
+    maxOrNull(received_at) as last_event_at,
+    
+    toInt64(0) as workflow_events,
+    toInt64(sum(event_type = 'JOBS')) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(sum(if(event_type = 'JOBS', job_execution_seconds, 0))) as job_execution_seconds,
+    toInt64(sum(if(event_type = 'LOGS', log_count, 0))) as joblogs
+from `analytics_compile`.`analytics_events`
+group by all
+
 -- model workflow_totals_from_job_completions_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`workflow_totals`
@@ -1503,22 +1535,22 @@ where 0
 select
     user_id,
     workflow_id,
-    '' as kind,
+    max('') as kind,
     
     minOrNull(ended_at) as first_event_at,
     maxOrNull(ended_at) as last_event_at,
     
     toInt64(0) as workflow_events,
     toInt64(0) as jobs,
-    toInt64(countIf(outcome = 'completed')) as jobs_completed,
-    toInt64(countIf(outcome = 'failed')) as jobs_failed,
-    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
-    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(sum(outcome = 'completed')) as jobs_completed,
+    toInt64(sum(outcome = 'failed')) as jobs_failed,
+    toInt64(sum(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sum(if(outcome in ('completed', 'failed'), duration_seconds, 0))) as job_execution_seconds,
     toInt64(0) as joblogs
 from `analytics_compile`.`job_completions`
 group by all
 
--- model workflow_totals_from_job_log_lines_mv
+-- model workflow_totals_from_job_first_seen_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`workflow_totals`
 
@@ -1526,7 +1558,30 @@ group by all
 select
     user_id,
     workflow_id,
-    '' as kind,
+    max('') as kind,
+    
+    minOrNull(first_event_time) as first_event_at,
+    maxOrNull(first_event_time) as last_event_at,
+    
+    toInt64(0) as workflow_events,
+    toInt64(sum(1)) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_compile`.`job_first_seen`
+group by all
+
+-- model workflow_totals_from_job_log_events_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflow_totals`
+
+
+select
+    user_id,
+    workflow_id,
+    max('') as kind,
     
     minOrNull(event_time) as first_event_at,
     maxOrNull(event_time) as last_event_at,
@@ -1538,53 +1593,7 @@ select
     toInt64(0) as jobs_cancelled,
     toInt64(0) as job_execution_seconds,
     toInt64(sum(count)) as joblogs
-from `analytics_compile`.`job_log_lines`
-group by all
-
--- model workflow_totals_from_jobs_first_seen_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`workflow_totals`
-
-
-select
-    user_id,
-    workflow_id,
-    '' as kind,
-    
-    minOrNull(first_event_time) as first_event_at,
-    maxOrNull(first_event_time) as last_event_at,
-    
-    toInt64(0) as workflow_events,
-    toInt64(count()) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(0) as job_execution_seconds,
-    toInt64(0) as joblogs
-from `analytics_compile`.`jobs_first_seen`
-group by all
-
--- model workflow_totals_from_legacy_events_mv
--- config {"enabled": true, "materialized": "materialized_view"}
--- materialization_target_table: `analytics_compile`.`workflow_totals`
-
-
-select
-    user_id,
-    workflow_id,
-    maxIf(kind, event_type = 'WORKFLOWS') as kind,
-    
-    minOrNull(received_at) as first_event_at,
-    maxOrNull(received_at) as last_event_at,
-    
-    toInt64(0) as workflow_events,
-    toInt64(countIf(event_type = 'JOBS')) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
-    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
-from `analytics_compile`.`legacy_events`
+from `analytics_compile`.`job_log_events`
 group by all
 
 -- model workflow_totals_from_workflow_events_mv
@@ -1602,7 +1611,7 @@ select
     maxIfOrNull(event_time, event_name = 'terminated') as terminated_at,
     maxIfOrNull(event_time, event_name = 'deleted') as deleted_at,
     
-    toInt64(count()) as workflow_events,
+    toInt64(sum(1)) as workflow_events,
     toInt64(0) as jobs,
     toInt64(0) as jobs_completed,
     toInt64(0) as jobs_failed,
@@ -1687,11 +1696,11 @@ from `analytics_compile`.`workflows_messages`
 
 -- disabled job_duration_daily_all
 
--- disabled job_log_lines_all
+-- disabled job_first_seen_all
+
+-- disabled job_log_events_all
 
 -- disabled job_log_totals_all
-
--- disabled jobs_first_seen_all
 
 -- disabled workflow_daily_all
 

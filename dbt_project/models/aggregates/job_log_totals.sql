@@ -1,8 +1,9 @@
 {#-
   Per job, what its log events added up to, kept after the lines themselves expire: `lines`
   (events that carried a line), `entries` (the sum of `count`, as total_joblogs counts them),
-  when its first log event was logged and when its first and last lines were. A job's lines were removed by retention when
-  `lines` exceeds the lines job_log_lines still holds for it. Sum the counters over a key's rows.
+  when its first log event was logged and when its first and last lines were. A job's lines were
+  removed by retention when `lines` exceeds the lines job_log_events still holds for it. Sum the
+  counters over a key's rows.
 -#}
 {{ config(
     engine=engine('AggregatingMergeTree'),

@@ -11,7 +11,7 @@
 
 select
     cast('' as LowCardinality(String)) as topic,
-    cast(null as Nullable(UInt64)) as partition,
+    cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
     cast('' as String) as raw_message,
     cast('' as String) as error,

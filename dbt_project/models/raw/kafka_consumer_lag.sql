@@ -11,7 +11,7 @@
 select
     cast('' as String) as consumer_group,
     cast('' as LowCardinality(String)) as topic,
-    cast(0 as UInt32) as partition,
+    cast(0 as UInt32) as "partition",
     cast(-1 as Int64) as committed_offset,
     cast(0 as Int64) as high_watermark,
     cast(0 as Int64) as lag,

@@ -1,6 +1,4 @@
-{#- Each job's current state, finalised from jobs_current, for ad-hoc SQL. -#}
-{{ config(materialized='view') }}
-
+{#- Each job's current state, finalised from job_current, for ad-hoc SQL. -#}
 select
     user_id,
     workflow_id,
@@ -13,5 +11,5 @@ select
     max(started_at) as started_at,
     max(completed_at) as completed_at,
     sum(events) as events
-from {{ ref('jobs_current') }}
+from {{ ref('job_current') }}
 group by user_id, workflow_id, job_id

@@ -4,12 +4,12 @@
   line is kept). log_retention_hours is null when the TTL was set by hand in another form; ttl
   shows it as ClickHouse does.
 -#}
-{{ config(materialized='view') }}
-
 select
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
-    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    toUInt32OrNull(
+        extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')
+    ) as log_retention_hours,
     extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
 from system.tables
-where database = '{{ ref("job_log_lines").schema }}' and name = '{{ ref("job_log_lines").identifier }}'
+where database = '{{ ref("job_log_events").schema }}' and name = '{{ ref("job_log_events").identifier }}'

@@ -5,13 +5,11 @@
   system.tables reports with optimize_trivial_approximate_count_query. Landing tables (Null,
   Kafka) hold nothing and are left out. On a cluster the parts of one replica of every shard add up.
 -#}
-{{ config(materialized='view') }}
-
 with
 parts as (
     select
         table,
-        sum(rows) as rows,
+        sum("rows") as "rows",
         count() as parts,
         sum(bytes_on_disk) as bytes_on_disk,
         sum(data_compressed_bytes) as compressed_bytes,
@@ -35,7 +33,7 @@ tables as (
 select
     tables.table as table,
     tables.engine as engine,
-    toUInt64(if(parts.table != '', parts.rows, ifNull(tables.total_rows, 0))) as rows,
+    toUInt64(if(parts.table != '', parts."rows", ifNull(tables.total_rows, 0))) as "rows",
     toUInt64(ifNull(parts.parts, 0)) as parts,
     toUInt64(if(parts.table != '', parts.bytes_on_disk, ifNull(tables.total_bytes, 0))) as bytes_on_disk,
     toUInt64(ifNull(parts.compressed_bytes, 0)) as compressed_bytes,
@@ -43,6 +41,6 @@ select
     if(compressed_bytes > 0, uncompressed_bytes / compressed_bytes, null) as compression_ratio,
     tables.ttl as ttl
 from tables
-left join parts on parts.table = tables.table
+left join parts on tables.table = parts.table
 order by table
 settings optimize_trivial_approximate_count_query = 1

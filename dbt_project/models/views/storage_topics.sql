@@ -5,25 +5,23 @@
   min, max and count come from the parts' own metadata (every raw table is partitioned by its
   time), so this reads no rows.
 -#}
-{{ config(materialized='view') }}
-
 with
 raw as (
     {%- for topic, model, time_column in [
         ('workflows', 'workflow_events', 'event_time'),
         ('jobs', 'job_events', 'event_time'),
-        ('job_logs', 'job_log_lines', 'event_time'),
-        ('analytics', 'legacy_events', 'received_at'),
+        ('job_logs', 'job_log_events', 'event_time'),
+        ('analytics', 'analytics_events', 'received_at'),
         ('telemetry', 'telemetry_events', 'event_time'),
     ] %}
-    select
-        '{{ topic }}' as topic,
-        '{{ model }}' as raw_table,
-        count() as events,
-        min({{ time_column }}) as oldest,
-        max({{ time_column }}) as newest
-    from {{ storage_raw_table(model) }}
-    {{- '\n    union all' if not loop.last }}
+        select
+            '{{ topic }}' as topic,
+            '{{ model }}' as raw_table,
+            count() as events,
+            min({{ time_column }}) as oldest,
+            max({{ time_column }}) as newest
+        from {{ storage_raw_table(model) }}
+        {{- '\n    union all' if not loop.last }}
     {%- endfor %}
 ),
 

@@ -1,6 +1,4 @@
 {#- The GetUserAnalytics numbers for every user, for ad-hoc SQL. -#}
-{{ config(materialized='view') }}
-
 with workflows as (
     select
         user_id,

@@ -1,0 +1,47 @@
+"""`analytics clickhouse`: the embedded ClickHouse alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from analytics.extras import requires
+from analytics.settings import configure_logging, load_settings
+from core.settings.clickhouse import EmbeddedClickHouseSettings
+
+
+@click.command()
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="chDB data directory (ANALYTICS_CLICKHOUSE_DATA_DIR)."
+)
+@click.option("--http-port", type=int, help="HTTP port (ANALYTICS_CLICKHOUSE_HTTP_PORT, default 8123).")
+@click.option("--host", help="Listen address (ANALYTICS_CLICKHOUSE_HOST, default 127.0.0.1).")
+@click.option("--user", help="User name clients must give (ANALYTICS_CLICKHOUSE_USER, default 'default').")
+@click.option("--password", help="Password clients must give (ANALYTICS_CLICKHOUSE_PASSWORD, default none).")
+@click.option(
+    "--allow-file-access",
+    is_flag=True,
+    default=None,
+    help="Let clients' SQL reach the server's files and network: file(), url(), INTO OUTFILE... "
+    "(ANALYTICS_CLICKHOUSE_ALLOW_FILE_ACCESS, default off).",
+)
+def clickhouse(data_dir, http_port, host, user, password, allow_file_access) -> None:
+    """Run the embedded ClickHouse (chDB behind the ClickHouse HTTP interface) in the foreground."""
+    settings = load_settings(
+        clickhouse_data_dir=data_dir,
+        clickhouse_http_port=http_port,
+        clickhouse_host=host,
+        clickhouse_user=user,
+        clickhouse_password=password,
+        clickhouse_allow_file_access=allow_file_access,
+    )
+    configure_logging(settings)
+    with requires("embedded", "clickhouse"):
+        from embedded.engine import DataDirectoryInUse
+        from embedded.server import InsecureBind, serve_settings
+
+    try:
+        serve_settings(settings.slice(EmbeddedClickHouseSettings))
+    except (DataDirectoryInUse, InsecureBind) as error:
+        raise click.ClickException(str(error)) from None

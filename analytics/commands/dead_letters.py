@@ -1,0 +1,78 @@
+"""`analytics dead-letters` and `analytics dead-letters replay` (the work is in operations.dead_letters)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from analytics.extras import requires
+from analytics.settings import load_settings
+from core.settings.schema import SchemaSettings
+
+_TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+_topic_option = click.option("--topic", help="Only this topic (workflows, jobs, job_logs, analytics, telemetry).")
+_since_option = click.option(
+    "--since", type=click.DateTime(formats=_TIME_FORMATS), help="Only those received at or after TIME (UTC)."
+)
+_clickhouse_option = click.option("--clickhouse-url", help="ClickHouse with the schema (ANALYTICS_CLICKHOUSE_URL).")
+
+
+def _utc(moment):
+    return moment.replace(tzinfo=dt.UTC) if moment is not None else None
+
+
+@click.group("dead-letters", invoke_without_command=True)
+@_topic_option
+@_since_option
+@_clickhouse_option
+@click.pass_context
+def dead_letters(ctx, topic, since, clickhouse_url) -> None:
+    """Kafka messages that could not be taken in, grouped by topic and error (`replay` feeds them back)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with requires("dbt", "dead-letters"):
+        from operations.dead_letters import summarize
+
+    settings = load_settings(clickhouse_url=clickhouse_url).slice(SchemaSettings)
+    groups = summarize(settings, topic=topic, since=_utc(since))
+    if not groups:
+        click.echo("no dead letters")
+        return
+    click.echo(f"{'topic':24} {'messages':>8}  {'first received':23}  {'last received':23}  error")
+    for group in groups:
+        click.echo(
+            f"{group.topic:24} {group.messages:>8}  {group.first_received.isoformat(sep=' ')[:23]:23}  "
+            f"{group.last_received.isoformat(sep=' ')[:23]:23}  {group.error}"
+        )
+    click.echo(
+        f"{sum(group.messages for group in groups)} dead letters; `analytics dead-letters replay` feeds them back"
+    )
+
+
+@dead_letters.command("replay")
+@_topic_option
+@_since_option
+@click.option("--dry-run", is_flag=True, help="Only say what would be replayed.")
+@_clickhouse_option
+def replay_dead_letters(topic, since, dry_run, clickhouse_url) -> None:
+    """Feed dead letters back through the landing tables, after their cause was fixed.
+
+    A message that passes now counts (once, however often it is replayed) and leaves the dead
+    letters; one that still fails stays, with its new error.
+    """
+    with requires("dbt", "dead-letters replay"):
+        from operations.dead_letters import replay
+
+    settings = load_settings(clickhouse_url=clickhouse_url).slice(SchemaSettings)
+    result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)
+    for reason, count in sorted(result.skipped.items()):
+        click.echo(f"skipped {count}: {reason}")
+    if dry_run:
+        for name, count in sorted(result.by_topic.items()):
+            click.echo(f"{name}: {count} would be replayed")
+        click.echo(f"dry run: {sum(result.by_topic.values())} of {result.selected} dead letters would be replayed")
+    elif result.produced_to_kafka:
+        click.echo(f"{result.replayed} produced to their topics again; those that still fail come back as dead letters")
+    else:
+        click.echo(f"replayed {result.replayed}: {result.landed} taken in, {result.still_failing} still failing")

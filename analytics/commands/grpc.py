@@ -1,0 +1,63 @@
+"""`analytics grpc`: the gRPC AnalyticsService alone, against any ClickHouse over HTTP (server mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from analytics.extras import requires
+from analytics.settings import configure_logging, load_settings
+from core.settings.grpc import GrpcSettings
+
+
+@click.command()
+@click.option("--port", type=int, help="Port (ANALYTICS_GRPC_PORT, default 50055).")
+@click.option("--host", help="Listen address (ANALYTICS_GRPC_HOST, default 127.0.0.1).")
+@click.option(
+    "--clickhouse-url",
+    help="ClickHouse to read, http(s)://HOST:PORT (ANALYTICS_CLICKHOUSE_URL) [default: the embedded one].",
+)
+@click.option(
+    "--reflection/--no-reflection", default=None, help="Server reflection (ANALYTICS_GRPC_REFLECTION, default on)."
+)
+@click.option(
+    "--id-format", type=click.Choice(["plain", "uuid"]), help="Ids accepted (ANALYTICS_GRPC_ID_FORMAT, default plain)."
+)
+@click.option("--workers", type=int, help="Worker threads, one ClickHouse connection each (ANALYTICS_GRPC_WORKERS).")
+@click.option(
+    "--tokens-file", type=click.Path(path_type=Path), help="'TOKEN USER_ID' lines (ANALYTICS_GRPC_TOKENS_FILE)."
+)
+@click.option("--tls-cert", type=click.Path(path_type=Path), help="PEM certificate chain (ANALYTICS_GRPC_TLS_CERT).")
+@click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key (ANALYTICS_GRPC_TLS_KEY).")
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(path_type=Path),
+    help="PEM CA of client certificates: mutual TLS (ANALYTICS_GRPC_TLS_CLIENT_CA).",
+)
+@click.option("--metrics-port", type=int, help="Prometheus /metrics port (ANALYTICS_GRPC_METRICS_PORT, default off).")
+def grpc(**flags) -> None:
+    """Serve the gRPC AnalyticsService, reading ClickHouse over HTTP, until Ctrl-C or SIGTERM."""
+    # Every flag but --clickhouse-url is the setting grpc_<flag>.
+    settings = load_settings(
+        clickhouse_url=flags.pop("clickhouse_url"), **{f"grpc_{name}": value for name, value in flags.items()}
+    )
+    configure_logging(settings)
+    with requires("server", "grpc"):
+        from server.service import AnalyticsServer, GrpcStartError, run_in_foreground
+
+    from core.clickhouse.backend import HttpBackend
+
+    try:
+        backend = HttpBackend(
+            settings.resolved_clickhouse_url,
+            user=settings.clickhouse_user,
+            password=settings.clickhouse_password.get_secret_value(),
+            secure=settings.clickhouse_secure,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        run_in_foreground(AnalyticsServer(settings.slice(GrpcSettings), backend))
+    except GrpcStartError as error:
+        raise click.ClickException(str(error)) from None

@@ -1,0 +1,47 @@
+"""`analytics up`: the whole stack on the embedded default."""
+
+from __future__ import annotations
+
+import click
+
+from analytics.extras import requires
+from analytics.settings import configure_logging, load_settings
+
+
+@click.command()
+@click.option("--demo", is_flag=True, help="Also send realistic demo traffic, so numbers move within seconds.")
+@click.option(
+    "--with-kafka",
+    is_flag=True,
+    help="Also run a local Kafka broker (ANALYTICS_KAFKA_PORT) and ingest through it with the bridge.",
+)
+@click.option(
+    "--dagster/--no-dagster",
+    "dagster_enabled",
+    default=None,
+    help="Run the Dagster webserver and daemon (ANALYTICS_DAGSTER_ENABLED, default on).",
+)
+@click.option("--dagster-port", type=int, help="Port of the Dagster UI (ANALYTICS_DAGSTER_PORT, default 3000).")
+def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
+    """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
+    settings = load_settings(dagster_enabled=dagster_enabled, dagster_port=dagster_port)
+    if with_kafka:
+        settings = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{settings.kafka_port}"})
+    configure_logging(settings)
+    with requires("stack", "up"):
+        # Every part `up` may start, imported now: a missing one is named before anything starts.
+        import dagster  # noqa: F401 - the Dagster UI runs as child processes
+        import dbt.version  # noqa: F401 - the schema is built by dbt in a child process
+
+        import server.service  # noqa: F401
+        from analytics.components import stack_components
+        from analytics.stack import Stack
+        from embedded.engine import DataDirectoryInUse
+        from embedded.server import InsecureBind
+
+    try:
+        code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
+    except (DataDirectoryInUse, InsecureBind) as error:
+        raise click.ClickException(str(error)) from None
+    if code != 0:
+        raise click.ClickException("the stack did not start; see the log above")

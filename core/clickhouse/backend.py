@@ -1,0 +1,48 @@
+"""HttpBackend: the gRPC service's queries against any ClickHouse over its HTTP interface."""
+
+from __future__ import annotations
+
+import urllib3
+
+from core.backend import FORMAT, SHORTEST_LIMIT, VALID_UTF8, QueryFailed, QueryTimedOut, Value, escape_value, parse_rows
+from core.clickhouse.http import ConnectionDropped, HttpClient, NoAnswer, NoAnswerInTime, ServerError, Unreachable
+from core.errors import Code
+
+
+class HttpBackend:
+    """A ClickHouse server (or `analytics clickhouse`) over its HTTP interface."""
+
+    def __init__(self, url: str, user: str = "default", password: str = "", secure: bool = False):
+        self._client = HttpClient(url, user, password, secure)
+        self.description = self._client.description
+
+    def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
+        limit = max(timeout, SHORTEST_LIMIT)
+        fields = {"default_format": FORMAT, "max_execution_time": f"{limit:.3f}", VALID_UTF8: "1"}
+        fields.update({f"param_{name}": escape_value(value) for name, value in params.items()})
+        description = self.description
+        try:
+            body = self._client.post(
+                fields,
+                sql.encode(),
+                # ClickHouse stops the query itself at max_execution_time; the socket waits a bit longer.
+                timeout=urllib3.Timeout(connect=min(limit, 5.0), read=limit + 1.0),
+                resend_if_dropped=True,  # a SELECT is safe to send again
+            )
+        except ConnectionDropped as error:
+            raise QueryFailed(f"{description} dropped the connection: {error}") from None
+        except Unreachable as error:
+            raise QueryFailed(f"{description} is unreachable: {error}") from None
+        except NoAnswerInTime as error:
+            raise QueryTimedOut(f"{description} did not answer in time: {error}") from None
+        except NoAnswer as error:
+            raise QueryFailed(f"{description} could not be asked: {error}") from None
+        except ServerError as error:
+            text = error.text.strip()
+            if error.code == Code.TIMEOUT_EXCEEDED:
+                raise QueryTimedOut(text) from None
+            raise QueryFailed(f"{description} answered HTTP {error.status}: {text}") from None
+        return parse_rows(body)
+
+    def close(self) -> None:
+        self._client.close()

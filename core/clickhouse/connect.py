@@ -1,0 +1,37 @@
+"""clickhouse-connect clients for a ClickHouse connection (settings' `clickhouse_connection`).
+
+For the code that wants typed results and Python-row inserts more than the last millisecond:
+dead-letter replays, Dagster's checks and jobs. clickhouse-connect is imported on first use, so
+this module costs nothing to the parts that never call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from core.settings.clickhouse import ClickHouseConnection
+
+
+def client(connection: ClickHouseConnection, **options):
+    """A clickhouse-connect client; close it after use (or use `session`)."""
+    import clickhouse_connect
+
+    return clickhouse_connect.get_client(
+        host=connection.host,
+        port=connection.port,
+        username=connection.user,
+        password=connection.password,
+        secure=connection.secure,
+        **options,
+    )
+
+
+@contextlib.contextmanager
+def session(connection: ClickHouseConnection, **options) -> Iterator:
+    """A client for the length of a `with` block."""
+    opened = client(connection, **options)
+    try:
+        yield opened
+    finally:
+        opened.close()

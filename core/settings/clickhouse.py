@@ -1,0 +1,73 @@
+"""Reaching ClickHouse (any client), and the embedded ClickHouse that `analytics clickhouse` serves."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, SecretStr
+
+from core.settings.common import CommonSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class ClickHouseConnection:
+    host: str
+    port: int
+    user: str
+    password: str = dataclasses.field(repr=False)
+    secure: bool
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.host}:{self.port}"
+
+
+class ClickHouseSettings(BaseModel):
+    """Where and how clients reach ClickHouse: a server's URL, else the embedded server's address."""
+
+    clickhouse_host: str = Field("127.0.0.1", description="Address the embedded ClickHouse listens on.")
+    clickhouse_http_port: int = Field(8123, description="HTTP port of the embedded ClickHouse.")
+    clickhouse_user: str = Field("default", description="ClickHouse user (embedded server and clients).")
+    clickhouse_password: SecretStr = Field(SecretStr(""), description="ClickHouse password.")
+    clickhouse_url: str | None = Field(
+        None, description="ClickHouse to use in server mode, e.g. https://ch.example:8443 [default: the embedded one]."
+    )
+    clickhouse_secure: bool = Field(False, description="Use HTTPS to reach ClickHouse (server mode).")
+
+    @property
+    def resolved_clickhouse_url(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        host = "127.0.0.1" if self.clickhouse_host in ("0.0.0.0", "::") else self.clickhouse_host
+        return f"http://{host}:{self.clickhouse_http_port}"
+
+    @property
+    def clickhouse_connection(self) -> ClickHouseConnection:
+        """Where and how clients reach ClickHouse: the URL's parts, else the embedded server's settings."""
+        url = urlsplit(self.resolved_clickhouse_url)
+        secure = url.scheme == "https" or self.clickhouse_secure
+        return ClickHouseConnection(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or (8443 if secure else 8123),
+            user=unquote(url.username) if url.username else self.clickhouse_user,
+            password=unquote(url.password) if url.password else self.clickhouse_password.get_secret_value(),
+            secure=secure,
+        )
+
+
+class EmbeddedClickHouseSettings(CommonSettings, ClickHouseSettings):
+    """The embedded ClickHouse: chDB behind the ClickHouse HTTP interface."""
+
+    clickhouse_data_dir: Path | None = Field(None, description="chDB data directory [default: DATA_DIR/clickhouse].")
+    clickhouse_max_concurrent_queries: int = Field(64, description="Queries the embedded server runs at once.")
+    clickhouse_allow_file_access: bool = Field(
+        False,
+        description="Let SQL sent to the embedded ClickHouse read and write the server's files and reach the network "
+        "(file(), url(), INTO OUTFILE, File/URL/S3 engines), as clickhouse-local does.",
+    )
+
+    @property
+    def resolved_clickhouse_data_dir(self) -> Path:
+        return self.clickhouse_data_dir or self.data_dir / "clickhouse"

@@ -1,0 +1,64 @@
+"""Kafka: the topics' consumers (Kafka engine or the embedded bridge), and the local broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+
+from core.settings.clickhouse import ClickHouseSettings
+from core.settings.common import CommonSettings
+
+
+class KafkaSettings(BaseModel):
+    """How the topics are named and consumed; the Kafka engine (server mode) and the bridge share these."""
+
+    kafka_topic_prefix: str = Field("", description="Prepended to every topic name (e.g. 'prod.').")
+    kafka_consumer_group_prefix: str = Field("analytics", description="Consumer groups are PREFIX_<topic>.")
+    kafka_consumers: int = Field(1, description="Consumers per topic (Kafka engine and bridge).")
+    kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
+    kafka_flush_interval_ms: int = Field(250, description="Longest wait before a partial batch is inserted.")
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; unset means no Kafka."
+    )
+    kafka_topic_partitions: int = Field(1, ge=1, description="Partitions of each topic `analytics topics` creates.")
+    ingest_metrics_port: int = Field(
+        9363, ge=0, le=65535, description="Port of `analytics ingest`'s Prometheus /metrics on 127.0.0.1; 0: off."
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{server.strip()!r} is not HOST:PORT")
+        return value
+
+
+class LocalKafkaSettings(CommonSettings):
+    """The local Apache Kafka of `analytics kafka` (a single KRaft node on 127.0.0.1)."""
+
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Port of the local Kafka broker.")
+    kafka_controller_port: int | None = Field(
+        None, ge=1, le=65535, description="KRaft controller port of the local Kafka [default: a free port]."
+    )
+    kafka_data_dir: Path | None = Field(None, description="Local Kafka data directory [default: DATA_DIR/kafka-data].")
+    kafka_stop_timeout: float = Field(
+        30.0, gt=0, description="Seconds the local Kafka gets to shut down on SIGTERM before it is killed."
+    )
+
+    @property
+    def resolved_kafka_data_dir(self) -> Path:
+        return self.kafka_data_dir or self.data_dir / "kafka-data"
+
+    @property
+    def kafka_jars_dir(self) -> Path:
+        """Cache of the Kafka jars Maven fetches, one folder per Kafka version."""
+        return self.data_dir / "kafka"
+
+
+class IngestSettings(ClickHouseSettings, KafkaSettings):
+    """The Kafka bridge (`analytics ingest`): the topics it consumes and the ClickHouse it inserts into."""

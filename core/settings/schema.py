@@ -1,0 +1,32 @@
+"""The schema (dbt): which ClickHouse it is built in, how events arrive in it, on what topology."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from core.settings.clickhouse import ClickHouseSettings
+from core.settings.common import CommonSettings
+from core.settings.kafka import KafkaSettings
+
+
+class TopologySettings(BaseModel):
+    cluster: str = Field("", description="ClickHouse cluster for ON CLUSTER DDL and Replicated engines (server mode).")
+
+
+class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, TopologySettings):
+    """What `analytics migrate` and the other dbt runs build, and where (dbt target and vars)."""
+
+    dbt_target: Literal["embedded", "server"] = Field(
+        "embedded", description="dbt target: the embedded server, or a ClickHouse server/cluster."
+    )
+    ingest: Literal["direct", "kafka"] | None = Field(
+        None, description="Landing tables: direct (Null, fed over HTTP) or kafka (Kafka engine) [default: by target]."
+    )
+    log_retention_hours: int = Field(720, description="Hours raw job log lines are kept (counts never expire).")
+    audit_mode: bool = Field(False, description="Keep every raw log line forever.")
+
+    @property
+    def resolved_ingest(self) -> str:
+        return self.ingest or ("kafka" if self.dbt_target == "server" else "direct")

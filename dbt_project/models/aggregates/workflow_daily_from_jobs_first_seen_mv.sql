@@ -1,3 +1,0 @@
-{{ config(materialized='materialized_view', catchup=false) }}
-{{ materialization_target_table(ref('workflow_daily')) }}
-{{ counters_from_jobs_first_seen(by_day=true) }}

@@ -1,4 +1,0 @@
-{#- Each message of the `jobs` topic parsed into one landing row, or one row with its parse error. -#}
-{{ config(materialized='materialized_view', catchup=false) }}
-{{ materialization_target_table(ref('jobs_queue')) }}
-{{ parse_messages('jobs') }}

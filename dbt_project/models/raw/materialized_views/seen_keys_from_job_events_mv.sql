@@ -1,0 +1,5 @@
+{#- The gate remembers what reached job_events. -#}
+{{ materialization_target_table(ref('seen_keys')) }}
+
+select dedup_key as key
+from {{ ref('job_events') }}

@@ -1,6 +1,0 @@
-{#- The gate remembers what reached job_completions. -#}
-{{ config(materialized='materialized_view', catchup=false) }}
-{{ materialization_target_table(ref('seen_keys')) }}
-
-select dedup_key as key
-from {{ ref('job_completions') }}

@@ -1,0 +1,52 @@
+"""What the bridge consumes and where it inserts, from the settings slice; the topics made ready."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.names import TOPICS
+
+from core.settings.kafka import IngestSettings
+from embedded.kafka.topics import create_topics, require_topics
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    clickhouse_url: str
+    bootstrap: str
+    database: str = "analytics"
+    user: str = "default"
+    password: str = ""
+    topic_prefix: str = ""
+    group_prefix: str = "analytics"
+    consumers_per_topic: int = 1
+    max_block_size: int = 65536
+    flush_interval_ms: int = 500
+    lag_interval_s: float = 5.0
+    session_timeout_ms: int = 10_000
+    max_backoff_s: float = 10.0
+    topics: tuple[str, ...] = TOPICS
+
+
+def config_from(settings: IngestSettings, clickhouse_url: str | None = None) -> BridgeConfig:
+    """The bridge's configuration from the project's settings object."""
+    return BridgeConfig(
+        clickhouse_url=clickhouse_url or settings.resolved_clickhouse_url,
+        bootstrap=settings.kafka_bootstrap,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        topic_prefix=settings.kafka_topic_prefix,
+        group_prefix=settings.kafka_consumer_group_prefix,
+        consumers_per_topic=settings.kafka_consumers,
+        max_block_size=settings.kafka_max_block_size,
+        flush_interval_ms=settings.kafka_flush_interval_ms,
+    )
+
+
+def prepare_topics(config: BridgeConfig, create: bool, partitions: int) -> None:
+    """Create the topics (or, when told not to, insist that they exist) before consuming."""
+    names = tuple(config.topic_prefix + topic for topic in config.topics)
+    if create:
+        create_topics(config.bootstrap, partitions, names=names)
+    else:
+        require_topics(config.bootstrap, names=names)

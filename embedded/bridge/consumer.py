@@ -1,0 +1,175 @@
+"""One consumer of one topic's consumer group: batches, inserts with retries, commits after success."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import tenacity
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from embedded import fault_points
+from embedded.bridge.config import BridgeConfig
+from embedded.bridge.lag import LagReporter
+from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
+from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
+
+log = logging.getLogger(__name__)
+
+# An error code nobody classified is retried this many times before the batch is split as data.
+UNCLASSIFIED_ATTEMPTS = 3
+
+
+class TopicConsumer:
+    """One consumer of one topic's consumer group, inserting what it consumes into one landing table."""
+
+    def __init__(self, config: BridgeConfig, topic: str, stop: threading.Event, number: int = 0):
+        self.config = config
+        self.topic = topic
+        self.kafka_topic = config.topic_prefix + topic
+        self.group = f"{config.group_prefix}_{topic}"
+        self.stop_event = stop
+        self.writer = LandingWriter(
+            config.clickhouse_url, config.database, topic, self.kafka_topic, config.user, config.password
+        )
+        self.name = f"bridge-{topic}-{number}"
+        self.pending: list[Message] = []
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": config.bootstrap,
+                "group.id": self.group,
+                "client.id": self.name,
+                # Static membership: a bridge restarted after a crash gets its partitions back at
+                # once instead of waiting for the dead consumer's session to expire.
+                "group.instance.id": f"{socket.gethostname()}-{self.name}",
+                "session.timeout.ms": config.session_timeout_ms,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.lag = LagReporter(self.consumer, self.writer, config, self.topic, self.kafka_topic, self.group, self.name)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        self.consumer.subscribe([self.kafka_topic], on_revoke=self._on_revoke)
+        try:
+            while not self.stop_event.is_set():
+                self._fill_batch()
+                if self.pending:
+                    self._flush()
+                self._report_lag_now_and_then()
+            if self.pending:
+                self._flush()  # asked to stop: finish the batch and commit it
+        except ClickHouseUnavailable:
+            log.warning(
+                "%s: stopped while ClickHouse was unavailable; %d messages stay uncommitted",
+                self.name,
+                len(self.pending),
+            )
+        finally:
+            self.consumer.close()
+
+    def _fill_batch(self) -> None:
+        deadline = time.monotonic() + self.config.flush_interval_ms / 1000
+        while len(self.pending) < self.config.max_block_size and not self.stop_event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            batch = self.consumer.consume(
+                num_messages=min(10_000, self.config.max_block_size - len(self.pending)), timeout=min(remaining, 0.2)
+            )
+            for message in batch:
+                error = message.error()
+                if error is None:
+                    self.pending.append(message)
+                    MESSAGES.labels(self.topic).inc()
+                elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise KafkaException(error)
+                elif not error.retriable():
+                    log.warning("%s: %s", self.name, error)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Whatever we hold of the partitions we lose is inserted and committed before they go.
+        if self.pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        messages, self.pending = self.pending, []
+        fault_points.reach("batch_taken", self.topic, self.stop_event)
+        self._insert_all(messages)
+        fault_points.reach("batch_inserted", self.topic, self.stop_event)
+        self._commit(messages)
+
+    def _insert_all(self, messages: list[Message]) -> None:
+        """Insert the batch; isolate messages ClickHouse refuses and dead-letter them."""
+        stack = [messages]
+        while stack:
+            part = stack.pop()
+            try:
+                self._with_retries(self.writer.insert, part)
+                INSERTED.labels(self.topic).inc(len(part))
+            except InsertFailed as refused:
+                if isinstance(refused, ClickHouseUnavailable):
+                    raise  # asked to stop while ClickHouse was away: leave the batch uncommitted
+                if refused.verdict is Verdict.UNCLASSIFIED:
+                    log.warning(
+                        "%s: ClickHouse error code %d is not classified; after %d attempts it is taken as "
+                        "the data's fault: %s",
+                        self.name,
+                        refused.code,
+                        UNCLASSIFIED_ATTEMPTS,
+                        refused,
+                    )
+                if len(part) == 1:
+                    self._with_retries(self.writer.dead_letter, part[0], f"ClickHouse refused it: {refused}")
+                    DEAD_LETTERED.labels(self.topic).inc()
+                else:
+                    middle = len(part) // 2
+                    stack.extend([part[middle:], part[:middle]])  # first half first, keeping order
+
+    def _should_retry(self, state: tenacity.RetryCallState) -> bool:
+        error = state.outcome.exception()
+        if isinstance(error, ClickHouseUnavailable):
+            retry = not self.stop_event.is_set()
+        elif isinstance(error, InsertFailed) and error.verdict is Verdict.UNCLASSIFIED:
+            retry = state.attempt_number < UNCLASSIFIED_ATTEMPTS and not self.stop_event.is_set()
+        else:
+            return False
+        if retry:
+            RETRIES.labels(self.topic, error.verdict.value).inc()
+            log.warning("%s: %s; retrying (attempt %d)", self.name, error, state.attempt_number)
+        return retry
+
+    def _with_retries(self, action, *args) -> None:
+        """Retry what may pass (ClickHouse's state; unknown codes a few times); waits end when asked to stop."""
+        retrying = tenacity.Retrying(
+            retry=self._should_retry,
+            wait=tenacity.wait_exponential(multiplier=0.1, max=self.config.max_backoff_s),
+            sleep=self.stop_event.wait,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt, INSERT_SECONDS.labels(self.topic).time():
+                action(*args)
+
+    def _commit(self, messages: list[Message]) -> None:
+        last: dict[int, int] = {}
+        for message in messages:
+            last[message.partition()] = max(last.get(message.partition(), -1), message.offset())
+        offsets = [TopicPartition(self.kafka_topic, partition, offset + 1) for partition, offset in last.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            # A rebalance took the partitions away: the new owner re-reads them and the gate
+            # drops what we already inserted.
+            log.warning("%s: commit failed (%s); the messages will be redelivered", self.name, error)
+
+    def _report_lag_now_and_then(self) -> None:
+        self.lag.report_now_and_then()
+
+    def report_lag(self) -> list[dict]:
+        return self.lag.report()

@@ -1,0 +1,59 @@
+"""How the bridge frames Kafka messages for ClickHouse: RowBinary, one row per message, bytes untouched.
+
+Each message is one row of ``analytics.<topic>_messages``: its bytes as a length-prefixed String,
+then its topic, partition, offset and timestamp, so ClickHouse sees every message on its own,
+whatever its bytes: empty, not UTF-8, NUL bytes, newlines, several JSON values, megabytes. A
+message ClickHouse refused outright becomes one RowBinary row of ``analytics.dead_letters``.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Message
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_U64 = struct.Struct("<Q")
+_TIMESTAMP = struct.Struct("<Bq")  # Nullable(DateTime64(3)): not-null marker, milliseconds
+
+
+def row_binary(kafka_topic: bytes, messages: Iterable[Message]) -> bytes:
+    """RowBinary rows of (payload String, _topic String, _partition UInt64, _offset UInt64,
+    _timestamp_ms Nullable(DateTime64(3))): one row per message, its bytes as they came."""
+    topic = _varint(len(kafka_topic)) + kafka_topic
+    parts = []
+    for message in messages:
+        value = message.value() or b""
+        kind, milliseconds = message.timestamp()
+        stamp = b"\x01" if milliseconds is None or milliseconds < 0 else _TIMESTAMP.pack(0, milliseconds)
+        parts += (_varint(len(value)), value, topic, _U64.pack(message.partition()), _U64.pack(message.offset()), stamp)
+    return b"".join(parts)
+
+
+def dead_letter_row(kafka_topic: bytes, message: Message, error: str) -> bytes:
+    """A RowBinary row of dead_letters (topic, partition, offset, raw_message, error, received_at)."""
+    value = message.value() or b""
+    return b"".join(
+        (
+            _varint(len(kafka_topic)),
+            kafka_topic,
+            b"\x00" + _U64.pack(message.partition()),
+            b"\x00" + _U64.pack(message.offset()),
+            _varint(len(value)),
+            value,
+            _varint(len(error.encode())),
+            error.encode(),
+            struct.pack("<q", int(time.time() * 1000)),
+        )
+    )

@@ -1,0 +1,79 @@
+"""Consumer lag: how far each partition's committed offset is behind its high watermark.
+
+Measured every few seconds by each consumer, exported as `analytics_bridge_consumer_lag` and
+written into `kafka_consumer_lag` (what Dagster's lag check and ad-hoc SQL read).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from confluent_kafka import Consumer, KafkaException
+from core.names import KAFKA_CONSUMER_LAG
+
+from embedded.bridge.config import BridgeConfig
+from embedded.bridge.metrics import LAG
+from embedded.bridge.writer import InsertFailed, LandingWriter
+
+log = logging.getLogger(__name__)
+
+
+class LagReporter:
+    def __init__(
+        self,
+        consumer: Consumer,
+        writer: LandingWriter,
+        config: BridgeConfig,
+        topic: str,
+        kafka_topic: str,
+        group: str,
+        name: str,
+    ):
+        self.consumer = consumer
+        self.writer = writer
+        self.config = config
+        self.topic = topic
+        self.kafka_topic = kafka_topic
+        self.group = group
+        self.name = name
+        self._last = 0.0
+
+    def report_now_and_then(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.config.lag_interval_s:
+            return
+        self._last = now
+        try:
+            self.report()
+        except (KafkaException, InsertFailed) as error:
+            log.warning("%s: could not measure consumer lag: %s", self.name, error)
+
+    def report(self) -> list[dict]:
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return []
+        committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
+        rows = []
+        for tp in assignment:
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            done = committed.get(tp.partition, -1)  # negative: nothing committed yet
+            lag = high - (done if done >= 0 else low)
+            LAG.labels(self.topic, str(tp.partition)).set(lag)
+            rows.append(
+                {
+                    "consumer_group": self.group,
+                    "topic": self.kafka_topic,
+                    "partition": tp.partition,
+                    "committed_offset": done,
+                    "high_watermark": high,
+                    "lag": lag,
+                }
+            )
+        params = {
+            "query": f"INSERT INTO {self.config.database}.{KAFKA_CONSUMER_LAG} "
+            "(consumer_group, topic, partition, committed_offset, high_watermark, lag) FORMAT JSONEachRow"
+        }
+        self.writer.post(params, "\n".join(json.dumps(row) for row in rows).encode())
+        return rows

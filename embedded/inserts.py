@@ -1,0 +1,122 @@
+"""INSERT bodies into chDB: always through `INSERT ... FROM INFILE`, never pasted after the statement.
+
+chDB (like clickhouse-local) ends inline INSERT data at the first blank line and runs the rest as
+SQL, so "\\n\\n" in a body (text, or bytes of a Native block) would be executed. A small, complete
+body is written to a file first; a large or still-arriving one streams through a FIFO as it comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embedded.errors import ClickHouseError
+from embedded.lease import Lease
+from embedded.request import BodyReader
+from embedded.sqltext import InsertData
+
+if TYPE_CHECKING:
+    from embedded.http import Front
+
+
+async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: InsertData):
+    """A small, complete body: write it to a file and let chDB read it."""
+    path = front.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
+    try:
+        path.write_bytes(head[insert.data_start :])
+        statement = insert.statement_reading_from(head[: insert.data_start], str(path))
+        return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
+    except ClickHouseError as error:
+        raise error.without_file(str(path), "the request body") from None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def insert_through_fifo(front: Front, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):
+    """A large or still-arriving body: stream it into chDB through a FIFO as it comes."""
+    fifo = front.engine.tmp_dir / f"{uuid.uuid4().hex}.fifo"
+    os.mkfifo(fifo, 0o600)
+    try:
+        statement = insert.statement_reading_from(head[: insert.data_start], str(fifo))
+        done = asyncio.ensure_future(front.in_thread(lease.run, statement, "TabSeparated", "MUTATING"))
+        pipe = FifoWriter(fifo, done)
+        try:
+            await pipe.open()
+            await pipe.write(bytes(head[insert.data_start :]))
+            while (chunk := await body.read()) is not None:
+                await pipe.write(chunk)
+        except ReaderGone:
+            pass  # chDB stopped reading: its error (awaited below) says why
+        finally:
+            pipe.close()
+        return await done
+    except ClickHouseError as error:
+        raise error.without_file(str(fifo), "the request body") from None
+    finally:
+        fifo.unlink(missing_ok=True)
+
+
+class ReaderGone(Exception):
+    """chDB closed the FIFO (or never opened it): the INSERT has ended, with or without an error."""
+
+
+class FifoWriter:
+    """Writes request bytes into the FIFO that a chDB ``INSERT ... FROM INFILE`` reads.
+
+    Opening for writing only succeeds once chDB has opened the FIFO for reading, so data is never
+    written into a pipe nobody will read; every wait also watches the INSERT, which may end early.
+    """
+
+    def __init__(self, path: Path, insert_done: asyncio.Future):
+        self.path = path
+        self.insert_done = insert_done
+        self.fd: int | None = None
+
+    async def open(self) -> None:
+        delay = 0.0005
+        while True:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                return
+            except OSError as error:
+                if error.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            if self.insert_done.done():
+                raise ReaderGone()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        loop = asyncio.get_running_loop()
+        while view:
+            try:
+                written = os.write(self.fd, view)
+                view = view[written:]
+                continue
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                raise ReaderGone() from None
+            writable = loop.create_future()
+            loop.add_writer(self.fd, _resolve, writable)
+            try:
+                await asyncio.wait({writable, self.insert_done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                loop.remove_writer(self.fd)
+            if self.insert_done.done():
+                raise ReaderGone()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

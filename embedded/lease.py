@@ -1,0 +1,171 @@
+"""A request's hold on one chDB connection: prepared with the request's database and settings,
+used for its statements, then restored (a session's) or judged reusable (a pooled one).
+
+Every method here runs in a worker thread, and a request calls them one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import Code
+from embedded.engine import Connection, ResultStream, Session
+from embedded.errors import ClickHouseError
+from embedded.request import RequestSpec
+from embedded.sqltext import quote_string, tokens
+
+if TYPE_CHECKING:
+    from embedded.http import Front
+
+log = logging.getLogger(__name__)
+
+
+class Lease:
+    """A request's hold on one connection: prepares it, runs statements, restores it."""
+
+    def __init__(self, front: Front, spec: RequestSpec, connection: Connection, session: Session | None):
+        self.front = front
+        self.spec = spec
+        self.connection = connection
+        self.session = session
+        self.ended = False
+        self._prepared = False
+        self._saved_settings: dict[str, tuple[str, bool]] = {}
+        self._statement_class = "UNKNOWN"
+        self._temporary_table = False
+
+    def _prepare(self, text: bytes, statement_class: str | None = None) -> None:
+        if self._prepared:
+            return
+        self._prepared = True
+        spec, connection = self.spec, self.connection
+        sql = text.decode("utf-8", "replace")
+        statement_class = statement_class or connection.classify(sql)
+        self._statement_class = statement_class
+        self._temporary_table = statement_class == "MUTATING" and _creates_temporary_table(sql)
+        if spec.method == "GET" and statement_class in ("MUTATING", "MUTATING_GLOBAL"):
+            raise ClickHouseError.of(
+                Code.READONLY,
+                "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
+                "You should use method POST for modifying queries",
+            )
+        if self.session is None:
+            connection.use(spec.database or "default")
+            connection.apply_settings(spec.settings)
+            if spec.readonly:
+                connection.query(f"SET readonly = {quote_string(spec.readonly)}")
+            return
+        # A session keeps its own USE and SET; the request's database and settings are undone after.
+        # readonly cannot be undone, so in a session it is enforced by statement class instead.
+        if spec.readonly and (
+            statement_class in ("MUTATING", "MUTATING_GLOBAL")
+            or (spec.readonly == "1" and statement_class == "CONTROL")
+        ):
+            raise ClickHouseError.of(Code.READONLY, f"{spec.user}: Cannot execute query in readonly mode")
+        if spec.database:
+            connection.use(spec.database)
+        if spec.settings:
+            self._saved_settings = connection.settings_snapshot(spec.settings)
+            connection.query("SET " + ", ".join(f"{n} = {quote_string(v)}" for n, v in spec.settings.items()))
+
+    def run(self, text: bytes, fmt: str, statement_class: str | None = None):
+        """Run a whole statement and return chDB's result."""
+        self._prepare(text, statement_class)
+        return self.connection.query(text, fmt, self.spec.params)
+
+    def start_stream(self, text: bytes, fmt: str, transform=None) -> tuple[ResultStream, bytes]:
+        """Start a streaming query and read its first two chunks.
+
+        Early errors then get a proper HTTP status, and a small answer (``stream.done``) is
+        complete before the response starts.
+        """
+        self._prepare(text)
+        stream = self.connection.stream(text, fmt, self.spec.params)
+        stream.transform = transform
+        try:
+            first = stream.next_chunk() or b""
+            if not stream.done:
+                first += stream.next_chunk() or b""
+            return stream, first
+        except BaseException:
+            stream.cancel()
+            raise
+
+    def run_to_file(self, native_text: bytes, original_text: bytes, fmt: str) -> Path | bytes:
+        """A whole result in ``fmt``, built from a Native spool: a file path, or bytes when empty."""
+        self._prepare(original_text)
+        tmp = self.front.engine.tmp_dir
+        spool = tmp / f"{uuid.uuid4().hex}.native"
+        output = tmp / f"{uuid.uuid4().hex}.out"
+        try:
+            stream = self.connection.stream(native_text, "Native", self.spec.params)
+            with open(spool, "wb") as handle:
+                while (chunk := stream.next_chunk()) is not None:
+                    handle.write(chunk)
+            if spool.stat().st_size == 0:
+                # No rows, so no schema in the spool: the header-only answer is tiny, ask for it directly.
+                return self.connection.query(original_text, fmt, self.spec.params).bytes()
+            self.connection.query(
+                f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
+                f"SELECT * FROM file({quote_string(str(spool))}, 'Native')"
+            )
+            return output
+        except ClickHouseError as error:
+            output.unlink(missing_ok=True)
+            raise error.without_file(str(spool), "the result").without_file(str(output), "the output") from None
+        except BaseException:
+            output.unlink(missing_ok=True)
+            raise
+        finally:
+            spool.unlink(missing_ok=True)
+
+    def drain_to_buffer(self, stream: ResultStream, first: bytes | None):
+        """Collect a whole streamed answer (wait_end_of_query=1) in memory, then on disk."""
+        buffer = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - handed to the response, closed there
+            max_size=self.front.config.response_memory_buffer, dir=self.front.engine.tmp_dir
+        )
+        try:
+            if first:
+                buffer.write(first)
+            while (chunk := stream.next_chunk()) is not None:
+                buffer.write(chunk)
+        except BaseException:
+            buffer.close()
+            raise
+        buffer.seek(0)
+        return buffer
+
+    def restore(self) -> None:
+        """Undo what this request changed and decide whether a pooled connection can be reused."""
+        connection = self.connection
+        if self.session is None:
+            # A user's SET, USE or temporary table would leak into the next request: start afresh.
+            if self.spec.readonly or self._statement_class == "CONTROL" or self._temporary_table:
+                connection.reusable = False
+            return
+        try:
+            if self._statement_class == "CONTROL":
+                # The statement may have been USE: the session keeps whatever database it chose.
+                connection.database = connection.query("SELECT currentDatabase()").bytes().decode().strip()
+                self.session.database = connection.database
+            else:
+                connection.use(self.session.database)
+            if self._saved_settings:
+                connection.query(
+                    "SET "
+                    + ", ".join(
+                        f"{name} = {quote_string(value)}" if changed else f"{name} = DEFAULT"
+                        for name, (value, changed) in self._saved_settings.items()
+                    )
+                )
+        except ClickHouseError:
+            log.exception("could not restore session %s", self.session.session_id)
+
+
+def _creates_temporary_table(sql: str) -> bool:
+    words = [token.upper for token, _ in zip(tokens(sql), range(2), strict=False) if token.kind == "word"]
+    return words == ["CREATE", "TEMPORARY"]

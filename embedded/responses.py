@@ -1,0 +1,211 @@
+"""Responses as ClickHouse's HTTP handler sends them: headers, summaries, compression, streamed
+answers, and the `__exception__` block that ends a body an error cut short.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.responses import Response, StreamingResponse
+
+from embedded.codecs import Encoder, ResponseEncoder
+from embedded.engine import Engine, ResultStream
+from embedded.errors import ClickHouseError
+from embedded.formats import content_type
+from embedded.lease import Lease
+from embedded.native_compression import BlockEncoder
+from embedded.request import RequestSpec
+
+_TAG_ALPHABET = string.ascii_letters + string.digits
+
+
+class Responses:
+    """Builds a request's response; `end` gives its lease back once the answer no longer needs it."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        in_thread: Callable[..., Awaitable[Any]],
+        end: Callable[[Lease], Awaitable[None]],
+    ):
+        self.engine = engine
+        self.in_thread = in_thread
+        self._end = end
+
+    def headers(self, spec: RequestSpec | None, summary: dict | None, fmt: str | None) -> dict[str, str]:
+        headers = {
+            "X-ClickHouse-Server-Display-Name": self.engine.display_name,
+            "X-ClickHouse-Timezone": self.engine.timezone,
+        }
+        if spec is not None:
+            headers["X-ClickHouse-Query-Id"] = spec.query_id
+            if spec.response_encoding:
+                headers["Content-Encoding"] = spec.response_encoding
+        if fmt is not None:
+            headers["X-ClickHouse-Format"] = fmt
+            headers["Content-Type"] = content_type(fmt)
+        else:
+            headers["Content-Type"] = "text/plain; charset=UTF-8"
+        if summary is not None:
+            headers["X-ClickHouse-Summary"] = summary_header(summary)
+        return headers
+
+    def response(self, spec: RequestSpec, data: bytes, summary: dict, fmt: str | None) -> Response:
+        headers = self.headers(spec, summary, fmt)
+        encoder = _response_encoder(spec)
+        if encoder is not None:
+            data = encoder.feed(data) + encoder.finish()
+        return Response(data, headers=headers, media_type=None)
+
+    def error(self, error: ClickHouseError, spec: RequestSpec | None) -> Response:
+        headers = self.headers(spec, None, None)
+        headers.pop("Content-Encoding", None)
+        headers["X-ClickHouse-Exception-Code"] = str(error.code)
+        body = error.render(self.engine.version).encode()
+        if spec is not None and spec.native_compression is not None:
+            # As ClickHouse does: the error goes through the compressed stream the client asked for.
+            body = BlockEncoder(spec.native_compression, spec.zstd_level).feed(body)
+        return Response(body, status_code=error.http_status, headers=headers)
+
+    async def stream(
+        self, spec: RequestSpec, lease: Lease, stream: ResultStream, first: bytes | None, fmt: str
+    ) -> Response:
+        if spec.wait_end_of_query:
+            try:
+                spooled = await self.in_thread(lease.drain_to_buffer, stream, first)
+            except BaseException:
+                await self._end(lease)
+                raise
+            return await self.file(
+                spec, lease, spooled, fmt, summary={"result_rows": stream.rows, "result_bytes": stream.bytes}
+            )
+        tag = "".join(secrets.choice(_TAG_ALPHABET) for _ in range(16))
+        headers = self.headers(spec, request_summary(spec, None, stream), fmt)
+        headers["X-ClickHouse-Exception-Tag"] = tag
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                if first:
+                    yield first
+                while True:
+                    try:
+                        chunk = await self.in_thread(stream.next_chunk)
+                    except ClickHouseError as error:
+                        yield _exception_block(error.render(self.engine.version).rstrip("\n"), tag)
+                        return
+                    if chunk is None:
+                        return
+                    yield chunk
+            finally:
+                if not stream.done:
+                    # The client went away mid-stream; a cancelled connection is not worth reusing.
+                    lease.connection.reusable = False
+                    with anyio.CancelScope(shield=True):
+                        await self.in_thread(stream.cancel)
+                await self._end(lease)
+
+        return StreamingResponse(encoded(chunks(), spec), headers=headers, media_type=None)
+
+    async def file(self, spec: RequestSpec, lease: Lease, source, fmt: str, summary: dict | None = None) -> Response:
+        """Send a finished answer held in a file (a path we delete afterwards, or a temp file)."""
+        await self._end(lease)
+        handle = open(source, "rb") if isinstance(source, Path) else source  # noqa: SIM115 - closed below
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while data := await anyio.to_thread.run_sync(handle.read, 1 << 20):
+                    yield data
+            finally:
+                handle.close()
+                if isinstance(source, Path):
+                    source.unlink(missing_ok=True)
+
+        headers = self.headers(spec, request_summary(spec, None, None, summary), fmt)
+        return StreamingResponse(encoded(chunks(), spec), headers=headers, media_type=None)
+
+
+def _response_encoder(spec: RequestSpec | None) -> ResponseEncoder | None:
+    stages = []
+    if spec is not None and spec.native_compression is not None:
+        stages.append(BlockEncoder(spec.native_compression, spec.zstd_level))
+    if spec is not None and spec.response_encoding:
+        stages.append(Encoder(spec.response_encoding, spec.compression_level))
+    return ResponseEncoder(stages) if stages else None
+
+
+async def encoded(chunks: AsyncIterator[bytes], spec: RequestSpec) -> AsyncIterator[bytes]:
+    encoder = _response_encoder(spec)
+    if encoder is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    async for chunk in chunks:
+        data = encoder.feed(chunk)
+        if data:
+            yield data
+    if tail := encoder.finish():
+        yield tail
+
+
+# ClickHouse caps the whole __exception__ block at 16 KiB; the message gets what the framing leaves.
+_MAX_EXCEPTION_BLOCK = 16 * 1024
+_EXCEPTION_MARKER = b"__exception__"
+
+
+def _exception_block(message: str, tag: str) -> bytes:
+    """ClickHouse's marker for an error after the body has started (clients look for the tag).
+
+    The length before the tag counts the message with its closing line break, as ClickHouse writes it.
+    """
+    overhead = 2 + len(_EXCEPTION_MARKER) + 2 + len(tag) + 2 + 8 + 1 + len(tag) + 2 + len(_EXCEPTION_MARKER) + 2
+    text = message.encode()[: _MAX_EXCEPTION_BLOCK - overhead]
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    return b"".join(
+        (
+            b"\r\n" + _EXCEPTION_MARKER + b"\r\n",
+            tag.encode() + b"\r\n",
+            text,
+            f"{len(text)} {tag}".encode() + b"\r\n",
+            _EXCEPTION_MARKER + b"\r\n",
+        )
+    )
+
+
+def request_summary(spec: RequestSpec, result, stream: ResultStream | None = None, extra: dict | None = None) -> dict:
+    summary = {
+        "read_rows": 0,
+        "read_bytes": 0,
+        "written_rows": 0,
+        "written_bytes": 0,
+        "total_rows_to_read": 0,
+        "result_rows": 0,
+        "result_bytes": 0,
+    }
+    if result is not None:
+        summary.update(
+            read_rows=result.storage_rows_read(),
+            read_bytes=result.storage_bytes_read(),
+            written_rows=result.rows_written(),
+            written_bytes=result.bytes_written(),
+            result_rows=result.rows_read(),
+            result_bytes=len(result.bytes()),
+        )
+    if stream is not None:
+        summary.update(result_rows=stream.rows, result_bytes=stream.bytes)
+    if extra:
+        summary.update(extra)
+    summary["elapsed_ns"] = time.perf_counter_ns() - spec.started_ns
+    return summary
+
+
+def summary_header(summary: dict) -> str:
+    # ClickHouse writes every figure as a JSON string.
+    return "{" + ",".join(f'"{key}":"{int(value)}"' for key, value in summary.items()) + "}"

@@ -1,0 +1,64 @@
+"""Backfill: rebuild the aggregates of chosen days from the deduplicated raw history.
+
+The SQL is the dbt macro ``rebuild_days`` (dbt_project/macros/rebuild.sql), which shares its
+recomputation with the reconciliation tests. `analytics backfill` and Dagster's
+``daily_reconciliation`` asset both run it through :func:`rebuild_days`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from core.settings.schema import SchemaSettings
+from operations.dbt import run_dbt
+
+# The one line rebuild_days logs about what it did.
+SUMMARY = re.compile(r"rebuild summary: (\{.*\})")
+
+
+class BackfillFailed(RuntimeError):
+    """dbt could not rebuild the days; the message carries the end of its output."""
+
+
+@dataclass(frozen=True)
+class RebuildSummary:
+    rows_by_day: dict[str, int]  # rows of workflow_daily each rebuilt day now holds
+    workflow_totals_corrected: int  # delta rows inserted into workflow_totals
+    output: str  # dbt's output, for logs
+
+
+def rebuild_arguments(days: Iterable[dt.date], staging_suffix: str) -> list[str]:
+    """The `dbt run-operation` arguments that rebuild these days (sorted, each once)."""
+    listed = sorted({day.isoformat() for day in days})
+    if not listed:
+        raise ValueError("name at least one day to rebuild")
+    return ["rebuild_days", "--args", json.dumps({"days": listed, "staging_suffix": staging_suffix})]
+
+
+def parse_summary(output: str) -> tuple[dict[str, int], int]:
+    match = SUMMARY.search(output)
+    if match is None:
+        raise BackfillFailed("dbt reported no rebuild summary:\n" + output[-3000:])
+    summary = json.loads(match.group(1))
+    return summary["days"], summary["workflow_totals_corrected"]
+
+
+def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date]) -> RebuildSummary:
+    """Rebuild the days' aggregates; safe to repeat. Raises BackfillFailed when dbt fails."""
+    # Staging tables are named per call, so two backfills at once never share one.
+    suffix = uuid.uuid4().hex[:12]
+    result = run_dbt(settings, "run-operation", *rebuild_arguments(days, suffix), capture=True)
+    if result.returncode != 0:
+        # A failed rebuild may leave its staging tables behind; nothing reuses them, so they go.
+        drop = json.dumps({"staging_suffix": suffix})
+        run_dbt(settings, "run-operation", "drop_rebuild_staging", "--args", drop, capture=True)
+        raise BackfillFailed(
+            f"dbt run-operation rebuild_days failed (exit {result.returncode}):\n{result.stdout[-3000:]}"
+        )
+    rows_by_day, corrected = parse_summary(result.stdout)
+    return RebuildSummary(rows_by_day, corrected, result.stdout)

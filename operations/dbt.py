@@ -1,0 +1,84 @@
+"""Running the dbt project (dbt_project.yml at the repository root) against the configured ClickHouse.
+
+dbt runs as a child process: its configuration comes from profiles.yml, which reads the
+``ANALYTICS_CLICKHOUSE_*`` variables set here from the settings slice, and from ``--vars``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.settings.schema import SchemaSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def dbt_vars(settings: SchemaSettings) -> dict:
+    return {
+        "ingest": settings.resolved_ingest,
+        "cluster": settings.cluster,
+        "kafka_broker_list": settings.kafka_bootstrap or "127.0.0.1:9092",
+        "kafka_topic_prefix": settings.kafka_topic_prefix,
+        "kafka_consumer_group_prefix": settings.kafka_consumer_group_prefix,
+        "kafka_num_consumers": settings.kafka_consumers,
+        "kafka_max_block_size": settings.kafka_max_block_size,
+        "kafka_flush_interval_ms": settings.kafka_flush_interval_ms,
+        "log_retention_hours": settings.log_retention_hours,
+        "audit_mode": settings.audit_mode,
+    }
+
+
+def dbt_environment(settings: SchemaSettings) -> dict[str, str]:
+    """The variables profiles.yml reads, from the ClickHouse URL (server) or the embedded server."""
+    connection = settings.clickhouse_connection
+    return {
+        "ANALYTICS_DBT_TARGET": settings.dbt_target,
+        "ANALYTICS_CLICKHOUSE_HOST": connection.host,
+        "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(connection.port),
+        "ANALYTICS_CLICKHOUSE_USER": connection.user,
+        "ANALYTICS_CLICKHOUSE_PASSWORD": connection.password,
+        "ANALYTICS_CLICKHOUSE_SECURE": "True" if connection.secure else "False",  # as_bool reads Python literals
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def dbt_executable() -> str:
+    """The dbt of this virtual environment, whatever PATH says."""
+    return str(Path(sys.executable).with_name("dbt"))
+
+
+def dbt_command(settings: SchemaSettings, command: str, *args: str, target_path: Path | None = None) -> list[str]:
+    """A dbt command line; ``target_path`` defaults to DATA_DIR/dbt/target (logs go next to it)."""
+    target_path = target_path or settings.data_dir.resolve() / "dbt" / "target"
+    return [
+        dbt_executable(),
+        command,
+        "--project-dir",
+        str(PROJECT_ROOT),
+        "--profiles-dir",
+        str(PROJECT_ROOT),
+        "--target-path",
+        str(target_path),
+        "--log-path",
+        str(target_path.with_name("logs")),
+        "--vars",
+        json.dumps(dbt_vars(settings)),
+        *args,
+    ]
+
+
+def run_dbt(
+    settings: SchemaSettings, command: str, *args: str, capture: bool = False, target_path: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        dbt_command(settings, command, *args, target_path=target_path),
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **dbt_environment(settings)},
+        text=True,
+        capture_output=capture,
+        check=False,
+    )

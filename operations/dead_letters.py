@@ -1,0 +1,159 @@
+"""Dead letters you can act on: what they are (grouped by topic and error) and their replay.
+
+A replay feeds chosen dead letters back through the landing tables, bytes as they came, after the
+cause was fixed (a schema change, a contract rule relaxed). With direct ingest (embedded mode) each
+message goes into `<topic>_messages` at its own Kafka position, exactly as the bridge inserted it:
+the landing view parses it again, a message that now passes counts (once: the first-seen gate
+knows its key, and a keyless scheduler event is keyed by that same position) and leaves
+dead_letters; one that still fails stays, with its new error. With Kafka-engine ingest (server
+mode) `<topic>_messages` is the Kafka table, so the replay produces the messages to the topic
+again; the engine takes them in, and those that still fail return as dead letters at their new
+offsets. Either way replaying twice counts nothing twice.
+
+`analytics dead-letters [replay]` and Dagster's `replay_dead_letters` job both run these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+from core import names
+from core.clickhouse import connect
+from core.names import TOPICS, messages_table, qualified, sql
+from core.settings.schema import SchemaSettings
+
+
+@dataclass(frozen=True)
+class DeadLetterGroup:
+    topic: str
+    error: str
+    messages: int
+    first_received: dt.datetime
+    last_received: dt.datetime
+
+
+@dataclass
+class ReplayResult:
+    selected: int = 0  # dead letters matching the filters
+    replayed: int = 0  # fed back through the landing tables (0 on a dry run)
+    landed: int = 0  # taken in: they count now and left dead_letters (direct ingest)
+    still_failing: int = 0  # dead letters again, with the error of this replay (direct ingest)
+    skipped: Counter = field(default_factory=Counter)  # why some could not be replayed
+    by_topic: Counter = field(default_factory=Counter)
+    produced_to_kafka: bool = False
+
+
+def _filters(topic: str | None, since: dt.datetime | None, settings: SchemaSettings) -> tuple[str, dict]:
+    conditions, parameters = ["1"], {}
+    if topic:
+        conditions.append("(topic = {topic:String} OR topic = {kafka_topic:String})")
+        parameters.update(topic=topic, kafka_topic=settings.kafka_topic_prefix + topic)
+    if since:
+        conditions.append("received_at >= {since:DateTime64(3, 'UTC')}")
+        parameters["since"] = since.astimezone(dt.UTC).replace(tzinfo=None) if since.tzinfo else since
+    return " AND ".join(conditions), parameters
+
+
+def summarize(
+    settings: SchemaSettings, topic: str | None = None, since: dt.datetime | None = None
+) -> list[DeadLetterGroup]:
+    """The dead letters grouped by topic and error, most frequent first within a topic."""
+    where, parameters = _filters(topic, since, settings)
+    client = connect.client(settings.clickhouse_connection)
+    try:
+        result = client.query(
+            sql(f"""SELECT topic, error, count() AS messages, min(received_at), max(received_at)
+                FROM $dead_letters FINAL WHERE {where}
+                GROUP BY topic, error ORDER BY topic, messages DESC, error"""),
+            parameters=parameters,
+        )
+        return [DeadLetterGroup(*row) for row in result.result_rows]
+    finally:
+        client.close()
+
+
+def _product_topic(kafka_topic: str, settings: SchemaSettings) -> str | None:
+    prefix = settings.kafka_topic_prefix
+    name = kafka_topic[len(prefix) :] if kafka_topic.startswith(prefix) else kafka_topic
+    if name in TOPICS:
+        return name
+    # A bridge run with another prefix: the topic's last dotted part names the product topic.
+    tail = kafka_topic.rsplit(".", 1)[-1]
+    return tail if tail in TOPICS else None
+
+
+def replay(
+    settings: SchemaSettings, topic: str | None = None, since: dt.datetime | None = None, dry_run: bool = False
+) -> ReplayResult:
+    where, parameters = _filters(topic, since, settings)
+    result = ReplayResult()
+    client = connect.client(settings.clickhouse_connection)
+    try:
+        [[started]] = client.query("SELECT now64(3, 'UTC')").result_rows
+        letters = client.query(
+            sql(f"""SELECT topic, partition, offset, raw_message FROM $dead_letters FINAL
+                WHERE {where} AND received_at < {{started:DateTime64(3, 'UTC')}} ORDER BY topic, partition, offset"""),
+            parameters={**parameters, "started": started},
+            column_formats={"raw_message": "bytes"},
+        ).result_rows
+        result.selected = len(letters)
+        batches: dict[str, list] = {}
+        for kafka_topic, partition, offset, raw in letters:
+            product = _product_topic(kafka_topic, settings)
+            if product is None:
+                result.skipped[f"no landing table for topic {kafka_topic!r}"] += 1
+            elif partition is None or offset is None:
+                result.skipped["no Kafka position"] += 1
+            else:
+                batches.setdefault(product, []).append((kafka_topic, partition, offset, raw))
+        for product, rows in batches.items():
+            result.by_topic[product] += len(rows)
+        if dry_run:
+            return result
+        for product, rows in batches.items():
+            _replay_topic(client, product, rows, result)
+        positions = [(t, p, o) for rows in batches.values() for t, p, o, _ in rows]
+        if positions:
+            if not result.produced_to_kafka:
+                again = client.query(
+                    sql("""SELECT count() FROM $dead_letters FINAL
+                       WHERE received_at >= {started:DateTime64(3, 'UTC')}
+                         AND (topic, assumeNotNull(partition), assumeNotNull(offset))
+                             IN {positions:Array(Tuple(String, UInt64, UInt64))}"""),
+                    parameters={"started": started, "positions": positions},
+                ).result_rows[0][0]
+                result.still_failing = again
+                result.landed = result.replayed - again
+            # The old rows go: a message that landed is no dead letter any more, one that still
+            # fails has its new row (with this replay's error).
+            client.command(
+                sql("""ALTER TABLE $dead_letters DELETE
+                   WHERE received_at < {started:DateTime64(3, 'UTC')}
+                     AND (topic, assumeNotNull(partition), assumeNotNull(offset))
+                         IN {positions:Array(Tuple(String, UInt64, UInt64))}"""),
+                parameters={"started": started, "positions": positions},
+                settings={"mutations_sync": 2},
+            )
+        return result
+    finally:
+        client.close()
+
+
+def _replay_topic(client, product: str, rows: list, result: ReplayResult) -> None:
+    [[engine]] = client.query(
+        "SELECT engine FROM system.tables WHERE database = {database:String} AND name = {name:String}",
+        parameters={"database": names.DATABASE, "name": messages_table(product)},
+    ).result_rows
+    table = qualified(messages_table(product))
+    if engine == "Kafka":  # server mode: an insert produces the messages to the topic again
+        client.insert(table, [[raw] for _, _, _, raw in rows], column_names=["payload"])
+        result.produced_to_kafka = True
+    else:
+        client.insert(
+            table,
+            [[raw, kafka_topic, partition, offset, None] for kafka_topic, partition, offset, raw in rows],
+            column_names=["payload", "_topic", "_partition", "_offset", "_timestamp_ms"],
+        )
+    result.replayed += len(rows)

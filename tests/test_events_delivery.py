@@ -1,0 +1,235 @@
+"""The events client's delivery against in-memory sinks: batching, drops, closing and failing sinks.
+
+Without a consumer thread (background=False) the test drives delivery itself with pump(), flush()
+and close(), and a FakeClock decides when a batch is old enough.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from events import (
+    AnalyticsCompatEvent,
+    Batching,
+    Client,
+    Event,
+    FilterSink,
+    InvalidEvent,
+    LoggerSink,
+    MemorySink,
+)
+from tests.events_support import BlockingSink, FakeClock, sync_client
+
+# -- batching ------------------------------------------------------------------------------------
+
+
+def test_a_batch_goes_out_when_it_reaches_the_event_count():
+    client, sink = sync_client(Batching(max_events=3, interval=60.0))
+    for n in range(7):
+        client.record("behavioral", "click", n=n)
+
+    client.pump()
+
+    assert [[event.attributes["n"] for event in batch] for batch in sink.batches] == [[0, 1, 2], [3, 4, 5]]
+    assert client.stats.pending == 1
+
+
+def test_a_batch_goes_out_when_it_reaches_the_byte_limit():
+    size = len(Event("behavioral", "click", {"n": 0}).json) + 1  # every event below has the same size
+    client, sink = sync_client(Batching(max_events=1000, max_bytes=size * 2 + size // 2, interval=60.0))
+    for n in range(5):
+        client.record("behavioral", "click", n=n)
+
+    client.pump()
+
+    assert [len(batch) for batch in sink.batches] == [2, 2]
+    assert all(sum(len(e.json) + 1 for e in batch) <= size * 2.5 for batch in sink.batches)
+
+
+def test_a_batch_goes_out_when_its_first_event_is_old_enough():
+    clock = FakeClock()
+    client, sink = sync_client(Batching(max_events=1000, interval=5.0), clock=clock)
+    client.record("behavioral", "first")
+    clock.advance(2.0)
+    client.record("behavioral", "second")
+
+    clock.advance(2.5)
+    client.pump()
+    assert sink.batches == []  # the first event has waited 4.5 of 5 seconds
+
+    clock.advance(0.5)
+    client.pump()
+    assert [[event.event_name for event in batch] for batch in sink.batches] == [["first", "second"]]
+
+
+def test_flush_sends_a_batch_that_is_not_due_yet():
+    client, sink = sync_client(Batching(max_events=1000, interval=3600.0))
+    client.record("behavioral", "click")
+    client.pump()
+    assert sink.batches == []
+
+    assert client.flush() is True
+    assert len(sink.events) == 1
+
+
+# -- never blocking: the drop policy ---------------------------------------------------------------
+
+
+def test_a_full_queue_drops_the_newest_events_and_counts_them(caplog):
+    client, sink = sync_client(queue_size=3)
+
+    results = [client.record("behavioral", "click", n=n) for n in range(5)]
+
+    assert [result is None for result in results] == [False, False, False, True, True]
+    assert (client.stats.accepted, client.stats.dropped) == (3, 2)
+    assert "dropped an event because the queue is full" in caplog.text
+    client.flush()
+    assert [event.attributes["n"] for event in sink.events] == [0, 1, 2]
+
+
+def test_recording_does_not_wait_for_a_stuck_sink():
+    sink = BlockingSink(Batching(max_events=1, interval=0.0))
+    client = Client(sink, queue_size=5)
+    client.record("behavioral", "first")
+    assert sink.entered.wait(10)  # the consumer is now stuck inside emit
+
+    for _ in range(100):  # would hang here if recording blocked on the full queue
+        client.record("behavioral", "more")
+
+    assert (client.stats.accepted, client.stats.dropped) == (6, 95)
+    sink.release.set()
+    assert client.close() is True
+    assert len(sink.events) == 6
+
+
+def test_events_recorded_after_close_are_dropped_and_counted():
+    client, sink = sync_client()
+    client.close()
+
+    assert client.record("behavioral", "late") is None
+    assert client.stats.dropped == 1
+    assert sink.events == []
+
+
+# -- closing -------------------------------------------------------------------------------------
+
+
+def test_close_hands_everything_to_the_sink_and_closes_it_once():
+    client, sink = sync_client(Batching(max_events=1000, interval=3600.0))
+    client.record("behavioral", "a")
+    client.record("behavioral", "b")
+
+    assert client.close() is True
+    assert client.close() is True
+
+    assert [event.event_name for event in sink.events] == ["a", "b"]
+    assert sink.close_calls == 1
+
+
+def test_leaving_a_with_block_closes_the_client():
+    sink = MemorySink(Batching(interval=3600.0))
+    with Client(sink, background=False) as client:
+        client.record("behavioral", "a")
+    assert len(sink.events) == 1 and sink.closed
+
+
+def test_the_consumer_thread_delivers_everything_in_order_by_close():
+    sink = MemorySink(Batching(max_events=64, interval=3600.0))
+    client = Client(sink, queue_size=10_000)
+    for n in range(2000):
+        client.record("behavioral", "click", n=n)
+
+    assert client.close() is True
+
+    assert [event.attributes["n"] for event in sink.events] == list(range(2000))
+    assert client.stats.emitted == 2000 and sink.closed
+
+
+def test_flush_waits_for_the_consumer_thread():
+    sink = MemorySink(Batching(max_events=1000, interval=3600.0))
+    client = Client(sink)
+    for _ in range(5):
+        client.record("behavioral", "click")
+
+    assert client.flush(timeout=30) is True
+    assert len(sink.events) == 5
+    client.close()
+
+
+def test_close_gives_up_after_its_timeout_and_counts_what_was_left():
+    sink = BlockingSink(Batching(max_events=1, interval=0.0))
+    client = Client(sink)
+    for _ in range(3):
+        client.record("behavioral", "click")
+    assert sink.entered.wait(10)
+
+    assert client.close(timeout=0.2) is False
+
+    assert client.stats.abandoned == 3  # one stuck in emit, two still queued
+    assert sink.closed
+    sink.release.set()
+
+
+# -- a failing sink and the small sinks ------------------------------------------------------------
+
+
+class FlakySink(MemorySink):
+    def __init__(self):
+        super().__init__(Batching(max_events=2, interval=60.0))
+        self.calls = 0
+
+    def emit(self, batch):
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("sink down")
+        super().emit(batch)
+
+
+def test_a_sink_that_raises_costs_only_that_batch_and_is_counted(caplog):
+    sink = FlakySink()
+    client = Client(sink, background=False)
+    for n in range(4):
+        client.record("behavioral", "click", n=n)
+
+    client.pump()
+
+    assert [event.attributes["n"] for event in sink.events] == [2, 3]
+    assert (client.stats.failed, client.stats.emitted) == (2, 2)
+    assert "the sink raised on a batch of 2 events" in caplog.text
+
+
+def test_filter_sink_passes_on_only_what_the_predicate_accepts_and_closes_the_sink():
+    inner = MemorySink(Batching(max_events=10, interval=7.0))
+    sink = FilterSink(inner, lambda event: event.event_type != "metric")
+    client = Client(sink, background=False)
+    client.record("behavioral", "kept")
+    client.record_metric("dropped", 1.0)
+
+    client.close()
+
+    assert [event.event_name for event in inner.events] == ["kept"]
+    assert sink.batching == inner.batching and inner.closed
+
+
+def test_logger_sink_logs_each_event_as_json(caplog):
+    caplog.set_level(logging.INFO, logger="events")
+    client = Client(LoggerSink(), background=False)
+    event = client.record("behavioral", "click", user_id="u-1")
+
+    client.close()
+
+    assert event.json.decode() in caplog.text
+
+
+def test_events_made_elsewhere_can_be_sent_and_are_validated():
+    client, sink = sync_client()
+    good = Event("job_log", "created", {"user_id": "u", "workflow_id": "w", "job_id": "j", "count": 2})
+    bad = AnalyticsCompatEvent("WORKFLOWS", "u", "w", {})
+
+    assert client.send(good) is good
+    with pytest.raises(InvalidEvent, match="Data.kind"):
+        client.send(bad)
+    client.flush()
+    assert sink.events == [good]

@@ -1,0 +1,132 @@
+"""Running the gRPC service: refusing to start, ClickHouse failing, deadlines, drain and stopping."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from analytics_proto import analytics_pb2 as pb
+from tests.grpc_operations_support import logs, rpc_error, small, user_totals  # noqa: F401 - fixtures
+from tests.grpc_server import (
+    NOT_SERVING,
+    SERVING,
+    HeldRelay,
+    start_grpc,
+    wait_for_exit,
+)
+
+# -- refusing to start --------------------------------------------------------------------------
+
+
+def refused(logs: Path, *args: str, env: dict | None = None) -> str:
+    service = start_grpc(logs, *args, env=env, wait=False)
+    output = wait_for_exit(service)
+    assert service.process.returncode != 0, output
+    return output
+
+
+def test_a_port_in_use_is_refused(logs):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        output = refused(logs, "--port", str(port))
+    assert f"cannot listen on 127.0.0.1:{port}" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-cert", "/nonexistent/server.pem", "--tls-key", "/nonexistent/server.key"], "cannot read the TLS"),
+        (["--tls-cert", "/nonexistent/server.pem"], "ANALYTICS_GRPC_TLS_CERT and ANALYTICS_GRPC_TLS_KEY"),
+        (["--tls-client-ca", "/nonexistent/ca.pem"], "ANALYTICS_GRPC_TLS_CLIENT_CA (mutual TLS) needs"),
+        (["--clickhouse-url", "clickhouse:8123"], "is not http(s)://HOST[:PORT]"),
+        (["--id-format", "numbers"], "Invalid value for '--id-format'"),
+        (["--tokens-file", "/nonexistent/tokens"], "cannot read the tokens file /nonexistent/tokens"),
+    ],
+    ids=["unreadable-tls", "cert-without-key", "client-ca-without-cert", "bad-url", "id-format", "tokens-file"],
+)
+def test_bad_settings_are_refused_with_the_reason(logs, args, message):
+    assert message in refused(logs, *args)
+
+
+def test_a_malformed_tokens_file_names_its_line(logs):
+    path = logs / "bad-tokens"
+    path.write_text("a-good-token-0123456789 user-1\nno-user-for-this-token\n")
+    assert f"{path} line 2: expected 'TOKEN USER_ID'" in refused(logs, "--tokens-file", str(path))
+
+
+# -- ClickHouse failing, deadlines and drain ----------------------------------------------------
+
+
+def test_clickhouse_failures_are_internal_and_leak_no_sql(logs, analytics_db):
+    from tests.embedded_server import free_port
+
+    nothing_there = start_grpc(logs, "--clickhouse-url", f"http://127.0.0.1:{free_port()}")
+    wrong_user = start_grpc(logs, "--clickhouse-url", analytics_db.url, env={"ANALYTICS_CLICKHOUSE_USER": "intruder"})
+    try:
+        for service in (nothing_there, wrong_user):
+            with service.channel() as channel:
+                error = rpc_error(
+                    service.stub(channel).GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id="user-123"), timeout=30
+                )
+            assert error.code() == grpc.StatusCode.INTERNAL
+            assert error.details() == "the analytics store could not answer; see the server log"
+        assert "is unreachable" in nothing_there.log()
+        assert "AUTHENTICATION_FAILED" in wrong_user.log() or "403" in wrong_user.log()
+    finally:
+        assert nothing_there.stop() == 0
+        assert wrong_user.stop() == 0
+
+
+def test_a_query_outliving_the_servers_deadline_is_deadline_exceeded(logs, analytics_db, small):
+    relay = HeldRelay(analytics_db.port)
+    service = start_grpc(logs, "--clickhouse-url", relay.url, env={"ANALYTICS_GRPC_DEFAULT_DEADLINE": "0.5"})
+    try:
+        relay.hold()
+        with service.channel() as channel:
+            # the client sets no deadline: the server's own one ends the call
+            error = rpc_error(
+                service.stub(channel).GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id=small.expected.users[0])
+            )
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert error.details() == "the analytics query did not finish before the deadline"
+    finally:
+        relay.close()
+        assert service.stop() == 0
+
+
+def test_sigterm_reports_not_serving_finishes_calls_in_flight_then_exits(logs, analytics_db, small):
+    relay = HeldRelay(analytics_db.port)
+    service = start_grpc(logs, "--clickhouse-url", relay.url)
+    user = small.expected.users[2]
+    try:
+        with service.channel() as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
+            assert next(watch).status == SERVING
+            relay.hold()
+            in_flight = service.stub(channel).GetUserAnalytics.future(
+                pb.GetUserAnalyticsRequest(user_id=user), timeout=60
+            )
+            assert relay.request_seen.wait(30)  # the query is at ClickHouse's door
+            service.process.send_signal(signal.SIGTERM)
+            assert next(watch).status == NOT_SERVING
+            watch.cancel()
+            relay.release()
+            answer = in_flight.result()
+        assert (answer.total_workflows, answer.total_jobs) == small.expected.user(user)[:2]
+        assert service.process.wait(60) == 0
+        output = service.log()
+        assert "draining" in output and "stopped" in output
+    finally:
+        relay.close()
+        service.stop(signal.SIGKILL)
+
+
+def test_ctrl_c_stops_as_sigterm_does(logs, analytics_db):
+    service = start_grpc(logs, "--clickhouse-url", analytics_db.url)
+    assert service.stop(signal.SIGINT) == 0
+    assert "gRPC AnalyticsService stopped" in service.log()

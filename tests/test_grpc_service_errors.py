@@ -1,0 +1,246 @@
+"""`analytics grpc` over HTTP to the embedded ClickHouse: every error code, health, reflection and metrics.
+
+Events go in through the landing tables (HTTP intake) with duplicates and out of order; answers
+come out of a real gRPC channel and are compared with numbers computed from the events here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+
+import grpc
+import pytest
+
+from analytics_proto import analytics_pb2 as pb
+from tests.embedded_server import free_port
+from tests.grpc_server import SERVING, HeldRelay, health_status, listed_services, start_grpc
+from tests.grpc_service_support import assert_summary, error_of, loaded, service, stub  # noqa: F401 - fixtures
+
+# -- errors -------------------------------------------------------------------------------------
+
+LONG = "x" * 129
+
+
+def invalid_requests():
+    february_30 = {"start_date": "2026-02-30"}
+    return [
+        ("GetUserAnalytics", pb.GetUserAnalyticsRequest(), "user_id is required"),
+        ("GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id=LONG), "longer than 128"),
+        ("GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id="a/b"), "'/' at position 1"),
+        ("GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id="a\nb"), "letters, digits"),
+        ("GetWorkflowAnalytics", pb.GetWorkflowAnalyticsRequest(user_id="u"), "workflow_id is required"),
+        ("GetWorkflowAnalytics", pb.GetWorkflowAnalyticsRequest(workflow_id="w"), "user_id is required"),
+        (
+            "GetWorkflowAnalytics",
+            pb.GetWorkflowAnalyticsRequest(user_id="u", workflow_id="w' or 1=1"),
+            "workflow_id may hold only",
+        ),
+        (
+            "GetUserAnalyticsDetails",
+            pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(**february_30)),
+            "date_range.start_date must be a date YYYY-MM-DD",
+        ),
+        (
+            "GetUserAnalyticsDetails",
+            pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(end_date="20260101")),
+            "date_range.end_date must be a date",
+        ),
+        (
+            "GetUserAnalyticsDetails",
+            pb.GetUserAnalyticsDetailsRequest(
+                user_id="u", date_range=pb.DateRange(start_date="2026-05-02", end_date="2026-05-01")
+            ),
+            "start_date 2026-05-02 is after",
+        ),
+        (
+            "GetUserAnalyticsDetails",
+            pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(start_date="1969-12-31")),
+            "between 1970-01-01 and 2149-06-06",
+        ),
+        ("GetUserAnalyticsDetails", pb.GetUserAnalyticsDetailsRequest(user_id="u", kind="a kind"), "kind must be"),
+        (
+            "GetWorkflowAnalyticsDetails",
+            pb.GetWorkflowAnalyticsDetailsRequest(user_id="u", workflow_id=""),
+            "workflow_id is required",
+        ),
+        (
+            "GetAnalyticsTimeSeries",
+            pb.GetAnalyticsTimeSeriesRequest(user_id="u", granularity=9),
+            "granularity 9 is not one of GRANULARITY_DAY",
+        ),
+        (
+            "GetAnalyticsTimeSeries",
+            pb.GetAnalyticsTimeSeriesRequest(user_id="u", workflow_id=LONG),
+            "workflow_id is longer",
+        ),
+        ("ListWorkflowAnalytics", pb.ListWorkflowAnalyticsRequest(user_id="u", page_size=-1), "page_size"),
+        ("ListWorkflowAnalytics", pb.ListWorkflowAnalyticsRequest(user_id="u", order_by=7), "order_by 7"),
+        (
+            "ListWorkflowAnalytics",
+            pb.ListWorkflowAnalyticsRequest(user_id="u", page_token="not-a-token"),
+            "page_token is not a token this service issued",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "request_message", "message"),
+    invalid_requests(),
+    ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(invalid_requests())],
+)
+def test_invalid_arguments_are_named(stub, method, request_message, message):
+    error = error_of(getattr(stub, method), request_message)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in error.details()
+
+
+def test_a_page_token_only_continues_its_own_query(stub, loaded):
+    _, model = loaded
+    user = model.users[0]
+    first = stub.ListWorkflowAnalytics(pb.ListWorkflowAnalyticsRequest(user_id=user, page_size=1), timeout=30)
+    assert first.next_page_token
+    for other in (
+        pb.ListWorkflowAnalyticsRequest(user_id=model.users[1], page_size=1),
+        pb.ListWorkflowAnalyticsRequest(user_id=user, page_size=1, ascending=True),
+        pb.ListWorkflowAnalyticsRequest(user_id=user, page_size=1, kind="HEARTBEAT"),
+        pb.ListWorkflowAnalyticsRequest(user_id=user, page_size=1, order_by=pb.WORKFLOW_ORDER_JOBLOGS),
+    ):
+        other.page_token = first.next_page_token
+        error = error_of(stub.ListWorkflowAnalytics, other)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "page_token belongs to another query" in error.details()
+    # the page size may change between pages
+    second = stub.ListWorkflowAnalytics(
+        pb.ListWorkflowAnalyticsRequest(user_id=user, page_size=3, page_token=first.next_page_token), timeout=30
+    )
+    assert first.workflows[0].workflow_id not in [row.workflow_id for row in second.workflows]
+
+
+def not_found_requests(user: str, others_workflow: str):
+    unknown = "nobody-" + user
+    return [
+        ("GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id=unknown)),
+        ("GetWorkflowAnalytics", pb.GetWorkflowAnalyticsRequest(user_id=user, workflow_id="no-such-workflow")),
+        ("GetWorkflowAnalytics", pb.GetWorkflowAnalyticsRequest(user_id=user, workflow_id=others_workflow)),
+        ("GetUserAnalyticsDetails", pb.GetUserAnalyticsDetailsRequest(user_id=unknown)),
+        (
+            "GetWorkflowAnalyticsDetails",
+            pb.GetWorkflowAnalyticsDetailsRequest(user_id=user, workflow_id=others_workflow),
+        ),
+        ("GetAnalyticsTimeSeries", pb.GetAnalyticsTimeSeriesRequest(user_id=unknown)),
+        ("GetAnalyticsTimeSeries", pb.GetAnalyticsTimeSeriesRequest(user_id=user, workflow_id=others_workflow)),
+        ("ListWorkflowAnalytics", pb.ListWorkflowAnalyticsRequest(user_id=unknown)),
+    ]
+
+
+def test_unknown_users_and_other_users_workflows_are_not_found(stub, loaded):
+    _, model = loaded
+    user, other = model.users[0], model.users[1]
+    others_workflow = model.workflows(other)[0]
+    for method, request in not_found_requests(user, others_workflow):
+        error = error_of(getattr(stub, method), request)
+        assert error.code() == grpc.StatusCode.NOT_FOUND, (method, request)
+        assert "no analytics for" in error.details()
+    # the owner does see it
+    owner = stub.GetWorkflowAnalytics(
+        pb.GetWorkflowAnalyticsRequest(user_id=other, workflow_id=others_workflow), timeout=30
+    )
+    assert owner.workflow_id == others_workflow
+
+
+def test_a_deadline_too_short_to_answer_is_deadline_exceeded(analytics_db, loaded, tmp_path):
+    """The server itself answers DEADLINE_EXCEEDED when ClickHouse cannot answer within the call's deadline.
+
+    ClickHouse is reached through a relay that holds the query, so the call arrives with time to
+    spare and the server, not the client's own timer, is what gives up (its metrics say so).
+    """
+    _, model = loaded
+    relay = HeldRelay(analytics_db.port)
+    metrics_port = free_port()
+    server = start_grpc(tmp_path, "--clickhouse-url", relay.url, "--metrics-port", str(metrics_port))
+    method = {"grpc_service": "analytics.AnalyticsService", "grpc_method": "GetUserAnalytics"}
+
+    def server_deadlines() -> tuple[float, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+        return metric(scraped, "analytics_grpc_responses_total", grpc_code="DEADLINE_EXCEEDED", **method), scraped
+
+    try:
+        relay.hold()
+        with server.channel() as channel:
+            call = server.stub(channel).GetUserAnalytics.future(
+                pb.GetUserAnalyticsRequest(user_id=model.users[0]), timeout=2.0
+            )
+            assert relay.request_seen.wait(30)  # the server got the call and asked ClickHouse
+            assert call.exception(60).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        give_up = time.monotonic() + 30
+        while not server_deadlines()[0] and time.monotonic() < give_up:
+            time.sleep(0.2)  # the server gives up a moment after the client's own timer fired
+        count, scraped = server_deadlines()
+        assert count == 1
+        assert metric(scraped, "analytics_clickhouse_query_seconds_count", query="user_totals", outcome="timeout") == 1
+        assert metric(scraped, "analytics_grpc_responses_total", grpc_code="OK", **method) == 0
+    finally:
+        relay.release()
+        assert server.stop() == 0, server.log()
+        relay.close()
+
+
+# -- health, reflection, metrics ----------------------------------------------------------------
+
+
+def test_health_answers_serving_for_the_server_and_the_service(service):
+    with service.channel() as channel:
+        assert health_status(channel) == SERVING
+        assert health_status(channel, "analytics.AnalyticsService") == SERVING
+
+
+def test_reflection_lists_the_services(service):
+    assert listed_services(service.target) == [
+        "analytics.AnalyticsService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of one sample of the Prometheus text format; 0 when absent."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if match and all(f'{key}="{value}"' in match.group(1) for key, value in labels.items()):
+            return float(match.group(2))
+    return 0.0
+
+
+def test_metrics_count_calls_codes_latency_and_query_time(service, stub, loaded):
+    _, model = loaded
+
+    def scrape() -> str:
+        with urllib.request.urlopen(service.extra["metrics_url"], timeout=10) as response:
+            return response.read().decode()
+
+    before = scrape()
+    stub.GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=model.users[0]), timeout=30)
+    error_of(stub.GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id="nobody-at-all"))
+    error_of(stub.GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id=""))
+    after = scrape()
+    method = {"grpc_service": "analytics.AnalyticsService", "grpc_method": "GetUserAnalytics"}
+    for code in ("OK", "NOT_FOUND", "INVALID_ARGUMENT"):
+        name = "analytics_grpc_responses_total"
+        assert metric(after, name, grpc_code=code, **method) == metric(before, name, grpc_code=code, **method) + 1
+    assert (
+        metric(after, "analytics_grpc_requests_total", **method)
+        == metric(before, "analytics_grpc_requests_total", **method) + 3
+    )
+    assert (
+        metric(after, "analytics_grpc_request_seconds_count", **method)
+        == metric(before, "analytics_grpc_request_seconds_count", **method) + 3
+    )
+    # the invalid request never reached ClickHouse
+    query = {"query": "user_totals", "outcome": "ok"}
+    assert (
+        metric(after, "analytics_clickhouse_query_seconds_count", **query)
+        == metric(before, "analytics_clickhouse_query_seconds_count", **query) + 2
+    )

@@ -1,0 +1,238 @@
+"""The ClickHouse HTTP interface at the wire level: results as they stream, errors in them, sessions,
+query ids, inserts through failing views and credentials (requests and bodies: test_http_protocol.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.http_support import HTTP, db, get, post, url  # noqa: F401 - db is a fixture
+
+MULTI_BLOCK = "SELECT number AS n, toString(number) AS s FROM numbers(200000)"
+
+
+@pytest.mark.parametrize("fmt", ["TabSeparated", "CSV", "JSONEachRow", "Native", "RowBinary", "JSONCompactEachRow"])
+def test_row_formats_stream_in_chunks(clickhouse, fmt):
+    response = HTTP.request(
+        "POST", clickhouse.url + "/", body=f"{MULTI_BLOCK} FORMAT {fmt}".encode(), preload_content=False
+    )
+    assert response.headers.get("Transfer-Encoding") == "chunked"
+    assert response.headers["X-ClickHouse-Format"] == fmt
+    data = b"".join(response.stream(1 << 16))
+    if fmt == "TabSeparated":
+        assert data.count(b"\n") == 200000 and data.endswith(b"199999\t199999\n")
+    elif fmt == "JSONEachRow":
+        last = json.loads(data.splitlines()[-1])
+        assert (int(last["n"]), last["s"]) == (199999, "199999")
+
+
+def test_header_formats_have_one_header(clickhouse):
+    tsv = post(clickhouse, f"{MULTI_BLOCK} FORMAT TSVWithNamesAndTypes".encode()).data.splitlines()
+    assert tsv[:2] == [b"n\ts", b"UInt64\tString"]
+    assert len(tsv) == 200002
+    assert tsv.count(b"n\ts") == 1
+    csv = post(clickhouse, f"{MULTI_BLOCK} FORMAT CSVWithNames".encode()).data.splitlines()
+    assert csv[0] == b'"n","s"' and len(csv) == 200001
+
+
+def test_document_formats_are_single_documents(clickhouse):
+    document = json.loads(post(clickhouse, f"{MULTI_BLOCK} FORMAT JSON".encode()).data)
+    assert document["rows"] == 200000
+    assert [column["name"] for column in document["meta"]] == ["n", "s"]
+    assert (int(document["data"][-1]["n"]), document["data"][-1]["s"]) == (199999, "199999")
+    compact = json.loads(post(clickhouse, f"{MULTI_BLOCK} FORMAT JSONCompact".encode()).data)
+    assert len(compact["data"]) == 200000
+    parquet = pq.read_table(io.BytesIO(post(clickhouse, f"{MULTI_BLOCK} FORMAT Parquet".encode()).data))
+    assert parquet.num_rows == 200000 and parquet.column("n").to_pylist()[-1] == 199999
+
+
+def test_empty_results_in_document_formats_keep_their_header(clickhouse):
+    document = json.loads(post(clickhouse, b"SELECT 1 AS one WHERE 0 FORMAT JSON").data)
+    assert document["rows"] == 0 and document["meta"][0]["name"] == "one"
+    assert post(clickhouse, b"SELECT 1 AS one WHERE 0 FORMAT TSVWithNames").data == b"one\n"
+
+
+def test_error_after_the_first_block_is_marked_in_the_body(clickhouse):
+    response = post(
+        clickhouse,
+        b"SELECT number, throwIf(number = 150000, 'late failure') FROM numbers(200000)",
+        max_block_size="10000",
+    )
+    assert response.status == 200  # the headers were already sent
+    tag = response.headers["X-ClickHouse-Exception-Tag"]
+    assert len(tag) == 16
+    assert response.data.endswith(f" {tag}\r\n__exception__\r\n".encode())
+    assert f"\r\n__exception__\r\n{tag}\r\nCode: 395.".encode() in response.data
+
+
+def test_error_before_the_first_block_is_a_proper_error(clickhouse):
+    response = post(clickhouse, b"SELECT throwIf(number = 0, 'early failure') FROM numbers(10)")
+    assert response.status == 500
+    assert response.headers["X-ClickHouse-Exception-Code"] == "395"
+    assert b"early failure" in response.data
+
+
+def test_wait_end_of_query_buffers_and_reports_errors_with_status(clickhouse):
+    ok = post(clickhouse, b"SELECT count() FROM numbers(100000)", wait_end_of_query="1")
+    assert ok.data == b"100000\n"
+    failed = post(
+        clickhouse,
+        b"SELECT number, throwIf(number = 150000) FROM numbers(200000)",
+        wait_end_of_query="1",
+        max_block_size="10000",
+    )
+    assert failed.status == 500
+    assert failed.headers["X-ClickHouse-Exception-Code"] == "395"
+
+
+def test_get_requests_are_read_only(clickhouse, db):
+    post(clickhouse, f"CREATE TABLE {db}.ro (n UInt8) ENGINE = Memory".encode())
+    refused = get(clickhouse, query=f"INSERT INTO {db}.ro VALUES (1)")
+    assert refused.status == 500
+    assert refused.headers["X-ClickHouse-Exception-Code"] == "164"
+    assert b"method GET implies readonly" in refused.data
+    assert get(clickhouse, query=f"SELECT count() FROM {db}.ro").data == b"0\n"
+
+
+def test_readonly_requests_do_not_leave_connections_read_only(clickhouse, db):
+    post(clickhouse, f"CREATE TABLE {db}.w (n UInt8) ENGINE = Memory".encode())
+    for _ in range(20):  # more requests than pooled connections
+        refused = post(clickhouse, f"INSERT INTO {db}.w VALUES (1)".encode(), readonly="1")
+        assert refused.headers["X-ClickHouse-Exception-Code"] == "164"
+        assert post(clickhouse, b"SELECT 1", readonly="1").data == b"1\n"
+    for _ in range(20):
+        assert post(clickhouse, f"INSERT INTO {db}.w VALUES (1)".encode()).status == 200
+    assert post(clickhouse, f"SELECT count() FROM {db}.w".encode()).data == b"20\n"
+
+
+def test_session_state_and_isolation(clickhouse, db):
+    session = uuid.uuid4().hex
+    assert post(clickhouse, f"USE {db}".encode(), session_id=session).status == 200
+    post(clickhouse, b"CREATE TEMPORARY TABLE tmp (n UInt8)", session_id=session)
+    post(clickhouse, b"INSERT INTO tmp VALUES (5)", session_id=session)
+    post(clickhouse, b"SET max_threads = 3", session_id=session)
+    assert (
+        post(
+            clickhouse, b"SELECT currentDatabase(), getSetting('max_threads'), sum(n) FROM tmp", session_id=session
+        ).data
+        == f"{db}\t3\t5\n".encode()
+    )
+    # A per-request setting in a session is undone afterwards; the session's own SET remains.
+    assert post(clickhouse, b"SELECT getSetting('max_threads')", session_id=session, max_threads="1").data == b"1\n"
+    assert post(clickhouse, b"SELECT getSetting('max_threads')", session_id=session).data == b"3\n"
+    # Nothing leaks to requests without the session.
+    assert post(clickhouse, b"SELECT currentDatabase()").data == b"default\n"
+    assert post(clickhouse, b"SELECT sum(n) FROM tmp").status == 404
+
+
+def test_session_less_set_and_use_do_not_leak(clickhouse, db):
+    for _ in range(20):
+        post(clickhouse, b"SET max_threads = 1")
+        post(clickhouse, f"USE {db}".encode())
+    for _ in range(20):
+        assert post(clickhouse, b"SELECT currentDatabase(), getSetting('max_threads') = 1").data == b"default\t0\n"
+
+
+def start_slow_query(clickhouse, **params) -> tuple[threading.Thread, dict]:
+    """A query that sleeps, started in a thread; returns once ClickHouse runs it.
+
+    Whether it runs is asked with a query of no session and a query id of its own (system.processes),
+    so the probe can never take the session or the id the test is about before the slow query does.
+    """
+    marker = uuid.uuid4().hex
+    results = {}
+
+    def slow():
+        results["slow"] = post(clickhouse, f"SELECT sleep(2) /* {marker} */".encode(), **params)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    probe = (
+        "SELECT count() FROM system.processes"
+        f" WHERE query LIKE '%sleep(2) /* {marker}%' AND query NOT LIKE '%processes%'"
+    )
+    for _ in range(600):
+        if post(clickhouse, probe.encode()).data == b"1\n":
+            return thread, results
+        assert thread.is_alive(), results
+        time.sleep(0.01)
+    raise AssertionError("the slow query never showed in system.processes")
+
+
+def test_session_check_and_lock(clickhouse):
+    missing = post(clickhouse, b"SELECT 1", session_id="never-created", session_check="1")
+    assert missing.headers["X-ClickHouse-Exception-Code"] == "372"
+    session = uuid.uuid4().hex
+    thread, results = start_slow_query(clickhouse, session_id=session)
+    busy = post(clickhouse, b"SELECT 1", session_id=session)
+    thread.join()
+    assert busy.headers["X-ClickHouse-Exception-Code"] == "373"
+    assert results["slow"].status == 200
+    assert post(clickhouse, b"SELECT 1", session_id=session).status == 200  # free again
+
+
+def test_duplicate_running_query_id_is_refused(clickhouse):
+    query_id = uuid.uuid4().hex
+    thread, results = start_slow_query(clickhouse, query_id=query_id)
+    duplicate = post(clickhouse, b"SELECT 1", query_id=query_id)
+    thread.join()
+    assert duplicate.headers["X-ClickHouse-Exception-Code"] == "216"
+    assert results["slow"].status == 200
+    assert post(clickhouse, b"SELECT 1", query_id=query_id).status == 200  # free again
+
+
+MV_SETUP = """
+CREATE TABLE {db}.src (n Int64) ENGINE = Null;
+CREATE TABLE {db}.dst (n Int64) ENGINE = MergeTree ORDER BY n;
+CREATE MATERIALIZED VIEW {db}.mv TO {db}.dst AS SELECT throwIf(n = 13, 'thirteen is refused') + n AS n FROM {db}.src
+"""
+
+
+@pytest.mark.parametrize("rows", [100, 400_000], ids=["small-body", "streamed-body"])
+def test_insert_whose_view_fails_reports_the_error(clickhouse, db, rows):
+    for statement in MV_SETUP.format(db=db).split(";"):
+        assert post(clickhouse, statement.encode()).status == 200
+    body = b"".join(b"%d\n" % (i + 20) for i in range(rows)) + b"13\n"
+    response = post(clickhouse, body, query=f"INSERT INTO {db}.src FORMAT TSV")
+    assert response.status == 500
+    assert response.headers["X-ClickHouse-Exception-Code"] == "395"
+    assert b"thirteen is refused" in response.data
+    good = b"".join(b"%d\n" % (i + 20) for i in range(rows))
+    assert post(clickhouse, good, query=f"INSERT INTO {db}.src FORMAT TSV").status == 200
+    count = int(post(clickhouse, f"SELECT count() FROM {db}.dst".encode()).data)
+    assert count >= rows  # the good insert arrived in full
+    assert post(clickhouse, f"SELECT countIf(n = 13) FROM {db}.dst".encode()).data == b"0\n"
+
+
+def test_large_streamed_insert_with_a_bad_row_is_refused(clickhouse, db):
+    post(clickhouse, f"CREATE TABLE {db}.big (n UInt32) ENGINE = MergeTree ORDER BY n".encode())
+
+    def chunks():
+        for start in range(0, 300_000, 50_000):
+            yield b"".join(b"%d\n" % i for i in range(start, start + 50_000))
+        yield b"not-a-number\n"
+
+    response = HTTP.request(
+        "POST",
+        url(clickhouse, query=f"INSERT INTO {db}.big FORMAT TSV"),
+        body=chunks(),
+        chunked=True,
+    )
+    assert response.status == 400
+    assert b"not-a-number" in response.data or b"CANNOT_PARSE" in response.data
+    assert post(clickhouse, b"SELECT 1").data == b"1\n"
+
+
+def test_wrong_credentials(clickhouse):
+    response = post(clickhouse, b"SELECT 1", {"X-ClickHouse-User": "default", "X-ClickHouse-Key": "wrong"})
+    assert response.status == 403
+    assert response.headers["X-ClickHouse-Exception-Code"] == "516"
+    assert b"Authentication failed" in response.data
+    unknown = post(clickhouse, b"SELECT 1", user="mallory")
+    assert unknown.headers["X-ClickHouse-Exception-Code"] == "516"
