@@ -170,8 +170,9 @@ def main() -> None:
             events, insert(server.url, "bench_null", baseline, block)
         )
         used = cpu_seconds(pid) - cpu
-        results["parse: JSONEachRow into Null tables, no views"].update(server_cpu_s=used, events_per_cpu_s=events / used)
-        parse_rate = results["parse: JSONEachRow into Null tables, no views"]["events_per_s"]
+        parse = results["parse: JSONEachRow into Null tables, no views"]
+        parse.update(server_cpu_s=used, events_per_cpu_s=events / used)
+        parse_rate = parse["events_per_s"]
 
         cpu = cpu_seconds(pid)
         seconds = insert(server.url, "analytics", baseline, block)
@@ -218,9 +219,7 @@ def main() -> None:
         few = {topic: batch[: len(batch) * 100 // 1000 + 1] for topic, batch in small.items()}
         plain_small = total(few) / small_batches(server.url, few, 10, 20)
         small_async = generate("async", args.small_workflows)
-        async_rate = n / small_batches(
-            server.url, small_async, 10, 20, async_insert="1", wait_for_async_insert="1", async_insert_busy_timeout_ms="200"
-        )
+        async_rate = n / small_batches(server.url, small_async, 10, 20, async_insert="1", wait_for_async_insert="1")
         results["small batches: 10 events an insert, 20 senders"] = {
             "events": n,
             "large_batches_events_per_s": large_rate,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -147,10 +148,8 @@ def ingest_process(settings, prefix: str, group_prefix: str, log: Path, *args: s
 def memory_mib(pid: int) -> dict[str, float]:
     """Resident memory of a process and its children: now and the peak (VmHWM), in MiB."""
     pids = [pid]
-    try:
+    with contextlib.suppress(OSError):
         pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
     now = peak = 0.0
     for one in pids:
         try:
