@@ -106,6 +106,7 @@ class BridgeConfig:
     topic_prefix: str = ""
     group_prefix: str = "analytics"
     consumers_per_topic: int = 1
+    instance_name: str = ""  # static membership: "" is the host name
     max_block_size: int = 65536
     flush_interval_ms: int = 500
     lag_interval_s: float = 5.0
@@ -128,14 +129,17 @@ class TopicConsumer:
         )
         self.name = f"bridge-{topic}-{number}"
         self.pending: list[Message] = []
+        self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.consumer = Consumer(
             {
                 "bootstrap.servers": config.bootstrap,
                 "group.id": self.group,
                 "client.id": self.name,
                 # Static membership: a bridge restarted after a crash gets its partitions back at
-                # once instead of waiting for the dead consumer's session to expire.
-                "group.instance.id": f"{socket.gethostname()}-{self.name}",
+                # once instead of waiting for the dead consumer's session to expire. Each process
+                # of a group needs its own name (ANALYTICS_KAFKA_INSTANCE_NAME), or the broker
+                # fences the older one.
+                "group.instance.id": self.instance_id,
                 "session.timeout.ms": config.session_timeout_ms,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -181,8 +185,19 @@ class TopicConsumer:
                     MESSAGES.labels(self.topic).inc()
                 elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise KafkaException(error)
+                elif error.fatal() or error.code() == KafkaError._FATAL:
+                    raise KafkaException(self._explained(error))
                 elif not error.retriable():
                     log.warning("%s: %s", self.name, error)
+
+    def _explained(self, error: KafkaError) -> KafkaError | str:
+        if error.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID) or "fenced" in error.str():
+            return (
+                f"{self.name}: another consumer joined group {self.group} with this one's instance id "
+                f"{self.instance_id!r} and the broker fenced this one: give each bridge process its own "
+                f"ANALYTICS_KAFKA_INSTANCE_NAME ({error.str()})"
+            )
+        return error
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Whatever we hold of the partitions we lose is inserted and committed before they go.
@@ -348,6 +363,7 @@ def config_from(settings, clickhouse_url: str | None = None) -> BridgeConfig:
         topic_prefix=settings.kafka_topic_prefix,
         group_prefix=settings.kafka_consumer_group_prefix,
         consumers_per_topic=settings.kafka_consumers,
+        instance_name=settings.kafka_instance_name,
         max_block_size=settings.kafka_max_block_size,
         flush_interval_ms=settings.kafka_flush_interval_ms,
     )
