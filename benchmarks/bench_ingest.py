@@ -7,6 +7,8 @@ measured one after another against one embedded ClickHouse and one Kafka broker:
    itself can take in; the baseline the targets are ratios of);
 2. plain insert: the same events POSTed to the landing tables over HTTP in blocks of the bridge's
    size, every materialized view attached;
+   Then the same through the bridge's framing without Kafka (RowBinary rows of the messages into
+   `<topic>_messages`, parsed by the landing views), to tell the SQL parse from Kafka's share;
 3. Kafka: a backlog produced to Kafka, consumed by `analytics ingest` until the consumer lag is 0,
    so the totals are exact (the data sets have different event ids, or the gate would drop them).
 
@@ -41,6 +43,7 @@ from benchmarks.ingest_support import (
     generate,
     ingest_process,
     insert,
+    insert_framed,
     key_of,
     lag,
     memory_mib,
@@ -181,6 +184,18 @@ def main() -> None:
         plain["events_per_cpu_s"] = events / used
         results["plain HTTP insert, all views"] = plain
         results["plain HTTP insert, all views"].update(memory_mib(pid))
+
+        framed = generate("framed", args.workflows)
+        cpu = cpu_seconds(pid)
+        seconds = insert_framed(server.url, framed, block)
+        used = cpu_seconds(pid) - cpu
+        results["the bridge's framing without Kafka: RowBinary into <topic>_messages"] = rate(
+            events,
+            seconds,
+            ratio_to_plain=events / seconds / plain["events_per_s"],
+            server_cpu_s=used,
+            events_per_cpu_s=events / used,
+        )
 
         prefix, group_prefix = f"bench{uuid.uuid4().hex[:6]}.", f"bench{uuid.uuid4().hex[:6]}"
         create_topics(broker.bootstrap, 2, names=tuple(prefix + t for t in TOPICS))

@@ -165,3 +165,40 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Message:
+    """What row_binary reads of a consumed Kafka message."""
+
+    def __init__(self, value: bytes, partition: int, offset: int):
+        self._value, self._partition, self._offset = value, partition, offset
+
+    def value(self) -> bytes:
+        return self._value
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_796_000_000_000)
+
+
+def insert_framed(url: str, messages: dict[str, list[bytes]], block: int) -> float:
+    """The bridge's framing without Kafka: RowBinary rows into `<topic>_messages`; returns seconds."""
+    from embedded.landing_writer import row_binary
+
+    framed = {
+        topic: [
+            row_binary(topic.encode(), [_Message(v, 0, start + n) for n, v in enumerate(batch[start : start + block])])
+            for start in range(0, len(batch), block)
+        ]
+        for topic, batch in messages.items()
+    }
+    started = time.perf_counter()
+    for topic, bodies in framed.items():
+        for body in bodies:
+            post(url, f"INSERT INTO analytics.{topic}_messages FORMAT RowBinary", body)
+    return time.perf_counter() - started
