@@ -12,8 +12,9 @@ measured one after another against one embedded ClickHouse and one Kafka broker:
 3. Kafka: a backlog produced to Kafka, consumed by `analytics ingest` until the consumer lag is 0,
    so the totals are exact (the data sets have different event ids, or the gate would drop them).
 
-Then small batches (inserts of 10 events from 20 concurrent senders, plain and with ClickHouse's
-asynchronous inserts) against the same events in large batches, and freshness: events produced
+Then small batches (inserts of 10 events from 20 concurrent senders: plain; with asynchronous
+inserts, each sender waiting for its answer; and not waiting, timed until every event is visible)
+against the same events in large batches, and freshness: events produced
 at half the measured Kafka rate, with probes timed from produce to visible in SQL (raw history
 and the aggregates are written by the same insert). Memory: resident and peak of the embedded
 ClickHouse and of the bridge. CPU: seconds each process used per phase, and events per CPU-second (on a
@@ -39,6 +40,7 @@ from benchmarks.bench_http_front import machine
 from benchmarks.ingest_support import (
     HTTP,
     ROOT,
+    bridge_inserts,
     cpu_seconds,
     generate,
     ingest_process,
@@ -62,6 +64,16 @@ BENCH_TOPICS = ("workflows", "jobs", "job_logs")
 
 def rate(events: int, seconds: float, **extra) -> dict:
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds, **extra}
+
+
+def all_visible(url: str, prefix: str, messages: dict[str, list[bytes]]) -> bool:
+    """Whether every event of the data set is in raw history (each event id is unique there)."""
+    tables = {"workflows": "workflow_events", "jobs": "job_events", "job_logs": "job_log_lines"}
+    sql = " UNION ALL ".join(
+        f"SELECT count() = {len(messages[topic])} FROM analytics.{table} WHERE startsWith(event_id, '{prefix}-')"
+        for topic, table in tables.items()
+    )
+    return HTTP.request("POST", url + "/", body=sql.encode()).data.split() == [b"1"] * 3
 
 
 def null_tables(url: str) -> None:
@@ -201,7 +213,10 @@ def main() -> None:
         create_topics(broker.bootstrap, 2, names=tuple(prefix + t for t in TOPICS))
         through_kafka = generate("kafka", args.workflows)
         produce(broker.bootstrap, prefix, through_kafka)
-        process = ingest_process(settings, prefix, group_prefix, work / "ingest.log", *args.bridge_arg)
+        metrics_port = free_port()
+        process = ingest_process(
+            settings, prefix, group_prefix, work / "ingest.log", *args.bridge_arg, metrics_port=metrics_port
+        )
         # The clock starts at the first commit, so joining the consumer groups is not counted.
         while (remaining := lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS)) >= events:
             assert process.poll() is None, (work / "ingest.log").read_text()[-3000:]
@@ -222,6 +237,8 @@ def main() -> None:
             bridge_cpu_s=cpu_seconds(process.pid) - bridge_cpu,
         )
         kafka = results["Kafka backlog through the bridge, to exact aggregates"]
+        inserts, inserted = bridge_inserts(metrics_port)
+        kafka["messages_per_bridge_insert"] = inserted / max(inserts, 1)
         kafka["events_per_cpu_s"] = measured / (kafka["server_cpu_s"] + kafka["bridge_cpu_s"])
         results["memory after the backlog: embedded ClickHouse"] = memory_mib(pid)
         results["memory after the backlog: bridge"] = memory_mib(process.pid)
@@ -235,6 +252,13 @@ def main() -> None:
         plain_small = total(few) / small_batches(server.url, few, 10, 20)
         small_async = generate("async", args.small_workflows)
         async_rate = n / small_batches(server.url, small_async, 10, 20, async_insert="1", wait_for_async_insert="1")
+        nowait = generate("nowait", args.small_workflows)
+        started = time.perf_counter()
+        small_batches(server.url, nowait, 10, 20, async_insert="1", wait_for_async_insert="0")
+        answered = time.perf_counter() - started
+        while not all_visible(server.url, "nowait", nowait):
+            time.sleep(0.05)
+        nowait_rate = n / (time.perf_counter() - started)
         results["small batches: 10 events an insert, 20 senders"] = {
             "events": n,
             "large_batches_events_per_s": large_rate,
@@ -242,6 +266,9 @@ def main() -> None:
             "plain_ratio_to_large": plain_small / large_rate,
             "async_insert_events_per_s": async_rate,
             "async_insert_ratio_to_large": async_rate / large_rate,
+            "no_wait_answered_s": answered,
+            "no_wait_until_visible_events_per_s": nowait_rate,
+            "no_wait_ratio_to_large": nowait_rate / large_rate,
         }
 
         kafka_rate = results["Kafka backlog through the bridge, to exact aggregates"]["events_per_s"]

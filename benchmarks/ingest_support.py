@@ -125,7 +125,9 @@ def lag(bootstrap: str, group_prefix: str, prefix: str, topics=TOPICS) -> int:
     return remaining
 
 
-def ingest_process(settings, prefix: str, group_prefix: str, log: Path, *args: str) -> subprocess.Popen:
+def ingest_process(
+    settings, prefix: str, group_prefix: str, log: Path, *args: str, metrics_port: int = 0
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
@@ -134,7 +136,7 @@ def ingest_process(settings, prefix: str, group_prefix: str, log: Path, *args: s
         "ANALYTICS_KAFKA_CONSUMER_GROUP_PREFIX": group_prefix,
         "ANALYTICS_DATA_DIR": str(settings.data_dir),
         "ANALYTICS_LOG_LEVEL": "WARNING",
-        "ANALYTICS_INGEST_METRICS_PORT": "0",
+        "ANALYTICS_INGEST_METRICS_PORT": str(metrics_port),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "analytics.cli", "ingest", "--no-create-topics", *args],
@@ -202,3 +204,15 @@ def insert_framed(url: str, messages: dict[str, list[bytes]], block: int) -> flo
         for body in bodies:
             post(url, f"INSERT INTO analytics.{topic}_messages FORMAT RowBinary", body)
     return time.perf_counter() - started
+
+
+def bridge_inserts(metrics_port: int) -> tuple[float, float]:
+    """(inserts, messages inserted) so far, from the bridge's Prometheus metrics."""
+    text = HTTP.request("GET", f"http://127.0.0.1:{metrics_port}/metrics").data.decode()
+    inserts = messages = 0.0
+    for line in text.splitlines():
+        if line.startswith("analytics_bridge_insert_seconds_count"):
+            inserts += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("analytics_bridge_inserted_total"):
+            messages += float(line.rsplit(" ", 1)[1])
+    return inserts, messages
