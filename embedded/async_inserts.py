@@ -5,7 +5,8 @@ materialized views on its own (about 0.2 CPU-seconds for a job event's chain, wh
 of rows). So the front does what a ClickHouse server's asynchronous insert queue does: small
 inserts into the same table, with the same statement, format and settings, that arrive within
 `async_insert_busy_timeout_ms` (default 200) are run as one insert, up to
-`async_insert_max_data_size` bytes (default 10 MiB).
+`async_insert_max_data_size` bytes (default 10 MiB). Batches of one key are inserted one after
+another, so duplicates sent at the same moment meet the first-seen gate in order.
 
 `wait_for_async_insert=1` (the default) answers each sender after the combined insert, with its
 outcome; `0` answers at once and only logs a failure. Should the combined insert fail, each
@@ -66,6 +67,14 @@ class Batch:
     full: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass
+class Turn:
+    """Whose turn it is to insert for one key, and how many batches wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    batches: int = 0
+
+
 # Runs one insert of the given rows on the leader's connection; returns chDB's result.
 Run = Callable[[bytes], Awaitable[object]]
 
@@ -75,6 +84,10 @@ class AsyncInsertQueue:
 
     def __init__(self) -> None:
         self.open: dict[tuple, Batch] = {}
+        # One insert at a time per key: the first-seen gate is exact at once only between inserts
+        # that do not overlap (README, "Metrics and exactness"), and a sender's duplicates sent
+        # concurrently would otherwise race in two batches.
+        self.turns: dict[tuple, Turn] = {}
 
     def join(self, key: tuple, fmt: str, body: bytes, max_size: int) -> tuple[Batch, asyncio.Future, bool]:
         """Add a body to the key's open batch (opening one: then the caller leads it)."""
@@ -103,6 +116,17 @@ class AsyncInsertQueue:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(batch.full.wait(), timeout_s)
         self._close(batch)
+        turn = self.turns.setdefault(batch.key, Turn())
+        turn.batches += 1
+        try:
+            async with turn.lock:
+                await self._insert(batch, run)
+        finally:
+            turn.batches -= 1
+            if not turn.batches:
+                del self.turns[batch.key]
+
+    async def _insert(self, batch: Batch, run: Run) -> None:
         try:
             result = await run(batch.separator.join(batch.bodies) if len(batch.bodies) > 1 else batch.bodies[0])
         except ClickHouseError as error:

@@ -92,6 +92,9 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
         log.warning("cannot serve metrics on %s:%d (%s); ingesting without them", host, port, error.strerror)
 
 
+# Behind a backlog a batch may wait this many flush intervals to fill up to the block size.
+BACKLOG_STRETCH = 4
+
 # An error code nobody classified is retried this many times before the batch is split as data.
 UNCLASSIFIED_ATTEMPTS = 3
 
@@ -170,14 +173,20 @@ class TopicConsumer:
             self.consumer.close()
 
     def _fill_batch(self) -> None:
-        deadline = time.monotonic() + self.config.flush_interval_ms / 1000
+        """Fill the batch up to the block size or the flush interval. Behind a backlog (the last
+        poll came back full) the interval may stretch to BACKLOG_STRETCH times: each insert costs
+        the view chain once, so full blocks are what keeps up; caught up, the interval holds."""
+        interval = self.config.flush_interval_ms / 1000
+        started = time.monotonic()
+        behind = False
         while len(self.pending) < self.config.max_block_size and not self.stop_event.is_set():
-            remaining = deadline - time.monotonic()
+            waited = time.monotonic() - started
+            remaining = (interval * BACKLOG_STRETCH if behind else interval) - waited
             if remaining <= 0:
                 return
-            batch = self.consumer.consume(
-                num_messages=min(10_000, self.config.max_block_size - len(self.pending)), timeout=min(remaining, 0.2)
-            )
+            wanted = min(10_000, self.config.max_block_size - len(self.pending))
+            batch = self.consumer.consume(num_messages=wanted, timeout=min(remaining, 0.2))
+            behind = len(batch) == wanted
             for message in batch:
                 error = message.error()
                 if error is None:
