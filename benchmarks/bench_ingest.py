@@ -1,33 +1,58 @@
-"""Ingest into the aggregates: through Kafka and the bridge, next to a plain insert, in one run.
+"""Ingest into the aggregates, in one run: ClickHouse's parse rate, a plain insert, Kafka through the bridge.
 
-Baseline: the same kind of events POSTed to the landing tables over HTTP (JSONEachRow batches
-of the bridge's block size), every materialized view attached. Measured: a backlog produced to
-Kafka and consumed by `analytics ingest` until the consumer lag is 0. The two data sets have
-different event ids (the first-seen gate would otherwise drop the second as duplicates).
-Freshness: single events produced at a steady rate while the bridge is idle, timed from
-produce to visible in SQL (raw history and the aggregates are written by the same insert).
+Three rates of the same kind of events (workflow, job and job-log events as the tests make them),
+measured one after another against one embedded ClickHouse and one Kafka broker:
 
-    .venv/bin/python -m benchmarks.bench_ingest [--workflows 20000]
+1. parse: JSONEachRow into Null tables shaped like the landing tables, no views (what ClickHouse
+   itself can take in; the baseline the targets are ratios of);
+2. plain insert: the same events POSTed to the landing tables over HTTP in blocks of the bridge's
+   size, every materialized view attached;
+   Then the same through the bridge's framing without Kafka (RowBinary rows of the messages into
+   `<topic>_messages`, parsed by the landing views), to tell the SQL parse from Kafka's share;
+3. Kafka: a backlog produced to Kafka, consumed by `analytics ingest` until the consumer lag is 0,
+   so the totals are exact (the data sets have different event ids, or the gate would drop them).
+
+Then small batches (inserts of 10 events from 20 concurrent senders: plain; with asynchronous
+inserts, each sender waiting for its answer; and not waiting, timed until every event is visible)
+against the same events in large batches, and freshness: events produced
+at half the measured Kafka rate, with probes timed from produce to visible in SQL (raw history
+and the aggregates are written by the same insert). Memory: resident and peak of the embedded
+ClickHouse and of the bridge. CPU: seconds each process used per phase, and events per CPU-second (on a
+shared machine the steadier figure: what two idle cores would give is about twice it).
+
+    .venv/bin/python -m benchmarks.bench_ingest [--workflows 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlencode
-
-import urllib3
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from benchmarks.bench_http_front import machine
+from benchmarks.ingest_support import (
+    HTTP,
+    ROOT,
+    bridge_inserts,
+    cpu_seconds,
+    generate,
+    ingest_process,
+    insert,
+    insert_framed,
+    key_of,
+    lag,
+    memory_mib,
+    post,
+    produce,
+    producer,
+    small_batches,
+    total,
+)
 from core.names import TOPICS
 from core.settings.composed import Settings
 from embedded.kafka.broker import KafkaBroker, free_port
@@ -36,170 +61,68 @@ from embedded.kafka.topics import create_topics
 from operations.migrate import migrate
 from tests import embedded_server
 
-HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=600))
-ROOT = Path(__file__).resolve().parent.parent
+BENCH_TOPICS = ("workflows", "jobs", "job_logs")
 
 
-def generate(prefix: str, workflows: int) -> dict[str, list[bytes]]:
-    """Per workflow: created; 5 jobs created → started → completed/failed; 2 log events per job."""
-    out: dict[str, list[bytes]] = {"workflows": [], "jobs": [], "job_logs": []}
-    base = "2026-11-20T10:00:00"
-    for w in range(workflows):
-        user, workflow = f"{prefix}-u{w % 1000}", f"{prefix}-w{w}"
-        ids = f'"user_id":"{user}","workflow_id":"{workflow}"'
-        out["workflows"].append(
-            f'{{"event_id":"{prefix}-we{w}","event_time":"{base}.000Z","event_type":"workflow",'
-            f'"event_name":"created",{ids},"kind":"CONTAINER"}}'.encode()
-        )
-        for j in range(5):
-            job = f'{ids},"job_id":"{workflow}-j{j}"'
-            times = f'"started_at":"{base}.100Z","completed_at":"2026-11-20T10:0{j + 1}:00.500Z"'
-            fate = "failed" if j == 4 else "completed"
-            out["jobs"] += [
-                f'{{"event_id":"{prefix}-jc{w}-{j}","event_time":"{base}.050Z","event_type":"job",'
-                f'"event_name":"created",{job},"status":"pending"}}'.encode(),
-                f'{{"event_id":"{prefix}-js{w}-{j}","event_time":"{base}.100Z","event_type":"job",'
-                f'"event_name":"started",{job},"status":"running","started_at":"{base}.100Z"}}'.encode(),
-                f'{{"event_id":"{prefix}-jd{w}-{j}","event_time":"2026-11-20T10:0{j + 1}:00.500Z","event_type":"job",'
-                f'"event_name":"{fate}",{job},"status":"{fate.upper()}",{times}}}'.encode(),
-            ]
-            for n in range(2):
-                out["job_logs"].append(
-                    f'{{"event_id":"{prefix}-l{w}-{j}-{n}","event_time":"{base}.200Z","event_type":"job_log",'
-                    f'"event_name":"created",{job},"count":{10 + n}}}'.encode()
-                )
-    return out
+def rate(events: int, seconds: float, **extra) -> dict:
+    return {"events": events, "seconds": seconds, "events_per_s": events / seconds, **extra}
 
 
-def total(messages: dict[str, list[bytes]]) -> int:
-    return sum(len(batch) for batch in messages.values())
+def all_visible(url: str, prefix: str, messages: dict[str, list[bytes]]) -> bool:
+    """Whether every event of the data set is in raw history (each event id is unique there)."""
+    tables = {"workflows": "workflow_events", "jobs": "job_events", "job_logs": "job_log_events"}
+    sql = " UNION ALL ".join(
+        f"SELECT count() = {len(messages[topic])} FROM analytics.{table} WHERE startsWith(event_id, '{prefix}-')"
+        for topic, table in tables.items()
+    )
+    return HTTP.request("POST", url + "/", body=sql.encode()).data.split() == [b"1"] * 3
 
 
-def plain_insert(server, messages: dict[str, list[bytes]], block: int) -> float:
+def null_tables(url: str) -> None:
+    """`bench_null.<topic>_queue`: the landing tables' columns on the Null engine, no views."""
+    post(url, "CREATE DATABASE IF NOT EXISTS bench_null", b"")
+    for topic in BENCH_TOPICS:
+        post(url, f"CREATE TABLE bench_null.{topic}_queue AS analytics.{topic}_queue ENGINE = Null", b"")
+
+
+def freshness(settings, broker, server, prefix: str, per_second: float, seconds: float) -> dict:
+    """Produce steadily at `per_second` events/s with a probe every 50 ms; time each probe to visible."""
+    steady = generate(f"steady{uuid.uuid4().hex[:4]}", max(1, int(per_second * seconds / 26) + 1))
+    stream = [(topic, value) for topic, batch in steady.items() for value in batch]
+    stream.sort(key=lambda item: hash(item[1]))  # interleave the topics
+    out = producer(broker.bootstrap, **{"linger.ms": 5, "enable.idempotence": False})
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() or len(seen) < len(sent):
+            response = HTTP.request(
+                "POST",
+                server.url + "/",
+                body=b"SELECT event_id FROM analytics.job_log_events WHERE user_id = 'fresh' FORMAT TSV",
+            )
+            now = time.perf_counter()
+            for event_id in response.data.decode().split():
+                seen.setdefault(event_id, now)
+            if done.is_set() and time.perf_counter() - stop_at > 30:
+                return
+            time.sleep(0.01)
+
+    stop_at = float("inf")
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     started = time.perf_counter()
-    for topic, batch in messages.items():
-        query = urlencode({"query": f"INSERT INTO analytics.{topic}_queue FORMAT JSONEachRow"})
-        for start in range(0, len(batch), block):
-            response = HTTP.request("POST", f"{server.url}/?{query}", body=b"\n".join(batch[start : start + block]))
-            assert response.status == 200, response.data[:500]
-    return time.perf_counter() - started
-
-
-def produce(bootstrap: str, prefix: str, messages: dict[str, list[bytes]]) -> None:
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "enable.idempotence": True,
-            "queue.buffering.max.messages": 2_000_000,
-        }
-    )
-    for topic, batch in messages.items():
-        for n, value in enumerate(batch):
-            producer.produce(prefix + topic, value, key=value[value.find(b'"workflow_id":"') + 15 :][:24])
-            if n % 100_000 == 0:
-                producer.poll(0)
-    assert producer.flush(300) == 0
-
-
-def lag(bootstrap: str, group_prefix: str, prefix: str) -> int:
-    remaining = 0
-    for topic in TOPICS:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group_prefix}_{topic}"})
-        try:
-            name = prefix + topic
-            partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-            for tp in consumer.committed([TopicPartition(name, p) for p in partitions], timeout=10):
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                remaining += high - (tp.offset if tp.offset >= 0 else low)
-        finally:
-            consumer.close()
-    return remaining
-
-
-def ingest_process(settings: Settings, prefix: str, group_prefix: str, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
-        "ANALYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "ANALYTICS_KAFKA_TOPIC_PREFIX": prefix,
-        "ANALYTICS_KAFKA_CONSUMER_GROUP_PREFIX": group_prefix,
-        "ANALYTICS_DATA_DIR": str(settings.data_dir),
-        "ANALYTICS_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "analytics.cli", "ingest", "--no-create-topics"],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
-    )  # noqa: SIM115
-
-
-def visible(server, event_id: str) -> bool:
-    response = HTTP.request(
-        "POST",
-        server.url + "/",
-        body=(
-            f"SELECT count() FROM analytics.job_log_events WHERE event_id = '{event_id}' "
-            f"AND user_id = 'fresh' AND workflow_id = 'fresh-w' AND job_id = 'fresh-j'"
-        ).encode(),
-    )
-    return response.data.strip() == b"1"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workflows", type=int, default=20_000, help="each gives 26 events")
-    parser.add_argument("--probes", type=int, default=100)
-    args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    server = embedded_server.start(work / "clickhouse")
-    broker = KafkaBroker(work / "kafka", free_port(), jars_dir=ROOT / ".analytics" / "kafka")
-    ensure_jars(ROOT / ".analytics" / "kafka")
-    broker.start()
-    settings = Settings(clickhouse_http_port=server.port, data_dir=work / "state", kafka_bootstrap=broker.bootstrap)
-    assert migrate(settings, capture=True).returncode == 0
-    results: dict[str, dict] = {}
-    try:
-        baseline = generate("plain", args.workflows)
-        events = total(baseline)
-        seconds = plain_insert(server, baseline, settings.kafka_max_block_size)
-        results["plain HTTP insert, all views"] = {
-            "events": events,
-            "seconds": seconds,
-            "events_per_s": events / seconds,
-        }
-
-        prefix, group_prefix = f"bench{uuid.uuid4().hex[:6]}.", f"bench{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap, 2, names=tuple(prefix + t for t in TOPICS))
-        through_kafka = generate("kafka", args.workflows)
-        produce(broker.bootstrap, prefix, through_kafka)
-        process = ingest_process(settings, prefix, group_prefix, work / "ingest.log")
-        # The clock starts at the first commit, so joining the consumer groups is not counted.
-        while (remaining := lag(broker.bootstrap, group_prefix, prefix)) >= events:
-            assert process.poll() is None, (work / "ingest.log").read_text()[-3000:]
-            time.sleep(0.05)
-        started, consumed_before = time.perf_counter(), events - remaining
-        while lag(broker.bootstrap, group_prefix, prefix) > 0:
-            assert process.poll() is None, (work / "ingest.log").read_text()[-3000:]
-            time.sleep(0.1)
-        seconds = time.perf_counter() - started
-        measured = events - consumed_before
-        results["Kafka backlog through the bridge"] = {
-            "events": measured,
-            "seconds": seconds,
-            "events_per_s": measured / seconds,
-            "ratio_to_plain": (measured / seconds) / results["plain HTTP insert, all views"]["events_per_s"],
-        }
-
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
-        delays = []
-        for n in range(args.probes):
+    next_probe = started
+    produced = 0
+    while (now := time.perf_counter()) - started < seconds and produced < len(stream):
+        due = min(len(stream), int((now - started) * per_second))
+        for topic, value in stream[produced:due]:
+            out.produce(prefix + topic, value, key=key_of(value))
+        produced = due
+        if now >= next_probe:
             event_id = f"fresh-{uuid.uuid4().hex}"
-            value = json.dumps(
+            probe = json.dumps(
                 {
                     "event_id": event_id,
                     "event_time": "2026-11-20T10:00:00Z",
@@ -211,23 +134,155 @@ def main() -> None:
                     "count": 1,
                 }
             ).encode()
-            sent = time.perf_counter()
-            producer.produce(prefix + "job_logs", value, key=b"fresh-w")
-            producer.flush(10)
-            while not visible(server, event_id):
-                time.sleep(0.005)
-            delays.append(time.perf_counter() - sent)
-            time.sleep(0.05 + (n % 7) * 0.03)  # spread the probes over the flush interval
-        delays.sort()
-        results["freshness, produce to visible in SQL"] = {
-            "p50_ms": statistics.median(delays) * 1e3,
-            "p99_ms": delays[int(len(delays) * 0.99) - 1] * 1e3,
-            "max_ms": delays[-1] * 1e3,
-            "flush_interval_ms": settings.kafka_flush_interval_ms,
+            out.produce(prefix + "job_logs", probe, key=b"fresh-w")
+            out.poll(0)
+            sent[event_id] = time.perf_counter()
+            next_probe += 0.05
+        out.poll(0)
+        time.sleep(0.002)
+    achieved = produced / (time.perf_counter() - started)
+    out.flush(60)
+    stop_at = time.perf_counter()
+    done.set()
+    watcher.join(60)
+    delays = sorted(seen[e] - sent[e] for e in sent if e in seen)
+    missing = len(sent) - len(delays)
+    return {
+        "target_events_per_s": per_second,
+        "produced_events_per_s": achieved,
+        "probes": len(sent),
+        "probes_not_visible": missing,
+        "p50_ms": statistics.median(delays) * 1e3,
+        "p99_ms": delays[max(0, int(len(delays) * 0.99) - 1)] * 1e3,
+        "max_ms": delays[-1] * 1e3,
+        "flush_interval_ms": settings.kafka_flush_interval_ms,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workflows", type=int, default=10_000, help="each gives 26 events")
+    parser.add_argument("--small-workflows", type=int, default=385, help="events for the small-batch runs (x26)")
+    parser.add_argument("--freshness-seconds", type=float, default=15.0)
+    parser.add_argument("--bridge-arg", action="append", default=[], help="extra argument for analytics ingest")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    server = embedded_server.start(work / "clickhouse")
+    broker = KafkaBroker(work / "kafka", free_port(), jars_dir=ROOT / ".analytics" / "kafka")
+    ensure_jars(ROOT / ".analytics" / "kafka")
+    broker.start()
+    settings = Settings(clickhouse_http_port=server.port, data_dir=work / "state", kafka_bootstrap=broker.bootstrap)
+    assert migrate(settings, capture=True).returncode == 0
+    null_tables(server.url)
+    block = settings.kafka_max_block_size
+    pid = server.process.pid
+    results: dict[str, dict] = {}
+    process = None
+    try:
+        baseline = generate("plain", args.workflows)
+        events = total(baseline)
+        cpu = cpu_seconds(pid)
+        results["parse: JSONEachRow into Null tables, no views"] = rate(
+            events, insert(server.url, "bench_null", baseline, block)
+        )
+        used = cpu_seconds(pid) - cpu
+        parse = results["parse: JSONEachRow into Null tables, no views"]
+        parse.update(server_cpu_s=used, events_per_cpu_s=events / used)
+        parse_rate = parse["events_per_s"]
+
+        cpu = cpu_seconds(pid)
+        seconds = insert(server.url, "analytics", baseline, block)
+        used = cpu_seconds(pid) - cpu
+        plain = rate(events, seconds, ratio_to_parse=events / seconds / parse_rate, server_cpu_s=used)
+        plain["events_per_cpu_s"] = events / used
+        results["plain HTTP insert, all views"] = plain
+        results["plain HTTP insert, all views"].update(memory_mib(pid))
+
+        framed = generate("framed", args.workflows)
+        cpu = cpu_seconds(pid)
+        seconds = insert_framed(server.url, framed, block)
+        used = cpu_seconds(pid) - cpu
+        results["the bridge's framing without Kafka: RowBinary into <topic>_messages"] = rate(
+            events,
+            seconds,
+            ratio_to_plain=events / seconds / plain["events_per_s"],
+            server_cpu_s=used,
+            events_per_cpu_s=events / used,
+        )
+
+        prefix, group_prefix = f"bench{uuid.uuid4().hex[:6]}.", f"bench{uuid.uuid4().hex[:6]}"
+        create_topics(broker.bootstrap, 2, names=tuple(prefix + t for t in TOPICS))
+        through_kafka = generate("kafka", args.workflows)
+        produce(broker.bootstrap, prefix, through_kafka)
+        metrics_port = free_port()
+        process = ingest_process(
+            settings, prefix, group_prefix, work / "ingest.log", *args.bridge_arg, metrics_port=metrics_port
+        )
+        # The clock starts at the first commit, so joining the consumer groups is not counted.
+        while (remaining := lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS)) >= events:
+            assert process.poll() is None, (work / "ingest.log").read_text()[-3000:]
+            time.sleep(0.05)
+        started, consumed_before = time.perf_counter(), events - remaining
+        cpu, bridge_cpu = cpu_seconds(pid), cpu_seconds(process.pid)
+        while lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS) > 0:
+            assert process.poll() is None, (work / "ingest.log").read_text()[-3000:]
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        measured = events - consumed_before
+        results["Kafka backlog through the bridge, to exact aggregates"] = rate(
+            measured,
+            seconds,
+            ratio_to_plain=measured / seconds / plain["events_per_s"],
+            ratio_to_parse=measured / seconds / parse_rate,
+            server_cpu_s=cpu_seconds(pid) - cpu,
+            bridge_cpu_s=cpu_seconds(process.pid) - bridge_cpu,
+        )
+        kafka = results["Kafka backlog through the bridge, to exact aggregates"]
+        inserts, inserted = bridge_inserts(metrics_port)
+        kafka["messages_per_bridge_insert"] = inserted / max(inserts, 1)
+        kafka["events_per_cpu_s"] = measured / (kafka["server_cpu_s"] + kafka["bridge_cpu_s"])
+        results["memory after the backlog: embedded ClickHouse"] = memory_mib(pid)
+        results["memory after the backlog: bridge"] = memory_mib(process.pid)
+
+        small = generate("small", args.small_workflows)
+        large = generate("large", args.small_workflows)
+        n = total(small)
+        large_rate = n / insert(server.url, "analytics", large, 100_000)
+        # Without coalescing each small insert pays the whole view chain: 100 of them tell the rate.
+        few = {topic: batch[: len(batch) * 100 // 1000 + 1] for topic, batch in small.items()}
+        plain_small = total(few) / small_batches(server.url, few, 10, 20)
+        small_async = generate("async", args.small_workflows)
+        async_rate = n / small_batches(server.url, small_async, 10, 20, async_insert="1", wait_for_async_insert="1")
+        nowait = generate("nowait", args.small_workflows)
+        started = time.perf_counter()
+        small_batches(server.url, nowait, 10, 20, async_insert="1", wait_for_async_insert="0")
+        answered = time.perf_counter() - started
+        while not all_visible(server.url, "nowait", nowait):
+            time.sleep(0.05)
+        nowait_rate = n / (time.perf_counter() - started)
+        results["small batches: 10 events an insert, 20 senders"] = {
+            "events": n,
+            "large_batches_events_per_s": large_rate,
+            "plain_events_per_s": plain_small,
+            "plain_ratio_to_large": plain_small / large_rate,
+            "async_insert_events_per_s": async_rate,
+            "async_insert_ratio_to_large": async_rate / large_rate,
+            "no_wait_answered_s": answered,
+            "no_wait_until_visible_events_per_s": nowait_rate,
+            "no_wait_ratio_to_large": nowait_rate / large_rate,
         }
-        process.terminate()
-        process.wait(60)
+
+        kafka_rate = results["Kafka backlog through the bridge, to exact aggregates"]["events_per_s"]
+        results["freshness at half the Kafka rate"] = freshness(
+            settings, broker, server, prefix, kafka_rate / 2, args.freshness_seconds
+        )
+        results["memory at the end: embedded ClickHouse"] = memory_mib(pid)
+        results["memory at the end: bridge"] = memory_mib(process.pid)
     finally:
+        if process is not None:
+            process.terminate()
+            process.wait(60)
         broker.stop()
         server.stop()
 
@@ -235,7 +290,7 @@ def main() -> None:
     for name, row in results.items():
         print(f"\n{name}")
         for key, value in row.items():
-            print(f"  {key:22s} {value:,.3f}" if isinstance(value, float) else f"  {key:22s} {value:,}")
+            print(f"  {key:28s} {value:,.3f}" if isinstance(value, float) else f"  {key:28s} {value:,}")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "ingest.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2))

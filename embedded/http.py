@@ -34,6 +34,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from core.errors import Code
+from embedded import async_inserts
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
@@ -80,6 +81,8 @@ class Front:
         self.engine = engine
         self.config = config
         self.running: set[str] = set()
+        self.async_inserts = async_inserts.AsyncInsertQueue()
+        self.async_insert_tasks: set[asyncio.Future] = set()
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_queries + 8)
         self.fence = (
             None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
@@ -238,12 +241,48 @@ class Front:
             chunk = await body.read()
             if chunk is not None:
                 head += chunk
-        if body.exhausted and len(head) - insert.data_start <= limit:
+        small = body.exhausted and len(head) - insert.data_start <= limit
+        if small and spec.session_id is None and async_inserts.wanted(spec.settings, insert.format):
+            return await self._insert_coalesced(spec, lease, head, insert)
+        if small:
             result = await insert_from_file(self, lease, head, insert)
         else:
             result = await insert_through_fifo(self, lease, head, insert, body)
         await self._end(lease)
         return self.responses.response(spec, b"", request_summary(spec, result), None)
+
+    async def _insert_coalesced(self, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData):
+        """async_insert=1: joined with other small inserts of the same kind (embedded/async_inserts.py)."""
+        await self._end(lease)  # the batch gets a connection of its own when it is inserted
+        statement = bytes(head[: insert.data_start])
+        key = async_inserts.queue_key(spec.user, spec.database, statement, spec.settings)
+        batch, outcome, leader = self.async_inserts.join(
+            key, insert.format, bytes(head[insert.data_start :]), async_inserts.max_data_size(spec.settings)
+        )
+        if leader:
+            task = asyncio.ensure_future(self._lead_batch(batch, spec, head, insert))
+            self.async_insert_tasks.add(task)
+            task.add_done_callback(self.async_insert_tasks.discard)
+        if not async_inserts.waits(spec.settings):
+            return self.responses.response(spec, b"", request_summary(spec, None), None)
+        result = await outcome
+        return self.responses.response(spec, b"", request_summary(spec, result), None)
+
+    async def _lead_batch(self, batch, spec: RequestSpec, head: bytearray, insert: InsertData) -> None:
+        lease = None
+
+        async def run(rows: bytes):
+            nonlocal lease
+            lease = lease or await self._lease(spec)
+            return await insert_from_file(self, lease, head, insert, rows)
+
+        try:
+            await self.async_inserts.lead(batch, async_inserts.busy_timeout_s(spec.settings), run)
+        except Exception:
+            log.exception("an asynchronous insert failed inside the embedded server")
+        finally:
+            if lease is not None:
+                await self._end(lease)
 
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format

@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from embedded.http import Front
 
 
-async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: InsertData):
-    """A small, complete body: write it to a file and let chDB read it."""
+async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: InsertData, rows: bytes | None = None):
+    """A small, complete body (or `rows` instead of it): write it to a file and let chDB read it."""
     path = front.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
     try:
-        path.write_bytes(head[insert.data_start :])
+        path.write_bytes(head[insert.data_start :] if rows is None else rows)
         statement = insert.statement_reading_from(head[: insert.data_start], str(path))
         return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
     except ClickHouseError as error:

@@ -16,6 +16,11 @@ class KafkaSettings(BaseModel):
     kafka_topic_prefix: str = Field("", description="Prepended to every topic name (e.g. 'prod.').")
     kafka_consumer_group_prefix: str = Field("analytics", description="Consumer groups are PREFIX_<topic>.")
     kafka_consumers: int = Field(1, description="Consumers per topic (Kafka engine and bridge).")
+    kafka_instance_name: str = Field(
+        "",
+        description="This bridge process's name in its consumer groups (static membership); two bridges on "
+        "one host need different names [default: the host name].",
+    )
     kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
     kafka_flush_interval_ms: int = Field(250, description="Longest wait before a partial batch is inserted.")
     kafka_bootstrap: str | None = Field(

@@ -20,6 +20,7 @@ class BridgeConfig:
     topic_prefix: str = ""
     group_prefix: str = "analytics"
     consumers_per_topic: int = 1
+    instance_name: str = ""  # static membership: "" is the host name
     max_block_size: int = 65536
     flush_interval_ms: int = 500
     lag_interval_s: float = 5.0
@@ -38,6 +39,7 @@ def config_from(settings: IngestSettings, clickhouse_url: str | None = None) -> 
         topic_prefix=settings.kafka_topic_prefix,
         group_prefix=settings.kafka_consumer_group_prefix,
         consumers_per_topic=settings.kafka_consumers,
+        instance_name=settings.kafka_instance_name,
         max_block_size=settings.kafka_max_block_size,
         flush_interval_ms=settings.kafka_flush_interval_ms,
     )

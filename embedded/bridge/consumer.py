@@ -19,6 +19,10 @@ from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingW
 log = logging.getLogger(__name__)
 
 # An error code nobody classified is retried this many times before the batch is split as data.
+# Behind a backlog a batch may wait this many flush intervals to fill up to the block size.
+BACKLOG_STRETCH = 4
+
+# An error code nobody classified is retried this many times before the batch is split as data.
 UNCLASSIFIED_ATTEMPTS = 3
 
 
@@ -36,14 +40,17 @@ class TopicConsumer:
         )
         self.name = f"bridge-{topic}-{number}"
         self.pending: list[Message] = []
+        self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.consumer = Consumer(
             {
                 "bootstrap.servers": config.bootstrap,
                 "group.id": self.group,
                 "client.id": self.name,
                 # Static membership: a bridge restarted after a crash gets its partitions back at
-                # once instead of waiting for the dead consumer's session to expire.
-                "group.instance.id": f"{socket.gethostname()}-{self.name}",
+                # once instead of waiting for the dead consumer's session to expire. Each process
+                # of a group needs its own name (ANALYTICS_KAFKA_INSTANCE_NAME), or the broker
+                # fences the older one.
+                "group.instance.id": self.instance_id,
                 "session.timeout.ms": config.session_timeout_ms,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -74,14 +81,20 @@ class TopicConsumer:
             self.consumer.close()
 
     def _fill_batch(self) -> None:
-        deadline = time.monotonic() + self.config.flush_interval_ms / 1000
+        """Fill the batch up to the block size or the flush interval. Behind a backlog (the last
+        poll came back full) the interval may stretch to BACKLOG_STRETCH times: each insert costs
+        the view chain once, so full blocks are what keeps up; caught up, the interval holds."""
+        interval = self.config.flush_interval_ms / 1000
+        started = time.monotonic()
+        behind = False
         while len(self.pending) < self.config.max_block_size and not self.stop_event.is_set():
-            remaining = deadline - time.monotonic()
+            waited = time.monotonic() - started
+            remaining = (interval * BACKLOG_STRETCH if behind else interval) - waited
             if remaining <= 0:
                 return
-            batch = self.consumer.consume(
-                num_messages=min(10_000, self.config.max_block_size - len(self.pending)), timeout=min(remaining, 0.2)
-            )
+            wanted = min(10_000, self.config.max_block_size - len(self.pending))
+            batch = self.consumer.consume(num_messages=wanted, timeout=min(remaining, 0.2))
+            behind = len(batch) == wanted
             for message in batch:
                 error = message.error()
                 if error is None:
@@ -89,8 +102,19 @@ class TopicConsumer:
                     MESSAGES.labels(self.topic).inc()
                 elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise KafkaException(error)
+                elif error.fatal() or error.code() == KafkaError._FATAL:
+                    raise KafkaException(self._explained(error))
                 elif not error.retriable():
                     log.warning("%s: %s", self.name, error)
+
+    def _explained(self, error: KafkaError) -> KafkaError | str:
+        if error.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID) or "fenced" in error.str():
+            return (
+                f"{self.name}: another consumer joined group {self.group} with this one's instance id "
+                f"{self.instance_id!r} and the broker fenced this one: give each bridge process its own "
+                f"ANALYTICS_KAFKA_INSTANCE_NAME ({error.str()})"
+            )
+        return error
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Whatever we hold of the partitions we lose is inserted and committed before they go.

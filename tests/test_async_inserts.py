@@ -1,0 +1,102 @@
+"""`async_insert=1` on the embedded server: small inserts from many senders are joined into one
+insert (chDB alone would run each through the whole view chain), with each sender's own verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+from tests import datasets
+from tests.checks import assert_matches
+from tests.intake import HTTP, insert_statement, query
+
+ASYNC = {"async_insert": "1", "wait_for_async_insert": "1", "async_insert_busy_timeout_ms": "300"}
+
+
+def post(server, topic: str, messages: list[dict], **settings: str):
+    body = "\n".join(json.dumps(message) for message in messages).encode()
+    return HTTP.request("POST", f"{server.url}/?{urlencode({'query': insert_statement(topic), **settings})}", body=body)
+
+
+def small_batches(messages: dict[str, list[dict]], size: int) -> list[tuple[str, list[dict]]]:
+    return [
+        (topic, batch[start : start + size])
+        for topic, batch in messages.items()
+        for start in range(0, len(batch), size)
+    ]
+
+
+def test_small_inserts_from_many_senders_count_exactly_once(analytics_db):
+    dataset = datasets.generate(seed=61, users=5, workflows_per_user=3, jobs_per_workflow=4)  # with duplicates
+    batches = small_batches(dataset.messages, 7)
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda job: post(analytics_db, *job, **ASYNC), batches))
+    assert [a.status for a in answers] == [200] * len(answers), [a.data[:300] for a in answers if a.status != 200]
+    assert_matches(analytics_db, dataset)
+
+
+def test_a_bad_batch_among_good_ones_is_refused_alone_and_stores_nothing(analytics_db):
+    dataset = datasets.generate(seed=62, users=3, workflows_per_user=2, jobs_per_workflow=3)
+    batches = small_batches(dataset.messages, 5)
+    bad_id = f"{dataset.prefix}-bad"
+    bad = {
+        "event_id": bad_id,
+        "event_time": "yesterday",
+        "event_type": "job",
+        "event_name": "created",
+        "user_id": f"{dataset.prefix}-u",
+        "workflow_id": "w",
+        "job_id": "j",
+        "status": "pending",
+    }
+    good_in_bad_batch = dict(bad, event_id=f"{dataset.prefix}-good-neighbour", event_time="2026-11-20T10:00:00Z")
+    jobs = [i for i, (topic, _) in enumerate(batches) if topic == "jobs"]
+    batches.insert(jobs[len(jobs) // 2], ("jobs", [good_in_bad_batch, bad]))
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda job: post(analytics_db, *job, **ASYNC), batches))
+    refused = [(batch, a) for batch, a in zip(batches, answers, strict=True) if a.status != 200]
+    assert len(refused) == 1, [a.data[:300] for _, a in refused]
+    (topic, messages), answer = refused[0]
+    assert [m["event_id"] for m in messages] == [good_in_bad_batch["event_id"], bad_id]
+    assert b"event_time" in answer.data  # the rule broken is named
+    ids = f"'{bad_id}', '{good_in_bad_batch['event_id']}'"
+    stored = query(analytics_db, f"SELECT count() AS n FROM analytics.job_events WHERE event_id IN ({ids})")
+    assert stored == [{"n": 0}]  # nothing of the refused batch
+    assert_matches(analytics_db, dataset)  # every other sender's events, exactly
+
+
+def test_without_waiting_the_answer_comes_at_once_and_the_rows_follow(analytics_db):
+    dataset = datasets.generate(seed=63, users=2, workflows_per_user=2, jobs_per_workflow=2)
+    settings = dict(ASYNC, wait_for_async_insert="0", async_insert_busy_timeout_ms="500")
+    for topic, batch in small_batches(dataset.messages, 50):
+        assert post(analytics_db, topic, batch, **settings).status == 200
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert_matches(analytics_db, dataset)
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+
+def test_inserts_with_different_settings_are_never_joined(analytics_db):
+    """Two senders into one table at one moment, rows with a field the table does not have: the
+    one that asks for unknown fields to be refused is refused, the other's rows count."""
+    dataset = datasets.generate(seed=64, users=1, workflows_per_user=1, jobs_per_workflow=2)
+    other = datasets.generate(seed=65, users=1, workflows_per_user=1, jobs_per_workflow=2)
+    jobs = [dict(m, unknown_field=1) for m in dataset.messages["jobs"]]
+    refused_jobs = [dict(m, unknown_field=1) for m in other.messages["jobs"]]
+    strict = dict(ASYNC, input_format_skip_unknown_fields="0")
+    with ThreadPoolExecutor(2) as pool:
+        lenient = pool.submit(post, analytics_db, "jobs", jobs, **ASYNC)
+        refused = pool.submit(post, analytics_db, "jobs", refused_jobs, **strict)
+    assert lenient.result().status == 200, lenient.result().data[:500]
+    assert refused.result().status != 200
+    assert b"unknown_field" in refused.result().data
+    for topic, messages in dataset.messages.items():
+        if topic != "jobs" and messages:
+            assert post(analytics_db, topic, messages, **ASYNC).status == 200
+    assert_matches(analytics_db, dataset)
