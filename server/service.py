@@ -29,8 +29,8 @@ from server.logs import LogQueries
 from server.lookups import TotalsLookups
 from server.metrics import Metrics
 from server.queries import Queries
-from server.serving import ServingModel
 from server.servicer import AnalyticsServicer
+from server.serving import ServingModel
 from server.storage import StorageService
 from server.tail import TailHub
 from server.validation import IdFormat

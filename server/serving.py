@@ -6,10 +6,12 @@ The model stays exact by re-reading, never by adding up deltas:
 
 * at start it reads workflow_totals whole (summed per key), in a thread of its own; until that
   is done every lookup goes to ClickHouse;
-* every ``interval`` seconds a poll asks ClickHouse's clock, then re-reads the summed totals of
-  the keys that workflow_changes (a materialized view on workflow_totals) lists since the
-  previous poll's clock reading, reaching ``reach_back`` seconds further back for inserts that
-  committed a little after they were stamped; re-reading a key twice changes nothing;
+* every ``interval`` seconds a poll reads the newest block number of workflow_changes (a
+  materialized view on workflow_totals that lists the keys each insert touched), then re-reads
+  the summed totals of the keys in the blocks committed since the poll before the previous one:
+  block numbers follow commit order, so no insert is missed however long it ran, and reading
+  the previous poll's blocks again covers a totals part that committed a moment after its
+  changes part; re-reading a key twice changes nothing;
 * every ``full_refresh`` seconds it reads everything again, in case rows changed in ways no
   insert announces (a table truncated by hand).
 
@@ -30,7 +32,12 @@ from server.queries import Totals
 
 log = logging.getLogger(__name__)
 
-CLOCK = "select toString(now64(6, 'UTC'))"
+# Block numbers of a MergeTree table are taken as its parts commit, in commit order: every row
+# committed after the newest block seen is in a part whose range ends beyond it. Merged parts
+# span ranges (partition_min_max_level[_mutation]; workflow_changes has the one partition `all`).
+NEWEST_BLOCK = """select toInt64(ifNull(max(max_block_number), 0))
+from system.parts
+where database = 'analytics' and table = 'workflow_changes' and active"""
 
 EVERY_WORKFLOW = """select
     user_id,
@@ -51,7 +58,8 @@ from analytics.workflow_totals
 where (user_id, workflow_id) in (
     select user_id, workflow_id
     from analytics.workflow_changes
-    where changed_at > {since:DateTime64(6, 'UTC')} - toIntervalMillisecond({reach_back_ms:UInt32})
+    where toInt64(splitByChar('_', _part)[3]) > {after:Int64}
+      and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}
 )
 group by user_id, workflow_id"""
 
@@ -71,7 +79,6 @@ class ServingModel:
         backend: QueryBackend,
         max_staleness: float = 1.0,
         interval: float = 0.1,
-        reach_back: float = 2.0,
         full_refresh: float = 600.0,
         query_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -79,7 +86,6 @@ class ServingModel:
         self._backend = backend
         self.max_staleness = max_staleness
         self.interval = interval
-        self.reach_back = reach_back
         self.full_refresh = full_refresh
         self._timeout = query_timeout
         self._clock = clock
@@ -88,7 +94,8 @@ class ServingModel:
         self._workflows: dict[str, dict[str, WorkflowCounts]] = {}
         self._users: dict[str, UserCounts] = {}
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
-        self._since: str | None = None  # ClickHouse's clock at that read
+        # Newest block of workflow_changes at the previous read and at the one before it.
+        self._blocks: tuple[int, int] | None = None
         self._loaded_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -120,45 +127,41 @@ class ServingModel:
         return sum(len(by_workflow) for by_workflow in list(self._workflows.values()))
 
     # -- reads from ClickHouse --------------------------------------------------------------------
-    def _now(self) -> str:
-        [[now]] = self._backend.rows(CLOCK, {}, self._timeout)
-        return now
+    def _newest_block(self) -> int:
+        [[block]] = self._backend.rows(NEWEST_BLOCK, {}, self._timeout)
+        return int(block)
 
     def load(self) -> None:
         """Read every workflow's totals and replace the model with them."""
         sent = self._clock()
-        since = self._now()
+        newest = self._newest_block()
         rows = self._backend.rows(EVERY_WORKFLOW, {}, self._timeout)
         workflows: dict[str, dict[str, WorkflowCounts]] = {}
         for user_id, workflow_id, jobs, joblogs, seconds in rows:
             workflows.setdefault(user_id, {})[workflow_id] = (int(jobs), int(joblogs), int(seconds))
         users = {user_id: _user_counts(by_workflow) for user_id, by_workflow in workflows.items()}
         self._workflows, self._users = workflows, users
-        self._since, self._fresh_as_of, self._loaded_at = since, sent, sent
+        self._blocks, self._fresh_as_of, self._loaded_at = (newest, newest), sent, sent
         log.info("serving model: %d workflows of %d users read in %.1fs", len(rows), len(users), self._clock() - sent)
 
     def poll(self) -> int:
-        """Re-read the keys changed since the previous read; the number of keys re-read."""
-        if self._since is None:
+        """Re-read the keys of the blocks committed since the poll before the previous one."""
+        if self._blocks is None:
             self.load()
             return 0
         sent = self._clock()
-        since = self._now()
-        rows = self._backend.rows(
-            CHANGED_WORKFLOWS,
-            {"since": self._since, "reach_back_ms": int(self.reach_back * 1000)},
-            self._timeout,
-        )
+        newest = self._newest_block()
+        before_previous, previous = self._blocks
+        rows = self._backend.rows(CHANGED_WORKFLOWS, {"after": before_previous, "upto": newest}, self._timeout)
         for user_id, workflow_id, jobs, joblogs, seconds in rows:
-            by_workflow = self._workflows.setdefault(user_id, {})
-            by_workflow[workflow_id] = (int(jobs), int(joblogs), int(seconds))
-            # A user's counts are re-added from their workflows: exact, and cheap for most users.
-            # A user with very many workflows changing often is what full refreshes are not for;
-            # keep a running sum instead of re-adding when this shows in profiles.
+            self._workflows.setdefault(user_id, {})[workflow_id] = (int(jobs), int(joblogs), int(seconds))
+        # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~10 ms.
         for user_id in {row[0] for row in rows}:
             self._users[user_id] = _user_counts(self._workflows[user_id])
-        self._since, self._fresh_as_of = since, sent
+        self._blocks, self._fresh_as_of = (previous, newest), sent
         self.polls += 1
+        if len(rows) > 10_000:
+            log.info("serving model: %d changed workflows re-read in %.1fs", len(rows), self._clock() - sent)
         return len(rows)
 
     # -- the feed ---------------------------------------------------------------------------------
@@ -170,7 +173,7 @@ class ServingModel:
         while not self._stop.is_set():
             started = self._clock()
             try:
-                if self._since is None or started - self._loaded_at >= self.full_refresh:
+                if self._blocks is None or started - self._loaded_at >= self.full_refresh:
                     self.load()
                 else:
                     self.poll()
