@@ -40,10 +40,13 @@ def big_job(analytics_db) -> JobRef:
         analytics_db,
         f"""INSERT INTO analytics.job_logs_queue (event_id, event_time, event_type, event_name, user_id, workflow_id,
                                                   job_id, count, stream, sequence, message)
-            SELECT concat('{prefix}-', toString(number)), now64(3) - INTERVAL 1 HOUR + toIntervalMillisecond(number),
+            SELECT concat('{prefix}-', toString(number)),
+                   -- the queue takes values as a JSON message holds them: ISO 8601 times, Int64 numbers
+                   concat(replaceOne(toString(now64(3, 'UTC') - INTERVAL 1 HOUR + toIntervalMillisecond(number)),
+                                     ' ', 'T'), 'Z'),
                    'job_log', 'created', '{job.user_id}', '{job.workflow_id}',
                    if(number < {JOB_LINES}, '{job.job_id}', concat('{prefix}-other-', toString(number % 7))),
-                   1, if(number % 5 = 0, 'stderr', 'stdout'), number % {JOB_LINES},
+                   toInt64(1), if(number % 5 = 0, 'stderr', 'stdout'), toInt64(number % {JOB_LINES}),
                    if(number = 77777, 'worker-3 hit the Qwertzuiop wall',
                       concat('request ', hex(cityHash64(number)), ' served in ', toString(number % 997), ' ms'))
             FROM numbers({JOB_LINES + OTHER_LINES})""",
