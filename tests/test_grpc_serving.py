@@ -189,14 +189,14 @@ def test_calls_beyond_the_workers_and_the_queue_are_refused_at_once(small, relay
 # -- the serving model --------------------------------------------------------------------------
 
 
-def start_served(tmp_path, url: str):
+def start_served(tmp_path, url: str, bound: float = BOUND):
     metrics_port = free_port()
     service = start_grpc(
         tmp_path,
         "--clickhouse-url",
         url,
         "--serving-max-staleness",
-        str(BOUND),
+        str(bound),
         "--metrics-port",
         str(metrics_port),
     )
@@ -220,7 +220,9 @@ def lookups_in_clickhouse(service) -> float:
 
 
 def test_the_serving_model_answers_exactly_from_memory_and_within_its_bound(analytics_db, small, tmp_path):
-    service = start_served(tmp_path, analytics_db.url)
+    # A roomier bound, so that a poll slowed by a busy machine does not send these lookups to ClickHouse.
+    bound = 3.0
+    service = start_served(tmp_path, analytics_db.url, bound)
     try:
         with service.channel() as channel:
             stub = service.stub(channel)
@@ -233,7 +235,7 @@ def test_the_serving_model_answers_exactly_from_memory_and_within_its_bound(anal
             more = datasets.generate(seed=62, users=2, workflows_per_user=2, jobs_per_workflow=3)
             deliver(analytics_db, more.messages)
             landed = time.monotonic()
-            time.sleep(max(0.0, landed + BOUND + 0.05 - time.monotonic()))
+            time.sleep(max(0.0, landed + bound + 0.05 - time.monotonic()))
             # Past the bound, every answer counts them: from a fresher model, or from ClickHouse.
             for method, request, expected in mixed_requests(more) + mixed_requests(small):
                 assert answer_of(stub, method, request) == expected, (method, request)
