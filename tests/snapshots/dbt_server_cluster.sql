@@ -1298,7 +1298,7 @@ from workflows
 group by user_id
 
 -- model workflow_changes
--- config {"enabled": true, "engine": "ReplicatedMergeTree()", "materialized": "incremental", "order_by": "changed_at", "ttl": "toDateTime(changed_at) + interval 1 hour"}
+-- config {"enabled": true, "engine": "ReplicatedMergeTree()", "materialized": "incremental", "order_by": "changed_at", "ttl": "toDateTime(changed_at) + interval 15 minute"}
 select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,
