@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
+from embedded import fault_points
 from embedded.landing_writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 from embedded.topics import TOPICS
 
@@ -191,7 +192,9 @@ class TopicConsumer:
 
     def _flush(self) -> None:
         messages, self.pending = self.pending, []
+        fault_points.reach("batch_taken", self.topic, self.stop_event)
         self._insert_all(messages)
+        fault_points.reach("batch_inserted", self.topic, self.stop_event)
         self._commit(messages)
 
     def _insert_all(self, messages: list[Message]) -> None:

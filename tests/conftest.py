@@ -64,9 +64,19 @@ def kafka_jars() -> Path:
 def kafka(kafka_jars, tmp_path_factory) -> KafkaBroker:
     """One real Kafka broker for the whole run: ``.bootstrap``, ``.stop()``, ``.start()``, ``.restart()``.
 
-    Tests that stop it must start it again; tests use topics of their own.
+    Tests never stop it (those that do take ``own_kafka``); tests use topics of their own.
     """
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), jars_dir=KAFKA_JARS_DIR)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_kafka(kafka_jars, tmp_path) -> KafkaBroker:
+    """A broker of the test's own, for tests that stop, kill or restart it: the session's broker
+    is never restarted, so one failed restart cannot spoil every Kafka test after it."""
+    broker = KafkaBroker(tmp_path / "kafka", free_port(), jars_dir=KAFKA_JARS_DIR)
     broker.start()
     yield broker
     broker.stop()

@@ -181,7 +181,7 @@ def test_missing_topics_are_named_when_the_bridge_may_not_create_them(analytics_
     assert settings.kafka_topic_prefix + "job_logs" in str(caught.value)
 
 
-def ingest_process(settings: Settings, log_path: Path) -> subprocess.Popen:
+def ingest_process(settings: Settings, log_path: Path, extra_env: dict | None = None) -> subprocess.Popen:
     env = {
         **os.environ,
         "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
@@ -191,6 +191,7 @@ def ingest_process(settings: Settings, log_path: Path) -> subprocess.Popen:
         "ANALYTICS_KAFKA_MAX_BLOCK_SIZE": "300",
         "ANALYTICS_KAFKA_FLUSH_INTERVAL_MS": "100",
         "ANALYTICS_DATA_DIR": str(settings.data_dir),
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "analytics.cli", "ingest"],
@@ -234,7 +235,8 @@ def test_kill_9_mid_stream_then_restart_counts_every_event_once(analytics_db, ka
     assert_matches(analytics_db, dataset)
 
 
-def test_broker_restart_while_producing_loses_nothing(analytics_db, kafka):
+def test_broker_restart_while_producing_loses_nothing(analytics_db, own_kafka):
+    kafka = own_kafka  # it is stopped and started again
     prefix = f"r{uuid.uuid4().hex[:8]}."
     settings = settings_for(analytics_db, kafka, prefix)
     config = config_from(settings)

@@ -1,7 +1,9 @@
 """`analytics up` serves the Dagster UI next to the embedded ClickHouse, and stops it on SIGTERM.
 
 The browser test opens the asset graph in headless Chromium (Debian's package, never a
-downloaded browser) and saves the screenshot the README shows: docs/dagster-asset-graph.png.
+downloaded browser) and takes a screenshot of it in the test's own directory; with
+UPDATE_SCREENSHOTS=1 it replaces the one the README shows (docs/dagster-asset-graph.png), which a
+normal run never rewrites.
 """
 
 import json
@@ -120,7 +122,7 @@ def test_up_serves_the_dagster_ui_with_its_home_in_the_data_directory(stack):
 
 
 @pytest.mark.browser
-def test_the_asset_graph_renders_in_chromium(chromium, stack):  # chromium first: no stack when it skips
+def test_the_asset_graph_renders_in_chromium(chromium, stack, tmp_path):  # chromium first: no stack when it skips
     from playwright.sync_api import expect, sync_playwright
 
     _, url, _, _ = stack
@@ -142,11 +144,11 @@ def test_the_asset_graph_renders_in_chromium(chromium, stack):  # chromium first
             ):
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
             page.wait_for_load_state("networkidle")
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=SCREENSHOT)
+            shot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path / SCREENSHOT.name
+            page.screenshot(path=shot)
         finally:
             browser.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
 
 
 def run_analytics_dagster(data_dir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.ddl_recorder import DdlRecorder
 from tests.intake import HTTP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,18 +81,32 @@ def rendering(manifest: dict) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture(scope="module")
+def compiled(clickhouse, tmp_path_factory):
+    """`dbt compile` of each variant, run once for the module: manifest(variant)."""
+    manifests: dict[str, dict] = {}
+
+    def manifest(variant: str) -> dict:
+        if variant not in manifests:
+            manifests[variant] = compile_project(clickhouse, variant, tmp_path_factory.mktemp(variant))
+        return manifests[variant]
+
+    return manifest
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_compiled_project_matches_its_snapshot(clickhouse, tmp_path, variant):
-    rendered = rendering(compile_project(clickhouse, variant, tmp_path))
+def test_compiled_project_matches_its_snapshot(compiled, variant):
+    rendered = rendering(compiled(variant))
     snapshot = SNAPSHOTS / f"dbt_{variant}.sql"
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not snapshot.exists():
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         snapshot.write_text(rendered)
+    assert snapshot.exists(), f"{snapshot} is missing; UPDATE_SNAPSHOTS=1 writes it, to be reviewed and committed"
     assert rendered == snapshot.read_text(), f"{snapshot} is stale; UPDATE_SNAPSHOTS=1 rewrites it after review"
 
 
 @pytest.mark.parametrize("variant", ["server_single_node", "server_cluster"])
-def test_clickhouse_parses_every_compiled_statement(clickhouse, tmp_path, variant):
-    manifest = compile_project(clickhouse, variant, tmp_path)
+def test_clickhouse_parses_every_compiled_statement(clickhouse, compiled, variant):
+    manifest = compiled(variant)
     for node in manifest["nodes"].values():
         if node["resource_type"] not in ("model", "test"):
             continue
@@ -102,8 +118,8 @@ def test_clickhouse_parses_every_compiled_statement(clickhouse, tmp_path, varian
         assert response.status == 200, f"{node['name']}: {response.data.decode()[:500]}"
 
 
-def test_server_mode_reads_kafka_and_dead_letters_breaks(clickhouse, tmp_path):
-    rendered = rendering(compile_project(clickhouse, "server_cluster", tmp_path))
+def test_server_mode_reads_kafka_and_dead_letters_breaks(compiled):
+    rendered = rendering(compiled("server_cluster"))
     messages = rendered.split("-- model jobs_messages\n", 1)[1].split("-- model", 1)[0]
     assert '"engine": "Kafka()"' in messages
     assert '"kafka_group_name": "analytics_jobs"' in messages
@@ -118,3 +134,83 @@ def test_server_mode_reads_kafka_and_dead_letters_breaks(clickhouse, tmp_path):
     assert "_violation != ''" in rendered  # what breaks the contract is dead-lettered
     # Only rows without a Kafka position (the HTTP intake) are ever thrown for; Kafka's are dead-lettered.
     assert rendered.count("throwIf(") == rendered.count("throwIf(_offset IS NULL")
+
+
+# -- the DDL a cluster receives -------------------------------------------------------------------
+
+DDL = re.compile(r"(?is)^\s*(create|alter|drop|rename|exchange|insert|system|truncate|optimize)\b")
+DBT_HEADER = re.compile(r"^\s*/\*.*?\*/", re.DOTALL)  # dbt's query comment: its version and the node
+RANDOM_NAMES = re.compile(r"(__dbt_(?:tmp|backup|new_data|distributed_backup|exchange_test_\d)_?)[0-9a-f]{8,}")
+BLANK_LINES = re.compile(r"\n\s*\n+")
+
+
+def tidy(statement: str) -> str:
+    """One statement as the snapshot keeps it: without dbt's comment, random suffixes or blank lines."""
+    statement = RANDOM_NAMES.sub(r"\1id", DBT_HEADER.sub("", statement, count=1))
+    lines = [line.rstrip() for line in statement.strip().splitlines()]
+    return BLANK_LINES.sub("\n", "\n".join(lines))
+
+
+def cluster_ddl(clickhouse, tmp_path: Path) -> list[str]:
+    """Every statement dbt-clickhouse sends a cluster when `dbt run` builds server mode from nothing."""
+    recorder = DdlRecorder(clickhouse.url)
+    try:
+        HTTP.request("POST", clickhouse.url + "/", body=b"DROP DATABASE IF EXISTS analytics_cluster_ddl SYNC")
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("dbt")),
+                "run",
+                "--project-dir",
+                str(ROOT),
+                "--profiles-dir",
+                str(ROOT / "tests" / "fixtures" / "cluster_profile"),
+                "--target-path",
+                str(tmp_path / "target"),
+                "--log-path",
+                str(tmp_path / "logs"),
+                "--threads",
+                "1",
+                "--vars",
+                json.dumps(VARIANTS["server_cluster"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(recorder.port),
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            },
+        )
+        assert result.returncode == 0, result.stdout[-4000:]
+    finally:
+        recorder.close()
+        HTTP.request("POST", clickhouse.url + "/", body=b"DROP DATABASE IF EXISTS analytics_cluster_ddl SYNC")
+    return [tidy(statement) + "\n;\n" for statement in recorder.statements if DDL.match(tidy(statement))]
+
+
+def test_cluster_ddl_matches_its_snapshot_and_clickhouse_parses_every_statement(clickhouse, tmp_path):
+    statements = cluster_ddl(clickhouse, tmp_path)
+    rendered = "\n".join(statements)
+    snapshot = SNAPSHOTS / "dbt_cluster_ddl.sql"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        snapshot.write_text(rendered)
+    assert snapshot.exists(), f"{snapshot} is missing; UPDATE_SNAPSHOTS=1 writes it, to be reviewed and committed"
+    assert rendered == snapshot.read_text(), f"{snapshot} is stale; UPDATE_SNAPSHOTS=1 rewrites it after review"
+    for statement in statements:
+        sql = statement.removesuffix("\n;\n").replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+        response = HTTP.request(
+            "POST", clickhouse.url + "/", fields={"query": "SELECT formatQuery({sql:String})", "param_sql": sql}
+        )
+        assert response.status == 200, f"{statement[:300]}: {response.data.decode()[:500]}"
+    # What a cluster must receive: every table on every node, replicated, spread, fed by Kafka.
+    creates = [s for s in statements if s.lower().startswith("create") and "__dbt_exchange_test" not in s]
+    assert creates and all(" on cluster " in s.lower() for s in creates)
+    assert any("ReplicatedAggregatingMergeTree" in s for s in creates)
+    assert any("ReplicatedReplacingMergeTree" in s for s in creates)
+    assert any("Distributed('analytics_cluster'" in s for s in creates)
+    for topic in ("workflows", "jobs", "job_logs", "analytics", "telemetry"):
+        [kafka_table] = [s for s in creates if f"`analytics_cluster_ddl`.`{topic}_messages`" in s.split("(")[0]]
+        assert "Kafka()" in kafka_table and "kafka_handle_error_mode" not in kafka_table, kafka_table
+        assert any(f"dead_letters_from_{topic}_mv" in s for s in creates), topic

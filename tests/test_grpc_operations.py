@@ -388,7 +388,7 @@ def test_sigterm_reports_not_serving_finishes_calls_in_flight_then_exits(logs, a
     user = small.expected.users[2]
     try:
         with service.channel() as channel:
-            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
             assert next(watch).status == SERVING
             relay.hold()
             in_flight = service.stub(channel).GetUserAnalytics.future(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 import urllib.request
 
 import grpc
@@ -17,7 +18,7 @@ from analytics import analytics_pb2 as pb
 from tests import datasets
 from tests.embedded_server import free_port
 from tests.grpc_expected import Counters, DailyModel
-from tests.grpc_server import SERVING, call_by_reflection, health_status, listed_services, start_grpc
+from tests.grpc_server import SERVING, HeldRelay, call_by_reflection, health_status, listed_services, start_grpc
 from tests.intake import deliver, post_batch
 
 BATCH_SIZE = 200
@@ -469,10 +470,42 @@ def test_unknown_users_and_other_users_workflows_are_not_found(stub, loaded):
     assert owner.workflow_id == others_workflow
 
 
-def test_a_deadline_too_short_to_answer_is_deadline_exceeded(stub, loaded):
+def test_a_deadline_too_short_to_answer_is_deadline_exceeded(analytics_db, loaded, tmp_path):
+    """The server itself answers DEADLINE_EXCEEDED when ClickHouse cannot answer within the call's deadline.
+
+    ClickHouse is reached through a relay that holds the query, so the call arrives with time to
+    spare and the server, not the client's own timer, is what gives up (its metrics say so).
+    """
     _, model = loaded
-    error = error_of(stub.GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id=model.users[0]), timeout=0.000001)
-    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    relay = HeldRelay(analytics_db.port)
+    metrics_port = free_port()
+    server = start_grpc(tmp_path, "--clickhouse-url", relay.url, "--metrics-port", str(metrics_port))
+    method = {"grpc_service": "analytics.AnalyticsService", "grpc_method": "GetUserAnalytics"}
+
+    def server_deadlines() -> tuple[float, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+        return metric(scraped, "analytics_grpc_responses_total", grpc_code="DEADLINE_EXCEEDED", **method), scraped
+
+    try:
+        relay.hold()
+        with server.channel() as channel:
+            call = server.stub(channel).GetUserAnalytics.future(
+                pb.GetUserAnalyticsRequest(user_id=model.users[0]), timeout=2.0
+            )
+            assert relay.request_seen.wait(30)  # the server got the call and asked ClickHouse
+            assert call.exception(60).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        give_up = time.monotonic() + 30
+        while not server_deadlines()[0] and time.monotonic() < give_up:
+            time.sleep(0.2)  # the server gives up a moment after the client's own timer fired
+        count, scraped = server_deadlines()
+        assert count == 1
+        assert metric(scraped, "analytics_clickhouse_query_seconds_count", query="user_totals", outcome="timeout") == 1
+        assert metric(scraped, "analytics_grpc_responses_total", grpc_code="OK", **method) == 0
+    finally:
+        relay.release()
+        assert server.stop() == 0, server.log()
+        relay.close()
 
 
 # -- health, reflection, metrics ----------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_health_and_reflection(stack):
 
 def test_sigterm_sets_not_serving_and_stops_the_stack_cleanly(stack):
     with stack.channel() as channel:
-        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
         assert next(watch).status == SERVING
         stack.process.send_signal(signal.SIGTERM)
         assert next(watch).status == NOT_SERVING

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import threading
+import time
 import uuid
 import zlib
 from urllib.parse import urlencode
@@ -369,39 +370,48 @@ def test_session_less_set_and_use_do_not_leak(clickhouse, db):
         assert post(clickhouse, b"SELECT currentDatabase(), getSetting('max_threads') = 1").data == b"default\t0\n"
 
 
+def start_slow_query(clickhouse, **params) -> tuple[threading.Thread, dict]:
+    """A query that sleeps, started in a thread; returns once ClickHouse runs it.
+
+    Whether it runs is asked with a query of no session and a query id of its own (system.processes),
+    so the probe can never take the session or the id the test is about before the slow query does.
+    """
+    marker = uuid.uuid4().hex
+    results = {}
+
+    def slow():
+        results["slow"] = post(clickhouse, f"SELECT sleep(2) /* {marker} */".encode(), **params)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    probe = (
+        "SELECT count() FROM system.processes"
+        f" WHERE query LIKE '%sleep(2) /* {marker}%' AND query NOT LIKE '%processes%'"
+    )
+    for _ in range(600):
+        if post(clickhouse, probe.encode()).data == b"1\n":
+            return thread, results
+        assert thread.is_alive(), results
+        time.sleep(0.01)
+    raise AssertionError("the slow query never showed in system.processes")
+
+
 def test_session_check_and_lock(clickhouse):
     missing = post(clickhouse, b"SELECT 1", session_id="never-created", session_check="1")
     assert missing.headers["X-ClickHouse-Exception-Code"] == "372"
     session = uuid.uuid4().hex
-    results = {}
-
-    def slow():
-        results["slow"] = post(clickhouse, b"SELECT sleep(1.5)", session_id=session)
-
-    thread = threading.Thread(target=slow)
-    thread.start()
-    for _ in range(200):  # wait until the slow query holds the session
-        busy = post(clickhouse, b"SELECT 1", session_id=session)
-        if busy.status != 200:
-            break
+    thread, results = start_slow_query(clickhouse, session_id=session)
+    busy = post(clickhouse, b"SELECT 1", session_id=session)
     thread.join()
     assert busy.headers["X-ClickHouse-Exception-Code"] == "373"
     assert results["slow"].status == 200
+    assert post(clickhouse, b"SELECT 1", session_id=session).status == 200  # free again
 
 
 def test_duplicate_running_query_id_is_refused(clickhouse):
     query_id = uuid.uuid4().hex
-    results = {}
-
-    def slow():
-        results["slow"] = post(clickhouse, b"SELECT sleep(1.5)", query_id=query_id)
-
-    thread = threading.Thread(target=slow)
-    thread.start()
-    for _ in range(200):
-        duplicate = post(clickhouse, b"SELECT 1", query_id=query_id)
-        if duplicate.status != 200:
-            break
+    thread, results = start_slow_query(clickhouse, query_id=query_id)
+    duplicate = post(clickhouse, b"SELECT 1", query_id=query_id)
     thread.join()
     assert duplicate.headers["X-ClickHouse-Exception-Code"] == "216"
     assert results["slow"].status == 200

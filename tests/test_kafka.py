@@ -152,7 +152,8 @@ def test_create_topics_reports_a_topic_kafka_refuses(kafka):
 
 
 @pytest.mark.kafka
-def test_restart_keeps_messages_and_committed_offsets(kafka):
+def test_restart_keeps_messages_and_committed_offsets(own_kafka):
+    kafka = own_kafka  # it is stopped and started again
     topic = new_topic(kafka.bootstrap)
     sent = [f"kept {i}".encode() for i in range(20)]
     produce(kafka.bootstrap, topic, sent)
@@ -175,7 +176,8 @@ def test_restart_keeps_messages_and_committed_offsets(kafka):
 
 
 @pytest.mark.kafka
-def test_a_broker_that_ignores_sigterm_is_killed_and_recovers_its_data(kafka):
+def test_a_broker_that_ignores_sigterm_is_killed_and_recovers_its_data(own_kafka):
+    kafka = own_kafka  # it is stopped and started again
     topic = new_topic(kafka.bootstrap)
     sent = [f"survivor {i}".encode() for i in range(10)]
     produce(kafka.bootstrap, topic, sent)

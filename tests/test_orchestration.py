@@ -264,10 +264,21 @@ def test_consumer_lag_above_the_maximum_fails_until_the_consumer_catches_up(serv
         execute(server, "TRUNCATE TABLE analytics.kafka_consumer_lag")
 
 
-def test_server_mode_reads_lag_from_system_kafka_consumers(settings):
+def test_server_mode_reads_lag_from_system_kafka_consumers(server, settings, built):
+    """Server mode asks ClickHouse's Kafka-engine consumers, never the bridge's table."""
     kafka_engine = settings.model_copy(update={"ingest": "kafka"})
-    # The embedded engine has the table but no Kafka-engine consumers: the query runs, nothing lags.
-    assert consumer_lags(ClickHouse(kafka_engine), kafka_engine) == []
+    lagging = """INSERT INTO analytics.kafka_consumer_lag
+                 (consumer_group, topic, partition, committed_offset, high_watermark, lag, measured_at)
+                 VALUES ('analytics_jobs', 'jobs', 0, 100, 50100, 50000, now64(3, 'UTC'))"""
+    try:
+        execute(server, lagging)  # what a bridge left behind before the switch to Kafka-engine tables
+        bridge = consumer_lags(ClickHouse(settings), settings)
+        assert [(lag.consumer, lag.partition, lag.lag) for lag in bridge] == [("analytics_jobs", 0, 50_000)]
+        # The embedded engine has system.kafka_consumers but no Kafka-engine consumers: the query
+        # runs and nothing lags, whatever the bridge's table holds.
+        assert consumer_lags(ClickHouse(kafka_engine), kafka_engine) == []
+    finally:
+        execute(server, "TRUNCATE TABLE analytics.kafka_consumer_lag")
 
 
 def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, instance):

@@ -1,0 +1,2404 @@
+CREATE DATABASE IF NOT EXISTS `analytics_cluster_ddl` ON CLUSTER "analytics_cluster"
+;
+
+CREATE TABLE IF NOT EXISTS `__dbt_exchange_test_0_id` (test String) ENGINE MergeTree() ORDER BY tuple()
+;
+
+CREATE TABLE IF NOT EXISTS `__dbt_exchange_test_1_id` (test String) ENGINE MergeTree() ORDER BY tuple()
+;
+
+EXCHANGE TABLES __dbt_exchange_test_0_id AND __dbt_exchange_test_1_id
+;
+
+DROP TABLE IF EXISTS __dbt_exchange_test_0_id
+;
+
+DROP TABLE IF EXISTS __dbt_exchange_test_1_id
+;
+
+create table `analytics_cluster_ddl`.`analytics_messages`
+    ON CLUSTER "analytics_cluster"
+  engine = Kafka()
+                    -- end_of_sql
+                    SETTINGS kafka_broker_list='kafka-1:9092', kafka_topic_list='analytics', kafka_group_name='analytics_analytics', kafka_format='RawBLOB', kafka_num_consumers=4, kafka_max_block_size=65536, kafka_flush_interval_ms=250
+          empty
+          as (
+select
+    cast('' as String) as payload
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`analytics_messages`
+        ("payload")
+select
+    cast('' as String) as payload
+where 0
+;
+
+create table `analytics_cluster_ddl`.`analytics_queue`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as EventKey,
+    cast(null as Nullable(String)) as UserID,
+    cast(null as Nullable(String)) as WorkflowID,
+    cast(null as Nullable(String)) as EventType,
+    cast(null as Nullable(JSON)) as Data,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`analytics_queue`
+        ("EventKey", "UserID", "WorkflowID", "EventType", "Data", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message")
+select
+    cast(null as Nullable(String)) as EventKey,
+    cast(null as Nullable(String)) as UserID,
+    cast(null as Nullable(String)) as WorkflowID,
+    cast(null as Nullable(String)) as EventType,
+    cast(null as Nullable(JSON)) as Data,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+;
+
+create table `analytics_cluster_ddl`.`dead_letters`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((topic, partition, offset))
+                    -- end_of_sql
+                    SETTINGS allow_nullable_key=1, replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as LowCardinality(String)) as topic,
+    cast(null as Nullable(UInt64)) as partition,
+    cast(null as Nullable(UInt64)) as offset,
+    cast('' as String) as raw_message,
+    cast('' as String) as error,
+    now64(3, 'UTC') as received_at
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`dead_letters`
+        ("topic", "partition", "offset", "raw_message", "error", "received_at")
+select
+    cast('' as LowCardinality(String)) as topic,
+    cast(null as Nullable(UInt64)) as partition,
+    cast(null as Nullable(UInt64)) as offset,
+    cast('' as String) as raw_message,
+    cast('' as String) as error,
+    now64(3, 'UTC') as received_at
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_completions`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, job_id))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast('' as LowCardinality(String)) as outcome,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as started_at,
+    cast(0 as DateTime64(3, 'UTC')) as ended_at,
+    cast(0 as UInt64) as duration_seconds,
+    cast(0 as Float64) as duration,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_completions`
+        ("user_id", "workflow_id", "job_id", "outcome", "started_at", "ended_at", "duration_seconds", "duration", "dedup_key")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast('' as LowCardinality(String)) as outcome,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as started_at,
+    cast(0 as DateTime64(3, 'UTC')) as ended_at,
+    cast(0 as UInt64) as duration_seconds,
+    cast(0 as Float64) as duration,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_duration_daily`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedAggregatingMergeTree()
+        order by ((user_id, workflow_id, day))
+        partition by (toYYYYMMDD(day))
+                    -- end_of_sql
+                    SETTINGS index_granularity=1024, replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('1970-01-01' as Date) as day,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(cast(0 as Float64)) as duration_seconds_quantiles
+group by user_id, workflow_id, day
+having 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_duration_daily`
+        ("user_id", "workflow_id", "day", "duration_seconds_quantiles")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('1970-01-01' as Date) as day,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(cast(0 as Float64)) as duration_seconds_quantiles
+group by user_id, workflow_id, day
+having 0
+;
+
+create table `analytics_cluster_ddl`.`job_events`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, job_id, event_time, dedup_key))
+        partition by (toYYYYMM(event_time))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as LowCardinality(String)) as event_name,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast('' as LowCardinality(String)) as status,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as scheduled_at,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as started_at,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as completed_at,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_events`
+        ("event_id", "event_time", "event_name", "user_id", "workflow_id", "job_id", "status", "scheduled_at", "started_at", "completed_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as LowCardinality(String)) as event_name,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast('' as LowCardinality(String)) as status,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as scheduled_at,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as started_at,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as completed_at,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_log_lines`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key))
+        partition by (toYYYYMMDD(event_time))
+                    -- end_of_sql
+                    SETTINGS ttl_only_drop_parts=1, replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(1 as UInt64) as count,
+    cast('' as LowCardinality(String)) as stream,
+    cast(null as Nullable(UInt64)) as sequence,
+    cast('' as String) as message,
+    cast(false as Bool) as is_line,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_log_lines`
+        ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(1 as UInt64) as count,
+    cast('' as LowCardinality(String)) as stream,
+    cast(null as Nullable(UInt64)) as sequence,
+    cast('' as String) as message,
+    cast(false as Bool) as is_line,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+alter table `analytics_cluster_ddl`.`job_log_lines` on cluster analytics_cluster
+    modify ttl toDateTime(event_time) + interval 720 hour
+    settings materialize_ttl_after_modify = 0
+;
+
+alter table `analytics_cluster_ddl`.`job_log_lines` on cluster analytics_cluster
+    add index if not exists message_ngrams lowerUTF8(message) type ngrambf_v1(3, 32768, 2, 0) granularity 1,
+    add index if not exists ingested_at_range ingested_at type minmax granularity 1
+;
+
+create table `analytics_cluster_ddl`.`job_log_totals`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedAggregatingMergeTree()
+        order by ((user_id, workflow_id, job_id))
+                    -- end_of_sql
+                    SETTINGS index_granularity=1024, replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as lines,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as entries,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_line_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_line_at
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_log_totals`
+        ("user_id", "workflow_id", "job_id", "lines", "entries", "first_event_at", "first_line_at", "last_line_at")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as lines,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as entries,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_line_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_line_at
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_logs_messages`
+    ON CLUSTER "analytics_cluster"
+  engine = Kafka()
+                    -- end_of_sql
+                    SETTINGS kafka_broker_list='kafka-1:9092', kafka_topic_list='job_logs', kafka_group_name='analytics_job_logs', kafka_format='RawBLOB', kafka_num_consumers=4, kafka_max_block_size=65536, kafka_flush_interval_ms=250
+          empty
+          as (
+select
+    cast('' as String) as payload
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_logs_messages`
+        ("payload")
+select
+    cast('' as String) as payload
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_logs_queue`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Dynamic) as count,
+    cast(null as Nullable(String)) as stream,
+    cast(null as Dynamic) as sequence,
+    cast(null as Nullable(String)) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_logs_queue`
+        ("event_id", "event_time", "event_type", "event_name", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message")
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Dynamic) as count,
+    cast(null as Nullable(String)) as stream,
+    cast(null as Dynamic) as sequence,
+    cast(null as Nullable(String)) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+;
+
+create table `analytics_cluster_ddl`.`jobs_current`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedAggregatingMergeTree()
+        order by ((user_id, workflow_id, job_id))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
+group by user_id, workflow_id, job_id
+having 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`jobs_current`
+        ("user_id", "workflow_id", "job_id", "last_event", "last_status", "first_event_time", "last_event_time", "scheduled_at", "started_at", "completed_at", "events")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
+group by user_id, workflow_id, job_id
+having 0
+;
+
+create table `analytics_cluster_ddl`.`jobs_first_seen`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, job_id))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`jobs_first_seen`
+        ("user_id", "workflow_id", "job_id", "first_event_time", "dedup_key")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(0 as DateTime64(3, 'UTC')) as first_event_time,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+create table `analytics_cluster_ddl`.`jobs_messages`
+    ON CLUSTER "analytics_cluster"
+  engine = Kafka()
+                    -- end_of_sql
+                    SETTINGS kafka_broker_list='kafka-1:9092', kafka_topic_list='jobs', kafka_group_name='analytics_jobs', kafka_format='RawBLOB', kafka_num_consumers=4, kafka_max_block_size=65536, kafka_flush_interval_ms=250
+          empty
+          as (
+select
+    cast('' as String) as payload
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`jobs_messages`
+        ("payload")
+select
+    cast('' as String) as payload
+where 0
+;
+
+create table `analytics_cluster_ddl`.`jobs_queue`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Nullable(String)) as status,
+    cast(null as Nullable(String)) as scheduled_at,
+    cast(null as Nullable(String)) as started_at,
+    cast(null as Nullable(String)) as completed_at,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`jobs_queue`
+        ("event_id", "event_time", "event_type", "event_name", "user_id", "workflow_id", "job_id", "status", "scheduled_at", "started_at", "completed_at", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message")
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Nullable(String)) as status,
+    cast(null as Nullable(String)) as scheduled_at,
+    cast(null as Nullable(String)) as started_at,
+    cast(null as Nullable(String)) as completed_at,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+;
+
+create table `analytics_cluster_ddl`.`kafka_consumer_lag`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree(measured_at)
+        order by ((consumer_group, topic, partition))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as consumer_group,
+    cast('' as LowCardinality(String)) as topic,
+    cast(0 as UInt32) as partition,
+    cast(-1 as Int64) as committed_offset,
+    cast(0 as Int64) as high_watermark,
+    cast(0 as Int64) as lag,
+    now64(3, 'UTC') as measured_at
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`kafka_consumer_lag`
+        ("consumer_group", "topic", "partition", "committed_offset", "high_watermark", "lag", "measured_at")
+select
+    cast('' as String) as consumer_group,
+    cast('' as LowCardinality(String)) as topic,
+    cast(0 as UInt32) as partition,
+    cast(-1 as Int64) as committed_offset,
+    cast(0 as Int64) as high_watermark,
+    cast(0 as Int64) as lag,
+    now64(3, 'UTC') as measured_at
+where 0
+;
+
+create table `analytics_cluster_ddl`.`legacy_events`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, received_at, dedup_key))
+        partition by (toYYYYMM(received_at))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as event_key,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as LowCardinality(String)) as event_type,
+    cast('' as LowCardinality(String)) as kind,
+    cast(0 as UInt64) as job_execution_seconds,
+    cast(0 as Float64) as job_execution_duration,
+    cast(0 as UInt64) as log_count,
+    cast('' as String) as data,
+    cast(0 as DateTime64(3, 'UTC')) as received_at,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`legacy_events`
+        ("event_key", "user_id", "workflow_id", "event_type", "kind", "job_execution_seconds", "job_execution_duration", "log_count", "data", "received_at", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "dedup_key")
+select
+    cast('' as String) as event_key,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as LowCardinality(String)) as event_type,
+    cast('' as LowCardinality(String)) as kind,
+    cast(0 as UInt64) as job_execution_seconds,
+    cast(0 as Float64) as job_execution_duration,
+    cast(0 as UInt64) as log_count,
+    cast('' as String) as data,
+    cast(0 as DateTime64(3, 'UTC')) as received_at,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+create table `analytics_cluster_ddl`.`seen_keys`
+    ON CLUSTER "analytics_cluster"
+  engine = EmbeddedRocksDB()
+    primary key key
+                    -- end_of_sql
+          empty
+          as (
+select toFixedString('', 16) as key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`seen_keys`
+        ("key")
+select toFixedString('', 16) as key
+where 0
+;
+
+create or replace view `analytics_cluster_ddl`.`storage_tables`
+    ON CLUSTER "analytics_cluster"
+  as (
+with
+parts as (
+    select
+        table,
+        sum(rows) as rows,
+        count() as parts,
+        sum(bytes_on_disk) as bytes_on_disk,
+        sum(data_compressed_bytes) as compressed_bytes,
+        sum(data_uncompressed_bytes) as uncompressed_bytes
+    from cluster('analytics_cluster', system.parts)
+    where database = 'analytics_cluster_ddl' and active
+    group by table
+),
+tables as (
+    select
+        name as table,
+        engine,
+        total_rows,
+        total_bytes,
+        extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
+    from system.tables
+    where database = 'analytics_cluster_ddl' and (engine like '%MergeTree' or engine = 'EmbeddedRocksDB')
+)
+select
+    tables.table as table,
+    tables.engine as engine,
+    toUInt64(if(parts.table != '', parts.rows, ifNull(tables.total_rows, 0))) as rows,
+    toUInt64(ifNull(parts.parts, 0)) as parts,
+    toUInt64(if(parts.table != '', parts.bytes_on_disk, ifNull(tables.total_bytes, 0))) as bytes_on_disk,
+    toUInt64(ifNull(parts.compressed_bytes, 0)) as compressed_bytes,
+    toUInt64(ifNull(parts.uncompressed_bytes, 0)) as uncompressed_bytes,
+    if(compressed_bytes > 0, uncompressed_bytes / compressed_bytes, null) as compression_ratio,
+    tables.ttl as ttl
+from tables
+left join parts on parts.table = tables.table
+order by table
+settings optimize_trivial_approximate_count_query = 1
+  )
+                    -- end_of_sql
+;
+
+create table `analytics_cluster_ddl`.`telemetry_events`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((event_type, event_name, event_time, dedup_key))
+        partition by (toYYYYMM(event_time))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as LowCardinality(String)) as event_type,
+    cast('' as LowCardinality(String)) as event_name,
+    cast('' as String) as user_id,
+    cast('' as LowCardinality(String)) as service_name,
+    cast(null as Nullable(Float64)) as value,
+    cast('{}' as JSON) as attributes,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`telemetry_events`
+        ("event_id", "event_time", "event_type", "event_name", "user_id", "service_name", "value", "attributes", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as LowCardinality(String)) as event_type,
+    cast('' as LowCardinality(String)) as event_name,
+    cast('' as String) as user_id,
+    cast('' as LowCardinality(String)) as service_name,
+    cast(null as Nullable(Float64)) as value,
+    cast('{}' as JSON) as attributes,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+create table `analytics_cluster_ddl`.`telemetry_messages`
+    ON CLUSTER "analytics_cluster"
+  engine = Kafka()
+                    -- end_of_sql
+                    SETTINGS kafka_broker_list='kafka-1:9092', kafka_topic_list='telemetry', kafka_group_name='analytics_telemetry', kafka_format='RawBLOB', kafka_num_consumers=4, kafka_max_block_size=65536, kafka_flush_interval_ms=250
+          empty
+          as (
+select
+    cast('' as String) as payload
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`telemetry_messages`
+        ("payload")
+select
+    cast('' as String) as payload
+where 0
+;
+
+create table `analytics_cluster_ddl`.`telemetry_queue`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast('' as String) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`telemetry_queue`
+        ("message", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message")
+select
+    cast('' as String) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+;
+
+create table `analytics_cluster_ddl`.`workflow_daily`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedAggregatingMergeTree()
+        order by ((user_id, workflow_id, day))
+        partition by (toYYYYMMDD(day))
+                    -- end_of_sql
+                    SETTINGS index_granularity=1024, replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('1970-01-01' as Date) as day,
+    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as workflow_events,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_completed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_failed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_cancelled,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as job_execution_seconds,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as joblogs
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflow_daily`
+        ("user_id", "workflow_id", "day", "kind", "workflow_events", "jobs", "jobs_completed", "jobs_failed", "jobs_cancelled", "job_execution_seconds", "joblogs")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('1970-01-01' as Date) as day,
+    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as workflow_events,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_completed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_failed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_cancelled,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as job_execution_seconds,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as joblogs
+where 0
+;
+
+create table `analytics_cluster_ddl`.`workflow_events`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, event_time, dedup_key))
+        partition by (toYYYYMM(event_time))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as LowCardinality(String)) as event_name,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as LowCardinality(String)) as kind,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflow_events`
+        ("event_id", "event_time", "event_name", "user_id", "workflow_id", "kind", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as LowCardinality(String)) as event_name,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as LowCardinality(String)) as kind,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+create table `analytics_cluster_ddl`.`workflow_totals`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedAggregatingMergeTree()
+        order by ((user_id, workflow_id))
+                    -- end_of_sql
+                    SETTINGS index_granularity=1024, replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as terminated_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as deleted_at,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as workflow_events,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_completed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_failed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_cancelled,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as job_execution_seconds,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as joblogs
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflow_totals`
+        ("user_id", "workflow_id", "kind", "first_event_at", "last_event_at", "terminated_at", "deleted_at", "workflow_events", "jobs", "jobs_completed", "jobs_failed", "jobs_cancelled", "job_execution_seconds", "joblogs")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as terminated_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as deleted_at,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as workflow_events,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_completed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_failed,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs_cancelled,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as job_execution_seconds,
+    cast(0 as SimpleAggregateFunction(sum, Int64)) as joblogs
+where 0
+;
+
+create table `analytics_cluster_ddl`.`workflows_messages`
+    ON CLUSTER "analytics_cluster"
+  engine = Kafka()
+                    -- end_of_sql
+                    SETTINGS kafka_broker_list='kafka-1:9092', kafka_topic_list='workflows', kafka_group_name='analytics_workflows', kafka_format='RawBLOB', kafka_num_consumers=4, kafka_max_block_size=65536, kafka_flush_interval_ms=250
+          empty
+          as (
+select
+    cast('' as String) as payload
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflows_messages`
+        ("payload")
+select
+    cast('' as String) as payload
+where 0
+;
+
+create table `analytics_cluster_ddl`.`workflows_queue`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as kind,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflows_queue`
+        ("event_id", "event_time", "event_type", "event_name", "user_id", "workflow_id", "kind", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message")
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as kind,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message
+where 0
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`analytics_queue_from_analytics_messages_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`analytics_queue`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`analytics_queue`
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['EventKey'], 1) = '"', JSONExtractString(fields['EventKey']), null) as EventKey,
+    if(left(fields['UserID'], 1) = '"', JSONExtractString(fields['UserID']), null) as UserID,
+    if(left(fields['WorkflowID'], 1) = '"', JSONExtractString(fields['WorkflowID']), null) as WorkflowID,
+    if(left(fields['EventType'], 1) = '"', JSONExtractString(fields['EventType']), null) as EventType,
+    if(left(fields['Data'], 1) = '{', cast(if(left(fields['Data'], 1) = '{', fields['Data'], '{}') as JSON), null) as Data,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['EventKey'], 1) NOT IN ('"', 'n', ''), 'EventKey is ' || transform(left(fields['EventKey'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['EventKey'], '^"-?[0-9]{20,}"$') AND position(payload, fields['EventKey']) = 0), 'EventKey is a number, not a string',
+        left(fields['UserID'], 1) NOT IN ('"', 'n', ''), 'UserID is ' || transform(left(fields['UserID'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['UserID'], '^"-?[0-9]{20,}"$') AND position(payload, fields['UserID']) = 0), 'UserID is a number, not a string',
+        left(fields['WorkflowID'], 1) NOT IN ('"', 'n', ''), 'WorkflowID is ' || transform(left(fields['WorkflowID'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['WorkflowID'], '^"-?[0-9]{20,}"$') AND position(payload, fields['WorkflowID']) = 0), 'WorkflowID is a number, not a string',
+        left(fields['EventType'], 1) NOT IN ('"', 'n', ''), 'EventType is ' || transform(left(fields['EventType'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['EventType'], '^"-?[0-9]{20,}"$') AND position(payload, fields['EventType']) = 0), 'EventType is a number, not a string',
+        left(fields['Data'], 1) NOT IN ('{', 'n', ''), 'Data is ' || transform(left(fields['Data'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not an object',
+        '') as _error,
+    payload as _raw_message
+from `analytics_cluster_ddl`.`analytics_messages`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_analytics_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`dead_letters`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
+select
+    assumeNotNull(_topic) as topic,
+    _partition as partition,
+    _offset as offset,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
+    _violation as error,
+    now64(3, 'UTC') as received_at
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation
+    from `analytics_cluster_ddl`.`analytics_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
+;
+
+create table `analytics_cluster_ddl`.`job_completions_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'job_completions', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`job_completions`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_completions_all`
+        ("user_id", "workflow_id", "job_id", "outcome", "started_at", "ended_at", "duration_seconds", "duration", "dedup_key")
+select * from `analytics_cluster_ddl`.`job_completions`
+where 0
+;
+
+create table `analytics_cluster_ddl`.`job_duration_daily_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'job_duration_daily', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`job_duration_daily`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_duration_daily_all`
+        ("user_id", "workflow_id", "day", "duration_seconds_quantiles")
+select * from `analytics_cluster_ddl`.`job_duration_daily`
+where 0
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_duration_daily_from_job_completions_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_duration_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_duration_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(ended_at) as day,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(duration) as duration_seconds_quantiles
+from `analytics_cluster_ddl`.`job_completions`
+where outcome in ('completed', 'failed')
+group by all
+;
+
+create table `analytics_cluster_ddl`.`job_log_lines_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'job_log_lines', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`job_log_lines`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_log_lines_all`
+        ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
+select * from `analytics_cluster_ddl`.`job_log_lines`
+where 0
+;
+
+create or replace view `analytics_cluster_ddl`.`storage_log_retention`
+    ON CLUSTER "analytics_cluster"
+  as (
+select
+    name as table,
+    position(create_table_query, ' TTL ') = 0 as audit_mode,
+    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
+from system.tables
+where database = 'analytics_cluster_ddl' and name = 'job_log_lines'
+  )
+                    -- end_of_sql
+;
+
+create table `analytics_cluster_ddl`.`job_log_totals_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'job_log_totals', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`job_log_totals`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_log_totals_all`
+        ("user_id", "workflow_id", "job_id", "lines", "entries", "first_event_at", "first_line_at", "last_line_at")
+select * from `analytics_cluster_ddl`.`job_log_totals`
+where 0
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_log_totals_from_job_log_lines_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_log_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_log_totals`
+select
+    user_id,
+    workflow_id,
+    job_id,
+    toUInt64(countIf(is_line)) as lines,
+    toUInt64(sum(count)) as entries,
+    min(event_time) as first_event_at,
+    minIfOrNull(event_time, is_line) as first_line_at,
+    maxIfOrNull(event_time, is_line) as last_line_at
+from `analytics_cluster_ddl`.`job_log_lines`
+group by user_id, workflow_id, job_id
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_job_logs_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`dead_letters`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
+select
+    assumeNotNull(_topic) as topic,
+    _partition as partition,
+    _offset as offset,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
+    _violation as error,
+    now64(3, 'UTC') as received_at
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
+    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
+    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
+    ''
+  ) as _violation
+    from `analytics_cluster_ddl`.`job_logs_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_logs_queue_from_job_logs_messages_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_logs_queue`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_logs_queue`
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['event_id'], 1) = '"', JSONExtractString(fields['event_id']), null) as event_id,
+    if(left(fields['event_time'], 1) = '"', JSONExtractString(fields['event_time']), null) as event_time,
+    if(left(fields['event_type'], 1) = '"', JSONExtractString(fields['event_type']), null) as event_type,
+    if(left(fields['event_name'], 1) = '"', JSONExtractString(fields['event_name']), null) as event_name,
+    if(left(fields['user_id'], 1) = '"', JSONExtractString(fields['user_id']), null) as user_id,
+    if(left(fields['workflow_id'], 1) = '"', JSONExtractString(fields['workflow_id']), null) as workflow_id,
+    if(left(fields['job_id'], 1) = '"', JSONExtractString(fields['job_id']), null) as job_id,
+    multiIf(
+        fields['count'] IN ('', 'null'), null,
+        JSONType(fields['count']) = 'Int64', cast(JSONExtractInt(fields['count']) as Dynamic),
+        JSONType(fields['count']) = 'UInt64', cast(JSONExtractUInt(fields['count']) as Dynamic),
+        JSONType(fields['count']) = 'Double', cast(JSONExtractFloat(fields['count']) as Dynamic),
+        (match(fields['count'], '^"-?[0-9]{20,}"$') AND position(payload, fields['count']) = 0), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['count'])) as Dynamic),
+        cast(fields['count'] as Dynamic)) as count,
+    if(left(fields['stream'], 1) = '"', JSONExtractString(fields['stream']), null) as stream,
+    multiIf(
+        fields['sequence'] IN ('', 'null'), null,
+        JSONType(fields['sequence']) = 'Int64', cast(JSONExtractInt(fields['sequence']) as Dynamic),
+        JSONType(fields['sequence']) = 'UInt64', cast(JSONExtractUInt(fields['sequence']) as Dynamic),
+        JSONType(fields['sequence']) = 'Double', cast(JSONExtractFloat(fields['sequence']) as Dynamic),
+        (match(fields['sequence'], '^"-?[0-9]{20,}"$') AND position(payload, fields['sequence']) = 0), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['sequence'])) as Dynamic),
+        cast(fields['sequence'] as Dynamic)) as sequence,
+    if(left(fields['message'], 1) = '"', JSONExtractString(fields['message']), null) as message,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['event_id'], 1) NOT IN ('"', 'n', ''), 'event_id is ' || transform(left(fields['event_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_id']) = 0), 'event_id is a number, not a string',
+        left(fields['event_time'], 1) NOT IN ('"', 'n', ''), 'event_time is ' || transform(left(fields['event_time'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_time'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_time']) = 0), 'event_time is a number, not a string',
+        left(fields['event_type'], 1) NOT IN ('"', 'n', ''), 'event_type is ' || transform(left(fields['event_type'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_type'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_type']) = 0), 'event_type is a number, not a string',
+        left(fields['event_name'], 1) NOT IN ('"', 'n', ''), 'event_name is ' || transform(left(fields['event_name'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_name'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_name']) = 0), 'event_name is a number, not a string',
+        left(fields['user_id'], 1) NOT IN ('"', 'n', ''), 'user_id is ' || transform(left(fields['user_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['user_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['user_id']) = 0), 'user_id is a number, not a string',
+        left(fields['workflow_id'], 1) NOT IN ('"', 'n', ''), 'workflow_id is ' || transform(left(fields['workflow_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['workflow_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['workflow_id']) = 0), 'workflow_id is a number, not a string',
+        left(fields['job_id'], 1) NOT IN ('"', 'n', ''), 'job_id is ' || transform(left(fields['job_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['job_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['job_id']) = 0), 'job_id is a number, not a string',
+        left(fields['stream'], 1) NOT IN ('"', 'n', ''), 'stream is ' || transform(left(fields['stream'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['stream'], '^"-?[0-9]{20,}"$') AND position(payload, fields['stream']) = 0), 'stream is a number, not a string',
+        left(fields['message'], 1) NOT IN ('"', 'n', ''), 'message is ' || transform(left(fields['message'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['message'], '^"-?[0-9]{20,}"$') AND position(payload, fields['message']) = 0), 'message is a number, not a string',
+        '') as _error,
+    payload as _raw_message
+from `analytics_cluster_ddl`.`job_logs_messages`
+;
+
+create or replace view `analytics_cluster_ddl`.`job_states`
+    ON CLUSTER "analytics_cluster"
+  as (
+select
+    user_id,
+    workflow_id,
+    job_id,
+    argMaxMerge(last_event) as state,
+    argMaxMerge(last_status) as status,
+    min(first_event_time) as first_event_time,
+    max(last_event_time) as last_event_time,
+    max(scheduled_at) as scheduled_at,
+    max(started_at) as started_at,
+    max(completed_at) as completed_at,
+    sum(events) as events
+from `analytics_cluster_ddl`.`jobs_current`
+group by user_id, workflow_id, job_id
+  )
+                    -- end_of_sql
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`jobs_current_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`jobs_current`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`jobs_current`
+with staged as (
+    select
+        *,
+        -- later lifecycle stages win when two events share a timestamp
+        tuple(event_time, transform(event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
+                                    [1, 2, 3, 3, 3], 0)) as position
+    from `analytics_cluster_ddl`.`job_events`
+)
+select
+    user_id,
+    workflow_id,
+    job_id,
+    argMaxState(event_name, position) as last_event,
+    -- an event without a status does not erase the one before it
+    argMaxState(status, if(status != '', position, tuple(toDateTime64(0, 3, 'UTC'), toUInt8(0)))) as last_status,
+    min(event_time) as first_event_time,
+    max(event_time) as last_event_time,
+    max(scheduled_at) as scheduled_at,
+    max(started_at) as started_at,
+    max(completed_at) as completed_at,
+    count() as events
+from staged
+group by user_id, workflow_id, job_id
+;
+
+create table `analytics_cluster_ddl`.`jobs_first_seen_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'jobs_first_seen', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`jobs_first_seen`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`jobs_first_seen_all`
+        ("user_id", "workflow_id", "job_id", "first_event_time", "dedup_key")
+select * from `analytics_cluster_ddl`.`jobs_first_seen`
+where 0
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_jobs_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`dead_letters`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
+select
+    assumeNotNull(_topic) as topic,
+    _partition as partition,
+    _offset as offset,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
+    _violation as error,
+    now64(3, 'UTC') as received_at
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
+    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
+    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
+    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
+    ''
+  ) as _violation
+    from `analytics_cluster_ddl`.`jobs_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`jobs_queue_from_jobs_messages_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`jobs_queue`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`jobs_queue`
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['event_id'], 1) = '"', JSONExtractString(fields['event_id']), null) as event_id,
+    if(left(fields['event_time'], 1) = '"', JSONExtractString(fields['event_time']), null) as event_time,
+    if(left(fields['event_type'], 1) = '"', JSONExtractString(fields['event_type']), null) as event_type,
+    if(left(fields['event_name'], 1) = '"', JSONExtractString(fields['event_name']), null) as event_name,
+    if(left(fields['user_id'], 1) = '"', JSONExtractString(fields['user_id']), null) as user_id,
+    if(left(fields['workflow_id'], 1) = '"', JSONExtractString(fields['workflow_id']), null) as workflow_id,
+    if(left(fields['job_id'], 1) = '"', JSONExtractString(fields['job_id']), null) as job_id,
+    if(left(fields['status'], 1) = '"', JSONExtractString(fields['status']), null) as status,
+    if(left(fields['scheduled_at'], 1) = '"', JSONExtractString(fields['scheduled_at']), null) as scheduled_at,
+    if(left(fields['started_at'], 1) = '"', JSONExtractString(fields['started_at']), null) as started_at,
+    if(left(fields['completed_at'], 1) = '"', JSONExtractString(fields['completed_at']), null) as completed_at,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['event_id'], 1) NOT IN ('"', 'n', ''), 'event_id is ' || transform(left(fields['event_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_id']) = 0), 'event_id is a number, not a string',
+        left(fields['event_time'], 1) NOT IN ('"', 'n', ''), 'event_time is ' || transform(left(fields['event_time'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_time'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_time']) = 0), 'event_time is a number, not a string',
+        left(fields['event_type'], 1) NOT IN ('"', 'n', ''), 'event_type is ' || transform(left(fields['event_type'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_type'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_type']) = 0), 'event_type is a number, not a string',
+        left(fields['event_name'], 1) NOT IN ('"', 'n', ''), 'event_name is ' || transform(left(fields['event_name'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_name'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_name']) = 0), 'event_name is a number, not a string',
+        left(fields['user_id'], 1) NOT IN ('"', 'n', ''), 'user_id is ' || transform(left(fields['user_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['user_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['user_id']) = 0), 'user_id is a number, not a string',
+        left(fields['workflow_id'], 1) NOT IN ('"', 'n', ''), 'workflow_id is ' || transform(left(fields['workflow_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['workflow_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['workflow_id']) = 0), 'workflow_id is a number, not a string',
+        left(fields['job_id'], 1) NOT IN ('"', 'n', ''), 'job_id is ' || transform(left(fields['job_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['job_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['job_id']) = 0), 'job_id is a number, not a string',
+        left(fields['status'], 1) NOT IN ('"', 'n', ''), 'status is ' || transform(left(fields['status'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['status'], '^"-?[0-9]{20,}"$') AND position(payload, fields['status']) = 0), 'status is a number, not a string',
+        left(fields['scheduled_at'], 1) NOT IN ('"', 'n', ''), 'scheduled_at is ' || transform(left(fields['scheduled_at'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['scheduled_at'], '^"-?[0-9]{20,}"$') AND position(payload, fields['scheduled_at']) = 0), 'scheduled_at is a number, not a string',
+        left(fields['started_at'], 1) NOT IN ('"', 'n', ''), 'started_at is ' || transform(left(fields['started_at'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['started_at'], '^"-?[0-9]{20,}"$') AND position(payload, fields['started_at']) = 0), 'started_at is a number, not a string',
+        left(fields['completed_at'], 1) NOT IN ('"', 'n', ''), 'completed_at is ' || transform(left(fields['completed_at'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['completed_at'], '^"-?[0-9]{20,}"$') AND position(payload, fields['completed_at']) = 0), 'completed_at is a number, not a string',
+        '') as _error,
+    payload as _raw_message
+from `analytics_cluster_ddl`.`jobs_messages`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_duration_daily_from_legacy_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_duration_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_duration_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(received_at) as day,
+    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(job_execution_duration) as duration_seconds_quantiles
+from `analytics_cluster_ddl`.`legacy_events`
+where event_type = 'JOBS'
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_completions_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_completions`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_completions`
+with incoming as (
+    select
+        user_id,
+        workflow_id,
+        job_id,
+        event_name as outcome,
+        started_at,
+        if(event_name = 'cancelled', event_time, assumeNotNull(completed_at)) as ended_at,
+        if(event_name = 'cancelled', 0, toUInt64(intDiv(dateDiff('millisecond', started_at, completed_at), 1000)))
+            as duration_seconds,
+        if(event_name = 'cancelled', 0, dateDiff('millisecond', started_at, completed_at) / 1000) as duration,
+        sipHash128('job_end', workflow_id, job_id) as dedup_key
+    from `analytics_cluster_ddl`.`job_events`
+    where event_name in ('completed', 'failed', 'cancelled')
+    order by event_time
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_events`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_events`
+with
+accepted as (
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
+    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
+    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
+    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
+    ''
+  ) as _violation from `analytics_cluster_ddl`.`jobs_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'jobs event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'jobs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'jobs event refused, event_id_is_required: event_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'jobs event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_job: event_type is not \'job\'', 'jobs event refused, event_type_is_job: event_type is not \'job\'') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'jobs event refused, event_name_is_required: event_name is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled', 'jobs event refused, event_name_is_known: event_name is not one of created, started, completed, failed, cancelled') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'jobs event refused, user_id_is_required: user_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'jobs event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'job_id_is_required: job_id is missing or empty', 'jobs event refused, job_id_is_required: job_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)', 'jobs event refused, status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)') = 0
+      and throwIf(_offset IS NULL AND _violation = 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)', 'jobs event refused, status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)') = 0
+      and throwIf(_offset IS NULL AND _violation = 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'started_job_has_started_at: a started, completed or failed job event needs started_at', 'jobs event refused, started_job_has_started_at: a started, completed or failed job event needs started_at') = 0
+      and throwIf(_offset IS NULL AND _violation = 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at', 'jobs event refused, finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at') = 0
+      and _violation = ''
+),
+incoming as (
+    select
+        assumeNotNull(event_id) as event_id,
+        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
+        assumeNotNull(event_name) as event_name,
+        assumeNotNull(user_id) as user_id,
+        assumeNotNull(workflow_id) as workflow_id,
+        assumeNotNull(job_id) as job_id,
+        if(lower(assumeNotNull(status)) = 'canceled', 'cancelled', lower(assumeNotNull(status))) as status,
+        if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) as scheduled_at,
+        if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) as started_at,
+        if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) as completed_at,
+        ifNull(_topic, 'jobs') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        now64(3, 'UTC') as ingested_at,
+        sipHash128('jobs', event_id) as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('jobs', event_id) from `analytics_cluster_ddl`.`jobs_queue`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_log_lines_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_log_lines`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_log_lines`
+with
+accepted as (
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
+    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
+    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
+    ''
+  ) as _violation from `analytics_cluster_ddl`.`job_logs_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'job_logs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'job_logs event refused, event_id_is_required: event_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'job_logs event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_job_log: event_type is not \'job_log\'', 'job_logs event refused, event_type_is_job_log: event_type is not \'job_log\'') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'job_logs event refused, event_name_is_required: event_name is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created', 'job_logs event refused, event_name_is_known: event_name is not one of created') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'job_logs event refused, user_id_is_required: user_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'job_logs event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'job_id_is_required: job_id is missing or empty', 'job_logs event refused, job_id_is_required: job_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295', 'job_logs event refused, count_is_a_positive_integer: count must be an integer from 1 to 4294967295') = 0
+      and throwIf(_offset IS NULL AND _violation = 'stream_is_not_empty: stream is empty', 'job_logs event refused, stream_is_not_empty: stream is empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991', 'job_logs event refused, sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991') = 0
+      and _violation = ''
+),
+-- An event is a line when it carries `message` (an empty one is an empty line); before the
+-- message is made non-null below, where ClickHouse would resolve `message` to that alias.
+with_line_flag as (
+    select
+        *,
+        message is not null as is_line
+    from accepted
+),
+incoming as (
+    select
+        assumeNotNull(event_id) as event_id,
+        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
+        assumeNotNull(user_id) as user_id,
+        assumeNotNull(workflow_id) as workflow_id,
+        assumeNotNull(job_id) as job_id,
+        toUInt64(ifNull(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64), 1)) as count,
+        ifNull(stream, '') as stream,
+        toUInt64(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64)) as sequence,
+        ifNull(message, '') as message,
+        is_line,
+        ifNull(_topic, 'job_logs') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        now64(3, 'UTC') as ingested_at,
+        sipHash128('job_logs', event_id) as dedup_key
+    from with_line_flag
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('job_logs', event_id) from `analytics_cluster_ddl`.`job_logs_queue`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`jobs_first_seen_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`jobs_first_seen`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`jobs_first_seen`
+with incoming as (
+    select
+        user_id,
+        workflow_id,
+        job_id,
+        min(event_time) as first_event_time,
+        sipHash128('job', workflow_id, job_id) as dedup_key
+    from `analytics_cluster_ddl`.`job_events`
+    group by user_id, workflow_id, job_id
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`legacy_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`legacy_events`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`legacy_events`
+with
+accepted as (
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation from `analytics_cluster_ddl`.`analytics_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WorkflowID_is_required: WorkflowID is missing or empty', 'analytics event refused, WorkflowID_is_required: WorkflowID is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS', 'analytics event refused, EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS') = 0
+      and throwIf(_offset IS NULL AND _violation = 'Data_is_an_object: Data is missing or not a JSON object', 'analytics event refused, Data_is_an_object: Data is missing or not a JSON object') = 0
+      and throwIf(_offset IS NULL AND _violation = 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind', 'analytics event refused, WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind') = 0
+      and throwIf(_offset IS NULL AND _violation = 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000', 'analytics event refused, JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000') = 0
+      and throwIf(_offset IS NULL AND _violation = 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295', 'analytics event refused, LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295') = 0
+      and _violation = ''
+),
+incoming as (
+    select
+        ifNull(EventKey, '') as event_key,
+        assumeNotNull(UserID) as user_id,
+        assumeNotNull(WorkflowID) as workflow_id,
+        assumeNotNull(EventType) as event_type,
+        toJSONString(Data) as data,
+        JSONExtractString(data, 'kind') as kind,
+        -- each JOBS event is one job; its duration counts in whole seconds, like a native job's
+        toUInt64(greatest(floor(JSONExtractFloat(data, 'job_execution_duration')), 0)) as job_execution_seconds,
+        JSONExtractFloat(data, 'job_execution_duration') as job_execution_duration,
+        toUInt64(greatest(JSONExtractInt(data, 'count'), 0)) as log_count,
+        -- the legacy events carry no time of their own: Kafka's timestamp, else arrival
+        coalesce(_timestamp_ms, now64(3, 'UTC')) as received_at,
+        ifNull(_topic, 'analytics') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select multiIf(
+    ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
+    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_cluster_ddl`.`analytics_queue`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_completions_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`job_completions`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`job_events`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_log_lines_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`job_log_lines`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_jobs_first_seen_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`jobs_first_seen`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_legacy_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`legacy_events`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_telemetry_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`telemetry_events`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_telemetry_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`dead_letters`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
+select
+    assumeNotNull(_topic) as topic,
+    _partition as partition,
+    _offset as offset,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
+    _violation as error,
+    now64(3, 'UTC') as received_at
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
+    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
+    ''
+  ) as _violation
+    from `analytics_cluster_ddl`.`telemetry_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`telemetry_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`telemetry_events`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`telemetry_events`
+with
+accepted as (
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
+    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
+    ''
+  ) as _violation from `analytics_cluster_ddl`.`telemetry_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'telemetry event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'message_is_an_object: the message is not a JSON object in UTF-8', 'telemetry event refused, message_is_an_object: the message is not a JSON object in UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'keys_are_unique: the message has a duplicate key', 'telemetry event refused, keys_are_unique: the message has a duplicate key') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_a_string: event_id is missing, empty or not a string', 'telemetry event refused, event_id_is_a_string: event_id is missing, empty or not a string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'telemetry event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log', 'telemetry event refused, event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_a_string: event_name is missing, empty or not a string', 'telemetry event refused, event_name_is_a_string: event_name is missing, empty or not a string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'service_name_is_a_string: service_name is not a JSON string', 'telemetry event refused, service_name_is_a_string: service_name is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'service_version_is_a_string: service_version is not a JSON string', 'telemetry event refused, service_version_is_a_string: service_version is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'service_commit_is_a_string: service_commit is not a JSON string', 'telemetry event refused, service_commit_is_a_string: service_commit is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'install_id_is_a_string: install_id is not a JSON string', 'telemetry event refused, install_id_is_a_string: install_id is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_a_string: user_id is not a JSON string', 'telemetry event refused, user_id_is_a_string: user_id is not a JSON string') = 0
+      and throwIf(_offset IS NULL AND _violation = 'is_dev_is_a_boolean: is_dev is not a JSON boolean', 'telemetry event refused, is_dev_is_a_boolean: is_dev is not a JSON boolean') = 0
+      and throwIf(_offset IS NULL AND _violation = 'value_is_a_number: value is not a JSON number', 'telemetry event refused, value_is_a_number: value is not a JSON number') = 0
+      and throwIf(_offset IS NULL AND _violation = 'metric_has_a_value: a metric event needs a value', 'telemetry event refused, metric_has_a_value: a metric event needs a value') = 0
+      and _violation = ''
+),
+incoming as (
+    select
+        JSONExtractString(message, 'event_id') as event_id,
+        assumeNotNull(if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null)) as event_time,
+        JSONExtractString(message, 'event_type') as event_type,
+        JSONExtractString(message, 'event_name') as event_name,
+        JSONExtractString(message, 'user_id') as user_id,
+        JSONExtractString(message, 'service_name') as service_name,
+        if((match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)), toFloat64OrNull(trim(BOTH '"' FROM JSONExtractRaw(message, 'value'))), null) as value,
+        cast(message as JSON) as attributes,
+        ifNull(_topic, 'telemetry') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        now64(3, 'UTC') as ingested_at,
+        sipHash128('telemetry', event_id) as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_cluster_ddl`.`telemetry_queue`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`telemetry_queue_from_telemetry_messages_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`telemetry_queue`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`telemetry_queue`
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type
+select
+    payload as message,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        '') as _error,
+    payload as _raw_message
+from `analytics_cluster_ddl`.`telemetry_messages`
+;
+
+create table `analytics_cluster_ddl`.`workflow_daily_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'workflow_daily', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`workflow_daily`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflow_daily_all`
+        ("user_id", "workflow_id", "day", "kind", "workflow_events", "jobs", "jobs_completed", "jobs_failed", "jobs_cancelled", "job_execution_seconds", "joblogs")
+select * from `analytics_cluster_ddl`.`workflow_daily`
+where 0
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_completions_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(ended_at) as day,
+    '' as kind,
+    toInt64(0) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(countIf(outcome = 'completed')) as jobs_completed,
+    toInt64(countIf(outcome = 'failed')) as jobs_failed,
+    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_cluster_ddl`.`job_completions`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_log_lines_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(event_time) as day,
+    '' as kind,
+    toInt64(0) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(sum(count)) as joblogs
+from `analytics_cluster_ddl`.`job_log_lines`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_jobs_first_seen_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(first_event_time) as day,
+    '' as kind,
+    toInt64(0) as workflow_events,
+    toInt64(count()) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_cluster_ddl`.`jobs_first_seen`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_legacy_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(received_at) as day,
+    maxIf(kind, event_type = 'WORKFLOWS') as kind,
+    toInt64(0) as workflow_events,
+    toInt64(countIf(event_type = 'JOBS')) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
+    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
+from `analytics_cluster_ddl`.`legacy_events`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_workflow_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`workflow_events`
+;
+
+create or replace view `analytics_cluster_ddl`.`storage_topics`
+    ON CLUSTER "analytics_cluster"
+  as (
+with
+raw as (
+    select
+        'workflows' as topic,
+        'workflow_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'workflow_events')
+    union all
+    select
+        'jobs' as topic,
+        'job_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_events')
+    union all
+    select
+        'job_logs' as topic,
+        'job_log_lines' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_log_lines')
+    union all
+    select
+        'analytics' as topic,
+        'legacy_events' as raw_table,
+        count() as events,
+        min(received_at) as oldest,
+        max(received_at) as newest
+    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'legacy_events')
+    union all
+    select
+        'telemetry' as topic,
+        'telemetry_events' as raw_table,
+        count() as events,
+        min(event_time) as oldest,
+        max(event_time) as newest
+    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'telemetry_events')
+),
+dead as (
+    select
+        topic,
+        count() as dead_letters,
+        max(received_at) as last_dead_letter_at
+    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'dead_letters') final
+    group by topic
+)
+select
+    if(raw.topic != '', raw.topic, dead.topic) as topic,
+    raw.raw_table as raw_table,
+    toUInt64(raw.events) as events,
+    if(raw.events > 0, raw.oldest, null) as oldest_event_time,
+    if(raw.events > 0, raw.newest, null) as newest_event_time,
+    toUInt64(ifNull(dead.dead_letters, 0)) as dead_letters,
+    if(dead.dead_letters > 0, dead.last_dead_letter_at, null) as last_dead_letter_at
+from raw
+full outer join dead on dead.topic = concat('', raw.topic)
+order by topic
+  )
+                    -- end_of_sql
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_workflow_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(event_time) as day,
+    max(kind) as kind,
+    toInt64(count()) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_cluster_ddl`.`workflow_events`
+group by all
+;
+
+create or replace view `analytics_cluster_ddl`.`user_totals`
+    ON CLUSTER "analytics_cluster"
+  as (
+with workflows as (
+    select
+        user_id,
+        workflow_id,
+        sum(jobs) as jobs,
+        sum(joblogs) as joblogs,
+        sum(job_execution_seconds) as job_execution_seconds
+    from `analytics_cluster_ddl`.`workflow_totals`
+    group by user_id, workflow_id
+)
+select
+    user_id,
+    count() as total_workflows,
+    sum(jobs) as total_jobs,
+    sum(joblogs) as total_joblogs,
+    sum(job_execution_seconds) as total_job_execution_duration
+from workflows
+group by user_id
+  )
+                    -- end_of_sql
+;
+
+create table `analytics_cluster_ddl`.`workflow_totals_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'workflow_totals', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`workflow_totals`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflow_totals_all`
+        ("user_id", "workflow_id", "kind", "first_event_at", "last_event_at", "terminated_at", "deleted_at", "workflow_events", "jobs", "jobs_completed", "jobs_failed", "jobs_cancelled", "job_execution_seconds", "joblogs")
+select * from `analytics_cluster_ddl`.`workflow_totals`
+where 0
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_completions_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    '' as kind,
+    minOrNull(ended_at) as first_event_at,
+    maxOrNull(ended_at) as last_event_at,
+    toInt64(0) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(countIf(outcome = 'completed')) as jobs_completed,
+    toInt64(countIf(outcome = 'failed')) as jobs_failed,
+    toInt64(countIf(outcome = 'cancelled')) as jobs_cancelled,
+    toInt64(sumIf(duration_seconds, outcome in ('completed', 'failed'))) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_cluster_ddl`.`job_completions`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_log_lines_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    '' as kind,
+    minOrNull(event_time) as first_event_at,
+    maxOrNull(event_time) as last_event_at,
+    toInt64(0) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(sum(count)) as joblogs
+from `analytics_cluster_ddl`.`job_log_lines`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_jobs_first_seen_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    '' as kind,
+    minOrNull(first_event_time) as first_event_at,
+    maxOrNull(first_event_time) as last_event_at,
+    toInt64(0) as workflow_events,
+    toInt64(count()) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_cluster_ddl`.`jobs_first_seen`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_legacy_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    maxIf(kind, event_type = 'WORKFLOWS') as kind,
+    minOrNull(received_at) as first_event_at,
+    maxOrNull(received_at) as last_event_at,
+    toInt64(0) as workflow_events,
+    toInt64(countIf(event_type = 'JOBS')) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(sumIf(job_execution_seconds, event_type = 'JOBS')) as job_execution_seconds,
+    toInt64(sumIf(log_count, event_type = 'LOGS')) as joblogs
+from `analytics_cluster_ddl`.`legacy_events`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_workflow_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    max(kind) as kind,
+    minOrNull(event_time) as first_event_at,
+    maxOrNull(event_time) as last_event_at,
+    maxIfOrNull(event_time, event_name = 'terminated') as terminated_at,
+    maxIfOrNull(event_time, event_name = 'deleted') as deleted_at,
+    toInt64(count()) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(0) as joblogs
+from `analytics_cluster_ddl`.`workflow_events`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_workflows_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`dead_letters`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`dead_letters`
+select
+    assumeNotNull(_topic) as topic,
+    _partition as partition,
+    _offset as offset,
+    -- the message's own bytes; a row replayed without them stands in with its parsed fields
+    ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
+    _violation as error,
+    now64(3, 'UTC') as received_at
+from (
+    select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
+    ''
+  ) as _violation
+    from `analytics_cluster_ddl`.`workflows_queue`
+    where _offset IS NOT NULL
+)
+where _violation != ''
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_events`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_events`
+with
+accepted as (
+    select *
+    from (select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
+    ''
+  ) as _violation from `analytics_cluster_ddl`.`workflows_queue`)
+    where throwIf(_offset IS NULL AND _error != '', 'workflows event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'workflows event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'workflows event refused, event_id_is_required: event_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'workflows event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_type_is_workflow: event_type is not \'workflow\'', 'workflows event refused, event_type_is_workflow: event_type is not \'workflow\'') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'workflows event refused, event_name_is_required: event_name is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created, updated, terminated, deleted', 'workflows event refused, event_name_is_known: event_name is not one of created, updated, terminated, deleted') = 0
+      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'workflows event refused, user_id_is_required: user_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'workflows event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _violation = 'kind_is_required: kind is missing or empty', 'workflows event refused, kind_is_required: kind is missing or empty') = 0
+      and _violation = ''
+),
+incoming as (
+    select
+        assumeNotNull(event_id) as event_id,
+        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
+        assumeNotNull(event_name) as event_name,
+        assumeNotNull(user_id) as user_id,
+        assumeNotNull(workflow_id) as workflow_id,
+        ifNull(kind, '') as kind,
+        ifNull(_topic, 'workflows') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        now64(3, 'UTC') as ingested_at,
+        sipHash128('workflows', event_id) as dedup_key
+    from accepted
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('workflows', event_id) from `analytics_cluster_ddl`.`workflows_queue`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflows_queue_from_workflows_messages_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflows_queue`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflows_queue`
+with
+    isValidUTF8(payload) as is_utf8,
+    is_utf8 and isValidJSON(payload) as is_json,
+    if(is_json, JSONType(payload), 'Null') as json_type,
+    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    mapFromArrays(pairs.1, pairs.2) as fields
+select
+    if(left(fields['event_id'], 1) = '"', JSONExtractString(fields['event_id']), null) as event_id,
+    if(left(fields['event_time'], 1) = '"', JSONExtractString(fields['event_time']), null) as event_time,
+    if(left(fields['event_type'], 1) = '"', JSONExtractString(fields['event_type']), null) as event_type,
+    if(left(fields['event_name'], 1) = '"', JSONExtractString(fields['event_name']), null) as event_name,
+    if(left(fields['user_id'], 1) = '"', JSONExtractString(fields['user_id']), null) as user_id,
+    if(left(fields['workflow_id'], 1) = '"', JSONExtractString(fields['workflow_id']), null) as workflow_id,
+    if(left(fields['kind'], 1) = '"', JSONExtractString(fields['kind']), null) as kind,
+    _topic,
+    _partition,
+    _offset,
+    _timestamp_ms,
+    multiIf(
+        not is_utf8, 'the message is not valid UTF-8',
+        payload = '', 'the message is empty',
+        not is_json, 'the message is not valid JSON',
+        json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
+        length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        left(fields['event_id'], 1) NOT IN ('"', 'n', ''), 'event_id is ' || transform(left(fields['event_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_id']) = 0), 'event_id is a number, not a string',
+        left(fields['event_time'], 1) NOT IN ('"', 'n', ''), 'event_time is ' || transform(left(fields['event_time'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_time'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_time']) = 0), 'event_time is a number, not a string',
+        left(fields['event_type'], 1) NOT IN ('"', 'n', ''), 'event_type is ' || transform(left(fields['event_type'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_type'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_type']) = 0), 'event_type is a number, not a string',
+        left(fields['event_name'], 1) NOT IN ('"', 'n', ''), 'event_name is ' || transform(left(fields['event_name'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['event_name'], '^"-?[0-9]{20,}"$') AND position(payload, fields['event_name']) = 0), 'event_name is a number, not a string',
+        left(fields['user_id'], 1) NOT IN ('"', 'n', ''), 'user_id is ' || transform(left(fields['user_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['user_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['user_id']) = 0), 'user_id is a number, not a string',
+        left(fields['workflow_id'], 1) NOT IN ('"', 'n', ''), 'workflow_id is ' || transform(left(fields['workflow_id'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['workflow_id'], '^"-?[0-9]{20,}"$') AND position(payload, fields['workflow_id']) = 0), 'workflow_id is a number, not a string',
+        left(fields['kind'], 1) NOT IN ('"', 'n', ''), 'kind is ' || transform(left(fields['kind'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
+    (match(fields['kind'], '^"-?[0-9]{20,}"$') AND position(payload, fields['kind']) = 0), 'kind is a number, not a string',
+        '') as _error,
+    payload as _raw_message
+from `analytics_cluster_ddl`.`workflows_messages`
+;

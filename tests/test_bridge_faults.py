@@ -1,0 +1,110 @@
+"""Crash windows forced with the bridge's fault points (embedded/fault_points.py), not left to chance:
+killed between an insert and its commit, stopped with a batch in flight. Either way every number
+is exact and raw history holds each event once."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from embedded.bridge import config_from, prepare_topics
+from tests import datasets
+from tests.checks import assert_matches
+from tests.intake import query
+from tests.raw_history import assert_raw_history_once
+from tests.test_bridge import ingest_process, produce, settings_for, wait_until_consumed
+
+pytestmark = pytest.mark.kafka
+
+
+def wait_for(marker, process, log_path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.05)
+
+
+def committed_jobs(kafka, settings) -> int:
+    """How many messages of the (one-partition) jobs topic the bridge's group has committed."""
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap, "group.id": f"{settings.kafka_consumer_group_prefix}_jobs"}
+    )
+    try:
+        [position] = consumer.committed([TopicPartition(settings.kafka_topic_prefix + "jobs", 0)], timeout=30)
+    finally:
+        consumer.close()
+    return max(position.offset, 0)
+
+
+def distinct_job_events(messages: list[dict]) -> int:
+    return len({message["event_id"] for message in messages})
+
+
+def job_events(server, dataset) -> int:
+    sql = f"SELECT count() AS n FROM analytics.job_events WHERE startsWith(user_id, '{dataset.prefix}')"
+    return int(query(server, sql)[0]["n"])
+
+
+def finish_and_check(analytics_db, kafka, settings, dataset, log_path) -> None:
+    """A bridge without faults takes what is left; then the numbers and the raw history."""
+    process = ingest_process(settings, log_path)
+    try:
+        wait_until_consumed(kafka, settings)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert_matches(analytics_db, dataset)
+    assert_raw_history_once(analytics_db, dataset)
+
+
+def test_killed_after_the_insert_before_the_commit_counts_every_event_once(analytics_db, kafka, tmp_path):
+    prefix = f"f{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    prepare_topics(config_from(settings), create=True, partitions=1)
+    dataset = datasets.generate(seed=35, users=6)
+    produce(kafka, prefix, dataset.messages)
+    log_path, marker = tmp_path / "ingest.log", tmp_path / "reached"
+    fault = {"ANALYTICS_FAULT_POINT": "batch_inserted:kill:jobs", "ANALYTICS_FAULT_MARKER": str(marker)}
+    process = ingest_process(settings, log_path, fault)
+    assert process.wait(120) == -signal.SIGKILL, log_path.read_text()
+    assert marker.read_text() == "batch_inserted jobs\n"
+    # The window really opened: ClickHouse holds job events beyond what the group committed,
+    # so Kafka delivers them again to the next bridge.
+    committed = committed_jobs(kafka, settings)
+    assert job_events(analytics_db, dataset) > distinct_job_events(dataset.messages["jobs"][:committed])
+    finish_and_check(analytics_db, kafka, settings, dataset, log_path)
+
+
+def test_sigterm_with_a_batch_in_flight_inserts_and_commits_it(analytics_db, kafka, tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    prepare_topics(config_from(settings), create=True, partitions=1)
+    dataset = datasets.generate(seed=36, users=6)
+    produce(kafka, prefix, dataset.messages)
+    log_path, marker = tmp_path / "ingest.log", tmp_path / "reached"
+    fault = {
+        "ANALYTICS_FAULT_POINT": "batch_taken:hold:jobs",
+        "ANALYTICS_FAULT_MARKER": str(marker),
+        "ANALYTICS_KAFKA_MAX_BLOCK_SIZE": "100",  # the held batch is a part of the topic
+    }
+    process = ingest_process(settings, log_path, fault)
+    try:
+        wait_for(marker, process, log_path)
+        assert job_events(analytics_db, dataset) == 0  # the jobs batch is taken from Kafka, not inserted
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # The held batch went in and was committed before the bridge exited: what ClickHouse holds is
+    # exactly the committed messages' events.
+    committed = committed_jobs(kafka, settings)
+    assert 0 < committed < len(dataset.messages["jobs"])
+    assert job_events(analytics_db, dataset) == distinct_job_events(dataset.messages["jobs"][:committed])
+    finish_and_check(analytics_db, kafka, settings, dataset, log_path)

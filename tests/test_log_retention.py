@@ -1,0 +1,47 @@
+"""Retention of raw log lines, proven by a merge: lines past their TTL go through OPTIMIZE ... FINAL,
+unless audit mode is on, which keeps every line. The counts stay either way."""
+
+from __future__ import annotations
+
+from analytics.migrate import run_dbt
+from analytics.settings import Settings
+from tests import datasets
+from tests.checks import assert_matches
+from tests.intake import deliver, execute, query
+
+
+def apply_retention(server, audit_mode: bool) -> None:
+    """What `analytics migrate` does to job_log_lines for the setting (its post-hook, on the live table)."""
+    settings = Settings(
+        clickhouse_http_port=server.port, data_dir=server.data_dir.parent / "state", audit_mode=audit_mode
+    )
+    result = run_dbt(settings, "run", "--select", "job_log_lines", capture=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def stored_lines(server, dataset) -> int:
+    sql = f"SELECT count() AS n FROM analytics.job_log_lines WHERE startsWith(user_id, '{dataset.prefix}')"
+    return int(query(server, sql)[0]["n"])
+
+
+def test_audit_mode_keeps_lines_past_their_ttl_through_a_final_merge_and_retention_drops_them(analytics_db):
+    kept = datasets.generate(seed=61, users=2, days_ago=120, duplicate_rate=0)  # far past the 720 hours
+    dropped = datasets.generate(seed=62, users=2, days_ago=120, duplicate_rate=0)
+    try:
+        apply_retention(analytics_db, audit_mode=True)
+        deliver(analytics_db, kept.messages)
+        delivered = stored_lines(analytics_db, kept)
+        execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+        assert stored_lines(analytics_db, kept) == delivered > 0
+    finally:
+        apply_retention(analytics_db, audit_mode=False)
+    execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_lines")  # the merge below must do it
+    try:
+        deliver(analytics_db, dropped.messages)
+        assert stored_lines(analytics_db, dropped) > 0
+    finally:
+        execute(analytics_db, "SYSTEM START TTL MERGES analytics.job_log_lines")
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_lines FINAL")
+    assert stored_lines(analytics_db, dropped) == 0
+    assert_matches(analytics_db, kept)  # counts never expire
+    assert_matches(analytics_db, dropped)
