@@ -83,6 +83,9 @@ WORKFLOW_DAILY = "workflow_daily"
 JOB_DURATION_DAILY = "job_duration_daily"
 JOB_LOG_TOTALS = "job_log_totals"
 
+# The change feed of workflow_totals: the keys each insert touched (the gRPC serving model polls it).
+WORKFLOW_CHANGES = "workflow_changes"
+
 # Views.
 USER_TOTALS = "user_totals"
 JOB_STATES = "job_states"
@@ -102,6 +105,7 @@ RAW_TABLES = (
 )
 AGGREGATES = (WORKFLOW_TOTALS, WORKFLOW_DAILY, JOB_DURATION_DAILY, JOB_LOG_TOTALS)
 VIEWS = (USER_TOTALS, JOB_STATES, STORAGE_TABLES, STORAGE_TOPICS, STORAGE_LOG_RETENTION)
+FEEDS = (WORKFLOW_CHANGES,)  # short-lived change logs: a key appears once per insert, no grain
 
 # On a cluster these are sharded, and read through their Distributed twin `<table>_all`.
 SHARDED = (

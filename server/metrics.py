@@ -44,7 +44,28 @@ class Metrics:
         self.log_tail_polled_jobs = Counter(
             "analytics_grpc_log_tail_polled_jobs", "Jobs covered by those polls, summed.", registry=self.registry
         )
+        self.lookup_batch_keys = Histogram(
+            "analytics_grpc_lookup_batch_keys",
+            "Keys per ClickHouse query of the coalesced GetUserAnalytics and GetWorkflowAnalytics lookups.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.serving_staleness = Gauge(
+            "analytics_grpc_serving_model_staleness_seconds",
+            "Age of the serving model's newest read of ClickHouse (answers older than the bound go to ClickHouse).",
+            registry=self.registry,
+        )
+        self.serving_workflows = Gauge(
+            "analytics_grpc_serving_model_workflows", "Workflows the serving model holds.", registry=self.registry
+        )
         self._http = None
+
+    def observe_batch(self, keys: int) -> None:
+        self.lookup_batch_keys.observe(keys)
+
+    def watch_serving_model(self, model) -> None:
+        self.serving_staleness.set_function(lambda: model.staleness() if model.staleness() is not None else -1)
+        self.serving_workflows.set_function(lambda: model.workflows)
 
     def observe_tail_poll(self, jobs: int) -> None:
         self.log_tail_polls.inc()

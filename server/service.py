@@ -26,9 +26,11 @@ from server.auth import TokenError, load_tokens
 from server.interceptors import MetricsInterceptor, TokenInterceptor
 from server.log_service import JobLogService
 from server.logs import LogQueries
+from server.lookups import TotalsLookups
 from server.metrics import Metrics
 from server.queries import Queries
 from server.servicer import AnalyticsServicer
+from server.serving import ServingModel
 from server.storage import StorageService
 from server.tail import TailHub
 from server.validation import IdFormat
@@ -74,6 +76,7 @@ class AnalyticsServer:
         self.port: int | None = None
         self.tail_hub: TailHub | None = None
         self.log_service: JobLogService | None = None
+        self.serving_model: ServingModel | None = None
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
         try:
@@ -98,8 +101,22 @@ class AnalyticsServer:
             interceptors=interceptors,
             # Without this a second server could bind the same port and share its calls.
             options=[("grpc.so_reuseport", 0)],
+            # Admission control: beyond the calls the threads run and a bounded queue, a call is
+            # refused at once with RESOURCE_EXHAUSTED instead of waiting behind an unbounded queue.
+            maximum_concurrent_rpcs=threads + settings.grpc_max_queued_calls,
         )
         queries = Queries(self.backend, observe=self.metrics.observe_query, cluster=bool(settings.cluster))
+        if settings.grpc_serving_max_staleness > 0 and not settings.cluster:
+            self.serving_model = ServingModel(
+                self.backend,
+                max_staleness=settings.grpc_serving_max_staleness,
+                interval=settings.grpc_serving_poll_interval,
+                query_timeout=settings.grpc_default_deadline,
+            )
+            self.metrics.watch_serving_model(self.serving_model)
+        totals = TotalsLookups(
+            queries, self.serving_model, max_batch=settings.grpc_lookup_batch, on_batch=self.metrics.observe_batch
+        )
         logs = LogQueries(queries)
         self.tail_hub = TailHub(
             logs,
@@ -123,6 +140,7 @@ class AnalyticsServer:
             settings.grpc_default_deadline,
             self.log_service,
             StorageService(queries, settings.grpc_default_deadline),
+            totals,
         )
         pb_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -154,11 +172,13 @@ class AnalyticsServer:
                 ) from None
         server.start()
         self._server = server
+        if self.serving_model is not None:
+            self.serving_model.start()
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         security = "mutual TLS" if settings.grpc_tls_client_ca else "TLS" if self.credentials else "plaintext"
         log.info(
-            "gRPC AnalyticsService on %s:%s (%s, %s, reflection %s) reading %s%s",
+            "gRPC AnalyticsService on %s:%s (%s, %s, reflection %s) reading %s%s%s",
             settings.grpc_host,
             self.port,
             security,
@@ -166,6 +186,9 @@ class AnalyticsServer:
             "on" if settings.grpc_reflection else "off",
             self.backend.description,
             f"; metrics on :{self.metrics.port}/metrics" if self.metrics.port else "",
+            f"; totals served from memory, at most {settings.grpc_serving_max_staleness}s old"
+            if self.serving_model is not None
+            else "",
         )
 
     def stop(self) -> None:
@@ -179,6 +202,8 @@ class AnalyticsServer:
         self._server.stop(self.settings.grpc_drain_seconds).wait()
         if self.log_service is not None:
             self.log_service.close()
+        if self.serving_model is not None:
+            self.serving_model.close()
         self.metrics.stop()
         self.backend.close()
         self._stopped.set()

@@ -11,6 +11,7 @@ from analytics_proto import analytics_pb2_grpc as pb_grpc
 from server import pagination
 from server.answers import NotFound, Response, respond_or_abort
 from server.log_service import JobLogService
+from server.lookups import TotalsLookups
 from server.queries import Queries, Scope, Summary, WorkflowRow
 from server.storage import StorageService
 from server.validation import IdFormat, check_enum, check_kind, check_page_size, check_period
@@ -79,8 +80,11 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         default_deadline: float,
         logs: JobLogService,
         storage: StorageService,
+        totals: TotalsLookups | None = None,
     ):
         self.queries = queries
+        # The two original lookups: the serving model or coalesced queries (server/lookups.py).
+        self.totals = totals if totals is not None else queries
         self.ids = id_format
         self.default_deadline = default_deadline
         self.logs = logs
@@ -101,7 +105,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
     def GetUserAnalytics(self, request, context):
         def answer(timeout: float) -> pb.GetUserAnalyticsResponse:
             user_id = self._user(request)
-            totals = self.queries.user_totals(user_id, timeout)
+            totals = self.totals.user_totals(user_id, timeout)
             if totals is None:
                 raise NotFound(f"no analytics for user {user_id!r}")
             return pb.GetUserAnalyticsResponse(
@@ -116,7 +120,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
     def GetWorkflowAnalytics(self, request, context):
         def answer(timeout: float) -> pb.GetWorkflowAnalyticsResponse:
             user_id, workflow_id = self._user(request), self._workflow(request)
-            totals = self.queries.workflow_totals(user_id, workflow_id, timeout)
+            totals = self.totals.workflow_totals(user_id, workflow_id, timeout)
             if totals is None:
                 raise NotFound(f"no analytics for workflow {workflow_id!r} of user {user_id!r}")
             return pb.GetWorkflowAnalyticsResponse(

@@ -36,6 +36,17 @@ from core.settings.grpc import GrpcSettings
     help="PEM CA of client certificates: mutual TLS (ANALYTICS_GRPC_TLS_CLIENT_CA).",
 )
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port (ANALYTICS_GRPC_METRICS_PORT, default off).")
+@click.option(
+    "--max-queued-calls",
+    type=int,
+    help="Calls waiting for a worker beyond those running; more are RESOURCE_EXHAUSTED (ANALYTICS_GRPC_MAX_QUEUED_CALLS).",
+)
+@click.option(
+    "--serving-max-staleness",
+    type=float,
+    help="Serve the two totals lookups from memory, never older than this many seconds; 0 off "
+    "(ANALYTICS_GRPC_SERVING_MAX_STALENESS).",
+)
 def grpc(**flags) -> None:
     """Serve the gRPC AnalyticsService, reading ClickHouse over HTTP, until Ctrl-C or SIGTERM."""
     # Every flag but --clickhouse-url is the setting grpc_<flag>.

@@ -36,6 +36,25 @@ class GrpcSettings(TopologySettings):
     grpc_log_tail_linger: float = Field(
         2.0, ge=0, description="Seconds a tail still waits for lines after its job's end has landed."
     )
+    grpc_max_queued_calls: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description="Calls that may wait for a worker beyond those running; more are RESOURCE_EXHAUSTED at once.",
+    )
+    grpc_lookup_batch: int = Field(
+        64, ge=1, le=10_000, description="Lookups that arrive together answered by one ClickHouse query at most."
+    )
+    grpc_serving_max_staleness: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="Answer GetUserAnalytics and GetWorkflowAnalytics from an in-memory model of the totals kept "
+        "fresh from ClickHouse, never from a state older than this many seconds (else from ClickHouse); 0: off.",
+    )
+    grpc_serving_poll_interval: float = Field(
+        0.1, gt=0, le=10, description="Seconds between the serving model's reads of workflow_changes."
+    )
     grpc_drain_seconds: float = Field(
         10.0, ge=0, description="Seconds calls in flight get to finish when the gRPC service stops."
     )

@@ -1297,6 +1297,25 @@ select
 from workflows
 group by user_id
 
+-- model workflow_changes
+-- config {"enabled": true, "engine": "MergeTree()", "materialized": "incremental", "order_by": "changed_at", "ttl": "toDateTime(changed_at) + interval 15 minute"}
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast(0 as DateTime64(6, 'UTC')) as changed_at
+where 0
+
+-- model workflow_changes_from_workflow_totals_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflow_changes`
+
+
+select distinct
+    user_id,
+    workflow_id,
+    now64(6, 'UTC') as changed_at
+from `analytics_compile`.`workflow_totals`
+
 -- model workflow_daily
 -- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, day)", "partition_by": "toYYYYMMDD(day)", "settings": {"index_granularity": 1024}}
 select

@@ -1,0 +1,11 @@
+{#-
+  Every insert into workflow_totals (its own views' rows and reconciliation's delta rows alike)
+  leaves the keys it touched in workflow_changes, with the time the insert ran.
+-#}
+{{ materialization_target_table(ref('workflow_changes')) }}
+
+select distinct
+    user_id,
+    workflow_id,
+    now64(6, 'UTC') as changed_at
+from {{ ref('workflow_totals') }}

@@ -1,0 +1,79 @@
+"""The coalescer alone, with a fetch function the test controls (no ClickHouse: pure unit tests)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from core.backend import QueryFailed, QueryTimedOut
+from server.coalesce import Coalescer
+
+
+class HeldFetch:
+    """Answers key -> key * 10 for even keys (odd ones are unknown), once the test lets it."""
+
+    def __init__(self, fail: bool = False):
+        self.batches: list[list[int]] = []
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.fail = fail
+
+    def __call__(self, keys: list[int], timeout: float) -> dict[int, int]:
+        self.batches.append(list(keys))
+        self.started.release()
+        assert self.release.wait(30)
+        if self.fail:
+            raise QueryFailed("the store is down")
+        return {key: key * 10 for key in keys if key % 2 == 0}
+
+
+def test_an_idle_lookup_runs_at_once_alone():
+    fetch = HeldFetch()
+    fetch.release.set()
+    coalescer = Coalescer(fetch)
+    assert coalescer.get(4, timeout=5) == 40
+    assert coalescer.get(3, timeout=5) is None
+    assert fetch.batches == [[4], [3]]
+
+
+def test_lookups_arriving_while_a_batch_runs_share_the_next_one():
+    fetch = HeldFetch()
+    coalescer = Coalescer(fetch, parallel=1)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(coalescer.get, 0, 30)
+        assert fetch.started.acquire(timeout=30)  # the first batch is held with key 0 alone
+        rest = [pool.submit(coalescer.get, key, 30) for key in (1, 2, 3, 2, 5, 6)]
+        while len(coalescer._waiting) < len(rest):  # every later lookup is waiting
+            threading.Event().wait(0.01)
+        fetch.release.set()
+        answers = [first.result(30)] + [future.result(30) for future in rest]
+    assert answers == [0, None, 20, None, 20, None, 60]
+    assert fetch.batches == [[0], [1, 2, 3, 5, 6]]  # one query for the six, key 2 asked once
+
+
+def test_a_failed_batch_fails_each_of_its_lookups():
+    fetch = HeldFetch(fail=True)
+    fetch.release.set()
+    coalescer = Coalescer(fetch)
+    with pytest.raises(QueryFailed):
+        coalescer.get(2, timeout=5)
+    with pytest.raises(QueryFailed):  # and the coalescer is not stuck afterwards
+        coalescer.get(4, timeout=5)
+
+
+def test_a_lookup_whose_deadline_passes_while_waiting_times_out_and_others_are_answered():
+    fetch = HeldFetch()
+    coalescer = Coalescer(fetch, parallel=1)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(coalescer.get, 2, 30)
+        assert fetch.started.acquire(timeout=30)
+        with pytest.raises(QueryTimedOut):
+            coalescer.get(4, timeout=0.05)  # waits behind the held batch past its deadline
+        later = pool.submit(coalescer.get, 6, 30)
+        while not coalescer._waiting or coalescer._waiting[-1].key != 6:
+            threading.Event().wait(0.01)
+        fetch.release.set()
+        assert (first.result(30), later.result(30)) == (20, 60)
+    assert fetch.batches == [[2], [6]]  # the lookup that gave up was not asked for

@@ -1,0 +1,274 @@
+"""Serving speed without giving up exactness: coalesced lookups, admission control, the serving model.
+
+All over real gRPC channels to `analytics grpc`, reading the embedded ClickHouse; a held TCP
+relay between them keeps ClickHouse's answers back for as long as a test needs, without timing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from analytics_proto import analytics_pb2 as pb
+from tests import datasets
+from tests.embedded_server import free_port
+from tests.grpc_server import HeldRelay, start_grpc
+from tests.intake import deliver
+
+BOUND = 1.0  # the serving model's staleness bound in these tests, seconds
+
+
+@pytest.fixture(scope="module")
+def small(analytics_db):
+    dataset = datasets.generate(seed=61, users=4, workflows_per_user=3, jobs_per_workflow=4)
+    deliver(analytics_db, dataset.messages)
+    return dataset
+
+
+@pytest.fixture
+def relay(analytics_db):
+    relay = HeldRelay(analytics_db.port)
+    yield relay
+    relay.close()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def sample(text: str, name: str, **labels) -> float:
+    """One sample of the Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{key}="{value}"' in (match.group(1) or "") for key, value in labels.items()):
+            return float(match.group(2))
+    return 0.0
+
+
+def wait_until(condition, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def mixed_requests(dataset) -> list[tuple[str, object, object]]:
+    """(method, request, expected answer or NOT_FOUND) for users, workflows, unknowns and others' workflows."""
+    expected = dataset.expected
+    users = sorted(expected.users)
+    cases: list[tuple[str, object, object]] = []
+    for user in users:
+        cases.append(("GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id=user), expected.user(user)))
+    for user, workflow in sorted(expected.workflows):
+        cases.append(
+            (
+                "GetWorkflowAnalytics",
+                pb.GetWorkflowAnalyticsRequest(user_id=user, workflow_id=workflow),
+                expected.workflow(user, workflow),
+            )
+        )
+        other = users[(users.index(user) + 1) % len(users)]
+        cases.append(
+            (
+                "GetWorkflowAnalytics",
+                pb.GetWorkflowAnalyticsRequest(user_id=other, workflow_id=workflow),
+                grpc.StatusCode.NOT_FOUND,
+            )
+        )
+    cases.append(("GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id="nobody-here"), grpc.StatusCode.NOT_FOUND))
+    return cases
+
+
+def answer_of(stub, method: str, request, timeout: float = 30):
+    try:
+        response = getattr(stub, method)(request, timeout=timeout)
+    except grpc.RpcError as error:
+        return error.code()
+    if method == "GetUserAnalytics":
+        return (
+            response.total_workflows,
+            response.total_jobs,
+            response.total_joblogs,
+            response.total_job_execution_duration,
+        )
+    assert response.workflow_id == request.workflow_id
+    return (response.total_jobs, response.total_joblogs, response.total_job_execution_duration)
+
+
+# -- coalescing ---------------------------------------------------------------------------------
+
+
+def test_lookups_held_together_are_answered_by_shared_queries_each_exactly(small, relay, tmp_path):
+    metrics_port = free_port()
+    service = start_grpc(tmp_path, "--clickhouse-url", relay.url, "--metrics-port", str(metrics_port))
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    cases = mixed_requests(small) * 2
+    try:
+        with service.channel() as channel, ThreadPoolExecutor(len(cases)) as pool:
+            stub = service.stub(channel)
+            relay.hold()
+            futures = [pool.submit(answer_of, stub, method, request) for method, request, _ in cases]
+            # Every call has reached the service (two batches are held in ClickHouse, the rest wait).
+            wait_until(
+                lambda: (
+                    sum(
+                        sample(scrape(metrics_url), "analytics_grpc_requests_total", grpc_method=method)
+                        for method in ("GetUserAnalytics", "GetWorkflowAnalytics")
+                    )
+                    >= len(cases)
+                ),
+                "every call to arrive",
+            )
+            time.sleep(0.2)  # let the last arrivals queue behind the held batches
+            relay.release()
+            answers = [future.result(timeout=60) for future in futures]
+        for (method, request, expected), got in zip(cases, answers, strict=True):
+            assert got == expected, (method, request)
+        text = scrape(metrics_url)
+        batches = sample(text, "analytics_grpc_lookup_batch_keys_count")
+        keys = sample(text, "analytics_grpc_lookup_batch_keys_sum")
+        assert keys >= len({(m, r.SerializeToString()) for m, r, _ in cases})
+        assert batches < len(cases) / 2, "the held lookups were not coalesced"
+    finally:
+        relay.release()
+        assert service.stop() == 0, service.log()
+
+
+# -- admission control --------------------------------------------------------------------------
+
+
+def test_calls_beyond_the_workers_and_the_queue_are_refused_at_once(small, relay, tmp_path):
+    # One worker, one tail thread (both may run a lookup), one queued call: three calls at most.
+    service = start_grpc(
+        tmp_path,
+        "--clickhouse-url",
+        relay.url,
+        "--workers",
+        "1",
+        "--max-queued-calls",
+        "1",
+        env={"ANALYTICS_GRPC_MAX_LOG_TAILS": "1"},
+    )
+    user = sorted(small.expected.users)[0]
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+            relay.hold()
+            calls = [
+                stub.GetUserAnalytics.future(pb.GetUserAnalyticsRequest(user_id=user), timeout=60) for _ in range(6)
+            ]
+            refused = wait_until(
+                lambda: [c for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED],
+                "calls to be refused",
+            )
+            time.sleep(0.3)  # nothing else is refused while three calls are held or queued
+            refused = [c for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+            assert len(refused) == 3
+            relay.release()
+            answered = [c.result(timeout=60) for c in calls if c not in refused]
+        assert len(answered) == 3
+        for response in answered:
+            assert response.total_jobs == small.expected.user(user)[1]
+        # Once the load is gone, calls are served again.
+        with service.channel() as channel:
+            assert service.stub(channel).GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=user), timeout=30)
+    finally:
+        relay.release()
+        assert service.stop() == 0, service.log()
+
+
+# -- the serving model --------------------------------------------------------------------------
+
+
+def start_served(tmp_path, url: str, bound: float = BOUND):
+    metrics_port = free_port()
+    service = start_grpc(
+        tmp_path,
+        "--clickhouse-url",
+        url,
+        "--serving-max-staleness",
+        str(bound),
+        "--metrics-port",
+        str(metrics_port),
+    )
+    service.extra["metrics_url"] = f"http://127.0.0.1:{metrics_port}/metrics"
+    wait_until(
+        lambda: (
+            sample(scrape(service.extra["metrics_url"]), "analytics_grpc_serving_model_staleness_seconds") >= 0
+            and sample(scrape(service.extra["metrics_url"]), "analytics_grpc_serving_model_workflows") > 0
+        ),
+        "the serving model to load",
+    )
+    return service
+
+
+def lookups_in_clickhouse(service) -> float:
+    text = scrape(service.extra["metrics_url"])
+    return sum(
+        sample(text, "analytics_clickhouse_query_seconds_count", query=name, outcome="ok")
+        for name in ("user_totals", "workflow_totals")
+    )
+
+
+def test_the_serving_model_answers_exactly_from_memory_and_within_its_bound(analytics_db, small, tmp_path):
+    # A roomier bound, so that a poll slowed by a busy machine does not send these lookups to ClickHouse.
+    bound = 3.0
+    service = start_served(tmp_path, analytics_db.url, bound)
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+            before = lookups_in_clickhouse(service)
+            for method, request, expected in mixed_requests(small):
+                assert answer_of(stub, method, request) == expected, (method, request)
+            assert lookups_in_clickhouse(service) == before, "answered by ClickHouse, not by the model"
+
+            # New events, for a known user and for a user the model has never seen.
+            more = datasets.generate(seed=62, users=2, workflows_per_user=2, jobs_per_workflow=3)
+            deliver(analytics_db, more.messages)
+            landed = time.monotonic()
+            time.sleep(max(0.0, landed + bound + 0.05 - time.monotonic()))
+            # Past the bound, every answer counts them: from a fresher model, or from ClickHouse.
+            for method, request, expected in mixed_requests(more) + mixed_requests(small):
+                assert answer_of(stub, method, request) == expected, (method, request)
+    finally:
+        assert service.stop() == 0, service.log()
+
+
+def test_a_model_whose_feed_is_behind_is_never_used(analytics_db, small, relay, tmp_path):
+    service = start_served(tmp_path, relay.url)
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+            user = sorted(small.expected.users)[0]
+            assert answer_of(stub, "GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id=user)) == (
+                small.expected.user(user)
+            )
+            relay.hold()  # the feed's next read waits in ClickHouse: the model ages
+            wait_until(lambda: relay.request_seen.is_set(), "the feed to read")
+            more = datasets.generate(seed=63, users=1, workflows_per_user=2, jobs_per_workflow=3)
+            deliver(analytics_db, more.messages)
+            newcomer = more.expected.users[0]
+            time.sleep(BOUND + 0.1)
+            # Past the bound the model does not answer, even what it knows: the lookups go to
+            # ClickHouse (held here), so they miss their deadline rather than answer from old state.
+            for request in (
+                pb.GetUserAnalyticsRequest(user_id=user),
+                pb.GetUserAnalyticsRequest(user_id=newcomer),
+            ):
+                assert answer_of(stub, "GetUserAnalytics", request, timeout=0.5) == grpc.StatusCode.DEADLINE_EXCEEDED
+            relay.release()
+            assert answer_of(stub, "GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id=newcomer)) == (
+                more.expected.user(newcomer)
+            )
+    finally:
+        relay.release()
+        assert service.stop() == 0, service.log()
