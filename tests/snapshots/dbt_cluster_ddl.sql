@@ -780,6 +780,32 @@ select
 where 0
 ;
 
+create table `analytics_cluster_ddl`.`workflow_changes`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedMergeTree()
+        order by (changed_at)
+    ttl toDateTime(changed_at) + interval 15 minute
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast(0 as DateTime64(6, 'UTC')) as changed_at
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflow_changes`
+        ("user_id", "workflow_id", "changed_at")
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast(0 as DateTime64(6, 'UTC')) as changed_at
+where 0
+;
+
 create table `analytics_cluster_ddl`.`workflow_daily`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedAggregatingMergeTree()
@@ -2142,6 +2168,18 @@ from workflows
 group by user_id
   )
                     -- end_of_sql
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_changes_from_workflow_totals_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_changes`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_changes`
+select distinct
+    user_id,
+    workflow_id,
+    now64(6, 'UTC') as changed_at
+from `analytics_cluster_ddl`.`workflow_totals`
 ;
 
 create table `analytics_cluster_ddl`.`workflow_totals_all`
