@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -25,6 +26,22 @@ BACKLOG_STRETCH = 4
 # An error code nobody classified is retried this many times before the batch is split as data.
 UNCLASSIFIED_ATTEMPTS = 3
 
+# A fenced consumer rejoins this many times within the window; fenced once more, the bridge stops.
+FENCES_TOLERATED = 2
+FENCE_WINDOW_S = 60.0
+
+
+class Fenced(Exception):
+    """The broker fenced this static member: another consumer joined with its instance id."""
+
+    def __init__(self, error: KafkaError):
+        super().__init__(error.str())
+        self.error = error
+
+
+def is_fenced(error: KafkaError) -> bool:
+    return error.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID) or "fenced" in error.str().lower()
+
 
 class TopicConsumer:
     """One consumer of one topic's consumer group, inserting what it consumes into one landing table."""
@@ -41,9 +58,12 @@ class TopicConsumer:
         self.name = f"bridge-{topic}-{number}"
         self.pending: list[Message] = []
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
+        self._new_consumer()
+
+    def _new_consumer(self) -> None:
         self.consumer = Consumer(
             {
-                "bootstrap.servers": config.bootstrap,
+                "bootstrap.servers": self.config.bootstrap,
                 "group.id": self.group,
                 "client.id": self.name,
                 # Static membership: a bridge restarted after a crash gets its partitions back at
@@ -51,26 +71,38 @@ class TopicConsumer:
                 # of a group needs its own name (ANALYTICS_KAFKA_INSTANCE_NAME), or the broker
                 # fences the older one.
                 "group.instance.id": self.instance_id,
-                "session.timeout.ms": config.session_timeout_ms,
+                "session.timeout.ms": self.config.session_timeout_ms,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
                 "isolation.level": "read_committed",
             }
         )
-        self.lag = LagReporter(self.consumer, self.writer, config, self.topic, self.kafka_topic, self.group, self.name)
+        self.lag = LagReporter(
+            self.consumer, self.writer, self.config, self.topic, self.kafka_topic, self.group, self.name
+        )
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        self.consumer.subscribe([self.kafka_topic], on_revoke=self._on_revoke)
+        fenced_at: list[float] = []
         try:
-            while not self.stop_event.is_set():
-                self._fill_batch()
-                if self.pending:
-                    self._flush()
-                self._report_lag_now_and_then()
-            if self.pending:
-                self._flush()  # asked to stop: finish the batch and commit it
+            while True:
+                try:
+                    self._consume()
+                    return
+                except Fenced as fenced:
+                    # A broker restart can fence a static member by its own rejoin; a consumer is
+                    # unusable after that, so a new one joins. Fenced again and again, another
+                    # live process has this one's name: stop and say so.
+                    now = time.monotonic()
+                    fenced_at = [at for at in fenced_at if now - at < FENCE_WINDOW_S] + [now]
+                    if len(fenced_at) > FENCES_TOLERATED:
+                        raise KafkaException(self._explained(fenced.error)) from None
+                    log.warning("%s: fenced (%s); rejoining with a new consumer", self.name, fenced.error.str())
+                    self.pending = []  # uncommitted: redelivered to whoever holds the partitions
+                    with contextlib.suppress(KafkaException, RuntimeError):
+                        self.consumer.close()
+                    self._new_consumer()
         except ClickHouseUnavailable:
             log.warning(
                 "%s: stopped while ClickHouse was unavailable; %d messages stay uncommitted",
@@ -78,7 +110,18 @@ class TopicConsumer:
                 len(self.pending),
             )
         finally:
-            self.consumer.close()
+            with contextlib.suppress(KafkaException, RuntimeError):
+                self.consumer.close()
+
+    def _consume(self) -> None:
+        self.consumer.subscribe([self.kafka_topic], on_revoke=self._on_revoke)
+        while not self.stop_event.is_set():
+            self._fill_batch()
+            if self.pending:
+                self._flush()
+            self._report_lag_now_and_then()
+        if self.pending:
+            self._flush()  # asked to stop: finish the batch and commit it
 
     def _fill_batch(self) -> None:
         """Fill the batch up to the block size or the flush interval. Behind a backlog (the last
@@ -102,19 +145,19 @@ class TopicConsumer:
                     MESSAGES.labels(self.topic).inc()
                 elif error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise KafkaException(error)
+                elif is_fenced(error):
+                    raise Fenced(error)
                 elif error.fatal() or error.code() == KafkaError._FATAL:
-                    raise KafkaException(self._explained(error))
+                    raise KafkaException(error)
                 elif not error.retriable():
                     log.warning("%s: %s", self.name, error)
 
-    def _explained(self, error: KafkaError) -> KafkaError | str:
-        if error.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID) or "fenced" in error.str():
-            return (
-                f"{self.name}: another consumer joined group {self.group} with this one's instance id "
-                f"{self.instance_id!r} and the broker fenced this one: give each bridge process its own "
-                f"ANALYTICS_KAFKA_INSTANCE_NAME ({error.str()})"
-            )
-        return error
+    def _explained(self, error: KafkaError) -> str:
+        return (
+            f"{self.name}: another consumer joined group {self.group} with this one's instance id "
+            f"{self.instance_id!r} and the broker fenced this one {FENCES_TOLERATED + 1} times within "
+            f"{FENCE_WINDOW_S:.0f} s: give each bridge process its own ANALYTICS_KAFKA_INSTANCE_NAME ({error.str()})"
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Whatever we hold of the partitions we lose is inserted and committed before they go.
