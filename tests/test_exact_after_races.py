@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from analytics.backfill import rebuild_days
+from operations.backfill import rebuild_days
 from core.settings.composed import Settings
 from tests import datasets
 from tests.checks import assert_matches

@@ -3,7 +3,7 @@ unless audit mode is on, which keeps every line. The counts stay either way."""
 
 from __future__ import annotations
 
-from analytics.migrate import run_dbt
+from operations.dbt import run_dbt
 from core.settings.composed import Settings
 from tests import datasets
 from tests.checks import assert_matches
