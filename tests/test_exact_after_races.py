@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from operations.backfill import rebuild_days
 from core.settings.composed import Settings
+from operations.backfill import rebuild_days
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, query

@@ -3,8 +3,8 @@ unless audit mode is on, which keeps every line. The counts stay either way."""
 
 from __future__ import annotations
 
-from operations.dbt import run_dbt
 from core.settings.composed import Settings
+from operations.dbt import run_dbt
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, query

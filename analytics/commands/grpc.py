@@ -39,7 +39,8 @@ from core.settings.grpc import GrpcSettings
 @click.option(
     "--max-queued-calls",
     type=int,
-    help="Calls waiting for a worker beyond those running; more are RESOURCE_EXHAUSTED (ANALYTICS_GRPC_MAX_QUEUED_CALLS).",
+    help="Calls waiting for a worker beyond those running; more are RESOURCE_EXHAUSTED "
+    "(ANALYTICS_GRPC_MAX_QUEUED_CALLS).",
 )
 @click.option(
     "--serving-max-staleness",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.names import TOPICS
-
 from core.settings.kafka import IngestSettings
 from embedded.kafka.topics import create_topics, require_topics
 

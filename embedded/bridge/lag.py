@@ -11,8 +11,8 @@ import logging
 import time
 
 from confluent_kafka import Consumer, KafkaException
-from core.names import KAFKA_CONSUMER_LAG
 
+from core.names import KAFKA_CONSUMER_LAG
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.metrics import LAG
 from embedded.bridge.writer import InsertFailed, LandingWriter

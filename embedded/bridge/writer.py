@@ -16,10 +16,10 @@ import enum
 
 import urllib3
 from confluent_kafka import Message
-from core.names import DEAD_LETTERS, messages_table
 
 from core.clickhouse.http import HttpClient, NoAnswer, ServerError
 from core.errors import DATA_ERRORS, TRANSIENT_ERRORS
+from core.names import DEAD_LETTERS, messages_table
 from embedded.bridge.framing import dead_letter_row, row_binary
 
 # HTTP answers without a ClickHouse code that mean "not now" (a proxy or a server going away).
