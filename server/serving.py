@@ -39,22 +39,24 @@ NEWEST_BLOCK = """select toInt64(ifNull(max(max_block_number), 0))
 from system.parts
 where database = 'analytics' and table = 'workflow_changes' and active"""
 
-EVERY_WORKFLOW = """select
+# A workflow's totals as the model and the coalesced lookups read them (server/lookups.py).
+WORKFLOW_TOTALS_SELECT = """select
     user_id,
     workflow_id,
     toInt64(sum(jobs)),
     toInt64(sum(joblogs)),
     toInt64(sum(job_execution_seconds))
-from analytics.workflow_totals
-group by user_id, workflow_id"""
+from analytics.workflow_totals"""
 
-CHANGED_WORKFLOWS = """select
-    user_id,
-    workflow_id,
-    toInt64(sum(jobs)),
-    toInt64(sum(joblogs)),
-    toInt64(sum(job_execution_seconds))
-from analytics.workflow_totals
+EVERY_WORKFLOW = (
+    WORKFLOW_TOTALS_SELECT
+    + """
+group by user_id, workflow_id"""
+)
+
+CHANGED_WORKFLOWS = (
+    WORKFLOW_TOTALS_SELECT
+    + """
 where (user_id, workflow_id) in (
     select user_id, workflow_id
     from analytics.workflow_changes
@@ -62,6 +64,7 @@ where (user_id, workflow_id) in (
       and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}
 )
 group by user_id, workflow_id"""
+)
 
 
 class Stale(Exception):
