@@ -19,7 +19,7 @@ DROP TABLE IF EXISTS __dbt_exchange_test_1_id
 create table `analytics_cluster_ddl`.`analytics_events`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedReplacingMergeTree()
-        order by ((user_id, workflow_id, received_at, dedup_key))
+        order by ((user_id, workflow_id, dedup_key))
         partition by (toYYYYMM(received_at))
                     -- end_of_sql
                     SETTINGS replicated_deduplication_window='0'

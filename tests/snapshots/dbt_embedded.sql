@@ -1,5 +1,5 @@
 -- model analytics_events
--- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, received_at, dedup_key)", "partition_by": "toYYYYMM(received_at)"}
+-- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, dedup_key)", "partition_by": "toYYYYMM(received_at)"}
 select
     cast('' as String) as event_key,
     cast('' as String) as user_id,

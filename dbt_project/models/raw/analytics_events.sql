@@ -1,7 +1,11 @@
-{#- The `analytics` topic: the scheduler's pre-aggregated events, one row per EventKey. -#}
+{#-
+  The `analytics` topic: the scheduler's pre-aggregated events, one row per EventKey. The sorting
+  key leaves out received_at: it is the time of the insert, so the same event sent twice at once
+  (two inserts past the first-seen gate together) would keep two rows through FINAL.
+-#}
 {{ config(
     engine=engine('ReplacingMergeTree'),
-    order_by='(user_id, workflow_id, received_at, dedup_key)',
+    order_by='(user_id, workflow_id, dedup_key)',
     partition_by='toYYYYMM(received_at)',
 ) }}
 
