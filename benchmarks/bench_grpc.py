@@ -45,12 +45,19 @@ WORKFLOWS = 1_000_000
 TARGETS = {"GetWorkflowAnalytics": 3.0, "GetUserAnalytics": 5.0}  # p99 ms, DESIGN.md
 THROUGHPUT_TARGET = 1500  # GetWorkflowAnalytics requests/s
 
-# One row per workflow: ~17 jobs (created, started, ended: ~50 events) and ~200 log entries each.
-FILL = f"""
+
+def totals_fill(users: int, workflows: int, big_user_workflows: int = 0) -> str:
+    """One row per workflow: ~17 jobs (created, started, ended: ~50 events) and ~200 log entries
+    each; with ``big_user_workflows``, that many more for one user, `user-big`."""
+    user, workflow = f"concat('user-', toString(number % {users}))", "concat('wf-', toString(number))"
+    if big_user_workflows:
+        user = f"if(number < {workflows}, {user}, 'user-big')"
+        workflow = f"if(number < {workflows}, {workflow}, concat('wf-big-', toString(number)))"
+    return f"""
 insert into analytics.workflow_totals
 select
-    concat('user-', toString(number % {USERS})) as user_id,
-    concat('wf-', toString(number)) as workflow_id,
+    {user} as user_id,
+    {workflow} as workflow_id,
     if(number % 3 = 0, 'HEARTBEAT', 'CONTAINER') as kind,
     toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 7776000) as first_event_at,
     first_event_at + toIntervalDay(3) as last_event_at,
@@ -63,8 +70,11 @@ select
     toInt64(intDiv(jobs, 20)) as jobs_cancelled,
     toInt64((jobs_completed + jobs_failed) * (1 + cityHash64(number, 2) % 600)) as job_execution_seconds,
     toInt64(100 + cityHash64(number, 3) % 201) as joblogs
-from numbers({WORKFLOWS})
+from numbers({workflows + big_user_workflows})
 """
+
+
+FILL = totals_fill(USERS, WORKFLOWS)
 # Fresh activity on a tenth of the workflows, in a part of its own until merges catch up.
 TOP_UP = f"""
 insert into analytics.workflow_totals (user_id, workflow_id, jobs, jobs_completed, job_execution_seconds, joblogs)

@@ -36,6 +36,7 @@ from types import SimpleNamespace
 
 from analytics_proto import analytics_pb2 as pb
 from benchmarks import ghz
+from benchmarks.bench_grpc import totals_fill
 from benchmarks.bench_http_front import machine
 from tests.embedded_server import free_port
 from tests.grpc_server import ServiceProcess, start_grpc, start_up
@@ -46,24 +47,7 @@ SERVICE = "analytics.AnalyticsService."
 
 
 def fill(http, users: int, workflows: int, big: int) -> None:
-    execute(
-        http,
-        f"""insert into analytics.workflow_totals
-select
-    if(number < {workflows}, concat('user-', toString(number % {users})), 'user-big') as user_id,
-    if(number < {workflows}, concat('wf-', toString(number)), concat('wf-big-', toString(number))) as workflow_id,
-    if(number % 3 = 0, 'HEARTBEAT', 'CONTAINER') as kind,
-    toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalSecond(number % 7776000) as first_event_at,
-    first_event_at + toIntervalDay(3) as last_event_at,
-    null, null, 2 as workflow_events,
-    toInt64(10 + cityHash64(number, 1) % 15) as jobs,
-    toInt64(intDiv(jobs * 7, 10)) as jobs_completed,
-    toInt64(intDiv(jobs, 10)) as jobs_failed,
-    toInt64(intDiv(jobs, 20)) as jobs_cancelled,
-    toInt64((jobs_completed + jobs_failed) * (1 + cityHash64(number, 2) % 600)) as job_execution_seconds,
-    toInt64(100 + cityHash64(number, 3) % 201) as joblogs
-from numbers({workflows + big})""",
-    )
+    execute(http, totals_fill(users, workflows, big))
     execute(
         http,
         """insert into analytics.workflow_daily
