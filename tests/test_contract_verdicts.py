@@ -54,6 +54,25 @@ def http_verdict(server, topic: str, body: bytes) -> str | None:
     return None if response.status == 200 else response.data.decode(errors="replace")[:300]
 
 
+def http_verdicts(server, entries, bodies, sdk) -> list[str | None]:
+    """Each event's verdict from the HTTP intake. An event the SDK refuses goes in a batch of its own,
+    so each refusal is that event's. The events the SDK accepts go in one batch per topic: a batch
+    is refused whole when any of its events is, so a 200 is every event's acceptance, and when it
+    is refused, each of its events is sent alone to find the one refused. One batch after another,
+    since many share an event id or a job, and the first-seen gate is exact for one sender at a time.
+    """
+    verdicts: list[str | None] = [None] * len(entries)
+    for topic in sorted({topic for topic, _ in entries}):
+        accepted = [i for i, (t, _) in enumerate(entries) if t == topic and sdk[i] is None]
+        if http_verdict(server, topic, b"\n".join(bodies[i] for i in accepted)) is None:
+            alone = [i for i, (t, _) in enumerate(entries) if t == topic and sdk[i] is not None]
+        else:
+            alone = [i for i, (t, _) in enumerate(entries) if t == topic]
+        for i in alone:
+            verdicts[i] = http_verdict(server, topic, bodies[i])
+    return verdicts
+
+
 def kafka_verdicts(server, topic: str, bodies: list[bytes]) -> dict[int, str]:
     """Insert the messages as the bridge does (RowBinary into <topic>_messages); the dead letters by offset."""
     kafka_topic = f"verdict{uuid.uuid4().hex[:8]}.{topic}"
@@ -86,9 +105,7 @@ def verdicts(analytics_db):
     entries = _own_ids(corpus(), f"v{uuid.uuid4().hex[:6]}")
     bodies = [encode(event) for _, event in entries]
     sdk = [sdk_verdict(topic, event) for topic, event in entries]
-    # One batch per event, so each refusal is that event's; one after another, since many share an
-    # event id or a job, and the first-seen gate is exact for one sender at a time.
-    http = [http_verdict(analytics_db, topic, body) for (topic, _), body in zip(entries, bodies, strict=True)]
+    http = http_verdicts(analytics_db, entries, bodies, sdk)
     kafka: list[str | None] = [None] * len(entries)
     for topic in {topic for topic, _ in entries}:
         indexes = [i for i, (t, _) in enumerate(entries) if t == topic]
