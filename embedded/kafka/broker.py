@@ -216,7 +216,13 @@ class KafkaBroker:
 
     @staticmethod
     def _jvm_options(heap: str) -> list[str]:
+        # A local single-node broker: the client compiler alone and the serial collector start it
+        # in two thirds of the time on half the CPU (measured: 6.0 s and 11 CPU-s for a format and
+        # a start, against 4.2 s and 5.6 CPU-s), and it still moves far more messages than the
+        # view chain behind the bridge can take.
         return [
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
             "-Xms128m",
             f"-Xmx{heap}",
             "-XX:+ExitOnOutOfMemoryError",
