@@ -11,7 +11,7 @@ from embedded.kafka.broker import KafkaBroker, free_port
 from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java
 from tests import embedded_server
 
-pytest_plugins = ["tests.ci_rules"]
+pytest_plugins = ["tests.ci_rules", "tests.scheduling"]
 
 REPO = Path(__file__).resolve().parent.parent
 # The same cache `analytics kafka` uses by default, so the jars are fetched once per checkout.

@@ -22,6 +22,8 @@ from analytics.components import dagster_component
 from core.settings.composed import Settings
 from tests.embedded_server import free_port
 
+pytestmark = pytest.mark.long_file(210)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "dagster-asset-graph.png"
 CHROMIUM_ARGS = [

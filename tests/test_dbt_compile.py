@@ -15,6 +15,8 @@ import pytest
 from tests.ddl_recorder import DdlRecorder
 from tests.intake import HTTP
 
+pytestmark = pytest.mark.long_file(65)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = ROOT / "tests" / "snapshots"
 CONFIG_KEYS = ("materialized", "engine", "order_by", "primary_key", "partition_by", "ttl", "settings", "enabled")

@@ -20,6 +20,8 @@ from tests import datasets, log_datasets
 from tests.grpc_server import NOT_SERVING, SERVING, call_by_reflection, health_status, listed_services, start_up
 from tests.intake import deliver
 
+pytestmark = pytest.mark.long_file(50)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):

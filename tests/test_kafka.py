@@ -27,6 +27,8 @@ from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java, kafka_
 from embedded.kafka.topics import KafkaUnreachable, MissingTopics, TopicError, create_topics, require_topics
 from tests.conftest import KAFKA_JARS_DIR, REPO
 
+pytestmark = pytest.mark.long_file(160)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 WAIT = 60.0  # an upper bound for waits on the broker, never an assertion about speed
 
 

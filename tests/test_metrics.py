@@ -25,6 +25,8 @@ from tests.intake import HTTP, insert_statement
 from tests.malformed import valid_event
 from tests.test_bridge import settings_for
 
+pytestmark = pytest.mark.long_file(60)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

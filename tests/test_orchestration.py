@@ -22,6 +22,8 @@ from tests import datasets, embedded_server
 from tests.intake import deliver, execute, post_batch, query
 from tests.test_schema import assert_matches
 
+pytestmark = pytest.mark.long_file(270)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 RECONCILIATION = [
     "workflow_daily:workflow_daily_matches_raw_history",
     "workflow_totals:workflow_totals_match_raw_history",

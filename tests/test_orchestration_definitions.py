@@ -23,6 +23,8 @@ from orchestration.health.checks import PartitionLag, lags_from_rdkafka_stat
 from orchestration.schema.assets import dbt_build_args, model_group
 from orchestration.schema.resources import ManifestError, prepare_manifest
 
+pytestmark = pytest.mark.long_file(90)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 REPO = Path(__file__).resolve().parent.parent
 SNAPSHOT = REPO / "tests" / "snapshots" / "dagster_definitions.txt"
 

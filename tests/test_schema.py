@@ -12,6 +12,8 @@ from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, post_batch, query
 
+pytestmark = pytest.mark.long_file(165)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 DELIVERY_BATCH = 200
 
 

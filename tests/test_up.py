@@ -15,6 +15,8 @@ import urllib3
 from tests import embedded_server
 from tests.intake import HTTP
 
+pytestmark = pytest.mark.long_file(70)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
