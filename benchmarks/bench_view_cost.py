@@ -3,14 +3,14 @@ freshness and the test suite's time go.
 
 Against one embedded ClickHouse with the schema built, in one run:
 
-1. per topic, a one-event insert into its landing table with every view attached, against the same
-   event inserted into a Null table of the same columns and no views (the baseline);
+1. per topic, a one-event insert into its landing table with every view attached, against an
+   event of the same kind inserted into a Null table of the same columns and no views (the baseline);
 2. per materialized view, its own SELECT run over its (empty) source table: what planning the view
    costs each block before a single row moves, against ``SELECT 1`` (the baseline);
 3. the engine's cost per expression node: a SELECT of k simple conditions, k = 1, 20, 100.
 
 Each figure is the median and p99 of ``--samples`` runs, with its ratio to the baseline. The
-events are generated as the tests make them, each insert a new event.
+events are bench_ingest's (workflow, job and log events), each insert a new event.
 
     .venv/bin/python -m benchmarks.bench_view_cost [--samples 40]
 """
@@ -18,39 +18,27 @@ events are generated as the tests make them, each insert a new event.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
-from urllib.parse import urlencode
 
-from benchmarks.bench_http_front import machine
+from benchmarks.bench_http_front import machine, p99, timed
+from benchmarks.bench_ingest import BENCH_TOPICS, null_tables
+from benchmarks.ingest_support import generate, post
 from core.settings.composed import Settings
 from operations.migrate import migrate
 from tests import embedded_server
-from tests.datasets import generate
-from tests.intake import HTTP, execute, insert_statement, query
+from tests.intake import execute, query
 
-TOPICS = ("workflows", "jobs", "job_logs")
+
+def figures_of(seconds: list[float]) -> dict:
+    return {"p50_ms": statistics.median(seconds) * 1e3, "p99_ms": p99(seconds) * 1e3}
 
 
 def timings(run, samples: int) -> dict:
     """Median and p99 in milliseconds of ``samples`` calls of ``run``."""
-    seconds = []
-    for n in range(samples):
-        started = time.perf_counter()
-        run(n)
-        seconds.append(time.perf_counter() - started)
-    seconds.sort()
-    p99 = seconds[min(len(seconds) - 1, int(len(seconds) * 0.99))]
-    return {"p50_ms": statistics.median(seconds) * 1e3, "p99_ms": p99 * 1e3}
-
-
-def post(url: str, statement: str, body: bytes) -> None:
-    response = HTTP.request("POST", f"{url}/?{urlencode({'query': statement})}", body=body)
-    assert response.status == 200, response.data.decode(errors="replace")[:500]
+    return figures_of(timed(run, samples))
 
 
 def show(label: str, figures: dict, baseline: dict) -> None:
@@ -67,25 +55,24 @@ def main() -> None:
     try:
         settings = Settings(clickhouse_http_port=server.port, data_dir=work / "state")
         assert migrate(settings, capture=True).returncode == 0
-        dataset = generate(seed=7, users=40, workflows_per_user=25)
+        # Each insert a new event: one set for the Null tables, another for the landing tables.
+        baseline_events, chain_events = generate("null", args.samples), generate("chain", args.samples)
         print(f"machine: {machine()}")
 
-        print("\n1. a one-event insert, every view attached, against the same event into a Null table, no views")
-        execute(server, "CREATE DATABASE IF NOT EXISTS bench")
-        for topic in TOPICS:
-            # A Null copy of the landing table: the same columns and parse, nothing behind it.
-            execute(server, f"CREATE TABLE bench.{topic}_queue AS analytics.{topic}_queue ENGINE = Null")
-            messages = [json.dumps(message).encode() for message in dataset.messages[topic]]
-            statement = insert_statement(topic)
-            alone = statement.replace("analytics.", "bench.")
-            baseline = timings(lambda n, s=alone, m=messages: post(server.url, s, m[n % len(m)]), args.samples)
-            chain = timings(lambda n, s=statement, m=messages: post(server.url, s, m[-1 - n % len(m)]), args.samples)
+        print("\n1. a one-event insert through every view, against one of the same kind into a Null table")
+        null_tables(server.url)  # bench_null.<topic>_queue: the landing tables' columns, nothing behind them
+        for topic in BENCH_TOPICS:
+            events = iter(baseline_events[topic])
+            into_null = f"INSERT INTO bench_null.{topic}_queue FORMAT JSONEachRow"
+            baseline = timings(lambda q=into_null, e=events: post(server.url, q, next(e)), args.samples)
+            events = iter(chain_events[topic])
+            into_chain = f"INSERT INTO analytics.{topic}_queue FORMAT JSONEachRow"
+            chain = timings(lambda q=into_chain, e=events: post(server.url, q, next(e)), args.samples)
             show(f"{topic}: Null table, no views (baseline)", baseline, baseline)
             show(f"{topic}: landing table, every view", chain, baseline)
 
-        print("\n2. each materialized view's SELECT over its empty source, against SELECT 1")
-        one = timings(lambda n: execute(server, "SELECT 1 FORMAT Null"), args.samples)
-        show("SELECT 1 (baseline)", one, one)
+        print("\n2. each materialized view's SELECT over its empty source, against SELECT 1 run between its runs")
+        select_one = "SELECT 1 FORMAT Null"
         views = query(
             server,
             "SELECT name, as_select FROM system.tables"
@@ -93,16 +80,23 @@ def main() -> None:
         )
         costs = []
         for view in views:
+            # The baseline alternates with the view, so a noisy moment of the machine weighs on both.
             sql = f"{view['as_select']} FORMAT Null"
-            costs.append((view["name"], timings(lambda n, s=sql: execute(server, s), args.samples)))
-        for name, figures in sorted(costs, key=lambda item: -item[1]["p50_ms"]):
-            show(name, figures, one)
+            baseline, plan = [], []
+            for _ in range(args.samples):
+                baseline += timed(lambda: execute(server, select_one), 1)
+                plan += timed(lambda s=sql: execute(server, s), 1)
+            costs.append((view["name"], figures_of(plan), figures_of(baseline)))
+        for name, figures, baseline in sorted(costs, key=lambda item: -item[1]["p50_ms"] / item[2]["p50_ms"]):
+            show(name, figures, baseline)
 
         print("\n3. the engine's cost per expression node: a SELECT of k conditions of four nodes each")
+        one = timings(lambda: execute(server, select_one), args.samples)
+        show("SELECT 1 (baseline)", one, one)
         for k in (1, 20, 100):
             conditions = " AND ".join(f"(number = {i} OR toString(number) = 'x{i}')" for i in range(k))
             sql = f"SELECT {conditions} FROM numbers(1) FORMAT Null"
-            show(f"{k} conditions", timings(lambda n, s=sql: execute(server, s), args.samples), one)
+            show(f"{k} conditions", timings(lambda s=sql: execute(server, s), args.samples), one)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
