@@ -34,8 +34,40 @@ class QueryTimedOut(QueryFailed):
     """The query ran out of the time it was given."""
 
 
+class WriteLog:
+    """What a backend's ClickHouse has finished writing, counted as each statement ends.
+
+    ``inserts`` counts INSERTs: the materialized views announce the keys they touched (the
+    serving model reads them from workflow_changes). ``changes`` counts every other statement
+    that may change data (ALTER, TRUNCATE, DROP, EXCHANGE, OPTIMIZE...), which nothing
+    announces. A statement is counted before its client gets the answer, so a reader that
+    sees a count knows every write that had returned by then.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inserts = 0
+        self._changes = 0
+
+    def inserted(self) -> None:
+        with self._lock:
+            self._inserts += 1
+
+    def changed(self) -> None:
+        with self._lock:
+            self._changes += 1
+
+    def counts(self) -> tuple[int, int]:
+        """(inserts, changes) finished so far."""
+        with self._lock:
+            return self._inserts, self._changes
+
+
 class QueryBackend(Protocol):
     description: str
+    # Every write to the backend's ClickHouse, when the backend is the only way in (the chDB
+    # of `analytics up`, whose front counts them); None for a ClickHouse others write to.
+    writes: WriteLog | None
 
     def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
         """Run one SELECT with its parameters within ``timeout`` seconds."""

@@ -26,6 +26,7 @@ class ChdbBackend:
 
     def __init__(self, engine: Engine):
         self.description = f"in-process chDB at {engine.data_dir}"
+        self.writes = engine.writes
         # Connections of its own, not the HTTP front's pooled ones, which may carry a client's SETs.
         self._connections: PerThread[Connection] = PerThread(engine.new_connection, Connection.close)
 

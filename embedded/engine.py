@@ -26,6 +26,7 @@ from pathlib import Path
 
 from chdb import _chdb
 
+from core.backend import WriteLog
 from core.errors import Code
 from embedded.errors import ClickHouseError
 from embedded.sqltext import quote_identifier, quote_string
@@ -279,6 +280,8 @@ class Engine:
         self.user_files = self.data_dir / "user_files"
         self._connection_string = str(self.data_dir)
         self._open = False
+        # Every write that ends, counted by the HTTP front: the only way data gets in.
+        self.writes = WriteLog()
 
     # -- life cycle -------------------------------------------------------------------------
     def open(self) -> None:

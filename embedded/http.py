@@ -244,10 +244,13 @@ class Front:
         small = body.exhausted and len(head) - insert.data_start <= limit
         if small and spec.session_id is None and async_inserts.wanted(spec.settings, insert.format):
             return await self._insert_coalesced(spec, lease, head, insert)
-        if small:
-            result = await insert_from_file(self, lease, head, insert)
-        else:
-            result = await insert_through_fifo(self, lease, head, insert, body)
+        try:
+            if small:
+                result = await insert_from_file(self, lease, head, insert)
+            else:
+                result = await insert_through_fifo(self, lease, head, insert, body)
+        finally:
+            self.engine.writes.inserted()  # even a failed insert may have committed blocks
         await self._end(lease)
         return self.responses.response(spec, b"", request_summary(spec, result), None)
 
@@ -274,7 +277,10 @@ class Front:
         async def run(rows: bytes):
             nonlocal lease
             lease = lease or await self._lease(spec)
-            return await insert_from_file(self, lease, head, insert, rows)
+            try:
+                return await insert_from_file(self, lease, head, insert, rows)
+            finally:
+                self.engine.writes.inserted()  # before the batch's senders get their answer
 
         try:
             await self.async_inserts.lead(batch, async_inserts.busy_timeout_s(spec.settings), run)
@@ -289,7 +295,10 @@ class Front:
         revision = NativeRevision(spec.client_protocol_version) if fmt.lower() == "native" else None
         if not statement.streamable:
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small.
-            result = await self.in_thread(lease.run, bytes(head), fmt)
+            try:
+                result = await self.in_thread(lease.run, bytes(head), fmt)
+            finally:
+                self._count_write(statement, lease)
             data = result.bytes() if revision is None else revision.convert(result.bytes())
             await self._end(lease)
             return self.responses.response(
@@ -313,6 +322,18 @@ class Front:
             await self._end(lease)
             return self.responses.response(spec, outcome, request_summary(spec, None), fmt)
         return await self.responses.file(spec, lease, outcome, fmt)
+
+    def _count_write(self, statement: Query, lease: Lease) -> None:
+        """Count a whole statement that may have written data in the engine's WriteLog.
+
+        INSERT ... SELECT and INSERT ... FROM INFILE are inserts; any other statement chDB's own
+        parser calls mutating (ALTER, TRUNCATE, DROP, OPTIMIZE, CREATE...) is a change. Reads and
+        control statements (SET, USE, SYSTEM, KILL) are not counted, nor one refused before it ran.
+        """
+        if statement.first_keyword == "INSERT":
+            self.engine.writes.inserted()
+        elif lease.statement_class in ("MUTATING", "MUTATING_GLOBAL", "UNKNOWN") and lease.ran:
+            self.engine.writes.changed()
 
     # -- responses ---------------------------------------------------------------------------
 

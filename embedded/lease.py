@@ -36,6 +36,7 @@ class Lease:
         self._prepared = False
         self._saved_settings: dict[str, tuple[str, bool]] = {}
         self._statement_class = "UNKNOWN"
+        self.ran = False  # the statement reached chDB (it was not refused first)
         self._temporary_table = False
 
     def _prepare(self, text: bytes, statement_class: str | None = None) -> None:
@@ -72,9 +73,15 @@ class Lease:
             self._saved_settings = connection.settings_snapshot(spec.settings)
             connection.query("SET " + ", ".join(f"{n} = {quote_string(v)}" for n, v in spec.settings.items()))
 
+    @property
+    def statement_class(self) -> str:
+        """chDB's class of the statement: READ_ONLY, MUTATING, MUTATING_GLOBAL, CONTROL or UNKNOWN."""
+        return self._statement_class
+
     def run(self, text: bytes, fmt: str, statement_class: str | None = None):
         """Run a whole statement and return chDB's result."""
         self._prepare(text, statement_class)
+        self.ran = True
         return self.connection.query(text, fmt, self.spec.params)
 
     def start_stream(self, text: bytes, fmt: str, transform=None) -> tuple[ResultStream, bytes]:

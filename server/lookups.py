@@ -58,7 +58,7 @@ class TotalsLookups:
     def user_totals(self, user_id: str, timeout: float) -> Totals | None:
         if self.model is not None:
             try:
-                return self.model.user_totals(user_id)
+                return self.model.user_totals(user_id, timeout)
             except Stale:
                 pass
         return self._users.get(user_id, timeout)
@@ -66,7 +66,7 @@ class TotalsLookups:
     def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
         if self.model is not None:
             try:
-                return self.model.workflow_totals(user_id, workflow_id)
+                return self.model.workflow_totals(user_id, workflow_id, timeout)
             except Stale:
                 pass
         return self._workflows.get((user_id, workflow_id), timeout)

@@ -63,6 +63,24 @@ def server_credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca, require_client_auth=bool(client_ca))
 
 
+# The serving model's bound when ANALYTICS_GRPC_SERVING_MAX_STALENESS is unset and it sees every write.
+DEFAULT_SERVING_BOUND = 1.0
+
+
+def serving_bound(settings: GrpcSettings, backend: QueryBackend) -> float | None:
+    """The serving model's staleness bound, or None to run without it.
+
+    Set: 0 is off, anything else on with that bound. Unset: on where the backend counts every
+    write (read-your-writes), off over HTTP, where others write unseen. Never on a cluster.
+    """
+    if settings.cluster:
+        return None
+    chosen = settings.grpc_serving_max_staleness
+    if chosen is None:
+        return DEFAULT_SERVING_BOUND if backend.writes is not None else None
+    return chosen or None
+
+
 class AnalyticsServer:
     """The service on one backend; a component of `analytics up` (name, start, stop)."""
 
@@ -106,10 +124,11 @@ class AnalyticsServer:
             maximum_concurrent_rpcs=threads + settings.grpc_max_queued_calls,
         )
         queries = Queries(self.backend, observe=self.metrics.observe_query, cluster=bool(settings.cluster))
-        if settings.grpc_serving_max_staleness > 0 and not settings.cluster:
+        bound = serving_bound(settings, self.backend)
+        if bound is not None:
             self.serving_model = ServingModel(
                 self.backend,
-                max_staleness=settings.grpc_serving_max_staleness,
+                max_staleness=bound,
                 interval=settings.grpc_serving_poll_interval,
                 query_timeout=settings.grpc_default_deadline,
             )
@@ -186,9 +205,7 @@ class AnalyticsServer:
             "on" if settings.grpc_reflection else "off",
             self.backend.description,
             f"; metrics on :{self.metrics.port}/metrics" if self.metrics.port else "",
-            f"; totals served from memory, at most {settings.grpc_serving_max_staleness}s old"
-            if self.serving_model is not None
-            else "",
+            "" if self.serving_model is None else f"; totals served from memory, {self.serving_model.promise}",
         )
 
     def stop(self) -> None:

@@ -15,9 +15,19 @@ The model stays exact by re-reading, never by adding up deltas:
 * every ``full_refresh`` seconds it reads everything again, in case rows changed in ways no
   insert announces (a table truncated by hand).
 
-The hard bound: a lookup is answered here only while the newest poll that completed was sent
-at most ``max_staleness`` seconds ago; otherwise it raises Stale and the caller asks ClickHouse.
-So an answer never reflects a state of ClickHouse older than that bound, whatever the load.
+Which answers it may give depends on what it knows of the writes:
+
+* With the backend's WriteLog (the chDB of `analytics up`, where every write passes the HTTP
+  front, which counts it before answering): read-your-writes. A lookup notes the writes
+  finished so far; if the model has not read them all, it wakes the feed and waits for a read
+  that began after them (at most the bound, or half its own deadline), else raises Stale. A
+  write no insert announces (ALTER, TRUNCATE...) makes the feed read everything again, and the
+  lookups go to ClickHouse until it has. With no writes the model needs no reads to stay exact.
+* Without one (a ClickHouse others write to): a bound. A lookup is answered here only while
+  the newest read that completed was sent at most ``max_staleness`` seconds ago; otherwise it
+  raises Stale. An answer then never reflects a state older than that bound, whatever the load.
+
+On Stale the caller asks ClickHouse.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from core.backend import QueryBackend, QueryFailed
+from core.backend import QueryBackend, QueryFailed, WriteLog
 from server.queries import Totals
 
 log = logging.getLogger(__name__)
@@ -92,6 +102,7 @@ class ServingModel:
         self.full_refresh = full_refresh
         self._timeout = query_timeout
         self._clock = clock
+        self._writes: WriteLog | None = backend.writes
         # user -> {workflow -> counts}; user -> counts. Replaced whole on a full read, and entry by
         # entry (each an immutable tuple) by polls, so readers need no lock.
         self._workflows: dict[str, dict[str, WorkflowCounts]] = {}
@@ -100,28 +111,73 @@ class ServingModel:
         # Newest block of workflow_changes at the previous read and at the one before it.
         self._blocks: tuple[int, int] | None = None
         self._loaded_at = 0.0
+        # The WriteLog's (inserts, changes) counted before the newest applied read began: a poll
+        # covers inserts only, a full read both.
+        self._covered: tuple[int, int] | None = None
+        self._failing = False  # the newest read failed
+        self._applied = threading.Condition()  # notified after every applied read
+        self._wake = threading.Event()  # a lookup waits for a read: do it now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.polls = 0
         self.failures = 0
+
+    @property
+    def promise(self) -> str:
+        """What its answers promise, for the log."""
+        if self._writes is None:
+            return f"at most {self.max_staleness}s old"
+        return f"read-your-writes (a lookup waits at most {self.max_staleness}s for the model to catch up)"
 
     # -- answers ----------------------------------------------------------------------------------
     def staleness(self) -> float | None:
         """Seconds since the newest applied read was sent; None before the first one."""
         return None if self._fresh_as_of is None else self._clock() - self._fresh_as_of
 
-    def _check_fresh(self) -> None:
-        age = self.staleness()
-        if age is None or age > self.max_staleness:
-            raise Stale("the serving model is not loaded" if age is None else f"the serving model is {age:.3f}s old")
+    def _check_fresh(self, timeout: float) -> None:
+        if self._writes is None:
+            self._check_bound()
+        else:
+            self._check_writes_read(self._writes, timeout)
 
-    def workflow_totals(self, user_id: str, workflow_id: str) -> Totals | None:
-        self._check_fresh()
+    def _check_bound(self) -> None:
+        age = self.staleness()
+        if age is None:
+            raise Stale("the serving model is not loaded")
+        if age > self.max_staleness:
+            raise Stale(f"the serving model is {age:.3f}s old")
+
+    def _check_writes_read(self, writes: WriteLog, timeout: float) -> None:
+        covered = self._covered
+        if covered is None:
+            raise Stale("the serving model is not loaded")
+        wanted = writes.counts()
+        if self._has_read(wanted):
+            return
+        self._wake.set()  # the feed reads now, for every lookup waiting
+        if wanted[1] > covered[1]:
+            raise Stale("a write no insert announces changed the data: the serving model reads everything again")
+        if self._failing:
+            raise Stale("the serving model's newest read failed")
+        with self._applied:
+            wait = min(self.max_staleness, timeout / 2)
+            self._applied.wait_for(lambda: self._has_read(wanted) or self._failing, wait)
+            if not self._has_read(wanted):
+                raise Stale("the serving model has not read the newest inserts in time")
+
+    def _has_read(self, wanted: tuple[int, int]) -> bool:
+        covered = self._covered
+        return covered is not None and wanted[0] <= covered[0] and wanted[1] <= covered[1]
+
+    def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
+        """One workflow's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
+        self._check_fresh(timeout)
         counts = self._workflows.get(user_id, {}).get(workflow_id)
         return None if counts is None else Totals(1, *counts)
 
-    def user_totals(self, user_id: str) -> Totals | None:
-        self._check_fresh()
+    def user_totals(self, user_id: str, timeout: float) -> Totals | None:
+        """A user's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
+        self._check_fresh(timeout)
         counts = self._users.get(user_id)
         return None if counts is None else Totals(*counts)
 
@@ -134,9 +190,18 @@ class ServingModel:
         [[block]] = self._backend.rows(NEWEST_BLOCK, {}, self._timeout)
         return int(block)
 
+    def _counts(self) -> tuple[int, int]:
+        return (0, 0) if self._writes is None else self._writes.counts()
+
+    def _applied_read(self, sent: float, covered: tuple[int, int]) -> None:
+        with self._applied:
+            self._fresh_as_of, self._covered, self._failing = sent, covered, False
+            self._applied.notify_all()
+
     def load(self) -> None:
         """Read every workflow's totals and replace the model with them."""
         sent = self._clock()
+        counts = self._counts()  # before the reads: every write counted here is in what they see
         newest = self._newest_block()
         rows = self._backend.rows(EVERY_WORKFLOW, {}, self._timeout)
         workflows: dict[str, dict[str, WorkflowCounts]] = {}
@@ -144,7 +209,8 @@ class ServingModel:
             workflows.setdefault(user_id, {})[workflow_id] = (int(jobs), int(joblogs), int(seconds))
         users = {user_id: _user_counts(by_workflow) for user_id, by_workflow in workflows.items()}
         self._workflows, self._users = workflows, users
-        self._blocks, self._fresh_as_of, self._loaded_at = (newest, newest), sent, sent
+        self._blocks, self._loaded_at = (newest, newest), sent
+        self._applied_read(sent, counts)
         log.info("serving model: %d workflows of %d users read in %.1fs", len(rows), len(users), self._clock() - sent)
 
     def poll(self) -> int:
@@ -153,6 +219,7 @@ class ServingModel:
             self.load()
             return 0
         sent = self._clock()
+        inserts, _ = self._counts()
         newest = self._newest_block()
         before_previous, previous = self._blocks
         rows = self._backend.rows(CHANGED_WORKFLOWS, {"after": before_previous, "upto": newest}, self._timeout)
@@ -161,7 +228,9 @@ class ServingModel:
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~10 ms.
         for user_id in {row[0] for row in rows}:
             self._users[user_id] = _user_counts(self._workflows[user_id])
-        self._blocks, self._fresh_as_of = (previous, newest), sent
+        self._blocks = (previous, newest)
+        assert self._covered is not None  # set by the load before any poll
+        self._applied_read(sent, (inserts, self._covered[1]))
         self.polls += 1
         if len(rows) > 10_000:
             log.info("serving model: %d changed workflows re-read in %.1fs", len(rows), self._clock() - sent)
@@ -172,25 +241,47 @@ class ServingModel:
         self._thread = threading.Thread(target=self._run, name="serving-model", daemon=True)
         self._thread.start()
 
+    def refresh(self) -> None:
+        """One turn of the feed: read everything, the changed keys, or (nothing written) nothing."""
+        started = self._clock()
+        if self._covered is None or started - self._loaded_at >= self.full_refresh:
+            self.load()
+            return
+        if self._writes is None:
+            self.poll()
+            return
+        inserts, changes = counts = self._writes.counts()
+        if changes > self._covered[1]:
+            self.load()
+        elif inserts > self._covered[0]:
+            self.poll()
+        else:
+            self._applied_read(started, counts)  # nothing written since the newest read: still exact
+
     def _run(self) -> None:
         while not self._stop.is_set():
             started = self._clock()
+            self._wake.clear()
             try:
-                if self._blocks is None or started - self._loaded_at >= self.full_refresh:
-                    self.load()
-                else:
-                    self.poll()
+                self.refresh()
             except QueryFailed as error:
-                # Lookups fall back to ClickHouse once the bound passes; the next poll tries again.
-                self.failures += 1
+                # Lookups go to ClickHouse meanwhile; the next turn tries again.
+                self._read_failed()
                 log.warning("serving model: read failed (lookups go to ClickHouse meanwhile): %s", error)
             except Exception:  # noqa: BLE001 - the feed must outlive any one bad read
-                self.failures += 1
+                self._read_failed()
                 log.exception("serving model: read failed")
-            self._stop.wait(max(0.0, self.interval - (self._clock() - started)))
+            self._wake.wait(max(0.0, self.interval - (self._clock() - started)))
+
+    def _read_failed(self) -> None:
+        self.failures += 1
+        with self._applied:
+            self._failing = True
+            self._applied.notify_all()  # the lookups waiting for this read go to ClickHouse now
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self._timeout + 5)
 

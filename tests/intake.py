@@ -16,17 +16,17 @@ def insert_statement(topic: str) -> str:
     return f"INSERT INTO analytics.{topic}_queue FORMAT JSONEachRow"
 
 
-def post_batch(server, topic: str, messages: list[dict]) -> urllib3.BaseHTTPResponse:
+def post_batch(server, topic: str, messages: list[dict], **settings) -> urllib3.BaseHTTPResponse:
     body = "\n".join(json.dumps(message) for message in messages).encode()
-    return HTTP.request("POST", f"{server.url}/?{urlencode({'query': insert_statement(topic)})}", body=body)
+    return HTTP.request("POST", f"{server.url}/?{urlencode({'query': insert_statement(topic), **settings})}", body=body)
 
 
-def deliver(server, messages: dict[str, list[dict]], batch_size: int = 200) -> None:
+def deliver(server, messages: dict[str, list[dict]], batch_size: int = 200, **settings) -> None:
     """Every topic's messages in batches; jobs and logs may arrive before their workflows."""
     for topic in ("jobs", "job_logs", "workflows", "analytics", "telemetry"):
         batch = messages.get(topic, [])
         for start in range(0, len(batch), batch_size):
-            response = post_batch(server, topic, batch[start : start + batch_size])
+            response = post_batch(server, topic, batch[start : start + batch_size], **settings)
             assert response.status == 200, response.data.decode()
 
 

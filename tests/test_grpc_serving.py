@@ -6,9 +6,7 @@ relay between them keeps ClickHouse's answers back for as long as a test needs, 
 
 from __future__ import annotations
 
-import re
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -17,7 +15,7 @@ import pytest
 from analytics_proto import analytics_pb2 as pb
 from tests import datasets
 from tests.embedded_server import free_port
-from tests.grpc_server import HeldRelay, start_grpc
+from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
 from tests.intake import deliver
 
 BOUND = 1.0  # the serving model's staleness bound in these tests, seconds
@@ -35,30 +33,6 @@ def relay(analytics_db):
     relay = HeldRelay(analytics_db.port)
     yield relay
     relay.close()
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read().decode()
-
-
-def sample(text: str, name: str, **labels) -> float:
-    """One sample of the Prometheus text format (0 when absent)."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if match and all(f'{key}="{value}"' in (match.group(1) or "") for key, value in labels.items()):
-            return float(match.group(2))
-    return 0.0
-
-
-def wait_until(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def mixed_requests(dataset) -> list[tuple[str, object, object]]:

@@ -12,13 +12,24 @@ import signal
 import subprocess
 from types import SimpleNamespace
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from analytics_proto import analytics_pb2 as pb
 from tests import datasets, log_datasets
-from tests.grpc_server import NOT_SERVING, SERVING, call_by_reflection, health_status, listed_services, start_up
-from tests.intake import deliver
+from tests.grpc_server import (
+    NOT_SERVING,
+    SERVING,
+    call_by_reflection,
+    health_status,
+    listed_services,
+    sample,
+    scrape,
+    start_up,
+    wait_until,
+)
+from tests.intake import deliver, execute
 
 pytestmark = pytest.mark.long_file(50)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
@@ -155,6 +166,62 @@ def test_health_and_reflection(stack):
         assert health_status(channel) == SERVING
         assert health_status(channel, "analytics.AnalyticsService") == SERVING
     assert "analytics.AnalyticsService" in listed_services(stack.target)
+
+
+def lookups_asked_of_clickhouse(stack) -> float:
+    text = scrape(stack.extra["url"] + "/metrics")
+    return sum(sample(text, "analytics_clickhouse_query_seconds_count", query=name) for name in WORKFLOW_LOOKUPS)
+
+
+WORKFLOW_LOOKUPS = ("user_totals", "workflow_totals")
+
+
+def test_lookups_read_their_writes_from_the_serving_model(stack, loaded):
+    """On by default in `up`: an event whose insert has returned is in the very next answer."""
+    http = SimpleNamespace(url=stack.extra["url"])
+    loaded_model = "analytics_grpc_serving_model_staleness_seconds"  # -1 until the model has loaded
+    wait_until(lambda: sample(scrape(http.url + "/metrics"), loaded_model) >= 0, "the serving model to load")
+    before = lookups_asked_of_clickhouse(stack)
+    rounds = 20
+    with stack.channel() as channel:
+        stub = stack.stub(channel)
+        for n in range(rounds):
+            more = datasets.generate(seed=700 + n, users=1, workflows_per_user=1, jobs_per_workflow=2)
+            [user] = more.expected.users
+            # Every other round as asynchronous inserts, which answer once their batch is in.
+            deliver(http, more.messages, **({"async_insert": 1, "wait_for_async_insert": 1} if n % 2 else {}))
+            # No waiting and no retry: the inserts have returned, so the answers count them.
+            answer = stub.GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=user), timeout=30)
+            assert (
+                answer.total_workflows,
+                answer.total_jobs,
+                answer.total_joblogs,
+                answer.total_job_execution_duration,
+            ) == more.expected.user(user)
+            for _, workflow in sorted(more.expected.workflows):
+                request = pb.GetWorkflowAnalyticsRequest(user_id=user, workflow_id=workflow)
+                answer = stub.GetWorkflowAnalytics(request, timeout=30)
+                assert (answer.total_jobs, answer.total_joblogs, answer.total_job_execution_duration) == (
+                    more.expected.workflow(user, workflow)
+                )
+    # The model answered (a lookup goes to ClickHouse only when the feed is slower than its bound).
+    assert lookups_asked_of_clickhouse(stack) - before < rounds / 2
+
+
+def test_a_write_no_insert_announces_is_never_missed(stack, loaded):
+    """A DELETE changes totals without a view's rows: the model reads everything again, ClickHouse answers meanwhile."""
+    http = SimpleNamespace(url=stack.extra["url"])
+    more = datasets.generate(seed=720, users=1, workflows_per_user=2, jobs_per_workflow=2)
+    [user] = more.expected.users
+    deliver(http, more.messages)
+    with stack.channel() as channel:
+        stub = stack.stub(channel)
+        request = pb.GetUserAnalyticsRequest(user_id=user)
+        assert stub.GetUserAnalytics(request, timeout=30).total_jobs == more.expected.user(user)[1]
+        execute(http, f"DELETE FROM analytics.workflow_totals WHERE user_id = '{user}'")
+        with pytest.raises(grpc.RpcError) as gone:
+            stub.GetUserAnalytics(request, timeout=30)
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_sigterm_sets_not_serving_and_stops_the_stack_cleanly(stack):

@@ -45,7 +45,7 @@ from core.settings.grpc import GrpcSettings
 @click.option(
     "--serving-max-staleness",
     type=float,
-    help="Serve the two totals lookups from memory, never older than this many seconds; 0 off "
+    help="Serve the two totals lookups from memory, never older than this many seconds; 0 or unset: off "
     "(ANALYTICS_GRPC_SERVING_MAX_STALENESS).",
 )
 def grpc(**flags) -> None:

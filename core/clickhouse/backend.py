@@ -15,6 +15,7 @@ class HttpBackend:
     def __init__(self, url: str, user: str = "default", password: str = "", secure: bool = False):
         self._client = HttpClient(url, user, password, secure)
         self.description = self._client.description
+        self.writes = None  # others write to this ClickHouse unseen
 
     def rows(self, sql: str, params: dict[str, Value], timeout: float) -> list[list]:
         limit = max(timeout, SHORTEST_LIMIT)

@@ -45,12 +45,13 @@ class GrpcSettings(TopologySettings):
     grpc_lookup_batch: int = Field(
         64, ge=1, le=10_000, description="Lookups that arrive together answered by one ClickHouse query at most."
     )
-    grpc_serving_max_staleness: float = Field(
-        0.0,
+    grpc_serving_max_staleness: float | None = Field(
+        None,
         ge=0,
         le=60,
         description="Answer GetUserAnalytics and GetWorkflowAnalytics from an in-memory model of the totals kept "
-        "fresh from ClickHouse, never from a state older than this many seconds (else from ClickHouse); 0: off.",
+        "fresh from ClickHouse, never from a state older than this many seconds (else from ClickHouse); 0: off; "
+        "unset: on in `analytics up`, whose writes the model sees (read-your-writes), off over HTTP.",
     )
     grpc_serving_poll_interval: float = Field(
         0.1, gt=0, le=10, description="Seconds between the serving model's reads of workflow_changes."
