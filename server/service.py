@@ -131,6 +131,7 @@ class AnalyticsServer:
                 max_staleness=bound,
                 interval=settings.grpc_serving_poll_interval,
                 query_timeout=settings.grpc_default_deadline,
+                max_workflows=settings.grpc_serving_max_workflows,
             )
             self.metrics.watch_serving_model(self.serving_model)
         totals = TotalsLookups(

@@ -61,7 +61,8 @@ from analytics.workflow_totals"""
 EVERY_WORKFLOW = (
     WORKFLOW_TOTALS_SELECT
     + """
-group by user_id, workflow_id"""
+group by user_id, workflow_id
+limit {limit:UInt64}"""
 )
 
 CHANGED_WORKFLOWS = (
@@ -95,8 +96,10 @@ class ServingModel:
         full_refresh: float = 600.0,
         query_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        max_workflows: int = 2_000_000,
     ):
         self._backend = backend
+        self.max_workflows = max_workflows
         self.max_staleness = max_staleness
         self.interval = interval
         self.full_refresh = full_refresh
@@ -107,6 +110,8 @@ class ServingModel:
         # entry (each an immutable tuple) by polls, so readers need no lock.
         self._workflows: dict[str, dict[str, WorkflowCounts]] = {}
         self._users: dict[str, UserCounts] = {}
+        self._held = 0  # workflows in _workflows
+        self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
         # Newest block of workflow_changes at the previous read and at the one before it.
         self._blocks: tuple[int, int] | None = None
@@ -135,6 +140,8 @@ class ServingModel:
         return None if self._fresh_as_of is None else self._clock() - self._fresh_as_of
 
     def _check_fresh(self, timeout: float) -> None:
+        if self.off is not None:
+            raise Stale(self.off)
         if self._writes is None:
             self._check_bound()
         else:
@@ -161,7 +168,7 @@ class ServingModel:
             raise Stale("the serving model's newest read failed")
         with self._applied:
             wait = min(self.max_staleness, timeout / 2)
-            self._applied.wait_for(lambda: self._has_read(wanted) or self._failing, wait)
+            self._applied.wait_for(lambda: self._has_read(wanted) or self._failing or self.off is not None, wait)
             if not self._has_read(wanted):
                 raise Stale("the serving model has not read the newest inserts in time")
 
@@ -183,7 +190,7 @@ class ServingModel:
 
     @property
     def workflows(self) -> int:
-        return sum(len(by_workflow) for by_workflow in list(self._workflows.values()))
+        return self._held
 
     # -- reads from ClickHouse --------------------------------------------------------------------
     def _newest_block(self) -> int:
@@ -203,12 +210,15 @@ class ServingModel:
         sent = self._clock()
         counts = self._counts()  # before the reads: every write counted here is in what they see
         newest = self._newest_block()
-        rows = self._backend.rows(EVERY_WORKFLOW, {}, self._timeout)
+        rows = self._backend.rows(EVERY_WORKFLOW, {"limit": self.max_workflows + 1}, self._timeout)
+        if len(rows) > self.max_workflows:
+            self._turn_off(f"ClickHouse holds more than {self.max_workflows:,} workflows")
+            return
         workflows: dict[str, dict[str, WorkflowCounts]] = {}
         for user_id, workflow_id, jobs, joblogs, seconds in rows:
             workflows.setdefault(user_id, {})[workflow_id] = (int(jobs), int(joblogs), int(seconds))
         users = {user_id: _user_counts(by_workflow) for user_id, by_workflow in workflows.items()}
-        self._workflows, self._users = workflows, users
+        self._workflows, self._users, self._held = workflows, users, len(rows)
         self._blocks, self._loaded_at = (newest, newest), sent
         self._applied_read(sent, counts)
         log.info("serving model: %d workflows of %d users read in %.1fs", len(rows), len(users), self._clock() - sent)
@@ -224,7 +234,12 @@ class ServingModel:
         before_previous, previous = self._blocks
         rows = self._backend.rows(CHANGED_WORKFLOWS, {"after": before_previous, "upto": newest}, self._timeout)
         for user_id, workflow_id, jobs, joblogs, seconds in rows:
-            self._workflows.setdefault(user_id, {})[workflow_id] = (int(jobs), int(joblogs), int(seconds))
+            by_workflow = self._workflows.setdefault(user_id, {})
+            self._held += workflow_id not in by_workflow
+            by_workflow[workflow_id] = (int(jobs), int(joblogs), int(seconds))
+        if self._held > self.max_workflows:
+            self._turn_off(f"new workflows took it past {self.max_workflows:,}")
+            return len(rows)
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~10 ms.
         for user_id in {row[0] for row in rows}:
             self._users[user_id] = _user_counts(self._workflows[user_id])
@@ -272,6 +287,15 @@ class ServingModel:
                 self._read_failed()
                 log.exception("serving model: read failed")
             self._wake.wait(max(0.0, self.interval - (self._clock() - started)))
+
+    def _turn_off(self, why: str) -> None:
+        """More workflows than it may hold: free the memory, stop the feed, leave lookups to ClickHouse."""
+        self.off = f"the serving model is off: {why} (ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS)"
+        log.warning("%s; lookups ask ClickHouse", self.off)
+        self._workflows, self._users, self._held = {}, {}, 0
+        self._stop.set()
+        with self._applied:
+            self._applied.notify_all()
 
     def _read_failed(self) -> None:
         self.failures += 1

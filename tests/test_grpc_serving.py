@@ -16,7 +16,7 @@ from analytics_proto import analytics_pb2 as pb
 from tests import datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
-from tests.intake import deliver
+from tests.intake import deliver, query
 
 BOUND = 1.0  # the serving model's staleness bound in these tests, seconds
 
@@ -245,4 +245,62 @@ def test_a_model_whose_feed_is_behind_is_never_used(analytics_db, small, relay, 
             )
     finally:
         relay.release()
+        assert service.stop() == 0, service.log()
+
+
+def start_limited(tmp_path, url: str, limit: int):
+    metrics_port = free_port()
+    service = start_grpc(
+        tmp_path,
+        "--clickhouse-url",
+        url,
+        "--serving-max-staleness",
+        str(BOUND),
+        "--metrics-port",
+        str(metrics_port),
+        env={"ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS": str(limit)},
+    )
+    service.extra["metrics_url"] = f"http://127.0.0.1:{metrics_port}/metrics"
+    return service
+
+
+def assert_answered_by_clickhouse(service, dataset) -> None:
+    with service.channel() as channel:
+        stub = service.stub(channel)
+        before = lookups_in_clickhouse(service)
+        cases = mixed_requests(dataset)
+        for method, request, expected in cases:
+            assert answer_of(stub, method, request) == expected, (method, request)
+        assert lookups_in_clickhouse(service) - before == len(cases)
+    assert sample(scrape(service.extra["metrics_url"]), "analytics_grpc_serving_model_workflows") == 0
+
+
+def test_a_model_that_would_start_beyond_its_limit_turns_itself_off(analytics_db, small, tmp_path):
+    """More workflows than ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS: no model, exact answers from ClickHouse."""
+    service = start_limited(tmp_path, analytics_db.url, 5)
+    try:
+        wait_until(lambda: "the serving model is off" in service.log(), "the model to turn itself off")
+        assert "ClickHouse holds more than 5 workflows" in service.log()
+        assert_answered_by_clickhouse(service, small)
+    finally:
+        assert service.stop() == 0, service.log()
+
+
+def test_a_model_that_grows_beyond_its_limit_turns_itself_off(analytics_db, small, tmp_path):
+    [[held]] = [
+        list(row.values())
+        for row in query(analytics_db, "select uniqExact(user_id, workflow_id) from analytics.workflow_totals")
+    ]
+    service = start_limited(tmp_path, analytics_db.url, int(held) + 1)
+    try:
+        wait_until(
+            lambda: sample(scrape(service.extra["metrics_url"]), "analytics_grpc_serving_model_workflows") > 0,
+            "the model to load",
+        )
+        more = datasets.generate(seed=64, users=2, workflows_per_user=1, jobs_per_workflow=2)
+        deliver(analytics_db, more.messages)
+        wait_until(lambda: "the serving model is off" in service.log(), "the model to turn itself off")
+        assert f"new workflows took it past {int(held) + 1}" in service.log()
+        assert_answered_by_clickhouse(service, more)
+    finally:
         assert service.stop() == 0, service.log()

@@ -53,6 +53,12 @@ class GrpcSettings(TopologySettings):
         "fresh from ClickHouse, never from a state older than this many seconds (else from ClickHouse); 0: off; "
         "unset: on in `analytics up`, whose writes the model sees (read-your-writes), off over HTTP.",
     )
+    grpc_serving_max_workflows: int = Field(
+        2_000_000,
+        ge=1,
+        description="Workflows the serving model may hold (about 500 bytes each); with more in ClickHouse it turns "
+        "itself off and lookups ask ClickHouse.",
+    )
     grpc_serving_poll_interval: float = Field(
         0.1, gt=0, le=10, description="Seconds between the serving model's reads of workflow_changes."
     )
