@@ -11,7 +11,10 @@
    `analytics up` (in-process chDB) and `analytics grpc --clickhouse-url` (HTTP), each with the
    serving model on (read-your-writes in `up`, its default; a 1 s bound over HTTP) and off
    (every lookup asks ClickHouse, coalesced).
-3. Freshness: an event inserted over the HTTP intake, then GetWorkflowAnalytics polled until
+3. Overload, in each `up` deployment: GetWorkflowAnalytics from 64 callers with a 1 s deadline,
+   alone and beside 8 callers of a slow query (the big user's details, 2 s deadline), then from
+   256 callers, beyond the workers and the queue; latencies and every status code.
+4. Freshness: an event inserted over the HTTP intake, then GetWorkflowAnalytics polled until
    it counts it; p50 and p99 of insert-to-visible.
 
 ghz and the server share the machine's cores; the empty RPC's figures stand next to each row.
@@ -32,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -102,6 +106,35 @@ def measure(service: ServiceProcess, calls: dict[str, list[dict]], args, extende
                 "errors": one.errors + many.errors,
                 "codes": {**one.codes, **many.codes},
             }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def overload(service: ServiceProcess, calls: dict[str, list[dict]], args) -> list[dict]:
+    """Does it degrade rather than collapse? Lookups from 64 callers, each with a 1 s deadline:
+    alone; beside 8 callers of a slow query (the big user's details, 2 s deadline); and from 256
+    callers, beyond the workers and the queue (RESOURCE_EXHAUSTED expected)."""
+    lookup, requests = SERVICE + "GetWorkflowAnalytics", calls["GetWorkflowAnalytics"]
+    runs = [("64 callers, alone", ghz.run(service.target, lookup, requests, 64, args.seconds, deadline=1.0))]
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(
+            ghz.run,
+            service.target,
+            SERVICE + "GetUserAnalyticsDetails",
+            [{"user_id": "user-big"}],
+            8,
+            args.seconds,
+            0,
+            2.0,
+        )
+        beside = pool.submit(ghz.run, service.target, lookup, requests, 64, args.seconds, 20, 1.0)
+        runs += [("64 callers, beside the slow query", beside.result()), ("the slow query, 8 callers", slow.result())]
+    runs.append(("256 callers", ghz.run(service.target, lookup, requests, 256, args.seconds, deadline=1.0)))
+    rows = []
+    for label, run in runs:
+        rows.append(
+            {"call": label, "p50_ms": run.p50_ms, "p99_ms": run.p99_ms, "rps": run.requests_per_s, "codes": run.codes}
         )
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -183,6 +216,11 @@ def report(results: dict[str, dict], args) -> None:
                 f"{label:44} {row['call']:30} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['rps']:9.0f}  "
                 f"{ratio}{errors}"
             )
+        for row in result.get("overload", []):
+            print(
+                f"{label:44} overload: {row['call']:34} p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+                f"{row['rps']:.0f}/s, {row['codes']}"
+            )
         if "freshness" in result:
             print(f"{label:44} freshness, insert to visible: {json.dumps(result['freshness'])}")
         if "rss_mib" in result:
@@ -248,6 +286,7 @@ def main() -> None:
                 result["load_s"] = wait_until_fresh(http.url + "/metrics")
                 result["rss_mib"] = rss_mib(stack.process.pid)
             result["rows"] = measure(stack, calls, args, extended=not model)
+            result["overload"] = overload(stack, calls, args)
             result["freshness"] = freshness(stack, http, args.freshness_samples)
             results[label] = result
             if model:

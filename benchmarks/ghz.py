@@ -78,8 +78,16 @@ def protoset(directory: Path) -> Path:
     return path
 
 
-def run(target: str, method: str, requests: list[dict], callers: int, seconds: float, warmup: int = 20) -> Run:
-    """ghz against ``target`` (plaintext), ``method`` as package.Service.Method."""
+def run(
+    target: str,
+    method: str,
+    requests: list[dict],
+    callers: int,
+    seconds: float,
+    warmup: int = 20,
+    deadline: float = 10.0,
+) -> Run:
+    """ghz against ``target`` (plaintext), ``method`` as package.Service.Method, each call with ``deadline``."""
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "requests.json"
         data.write_text(json.dumps(requests))
@@ -102,7 +110,7 @@ def run(target: str, method: str, requests: list[dict], callers: int, seconds: f
                 "--skipFirst",
                 str(warmup),
                 "--timeout",
-                "10s",
+                f"{deadline}s",
                 "--format",
                 "json",
                 target,
