@@ -49,6 +49,12 @@ NEWEST_BLOCK = """select toInt64(ifNull(max(max_block_number), 0))
 from system.parts
 where database = 'analytics' and table = 'workflow_changes' and active"""
 
+# Mutations of workflow_totals still to run (ALTER ... UPDATE/DELETE returns before they have,
+# unless mutations_sync is set): a full read until then may hold numbers about to change.
+PENDING_MUTATIONS = """select count()
+from system.mutations
+where database = 'analytics' and table = 'workflow_totals' and not is_done"""
+
 # A workflow's totals as the model and the coalesced lookups read them (server/lookups.py).
 WORKFLOW_TOTALS_SELECT = """select
     user_id,
@@ -120,6 +126,7 @@ class ServingModel:
         # covers inserts only, a full read both.
         self._covered: tuple[int, int] | None = None
         self._failing = False  # the newest read failed
+        self._mutation_pending = False  # the newest full read saw a mutation of workflow_totals running
         self._applied = threading.Condition()  # notified after every applied read
         self._wake = threading.Event()  # a lookup waits for a read: do it now
         self._stop = threading.Event()
@@ -193,6 +200,10 @@ class ServingModel:
         return self._held
 
     # -- reads from ClickHouse --------------------------------------------------------------------
+    def _pending_mutations(self) -> int:
+        [[pending]] = self._backend.rows(PENDING_MUTATIONS, {}, self._timeout)
+        return int(pending)
+
     def _newest_block(self) -> int:
         [[block]] = self._backend.rows(NEWEST_BLOCK, {}, self._timeout)
         return int(block)
@@ -209,6 +220,8 @@ class ServingModel:
         """Read every workflow's totals and replace the model with them."""
         sent = self._clock()
         counts = self._counts()  # before the reads: every write counted here is in what they see
+        # Read before the rows: a mutation done by now is in them, one still running is not.
+        pending = self._writes is not None and self._pending_mutations()
         newest = self._newest_block()
         rows = self._backend.rows(EVERY_WORKFLOW, {"limit": self.max_workflows + 1}, self._timeout)
         if len(rows) > self.max_workflows:
@@ -220,6 +233,14 @@ class ServingModel:
         users = {user_id: _user_counts(by_workflow) for user_id, by_workflow in workflows.items()}
         self._workflows, self._users, self._held = workflows, users, len(rows)
         self._blocks, self._loaded_at = (newest, newest), sent
+        if pending:
+            # Not covering the newest change keeps lookups on ClickHouse and has the next turn read again.
+            counts = (counts[0], counts[1] - 1)
+            if not self._mutation_pending:
+                log.info(
+                    "serving model: a mutation of workflow_totals is running; lookups ask ClickHouse until it is done"
+                )
+        self._mutation_pending = bool(pending)
         self._applied_read(sent, counts)
         log.info("serving model: %d workflows of %d users read in %.1fs", len(rows), len(users), self._clock() - sent)
 

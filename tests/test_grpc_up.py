@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+import time
 from types import SimpleNamespace
 
 import grpc
@@ -29,7 +30,7 @@ from tests.grpc_server import (
     start_up,
     wait_until,
 )
-from tests.intake import deliver, execute
+from tests.intake import HTTP, deliver, execute
 
 pytestmark = pytest.mark.long_file(50)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
@@ -222,6 +223,32 @@ def test_a_write_no_insert_announces_is_never_missed(stack, loaded):
         with pytest.raises(grpc.RpcError) as gone:
             stub.GetUserAnalytics(request, timeout=30)
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_mutation_still_running_is_never_answered_from_memory(stack, loaded):
+    """ALTER ... UPDATE returns before its mutation runs: the model must not keep what it read meanwhile."""
+    http = SimpleNamespace(url=stack.extra["url"])
+    more = datasets.generate(seed=730, users=1, workflows_per_user=1, jobs_per_workflow=3)
+    [user] = more.expected.users
+    deliver(http, more.messages)
+    request = pb.GetUserAnalyticsRequest(user_id=user)
+    with stack.channel() as channel:
+        stub = stack.stub(channel)
+        assert stub.GetUserAnalytics(request, timeout=30).total_jobs == more.expected.user(user)[1]
+        execute(http, "SYSTEM STOP MERGES analytics.workflow_totals")  # the mutation waits until START
+        try:
+            # mutations_sync=0: the statement returns at once (chDB's own default waits for it).
+            altered = HTTP.request(
+                "POST",
+                f"{http.url}/?mutations_sync=0",
+                body=f"ALTER TABLE analytics.workflow_totals UPDATE jobs = 0 WHERE user_id = '{user}'".encode(),
+            )
+            assert altered.status == 200, altered.data
+            time.sleep(0.5)  # the model reads everything again meanwhile, the mutation still waiting
+            assert stub.GetUserAnalytics(request, timeout=30).total_jobs == more.expected.user(user)[1]
+        finally:
+            execute(http, "SYSTEM START MERGES analytics.workflow_totals")
+        wait_until(lambda: stub.GetUserAnalytics(request, timeout=30).total_jobs == 0, "the mutation's numbers", 30)
 
 
 def test_sigterm_sets_not_serving_and_stops_the_stack_cleanly(stack):
