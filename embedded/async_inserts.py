@@ -24,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from core.errors import Code
 from embedded.errors import ClickHouseError
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,31 @@ _TEXT_ROWS = {
 _BINARY_ROWS = {"rowbinary"}
 _SETTINGS_OF_THE_QUEUE = ("async_insert", "wait_for_async_insert", "async_insert_busy_timeout_ms")
 _TRUE = {"1", "true"}
+
+
+_BOOLS = {"0", "1", "true", "false"}
+_UNSIGNED = ("async_insert_busy_timeout_ms", "async_insert_max_data_size")
+
+
+def check_settings(settings: dict[str, str]) -> None:
+    """Refuse the queue's own settings with a value ClickHouse would not parse, as it would.
+
+    They are read here, before any SET reaches chDB: a bad one must fail the request, not turn
+    into a default or into a batch that fails after an early answer (wait_for_async_insert=0).
+    """
+    for name in ("async_insert", "wait_for_async_insert"):
+        value = settings.get(name)
+        if value is not None and value.lower() not in _BOOLS:
+            raise ClickHouseError.of(Code.CANNOT_PARSE_BOOL, f"Cannot parse bool from string '{value}' ({name})")
+    for name in _UNSIGNED:
+        value = settings.get(name)
+        if value is None or value.isascii() and value.isdigit():
+            continue
+        if value.startswith("-"):
+            raise ClickHouseError.of(Code.CANNOT_PARSE_NUMBER, f"Unsigned type must not contain '-' symbol ({name})")
+        raise ClickHouseError.of(
+            Code.CANNOT_PARSE_INPUT_ASSERTION_FAILED, f"Cannot parse input: expected 'eof' before: '{value}' ({name})"
+        )
 
 
 def wanted(settings: dict[str, str], fmt: str) -> bool:
@@ -164,14 +190,10 @@ def queue_key(user: str, database: str | None, statement: bytes, settings: dict[
 
 
 def busy_timeout_s(settings: dict[str, str]) -> float:
-    try:
-        return max(0, int(settings.get("async_insert_busy_timeout_ms", "200"))) / 1000
-    except ValueError:
-        return 0.2
+    """Seconds a batch waits for more rows (checked by check_settings)."""
+    return int(settings.get("async_insert_busy_timeout_ms", "200")) / 1000
 
 
 def max_data_size(settings: dict[str, str]) -> int:
-    try:
-        return int(settings.get("async_insert_max_data_size", str(10 << 20)))
-    except ValueError:
-        return 10 << 20
+    """Bytes at which a batch is inserted without waiting longer (checked by check_settings)."""
+    return int(settings.get("async_insert_max_data_size", str(10 << 20)))

@@ -236,6 +236,7 @@ class Front:
         # The rows always reach chDB through FROM INFILE, never pasted after the statement: chDB
         # (like clickhouse-local) ends inline INSERT data at the first blank line and runs the
         # rest as SQL, so "\n\n" in a body (text, or bytes of a Native block) would be executed.
+        async_inserts.check_settings(spec.settings)
         limit = self.config.small_insert_limit
         while not body.exhausted and len(head) - insert.data_start <= limit:
             chunk = await body.read()

@@ -8,6 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
+import pytest
+
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import HTTP, insert_statement, query
@@ -100,3 +102,25 @@ def test_inserts_with_different_settings_are_never_joined(analytics_db):
         if topic != "jobs" and messages:
             assert post(analytics_db, topic, messages, **ASYNC).status == 200
     assert_matches(analytics_db, dataset)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("async_insert", "yes", "CANNOT_PARSE_BOOL"),
+        ("wait_for_async_insert", "2", "CANNOT_PARSE_BOOL"),
+        ("async_insert_busy_timeout_ms", "abc", "CANNOT_PARSE_INPUT_ASSERTION_FAILED"),
+        ("async_insert_busy_timeout_ms", "-5", "CANNOT_PARSE_NUMBER"),
+        ("async_insert_max_data_size", "1.5", "CANNOT_PARSE_INPUT_ASSERTION_FAILED"),
+    ],
+)
+def test_a_queue_setting_clickhouse_cannot_parse_is_refused_and_nothing_is_stored(analytics_db, name, value, error):
+    dataset = datasets.generate(seed=64, users=1, workflows_per_user=1, jobs_per_workflow=1)
+    [event, *_] = dataset.messages["jobs"]
+    # Without waiting too: the refusal must come before the early answer, or the rows would be lost unseen.
+    answer = post(analytics_db, "jobs", [event], **{**ASYNC, "wait_for_async_insert": "0", name: value})
+    assert answer.status != 200
+    assert error in answer.data.decode() and name in answer.data.decode()
+    time.sleep(0.5)  # a batch that was wrongly queued would be in by now
+    [row] = query(analytics_db, f"select count() as n from analytics.job_events where event_id = '{event['event_id']}'")
+    assert row["n"] == 0
