@@ -28,6 +28,10 @@ POINTS = ("batch_taken", "batch_inserted")
 ACTIONS = ("kill", "hold")
 HOLD_SECONDS = 600.0
 
+class FaultPointError(ValueError):
+    """ANALYTICS_FAULT_POINT names no point or action this module has."""
+
+
 _fired = threading.Event()
 _lock = threading.Lock()
 
@@ -40,11 +44,16 @@ def _configured() -> tuple[str, str, str] | None:
     point, _, rest = spec.partition(":")
     action, _, topic = rest.partition(":")
     if point not in POINTS or action not in ACTIONS:
-        raise ValueError(
+        raise FaultPointError(
             f"ANALYTICS_FAULT_POINT={spec!r}: expected <point>:<action>[:<topic>] with a point of "
             f"{', '.join(POINTS)} and an action of {', '.join(ACTIONS)}"
         )
     return point, action, topic
+
+
+def check() -> None:
+    """Raise FaultPointError for a malformed ANALYTICS_FAULT_POINT: at start, not at the first point reached."""
+    _configured()
 
 
 def reach(point: str, topic: str, stop: threading.Event) -> None:

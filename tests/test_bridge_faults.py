@@ -9,8 +9,11 @@ import time
 import uuid
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 
+from analytics.cli import main
+from embedded import fault_points
 from embedded.bridge.config import config_from, prepare_topics
 from tests import datasets
 from tests.checks import assert_matches
@@ -108,3 +111,19 @@ def test_sigterm_with_a_batch_in_flight_inserts_and_commits_it(analytics_db, kaf
     assert 0 < committed < len(dataset.messages["jobs"])
     assert job_events(analytics_db, dataset) == distinct_job_events(dataset.messages["jobs"][:committed])
     finish_and_check(analytics_db, kafka, settings, dataset, log_path)
+
+
+def test_a_malformed_fault_point_stops_the_bridge_at_start():
+    """Refused before any topic is touched, not when the first batch reaches a point."""
+    fault_points._configured.cache_clear()  # read once per process: forget what an earlier test saw
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["ingest", "--kafka", "127.0.0.1:1", "--clickhouse-url", "http://127.0.0.1:1"],
+            env={"ANALYTICS_FAULT_POINT": "batch_taken:explode"},
+        )
+    finally:
+        fault_points._configured.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "ANALYTICS_FAULT_POINT='batch_taken:explode'" in result.output
+    assert "an action of kill, hold" in result.output

@@ -81,9 +81,15 @@ def ingest(bootstrap, clickhouse_url, create_topics, metrics_port) -> None:
         from embedded.bridge.config import config_from, prepare_topics
         from embedded.bridge.metrics import serve_metrics
         from embedded.bridge.runner import Bridge
+        from embedded.fault_points import FaultPointError
+        from embedded.fault_points import check as check_fault_point
         from embedded.kafka.topics import TopicError
 
     config = config_from(settings.slice(IngestSettings))
+    try:
+        check_fault_point()
+    except FaultPointError as error:
+        raise click.ClickException(str(error)) from None
     try:
         prepare_topics(config, create=create_topics, partitions=settings.kafka_topic_partitions)
     except TopicError as error:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from embedded import fault_points
 from embedded.bridge.config import BridgeConfig, prepare_topics
 from embedded.bridge.consumer import TopicConsumer
 from embedded.bridge.metrics import DEAD_LETTERS
@@ -65,6 +66,7 @@ class BridgeComponent:
         self.bridge = Bridge(config)
 
     def start(self) -> None:
+        fault_points.check()
         prepare_topics(self.config, create=True, partitions=self.partitions)
         self.bridge.start()
 
