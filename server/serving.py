@@ -127,6 +127,7 @@ class ServingModel:
         self._covered: tuple[int, int] | None = None
         self._failing = False  # the newest read failed
         self._mutation_pending = False  # the newest full read saw a mutation of workflow_totals running
+        self._loading = False  # a full read is running
         self._applied = threading.Condition()  # notified after every applied read
         self._wake = threading.Event()  # a lookup waits for a read: do it now
         self._stop = threading.Event()
@@ -171,6 +172,8 @@ class ServingModel:
         self._wake.set()  # the feed reads now, for every lookup waiting
         if wanted[1] > covered[1]:
             raise Stale("a write no insert announces changed the data: the serving model reads everything again")
+        if self._loading:
+            raise Stale("the serving model is reading everything again")  # seconds at scale: not worth a wait
         if self._failing:
             raise Stale("the serving model's newest read failed")
         with self._applied:
@@ -218,6 +221,13 @@ class ServingModel:
 
     def load(self) -> None:
         """Read every workflow's totals and replace the model with them."""
+        self._loading = True
+        try:
+            self._load()
+        finally:
+            self._loading = False
+
+    def _load(self) -> None:
         sent = self._clock()
         counts = self._counts()  # before the reads: every write counted here is in what they see
         # Read before the rows: a mutation done by now is in them, one still running is not.
@@ -240,9 +250,11 @@ class ServingModel:
                 log.info(
                     "serving model: a mutation of workflow_totals is running; lookups ask ClickHouse until it is done"
                 )
+        else:
+            took = self._clock() - sent
+            log.info("serving model: %d workflows of %d users read in %.1fs", len(rows), len(users), took)
         self._mutation_pending = bool(pending)
         self._applied_read(sent, counts)
-        log.info("serving model: %d workflows of %d users read in %.1fs", len(rows), len(users), self._clock() - sent)
 
     def poll(self) -> int:
         """Re-read the keys of the blocks committed since the poll before the previous one."""
