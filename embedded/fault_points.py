@@ -28,6 +28,7 @@ POINTS = ("batch_taken", "batch_inserted")
 ACTIONS = ("kill", "hold")
 HOLD_SECONDS = 600.0
 
+
 class FaultPointError(ValueError):
     """ANALYTICS_FAULT_POINT names no point or action this module has."""
 
