@@ -47,9 +47,7 @@ _TEXT_ROWS = {
 _BINARY_ROWS = {"rowbinary"}
 _SETTINGS_OF_THE_QUEUE = ("async_insert", "wait_for_async_insert", "async_insert_busy_timeout_ms")
 _TRUE = {"1", "true"}
-
-
-_BOOLS = {"0", "1", "true", "false"}
+_BOOLS = _TRUE | {"0", "false"}  # what ClickHouse parses as a bool setting, in any case
 _UNSIGNED = ("async_insert_busy_timeout_ms", "async_insert_max_data_size")
 
 

@@ -163,7 +163,8 @@ def test_calls_beyond_the_workers_and_the_queue_are_refused_at_once(small, relay
 # -- the serving model --------------------------------------------------------------------------
 
 
-def start_served(tmp_path, url: str, bound: float = BOUND):
+def launch_served(tmp_path, url: str, bound: float = BOUND, env: dict | None = None):
+    """`analytics grpc` with the serving model on and its metrics port in extra["metrics_url"]."""
     metrics_port = free_port()
     service = start_grpc(
         tmp_path,
@@ -173,8 +174,14 @@ def start_served(tmp_path, url: str, bound: float = BOUND):
         str(bound),
         "--metrics-port",
         str(metrics_port),
+        env=env,
     )
     service.extra["metrics_url"] = f"http://127.0.0.1:{metrics_port}/metrics"
+    return service
+
+
+def start_served(tmp_path, url: str, bound: float = BOUND):
+    service = launch_served(tmp_path, url, bound)
     wait_until(
         lambda: (
             sample(scrape(service.extra["metrics_url"]), "analytics_grpc_serving_model_staleness_seconds") >= 0
@@ -249,19 +256,7 @@ def test_a_model_whose_feed_is_behind_is_never_used(analytics_db, small, relay, 
 
 
 def start_limited(tmp_path, url: str, limit: int):
-    metrics_port = free_port()
-    service = start_grpc(
-        tmp_path,
-        "--clickhouse-url",
-        url,
-        "--serving-max-staleness",
-        str(BOUND),
-        "--metrics-port",
-        str(metrics_port),
-        env={"ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS": str(limit)},
-    )
-    service.extra["metrics_url"] = f"http://127.0.0.1:{metrics_port}/metrics"
-    return service
+    return launch_served(tmp_path, url, env={"ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS": str(limit)})
 
 
 def assert_answered_by_clickhouse(service, dataset) -> None:

@@ -169,12 +169,12 @@ def test_health_and_reflection(stack):
     assert "analytics.AnalyticsService" in listed_services(stack.target)
 
 
+WORKFLOW_LOOKUPS = ("user_totals", "workflow_totals")
+
+
 def lookups_asked_of_clickhouse(stack) -> float:
     text = scrape(stack.extra["url"] + "/metrics")
     return sum(sample(text, "analytics_clickhouse_query_seconds_count", query=name) for name in WORKFLOW_LOOKUPS)
-
-
-WORKFLOW_LOOKUPS = ("user_totals", "workflow_totals")
 
 
 def test_lookups_read_their_writes_from_the_serving_model(stack, loaded):
