@@ -72,7 +72,7 @@ class DagsterService:
 
     def start(self) -> None:
         """Prepare the instance, spawn the webserver and the daemon; a thread reports when the UI serves."""
-        self._check_port_free()
+        self._check_address()
         self.home.mkdir(parents=True, exist_ok=True)
         config = self.home / "dagster.yaml"
         if not config.exists():
@@ -99,19 +99,34 @@ class DagsterService:
         # Loading the code location takes a while; the rest of the stack need not wait for it.
         threading.Thread(target=self._report_start, name="dagster-start", daemon=True).start()
 
-    def _check_port_free(self) -> None:
-        # Otherwise another server on the port would answer for a webserver that failed to bind.
-        with socket.socket() as probe:
+    def _check_address(self) -> None:
+        """Refuse at once an address the webserver could not listen on; it would only say so after
+        loading the code location, a minute on two cores. Anything this probe cannot judge the
+        webserver reports itself."""
+        host, port = self.settings.dagster_host, self.settings.dagster_port
+        try:
+            family, kind, protocol, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+        except socket.gaierror as error:
+            raise DagsterStartError(
+                f"cannot listen on {host}: {error.strerror}; choose another with ANALYTICS_DAGSTER_HOST or --host"
+            ) from None
+        with socket.socket(family, kind, protocol) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((self.settings.dagster_host, self.settings.dagster_port))
+                probe.bind(address)
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
+                    # Otherwise another server on the port would answer for a webserver that failed to bind.
                     raise DagsterStartError(
-                        f"port {self.settings.dagster_port} on {self.settings.dagster_host} is already in use;"
-                        " choose another with ANALYTICS_DAGSTER_PORT or --port"
+                        f"port {port} on {host} is already in use; choose another with ANALYTICS_DAGSTER_PORT or --port"
                     ) from None
-                # Anything else (an unknown host, say) the webserver reports itself.
+                if error.errno == errno.EADDRNOTAVAIL:
+                    raise DagsterStartError(
+                        f"cannot listen on {host}: no interface of this machine has that address;"
+                        " choose another with ANALYTICS_DAGSTER_HOST or --host"
+                    ) from None
 
     def _report_start(self) -> None:
         try:

@@ -9,6 +9,7 @@ traceback. A missing module that belongs to no extra is a bug, and is raised as 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 
 import click
@@ -37,6 +38,17 @@ EXTRA_MODULES = {
     "orchestration": {"dagster", "dagster_webserver", "dagster_dbt", "dbt", "clickhouse_connect"},
 }
 EXTRA_MODULES["stack"] = set().union(*EXTRA_MODULES.values())
+
+
+def check_installed(*modules: str) -> None:
+    """Raise ModuleNotFoundError for the first of ``modules`` not installed, importing none of them.
+
+    For the parts that run as child processes (dbt, Dagster): importing them only to see that they
+    are there would cost the command seconds and its process the memory they hold.
+    """
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
 
 class MissingExtra(click.ClickException):

@@ -22,7 +22,7 @@ from analytics.components import dagster_component
 from core.settings.composed import Settings
 from tests.embedded_server import free_port
 
-pytestmark = pytest.mark.long_file(210)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(150)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "dagster-asset-graph.png"
@@ -219,11 +219,40 @@ def test_no_dagster_leaves_it_out_of_the_stack():
     assert dagster_component(Settings(), engine=None).name == "dagster"
 
 
-@pytest.mark.slow
-def test_analytics_dagster_reports_a_webserver_that_exits(tmp_path):
-    # Last in the module: the stack is down by now and takes no CPU from this start.
-    result = run_analytics_dagster(tmp_path, "--host", "no-such-host.invalid", "--port", str(free_port()))
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [("no-such-host.invalid", "cannot listen on no-such-host.invalid: "), ("192.0.2.1", "no interface of this")],
+)
+def test_analytics_dagster_refuses_an_address_it_cannot_listen_on_before_starting_anything(tmp_path, host, reason):
+    result = run_analytics_dagster(tmp_path, "--host", host, "--port", str(free_port()))
     assert result.returncode == 1
-    assert "the Dagster webserver exited" in result.stderr
-    assert "Name or service not known" in result.stderr
+    assert reason in result.stderr
+    assert not (tmp_path / "dagster").exists()  # refused before the instance, the webserver or the daemon
+
+
+def test_analytics_dagster_reports_a_webserver_that_exits_and_stops_the_daemon(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ANALYTICS_")}
+    environment["ANALYTICS_DATA_DIR"] = str(tmp_path)
+    command = [sys.executable, "-m", "analytics.cli", "dagster", "--port", str(free_port())]
+    process = subprocess.Popen(command, env=environment, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (children := {pid: command_line(pid) for pid in descendants(process.pid)}) or not any(
+            "dagster-daemon" in line for line in children.values()
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, "the webserver and daemon never started"
+            time.sleep(0.1)
+        [webserver] = [pid for pid, line in children.items() if "dagster-webserver" in line]
+        os.kill(webserver, signal.SIGKILL)  # a crash while it loads the code location
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    assert "the Dagster webserver exited with -9" in stderr
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [line for pid, line in children.items() if alive(pid)] == []  # the daemon went with it
     assert list((tmp_path / "dagster").glob("*.log"))  # the logs stay for the operator

@@ -77,7 +77,9 @@ def test_a_producer_installs_the_sdk_without_the_stack(sdk_only):
         assert not importable(python, module, home), f"{module} came with the SDK"
 
 
-@pytest.mark.parametrize(("command", "extra"), [("up", "stack"), ("grpc", "server"), ("migrate", "dbt")])
+@pytest.mark.parametrize(
+    ("command", "extra"), [("up", "stack"), ("grpc", "server"), ("migrate", "dbt"), ("dagster", "orchestration")]
+)
 def test_a_command_without_its_extra_says_in_one_line_which_to_install(sdk_only, command, extra):
     python, home = sdk_only
     result = run(python, "-m", "analytics.cli", command, cwd=home)

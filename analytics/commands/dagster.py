@@ -7,7 +7,7 @@ import time
 
 import click
 
-from analytics.extras import requires
+from analytics.extras import check_installed, requires
 from analytics.settings import configure_logging, load_settings
 
 
@@ -32,8 +32,7 @@ def dagster(port, host, clickhouse_url) -> None:
     settings = load_settings(dagster_port=port, dagster_host=host, clickhouse_url=clickhouse_url)
     configure_logging(settings)
     with requires("orchestration", "dagster"):
-        import dagster  # noqa: F401 - the webserver and daemon run as child processes
-        import dagster_dbt  # noqa: F401
+        check_installed("dagster", "dagster_webserver", "dagster_dbt")  # they run as child processes
 
     from analytics.dagster_service import DagsterService, DagsterStartError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from analytics.extras import requires
+from analytics.extras import check_installed, requires
 from analytics.settings import load_settings
 from core.settings.schema import SchemaSettings
 
@@ -16,7 +16,7 @@ def migrate(clickhouse_url, target) -> None:
     """Build the analytics schema with dbt (dbt build): safe to run again at any time."""
     settings = load_settings(clickhouse_url=clickhouse_url, dbt_target=target)
     with requires("dbt", "migrate"):
-        import dbt.version  # noqa: F401 - dbt runs as a child process; say so here if it is missing
+        check_installed("dbt.version")  # dbt runs as a child process; say so here if it is missing
 
         from operations.migrate import migrate as run_migrate
 
@@ -44,7 +44,7 @@ def backfill(days, clickhouse_url) -> None:
     """
     settings = load_settings(clickhouse_url=clickhouse_url)
     with requires("dbt", "backfill"):
-        import dbt.version  # noqa: F401 - dbt runs as a child process; say so here if it is missing
+        check_installed("dbt.version")  # dbt runs as a child process; say so here if it is missing
 
         from operations.backfill import BackfillFailed, rebuild_days
 

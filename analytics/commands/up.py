@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from analytics.extras import requires
+from analytics.extras import check_installed, requires
 from analytics.settings import configure_logging, load_settings
 
 
@@ -30,9 +30,7 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
     configure_logging(settings)
     with requires("stack", "up"):
         # Every part `up` may start, imported now: a missing one is named before anything starts.
-        import dagster  # noqa: F401 - the Dagster UI runs as child processes
-        import dbt.version  # noqa: F401 - the schema is built by dbt in a child process
-
+        check_installed("dagster", "dagster_webserver", "dbt.version")  # they run as child processes
         import server.service  # noqa: F401
         from analytics.components import stack_components
         from analytics.stack import Stack
