@@ -6,6 +6,7 @@ dbt runs as a child process: its configuration comes from profiles.yml, which re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -51,9 +52,32 @@ def dbt_executable() -> str:
     return str(Path(sys.executable).with_name("dbt"))
 
 
+def default_target_path(settings: SchemaSettings) -> Path:
+    """Where dbt writes its artifacts (manifest.json, run results) unless told otherwise."""
+    return settings.data_dir.resolve() / "dbt" / "target"
+
+
+# Written next to a manifest.json once it is known to be the parse of the project as it was then.
+FINGERPRINT_FILE = "fingerprint"
+
+
+def project_fingerprint(settings: SchemaSettings) -> str:
+    """What a manifest depends on: the project's files (names, sizes, times), the vars and target."""
+    digest = hashlib.sha256(json.dumps([dbt_vars(settings), settings.dbt_target]).encode())
+    files = [
+        PROJECT_ROOT / "dbt_project.yml",
+        PROJECT_ROOT / "profiles.yml",
+        *(PROJECT_ROOT / "dbt_project").rglob("*"),
+    ]
+    for path in sorted(path for path in files if path.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(PROJECT_ROOT)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def dbt_command(settings: SchemaSettings, command: str, *args: str, target_path: Path | None = None) -> list[str]:
     """A dbt command line; ``target_path`` defaults to DATA_DIR/dbt/target (logs go next to it)."""
-    target_path = target_path or settings.data_dir.resolve() / "dbt" / "target"
+    target_path = target_path or default_target_path(settings)
     return [
         dbt_executable(),
         command,

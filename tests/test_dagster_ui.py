@@ -123,6 +123,14 @@ def test_up_serves_the_dagster_ui_with_its_home_in_the_data_directory(stack):
     assert (home / "webserver.log").exists() and (home / "daemon.log").exists()
 
 
+def test_up_gives_dagster_the_manifest_of_its_build_instead_of_parsing_again(stack):
+    _, _, data_dir, _ = stack
+    built = (data_dir / "dbt" / "target" / "fingerprint").read_text()
+    assert (data_dir / "dbt" / "dagster" / "manifest" / "fingerprint").read_text() == built
+    # A `dbt parse` for Dagster would have logged next to its manifest; the code location loaded without one.
+    assert not (data_dir / "dbt" / "dagster" / "logs").exists()
+
+
 @pytest.mark.browser
 def test_the_asset_graph_renders_in_chromium(chromium, stack, tmp_path):  # chromium first: no stack when it skips
     from playwright.sync_api import expect, sync_playwright

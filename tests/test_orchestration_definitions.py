@@ -21,7 +21,7 @@ from operations import dbt as migrate
 from operations.backfill import BackfillFailed, parse_summary, rebuild_arguments
 from orchestration.health.checks import PartitionLag, lags_from_rdkafka_stat
 from orchestration.schema.assets import dbt_build_args, model_group
-from orchestration.schema.resources import ManifestError, prepare_manifest
+from orchestration.schema.resources import ManifestError, adopt_manifest, prepare_manifest
 
 pytestmark = pytest.mark.long_file(90)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
@@ -131,6 +131,53 @@ def test_a_project_dbt_cannot_parse_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(migrate, "PROJECT_ROOT", broken)
     with pytest.raises(ManifestError, match="dbt parse failed"):
         prepare_manifest(Settings(data_dir=tmp_path / "data"))
+
+
+def built(tmp_path: Path, stamp: str | None, manifest: str = '{"nodes": {}}') -> Path:
+    """A target directory as `dbt build` leaves it, stamped by migrate when ``stamp`` is given."""
+    source = tmp_path / "target"
+    source.mkdir()
+    (source / "manifest.json").write_text(manifest)
+    (source / "partial_parse.msgpack").write_bytes(b"state")
+    if stamp is not None:
+        (source / "fingerprint").write_text(stamp)
+    (tmp_path / "manifest").mkdir()
+    return source
+
+
+def test_a_built_manifest_with_the_same_fingerprint_is_taken_with_its_parse_state(tmp_path):
+    source = built(tmp_path, "abc")
+    assert adopt_manifest(source, tmp_path / "manifest", "abc")
+    assert json.loads((tmp_path / "manifest" / "manifest.json").read_text()) == {"nodes": {}}
+    assert (tmp_path / "manifest" / "partial_parse.msgpack").read_bytes() == b"state"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "manifest"),
+    [("abc", '{"nodes": {}}'), (None, '{"nodes": {}}'), ("xyz", '{"nodes": {"torn'), ("xyz", "")],
+    ids=["other project or vars", "build did not pass", "torn", "empty"],
+)
+def test_a_built_manifest_is_refused_unless_stamped_with_this_fingerprint_and_whole(tmp_path, stamp, manifest):
+    source = built(tmp_path, stamp, manifest)
+    assert not adopt_manifest(source, tmp_path / "manifest", "xyz")
+    assert list((tmp_path / "manifest").iterdir()) == []  # nothing half-taken
+
+
+def test_migrate_stamps_only_a_build_that_passed(monkeypatch, tmp_path):
+    from operations import migrate as migrate_module
+
+    settings = Settings(data_dir=tmp_path / "data")
+    target = migrate.default_target_path(settings)
+    target.mkdir(parents=True)
+    (target / "fingerprint").write_text("stale")
+    outcomes = iter([1, 0])
+    monkeypatch.setattr(
+        migrate_module, "run_dbt", lambda *args, **kwargs: subprocess.CompletedProcess([], next(outcomes))
+    )
+    migrate_module.migrate(settings)
+    assert not (target / "fingerprint").exists()  # a failed build takes the old stamp away
+    migrate_module.migrate(settings)
+    assert (target / "fingerprint").read_text() == migrate.project_fingerprint(settings)
 
 
 def test_models_are_grouped_by_their_folder():

@@ -2,16 +2,24 @@
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource
 
 from core.settings.dagster import DagsterSettings
-from operations.dbt import PROJECT_ROOT, dbt_environment, dbt_executable, dbt_vars, run_dbt
+from operations.dbt import (
+    FINGERPRINT_FILE,
+    PROJECT_ROOT,
+    dbt_environment,
+    dbt_executable,
+    default_target_path,
+    project_fingerprint,
+    run_dbt,
+)
 
 
 class ManifestError(RuntimeError):
@@ -27,18 +35,30 @@ def manifest_target_path(settings: DagsterSettings) -> Path:
     return dagster_dbt_dir(settings) / "manifest"
 
 
-def project_fingerprint(settings: DagsterSettings) -> str:
-    """What the manifest depends on: the project's files (names, sizes, times), the vars and target."""
-    digest = hashlib.sha256(json.dumps([dbt_vars(settings), settings.dbt_target]).encode())
-    files = [
-        PROJECT_ROOT / "dbt_project.yml",
-        PROJECT_ROOT / "profiles.yml",
-        *(PROJECT_ROOT / "dbt_project").rglob("*"),
-    ]
-    for path in sorted(path for path in files if path.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(PROJECT_ROOT)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+def adopt_manifest(source: Path, target_path: Path, fingerprint: str) -> bool:
+    """Copy the manifest of another dbt run (``source``, a target directory) into ``target_path``
+    when it was stamped with ``fingerprint``; False, copying nothing, when it was not.
+
+    The stamp is read again after the copy: a build that started meanwhile removes it first, so a
+    manifest it was rewriting is never taken.
+    """
+    stamp = source / FINGERPRINT_FILE
+    if not (stamp.exists() and stamp.read_text() == fingerprint):
+        return False
+    copied = []
+    try:
+        for name in ("manifest.json", "partial_parse.msgpack"):
+            if (source / name).exists():
+                shutil.copyfile(source / name, target_path / name)
+                copied.append(name)
+        json.loads((target_path / "manifest.json").read_text())
+        intact = "manifest.json" in copied and stamp.read_text() == fingerprint
+    except (OSError, ValueError):
+        intact = False
+    if not intact:
+        for name in copied:
+            (target_path / name).unlink(missing_ok=True)
+    return intact
 
 
 def prepare_manifest(settings: DagsterSettings) -> Path:
@@ -47,18 +67,23 @@ def prepare_manifest(settings: DagsterSettings) -> Path:
     So a fresh clone needs no pre-built target and an edited model shows up on reload. The
     webserver, the daemon and every run worker load the code location, often at the same time:
     a lock keeps them from writing the target directory together, and the fingerprint of what
-    the manifest was parsed from spares them a parse each.
+    the manifest was parsed from spares them a parse each. The manifest of the last `dbt build`
+    (`analytics migrate`, or `up` as it starts) is taken when it has the same fingerprint.
     """
     target_path = manifest_target_path(settings)
     target_path.mkdir(parents=True, exist_ok=True)
     manifest = target_path / "manifest.json"
-    stamp = target_path / "fingerprint"
+    stamp = target_path / FINGERPRINT_FILE
     fingerprint = project_fingerprint(settings)
     with open(target_path / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if manifest.exists() and stamp.exists() and stamp.read_text() == fingerprint:
             return manifest
         stamp.unlink(missing_ok=True)
+        # `analytics up` has just built the schema with the same project and vars: its manifest will do.
+        if adopt_manifest(default_target_path(settings), target_path, fingerprint):
+            stamp.write_text(fingerprint)
+            return manifest
         result = run_dbt(settings, "parse", capture=True, target_path=target_path)
         if result.returncode != 0:
             raise ManifestError(
