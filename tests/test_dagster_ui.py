@@ -109,9 +109,17 @@ def stack(tmp_path_factory):
             pytest.fail("analytics up did not serve Dagster:\n" + (data_dir / "up.log").read_text()[-5000:])
         time.sleep(0.5)
     yield process, url, data_dir, dagster_port
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    if process.poll() is None:  # a run without the SIGTERM test: stop it as that test does, children too
+        children = descendants(process.pid)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
     log.close()
 
 
