@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from analytics_proto import analytics_pb2 as pb
-from tests import datasets, log_datasets
+from tests import datasets, embedded_server, log_datasets
 from tests.grpc_server import (
     NOT_SERVING,
     SERVING,
@@ -37,7 +37,9 @@ pytestmark = pytest.mark.long_file(50)  # seconds of a worker, measured: collect
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    service = start_up(tmp_path_factory.mktemp("up") / "data", env={"ANALYTICS_GRPC_DRAIN_SECONDS": "5"})
+    data_dir = tmp_path_factory.mktemp("up") / "data"
+    service = start_up(data_dir, env={"ANALYTICS_GRPC_DRAIN_SECONDS": "5"})
+    service.extra["data_dir"] = data_dir
     yield service
     service.stop(signal.SIGKILL)  # the last test stops it properly; this only cleans up after a failure
 
@@ -263,3 +265,36 @@ def test_sigterm_sets_not_serving_and_stops_the_stack_cleanly(stack):
     output = stack.log()
     assert "gRPC AnalyticsService stopped" in output
     assert output.index("gRPC AnalyticsService stopped") < output.index("closed chDB")
+
+
+def test_up_starts_on_data_that_fails_a_dbt_test_and_names_the_test(stack, loaded):
+    """The stack is what takes events in and repairs the data: a failing data test must not keep it down."""
+    assert stack.process.poll() is not None  # stopped by the test before
+    data_dir = stack.extra["data_dir"]
+    [user, *_] = sorted(loaded.expected.users)
+    clickhouse = embedded_server.start(data_dir / "clickhouse")  # the same data, without the stack
+    try:
+        # A replay that counted the user's days twice: workflow_daily no longer matches its raw history.
+        execute(
+            clickhouse,
+            f"INSERT INTO analytics.workflow_daily SELECT * FROM analytics.workflow_daily WHERE user_id = '{user}'",
+        )
+    finally:
+        assert clickhouse.stop() in (0, -signal.SIGTERM)
+    again = start_up(data_dir)
+    try:
+        [warning] = [line for line in again.log().splitlines() if "the data fails" in line]
+        assert "workflow_daily_matches_raw_history" in warning  # and the mutated totals' test, from above
+        more = datasets.generate(seed=790, users=1, workflows_per_user=2, jobs_per_workflow=2)
+        [newcomer] = more.expected.users
+        deliver(SimpleNamespace(url=again.extra["url"]), more.messages)
+        with again.channel() as channel:
+            answer = again.stub(channel).GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=newcomer), timeout=30)
+        assert (
+            answer.total_workflows,
+            answer.total_jobs,
+            answer.total_joblogs,
+            answer.total_job_execution_duration,
+        ) == more.expected.user(newcomer)
+    finally:
+        again.stop()

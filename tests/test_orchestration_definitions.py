@@ -180,6 +180,32 @@ def test_migrate_stamps_only_a_build_that_passed(monkeypatch, tmp_path):
     assert (target / "fingerprint").read_text() == migrate.project_fingerprint(settings)
 
 
+def results(tmp_path: Path, *nodes: tuple[str, str]) -> Path:
+    """A target directory whose run_results.json has these (unique_id, status) nodes."""
+    listed = [{"unique_id": unique_id, "status": status} for unique_id, status in nodes]
+    (tmp_path / "run_results.json").write_text(json.dumps({"results": listed}))
+    return tmp_path
+
+
+def test_data_failing_tests_is_told_apart_from_a_schema_that_did_not_build(tmp_path):
+    from operations.migrate import failing_data_tests
+
+    built = ("model.analytics.workflow_daily", "success")
+    held_back = ("model.analytics.user_totals", "skipped")
+    failed = ("test.analytics.workflow_daily_matches_raw_history", "fail")
+    generic = ("test.analytics.unique_user_totals_user_id.5f3a9c", "fail")
+    assert failing_data_tests(results(tmp_path, built, failed, held_back, generic)) == [
+        "workflow_daily_matches_raw_history",
+        "unique_user_totals_user_id",
+    ]
+    assert failing_data_tests(results(tmp_path, built, ("test.analytics.x", "pass"))) is None  # nothing failed
+    errors = [("model.analytics.job_events", "error"), ("test.analytics.x", "error"), ("seed.analytics.s", "error")]
+    for broken in errors:
+        assert failing_data_tests(results(tmp_path, failed, broken)) is None, broken
+    (tmp_path / "run_results.json").unlink()
+    assert failing_data_tests(tmp_path) is None  # dbt stopped before running anything
+
+
 def test_models_are_grouped_by_their_folder():
     assert model_group({"resource_type": "model", "fqn": ["analytics", "raw", "job_events"]}) == "raw"
     assert model_group({"resource_type": "test", "fqn": ["analytics", "workflow_daily_matches"]}) is None
