@@ -24,7 +24,14 @@ from analytics.cli import main
 from core.names import TOPICS
 from embedded.kafka.broker import CLEAN_EXIT_CODES, KafkaBroker, KafkaStartError, free_port
 from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java, kafka_version
-from embedded.kafka.topics import KafkaUnreachable, MissingTopics, TopicError, create_topics, require_topics
+from embedded.kafka.topics import (
+    KafkaUnreachable,
+    MissingTopics,
+    TopicError,
+    create_topics,
+    require_topics,
+    wait_until_listed,
+)
 from tests.conftest import KAFKA_JARS_DIR, REPO
 
 pytestmark = pytest.mark.long_file(160)  # seconds of a worker, measured: collected first (tests/scheduling.py)
@@ -122,6 +129,16 @@ def test_topics_command_creates_the_five_topics_once(kafka):
     assert again.output.splitlines() == [f"{name}: exists, 3 partitions" for name in TOPICS]
     assert {name: topic_partitions(kafka.bootstrap)[name] for name in TOPICS} == dict.fromkeys(TOPICS, 3)
     require_topics(kafka.bootstrap)
+
+
+def test_created_topics_are_awaited_until_the_metadata_lists_them():
+    # The broker's metadata can lag its controller: a topic just created may not be listed yet.
+    listings = iter([{}, {"a": 1}, {"a": 1, "b": 3}])
+    wait_until_listed(lambda: next(listings), ["a", "b"], timeout=5, bootstrap="k:9092")
+    assert next(listings, None) is None  # it looked until both were there, and no further
+
+    with pytest.raises(TopicError, match="created b but did not list them within 0.2 s"):
+        wait_until_listed(lambda: {"a": 1}, ["a", "b"], timeout=0.2, bootstrap="k:9092")
 
 
 @pytest.mark.kafka

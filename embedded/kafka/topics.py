@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -74,12 +76,30 @@ def create_topics(
                     raise TopicError(
                         f"cannot create topic {name!r} on Kafka at {bootstrap}: {error.args[0].str()}"
                     ) from None
+        wait_until_listed(lambda: _topic_partitions(admin, bootstrap, timeout), wanted, timeout, bootstrap)
     return [
         TopicState(name, partitions, created=True)
         if name in wanted
         else TopicState(name, existing[name], created=False)
         for name in names
     ]
+
+
+def wait_until_listed(listed: Callable[[], dict[str, int]], names: list[str], timeout: float, bootstrap: str) -> None:
+    """Kafka answers CreateTopics once its controller has the topics; the broker's metadata may list
+    them a moment later. Wait for that (``listed`` reads the metadata), so whoever looks next
+    (require_topics, a consumer) sees them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = listed()
+        missing = [name for name in names if name not in shown]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(
+                f"Kafka at {bootstrap} created {', '.join(missing)} but did not list them within {timeout:g} s"
+            )
+        time.sleep(0.05)
 
 
 def require_topics(bootstrap: str, names: tuple[str, ...] = TOPICS, timeout: float = 10.0) -> None:
