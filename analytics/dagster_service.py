@@ -104,9 +104,11 @@ class DagsterService:
         loading the code location, a minute on two cores. Anything this probe cannot judge the
         webserver reports itself."""
         host, port = self.settings.dagster_host, self.settings.dagster_port
+        # The family uvicorn binds with: IPv6 for an address with a colon, else IPv4 ("localhost" too).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             family, kind, protocol, _, address = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )[0]
         except socket.gaierror as error:
             raise DagsterStartError(

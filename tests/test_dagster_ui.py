@@ -246,6 +246,14 @@ def test_analytics_dagster_refuses_an_address_it_cannot_listen_on_before_startin
     assert not (tmp_path / "dagster").exists()  # refused before the instance, the webserver or the daemon
 
 
+def test_the_address_check_lets_through_what_the_webserver_can_listen_on(tmp_path):
+    from analytics.dagster_service import DagsterService
+
+    # "localhost" as uvicorn binds it (IPv4), whether or not the machine has IPv6.
+    for host in ("localhost", "127.0.0.1", "0.0.0.0"):
+        DagsterService(Settings(data_dir=tmp_path, dagster_host=host, dagster_port=free_port()))._check_address()
+
+
 def test_analytics_dagster_reports_a_webserver_that_exits_and_stops_the_daemon(tmp_path):
     environment = {name: value for name, value in os.environ.items() if not name.startswith("ANALYTICS_")}
     environment["ANALYTICS_DATA_DIR"] = str(tmp_path)
