@@ -51,6 +51,12 @@ def loaded(stack):
     return dataset
 
 
+def user_totals(stub, user: str) -> tuple[int, int, int, int]:
+    """GetUserAnalytics's four numbers, in the order the datasets' expectations give them."""
+    answer = stub.GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=user), timeout=30)
+    return (answer.total_workflows, answer.total_jobs, answer.total_joblogs, answer.total_job_execution_duration)
+
+
 def seed_json(workflows: int, jobs: int, joblogs: int, seconds: int) -> dict:
     """GetUserAnalytics as grpcurl prints it: uint64 fields as strings."""
     return {
@@ -194,13 +200,7 @@ def test_lookups_read_their_writes_from_the_serving_model(stack, loaded):
             # Every other round as asynchronous inserts, which answer once their batch is in.
             deliver(http, more.messages, **({"async_insert": 1, "wait_for_async_insert": 1} if n % 2 else {}))
             # No waiting and no retry: the inserts have returned, so the answers count them.
-            answer = stub.GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=user), timeout=30)
-            assert (
-                answer.total_workflows,
-                answer.total_jobs,
-                answer.total_joblogs,
-                answer.total_job_execution_duration,
-            ) == more.expected.user(user)
+            assert user_totals(stub, user) == more.expected.user(user)
             for _, workflow in sorted(more.expected.workflows):
                 request = pb.GetWorkflowAnalyticsRequest(user_id=user, workflow_id=workflow)
                 answer = stub.GetWorkflowAnalytics(request, timeout=30)
@@ -289,12 +289,6 @@ def test_up_starts_on_data_that_fails_a_dbt_test_and_names_the_test(stack, loade
         [newcomer] = more.expected.users
         deliver(SimpleNamespace(url=again.extra["url"]), more.messages)
         with again.channel() as channel:
-            answer = again.stub(channel).GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=newcomer), timeout=30)
-        assert (
-            answer.total_workflows,
-            answer.total_jobs,
-            answer.total_joblogs,
-            answer.total_job_execution_duration,
-        ) == more.expected.user(newcomer)
+            assert user_totals(again.stub(channel), newcomer) == more.expected.user(newcomer)
     finally:
         again.stop()
