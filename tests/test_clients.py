@@ -35,7 +35,10 @@ def _tool(install):
 def _run(command: list[str], **kwargs) -> dict:
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    try:  # the program's report is its last line of output
+        report = json.loads(result.stdout.strip().rsplit("\n", 1)[-1])
+    except ValueError:
+        pytest.fail(f"no JSON report on the last line:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     assert not report.get("error"), report["error"]
     return report
 
