@@ -43,12 +43,14 @@ class ServiceProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def channel(self, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    def channel(self, credentials: grpc.ChannelCredentials | None = None, options: list | None = None) -> grpc.Channel:
         credentials = credentials or self.credentials
+        options = list(options or [])
         if credentials is None:
-            return grpc.insecure_channel(self.target)
+            return grpc.insecure_channel(self.target, options=options)
         # The test certificates name "localhost".
-        return grpc.secure_channel(self.target, credentials, options=[("grpc.ssl_target_name_override", "localhost")])
+        options.append(("grpc.ssl_target_name_override", "localhost"))
+        return grpc.secure_channel(self.target, credentials, options=options)
 
     def stub(self, channel: grpc.Channel | None = None) -> pb_grpc.AnalyticsServiceStub:
         return pb_grpc.AnalyticsServiceStub(channel or self.channel())
@@ -111,9 +113,18 @@ def health_status(channel: grpc.Channel, service: str = "") -> int:
     return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
 
 
+# A channel that cannot connect waits out gRPC's reconnect backoff (1 s growing 1.6x, up to 120 s)
+# before it tries again: a probe of a server that took 20 s to start would see it only ~10 s late.
+PROBE_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 250),
+]
+
+
 def wait_until_serving(service: ServiceProcess, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    with service.channel() as channel:
+    with service.channel(options=PROBE_OPTIONS) as channel:
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
                 raise RuntimeError(f"the service exited with {service.process.returncode}:\n{service.log()}")
