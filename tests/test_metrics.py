@@ -1,11 +1,11 @@
-"""Prometheus metrics, scraped as Prometheus would: the HTTP interface, `analytics ingest`, and the one
-endpoint of `analytics up` that carries the HTTP interface's, the bridge's and the gRPC service's."""
+"""Prometheus metrics, scraped as Prometheus would: the HTTP interface and `analytics ingest`. The one
+endpoint of `analytics up` that carries the HTTP interface's, the bridge's and the gRPC service's is
+checked in tests/test_up.py, beside the bridge it counts."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,15 +17,11 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from analytics_proto import analytics_pb2 as pb
 from embedded.bridge.config import config_from, prepare_topics
 from tests.embedded_server import free_port, stop_process
-from tests.grpc_server import start_up
 from tests.intake import HTTP, insert_statement
 from tests.malformed import valid_event
 from tests.test_bridge import settings_for
-
-pytestmark = pytest.mark.long_file(60)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,36 +129,3 @@ def test_analytics_ingest_serves_the_bridges_metrics(analytics_db, kafka, tmp_pa
         wait_for(caught_up, "the lag gauge to show the partition caught up")
     finally:
         stop_process(process)
-
-
-@pytest.mark.kafka
-def test_analytics_up_serves_every_parts_metrics_on_one_endpoint(kafka, tmp_path):
-    prefix = f"u{uuid.uuid4().hex[:8]}."
-    service = start_up(
-        tmp_path / "data",
-        env={
-            "ANALYTICS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-            "ANALYTICS_KAFKA_TOPIC_PREFIX": prefix,
-            "ANALYTICS_KAFKA_CONSUMER_GROUP_PREFIX": f"{prefix}group",
-            "ANALYTICS_KAFKA_FLUSH_INTERVAL_MS": "100",
-        },
-    )
-    try:
-        produce(kafka, prefix + "job_logs", [json.dumps(valid_event("job_logs", 1, "up-user")).encode()])
-        url = service.extra["url"] + "/metrics"
-
-        def inserted():
-            samples = scrape(url)
-            return samples if value(samples, "analytics_bridge_inserted_total", topic="job_logs") >= 1 else None
-
-        wait_for(inserted, "the bridge inside analytics up to insert")
-        with service.channel() as channel:
-            answer = service.stub(channel).GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id="up-user"), timeout=10)
-        assert answer.total_joblogs == 3
-        samples = scrape(url)
-        grpc_calls = [key for key in samples if key[0] == "analytics_grpc_requests_total"]
-        assert grpc_calls and sum(samples[key] for key in grpc_calls) >= 1
-        assert any(key[0] == "analytics_http_requests_total" for key in samples)
-    finally:
-        # uvicorn re-raises SIGTERM once it has shut down: "terminated by SIGTERM" is a clean stop too.
-        assert service.stop() in (0, -signal.SIGTERM), service.log()

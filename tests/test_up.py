@@ -9,11 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 import urllib3
 
+from analytics_proto import analytics_pb2 as pb
+from analytics_proto.analytics_pb2_grpc import AnalyticsServiceStub
 from tests import embedded_server
 from tests.intake import HTTP
+from tests.test_metrics import scrape
 
 pytestmark = pytest.mark.long_file(70)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
@@ -78,9 +82,14 @@ def test_up_with_demo_traffic_shows_numbers_then_stops_in_order(tmp_path):
 
 
 @pytest.mark.kafka
-def test_up_with_kafka_ingests_through_a_local_broker(tmp_path, kafka_jars):
+def test_up_with_kafka_ingests_through_a_local_broker_and_serves_every_parts_metrics(tmp_path, kafka_jars):
+    grpc_port = embedded_server.free_port()
     process, port, log = start_up(
-        tmp_path, "--with-kafka", "--demo", ANALYTICS_KAFKA_PORT=str(embedded_server.free_port())
+        tmp_path,
+        "--with-kafka",
+        "--demo",
+        ANALYTICS_KAFKA_PORT=str(embedded_server.free_port()),
+        ANALYTICS_GRPC_PORT=str(grpc_port),
     )
     try:
         wait_for(
@@ -91,6 +100,17 @@ def test_up_with_kafka_ingests_through_a_local_broker(tmp_path, kafka_jars):
             process,
             log,
         )
+        # One endpoint carries the HTTP interface's, the bridge's and the gRPC service's metrics.
+        user = sql(port, "SELECT any(user_id) FROM analytics.job_events WHERE kafka_offset IS NOT NULL")
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            answer = AnalyticsServiceStub(channel).GetUserAnalytics(
+                pb.GetUserAnalyticsRequest(user_id=user), timeout=10
+            )
+        assert answer.total_jobs >= 1
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert sum(samples[key] for key in samples if key[0] == "analytics_bridge_inserted_total") >= 1
+        assert sum(samples[key] for key in samples if key[0] == "analytics_grpc_requests_total") >= 1
+        assert sum(samples[key] for key in samples if key[0] == "analytics_http_requests_total") >= 1
     finally:
         text = stop(process, log)
     order = [text.index(f"stopping {name}") for name in ("demo traffic", "Kafka bridge", "local Kafka")]
