@@ -1,6 +1,6 @@
-"""Two inserters racing with the same new events: README's "exact after reconciliation", forced.
+"""Two inserters racing with the same new events: README's "exact after reconciliation", raced until it happens.
 
-Both senders deliver the same data set at the same moment, batch for batch, so each batch's keys
+Both senders deliver the same events at the same moment, batch for batch, so a batch's keys can
 reach the first-seen gate from two inserts before either has written them. The race must really
 happen (raw history holds the events twice before FINAL merges them); then raw history holds each
 event once under FINAL, and after the reconciliation rebuild every number is exact.
@@ -19,14 +19,14 @@ from tests.intake import deliver, query
 from tests.raw_history import assert_raw_history_once
 
 
-def race(server, dataset: datasets.Dataset) -> None:
+def race(server, messages: dict[str, list[dict]]) -> None:
     start = threading.Barrier(2)
     errors: list[BaseException] = []
 
     def sender() -> None:
         try:
             start.wait(30)
-            deliver(server, dataset.messages)
+            deliver(server, messages)
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
@@ -36,6 +36,9 @@ def race(server, dataset: datasets.Dataset) -> None:
     for thread in threads:
         thread.join(300)
     assert not errors, errors
+
+
+ATTEMPTS = 40
 
 
 def job_event_rows(server, prefix: str) -> tuple[int, int]:
@@ -48,14 +51,18 @@ def job_event_rows(server, prefix: str) -> tuple[int, int]:
 
 
 def test_two_inserters_racing_on_new_keys_are_exact_after_reconciliation(analytics_db):
-    for attempt in range(5):
-        dataset = datasets.generate(seed=50 + attempt, users=4, duplicate_rate=0)
-        race(analytics_db, dataset)
+    # Whether a race lets a key through depends on how the two inserts interleave: 30 to 70% of
+    # these short races did on the 2-core machine, so forty in a row that never do mean the gate
+    # has changed, not bad luck. A race is a user's job events, sent by both at once.
+    for attempt in range(ATTEMPTS):
+        dataset = datasets.generate(seed=50 + attempt, users=1, duplicate_rate=0)
+        race(analytics_db, {"jobs": dataset.messages["jobs"]})
         stored, final = job_event_rows(analytics_db, dataset.prefix)
         if stored > final:
             break  # both inserts passed the gate with the same keys
     else:
-        raise AssertionError("five races in a row never let a key through the gate twice")
+        raise AssertionError(f"{ATTEMPTS} races in a row never let a key through the gate twice")
+    race(analytics_db, {topic: batch for topic, batch in dataset.messages.items() if topic != "jobs"})
     assert_raw_history_once(analytics_db, dataset)
 
     settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
