@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,19 @@ def clickhouse(tmp_path_factory):
     """One embedded ClickHouse process for the whole run (tests use their own databases)."""
     server = embedded_server.start(tmp_path_factory.mktemp("clickhouse") / "data")
     yield server
+    running = (
+        server.client()
+        .query("SELECT round(elapsed, 1), substring(query, 1, 200) FROM system.processes WHERE query_id != queryID()")
+        .result_rows
+    )
+    started = time.monotonic()
     server.stop()
+    if running or time.monotonic() - started > 10:
+        # The server waits for requests still in flight before it stops: a test left one behind.
+        warnings.warn(
+            f"the session's ClickHouse took {time.monotonic() - started:.0f} s to stop; still running: {running}",
+            stacklevel=1,
+        )
 
 
 @pytest.fixture
