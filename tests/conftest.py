@@ -25,11 +25,14 @@ def clickhouse(tmp_path_factory):
     """One embedded ClickHouse process for the whole run (tests use their own databases)."""
     server = embedded_server.start(tmp_path_factory.mktemp("clickhouse") / "data")
     yield server
-    running = (
-        server.client()
-        .query("SELECT round(elapsed, 1), substring(query, 1, 200) FROM system.processes WHERE query_id != queryID()")
-        .result_rows
-    )
+    try:
+        client = server.client()
+        running = client.query(
+            "SELECT round(elapsed, 1), substring(query, 1, 200) FROM system.processes WHERE query_id != queryID()"
+        ).result_rows
+        client.close()
+    except Exception as error:  # noqa: BLE001 - reported with the stop below
+        running = [f"(the server did not say: {error})"]
     started = time.monotonic()
     server.stop()
     if running or time.monotonic() - started > 10:
