@@ -270,14 +270,15 @@ def test_retention_follows_the_vars_on_an_existing_table(analytics_db):
 
     assert "TTL toDateTime(event_time) + toIntervalHour(720)" in create_statement()
     try:
-        audit = run_dbt(settings, "run", "--select", "job_log_events", "--vars", '{"audit_mode": true}', capture=True)
+        # The settings carry the vars, as `analytics migrate` passes them (a second --vars would replace all).
+        audit_settings = settings.model_copy(update={"audit_mode": True})
+        audit = run_dbt(audit_settings, "run", "--select", "job_log_events", capture=True)
         assert audit.returncode == 0, audit.stdout[-3000:]
         assert " TTL " not in create_statement()
-        again = run_dbt(settings, "run", "--select", "job_log_events", "--vars", '{"audit_mode": true}', capture=True)
+        again = run_dbt(audit_settings, "run", "--select", "job_log_events", capture=True)
         assert again.returncode == 0, again.stdout[-3000:]  # a second audit-mode run has no TTL to remove
-        shorter = run_dbt(
-            settings, "run", "--select", "job_log_events", "--vars", '{"log_retention_hours": 48}', capture=True
-        )
+        shorter_settings = settings.model_copy(update={"log_retention_hours": 48})
+        shorter = run_dbt(shorter_settings, "run", "--select", "job_log_events", capture=True)
         assert shorter.returncode == 0, shorter.stdout[-3000:]
         assert "toIntervalHour(48)" in create_statement()
     finally:
