@@ -51,14 +51,12 @@ def kind_of(command: str) -> str:
     return next((kind for pattern, kind in KINDS if pattern in command), "other")
 
 
-def cpu_seconds(pid: str) -> tuple[str, float] | None:
-    """(start time, CPU seconds so far) of a process, or None when it is gone."""
+def stat_fields(pid: str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, or None when the process is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[19], (int(fields[11]) + int(fields[12])) / TICKS  # starttime; utime + stime
 
 
 def command_line(pid: str) -> str:
@@ -71,26 +69,18 @@ def command_line(pid: str) -> str:
 def sample(root: int, stop: threading.Event, seen: dict) -> None:
     """Every descendant of `root` (and `root`): {(pid, start time): [kind, CPU seconds]}."""
     while not stop.is_set():
-        parents: dict[str, str] = {}
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    parents[entry.name] = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1]
-                except OSError:
-                    continue
-        for pid in parents:
+        stats = {entry.name: stat_fields(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()}
+        stats = {pid: fields for pid, fields in stats.items() if fields is not None}
+        for pid, fields in stats.items():
             ancestor = pid
-            while ancestor not in ("0", "1", str(root)) and ancestor in parents:
-                ancestor = parents[ancestor]
-            if ancestor != str(root) and pid != str(root):
+            while ancestor not in ("0", "1", str(root)) and ancestor in stats:
+                ancestor = stats[ancestor][1]  # the parent's pid
+            if ancestor != str(root):
                 continue
-            found = cpu_seconds(pid)
-            if found is None:
-                continue
-            key = (pid, found[0])
+            key = (pid, fields[19])  # pid and start time: a reused pid is another process
             if key not in seen:
                 seen[key] = [kind_of(command_line(pid)), 0.0]
-            seen[key][1] = found[1]
+            seen[key][1] = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
         stop.wait(0.5)
 
 
