@@ -167,6 +167,27 @@ def test_backfill_rebuilds_the_duration_digests_of_the_day(server, settings, loa
     assert int(query(server, count_rows)[0]["n"]) == int(query(server, keys)[0]["n"])
 
 
+def test_backfill_deletes_the_rows_of_a_day_the_raw_history_does_not_have(server, settings, loaded):
+    # A month holds many days: the rows of a rebuilt day are corrected and deleted, never the partition.
+    day = sorted({day for (_, _, day) in loaded.expected.daily_jobs})[3]
+    ghost = "user_id = 'ghost-user'"
+    execute(
+        server,
+        f"""INSERT INTO analytics.workflow_daily (user_id, workflow_id, day, kind, jobs, jobs_completed)
+            VALUES ('ghost-user', 'ghost-workflow', '{day}', 'BATCH', 3, 2)""",
+    )
+    execute(
+        server,
+        f"""INSERT INTO analytics.job_duration_daily SELECT 'ghost-user', 'ghost-workflow', toDate('{day}'),
+            quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(toFloat64(7))""",
+    )
+    rebuild_days(settings, [day])
+    for table in ("workflow_daily", "job_duration_daily"):
+        assert int(query(server, f"SELECT count() AS n FROM analytics.{table} WHERE {ghost}")[0]["n"]) == 0, table
+    expected_daily = {key: jobs for key, jobs in loaded.expected.daily_jobs.items() if jobs}
+    assert daily_jobs(server, loaded.prefix) == expected_daily  # the other workflows of the day and month stand
+
+
 def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(server, settings):
     old = datasets.generate(seed=23, users=2, days_ago=200, duplicate_rate=0)
     deliver(server, old.messages, batch_size=100_000)

@@ -9,12 +9,18 @@
      job_duration_daily (daily_counters_rebuilt, daily_durations_from_raw).
   2. workflow_totals gets one delta row (correct minus current counters) for each workflow that
      has rows on those days, before or after the rebuild, and whose counters are off.
-  3. Each day's partition is swapped in with REPLACE PARTITION (atomic per day), or dropped when
-     the day has no rows left.
+  3. workflow_daily gets the same per (user, workflow, day) of those days, in one insert: a
+     reader sees each day's counters before or after, never half rebuilt. Keys the raw history
+     no longer has (summed to zero by their delta rows) are deleted.
+  4. job_duration_daily's rows of those days are deleted and the rebuilt ones inserted: a
+     t-digest cannot be corrected by a delta. Between the two a reader finds no percentiles
+     for those days.
 
-  Running it again changes nothing: the partitions are replaced by equal ones and no delta row is
-  needed. Events that arrive for a day while it is being rebuilt can be missed; the
-  reconciliation checks show it and another run repairs it.
+  The daily tables have a partition per month (what a query over a range of days reads), so a
+  day is not a partition that could be swapped whole. Running it again changes nothing: every
+  delta is zero and the digests are replaced by equal ones. Events that arrive for a day while
+  it is being rebuilt can be missed; the reconciliation checks show it and another run repairs
+  it.
 -#}
 
 {% macro rebuild_days(days, staging_suffix) %}
@@ -36,7 +42,7 @@
   {% do run_query('insert into ' ~ staged_daily ~ ' ' ~ daily_counters_rebuilt(in_days)) %}
   {% do run_query('insert into ' ~ staged_durations ~ ' ' ~ daily_durations_from_raw(in_days)) %}
 
-  {#- The totals first: the workflows of these days are still visible in the stored partitions. -#}
+  {#- The totals first: the workflows of these days are still visible in the stored rows. -#}
   {%- set corrections = workflow_totals_corrections(totals, daily, staged_daily, in_days) -%}
   {%- set corrected = run_query('select count() from (' ~ corrections ~ ')').columns[0].values()[0] -%}
   {%- if corrected > 0 %}
@@ -44,19 +50,23 @@
                     ~ corrections) %}
   {%- endif %}
 
+  {#- Then the days' counters, from the same stored rows. -#}
+  {%- set daily_corrections = workflow_daily_corrections(daily, staged_daily, in_days) -%}
+  {% do run_query('insert into ' ~ daily ~ ' (user_id, workflow_id, day, kind, ' ~ measure_names() | join(', ') ~ ') '
+                  ~ daily_corrections) %}
+  {%- set gone -%}
+    {{ in_days }} and (user_id, workflow_id, day) not in (select user_id, workflow_id, day from {{ staged_daily }})
+  {%- endset -%}
+  {%- if run_query('select count() from ' ~ daily ~ ' where ' ~ gone).columns[0].values()[0] > 0 %}
+    {% do run_query('delete from ' ~ daily ~ ' ' ~ on_cluster() ~ ' where ' ~ gone) %}
+  {%- endif %}
+
+  {% do run_query('delete from ' ~ durations ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days) %}
+  {% do run_query('insert into ' ~ durations ~ ' select * from ' ~ staged_durations) %}
+
   {%- set summary = {'days': {}, 'workflow_totals_corrected': corrected | int} -%}
   {%- for day in days %}
     {%- set rows = run_query('select count() from ' ~ staged_daily ~ " where day = '" ~ day ~ "'").columns[0].values()[0] -%}
-    {%- for target, staging in [(daily, staged_daily), (durations, staged_durations)] %}
-      {%- set partition = day | replace('-', '') -%}
-      {%- set staged = run_query('select count() from ' ~ staging ~ " where day = '" ~ day ~ "'").columns[0].values()[0] -%}
-      {%- if staged > 0 %}
-        {% do run_query('alter table ' ~ target ~ ' ' ~ on_cluster() ~ ' replace partition ' ~ partition ~ ' from ' ~ staging) %}
-      {%- else %}
-        {#- Nothing in the raw history for this day (any more): the stored rows go. -#}
-        {% do run_query('alter table ' ~ target ~ ' ' ~ on_cluster() ~ ' drop partition ' ~ partition) %}
-      {%- endif %}
-    {%- endfor %}
     {%- do summary['days'].update({day: rows | int}) -%}
   {%- endfor %}
 
@@ -94,6 +104,31 @@
       {%- endfor %}
   from correct
   full outer join stored using (user_id, workflow_id)
+  where
+      {%- for name in measure_names() %}
+      correct.{{ name }} != stored.{{ name }}{{ ' or' if not loop.last }}
+      {%- endfor %}
+{% endmacro %}
+
+{#- Delta rows for workflow_daily: the rebuilt counters of these days minus the stored ones, where they differ. -#}
+{% macro workflow_daily_corrections(daily, staged_daily, in_days) %}
+  with
+      correct as (
+          select user_id, workflow_id, day, max(kind) as kind, {{ summed_measures() }}
+          from {{ staged_daily }}
+          group by user_id, workflow_id, day
+      ),
+      stored as ({{ daily_counters_stored(in_days) }})
+  select
+      user_id,
+      workflow_id,
+      day,
+      correct.kind as kind,
+      {%- for name in measure_names() %}
+      correct.{{ name }} - stored.{{ name }} as {{ name }}{{ ',' if not loop.last }}
+      {%- endfor %}
+  from correct
+  full outer join stored using (user_id, workflow_id, day)
   where
       {%- for name in measure_names() %}
       correct.{{ name }} != stored.{{ name }}{{ ' or' if not loop.last }}

@@ -29,10 +29,10 @@ def build_daily_reconciliation(partitions: dg.PartitionsDefinition) -> dg.Assets
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
         kinds={"dbt", "clickhouse"},
         description=(
-            "Materialising a day rebuilds its workflow_daily and job_duration_daily partitions from the "
-            "deduplicated raw history (REPLACE PARTITION from a staging table) and adds delta rows to "
-            "workflow_totals for that day's workflows whose counters were off. Safe to repeat. The same "
-            "as `analytics backfill --day YYYY-MM-DD`."
+            "Materialising a day rebuilds its workflow_daily and job_duration_daily rows from the "
+            "deduplicated raw history (through staging tables): delta rows for the counters that were "
+            "off, in workflow_daily and workflow_totals, and the day's duration digests replaced. Safe "
+            "to repeat. The same as `analytics backfill --day YYYY-MM-DD`."
         ),
     )
     def daily_reconciliation(

@@ -240,7 +240,7 @@ create table `analytics_cluster_ddl`.`job_duration_daily`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedAggregatingMergeTree()
         order by ((user_id, workflow_id, day))
-        partition by (toYYYYMMDD(day))
+        partition by (toYYYYMM(day))
                     -- end_of_sql
                     SETTINGS index_granularity=1024, replicated_deduplication_window='0'
           empty
@@ -810,7 +810,7 @@ create table `analytics_cluster_ddl`.`workflow_daily`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedAggregatingMergeTree()
         order by ((user_id, workflow_id, day))
-        partition by (toYYYYMMDD(day))
+        partition by (toYYYYMM(day))
                     -- end_of_sql
                     SETTINGS index_granularity=1024, replicated_deduplication_window='0'
           empty

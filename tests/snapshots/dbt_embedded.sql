@@ -430,7 +430,7 @@ from staged
 group by user_id, workflow_id, job_id
 
 -- model job_duration_daily
--- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, day)", "partition_by": "toYYYYMMDD(day)", "settings": {"index_granularity": 1024}}
+-- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, day)", "partition_by": "toYYYYMM(day)", "settings": {"index_granularity": 1024}}
 select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,
@@ -1317,7 +1317,7 @@ select distinct
 from `analytics_compile`.`workflow_totals`
 
 -- model workflow_daily
--- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, day)", "partition_by": "toYYYYMMDD(day)", "settings": {"index_granularity": 1024}}
+-- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, day)", "partition_by": "toYYYYMM(day)", "settings": {"index_granularity": 1024}}
 select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,

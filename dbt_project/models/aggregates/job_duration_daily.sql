@@ -1,12 +1,13 @@
 {#-
   Execution-duration distributions of finished (completed or failed) jobs per (user, workflow,
   day) as t-digest states: merge them over any range with quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99).
-  Kept apart from the counters so the counters' point lookups never read a digest.
+  Kept apart from the counters so the counters' point lookups never read a digest. One partition
+  per month, as workflow_daily; the reconciliation job replaces a day's rows (macros/rebuild.sql).
 -#}
 {{ config(
     engine=engine('AggregatingMergeTree'),
     order_by='(user_id, workflow_id, day)',
-    partition_by='toYYYYMMDD(day)',
+    partition_by='toYYYYMM(day)',
     settings=aggregate_settings(),
 ) }}
 
