@@ -100,7 +100,8 @@ def test_the_job_log_totals_test_catches_a_wrong_count(analytics_db, big_job):
     logs = log_datasets.generate_logs(seed=96, users=1, jobs_per_user=2, lines=(5, 30))
     deliver(analytics_db, logs.messages)
     select = ("--select", "job_log_totals_match_raw_history")
-    assert run_dbt(settings, "test", *select, capture=True).returncode == 0
+    passing = run_dbt(settings, "test", *select, capture=True)
+    assert passing.returncode == 0, passing.stdout[-4000:]  # dbt names the failing test and the error
     job = logs.jobs[0]
     corrupt = f"""INSERT INTO analytics.job_log_totals (user_id, workflow_id, job_id, lines, first_event_at)
                   VALUES ('{job.user_id}', '{job.workflow_id}', '{job.job_id}', {{n}}, now64(3))"""
