@@ -137,16 +137,6 @@ MEASURES = ("jobs", "joblogs", "job_execution_seconds", "jobs_completed", "jobs_
 # branch may not hold two columns of one name).
 ZERO_COUNTERS = "toUInt64(0) as no_workflows, " + ", ".join(f"toInt64(0) as no_{name}" for name in MEASURES)
 NO_PERCENTILES = "cast([], 'Array(Float64)') as no_percentiles"
-COUNTER_COLUMNS = """
-        uniqExact(workflow_id) as total_workflows,
-        toInt64(sum(jobs)) as total_jobs,
-        toInt64(sum(joblogs)) as total_joblogs,
-        toInt64(sum(job_execution_seconds)) as total_job_execution_duration,
-        toInt64(sum(jobs_completed)) as completed,
-        toInt64(sum(jobs_failed)) as failed,
-        toInt64(sum(jobs_cancelled)) as cancelled"""
-
-
 # One workflow's counters, summed over its rows in workflow_daily or workflow_totals (the same columns).
 WORKFLOW_COUNTERS = """
             toInt64(sum(jobs)) as total_jobs,
@@ -157,6 +147,8 @@ WORKFLOW_COUNTERS = """
             toInt64(sum(jobs_cancelled)) as cancelled"""
 COUNTER_NAMES = "total_jobs, total_joblogs, total_job_execution_duration, completed, failed, cancelled"
 LISTED_NAMES = f"workflow_id, kind, {COUNTER_NAMES}"
+# A summary's counters over several workflows: how many, then their counters summed.
+COUNTER_COLUMNS = "uniqExact(workflow_id) as total_workflows," + WORKFLOW_COUNTERS
 
 
 def _percentiles(values) -> tuple[float, float, float, float] | None:
@@ -217,9 +209,8 @@ class Queries:
 
         kind is the workflow's when the scope is one workflow, else empty. Over every day the
         counters come from workflow_totals, which holds each workflow's counters of every day
-        (reconciliation keeps the two in line) in one part or a few, where workflow_daily spreads
-        them over a partition per day; a date range reads workflow_daily. The percentiles come
-        from job_duration_daily.
+        (reconciliation keeps the two in line) in one row, where workflow_daily has a row per day;
+        a date range reads workflow_daily. The percentiles come from job_duration_daily.
         """
         identity = "user_id = {user_id:String}"
         if scope.workflow_id is not None:
