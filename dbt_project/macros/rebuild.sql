@@ -84,51 +84,44 @@
         select user_id, workflow_id from {{ staged_daily }}
     )
   {%- endset -%}
-  with
-      correct as ({{ workflow_totals_rebuilt(affected) }}),
-      stored as (
-          select
-              user_id,
-              workflow_id,
-              {{ summed_measures() }}
-          from {{ totals }}
-          where {{ affected }}
-          group by user_id, workflow_id
-      )
-  select
-      user_id,
-      workflow_id,
-      correct.kind as kind,
-      {%- for name in measure_names() %}
-      correct.{{ name }} - stored.{{ name }} as {{ name }}{{ ',' if not loop.last }}
-      {%- endfor %}
-  from correct
-  full outer join stored using (user_id, workflow_id)
-  where
-      {%- for name in measure_names() %}
-      correct.{{ name }} != stored.{{ name }}{{ ' or' if not loop.last }}
-      {%- endfor %}
+  {%- set stored -%}
+      select
+          user_id,
+          workflow_id,
+          {{ summed_measures() }}
+      from {{ totals }}
+      where {{ affected }}
+      group by user_id, workflow_id
+  {%- endset -%}
+  {{ counter_deltas(['user_id', 'workflow_id'], workflow_totals_rebuilt(affected), stored) }}
 {% endmacro %}
 
 {#- Delta rows for workflow_daily: the rebuilt counters of these days minus the stored ones, where they differ. -#}
 {% macro workflow_daily_corrections(daily, staged_daily, in_days) %}
+  {%- set correct -%}
+      select user_id, workflow_id, day, max(kind) as kind, {{ summed_measures() }}
+      from {{ staged_daily }}
+      group by user_id, workflow_id, day
+  {%- endset -%}
+  {{ counter_deltas(['user_id', 'workflow_id', 'day'], correct, daily_counters_stored(in_days)) }}
+{% endmacro %}
+
+{#-
+  The correct counters minus the stored ones, one row per key (then kind, then every measure)
+  where any differs; a key only one side has counts as zeros on the other.
+-#}
+{% macro counter_deltas(keys, correct, stored) %}
   with
-      correct as (
-          select user_id, workflow_id, day, max(kind) as kind, {{ summed_measures() }}
-          from {{ staged_daily }}
-          group by user_id, workflow_id, day
-      ),
-      stored as ({{ daily_counters_stored(in_days) }})
+      correct as ({{ correct }}),
+      stored as ({{ stored }})
   select
-      user_id,
-      workflow_id,
-      day,
+      {{ keys | join(', ') }},
       correct.kind as kind,
       {%- for name in measure_names() %}
       correct.{{ name }} - stored.{{ name }} as {{ name }}{{ ',' if not loop.last }}
       {%- endfor %}
   from correct
-  full outer join stored using (user_id, workflow_id, day)
+  full outer join stored using ({{ keys | join(', ') }})
   where
       {%- for name in measure_names() %}
       correct.{{ name }} != stored.{{ name }}{{ ' or' if not loop.last }}
