@@ -2,7 +2,8 @@
 
 It wraps the front (embedded/http.py) without touching it: each request is counted by kind
 (query, insert, other statements, ping), timed until its last byte, and its error counted by
-ClickHouse's exception code; inserts add the rows ClickHouse reports written. ``GET /metrics``
+ClickHouse's exception code; inserts add the rows ClickHouse reports written; the requests not
+yet answered are listed (``unfinished``), so a stop that waits for them can say which. ``GET /metrics``
 answers with these and every other registry handed in (the process's default one, which holds the
 Kafka bridge's metrics, and in `analytics up` the gRPC service's), in Prometheus' text format.
 """
@@ -51,6 +52,17 @@ class Registries:
         return Restricted()
 
 
+def _describe(scope, query: str) -> str:
+    """A request in a line of a log: method, path, statement (or where it comes), client, query id."""
+    client = scope.get("client") or ("?", 0)
+    parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    statement = " ".join(query.split())[:120] if query else "statement in the body"
+    query_id = parameters.get("query_id", [""])[0]
+    return f"{scope.get('method', '?')} {scope.get('path', '/')} {statement!r} from {client[0]}:{client[1]}" + (
+        f" query_id={query_id}" if query_id else ""
+    )
+
+
 def statement_kind(query: str) -> str:
     word = query.lstrip(" \t\r\n(").split(None, 1)[0].upper() if query.strip() else ""
     if word == "INSERT":
@@ -86,6 +98,8 @@ class MetricsMiddleware:
         self.rows = Counter(
             "analytics_http_written_rows", "Rows ClickHouse reports written by inserts", registry=self.registry
         )
+        # Each request not yet answered to its last byte: when it arrived and what it is.
+        self._in_flight: dict[int, tuple[float, str]] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -97,6 +111,7 @@ class MetricsMiddleware:
         kind = "ping" if path in ("/ping", "/replicas_status") else statement_kind(query) if query else None
         started = time.perf_counter()
         outcome: dict = {}
+        self._in_flight[id(scope)] = (started, _describe(scope, query))
 
         async def observe(message):
             if message["type"] == "http.response.start":
@@ -108,7 +123,15 @@ class MetricsMiddleware:
                 self._record(kind, outcome, time.perf_counter() - started)
             await send(message)
 
-        await self.app(scope, receive, observe)
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            self._in_flight.pop(id(scope), None)
+
+    def unfinished(self) -> list[str]:
+        """The requests not yet answered, oldest first, each with its age."""
+        now = time.perf_counter()
+        return [f"{now - started:.1f} s: {what}" for started, what in sorted(self._in_flight.values())]
 
     def _record(self, kind: str | None, outcome: dict, seconds: float) -> None:
         headers = outcome.get("headers", {})

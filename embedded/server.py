@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import signal
@@ -80,8 +81,9 @@ def serve(
             ),
             extra_lifespan=extra_lifespan,
         )
+        measured = MetricsMiddleware(app, metrics)
         config = uvicorn.Config(
-            MetricsMiddleware(app, metrics),
+            measured,
             host=host,
             port=port,
             log_level=log_level.lower(),
@@ -92,13 +94,40 @@ def serve(
             timeout_graceful_shutdown=30,
             lifespan="on",
         )
-        server = server_class(config)
+        server = _reporting(server_class, measured)(config)
         if on_server is not None:
             on_server(server)
         log.info("embedded ClickHouse %s on http://%s:%d (data in %s)", engine.version, host, port, data_dir)
         server.run()
     finally:
         engine.close()
+
+
+# A stop waits for the requests in flight (up to timeout_graceful_shutdown); after this long it names them.
+REPORT_UNFINISHED_AFTER = 2.0
+
+
+def _reporting(server_class: type[uvicorn.Server], measured: MetricsMiddleware) -> type[uvicorn.Server]:
+    """``server_class`` whose stop logs the requests it still waits for, once they have held it a while."""
+
+    class ReportingServer(server_class):
+        async def shutdown(self, sockets=None) -> None:
+            async def report() -> None:
+                await asyncio.sleep(REPORT_UNFINISHED_AFTER)
+                if unfinished := measured.unfinished():
+                    log.warning(
+                        "stopping: waiting for %d request(s) still in flight:\n  %s",
+                        len(unfinished),
+                        "\n  ".join(unfinished),
+                    )
+
+            reporter = asyncio.create_task(report())
+            try:
+                await super().shutdown(sockets)
+            finally:
+                reporter.cancel()
+
+    return ReportingServer
 
 
 def serve_settings(settings: EmbeddedClickHouseSettings, **extra) -> None:

@@ -36,9 +36,12 @@ def clickhouse(tmp_path_factory):
     started = time.monotonic()
     server.stop()
     if running or time.monotonic() - started > 10:
-        # The server waits for requests still in flight before it stops: a test left one behind.
+        # The server waits for requests still in flight before it stops: a test left one behind,
+        # and the server's log names it.
+        held = [line for line in server.log().splitlines() if "still in flight" in line or line.startswith("  ")]
         warnings.warn(
-            f"the session's ClickHouse took {time.monotonic() - started:.0f} s to stop; still running: {running}",
+            f"the session's ClickHouse took {time.monotonic() - started:.0f} s to stop; still running: {running}; "
+            f"its log: {held[-10:]}",
             stacklevel=1,
         )
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import urllib3
@@ -117,6 +120,31 @@ def test_sigterm_finishes_in_flight_requests_then_exits_cleanly(tmp_path):
     # uvicorn re-raises SIGTERM once it has shut down, so the exit status says "terminated by SIGTERM".
     assert server.process.wait(30) in (0, -signal.SIGTERM)
     assert "closed chDB and released" in server.log()
+
+
+def test_a_stop_held_by_an_unfinished_request_names_it_in_the_log(tmp_path):
+    server = embedded_server.start(tmp_path / "data")
+    statement = "INSERT INTO default.t FORMAT TSV"
+    held = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        # Headers and half the promised body: the request stays in flight until the client goes.
+        held.sendall(
+            f"POST /?query={quote(statement)}&query_id=held-open HTTP/1.1\r\n"
+            "Host: x\r\nContent-Length: 100\r\n\r\n1\n2\n".encode()
+        )
+        sql(server, "SELECT 1")  # the held request has reached the server before the stop
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while "still in flight" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.process.poll() is None  # the stop waits for it
+    finally:
+        held.close()
+    assert server.process.wait(30) in (0, -signal.SIGTERM)
+    log = server.log()
+    assert "waiting for 1 request(s) still in flight" in log, log[-2000:]
+    assert f"POST / {statement!r} from 127.0.0.1:" in log and "query_id=held-open" in log
+    assert "closed chDB and released" in log
 
 
 def test_data_survives_a_clean_restart(tmp_path):
