@@ -4,6 +4,7 @@ A changed asset or check key breaks bookmarks, run history and alerts in the UI,
 decision: update tests/snapshots/dagster_definitions.txt in the same commit.
 """
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from operations import dbt as migrate
 from operations.backfill import BackfillFailed, parse_summary, rebuild_arguments
 from orchestration.health.checks import PartitionLag, lags_from_rdkafka_stat
 from orchestration.schema.assets import dbt_build_args, model_group
-from orchestration.schema.resources import ManifestError, adopt_manifest, prepare_manifest
+from orchestration.schema.resources import ManifestError, adopt_manifest, dbt_resource, prepare_manifest
 
 pytestmark = pytest.mark.long_file(90)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
@@ -272,3 +273,17 @@ def test_settings_survive_the_trip_through_a_child_environment(monkeypatch, tmp_
     for name, value in settings.as_environment().items():
         monkeypatch.setenv(name, value)
     assert Settings() == settings
+
+
+def test_the_dbt_resource_knows_its_dbts_version_without_starting_dbt(monkeypatch):
+    import dagster_dbt.core.resource
+    from packaging import version
+
+    def no_process(command, *args, **kwargs):
+        raise AssertionError(f"started {command}")
+
+    # dagster-dbt would run `dbt --version` (about 6 CPU-seconds) in every run; this dbt is the environment's own.
+    monkeypatch.setattr(dagster_dbt.core.resource, "check_output", no_process)
+    resource = dbt_resource()
+    assert resource.dbt_executable == migrate.dbt_executable()
+    assert resource._cli_version == version.parse(importlib.metadata.version("dbt-core"))
