@@ -6,8 +6,11 @@ and dbt's measure_names() is MEASURES), so a rename in one place that misses the
 
 The chain of an event, for a topic `t` of entity `e` (workflows / workflow):
 
-    Kafka topic t -> t_messages -> t_queue -> e_events -> aggregates (workflow_totals, ...)
-    (bytes as they came)  (typed rows)  (raw history, once per event)
+    Kafka topic t -> t_messages -> t_queue -> t_checked -> e_events -> aggregates (workflow_totals, ...)
+                                                     -> dead_letters (from Kafka, refused by the contract)
+
+t_messages holds the bytes as they came, t_queue typed rows, t_checked the same rows with their
+verdict under the event contract, e_events the raw history (every event once).
 
 A view that feeds a table is named `<target>_from_<source>_mv`; a table's Distributed twin on
 a cluster is `<table>_all`. Pure Python, no dependencies: the producer SDK imports it too.
@@ -38,6 +41,11 @@ class Topic:
     def queue(self) -> str:
         """Landing: typed rows, parsed from the messages or inserted over HTTP (Null table)."""
         return queue_table(self.name)
+
+    @property
+    def checked(self) -> str:
+        """Landing: each typed row with its verdict under the event contract (Null table)."""
+        return f"{self.name}_checked"
 
     @property
     def raw(self) -> str:

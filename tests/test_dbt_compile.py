@@ -132,7 +132,7 @@ def test_server_mode_reads_kafka_and_dead_letters_breaks(compiled):
     assert "-- model jobs_queue_from_jobs_messages_mv" in rendered
     assert "ReplicatedAggregatingMergeTree()" in rendered
     assert "Distributed('analytics_cluster', currentDatabase(), 'workflow_totals', cityHash64(user_id))" in rendered
-    assert "-- model dead_letters_from_jobs_queue_mv" in rendered
+    assert "-- model dead_letters_from_jobs_checked_mv" in rendered
     assert "_violation != ''" in rendered  # what breaks the contract is dead-lettered
     # Only rows without a Kafka position (the HTTP intake) are ever thrown for; Kafka's are dead-lettered.
     assert rendered.count("throwIf(") == rendered.count("throwIf(_offset IS NULL")
@@ -215,4 +215,4 @@ def test_cluster_ddl_matches_its_snapshot_and_clickhouse_parses_every_statement(
     for topic in ("workflows", "jobs", "job_logs", "analytics", "telemetry"):
         [kafka_table] = [s for s in creates if f"`analytics_cluster_ddl`.`{topic}_messages`" in s.split("(")[0]]
         assert "Kafka()" in kafka_table and "kafka_handle_error_mode" not in kafka_table, kafka_table
-        assert any(f"dead_letters_from_{topic}_queue_mv" in s for s in creates), topic
+        assert any(f"dead_letters_from_{topic}_checked_mv" in s for s in creates), topic

@@ -31,12 +31,12 @@ def test_every_table_python_names_is_a_model():
 
 @pytest.mark.parametrize("topic", names.ALL_TOPICS, ids=lambda topic: topic.name)
 def test_every_topic_has_its_chain(topic):
-    assert {topic.messages, topic.queue, topic.raw} <= MODEL_FILES.keys()
+    assert {topic.messages, topic.queue, topic.checked, topic.raw} <= MODEL_FILES.keys()
     assert names.view_name(topic.queue, topic.messages) in MODEL_FILES
-    assert names.view_name(topic.raw, topic.queue) in MODEL_FILES
-    assert names.view_name(names.DEAD_LETTERS, topic.queue) in MODEL_FILES
-    landing = MODEL_FILES[topic.queue].parent
-    assert landing.name == "landing"
+    assert names.view_name(topic.checked, topic.queue) in MODEL_FILES
+    assert names.view_name(topic.raw, topic.checked) in MODEL_FILES
+    assert names.view_name(names.DEAD_LETTERS, topic.checked) in MODEL_FILES
+    assert MODEL_FILES[topic.queue].parent.name == MODEL_FILES[topic.checked].parent.name == "landing"
 
 
 @pytest.mark.parametrize("view", sorted(name for name in MODEL_FILES if name.endswith("_mv")))

@@ -76,11 +76,22 @@
 {#- A row that came from Kafka (the bridge, the Kafka engine, a dead-letter replay) has a position. -#}
 {% macro from_kafka() -%} _offset IS NOT NULL {%- endmacro %}
 
-{#- A topic's landing rows that satisfy the contract, checked on the columns as delivered (before
-    any renaming in the view: ClickHouse resolves names in WHERE to SELECT aliases first). -#}
+{#- A topic's landing rows with their verdict, `_violation` (contract_violation): the contract's
+    rules are evaluated once per block, into `<topic>_checked`, and the views behind it read the
+    verdict as a column. Checked on the columns as delivered (before any renaming in the view:
+    ClickHouse resolves names in WHERE to SELECT aliases first). -#}
+{% macro checked_landing_rows(topic) -%}
+select *, {{ contract_violation(topic) }} as _violation
+from {{ ref(topic ~ '_queue') }}
+{%- endmacro %}
+
+{#- A topic's checked rows that satisfy the contract; an HTTP insert that breaks it fails, naming the rule.
+    The rule checks read `_violation` as a column of `<topic>_checked`: over the `multiIf` itself,
+    each of them made the analyser go through the whole `multiIf` again, on every insert (measured:
+    a contract view's planning fell from 107 to 43 ms, the multiIf's own view taking 25). -#}
 {% macro accepted_landing_rows(topic) -%}
     select *
-    from (select *, {{ contract_violation(topic) }} as _violation from {{ ref(topic ~ '_queue') }})
+    from {{ ref(topic ~ '_checked') }}
     where {{ contract_holds(topic) }}
 {%- endmacro %}
 
@@ -94,10 +105,6 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', {{ landing_field_names(topic) | join(', ') }})) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, {{ contract_violation(topic) }} as _violation
-    from {{ ref(topic ~ '_queue') }}
-    where {{ from_kafka() }}
-)
-where _violation != ''
+from {{ ref(topic ~ '_checked') }}
+where {{ from_kafka() }} and _violation != ''
 {%- endmacro %}

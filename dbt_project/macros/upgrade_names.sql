@@ -35,6 +35,11 @@
       'workflow_daily_from_legacy_events_mv', 'workflow_daily_from_job_log_lines_mv',
       'workflow_daily_from_jobs_first_seen_mv',
       'job_duration_daily_from_legacy_events_mv', 'job_log_totals_from_job_log_lines_mv',
+      'workflow_events_from_workflows_queue_mv', 'dead_letters_from_workflows_queue_mv',
+      'job_events_from_jobs_queue_mv', 'dead_letters_from_jobs_queue_mv',
+      'job_log_events_from_job_logs_queue_mv', 'dead_letters_from_job_logs_queue_mv',
+      'analytics_events_from_analytics_queue_mv', 'dead_letters_from_analytics_queue_mv',
+      'telemetry_events_from_telemetry_queue_mv', 'dead_letters_from_telemetry_queue_mv',
   ]) }}
 {%- endmacro %}
 

@@ -16,6 +16,47 @@ DROP TABLE IF EXISTS __dbt_exchange_test_0_id
 DROP TABLE IF EXISTS __dbt_exchange_test_1_id
 ;
 
+create table `analytics_cluster_ddl`.`analytics_checked`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as EventKey,
+    cast(null as Nullable(String)) as UserID,
+    cast(null as Nullable(String)) as WorkflowID,
+    cast(null as Nullable(String)) as EventType,
+    cast(null as Nullable(JSON)) as Data,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`analytics_checked`
+        ("EventKey", "UserID", "WorkflowID", "EventType", "Data", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message", "_violation")
+select
+    cast(null as Nullable(String)) as EventKey,
+    cast(null as Nullable(String)) as UserID,
+    cast(null as Nullable(String)) as WorkflowID,
+    cast(null as Nullable(String)) as EventType,
+    cast(null as Nullable(JSON)) as Data,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+;
+
 create table `analytics_cluster_ddl`.`analytics_events`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedReplacingMergeTree()
@@ -444,6 +485,59 @@ select
 where 0
 ;
 
+create table `analytics_cluster_ddl`.`job_logs_checked`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Dynamic) as count,
+    cast(null as Nullable(String)) as stream,
+    cast(null as Dynamic) as sequence,
+    cast(null as Nullable(String)) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_logs_checked`
+        ("event_id", "event_time", "event_type", "event_name", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message", "_violation")
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Dynamic) as count,
+    cast(null as Nullable(String)) as stream,
+    cast(null as Dynamic) as sequence,
+    cast(null as Nullable(String)) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+;
+
 create table `analytics_cluster_ddl`.`job_logs_messages`
     ON CLUSTER "analytics_cluster"
   engine = Kafka()
@@ -512,6 +606,59 @@ select
     cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
     cast('' as String) as _error,
     cast(null as Nullable(String)) as _raw_message
+where 0
+;
+
+create table `analytics_cluster_ddl`.`jobs_checked`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Nullable(String)) as status,
+    cast(null as Nullable(String)) as scheduled_at,
+    cast(null as Nullable(String)) as started_at,
+    cast(null as Nullable(String)) as completed_at,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`jobs_checked`
+        ("event_id", "event_time", "event_type", "event_name", "user_id", "workflow_id", "job_id", "status", "scheduled_at", "started_at", "completed_at", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message", "_violation")
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Nullable(String)) as status,
+    cast(null as Nullable(String)) as scheduled_at,
+    cast(null as Nullable(String)) as started_at,
+    cast(null as Nullable(String)) as completed_at,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
 where 0
 ;
 
@@ -679,6 +826,39 @@ order by table
 settings optimize_trivial_approximate_count_query = 1
   )
                     -- end_of_sql
+;
+
+create table `analytics_cluster_ddl`.`telemetry_checked`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast('' as String) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`telemetry_checked`
+        ("message", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message", "_violation")
+select
+    cast('' as String) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
 ;
 
 create table `analytics_cluster_ddl`.`telemetry_events`
@@ -939,6 +1119,51 @@ select
 where 0
 ;
 
+create table `analytics_cluster_ddl`.`workflows_checked`
+    ON CLUSTER "analytics_cluster"
+  engine = Null()
+                    -- end_of_sql
+          empty
+          as (
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as kind,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`workflows_checked`
+        ("event_id", "event_time", "event_type", "event_name", "user_id", "workflow_id", "kind", "_topic", "_partition", "_offset", "_timestamp_ms", "_error", "_raw_message", "_violation")
+select
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as kind,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+;
+
 create table `analytics_cluster_ddl`.`workflows_messages`
     ON CLUSTER "analytics_cluster"
   engine = Kafka()
@@ -1002,6 +1227,26 @@ select
 where 0
 ;
 
+create materialized view if not exists `analytics_cluster_ddl`.`analytics_checked_from_analytics_queue_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`analytics_checked`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`analytics_checked`
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation
+from `analytics_cluster_ddl`.`analytics_queue`
+;
+
 create materialized view if not exists `analytics_cluster_ddl`.`analytics_queue_from_analytics_messages_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`analytics_queue`
@@ -1043,7 +1288,7 @@ select
 from `analytics_cluster_ddl`.`analytics_messages`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_analytics_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_analytics_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
@@ -1056,23 +1301,8 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
-    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
-    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
-    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
-    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
-    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
-    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
-    ''
-  ) as _violation
-    from `analytics_cluster_ddl`.`analytics_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_cluster_ddl`.`analytics_checked`
+where _offset IS NOT NULL and _violation != ''
 ;
 
 create table `analytics_cluster_ddl`.`job_completions_all`
@@ -1277,7 +1507,7 @@ from `analytics_cluster_ddl`.`job_log_events`
 group by user_id, workflow_id, job_id
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_job_logs_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_job_logs_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
@@ -1290,8 +1520,16 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
+from `analytics_cluster_ddl`.`job_logs_checked`
+where _offset IS NOT NULL and _violation != ''
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_logs_checked_from_job_logs_queue_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_logs_checked`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_logs_checked`
+select *, multiIf(
     _error != '', _error,
     not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
     not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
@@ -1311,10 +1549,7 @@ from (
    AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
     ''
   ) as _violation
-    from `analytics_cluster_ddl`.`job_logs_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_cluster_ddl`.`job_logs_queue`
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`job_logs_queue_from_job_logs_messages_mv`
@@ -1385,7 +1620,7 @@ select
 from `analytics_cluster_ddl`.`job_logs_messages`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_jobs_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_jobs_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
@@ -1398,8 +1633,16 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
+from `analytics_cluster_ddl`.`jobs_checked`
+where _offset IS NOT NULL and _violation != ''
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`jobs_checked_from_jobs_queue_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`jobs_checked`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`jobs_checked`
+select *, multiIf(
     _error != '', _error,
     not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
     not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
@@ -1419,10 +1662,7 @@ from (
     not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
     ''
   ) as _violation
-    from `analytics_cluster_ddl`.`jobs_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_cluster_ddl`.`jobs_queue`
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`jobs_queue_from_jobs_messages_mv`
@@ -1485,7 +1725,7 @@ select
 from `analytics_cluster_ddl`.`jobs_messages`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`analytics_events_from_analytics_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`analytics_events_from_analytics_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`analytics_events`
     as
@@ -1493,18 +1733,7 @@ create materialized view if not exists `analytics_cluster_ddl`.`analytics_events
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
-    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
-    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
-    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
-    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
-    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
-    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
-    ''
-  ) as _violation from `analytics_cluster_ddl`.`analytics_queue`)
+    from `analytics_cluster_ddl`.`analytics_checked`
     where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
@@ -1547,7 +1776,7 @@ select * from incoming
       where key in (select multiIf(
     ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
     _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
-    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_cluster_ddl`.`analytics_queue`)
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_cluster_ddl`.`analytics_checked`)
   )
 ;
 
@@ -1580,7 +1809,7 @@ select * from incoming
   )
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_events_from_jobs_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`job_events_from_jobs_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`job_events`
     as
@@ -1588,26 +1817,7 @@ create materialized view if not exists `analytics_cluster_ddl`.`job_events_from_
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
-    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
-    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
-    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
-    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
-    ''
-  ) as _violation from `analytics_cluster_ddl`.`jobs_queue`)
+    from `analytics_cluster_ddl`.`jobs_checked`
     where throwIf(_offset IS NULL AND _error != '', 'jobs event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'jobs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'jobs event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -1651,7 +1861,7 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('jobs', event_id) from `analytics_cluster_ddl`.`jobs_queue`)
+      where key in (select sipHash128('jobs', event_id) from `analytics_cluster_ddl`.`jobs_checked`)
   )
 ;
 
@@ -1677,7 +1887,7 @@ select * from incoming
   )
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_log_events_from_job_logs_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`job_log_events_from_job_logs_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`job_log_events`
     as
@@ -1685,26 +1895,7 @@ create materialized view if not exists `analytics_cluster_ddl`.`job_log_events_f
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
-    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
-   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
-   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
-    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
-    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
-   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
-   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
-    ''
-  ) as _violation from `analytics_cluster_ddl`.`job_logs_queue`)
+    from `analytics_cluster_ddl`.`job_logs_checked`
     where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'job_logs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'job_logs event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -1752,7 +1943,7 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('job_logs', event_id) from `analytics_cluster_ddl`.`job_logs_queue`)
+      where key in (select sipHash128('job_logs', event_id) from `analytics_cluster_ddl`.`job_logs_checked`)
   )
 ;
 
@@ -1801,16 +1992,7 @@ select dedup_key as key
 from `analytics_cluster_ddl`.`job_log_events`
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_telemetry_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`seen_keys`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
-select dedup_key as key
-from `analytics_cluster_ddl`.`telemetry_events`
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_telemetry_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_telemetry_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
@@ -1823,32 +2005,20 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
-    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
-    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
-    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
-    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
-    ''
-  ) as _violation
-    from `analytics_cluster_ddl`.`telemetry_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_cluster_ddl`.`telemetry_checked`
+where _offset IS NOT NULL and _violation != ''
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`telemetry_events_from_telemetry_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_telemetry_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`telemetry_events`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`telemetry_events_from_telemetry_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`telemetry_events`
     as
@@ -1856,24 +2026,7 @@ create materialized view if not exists `analytics_cluster_ddl`.`telemetry_events
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
-    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
-    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
-    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
-    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
-    ''
-  ) as _violation from `analytics_cluster_ddl`.`telemetry_queue`)
+    from `analytics_cluster_ddl`.`telemetry_checked`
     where throwIf(_offset IS NULL AND _error != '', 'telemetry event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'message_is_an_object: the message is not a JSON object in UTF-8', 'telemetry event refused, message_is_an_object: the message is not a JSON object in UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'keys_are_unique: the message has a duplicate key', 'telemetry event refused, keys_are_unique: the message has a duplicate key') = 0
@@ -1917,8 +2070,34 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_cluster_ddl`.`telemetry_queue`)
+      where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_cluster_ddl`.`telemetry_checked`)
   )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`telemetry_checked_from_telemetry_queue_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`telemetry_checked`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`telemetry_checked`
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
+    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
+    ''
+  ) as _violation
+from `analytics_cluster_ddl`.`telemetry_queue`
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`telemetry_queue_from_telemetry_messages_mv`
@@ -2311,7 +2490,7 @@ from `analytics_cluster_ddl`.`workflow_events`
 group by all
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_workflows_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_workflows_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`dead_letters`
     as
@@ -2324,27 +2503,11 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
-    ''
-  ) as _violation
-    from `analytics_cluster_ddl`.`workflows_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_cluster_ddl`.`workflows_checked`
+where _offset IS NOT NULL and _violation != ''
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_events_from_workflows_queue_mv`
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_events_from_workflows_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`workflow_events`
     as
@@ -2352,19 +2515,7 @@ create materialized view if not exists `analytics_cluster_ddl`.`workflow_events_
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
-    ''
-  ) as _violation from `analytics_cluster_ddl`.`workflows_queue`)
+    from `analytics_cluster_ddl`.`workflows_checked`
     where throwIf(_offset IS NULL AND _error != '', 'workflows event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'workflows event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'workflows event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -2397,8 +2548,29 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('workflows', event_id) from `analytics_cluster_ddl`.`workflows_queue`)
+      where key in (select sipHash128('workflows', event_id) from `analytics_cluster_ddl`.`workflows_checked`)
   )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflows_checked_from_workflows_queue_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflows_checked`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflows_checked`
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
+    ''
+  ) as _violation
+from `analytics_cluster_ddl`.`workflows_queue`
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`workflows_queue_from_workflows_messages_mv`

@@ -1,3 +1,39 @@
+-- model analytics_checked
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
+    cast(null as Nullable(String)) as EventKey,
+    cast(null as Nullable(String)) as UserID,
+    cast(null as Nullable(String)) as WorkflowID,
+    cast(null as Nullable(String)) as EventType,
+    cast(null as Nullable(JSON)) as Data,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+
+-- model analytics_checked_from_analytics_queue_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`analytics_checked`
+
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
+    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
+    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
+    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
+    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
+    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
+    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
+    ''
+  ) as _violation
+from `analytics_compile`.`analytics_queue`
+
 -- model analytics_events
 -- config {"enabled": true, "engine": "ReplicatedReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, dedup_key)", "partition_by": "toYYYYMM(received_at)"}
 select
@@ -18,7 +54,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model analytics_events_from_analytics_queue_mv
+-- model analytics_events_from_analytics_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`analytics_events`
 
@@ -26,18 +62,7 @@ where 0
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
-    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
-    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
-    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
-    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
-    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
-    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
-    ''
-  ) as _violation from `analytics_compile`.`analytics_queue`)
+    from `analytics_compile`.`analytics_checked`
     where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
@@ -83,7 +108,7 @@ select * from incoming
       where key in (select multiIf(
     ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
     _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
-    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_compile`.`analytics_queue`)
+    sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_compile`.`analytics_checked`)
   )
 
 -- model analytics_messages
@@ -159,7 +184,7 @@ select
     now64(3, 'UTC') as received_at
 where 0
 
--- model dead_letters_from_analytics_queue_mv
+-- model dead_letters_from_analytics_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
@@ -171,25 +196,10 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(EventKey, '')) AND isValidUTF8(ifNull(UserID, '')) AND isValidUTF8(ifNull(WorkflowID, '')) AND isValidUTF8(ifNull(EventType, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((UserID IS NOT NULL AND UserID != ''), 0), 'UserID_is_required: UserID is missing or empty',
-    not ifNull((WorkflowID IS NOT NULL AND WorkflowID != ''), 0), 'WorkflowID_is_required: WorkflowID is missing or empty',
-    not ifNull((EventType IN ('WORKFLOWS', 'JOBS', 'LOGS')), 0), 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS',
-    not ifNull((Data IS NOT NULL), 0), 'Data_is_an_object: Data is missing or not a JSON object',
-    not ifNull((EventType != 'WORKFLOWS' OR (JSONType(toJSONString(Data), 'kind') = 'String' AND JSONExtractString(toJSONString(Data), 'kind') != '')), 0), 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind',
-    not ifNull((EventType != 'JOBS' OR (JSONType(toJSONString(Data), 'job_execution_duration') IN ('Int64', 'UInt64', 'Double') AND JSONExtractFloat(toJSONString(Data), 'job_execution_duration') BETWEEN 0 AND 1000000000)), 0), 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000',
-    not ifNull((EventType != 'LOGS' OR (JSONType(toJSONString(Data), 'count') IN ('Int64', 'UInt64') AND JSONExtractFloat(toJSONString(Data), 'count') BETWEEN 1 AND 4294967295)), 0), 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295',
-    ''
-  ) as _violation
-    from `analytics_compile`.`analytics_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_compile`.`analytics_checked`
+where _offset IS NOT NULL and _violation != ''
 
--- model dead_letters_from_job_logs_queue_mv
+-- model dead_letters_from_job_logs_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
@@ -201,33 +211,10 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
-    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
-   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
-   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
-    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
-    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
-   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
-   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
-    ''
-  ) as _violation
-    from `analytics_compile`.`job_logs_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_compile`.`job_logs_checked`
+where _offset IS NOT NULL and _violation != ''
 
--- model dead_letters_from_jobs_queue_mv
+-- model dead_letters_from_jobs_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
@@ -239,33 +226,10 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
-    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
-    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
-    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
-    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
-    ''
-  ) as _violation
-    from `analytics_compile`.`jobs_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_compile`.`jobs_checked`
+where _offset IS NOT NULL and _violation != ''
 
--- model dead_letters_from_telemetry_queue_mv
+-- model dead_letters_from_telemetry_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
@@ -277,31 +241,10 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
-    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
-    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
-    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
-    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
-    ''
-  ) as _violation
-    from `analytics_compile`.`telemetry_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_compile`.`telemetry_checked`
+where _offset IS NOT NULL and _violation != ''
 
--- model dead_letters_from_workflows_queue_mv
+-- model dead_letters_from_workflows_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`dead_letters`
 
@@ -313,24 +256,8 @@ select
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
     _violation as error,
     now64(3, 'UTC') as received_at
-from (
-    select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
-    ''
-  ) as _violation
-    from `analytics_compile`.`workflows_queue`
-    where _offset IS NOT NULL
-)
-where _violation != ''
+from `analytics_compile`.`workflows_checked`
+where _offset IS NOT NULL and _violation != ''
 
 -- model job_completions
 -- config {"enabled": true, "engine": "ReplicatedReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
@@ -494,7 +421,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model job_events_from_jobs_queue_mv
+-- model job_events_from_jobs_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`job_events`
 
@@ -502,26 +429,7 @@ where 0
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
-    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
-    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
-    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
-    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
-    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
-    ''
-  ) as _violation from `analytics_compile`.`jobs_queue`)
+    from `analytics_compile`.`jobs_checked`
     where throwIf(_offset IS NULL AND _error != '', 'jobs event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'jobs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'jobs event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -568,7 +476,7 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('jobs', event_id) from `analytics_compile`.`jobs_queue`)
+      where key in (select sipHash128('jobs', event_id) from `analytics_compile`.`jobs_checked`)
   )
 
 -- model job_first_seen
@@ -636,7 +544,7 @@ where 0
 select * from `analytics_compile`.`job_log_events`
 where 0
 
--- model job_log_events_from_job_logs_queue_mv
+-- model job_log_events_from_job_logs_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`job_log_events`
 
@@ -644,26 +552,7 @@ where 0
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
-    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
-   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
-   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
-    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
-    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
-   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
-   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
-    ''
-  ) as _violation from `analytics_compile`.`job_logs_queue`)
+    from `analytics_compile`.`job_logs_checked`
     where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'job_logs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'job_logs event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -715,7 +604,7 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('job_logs', event_id) from `analytics_compile`.`job_logs_queue`)
+      where key in (select sipHash128('job_logs', event_id) from `analytics_compile`.`job_logs_checked`)
   )
 
 -- model job_log_totals
@@ -752,6 +641,56 @@ select
     maxIfOrNull(event_time, is_line) as last_line_at
 from `analytics_compile`.`job_log_events`
 group by user_id, workflow_id, job_id
+
+-- model job_logs_checked
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Dynamic) as count,
+    cast(null as Nullable(String)) as stream,
+    cast(null as Dynamic) as sequence,
+    cast(null as Nullable(String)) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+
+-- model job_logs_checked_from_job_logs_queue_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`job_logs_checked`
+
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job_log'), 0), 'event_type_is_job_log: event_type is not \'job_log\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created')), 0), 'event_name_is_known: event_name is not one of created',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull(((count IS NULL OR (dynamicType(count) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) = floor(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64))
+   AND coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64) BETWEEN 1 AND 4294967295))), 0), 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295',
+    not ifNull((stream IS NULL OR stream != ''), 0), 'stream_is_not_empty: stream is empty',
+    not ifNull(((sequence IS NULL OR (dynamicType(sequence) IN ('Int64', 'UInt64', 'Float64')
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) = floor(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64))
+   AND coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64) BETWEEN 0 AND 9007199254740991))), 0), 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991',
+    ''
+  ) as _violation
+from `analytics_compile`.`job_logs_queue`
 
 -- model job_logs_messages
 -- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_job_logs", "kafka_max_block_size": 65536, "kafka_num_consumers": 4, "kafka_topic_list": "job_logs"}}
@@ -866,6 +805,56 @@ select
     sum(events) as events
 from `analytics_compile`.`job_current`
 group by user_id, workflow_id, job_id
+
+-- model jobs_checked
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as job_id,
+    cast(null as Nullable(String)) as status,
+    cast(null as Nullable(String)) as scheduled_at,
+    cast(null as Nullable(String)) as started_at,
+    cast(null as Nullable(String)) as completed_at,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+
+-- model jobs_checked_from_jobs_queue_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`jobs_checked`
+
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'job'), 0), 'event_type_is_job: event_type is not \'job\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'started', 'completed', 'failed', 'cancelled')), 0), 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
+    not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
+    not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
+    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset',
+    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
+    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
+    ''
+  ) as _violation
+from `analytics_compile`.`jobs_queue`
 
 -- model jobs_messages
 -- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_jobs", "kafka_max_block_size": 65536, "kafka_num_consumers": 4, "kafka_topic_list": "jobs"}}
@@ -1147,6 +1136,44 @@ from raw
 full outer join dead on dead.topic = concat('', raw.topic)
 order by topic
 
+-- model telemetry_checked
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
+    cast('' as String) as message,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+
+-- model telemetry_checked_from_telemetry_queue_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`telemetry_checked`
+
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
+    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
+    ''
+  ) as _violation
+from `analytics_compile`.`telemetry_queue`
+
 -- model telemetry_events
 -- config {"enabled": true, "engine": "ReplicatedReplacingMergeTree()", "materialized": "incremental", "order_by": "(event_type, event_name, event_time, dedup_key)", "partition_by": "toYYYYMM(event_time)"}
 select
@@ -1166,7 +1193,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model telemetry_events_from_telemetry_queue_mv
+-- model telemetry_events_from_telemetry_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`telemetry_events`
 
@@ -1174,24 +1201,7 @@ where 0
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
-    not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
-    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
-    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
-    not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
-    ''
-  ) as _violation from `analytics_compile`.`telemetry_queue`)
+    from `analytics_compile`.`telemetry_checked`
     where throwIf(_offset IS NULL AND _error != '', 'telemetry event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'message_is_an_object: the message is not a JSON object in UTF-8', 'telemetry event refused, message_is_an_object: the message is not a JSON object in UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'keys_are_unique: the message has a duplicate key', 'telemetry event refused, keys_are_unique: the message has a duplicate key') = 0
@@ -1239,7 +1249,7 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_compile`.`telemetry_queue`)
+      where key in (select sipHash128('telemetry', JSONExtractString(message, 'event_id')) from `analytics_compile`.`telemetry_checked`)
   )
 
 -- model telemetry_messages
@@ -1474,7 +1484,7 @@ select
     toFixedString('', 16) as dedup_key
 where 0
 
--- model workflow_events_from_workflows_queue_mv
+-- model workflow_events_from_workflows_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`workflow_events`
 
@@ -1482,19 +1492,7 @@ where 0
 with
 accepted as (
     select *
-    from (select *, multiIf(
-    _error != '', _error,
-    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
-    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
-    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
-    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
-    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
-    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
-    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
-    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
-    ''
-  ) as _violation from `analytics_compile`.`workflows_queue`)
+    from `analytics_compile`.`workflows_checked`
     where throwIf(_offset IS NULL AND _error != '', 'workflows event refused: _error is reserved for Kafka parse errors') = 0
       and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'workflows event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
       and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'workflows event refused, event_id_is_required: event_id is missing or empty') = 0
@@ -1530,7 +1528,7 @@ incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('workflows', event_id) from `analytics_compile`.`workflows_queue`)
+      where key in (select sipHash128('workflows', event_id) from `analytics_compile`.`workflows_checked`)
   )
 
 -- model workflow_totals
@@ -1674,6 +1672,45 @@ select
     toInt64(0) as joblogs
 from `analytics_compile`.`workflow_events`
 group by all
+
+-- model workflows_checked
+-- config {"enabled": true, "engine": "Null()", "materialized": "incremental"}
+select
+    
+    cast(null as Nullable(String)) as event_id,
+    cast(null as Nullable(String)) as event_time,
+    cast(null as Nullable(String)) as event_type,
+    cast(null as Nullable(String)) as event_name,
+    cast(null as Nullable(String)) as user_id,
+    cast(null as Nullable(String)) as workflow_id,
+    cast(null as Nullable(String)) as kind,
+    cast(null as Nullable(String)) as _topic,
+    cast(null as Nullable(UInt64)) as _partition,
+    cast(null as Nullable(UInt64)) as _offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as _timestamp_ms,
+    cast('' as String) as _error,
+    cast(null as Nullable(String)) as _raw_message,
+    cast('' as String) as _violation
+where 0
+
+-- model workflows_checked_from_workflows_queue_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflows_checked`
+
+select *, multiIf(
+    _error != '', _error,
+    not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
+    not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
+    not ifNull((if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset',
+    not ifNull((event_type = 'workflow'), 0), 'event_type_is_workflow: event_type is not \'workflow\'',
+    not ifNull((event_name IS NOT NULL AND event_name != ''), 0), 'event_name_is_required: event_name is missing or empty',
+    not ifNull((event_name IN ('created', 'updated', 'terminated', 'deleted')), 0), 'event_name_is_known: event_name is not one of created, updated, terminated, deleted',
+    not ifNull((user_id IS NOT NULL AND user_id != ''), 0), 'user_id_is_required: user_id is missing or empty',
+    not ifNull((workflow_id IS NOT NULL AND workflow_id != ''), 0), 'workflow_id_is_required: workflow_id is missing or empty',
+    not ifNull((kind IS NOT NULL AND kind != ''), 0), 'kind_is_required: kind is missing or empty',
+    ''
+  ) as _violation
+from `analytics_compile`.`workflows_queue`
 
 -- model workflows_messages
 -- config {"enabled": true, "engine": "Kafka()", "materialized": "incremental", "settings": {"kafka_broker_list": "kafka-1:9092", "kafka_flush_interval_ms": 250, "kafka_format": "RawBLOB", "kafka_group_name": "analytics_workflows", "kafka_max_block_size": 65536, "kafka_num_consumers": 4, "kafka_topic_list": "workflows"}}

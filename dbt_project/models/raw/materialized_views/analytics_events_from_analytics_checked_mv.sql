@@ -25,5 +25,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{% set keys %}select {{ analytics_dedup_key() }} from {{ ref('analytics_queue') }}{% endset %}
+{% set keys %}select {{ analytics_dedup_key() }} from {{ ref('analytics_checked') }}{% endset %}
 {{ first_seen('incoming', keys) }}

@@ -27,5 +27,5 @@ incoming as (
 )
 
 {% set event_id = "JSONExtractString(message, 'event_id')" %}
-{% set keys %}select {{ dedup_key('telemetry', event_id) }} from {{ ref('telemetry_queue') }}{% endset %}
+{% set keys %}select {{ dedup_key('telemetry', event_id) }} from {{ ref('telemetry_checked') }}{% endset %}
 {{ first_seen('incoming', keys) }}

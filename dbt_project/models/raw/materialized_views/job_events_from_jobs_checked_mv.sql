@@ -24,5 +24,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{% set keys %}select {{ dedup_key('jobs', 'event_id') }} from {{ ref('jobs_queue') }}{% endset %}
+{% set keys %}select {{ dedup_key('jobs', 'event_id') }} from {{ ref('jobs_checked') }}{% endset %}
 {{ first_seen('incoming', keys) }}

@@ -20,5 +20,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{% set keys %}select {{ dedup_key('workflows', 'event_id') }} from {{ ref('workflows_queue') }}{% endset %}
+{% set keys %}select {{ dedup_key('workflows', 'event_id') }} from {{ ref('workflows_checked') }}{% endset %}
 {{ first_seen('incoming', keys) }}

@@ -33,5 +33,5 @@ incoming as (
     limit 1 by dedup_key
 )
 
-{% set keys %}select {{ dedup_key('job_logs', 'event_id') }} from {{ ref('job_logs_queue') }}{% endset %}
+{% set keys %}select {{ dedup_key('job_logs', 'event_id') }} from {{ ref('job_logs_checked') }}{% endset %}
 {{ first_seen('incoming', keys) }}
