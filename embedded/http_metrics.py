@@ -58,8 +58,13 @@ def _describe(scope, query: str) -> str:
     parameters = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     statement = " ".join(query.split())[:120] if query else "statement in the body"
     query_id = parameters.get("query_id", [""])[0]
-    return f"{scope.get('method', '?')} {scope.get('path', '/')} {statement!r} from {client[0]}:{client[1]}" + (
-        f" query_id={query_id}" if query_id else ""
+    agent = dict(scope.get("headers") or []).get(b"user-agent", b"?").decode("latin-1")[:60]
+    others = sorted(name for name in parameters if name not in ("query", "query_id"))
+    return (
+        f"{scope.get('method', '?')} {scope.get('path', '/')} {statement!r} from {client[0]}:{client[1]}"
+        + (f" query_id={query_id}" if query_id else "")
+        + (f" with {', '.join(others)}" if others else "")
+        + f" ({agent})"
     )
 
 
@@ -115,6 +120,7 @@ class MetricsMiddleware:
 
         async def observe(message):
             if message["type"] == "http.response.start":
+                self._in_flight[id(scope)] = (started, self._in_flight[id(scope)][1] + ", answering")
                 headers = {
                     name.decode("latin-1").lower(): value.decode("latin-1") for name, value in message["headers"]
                 }

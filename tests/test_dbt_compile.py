@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core import names
 from tests.ddl_recorder import DdlRecorder
 from tests.intake import HTTP
 
@@ -216,3 +217,15 @@ def test_cluster_ddl_matches_its_snapshot_and_clickhouse_parses_every_statement(
         [kafka_table] = [s for s in creates if f"`analytics_cluster_ddl`.`{topic}_messages`" in s.split("(")[0]]
         assert "Kafka()" in kafka_table and "kafka_handle_error_mode" not in kafka_table, kafka_table
         assert any(f"dead_letters_from_{topic}_checked_mv" in s for s in creates), topic
+
+
+def test_each_topics_contract_is_evaluated_by_one_view(compiled):
+    # The rules' multiIf is costly to plan, on every insert: one view computes it into <topic>_checked,
+    # and the views behind read its result as a column (README, "The contract once per block").
+    manifest = compiled("embedded")
+    evaluating = sorted(
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and "multiIf(\n    _error != ''" in node["compiled_code"]
+    )
+    assert evaluating == sorted(f"{topic}_checked_from_{topic}_queue_mv" for topic in names.TOPICS)
