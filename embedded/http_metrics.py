@@ -103,8 +103,9 @@ class MetricsMiddleware:
         self.rows = Counter(
             "analytics_http_written_rows", "Rows ClickHouse reports written by inserts", registry=self.registry
         )
-        # Each request not yet answered to its last byte: when it arrived and what it is.
-        self._in_flight: dict[int, tuple[float, str]] = {}
+        # Each request not yet answered to its last byte: when it arrived, its scope and statement,
+        # and whether its answer has begun. Described only when a stop asks (unfinished).
+        self._in_flight: dict[int, list] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -116,11 +117,11 @@ class MetricsMiddleware:
         kind = "ping" if path in ("/ping", "/replicas_status") else statement_kind(query) if query else None
         started = time.perf_counter()
         outcome: dict = {}
-        self._in_flight[id(scope)] = (started, _describe(scope, query))
+        in_flight = self._in_flight[id(scope)] = [started, scope, query, False]
 
         async def observe(message):
             if message["type"] == "http.response.start":
-                self._in_flight[id(scope)] = (started, self._in_flight[id(scope)][1] + ", answering")
+                in_flight[3] = True
                 headers = {
                     name.decode("latin-1").lower(): value.decode("latin-1") for name, value in message["headers"]
                 }
@@ -137,7 +138,10 @@ class MetricsMiddleware:
     def unfinished(self) -> list[str]:
         """The requests not yet answered, oldest first, each with its age."""
         now = time.perf_counter()
-        return [f"{now - started:.1f} s: {what}" for started, what in sorted(self._in_flight.values())]
+        return [
+            f"{now - started:.1f} s: {_describe(scope, query)}" + (", answering" if answering else "")
+            for started, scope, query, answering in sorted(self._in_flight.values(), key=lambda entry: entry[0])
+        ]
 
     def _record(self, kind: str | None, outcome: dict, seconds: float) -> None:
         headers = outcome.get("headers", {})
