@@ -233,9 +233,16 @@ class HeldRelay:
                     end.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """Release what is held and end every connection at once, both sides.
+
+        A socket another thread is blocked in (a pump's recv, the accept) is only closed for good
+        once that call returns: shutdown ends the call and sends the FIN, where close alone would
+        leave the server a request it keeps waiting on for the rest of the run.
+        """
         self._open.set()
-        self.listener.close()
-        for end in self._sockets:
+        for end in (self.listener, *self._sockets):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
             end.close()
 
 

@@ -1,13 +1,16 @@
-"""Rules of the suite itself: under CI (CI=true) a skipped test is a failure."""
+"""Rules of the suite itself: under CI a skip fails, long files run first, helpers leave nothing behind."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.grpc_server import HeldRelay
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,3 +64,23 @@ def test_long_files_are_collected_first_longest_first(tmp_path):
         "test_b_long.py::test_second",
         "test_a_short.py::test_one",
     ], run.stdout
+
+
+def test_a_closed_relay_ends_its_held_connection_to_the_server():
+    # A relay closed with a request held must not leave the server half a request to wait on: the
+    # session's ClickHouse waits for requests in flight before it stops (30 s at the end of the run).
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        relay = HeldRelay(server.getsockname()[1])
+        relay.hold()
+        client = socket.create_connection(("127.0.0.1", relay.port))
+        client.sendall(b"POST / HTTP/1.1\r\nHost: clickhouse\r\nContent-Length: 100\r\n\r\nselect")
+        upstream, _ = server.accept()
+        assert relay.request_seen.wait(10)
+        relay.close()  # the held bytes may pass now; then both ends are closed
+        upstream.settimeout(10)
+        received = b""
+        while chunk := upstream.recv(65536):  # b"" (the relay's FIN), not a timeout
+            received += chunk
+        assert received in (b"", b"POST / HTTP/1.1\r\nHost: clickhouse\r\nContent-Length: 100\r\n\r\nselect")
+        upstream.close()
+        client.close()
