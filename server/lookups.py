@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from server.coalesce import Coalescer
 from server.queries import Queries, Totals
-from server.serving import WORKFLOW_TOTALS_SELECT, ServingModel, Stale
+from server.serving import ServingModel, Stale
 
-WORKFLOW_TOTALS_BATCH = (
-    WORKFLOW_TOTALS_SELECT
-    + """
+WORKFLOW_TOTALS_BATCH = """select
+    user_id,
+    workflow_id,
+    toInt64(sum(jobs)),
+    toInt64(sum(joblogs)),
+    toInt64(sum(job_execution_seconds))
+from analytics.workflow_totals
 where (user_id, workflow_id) in {keys:Array(Tuple(String, String))}
 group by user_id, workflow_id"""
-)
 
 USER_TOTALS_BATCH = """select
     user_id,

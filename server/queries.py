@@ -243,6 +243,13 @@ where {scope.condition()}"""
         [measured] = parts["durations"]
         return (kind if scope.workflow_id is not None else ""), _summary([*counted[3:10], measured[10]])
 
+    def percentiles(self, scope: Scope, timeout: float) -> tuple[float, float, float, float] | None:
+        """The duration percentiles of a scope's finished jobs (None: none finished), from job_duration_daily."""
+        # As Float64, as the summary's UNION ALL gives them (its other branches' column is Float64).
+        select = f"select cast({PERCENTILES} as Array(Float64))\nfrom {DURATIONS}\nwhere {scope.condition()}"
+        [[values]] = self.rows("percentiles", select, scope.params(), timeout)
+        return _percentiles(values)
+
     def _union(self, name: str, branches: list[str], params: dict[str, Value], timeout: float) -> dict[str, list]:
         """Rows of SELECTs joined by UNION ALL, by their first column (which branch gave them).
 

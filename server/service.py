@@ -23,6 +23,7 @@ from analytics_proto import analytics_pb2_grpc as pb_grpc
 from core.backend import QueryBackend
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
+from server.extended import ExtendedQueries
 from server.interceptors import MetricsInterceptor, TokenInterceptor
 from server.log_service import JobLogService
 from server.logs import LogQueries
@@ -161,6 +162,7 @@ class AnalyticsServer:
             self.log_service,
             StorageService(queries, settings.grpc_default_deadline),
             totals,
+            ExtendedQueries(queries, self.serving_model),
         )
         pb_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -10,6 +10,7 @@ from analytics_proto import analytics_pb2 as pb
 from analytics_proto import analytics_pb2_grpc as pb_grpc
 from server import pagination
 from server.answers import NotFound, Response, respond_or_abort
+from server.extended import ExtendedQueries
 from server.log_service import JobLogService
 from server.lookups import TotalsLookups
 from server.queries import Queries, Scope, Summary, WorkflowRow
@@ -81,10 +82,13 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         logs: JobLogService,
         storage: StorageService,
         totals: TotalsLookups | None = None,
+        extended: ExtendedQueries | None = None,
     ):
         self.queries = queries
         # The two original lookups: the serving model or coalesced queries (server/lookups.py).
         self.totals = totals if totals is not None else queries
+        # Details and listings over all time: the serving model where it runs (server/extended.py).
+        self.extended = extended if extended is not None else ExtendedQueries(queries)
         self.ids = id_format
         self.default_deadline = default_deadline
         self.logs = logs
@@ -136,7 +140,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
     def GetUserAnalyticsDetails(self, request, context):
         def answer(timeout: float) -> pb.GetUserAnalyticsDetailsResponse:
             scope = Scope(self._user(request), kind=check_kind(request.kind), period=check_period(request))
-            found = self.queries.summary(scope, timeout)
+            found = self.extended.summary(scope, timeout)
             if found is None:
                 raise NotFound(_not_found(scope))
             return pb.GetUserAnalyticsDetailsResponse(user_id=scope.user_id, summary=summary_message(found[1]))
@@ -146,7 +150,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
     def GetWorkflowAnalyticsDetails(self, request, context):
         def answer(timeout: float) -> pb.GetWorkflowAnalyticsDetailsResponse:
             scope = Scope(self._user(request), self._workflow(request), period=check_period(request))
-            found = self.queries.summary(scope, timeout)
+            found = self.extended.summary(scope, timeout)
             if found is None:
                 raise NotFound(_not_found(scope))
             kind, summary = found
@@ -168,7 +172,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
             granularity = GRANULARITIES[check_enum("granularity", request.granularity, pb.Granularity)]
             points = self.queries.time_series(scope, granularity, timeout)
             # No bucket at all: an unknown user or workflow, or simply nothing in these days.
-            if not points and not self.queries.known(scope.user_id, scope.workflow_id, timeout):
+            if not points and not self.extended.known(scope.user_id, scope.workflow_id, timeout):
                 raise NotFound(_not_found(scope))
             return pb.GetAnalyticsTimeSeriesResponse(
                 points=[
@@ -190,8 +194,8 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
             )
             after = pagination.decode(request.page_token, query)
             # One row more than the page tells whether another page follows.
-            rows = self.queries.list_workflows(scope, sort, request.ascending, after, page_size + 1, timeout)
-            if not rows and after is None and not self.queries.known(scope.user_id, None, timeout):
+            rows = self.extended.list_workflows(scope, sort, request.ascending, after, page_size + 1, timeout)
+            if not rows and after is None and not self.extended.known(scope.user_id, None, timeout):
                 raise NotFound(_not_found(scope))
             page, more = rows[:page_size], len(rows) > page_size
             next_token = ""

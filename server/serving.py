@@ -27,18 +27,25 @@ Which answers it may give depends on what it knows of the writes:
   the newest read that completed was sent at most ``max_staleness`` seconds ago; otherwise it
   raises Stale. An answer then never reflects a state older than that bound, whatever the load.
 
+Besides the two original lookups, the model answers what needs a user's workflows over all
+time and no digest: the listing of a user's workflows and the counters of a details answer
+(server/extended.py); anything over a range of days reads the daily tables.
+
 On Stale the caller asks ClickHouse.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from core.backend import QueryBackend, QueryFailed, WriteLog
-from server.queries import Totals
+from server.pagination import Position
+from server.queries import Totals, WorkflowRow
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +62,28 @@ PENDING_MUTATIONS = """select count()
 from system.mutations
 where database = 'analytics' and table = 'workflow_totals' and not is_done"""
 
-# A workflow's totals as the model and the coalesced lookups read them (server/lookups.py).
-WORKFLOW_TOTALS_SELECT = """select
+# What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
+MODEL_SELECT = """select
     user_id,
     workflow_id,
     toInt64(sum(jobs)),
     toInt64(sum(joblogs)),
-    toInt64(sum(job_execution_seconds))
+    toInt64(sum(job_execution_seconds)),
+    toInt64(sum(jobs_completed)),
+    toInt64(sum(jobs_failed)),
+    toInt64(sum(jobs_cancelled)),
+    max(kind)
 from analytics.workflow_totals"""
 
 EVERY_WORKFLOW = (
-    WORKFLOW_TOTALS_SELECT
+    MODEL_SELECT
     + """
 group by user_id, workflow_id
 limit {limit:UInt64}"""
 )
 
 CHANGED_WORKFLOWS = (
-    WORKFLOW_TOTALS_SELECT
+    MODEL_SELECT
     + """
 where (user_id, workflow_id) in (
     select user_id, workflow_id
@@ -88,9 +99,28 @@ class Stale(Exception):
     """The model cannot answer within its staleness bound (not loaded yet, or its feed is behind)."""
 
 
-# (jobs, joblogs, seconds) of one workflow; (workflows, jobs, joblogs, seconds) of one user.
-WorkflowCounts = tuple[int, int, int]
-UserCounts = tuple[int, int, int, int]
+class WorkflowCounts(NamedTuple):
+    """One workflow's all-time counters and the kind its events named (max over its rows)."""
+
+    jobs: int
+    joblogs: int
+    seconds: int
+    completed: int
+    failed: int
+    cancelled: int
+    kind: str
+
+
+def _counts(row) -> WorkflowCounts:
+    """A row of MODEL_SELECT after its two keys."""
+    jobs, joblogs, seconds, completed, failed, cancelled, kind = row
+    return WorkflowCounts(int(jobs), int(joblogs), int(seconds), int(completed), int(failed), int(cancelled), kind)
+
+
+# Counters summed over workflows: how many, then jobs, joblogs, seconds, completed, failed, cancelled.
+Counters = tuple[int, int, int, int, int, int, int]
+# What a listing may sort by, as the position of the counter in WorkflowCounts.
+SORTED_BY = {"jobs": 0, "joblogs": 1, "job_execution_duration": 2}
 
 
 class ServingModel:
@@ -115,7 +145,7 @@ class ServingModel:
         # user -> {workflow -> counts}; user -> counts. Replaced whole on a full read, and entry by
         # entry (each an immutable tuple) by polls, so readers need no lock.
         self._workflows: dict[str, dict[str, WorkflowCounts]] = {}
-        self._users: dict[str, UserCounts] = {}
+        self._users: dict[str, Counters] = {}
         self._held = 0  # workflows in _workflows
         self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
@@ -190,13 +220,71 @@ class ServingModel:
         """One workflow's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
         self._check_fresh(timeout)
         counts = self._workflows.get(user_id, {}).get(workflow_id)
-        return None if counts is None else Totals(1, *counts)
+        return None if counts is None else Totals(1, counts.jobs, counts.joblogs, counts.seconds)
 
     def user_totals(self, user_id: str, timeout: float) -> Totals | None:
         """A user's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
         self._check_fresh(timeout)
-        counts = self._users.get(user_id)
-        return None if counts is None else Totals(*counts)
+        counters = self._users.get(user_id)
+        return None if counters is None else Totals(*counters[:4])
+
+    def known(self, user_id: str, workflow_id: str | None, timeout: float) -> bool:
+        """Whether the user (and that workflow of the user) has any analytics, or Stale."""
+        self._check_fresh(timeout)
+        by_workflow = self._workflows.get(user_id)
+        return by_workflow is not None and (workflow_id is None or workflow_id in by_workflow)
+
+    def counters(self, user_id: str, workflow_id: str | None, kind: str | None, timeout: float):
+        """(kind, Counters) of a user, of one workflow of the user, or of the user's workflows of one
+        kind, over all time; None when the user (or the workflow) is unknown; or Stale.
+
+        kind in the answer is the workflow's when one is asked for, else empty. A kind no workflow
+        has gives zeros, as Queries.summary does.
+        """
+        self._check_fresh(timeout)
+        by_workflow = self._workflows.get(user_id)
+        if by_workflow is None:
+            return None
+        if workflow_id is not None:
+            counts = by_workflow.get(workflow_id)
+            return None if counts is None else (counts.kind, (1, *counts[:6]))
+        if kind is None:
+            return "", self._users[user_id]
+        # A copy, taken at once: the feed may add workflows while this adds them up.
+        return "", _counters([counts for counts in list(by_workflow.values()) if counts.kind == kind])
+
+    def list_workflows(
+        self,
+        user_id: str,
+        kind: str | None,
+        sort: str,
+        ascending: bool,
+        after: Position | None,
+        limit: int,
+        timeout: float,
+    ) -> list[WorkflowRow] | None:
+        """A page of the user's workflows over all time, as Queries.list_workflows gives it (sorted
+        by ``sort``, then workflow id; only those of ``kind``; strictly after ``after``); None when
+        the user is unknown; or Stale. Workflow ids compare as ClickHouse compares them: UTF-8's
+        byte order is its code points' order.
+        """
+        self._check_fresh(timeout)
+        by_workflow = self._workflows.get(user_id)
+        if by_workflow is None:
+            return None
+        index, sign = SORTED_BY[sort], 1 if ascending else -1
+        # (value, workflow id) ascending is the page's order, with the value negated when descending;
+        # "after the previous page" is then simply greater than its last key.
+        keyed = [
+            ((sign * counts[index], workflow_id), counts)
+            for workflow_id, counts in list(by_workflow.items())
+            if kind is None or counts.kind == kind
+        ]
+        if after is not None:
+            resume = (sign * after.value, after.workflow_id)
+            keyed = [entry for entry in keyed if entry[0] > resume]
+        page = heapq.nsmallest(limit, keyed, key=lambda entry: entry[0])
+        return [WorkflowRow(key[1], counts.kind, *counts[:6]) for key, counts in page]
 
     @property
     def workflows(self) -> int:
@@ -238,9 +326,9 @@ class ServingModel:
             self._turn_off(f"ClickHouse holds more than {self.max_workflows:,} workflows")
             return
         workflows: dict[str, dict[str, WorkflowCounts]] = {}
-        for user_id, workflow_id, jobs, joblogs, seconds in rows:
-            workflows.setdefault(user_id, {})[workflow_id] = (int(jobs), int(joblogs), int(seconds))
-        users = {user_id: _user_counts(by_workflow) for user_id, by_workflow in workflows.items()}
+        for row in rows:
+            workflows.setdefault(row[0], {})[row[1]] = _counts(row[2:])
+        users = {user_id: _counters(by_workflow.values()) for user_id, by_workflow in workflows.items()}
         self._workflows, self._users, self._held = workflows, users, len(rows)
         self._blocks, self._loaded_at = (newest, newest), sent
         if pending:
@@ -266,16 +354,16 @@ class ServingModel:
         newest = self._newest_block()
         before_previous, previous = self._blocks
         rows = self._backend.rows(CHANGED_WORKFLOWS, {"after": before_previous, "upto": newest}, self._timeout)
-        for user_id, workflow_id, jobs, joblogs, seconds in rows:
-            by_workflow = self._workflows.setdefault(user_id, {})
-            self._held += workflow_id not in by_workflow
-            by_workflow[workflow_id] = (int(jobs), int(joblogs), int(seconds))
+        for row in rows:
+            by_workflow = self._workflows.setdefault(row[0], {})
+            self._held += row[1] not in by_workflow
+            by_workflow[row[1]] = _counts(row[2:])
         if self._held > self.max_workflows:
             self._turn_off(f"new workflows took it past {self.max_workflows:,}")
             return len(rows)
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~10 ms.
         for user_id in {row[0] for row in rows}:
-            self._users[user_id] = _user_counts(self._workflows[user_id])
+            self._users[user_id] = _counters(self._workflows[user_id].values())
         self._blocks = (previous, newest)
         assert self._covered is not None  # set by the load before any poll
         self._applied_read(sent, (inserts, self._covered[1]))
@@ -343,10 +431,8 @@ class ServingModel:
             self._thread.join(timeout=self._timeout + 5)
 
 
-def _user_counts(by_workflow: dict[str, WorkflowCounts]) -> UserCounts:
-    jobs = joblogs = seconds = 0
-    for workflow_jobs, workflow_joblogs, workflow_seconds in by_workflow.values():
-        jobs += workflow_jobs
-        joblogs += workflow_joblogs
-        seconds += workflow_seconds
-    return (len(by_workflow), jobs, joblogs, seconds)
+def _counters(workflows) -> Counters:
+    """How many workflows, then each of their counters summed."""
+    workflows = list(workflows)
+    sums = [sum(column) for column in zip(*(counts[:6] for counts in workflows), strict=True)] or [0] * 6
+    return (len(workflows), *sums)

@@ -299,3 +299,80 @@ def test_a_model_that_grows_beyond_its_limit_turns_itself_off(analytics_db, smal
         assert_answered_by_clickhouse(service, more)
     finally:
         assert service.stop() == 0, service.log()
+
+
+def queries_run(service, *names: str) -> float:
+    text = scrape(service.extra["metrics_url"])
+    return sum(sample(text, "analytics_clickhouse_query_seconds_count", query=name, outcome="ok") for name in names)
+
+
+def answers(stub, calls: list[tuple[str, object]]) -> list:
+    """Each call's response, or its status code when it fails."""
+    found = []
+    for method, request in calls:
+        try:
+            found.append(getattr(stub, method)(request, timeout=30))
+        except grpc.RpcError as error:
+            found.append(error.code())
+    return found
+
+
+def listing(stub, request: pb.ListWorkflowAnalyticsRequest) -> list:
+    """Every page of a listing, followed to its end (or the status code of a listing that fails)."""
+    found = []
+    while True:
+        try:
+            page = stub.ListWorkflowAnalytics(request, timeout=30)
+        except grpc.RpcError as error:
+            return [*found, error.code()]
+        found.append(page)
+        if not page.next_page_token:
+            return found
+        request = pb.ListWorkflowAnalyticsRequest(
+            user_id=request.user_id,
+            order_by=request.order_by,
+            ascending=request.ascending,
+            kind=request.kind,
+            page_size=request.page_size,
+            page_token=page.next_page_token,
+        )
+
+
+def test_details_and_listings_over_all_time_from_the_model_are_the_statements_answers(analytics_db, small, tmp_path):
+    # Every user the shared database holds (the other suites' data sets too), each kind, each order.
+    users = [row["user_id"] for row in query(analytics_db, "select distinct user_id from analytics.workflow_totals")]
+    kinds = [row["kind"] for row in query(analytics_db, "select distinct kind from analytics.workflow_totals")]
+    workflows = query(analytics_db, "select distinct user_id, workflow_id from analytics.workflow_totals limit 200")
+    calls: list[tuple[str, object]] = []
+    for user in [*users, "nobody-here"]:
+        for kind in ["", *kinds, "NO_SUCH_KIND"]:
+            calls.append(("GetUserAnalyticsDetails", pb.GetUserAnalyticsDetailsRequest(user_id=user, kind=kind)))
+    for row in [*workflows, {"user_id": users[0], "workflow_id": "no-such-workflow"}]:
+        request = pb.GetWorkflowAnalyticsDetailsRequest(user_id=row["user_id"], workflow_id=row["workflow_id"])
+        calls.append(("GetWorkflowAnalyticsDetails", request))
+    listings = [
+        pb.ListWorkflowAnalyticsRequest(user_id=user, order_by=order, ascending=ascending, kind=kind, page_size=2)
+        for user in [*users[:40], "nobody-here"]
+        for order in (pb.WORKFLOW_ORDER_JOBS, pb.WORKFLOW_ORDER_JOB_EXECUTION_DURATION, pb.WORKFLOW_ORDER_JOBLOGS)
+        for ascending in (False, True)
+        for kind in ("", max(kinds))
+    ]
+
+    (tmp_path / "served").mkdir()
+    (tmp_path / "statements").mkdir()
+    served = start_served(tmp_path / "served", analytics_db.url, bound=60.0)  # nothing changes meanwhile
+    statements = launch_served(tmp_path / "statements", analytics_db.url, bound=0)  # 0: no model
+    try:
+        with served.channel() as served_channel, statements.channel() as statements_channel:
+            from_model, from_statements = served.stub(served_channel), statements.stub(statements_channel)
+            for call, got, want in zip(calls, answers(from_model, calls), answers(from_statements, calls), strict=True):
+                assert got == want, (call, str(got), str(want))
+            for request in listings:
+                assert listing(from_model, request) == listing(from_statements, request), request
+        # The model answered: no counters or listing statement ran there, only the digests' reads.
+        assert queries_run(served, "summary", "list_workflows", "known") == 0
+        assert queries_run(served, "percentiles") > 0
+        assert queries_run(statements, "summary") > 0 and queries_run(statements, "list_workflows") > 0
+    finally:
+        assert served.stop() == 0, served.log()
+        assert statements.stop() == 0, statements.log()
