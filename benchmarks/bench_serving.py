@@ -6,11 +6,11 @@
    and one user with ``--big-user-workflows`` (100,000) workflows.
 2. For each deployment and setting, ghz (built from the Go module proxy) drives over a real
    channel: the health Check (the empty RPC, the baseline), GetWorkflowAnalytics and
-   GetUserAnalytics on random existing keys, the big user, and the extended RPCs; p50 with one
-   caller, p99 and requests/s with ``--callers`` (16). Deployments: the service inside
-   `analytics up` (in-process chDB) and `analytics grpc --clickhouse-url` (HTTP), each with the
-   serving model on (read-your-writes in `up`, its default; a 1 s bound over HTTP) and off
-   (every lookup asks ClickHouse, coalesced).
+   GetUserAnalytics on random existing keys, the big user, and the extended RPCs (the big user's
+   details and listing too); p50 with one caller, p99 and requests/s with ``--callers`` (16).
+   Deployments: the service inside `analytics up` (in-process chDB) and `analytics grpc
+   --clickhouse-url` (HTTP), each with the serving model on (read-your-writes in `up`, its
+   default; a 1 s bound over HTTP) and off (every lookup asks ClickHouse, coalesced).
 3. Overload, in each `up` deployment: GetWorkflowAnalytics from 64 callers with a 1 s deadline,
    alone and beside 8 callers of a slow query (the big user's details, 2 s deadline), then from
    256 callers, beyond the workers and the queue; latencies and every status code.
@@ -93,6 +93,11 @@ def measure(service: ServiceProcess, calls: dict[str, list[dict]], args, extende
     plan.insert(3, ("GetUserAnalytics (big user)", SERVICE + "GetUserAnalytics", [{"user_id": "user-big"}]))
     if not extended:
         plan = plan[:4]
+    else:
+        # What a user of 100,000 workflows costs the calls that read all of them.
+        big = {"user_id": "user-big"}
+        plan.append(("GetUserAnalyticsDetails (big user)", SERVICE + "GetUserAnalyticsDetails", [big]))
+        plan.append(("ListWorkflowAnalytics (big user)", SERVICE + "ListWorkflowAnalytics", [{**big, "page_size": 20}]))
     for label, method, requests in plan:
         one = ghz.run(service.target, method, requests, 1, args.seconds)
         many = ghz.run(service.target, method, requests, args.callers, args.seconds)
@@ -241,7 +246,7 @@ def over_http(work: Path, http, calls: dict, args, results: dict) -> None:
             if env:
                 result["load_s"] = wait_until_fresh(f"http://127.0.0.1:{metrics_port}/metrics")
                 result["rss_mib"] = rss_mib(server.process.pid)
-            result["rows"] = measure(server, calls, args, extended=False)
+            result["rows"] = measure(server, calls, args, extended=bool(env))
             result["freshness"] = freshness(server, http, args.freshness_samples)
             results[label] = result
         finally:
@@ -285,7 +290,7 @@ def main() -> None:
             if model:
                 result["load_s"] = wait_until_fresh(http.url + "/metrics")
                 result["rss_mib"] = rss_mib(stack.process.pid)
-            result["rows"] = measure(stack, calls, args, extended=not model)
+            result["rows"] = measure(stack, calls, args, extended=True)
             result["overload"] = overload(stack, calls, args)
             result["freshness"] = freshness(stack, http, args.freshness_samples)
             results[label] = result

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import heapq
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from core.backend import QueryBackend, QueryFailed, WriteLog
 from server.pagination import Position
@@ -99,28 +99,24 @@ class Stale(Exception):
     """The model cannot answer within its staleness bound (not loaded yet, or its feed is behind)."""
 
 
-class WorkflowCounts(NamedTuple):
-    """One workflow's all-time counters and the kind its events named (max over its rows)."""
-
-    jobs: int
-    joblogs: int
-    seconds: int
-    completed: int
-    failed: int
-    cancelled: int
-    kind: str
+# One workflow's all-time counters and the kind its events named (max over its rows), at these
+# positions. A plain tuple of ints and a str, not a NamedTuple: the collector stops tracking such
+# tuples, where a million tracked ones would make each of its full passes walk them all.
+WorkflowCounts = tuple[int, int, int, int, int, int, str]
+JOBS, JOBLOGS, SECONDS, COMPLETED, FAILED, CANCELLED, KIND = range(7)
 
 
 def _counts(row) -> WorkflowCounts:
     """A row of MODEL_SELECT after its two keys."""
     jobs, joblogs, seconds, completed, failed, cancelled, kind = row
-    return WorkflowCounts(int(jobs), int(joblogs), int(seconds), int(completed), int(failed), int(cancelled), kind)
+    # Interned: a handful of kinds shared by a million workflows.
+    return (int(jobs), int(joblogs), int(seconds), int(completed), int(failed), int(cancelled), sys.intern(kind))
 
 
 # Counters summed over workflows: how many, then jobs, joblogs, seconds, completed, failed, cancelled.
 Counters = tuple[int, int, int, int, int, int, int]
 # What a listing may sort by, as the position of the counter in WorkflowCounts.
-SORTED_BY = {"jobs": 0, "joblogs": 1, "job_execution_duration": 2}
+SORTED_BY = {"jobs": JOBS, "joblogs": JOBLOGS, "job_execution_duration": SECONDS}
 
 
 class ServingModel:
@@ -220,7 +216,7 @@ class ServingModel:
         """One workflow's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
         self._check_fresh(timeout)
         counts = self._workflows.get(user_id, {}).get(workflow_id)
-        return None if counts is None else Totals(1, counts.jobs, counts.joblogs, counts.seconds)
+        return None if counts is None else Totals(1, counts[JOBS], counts[JOBLOGS], counts[SECONDS])
 
     def user_totals(self, user_id: str, timeout: float) -> Totals | None:
         """A user's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
@@ -247,11 +243,11 @@ class ServingModel:
             return None
         if workflow_id is not None:
             counts = by_workflow.get(workflow_id)
-            return None if counts is None else (counts.kind, (1, *counts[:6]))
+            return None if counts is None else (counts[KIND], (1, *counts[:KIND]))
         if kind is None:
             return "", self._users[user_id]
         # A copy, taken at once: the feed may add workflows while this adds them up.
-        return "", _counters([counts for counts in list(by_workflow.values()) if counts.kind == kind])
+        return "", _counters([counts for counts in list(by_workflow.values()) if counts[KIND] == kind])
 
     def list_workflows(
         self,
@@ -274,17 +270,20 @@ class ServingModel:
             return None
         index, sign = SORTED_BY[sort], 1 if ascending else -1
         # (value, workflow id) ascending is the page's order, with the value negated when descending;
-        # "after the previous page" is then simply greater than its last key.
+        # "after the previous page" is then simply greater than its last key. Workflow ids are
+        # unique, so the counts behind them are never compared.
         keyed = [
-            ((sign * counts[index], workflow_id), counts)
+            (sign * counts[index], workflow_id, counts)
             for workflow_id, counts in list(by_workflow.items())
-            if kind is None or counts.kind == kind
+            if kind is None or counts[KIND] == kind
         ]
         if after is not None:
             resume = (sign * after.value, after.workflow_id)
-            keyed = [entry for entry in keyed if entry[0] > resume]
-        page = heapq.nsmallest(limit, keyed, key=lambda entry: entry[0])
-        return [WorkflowRow(key[1], counts.kind, *counts[:6]) for key, counts in page]
+            keyed = [entry for entry in keyed if entry[:2] > resume]
+        return [
+            WorkflowRow(workflow_id, counts[KIND], *counts[:KIND])
+            for _, workflow_id, counts in heapq.nsmallest(limit, keyed)
+        ]
 
     @property
     def workflows(self) -> int:
@@ -361,7 +360,7 @@ class ServingModel:
         if self._held > self.max_workflows:
             self._turn_off(f"new workflows took it past {self.max_workflows:,}")
             return len(rows)
-        # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~10 ms.
+        # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~20 ms.
         for user_id in {row[0] for row in rows}:
             self._users[user_id] = _counters(self._workflows[user_id].values())
         self._blocks = (previous, newest)
@@ -432,7 +431,22 @@ class ServingModel:
 
 
 def _counters(workflows) -> Counters:
-    """How many workflows, then each of their counters summed."""
-    workflows = list(workflows)
-    sums = [sum(column) for column in zip(*(counts[:6] for counts in workflows), strict=True)] or [0] * 6
-    return (len(workflows), *sums)
+    """How many workflows, then each of their counters summed (100,000 workflows: about 20 ms)."""
+    count = jobs = joblogs = seconds = completed = failed = cancelled = 0
+    for (
+        workflow_jobs,
+        workflow_joblogs,
+        workflow_seconds,
+        workflow_completed,
+        workflow_failed,
+        workflow_cancelled,
+        _,
+    ) in workflows:
+        count += 1
+        jobs += workflow_jobs
+        joblogs += workflow_joblogs
+        seconds += workflow_seconds
+        completed += workflow_completed
+        failed += workflow_failed
+        cancelled += workflow_cancelled
+    return (count, jobs, joblogs, seconds, completed, failed, cancelled)
