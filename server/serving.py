@@ -245,7 +245,9 @@ class ServingModel:
             counts = by_workflow.get(workflow_id)
             return None if counts is None else (counts[KIND], (1, *counts[:KIND]))
         if kind is None:
-            return "", self._users[user_id]
+            # A poll adds a new user's workflows before it sums them: then add them up here.
+            counters = self._users.get(user_id)
+            return "", counters if counters is not None else _counters(list(by_workflow.values()))
         # A copy, taken at once: the feed may add workflows while this adds them up.
         return "", _counters([counts for counts in list(by_workflow.values()) if counts[KIND] == kind])
 

@@ -1,0 +1,101 @@
+"""The serving model's in-memory answers, as a pure unit: canned rows in, pages and sums out.
+
+The answers are compared with ClickHouse's own over a real channel in test_grpc_serving.py; here
+the corners a data set rarely hits: ties broken by workflow id, pages across ties, a kind no
+workflow has, and a user whose workflows a poll has added but not yet summed.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from server.pagination import Position
+from server.serving import ServingModel
+
+# user, workflow, jobs, joblogs, seconds, completed, failed, cancelled, kind
+ROWS = [
+    ["u1", "w-b", 3, 10, 100, 2, 1, 0, "BATCH"],
+    ["u1", "w-a", 3, 20, 50, 1, 1, 1, "CRON"],
+    ["u1", "w-c", 1, 30, 100, 1, 0, 0, "BATCH"],
+    ["u1", "w-d", 5, 0, 0, 0, 0, 5, "BATCH"],
+    ["u2", "w-a", 2, 2, 2, 2, 0, 0, "CRON"],
+]
+
+
+class CannedBackend:
+    """Answers the model's statements with ROWS (the newest block never moves)."""
+
+    writes = None
+
+    def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
+        if "system.parts" in sql or "system.mutations" in sql:
+            return [[0]]
+        return [list(row) for row in ROWS]
+
+
+@pytest.fixture
+def model() -> ServingModel:
+    model = ServingModel(CannedBackend(), max_staleness=60, clock=lambda: 0.0)
+    model.load()
+    return model
+
+
+def every_page(model: ServingModel, kind, sort: str, ascending: bool, size: int) -> list[list[str]]:
+    pages, after = [], None
+    while True:
+        rows = model.list_workflows("u1", kind, sort, ascending, after, size + 1, 1.0)
+        pages.append([row.workflow_id for row in rows[:size]])
+        if len(rows) <= size:
+            return pages
+        last = rows[size - 1]
+        after = Position(last.sort_value(sort), last.workflow_id)
+
+
+@pytest.mark.parametrize(
+    ("sort", "ascending"), list(itertools.product(("jobs", "joblogs", "job_execution_duration"), (True, False)))
+)
+@pytest.mark.parametrize("kind", [None, "BATCH"])
+def test_pages_follow_the_order_with_ties_broken_by_workflow_id(model, sort, ascending, kind):
+    column = {"jobs": 2, "joblogs": 3, "job_execution_duration": 4}[sort]
+    mine = [row for row in ROWS if row[0] == "u1" and kind in (None, row[8])]
+    # The statement's ORDER BY: the value (either way), then workflow id ascending.
+    expected = [row[1] for row in sorted(mine, key=lambda row: ((1 if ascending else -1) * row[column], row[1]))]
+    pages = every_page(model, kind, sort, ascending, size=2)
+    assert list(itertools.chain(*pages)) == expected
+    assert all(len(page) == 2 for page in pages[:-1])
+
+
+def test_a_listing_row_carries_the_workflows_counters_and_kind(model):
+    [row] = [row for row in model.list_workflows("u1", None, "jobs", True, None, 10, 1.0) if row.workflow_id == "w-a"]
+    assert (row.kind, row.jobs, row.joblogs, row.seconds, row.completed, row.failed, row.cancelled) == (
+        "CRON",
+        3,
+        20,
+        50,
+        1,
+        1,
+        1,
+    )
+
+
+def test_counters_of_a_user_a_kind_and_a_workflow(model):
+    assert model.counters("u1", None, None, 1.0) == ("", (4, 12, 60, 250, 4, 2, 6))
+    assert model.counters("u1", None, "BATCH", 1.0) == ("", (3, 9, 40, 200, 3, 1, 5))
+    assert model.counters("u1", None, "NO_SUCH_KIND", 1.0) == ("", (0, 0, 0, 0, 0, 0, 0))
+    assert model.counters("u1", "w-a", None, 1.0) == ("CRON", (1, 3, 20, 50, 1, 1, 1))
+    assert model.counters("u1", "w-x", None, 1.0) is None
+    assert model.counters("nobody", None, None, 1.0) is None
+    assert model.list_workflows("nobody", None, "jobs", True, None, 10, 1.0) is None
+    assert (model.known("u2", None, 1.0), model.known("u2", "w-b", 1.0), model.known("u3", None, 1.0)) == (
+        True,
+        False,
+        False,
+    )
+
+
+def test_a_user_a_poll_has_added_but_not_yet_summed_is_added_up_on_the_spot(model):
+    # A poll puts a new user's workflows in place before it sums them; a call may come in between.
+    model._users.pop("u2")
+    assert model.counters("u2", None, None, 1.0) == ("", (1, 2, 2, 2, 2, 0, 0))
