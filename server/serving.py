@@ -99,6 +99,16 @@ class Stale(Exception):
     """The model cannot answer within its staleness bound (not loaded yet, or its feed is behind)."""
 
 
+class TooMany(Stale):
+    """The answer needs more of a user's workflows than the model goes through in one call."""
+
+
+# A listing, or a kind's counters, goes through every workflow of the user in Python, holding the
+# interpreter (about 1 µs a workflow): beyond this many ClickHouse sorts them faster, and without
+# holding up the other calls (measured with a user of 100,000: 115 ms here, 43 ms in ClickHouse).
+SCANNED_AT_MOST = 10_000
+
+
 # One workflow's all-time counters and the kind its events named (max over its rows), at these
 # positions. A plain tuple of ints and a str, not a NamedTuple: the collector stops tracking such
 # tuples, where a million tracked ones would make each of its full passes walk them all.
@@ -129,9 +139,11 @@ class ServingModel:
         query_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         max_workflows: int = 2_000_000,
+        scanned_at_most: int = SCANNED_AT_MOST,
     ):
         self._backend = backend
         self.max_workflows = max_workflows
+        self.scanned_at_most = scanned_at_most
         self.max_staleness = max_staleness
         self.interval = interval
         self.full_refresh = full_refresh
@@ -235,7 +247,8 @@ class ServingModel:
         kind, over all time; None when the user (or the workflow) is unknown; or Stale.
 
         kind in the answer is the workflow's when one is asked for, else empty. A kind no workflow
-        has gives zeros, as Queries.summary does.
+        has gives zeros, as Queries.summary does. A kind's counters of a user of more than
+        ``scanned_at_most`` workflows raise TooMany (a Stale): ClickHouse adds them up.
         """
         self._check_fresh(timeout)
         by_workflow = self._workflows.get(user_id)
@@ -248,8 +261,13 @@ class ServingModel:
             # A poll adds a new user's workflows before it sums them: then add them up here.
             counters = self._users.get(user_id)
             return "", counters if counters is not None else _counters(list(by_workflow.values()))
+        self._check_scan(by_workflow)
         # A copy, taken at once: the feed may add workflows while this adds them up.
         return "", _counters([counts for counts in list(by_workflow.values()) if counts[KIND] == kind])
+
+    def _check_scan(self, by_workflow: dict[str, WorkflowCounts]) -> None:
+        if len(by_workflow) > self.scanned_at_most:
+            raise TooMany(f"more than {self.scanned_at_most:,} workflows to go through")
 
     def list_workflows(
         self,
@@ -263,13 +281,14 @@ class ServingModel:
     ) -> list[WorkflowRow] | None:
         """A page of the user's workflows over all time, as Queries.list_workflows gives it (sorted
         by ``sort``, then workflow id; only those of ``kind``; strictly after ``after``); None when
-        the user is unknown; or Stale. Workflow ids compare as ClickHouse compares them: UTF-8's
-        byte order is its code points' order.
+        the user is unknown; or Stale (TooMany beyond ``scanned_at_most`` workflows). Workflow
+        ids compare as ClickHouse compares them: UTF-8's byte order is its code points' order.
         """
         self._check_fresh(timeout)
         by_workflow = self._workflows.get(user_id)
         if by_workflow is None:
             return None
+        self._check_scan(by_workflow)
         index, sign = SORTED_BY[sort], 1 if ascending else -1
         # (value, workflow id) ascending is the page's order, with the value negated when descending;
         # "after the previous page" is then simply greater than its last key. Workflow ids are

@@ -12,7 +12,7 @@ import itertools
 import pytest
 
 from server.pagination import Position
-from server.serving import ServingModel
+from server.serving import ServingModel, TooMany
 
 # user, workflow, jobs, joblogs, seconds, completed, failed, cancelled, kind
 ROWS = [
@@ -99,3 +99,15 @@ def test_a_user_a_poll_has_added_but_not_yet_summed_is_added_up_on_the_spot(mode
     # A poll puts a new user's workflows in place before it sums them; a call may come in between.
     model._users.pop("u2")
     assert model.counters("u2", None, None, 1.0) == ("", (1, 2, 2, 2, 2, 0, 0))
+
+
+def test_a_user_of_more_workflows_than_it_goes_through_is_left_to_clickhouse():
+    model = ServingModel(CannedBackend(), max_staleness=60, clock=lambda: 0.0, scanned_at_most=3)
+    model.load()
+    with pytest.raises(TooMany):
+        model.list_workflows("u1", None, "jobs", True, None, 10, 1.0)
+    with pytest.raises(TooMany):
+        model.counters("u1", None, "BATCH", 1.0)
+    # What needs no pass over the workflows is still answered.
+    assert model.counters("u1", None, None, 1.0) == ("", (4, 12, 60, 250, 4, 2, 6))
+    assert [row.workflow_id for row in model.list_workflows("u2", None, "jobs", True, None, 10, 1.0)] == ["w-a"]
