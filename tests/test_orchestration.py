@@ -188,6 +188,7 @@ def test_backfill_deletes_the_rows_of_a_day_the_raw_history_does_not_have(server
     assert daily_jobs(server, loaded.prefix) == expected_daily  # the other workflows of the day and month stand
 
 
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(server, settings):
     old = datasets.generate(seed=23, users=2, days_ago=200, duplicate_rate=0)
     deliver(server, old.messages, batch_size=100_000)
@@ -207,6 +208,7 @@ def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(serve
     assert_matches(server, old)
 
 
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_a_failed_backfill_leaves_no_staging_table(server, settings):
     execute(server, "RENAME TABLE analytics.job_duration_daily TO analytics.job_duration_daily_aside")
     try:
@@ -243,6 +245,7 @@ def test_freshness_fails_for_a_quiet_topic_and_passes_once_events_arrive(server,
     assert not found["job_events:newest_event_is_recent"].passed
 
 
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_new_dead_letters_fail_their_check_and_the_run(server, defs, instance):
     insert = """INSERT INTO analytics.dead_letters (topic, partition, offset, raw_message, error, received_at)
                 VALUES ('jobs', 0, {offset}, '{{not json', 'Cannot parse JSON',
@@ -264,6 +267,7 @@ def test_new_dead_letters_fail_their_check_and_the_run(server, defs, instance):
         execute(server, "TRUNCATE TABLE analytics.dead_letters")
 
 
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_consumer_lag_above_the_maximum_fails_until_the_consumer_catches_up(server, defs, instance, settings):
     insert = """INSERT INTO analytics.kafka_consumer_lag
                 (consumer_group, topic, partition, committed_offset, high_watermark, lag, measured_at)
@@ -304,6 +308,7 @@ def test_server_mode_reads_lag_from_system_kafka_consumers(server, settings, bui
         execute(server, "TRUNCATE TABLE analytics.kafka_consumer_lag")
 
 
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, instance):
     sensor = defs.get_sensor_def("pipeline_health_sensor")
     assert sensor.job_name == "pipeline_health"
@@ -326,6 +331,7 @@ def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, i
     assert flag not in json.loads(second.cursor)
 
 
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
     old = datasets.generate(seed=29, users=2, days_ago=120, duplicate_rate=0)
     lines = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"
@@ -345,6 +351,7 @@ def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
     assert_matches(server, old)  # the counts stay
 
 
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_housekeeping_keeps_every_line_in_audit_mode(server, defs, settings, instance):
     old = datasets.generate(seed=31, users=1, days_ago=120, duplicate_rate=0)
     lines = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"
