@@ -36,9 +36,7 @@ On Stale the caller asks ClickHouse.
 
 from __future__ import annotations
 
-import heapq
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +44,18 @@ from collections.abc import Callable
 from core.backend import QueryBackend, QueryFailed, WriteLog
 from server.pagination import Position
 from server.queries import Totals, WorkflowRow
+from server.workflow_counts import (
+    JOBLOGS,
+    JOBS,
+    KIND,
+    SECONDS,
+    Counters,
+    WorkflowCounts,
+    add_up,
+    counts_of,
+    of_kind,
+    page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,26 +117,6 @@ class TooMany(Stale):
 # interpreter (about 1 µs a workflow): beyond this many ClickHouse sorts them faster, and without
 # holding up the other calls (measured with a user of 100,000: 115 ms here, 43 ms in ClickHouse).
 SCANNED_AT_MOST = 10_000
-
-
-# One workflow's all-time counters and the kind its events named (max over its rows), at these
-# positions. A plain tuple of ints and a str, not a NamedTuple: the collector stops tracking such
-# tuples, where a million tracked ones would make each of its full passes walk them all.
-WorkflowCounts = tuple[int, int, int, int, int, int, str]
-JOBS, JOBLOGS, SECONDS, COMPLETED, FAILED, CANCELLED, KIND = range(7)
-
-
-def _counts(row) -> WorkflowCounts:
-    """A row of MODEL_SELECT after its two keys."""
-    jobs, joblogs, seconds, completed, failed, cancelled, kind = row
-    # Interned: a handful of kinds shared by a million workflows.
-    return (int(jobs), int(joblogs), int(seconds), int(completed), int(failed), int(cancelled), sys.intern(kind))
-
-
-# Counters summed over workflows: how many, then jobs, joblogs, seconds, completed, failed, cancelled.
-Counters = tuple[int, int, int, int, int, int, int]
-# What a listing may sort by, as the position of the counter in WorkflowCounts.
-SORTED_BY = {"jobs": JOBS, "joblogs": JOBLOGS, "job_execution_duration": SECONDS}
 
 
 class ServingModel:
@@ -260,10 +250,9 @@ class ServingModel:
         if kind is None:
             # A poll adds a new user's workflows before it sums them: then add them up here.
             counters = self._users.get(user_id)
-            return "", counters if counters is not None else _counters(list(by_workflow.values()))
+            return "", counters if counters is not None else add_up(list(by_workflow.values()))
         self._check_scan(by_workflow)
-        # A copy, taken at once: the feed may add workflows while this adds them up.
-        return "", _counters([counts for counts in list(by_workflow.values()) if counts[KIND] == kind])
+        return "", of_kind(by_workflow, kind)
 
     def _check_scan(self, by_workflow: dict[str, WorkflowCounts]) -> None:
         if len(by_workflow) > self.scanned_at_most:
@@ -289,22 +278,7 @@ class ServingModel:
         if by_workflow is None:
             return None
         self._check_scan(by_workflow)
-        index, sign = SORTED_BY[sort], 1 if ascending else -1
-        # (value, workflow id) ascending is the page's order, with the value negated when descending;
-        # "after the previous page" is then simply greater than its last key. Workflow ids are
-        # unique, so the counts behind them are never compared.
-        keyed = [
-            (sign * counts[index], workflow_id, counts)
-            for workflow_id, counts in list(by_workflow.items())
-            if kind is None or counts[KIND] == kind
-        ]
-        if after is not None:
-            resume = (sign * after.value, after.workflow_id)
-            keyed = [entry for entry in keyed if entry[:2] > resume]
-        return [
-            WorkflowRow(workflow_id, counts[KIND], *counts[:KIND])
-            for _, workflow_id, counts in heapq.nsmallest(limit, keyed)
-        ]
+        return page(by_workflow, kind, sort, ascending, after, limit)
 
     @property
     def workflows(self) -> int:
@@ -347,8 +321,8 @@ class ServingModel:
             return
         workflows: dict[str, dict[str, WorkflowCounts]] = {}
         for row in rows:
-            workflows.setdefault(row[0], {})[row[1]] = _counts(row[2:])
-        users = {user_id: _counters(by_workflow.values()) for user_id, by_workflow in workflows.items()}
+            workflows.setdefault(row[0], {})[row[1]] = counts_of(row[2:])
+        users = {user_id: add_up(by_workflow.values()) for user_id, by_workflow in workflows.items()}
         self._workflows, self._users, self._held = workflows, users, len(rows)
         self._blocks, self._loaded_at = (newest, newest), sent
         if pending:
@@ -377,13 +351,13 @@ class ServingModel:
         for row in rows:
             by_workflow = self._workflows.setdefault(row[0], {})
             self._held += row[1] not in by_workflow
-            by_workflow[row[1]] = _counts(row[2:])
+            by_workflow[row[1]] = counts_of(row[2:])
         if self._held > self.max_workflows:
             self._turn_off(f"new workflows took it past {self.max_workflows:,}")
             return len(rows)
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~20 ms.
         for user_id in {row[0] for row in rows}:
-            self._users[user_id] = _counters(self._workflows[user_id].values())
+            self._users[user_id] = add_up(self._workflows[user_id].values())
         self._blocks = (previous, newest)
         assert self._covered is not None  # set by the load before any poll
         self._applied_read(sent, (inserts, self._covered[1]))
@@ -449,25 +423,3 @@ class ServingModel:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self._timeout + 5)
-
-
-def _counters(workflows) -> Counters:
-    """How many workflows, then each of their counters summed (100,000 workflows: about 20 ms)."""
-    count = jobs = joblogs = seconds = completed = failed = cancelled = 0
-    for (
-        workflow_jobs,
-        workflow_joblogs,
-        workflow_seconds,
-        workflow_completed,
-        workflow_failed,
-        workflow_cancelled,
-        _,
-    ) in workflows:
-        count += 1
-        jobs += workflow_jobs
-        joblogs += workflow_joblogs
-        seconds += workflow_seconds
-        completed += workflow_completed
-        failed += workflow_failed
-        cancelled += workflow_cancelled
-    return (count, jobs, joblogs, seconds, completed, failed, cancelled)
