@@ -328,14 +328,10 @@ def listing(stub, request: pb.ListWorkflowAnalyticsRequest) -> list:
         found.append(page)
         if not page.next_page_token:
             return found
-        request = pb.ListWorkflowAnalyticsRequest(
-            user_id=request.user_id,
-            order_by=request.order_by,
-            ascending=request.ascending,
-            kind=request.kind,
-            page_size=request.page_size,
-            page_token=page.next_page_token,
-        )
+        following = pb.ListWorkflowAnalyticsRequest()
+        following.CopyFrom(request)
+        following.page_token = page.next_page_token
+        request = following
 
 
 def test_details_and_listings_over_all_time_from_the_model_are_the_statements_answers(analytics_db, small, tmp_path):
