@@ -30,6 +30,7 @@ def dbt_vars(settings: SchemaSettings) -> dict:
         "kafka_flush_interval_ms": settings.kafka_flush_interval_ms,
         "log_retention_hours": settings.log_retention_hours,
         "audit_mode": settings.audit_mode,
+        "reconcile_settle_seconds": settings.resolved_reconcile_settle_seconds,
     }
 
 

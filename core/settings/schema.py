@@ -26,7 +26,19 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
     )
     log_retention_hours: int = Field(720, description="Hours raw job log lines are kept (counts never expire).")
     audit_mode: bool = Field(False, description="Keep every raw log line forever.")
+    reconcile_settle_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="The reconciliation checks leave out workflows with raw rows this recent, besides those of"
+        " inserts still running [default: 10 with kafka ingest, whose inserts are not queries; else 0].",
+    )
 
     @property
     def resolved_ingest(self) -> str:
         return self.ingest or ("kafka" if self.dbt_target == "server" else "direct")
+
+    @property
+    def resolved_reconcile_settle_seconds(self) -> float:
+        if self.reconcile_settle_seconds is not None:
+            return self.reconcile_settle_seconds
+        return 10.0 if self.resolved_ingest == "kafka" else 0.0

@@ -1,5 +1,6 @@
 {#- Every job with a completed, failed or cancelled event has exactly one completion row. -#}
 {{ config(meta={'dagster': {'ref': {'name': 'job_completions'}}}) }}
+{% call leave_out_workflows_in_flight() %}
 with
     finished as (
         select distinct user_id, workflow_id, job_id
@@ -15,3 +16,4 @@ select user_id, workflow_id, job_id, completions.rows
 from finished
 full outer join completions using (user_id, workflow_id, job_id)
 where completions.rows != 1
+{% endcall %}

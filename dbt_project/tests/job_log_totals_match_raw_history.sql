@@ -5,6 +5,7 @@
 -#}
 {{ config(meta={'dagster': {'ref': {'name': 'job_log_totals'}}}) }}
 
+{% call leave_out_workflows_in_flight() %}
 with
     counted as (
         select
@@ -44,3 +45,4 @@ where
         ({{ logs_recomputable('toDate(counted.first_event_at)') }})
         and (stored.lines != counted.lines or stored.entries != counted.entries)
     )
+{% endcall %}

@@ -1,5 +1,6 @@
 {#- The all-time counters equal the sum of the daily ones, for every workflow. -#}
 {{ config(meta={'dagster': {'ref': {'name': 'workflow_totals'}}}) }}
+{% call leave_out_workflows_in_flight() %}
 with
     totals as (
         select
@@ -24,3 +25,4 @@ where
     {%- for name in measure_names() %}
     totals.{{ name }} != days.{{ name }}{{ ' or' if not loop.last }}
     {%- endfor %}
+{% endcall %}

@@ -4,6 +4,7 @@
 -#}
 {{ config(meta={'dagster': {'ref': {'name': 'workflow_totals'}}}) }}
 
+{% call leave_out_workflows_in_flight() %}
 with
     stored as (
         select
@@ -27,3 +28,4 @@ where
     {%- for name in measure_names() %}
     stored.{{ name }} != rebuilt.{{ name }}{{ ' or' if not loop.last }}
     {%- endfor %}
+{% endcall %}
