@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -42,7 +42,7 @@ from embedded.formats import is_concatenable
 from embedded.inserts import insert_from_file, insert_through_fifo
 from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
-from embedded.request import BodyReader, RequestSpec, parse_request
+from embedded.request import BodyReader, RequestSpec, parse_request, receive_timeout
 from embedded.responses import Responses, request_summary
 from embedded.sqltext import (
     InsertData,
@@ -66,6 +66,9 @@ class FrontConfig:
     # INSERT bodies up to this size are read whole and handed over as a file; larger ones stream
     # through a FIFO while they arrive.
     small_insert_limit: int = 1 << 20
+    # How long a request body may stop arriving before the request fails (ClickHouse's
+    # http_receive_timeout, whose default this is; a request may set its own).
+    receive_timeout: float = 30.0
     default_session_timeout: float = 60.0
     max_session_timeout: float = 3600.0
     # wait_end_of_query=1 buffers the answer in memory up to this size, then in a temporary file.
@@ -128,6 +131,13 @@ class Front:
             if lease is not None:
                 await self._end(lease)
             return self.responses.error(error, spec)
+        except ClientDisconnect:
+            # The client went away before its request body was whole: nobody reads an answer.
+            log.info("query %s: the client went away while sending its request", spec.query_id)
+            if lease is not None:
+                lease.connection.reusable = False
+                await self._end(lease)
+            return Response(status_code=400)
         except Exception as error:
             log.exception("query %s failed inside the embedded server", spec.query_id)
             if lease is not None:
@@ -191,7 +201,8 @@ class Front:
 
     # -- execution ---------------------------------------------------------------------------
     async def _execute(self, request: Request, spec: RequestSpec, lease: Lease) -> Response:
-        body = BodyReader(request, empty=spec.body_in_form)
+        timeout = receive_timeout(spec.settings, self.config.receive_timeout)
+        body = BodyReader(request, empty=spec.body_in_form, timeout=timeout)
         head = bytearray(spec.query_param.encode() + b"\n" if spec.query_param else b"")
         while True:
             insert = find_insert_data(head.decode("latin-1"), complete=body.exhausted)

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
+
 from embedded.errors import ClickHouseError
 from embedded.lease import Lease
 from embedded.request import BodyReader
-from embedded.sqltext import InsertData
+from embedded.sqltext import InsertData, quote_string
 
 if TYPE_CHECKING:
+    from embedded.engine import Engine
     from embedded.http import Front
+
+log = logging.getLogger(__name__)
 
 
 async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: InsertData, rows: bytes | None = None):
@@ -51,6 +57,13 @@ async def insert_through_fifo(front: Front, lease: Lease, head: bytearray, inser
                 await pipe.write(chunk)
         except ReaderGone:
             pass  # chDB stopped reading: its error (awaited below) says why
+        except BaseException:
+            # The body did not arrive whole (the client went away or stopped sending, or it did
+            # not decode). Closing the FIFO alone would end chDB's input as if the body were
+            # complete and commit the rows it got; as in ClickHouse, the insert fails instead.
+            with anyio.CancelScope(shield=True):
+                await abort(front, fifo, done, pipe)
+            raise
         finally:
             pipe.close()
         return await done
@@ -58,6 +71,37 @@ async def insert_through_fifo(front: Front, lease: Lease, head: bytearray, inser
         raise error.without_file(str(fifo), "the request body") from None
     finally:
         fifo.unlink(missing_ok=True)
+
+
+async def abort(front: Front, fifo: Path, done: asyncio.Future, pipe: FifoWriter) -> None:
+    """Cancel the INSERT reading ``fifo``, then close the FIFO and wait for the INSERT to end.
+
+    KILL QUERY marks the query cancelled at once (ASYNC); the end of input that closing the FIFO
+    then gives it ends it cancelled, and blocks it had not yet written are dropped.
+    """
+    if not done.done():
+        await front.in_thread(kill_insert_reading, front.engine, fifo.name)
+    pipe.close()
+    try:
+        await done
+    except ClickHouseError:
+        pass  # cancelled, as it should be
+    else:
+        log.warning("an INSERT whose body ended early finished before it could be cancelled (%s)", fifo.name)
+
+
+def kill_insert_reading(engine: Engine, file_name: str) -> None:
+    connection = engine.acquire()
+    try:
+        # The name is split in the statement so that the KILL does not match its own text.
+        head, tail = file_name[:8], file_name[8:]
+        connection.query(
+            "KILL QUERY WHERE query_kind = 'Insert' AND position(query, "
+            f"concat({quote_string(head)}, {quote_string(tail)})) > 0 ASYNC"
+        )
+    finally:
+        if not engine.release_to_pool(connection):
+            connection.close()
 
 
 class ReaderGone(Exception):

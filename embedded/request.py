@@ -10,6 +10,7 @@ ClickHouse has no per-setting request headers: settings travel in the URL.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import time
@@ -221,10 +222,27 @@ def session_timeout(raw: str | None, default: float, maximum: float) -> float:
     return value
 
 
+def receive_timeout(settings: dict[str, str], default: float) -> float:
+    """http_receive_timeout (seconds) from the request's settings, else the server's default."""
+    given = settings.get("http_receive_timeout")
+    if given is None:
+        return default
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ClickHouseError.of(
+            Code.CANNOT_PARSE_NUMBER, f"http_receive_timeout must be a positive number of seconds, not {given!r}"
+        )
+    return seconds
+
+
 class BodyReader:
     """The request body, decoded per Content-Encoding and then (``decompress=1``) ClickHouse's blocks."""
 
-    def __init__(self, request: Request, empty: bool = False):
+    def __init__(self, request: Request, empty: bool = False, timeout: float | None = None):
+        self._timeout = timeout  # seconds to wait for the next bytes (http_receive_timeout)
         encoding = request.headers.get("content-encoding", "").strip().lower()
         self._decoder = Decoder(encoding) if encoding and encoding != "identity" and not empty else None
         url = request.query_params
@@ -239,7 +257,14 @@ class BodyReader:
         """The next non-empty chunk, or None at the end of the body."""
         while not self.exhausted:
             try:
-                chunk = await self._chunks.__anext__()
+                async with asyncio.timeout(self._timeout):
+                    chunk = await self._chunks.__anext__()
+            except TimeoutError:
+                raise ClickHouseError.of(
+                    Code.SOCKET_TIMEOUT,
+                    f"Timeout exceeded while reading from socket ({self._timeout * 1000:.0f} ms): the request body"
+                    " stopped arriving (http_receive_timeout)",
+                ) from None
             except StopAsyncIteration:
                 self.exhausted = True
                 if self._decoder is not None:
