@@ -6,7 +6,9 @@ of rows). So the front does what a ClickHouse server's asynchronous insert queue
 inserts into the same table, with the same statement, format and settings, that arrive within
 `async_insert_busy_timeout_ms` (default 200) are run as one insert, up to
 `async_insert_max_data_size` bytes (default 10 MiB). Batches of one key are inserted one after
-another, so duplicates sent at the same moment meet the first-seen gate in order.
+another, so duplicates sent at the same moment meet the first-seen gate in order; a batch whose
+time is up while the key's previous insert runs goes on taking rows until its turn comes, so
+under load the inserts grow instead of queueing up.
 
 `wait_for_async_insert=1` (the default) answers each sender after the combined insert, with its
 outcome; `0` answers at once and only logs a failure. Should the combined insert fail, each
@@ -139,11 +141,13 @@ class AsyncInsertQueue:
         """Wait for the batch to fill or time out, insert it, and settle every sender's outcome."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(batch.full.wait(), timeout_s)
-        self._close(batch)
         turn = self.turns.setdefault(batch.key, Turn())
         turn.batches += 1
         try:
             async with turn.lock:
+                # Open until now: while the key's previous insert ran, what arrived joined this
+                # batch instead of a next one, which would pay the chain of views again.
+                self._close(batch)
                 await self._insert(batch, run)
         finally:
             turn.batches -= 1
