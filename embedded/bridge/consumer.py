@@ -19,7 +19,6 @@ from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingW
 
 log = logging.getLogger(__name__)
 
-# An error code nobody classified is retried this many times before the batch is split as data.
 # Behind a backlog a batch may wait this many flush intervals to fill up to the block size.
 BACKLOG_STRETCH = 4
 
