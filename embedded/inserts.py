@@ -80,7 +80,10 @@ async def abort(front: Front, fifo: Path, done: asyncio.Future, pipe: FifoWriter
     then gives it ends it cancelled, and blocks it had not yet written are dropped.
     """
     if not done.done():
-        await front.in_thread(kill_insert_reading, front.engine, fifo.name)
+        try:
+            await front.in_thread(kill_insert_reading, front.engine, fifo.name)
+        except Exception:  # noqa: BLE001 - the end of input below still ends it; said in the log
+            log.exception("could not cancel the INSERT reading %s", fifo.name)
     pipe.close()
     try:
         await done
