@@ -96,9 +96,23 @@ def dbt_command(settings: SchemaSettings, command: str, *args: str, target_path:
     ]
 
 
+def forget_a_stale_stamp(settings: SchemaSettings) -> None:
+    """Remove the default target's fingerprint stamp unless these settings' fingerprint is the one
+    stamped: a dbt run with other vars (or on changed files) is about to rewrite the manifest there,
+    and a stamp left behind would vouch for a manifest it no longer describes."""
+    stamp = default_target_path(settings) / FINGERPRINT_FILE
+    try:
+        if stamp.read_text() != project_fingerprint(settings):
+            stamp.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
+
+
 def run_dbt(
     settings: SchemaSettings, command: str, *args: str, capture: bool = False, target_path: Path | None = None
 ) -> subprocess.CompletedProcess:
+    if target_path is None:
+        forget_a_stale_stamp(settings)
     return subprocess.run(
         dbt_command(settings, command, *args, target_path=target_path),
         cwd=PROJECT_ROOT,

@@ -183,6 +183,26 @@ def test_migrate_stamps_only_a_build_that_passed(monkeypatch, tmp_path):
     assert (target / "fingerprint").read_text() == migrate.project_fingerprint(settings)
 
 
+def test_a_dbt_run_with_other_vars_takes_the_stamp_away_and_one_with_the_same_keeps_it(monkeypatch, tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    stamp = migrate.default_target_path(settings) / "fingerprint"
+    stamp.parent.mkdir(parents=True)
+    stamped_when_dbt_ran = []
+    monkeypatch.setattr(
+        migrate.subprocess,
+        "run",
+        lambda *args, **kwargs: stamped_when_dbt_ran.append(stamp.exists()) or subprocess.CompletedProcess([], 0),
+    )
+    stamp.write_text(migrate.project_fingerprint(settings))
+    migrate.run_dbt(settings, "run-operation", "rebuild_days")  # the same project and vars: still its manifest
+    assert stamp.exists()
+    migrate.run_dbt(settings.model_copy(update={"audit_mode": True}), "run", "--select", "job_log_events")
+    assert not stamp.exists()  # gone before dbt rewrote the manifest with other vars
+    stamp.write_text(migrate.project_fingerprint(settings))
+    migrate.run_dbt(settings, "parse", target_path=tmp_path / "elsewhere")  # another target: not this stamp's
+    assert stamped_when_dbt_ran == [True, False, True]
+
+
 def results(tmp_path: Path, *nodes: tuple[str, str]) -> Path:
     """A target directory whose run_results.json has these (unique_id, status) nodes."""
     listed = [{"unique_id": unique_id, "status": status} for unique_id, status in nodes]
