@@ -79,18 +79,18 @@ async def abort(front: Front, fifo: Path, done: asyncio.Future, pipe: FifoWriter
     KILL QUERY marks the query cancelled at once (ASYNC); the end of input that closing the FIFO
     then gives it ends it cancelled, and blocks it had not yet written are dropped.
     """
-    if not done.done():
-        try:
-            await front.in_thread(kill_insert_reading, front.engine, fifo.name)
-        except Exception:  # noqa: BLE001 - the end of input below still ends it; said in the log
-            log.exception("could not cancel the INSERT reading %s", fifo.name)
-    pipe.close()
     try:
-        await done
-    except ClickHouseError:
-        pass  # cancelled, as it should be
-    else:
-        log.warning("an INSERT whose body ended early finished before it could be cancelled (%s)", fifo.name)
+        if not done.done():
+            await front.in_thread(kill_insert_reading, front.engine, fifo.name)
+    finally:
+        # Even if the KILL failed: the INSERT must end before its connection is used or closed.
+        pipe.close()
+        try:
+            await done
+        except ClickHouseError:
+            pass  # cancelled, as it should be
+        else:
+            log.warning("an INSERT whose body ended early finished before it could be cancelled (%s)", fifo.name)
 
 
 def kill_insert_reading(engine: Engine, file_name: str) -> None:
