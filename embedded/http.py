@@ -42,7 +42,7 @@ from embedded.formats import is_concatenable
 from embedded.inserts import insert_from_file, insert_through_fifo
 from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
-from embedded.request import BodyReader, RequestSpec, parse_request, receive_timeout
+from embedded.request import BodyReader, RequestSpec, parse_request, timeout_setting
 from embedded.responses import Responses, request_summary
 from embedded.sqltext import (
     InsertData,
@@ -69,6 +69,8 @@ class FrontConfig:
     # How long a request body may stop arriving before the request fails (ClickHouse's
     # http_receive_timeout, whose default this is; a request may set its own).
     receive_timeout: float = 30.0
+    # How long an answer may wait for a client that stopped reading it (http_send_timeout, 30 s).
+    send_timeout: float = 30.0
     default_session_timeout: float = 60.0
     max_session_timeout: float = 3600.0
     # wait_end_of_query=1 buffers the answer in memory up to this size, then in a temporary file.
@@ -201,7 +203,8 @@ class Front:
 
     # -- execution ---------------------------------------------------------------------------
     async def _execute(self, request: Request, spec: RequestSpec, lease: Lease) -> Response:
-        timeout = receive_timeout(spec.settings, self.config.receive_timeout)
+        timeout = timeout_setting(spec.settings, "http_receive_timeout", self.config.receive_timeout)
+        spec.send_timeout = timeout_setting(spec.settings, "http_send_timeout", self.config.send_timeout)
         body = BodyReader(request, empty=spec.body_in_form, timeout=timeout)
         head = bytearray(spec.query_param.encode() + b"\n" if spec.query_param else b"")
         while True:

@@ -86,6 +86,8 @@ class RequestSpec:
     # client_protocol_version: the Native revision the client reads (0: plain Native).
     client_protocol_version: int = 0
     body_in_form: bool = False  # multipart/form-data: the body was the form, there is no data stream
+    # How long an answer may wait for the client to take more of it (http_send_timeout).
+    send_timeout: float = 30.0
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
@@ -222,9 +224,10 @@ def session_timeout(raw: str | None, default: float, maximum: float) -> float:
     return value
 
 
-def receive_timeout(settings: dict[str, str], default: float) -> float:
-    """http_receive_timeout (seconds) from the request's settings, else the server's default."""
-    given = settings.get("http_receive_timeout")
+def timeout_setting(settings: dict[str, str], name: str, default: float) -> float:
+    """A timeout setting in seconds (http_receive_timeout, http_send_timeout) from the request's
+    settings, else the server's default."""
+    given = settings.get(name)
     if given is None:
         return default
     try:
@@ -233,7 +236,7 @@ def receive_timeout(settings: dict[str, str], default: float) -> float:
         seconds = -1.0
     if not seconds > 0:
         raise ClickHouseError.of(
-            Code.CANNOT_PARSE_NUMBER, f"http_receive_timeout must be a positive number of seconds, not {given!r}"
+            Code.CANNOT_PARSE_NUMBER, f"{name} must be a positive number of seconds, not {given!r}"
         )
     return seconds
 

@@ -4,6 +4,9 @@ answers, and the `__exception__` block that ends a body an error cut short.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
 import string
 import time
@@ -24,6 +27,8 @@ from embedded.native_compression import BlockEncoder
 from embedded.request import RequestSpec
 
 _TAG_ALPHABET = string.ascii_letters + string.digits
+
+log = logging.getLogger(__name__)
 
 
 class Responses:
@@ -111,7 +116,7 @@ class Responses:
                         await self.in_thread(stream.cancel)
                 await self._end(lease)
 
-        return StreamingResponse(encoded(chunks(), spec), headers=headers, media_type=None)
+        return TimedStreamingResponse(encoded(chunks(), spec), spec.send_timeout, headers=headers, media_type=None)
 
     async def file(self, spec: RequestSpec, lease: Lease, source, fmt: str, summary: dict | None = None) -> Response:
         """Send a finished answer held in a file (a path we delete afterwards, or a temp file)."""
@@ -128,7 +133,43 @@ class Responses:
                     source.unlink(missing_ok=True)
 
         headers = self.headers(spec, request_summary(spec, None, None, summary), fmt)
-        return StreamingResponse(encoded(chunks(), spec), headers=headers, media_type=None)
+        return TimedStreamingResponse(encoded(chunks(), spec), spec.send_timeout, headers=headers, media_type=None)
+
+
+class TimedStreamingResponse(StreamingResponse):
+    """A streamed answer that gives up on a client that takes none of it for ``send_timeout`` seconds.
+
+    As ClickHouse's http_send_timeout: without it a client that stops reading (and keeps its
+    connection open) would hold the query, its chDB connection and the server's stop for ever.
+    The answer ends there; the connection is closed and the query cancelled as when the client
+    goes away (the chunks' own clean-up).
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], send_timeout: float, **kwargs):
+        super().__init__(content, **kwargs)
+        self.send_timeout = send_timeout
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def timed_send(message) -> None:
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await send(message)
+            except TimeoutError:
+                raise _SendTimedOut() from None
+
+        try:
+            await super().__call__(scope, receive, timed_send)
+        except _SendTimedOut:
+            log.warning(
+                "the client took none of the answer for %.0f s (http_send_timeout): the answer ends here",
+                self.send_timeout,
+            )
+        finally:
+            await self.body_iterator.aclose()
+
+
+class _SendTimedOut(Exception):
+    pass
 
 
 def _response_encoder(spec: RequestSpec | None) -> ResponseEncoder | None:
@@ -142,16 +183,17 @@ def _response_encoder(spec: RequestSpec | None) -> ResponseEncoder | None:
 
 async def encoded(chunks: AsyncIterator[bytes], spec: RequestSpec) -> AsyncIterator[bytes]:
     encoder = _response_encoder(spec)
-    if encoder is None:
+    async with contextlib.aclosing(chunks):  # closed with this one: its clean-up runs at once
+        if encoder is None:
+            async for chunk in chunks:
+                yield chunk
+            return
         async for chunk in chunks:
-            yield chunk
-        return
-    async for chunk in chunks:
-        data = encoder.feed(chunk)
-        if data:
-            yield data
-    if tail := encoder.finish():
-        yield tail
+            data = encoder.feed(chunk)
+            if data:
+                yield data
+        if tail := encoder.finish():
+            yield tail
 
 
 # ClickHouse caps the whole __exception__ block at 16 KiB; the message gets what the framing leaves.
