@@ -7,29 +7,30 @@ ClickHouse, with the lookups that arrive together coalesced into one ``IN`` quer
 
 from __future__ import annotations
 
+from core.names import sql
 from server.coalesce import Coalescer
 from server.queries import Queries, Totals
 from server.serving import ServingModel, Stale
 
-WORKFLOW_TOTALS_BATCH = """select
+WORKFLOW_TOTALS_BATCH = sql("""select
     user_id,
     workflow_id,
     toInt64(sum(jobs)),
     toInt64(sum(joblogs)),
     toInt64(sum(job_execution_seconds))
-from analytics.workflow_totals
+from $workflow_totals
 where (user_id, workflow_id) in {keys:Array(Tuple(String, String))}
-group by user_id, workflow_id"""
+group by user_id, workflow_id""")
 
-USER_TOTALS_BATCH = """select
+USER_TOTALS_BATCH = sql("""select
     user_id,
     uniqExact(workflow_id),
     toInt64(sum(jobs)),
     toInt64(sum(joblogs)),
     toInt64(sum(job_execution_seconds))
-from analytics.workflow_totals
+from $workflow_totals
 where user_id in {users:Array(String)}
-group by user_id"""
+group by user_id""")
 
 
 class TotalsLookups:

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 
 from core.backend import QueryBackend, QueryFailed, WriteLog
+from core.names import sql
 from server.pagination import Position
 from server.queries import Totals, WorkflowRow
 from server.workflow_counts import (
@@ -73,7 +74,7 @@ from system.mutations
 where database = 'analytics' and table = 'workflow_totals' and not is_done"""
 
 # What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
-MODEL_SELECT = """select
+MODEL_SELECT = sql("""select
     user_id,
     workflow_id,
     toInt64(sum(jobs)),
@@ -83,7 +84,7 @@ MODEL_SELECT = """select
     toInt64(sum(jobs_failed)),
     toInt64(sum(jobs_cancelled)),
     max(kind)
-from analytics.workflow_totals"""
+from $workflow_totals""")
 
 EVERY_WORKFLOW = (
     MODEL_SELECT
