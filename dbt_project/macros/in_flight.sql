@@ -11,48 +11,52 @@
   received_at is Kafka's timestamp), so its rows count by the time their part was written.
 -#}
 
+{#- A system table of this server, or of every replica with var cluster. -#}
+{% macro system_table(name) -%}
+  {%- if var('cluster') -%} clusterAllReplicas('{{ var('cluster') }}', system.{{ name }})
+  {%- else -%} system.{{ name }}
+  {%- endif -%}
+{%- endmacro %}
+
 {#-
   Since when rows may be in flight: the start of the oldest insert still running, else the start
   of this check (an insert that begins while the check plans its reads is in flight too).
 -#}
 {% macro in_flight_since() -%}
-  {%- set processes = 'system.processes' if not var('cluster') else
-      "clusterAllReplicas('" ~ var('cluster') ~ "', system.processes)" -%}
 least(
     ifNull(
         (select minOrNull(now64(3, 'UTC') - toIntervalMillisecond(toInt64(elapsed * 1000)))
-         from {{ processes }} where query_kind = 'Insert'),
+         from {{ system_table('processes') }} where query_kind = 'Insert'),
         now64(3, 'UTC')
     ),
     now64(3, 'UTC') - toIntervalMillisecond({{ (var('reconcile_settle_seconds') * 1000) | int }})
 )
 {%- endmacro %}
 
-{#- The workflows with raw rows in flight (in_flight_since). -#}
+{#- The workflows with raw rows in flight (in_flight_since, read once). -#}
 {% macro workflows_in_flight() %}
-  {%- set parts = 'system.parts' if not var('cluster') else
-      "clusterAllReplicas('" ~ var('cluster') ~ "', system.parts)" -%}
   {%- set analytics = ref('analytics_events') -%}
+with {{ in_flight_since() }} as in_flight_since
 select distinct user_id, workflow_id
 from (
     {%- for source in ('workflow_events', 'job_events', 'job_log_events') %}
-    select user_id, workflow_id from {{ ref(source) }} where ingested_at >= {{ in_flight_since() }}
+    select user_id, workflow_id from {{ ref(source) }} where ingested_at >= in_flight_since
     union all
     {%- endfor %}
     select user_id, workflow_id from {{ analytics }}
     where _part in (
-        select name from {{ parts }}
+        select name from {{ system_table('parts') }}
         where database = '{{ analytics.schema }}' and table = '{{ analytics.identifier }}' and active
-            and modification_time >= toDateTime({{ in_flight_since() }})
+            and modification_time >= toDateTime(in_flight_since)
     )
 )
 {% endmacro %}
 
 {#-
   A test's failing rows (the caller's query, keyed by user_id and workflow_id) but those of
-  workflows in flight. The anti join reads the workflows in flight after the caller's query has
-  chosen the parts it reads (ClickHouse plans a join's left side first), so an insert that lands
-  while the check is planned is seen in flight rather than half counted.
+  workflows in flight. Not exact: ClickHouse gives a query no snapshot across tables, and when
+  the workflows in flight are read before an insert commits rows the comparison then sees, that
+  insert's workflows can still be reported, rarely (README, "Checks"); the next run has them right.
 -#}
 {% macro leave_out_workflows_in_flight() %}
 select failing.*
