@@ -38,11 +38,15 @@ def start_insert(server, table: str, framing: str, sent: bytes, declared: int, *
     return client
 
 
+def inserts_running(server, table: str) -> bool:
+    running = f"SELECT count() FROM system.processes WHERE query_kind = 'Insert' AND query LIKE '%{table}%'"
+    return post(server, running.encode()).data != b"0\n"
+
+
 def count_when_done(server, table: str) -> int:
     """The table's rows once no INSERT into it runs any more."""
     deadline = time.monotonic() + 30
-    running = f"SELECT count() FROM system.processes WHERE query_kind = 'Insert' AND query LIKE '%{table}%'"
-    while post(server, running.encode()).data != b"0\n":
+    while inserts_running(server, table):
         assert time.monotonic() < deadline, "the INSERT is still running"
         time.sleep(0.05)
     return int(post(server, f"SELECT count() FROM {table}".encode()).data)
@@ -50,8 +54,7 @@ def count_when_done(server, table: str) -> int:
 
 def wait_for_insert(server, table: str) -> None:
     deadline = time.monotonic() + 30
-    running = f"SELECT count() FROM system.processes WHERE query_kind = 'Insert' AND query LIKE '%{table}%'"
-    while post(server, running.encode()).data == b"0\n":
+    while not inserts_running(server, table):
         assert time.monotonic() < deadline, "the INSERT never started"
         time.sleep(0.05)
 
