@@ -7,8 +7,9 @@
 
   In flight: a raw row ingested since the oldest insert still running began (system.processes),
   or within the last `reconcile_settle_seconds`, for chains that run outside any query: the Kafka
-  engine's background inserts in server mode. analytics_events has no ingest time of its own (its
-  received_at is Kafka's timestamp), so its rows count by the time their part was written.
+  engine's background inserts in server mode. analytics_events has no ingest time of its own: its
+  received_at is the arrival time over HTTP but Kafka's timestamp from Kafka, so its rows count by
+  either that or the time their part was written.
 -#}
 
 {#- A system table of this server, or of every replica with var cluster. -#}
@@ -44,7 +45,7 @@ from (
     union all
     {%- endfor %}
     select user_id, workflow_id from {{ analytics }}
-    where _part in (
+    where received_at >= in_flight_since or _part in (
         select name from {{ system_table('parts') }}
         where database = '{{ analytics.schema }}' and table = '{{ analytics.identifier }}' and active
             and modification_time >= toDateTime(in_flight_since)
