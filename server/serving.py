@@ -330,8 +330,7 @@ class ServingModel:
         inserts, _ = self._counts()
         newest = self._newest_block()
         before_previous, previous = self._blocks
-        blocks = {"after": before_previous, "upto": newest}
-        rows = self._backend.rows(CHANGED_WORKFLOWS, blocks, self._timeout)
+        rows = self._backend.rows(CHANGED_WORKFLOWS, {"after": before_previous, "upto": newest}, self._timeout)
         for row in rows:
             by_workflow = self._workflows.setdefault(row[0], {})
             self._held += row[1] not in by_workflow
@@ -344,7 +343,7 @@ class ServingModel:
         for user_id in changed:
             self._users[user_id] = add_up(self._workflows[user_id].values())
         if changed:
-            fresh = self._read_percentiles(CHANGED_USERS_PERCENTILES, blocks)
+            fresh = self._read_percentiles(CHANGED_USERS_PERCENTILES, {"users": sorted(changed)})
             for user_id in changed:
                 if user_id in fresh:
                     self._percentiles[user_id] = fresh[user_id]

@@ -61,16 +61,9 @@ from $job_duration_daily""")
 
 EVERY_USERS_PERCENTILES = USER_PERCENTILES + "\ngroup by user_id"
 
-# The users of the keys in the blocks a poll reads, found in the feed as CHANGED_WORKFLOWS finds
-# them (however many there are: no list of names travels in the request).
 CHANGED_USERS_PERCENTILES = (
     USER_PERCENTILES
     + """
-where user_id in (
-    select user_id
-    from analytics.workflow_changes
-    where toInt64(splitByChar('_', _part)[3]) > {after:Int64}
-      and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}
-)
+where user_id in {users:Array(String)}
 group by user_id"""
 )

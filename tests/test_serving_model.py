@@ -29,8 +29,8 @@ PERCENTILES = [["u1", [50.0, 90.0, 95.0, 99.0]], ["u2", [None, None, None, None]
 
 
 class CannedBackend:
-    """Answers the model's statements with ROWS and PERCENTILES; a poll finds the keys in
-    ``changed`` (the newest block moves by one at every read)."""
+    """Answers the model's statements with ROWS and PERCENTILES; a poll finds the keys in ``changed``
+    (the newest block moves by one for each poll that has some)."""
 
     writes = None
 
@@ -41,15 +41,16 @@ class CannedBackend:
 
     def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
         if "system.parts" in sql:
-            self.block += 1
+            self.block += bool(self.changed)
             return [[self.block]]
         if "system.mutations" in sql:
             return [[0]]
         if "quantilesTDigestMerge" in sql:
-            wanted = None if "workflow_changes" not in sql else {row[0] for row in self.changed}
+            wanted = params.get("users")
             return [list(row) for row in self.percentiles if wanted is None or row[0] in wanted]
         if "workflow_changes" in sql:
-            return [list(row) for row in self.changed]
+            changed, self.changed = self.changed, []
+            return changed
         return [list(row) for row in ROWS]
 
 
