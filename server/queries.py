@@ -151,8 +151,7 @@ LISTED_NAMES = f"workflow_id, kind, {COUNTER_NAMES}"
 COUNTER_COLUMNS = "uniqExact(workflow_id) as total_workflows," + WORKFLOW_COUNTERS
 
 
-def percentiles_of(values) -> tuple[float, float, float, float] | None:
-    """p50, p90, p95 and p99 from a merged digest's array; None when no duration was merged."""
+def _percentiles(values) -> tuple[float, float, float, float] | None:
     # An empty digest gives NaN (JSON null); a bucket without durations has none.
     if not values or any(value is None for value in values):
         return None
@@ -160,7 +159,7 @@ def percentiles_of(values) -> tuple[float, float, float, float] | None:
 
 
 def _summary(row: list) -> Summary:
-    return Summary(*(int(value) for value in row[:7]), percentiles_of(row[7]))
+    return Summary(*(int(value) for value in row[:7]), _percentiles(row[7]))
 
 
 # On a cluster every shard's tables are read through the Distributed table `<name>_all`.
@@ -249,7 +248,7 @@ where {scope.condition()}"""
         # As Float64, as the summary's UNION ALL gives them (its other branches' column is Float64).
         select = f"select cast({PERCENTILES} as Array(Float64))\nfrom {DURATIONS}\nwhere {scope.condition()}"
         [[values]] = self.rows("percentiles", select, scope.params(), timeout)
-        return percentiles_of(values)
+        return _percentiles(values)
 
     def _union(self, name: str, branches: list[str], params: dict[str, Value], timeout: float) -> dict[str, list]:
         """Rows of SELECTs joined by UNION ALL, by their first column (which branch gave them).

@@ -28,10 +28,8 @@ Which answers it may give depends on what it knows of the writes:
   raises Stale. An answer then never reflects a state older than that bound, whatever the load.
 
 Besides the two original lookups, the model answers what needs a user's workflows over all
-time: the listing of a user's workflows, the counters of a details answer, and a user's duration
-percentiles, re-read with the counters for every user a poll finds changed (server/extended.py).
-Digests are announced in workflow_changes too, by a view that runs after their part is written.
-A workflow's own percentiles, or a kind's, and anything over a range of days read ClickHouse.
+time and no digest: the listing of a user's workflows and the counters of a details answer
+(server/extended.py); anything over a range of days reads the daily tables.
 
 On Stale the caller asks ClickHouse.
 """
@@ -44,16 +42,9 @@ import time
 from collections.abc import Callable
 
 from core.backend import QueryBackend, QueryFailed, WriteLog
+from core.names import sql
 from server.pagination import Position
-from server.queries import Totals, WorkflowRow, percentiles_of
-from server.serving_reads import (
-    CHANGED_USERS_PERCENTILES,
-    CHANGED_WORKFLOWS,
-    EVERY_USERS_PERCENTILES,
-    EVERY_WORKFLOW,
-    NEWEST_BLOCK,
-    PENDING_MUTATIONS,
-)
+from server.queries import Totals, WorkflowRow
 from server.workflow_counts import (
     JOBLOGS,
     JOBS,
@@ -67,9 +58,52 @@ from server.workflow_counts import (
     page,
 )
 
-Percentiles = tuple[float, float, float, float]  # p50, p90, p95, p99
-
 log = logging.getLogger(__name__)
+
+# Block numbers of a MergeTree table are taken as its parts commit, in commit order: every row
+# committed after the newest block seen is in a part whose range ends beyond it. Merged parts
+# span ranges (partition_min_max_level[_mutation]; workflow_changes has the one partition `all`).
+NEWEST_BLOCK = """select toInt64(ifNull(max(max_block_number), 0))
+from system.parts
+where database = 'analytics' and table = 'workflow_changes' and active"""
+
+# Mutations of workflow_totals still to run (ALTER ... UPDATE/DELETE returns before they have,
+# unless mutations_sync is set): a full read until then may hold numbers about to change.
+PENDING_MUTATIONS = """select count()
+from system.mutations
+where database = 'analytics' and table = 'workflow_totals' and not is_done"""
+
+# What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
+MODEL_SELECT = sql("""select
+    user_id,
+    workflow_id,
+    toInt64(sum(jobs)),
+    toInt64(sum(joblogs)),
+    toInt64(sum(job_execution_seconds)),
+    toInt64(sum(jobs_completed)),
+    toInt64(sum(jobs_failed)),
+    toInt64(sum(jobs_cancelled)),
+    max(kind)
+from $workflow_totals""")
+
+EVERY_WORKFLOW = (
+    MODEL_SELECT
+    + """
+group by user_id, workflow_id
+limit {limit:UInt64}"""
+)
+
+CHANGED_WORKFLOWS = (
+    MODEL_SELECT
+    + """
+where (user_id, workflow_id) in (
+    select user_id, workflow_id
+    from analytics.workflow_changes
+    where toInt64(splitByChar('_', _part)[3]) > {after:Int64}
+      and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}
+)
+group by user_id, workflow_id"""
+)
 
 
 class Stale(Exception):
@@ -111,7 +145,6 @@ class ServingModel:
         # entry (each an immutable tuple) by polls, so readers need no lock.
         self._workflows: dict[str, dict[str, WorkflowCounts]] = {}
         self._users: dict[str, Counters] = {}
-        self._percentiles: dict[str, Percentiles] = {}  # user -> over all time; absent: no job finished
         self._held = 0  # workflows in _workflows
         self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
@@ -222,12 +255,6 @@ class ServingModel:
         self._check_scan(by_workflow)
         return "", of_kind(by_workflow, kind)
 
-    def user_summary(self, user_id: str, timeout: float) -> tuple[Counters, Percentiles | None] | None:
-        """A user's counters and duration percentiles over all time (None: unknown user), or Stale."""
-        percentiles = self._percentiles  # taken first: a full read replaces it whole
-        found = self.counters(user_id, None, None, timeout)
-        return None if found is None else (found[1], percentiles.get(user_id))
-
     def _check_scan(self, by_workflow: dict[str, WorkflowCounts]) -> None:
         if len(by_workflow) > self.scanned_at_most:
             raise TooMany(f"more than {self.scanned_at_most:,} workflows to go through")
@@ -267,14 +294,6 @@ class ServingModel:
         [[block]] = self._backend.rows(NEWEST_BLOCK, {}, self._timeout)
         return int(block)
 
-    def _read_percentiles(self, statement: str, params: dict) -> dict[str, Percentiles]:
-        found = {}
-        for user_id, values in self._backend.rows(statement, params, self._timeout):
-            percentiles = percentiles_of(values)
-            if percentiles is not None:
-                found[user_id] = percentiles
-        return found
-
     def _counts(self) -> tuple[int, int]:
         return (0, 0) if self._writes is None else self._writes.counts()
 
@@ -305,8 +324,7 @@ class ServingModel:
         for row in rows:
             workflows.setdefault(row[0], {})[row[1]] = counts_of(row[2:])
         users = {user_id: add_up(by_workflow.values()) for user_id, by_workflow in workflows.items()}
-        percentiles = self._read_percentiles(EVERY_USERS_PERCENTILES, {})
-        self._workflows, self._users, self._percentiles, self._held = workflows, users, percentiles, len(rows)
+        self._workflows, self._users, self._held = workflows, users, len(rows)
         self._blocks, self._loaded_at = (newest, newest), sent
         if pending:
             # Not covering the newest change keeps lookups on ClickHouse and has the next turn read again.
@@ -339,16 +357,8 @@ class ServingModel:
             self._turn_off(f"new workflows took it past {self.max_workflows:,}")
             return len(rows)
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~20 ms.
-        changed = {row[0] for row in rows}
-        for user_id in changed:
+        for user_id in {row[0] for row in rows}:
             self._users[user_id] = add_up(self._workflows[user_id].values())
-        if changed:
-            fresh = self._read_percentiles(CHANGED_USERS_PERCENTILES, {"users": sorted(changed)})
-            for user_id in changed:
-                if user_id in fresh:
-                    self._percentiles[user_id] = fresh[user_id]
-                else:
-                    self._percentiles.pop(user_id, None)
         self._blocks = (previous, newest)
         assert self._covered is not None  # set by the load before any poll
         self._applied_read(sent, (inserts, self._covered[1]))
@@ -398,7 +408,7 @@ class ServingModel:
         """More workflows than it may hold: free the memory, stop the feed, leave lookups to ClickHouse."""
         self.off = f"the serving model is off: {why} (ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS)"
         log.warning("%s; lookups ask ClickHouse", self.off)
-        self._workflows, self._users, self._percentiles, self._held = {}, {}, {}, 0
+        self._workflows, self._users, self._held = {}, {}, 0
         self._stop.set()
         with self._applied:
             self._applied.notify_all()

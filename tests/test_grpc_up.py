@@ -30,7 +30,7 @@ from tests.grpc_server import (
     start_up,
     wait_until,
 )
-from tests.intake import HTTP, deliver, execute, query
+from tests.intake import HTTP, deliver, execute
 
 pytestmark = pytest.mark.long_file(110)  # seconds of a worker, measured: collected first (tests/scheduling.py)
 
@@ -185,23 +185,6 @@ def lookups_asked_of_clickhouse(stack) -> float:
     return sum(sample(text, "analytics_clickhouse_query_seconds_count", query=name) for name in WORKFLOW_LOOKUPS)
 
 
-def percentiles(summary) -> list[float] | None:
-    if not summary.HasField("duration_percentiles"):
-        return None
-    found = summary.duration_percentiles
-    return [found.p50, found.p90, found.p95, found.p99]
-
-
-def digest_percentiles(http, user: str) -> list[float] | None:
-    """The user's percentiles over all time as ClickHouse merges the digests now (None: no job finished)."""
-    [row] = query(
-        http,
-        "SELECT cast(quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles) AS Array(Float64)) AS p"
-        f" FROM analytics.job_duration_daily WHERE user_id = '{user}'",
-    )
-    return None if None in row["p"] else [float(value) for value in row["p"]]
-
-
 def test_lookups_read_their_writes_from_the_serving_model(stack, loaded):
     """On by default in `up`: an event whose insert has returned is in the very next answer."""
     http = SimpleNamespace(url=stack.extra["url"])
@@ -224,39 +207,8 @@ def test_lookups_read_their_writes_from_the_serving_model(stack, loaded):
                 assert (answer.total_jobs, answer.total_joblogs, answer.total_job_execution_duration) == (
                     more.expected.workflow(user, workflow)
                 )
-            # The user's percentiles too, whose digests the model re-reads with the counters.
-            details = stub.GetUserAnalyticsDetails(pb.GetUserAnalyticsDetailsRequest(user_id=user), timeout=30)
-            assert details.summary.total_jobs == more.expected.user(user)[1]
-            assert percentiles(details.summary) == digest_percentiles(http, user)
     # The model answered (a lookup goes to ClickHouse only when the feed is slower than its bound).
     assert lookups_asked_of_clickhouse(stack) - before < rounds / 2
-
-
-def test_digests_inserted_alone_are_read_too(stack, loaded):
-    """A rebuild writes a day's digests without touching the counters: the model must still read them."""
-    http = SimpleNamespace(url=stack.extra["url"])
-    more = datasets.generate(seed=710, users=1, workflows_per_user=1, jobs_per_workflow=2)
-    [user] = more.expected.users
-    workflow = min(workflow for _, workflow in more.expected.workflows)
-    deliver(http, more.messages)
-    request = pb.GetUserAnalyticsDetailsRequest(user_id=user)
-    with stack.channel() as channel:
-        stub = stack.stub(channel)
-        before = stub.GetUserAnalyticsDetails(request, timeout=30).summary
-        assert percentiles(before) == digest_percentiles(http, user)
-        # Two more inserts, each read by the model, so that its next read no longer covers the user's.
-        for seed in (711, 712):
-            other = datasets.generate(seed=seed, users=1, workflows_per_user=1, jobs_per_workflow=1)
-            deliver(http, other.messages)
-            stub.GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=min(other.expected.users)), timeout=30)
-        execute(
-            http,
-            "INSERT INTO analytics.job_duration_daily SELECT"
-            f" '{user}', '{workflow}', today(), quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(toFloat64(86400))",
-        )
-        after = stub.GetUserAnalyticsDetails(request, timeout=30).summary
-        assert after.total_jobs == before.total_jobs  # the counters did not move
-        assert percentiles(after) == digest_percentiles(http, user) != percentiles(before)
 
 
 def test_a_write_no_insert_announces_is_never_missed(stack, loaded):

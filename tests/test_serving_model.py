@@ -24,33 +24,14 @@ ROWS = [
 ]
 
 
-# user, merged digest (u2 has no finished job: the merge of nothing is NaN, null in JSON)
-PERCENTILES = [["u1", [50.0, 90.0, 95.0, 99.0]], ["u2", [None, None, None, None]]]
-
-
 class CannedBackend:
-    """Answers the model's statements with ROWS and PERCENTILES; a poll finds the keys in ``changed``
-    (the newest block moves by one for each poll that has some)."""
+    """Answers the model's statements with ROWS (the newest block never moves)."""
 
     writes = None
 
-    def __init__(self):
-        self.block = 0
-        self.changed: list[list] = []
-        self.percentiles = PERCENTILES
-
     def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
-        if "system.parts" in sql:
-            self.block += bool(self.changed)
-            return [[self.block]]
-        if "system.mutations" in sql:
+        if "system.parts" in sql or "system.mutations" in sql:
             return [[0]]
-        if "quantilesTDigestMerge" in sql:
-            wanted = params.get("users")
-            return [list(row) for row in self.percentiles if wanted is None or row[0] in wanted]
-        if "workflow_changes" in sql:
-            changed, self.changed = self.changed, []
-            return changed
         return [list(row) for row in ROWS]
 
 
@@ -130,26 +111,3 @@ def test_a_user_of_more_workflows_than_it_goes_through_is_left_to_clickhouse():
     # What needs no pass over the workflows is still answered.
     assert model.counters("u1", None, None, 1.0) == ("", (4, 12, 60, 250, 4, 2, 6))
     assert [row.workflow_id for row in model.list_workflows("u2", None, "jobs", True, None, 10, 1.0)] == ["w-a"]
-
-
-def test_a_users_summary_carries_the_percentiles_of_the_read_and_none_without_a_finished_job(model):
-    assert model.user_summary("u1", 1.0) == ((4, 12, 60, 250, 4, 2, 6), (50.0, 90.0, 95.0, 99.0))
-    assert model.user_summary("u2", 1.0) == ((1, 2, 2, 2, 2, 0, 0), None)
-    assert model.user_summary("nobody", 1.0) is None
-
-
-def test_a_poll_re_reads_the_percentiles_of_the_users_it_finds_changed():
-    backend = CannedBackend()
-    model = ServingModel(backend, max_staleness=60, clock=lambda: 0.0)
-    model.load()
-    # u1's digests changed (a job finished; or a rebuilt day lost them all), u2's too, but only u1
-    # is announced: u2 keeps what the load read until a poll finds it changed.
-    backend.percentiles = [["u1", [7.0, 8.0, 9.0, 10.0]], ["u2", [1.0, 1.0, 1.0, 1.0]]]
-    backend.changed = [list(ROWS[0])]
-    assert model.poll() == 1
-    assert model.user_summary("u1", 1.0)[1] == (7.0, 8.0, 9.0, 10.0)
-    assert model.user_summary("u2", 1.0)[1] is None
-    backend.percentiles = []
-    backend.changed = [list(ROWS[0])]
-    model.poll()
-    assert model.user_summary("u1", 1.0)[1] is None
