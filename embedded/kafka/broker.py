@@ -7,12 +7,10 @@ directory that survives restarts. The jars come from embedded.kafka.jars.
 from __future__ import annotations
 
 import base64
-import ctypes
 import logging
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,12 +18,11 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from core.children import obey_stop_signals_and_die_with_parent
 from core.settings.kafka import LocalKafkaSettings
 from embedded.kafka.jars import ensure_jars, find_java
 
 log = logging.getLogger(__name__)
-# Loaded before any fork: the child of Popen should only make the one system call.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # The JVM exits with 128 + SIGTERM once Kafka's shutdown hook has finished.
@@ -136,7 +133,8 @@ class KafkaBroker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # signals reach the JVM only through stop()
-                preexec_fn=_die_with_parent,
+                # SIGTERM reaches it even when this process ignores it, and it dies with this process.
+                preexec_fn=obey_stop_signals_and_die_with_parent,
             )
         started = time.monotonic()
         self._wait_until_serving()
@@ -270,10 +268,3 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _die_with_parent() -> None:
-    """In the child: ask Linux to send SIGTERM to the JVM if its owner dies, so no broker is left orphaned."""
-    if _LIBC is not None:
-        pr_set_pdeathsig = 1
-        _LIBC.prctl(pr_set_pdeathsig, signal.SIGTERM)
