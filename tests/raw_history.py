@@ -24,3 +24,21 @@ def assert_raw_history_once(server, dataset: datasets.Dataset) -> None:
                 WHERE startsWith(user_id, '{dataset.prefix}')""",
         )
         assert (int(row["rows"]), int(row["events"])) == (len(sent), len(sent)), table
+
+
+def assert_job_log_totals_match_raw_history(server, dataset: datasets.Dataset) -> None:
+    """job_log_totals counts each job's log events as raw history holds them (under FINAL): lines and entries."""
+    counts = "toUInt64(countIf(is_line)) AS lines, toUInt64(sum(count)) AS entries"
+    stored = query(
+        server,
+        f"""SELECT job_id, {counts} FROM analytics.job_log_events FINAL
+            WHERE startsWith(user_id, '{dataset.prefix}') GROUP BY job_id ORDER BY job_id""",
+    )
+    counted = query(
+        server,
+        f"""SELECT job_id, sum(lines) AS lines, sum(entries) AS entries FROM analytics.job_log_totals
+            WHERE startsWith(user_id, '{dataset.prefix}') GROUP BY job_id ORDER BY job_id""",
+    )
+    assert stored, "the data set has no job log events"
+    differing = [(count, raw) for count, raw in zip(counted, stored, strict=False) if count != raw]
+    assert counted == stored, f"job_log_totals against raw history: {differing[:5]} ({len(counted)}/{len(stored)} jobs)"

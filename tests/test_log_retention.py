@@ -3,11 +3,20 @@ unless audit mode is on, which keeps every line. The counts stay either way."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
+import pytest
+
 from core.settings.composed import Settings
+from operations.backfill import rebuild_days
 from operations.dbt import run_dbt
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, query
+from tests.log_datasets import JobLog, log_event
+
+pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
 def apply_retention(server, audit_mode: bool) -> None:
@@ -45,3 +54,24 @@ def test_audit_mode_keeps_lines_past_their_ttl_through_a_final_merge_and_retenti
     assert stored_lines(analytics_db, dropped) == 0
     assert_matches(analytics_db, kept)  # counts never expire
     assert_matches(analytics_db, dropped)
+
+
+def test_a_rebuild_keeps_the_log_counts_of_a_job_whose_first_lines_expired(analytics_db):
+    # One job logged 40 days ago (past the 720 hours) and again an hour ago: the old day's lines go,
+    # and a rebuild of today cannot know them from raw history, so the job's counts must stand.
+    prefix = f"part{uuid.uuid4().hex[:6]}"
+    job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
+    now = dt.datetime.now(dt.UTC)
+    recent = now - dt.timedelta(hours=1)
+    old = [log_event(job, f"{prefix}-old-{n}", now - dt.timedelta(days=40), message=f"old {n}") for n in range(3)]
+    new = [log_event(job, f"{prefix}-new-{n}", recent, message=f"new {n}") for n in range(2)]
+    deliver(analytics_db, {"job_logs": old + new})
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")  # the old day's part goes
+    totals = f"""SELECT sum(lines) AS lines, sum(entries) AS entries FROM analytics.job_log_totals
+                 WHERE user_id = '{job.user_id}'"""
+    raw = f"SELECT count() AS n FROM analytics.job_log_events FINAL WHERE user_id = '{job.user_id}'"
+    assert int(query(analytics_db, raw)[0]["n"]) == 2
+    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    summary = rebuild_days(settings, [recent.date()])
+    assert query(analytics_db, totals) == [{"lines": 5, "entries": 5}]
+    assert summary.job_log_totals_corrected == 0

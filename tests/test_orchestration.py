@@ -22,7 +22,7 @@ from tests import datasets, embedded_server
 from tests.intake import deliver, execute, post_batch, query
 from tests.test_schema import assert_matches
 
-pytestmark = pytest.mark.long_file(270)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(78)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 RECONCILIATION = [
     "workflow_daily:workflow_daily_matches_raw_history",
@@ -151,6 +151,7 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     again = backfill.execute_in_process(instance=instance, partition_key=day.isoformat())
     [materialization] = again.asset_materializations_for_node("daily_reconciliation")
     assert materialization.metadata["workflow_totals_corrected"].value == 0
+    assert materialization.metadata["job_log_totals_corrected"].value == 0
     assert_matches(server, loaded)
     assert daily_jobs(server, loaded.prefix) == expected_daily
 
@@ -204,6 +205,7 @@ def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(serve
     assert result.exit_code == 0, result.output
     assert f"{days[0]}: rebuilt" in result.output
     assert "workflow_totals: 0 workflows corrected" in result.output
+    assert "job_log_totals: 0 jobs corrected" in result.output  # their lines expired: the counts stand
     assert query(server, stored) == before
     assert_matches(server, old)
 

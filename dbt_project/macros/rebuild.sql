@@ -15,6 +15,9 @@
   4. job_duration_daily's rows of those days are deleted and the rebuilt ones inserted: a
      t-digest cannot be corrected by a delta. Between the two a reader finds no percentiles
      for those days.
+  5. job_log_totals gets one delta row for each job with log events on those days whose counts
+     are off its raw history, when none of the job's log events can have expired (as the
+     job_log_totals_match_raw_history test decides); a job whose lines may be gone keeps its counts.
 
   The daily tables have a partition per month (what a query over a range of days reads), so a
   day is not a partition that could be swapped whole. Running it again changes nothing: every
@@ -64,7 +67,15 @@
   {% do run_query('delete from ' ~ durations ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days) %}
   {% do run_query('insert into ' ~ durations ~ ' select * from ' ~ staged_durations) %}
 
-  {%- set summary = {'days': {}, 'workflow_totals_corrected': corrected | int} -%}
+  {%- set job_log_corrections = job_log_totals_corrections(days) -%}
+  {%- set jobs_corrected = run_query('select count() from (' ~ job_log_corrections ~ ')').columns[0].values()[0] -%}
+  {%- if jobs_corrected > 0 %}
+    {% do run_query('insert into ' ~ ref('job_log_totals') ~ ' (user_id, workflow_id, job_id, lines, entries,'
+                    ~ ' first_event_at, first_line_at, last_line_at) ' ~ job_log_corrections) %}
+  {%- endif %}
+
+  {%- set summary = {'days': {}, 'workflow_totals_corrected': corrected | int,
+                     'job_log_totals_corrected': jobs_corrected | int} -%}
   {%- for day in days %}
     {%- set rows = run_query('select count() from ' ~ staged_daily ~ " where day = '" ~ day ~ "'").columns[0].values()[0] -%}
     {%- do summary['days'].update({day: rows | int}) -%}
@@ -94,6 +105,57 @@
       group by user_id, workflow_id
   {%- endset -%}
   {{ counter_deltas(['user_id', 'workflow_id'], workflow_totals_rebuilt(affected), stored) }}
+{% endmacro %}
+
+{#-
+  Delta rows for job_log_totals: for each job with log events on these days, its counts from the
+  deduplicated raw history minus the stored ones, where they differ and the job's log events
+  cannot have expired (from its first logged event, as the reconciliation test decides). The
+  times are the job's own: a min or max of the same values changes nothing.
+-#}
+{% macro job_log_totals_corrections(days) %}
+  {%- set totals = ref('job_log_totals') -%}
+  {%- set events = ref('job_log_events') -%}
+  with
+      affected as (
+          select distinct user_id, workflow_id, job_id
+          from {{ events }}
+          where toDate(event_time) in ('{{ days | join("', '") }}')
+      ),
+      correct as (
+          select
+              user_id,
+              workflow_id,
+              job_id,
+              toUInt64(countIf(is_line)) as lines,
+              toUInt64(sum(count)) as entries,
+              min(event_time) as first_event_at,
+              minIfOrNull(event_time, is_line) as first_line_at,
+              maxIfOrNull(event_time, is_line) as last_line_at
+          from {{ events }} final
+          where (user_id, workflow_id, job_id) in affected
+          group by user_id, workflow_id, job_id
+      ),
+      stored as (
+          select user_id, workflow_id, job_id, sum(lines) as lines, sum(entries) as entries, min(first_event_at) as first_event_at
+          from {{ totals }}
+          where (user_id, workflow_id, job_id) in affected
+          group by user_id, workflow_id, job_id
+      )
+  select
+      user_id,
+      workflow_id,
+      job_id,
+      correct.lines - stored.lines as lines,
+      correct.entries - stored.entries as entries,
+      correct.first_event_at as first_event_at,
+      correct.first_line_at as first_line_at,
+      correct.last_line_at as last_line_at
+  from correct
+  left join stored using (user_id, workflow_id, job_id)
+  where
+      (correct.lines != stored.lines or correct.entries != stored.entries)
+      and {{ logs_recomputable('toDate(coalesce(stored.first_event_at, correct.first_event_at))') }}
 {% endmacro %}
 
 {#- Delta rows for workflow_daily: the rebuilt counters of these days minus the stored ones, where they differ. -#}

@@ -46,6 +46,7 @@ def build_daily_reconciliation(partitions: dg.PartitionsDefinition) -> dg.Assets
                 "days": dg.MetadataValue.json(summary.rows_by_day),
                 "workflow_daily_rows": sum(summary.rows_by_day.values()),
                 "workflow_totals_corrected": summary.workflow_totals_corrected,
+                "job_log_totals_corrected": summary.job_log_totals_corrected,
             }
         )
 
