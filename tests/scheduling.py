@@ -1,10 +1,13 @@
 """A pytest plugin that runs the long test files first, so the two xdist workers finish together.
 
-`./dev test` hands whole files to the workers (`--dist loadfile`) in collection order, and a file
-of a minute or more picked up last keeps one worker busy while the other has nothing left. Files
-marked `long_file(seconds)` (a minute or more of a worker's time, as measured on the 2-core machine)
-are collected first, the longest first; the rest follow in their usual order. Every worker sorts
-the same way, as xdist requires, and a test's own order within its file is kept.
+`./dev test` hands whole files to the workers (`--dist loadfile`), a file or two at a time as each
+worker gets free, and a file of half a minute picked up last keeps one worker busy while the other
+has nothing left. Files marked `long_file(seconds)` (ten seconds or more of a worker's time, as
+measured on the 2-core machine) are collected first, the longest first; the rest follow in their
+usual order. xdist hands the files out in collection order only with `--no-loadscope-reorder`
+(pyproject.toml's addopts): by default it reorders them by their number of tests, and a long file
+of two tests ran last. Every worker sorts the same way, as xdist requires, and a test's own order
+within its file is kept.
 """
 
 from __future__ import annotations

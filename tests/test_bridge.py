@@ -24,7 +24,8 @@ from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import query
 
-pytestmark = pytest.mark.kafka
+# long_file: seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = [pytest.mark.kafka, pytest.mark.long_file(35)]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -21,7 +21,8 @@ from tests.intake import query
 from tests.raw_history import assert_raw_history_once
 from tests.test_bridge import ingest_process, produce, settings_for, wait_until_consumed
 
-pytestmark = pytest.mark.kafka
+# long_file: seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = [pytest.mark.kafka, pytest.mark.long_file(11)]
 
 
 def wait_for(marker, process, log_path, timeout: float = 120) -> None:

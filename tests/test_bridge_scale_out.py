@@ -21,7 +21,8 @@ from tests.checks import assert_matches
 from tests.intake import query
 from tests.test_bridge import produce, settings_for, wait_until_consumed
 
-pytestmark = pytest.mark.kafka
+# long_file: seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = [pytest.mark.kafka, pytest.mark.long_file(29)]
 ROOT = Path(__file__).resolve().parent.parent
 
 

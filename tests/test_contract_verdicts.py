@@ -17,7 +17,7 @@ from events.contract import validate_message
 from tests.contract_corpus import corpus, encode, topic_of
 from tests.intake import HTTP, insert_statement, query
 
-pytestmark = pytest.mark.long_file(75)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(17)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
 @dataclass

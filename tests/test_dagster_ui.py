@@ -22,7 +22,7 @@ from analytics.components import dagster_component
 from core.settings.composed import Settings
 from tests.embedded_server import free_port
 
-pytestmark = pytest.mark.long_file(150)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(37)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "dagster-asset-graph.png"

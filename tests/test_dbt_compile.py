@@ -16,7 +16,7 @@ from core import names
 from tests.ddl_recorder import DdlRecorder
 from tests.intake import HTTP
 
-pytestmark = pytest.mark.long_file(65)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(31)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOTS = ROOT / "tests" / "snapshots"

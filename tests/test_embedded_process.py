@@ -17,6 +17,8 @@ import urllib3
 
 from tests import embedded_server
 
+pytestmark = pytest.mark.long_file(21)  # seconds of a worker, measured: run first (tests/scheduling.py)
+
 HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=60))
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,7 @@ from tests.grpc_server import (
 )
 from tests.intake import HTTP, deliver, execute
 
-pytestmark = pytest.mark.long_file(110)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(46)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from embedded.kafka.topics import (
 from tests.conftest import KAFKA_JARS_DIR, REPO
 from tests.test_child_processes import ignoring_and_blocking_the_stop_signals
 
-pytestmark = pytest.mark.long_file(160)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(60)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 WAIT = 60.0  # an upper bound for waits on the broker, never an assertion about speed
 

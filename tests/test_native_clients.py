@@ -19,6 +19,8 @@ from tests.intake import deliver, post_batch
 from tests.test_clients import _run, _tool
 from tests.test_native_revision import DYNAMIC_SHAPES, ONE_BLOCK, SHAPES, expected_block, native
 
+pytestmark = pytest.mark.long_file(13)  # seconds of a worker, measured: run first (tests/scheduling.py)
+
 ROWS, BLOCK = 2500, 1000  # three blocks
 
 

@@ -22,6 +22,8 @@ from operations.dbt import run_dbt
 from tests import datasets, log_datasets
 from tests.intake import deliver, execute, query
 
+pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run first (tests/scheduling.py)
+
 CHECKS = (
     "job_log_totals_match_raw_history",
     "workflow_totals_match_raw_history",

@@ -41,28 +41,32 @@ def test_a_skip_fails_under_ci(tmp_path, ci, outcome):
         assert "skipped under CI" in run.stdout and "no tool here" in run.stdout
 
 
-def test_long_files_are_collected_first_longest_first(tmp_path):
-    (tmp_path / "test_a_short.py").write_text("def test_one():\n    pass\n")
+def test_long_files_run_first_longest_first_under_xdist(tmp_path):
+    # The short file has the most tests: xdist's own order (by number of tests) would run it first.
+    record = "import os\n\ndef record(name):\n    open(os.environ['RAN'], 'a').write(name + '\\n')\n\n"
+    tests = "".join(f"def test_{n}():\n    record(__name__ + '::{n}')\n\n" for n in ("one", "two", "three"))
+    (tmp_path / "test_a_short.py").write_text(record + tests)
     for name, seconds in (("test_b_long", 60), ("test_c_longer", 90)):
-        (tmp_path / f"{name}.py").write_text(
-            f"import pytest\n\npytestmark = pytest.mark.long_file({seconds})\n\n"
-            "def test_first():\n    pass\n\ndef test_second():\n    pass\n"
-        )
+        marker = f"import pytest\n\npytestmark = pytest.mark.long_file({seconds})\n\n"
+        (tmp_path / f"{name}.py").write_text(marker + record + f"def test_only():\n    record('{name}::only')\n")
+    ran = tmp_path / "ran.txt"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "tests.scheduling", "--collect-only", "-q"],
+        # The repository's configuration (its addopts), as `./dev test` runs it, on one worker.
+        [sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "-p", "no:cacheprovider"]
+        + ["-p", "no:randomly", "-p", "tests.scheduling", "-n", "1", "-q", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "RAN": str(ran)},
         timeout=120,
     )
-    collected = [line for line in run.stdout.splitlines() if "::" in line]
-    assert collected == [
-        "test_c_longer.py::test_first",
-        "test_c_longer.py::test_second",
-        "test_b_long.py::test_first",
-        "test_b_long.py::test_second",
-        "test_a_short.py::test_one",
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert ran.read_text().split() == [
+        "test_c_longer::only",
+        "test_b_long::only",
+        "test_a_short::one",
+        "test_a_short::two",
+        "test_a_short::three",
     ], run.stdout
 
 

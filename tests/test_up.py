@@ -19,7 +19,7 @@ from tests import embedded_server
 from tests.intake import HTTP
 from tests.test_metrics import scrape
 
-pytestmark = pytest.mark.long_file(70)  # seconds of a worker, measured: collected first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(33)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 
