@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from core.children import obey_stop_signals_and_die_with_parent
 from core.settings.kafka import LocalKafkaSettings
+from embedded.kafka.class_data import ClassDataArchive
 from embedded.kafka.jars import ensure_jars, find_java
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class KafkaBroker:
         heap: str = "512m",
         ready_timeout: float = 120.0,
         stop_timeout: float = 30.0,
+        class_data_archive: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
@@ -66,7 +68,9 @@ class KafkaBroker:
         self.heap = heap
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
+        self.class_data_archive = class_data_archive  # start from the JVM's class-data archive (class_data.py)
         self.process: subprocess.Popen | None = None
+        self._class_data: ClassDataArchive | None = None  # the JVM's class-data archive (class_data.py)
         self._log_start = 0  # where this start's lines begin in the log file
 
     @classmethod
@@ -117,6 +121,7 @@ class KafkaBroker:
             return self
         java = find_java()
         lib = ensure_jars(self.jars_dir)
+        self._class_data = ClassDataArchive(lib, java) if self.class_data_archive else None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # The controller port only has to be free: the single voter is named in the config, not in the data.
         self.controller_port = self.controller_port or free_port()
@@ -128,7 +133,8 @@ class KafkaBroker:
             if not (self.storage_dir / "meta.properties").exists():
                 self._format_storage(java, lib, properties, log_file)
             self.process = subprocess.Popen(
-                [java, *self._jvm_options(self.heap), "-cp", str(lib / "*"), "kafka.Kafka", str(properties)],
+                [java, *self._jvm_options(self.heap), *self._class_data_options(write=True)]
+                + ["-cp", str(lib / "*"), "kafka.Kafka", str(properties)],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -156,6 +162,8 @@ class KafkaBroker:
                 log.warning("Kafka did not stop within %g s of SIGTERM; killing it", timeout)
                 self.process.kill()
                 self.process.wait()
+        if self._class_data is not None:
+            self._class_data.after_exit(clean=self.process.returncode in CLEAN_EXIT_CODES)
         return self.process.returncode
 
     def restart(self) -> KafkaBroker:
@@ -203,7 +211,8 @@ class KafkaBroker:
 
     def _format_storage(self, java: str, lib: Path, properties: Path, log_file) -> None:
         cluster_id = _new_cluster_id()
-        command = [java, *self._jvm_options("256m"), "-cp", str(lib / "*"), "kafka.tools.StorageTool"]
+        command = [java, *self._jvm_options("256m"), *self._class_data_options(write=False)]
+        command += ["-cp", str(lib / "*"), "kafka.tools.StorageTool"]
         command += ["format", "--cluster-id", cluster_id, "--config", str(properties)]
         log_file.flush()
         result = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, timeout=300)
@@ -211,6 +220,9 @@ class KafkaBroker:
             raise KafkaStartError(
                 f"formatting Kafka storage in {self.storage_dir} failed (exit {result.returncode}):\n{self.diagnosis()}"
             )
+
+    def _class_data_options(self, write: bool) -> list[str]:
+        return [] if self._class_data is None else self._class_data.options(write)
 
     @staticmethod
     def _jvm_options(heap: str) -> list[str]:
