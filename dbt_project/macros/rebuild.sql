@@ -122,20 +122,7 @@
           from {{ events }}
           where toDate(event_time) in ('{{ days | join("', '") }}')
       ),
-      correct as (
-          select
-              user_id,
-              workflow_id,
-              job_id,
-              toUInt64(countIf(is_line)) as lines,
-              toUInt64(sum(count)) as entries,
-              min(event_time) as first_event_at,
-              minIfOrNull(event_time, is_line) as first_line_at,
-              maxIfOrNull(event_time, is_line) as last_line_at
-          from {{ events }} final
-          where (user_id, workflow_id, job_id) in affected
-          group by user_id, workflow_id, job_id
-      ),
+      correct as ({{ job_log_totals_from(events ~ ' final', '(user_id, workflow_id, job_id) in affected') }}),
       stored as (
           select user_id, workflow_id, job_id, sum(lines) as lines, sum(entries) as entries, min(first_event_at) as first_event_at
           from {{ totals }}

@@ -114,3 +114,25 @@ from (
 where {{ day_condition }}
 group by user_id, workflow_id, day
 {% endmacro %}
+
+
+{#-
+  job_log_totals' row of each job, summed from job log events: ``events`` is job_log_events (the
+  view feeding the table sees each inserted block) or its deduplicated history (FINAL, a rebuild).
+-#}
+{% macro job_log_totals_from(events, condition=none) -%}
+select
+    user_id,
+    workflow_id,
+    job_id,
+    toUInt64(countIf(is_line)) as lines,
+    toUInt64(sum(count)) as entries,
+    min(event_time) as first_event_at,
+    minIfOrNull(event_time, is_line) as first_line_at,
+    maxIfOrNull(event_time, is_line) as last_line_at
+from {{ events }}
+{%- if condition %}
+where {{ condition }}
+{%- endif %}
+group by user_id, workflow_id, job_id
+{% endmacro %}

@@ -70,7 +70,7 @@ class KafkaBroker:
         self.stop_timeout = stop_timeout
         self.class_data_archive = class_data_archive  # start from the JVM's class-data archive (class_data.py)
         self.process: subprocess.Popen | None = None
-        self._class_data: ClassDataArchive | None = None  # the JVM's class-data archive (class_data.py)
+        self._class_data: ClassDataArchive | None = None  # set by start() when class_data_archive
         self._log_start = 0  # where this start's lines begin in the log file
 
     @classmethod
