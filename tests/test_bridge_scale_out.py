@@ -36,6 +36,8 @@ def bridge_process(settings: Settings, instance: str, log_path: Path) -> subproc
         "ANALYTICS_KAFKA_INSTANCE_NAME": instance,
         "ANALYTICS_KAFKA_MAX_BLOCK_SIZE": "200",
         "ANALYTICS_KAFKA_FLUSH_INTERVAL_MS": "100",
+        # A stopped bridge's partitions move after this (and a fenced twin notices within a third of it).
+        "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS": "3000",
         "ANALYTICS_INGEST_METRICS_PORT": "0",
         "ANALYTICS_DATA_DIR": str(settings.data_dir),
     }

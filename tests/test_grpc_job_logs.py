@@ -288,11 +288,13 @@ def test_a_line_that_is_not_utf8_lists_with_replacement_characters(stub, analyti
     # hand) can hold them: the stored line is rewritten to such bytes as those would have kept them.
     prefix = log_datasets.generate_logs(seed=76, users=0).prefix
     job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
-    event = log_datasets.log_event(job, f"{prefix}-1", dt.datetime.now(dt.UTC), sequence=1, message="MARK")
+    logged = dt.datetime.now(dt.UTC)
+    event = log_datasets.log_event(job, f"{prefix}-1", logged, sequence=1, message="MARK")
     assert post_batch(analytics_db, "job_logs", [event]).status == 200
+    # Only the day's partition: a mutation of the whole shared table waits for every part's merges.
     rewrite = (
         "ALTER TABLE analytics.job_log_events UPDATE message = concat('bad ', unhex('FF'), ' bytes') "
-        f"WHERE event_id = '{prefix}-1' SETTINGS mutations_sync = 1"
+        f"IN PARTITION ID '{logged:%Y%m%d}' WHERE event_id = '{prefix}-1' SETTINGS mutations_sync = 1"
     )
     response = HTTP.request("POST", f"{analytics_db.url}/", body=rewrite.encode())
     assert response.status == 200, response.data

@@ -387,6 +387,14 @@ def test_topics_command_rejects_zero_partitions():
     assert "ANALYTICS_KAFKA_TOPIC_PARTITIONS" in result.output
 
 
+@pytest.mark.parametrize("value", ["999", "1800001", "ten"])
+def test_ingest_rejects_a_session_timeout_kafka_would_refuse(monkeypatch, value):
+    monkeypatch.setenv("ANALYTICS_KAFKA_SESSION_TIMEOUT_MS", value)
+    result = CliRunner().invoke(main, ["ingest", "--kafka", "127.0.0.1:9092"])
+    assert result.exit_code == 2
+    assert "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS" in result.output
+
+
 def test_create_topics_rejects_zero_partitions():
     with pytest.raises(ValueError, match="partitions must be at least 1, got 0"):
         create_topics("127.0.0.1:9092", partitions=0)

@@ -21,6 +21,14 @@ class KafkaSettings(BaseModel):
         description="This bridge process's name in its consumer groups (static membership); two bridges on "
         "one host need different names [default: the host name].",
     )
+    kafka_session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        le=1_800_000,
+        description="How long a consumer group waits for a bridge that stopped before its partitions go to the "
+        "other bridges (Kafka's session.timeout.ms; heartbeats every third of it; the broker's "
+        "group.min/max.session.timeout.ms bound it).",
+    )
     kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
     kafka_flush_interval_ms: int = Field(250, description="Longest wait before a partial batch is inserted.")
     kafka_bootstrap: str | None = Field(

@@ -41,6 +41,7 @@ def config_from(settings: IngestSettings, clickhouse_url: str | None = None) -> 
         instance_name=settings.kafka_instance_name,
         max_block_size=settings.kafka_max_block_size,
         flush_interval_ms=settings.kafka_flush_interval_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
     )
 
 

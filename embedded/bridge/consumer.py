@@ -71,6 +71,8 @@ class TopicConsumer:
                 # fences the older one.
                 "group.instance.id": self.instance_id,
                 "session.timeout.ms": self.config.session_timeout_ms,
+                # Kafka's rule of thumb: at most a third of the session, so one late heartbeat is no expiry.
+                "heartbeat.interval.ms": max(self.config.session_timeout_ms // 3, 100),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,

@@ -198,6 +198,9 @@ class KafkaBroker:
             "offsets.topic.num.partitions": "1",
             # A lone consumer should not wait 3 s for others to join its group.
             "group.initial.rebalance.delay.ms": "0",
+            # The bridges' session timeout (ANALYTICS_KAFKA_SESSION_TIMEOUT_MS) may be as short as 1 s
+            # here, for a local machine where a stopped bridge's partitions should move quickly (6 s by default).
+            "group.min.session.timeout.ms": "1000",
             # After a crash the controller refuses the restarted broker until the old session expires (9 s by default).
             "broker.heartbeat.interval.ms": "1000",
             "broker.session.timeout.ms": "4000",
