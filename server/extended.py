@@ -1,10 +1,10 @@
 """Details, listings and whether a key is known: from the serving model where it can answer, else ClickHouse.
 
-Over all time, a details answer's counters and a listing of a user's workflows need nothing the
-serving model (server/serving.py) lacks, so they cost no statement but the duration digests'
-read; the answers are the numbers Queries gives, read as fresh (read-your-writes in `analytics
-up`, within the bound elsewhere). Over a range of days, or when the model cannot answer (Stale),
-the statements of server/queries.py run.
+Over all time, a listing of a user's workflows and a user's details need nothing the serving
+model (server/serving.py) lacks, so they cost no statement; a workflow's or a kind's details
+read only their duration digests. The answers are the numbers Queries gives, read as fresh
+(read-your-writes in `analytics up`, within the bound elsewhere). Over a range of days, or when
+the model cannot answer (Stale), the statements of server/queries.py run.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ class ExtendedQueries:
         """As Queries.summary: (kind, summary), or None when the user (or workflow) is unknown."""
         if self.model is not None and not scope.period.bounded:
             try:
+                if scope.workflow_id is None and scope.kind is None:
+                    whole = self.model.details(scope.user_id, timeout)
+                    return None if whole is None else ("", Summary(*whole[0], whole[1]))
                 found = self.model.counters(scope.user_id, scope.workflow_id, scope.kind, timeout)
             except Stale:
                 pass

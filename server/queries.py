@@ -34,6 +34,8 @@ DAILY = qualified(names.WORKFLOW_DAILY)
 DURATIONS = qualified(names.JOB_DURATION_DAILY)
 
 PERCENTILES = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
+# As Float64, as the summary's UNION ALL gives them (its other branches' column is Float64).
+PERCENTILES_FLOAT64 = f"cast({PERCENTILES} as Array(Float64))"
 
 # The original contract's two calls: point lookups on workflow_totals (ORDER BY user_id, workflow_id).
 USER_TOTALS = sql("""select
@@ -151,7 +153,7 @@ LISTED_NAMES = f"workflow_id, kind, {COUNTER_NAMES}"
 COUNTER_COLUMNS = "uniqExact(workflow_id) as total_workflows," + WORKFLOW_COUNTERS
 
 
-def _percentiles(values) -> tuple[float, float, float, float] | None:
+def percentiles_of(values) -> tuple[float, float, float, float] | None:
     # An empty digest gives NaN (JSON null); a bucket without durations has none.
     if not values or any(value is None for value in values):
         return None
@@ -159,7 +161,7 @@ def _percentiles(values) -> tuple[float, float, float, float] | None:
 
 
 def _summary(row: list) -> Summary:
-    return Summary(*(int(value) for value in row[:7]), _percentiles(row[7]))
+    return Summary(*(int(value) for value in row[:7]), percentiles_of(row[7]))
 
 
 # On a cluster every shard's tables are read through the Distributed table `<name>_all`.
@@ -245,10 +247,9 @@ where {scope.condition()}"""
 
     def percentiles(self, scope: Scope, timeout: float) -> tuple[float, float, float, float] | None:
         """The duration percentiles of a scope's finished jobs (None: none finished), from job_duration_daily."""
-        # As Float64, as the summary's UNION ALL gives them (its other branches' column is Float64).
-        select = f"select cast({PERCENTILES} as Array(Float64))\nfrom {DURATIONS}\nwhere {scope.condition()}"
+        select = f"select {PERCENTILES_FLOAT64}\nfrom {DURATIONS}\nwhere {scope.condition()}"
         [[values]] = self.rows("percentiles", select, scope.params(), timeout)
-        return _percentiles(values)
+        return percentiles_of(values)
 
     def _union(self, name: str, branches: list[str], params: dict[str, Value], timeout: float) -> dict[str, list]:
         """Rows of SELECTs joined by UNION ALL, by their first column (which branch gave them).

@@ -28,8 +28,12 @@ Which answers it may give depends on what it knows of the writes:
   raises Stale. An answer then never reflects a state older than that bound, whatever the load.
 
 Besides the two original lookups, the model answers what needs a user's workflows over all
-time and no digest: the listing of a user's workflows and the counters of a details answer
-(server/extended.py); anything over a range of days reads the daily tables.
+time: the listing of a user's workflows, the counters of a details answer and, for a user as a
+whole, its duration percentiles (server/extended.py). Those it reads as ClickHouse merges them
+(quantilesTDigestMerge over the user's digests in job_duration_daily), at start for every user
+and at each poll for the users of the changed keys: an insert into job_duration_daily announces
+its keys in workflow_changes too. A workflow's or a kind's percentiles, and anything over a range
+of days, read the daily tables.
 
 On Stale the caller asks ClickHouse.
 """
@@ -44,7 +48,7 @@ from collections.abc import Callable
 from core.backend import QueryBackend, QueryFailed, WriteLog
 from core.names import sql
 from server.pagination import Position
-from server.queries import Totals, WorkflowRow
+from server.queries import PERCENTILES_FLOAT64, Totals, WorkflowRow, percentiles_of
 from server.workflow_counts import (
     JOBLOGS,
     JOBS,
@@ -106,6 +110,31 @@ group by user_id, workflow_id"""
 )
 
 
+# Each user's duration percentiles over all time (p50, p90, p95, p99), as Queries.percentiles reads them.
+PERCENTILES_SELECT = sql(f"""select user_id, {PERCENTILES_FLOAT64}
+from $job_duration_daily""")
+
+EVERY_USERS_PERCENTILES = (
+    PERCENTILES_SELECT
+    + """
+group by user_id"""
+)
+
+CHANGED_USERS_PERCENTILES = (
+    PERCENTILES_SELECT
+    + """
+where user_id in (
+    select user_id
+    from analytics.workflow_changes
+    where toInt64(splitByChar('_', _part)[3]) > {after:Int64}
+      and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}
+)
+group by user_id"""
+)
+
+Percentiles = tuple[float, float, float, float]
+
+
 class Stale(Exception):
     """The model cannot answer within its staleness bound (not loaded yet, or its feed is behind)."""
 
@@ -145,6 +174,8 @@ class ServingModel:
         # entry (each an immutable tuple) by polls, so readers need no lock.
         self._workflows: dict[str, dict[str, WorkflowCounts]] = {}
         self._users: dict[str, Counters] = {}
+        # user -> duration percentiles over all time; a user without a finished job has none.
+        self._percentiles: dict[str, Percentiles] = {}
         self._held = 0  # workflows in _workflows
         self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
@@ -255,6 +286,11 @@ class ServingModel:
         self._check_scan(by_workflow)
         return "", of_kind(by_workflow, kind)
 
+    def details(self, user_id: str, timeout: float) -> tuple[Counters, Percentiles | None] | None:
+        """A user's counters and duration percentiles over all time (None: the user is unknown), or Stale."""
+        found = self.counters(user_id, None, None, timeout)
+        return None if found is None else (found[1], self._percentiles.get(user_id))
+
     def _check_scan(self, by_workflow: dict[str, WorkflowCounts]) -> None:
         if len(by_workflow) > self.scanned_at_most:
             raise TooMany(f"more than {self.scanned_at_most:,} workflows to go through")
@@ -324,7 +360,9 @@ class ServingModel:
         for row in rows:
             workflows.setdefault(row[0], {})[row[1]] = counts_of(row[2:])
         users = {user_id: add_up(by_workflow.values()) for user_id, by_workflow in workflows.items()}
+        percentiles = self._read_percentiles(EVERY_USERS_PERCENTILES, {})
         self._workflows, self._users, self._held = workflows, users, len(rows)
+        self._percentiles = percentiles
         self._blocks, self._loaded_at = (newest, newest), sent
         if pending:
             # Not covering the newest change keeps lookups on ClickHouse and has the next turn read again.
@@ -339,6 +377,12 @@ class ServingModel:
         self._mutation_pending = bool(pending)
         self._applied_read(sent, counts)
 
+    def _read_percentiles(self, select: str, params: dict) -> dict[str, Percentiles]:
+        """The users' percentiles a read gives; those without a finished job are left out."""
+        rows = self._backend.rows(select, params, self._timeout)
+        found = ((row[0], percentiles_of(row[1])) for row in rows)
+        return {user_id: values for user_id, values in found if values is not None}
+
     def poll(self) -> int:
         """Re-read the keys of the blocks committed since the poll before the previous one."""
         if self._blocks is None:
@@ -348,7 +392,9 @@ class ServingModel:
         inserts, _ = self._counts()
         newest = self._newest_block()
         before_previous, previous = self._blocks
-        rows = self._backend.rows(CHANGED_WORKFLOWS, {"after": before_previous, "upto": newest}, self._timeout)
+        blocks = {"after": before_previous, "upto": newest}
+        rows = self._backend.rows(CHANGED_WORKFLOWS, blocks, self._timeout)
+        percentiles = self._read_percentiles(CHANGED_USERS_PERCENTILES, blocks)
         for row in rows:
             by_workflow = self._workflows.setdefault(row[0], {})
             self._held += row[1] not in by_workflow
@@ -359,6 +405,9 @@ class ServingModel:
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~20 ms.
         for user_id in {row[0] for row in rows}:
             self._users[user_id] = add_up(self._workflows[user_id].values())
+            if user_id not in percentiles:
+                self._percentiles.pop(user_id, None)  # no finished job (left)
+        self._percentiles.update(percentiles)
         self._blocks = (previous, newest)
         assert self._covered is not None  # set by the load before any poll
         self._applied_read(sent, (inserts, self._covered[1]))
@@ -408,7 +457,7 @@ class ServingModel:
         """More workflows than it may hold: free the memory, stop the feed, leave lookups to ClickHouse."""
         self.off = f"the serving model is off: {why} (ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS)"
         log.warning("%s; lookups ask ClickHouse", self.off)
-        self._workflows, self._users, self._held = {}, {}, 0
+        self._workflows, self._users, self._percentiles, self._held = {}, {}, {}, 0
         self._stop.set()
         with self._applied:
             self._applied.notify_all()

@@ -7,6 +7,7 @@ relay between them keeps ClickHouse's answers back for as long as a test needs, 
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -16,7 +17,7 @@ from analytics_proto import analytics_pb2 as pb
 from tests import datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
-from tests.intake import deliver, query
+from tests.intake import deliver, execute, query
 
 pytestmark = pytest.mark.long_file(24)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
@@ -226,6 +227,50 @@ def test_the_serving_model_answers_exactly_from_memory_and_within_its_bound(anal
         assert service.stop() == 0, service.log()
 
 
+def test_digests_inserted_without_new_counters_reach_a_users_percentiles_within_the_bound(analytics_db, tmp_path):
+    """Reconciliation replaces a day's digests (delete, then insert) without touching the counters:
+    the insert announces its keys, and the model re-reads the user's percentiles."""
+    more = datasets.generate(seed=63, users=1, workflows_per_user=2, jobs_per_workflow=4)
+    deliver(analytics_db, more.messages)
+    [user] = more.expected.users
+    percentiles = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
+    [[merged]] = [
+        list(row.values())
+        for row in query(
+            analytics_db, f"SELECT {percentiles} AS p FROM analytics.job_duration_daily WHERE user_id = '{user}'"
+        )
+    ]
+    saved = f"test_{uuid.uuid4().hex[:12]}"
+    execute(analytics_db, f"CREATE DATABASE {saved}")
+    try:
+        execute(analytics_db, f"CREATE TABLE {saved}.digests AS analytics.job_duration_daily")
+        execute(
+            analytics_db,
+            f"INSERT INTO {saved}.digests SELECT * FROM analytics.job_duration_daily WHERE user_id = '{user}'",
+        )
+        execute(analytics_db, f"DELETE FROM analytics.job_duration_daily WHERE user_id = '{user}'")
+        bound = 3.0
+        service = start_served(tmp_path, analytics_db.url, bound)
+        try:
+            with service.channel() as channel:
+                stub = service.stub(channel)
+                request = pb.GetUserAnalyticsDetailsRequest(user_id=user)
+                before = queries_run(service, *STATEMENTS)
+                summary = stub.GetUserAnalyticsDetails(request, timeout=30).summary
+                assert summary.total_jobs == more.expected.user(user)[1]
+                assert not summary.HasField("duration_percentiles")
+
+                execute(analytics_db, f"INSERT INTO analytics.job_duration_daily SELECT * FROM {saved}.digests")
+                time.sleep(bound + 0.05)
+                got = stub.GetUserAnalyticsDetails(request, timeout=30).summary.duration_percentiles
+                assert (got.p50, got.p90, got.p95, got.p99) == pytest.approx(merged, rel=1e-6)
+                assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
+        finally:
+            assert service.stop() == 0, service.log()
+    finally:
+        execute(analytics_db, f"DROP DATABASE IF EXISTS {saved} SYNC")
+
+
 def test_a_model_whose_feed_is_behind_is_never_used(analytics_db, small, relay, tmp_path):
     service = start_served(tmp_path, relay.url)
     try:
@@ -303,6 +348,10 @@ def test_a_model_that_grows_beyond_its_limit_turns_itself_off(analytics_db, smal
         assert service.stop() == 0, service.log()
 
 
+# Every statement the service's calls may run (server/queries.py), by its name in the metrics.
+STATEMENTS = ("user_totals", "workflow_totals", "summary", "percentiles", "known", "time_series", "list_workflows")
+
+
 def queries_run(service, *names: str) -> float:
     text = scrape(service.extra["metrics_url"])
     return sum(sample(text, "analytics_clickhouse_query_seconds_count", query=name, outcome="ok") for name in names)
@@ -376,9 +425,14 @@ def test_details_and_listings_over_all_time_from_the_model_are_the_statements_an
                 assert got == want, (call, str(got), str(want))
             for request in listings:
                 assert listing(from_model, request) == listing(from_statements, request), request
-        # The model answered: no counters or listing statement ran there, only the digests' reads.
-        assert queries_run(served, "summary", "list_workflows", "known") == 0
-        assert queries_run(served, "percentiles") > 0
+            # The model answered: no counters or listing statement ran there, only the digests' reads
+            # of a workflow or a kind; a user's details (all kinds) cost no statement at all.
+            assert queries_run(served, "summary", "list_workflows", "known") == 0
+            assert queries_run(served, "percentiles") > 0
+            before = queries_run(served, *STATEMENTS)
+            whole_users = [call for call in calls if call[0] == "GetUserAnalyticsDetails" and not call[1].kind]
+            assert answers(from_model, whole_users) == answers(from_statements, whole_users)
+            assert queries_run(served, *STATEMENTS) == before
         assert queries_run(statements, "summary") > 0 and queries_run(statements, "list_workflows") > 0
     finally:
         assert served.stop() == 0, served.log()

@@ -2125,6 +2125,18 @@ select
 from `analytics_cluster_ddl`.`telemetry_messages`
 ;
 
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_changes_from_job_duration_daily_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_changes`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_changes`
+select distinct
+    user_id,
+    workflow_id,
+    now64(6, 'UTC') as changed_at
+from `analytics_cluster_ddl`.`job_duration_daily`
+;
+
 create table `analytics_cluster_ddl`.`workflow_daily_all`
     ON CLUSTER "analytics_cluster"
   engine = Distributed('analytics_cluster', currentDatabase(), 'workflow_daily', cityHash64(user_id))

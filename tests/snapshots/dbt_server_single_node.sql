@@ -1299,6 +1299,17 @@ select
     cast(0 as DateTime64(6, 'UTC')) as changed_at
 where 0
 
+-- model workflow_changes_from_job_duration_daily_mv
+-- config {"enabled": true, "materialized": "materialized_view"}
+-- materialization_target_table: `analytics_compile`.`workflow_changes`
+
+
+select distinct
+    user_id,
+    workflow_id,
+    now64(6, 'UTC') as changed_at
+from `analytics_compile`.`job_duration_daily`
+
 -- model workflow_changes_from_workflow_totals_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
 -- materialization_target_table: `analytics_compile`.`workflow_changes`

@@ -1,9 +1,9 @@
 {#-
-  The change feed of workflow_totals: one row per (user, workflow) each time an insert into
-  workflow_totals touched it, with the time the insert ran. The gRPC service's serving model
-  polls it by block number (parts get theirs as they commit, in commit order) for the keys
-  changed since its last polls and re-reads their totals, so its answers stay exact without
-  reading workflow_totals whole again. Rows are needed only for seconds; kept 15 minutes.
+  The change feed of workflow_totals and job_duration_daily: one row per (user, workflow) each
+  time an insert into either touched it, with the time the insert ran. The gRPC service's
+  serving model polls it by block number (parts get theirs as they commit, in commit order) for
+  the keys changed since its last polls and re-reads their totals and their users' duration
+  percentiles, so its answers stay exact without reading the tables whole again. Rows are needed only for seconds; kept 15 minutes.
 -#}
 {{ config(
     engine=engine('MergeTree'),
