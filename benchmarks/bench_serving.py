@@ -15,7 +15,8 @@
    alone and beside 8 callers of a slow query (the big user's details, 2 s deadline), then from
    256 callers, beyond the workers and the queue; latencies and every status code.
 4. Freshness: an event inserted over the HTTP intake, then GetWorkflowAnalytics polled until
-   it counts it; p50 and p99 of insert-to-visible.
+   it counts it; the first event's insert-to-visible (the first write after the fill), then p50
+   and p99 of the others.
 
 ghz and the server share the machine's cores; the empty RPC's figures stand next to each row.
 
@@ -146,7 +147,8 @@ def overload(service: ServiceProcess, calls: dict[str, list[dict]], args) -> lis
 
 
 def freshness(service: ServiceProcess, http, samples: int) -> dict:
-    """Seconds from sending one job-log event over HTTP to GetWorkflowAnalytics counting it."""
+    """Milliseconds from sending one job-log event over HTTP to GetWorkflowAnalytics counting it:
+    the first event's, then p50, p99 and max of the others."""
     delays = []
     with service.channel() as channel:
         stub = service.stub(channel)
@@ -173,11 +175,14 @@ def freshness(service: ServiceProcess, http, samples: int) -> dict:
                     time.sleep(0.002)
             delays.append(time.perf_counter() - sent)
             time.sleep(random.uniform(0, 0.2))  # events land at any point of the feed's cycle
-    delays.sort()
+    # The first write after the fill is reported apart: the feed reads the keys of the fill's
+    # last blocks once more then (it re-reads the previous poll's blocks), a bulk load's cost.
+    first, rest = delays[0], sorted(delays[1:])
     return {
-        "p50_ms": statistics.median(delays) * 1e3,
-        "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))] * 1e3,
-        "max_ms": delays[-1] * 1e3,
+        "first_after_fill_ms": first * 1e3,
+        "p50_ms": statistics.median(rest) * 1e3,
+        "p99_ms": rest[min(len(rest) - 1, int(len(rest) * 0.99))] * 1e3,
+        "max_ms": rest[-1] * 1e3,
     }
 
 
