@@ -22,16 +22,20 @@ ROWS = [
     ["u1", "w-d", 5, 0, 0, 0, 0, 5, "BATCH"],
     ["u2", "w-a", 2, 2, 2, 2, 0, 0, "CRON"],
 ]
+# user, duration percentiles (p50, p90, p95, p99): u2 has no finished job, so no digest.
+PERCENTILE_ROWS = [["u1", [1.5, 9.0, 9.5, 9.9]]]
 
 
 class CannedBackend:
-    """Answers the model's statements with ROWS (the newest block never moves)."""
+    """Answers the model's statements with ROWS and PERCENTILE_ROWS (the newest block never moves)."""
 
     writes = None
 
     def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
         if "system.parts" in sql or "system.mutations" in sql:
             return [[0]]
+        if "duration_seconds_quantiles" in sql:
+            return [list(row) for row in PERCENTILE_ROWS]
         return [list(row) for row in ROWS]
 
 
@@ -111,3 +115,11 @@ def test_a_user_of_more_workflows_than_it_goes_through_is_left_to_clickhouse():
     # What needs no pass over the workflows is still answered.
     assert model.counters("u1", None, None, 1.0) == ("", (4, 12, 60, 250, 4, 2, 6))
     assert [row.workflow_id for row in model.list_workflows("u2", None, "jobs", True, None, 10, 1.0)] == ["w-a"]
+
+
+def test_a_users_details_are_its_sums_and_its_percentiles(model):
+    counters, percentiles = model.details("u1", 1.0)
+    assert counters == (4, 12, 60, 250, 4, 2, 6)
+    assert percentiles == (1.5, 9.0, 9.5, 9.9)
+    assert model.details("u2", 1.0) == ((1, 2, 2, 2, 2, 0, 0), None)  # no finished job: no percentiles
+    assert model.details("nobody", 1.0) is None
