@@ -22,7 +22,7 @@ from tests.intake import query
 from tests.test_bridge import produce, settings_for, wait_until_consumed
 
 # long_file: seconds of a worker, measured: run first (tests/scheduling.py)
-pytestmark = [pytest.mark.kafka, pytest.mark.long_file(29)]
+pytestmark = [pytest.mark.kafka, pytest.mark.long_file(21)]
 ROOT = Path(__file__).resolve().parent.parent
 
 
