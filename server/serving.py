@@ -71,11 +71,11 @@ NEWEST_BLOCK = """select toInt64(ifNull(max(max_block_number), 0))
 from system.parts
 where database = 'analytics' and table = 'workflow_changes' and active"""
 
-# Mutations of workflow_totals still to run (ALTER ... UPDATE/DELETE returns before they have,
-# unless mutations_sync is set): a full read until then may hold numbers about to change.
+# Mutations of the tables the model reads still to run (ALTER ... UPDATE/DELETE returns before
+# they have, unless mutations_sync is set): a full read until then may hold numbers about to change.
 PENDING_MUTATIONS = """select count()
 from system.mutations
-where database = 'analytics' and table = 'workflow_totals' and not is_done"""
+where database = 'analytics' and table in ('workflow_totals', 'job_duration_daily') and not is_done"""
 
 # What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
 MODEL_SELECT = sql("""select
@@ -369,7 +369,8 @@ class ServingModel:
             counts = (counts[0], counts[1] - 1)
             if not self._mutation_pending:
                 log.info(
-                    "serving model: a mutation of workflow_totals is running; lookups ask ClickHouse until it is done"
+                    "serving model: a mutation of workflow_totals or job_duration_daily is running; "
+                    "lookups ask ClickHouse until it is done"
                 )
         else:
             took = self._clock() - sent

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from types import SimpleNamespace
 
 import grpc
@@ -251,6 +252,49 @@ def test_a_mutation_still_running_is_never_answered_from_memory(stack, loaded):
         finally:
             execute(http, "SYSTEM START MERGES analytics.workflow_totals")
         wait_until(lambda: stub.GetUserAnalytics(request, timeout=30).total_jobs == 0, "the mutation's numbers", 30)
+
+
+def test_a_mutation_of_the_digests_still_running_is_never_answered_from_memory(stack, loaded):
+    """The same for job_duration_daily, whose digests give a user's percentiles in the model."""
+    http = SimpleNamespace(url=stack.extra["url"])
+    more = datasets.generate(seed=731, users=1, workflows_per_user=1, jobs_per_workflow=3)
+    [user] = more.expected.users
+    deliver(http, more.messages)
+    request = pb.GetUserAnalyticsDetailsRequest(user_id=user)
+    saved = f"test_{uuid.uuid4().hex[:12]}"
+    with stack.channel() as channel:
+        stub = stack.stub(channel)
+
+        def percentiles():
+            summary = stub.GetUserAnalyticsDetails(request, timeout=30).summary
+            return summary.duration_percentiles.p99 if summary.HasField("duration_percentiles") else None
+
+        stored = percentiles()
+        assert stored is not None
+        execute(http, f"CREATE DATABASE {saved}")
+        try:
+            execute(http, f"CREATE TABLE {saved}.digests AS analytics.job_duration_daily")
+            execute(
+                http, f"INSERT INTO {saved}.digests SELECT * FROM analytics.job_duration_daily WHERE user_id = '{user}'"
+            )
+            execute(http, "SYSTEM STOP MERGES analytics.job_duration_daily")  # the mutation waits until START
+            try:
+                altered = HTTP.request(
+                    "POST",
+                    f"{http.url}/?mutations_sync=0",
+                    body=f"ALTER TABLE analytics.job_duration_daily DELETE WHERE user_id = '{user}'".encode(),
+                )
+                assert altered.status == 200, altered.data
+                time.sleep(0.5)  # the model reads everything again meanwhile, the mutation still waiting
+                assert percentiles() == stored
+            finally:
+                execute(http, "SYSTEM START MERGES analytics.job_duration_daily")
+            wait_until(lambda: percentiles() is None, "the mutation's digests gone", 30)
+            # The user's digests back, as reconciliation would insert them: announced, so read again.
+            execute(http, f"INSERT INTO analytics.job_duration_daily SELECT * FROM {saved}.digests")
+            assert percentiles() == stored
+        finally:
+            execute(http, f"DROP DATABASE IF EXISTS {saved} SYNC")
 
 
 def test_sigterm_sets_not_serving_and_stops_the_stack_cleanly(stack):
