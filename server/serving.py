@@ -407,7 +407,7 @@ class ServingModel:
         for user_id in {row[0] for row in rows}:
             self._users[user_id] = add_up(self._workflows[user_id].values())
             if user_id not in percentiles:
-                self._percentiles.pop(user_id, None)  # no finished job (left)
+                self._percentiles.pop(user_id, None)  # its digests are gone, or it never had any
         self._percentiles.update(percentiles)
         self._blocks = (previous, newest)
         assert self._covered is not None  # set by the load before any poll
