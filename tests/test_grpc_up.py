@@ -198,8 +198,10 @@ def test_lookups_read_their_writes_from_the_serving_model(stack, loaded):
         for n in range(rounds):
             more = datasets.generate(seed=700 + n, users=1, workflows_per_user=1, jobs_per_workflow=2)
             [user] = more.expected.users
-            # Every other round as asynchronous inserts, which answer once their batch is in.
-            deliver(http, more.messages, **({"async_insert": 1, "wait_for_async_insert": 1} if n % 2 else {}))
+            # Every other round as asynchronous inserts, which answer once their batch is in (each
+            # batch waits the busy timeout for more: 50 ms instead of 200 keeps the test short).
+            queued = {"async_insert": 1, "wait_for_async_insert": 1, "async_insert_busy_timeout_ms": 50}
+            deliver(http, more.messages, **(queued if n % 2 else {}))
             # No waiting and no retry: the inserts have returned, so the answers count them.
             assert user_totals(stub, user) == more.expected.user(user)
             for _, workflow in sorted(more.expected.workflows):
