@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,16 @@ def ch(clickhouse):
     client.close()
     admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
     admin.close()
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port bound and never listening, for the test's length: every connection to it is
+    refused, and no other process (another test's server) can take it, as it could a port that was
+    merely free when it was chosen."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -158,11 +158,11 @@ def test_a_connection_error_is_retried_with_backoff_until_the_server_answers(cli
     assert [row["job_id"] for row in rows(ch, "jobs")] == ["j-1"]
 
 
-def test_retries_stop_at_the_bound_and_the_events_are_reported(ch):
+def test_retries_stop_at_the_bound_and_the_events_are_reported(ch, refused_port):
     delays = []
     reported = Reported()
     sink = ClickHouseSink(
-        f"http://127.0.0.1:{free_port()}",
+        f"http://127.0.0.1:{refused_port}",
         database=ch.database,
         max_retries=4,
         backoff=0.25,
@@ -180,7 +180,7 @@ def test_retries_stop_at_the_bound_and_the_events_are_reported(ch):
     assert sink.stats.failed == 2 and sink.stats.retries == 4 and sink.stats.delivered == 0
 
 
-def test_close_cuts_a_backoff_short_and_reports_the_batch(ch):
+def test_close_cuts_a_backoff_short_and_reports_the_batch(ch, refused_port):
     retrying = threading.Event()
 
     class RetryWatch(logging.Handler):
@@ -192,7 +192,7 @@ def test_close_cuts_a_backoff_short_and_reports_the_batch(ch):
     logging.getLogger("events.clickhouse").addHandler(watch)
     reported = Reported()
     sink = ClickHouseSink(
-        f"http://127.0.0.1:{free_port()}", database=ch.database, backoff=600.0, max_backoff=600.0, on_error=reported
+        f"http://127.0.0.1:{refused_port}", database=ch.database, backoff=600.0, max_backoff=600.0, on_error=reported
     )
     sender = threading.Thread(target=sink.emit, args=([job("j-1")],))
     try:

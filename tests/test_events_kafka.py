@@ -14,7 +14,6 @@ import uuid
 import pytest
 
 from events import AnalyticsCompatEvent, Client, Event, KafkaSink
-from tests.embedded_server import free_port
 
 
 class Reported:
@@ -47,8 +46,8 @@ def one_of_each(workflow_id: str = "w-1") -> list:
 # -- without a broker --------------------------------------------------------------------------------
 
 
-def test_topics_follow_the_event_type_after_the_prefix():
-    sink = KafkaSink(f"127.0.0.1:{free_port()}", topic_prefix="staging.")
+def test_topics_follow_the_event_type_after_the_prefix(refused_port):
+    sink = KafkaSink(f"127.0.0.1:{refused_port}", topic_prefix="staging.")
     try:
         assert [sink.topic_for(event) for event in one_of_each()] == [
             "staging.workflows",
@@ -62,9 +61,9 @@ def test_topics_follow_the_event_type_after_the_prefix():
         sink.close()
 
 
-def test_events_that_cannot_be_delivered_by_close_are_reported_not_lost():
+def test_events_that_cannot_be_delivered_by_close_are_reported_not_lost(refused_port):
     reported = Reported()
-    sink = KafkaSink(f"127.0.0.1:{free_port()}", flush_timeout=0.5, on_error=reported)
+    sink = KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=0.5, on_error=reported)
     client = Client(sink)
     recorded = [client.send(event) for event in one_of_each()]
 
@@ -75,8 +74,8 @@ def test_events_that_cannot_be_delivered_by_close_are_reported_not_lost():
     assert all(error.code is not None for _, error in reported.calls)  # librdkafka's reason travels along
 
 
-def test_without_a_callback_undelivered_events_are_kept():
-    sink = KafkaSink(f"127.0.0.1:{free_port()}", flush_timeout=0.2)
+def test_without_a_callback_undelivered_events_are_kept(refused_port):
+    sink = KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=0.2)
     events = one_of_each()
 
     sink.emit(events)
@@ -86,9 +85,9 @@ def test_without_a_callback_undelivered_events_are_kept():
     assert sorted(e.event_id for e in sink.take_undelivered()) == sorted(e.event_id for e in events)
 
 
-def test_a_closed_sink_reports_instead_of_producing():
+def test_a_closed_sink_reports_instead_of_producing(refused_port):
     reported = Reported()
-    sink = KafkaSink(f"127.0.0.1:{free_port()}", flush_timeout=0.2, on_error=reported)
+    sink = KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=0.2, on_error=reported)
     sink.close()
 
     sink.emit(one_of_each()[:1])

@@ -10,7 +10,6 @@ from core.backend import QueryFailed, QueryTimedOut
 from core.clickhouse.backend import HttpBackend
 from embedded.backend import ChdbBackend
 from embedded.engine import Engine
-from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay
 
 AWKWARD = ["tab\there", "new\nline", "back\\slash\\", "quotes ' \" `", "ünïcode ✓", "cr\rnul\0end", "{x:String}", ""]
@@ -83,8 +82,8 @@ def test_an_http_url_that_is_not_one_is_refused():
         HttpBackend("clickhouse:8123")
 
 
-def test_an_unreachable_clickhouse_is_a_query_failure():
-    backend = HttpBackend(f"http://127.0.0.1:{free_port()}")
+def test_an_unreachable_clickhouse_is_a_query_failure(refused_port):
+    backend = HttpBackend(f"http://127.0.0.1:{refused_port}")
     with pytest.raises(QueryFailed, match="is unreachable") as caught:
         backend.rows("select 1", {}, 5)
     assert not isinstance(caught.value, QueryTimedOut)

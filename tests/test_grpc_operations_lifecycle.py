@@ -62,12 +62,8 @@ def test_a_malformed_tokens_file_names_its_line(logs):
 # -- ClickHouse failing, deadlines and drain ----------------------------------------------------
 
 
-def test_clickhouse_failures_are_internal_and_leak_no_sql(logs, analytics_db):
-    # A port bound and never listening refuses every connection, and no other process (another
-    # test's server) can take it meanwhile, as it could a port that was merely free.
-    held = socket.socket()
-    held.bind(("127.0.0.1", 0))
-    nothing_there = start_grpc(logs, "--clickhouse-url", f"http://127.0.0.1:{held.getsockname()[1]}")
+def test_clickhouse_failures_are_internal_and_leak_no_sql(logs, analytics_db, refused_port):
+    nothing_there = start_grpc(logs, "--clickhouse-url", f"http://127.0.0.1:{refused_port}")
     wrong_user = start_grpc(logs, "--clickhouse-url", analytics_db.url, env={"ANALYTICS_CLICKHOUSE_USER": "intruder"})
     try:
         for service in (nothing_there, wrong_user):
@@ -80,7 +76,6 @@ def test_clickhouse_failures_are_internal_and_leak_no_sql(logs, analytics_db):
         assert "is unreachable" in nothing_there.log()
         assert "AUTHENTICATION_FAILED" in wrong_user.log() or "403" in wrong_user.log()
     finally:
-        held.close()
         assert nothing_there.stop() == 0
         assert wrong_user.stop() == 0
 

@@ -400,8 +400,8 @@ def test_create_topics_rejects_zero_partitions():
         create_topics("127.0.0.1:9092", partitions=0)
 
 
-def test_topics_report_an_unreachable_kafka():
-    address = f"127.0.0.1:{free_port()}"
+def test_topics_report_an_unreachable_kafka(refused_port):
+    address = f"127.0.0.1:{refused_port}"
     with pytest.raises(KafkaUnreachable, match=f"no Kafka answered at {address}"):
         create_topics(address, timeout=1)
     with pytest.raises(KafkaUnreachable, match=f"no Kafka answered at {address}"):
