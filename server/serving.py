@@ -13,7 +13,8 @@ The model stays exact by re-reading, never by adding up deltas:
   the previous poll's blocks again covers a totals part that committed a moment after its
   changes part; re-reading a key twice changes nothing;
 * every ``full_refresh`` seconds it reads everything again, in case rows changed in ways no
-  insert announces (a table truncated by hand).
+  insert announces (a table truncated by hand); the poll after such a read re-reads the blocks
+  since the read before it, as the poll after a poll does.
 
 Which answers it may give depends on what it knows of the writes:
 
@@ -363,7 +364,11 @@ class ServingModel:
         percentiles = self._read_percentiles(EVERY_USERS_PERCENTILES, {})
         self._workflows, self._users, self._held = workflows, users, len(rows)
         self._percentiles = percentiles
-        self._blocks, self._loaded_at = (newest, newest), sent
+        # The next poll reads again what committed since the read before this one, as a poll would:
+        # a totals part that commits a moment after its changes part (block <= newest) may have
+        # missed this read. A first read has none before it.
+        before = newest if self._blocks is None else min(self._blocks[1], newest)
+        self._blocks, self._loaded_at = (before, newest), sent
         if pending:
             # Not covering the newest change keeps lookups on ClickHouse and has the next turn read again.
             counts = (counts[0], counts[1] - 1)

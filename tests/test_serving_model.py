@@ -123,3 +123,35 @@ def test_a_users_details_are_its_sums_and_its_percentiles(model):
     assert percentiles == (1.5, 9.0, 9.5, 9.9)
     assert model.details("u2", 1.0) == ((1, 2, 2, 2, 2, 0, 0), None)  # no finished job: no percentiles
     assert model.details("nobody", 1.0) is None
+
+
+class MovingBackend(CannedBackend):
+    """CannedBackend whose newest block of workflow_changes is ``newest``, recording each changes read."""
+
+    def __init__(self):
+        self.newest = 0
+        self.changes_read: list[dict] = []
+
+    def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
+        if "max_block_number" in sql:
+            return [[self.newest]]
+        if "workflow_changes" in sql and "duration_seconds_quantiles" not in sql:
+            self.changes_read.append(dict(params))
+        return super().rows(sql, params, timeout)
+
+
+def test_the_poll_after_a_full_read_reads_again_what_committed_since_the_read_before_it():
+    # A totals part may commit a moment after its changes part: a poll reads the blocks since the
+    # poll before the previous one, and a full read must leave the same overlap behind it.
+    backend = MovingBackend()
+    model = ServingModel(backend, max_staleness=60, clock=lambda: 0.0)
+    backend.newest = 5
+    model.load()  # the first read: nothing before it
+    backend.newest = 7
+    model.poll()
+    assert backend.changes_read[-1] == {"after": 5, "upto": 7}
+    backend.newest = 9
+    model.load()  # a full read again (a write no insert announces, or the periodic refresh)
+    backend.newest = 10
+    model.poll()
+    assert backend.changes_read[-1] == {"after": 7, "upto": 10}  # blocks 8 and 9 again, not only 10
