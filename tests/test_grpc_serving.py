@@ -6,6 +6,7 @@ relay between them keeps ClickHouse's answers back for as long as a test needs, 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,8 @@ import grpc
 import pytest
 
 from analytics_proto import analytics_pb2 as pb
+from core.settings.composed import Settings
+from operations.backfill import rebuild_days
 from tests import datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
@@ -269,6 +272,46 @@ def test_digests_inserted_without_new_counters_reach_a_users_percentiles_within_
             assert service.stop() == 0, service.log()
     finally:
         execute(analytics_db, f"DROP DATABASE IF EXISTS {saved} SYNC")
+
+
+def test_digests_a_rebuild_deletes_without_inserting_others_leave_a_users_percentiles(analytics_db, tmp_path):
+    """Reconciliation deletes a day's digests and inserts the rebuilt ones: a user whose digests of
+    the day are gone (none rebuilt) is announced by the rebuild itself, as no insert names it."""
+    more = datasets.generate(seed=64, users=1, workflows_per_user=2, jobs_per_workflow=4)
+    deliver(analytics_db, more.messages)
+    [user] = more.expected.users
+    workflow = sorted(workflow for owner, workflow in more.expected.workflows if owner == user)[0]
+    percentiles = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
+    of_user = f"FROM analytics.job_duration_daily WHERE user_id = '{user}'"
+    [true] = [row["p"] for row in query(analytics_db, f"SELECT {percentiles} AS p {of_user}")]
+    bound = 3.0
+    service = start_served(tmp_path, analytics_db.url, bound)
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+            request = pb.GetUserAnalyticsDetailsRequest(user_id=user)
+
+            def p99() -> float:
+                return stub.GetUserAnalyticsDetails(request, timeout=30).summary.duration_percentiles.p99
+
+            # A day no raw event has: a digest there is wrong, and rebuilding the day removes it.
+            wrong_day = dt.date(2001, 2, 3)
+            execute(
+                analytics_db,
+                f"""INSERT INTO analytics.job_duration_daily SELECT '{user}', '{workflow}', toDate('{wrong_day}'),
+                    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(toFloat64(86400 * 30))""",
+            )
+            time.sleep(bound + 0.05)
+            assert p99() > true[3]  # the model has read the wrong digest (the insert announced it)
+
+            settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=tmp_path / "state")
+            rebuild_days(settings, [wrong_day])
+            before = queries_run(service, *STATEMENTS)
+            time.sleep(bound + 0.05)
+            assert p99() == pytest.approx(true[3], rel=1e-6)
+            assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
+    finally:
+        assert service.stop() == 0, service.log()
 
 
 def test_a_model_whose_feed_is_behind_is_never_used(analytics_db, small, relay, tmp_path):

@@ -14,7 +14,9 @@
      no longer has (summed to zero by their delta rows) are deleted.
   4. job_duration_daily's rows of those days are deleted and the rebuilt ones inserted: a
      t-digest cannot be corrected by a delta. Between the two a reader finds no percentiles
-     for those days.
+     for those days. Then the keys whose digests were deleted go into workflow_changes (the
+     insert announces its own keys; a delete does not), so a serving model re-reads the
+     percentiles of a user whose digests of those days are gone.
   5. job_log_totals gets one delta row for each job with log events on those days whose counts
      are off its raw history, when none of the job's log events can have expired (as the
      job_log_totals_match_raw_history test decides); a job whose lines may be gone keeps its counts.
@@ -36,9 +38,11 @@
   {%- set totals = ref('workflow_totals') -%}
   {%- set staged_daily = rebuild_staging_relation(daily, staging_suffix) -%}
   {%- set staged_durations = rebuild_staging_relation(durations, staging_suffix) -%}
+  {%- set changes = ref('workflow_changes') -%}
+  {%- set replaced_keys = rebuild_staging_relation(changes, staging_suffix) -%}
   {%- set in_days = "day in ('" ~ days | join("', '") ~ "')" -%}
 
-  {%- for target, staging in [(daily, staged_daily), (durations, staged_durations)] %}
+  {%- for target, staging in [(daily, staged_daily), (durations, staged_durations), (changes, replaced_keys)] %}
     {% do run_query('drop table if exists ' ~ staging ~ ' ' ~ on_cluster() ~ ' sync') %}
     {% do run_query('create table ' ~ staging ~ ' ' ~ on_cluster() ~ ' as ' ~ target) %}
   {%- endfor %}
@@ -64,8 +68,11 @@
     {% do run_query('delete from ' ~ daily ~ ' ' ~ on_cluster() ~ ' where ' ~ gone) %}
   {%- endif %}
 
+  {% do run_query("insert into " ~ replaced_keys ~ " select distinct user_id, workflow_id, now64(6, 'UTC') from "
+                  ~ durations ~ " where " ~ in_days) %}
   {% do run_query('delete from ' ~ durations ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days) %}
   {% do run_query('insert into ' ~ durations ~ ' select * from ' ~ staged_durations) %}
+  {% do run_query("insert into " ~ changes ~ " select user_id, workflow_id, now64(6, 'UTC') from " ~ replaced_keys) %}
 
   {%- set job_log_corrections = job_log_totals_corrections(days) -%}
   {%- set jobs_corrected = run_query('select count() from (' ~ job_log_corrections ~ ')').columns[0].values()[0] -%}
@@ -184,7 +191,7 @@
 
 {#- Also run on its own after a failed rebuild, so no staging table is left behind. -#}
 {% macro drop_rebuild_staging(staging_suffix) %}
-  {%- for target in [ref('workflow_daily'), ref('job_duration_daily')] %}
+  {%- for target in [ref('workflow_daily'), ref('job_duration_daily'), ref('workflow_changes')] %}
     {% do run_query('drop table if exists ' ~ rebuild_staging_relation(target, staging_suffix) ~ ' '
                     ~ on_cluster() ~ ' sync') %}
   {%- endfor %}
