@@ -22,7 +22,7 @@ from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
 from tests.intake import deliver, execute, query
 
-pytestmark = pytest.mark.long_file(34)  # seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(42)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 BOUND = 1.0  # the serving model's staleness bound in these tests, seconds
 
