@@ -47,9 +47,16 @@ import time
 from collections.abc import Callable
 
 from core.backend import QueryBackend, QueryFailed, WriteLog
-from core.names import sql
 from server.pagination import Position
-from server.queries import PERCENTILES_FLOAT64, Totals, WorkflowRow, percentiles_of
+from server.queries import Totals, WorkflowRow, percentiles_of
+from server.serving_reads import (
+    CHANGED_USERS_PERCENTILES,
+    CHANGED_WORKFLOWS,
+    EVERY_USERS_PERCENTILES,
+    EVERY_WORKFLOW,
+    NEWEST_BLOCK,
+    PENDING_MUTATIONS,
+)
 from server.workflow_counts import (
     JOBLOGS,
     JOBS,
@@ -64,74 +71,6 @@ from server.workflow_counts import (
 )
 
 log = logging.getLogger(__name__)
-
-# Block numbers of a MergeTree table are taken as its parts commit, in commit order: every row
-# committed after the newest block seen is in a part whose range ends beyond it. Merged parts
-# span ranges (partition_min_max_level[_mutation]; workflow_changes has the one partition `all`).
-NEWEST_BLOCK = """select toInt64(ifNull(max(max_block_number), 0))
-from system.parts
-where database = 'analytics' and table = 'workflow_changes' and active"""
-
-# Mutations of the tables the model reads still to run (ALTER ... UPDATE/DELETE returns before
-# they have, unless mutations_sync is set): a full read until then may hold numbers about to change.
-PENDING_MUTATIONS = """select count()
-from system.mutations
-where database = 'analytics' and table in ('workflow_totals', 'job_duration_daily') and not is_done"""
-
-# What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
-MODEL_SELECT = sql("""select
-    user_id,
-    workflow_id,
-    toInt64(sum(jobs)),
-    toInt64(sum(joblogs)),
-    toInt64(sum(job_execution_seconds)),
-    toInt64(sum(jobs_completed)),
-    toInt64(sum(jobs_failed)),
-    toInt64(sum(jobs_cancelled)),
-    max(kind)
-from $workflow_totals""")
-
-EVERY_WORKFLOW = (
-    MODEL_SELECT
-    + """
-group by user_id, workflow_id
-limit {limit:UInt64}"""
-)
-
-CHANGED_WORKFLOWS = (
-    MODEL_SELECT
-    + """
-where (user_id, workflow_id) in (
-    select user_id, workflow_id
-    from analytics.workflow_changes
-    where toInt64(splitByChar('_', _part)[3]) > {after:Int64}
-      and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}
-)
-group by user_id, workflow_id"""
-)
-
-
-# Each user's duration percentiles over all time (p50, p90, p95, p99), as Queries.percentiles reads them.
-PERCENTILES_SELECT = sql(f"""select user_id, {PERCENTILES_FLOAT64}
-from $job_duration_daily""")
-
-EVERY_USERS_PERCENTILES = (
-    PERCENTILES_SELECT
-    + """
-group by user_id"""
-)
-
-CHANGED_USERS_PERCENTILES = (
-    PERCENTILES_SELECT
-    + """
-where user_id in (
-    select user_id
-    from analytics.workflow_changes
-    where toInt64(splitByChar('_', _part)[3]) > {after:Int64}
-      and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}
-)
-group by user_id"""
-)
 
 Percentiles = tuple[float, float, float, float]
 

@@ -1,0 +1,78 @@
+"""What the serving model (server/serving.py) reads: its full reads, its polls of workflow_changes
+by block number, and the state of the tables it must not read past (a mutation still running).
+"""
+
+from __future__ import annotations
+
+from core.names import sql
+from server.queries import PERCENTILES_FLOAT64
+
+# Block numbers of a MergeTree table are taken as its parts commit, in commit order: every row
+# committed after the newest block seen is in a part whose range ends beyond it. Merged parts
+# span ranges (partition_min_max_level[_mutation]; workflow_changes has the one partition `all`).
+NEWEST_BLOCK = """select toInt64(ifNull(max(max_block_number), 0))
+from system.parts
+where database = 'analytics' and table = 'workflow_changes' and active"""
+
+# Mutations of the tables the model reads still to run (ALTER ... UPDATE/DELETE returns before
+# they have, unless mutations_sync is set): a full read until then may hold numbers about to change.
+PENDING_MUTATIONS = """select count()
+from system.mutations
+where database = 'analytics' and table in ('workflow_totals', 'job_duration_daily') and not is_done"""
+
+# What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
+MODEL_SELECT = sql("""select
+    user_id,
+    workflow_id,
+    toInt64(sum(jobs)),
+    toInt64(sum(joblogs)),
+    toInt64(sum(job_execution_seconds)),
+    toInt64(sum(jobs_completed)),
+    toInt64(sum(jobs_failed)),
+    toInt64(sum(jobs_cancelled)),
+    max(kind)
+from $workflow_totals""")
+
+EVERY_WORKFLOW = (
+    MODEL_SELECT
+    + """
+group by user_id, workflow_id
+limit {limit:UInt64}"""
+)
+
+# The rows of workflow_changes in the parts whose block ranges end after ``after`` and begin at
+# or before ``upto``: the keys the inserts committed in between touched.
+CHANGED_IN_BLOCKS = """from analytics.workflow_changes
+    where toInt64(splitByChar('_', _part)[3]) > {after:Int64}
+      and toInt64(splitByChar('_', _part)[2]) <= {upto:Int64}"""
+
+CHANGED_WORKFLOWS = (
+    MODEL_SELECT
+    + f"""
+where (user_id, workflow_id) in (
+    select user_id, workflow_id
+    {CHANGED_IN_BLOCKS}
+)
+group by user_id, workflow_id"""
+)
+
+
+# Each user's duration percentiles over all time (p50, p90, p95, p99), as Queries.percentiles reads them.
+PERCENTILES_SELECT = sql(f"""select user_id, {PERCENTILES_FLOAT64}
+from $job_duration_daily""")
+
+EVERY_USERS_PERCENTILES = (
+    PERCENTILES_SELECT
+    + """
+group by user_id"""
+)
+
+CHANGED_USERS_PERCENTILES = (
+    PERCENTILES_SELECT
+    + f"""
+where user_id in (
+    select user_id
+    {CHANGED_IN_BLOCKS}
+)
+group by user_id"""
+)
