@@ -68,11 +68,10 @@
     {% do run_query('delete from ' ~ daily ~ ' ' ~ on_cluster() ~ ' where ' ~ gone) %}
   {%- endif %}
 
-  {% do run_query("insert into " ~ replaced_keys ~ " select distinct user_id, workflow_id, now64(6, 'UTC') from "
-                  ~ durations ~ " where " ~ in_days) %}
+  {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(durations) ~ ' where ' ~ in_days) %}
   {% do run_query('delete from ' ~ durations ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days) %}
   {% do run_query('insert into ' ~ durations ~ ' select * from ' ~ staged_durations) %}
-  {% do run_query("insert into " ~ changes ~ " select user_id, workflow_id, now64(6, 'UTC') from " ~ replaced_keys) %}
+  {% do run_query('insert into ' ~ changes ~ ' ' ~ changed_keys(replaced_keys)) %}
 
   {%- set job_log_corrections = job_log_totals_corrections(days) -%}
   {%- set jobs_corrected = run_query('select count() from (' ~ job_log_corrections ~ ')').columns[0].values()[0] -%}

@@ -5,8 +5,4 @@
 -#}
 {{ materialization_target_table(ref('workflow_changes')) }}
 
-select distinct
-    user_id,
-    workflow_id,
-    now64(6, 'UTC') as changed_at
-from {{ ref('job_duration_daily') }}
+{{ changed_keys(ref('job_duration_daily')) }}

@@ -4,8 +4,4 @@
 -#}
 {{ materialization_target_table(ref('workflow_changes')) }}
 
-select distinct
-    user_id,
-    workflow_id,
-    now64(6, 'UTC') as changed_at
-from {{ ref('workflow_totals') }}
+{{ changed_keys(ref('workflow_totals')) }}
