@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
+from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import urllib3
@@ -39,3 +42,27 @@ def query(server, sql: str) -> list[dict]:
 def execute(server, sql: str) -> None:
     response = HTTP.request("POST", server.url + "/", body=sql.encode())
     assert response.status == 200, response.data.decode()
+
+
+def user_percentiles(server, user: str) -> list[float]:
+    """A user's duration percentiles over all time (p50, p90, p95, p99), as ClickHouse merges its digests."""
+    [row] = query(
+        server,
+        "SELECT quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles) AS p"
+        f" FROM analytics.job_duration_daily WHERE user_id = '{user}'",
+    )
+    return row["p"]
+
+
+@contextlib.contextmanager
+def copied_rows(server, table: str, condition: str) -> Iterator[str]:
+    """A copy of the rows of ``analytics.<table>`` matching ``condition``, in a scratch database
+    dropped at the end: yields the copy's qualified name, to insert the rows back from."""
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    execute(server, f"CREATE DATABASE {database}")
+    try:
+        execute(server, f"CREATE TABLE {database}.{table} AS analytics.{table}")
+        execute(server, f"INSERT INTO {database}.{table} SELECT * FROM analytics.{table} WHERE {condition}")
+        yield f"{database}.{table}"
+    finally:
+        execute(server, f"DROP DATABASE IF EXISTS {database} SYNC")

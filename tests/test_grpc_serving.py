@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -20,7 +19,7 @@ from operations.backfill import rebuild_days
 from tests import datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
-from tests.intake import deliver, execute, query
+from tests.intake import copied_rows, deliver, execute, query, user_percentiles
 
 pytestmark = pytest.mark.long_file(42)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
@@ -236,21 +235,8 @@ def test_digests_inserted_without_new_counters_reach_a_users_percentiles_within_
     more = datasets.generate(seed=63, users=1, workflows_per_user=2, jobs_per_workflow=4)
     deliver(analytics_db, more.messages)
     [user] = more.expected.users
-    percentiles = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
-    [[merged]] = [
-        list(row.values())
-        for row in query(
-            analytics_db, f"SELECT {percentiles} AS p FROM analytics.job_duration_daily WHERE user_id = '{user}'"
-        )
-    ]
-    saved = f"test_{uuid.uuid4().hex[:12]}"
-    execute(analytics_db, f"CREATE DATABASE {saved}")
-    try:
-        execute(analytics_db, f"CREATE TABLE {saved}.digests AS analytics.job_duration_daily")
-        execute(
-            analytics_db,
-            f"INSERT INTO {saved}.digests SELECT * FROM analytics.job_duration_daily WHERE user_id = '{user}'",
-        )
+    merged = user_percentiles(analytics_db, user)
+    with copied_rows(analytics_db, "job_duration_daily", f"user_id = '{user}'") as saved:
         execute(analytics_db, f"DELETE FROM analytics.job_duration_daily WHERE user_id = '{user}'")
         bound = 3.0
         service = start_served(tmp_path, analytics_db.url, bound)
@@ -263,15 +249,13 @@ def test_digests_inserted_without_new_counters_reach_a_users_percentiles_within_
                 assert summary.total_jobs == more.expected.user(user)[1]
                 assert not summary.HasField("duration_percentiles")
 
-                execute(analytics_db, f"INSERT INTO analytics.job_duration_daily SELECT * FROM {saved}.digests")
+                execute(analytics_db, f"INSERT INTO analytics.job_duration_daily SELECT * FROM {saved}")
                 time.sleep(bound + 0.05)
                 got = stub.GetUserAnalyticsDetails(request, timeout=30).summary.duration_percentiles
                 assert (got.p50, got.p90, got.p95, got.p99) == pytest.approx(merged, rel=1e-6)
                 assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
         finally:
             assert service.stop() == 0, service.log()
-    finally:
-        execute(analytics_db, f"DROP DATABASE IF EXISTS {saved} SYNC")
 
 
 def test_digests_a_rebuild_deletes_without_inserting_others_leave_a_users_percentiles(analytics_db, tmp_path):
@@ -281,9 +265,7 @@ def test_digests_a_rebuild_deletes_without_inserting_others_leave_a_users_percen
     deliver(analytics_db, more.messages)
     [user] = more.expected.users
     workflow = sorted(workflow for owner, workflow in more.expected.workflows if owner == user)[0]
-    percentiles = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
-    of_user = f"FROM analytics.job_duration_daily WHERE user_id = '{user}'"
-    [true] = [row["p"] for row in query(analytics_db, f"SELECT {percentiles} AS p {of_user}")]
+    true = user_percentiles(analytics_db, user)
     bound = 3.0
     service = start_served(tmp_path, analytics_db.url, bound)
     try:

@@ -6,12 +6,13 @@ ClickHouse HTTP interface, answers come out of the gRPC port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
 import subprocess
 import time
-import uuid
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import grpc
@@ -31,7 +32,7 @@ from tests.grpc_server import (
     start_up,
     wait_until,
 )
-from tests.intake import HTTP, deliver, execute
+from tests.intake import HTTP, copied_rows, deliver, execute
 
 pytestmark = pytest.mark.long_file(46)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
@@ -230,6 +231,21 @@ def test_a_write_no_insert_announces_is_never_missed(stack, loaded):
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@contextlib.contextmanager
+def a_mutation_held_back(http, table: str, mutation: str) -> Iterator[None]:
+    """`ALTER TABLE <table> <mutation>` with the table's merges stopped, so the mutation waits until
+    the block ends; sent with mutations_sync=0, the statement returns at once (chDB's own default
+    waits for it). The model reads everything again meanwhile, the mutation still waiting."""
+    execute(http, f"SYSTEM STOP MERGES {table}")
+    try:
+        altered = HTTP.request("POST", f"{http.url}/?mutations_sync=0", body=f"ALTER TABLE {table} {mutation}".encode())
+        assert altered.status == 200, altered.data
+        time.sleep(0.5)
+        yield
+    finally:
+        execute(http, f"SYSTEM START MERGES {table}")
+
+
 def test_a_mutation_still_running_is_never_answered_from_memory(stack, loaded):
     """ALTER ... UPDATE returns before its mutation runs: the model must not keep what it read meanwhile."""
     http = SimpleNamespace(url=stack.extra["url"])
@@ -240,19 +256,8 @@ def test_a_mutation_still_running_is_never_answered_from_memory(stack, loaded):
     with stack.channel() as channel:
         stub = stack.stub(channel)
         assert stub.GetUserAnalytics(request, timeout=30).total_jobs == more.expected.user(user)[1]
-        execute(http, "SYSTEM STOP MERGES analytics.workflow_totals")  # the mutation waits until START
-        try:
-            # mutations_sync=0: the statement returns at once (chDB's own default waits for it).
-            altered = HTTP.request(
-                "POST",
-                f"{http.url}/?mutations_sync=0",
-                body=f"ALTER TABLE analytics.workflow_totals UPDATE jobs = 0 WHERE user_id = '{user}'".encode(),
-            )
-            assert altered.status == 200, altered.data
-            time.sleep(0.5)  # the model reads everything again meanwhile, the mutation still waiting
+        with a_mutation_held_back(http, "analytics.workflow_totals", f"UPDATE jobs = 0 WHERE user_id = '{user}'"):
             assert stub.GetUserAnalytics(request, timeout=30).total_jobs == more.expected.user(user)[1]
-        finally:
-            execute(http, "SYSTEM START MERGES analytics.workflow_totals")
         wait_until(lambda: stub.GetUserAnalytics(request, timeout=30).total_jobs == 0, "the mutation's numbers", 30)
 
 
@@ -263,7 +268,6 @@ def test_a_mutation_of_the_digests_still_running_is_never_answered_from_memory(s
     [user] = more.expected.users
     deliver(http, more.messages)
     request = pb.GetUserAnalyticsDetailsRequest(user_id=user)
-    saved = f"test_{uuid.uuid4().hex[:12]}"
     with stack.channel() as channel:
         stub = stack.stub(channel)
 
@@ -273,30 +277,13 @@ def test_a_mutation_of_the_digests_still_running_is_never_answered_from_memory(s
 
         stored = percentiles()
         assert stored is not None
-        execute(http, f"CREATE DATABASE {saved}")
-        try:
-            execute(http, f"CREATE TABLE {saved}.digests AS analytics.job_duration_daily")
-            execute(
-                http, f"INSERT INTO {saved}.digests SELECT * FROM analytics.job_duration_daily WHERE user_id = '{user}'"
-            )
-            execute(http, "SYSTEM STOP MERGES analytics.job_duration_daily")  # the mutation waits until START
-            try:
-                altered = HTTP.request(
-                    "POST",
-                    f"{http.url}/?mutations_sync=0",
-                    body=f"ALTER TABLE analytics.job_duration_daily DELETE WHERE user_id = '{user}'".encode(),
-                )
-                assert altered.status == 200, altered.data
-                time.sleep(0.5)  # the model reads everything again meanwhile, the mutation still waiting
+        with copied_rows(http, "job_duration_daily", f"user_id = '{user}'") as saved:
+            with a_mutation_held_back(http, "analytics.job_duration_daily", f"DELETE WHERE user_id = '{user}'"):
                 assert percentiles() == stored
-            finally:
-                execute(http, "SYSTEM START MERGES analytics.job_duration_daily")
             wait_until(lambda: percentiles() is None, "the mutation's digests gone", 30)
             # The user's digests back, as reconciliation would insert them: announced, so read again.
-            execute(http, f"INSERT INTO analytics.job_duration_daily SELECT * FROM {saved}.digests")
+            execute(http, f"INSERT INTO analytics.job_duration_daily SELECT * FROM {saved}")
             assert percentiles() == stored
-        finally:
-            execute(http, f"DROP DATABASE IF EXISTS {saved} SYNC")
 
 
 def test_sigterm_sets_not_serving_and_stops_the_stack_cleanly(stack):
