@@ -148,6 +148,21 @@ def overload(service: ServiceProcess, calls: dict[str, list[dict]], args) -> lis
     return rows
 
 
+def send_job_log(http, user: str, workflow: str, job: str) -> None:
+    """One new job-log event of the job, now, over the HTTP intake."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "event_type": "job_log",
+        "event_name": "created",
+        "user_id": user,
+        "workflow_id": workflow,
+        "job_id": job,
+        "count": 1,
+    }
+    assert post_batch(http, "job_logs", [event]).status == 200
+
+
 def freshness(service: ServiceProcess, http, samples: int) -> dict:
     """Seconds from sending one job-log event over HTTP to GetWorkflowAnalytics counting it."""
     delays = []
@@ -155,19 +170,9 @@ def freshness(service: ServiceProcess, http, samples: int) -> dict:
         stub = service.stub(channel)
         for n in range(samples):
             workflow = f"fresh-{uuid.uuid4().hex[:12]}"
-            event = {
-                "event_id": str(uuid.uuid4()),
-                "event_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                "event_type": "job_log",
-                "event_name": "created",
-                "user_id": "fresh-user",
-                "workflow_id": workflow,
-                "job_id": f"job-{n}",
-                "count": 1,
-            }
             request = pb.GetWorkflowAnalyticsRequest(user_id="fresh-user", workflow_id=workflow)
             sent = time.perf_counter()
-            assert post_batch(http, "job_logs", [event]).status == 200
+            send_job_log(http, "fresh-user", workflow, f"job-{n}")
             while True:
                 try:
                     stub.GetWorkflowAnalytics(request, timeout=10)
@@ -186,17 +191,7 @@ def freshness(service: ServiceProcess, http, samples: int) -> dict:
 
 def settle(http) -> None:
     """One job-log event over HTTP, so that the serving model's feed reads past the fill."""
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "event_time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-        "event_type": "job_log",
-        "event_name": "created",
-        "user_id": "settle-user",
-        "workflow_id": "settle-workflow",
-        "job_id": "settle-job",
-        "count": 1,
-    }
-    assert post_batch(http, "job_logs", [event]).status == 200
+    send_job_log(http, "settle-user", "settle-workflow", "settle-job")
 
 
 def rss_mib(pid: int) -> float:
