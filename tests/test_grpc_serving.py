@@ -6,7 +6,6 @@ relay between them keeps ClickHouse's answers back for as long as a test needs, 
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,14 +13,12 @@ import grpc
 import pytest
 
 from analytics_proto import analytics_pb2 as pb
-from core.settings.composed import Settings
-from operations.backfill import rebuild_days
 from tests import datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
-from tests.intake import copied_rows, deliver, execute, query, user_percentiles
+from tests.intake import deliver, query
 
-pytestmark = pytest.mark.long_file(42)  # seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(26)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 BOUND = 1.0  # the serving model's staleness bound in these tests, seconds
 
@@ -229,73 +226,6 @@ def test_the_serving_model_answers_exactly_from_memory_and_within_its_bound(anal
         assert service.stop() == 0, service.log()
 
 
-def test_digests_inserted_without_new_counters_reach_a_users_percentiles_within_the_bound(analytics_db, tmp_path):
-    """Reconciliation replaces a day's digests (delete, then insert) without touching the counters:
-    the insert announces its keys, and the model re-reads the user's percentiles."""
-    more = datasets.generate(seed=63, users=1, workflows_per_user=2, jobs_per_workflow=4)
-    deliver(analytics_db, more.messages)
-    [user] = more.expected.users
-    merged = user_percentiles(analytics_db, user)
-    with copied_rows(analytics_db, "job_duration_daily", f"user_id = '{user}'") as saved:
-        execute(analytics_db, f"DELETE FROM analytics.job_duration_daily WHERE user_id = '{user}'")
-        bound = 3.0
-        service = start_served(tmp_path, analytics_db.url, bound)
-        try:
-            with service.channel() as channel:
-                stub = service.stub(channel)
-                request = pb.GetUserAnalyticsDetailsRequest(user_id=user)
-                before = queries_run(service, *STATEMENTS)
-                summary = stub.GetUserAnalyticsDetails(request, timeout=30).summary
-                assert summary.total_jobs == more.expected.user(user)[1]
-                assert not summary.HasField("duration_percentiles")
-
-                execute(analytics_db, f"INSERT INTO analytics.job_duration_daily SELECT * FROM {saved}")
-                time.sleep(bound + 0.05)
-                got = stub.GetUserAnalyticsDetails(request, timeout=30).summary.duration_percentiles
-                assert (got.p50, got.p90, got.p95, got.p99) == pytest.approx(merged, rel=1e-6)
-                assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
-        finally:
-            assert service.stop() == 0, service.log()
-
-
-def test_digests_a_rebuild_deletes_without_inserting_others_leave_a_users_percentiles(analytics_db, tmp_path):
-    """Reconciliation deletes a day's digests and inserts the rebuilt ones: a user whose digests of
-    the day are gone (none rebuilt) is announced by the rebuild itself, as no insert names it."""
-    more = datasets.generate(seed=64, users=1, workflows_per_user=2, jobs_per_workflow=4)
-    deliver(analytics_db, more.messages)
-    [user] = more.expected.users
-    workflow = sorted(workflow for owner, workflow in more.expected.workflows if owner == user)[0]
-    true = user_percentiles(analytics_db, user)
-    bound = 3.0
-    service = start_served(tmp_path, analytics_db.url, bound)
-    try:
-        with service.channel() as channel:
-            stub = service.stub(channel)
-            request = pb.GetUserAnalyticsDetailsRequest(user_id=user)
-
-            def p99() -> float:
-                return stub.GetUserAnalyticsDetails(request, timeout=30).summary.duration_percentiles.p99
-
-            # A day no raw event has: a digest there is wrong, and rebuilding the day removes it.
-            wrong_day = dt.date(2001, 2, 3)
-            execute(
-                analytics_db,
-                f"""INSERT INTO analytics.job_duration_daily SELECT '{user}', '{workflow}', toDate('{wrong_day}'),
-                    quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(toFloat64(86400 * 30))""",
-            )
-            time.sleep(bound + 0.05)
-            assert p99() > true[3]  # the model has read the wrong digest (the insert announced it)
-
-            settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=tmp_path / "state")
-            rebuild_days(settings, [wrong_day])
-            before = queries_run(service, *STATEMENTS)
-            time.sleep(bound + 0.05)
-            assert p99() == pytest.approx(true[3], rel=1e-6)
-            assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
-    finally:
-        assert service.stop() == 0, service.log()
-
-
 def test_a_model_whose_feed_is_behind_is_never_used(analytics_db, small, relay, tmp_path):
     service = start_served(tmp_path, relay.url)
     try:
@@ -371,94 +301,3 @@ def test_a_model_that_grows_beyond_its_limit_turns_itself_off(analytics_db, smal
         assert_answered_by_clickhouse(service, more)
     finally:
         assert service.stop() == 0, service.log()
-
-
-# Every statement the service's calls may run (server/queries.py), by its name in the metrics.
-STATEMENTS = ("user_totals", "workflow_totals", "summary", "percentiles", "known", "time_series", "list_workflows")
-
-
-def queries_run(service, *names: str) -> float:
-    text = scrape(service.extra["metrics_url"])
-    return sum(sample(text, "analytics_clickhouse_query_seconds_count", query=name, outcome="ok") for name in names)
-
-
-def answers(stub, calls: list[tuple[str, object]]) -> list:
-    """Each call's response, or its status code when it fails."""
-    found = []
-    for method, request in calls:
-        try:
-            found.append(getattr(stub, method)(request, timeout=30))
-        except grpc.RpcError as error:
-            found.append(error.code())
-    return found
-
-
-def listing(stub, request: pb.ListWorkflowAnalyticsRequest) -> list:
-    """Every page of a listing, followed to its end (or the status code of a listing that fails)."""
-    found = []
-    while True:
-        try:
-            page = stub.ListWorkflowAnalytics(request, timeout=30)
-        except grpc.RpcError as error:
-            return [*found, error.code()]
-        found.append(page)
-        if not page.next_page_token:
-            return found
-        following = pb.ListWorkflowAnalyticsRequest()
-        following.CopyFrom(request)
-        following.page_token = page.next_page_token
-        request = following
-
-
-def test_details_and_listings_over_all_time_from_the_model_are_the_statements_answers(analytics_db, small, tmp_path):
-    # This module's users and the shared database's 30 with the most workflows (the other suites'
-    # data sets too: the longest listings), each kind, each order.
-    users = sorted(small.expected.users) + [
-        row["user_id"]
-        for row in query(
-            analytics_db,
-            "select user_id from analytics.workflow_totals group by user_id"
-            " order by uniqExact(workflow_id) desc, user_id limit 30",
-        )
-        if row["user_id"] not in small.expected.users
-    ]
-    kinds = [row["kind"] for row in query(analytics_db, "select distinct kind from analytics.workflow_totals")]
-    workflows = query(analytics_db, "select distinct user_id, workflow_id from analytics.workflow_totals limit 60")
-    calls: list[tuple[str, object]] = []
-    for user in [*users, "nobody-here"]:
-        for kind in ["", *kinds, "NO_SUCH_KIND"]:
-            calls.append(("GetUserAnalyticsDetails", pb.GetUserAnalyticsDetailsRequest(user_id=user, kind=kind)))
-    for row in [*workflows, {"user_id": users[0], "workflow_id": "no-such-workflow"}]:
-        request = pb.GetWorkflowAnalyticsDetailsRequest(user_id=row["user_id"], workflow_id=row["workflow_id"])
-        calls.append(("GetWorkflowAnalyticsDetails", request))
-    listings = [
-        pb.ListWorkflowAnalyticsRequest(user_id=user, order_by=order, ascending=ascending, kind=kind, page_size=3)
-        for user in [*users[:12], "nobody-here"]
-        for order in (pb.WORKFLOW_ORDER_JOBS, pb.WORKFLOW_ORDER_JOB_EXECUTION_DURATION, pb.WORKFLOW_ORDER_JOBLOGS)
-        for ascending in (False, True)
-        for kind in ("", max(kinds))
-    ]
-
-    (tmp_path / "served").mkdir()
-    (tmp_path / "statements").mkdir()
-    served = start_served(tmp_path / "served", analytics_db.url, bound=60.0)  # nothing changes meanwhile
-    statements = launch_served(tmp_path / "statements", analytics_db.url, bound=0)  # 0: no model
-    try:
-        with served.channel() as served_channel, statements.channel() as statements_channel:
-            from_model, from_statements = served.stub(served_channel), statements.stub(statements_channel)
-            for call, got, want in zip(calls, answers(from_model, calls), answers(from_statements, calls), strict=True):
-                assert got == want, (call, str(got), str(want))
-            for request in listings:
-                assert listing(from_model, request) == listing(from_statements, request), request
-            # The model answered: no counters or listing statement ran there, only the digests' reads
-            # of a workflow or a kind; a user's details (all kinds) cost no statement at all.
-            assert queries_run(served, "summary", "list_workflows", "known") == 0
-            assert queries_run(served, "percentiles") > 0
-            before = queries_run(served, *STATEMENTS)
-            whole_users = [call for call in calls if call[0] == "GetUserAnalyticsDetails" and not call[1].kind]
-            assert answers(from_model, whole_users) == answers(from_statements, whole_users)
-            assert queries_run(served, *STATEMENTS) == before
-        assert queries_run(statements, "summary") > 0 and queries_run(statements, "list_workflows") > 0
-    finally:
-        assert served.stop() == 0, served.log()
-        assert statements.stop() == 0, statements.log()
