@@ -116,9 +116,11 @@ class Lease:
             if spool.stat().st_size == 0:
                 # No rows, so no schema in the spool: the header-only answer is tiny, ask for it directly.
                 return self.connection.query(original_text, fmt, self.spec.params).bytes()
+            # One thread: with more, the spool's blocks reach the output in whatever order the
+            # threads finish, and a sorted answer would not be sorted.
             self.connection.query(
                 f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
-                f"SELECT * FROM file({quote_string(str(spool))}, 'Native')"
+                f"SELECT * FROM file({quote_string(str(spool))}, 'Native') SETTINGS max_threads = 1"
             )
             return output
         except ClickHouseError as error:

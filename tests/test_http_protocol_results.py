@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 import uuid
@@ -52,6 +53,27 @@ def test_document_formats_are_single_documents(clickhouse):
     assert len(compact["data"]) == 200000
     parquet = pq.read_table(io.BytesIO(post(clickhouse, f"{MULTI_BLOCK} FORMAT Parquet".encode()).data))
     assert parquet.num_rows == 200000 and parquet.column("n").to_pylist()[-1] == 199999
+
+
+# A thousand blocks of 100 rows: a document is converted from their spool, which a pipeline of
+# several threads would hand on in whatever order its threads finish.
+MANY_BLOCKS = "SELECT number AS n FROM numbers(100000) ORDER BY n SETTINGS max_block_size = 100"
+
+
+@pytest.mark.parametrize("fmt", ["JSON", "JSONCompact", "CSVWithNames", "XML", "Parquet"])
+def test_document_formats_keep_the_order_of_the_rows(clickhouse, fmt):
+    data = post(clickhouse, f"{MANY_BLOCKS} FORMAT {fmt}".encode()).data
+    if fmt == "JSON":
+        numbers = [int(row["n"]) for row in json.loads(data)["data"]]
+    elif fmt == "JSONCompact":
+        numbers = [int(row[0]) for row in json.loads(data)["data"]]
+    elif fmt == "CSVWithNames":
+        numbers = [int(line) for line in data.splitlines()[1:]]
+    elif fmt == "XML":
+        numbers = [int(n) for n in re.findall(rb"<n>(\d+)</n>", data)]
+    else:
+        numbers = pq.read_table(io.BytesIO(data)).column("n").to_pylist()
+    assert numbers == list(range(100000))
 
 
 def test_empty_results_in_document_formats_keep_their_header(clickhouse):
