@@ -48,9 +48,9 @@ def dbt_environment(settings: SchemaSettings) -> dict[str, str]:
     }
 
 
-def dbt_executable() -> str:
-    """The dbt of this virtual environment, whatever PATH says."""
-    return str(Path(sys.executable).with_name("dbt"))
+def dbt_executable(settings: SchemaSettings) -> str:
+    """The configured dbt, else the dbt of this virtual environment, whatever PATH says."""
+    return str(settings.dbt_executable or Path(sys.executable).with_name("dbt"))
 
 
 def default_target_path(settings: SchemaSettings) -> Path:
@@ -80,7 +80,7 @@ def dbt_command(settings: SchemaSettings, command: str, *args: str, target_path:
     """A dbt command line; ``target_path`` defaults to DATA_DIR/dbt/target (logs go next to it)."""
     target_path = target_path or default_target_path(settings)
     return [
-        dbt_executable(),
+        dbt_executable(settings),
         command,
         "--project-dir",
         str(PROJECT_ROOT),

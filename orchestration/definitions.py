@@ -37,6 +37,6 @@ def build_definitions(settings: DagsterSettings) -> dg.Definitions:
             # Plain objects, not config: the connection (and its password) stays out of the UI.
             "settings": settings,
             "clickhouse": ClickHouse(settings),
-            "dbt": dbt_resource(),
+            "dbt": dbt_resource(settings),
         },
     )

@@ -7,12 +7,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from core import names
+from core.settings.composed import Settings
+from operations.dbt import dbt_executable
 from tests.ddl_recorder import DdlRecorder
 from tests.intake import HTTP
 
@@ -38,7 +39,7 @@ def compile_project(clickhouse, variant: str, tmp_path: Path) -> dict:
     target = tmp_path / variant
     result = subprocess.run(
         [
-            str(Path(sys.executable).with_name("dbt")),
+            dbt_executable(Settings()),
             "compile",
             "--project-dir",
             str(ROOT),
@@ -161,7 +162,7 @@ def cluster_ddl(clickhouse, tmp_path: Path) -> list[str]:
         HTTP.request("POST", clickhouse.url + "/", body=b"DROP DATABASE IF EXISTS analytics_cluster_ddl SYNC")
         result = subprocess.run(
             [
-                str(Path(sys.executable).with_name("dbt")),
+                dbt_executable(Settings()),
                 "run",
                 "--project-dir",
                 str(ROOT),

@@ -15,6 +15,8 @@ from urllib.parse import quote
 import pytest
 import urllib3
 
+from core.settings.composed import Settings
+from operations.dbt import dbt_executable
 from tests import embedded_server
 
 pytestmark = pytest.mark.long_file(21)  # seconds of a worker, measured: run first (tests/scheduling.py)
@@ -188,7 +190,7 @@ def test_dbt_build_passes_twice_in_a_row(clickhouse, runs):
     for _ in range(runs):
         result = subprocess.run(
             [
-                str(Path(sys.executable).with_name("dbt")),
+                dbt_executable(Settings()),
                 "build",
                 "--project-dir",
                 str(project),

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from analytics.cli import main
 from core.settings.composed import Settings
+from core.settings.dagster import DagsterSettings
 from operations import dbt as migrate
 from operations.backfill import BackfillFailed, parse_summary, rebuild_arguments
 from orchestration.health.checks import PartitionLag, lags_from_rdkafka_stat
@@ -297,7 +298,7 @@ def test_settings_survive_the_trip_through_a_child_environment(monkeypatch, tmp_
     assert Settings() == settings
 
 
-def test_the_dbt_resource_knows_its_dbts_version_without_starting_dbt(monkeypatch):
+def test_the_dbt_resource_knows_its_dbts_version_without_starting_dbt(monkeypatch, tmp_path):
     import dagster_dbt.core.resource
     from packaging import version
 
@@ -306,6 +307,13 @@ def test_the_dbt_resource_knows_its_dbts_version_without_starting_dbt(monkeypatc
 
     # dagster-dbt would run `dbt --version` (about 6 CPU-seconds) in every run; this dbt is the environment's own.
     monkeypatch.setattr(dagster_dbt.core.resource, "check_output", no_process)
-    resource = dbt_resource()
-    assert resource.dbt_executable == migrate.dbt_executable()
+    resource = dbt_resource(DagsterSettings())
+    assert resource.dbt_executable == str(Path(sys.executable).with_name("dbt"))
     assert resource._cli_version == version.parse(importlib.metadata.version("dbt-core"))
+    # A wrapper that runs this environment's dbt-core (the suite's forked dbt, say) is run instead.
+    program = tmp_path / "dbt-wrapper"
+    program.write_text('#!/bin/sh\nexec dbt "$@"\n')
+    program.chmod(0o755)
+    wrapper = dbt_resource(DagsterSettings(dbt_executable=program))
+    assert wrapper.dbt_executable == str(program)
+    assert wrapper._cli_version == resource._cli_version

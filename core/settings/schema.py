@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -20,6 +21,11 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
 
     dbt_target: Literal["embedded", "server"] = Field(
         "embedded", description="dbt target: the embedded server, or a ClickHouse server/cluster."
+    )
+    dbt_executable: Path | None = Field(
+        None,
+        description="The program run as dbt: this environment's dbt-core, or a wrapper that runs it"
+        " [default: the dbt installed beside analytics].",
     )
     ingest: Literal["direct", "kafka"] | None = Field(
         None, description="Landing tables: direct (Null, fed over HTTP) or kafka (Kafka engine) [default: by target]."

@@ -101,8 +101,8 @@ class ProjectDbtResource(DbtCliResource):
 
     dagster-dbt asks its dbt executable for its version (`dbt --version`) once in every run that
     runs dbt: a process of its own, about 6 CPU-seconds of imports, before the dbt command itself.
-    The executable here is this virtual environment's (``dbt_executable``), so its version is the
-    installed dbt-core's, read from the package's metadata.
+    The executable here runs this virtual environment's dbt-core (``dbt_executable``: its own dbt,
+    or a wrapper of it), so its version is the installed dbt-core's, read from the package's metadata.
     """
 
     @cached_property
@@ -110,12 +110,12 @@ class ProjectDbtResource(DbtCliResource):
         return version.parse(importlib.metadata.version("dbt-core"))
 
 
-def dbt_resource() -> DbtCliResource:
+def dbt_resource(settings: DagsterSettings) -> DbtCliResource:
     # No target here: profiles.yml takes it from ANALYTICS_DBT_TARGET (see profile_environment).
     return ProjectDbtResource(
         project_dir=os.fspath(PROJECT_ROOT),
         profiles_dir=os.fspath(PROJECT_ROOT),
-        dbt_executable=dbt_executable(),
+        dbt_executable=dbt_executable(settings),
     )
 
 

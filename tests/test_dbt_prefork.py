@@ -1,0 +1,90 @@
+"""The suite's forked dbt (tests/dbt_prefork.py) behaves as the installed dbt does: its output, its
+exit codes, the caller's working directory and environment, and it dies with its caller."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import dbt_prefork
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALLED = str(Path(sys.executable).with_name("dbt"))
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory) -> dbt_prefork.ForkedDbt:
+    with dbt_prefork.started(tmp_path_factory.mktemp("prefork")) as dbt:
+        yield dbt
+
+
+def both(forked, *args: str, cwd: Path, **kwargs) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """The same command run by the launcher and by the installed dbt (which writes logs/ in ``cwd``)."""
+    return tuple(
+        subprocess.run([program, *args], capture_output=True, text=True, timeout=120, cwd=cwd, **kwargs)
+        for program in (str(forked.launcher), INSTALLED)
+    )
+
+
+def test_the_session_runs_the_forked_dbt():
+    assert Path(os.environ["ANALYTICS_DBT_EXECUTABLE"]).read_text().startswith(f"#!{sys.executable}\n")
+
+
+def test_output_and_exit_codes_are_the_installed_dbts(forked, tmp_path):
+    fork, installed = both(forked, "--version", cwd=tmp_path)
+    assert fork.returncode == installed.returncode == 0
+    assert "installed: " in fork.stdout and fork.stdout.splitlines()[:2] == installed.stdout.splitlines()[:2]
+    fork, installed = both(forked, "parse", "--project-dir", "/no/such/project", cwd=tmp_path)
+    assert fork.returncode == installed.returncode == 2
+    assert "'/no/such/project' does not exist" in fork.stderr
+    assert fork.stderr == installed.stderr
+
+
+def test_the_callers_directory_and_environment_are_the_commands(forked, tmp_path):
+    profiles = {**os.environ, "DBT_PROFILES_DIR": str(ROOT)}
+    fork, installed = both(forked, "parse", cwd=tmp_path, env=profiles)
+    assert fork.returncode == installed.returncode == 2
+    assert f"{tmp_path}/dbt_project.yml" in fork.stdout  # dbt looked for a project where it was started
+    fork, _ = both(forked, "parse", cwd=tmp_path, env={**profiles, "DBT_PROJECT_DIR": "/from/the/environment"})
+    assert "'/from/the/environment' does not exist" in fork.stderr
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
+def test_the_forked_dbt_dies_with_its_launcher(forked, tmp_path, stop):
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers: dbt waits
+    command = [str(forked.launcher), "debug", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)]
+    env = {**os.environ, "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(silent.getsockname()[1])}
+    launcher = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (running := children(forked.server_pid)):
+            assert time.monotonic() < deadline, "no dbt was forked"
+            time.sleep(0.05)
+        os.kill(launcher.pid, stop)
+        assert launcher.wait(timeout=30) == -stop
+        deadline = time.monotonic() + 10
+        while alive := [pid for pid in running if Path(f"/proc/{pid}").exists()]:
+            assert time.monotonic() < deadline, f"dbt {alive} outlived its launcher"
+            time.sleep(0.05)
+    finally:
+        launcher.kill()
+        launcher.wait()
+        silent.close()
