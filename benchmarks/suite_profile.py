@@ -30,6 +30,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # The first pattern found in a command line names its kind; the order matters.
 KINDS = [
     ("/bin/dbt", "dbt"),
+    ("tests.dbt_prefork", "dbt"),  # the suite's dbt: forks of one process per worker (tests/dbt_prefork.py)
     ("dagster", "Dagster (webserver, daemon, code servers, runs)"),
     ("analytics.cli up", "analytics up (chDB, gRPC, bridge in one process)"),
     ("analytics.cli clickhouse", "analytics clickhouse (chDB)"),
