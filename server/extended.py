@@ -1,13 +1,17 @@
-"""Details, listings and whether a key is known: from the serving model where it can answer, else ClickHouse.
+"""Details, listings, time series and whether a key is known: from the serving model where it can
+answer, else ClickHouse.
 
-Over all time, a listing of a user's workflows and a user's details need nothing the serving
-model (server/serving.py) lacks, so they cost no statement; a workflow's or a kind's details
-read only their duration digests. The answers are the numbers Queries gives, read as fresh
-(read-your-writes in `analytics up`, within the bound elsewhere). Over a range of days, or when
-the model cannot answer (Stale), the statements of server/queries.py run.
+Over all time, a listing of a user's workflows, a user's details and a user's time series need
+nothing the serving model (server/serving.py) lacks, so they cost no statement; a workflow's or
+a kind's details read only their duration digests. The answers are the numbers Queries gives,
+read as fresh (read-your-writes in `analytics up`, within the bound elsewhere). Over a range of
+days (for time series, one that cuts a bucket in two), or when the model cannot answer (Stale),
+the statements of server/queries.py run.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 from server.pagination import Position
 from server.queries import Queries, Scope, Summary, WorkflowRow
@@ -48,6 +52,15 @@ class ExtendedQueries:
             else:
                 return rows or []
         return self.queries.list_workflows(scope, sort, ascending, after, limit, timeout)
+
+    def time_series(self, scope: Scope, granularity: str, timeout: float) -> list[tuple[dt.date, Summary]]:
+        """As Queries.time_series; a user's whole series from the model, over days that cut no bucket."""
+        if self.model is not None and scope.workflow_id is None and scope.kind is None:
+            try:
+                return self.model.time_series(scope.user_id, granularity, scope.period, timeout)
+            except Stale:
+                pass
+        return self.queries.time_series(scope, granularity, timeout)
 
     def known(self, user_id: str, workflow_id: str | None, timeout: float) -> bool:
         """As Queries.known."""

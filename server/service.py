@@ -133,6 +133,7 @@ class AnalyticsServer:
                 interval=settings.grpc_serving_poll_interval,
                 query_timeout=settings.grpc_default_deadline,
                 max_workflows=settings.grpc_serving_max_workflows,
+                max_series_points=settings.grpc_serving_max_series_points,
             )
             self.metrics.watch_serving_model(self.serving_model)
         totals = TotalsLookups(

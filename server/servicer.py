@@ -170,7 +170,7 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
                 period=check_period(request),
             )
             granularity = GRANULARITIES[check_enum("granularity", request.granularity, pb.Granularity)]
-            points = self.queries.time_series(scope, granularity, timeout)
+            points = self.extended.time_series(scope, granularity, timeout)
             # No bucket at all: an unknown user or workflow, or simply nothing in these days.
             if not points and not self.extended.known(scope.user_id, scope.workflow_id, timeout):
                 raise NotFound(_not_found(scope))

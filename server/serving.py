@@ -33,8 +33,9 @@ time: the listing of a user's workflows, the counters of a details answer and, f
 whole, its duration percentiles (server/extended.py). Those it reads as ClickHouse merges them
 (quantilesTDigestMerge over the user's digests in job_duration_daily), at start for every user
 and at each poll for the users of the changed keys: an insert into job_duration_daily announces
-its keys in workflow_changes too. A workflow's or a kind's percentiles, and anything over a range
-of days, read the daily tables.
+its keys in workflow_changes too. Each user's time series it reads the same way, every bucket of
+every granularity (server/series.py). A workflow's or a kind's percentiles or series, and ranges
+of days that cut a bucket, read the daily tables.
 
 On Stale the caller asks ClickHouse.
 """
@@ -49,14 +50,18 @@ from collections.abc import Callable
 from core.backend import QueryBackend, QueryFailed, WriteLog
 from server.pagination import Position
 from server.queries import Totals, WorkflowRow, percentiles_of
+from server.series import HeldSeries, Series, series_of, uncut
 from server.serving_reads import (
     CHANGED_USERS_PERCENTILES,
+    CHANGED_USERS_SERIES,
     CHANGED_WORKFLOWS,
     EVERY_USERS_PERCENTILES,
+    EVERY_USERS_SERIES,
     EVERY_WORKFLOW,
     NEWEST_BLOCK,
     PENDING_MUTATIONS,
 )
+from server.validation import Period
 from server.workflow_counts import (
     JOBLOGS,
     JOBS,
@@ -100,6 +105,7 @@ class ServingModel:
         clock: Callable[[], float] = time.monotonic,
         max_workflows: int = 2_000_000,
         scanned_at_most: int = SCANNED_AT_MOST,
+        max_series_points: int = 3_000_000,
     ):
         self._backend = backend
         self.max_workflows = max_workflows
@@ -116,6 +122,7 @@ class ServingModel:
         self._users: dict[str, Counters] = {}
         # user -> duration percentiles over all time; a user without a finished job has none.
         self._percentiles: dict[str, Percentiles] = {}
+        self.series = HeldSeries(max_series_points)  # each user's buckets over all time
         self._held = 0  # workflows in _workflows
         self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
@@ -257,6 +264,18 @@ class ServingModel:
         self._check_scan(by_workflow)
         return page(by_workflow, kind, sort, ascending, after, limit)
 
+    def time_series(self, user_id: str, granularity: str, period: Period, timeout: float):
+        """A user's buckets of ``granularity`` that begin within ``period``, oldest first, as
+        Queries.time_series gives them (none for an unknown user); or Stale (also when
+        the period cuts a bucket in two, or the model holds no series)."""
+        if self.series.off is not None:
+            raise Stale(self.series.off)
+        if not uncut(period, granularity):
+            raise Stale(f"the days asked for cut a {granularity} in two")
+        self._check_fresh(timeout)
+        series = self.series.of(user_id, granularity)
+        return [] if series is None else series.points(period.first, period.last)
+
     @property
     def workflows(self) -> int:
         return self._held
@@ -301,8 +320,10 @@ class ServingModel:
             workflows.setdefault(row[0], {})[row[1]] = counts_of(row[2:])
         users = {user_id: add_up(by_workflow.values()) for user_id, by_workflow in workflows.items()}
         percentiles = self._read_percentiles(EVERY_USERS_PERCENTILES, {})
+        series = self._read_series(EVERY_USERS_SERIES, {})
         self._workflows, self._users, self._held = workflows, users, len(rows)
         self._percentiles = percentiles
+        self.series.replace_all(series)
         # The next poll reads again what committed since the read before this one, as a poll would:
         # a totals part that commits a moment after its changes part (block <= newest) may have
         # missed this read. A first read has none before it.
@@ -313,7 +334,7 @@ class ServingModel:
             counts = (counts[0], counts[1] - 1)
             if not self._mutation_pending:
                 log.info(
-                    "serving model: a mutation of workflow_totals or job_duration_daily is running; "
+                    "serving model: a mutation of the tables it reads is running; "
                     "lookups ask ClickHouse until it is done"
                 )
         else:
@@ -328,6 +349,10 @@ class ServingModel:
         found = ((row[0], percentiles_of(row[1])) for row in rows)
         return {user_id: values for user_id, values in found if values is not None}
 
+    def _read_series(self, select: str, params: dict) -> dict[str, dict[str, Series]]:
+        """The users' series a read gives (none while the model holds no series)."""
+        return {} if self.series.off is not None else series_of(self._backend.rows(select, params, self._timeout))
+
     def poll(self) -> int:
         """Re-read the keys of the blocks committed since the poll before the previous one."""
         if self._blocks is None:
@@ -340,6 +365,7 @@ class ServingModel:
         blocks = {"after": before_previous, "upto": newest}
         rows = self._backend.rows(CHANGED_WORKFLOWS, blocks, self._timeout)
         percentiles = self._read_percentiles(CHANGED_USERS_PERCENTILES, blocks)
+        series = self._read_series(CHANGED_USERS_SERIES, blocks)
         for row in rows:
             by_workflow = self._workflows.setdefault(row[0], {})
             self._held += row[1] not in by_workflow
@@ -348,11 +374,13 @@ class ServingModel:
             self._turn_off(f"new workflows took it past {self.max_workflows:,}")
             return len(rows)
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~20 ms.
-        for user_id in {row[0] for row in rows}:
+        changed = {row[0] for row in rows}
+        for user_id in changed:
             self._users[user_id] = add_up(self._workflows[user_id].values())
             if user_id not in percentiles:
                 self._percentiles.pop(user_id, None)  # its digests are gone, or it never had any
         self._percentiles.update(percentiles)
+        self.series.replace(changed | series.keys(), series)
         self._blocks = (previous, newest)
         assert self._covered is not None  # set by the load before any poll
         self._applied_read(sent, (inserts, self._covered[1]))
@@ -403,6 +431,7 @@ class ServingModel:
         self.off = f"the serving model is off: {why} (ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS)"
         log.warning("%s; lookups ask ClickHouse", self.off)
         self._workflows, self._users, self._percentiles, self._held = {}, {}, {}, 0
+        self.series.clear()
         self._stop.set()
         with self._applied:
             self._applied.notify_all()

@@ -5,7 +5,7 @@ by block number, and the state of the tables it must not read past (a mutation s
 from __future__ import annotations
 
 from core.names import sql
-from server.queries import PERCENTILES_FLOAT64
+from server.queries import BUCKETS, COUNTER_COLUMNS, NO_PERCENTILES, PERCENTILES, PERCENTILES_FLOAT64, ZERO_COUNTERS
 
 # Block numbers of a MergeTree table are taken as its parts commit, in commit order: every row
 # committed after the newest block seen is in a part whose range ends beyond it. Merged parts
@@ -18,7 +18,8 @@ where database = 'analytics' and table = 'workflow_changes' and active"""
 # they have, unless mutations_sync is set): a full read until then may hold numbers about to change.
 PENDING_MUTATIONS = """select count()
 from system.mutations
-where database = 'analytics' and table in ('workflow_totals', 'job_duration_daily') and not is_done"""
+where database = 'analytics' and table in ('workflow_totals', 'workflow_daily', 'job_duration_daily')
+  and not is_done"""
 
 # What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
 MODEL_SELECT = sql("""select
@@ -76,3 +77,29 @@ where user_id in (
 )
 group by user_id"""
 )
+
+
+# Each user's buckets of every granularity (server/series.py), as Queries.time_series computes
+# them for one user: a row per bucket with counters, and one with its percentiles. Each daily row
+# is counted once per granularity, in the bucket of that granularity holding its day.
+_GRANULARITIES = ", ".join(f"'{name}'" for name in BUCKETS)
+_BUCKETS = ", ".join(BUCKETS.values())
+
+
+def _series(users: str) -> str:
+    """The series of the users ``users`` (a condition on user_id) selects."""
+
+    def grouped(part: str, columns: str, table: str) -> str:
+        return f"""select '{part}', user_id, granularity, toInt32(bucket), {columns}
+    from {table}
+    array join [{_GRANULARITIES}] as granularity, [{_BUCKETS}] as bucket
+    where {users}
+    group by user_id, granularity, bucket"""
+
+    counters = grouped("counters", f"{COUNTER_COLUMNS}, {NO_PERCENTILES}", "$workflow_daily")
+    durations = grouped("durations", f"{ZERO_COUNTERS}, {PERCENTILES}", "$job_duration_daily")
+    return sql(f"select * from (\n{counters}\nunion all\n{durations}\n)")
+
+
+EVERY_USERS_SERIES = _series("1")
+CHANGED_USERS_SERIES = _series(f"user_id in (select user_id {CHANGED_IN_BLOCKS})")

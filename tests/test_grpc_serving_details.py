@@ -1,4 +1,4 @@
-"""The serving model's extended answers: details and listings over all time as ClickHouse's own
+"""The serving model's extended answers: details, listings and time series as ClickHouse's own
 statements give them, and a user's duration percentiles kept fresh as digests come and go.
 
 Over real gRPC channels to `analytics grpc` with the model on, reading the embedded ClickHouse.
@@ -60,7 +60,46 @@ def listing(stub, request: pb.ListWorkflowAnalyticsRequest) -> list:
         request = following
 
 
-def test_details_and_listings_over_all_time_from_the_model_are_the_statements_answers(analytics_db, small, tmp_path):
+def series_requests(db, users: list[str], kind: str, workflow: str) -> tuple[list, list]:
+    """GetAnalyticsTimeSeries calls: those the model answers (a user's, over all time or over days
+    that cut no bucket in two), and the others (a workflow's, a kind's, days that cut a bucket)."""
+    [row] = query(db, "select min(day) as first, max(day) as last from analytics.workflow_daily")
+    first, last = dt.date.fromisoformat(row["first"]), dt.date.fromisoformat(row["last"])
+    monday = first - dt.timedelta(days=first.weekday())
+    whole_weeks = (monday, monday + dt.timedelta(days=13))
+    month_end = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    ranges = {
+        pb.GRANULARITY_DAY: [(first + dt.timedelta(days=1), last - dt.timedelta(days=1)), (None, first)],
+        pb.GRANULARITY_WEEK: [whole_weeks, (None, whole_weeks[1]), (monday + dt.timedelta(days=7), None)],
+        pb.GRANULARITY_MONTH: [(first.replace(day=1), month_end), (first.replace(day=1), None)],
+    }
+    cut = {
+        pb.GRANULARITY_WEEK: (monday + dt.timedelta(days=1), monday + dt.timedelta(days=9)),
+        pb.GRANULARITY_MONTH: (first.replace(day=2), month_end),
+    }
+
+    def request(user: str, granularity, days=None, **scope) -> tuple[str, object]:
+        dates = (
+            {}
+            if days is None
+            else {"date_range": pb.DateRange(start_date=str(days[0] or ""), end_date=str(days[1] or ""))}
+        )
+        return "GetAnalyticsTimeSeries", pb.GetAnalyticsTimeSeriesRequest(
+            user_id=user, granularity=granularity, **dates, **scope
+        )
+
+    whole = []
+    for user in [*users, "nobody-here"]:
+        for granularity in (pb.GRANULARITY_UNSPECIFIED, pb.GRANULARITY_DAY, pb.GRANULARITY_WEEK, pb.GRANULARITY_MONTH):
+            whole.append(request(user, granularity))
+            whole += [request(user, granularity, days) for days in ranges.get(granularity, [])]
+    others = [request(user, granularity, days) for user in users[:4] for granularity, days in cut.items()]
+    others += [request(user, pb.GRANULARITY_WEEK, kind=kind) for user in users[:4]]
+    others.append(request(users[0], pb.GRANULARITY_DAY, workflow_id=workflow))
+    return whole, others
+
+
+def test_details_listings_and_series_from_the_model_are_the_statements_answers(analytics_db, small, tmp_path):
     # This module's users and the shared database's 30 with the most workflows (the other suites'
     # data sets too: the longest listings), each kind, each order.
     users = sorted(small.expected.users) + [
@@ -89,6 +128,9 @@ def test_details_and_listings_over_all_time_from_the_model_are_the_statements_an
         for kind in ("", max(kinds))
     ]
 
+    whole_series, other_series = series_requests(analytics_db, users, max(kinds), workflows[0]["workflow_id"])
+    calls += whole_series + other_series
+
     (tmp_path / "served").mkdir()
     (tmp_path / "statements").mkdir()
     served = start_served(tmp_path / "served", analytics_db.url, bound=60.0)  # nothing changes meanwhile
@@ -104,9 +146,12 @@ def test_details_and_listings_over_all_time_from_the_model_are_the_statements_an
             # of a workflow or a kind; a user's details (all kinds) cost no statement at all.
             assert queries_run(served, "summary", "list_workflows", "known") == 0
             assert queries_run(served, "percentiles") > 0
+            # Time series of a workflow, of a kind, or over days that cut a bucket in two: the statement.
+            assert queries_run(served, "time_series") == len(other_series)
             before = queries_run(served, *STATEMENTS)
             whole_users = [call for call in calls if call[0] == "GetUserAnalyticsDetails" and not call[1].kind]
             assert answers(from_model, whole_users) == answers(from_statements, whole_users)
+            assert answers(from_model, whole_series) == answers(from_statements, whole_series)
             assert queries_run(served, *STATEMENTS) == before
         assert queries_run(statements, "summary") > 0 and queries_run(statements, "list_workflows") > 0
     finally:
@@ -176,6 +221,48 @@ def test_digests_a_rebuild_deletes_without_inserting_others_leave_a_users_percen
             before = queries_run(service, *STATEMENTS)
             time.sleep(bound + 0.05)
             assert p99() == pytest.approx(true[3], rel=1e-6)
+            assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
+    finally:
+        assert service.stop() == 0, service.log()
+
+
+def test_a_rebuild_that_moves_counters_between_days_reaches_a_users_time_series(analytics_db, tmp_path):
+    """Reconciliation corrects workflow_daily by delta rows and deletes what the raw history lacks,
+    neither announced by an insert into workflow_totals when the workflow's totals were right: the
+    rebuild announces the days' keys itself, and the model re-reads the user's time series."""
+    more = datasets.generate(seed=65, users=1, workflows_per_user=1, jobs_per_workflow=3)
+    deliver(analytics_db, more.messages)
+    user, workflow = sorted(more.expected.workflows)[0]
+    kind = more.expected.kinds[user, workflow]
+    # Jobs counted on two days no raw event has, +2 and -2: the totals stay right.
+    wrong_days = [dt.date(2001, 2, 3), dt.date(2001, 2, 4)]
+    for day, jobs in zip(wrong_days, (2, -2), strict=True):
+        execute(
+            analytics_db,
+            f"INSERT INTO analytics.workflow_daily (user_id, workflow_id, day, kind, jobs)"
+            f" VALUES ('{user}', '{workflow}', '{day}', '{kind}', {jobs})",
+        )
+    # A row of zeros into workflow_totals announces the key, so the model reads the wrong days too.
+    execute(
+        analytics_db,
+        f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, kind) VALUES ('{user}', '{workflow}', '{kind}')",
+    )
+    bound = 3.0
+    service = start_served(tmp_path, analytics_db.url, bound)
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+            request = pb.GetAnalyticsTimeSeriesRequest(user_id=user, granularity=pb.GRANULARITY_DAY)
+
+            def days() -> list[str]:
+                return [point.bucket_start for point in stub.GetAnalyticsTimeSeries(request, timeout=30).points]
+
+            assert {str(day) for day in wrong_days} <= set(days())
+            settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=tmp_path / "state")
+            rebuild_days(settings, wrong_days)
+            before = queries_run(service, *STATEMENTS)
+            time.sleep(bound + 0.05)
+            assert not {str(day) for day in wrong_days} & set(days())
             assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
     finally:
         assert service.stop() == 0, service.log()

@@ -205,6 +205,9 @@ def test_lookups_read_their_writes_from_the_serving_model(stack, loaded):
             deliver(http, more.messages, **(queued if n % 2 else {}))
             # No waiting and no retry: the inserts have returned, so the answers count them.
             assert user_totals(stub, user) == more.expected.user(user)
+            series = stub.GetAnalyticsTimeSeries(pb.GetAnalyticsTimeSeriesRequest(user_id=user), timeout=30)
+            by_day = [(point.summary.total_jobs, point.summary.total_joblogs) for point in series.points]
+            assert tuple(map(sum, zip(*by_day, strict=True))) == more.expected.user(user)[1:3]
             for _, workflow in sorted(more.expected.workflows):
                 request = pb.GetWorkflowAnalyticsRequest(user_id=user, workflow_id=workflow)
                 answer = stub.GetWorkflowAnalytics(request, timeout=30)

@@ -7,12 +7,16 @@ workflow has, and a user whose workflows a poll has added but not yet summed.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 
 import pytest
 
 from server.pagination import Position
-from server.serving import ServingModel, TooMany
+from server.queries import Summary
+from server.series import uncut
+from server.serving import ServingModel, Stale, TooMany
+from server.validation import FIRST_DAY, LAST_DAY, Period
 
 # user, workflow, jobs, joblogs, seconds, completed, failed, cancelled, kind
 ROWS = [
@@ -24,16 +28,31 @@ ROWS = [
 ]
 # user, duration percentiles (p50, p90, p95, p99): u2 has no finished job, so no digest.
 PERCENTILE_ROWS = [["u1", [1.5, 9.0, 9.5, 9.9]]]
+# The series read: part, user, granularity, bucket's first day (days since 1970-01-01), workflows,
+# jobs, joblogs, seconds, completed, failed, cancelled, percentiles (in the rows of part durations).
+FRIDAY, MONDAY = (dt.date(2026, 11, 20) - dt.date(1970, 1, 1)).days, (dt.date(2026, 11, 16) - dt.date(1970, 1, 1)).days
+NONE = [0] * 7
+SERIES_ROWS = [
+    ["counters", "u1", "day", FRIDAY + 3, 1, 5, 0, 0, 0, 0, 5, []],
+    ["counters", "u1", "day", FRIDAY, 3, 7, 60, 250, 4, 2, 1, []],
+    ["durations", "u1", "day", FRIDAY, *NONE, [1.5, 9.0, 9.5, 9.9]],
+    ["durations", "u1", "day", FRIDAY + 3, *NONE, [None, None, None, None]],  # an empty digest: no percentiles
+    ["counters", "u1", "week", MONDAY, 3, 7, 60, 250, 4, 2, 1, []],
+    ["counters", "u1", "week", MONDAY + 7, 1, 5, 0, 0, 0, 0, 5, []],
+    ["durations", "u1", "week", MONDAY, *NONE, [1.5, 9.0, 9.5, 9.9]],
+]
 
 
 class CannedBackend:
-    """Answers the model's statements with ROWS and PERCENTILE_ROWS (the newest block never moves)."""
+    """Answers the model's statements with ROWS, PERCENTILE_ROWS and SERIES_ROWS (the newest block never moves)."""
 
     writes = None
 
     def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
         if "system.parts" in sql or "system.mutations" in sql:
             return [[0]]
+        if "array join" in sql:
+            return [list(row) for row in SERIES_ROWS]
         if "duration_seconds_quantiles" in sql:
             return [list(row) for row in PERCENTILE_ROWS]
         return [list(row) for row in ROWS]
@@ -123,6 +142,59 @@ def test_a_users_details_are_its_sums_and_its_percentiles(model):
     assert percentiles == (1.5, 9.0, 9.5, 9.9)
     assert model.details("u2", 1.0) == ((1, 2, 2, 2, 2, 0, 0), None)  # no finished job: no percentiles
     assert model.details("nobody", 1.0) is None
+
+
+def test_a_users_series_are_its_buckets_that_begin_within_the_days_asked(model):
+    friday, monday = dt.date(2026, 11, 20), dt.date(2026, 11, 23)
+    by_day = [
+        (friday, Summary(3, 7, 60, 250, 4, 2, 1, (1.5, 9.0, 9.5, 9.9))),
+        (monday, Summary(1, 5, 0, 0, 0, 0, 5, None)),
+    ]
+    assert model.time_series("u1", "day", Period(), 1.0) == by_day
+    assert model.time_series("u1", "day", Period(friday, monday - dt.timedelta(days=1)), 1.0) == by_day[:1]
+    assert model.time_series("u1", "day", Period(monday, monday), 1.0) == by_day[1:]
+    assert model.time_series("u1", "day", Period(last=friday - dt.timedelta(days=1)), 1.0) == []
+    weeks = model.time_series("u1", "week", Period(dt.date(2026, 11, 23)), 1.0)
+    assert weeks == [(monday, Summary(1, 5, 0, 0, 0, 0, 5, None))]
+    assert model.time_series("u1", "month", Period(), 1.0) == []  # none read
+    assert model.time_series("u2", "day", Period(), 1.0) == []
+    assert model.time_series("nobody", "day", Period(), 1.0) == []
+
+
+@pytest.mark.parametrize(
+    ("granularity", "first", "last", "whole"),
+    [
+        ("day", "2026-11-18", "2026-11-18", True),
+        ("week", "2026-11-16", "2026-11-29", True),  # Monday to Sunday
+        ("week", "2026-11-17", "2026-11-29", False),
+        ("week", "2026-11-16", "2026-11-28", False),
+        ("week", None, "2026-11-22", True),
+        ("week", "2026-11-23", None, True),
+        ("month", "2026-11-01", "2026-12-31", True),
+        ("month", "2026-02-01", "2026-02-28", True),
+        ("month", "2026-11-02", None, False),
+        ("month", None, "2026-11-30", True),
+        ("month", None, "2026-11-29", False),
+    ],
+)
+def test_days_that_cut_a_bucket_in_two_are_left_to_clickhouse(model, granularity, first, last, whole):
+    period = Period(
+        dt.date.fromisoformat(first) if first else FIRST_DAY, dt.date.fromisoformat(last) if last else LAST_DAY
+    )
+    assert uncut(period, granularity) is whole
+    if not whole:
+        with pytest.raises(Stale, match="cut"):
+            model.time_series("u1", granularity, period, 1.0)
+
+
+def test_more_buckets_than_it_may_hold_leave_time_series_to_clickhouse():
+    model = ServingModel(CannedBackend(), max_staleness=60, clock=lambda: 0.0, max_series_points=3)
+    model.load()
+    with pytest.raises(Stale, match="ANALYTICS_GRPC_SERVING_MAX_SERIES_POINTS"):
+        model.time_series("u1", "day", Period(), 1.0)
+    model.poll()  # and it reads none again
+    assert model.series.off is not None and model.series.of("u1", "day") is None
+    assert model.details("u1", 1.0) is not None  # the rest of the model answers
 
 
 class MovingBackend(CannedBackend):

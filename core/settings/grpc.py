@@ -59,6 +59,12 @@ class GrpcSettings(TopologySettings):
         description="Workflows the serving model may hold (about 500 bytes each); with more in ClickHouse it turns "
         "itself off and lookups ask ClickHouse.",
     )
+    grpc_serving_max_series_points: int = Field(
+        3_000_000,
+        ge=0,
+        description="Time-series buckets the serving model may hold, of every user and granularity (about 100 bytes "
+        "each); with more it frees them and time series ask ClickHouse.",
+    )
     grpc_serving_poll_interval: float = Field(
         0.1, gt=0, le=10, description="Seconds between the serving model's reads of workflow_changes."
     )

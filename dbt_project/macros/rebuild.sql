@@ -14,9 +14,10 @@
      no longer has (summed to zero by their delta rows) are deleted.
   4. job_duration_daily's rows of those days are deleted and the rebuilt ones inserted: a
      t-digest cannot be corrected by a delta. Between the two a reader finds no percentiles
-     for those days. Then the keys whose digests were deleted go into workflow_changes (the
-     insert announces its own keys; a delete does not), so a serving model re-reads the
-     percentiles of a user whose digests of those days are gone.
+     for those days. Then every key of those days' workflow_daily rows (before and after) and
+     of their deleted digests goes into workflow_changes (an insert into workflow_totals or
+     job_duration_daily announces its own keys; one into workflow_daily, or a delete, does
+     not), so a serving model re-reads the time series and percentiles of their users.
   5. job_log_totals gets one delta row for each job with log events on those days whose counts
      are off its raw history, when none of the job's log events can have expired (as the
      job_log_totals_match_raw_history test decides); a job whose lines may be gone keeps its counts.
@@ -57,7 +58,9 @@
                     ~ corrections) %}
   {%- endif %}
 
-  {#- Then the days' counters, from the same stored rows. -#}
+  {#- Then the days' counters, from the same stored rows; their keys are announced at the end. -#}
+  {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(daily) ~ ' where ' ~ in_days) %}
+  {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(staged_daily)) %}
   {%- set daily_corrections = workflow_daily_corrections(daily, staged_daily, in_days) -%}
   {% do run_query('insert into ' ~ daily ~ ' (user_id, workflow_id, day, kind, ' ~ measure_names() | join(', ') ~ ') '
                   ~ daily_corrections) %}
