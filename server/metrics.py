@@ -58,6 +58,11 @@ class Metrics:
         self.serving_workflows = Gauge(
             "analytics_grpc_serving_model_workflows", "Workflows the serving model holds.", registry=self.registry
         )
+        self.serving_series_buckets = Gauge(
+            "analytics_grpc_serving_model_series_buckets",
+            "Time-series buckets the serving model holds, of every user and granularity.",
+            registry=self.registry,
+        )
         self._http = None
 
     def observe_batch(self, keys: int) -> None:
@@ -66,6 +71,7 @@ class Metrics:
     def watch_serving_model(self, model) -> None:
         self.serving_staleness.set_function(lambda: model.staleness() if model.staleness() is not None else -1)
         self.serving_workflows.set_function(lambda: model.workflows)
+        self.serving_series_buckets.set_function(lambda: model.series.points)
 
     def observe_tail_poll(self, jobs: int) -> None:
         self.log_tail_polls.inc()

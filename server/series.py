@@ -108,6 +108,10 @@ class HeldSeries:
         self._users: dict[str, dict[str, Series]] = {}
         self._points = 0
 
+    @property
+    def points(self) -> int:
+        return self._points
+
     def of(self, user_id: str, granularity: str) -> Series | None:
         return self._users.get(user_id, {}).get(granularity)
 

@@ -148,6 +148,16 @@ def test_details_listings_and_series_from_the_model_are_the_statements_answers(a
             assert queries_run(served, "percentiles") > 0
             # Time series of a workflow, of a kind, or over days that cut a bucket in two: the statement.
             assert queries_run(served, "time_series") == len(other_series)
+            # It holds every bucket of every granularity the daily tables have.
+            [held] = query(
+                analytics_db,
+                "select uniqExact(user_id, day) + uniqExact(user_id, toMonday(day))"
+                " + uniqExact(user_id, toStartOfMonth(day)) as buckets from analytics.workflow_daily",
+            )
+            assert (
+                sample(scrape(served.extra["metrics_url"]), "analytics_grpc_serving_model_series_buckets")
+                == (held["buckets"])
+            )
             before = queries_run(served, *STATEMENTS)
             whole_users = [call for call in calls if call[0] == "GetUserAnalyticsDetails" and not call[1].kind]
             assert answers(from_model, whole_users) == answers(from_statements, whole_users)
