@@ -100,6 +100,8 @@ def measure(service: ServiceProcess, calls: dict[str, list[dict]], args, extende
         big = {"user_id": "user-big"}
         plan.append(("GetUserAnalyticsDetails (big user)", SERVICE + "GetUserAnalyticsDetails", [big]))
         plan.append(("ListWorkflowAnalytics (big user)", SERVICE + "ListWorkflowAnalytics", [{**big, "page_size": 20}]))
+        weeks = {**big, "granularity": "GRANULARITY_WEEK"}
+        plan.append(("GetAnalyticsTimeSeries (big user)", SERVICE + "GetAnalyticsTimeSeries", [weeks]))
     for label, method, requests in plan:
         one = ghz.run(service.target, method, requests, 1, args.seconds)
         many = ghz.run(service.target, method, requests, args.callers, args.seconds)

@@ -62,7 +62,7 @@ class GrpcSettings(TopologySettings):
     grpc_serving_max_series_points: int = Field(
         3_000_000,
         ge=0,
-        description="Time-series buckets the serving model may hold, of every user and granularity (about 100 bytes "
+        description="Time-series buckets the serving model may hold, of every user and granularity (100 to 200 bytes "
         "each); with more it frees them and time series ask ClickHouse.",
     )
     grpc_serving_poll_interval: float = Field(
