@@ -25,13 +25,12 @@ from server.validation import FIRST_DAY, LAST_DAY, Period
 
 log = logging.getLogger(__name__)
 
-GRANULARITIES = ("day", "week", "month")
 EPOCH = dt.date(1970, 1, 1).toordinal()  # a bucket's first day arrives as days since 1970-01-01
 COUNTERS = 7  # workflows, jobs, joblogs, seconds, completed, failed, cancelled
 NO_PERCENTILES = (math.nan,) * 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Series:
     """One user's buckets of one granularity, oldest first."""
 

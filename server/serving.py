@@ -49,7 +49,7 @@ from collections.abc import Callable
 
 from core.backend import QueryBackend, QueryFailed, WriteLog
 from server.pagination import Position
-from server.queries import Totals, WorkflowRow, percentiles_of
+from server.queries import Totals, WorkflowRow
 from server.series import HeldSeries, Series, series_of, uncut
 from server.serving_reads import (
     CHANGED_USERS_PERCENTILES,
@@ -60,6 +60,8 @@ from server.serving_reads import (
     EVERY_WORKFLOW,
     NEWEST_BLOCK,
     PENDING_MUTATIONS,
+    one_number,
+    users_percentiles,
 )
 from server.validation import Period
 from server.workflow_counts import (
@@ -68,6 +70,7 @@ from server.workflow_counts import (
     KIND,
     SECONDS,
     Counters,
+    ListingOrders,
     WorkflowCounts,
     add_up,
     counts_of,
@@ -116,9 +119,11 @@ class ServingModel:
         self._timeout = query_timeout
         self._clock = clock
         self._writes: WriteLog | None = backend.writes
-        # user -> {workflow -> counts}; user -> counts. Replaced whole on a full read, and entry by
-        # entry (each an immutable tuple) by polls, so readers need no lock.
+        # user -> {workflow -> counts}; user -> counts. Replaced whole on a full read, and user by
+        # user by polls: a user's dict of workflows is never changed once in place, so readers need
+        # no lock, and a listing order sorted from it holds while it is there.
         self._workflows: dict[str, dict[str, WorkflowCounts]] = {}
+        self._orders = ListingOrders()
         self._users: dict[str, Counters] = {}
         # user -> duration percentiles over all time; a user without a finished job has none.
         self._percentiles: dict[str, Percentiles] = {}
@@ -229,7 +234,7 @@ class ServingModel:
         if kind is None:
             # A poll adds a new user's workflows before it sums them: then add them up here.
             counters = self._users.get(user_id)
-            return "", counters if counters is not None else add_up(list(by_workflow.values()))
+            return "", counters if counters is not None else add_up(by_workflow.values())
         self._check_scan(by_workflow)
         return "", of_kind(by_workflow, kind)
 
@@ -252,17 +257,16 @@ class ServingModel:
         limit: int,
         timeout: float,
     ) -> list[WorkflowRow] | None:
-        """A page of the user's workflows over all time, as Queries.list_workflows gives it (sorted
-        by ``sort``, then workflow id; only those of ``kind``; strictly after ``after``); None when
-        the user is unknown; or Stale (TooMany beyond ``scanned_at_most`` workflows). Workflow
-        ids compare as ClickHouse compares them: UTF-8's byte order is its code points' order.
-        """
+        """A page of the user's workflows over all time, as Queries.list_workflows gives it (see
+        workflow_counts.page); None when the user is unknown; or Stale (TooMany beyond
+        ``scanned_at_most`` workflows). The order is sorted once while the user's workflows stay."""
         self._check_fresh(timeout)
         by_workflow = self._workflows.get(user_id)
         if by_workflow is None:
             return None
         self._check_scan(by_workflow)
-        return page(by_workflow, kind, sort, ascending, after, limit)
+        order = self._orders.of(user_id, by_workflow, sort, ascending)
+        return page(by_workflow, order, kind, sort, ascending, after, limit)
 
     def time_series(self, user_id: str, granularity: str, period: Period, timeout: float):
         """A user's buckets of ``granularity`` that begin within ``period``, oldest first, as
@@ -281,14 +285,6 @@ class ServingModel:
         return self._held
 
     # -- reads from ClickHouse --------------------------------------------------------------------
-    def _pending_mutations(self) -> int:
-        [[pending]] = self._backend.rows(PENDING_MUTATIONS, {}, self._timeout)
-        return int(pending)
-
-    def _newest_block(self) -> int:
-        [[block]] = self._backend.rows(NEWEST_BLOCK, {}, self._timeout)
-        return int(block)
-
     def _counts(self) -> tuple[int, int]:
         return (0, 0) if self._writes is None else self._writes.counts()
 
@@ -309,8 +305,8 @@ class ServingModel:
         sent = self._clock()
         counts = self._counts()  # before the reads: every write counted here is in what they see
         # Read before the rows: a mutation done by now is in them, one still running is not.
-        pending = self._writes is not None and self._pending_mutations()
-        newest = self._newest_block()
+        pending = self._writes is not None and one_number(self._backend, PENDING_MUTATIONS, self._timeout)
+        newest = one_number(self._backend, NEWEST_BLOCK, self._timeout)
         rows = self._backend.rows(EVERY_WORKFLOW, {"limit": self.max_workflows + 1}, self._timeout)
         if len(rows) > self.max_workflows:
             self._turn_off(f"ClickHouse holds more than {self.max_workflows:,} workflows")
@@ -319,9 +315,10 @@ class ServingModel:
         for row in rows:
             workflows.setdefault(row[0], {})[row[1]] = counts_of(row[2:])
         users = {user_id: add_up(by_workflow.values()) for user_id, by_workflow in workflows.items()}
-        percentiles = self._read_percentiles(EVERY_USERS_PERCENTILES, {})
+        percentiles = users_percentiles(self._backend, EVERY_USERS_PERCENTILES, {}, self._timeout)
         series = self._read_series(EVERY_USERS_SERIES, {})
         self._workflows, self._users, self._held = workflows, users, len(rows)
+        self._orders.forget_all()
         self._percentiles = percentiles
         self.series.replace_all(series)
         # The next poll reads again what committed since the read before this one, as a poll would:
@@ -343,12 +340,6 @@ class ServingModel:
         self._mutation_pending = bool(pending)
         self._applied_read(sent, counts)
 
-    def _read_percentiles(self, select: str, params: dict) -> dict[str, Percentiles]:
-        """The users' percentiles a read gives; those without a finished job are left out."""
-        rows = self._backend.rows(select, params, self._timeout)
-        found = ((row[0], percentiles_of(row[1])) for row in rows)
-        return {user_id: values for user_id, values in found if values is not None}
-
     def _read_series(self, select: str, params: dict) -> dict[str, dict[str, Series]]:
         """The users' series a read gives (none while the model holds no series)."""
         return {} if self.series.off is not None else series_of(self._backend.rows(select, params, self._timeout))
@@ -360,27 +351,31 @@ class ServingModel:
             return 0
         sent = self._clock()
         inserts, _ = self._counts()
-        newest = self._newest_block()
+        newest = one_number(self._backend, NEWEST_BLOCK, self._timeout)
         before_previous, previous = self._blocks
         blocks = {"after": before_previous, "upto": newest}
         rows = self._backend.rows(CHANGED_WORKFLOWS, blocks, self._timeout)
-        percentiles = self._read_percentiles(CHANGED_USERS_PERCENTILES, blocks)
+        percentiles = users_percentiles(self._backend, CHANGED_USERS_PERCENTILES, blocks, self._timeout)
         series = self._read_series(CHANGED_USERS_SERIES, blocks)
+        changed: dict[str, dict[str, WorkflowCounts]] = {}  # each changed user's workflows, copied
         for row in rows:
-            by_workflow = self._workflows.setdefault(row[0], {})
+            by_workflow = changed.get(row[0])
+            if by_workflow is None:
+                by_workflow = changed[row[0]] = dict(self._workflows.get(row[0], {}))
             self._held += row[1] not in by_workflow
             by_workflow[row[1]] = counts_of(row[2:])
         if self._held > self.max_workflows:
             self._turn_off(f"new workflows took it past {self.max_workflows:,}")
             return len(rows)
+        self._workflows.update(changed)
+        self._orders.forget(changed.keys())
         # A user's counts are re-added from their workflows: exact, and 100,000 workflows take ~20 ms.
-        changed = {row[0] for row in rows}
         for user_id in changed:
             self._users[user_id] = add_up(self._workflows[user_id].values())
             if user_id not in percentiles:
                 self._percentiles.pop(user_id, None)  # its digests are gone, or it never had any
         self._percentiles.update(percentiles)
-        self.series.replace(changed | series.keys(), series)
+        self.series.replace(changed.keys() | series.keys(), series)
         self._blocks = (previous, newest)
         assert self._covered is not None  # set by the load before any poll
         self._applied_read(sent, (inserts, self._covered[1]))
@@ -431,6 +426,7 @@ class ServingModel:
         self.off = f"the serving model is off: {why} (ANALYTICS_GRPC_SERVING_MAX_WORKFLOWS)"
         log.warning("%s; lookups ask ClickHouse", self.off)
         self._workflows, self._users, self._percentiles, self._held = {}, {}, {}, 0
+        self._orders.forget_all()
         self.series.clear()
         self._stop.set()
         with self._applied:

@@ -4,8 +4,17 @@ by block number, and the state of the tables it must not read past (a mutation s
 
 from __future__ import annotations
 
+from core.backend import QueryBackend
 from core.names import sql
-from server.queries import BUCKETS, COUNTER_COLUMNS, NO_PERCENTILES, PERCENTILES, PERCENTILES_FLOAT64, ZERO_COUNTERS
+from server.queries import (
+    BUCKETS,
+    COUNTER_COLUMNS,
+    NO_PERCENTILES,
+    PERCENTILES,
+    PERCENTILES_FLOAT64,
+    ZERO_COUNTERS,
+    percentiles_of,
+)
 
 # Block numbers of a MergeTree table are taken as its parts commit, in commit order: every row
 # committed after the newest block seen is in a part whose range ends beyond it. Merged parts
@@ -103,3 +112,15 @@ def _series(users: str) -> str:
 
 EVERY_USERS_SERIES = _series("1")
 CHANGED_USERS_SERIES = _series(f"user_id in (select user_id {CHANGED_IN_BLOCKS})")
+
+
+def one_number(backend: QueryBackend, select: str, timeout: float) -> int:
+    """The one number a statement answers (NEWEST_BLOCK, PENDING_MUTATIONS)."""
+    [[number]] = backend.rows(select, {}, timeout)
+    return int(number)
+
+
+def users_percentiles(backend: QueryBackend, select: str, params: dict, timeout: float) -> dict:
+    """Each user's duration percentiles a read gives; a user without a finished job is left out."""
+    found = ((row[0], percentiles_of(row[1])) for row in backend.rows(select, params, timeout))
+    return {user_id: values for user_id, values in found if values is not None}

@@ -17,6 +17,7 @@ from server.queries import Summary
 from server.series import uncut
 from server.serving import ServingModel, Stale, TooMany
 from server.validation import FIRST_DAY, LAST_DAY, Period
+from server.workflow_counts import ListingOrders, counts_of
 
 # user, workflow, jobs, joblogs, seconds, completed, failed, cancelled, kind
 ROWS = [
@@ -88,6 +89,44 @@ def test_pages_follow_the_order_with_ties_broken_by_workflow_id(model, sort, asc
     pages = every_page(model, kind, sort, ascending, size=2)
     assert list(itertools.chain(*pages)) == expected
     assert all(len(page) == 2 for page in pages[:-1])
+
+
+def test_a_listing_follows_a_poll_that_changes_the_users_workflows():
+    backend = MovingBackend()
+    model = ServingModel(backend, max_staleness=60, clock=lambda: 0.0)
+    model.load()
+    first = [row.workflow_id for row in model.list_workflows("u1", None, "jobs", False, None, 10, 1.0)]
+    assert first == ["w-d", "w-a", "w-b", "w-c"]
+    # w-c gains jobs and w-e appears: the order kept for u1 is sorted again, u2's stays as it was.
+    backend.rows_now = [
+        *ROWS[:2],
+        ["u1", "w-c", 9, 30, 100, 1, 0, 0, "BATCH"],
+        ROWS[3],
+        ["u1", "w-e", 4, 0, 0, 0, 0, 0, "CRON"],
+    ]
+    u2 = model.list_workflows("u2", None, "jobs", False, None, 10, 1.0)
+    backend.newest = 1
+    model.poll()
+    after = [row.workflow_id for row in model.list_workflows("u1", None, "jobs", False, None, 10, 1.0)]
+    assert after == ["w-c", "w-d", "w-e", "w-a", "w-b"]
+    assert model.list_workflows("u2", None, "jobs", False, None, 10, 1.0) == u2
+
+
+def test_listing_orders_keep_at_most_their_keys_dropping_the_oldest_first():
+    orders = ListingOrders(max_keys=6)
+    u1 = {row[1]: counts_of(row[2:]) for row in ROWS if row[0] == "u1"}  # four workflows
+    u2 = {row[1]: counts_of(row[2:]) for row in ROWS if row[0] == "u2"}  # one
+    by_jobs = orders.of("u1", u1, "jobs", True)
+    assert orders.of("u1", u1, "jobs", True) is by_jobs  # kept: no sort
+    assert orders.of("u1", dict(u1), "jobs", True) is not by_jobs  # another dict of workflows: sorted again
+    by_jobs = orders.of("u1", u1, "jobs", True)  # and again for u1's own: now the oldest order kept
+    orders.of("u2", u2, "jobs", True)
+    orders.of("u1", u1, "joblogs", True)  # 4 + 1 + 4 keys: the oldest (u1 by jobs) goes
+    assert orders.of("u2", u2, "jobs", True) is orders.of("u2", u2, "jobs", True)
+    assert orders.of("u1", u1, "jobs", True) is not by_jobs
+    kept = orders.of("u2", u2, "jobs", True)
+    orders.forget({"u2"})
+    assert orders.of("u2", u2, "jobs", True) is not kept
 
 
 def test_a_listing_row_carries_the_workflows_counters_and_kind(model):
@@ -198,17 +237,21 @@ def test_more_buckets_than_it_may_hold_leave_time_series_to_clickhouse():
 
 
 class MovingBackend(CannedBackend):
-    """CannedBackend whose newest block of workflow_changes is ``newest``, recording each changes read."""
+    """CannedBackend whose newest block of workflow_changes is ``newest``, recording each changes read,
+    whose workflows' rows are ``rows_now``."""
 
     def __init__(self):
         self.newest = 0
         self.changes_read: list[dict] = []
+        self.rows_now = ROWS
 
     def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
         if "max_block_number" in sql:
             return [[self.newest]]
         if "workflow_changes" in sql and "duration_seconds_quantiles" not in sql:
             self.changes_read.append(dict(params))
+        if "max(kind)" in sql:
+            return [list(row) for row in self.rows_now]
         return super().rows(sql, params, timeout)
 
 
