@@ -1,7 +1,7 @@
 """What the serving model holds of each workflow, and the answers computed from a user's workflows.
 
-Pure functions over ``{workflow id: WorkflowCounts}``; server/serving.py keeps them fresh and
-decides when they may answer.
+Pure functions over ``{workflow id: WorkflowCounts}``, and the listing orders kept for them
+(ListingOrders); server/serving.py keeps them fresh and decides when they may answer.
 """
 
 from __future__ import annotations
