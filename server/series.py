@@ -118,7 +118,7 @@ class HeldSeries:
     def replace_all(self, users: dict[str, dict[str, Series]]) -> None:
         if self.off is None:
             self._users, self._points = users, sum(points_held(one) for one in users.values())
-            self._check_points()
+            self.check_points(self._points)
 
     def replace(self, user_ids, users: dict[str, dict[str, Series]]) -> None:
         """The series of ``user_ids`` as ``users`` gives them; one it does not name has none."""
@@ -129,13 +129,14 @@ class HeldSeries:
                 self._users[user_id] = found
             else:
                 self._users.pop(user_id, None)
-        self._check_points()
+        self.check_points(self._points)
 
     def clear(self) -> None:
         self._users, self._points = {}, 0
 
-    def _check_points(self) -> None:
-        if self._points > self.max_points and self.off is None:
+    def check_points(self, points: int) -> None:
+        """Beyond ``max_points`` buckets (held, or about to be read): free them, and hold none from now on."""
+        if points > self.max_points and self.off is None:
             self.off = (
                 f"the serving model holds no time series: more than {self.max_points:,} buckets "
                 "(ANALYTICS_GRPC_SERVING_MAX_SERIES_POINTS)"

@@ -60,6 +60,7 @@ from server.serving_reads import (
     EVERY_WORKFLOW,
     NEWEST_BLOCK,
     PENDING_MUTATIONS,
+    SERIES_BUCKETS,
     one_number,
     users_percentiles,
 )
@@ -316,6 +317,8 @@ class ServingModel:
             workflows.setdefault(row[0], {})[row[1]] = counts_of(row[2:])
         users = {user_id: add_up(by_workflow.values()) for user_id, by_workflow in workflows.items()}
         percentiles = users_percentiles(self._backend, EVERY_USERS_PERCENTILES, {}, self._timeout)
+        # Counted first: beyond the bound the buckets are not read at all (a long history of many users).
+        self.series.check_points(one_number(self._backend, SERIES_BUCKETS, self._timeout))
         series = self._read_series(EVERY_USERS_SERIES, {})
         self._workflows, self._users, self._held = workflows, users, len(rows)
         self._orders.forget_all()

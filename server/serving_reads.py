@@ -111,6 +111,9 @@ def _series(users: str) -> str:
 
 
 EVERY_USERS_SERIES = _series("1")
+# How many buckets (counter rows) EVERY_USERS_SERIES would give, counted before it is read.
+SERIES_BUCKETS = sql(f"""select {" + ".join(f"uniqExact(user_id, {bucket})" for bucket in BUCKETS.values())}
+from $workflow_daily""")
 CHANGED_USERS_SERIES = _series(f"user_id in (select user_id {CHANGED_IN_BLOCKS})")
 
 

@@ -182,8 +182,8 @@ def launch_served(tmp_path, url: str, bound: float = BOUND, env: dict | None = N
     return service
 
 
-def start_served(tmp_path, url: str, bound: float = BOUND):
-    service = launch_served(tmp_path, url, bound)
+def start_served(tmp_path, url: str, bound: float = BOUND, env: dict | None = None):
+    service = launch_served(tmp_path, url, bound, env)
     wait_until(
         lambda: (
             sample(scrape(service.extra["metrics_url"]), "analytics_grpc_serving_model_staleness_seconds") >= 0

@@ -133,7 +133,15 @@ def test_details_listings_and_series_from_the_model_are_the_statements_answers(a
 
     (tmp_path / "served").mkdir()
     (tmp_path / "statements").mkdir()
-    served = start_served(tmp_path / "served", analytics_db.url, bound=60.0)  # nothing changes meanwhile
+    # Every bucket of every granularity the daily tables have, as many as the model may hold: it
+    # counts them before it reads them, and holds them all.
+    [held] = query(
+        analytics_db,
+        "select uniqExact(user_id, day) + uniqExact(user_id, toMonday(day))"
+        " + uniqExact(user_id, toStartOfMonth(day)) as buckets from analytics.workflow_daily",
+    )
+    bounded = {"ANALYTICS_GRPC_SERVING_MAX_SERIES_POINTS": str(held["buckets"])}
+    served = start_served(tmp_path / "served", analytics_db.url, bound=60.0, env=bounded)  # nothing changes meanwhile
     statements = launch_served(tmp_path / "statements", analytics_db.url, bound=0)  # 0: no model
     try:
         with served.channel() as served_channel, statements.channel() as statements_channel:
@@ -149,12 +157,6 @@ def test_details_listings_and_series_from_the_model_are_the_statements_answers(a
             # A user's time series cost none; a workflow's, a kind's, or over days that cut a bucket in
             # two, the statement.
             assert queries_run(served, "time_series") == len(other_series)
-            # It holds every bucket of every granularity the daily tables have.
-            [held] = query(
-                analytics_db,
-                "select uniqExact(user_id, day) + uniqExact(user_id, toMonday(day))"
-                " + uniqExact(user_id, toStartOfMonth(day)) as buckets from analytics.workflow_daily",
-            )
             buckets = sample(scrape(served.extra["metrics_url"]), "analytics_grpc_serving_model_series_buckets")
             assert buckets == held["buckets"]
             before = queries_run(served, *STATEMENTS)

@@ -54,6 +54,8 @@ class CannedBackend:
             return [[0]]
         if "array join" in sql:
             return [list(row) for row in SERIES_ROWS]
+        if "uniqExact(user_id, day)" in sql:  # how many buckets the series read would give
+            return [[sum(row[0] == "counters" for row in SERIES_ROWS)]]
         if "duration_seconds_quantiles" in sql:
             return [list(row) for row in PERCENTILE_ROWS]
         return [list(row) for row in ROWS]
@@ -226,14 +228,43 @@ def test_days_that_cut_a_bucket_in_two_are_left_to_clickhouse(model, granularity
             model.time_series("u1", granularity, period, 1.0)
 
 
-def test_more_buckets_than_it_may_hold_leave_time_series_to_clickhouse():
-    model = ServingModel(CannedBackend(), max_staleness=60, clock=lambda: 0.0, max_series_points=3)
+class RecordingBackend(CannedBackend):
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
+        self.sent.append(sql)
+        return super().rows(sql, params, timeout)
+
+
+@pytest.mark.parametrize("bound", [3, 4])
+def test_more_buckets_than_it_may_hold_leave_time_series_to_clickhouse_unread(bound):
+    # Four buckets: with room for three they are counted, never read; with room for four, read.
+    backend = RecordingBackend()
+    model = ServingModel(backend, max_staleness=60, clock=lambda: 0.0, max_series_points=bound)
     model.load()
+    model.poll()
+    read = [sql for sql in backend.sent if "array join" in sql]
+    if bound == 4:
+        assert len(read) == 2 and len(model.time_series("u1", "day", Period(), 1.0)) == 2
+        return
+    assert read == []
     with pytest.raises(Stale, match="ANALYTICS_GRPC_SERVING_MAX_SERIES_POINTS"):
         model.time_series("u1", "day", Period(), 1.0)
-    model.poll()  # and it reads none again
     assert model.series.off is not None and model.series.of("u1", "day") is None
     assert model.details("u1", 1.0) is not None  # the rest of the model answers
+
+
+def test_buckets_a_poll_adds_past_the_bound_free_them_all():
+    model = ServingModel(CannedBackend(), max_staleness=60, clock=lambda: 0.0, max_series_points=4)
+    model.load()
+    SERIES_ROWS.append(["counters", "u2", "day", FRIDAY, 1, 2, 2, 2, 2, 0, 0, []])
+    try:
+        model.poll()  # u2 changed (as every canned user does): a fifth bucket
+    finally:
+        SERIES_ROWS.pop()
+    with pytest.raises(Stale, match="more than 4 buckets"):
+        model.time_series("u1", "day", Period(), 1.0)
 
 
 class MovingBackend(CannedBackend):
