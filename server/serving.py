@@ -50,17 +50,17 @@ from collections.abc import Callable
 from core.backend import QueryBackend, QueryFailed, WriteLog
 from server.pagination import Position
 from server.queries import Totals, WorkflowRow
-from server.series import HeldSeries, Series, series_of, uncut
+from server.series import HeldSeries, series_of, uncut
 from server.serving_reads import (
     CHANGED_USERS_PERCENTILES,
     CHANGED_USERS_SERIES,
     CHANGED_WORKFLOWS,
     EVERY_USERS_PERCENTILES,
-    EVERY_USERS_SERIES,
     EVERY_WORKFLOW,
     NEWEST_BLOCK,
     PENDING_MUTATIONS,
     SERIES_BUCKETS,
+    every_users_series,
     one_number,
     users_percentiles,
 )
@@ -110,6 +110,7 @@ class ServingModel:
         max_workflows: int = 2_000_000,
         scanned_at_most: int = SCANNED_AT_MOST,
         max_series_points: int = 3_000_000,
+        series_part: int = 250_000,
     ):
         self._backend = backend
         self.max_workflows = max_workflows
@@ -129,6 +130,7 @@ class ServingModel:
         # user -> duration percentiles over all time; a user without a finished job has none.
         self._percentiles: dict[str, Percentiles] = {}
         self.series = HeldSeries(max_series_points)  # each user's buckets over all time
+        self.series_part = series_part
         self._held = 0  # workflows in _workflows
         self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
@@ -317,9 +319,11 @@ class ServingModel:
             workflows.setdefault(row[0], {})[row[1]] = counts_of(row[2:])
         users = {user_id: add_up(by_workflow.values()) for user_id, by_workflow in workflows.items()}
         percentiles = users_percentiles(self._backend, EVERY_USERS_PERCENTILES, {}, self._timeout)
-        # Counted first: beyond the bound the buckets are not read at all (a long history of many users).
-        self.series.check_points(one_number(self._backend, SERIES_BUCKETS, self._timeout))
-        series = self._read_series(EVERY_USERS_SERIES, {})
+        # Counted first: beyond the bound the buckets are not read at all (a long history of many
+        # users), and within it they are read in parts of at most about ``series_part`` buckets.
+        buckets = one_number(self._backend, SERIES_BUCKETS, self._timeout)
+        self.series.check_points(buckets)
+        series = {} if self.series.off else every_users_series(self._backend, buckets, self.series_part, self._timeout)
         self._workflows, self._users, self._held = workflows, users, len(rows)
         self._orders.forget_all()
         self._percentiles = percentiles
@@ -343,10 +347,6 @@ class ServingModel:
         self._mutation_pending = bool(pending)
         self._applied_read(sent, counts)
 
-    def _read_series(self, select: str, params: dict) -> dict[str, dict[str, Series]]:
-        """The users' series a read gives (none while the model holds no series)."""
-        return {} if self.series.off is not None else series_of(self._backend.rows(select, params, self._timeout))
-
     def poll(self) -> int:
         """Re-read the keys of the blocks committed since the poll before the previous one."""
         if self._blocks is None:
@@ -359,7 +359,7 @@ class ServingModel:
         blocks = {"after": before_previous, "upto": newest}
         rows = self._backend.rows(CHANGED_WORKFLOWS, blocks, self._timeout)
         percentiles = users_percentiles(self._backend, CHANGED_USERS_PERCENTILES, blocks, self._timeout)
-        series = self._read_series(CHANGED_USERS_SERIES, blocks)
+        series = {} if self.series.off else series_of(self._backend.rows(CHANGED_USERS_SERIES, blocks, self._timeout))
         changed: dict[str, dict[str, WorkflowCounts]] = {}  # each changed user's workflows, copied
         for row in rows:
             by_workflow = changed.get(row[0])

@@ -15,6 +15,7 @@ from server.queries import (
     ZERO_COUNTERS,
     percentiles_of,
 )
+from server.series import Series, series_of
 
 # Block numbers of a MergeTree table are taken as its parts commit, in commit order: every row
 # committed after the newest block seen is in a part whose range ends beyond it. Merged parts
@@ -110,7 +111,9 @@ def _series(users: str) -> str:
     return sql(f"select * from (\n{counters}\nunion all\n{durations}\n)")
 
 
-EVERY_USERS_SERIES = _series("1")
+# Every user's, in parts by a hash of the user id (``part`` of ``parts``), so that the rows in
+# Python at once stay a part's: a long history is read a few hundred thousand buckets at a time.
+EVERY_USERS_SERIES = _series("cityHash64(user_id) % {parts:UInt64} = {part:UInt64}")
 # How many buckets (counter rows) EVERY_USERS_SERIES would give, counted before it is read.
 SERIES_BUCKETS = sql(f"""select {" + ".join(f"uniqExact(user_id, {bucket})" for bucket in BUCKETS.values())}
 from $workflow_daily""")
@@ -127,3 +130,12 @@ def users_percentiles(backend: QueryBackend, select: str, params: dict, timeout:
     """Each user's duration percentiles a read gives; a user without a finished job is left out."""
     found = ((row[0], percentiles_of(row[1])) for row in backend.rows(select, params, timeout))
     return {user_id: values for user_id, values in found if values is not None}
+
+
+def every_users_series(backend: QueryBackend, buckets: int, part: int, timeout: float) -> dict[str, dict[str, Series]]:
+    """Every user's series (EVERY_USERS_SERIES), of ``buckets`` in all, read in parts of about ``part``."""
+    parts = max(1, -(-buckets // part))
+    series: dict[str, dict[str, Series]] = {}
+    for number in range(parts):
+        series.update(series_of(backend.rows(EVERY_USERS_SERIES, {"parts": parts, "part": number}, timeout)))
+    return series

@@ -13,8 +13,11 @@ import grpc
 import pytest
 
 from analytics_proto import analytics_pb2 as pb
+from core.clickhouse.backend import HttpBackend
 from core.settings.composed import Settings
 from operations.backfill import rebuild_days
+from server.queries import Queries, Scope
+from server.serving import ServingModel
 from tests import datasets
 from tests.grpc_server import sample, scrape
 from tests.intake import copied_rows, deliver, execute, query, user_percentiles
@@ -97,6 +100,24 @@ def series_requests(db, users: list[str], kind: str, workflow: str) -> tuple[lis
     others += [request(user, pb.GRANULARITY_WEEK, kind=kind) for user in users[:4]]
     others.append(request(users[0], pb.GRANULARITY_DAY, workflow_id=workflow))
     return whole, others
+
+
+def test_every_users_series_read_in_parts_are_the_statements_answers(analytics_db, small):
+    """Read in parts of users by a hash of their ids (a part here of about 10 buckets), every user's
+    series is whole: the model's buckets are the statement's, for each user and granularity."""
+    backend = HttpBackend(analytics_db.url)
+    try:
+        model = ServingModel(backend, max_staleness=60, series_part=10)
+        model.load()
+        queries = Queries(backend)
+        users = [row["user_id"] for row in query(analytics_db, "select distinct user_id from analytics.workflow_daily")]
+        assert model.series.points > 30 and len(users) >= 4  # four parts or more
+        for user in users:
+            for granularity in ("day", "week", "month"):
+                got = model.time_series(user, granularity, Scope(user).period, 30)
+                assert got == queries.time_series(Scope(user), granularity, 30), (user, granularity)
+    finally:
+        backend.close()
 
 
 def test_details_listings_and_series_from_the_model_are_the_statements_answers(analytics_db, small, tmp_path):

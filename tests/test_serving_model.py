@@ -230,11 +230,14 @@ def test_days_that_cut_a_bucket_in_two_are_left_to_clickhouse(model, granularity
 
 class RecordingBackend(CannedBackend):
     def __init__(self):
-        self.sent: list[str] = []
+        self.sent: list[tuple[str, dict]] = []
 
     def rows(self, sql: str, params: dict, timeout: float) -> list[list]:
-        self.sent.append(sql)
+        self.sent.append((sql, dict(params)))
         return super().rows(sql, params, timeout)
+
+    def series_reads(self) -> list[dict]:
+        return [params for sql, params in self.sent if "array join" in sql]
 
 
 @pytest.mark.parametrize("bound", [3, 4])
@@ -244,15 +247,22 @@ def test_more_buckets_than_it_may_hold_leave_time_series_to_clickhouse_unread(bo
     model = ServingModel(backend, max_staleness=60, clock=lambda: 0.0, max_series_points=bound)
     model.load()
     model.poll()
-    read = [sql for sql in backend.sent if "array join" in sql]
     if bound == 4:
-        assert len(read) == 2 and len(model.time_series("u1", "day", Period(), 1.0)) == 2
+        assert len(backend.series_reads()) == 2 and len(model.time_series("u1", "day", Period(), 1.0)) == 2
         return
-    assert read == []
+    assert backend.series_reads() == []
     with pytest.raises(Stale, match="ANALYTICS_GRPC_SERVING_MAX_SERIES_POINTS"):
         model.time_series("u1", "day", Period(), 1.0)
     assert model.series.off is not None and model.series.of("u1", "day") is None
     assert model.details("u1", 1.0) is not None  # the rest of the model answers
+
+
+def test_every_users_buckets_are_read_in_parts_of_users():
+    backend = RecordingBackend()
+    model = ServingModel(backend, max_staleness=60, clock=lambda: 0.0, series_part=3)
+    model.load()  # four buckets, at most about three a read: two reads, each of half the users
+    assert backend.series_reads() == [{"parts": 2, "part": 0}, {"parts": 2, "part": 1}]
+    assert len(model.time_series("u1", "week", Period(), 1.0)) == 2
 
 
 def test_buckets_a_poll_adds_past_the_bound_free_them_all():
