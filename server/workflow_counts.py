@@ -125,10 +125,12 @@ class ListingOrders:
         return order
 
     def forget(self, user_ids) -> None:
-        """Drop the orders of these users (their workflows changed)."""
+        """Drop the orders of these users (their workflows changed): a poll's cost, not the kept orders'."""
         with self._lock:
-            for key in [key for key in self._orders if key[0] in user_ids]:
-                self._drop(key)
+            for user_id in user_ids:
+                for sort in SORTED_BY:
+                    self._drop((user_id, sort, True))
+                    self._drop((user_id, sort, False))
 
     def forget_all(self) -> None:
         with self._lock:
