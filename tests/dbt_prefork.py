@@ -82,10 +82,14 @@ def _is_open(fd: int) -> bool:
 
 # -- the server ------------------------------------------------------------------------------------
 def serve(listener: socket.socket) -> None:
-    """Import dbt once, then fork a child for each launcher that connects. Runs until killed."""
+    """Import dbt and parse the project once, then fork a child for each launcher that connects.
+    Runs until killed."""
+    import dbt.adapters.clickhouse.httpclient  # noqa: F401 - the client a command connects with
     import dbt.adapters.clickhouse.impl  # noqa: F401 - the adapter dbt loads for profiles.yml
     import dbt.cli.main  # noqa: F401 - what every dbt process imports first
+    import dbt.task.build  # noqa: F401 - the tasks of `build`, `run`, `test` and `run-operation`
 
+    _warm_up()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     while True:
         connection, _ = listener.accept()
@@ -93,6 +97,34 @@ def serve(listener: socket.socket) -> None:
             listener.close()
             os._exit(_run_child(connection))
         connection.close()
+
+
+def _warm_up() -> None:
+    """Parse the project once in the server, so that every fork starts with what dbt builds on its first
+    parse and keeps for the life of a process: the JSON schemas it validates each node's config
+    against (built from the dataclasses, 1.4 s of a profiled parse), the compiled codecs. Measured: a
+    first `dbt parse` in a process took 3.0 CPU-seconds, the next ones 1.7 to 1.8.
+
+    dbt supports invocations one after another in a process (each resets the adapters, flags and
+    loggers it set up), and parsing connects to no database. The forks' own parses are dbt's as
+    ever: this one's artifacts go to a scratch directory that is removed."""
+    import tempfile
+
+    from dbt.cli.main import cli
+    from dbt_common.events.event_manager_client import cleanup_event_logger
+
+    os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"  # no tracking thread to fork with
+    with tempfile.TemporaryDirectory(prefix="dbt-warm-up-") as scratch:
+        arguments = ["parse", "--project-dir", str(REPO), "--profiles-dir", str(REPO)]
+        arguments += ["--target-path", f"{scratch}/target", "--log-path", f"{scratch}/logs", "--quiet"]
+        # Not the static parser (dbt-extractor, in Rust): used before a fork, it hangs in the forks.
+        arguments.append("--no-static-parser")
+        try:
+            cli.main(args=arguments, prog_name="dbt")
+        except SystemExit as stop:
+            if stop.code:
+                print(f"the warm-up parse failed ({stop.code}); the forks parse from cold", file=sys.stderr)
+        cleanup_event_logger()
 
 
 def _run_child(connection: socket.socket) -> int:

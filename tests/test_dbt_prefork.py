@@ -3,6 +3,7 @@ exit codes, the caller's working directory and environment, and it dies with its
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -56,6 +57,28 @@ def test_the_callers_directory_and_environment_are_the_commands(forked, tmp_path
     assert "'/from/the/environment' does not exist" in fork.stderr
 
 
+def test_a_parse_by_the_warmed_up_server_is_the_installed_dbts(forked, tmp_path):
+    # The server parsed the project once before forking (tests/dbt_prefork.py, _warm_up), with the
+    # default vars; what a fork parses after it, with others, is what a fresh dbt process makes of it.
+    manifests = []
+    for program in (str(forked.launcher), INSTALLED):
+        target = tmp_path / Path(program).name
+        command = [program, "parse", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT), "--target-path"]
+        command += [str(target), "--vars", '{"cluster": "analytics"}']  # enables the Distributed tables
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout[-3000:]
+        manifests.append(json.loads((target / "manifest.json").read_text()))
+    fork, installed = ({key: strip(node) for key, node in m["nodes"].items()} for m in manifests)
+    assert fork.keys() == installed.keys() and len(fork) > 80
+    assert fork == installed
+    assert "model.analytics.job_log_totals_all" in fork
+
+
+def strip(node: dict) -> dict:
+    """A parsed node without what differs from one parse to another (times, paths of the target)."""
+    return {key: value for key, value in node.items() if key not in ("created_at", "build_path")}
+
+
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -72,10 +95,11 @@ def test_the_forked_dbt_dies_with_its_launcher(forked, tmp_path, stop):
     silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers: dbt waits
     command = [str(forked.launcher), "debug", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)]
     env = {**os.environ, "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(silent.getsockname()[1])}
+    helpers = set(children(forked.server_pid))  # the server's own: multiprocessing's resource tracker
     launcher = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while not (running := children(forked.server_pid)):
+        while not (running := [pid for pid in children(forked.server_pid) if pid not in helpers]):
             assert time.monotonic() < deadline, "no dbt was forked"
             time.sleep(0.05)
         os.kill(launcher.pid, stop)
