@@ -83,10 +83,9 @@ def refused_port() -> Iterator[int]:
 @pytest.fixture(scope="session")
 def analytics_db(clickhouse):
     """The analytics schema, built once by `analytics migrate` in the session's ClickHouse."""
-    from core.settings.composed import Settings
     from operations.migrate import migrate
 
-    settings = Settings(clickhouse_http_port=clickhouse.port, data_dir=clickhouse.data_dir.parent / "state")
+    settings = clickhouse.settings()
     result = migrate(settings, capture=True)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     return clickhouse

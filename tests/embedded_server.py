@@ -33,6 +33,13 @@ class EmbeddedClickHouse:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def settings(self, **overrides):
+        """Settings for this server with the session's state directory (conftest's `analytics_db` migrates
+        with them): dbt finds its parse of the project there, and parses again only what changed."""
+        from core.settings.composed import Settings
+
+        return Settings(clickhouse_http_port=self.port, data_dir=self.data_dir.parent / "state", **overrides)
+
     def client(self, **kwargs):
         import clickhouse_connect
 

@@ -31,9 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def settings_for(analytics_db, kafka, prefix: str, partitions: int = 1) -> Settings:
-    return Settings(
-        clickhouse_http_port=analytics_db.port,
-        data_dir=analytics_db.data_dir.parent / "state",
+    return analytics_db.settings(
         kafka_bootstrap=kafka.bootstrap,
         kafka_topic_prefix=prefix,
         kafka_consumer_group_prefix=f"{prefix}group",

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from analytics.cli import main
-from core.settings.composed import Settings
 from embedded.bridge.framing import row_binary
 from orchestration.dead_letters.jobs import replay_dead_letters
 from tests.intake import HTTP, execute, query
@@ -67,7 +66,7 @@ def dead(analytics_db):
     keyless = json.dumps({**valid_event("analytics", 3, user), "EventKey": ""}).encode()
     refused_by_clickhouse(analytics_db, jobs, 2, good_job)
     refused_by_clickhouse(analytics_db, legacy, 7, keyless)
-    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    settings = analytics_db.settings()
     env = {"ANALYTICS_CLICKHOUSE_HTTP_PORT": str(analytics_db.port)}
     return {
         "prefix": prefix,

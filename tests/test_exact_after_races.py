@@ -14,7 +14,6 @@ import threading
 
 import pytest
 
-from core.settings.composed import Settings
 from operations.backfill import rebuild_days
 from tests import datasets
 from tests.checks import assert_matches
@@ -74,7 +73,7 @@ def test_two_inserters_racing_on_new_keys_are_exact_after_reconciliation(analyti
     race(analytics_db, {topic: batch for topic, batch in dataset.messages.items() if topic != "jobs"})
     assert_raw_history_once(analytics_db, dataset)
 
-    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    settings = analytics_db.settings()
     times = [m["event_time"] for batch in dataset.messages.values() for m in batch if "event_time" in m]
     days = {dt.date.fromisoformat(time[:10]) for time in times}
     days.add(dt.datetime.now(dt.UTC).date())  # the scheduler's events count on the day they arrive

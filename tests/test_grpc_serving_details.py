@@ -14,7 +14,6 @@ import pytest
 
 from analytics_proto import analytics_pb2 as pb
 from core.clickhouse.backend import HttpBackend
-from core.settings.composed import Settings
 from operations.backfill import rebuild_days
 from server.queries import Queries, Scope
 from server.serving import ServingModel
@@ -247,7 +246,7 @@ def test_digests_a_rebuild_deletes_without_inserting_others_leave_a_users_percen
             time.sleep(bound + 0.05)
             assert p99() > true[3]  # the model has read the wrong digest (the insert announced it)
 
-            settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=tmp_path / "state")
+            settings = analytics_db.settings()
             rebuild_days(settings, [wrong_day])
             before = queries_run(service, *STATEMENTS)
             time.sleep(bound + 0.05)
@@ -289,7 +288,7 @@ def test_a_rebuild_that_moves_counters_between_days_reaches_a_users_time_series(
                 return [point.bucket_start for point in stub.GetAnalyticsTimeSeries(request, timeout=30).points]
 
             assert {str(day) for day in wrong_days} <= set(days())
-            settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=tmp_path / "state")
+            settings = analytics_db.settings()
             rebuild_days(settings, wrong_days)
             before = queries_run(service, *STATEMENTS)
             time.sleep(bound + 0.05)

@@ -12,7 +12,6 @@ import re
 import pytest
 
 from core.clickhouse.backend import HttpBackend
-from core.settings.composed import Settings
 from operations.dbt import run_dbt
 from server.logs import JobRef, LogFilter, LogQueries
 from server.pagination import LogPosition
@@ -96,7 +95,7 @@ def test_a_search_reads_only_the_granules_the_ngram_index_keeps(analytics_db, bi
 
 
 def test_the_job_log_totals_test_catches_a_wrong_count(analytics_db, big_job):
-    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    settings = analytics_db.settings()
     logs = log_datasets.generate_logs(seed=96, users=1, jobs_per_user=2, lines=(5, 30))
     deliver(analytics_db, logs.messages)
     select = ("--select", "job_log_totals_match_raw_history")

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 
-from core.settings.composed import Settings
 from operations.backfill import rebuild_days
 from operations.dbt import run_dbt
 from tests import datasets
@@ -21,10 +20,10 @@ pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run fir
 
 def apply_retention(server, audit_mode: bool) -> None:
     """What `analytics migrate` does to job_log_events for the setting (its post-hook, on the live table)."""
-    settings = Settings(
-        clickhouse_http_port=server.port, data_dir=server.data_dir.parent / "state", audit_mode=audit_mode
-    )
-    result = run_dbt(settings, "run", "--select", "job_log_events", capture=True)
+    settings = server.settings(audit_mode=audit_mode)
+    # Audit mode's vars parse the project into a target of their own, keeping the session's parse (other vars).
+    target = server.data_dir.parent / "state" / "dbt" / "target-audit" if audit_mode else None
+    result = run_dbt(settings, "run", "--select", "job_log_events", capture=True, target_path=target)
     assert result.returncode == 0, result.stdout[-3000:]
 
 
@@ -71,7 +70,7 @@ def test_a_rebuild_keeps_the_log_counts_of_a_job_whose_first_lines_expired(analy
                  WHERE user_id = '{job.user_id}'"""
     raw = f"SELECT count() AS n FROM analytics.job_log_events FINAL WHERE user_id = '{job.user_id}'"
     assert int(query(analytics_db, raw)[0]["n"]) == 2
-    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    settings = analytics_db.settings()
     summary = rebuild_days(settings, [recent.date()])
     assert query(analytics_db, totals) == [{"lines": 5, "entries": 5}]
     assert summary.job_log_totals_corrected == 0

@@ -42,7 +42,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settings(server) -> Settings:
-    return Settings(clickhouse_http_port=server.port, data_dir=server.data_dir.parent / "state")
+    return server.settings()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from itertools import count
 
 import pytest
 
-from core.settings.composed import Settings
 from operations.dbt import run_dbt
 from tests import datasets, log_datasets
 from tests.intake import deliver, execute, query
@@ -40,7 +39,7 @@ READ_THE_WRONG_COUNT = {"workflow_totals_match_raw_history", "workflow_totals_ad
 
 @pytest.fixture(scope="module")
 def compiled(analytics_db, tmp_path_factory) -> dict[str, str]:
-    settings = Settings(clickhouse_http_port=analytics_db.port, data_dir=analytics_db.data_dir.parent / "state")
+    settings = analytics_db.settings()
     target = tmp_path_factory.mktemp("compiled")
     result = run_dbt(settings, "compile", "--select", *CHECKS, capture=True, target_path=target)
     assert result.returncode == 0, result.stdout[-4000:]

@@ -18,7 +18,7 @@ DELIVERY_BATCH = 200
 
 
 def settings_for(server) -> Settings:
-    return Settings(clickhouse_http_port=server.port, data_dir=server.data_dir.parent / "state")
+    return server.settings()
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,7 @@ def test_migrate_again_keeps_every_accepted_event(analytics_db, loaded):
     assert_matches(analytics_db, loaded)
 
 
-def test_retention_follows_the_vars_on_an_existing_table(analytics_db):
+def test_retention_follows_the_vars_on_an_existing_table(analytics_db, tmp_path):
     settings = settings_for(analytics_db)
 
     def create_statement() -> str:
@@ -272,13 +272,17 @@ def test_retention_follows_the_vars_on_an_existing_table(analytics_db):
     try:
         # The settings carry the vars, as `analytics migrate` passes them (a second --vars would replace all).
         audit_settings = settings.model_copy(update={"audit_mode": True})
-        audit = run_dbt(audit_settings, "run", "--select", "job_log_events", capture=True)
+        # Other vars parse the project into targets of their own, keeping the session's parse.
+        audit_target = tmp_path / "audit"
+        audit = run_dbt(audit_settings, "run", "--select", "job_log_events", capture=True, target_path=audit_target)
         assert audit.returncode == 0, audit.stdout[-3000:]
         assert " TTL " not in create_statement()
-        again = run_dbt(audit_settings, "run", "--select", "job_log_events", capture=True)
+        again = run_dbt(audit_settings, "run", "--select", "job_log_events", capture=True, target_path=audit_target)
         assert again.returncode == 0, again.stdout[-3000:]  # a second audit-mode run has no TTL to remove
         shorter_settings = settings.model_copy(update={"log_retention_hours": 48})
-        shorter = run_dbt(shorter_settings, "run", "--select", "job_log_events", capture=True)
+        shorter = run_dbt(
+            shorter_settings, "run", "--select", "job_log_events", capture=True, target_path=tmp_path / "shorter"
+        )
         assert shorter.returncode == 0, shorter.stdout[-3000:]
         assert "toIntervalHour(48)" in create_statement()
     finally:
