@@ -1,8 +1,8 @@
 """Where the test suite's CPU goes: pytest as `./dev test` runs it, every process sampled from /proc.
 
-The suite is bound by the two cores' CPU, not by waiting, so the lever for its wall-clock time is
-the CPU each kind of process spends. While pytest runs (two workers, a file each at a time, as
-`./dev test` does; extra arguments go to pytest), every process's CPU time is read from
+The suite is bound by the two cores' CPU more than by waiting, so the lever for its wall-clock time
+is the CPU each kind of process spends. While pytest runs (three workers or `ANALYTICS_TEST_WORKERS`,
+a file each at a time, as `./dev test` does; extra arguments go to pytest), every process's CPU time is read from
 /proc/<pid>/stat twice a second and filed under the kind of process its command line names (dbt,
 Dagster, the embedded ClickHouse, a Kafka broker, ...). At the end it prints the wall-clock time,
 the CPU-seconds of each kind with its share, how many processes of that kind ran, and how busy the
@@ -86,7 +86,8 @@ def sample(root: int, stop: threading.Event, seen: dict) -> None:
 
 
 def main() -> int:
-    command = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", *sys.argv[1:]]
+    workers = os.environ.get("ANALYTICS_TEST_WORKERS", "3")  # as `./dev test` runs it
+    command = [sys.executable, "-m", "pytest", "-n", workers, "--dist", "loadfile", "-q", *sys.argv[1:]]
     env = {**os.environ, "PATH": f"{ROOT / '.analytics' / 'tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, env=env)
