@@ -120,3 +120,32 @@ def test_the_dagster_job_replays_the_same_way(analytics_db, dead):
     assert counted(analytics_db, dead["user"]) == (0, 2)
     assert (dead["legacy"], 7) not in letters(analytics_db, dead["prefix"])
     assert result.output_for_node("replay_dead_letters_op") == 0  # none still failing
+
+
+def test_a_message_with_several_wrong_fields_names_the_first_of_the_topics_fields(analytics_db):
+    """The landing view names one field a message: the first of the topic's fields (dbt macro
+    landing_fields) whose JSON value has the wrong type, whatever the order of the message's keys. A
+    bare integer of 20 digits or more in a string field is a number; quoted, the same digits are a string."""
+    prefix, user = f"pf{uuid.uuid4().hex[:8]}.", f"pf-{uuid.uuid4().hex[:8]}"
+
+    def message(n: int, first: dict, last: dict) -> bytes:
+        rest = {k: v for k, v in valid_event("jobs", n, user).items() if k not in first and k not in last}
+        return json.dumps({**first, **rest, **last}).encode()
+
+    big = 12345678901234567890123
+    insert_messages(
+        analytics_db,
+        "jobs",
+        prefix + "jobs",
+        [
+            message(0, {"user_id": True}, {"event_id": 5}),
+            message(1, {"status": big}, {"event_id": [1]}),
+            message(2, {"status": {"a": 1}}, {"event_id": big}),
+            message(3, {}, {"event_id": str(big)}),
+        ],
+    )
+    assert letters(analytics_db, prefix) == {
+        (prefix + "jobs", 0): "event_id is a number, not a string",
+        (prefix + "jobs", 1): "event_id is an array, not a string",
+        (prefix + "jobs", 2): "event_id is a number, not a string",
+    }

@@ -67,10 +67,11 @@
   (match({{ raw }}, '^"-?[0-9]{20,}"$') AND position({{ message }}, {{ raw }}) = 0)
 {%- endmacro %}
 
+{#- A field's value from its raw text (`fields`); the string fields' values come decoded (`string_values`). -#}
 {% macro parsed_field(name, kind) -%}
   {%- set raw = "fields['" ~ name ~ "']" -%}
   {%- if kind == 'string' -%}
-    if(left({{ raw }}, 1) = '"', JSONExtractString({{ raw }}), null)
+    string_values['{{ name }}']
   {%- elif kind == 'number' -%}
     multiIf(
         {{ raw }} IN ('', 'null'), null,
@@ -84,21 +85,47 @@
   {%- endif -%}
 {%- endmacro %}
 
-{#- The parse error a field's JSON type makes, or ''. -#}
-{% macro field_type_error(name, kind) -%}
+{#-
+  The first string field, in the topic's order, whose JSON value is not a string: '<name> is an
+  array, not a string' (or a number, a bare integer of 20 digits or more included), else ''.
+
+  Written once for all the string fields, as lambdas over the message's own keys and raw values
+  (`pairs`), not once per field: ClickHouse plans a view's SELECT again for every block, and the
+  time grows with the expression (README, "The fixed cost per insert"). Each pair gets a check:
+  '' (not a string field, or a string or null), its error, or '?' when it may be a bare big
+  integer. Only a message with a check left sorts its pairs into the topic's order and searches
+  the message for a candidate's quoted form (bare_big_integer).
+-#}
+{% macro string_field_error(topic) -%}
+  {%- set names = landing_string_fields(topic) -%}
+  {%- set quoted = [] -%}
+  {%- for name in names -%}{%- do quoted.append("'" ~ name ~ "'") -%}{%- endfor -%}
+  if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
+        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
+        arraySort(pair -> indexOf([{{ quoted | join(', ') }}], pair.1), arrayZip(pairs.1, pairs.2, string_checks)))))
+{%- endmacro %}
+
+{% macro string_field_checks(topic) -%}
+  {%- set quoted = [] -%}
+  {%- for name in landing_string_fields(topic) -%}{%- do quoted.append("'" ~ name ~ "'") -%}{%- endfor -%}
+  arrayMap((key, raw) -> multiIf(
+        key NOT IN ({{ quoted | join(', ') }}), '',
+        left(raw, 1) NOT IN ('"', 'n', ''), key || ' is ' || {{ json_kind('raw') }} || ', not a string',
+        match(raw, '^"-?[0-9]{20,}"$'), '?',
+        ''), pairs.1, pairs.2)
+{%- endmacro %}
+
+{#- The parse error of an object field's JSON type, or ''. -#}
+{% macro object_field_error(name) -%}
   {%- set raw = "fields['" ~ name ~ "']" -%}
-  {%- if kind == 'string' -%}
-    left({{ raw }}, 1) NOT IN ('"', 'n', ''), '{{ name }} is {{ "' || " ~ json_kind(raw) ~ " || '" }}, not a string',
-    {{ bare_big_integer(raw, 'payload') }}, '{{ name }} is a number, not a string',
-  {%- elif kind == 'object' -%}
     left({{ raw }}, 1) NOT IN ('{', 'n', ''), '{{ name }} is {{ "' || " ~ json_kind(raw) ~ " || '" }}, not an object',
-  {%- endif -%}
 {%- endmacro %}
 
 {#-
   One typed landing row per message (`payload`) of `<topic>_messages`: its fields, its position, and `_error`
   when it cannot be read (not UTF-8, not JSON, not one object, a duplicate key, a field of the wrong
-  JSON type). `_raw_message` keeps the message's bytes for the dead letters.
+  JSON type). `_raw_message` keeps the message's bytes for the dead letters. The string fields'
+  errors come before the object field's (analytics' Data, its last field).
 -#}
 {% macro parse_messages(topic) -%}
 with
@@ -107,7 +134,10 @@ with
     if(is_json, JSONType(payload), 'Null') as json_type
 {%- if topic != 'telemetry' %},
     if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
-    mapFromArrays(pairs.1, pairs.2) as fields
+    mapFromArrays(pairs.1, pairs.2) as fields,
+    mapFromArrays(pairs.1, arrayMap(raw -> if(left(raw, 1) = '"', JSONExtractString(raw), null), pairs.2)) as string_values,
+    {{ string_field_checks(topic) }} as string_checks,
+    {{ string_field_error(topic) }} as string_error
 {%- endif %}
 select
   {%- for name, kind in landing_fields(topic) %}
@@ -124,8 +154,9 @@ select
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
       {%- if topic != 'telemetry' %}
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
-        {%- for name, kind in landing_fields(topic) %}
-        {{ field_type_error(name, kind) }}
+        string_error != '', string_error,
+        {%- for name, kind in landing_fields(topic) if kind == 'object' %}
+        {{ object_field_error(name) }}
         {%- endfor %}
       {%- endif %}
         '') as _error,
