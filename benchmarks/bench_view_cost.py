@@ -18,6 +18,7 @@ events are bench_ingest's (workflow, job and log events), each insert a new even
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import statistics
 import tempfile
@@ -46,9 +47,35 @@ def show(label: str, figures: dict, baseline: dict) -> None:
     print(f"{label:58} p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms  {ratio:6.1f}x", flush=True)
 
 
+ONE_THREAD = " SETTINGS max_threads = 1"  # a view runs on the thread of the insert that feeds it
+
+
+def parse_per_message(server, views: list[dict], workflows: int) -> None:
+    """Each `<topic>_queue_from_<topic>_messages_mv`'s SELECT over bench_ingest's events as Kafka
+    messages, on one thread as a view runs, minus reading them: microseconds a message (median of 7)."""
+    events = generate("parse", workflows)
+    execute(server, "CREATE DATABASE IF NOT EXISTS bench_parse")
+    for topic in BENCH_TOPICS:
+        table = f"bench_parse.{topic}_messages"
+        execute(server, f"CREATE TABLE {table} AS analytics.{topic}_messages ENGINE = Memory")
+        post(server.url, f"INSERT INTO {table} (payload) FORMAT JSONAsString", b"\n".join(events[topic]))
+        [view] = [v for v in views if v["name"] == f"{topic}_queue_from_{topic}_messages_mv"]
+        select = re.sub(rf"analytics\.`?{topic}_messages`?", table, view["as_select"])
+        read_sql = f"SELECT * FROM {table} FORMAT Null{ONE_THREAD}"
+        read = statistics.median(timed(lambda r=read_sql: execute(server, r), 7))
+        parse = statistics.median(timed(lambda s=select: execute(server, f"{s} FORMAT Null{ONE_THREAD}"), 7))
+        count = len(events[topic])
+        print(
+            f"{topic}: {count:,} messages, read {read * 1e3:.1f} ms, parsed {parse * 1e3:.1f} ms:"
+            f" {(parse - read) / count * 1e6:.2f} us a message",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--parse-workflows", type=int, default=5000, help="events of section 4: 26 a workflow")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-view-cost-"))
     server = embedded_server.start(work / "clickhouse")
@@ -97,6 +124,9 @@ def main() -> None:
             conditions = " AND ".join(f"(number = {i} OR toString(number) = 'x{i}')" for i in range(k))
             sql = f"SELECT {conditions} FROM numbers(1) FORMAT Null"
             show(f"{k} conditions", timings(lambda s=sql: execute(server, s), args.samples), one)
+
+        print("\n4. each landing view's parse, per message: its SELECT over the messages held in a Memory table")
+        parse_per_message(server, views, args.parse_workflows)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
