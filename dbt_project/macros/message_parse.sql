@@ -86,33 +86,35 @@
 {%- endmacro %}
 
 {#-
-  The first string field, in the topic's order, whose JSON value is not a string: '<name> is an
-  array, not a string' (or a number, a bare integer of 20 digits or more included), else ''.
+  The string fields' type errors, written once for all of them as lambdas over the message's own
+  keys and raw values (`pairs`), not once per field: ClickHouse plans a view's SELECT again for
+  every block, and the time grows with the expression (README, "The landing parse, planned once
+  for all its fields").
 
-  Written once for all the string fields, as lambdas over the message's own keys and raw values
-  (`pairs`), not once per field: ClickHouse plans a view's SELECT again for every block, and the
-  time grows with the expression (README, "The fixed cost per insert"). Each pair gets a check:
-  '' (not a string field, or a string or null), its error, or '?' when it may be a bare big
-  integer. Only a message with a check left sorts its pairs into the topic's order and searches
-  the message for a candidate's quoted form (bare_big_integer).
+  string_field_checks: per pair, '' (not a string field, or a string or null), its error ('<name>
+  is an array, not a string'), or '?' when it may be a bare big integer (bare_big_integer).
+  string_field_error: the first string field, in the topic's order, with an error, else ''. Only a
+  message with a check left sorts its pairs into that order and searches itself for a candidate's
+  quoted form.
 -#}
-{% macro string_field_error(topic) -%}
-  {%- set names = landing_string_fields(topic) -%}
-  {%- set quoted = [] -%}
-  {%- for name in names -%}{%- do quoted.append("'" ~ name ~ "'") -%}{%- endfor -%}
-  if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
-        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
-        arraySort(pair -> indexOf([{{ quoted | join(', ') }}], pair.1), arrayZip(pairs.1, pairs.2, string_checks)))))
-{%- endmacro %}
-
 {% macro string_field_checks(topic) -%}
-  {%- set quoted = [] -%}
-  {%- for name in landing_string_fields(topic) -%}{%- do quoted.append("'" ~ name ~ "'") -%}{%- endfor -%}
   arrayMap((key, raw) -> multiIf(
-        key NOT IN ({{ quoted | join(', ') }}), '',
+        key NOT IN ({{ sql_strings(landing_string_fields(topic)) }}), '',
         left(raw, 1) NOT IN ('"', 'n', ''), key || ' is ' || {{ json_kind('raw') }} || ', not a string',
         match(raw, '^"-?[0-9]{20,}"$'), '?',
         ''), pairs.1, pairs.2)
+{%- endmacro %}
+
+{% macro string_field_error(topic) -%}
+  if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
+        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
+        arraySort(pair -> indexOf([{{ sql_strings(landing_string_fields(topic)) }}], pair.1),
+                  arrayZip(pairs.1, pairs.2, string_checks)))))
+{%- endmacro %}
+
+{#- Names as SQL string literals: 'a', 'b'. -#}
+{% macro sql_strings(names) -%}
+  {%- for name in names -%}'{{ name }}'{{ ', ' if not loop.last }}{%- endfor -%}
 {%- endmacro %}
 
 {#- The parse error of an object field's JSON type, or ''. -#}

@@ -156,7 +156,8 @@ with
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
-        arraySort(pair -> indexOf(['EventKey', 'UserID', 'WorkflowID', 'EventType'], pair.1), arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
+        arraySort(pair -> indexOf(['EventKey', 'UserID', 'WorkflowID', 'EventType'], pair.1),
+                  arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
     string_values['EventKey'] as EventKey,
     string_values['UserID'] as UserID,
@@ -724,7 +725,8 @@ with
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
-        arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'stream', 'message'], pair.1), arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
+        arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'stream', 'message'], pair.1),
+                  arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
     string_values['event_id'] as event_id,
     string_values['event_time'] as event_time,
@@ -882,7 +884,8 @@ with
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
-        arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'status', 'scheduled_at', 'started_at', 'completed_at'], pair.1), arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
+        arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'status', 'scheduled_at', 'started_at', 'completed_at'], pair.1),
+                  arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
     string_values['event_id'] as event_id,
     string_values['event_time'] as event_time,
@@ -1731,7 +1734,8 @@ with
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
-        arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'kind'], pair.1), arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
+        arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'kind'], pair.1),
+                  arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
     string_values['event_id'] as event_id,
     string_values['event_time'] as event_time,
