@@ -147,6 +147,12 @@ def ingest_process(
     )
 
 
+def merge_seconds(url: str) -> float:
+    """Seconds the server has spent merging parts so far (ProfileEvents MergeTotalMilliseconds)."""
+    query = "SELECT sum(value) FROM system.events WHERE event = 'MergeTotalMilliseconds'"
+    return float(HTTP.request("POST", f"{url}/", body=query.encode()).data.decode().strip() or 0) / 1000
+
+
 def memory_mib(pid: int) -> dict[str, float]:
     """Resident memory of a process and its children: now and the peak (VmHWM), in MiB."""
     pids = [pid]
