@@ -153,6 +153,17 @@ def merge_seconds(url: str) -> float:
     return float(HTTP.request("POST", f"{url}/", body=query.encode()).data.decode().strip() or 0) / 1000
 
 
+def merges_settled(url: str, quiet: float = 3.0) -> None:
+    """Return once no merge is running and none has finished for `quiet` seconds."""
+    last, since = merge_seconds(url), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.2)
+        running = HTTP.request("POST", f"{url}/", body=b"SELECT count() FROM system.merges").data.strip() != b"0"
+        now = merge_seconds(url)
+        if running or now != last:
+            last, since = now, time.monotonic()
+
+
 def memory_mib(pid: int) -> dict[str, float]:
     """Resident memory of a process and its children: now and the peak (VmHWM), in MiB."""
     pids = [pid]
