@@ -7,7 +7,10 @@ Against one embedded ClickHouse with the schema built, in one run:
    event of the same kind inserted into a Null table of the same columns and no views (the baseline);
 2. per materialized view, its own SELECT run over its (empty) source table: what planning the view
    costs each block before a single row moves, against ``SELECT 1`` (the baseline);
-3. the engine's cost per expression node: a SELECT of k simple conditions, k = 1, 20, 100.
+3. the engine's cost per expression node: a SELECT of k simple conditions, k = 1, 20, 100;
+4. each landing view's parse per message (below);
+5. each view alone over one large block, against JSONEachRow's parse of the block
+   (benchmarks/view_profile.py): where a large insert's time goes, view by view.
 
 Each figure is the median and p99 of ``--samples`` runs, with its ratio to the baseline. The
 events are bench_ingest's (workflow, job and log events), each insert a new event.
@@ -27,6 +30,7 @@ from pathlib import Path
 from benchmarks.bench_http_front import machine, p99, timed
 from benchmarks.bench_ingest import BENCH_TOPICS, null_tables
 from benchmarks.ingest_support import generate, post
+from benchmarks.view_profile import each_view_alone
 from core.settings.composed import Settings
 from operations.migrate import migrate
 from tests import embedded_server
@@ -76,6 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--parse-workflows", type=int, default=5000, help="events of section 4: 26 a workflow")
+    parser.add_argument("--block-workflows", type=int, default=2520, help="section 5's block: 65,520 events")
+    parser.add_argument("--grown-blocks", type=int, default=12, help="section 5: blocks through the chain first")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-view-cost-"))
     server = embedded_server.start(work / "clickhouse")
@@ -127,6 +133,9 @@ def main() -> None:
 
         print("\n4. each landing view's parse, per message: its SELECT over the messages held in a Memory table")
         parse_per_message(server, views, args.parse_workflows)
+
+        print("\n5. each view alone over one block: its SELECT over the rows it was handed, into a copy of its target")
+        each_view_alone(server, args.block_workflows, args.grown_blocks, samples=7)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
