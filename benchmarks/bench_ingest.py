@@ -10,7 +10,10 @@ measured one after another against one embedded ClickHouse and one Kafka broker:
    Then the same through the bridge's framing without Kafka (RowBinary rows of the messages into
    `<topic>_messages`, parsed by the landing views), to tell the SQL parse from Kafka's share;
 3. Kafka: a backlog produced to Kafka, consumed by `analytics ingest` until the consumer lag is 0,
-   so the totals are exact (the data sets have different event ids, or the gate would drop them).
+   so the totals are exact (the data sets have different event ids, or the gate would drop them);
+   twice: with one consumer a topic (the default, ANALYTICS_KAFKA_CONSUMERS=1), then one a
+   partition (the topics have two). A consumer inserts one block at a time and each block runs the
+   views on one thread, so with one consumer a topic the last blocks of the largest topic run alone.
 
 Merges are stopped while the paths are timed (`SYSTEM STOP MERGES`) and timed after them: over
 five inserts of 260,000 events the heavy merges fell in the second and fourth whatever path ran
@@ -18,7 +21,7 @@ there, and the framing and Kafka ran second and fourth. A path still costs more 
 (the first-seen gates and raw history hold what came before: a plain insert of 260,000 events took
 2.6 CPU-seconds of the server into empty tables, 3.6 to 4.3 after 520,000 more, merges included),
 and each path runs on the tables the paths before it filled. So a plain insert of new events is
-measured again after the framing and after Kafka, and each of those two paths also has
+measured again after the framing and after each Kafka run, and each of those paths also has
 `ratio_to_plain_around`: its rate over the mean of the plain inserts just before and after it.
 `merging_s` is the server's MergeTotalMilliseconds over a phase (0 while merges are stopped).
 
@@ -38,10 +41,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bench_http_front import machine
@@ -74,6 +79,8 @@ from operations.migrate import migrate
 from tests import embedded_server
 
 BENCH_TOPICS = ("workflows", "jobs", "job_logs")
+PARTITIONS = 2  # of each benchmark topic
+WATCH_INTERVAL_S = 0.05  # between the freshness probes' reads
 
 
 def rate(events: int, seconds: float, **extra) -> dict:
@@ -94,7 +101,7 @@ def null_tables(url: str) -> None:
     """`bench_null.<topic>_queue`: the landing tables' columns on the Null engine, no views."""
     post(url, "CREATE DATABASE IF NOT EXISTS bench_null", b"")
     for topic in BENCH_TOPICS:
-        post(url, f"CREATE TABLE bench_null.{topic}_queue AS analytics.{topic}_queue ENGINE = Null", b"")
+        post(url, f"CREATE TABLE IF NOT EXISTS bench_null.{topic}_queue AS analytics.{topic}_queue ENGINE = Null", b"")
 
 
 def freshness(settings, broker, server, prefix: str, per_second: float, seconds: float) -> dict:
@@ -119,7 +126,7 @@ def freshness(settings, broker, server, prefix: str, per_second: float, seconds:
                 seen.setdefault(event_id, now)
             if done.is_set() and time.perf_counter() - stop_at > 30:
                 return
-            time.sleep(0.01)
+            time.sleep(WATCH_INTERVAL_S)
 
     stop_at = float("inf")
     watcher = threading.Thread(target=watch, daemon=True)
@@ -171,6 +178,60 @@ def freshness(settings, broker, server, prefix: str, per_second: float, seconds:
     }
 
 
+@dataclass
+class RunningBridge:
+    """An `analytics ingest` process and the topic prefix it consumes."""
+
+    process: subprocess.Popen
+    prefix: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(60)
+
+
+def kafka_backlog(server, broker, settings, work: Path, consumers: int, args, parse_rate: float):
+    """A backlog of `args.workflows` workflows' events produced to topics of their own, consumed by
+    `analytics ingest` with `consumers` consumers a topic until the consumer lag is 0 (the totals
+    exact). The clock starts at the first commit, so joining the consumer groups is not counted."""
+    pid = server.process.pid
+    prefix, group_prefix = f"bench{uuid.uuid4().hex[:6]}.", f"bench{uuid.uuid4().hex[:6]}"
+    create_topics(broker.bootstrap, PARTITIONS, names=tuple(prefix + t for t in TOPICS))
+    backlog = generate(f"kafka{consumers}", args.workflows)
+    events = total(backlog)
+    produce(broker.bootstrap, prefix, backlog)
+    metrics_port = free_port()
+    log = work / f"ingest-{consumers}.log"
+    process = ingest_process(
+        settings, prefix, group_prefix, log, *args.bridge_arg, metrics_port=metrics_port, consumers=consumers
+    )
+    bridge = RunningBridge(process, prefix)
+    while (remaining := lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS)) >= events:
+        assert process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.05)
+    started, consumed_before = time.perf_counter(), events - remaining
+    cpu, bridge_cpu, merged = cpu_seconds(pid), cpu_seconds(process.pid), merge_seconds(server.url)
+    while lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS) > 0:
+        assert process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    measured = events - consumed_before
+    row = rate(
+        measured,
+        seconds,
+        consumers_per_topic=consumers,
+        ratio_to_parse=measured / seconds / parse_rate,
+        server_cpu_s=cpu_seconds(pid) - cpu,
+        bridge_cpu_s=cpu_seconds(process.pid) - bridge_cpu,
+        merging_s=merge_seconds(server.url) - merged,
+    )
+    inserts, inserted = bridge_inserts(metrics_port)
+    row["messages_per_bridge_insert"] = inserted / max(inserts, 1)
+    row["events_per_cpu_s"] = measured / (row["server_cpu_s"] + row["bridge_cpu_s"])
+    return row, bridge
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workflows", type=int, default=10_000, help="each gives 26 events")
@@ -193,7 +254,7 @@ def main() -> None:
     block = settings.kafka_max_block_size
     pid = server.process.pid
     results: dict[str, dict] = {}
-    process = None
+    bridges: list[RunningBridge] = []
     try:
         baseline = generate("plain", args.workflows)
         events = total(baseline)
@@ -240,47 +301,25 @@ def main() -> None:
             merging_s=merged,
         )
         results["the bridge's framing without Kafka: RowBinary into <topic>_messages"] = framing
-        plain_before_kafka = plain_insert(generate("plain-again", args.workflows))
-        results["plain HTTP insert again, the tables as full as when Kafka starts"] = plain_before_kafka
-        framing["ratio_to_plain_around"] = around(framing, plain, plain_before_kafka)
+        after_framing = plain_insert(generate("plain-again", args.workflows))
+        results["plain HTTP insert again, after the framing"] = after_framing
+        framing["ratio_to_plain_around"] = around(framing, plain, after_framing)
 
-        prefix, group_prefix = f"bench{uuid.uuid4().hex[:6]}.", f"bench{uuid.uuid4().hex[:6]}"
-        create_topics(broker.bootstrap, 2, names=tuple(prefix + t for t in TOPICS))
-        through_kafka = generate("kafka", args.workflows)
-        produce(broker.bootstrap, prefix, through_kafka)
-        metrics_port = free_port()
-        process = ingest_process(
-            settings, prefix, group_prefix, work / "ingest.log", *args.bridge_arg, metrics_port=metrics_port
-        )
-        # The clock starts at the first commit, so joining the consumer groups is not counted.
-        while (remaining := lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS)) >= events:
-            assert process.poll() is None, (work / "ingest.log").read_text()[-3000:]
-            time.sleep(0.05)
-        started, consumed_before = time.perf_counter(), events - remaining
-        cpu, bridge_cpu, merged = cpu_seconds(pid), cpu_seconds(process.pid), merge_seconds(server.url)
-        while lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS) > 0:
-            assert process.poll() is None, (work / "ingest.log").read_text()[-3000:]
-            time.sleep(0.1)
-        seconds = time.perf_counter() - started
-        measured = events - consumed_before
-        results["Kafka backlog through the bridge, to exact aggregates"] = rate(
-            measured,
-            seconds,
-            ratio_to_plain=measured / seconds / plain["events_per_s"],
-            ratio_to_parse=measured / seconds / parse_rate,
-            server_cpu_s=cpu_seconds(pid) - cpu,
-            bridge_cpu_s=cpu_seconds(process.pid) - bridge_cpu,
-            merging_s=merge_seconds(server.url) - merged,
-        )
-        kafka = results["Kafka backlog through the bridge, to exact aggregates"]
-        inserts, inserted = bridge_inserts(metrics_port)
-        kafka["messages_per_bridge_insert"] = inserted / max(inserts, 1)
-        kafka["events_per_cpu_s"] = measured / (kafka["server_cpu_s"] + kafka["bridge_cpu_s"])
-        results["memory after the backlog: embedded ClickHouse"] = memory_mib(pid)
-        results["memory after the backlog: bridge"] = memory_mib(process.pid)
-        plain_after_kafka = plain_insert(generate("plain-after", args.workflows))
-        results["plain HTTP insert again, after Kafka"] = plain_after_kafka
-        kafka["ratio_to_plain_around"] = around(kafka, plain_before_kafka, plain_after_kafka)
+        # One consumer per topic (the default), then one per partition: a consumer inserts one block
+        # at a time, and each block runs the views on one thread.
+        before = after_framing
+        for consumers, label in ((1, "one consumer a topic"), (PARTITIONS, "one consumer a partition")):
+            kafka, bridge = kafka_backlog(server, broker, settings, work, consumers, args, parse_rate)
+            bridges.append(bridge)
+            kafka["ratio_to_plain"] = kafka["events_per_s"] / plain["events_per_s"]
+            results[f"Kafka backlog through the bridge, {label}, to exact aggregates"] = kafka
+            results[f"memory after the backlog: embedded ClickHouse ({label})"] = memory_mib(pid)
+            results[f"memory after the backlog: bridge ({label})"] = memory_mib(bridge.process.pid)
+            after = results[f"plain HTTP insert again, after Kafka with {label}"] = plain_insert(
+                generate(f"plain-after-{consumers}", args.workflows)
+            )
+            kafka["ratio_to_plain_around"] = around(kafka, before, after)
+            before = after
 
         post(server.url, "SYSTEM START MERGES", b"")
         cpu, merged, started = cpu_seconds(pid), merge_seconds(server.url), time.perf_counter()
@@ -319,16 +358,21 @@ def main() -> None:
             "no_wait_ratio_to_large": nowait_rate / large_rate,
         }
 
-        kafka_rate = results["Kafka backlog through the bridge, to exact aggregates"]["events_per_s"]
-        results["freshness at half the Kafka rate"] = freshness(
-            settings, broker, server, prefix, kafka_rate / 2, args.freshness_seconds
+        # Freshness with the default bridge, one consumer a topic: the other one stops first.
+        default, *others = bridges
+        for bridge in others:
+            bridge.stop()
+        kafka_rate = results["Kafka backlog through the bridge, one consumer a topic, to exact aggregates"][
+            "events_per_s"
+        ]
+        results["freshness at half the Kafka rate, one consumer a topic"] = freshness(
+            settings, broker, server, default.prefix, kafka_rate / 2, args.freshness_seconds
         )
         results["memory at the end: embedded ClickHouse"] = memory_mib(pid)
-        results["memory at the end: bridge"] = memory_mib(process.pid)
+        results["memory at the end: bridge"] = memory_mib(default.process.pid)
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(60)
+        for bridge in bridges:
+            bridge.stop()
         broker.stop()
         server.stop()
 

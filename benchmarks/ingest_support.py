@@ -126,9 +126,10 @@ def lag(bootstrap: str, group_prefix: str, prefix: str, topics=TOPICS) -> int:
 
 
 def ingest_process(
-    settings, prefix: str, group_prefix: str, log: Path, *args: str, metrics_port: int = 0
+    settings, prefix: str, group_prefix: str, log: Path, *args: str, metrics_port: int = 0, consumers: int = 1
 ) -> subprocess.Popen:
     env = {
+        "ANALYTICS_KAFKA_CONSUMERS": str(consumers),
         **os.environ,
         "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
         "ANALYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
