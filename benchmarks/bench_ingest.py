@@ -53,6 +53,7 @@ from benchmarks.bench_http_front import machine
 from benchmarks.ingest_support import (
     HTTP,
     ROOT,
+    Lag,
     bridge_inserts,
     cpu_seconds,
     generate,
@@ -60,7 +61,6 @@ from benchmarks.ingest_support import (
     insert,
     insert_framed,
     key_of,
-    lag,
     memory_mib,
     merge_seconds,
     merges_settled,
@@ -207,14 +207,18 @@ def kafka_backlog(server, broker, settings, work: Path, consumers: int, args, pa
         settings, prefix, group_prefix, log, *args.bridge_arg, metrics_port=metrics_port, consumers=consumers
     )
     bridge = RunningBridge(process, prefix)
-    while (remaining := lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS)) >= events:
-        assert process.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.05)
-    started, consumed_before = time.perf_counter(), events - remaining
-    cpu, bridge_cpu, merged = cpu_seconds(pid), cpu_seconds(process.pid), merge_seconds(server.url)
-    while lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS) > 0:
-        assert process.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.1)
+    backlog_lag = Lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS)
+    try:
+        while (remaining := backlog_lag.remaining()) >= events:
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.02)
+        started, consumed_before = time.perf_counter(), events - remaining
+        cpu, bridge_cpu, merged = cpu_seconds(pid), cpu_seconds(process.pid), merge_seconds(server.url)
+        while backlog_lag.remaining() > 0:
+            assert process.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.02)
+    finally:
+        backlog_lag.close()
     seconds = time.perf_counter() - started
     measured = events - consumed_before
     row = rate(

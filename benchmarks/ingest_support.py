@@ -110,19 +110,33 @@ def produce(bootstrap: str, prefix: str, messages: dict[str, list[bytes]]) -> No
     assert out.flush(300) == 0
 
 
-def lag(bootstrap: str, group_prefix: str, prefix: str, topics=TOPICS) -> int:
-    remaining = 0
-    for topic in topics:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group_prefix}_{topic}"})
-        try:
+class Lag:
+    """Messages of a backlog its consumer groups have not committed yet. The topics' ends are read
+    once (the backlog is produced before), and each read of the commits reuses one client a group:
+    a read takes a few milliseconds, where a new client a read took about 180, a bias of its own on
+    a run of a few seconds."""
+
+    def __init__(self, bootstrap: str, group_prefix: str, prefix: str, topics=TOPICS):
+        self.groups: list[tuple[Consumer, list[TopicPartition], dict[int, int]]] = []
+        for topic in topics:
+            consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{group_prefix}_{topic}"})
             name = prefix + topic
-            partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-            for tp in consumer.committed([TopicPartition(name, p) for p in partitions], timeout=10):
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            numbers = consumer.list_topics(name, timeout=10).topics[name].partitions
+            partitions = [TopicPartition(name, number) for number in numbers]
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10) for tp in partitions}
+            self.groups.append((consumer, partitions, ends))
+
+    def remaining(self) -> int:
+        remaining = 0
+        for consumer, partitions, ends in self.groups:
+            for tp in consumer.committed(partitions, timeout=10):
+                low, high = ends[tp.partition]
                 remaining += high - (tp.offset if tp.offset >= 0 else low)
-        finally:
+        return remaining
+
+    def close(self) -> None:
+        for consumer, _, _ in self.groups:
             consumer.close()
-    return remaining
 
 
 def ingest_process(
