@@ -71,7 +71,7 @@
 {% macro parsed_field(name, kind) -%}
   {%- set raw = "fields['" ~ name ~ "']" -%}
   {%- if kind == 'string' -%}
-    string_values['{{ name }}']
+    tupleElement(string_values, '{{ name }}')
   {%- elif kind == 'number' -%}
     multiIf(
         {{ raw }} IN ('', 'null'), null,
@@ -112,6 +112,11 @@
                   arrayZip(pairs.1, pairs.2, string_checks)))))
 {%- endmacro %}
 
+{#- The type a message's string fields are read into: Tuple(event_id Nullable(String), ...). -#}
+{% macro string_fields_tuple(topic) -%}
+  Tuple({%- for name in landing_string_fields(topic) -%}{{ name }} Nullable(String){{ ', ' if not loop.last }}{%- endfor -%})
+{%- endmacro %}
+
 {#- Names as SQL string literals: 'a', 'b'. -#}
 {% macro sql_strings(names) -%}
   {%- for name in names -%}'{{ name }}'{{ ', ' if not loop.last }}{%- endfor -%}
@@ -132,12 +137,20 @@
 {% macro parse_messages(topic) -%}
 with
     isValidUTF8(payload) as is_utf8,
+{%- if topic == 'telemetry' %}
     is_utf8 and isValidJSON(payload) as is_json,
     if(is_json, JSONType(payload), 'Null') as json_type
-{%- if topic != 'telemetry' %},
-    if(json_type = 'Object', JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+{%- else %}
+    if(is_utf8, JSONExtractKeysAndValuesRaw(payload), []) as pairs,
+    {#- An object with keys was parsed whole by the line above; only the other messages are parsed again to tell why they have none. #}
+    notEmpty(pairs) or (is_utf8 and isValidJSON(payload)) as is_json,
+    if(notEmpty(pairs), 'Object', if(is_json, JSONType(payload), 'Null')) as json_type,
     mapFromArrays(pairs.1, pairs.2) as fields,
-    mapFromArrays(pairs.1, arrayMap(raw -> if(left(raw, 1) = '"', JSONExtractString(raw), null), pairs.2)) as string_values,
+    {#- The string fields decoded in one pass; only an object has fields. A value of another JSON
+        type comes as its text, but its row has an _error and its fields go nowhere. Over the bare
+        column, ClickHouse would turn each tupleElement of it into an extraction of its own, one
+        parse of the message per field (3.5 times slower). #}
+    JSONExtract(if(json_type = 'Object', payload, '{}'), '{{ string_fields_tuple(topic) }}') as string_values,
     {{ string_field_checks(topic) }} as string_checks,
     {{ string_field_error(topic) }} as string_error
 {%- endif %}
