@@ -43,6 +43,20 @@ _SERVER_CONFIG = """<clickhouse>
     <!-- Written by the embedded ClickHouse at every start: `default` is a plain Atomic database
          (metadata/default.sql), not clickhouse-local's overlay that reads files as tables. -->
     <default_database></default_database>
+    <!-- The first-seen gate's keys are random and kept for ever. Under RocksDB's default (levelled)
+         compaction a store that small lives in one level, and each compaction of the files the
+         inserts ingest rewrites all of it: the CPU per insert grew with every key ever stored.
+         Universal compaction rewrites each key a few times in all (README, "The gate's store"). -->
+    <rocksdb>
+        <tables>
+            <table>
+                <name>seen_keys</name>
+                <column_family_options>
+                    <compaction_style>kCompactionStyleUniversal</compaction_style>
+                </column_family_options>
+            </table>
+        </tables>
+    </rocksdb>
 </clickhouse>
 """
 

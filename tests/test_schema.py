@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -256,6 +257,15 @@ def test_migrate_again_keeps_every_accepted_event(analytics_db, loaded):
     assert result.returncode == 0, result.stdout[-3000:]
     assert query(analytics_db, "SELECT count() AS n FROM analytics.job_events")[0]["n"] == before
     assert_matches(analytics_db, loaded)
+
+
+def test_the_first_seen_gates_store_compacts_universally(analytics_db):
+    """seen_keys' RocksDB store runs with universal compaction (embedded/engine.py says why)."""
+    sql = "SELECT data_paths FROM system.tables WHERE database = 'analytics' AND name = 'seen_keys'"
+    [table] = query(analytics_db, sql)
+    [store] = table["data_paths"]
+    latest = max(Path(store).glob("OPTIONS-*"))  # RocksDB writes a new one each time it opens the store
+    assert "compaction_style=kCompactionStyleUniversal" in latest.read_text()
 
 
 def test_retention_follows_the_vars_on_an_existing_table(analytics_db, tmp_path):
