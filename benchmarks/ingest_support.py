@@ -143,8 +143,8 @@ def ingest_process(
     settings, prefix: str, group_prefix: str, log: Path, *args: str, metrics_port: int = 0, consumers: int = 1
 ) -> subprocess.Popen:
     env = {
-        "ANALYTICS_KAFKA_CONSUMERS": str(consumers),
         **os.environ,
+        "ANALYTICS_KAFKA_CONSUMERS": str(consumers),
         "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(settings.clickhouse_http_port),
         "ANALYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "ANALYTICS_KAFKA_TOPIC_PREFIX": prefix,
