@@ -28,21 +28,18 @@ from benchmarks.ingest_support import generate, insert, insert_framed, merges_se
 from tests.intake import execute, query
 
 
-def _targets(server) -> dict[str, tuple[str, str]]:
-    """Each view of the schema: (the table it reads, the table it writes)."""
-    sources = {}
-    for row in query(server, "SELECT name, dependencies_table FROM system.tables WHERE database = 'analytics'"):
-        for view in row["dependencies_table"]:
-            sources[view] = row["name"]
-    views = query(
-        server,
-        "SELECT name, create_table_query FROM system.tables"
-        " WHERE database = 'analytics' AND engine = 'MaterializedView'",
-    )
-    targets = {
-        row["name"]: row["create_table_query"].split(" TO ", 1)[1].split()[0].split(".")[-1].strip("`") for row in views
+def _views(tables: list[dict]) -> dict[str, tuple[str, str, str]]:
+    """Each view of the schema: (the table it reads, the table it writes, its SELECT)."""
+    sources = {view: table["name"] for table in tables for view in table["dependencies_table"]}
+    return {
+        table["name"]: (
+            sources[table["name"]],
+            table["create_table_query"].split(" TO ", 1)[1].split()[0].split(".")[-1].strip("`"),
+            table["as_select"],
+        )
+        for table in tables
+        if table["engine"] == "MaterializedView" and table["name"] in sources
     }
-    return {view: (sources[view], targets[view]) for view in targets if view in sources}
 
 
 def _capture(server, sources: set[str], events: dict[str, list[bytes]]) -> dict[str, int]:
@@ -64,10 +61,10 @@ def _capture(server, sources: set[str], events: dict[str, list[bytes]]) -> dict[
     }
 
 
-def _empty_the_schema(server) -> None:
-    for row in query(server, "SELECT name, engine FROM system.tables WHERE database = 'analytics'"):
-        if row["engine"] not in ("Null", "MaterializedView", "View"):
-            execute(server, f"TRUNCATE TABLE analytics.{row['name']}")
+def _empty_the_schema(server, tables: list[dict]) -> None:
+    for table in tables:
+        if table["engine"] not in ("Null", "MaterializedView", "View"):
+            execute(server, f"TRUNCATE TABLE analytics.{table['name']}")
 
 
 def _alone(server, view: str, source: str, target: str, select: str, samples: int) -> tuple[float, float]:
@@ -85,27 +82,28 @@ def _alone(server, view: str, source: str, target: str, select: str, samples: in
 def each_view_alone(server, workflows: int, grown: int, samples: int) -> None:
     """Print each view's cost over one block of `workflows` workflows' events (26 each), the schema's
     tables empty and then holding `grown` more such blocks; and the JSONEachRow parse of the block."""
-    views = _targets(server)
+    tables = query(
+        server,
+        "SELECT name, engine, dependencies_table, create_table_query, as_select"
+        " FROM system.tables WHERE database = 'analytics'",
+    )
+    views = _views(tables)
     events = generate("profiled", workflows)
-    rows_in = _capture(server, {source for source, _ in views.values()}, events)
-    selects = {
-        row["name"]: row["as_select"]
-        for row in query(server, "SELECT name, as_select FROM system.tables WHERE database = 'analytics'")
-    }
+    rows_in = _capture(server, {source for source, _, _ in views.values()}, events)
     execute(server, "CREATE DATABASE view_profile_target")
     null_tables(server.url)
     parse = statistics.median(timed(lambda: insert(server.url, "bench_null", events, 100_000), samples))
     print(f"baseline: JSONEachRow parse of the block's {total(events):,} events into Null tables {parse * 1e3:.1f} ms")
 
-    _empty_the_schema(server)
+    _empty_the_schema(server, tables)
     for state in ("empty", "grown"):
         if state == "grown":
             for n in range(grown):
                 insert_framed(server.url, generate(f"grown{n}", workflows), 100_000)
             merges_settled(server.url)
         figures = [
-            (*_alone(server, view, source, target, selects[view], samples), view, rows_in[source])
-            for view, (source, target) in views.items()
+            (*_alone(server, view, source, target, select, samples), view, rows_in[source])
+            for view, (source, target, select) in views.items()
             if rows_in[source]
         ]
         chain = sum(alone for alone, *_ in figures)
