@@ -144,7 +144,7 @@ class TopicConsumer:
             self.pending += messages
             MESSAGES.labels(self.topic).inc(len(messages))
             if len(messages) < len(batch):
-                self._raise_or_log([message.error() for message in batch if message.error() is not None])
+                self._raise_or_log([error for message in batch if (error := message.error()) is not None])
 
     def _raise_or_log(self, errors: list[KafkaError]) -> None:
         """What a poll returned besides messages: fatal errors stop the consumer, the rest are logged."""
