@@ -123,7 +123,8 @@ def freshness(settings, broker, server, prefix: str, per_second: float, seconds:
             )
             now = time.perf_counter()
             for event_id in response.data.decode().split():
-                seen.setdefault(event_id, now)
+                if event_id in sent:  # not a probe of an earlier run on the same server
+                    seen.setdefault(event_id, now)
             if done.is_set() and time.perf_counter() - stop_at > 30:
                 return
             time.sleep(WATCH_INTERVAL_S)
