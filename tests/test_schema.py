@@ -179,6 +179,23 @@ def test_a_contract_break_refuses_the_whole_batch_with_a_named_error(analytics_d
     assert post_batch(analytics_db, topic, batch).status == 200
 
 
+def test_a_refusal_names_the_rule_of_its_own_batch_first_refused_row(analytics_db):
+    """One throwIf names the rule, its message read from the block (a scalar subquery): each insert's
+    refusal is its own, never an earlier block's, and names its first refused row's rule."""
+    prefix = datasets.generate(seed=1, users=0).prefix + "-own-refusal"
+    batch = [valid_message("jobs", prefix, n) for n in range(6)]
+    batch[2] = {**batch[2], "status": "Completed"}  # status_is_known
+    batch[4] = {**batch[4], "event_name": "renamed"}  # event_name_is_known
+    first = post_batch(analytics_db, "jobs", batch).data.decode()
+    assert "jobs event refused, status_is_known: " in first and "event_name_is_known" not in first, first
+    second = post_batch(analytics_db, "jobs", [batch[4]]).data.decode()
+    assert "jobs event refused, event_name_is_known: " in second and "status_is_known" not in second, second
+    # Rules after the first in the contract's order are named too (the dead letters' verdict).
+    last = {**batch[0], "completed_at": "2026-11-20T08:00:00Z"}
+    assert "jobs event refused, finished_job_has_its_times: " in post_batch(analytics_db, "jobs", [last]).data.decode()
+    assert post_batch(analytics_db, "jobs", [batch[0], batch[1]]).status == 200
+
+
 def test_a_line_that_is_not_json_refuses_the_batch(analytics_db):
     response = post_batch(analytics_db, "job_logs", [])
     assert response.status == 200  # an empty batch is fine

@@ -64,14 +64,11 @@ accepted as (
     select *
     from `analytics_compile`.`analytics_checked`
     where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'analytics event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
-      and throwIf(_offset IS NULL AND _violation = 'UserID_is_required: UserID is missing or empty', 'analytics event refused, UserID_is_required: UserID is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'WorkflowID_is_required: WorkflowID is missing or empty', 'analytics event refused, WorkflowID_is_required: WorkflowID is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS', 'analytics event refused, EventType_is_known: EventType is not one of WORKFLOWS, JOBS, LOGS') = 0
-      and throwIf(_offset IS NULL AND _violation = 'Data_is_an_object: Data is missing or not a JSON object', 'analytics event refused, Data_is_an_object: Data is missing or not a JSON object') = 0
-      and throwIf(_offset IS NULL AND _violation = 'WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind', 'analytics event refused, WORKFLOWS_have_a_kind: a WORKFLOWS event needs a non-empty string Data.kind') = 0
-      and throwIf(_offset IS NULL AND _violation = 'JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000', 'analytics event refused, JOBS_have_a_duration: a JOBS event needs Data.job_execution_duration, seconds from 0 to 1000000000') = 0
-      and throwIf(_offset IS NULL AND _violation = 'LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295', 'analytics event refused, LOGS_have_a_count: a LOGS event needs an integer Data.count from 1 to 4294967295') = 0
+      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
+          select concat('analytics event refused, ', any(_violation))
+          from `analytics_compile`.`analytics_checked`
+          where _offset IS NULL AND _error = '' AND _violation != ''
+      )) = 0
       and _violation = ''
 ),
 
@@ -428,22 +425,11 @@ accepted as (
     select *
     from `analytics_compile`.`jobs_checked`
     where throwIf(_offset IS NULL AND _error != '', 'jobs event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'jobs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'jobs event refused, event_id_is_required: event_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'jobs event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_type_is_job: event_type is not \'job\'', 'jobs event refused, event_type_is_job: event_type is not \'job\'') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'jobs event refused, event_name_is_required: event_name is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created, started, completed, failed, cancelled', 'jobs event refused, event_name_is_known: event_name is not one of created, started, completed, failed, cancelled') = 0
-      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'jobs event refused, user_id_is_required: user_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'jobs event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'job_id_is_required: job_id is missing or empty', 'jobs event refused, job_id_is_required: job_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)', 'jobs event refused, status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)') = 0
-      and throwIf(_offset IS NULL AND _violation = 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)', 'jobs event refused, status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)') = 0
-      and throwIf(_offset IS NULL AND _violation = 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time with Z or an offset') = 0
-      and throwIf(_offset IS NULL AND _violation = 'started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, started_at_is_iso8601: started_at is not an ISO 8601 time with Z or an offset') = 0
-      and throwIf(_offset IS NULL AND _violation = 'completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset', 'jobs event refused, completed_at_is_iso8601: completed_at is not an ISO 8601 time with Z or an offset') = 0
-      and throwIf(_offset IS NULL AND _violation = 'started_job_has_started_at: a started, completed or failed job event needs started_at', 'jobs event refused, started_job_has_started_at: a started, completed or failed job event needs started_at') = 0
-      and throwIf(_offset IS NULL AND _violation = 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at', 'jobs event refused, finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at') = 0
+      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
+          select concat('jobs event refused, ', any(_violation))
+          from `analytics_compile`.`jobs_checked`
+          where _offset IS NULL AND _error = '' AND _violation != ''
+      )) = 0
       and _violation = ''
 ),
 
@@ -541,18 +527,11 @@ accepted as (
     select *
     from `analytics_compile`.`job_logs_checked`
     where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'job_logs event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'job_logs event refused, event_id_is_required: event_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'job_logs event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_type_is_job_log: event_type is not \'job_log\'', 'job_logs event refused, event_type_is_job_log: event_type is not \'job_log\'') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'job_logs event refused, event_name_is_required: event_name is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created', 'job_logs event refused, event_name_is_known: event_name is not one of created') = 0
-      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'job_logs event refused, user_id_is_required: user_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'job_logs event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'job_id_is_required: job_id is missing or empty', 'job_logs event refused, job_id_is_required: job_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'count_is_a_positive_integer: count must be an integer from 1 to 4294967295', 'job_logs event refused, count_is_a_positive_integer: count must be an integer from 1 to 4294967295') = 0
-      and throwIf(_offset IS NULL AND _violation = 'stream_is_not_empty: stream is empty', 'job_logs event refused, stream_is_not_empty: stream is empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991', 'job_logs event refused, sequence_is_a_non_negative_integer: sequence must be an integer from 0 to 9007199254740991') = 0
+      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
+          select concat('job_logs event refused, ', any(_violation))
+          from `analytics_compile`.`job_logs_checked`
+          where _offset IS NULL AND _error = '' AND _violation != ''
+      )) = 0
       and _violation = ''
 ),
 
@@ -1173,20 +1152,11 @@ accepted as (
     select *
     from `analytics_compile`.`telemetry_checked`
     where throwIf(_offset IS NULL AND _error != '', 'telemetry event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _violation = 'message_is_an_object: the message is not a JSON object in UTF-8', 'telemetry event refused, message_is_an_object: the message is not a JSON object in UTF-8') = 0
-      and throwIf(_offset IS NULL AND _violation = 'keys_are_unique: the message has a duplicate key', 'telemetry event refused, keys_are_unique: the message has a duplicate key') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_id_is_a_string: event_id is missing, empty or not a string', 'telemetry event refused, event_id_is_a_string: event_id is missing, empty or not a string') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'telemetry event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log', 'telemetry event refused, event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_name_is_a_string: event_name is missing, empty or not a string', 'telemetry event refused, event_name_is_a_string: event_name is missing, empty or not a string') = 0
-      and throwIf(_offset IS NULL AND _violation = 'service_name_is_a_string: service_name is not a JSON string', 'telemetry event refused, service_name_is_a_string: service_name is not a JSON string') = 0
-      and throwIf(_offset IS NULL AND _violation = 'service_version_is_a_string: service_version is not a JSON string', 'telemetry event refused, service_version_is_a_string: service_version is not a JSON string') = 0
-      and throwIf(_offset IS NULL AND _violation = 'service_commit_is_a_string: service_commit is not a JSON string', 'telemetry event refused, service_commit_is_a_string: service_commit is not a JSON string') = 0
-      and throwIf(_offset IS NULL AND _violation = 'install_id_is_a_string: install_id is not a JSON string', 'telemetry event refused, install_id_is_a_string: install_id is not a JSON string') = 0
-      and throwIf(_offset IS NULL AND _violation = 'user_id_is_a_string: user_id is not a JSON string', 'telemetry event refused, user_id_is_a_string: user_id is not a JSON string') = 0
-      and throwIf(_offset IS NULL AND _violation = 'is_dev_is_a_boolean: is_dev is not a JSON boolean', 'telemetry event refused, is_dev_is_a_boolean: is_dev is not a JSON boolean') = 0
-      and throwIf(_offset IS NULL AND _violation = 'value_is_a_number: value is not a JSON number', 'telemetry event refused, value_is_a_number: value is not a JSON number') = 0
-      and throwIf(_offset IS NULL AND _violation = 'metric_has_a_value: a metric event needs a value', 'telemetry event refused, metric_has_a_value: a metric event needs a value') = 0
+      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
+          select concat('telemetry event refused, ', any(_violation))
+          from `analytics_compile`.`telemetry_checked`
+          where _offset IS NULL AND _error = '' AND _violation != ''
+      )) = 0
       and _violation = ''
 ),
 
@@ -1474,15 +1444,11 @@ accepted as (
     select *
     from `analytics_compile`.`workflows_checked`
     where throwIf(_offset IS NULL AND _error != '', 'workflows event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _violation = 'text_is_utf8: a field holds bytes that are not UTF-8', 'workflows event refused, text_is_utf8: a field holds bytes that are not UTF-8') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_id_is_required: event_id is missing or empty', 'workflows event refused, event_id_is_required: event_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset', 'workflows event refused, event_time_is_iso8601: event_time is missing or not an ISO 8601 time with Z or an offset') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_type_is_workflow: event_type is not \'workflow\'', 'workflows event refused, event_type_is_workflow: event_type is not \'workflow\'') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_name_is_required: event_name is missing or empty', 'workflows event refused, event_name_is_required: event_name is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'event_name_is_known: event_name is not one of created, updated, terminated, deleted', 'workflows event refused, event_name_is_known: event_name is not one of created, updated, terminated, deleted') = 0
-      and throwIf(_offset IS NULL AND _violation = 'user_id_is_required: user_id is missing or empty', 'workflows event refused, user_id_is_required: user_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'workflow_id_is_required: workflow_id is missing or empty', 'workflows event refused, workflow_id_is_required: workflow_id is missing or empty') = 0
-      and throwIf(_offset IS NULL AND _violation = 'kind_is_required: kind is missing or empty', 'workflows event refused, kind_is_required: kind is missing or empty') = 0
+      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
+          select concat('workflows event refused, ', any(_violation))
+          from `analytics_compile`.`workflows_checked`
+          where _offset IS NULL AND _error = '' AND _violation != ''
+      )) = 0
       and _violation = ''
 ),
 
