@@ -29,6 +29,14 @@ UNCLASSIFIED_ATTEMPTS = 3
 FENCES_TOLERATED = 2
 FENCE_WINDOW_S = 60.0
 
+# A fetch waits for this many bytes (about 4,000 events), or for fetch_wait_ms, whichever is first.
+FETCH_MIN_BYTES = 1_000_000
+
+
+def fetch_wait_ms(flush_interval_ms: int) -> int:
+    """How long the broker may hold a fetch: a fifth of the flush interval, 10 to 100 ms."""
+    return min(100, max(10, flush_interval_ms // 5))
+
 
 class Fenced(Exception):
     """The broker fenced this static member: another consumer joined with its instance id."""
@@ -77,6 +85,13 @@ class TopicConsumer:
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
                 "isolation.level": "read_committed",
+                # Fetch in batches: the broker answers once it holds FETCH_MIN_BYTES for this
+                # consumer or the wait is up, not with whatever single batch a producer just wrote.
+                # A block is inserted at most every flush interval, so waiting a fifth of it costs
+                # little freshness; at 35,000 events/s the broker used 7 CPU-seconds in 16 s
+                # without it, 5 with it (README, "Steady load").
+                "fetch.min.bytes": FETCH_MIN_BYTES,
+                "fetch.wait.max.ms": fetch_wait_ms(self.config.flush_interval_ms),
             }
         )
         self.lag = LagReporter(
