@@ -20,6 +20,12 @@
   if(match({{ column }}, {{ timestamp_pattern() }}), parseDateTime64BestEffortOrNull({{ column }}, 3, 'UTC'), null)
 {%- endmacro %}
 
+{#- A timestamp field of a row the contract accepted: its rule already matched the pattern, so only
+    the parse is left (null stays null). Raw history's views read accepted rows only. -#}
+{% macro accepted_timestamp(column) -%}
+  parseDateTime64BestEffortOrNull({{ column }}, 3, 'UTC')
+{%- endmacro %}
+
 {% macro valid_timestamp(column) -%}
   {{ parse_timestamp(column) }} IS NOT NULL
 {%- endmacro %}

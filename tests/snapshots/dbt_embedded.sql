@@ -436,15 +436,15 @@ accepted as (
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
+        assumeNotNull(parseDateTime64BestEffortOrNull(event_time, 3, 'UTC')) as event_time,
         assumeNotNull(event_name) as event_name,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         assumeNotNull(job_id) as job_id,
         if(lower(assumeNotNull(status)) = 'canceled', 'cancelled', lower(assumeNotNull(status))) as status,
-        if(match(scheduled_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) as scheduled_at,
-        if(match(started_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) as started_at,
-        if(match(completed_at, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) as completed_at,
+        parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC') as scheduled_at,
+        parseDateTime64BestEffortOrNull(started_at, 3, 'UTC') as started_at,
+        parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC') as completed_at,
         ifNull(_topic, 'jobs') as kafka_topic,
     _partition as kafka_partition,
     _offset as kafka_offset,
@@ -547,7 +547,7 @@ with_line_flag as (
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
+        assumeNotNull(parseDateTime64BestEffortOrNull(event_time, 3, 'UTC')) as event_time,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         assumeNotNull(job_id) as job_id,
@@ -1163,7 +1163,7 @@ accepted as (
 incoming as (
     select
         JSONExtractString(message, 'event_id') as event_id,
-        assumeNotNull(if(match(JSONExtractString(message, 'event_time'), '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null)) as event_time,
+        assumeNotNull(parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC')) as event_time,
         JSONExtractString(message, 'event_type') as event_type,
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,
@@ -1455,7 +1455,7 @@ accepted as (
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull(if(match(event_time, '^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'), parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null)) as event_time,
+        assumeNotNull(parseDateTime64BestEffortOrNull(event_time, 3, 'UTC')) as event_time,
         assumeNotNull(event_name) as event_name,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,

@@ -17,7 +17,7 @@ with_line_flag as (
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull({{ parse_timestamp('event_time') }}) as event_time,
+        assumeNotNull({{ accepted_timestamp('event_time') }}) as event_time,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
         assumeNotNull(job_id) as job_id,

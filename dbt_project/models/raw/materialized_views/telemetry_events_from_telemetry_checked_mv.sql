@@ -8,7 +8,7 @@ accepted as (
 incoming as (
     select
         JSONExtractString(message, 'event_id') as event_id,
-        assumeNotNull({{ parse_timestamp("JSONExtractString(message, 'event_time')") }}) as event_time,
+        assumeNotNull({{ accepted_timestamp("JSONExtractString(message, 'event_time')") }}) as event_time,
         JSONExtractString(message, 'event_type') as event_type,
         JSONExtractString(message, 'event_name') as event_name,
         JSONExtractString(message, 'user_id') as user_id,

@@ -8,7 +8,7 @@ accepted as (
 incoming as (
     select
         assumeNotNull(event_id) as event_id,
-        assumeNotNull({{ parse_timestamp('event_time') }}) as event_time,
+        assumeNotNull({{ accepted_timestamp('event_time') }}) as event_time,
         assumeNotNull(event_name) as event_name,
         assumeNotNull(user_id) as user_id,
         assumeNotNull(workflow_id) as workflow_id,
