@@ -47,7 +47,15 @@ _SERVER_CONFIG = """<clickhouse>
          compaction a store that small lives in one level, and each compaction of the files the
          inserts ingest rewrites all of it: the CPU per insert grew with every key ever stored.
          Universal compaction rewrites each key a few times in all (README, "The gate's store"). -->
+    <!-- Most keys a gate looks up are new: a Bloom filter answers "absent" without reading a data
+         block, and a larger block cache keeps the blocks the stored keys are read from. 37,800 new
+         keys at 5 million stored took 145 ms without them, 51 ms with them (README, "The gate's
+         store"). EmbeddedRocksDB reads these table options for every table; seen_keys is the only one. -->
     <rocksdb>
+        <block_based_table_options>
+            <filter_policy>bloomfilter:10:false</filter_policy>
+            <block_cache>67108864</block_cache>
+        </block_based_table_options>
         <tables>
             <table>
                 <name>seen_keys</name>

@@ -276,13 +276,16 @@ def test_migrate_again_keeps_every_accepted_event(analytics_db, loaded):
     assert_matches(analytics_db, loaded)
 
 
-def test_the_first_seen_gates_store_compacts_universally(analytics_db):
-    """seen_keys' RocksDB store runs with universal compaction (embedded/engine.py says why)."""
+def test_the_first_seen_gates_store_compacts_universally_and_filters_new_keys(analytics_db):
+    """seen_keys' RocksDB store runs with universal compaction and a Bloom filter (embedded/engine.py
+    says why; RocksDB does not write its block cache's size into the OPTIONS file)."""
     sql = "SELECT data_paths FROM system.tables WHERE database = 'analytics' AND name = 'seen_keys'"
     [table] = query(analytics_db, sql)
     [store] = table["data_paths"]
     latest = max(Path(store).glob("OPTIONS-*"))  # RocksDB writes a new one each time it opens the store
-    assert "compaction_style=kCompactionStyleUniversal" in latest.read_text()
+    options = latest.read_text()
+    assert "compaction_style=kCompactionStyleUniversal" in options
+    assert "filter_policy=bloomfilter:10:false" in options
 
 
 def test_retention_follows_the_vars_on_an_existing_table(analytics_db, tmp_path):
