@@ -4,8 +4,13 @@ chDB accepts the setting but inserts at once: every small insert would pay the w
 materialized views on its own (about 0.2 CPU-seconds for a job event's chain, whatever the number
 of rows). So the front does what a ClickHouse server's asynchronous insert queue does: small
 inserts into the same table, with the same statement, format and settings, that arrive within
-`async_insert_busy_timeout_ms` (default 200) are run as one insert, up to
-`async_insert_max_data_size` bytes (default 10 MiB). Batches of one key are inserted one after
+the busy timeout are run as one insert, up to `async_insert_max_data_size` bytes (default 10
+MiB). The timeout adapts as ClickHouse's does by default (`async_insert_use_adaptive_busy_timeout`,
+since 24.2): a key's first batch waits `async_insert_busy_timeout_min_ms` (50), inserts that
+follow each other within it stretch the timeout by `..._increase_rate` up to
+`async_insert_busy_timeout_max_ms` (200; `async_insert_busy_timeout_ms` is its alias), sparse ones
+shrink it back, and an insert that comes alone after a quiet spell is inserted at once; with the
+adaptive timeout off, every batch waits the maximum. Batches of one key are inserted one after
 another, so duplicates sent at the same moment meet the first-seen gate in order; a batch whose
 time is up while the key's previous insert runs goes on taking rows until its turn comes, so
 under load the inserts grow instead of queueing up.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +36,8 @@ from core.errors import Code
 from embedded.errors import ClickHouseError
 
 log = logging.getLogger(__name__)
+
+MAX_PACES = 1024  # keys whose recent inserts the adaptive busy timeout remembers
 
 # Input formats whose bodies can be joined: rows one after another ("\n" between text bodies).
 _TEXT_ROWS = {
@@ -47,10 +55,24 @@ _TEXT_ROWS = {
     "lineasstring",
 }
 _BINARY_ROWS = {"rowbinary"}
-_SETTINGS_OF_THE_QUEUE = ("async_insert", "wait_for_async_insert", "async_insert_busy_timeout_ms")
+_BUSY_TIMEOUT = (
+    "async_insert_use_adaptive_busy_timeout",
+    "async_insert_busy_timeout_ms",
+    "async_insert_busy_timeout_max_ms",
+    "async_insert_busy_timeout_min_ms",
+    "async_insert_busy_timeout_increase_rate",
+    "async_insert_busy_timeout_decrease_rate",
+)
+_SETTINGS_OF_THE_QUEUE = ("async_insert", "wait_for_async_insert", *_BUSY_TIMEOUT)
 _TRUE = {"1", "true"}
 _BOOLS = _TRUE | {"0", "false"}  # what ClickHouse parses as a bool setting, in any case
-_UNSIGNED = ("async_insert_busy_timeout_ms", "async_insert_max_data_size")
+_UNSIGNED = (
+    "async_insert_busy_timeout_ms",
+    "async_insert_busy_timeout_max_ms",
+    "async_insert_busy_timeout_min_ms",
+    "async_insert_max_data_size",
+)
+_RATES = ("async_insert_busy_timeout_increase_rate", "async_insert_busy_timeout_decrease_rate")
 
 
 def check_settings(settings: dict[str, str]) -> None:
@@ -59,7 +81,7 @@ def check_settings(settings: dict[str, str]) -> None:
     They are read here, before any SET reaches chDB: a bad one must fail the request, not turn
     into a default or into a batch that fails after an early answer (wait_for_async_insert=0).
     """
-    for name in ("async_insert", "wait_for_async_insert"):
+    for name in ("async_insert", "wait_for_async_insert", "async_insert_use_adaptive_busy_timeout"):
         value = settings.get(name)
         if value is not None and value.lower() not in _BOOLS:
             raise ClickHouseError.of(Code.CANNOT_PARSE_BOOL, f"Cannot parse bool from string '{value}' ({name})")
@@ -72,6 +94,20 @@ def check_settings(settings: dict[str, str]) -> None:
         raise ClickHouseError.of(
             Code.CANNOT_PARSE_INPUT_ASSERTION_FAILED, f"Cannot parse input: expected 'eof' before: '{value}' ({name})"
         )
+    for name in _RATES:
+        value = settings.get(name)
+        if value is None:
+            continue
+        try:
+            rate = float(value)
+        except ValueError:
+            raise ClickHouseError.of(
+                Code.CANNOT_PARSE_NUMBER, f"Cannot read floating point value here: {value} ({name})"
+            ) from None
+        if not rate > 0:
+            raise ClickHouseError.of(Code.INVALID_SETTING_VALUE, f"Setting '{name}' must be greater than zero")
+    if BusyTimeout.of(settings).max_ms == 0:
+        raise ClickHouseError.of(Code.INVALID_SETTING_VALUE, "Setting 'async_insert_busy_timeout_max_ms' can't be zero")
 
 
 def wanted(settings: dict[str, str], fmt: str) -> bool:
@@ -114,9 +150,21 @@ class AsyncInsertQueue:
         # that do not overlap (README, "Metrics and exactness"), and a sender's duplicates sent
         # concurrently would otherwise race in two batches.
         self.turns: dict[tuple, Turn] = {}
+        self.paces: dict[tuple, Pace] = {}  # what the adaptive timeout follows, per key
 
-    def join(self, key: tuple, fmt: str, body: bytes, max_size: int) -> tuple[Batch, asyncio.Future, bool]:
-        """Add a body to the key's open batch (opening one: then the caller leads it)."""
+    def busy_timeout(self, key: tuple, settings: dict[str, str], now: float) -> tuple[float, bool]:
+        """Seconds a batch of the key opened now waits, and whether this insert goes in at once."""
+        if key not in self.paces and len(self.paces) >= MAX_PACES:
+            # Keys are statements and settings, few in practice; forget the quietest half if not.
+            for old, _ in sorted(self.paces.items(), key=lambda item: item[1].last_push or 0)[: MAX_PACES // 2]:
+                del self.paces[old]
+        return busy_timeout(self.paces.setdefault(key, Pace()), BusyTimeout.of(settings), now)
+
+    def join(
+        self, key: tuple, fmt: str, body: bytes, max_size: int, at_once: bool = False
+    ) -> tuple[Batch, asyncio.Future, bool]:
+        """Add a body to the key's open batch (opening one: then the caller leads it); `at_once`
+        ends the batch's wait, as reaching `max_size` bytes does."""
         batch = self.open.get(key)
         leader = batch is None
         if leader:
@@ -128,7 +176,7 @@ class AsyncInsertQueue:
         batch.bodies.append(body)
         batch.outcomes.append(outcome)
         batch.size += len(body)
-        if batch.size >= max_size:
+        if batch.size >= max_size or at_once:
             self._close(batch)
             batch.full.set()
         return batch, outcome, leader
@@ -148,6 +196,8 @@ class AsyncInsertQueue:
                 # Open until now: while the key's previous insert ran, what arrived joined this
                 # batch instead of a next one, which would pay the chain of views again.
                 self._close(batch)
+                if pace := self.paces.get(batch.key):
+                    pace.flushes = (pace.flushes[1], time.monotonic())
                 await self._insert(batch, run)
         finally:
             turn.batches -= 1
@@ -191,9 +241,66 @@ def queue_key(user: str, database: str | None, statement: bytes, settings: dict[
     return (user, database, statement, others)
 
 
-def busy_timeout_s(settings: dict[str, str]) -> float:
-    """Seconds a batch waits for more rows (checked by check_settings)."""
-    return int(settings.get("async_insert_busy_timeout_ms", "200")) / 1000
+@dataclass(frozen=True)
+class BusyTimeout:
+    """The busy timeout's settings (checked by check_settings)."""
+
+    adaptive: bool = True
+    max_ms: int = 200
+    min_ms: int = 50
+    increase_rate: float = 0.2
+    decrease_rate: float = 0.2
+
+    @classmethod
+    def of(cls, settings: dict[str, str]) -> BusyTimeout:
+        maximum = settings.get("async_insert_busy_timeout_max_ms", settings.get("async_insert_busy_timeout_ms", "200"))
+        return cls(
+            adaptive=settings.get("async_insert_use_adaptive_busy_timeout", "1").lower() in _TRUE,
+            max_ms=int(maximum),
+            min_ms=int(settings.get("async_insert_busy_timeout_min_ms", "50")),
+            increase_rate=float(settings.get("async_insert_busy_timeout_increase_rate", "0.2")),
+            decrease_rate=float(settings.get("async_insert_busy_timeout_decrease_rate", "0.2")),
+        )
+
+
+@dataclass
+class Pace:
+    """One key's recent inserts, which the adaptive timeout follows (times in seconds, monotonic)."""
+
+    timeout_ms: int | None = None
+    last_push: float | None = None
+    flushes: tuple[float | None, float | None] = (None, None)  # the last two inserts' starts
+
+
+def busy_timeout(pace: Pace, limits: BusyTimeout, now: float) -> tuple[float, bool]:
+    """Seconds a batch opened now waits for more rows, and whether the rows go in at once; updates
+    the pace. ClickHouse's AsynchronousInsertQueue::getBusyWaitTimeoutMs and its flush of an insert
+    that comes after a quiet spell, step for step."""
+    if not limits.adaptive:
+        pace.last_push = now
+        return limits.max_ms / 1000, False
+    low = min(max(limits.min_ms, 1), limits.max_ms)
+
+    def bounded(ms: int) -> int:
+        return min(max(ms, low), limits.max_ms)
+
+    current = low if pace.timeout_ms is None else pace.timeout_ms
+    first, second = pace.flushes
+    if pace.last_push is None or first is None or second is None:
+        timeout = bounded(current)
+        at_once = False
+    else:
+        decreased = min(int(current / (1 + limits.decrease_rate)), current - 1)
+        if pace.last_push + low / 1000 > now:  # frequent inserts: wait longer for more
+            timeout = bounded(max(int(current * (1 + limits.increase_rate)), current + 1))
+        elif pace.last_push + decreased / 1000 < now and first + decreased / 1000 < second:
+            timeout = bounded(decreased)
+        else:
+            timeout = bounded(current)
+        quiet = limits.max_ms / 1000
+        at_once = pace.last_push + quiet < now and first + quiet < second
+    pace.timeout_ms, pace.last_push = timeout, now
+    return timeout / 1000, at_once
 
 
 def max_data_size(settings: dict[str, str]) -> int:

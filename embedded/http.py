@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -274,11 +275,16 @@ class Front:
         await self._end(lease)  # the batch gets a connection of its own when it is inserted
         statement = bytes(head[: insert.data_start])
         key = async_inserts.queue_key(spec.user, spec.database, statement, spec.settings)
+        timeout_s, at_once = self.async_inserts.busy_timeout(key, spec.settings, time.monotonic())
         batch, outcome, leader = self.async_inserts.join(
-            key, insert.format, bytes(head[insert.data_start :]), async_inserts.max_data_size(spec.settings)
+            key,
+            insert.format,
+            bytes(head[insert.data_start :]),
+            async_inserts.max_data_size(spec.settings),
+            at_once=at_once,
         )
         if leader:
-            task = asyncio.ensure_future(self._lead_batch(batch, spec, head, insert))
+            task = asyncio.ensure_future(self._lead_batch(batch, spec, head, insert, timeout_s))
             self.async_insert_tasks.add(task)
             task.add_done_callback(self.async_insert_tasks.discard)
         if not async_inserts.waits(spec.settings):
@@ -286,7 +292,9 @@ class Front:
         result = await outcome
         return self.responses.response(spec, b"", request_summary(spec, result), None)
 
-    async def _lead_batch(self, batch, spec: RequestSpec, head: bytearray, insert: InsertData) -> None:
+    async def _lead_batch(
+        self, batch, spec: RequestSpec, head: bytearray, insert: InsertData, timeout_s: float
+    ) -> None:
         lease = None
 
         async def run(rows: bytes):
@@ -298,7 +306,7 @@ class Front:
                 self.engine.writes.inserted()  # before the batch's senders get their answer
 
         try:
-            await self.async_inserts.lead(batch, async_inserts.busy_timeout_s(spec.settings), run)
+            await self.async_inserts.lead(batch, timeout_s, run)
         except Exception:
             log.exception("an asynchronous insert failed inside the embedded server")
         finally:

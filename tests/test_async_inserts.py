@@ -112,6 +112,8 @@ def test_inserts_with_different_settings_are_never_joined(analytics_db):
         ("async_insert_busy_timeout_ms", "abc", "CANNOT_PARSE_INPUT_ASSERTION_FAILED"),
         ("async_insert_busy_timeout_ms", "-5", "CANNOT_PARSE_NUMBER"),
         ("async_insert_max_data_size", "1.5", "CANNOT_PARSE_INPUT_ASSERTION_FAILED"),
+        ("async_insert_busy_timeout_increase_rate", "0", "INVALID_SETTING_VALUE"),
+        ("async_insert_busy_timeout_max_ms", "0", "INVALID_SETTING_VALUE"),
     ],
 )
 def test_a_queue_setting_clickhouse_cannot_parse_is_refused_and_nothing_is_stored(analytics_db, name, value, error):
