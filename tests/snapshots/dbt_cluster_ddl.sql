@@ -234,49 +234,6 @@ select
 where 0
 ;
 
-create table `analytics_cluster_ddl`.`job_current`
-    ON CLUSTER "analytics_cluster"
-  engine = ReplicatedAggregatingMergeTree()
-        order by ((user_id, workflow_id, job_id))
-                    -- end_of_sql
-                    SETTINGS replicated_deduplication_window='0'
-          empty
-          as (
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
-    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
-    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
-group by user_id, workflow_id, job_id
-having 0
-          )
-;
-
-insert into `analytics_cluster_ddl`.`job_current`
-        ("user_id", "workflow_id", "job_id", "last_event", "last_status", "first_event_time", "last_event_time", "scheduled_at", "started_at", "completed_at", "events")
-select
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
-    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
-    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
-    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
-group by user_id, workflow_id, job_id
-having 0
-;
-
 create table `analytics_cluster_ddl`.`job_duration_daily`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedAggregatingMergeTree()
@@ -1325,27 +1282,6 @@ select * from `analytics_cluster_ddl`.`job_completions`
 where 0
 ;
 
-create or replace view `analytics_cluster_ddl`.`job_states`
-    ON CLUSTER "analytics_cluster"
-  as (
-    select
-    user_id,
-    workflow_id,
-    job_id,
-    argMaxMerge(last_event) as state,
-    argMaxMerge(last_status) as status,
-    min(first_event_time) as first_event_time,
-    max(last_event_time) as last_event_time,
-    max(scheduled_at) as scheduled_at,
-    max(started_at) as started_at,
-    max(completed_at) as completed_at,
-    sum(events) as events
-from `analytics_cluster_ddl`.`job_current`
-group by user_id, workflow_id, job_id
-  )
-                    -- end_of_sql
-;
-
 create table `analytics_cluster_ddl`.`job_duration_daily_all`
     ON CLUSTER "analytics_cluster"
   engine = Distributed('analytics_cluster', currentDatabase(), 'job_duration_daily', cityHash64(user_id))
@@ -1393,36 +1329,48 @@ where outcome in ('completed', 'failed')
 group by all
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_current_from_job_events_mv`
+create table `analytics_cluster_ddl`.`job_current`
     ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`job_current`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`job_current`
-with staged as (
-    select
-        *,
-        -- later lifecycle stages win when two events share a timestamp
-        tuple(event_time, transform(
-            event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
-            [1, 2, 3, 3, 3], 0
-        )) as position
-    from `analytics_cluster_ddl`.`job_events`
-)
+  engine = ReplicatedAggregatingMergeTree()
+        order by ((user_id, workflow_id, job_id))
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+            -- depends_on: `analytics_cluster_ddl`.`job_events`
 select
-    user_id,
-    workflow_id,
-    job_id,
-    argMaxState(event_name, position) as last_event,
-    -- an event without a status does not erase the one before it
-    argMaxState(status, if(status != '', position, tuple(toDateTime64(0, 3, 'UTC'), toUInt8(0)))) as last_status,
-    min(event_time) as first_event_time,
-    max(event_time) as last_event_time,
-    max(scheduled_at) as scheduled_at,
-    max(started_at) as started_at,
-    max(completed_at) as completed_at,
-    count() as events
-from staged
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    argMaxState(cast('' as LowCardinality(String)), toInt64(0)) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), toInt64(0)) as last_status,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
 group by user_id, workflow_id, job_id
+having 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_current`
+        ("user_id", "workflow_id", "job_id", "last_event", "last_status", "first_event_time", "last_event_time", "scheduled_at", "started_at", "completed_at", "events")-- depends_on: `analytics_cluster_ddl`.`job_events`
+select
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    argMaxState(cast('' as LowCardinality(String)), toInt64(0)) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), toInt64(0)) as last_status,
+    cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as started_at,
+    cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as completed_at,
+    cast(0 as SimpleAggregateFunction(sum, UInt64)) as events
+group by user_id, workflow_id, job_id
+having 0
 ;
 
 create table `analytics_cluster_ddl`.`job_first_seen_all`
@@ -2579,4 +2527,47 @@ select
         '') as _error,
     payload as _raw_message
 from `analytics_cluster_ddl`.`workflows_messages`
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_current_from_job_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_current`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_current`
+select
+    user_id,
+    workflow_id,
+    job_id,
+    argMaxState(event_name, position) as last_event,
+    argMaxState(status, if(status != '', position, toInt64(-9223372036854775808))) as last_status,
+    min(event_time) as first_event_time,
+    max(event_time) as last_event_time,
+    max(scheduled_at) as scheduled_at,
+    max(started_at) as started_at,
+    max(completed_at) as completed_at,
+    count() as events
+from (select *, toUnixTimestamp64Milli(event_time) * 8 + transform(
+      event_name, ['created', 'started', 'completed', 'failed', 'cancelled'], [1, 2, 3, 3, 3], 0) as position from `analytics_cluster_ddl`.`job_events`)
+group by user_id, workflow_id, job_id
+;
+
+create or replace view `analytics_cluster_ddl`.`job_states`
+    ON CLUSTER "analytics_cluster"
+  as (
+    select
+    user_id,
+    workflow_id,
+    job_id,
+    argMaxMerge(last_event) as state,
+    argMaxMerge(last_status) as status,
+    min(first_event_time) as first_event_time,
+    max(last_event_time) as last_event_time,
+    max(scheduled_at) as scheduled_at,
+    max(started_at) as started_at,
+    max(completed_at) as completed_at,
+    sum(events) as events
+from `analytics_cluster_ddl`.`job_current`
+group by user_id, workflow_id, job_id
+  )
+                    -- end_of_sql
 ;

@@ -309,12 +309,16 @@ select * from incoming
 
 -- model job_current
 -- config {"enabled": true, "engine": "AggregatingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
+-- post-hooks ["{{ fill_job_current_from_raw_history(this) }}"]
+-- depends_on: `analytics_compile`.`job_events`
+
+
 select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,
     cast('' as String) as job_id,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_event,
-    argMaxState(cast('' as LowCardinality(String)), tuple(cast(0 as DateTime64(3, 'UTC')), toUInt8(0))) as last_status,
+    argMaxState(cast('' as LowCardinality(String)), toInt64(0)) as last_event,
+    argMaxState(cast('' as LowCardinality(String)), toInt64(0)) as last_status,
     cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_time,
     cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_time,
     cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as scheduled_at,
@@ -329,31 +333,20 @@ having 0
 -- materialization_target_table: `analytics_compile`.`job_current`
 
 
-with staged as (
-    select
-        *,
-        -- later lifecycle stages win when two events share a timestamp
-        tuple(event_time, transform(
-            event_name, ['created', 'started', 'completed', 'failed', 'cancelled'],
-            [1, 2, 3, 3, 3], 0
-        )) as position
-    from `analytics_compile`.`job_events`
-)
-
 select
     user_id,
     workflow_id,
     job_id,
     argMaxState(event_name, position) as last_event,
-    -- an event without a status does not erase the one before it
-    argMaxState(status, if(status != '', position, tuple(toDateTime64(0, 3, 'UTC'), toUInt8(0)))) as last_status,
+    argMaxState(status, if(status != '', position, toInt64(-9223372036854775808))) as last_status,
     min(event_time) as first_event_time,
     max(event_time) as last_event_time,
     max(scheduled_at) as scheduled_at,
     max(started_at) as started_at,
     max(completed_at) as completed_at,
     count() as events
-from staged
+from (select *, toUnixTimestamp64Milli(event_time) * 8 + transform(
+      event_name, ['created', 'started', 'completed', 'failed', 'cancelled'], [1, 2, 3, 3, 3], 0) as position from `analytics_compile`.`job_events`)
 group by user_id, workflow_id, job_id
 
 -- model job_duration_daily
