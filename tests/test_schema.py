@@ -112,6 +112,34 @@ def test_out_of_order_job_events_merge_into_one_state(analytics_db):
     assert (int(totals["total_jobs"]), int(totals["total_job_execution_duration"])) == (1, 600)
 
 
+def test_a_job_that_ends_again_in_a_later_insert_counts_its_first_end_once(analytics_db):
+    prefix = "ends-" + datasets.generate(seed=0, users=0).prefix
+    job = {"user_id": f"{prefix}-u", "workflow_id": f"{prefix}-w", "event_type": "job"}
+    started = {"event_name": "started", "status": "running", "started_at": "2026-11-20T10:00:00Z"}
+    ended = {**started, "completed_at": "2026-11-20T10:01:00Z"}
+
+    def event(n: int, job_id: str, at: str, **fields) -> dict:
+        return {**job, **fields, "event_id": f"{prefix}-{n}", "job_id": job_id, "event_time": at}
+
+    first = [
+        event(1, "a", "2026-11-20T10:00:00Z", **started),
+        event(2, "a", "2026-11-20T10:01:00Z", **{**ended, "event_name": "completed", "status": "completed"}),
+    ]
+    # a's second ending, under another event id, beside events of another job that does not end
+    later = [
+        event(3, "a", "2026-11-20T10:02:00Z", **{**ended, "event_name": "failed", "status": "failed"}),
+        event(4, "b", "2026-11-20T10:02:00Z", **started),
+    ]
+    for batch in (first, later):
+        assert post_batch(analytics_db, "jobs", batch).status == 200
+    [totals] = query(
+        analytics_db,
+        f"""SELECT sum(jobs) AS jobs, sum(jobs_completed) AS completed, sum(jobs_failed) AS failed
+            FROM analytics.workflow_totals WHERE user_id = '{job["user_id"]}'""",
+    )
+    assert {name: int(value) for name, value in totals.items()} == {"jobs": 2, "completed": 1, "failed": 0}
+
+
 CONTRACT_BREAKS = [
     ("workflows", {"event_id": "", "event_name": "created"}, "event_id_is_required"),
     ("workflows", {"event_name": "renamed"}, "event_name_is_known"),

@@ -295,12 +295,11 @@ with incoming as (
     order by event_time
     limit 1 by dedup_key
 )
-
-
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_compile`.`job_events`)
+      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_compile`.`job_events`
+where event_name in ('completed', 'failed', 'cancelled'))
   )
 
 -- model job_current
