@@ -1735,8 +1735,7 @@ with incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events`
-where event_name in ('completed', 'failed', 'cancelled'))
+      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events` where event_name in ('completed', 'failed', 'cancelled'))
   )
 ;
 

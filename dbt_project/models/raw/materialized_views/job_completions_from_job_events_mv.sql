@@ -20,8 +20,5 @@ with incoming as (
 )
 
 {#- Only the jobs that end in this block are looked up: a block mostly holds other stages of jobs. -#}
-{% set keys -%}
-select {{ dedup_key('job_end', 'workflow_id', 'job_id') }} from {{ ref('job_events') }}
-where {{ ends }}
-{%- endset %}
+{% set keys %}select {{ dedup_key('job_end', 'workflow_id', 'job_id') }} from {{ ref('job_events') }} where {{ ends }}{% endset %}
 {{ first_seen('incoming', keys) }}
