@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings.composed import Settings
+from operations.dbt import run_dbt
 from operations.migrate import migrate
 from tests import embedded_server
 from tests.intake import execute, post_batch, query
@@ -149,3 +150,17 @@ def test_on_a_cluster_an_earlier_job_current_stops_the_run_and_names_the_steps(e
     assert 'README, "Upgrading job_current"' in refused.stdout
     assert query(server, "SELECT count() AS n FROM system.tables WHERE name = 'job_current_v1'")[0]["n"] in (0, "0")
     assert [int(row["events"]) for row in query(server, STATES)] == [3, 2]
+
+
+def test_a_run_that_builds_only_one_of_job_current_and_its_view_changes_nothing(earlier_install):
+    server, settings = earlier_install
+    half = run_dbt(settings, "run", "--select", "job_current_from_job_events_mv", capture=True)
+    assert half.returncode != 0
+    assert "this one selects only one of them. Nothing was changed" in half.stdout
+    # a run that builds neither leaves the earlier table and its view working
+    other = run_dbt(settings, "run", "--select", "job_states", capture=True)
+    assert other.returncode == 0, other.stdout[-3000:]
+    assert post_batch(server, "jobs", [job_event("j3", 1, "created", "2026-11-20T11:00:00Z", "queued")]).status == 200
+    [state_type] = query(server, "SELECT type FROM system.columns WHERE table = 'job_current' AND name = 'last_event'")
+    assert "Tuple(" in state_type["type"]
+    assert [int(row["events"]) for row in query(server, STATES)] == [3, 2, 1]

@@ -45,6 +45,9 @@ group by user_id, workflow_id, job_id
      job_events and renames job_current_v1 to job_current_v1_replaced, kept until dropped by hand;
   3. the run then creates the view, which feeds it from then on.
 
+  Only a run that builds both the table and its view does this; one that builds neither leaves the
+  earlier pair working, and one that builds only one of them stops before changing anything.
+
   Stop the ingest while a database is upgraded, as for the names (upgrade_names.sql): an event that
   reaches job_events between the fill and the view's creation does not reach job_current. On a
   cluster the table is a shard's own and the fill must run on each shard, so the run stops instead
@@ -61,9 +64,20 @@ group by user_id, workflow_id, job_id
 {% macro upgrade_earlier_job_current() -%}
   {%- if execute and flags.WHICH in ('run', 'build') -%}
     {%- set current = adapter.get_relation(database=none, schema=target.schema, identifier='job_current') -%}
-    {%- if current is not none and 'Tuple(' in job_current_state_type(current) -%}
+    {%- set building = [] -%}
+    {%- for model in ['job_current', 'job_current_from_job_events_mv'] -%}
+      {%- do building.append('model.' ~ project_name ~ '.' ~ model in selected_resources) -%}
+    {%- endfor -%}
+    {#- A run that builds neither leaves the earlier table and its view as they are: they still work. -#}
+    {%- if current is not none and building != [false, false] and 'Tuple(' in job_current_state_type(current) -%}
       {%- set earlier = current.incorporate(path={'identifier': 'job_current_v1'}) -%}
       {%- set name = current.schema ~ '.' ~ current.identifier -%}
+      {%- if building != [true, true] -%}
+        {{ exceptions.raise_compiler_error(
+            name ~ " was created by an earlier version and is rebuilt by a run that builds both job_current and"
+            ~ " job_current_from_job_events_mv; this one selects only one of them. Nothing was changed: run with"
+            ~ " both selected (analytics migrate builds everything).") }}
+      {%- endif -%}
       {%- if clustered() -%}
         {{ exceptions.raise_compiler_error(
             name ~ " was created by an earlier version (argMax states over a (time, stage) tuple) and must be"
