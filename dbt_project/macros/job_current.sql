@@ -81,12 +81,14 @@ group by user_id, workflow_id, job_id
       {%- if clustered() -%}
         {{ exceptions.raise_compiler_error(
             name ~ " was created by an earlier version (argMax states over a (time, stage) tuple) and must be"
-            ~ " rebuilt from job_events on every shard; nothing was changed. Follow README, \"Upgrading job_current\".") }}
+            ~ " rebuilt from job_events on every shard; nothing was changed. Follow README,"
+            ~ " \"Upgrading job_current\".") }}
       {%- endif -%}
       {%- if adapter.get_relation(database=none, schema=target.schema, identifier='job_current_v1') is not none -%}
         {{ exceptions.raise_compiler_error(
-            name ~ " was created by an earlier version and " ~ earlier.schema ~ "." ~ earlier.identifier ~ " exists already (an upgrade that"
-            ~ " did not finish?); nothing was changed. Drop the one that is not the earlier job_current, then run again.") }}
+            name ~ " was created by an earlier version and " ~ earlier.schema ~ "." ~ earlier.identifier
+            ~ " exists already (an upgrade that did not finish?); nothing was changed. Drop the one that is"
+            ~ " not the earlier job_current, then run again.") }}
       {%- endif -%}
       {%- set feeding = adapter.get_relation(database=none, schema=target.schema,
                                              identifier='job_current_from_job_events_mv') -%}
@@ -108,15 +110,17 @@ group by user_id, workflow_id, job_id
       {%- set replaced = earlier.incorporate(path={'identifier': 'job_current_v1_replaced'}) -%}
       {%- if adapter.get_relation(database=none, schema=relation.schema, identifier=replaced.identifier) is not none -%}
         {{ exceptions.raise_compiler_error(
-            replaced.schema ~ "." ~ replaced.identifier ~ " exists (from an earlier upgrade); " ~ relation.identifier ~ " was not filled. Drop it, then run again.") }}
+            replaced.schema ~ "." ~ replaced.identifier ~ " exists (from an earlier upgrade); "
+            ~ relation.identifier ~ " was not filled. Drop it, then run again.") }}
       {%- endif -%}
       {#- Emptied first, so that a fill that failed half way can run again without counting twice. -#}
       {% do run_query('truncate table ' ~ relation) %}
       {% do run_query('insert into ' ~ relation ~ ' ' ~ job_current_rows(ref('job_events'))) %}
       {% do adapter.rename_relation(earlier, replaced) %}
       {%- set jobs = run_query('select count() from ' ~ relation).columns[0].values()[0] -%}
-      {{ log('rebuilt ' ~ relation.schema ~ '.' ~ relation.identifier ~ ' from job_events (' ~ jobs ~ ' rows); the earlier table is now '
-             ~ replaced.identifier ~ ': drop it once the result looks right', info=True) }}
+      {{ log('rebuilt ' ~ relation.schema ~ '.' ~ relation.identifier ~ ' from job_events (' ~ jobs
+             ~ ' rows); the earlier table is now ' ~ replaced.identifier ~ ': drop it once the result looks right',
+             info=True) }}
     {%- endif -%}
   {%- endif -%}
   select 1
