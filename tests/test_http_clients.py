@@ -162,6 +162,14 @@ def test_settings_apply_to_one_request_only(ch):
     assert len(ch.query("SELECT number FROM numbers(10)").result_rows) == 10
 
 
+def test_the_default_profile_writes_blocks_as_they_are_and_a_request_may_say_otherwise(ch):
+    # embedded/engine.py DEFAULT_PROFILE: the views' blocks are not merged on insert
+    assert ch.command("SELECT toUInt8(getSetting('optimize_on_insert'))") == 0
+    assert ch.command("SELECT toUInt8(getSetting('optimize_on_insert'))", settings={"optimize_on_insert": 1}) == 1
+    # and the next request is back on the profile's value, not ClickHouse's default
+    assert ch.command("SELECT toUInt8(getSetting('optimize_on_insert'))") == 0
+
+
 def test_unknown_setting_is_a_clear_error_and_does_not_stick(ch):
     with pytest.raises(DatabaseError, match="115"):
         ch.query("SELECT 1", settings={"no_such_setting_anywhere": 1})
