@@ -45,6 +45,13 @@ def earlier_install(tmp_path):
                    ('e0', '{day} 10:00:01', 'u', 'w', 'j', 25, '', NULL, '', sipHash128('job_logs', 'e0')),
                    ('e3', '{day} 11:00:00', 'u', 'w', 'k', 1, 'stdout', 0, '', sipHash128('job_logs', 'e3'))""",
     )
+    # e1 stored again by a later insert (a redelivery the earlier version kept in a part not merged yet)
+    execute(
+        server,
+        f"""INSERT INTO analytics.job_log_lines (event_id, event_time, user_id, workflow_id, job_id, count, stream,
+                                                 sequence, message, dedup_key)
+            VALUES ('e1', '{day} 10:00:03', 'u', 'w', 'j', 1, 'stderr', 1, 'first', sipHash128('job_logs', 'e1'))""",
+    )
     yield server, Settings(clickhouse_http_port=server.port, data_dir=tmp_path / "state")
     server.stop()
 
@@ -56,9 +63,10 @@ def test_an_earlier_job_log_lines_stops_the_migration_then_is_upgraded_by_the_re
     assert "was created by an earlier version" in refused.stdout
     assert "RENAME TABLE analytics.job_log_events TO analytics.job_log_events_v1" in refused.stdout
     [columns] = query(server, "SELECT count() AS n FROM system.columns WHERE table = 'job_log_events'")
+    # untouched: its rows as they were, the repeated one included
     assert (int(columns["n"]), int(query(server, "SELECT count() AS n FROM analytics.job_log_events")[0]["n"])) == (
         15,
-        4,
+        5,
     )
 
     execute(server, "RENAME TABLE analytics.job_log_events TO analytics.job_log_events_v1")
@@ -92,4 +100,5 @@ def test_an_earlier_job_log_lines_stops_the_migration_then_is_upgraded_by_the_re
     assert again.returncode != 0
     assert "there is nothing to adopt" in again.stdout
     assert int(query(server, "SELECT count() AS n FROM analytics.job_log_events")[0]["n"]) == 4
-    assert int(query(server, "SELECT count() AS n FROM analytics.job_log_events_v1_adopted")[0]["n"]) == 4
+    # the earlier table is kept as it was, the repeated row with it
+    assert int(query(server, "SELECT count() AS n FROM analytics.job_log_events_v1_adopted")[0]["n"]) == 5

@@ -45,10 +45,11 @@
   {%- endif -%}
   {% do run_query('drop table if exists ' ~ staging ~ ' ' ~ on_cluster() ~ ' sync') %}
   {% do run_query('create table ' ~ staging ~ ' ' ~ on_cluster() ~ ' as ' ~ target) %}
-  {#- An earlier row is a line when it had a message or a sequence: count-only events had neither. -#}
+  {#- An earlier row is a line when it had a message or a sequence: count-only events had neither.
+      Read with FINAL: an event stored twice (in two parts not merged yet) is adopted, and counted, once. -#}
   {% do run_query('insert into ' ~ staging ~ ' select event_id, event_time, user_id, workflow_id, job_id, count,'
                   ~ ' stream, sequence, message, message != \'\' or sequence is not null as is_line, kafka_topic,'
-                  ~ ' kafka_partition, kafka_offset, kafka_timestamp, ingested_at, dedup_key from ' ~ earlier) %}
+                  ~ ' kafka_partition, kafka_offset, kafka_timestamp, ingested_at, dedup_key from ' ~ earlier ~ ' final') %}
   {#- Renamed first, so that running this again cannot adopt the same rows twice. -#}
   {% do run_query('rename table ' ~ earlier ~ ' to ' ~ done ~ ' ' ~ on_cluster()) %}
   {%- set partitions = run_query("select distinct partition_id from system.parts where database = '"
