@@ -131,6 +131,16 @@ def test_an_earlier_job_current_is_rebuilt_from_job_events_with_the_same_states(
     assert [(row["job_id"], int(row["events"])) for row in query(server, STATES)] == [("j1", 4), ("j2", 3), ("j3", 2)]
 
 
+def test_the_rebuild_counts_an_event_stored_twice_once(earlier_install):
+    server, settings = earlier_install
+    # j2's first event stored again, as two inserts racing past the first-seen gate can leave it
+    execute(server, "INSERT INTO analytics.job_events SELECT * FROM analytics.job_events WHERE event_id = 'j2-1'")
+    assert [int(row["events"]) for row in query(server, STATES)] == [3, 3]
+    upgraded = migrate(settings, capture=True)
+    assert upgraded.returncode == 0, upgraded.stdout[-3000:]
+    assert [int(row["events"]) for row in query(server, STATES)] == [3, 2]
+
+
 def test_an_upgrade_left_half_done_stops_the_run_and_changes_nothing(earlier_install):
     server, settings = earlier_install
     execute(server, "CREATE TABLE analytics.job_current_v1 (x UInt8) ENGINE = Memory")
