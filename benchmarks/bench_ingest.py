@@ -27,11 +27,13 @@ measured again after the framing and after each Kafka run, and each of those pat
 
 Then small batches (inserts of 10 events from 20 concurrent senders: plain; with asynchronous
 inserts, each sender waiting for its answer; and not waiting, timed until every event is visible)
-against the same events in large batches, and freshness: events produced
-at half the measured Kafka rate, with probes timed from produce to visible in SQL (raw history
-and the aggregates are written by the same insert). Memory: resident and peak of the embedded
-ClickHouse and of the bridge. CPU: seconds each process used per phase, and events per CPU-second (on a
-shared machine the steadier figure: what two idle cores would give is about twice it).
+against the same events in large batches; the SDK's way (20 ClickHouseSinks, emits of 10
+events, with and without the asynchronous inserts it asks for by default: rate and server CPU
+per event); and freshness: events produced at half the measured Kafka rate, with probes timed
+from produce to visible in SQL (raw history and the aggregates are written by the same insert).
+Memory: resident and peak of the embedded ClickHouse and of the bridge. CPU: seconds each process
+used per phase, and events per CPU-second (on a shared machine the steadier figure: what two idle
+cores would give is about twice it).
 
     .venv/bin/python -m benchmarks.bench_ingest [--workflows 10000]
 """
@@ -67,6 +69,7 @@ from benchmarks.ingest_support import (
     post,
     produce,
     producer,
+    sdk_senders,
     small_batches,
     total,
 )
@@ -343,7 +346,9 @@ def main() -> None:
         small = generate("small", args.small_workflows)
         large = generate("large", args.small_workflows)
         n = total(small)
+        cpu = cpu_seconds(pid)
         large_rate = n / insert(server.url, "analytics", large, 100_000)
+        large_cpu = cpu_seconds(pid) - cpu
         # Without coalescing each small insert pays the whole view chain: 100 of them tell the rate.
         few = {topic: batch[: len(batch) * 100 // 1000 + 1] for topic, batch in small.items()}
         plain_small = total(few) / small_batches(server.url, few, 10, 20)
@@ -366,6 +371,22 @@ def main() -> None:
             "no_wait_answered_s": answered,
             "no_wait_until_visible_events_per_s": nowait_rate,
             "no_wait_ratio_to_large": nowait_rate / large_rate,
+        }
+        # The SDK's ClickHouseSink: asynchronous inserts (its default) against an insert per emit.
+        sdk = {}
+        for joined in (False, True):
+            data = generate(f"sdk{int(joined)}", args.small_workflows)
+            data = {topic: batch[: len(batch) * 100 // 1000 + 1] for topic, batch in data.items()}
+            cpu = cpu_seconds(pid)
+            sdk[joined] = (total(data) / sdk_senders(server.url, data, 10, 20, joined), cpu_seconds(pid) - cpu)
+        results["SDK: 20 ClickHouseSinks, emits of 10 events, each waiting for its answer"] = {
+            "events": total(data),
+            "insert_an_emit_events_per_s": sdk[False][0],
+            "insert_an_emit_server_cpu_ms_per_event": sdk[False][1] * 1e3 / total(data),
+            "async_insert_events_per_s": sdk[True][0],
+            "async_insert_server_cpu_ms_per_event": sdk[True][1] * 1e3 / total(data),
+            "async_over_insert_an_emit_cpu": sdk[True][1] / sdk[False][1],
+            "large_batches_server_cpu_ms_per_event": large_cpu * 1e3 / n,
         }
 
         # Freshness with the default bridge, one consumer a topic.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -81,6 +82,32 @@ def small_batches(url: str, messages: dict[str, list[bytes]], size: int, senders
     with ThreadPoolExecutor(senders) as pool:
         list(pool.map(lambda job: post(url, *job, **settings), bodies))
     return time.perf_counter() - started
+
+
+def sdk_senders(url: str, messages: dict[str, list[bytes]], size: int, senders: int, async_insert: bool) -> float:
+    """The SDK's way: `senders` threads, each with its own ClickHouseSink, emitting `size` events of
+    one topic at a time (each emit returns once the server answered); returns seconds."""
+    from events import ClickHouseSink, Event
+
+    batches = [
+        [Event.from_dict(json.loads(value)) for value in batch[start : start + size]]
+        for batch in messages.values()
+        for start in range(0, len(batch), size)
+    ]
+    sinks = [ClickHouseSink(url, async_insert=async_insert, max_retries=0) for _ in range(senders)]
+
+    def send(number: int) -> None:
+        for batch in batches[number::senders]:
+            sinks[number].emit(batch)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(senders) as pool:
+        list(pool.map(send, range(senders)))
+    seconds = time.perf_counter() - started
+    for sink in sinks:
+        assert sink.stats.delivered == sum(map(len, batches[sinks.index(sink) :: senders])), sink.stats
+        sink.close()
+    return seconds
 
 
 def producer(bootstrap: str, **extra) -> Producer:

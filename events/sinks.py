@@ -68,6 +68,7 @@ class DeliveryStats:
     rejected: int = 0  # refused by the server for good (not retried)
     failed: int = 0  # gave up after retries, or undeliverable on close
     retries: int = 0
+    resent_alone: int = 0  # ClickHouseSink: refused batches of joined inserts sent again on their own
 
 
 class FailedEvents:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.request
 
 import pytest
 
 from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event
+from events.clickhouse import resend_alone
 from events.demo import run_demo
 from events.retry import backoff_delay, is_retryable
+from events.sinks import DeliveryError
 from tests.embedded_server import free_port
 from tests.events_support import FakeClock, TcpForwarder
 
@@ -253,6 +256,90 @@ def test_compatibility_events_are_routed_to_the_analytics_table(clickhouse, ch):
             "Data": {"kind": "HEARTBEAT"},
         }
     ]
+
+
+# -- many producers: joined inserts ------------------------------------------------------------------
+
+# Every batch of a key waits the whole busy timeout: the concurrent emits below all fall in one.
+ONE_SECOND_WINDOW = {"async_insert_use_adaptive_busy_timeout": 0, "async_insert_busy_timeout_max_ms": 1000}
+
+
+def emit_together(sinks: list[ClickHouseSink], batches: list[list[Event]]) -> None:
+    """Each sink emits its batch from a thread of its own, all at the same moment."""
+    start = threading.Barrier(len(sinks))
+
+    def emit(sink, batch):
+        start.wait()
+        sink.emit(batch)
+
+    senders = [threading.Thread(target=emit, args=pair) for pair in zip(sinks, batches, strict=True)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(60)
+
+
+def parts(ch, topic: str) -> int:
+    return ch.command(
+        f"SELECT count() FROM system.parts WHERE database = '{ch.database}' AND table = '{topic}_queue' AND active"
+    )
+
+
+@pytest.mark.parametrize(("async_insert", "inserts"), [(True, 1), (False, 6)])
+def test_the_small_batches_of_many_sinks_are_joined_into_one_insert(clickhouse, ch, async_insert, inserts):
+    create_landing_tables(ch)
+    ch.command(f"SYSTEM STOP MERGES {ch.database}.jobs_queue")  # one part per insert stays one
+    sinks = [
+        ClickHouseSink(clickhouse.url, database=ch.database, async_insert=async_insert, settings=ONE_SECOND_WINDOW)
+        for _ in range(6)
+    ]
+
+    emit_together(sinks, [[job(f"j-{n}-1"), job(f"j-{n}-2")] for n in range(6)])
+
+    assert [sink.stats.delivered for sink in sinks] == [2] * 6  # each answered after the insert
+    assert len(rows(ch, "jobs")) == 12
+    assert parts(ch, "jobs") == inserts
+
+
+def refusals(clickhouse, code: int) -> float:
+    """Inserts the server has refused with `code` so far, from its Prometheus metrics."""
+    text = urllib.request.urlopen(f"{clickhouse.url}/metrics", timeout=10).read().decode()
+    wanted = f'analytics_http_errors_total{{code="{code}",kind="insert"}} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+
+def test_a_refused_batch_among_joined_ones_gets_its_own_verdict_and_the_others_land(clickhouse, ch):
+    create_landing_tables(ch, constraint="no_blocked_users CHECK user_id != 'blocked'")
+    refused_before = refusals(clickhouse, 469)
+    good, bad = Reported(), Reported()
+    sinks = [
+        ClickHouseSink(clickhouse.url, database=ch.database, on_error=reported, settings=ONE_SECOND_WINDOW)
+        for reported in (good, bad)
+    ]
+    refused = [job("j-3"), job("j-4", user_id="blocked")]
+
+    emit_together(sinks, [[job("j-1"), job("j-2")], refused])
+
+    assert good.calls == [] and sinks[0].stats.delivered == 2 and sinks[0].stats.resent_alone == 0
+    ((events, error),) = bad.calls
+    assert events == refused and error.code == 469 and "no_blocked_users" in str(error)
+    assert sinks[1].stats.resent_alone == 1 and sinks[1].stats.rejected == 2
+    assert refusals(clickhouse, 469) - refused_before == 2  # joined, then alone
+    assert sorted(row["job_id"] for row in rows(ch, "jobs")) == ["j-1", "j-2"]
+
+
+def test_only_a_refusal_of_a_joined_insert_is_sent_again_alone():
+    refused = DeliveryError("HTTP 500: constraint", retryable=False, status=500, code=469)
+    passing = DeliveryError("HTTP 500: too many parts", retryable=True, status=500, code=252)
+    assert resend_alone(refused, joined=True)
+    assert not resend_alone(refused, joined=False)  # its verdict was its own already
+    assert not resend_alone(passing, joined=True)  # retried as it was
+
+
+@pytest.mark.parametrize("name", ["query", "async_insert", "wait_for_async_insert", "max_threads; DROP"])
+def test_settings_cannot_replace_the_statement_or_the_sinks_own(name):
+    with pytest.raises(ValueError, match=name.split(";")[0]):
+        ClickHouseSink(settings={name: "0"})
 
 
 # -- the one retry decision ------------------------------------------------------------------------
