@@ -261,7 +261,7 @@ def test_compatibility_events_are_routed_to_the_analytics_table(clickhouse, ch):
 # -- many producers: joined inserts ------------------------------------------------------------------
 
 # Every batch of a key waits the whole busy timeout: the concurrent emits below all fall in one.
-ONE_SECOND_WINDOW = {"async_insert_use_adaptive_busy_timeout": 0, "async_insert_busy_timeout_max_ms": 1000}
+TWO_SECOND_WINDOW = {"async_insert_use_adaptive_busy_timeout": 0, "async_insert_busy_timeout_max_ms": 2000}
 
 
 def emit_together(sinks: list[ClickHouseSink], batches: list[list[Event]]) -> None:
@@ -290,7 +290,7 @@ def test_the_small_batches_of_many_sinks_are_joined_into_one_insert(clickhouse, 
     create_landing_tables(ch)
     ch.command(f"SYSTEM STOP MERGES {ch.database}.jobs_queue")  # one part per insert stays one
     sinks = [
-        ClickHouseSink(clickhouse.url, database=ch.database, async_insert=async_insert, settings=ONE_SECOND_WINDOW)
+        ClickHouseSink(clickhouse.url, database=ch.database, async_insert=async_insert, settings=TWO_SECOND_WINDOW)
         for _ in range(6)
     ]
 
@@ -313,7 +313,7 @@ def test_a_refused_batch_among_joined_ones_gets_its_own_verdict_and_the_others_l
     refused_before = refusals(clickhouse, 469)
     good, bad = Reported(), Reported()
     sinks = [
-        ClickHouseSink(clickhouse.url, database=ch.database, on_error=reported, settings=ONE_SECOND_WINDOW)
+        ClickHouseSink(clickhouse.url, database=ch.database, on_error=reported, settings=TWO_SECOND_WINDOW)
         for reported in (good, bad)
     ]
     refused = [job("j-3"), job("j-4", user_id="blocked")]
