@@ -104,8 +104,8 @@ def sdk_senders(url: str, messages: dict[str, list[bytes]], size: int, senders: 
     with ThreadPoolExecutor(senders) as pool:
         list(pool.map(send, range(senders)))
     seconds = time.perf_counter() - started
-    for sink in sinks:
-        assert sink.stats.delivered == sum(map(len, batches[sinks.index(sink) :: senders])), sink.stats
+    for number, sink in enumerate(sinks):
+        assert sink.stats.delivered == sum(map(len, batches[number::senders])), sink.stats
         sink.close()
     return seconds
 

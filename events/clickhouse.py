@@ -84,7 +84,9 @@ class ClickHouseSink:
             raise ValueError(f"max_retries must not be negative, got {max_retries}")
         self.batching = Batching(max_events=batch_size, max_bytes=batch_bytes, interval=interval)
         self.database = database
-        self._settings = {name: str(value) for name, value in (settings or {}).items()}
+        self._settings = {
+            name: str(int(value)) if isinstance(value, bool) else str(value) for name, value in (settings or {}).items()
+        }
         for name in self._settings:
             if not _IDENTIFIER.match(name) or name == "query":
                 raise ValueError(f"settings must name ClickHouse settings, got {name!r}")
