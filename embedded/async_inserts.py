@@ -110,9 +110,11 @@ def check_settings(settings: dict[str, str]) -> None:
         raise ClickHouseError.of(Code.INVALID_SETTING_VALUE, "Setting 'async_insert_busy_timeout_max_ms' can't be zero")
 
 
-def wanted(settings: dict[str, str], fmt: str) -> bool:
-    """Whether the request asks for an asynchronous insert in a format whose bodies can be joined."""
-    return settings.get("async_insert", "0").lower() in _TRUE and fmt.lower() in _TEXT_ROWS | _BINARY_ROWS
+def wanted(settings: dict[str, str], fmt: str, default: bool = False) -> bool:
+    """Whether the request asks for an asynchronous insert (`default` when it does not say) in a
+    format whose bodies can be joined."""
+    asked = settings.get("async_insert", "1" if default else "0").lower() in _TRUE
+    return asked and fmt.lower() in _TEXT_ROWS | _BINARY_ROWS
 
 
 def waits(settings: dict[str, str]) -> bool:

@@ -78,6 +78,8 @@ class FrontConfig:
     response_memory_buffer: int = 16 << 20
     # Let users' SQL reach files and the network as clickhouse-local does (file(), url(), INTO OUTFILE...).
     allow_file_access: bool = False
+    # async_insert for requests that do not say: what a ClickHouse server's default profile may set.
+    async_insert: bool = False
 
 
 class Front:
@@ -258,7 +260,11 @@ class Front:
             if chunk is not None:
                 head += chunk
         small = body.exhausted and len(head) - insert.data_start <= limit
-        if small and spec.session_id is None and async_inserts.wanted(spec.settings, insert.format):
+        if (
+            small
+            and spec.session_id is None
+            and async_inserts.wanted(spec.settings, insert.format, self.config.async_insert)
+        ):
             return await self._insert_coalesced(spec, lease, head, insert)
         try:
             if small:

@@ -52,6 +52,7 @@ def serve(
     password: str = "",
     max_concurrent_queries: int = 64,
     allow_file_access: bool = False,
+    async_insert: bool = False,
     log_level: str = "info",
     extra_lifespan=None,
     on_server: Callable[[uvicorn.Server], None] | None = None,
@@ -78,6 +79,7 @@ def serve(
                 password=password,
                 max_concurrent_queries=max_concurrent_queries,
                 allow_file_access=allow_file_access,
+                async_insert=async_insert,
             ),
             extra_lifespan=extra_lifespan,
         )
@@ -140,6 +142,7 @@ def serve_settings(settings: EmbeddedClickHouseSettings, **extra) -> None:
         password=settings.clickhouse_password.get_secret_value(),
         max_concurrent_queries=settings.clickhouse_max_concurrent_queries,
         allow_file_access=settings.clickhouse_allow_file_access,
+        async_insert=settings.clickhouse_async_insert,
         log_level=settings.log_level,
         **extra,
     )

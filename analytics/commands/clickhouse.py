@@ -26,7 +26,14 @@ from core.settings.clickhouse import EmbeddedClickHouseSettings
     help="Let clients' SQL reach the server's files and network: file(), url(), INTO OUTFILE... "
     "(ANALYTICS_CLICKHOUSE_ALLOW_FILE_ACCESS, default off).",
 )
-def clickhouse(data_dir, http_port, host, user, password, allow_file_access) -> None:
+@click.option(
+    "--async-insert",
+    is_flag=True,
+    default=None,
+    help="Join small inserts from every sender unless a request says async_insert=0, as async_insert=1 in a "
+    "ClickHouse server's default profile does (ANALYTICS_CLICKHOUSE_ASYNC_INSERT, default off).",
+)
+def clickhouse(data_dir, http_port, host, user, password, allow_file_access, async_insert) -> None:
     """Run the embedded ClickHouse (chDB behind the ClickHouse HTTP interface) in the foreground."""
     settings = load_settings(
         clickhouse_data_dir=data_dir,
@@ -35,6 +42,7 @@ def clickhouse(data_dir, http_port, host, user, password, allow_file_access) -> 
         clickhouse_user=user,
         clickhouse_password=password,
         clickhouse_allow_file_access=allow_file_access,
+        clickhouse_async_insert=async_insert,
     )
     configure_logging(settings)
     with requires("embedded", "clickhouse"):

@@ -62,6 +62,11 @@ class EmbeddedClickHouseSettings(CommonSettings, ClickHouseSettings):
 
     clickhouse_data_dir: Path | None = Field(None, description="chDB data directory [default: DATA_DIR/clickhouse].")
     clickhouse_max_concurrent_queries: int = Field(64, description="Queries the embedded server runs at once.")
+    clickhouse_async_insert: bool = Field(
+        False,
+        description="Join small inserts from every sender, as async_insert=1 in a ClickHouse server's default "
+        "profile does; a request's own async_insert still decides for it.",
+    )
     clickhouse_allow_file_access: bool = Field(
         False,
         description="Let SQL sent to the embedded ClickHouse read and write the server's files and reach the network "
