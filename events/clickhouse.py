@@ -92,7 +92,7 @@ class ClickHouseSink:
                 raise ValueError(f"settings must name ClickHouse settings, got {name!r}")
             if name in ASYNC_INSERT:
                 raise ValueError(f"{name} is the sink's own: pass async_insert=True or False instead")
-        self._joined = ASYNC_INSERT if async_insert else {}
+        self._async_insert = async_insert
         self._max_retries = max_retries
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -136,18 +136,19 @@ class ClickHouseSink:
             if topic == TELEMETRY_TOPIC
             else f"{queue_table(topic)} FORMAT JSONEachRow"
         )
-        alone = {
+        own = {
             "query": f"INSERT INTO {self.database}.{target}",
             "date_time_input_format": "best_effort",  # accept `Z` and offsets in DateTime64 columns
             "input_format_skip_unknown_fields": "1",  # context attributes the table does not name
             **self._settings,
         }
-        query = {**alone, **self._joined}
+        alone = {**own, "async_insert": "0"}  # on its own even where the server's profile joins inserts
+        query = {**own, **ASYNC_INSERT} if self._async_insert else alone
         body = b"".join(event.json + b"\n" for event in events)
         attempt = 0
         while True:
             error = self._post(query, body)
-            if error is not None and resend_alone(error, bool(self._joined)):
+            if error is not None and resend_alone(error, self._async_insert):
                 self._counters.add(resent_alone=1)
                 error = self._post(alone, body)
             if error is None:

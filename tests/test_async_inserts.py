@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests import datasets, embedded_server
+from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import HTTP, insert_statement, query
 
@@ -126,32 +126,3 @@ def test_a_queue_setting_clickhouse_cannot_parse_is_refused_and_nothing_is_store
     time.sleep(0.5)  # a batch that was wrongly queued would be in by now
     [row] = query(analytics_db, f"select count() as n from analytics.job_events where event_id = '{event['event_id']}'")
     assert row["n"] == 0
-
-
-def test_a_server_started_with_async_insert_joins_senders_that_do_not_ask(tmp_path):
-    """`analytics clickhouse --async-insert` is a ClickHouse server's default profile with
-    async_insert=1: small inserts that say nothing are joined, one that says async_insert=0 is not."""
-    server = embedded_server.start(tmp_path / "data", None, "--async-insert")
-    try:
-        client = server.client()
-        client.command("CREATE TABLE default.small (n UInt32) ENGINE = MergeTree ORDER BY n")
-        client.command("SYSTEM STOP MERGES default.small")
-        statement = "INSERT INTO default.small FORMAT JSONEachRow"
-        # Every batch waits the whole window, so the six senders below all fall in one.
-        window = {"async_insert_use_adaptive_busy_timeout": "0", "async_insert_busy_timeout_max_ms": "2000"}
-
-        def send(n: int, **settings: str):
-            return HTTP.request(
-                "POST", f"{server.url}/?{urlencode({'query': statement, **window, **settings})}", body=b'{"n": %d}' % n
-            )
-
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(send, range(6)))
-        assert [answer.status for answer in answers] == [200] * 6  # answered after the joint insert
-        assert send(6, async_insert="0").status == 200
-
-        parts = "SELECT count() FROM system.parts WHERE database = 'default' AND table = 'small' AND active"
-        assert (client.command("SELECT count() FROM default.small"), client.command(parts)) == (7, 2)
-        client.close()
-    finally:
-        server.stop()

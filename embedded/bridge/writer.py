@@ -22,6 +22,10 @@ from core.errors import DATA_ERRORS, TRANSIENT_ERRORS
 from core.names import DEAD_LETTERS, messages_table
 from embedded.bridge.framing import dead_letter_row, row_binary
 
+# A block is inserted on its own and answered when it is in, even where the server's profile joins
+# small inserts (async_insert=1): the offsets are committed after the answer, and a block is large.
+ALONE = {"async_insert": "0"}
+
 # HTTP answers without a ClickHouse code that mean "not now" (a proxy or a server going away).
 TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
 
@@ -71,6 +75,7 @@ class LandingWriter:
         first, last = messages[0], messages[-1]
         params = {
             "query": f"INSERT INTO {self.database}.{messages_table(self.topic)} FORMAT RowBinary",
+            **ALONE,
             # A batch retried after a crash carries the same token (where ClickHouse deduplicates blocks).
             "insert_deduplication_token": f"{self.topic}:{first.partition()}:{first.offset()}-{last.offset()}",
         }
@@ -80,7 +85,8 @@ class LandingWriter:
         """Write one message straight into dead_letters: for a message whose insert ClickHouse refused."""
         params = {
             "query": f"INSERT INTO {self.database}.{DEAD_LETTERS} (topic, partition, offset, raw_message, error, "
-            "received_at) FORMAT RowBinary"
+            "received_at) FORMAT RowBinary",
+            **ALONE,
         }
         self.post(params, dead_letter_row(self._topic_bytes, message, error))
 
