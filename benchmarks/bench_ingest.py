@@ -56,6 +56,7 @@ from benchmarks.ingest_support import (
     HTTP,
     ROOT,
     Lag,
+    a_tenth,
     bridge_inserts,
     cpu_seconds,
     generate,
@@ -350,7 +351,7 @@ def main() -> None:
         large_rate = n / insert(server.url, "analytics", large, 100_000)
         large_cpu = cpu_seconds(pid) - cpu
         # Without coalescing each small insert pays the whole view chain: 100 of them tell the rate.
-        few = {topic: batch[: len(batch) * 100 // 1000 + 1] for topic, batch in small.items()}
+        few = a_tenth(small)
         plain_small = total(few) / small_batches(server.url, few, 10, 20)
         small_async = generate("async", args.small_workflows)
         async_rate = n / small_batches(server.url, small_async, 10, 20, async_insert="1", wait_for_async_insert="1")
@@ -375,8 +376,7 @@ def main() -> None:
         # The SDK's ClickHouseSink: asynchronous inserts (its default) against an insert per emit.
         sdk = {}
         for joined in (False, True):
-            data = generate(f"sdk{int(joined)}", args.small_workflows)
-            data = {topic: batch[: len(batch) * 100 // 1000 + 1] for topic, batch in data.items()}
+            data = a_tenth(generate(f"sdk{int(joined)}", args.small_workflows))
             cpu = cpu_seconds(pid)
             sdk[joined] = (total(data) / sdk_senders(server.url, data, 10, 20, joined), cpu_seconds(pid) - cpu)
         results["SDK: 20 ClickHouseSinks, emits of 10 events, each waiting for its answer"] = {

@@ -84,6 +84,11 @@ def small_batches(url: str, messages: dict[str, list[bytes]], size: int, senders
     return time.perf_counter() - started
 
 
+def a_tenth(messages: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+    """The first tenth of every topic's events: where each insert pays the whole chain, enough to tell the rate."""
+    return {topic: batch[: len(batch) * 100 // 1000 + 1] for topic, batch in messages.items()}
+
+
 def sdk_senders(url: str, messages: dict[str, list[bytes]], size: int, senders: int, async_insert: bool) -> float:
     """The SDK's way: `senders` threads, each with its own ClickHouseSink, emitting `size` events of
     one topic at a time (each emit returns once the server answered); returns seconds."""

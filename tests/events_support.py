@@ -1,5 +1,6 @@
 """Helpers for the events tests: a clock the test moves, a TCP forwarder that can appear late, a
-client without a consumer thread and a sink that blocks."""
+client without a consumer thread, a sink that blocks, and senders that insert at the same moment
+into a server that joins their inserts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,25 @@ import socket
 import threading
 
 from events import Batching, Client, MemorySink
+
+# Every batch of asynchronous inserts waits the whole busy timeout, so senders started together fall in one.
+JOINING_WINDOW = {"async_insert_use_adaptive_busy_timeout": "0", "async_insert_busy_timeout_max_ms": "2000"}
+
+
+def together(actions) -> None:
+    """Run the actions from threads of their own, all at the same moment; returns when all are done."""
+    start = threading.Barrier(len(actions))
+
+    def run(action):
+        start.wait()
+        action()
+
+    senders = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(60)
+
 
 # 2026-11-24T08:00:00Z; whole seconds and binary fractions keep the arithmetic exact.
 START = 1_795_507_200.0

@@ -6,18 +6,14 @@ a request, or a ClickHouseSink built with `async_insert=False`.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
 
 from events import ClickHouseSink, Event
 from tests import embedded_server
+from tests.events_support import JOINING_WINDOW, together
 from tests.intake import HTTP
-
-# Every batch waits the whole window, so the concurrent senders below all fall in one.
-WINDOW = {"async_insert_use_adaptive_busy_timeout": "0", "async_insert_busy_timeout_max_ms": "2000"}
 
 
 @pytest.fixture(scope="module")
@@ -46,24 +42,12 @@ def table(joining):
     client.close()
 
 
-def together(actions) -> None:
-    """Run the actions from threads of their own, all at the same moment."""
-    start = threading.Barrier(len(actions))
-
-    def run(action):
-        start.wait()
-        action()
-
-    with ThreadPoolExecutor(len(actions)) as pool:
-        list(pool.map(run, actions))
-
-
 def test_senders_that_do_not_ask_are_joined_and_one_saying_async_insert_0_is_not(joining, table):
     create, counts = table
     create("small", "n UInt32")
 
     def send(n: int, **settings: str) -> None:
-        query = urlencode({"query": "INSERT INTO joined.small FORMAT JSONEachRow", **WINDOW, **settings})
+        query = urlencode({"query": "INSERT INTO joined.small FORMAT JSONEachRow", **JOINING_WINDOW, **settings})
         answer = HTTP.request("POST", f"{joining.url}/?{query}", body=b'{"n": %d}' % n)
         assert answer.status == 200, answer.data[:300]
 
@@ -83,7 +67,8 @@ def test_a_sink_joins_unless_built_not_to(joining, table, async_insert, parts):
     create, counts = table
     create("jobs_queue", "event_id String, job_id String")
     sinks = [
-        ClickHouseSink(joining.url, database="joined", async_insert=async_insert, settings=WINDOW) for _ in range(4)
+        ClickHouseSink(joining.url, database="joined", async_insert=async_insert, settings=JOINING_WINDOW)
+        for _ in range(4)
     ]
 
     together([lambda sink=sink, n=n: sink.emit([job(n)]) for n, sink in enumerate(sinks)])

@@ -19,7 +19,7 @@ from events.demo import run_demo
 from events.retry import backoff_delay, is_retryable
 from events.sinks import DeliveryError
 from tests.embedded_server import free_port
-from tests.events_support import FakeClock, TcpForwarder
+from tests.events_support import JOINING_WINDOW, FakeClock, TcpForwarder, together
 
 _COMMON = "event_id String, event_time String, event_type String, event_name String, user_id String"
 LANDING_TABLES = {
@@ -260,23 +260,10 @@ def test_compatibility_events_are_routed_to_the_analytics_table(clickhouse, ch):
 
 # -- many producers: joined inserts ------------------------------------------------------------------
 
-# Every batch of a key waits the whole busy timeout: the concurrent emits below all fall in one.
-TWO_SECOND_WINDOW = {"async_insert_use_adaptive_busy_timeout": 0, "async_insert_busy_timeout_max_ms": 2000}
-
 
 def emit_together(sinks: list[ClickHouseSink], batches: list[list[Event]]) -> None:
     """Each sink emits its batch from a thread of its own, all at the same moment."""
-    start = threading.Barrier(len(sinks))
-
-    def emit(sink, batch):
-        start.wait()
-        sink.emit(batch)
-
-    senders = [threading.Thread(target=emit, args=pair) for pair in zip(sinks, batches, strict=True)]
-    for sender in senders:
-        sender.start()
-    for sender in senders:
-        sender.join(60)
+    together([lambda sink=sink, batch=batch: sink.emit(batch) for sink, batch in zip(sinks, batches, strict=True)])
 
 
 def parts(ch, topic: str) -> int:
@@ -290,7 +277,7 @@ def test_the_small_batches_of_many_sinks_are_joined_into_one_insert(clickhouse, 
     create_landing_tables(ch)
     ch.command(f"SYSTEM STOP MERGES {ch.database}.jobs_queue")  # one part per insert stays one
     sinks = [
-        ClickHouseSink(clickhouse.url, database=ch.database, async_insert=async_insert, settings=TWO_SECOND_WINDOW)
+        ClickHouseSink(clickhouse.url, database=ch.database, async_insert=async_insert, settings=JOINING_WINDOW)
         for _ in range(6)
     ]
 
@@ -313,7 +300,7 @@ def test_a_refused_batch_among_joined_ones_gets_its_own_verdict_and_the_others_l
     refused_before = refusals(clickhouse, 469)
     good, bad = Reported(), Reported()
     sinks = [
-        ClickHouseSink(clickhouse.url, database=ch.database, on_error=reported, settings=TWO_SECOND_WINDOW)
+        ClickHouseSink(clickhouse.url, database=ch.database, on_error=reported, settings=JOINING_WINDOW)
         for reported in (good, bad)
     ]
     refused = [job("j-3"), job("j-4", user_id="blocked")]
