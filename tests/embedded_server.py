@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -12,11 +13,36 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+# Ports for the servers tests start, below the kernel's ephemeral range (32768-60999 on Linux), so
+# no outgoing connection and no other worker takes one between its choice and its server's bind:
+# each pytest-xdist worker has a slice of its own, whose ports a process hands out in turn.
+PORTS_FROM, SLICE = 20_000, 1_000
+
+
+def _slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"... under xdist
+    number = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 8
+    first = PORTS_FROM + (number % 12) * SLICE
+    return range(first, first + SLICE)
+
+
+_PORTS = _slice()
+_next = random.randrange(len(_PORTS))  # another run on the machine starts elsewhere in the slice
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """The next port of this worker's slice that nothing is bound to now."""
+    global _next
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next % len(_PORTS)]
+        _next += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port left in {_PORTS.start}-{_PORTS.stop - 1}")
 
 
 @dataclass

@@ -95,6 +95,7 @@ def stack(tmp_path_factory):
     environment.update(
         ANALYTICS_DATA_DIR=str(data_dir),
         ANALYTICS_CLICKHOUSE_HTTP_PORT=str(free_port()),
+        ANALYTICS_GRPC_PORT=str(free_port()),
         ANALYTICS_DAGSTER_PORT=str(dagster_port),
     )
     log = open(data_dir / "up.log", "wb")  # noqa: SIM115 - the child writes it for its lifetime

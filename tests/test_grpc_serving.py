@@ -249,9 +249,8 @@ def test_a_model_whose_feed_is_behind_is_never_used(analytics_db, small, relay, 
             ):
                 assert answer_of(stub, "GetUserAnalytics", request, timeout=0.5) == grpc.StatusCode.DEADLINE_EXCEEDED
             relay.release()
-            assert answer_of(stub, "GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id=newcomer)) == (
-                more.expected.user(newcomer)
-            )
+            answer = answer_of(stub, "GetUserAnalytics", pb.GetUserAnalyticsRequest(user_id=newcomer))
+            assert answer == more.expected.user(newcomer), service.log()[-10_000:]
     finally:
         relay.release()
         assert service.stop() == 0, service.log()
