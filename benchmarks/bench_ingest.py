@@ -113,7 +113,7 @@ def freshness(settings, broker, server, prefix: str, per_second: float, seconds:
     steady = generate(f"steady{uuid.uuid4().hex[:4]}", max(1, int(per_second * seconds / 26) + 1))
     stream = [(topic, value) for topic, batch in steady.items() for value in batch]
     stream.sort(key=lambda item: hash(item[1]))  # interleave the topics
-    out = producer(broker.bootstrap, **{"linger.ms": 5, "enable.idempotence": False})
+    out = producer(broker.bootstrap)
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
     done = threading.Event()

@@ -16,6 +16,7 @@ import urllib3
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from core.names import TOPICS
+from events.kafka import PRODUCER_SETTINGS
 
 HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=5, read=600), maxsize=32)
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,12 +117,13 @@ def sdk_senders(url: str, messages: dict[str, list[bytes]], size: int, senders: 
 
 
 def producer(bootstrap: str, **extra) -> Producer:
+    """A producer set as the SDK's KafkaSink sets its own (the services' way to Kafka), with room
+    in its queue and batches for a backlog."""
     return Producer(
         {
             "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
+            **PRODUCER_SETTINGS,
             "batch.size": 1_000_000,
-            "enable.idempotence": True,
             "queue.buffering.max.messages": 2_000_000,
             **extra,
         }

@@ -7,12 +7,19 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from events.event import AnyEvent
 from events.sinks import Batching, DeliveryError, DeliveryStats, ErrorCallback, FailedEvents, _Counters
 
 log = logging.getLogger(__name__)
+
+# The producer's settings unless a sink's `config` overrides them: idempotent, so librdkafka's own
+# retries never duplicate or reorder a partition; batches of 20 ms, compressed with LZ4.
+PRODUCER_SETTINGS: Mapping[str, Any] = MappingProxyType(
+    {"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"}
+)
 
 
 class KafkaSink:
@@ -41,9 +48,7 @@ class KafkaSink:
 
         settings: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
-            "enable.idempotence": True,
-            "linger.ms": 20,
-            "compression.type": "lz4",
+            **PRODUCER_SETTINGS,
             "client.id": "events-sdk",
             "logger": log,
         }
