@@ -31,6 +31,7 @@ against the same events in large batches; the SDK's way (20 ClickHouseSinks, emi
 events, with and without the asynchronous inserts it asks for by default: rate and server CPU
 per event); and freshness: events produced at half the measured Kafka rate, with probes timed
 from produce to visible in SQL (raw history and the aggregates are written by the same insert).
+Every event goes to Kafka as the SDK's KafkaSink sends it (events.kafka.PRODUCER_SETTINGS).
 Memory: resident and peak of the embedded ClickHouse and of the bridge. CPU: seconds each process
 used per phase, and events per CPU-second (on a shared machine the steadier figure: what two idle
 cores would give is about twice it).
