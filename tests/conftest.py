@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from embedded.kafka.broker import KafkaBroker, free_port
+from embedded.kafka.broker import KafkaBroker
 from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java
 from tests import dbt_prefork, embedded_server
+from tests.embedded_server import free_port
 
 pytest_plugins = ["tests.ci_rules", "tests.scheduling"]
 
@@ -107,7 +108,9 @@ def kafka(kafka_jars, tmp_path_factory) -> KafkaBroker:
 
     Tests never stop it (those that do take ``own_kafka``); tests use topics of their own.
     """
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), jars_dir=KAFKA_JARS_DIR)
+    broker = KafkaBroker(
+        tmp_path_factory.mktemp("kafka"), free_port(), controller_port=free_port(), jars_dir=KAFKA_JARS_DIR
+    )
     broker.start()
     yield broker
     broker.stop()
@@ -117,7 +120,7 @@ def kafka(kafka_jars, tmp_path_factory) -> KafkaBroker:
 def own_kafka(kafka_jars, tmp_path) -> KafkaBroker:
     """A broker of the test's own, for tests that stop, kill or restart it: the session's broker
     is never restarted, so one failed restart cannot spoil every Kafka test after it."""
-    broker = KafkaBroker(tmp_path / "kafka", free_port(), jars_dir=KAFKA_JARS_DIR)
+    broker = KafkaBroker(tmp_path / "kafka", free_port(), controller_port=free_port(), jars_dir=KAFKA_JARS_DIR)
     broker.start()
     yield broker
     broker.stop()

@@ -210,7 +210,12 @@ class HeldRelay:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
+            except OSError:
+                client.close()  # the client sees the connection end, as with the server itself; keep accepting
+                continue
+            upstream.settimeout(None)
             self._sockets += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()

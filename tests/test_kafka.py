@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 from analytics.cli import main
 from core.names import TOPICS
-from embedded.kafka.broker import CLEAN_EXIT_CODES, KafkaBroker, KafkaStartError, free_port
+from embedded.kafka.broker import CLEAN_EXIT_CODES, KafkaBroker, KafkaStartError
 from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java, kafka_version
 from embedded.kafka.topics import (
     KafkaUnreachable,
@@ -33,6 +33,7 @@ from embedded.kafka.topics import (
     wait_until_listed,
 )
 from tests.conftest import KAFKA_JARS_DIR, REPO
+from tests.embedded_server import free_port
 from tests.test_child_processes import ignoring_and_blocking_the_stop_signals
 
 pytestmark = pytest.mark.long_file(60)  # seconds of a worker, measured: run first (tests/scheduling.py)
