@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -109,8 +110,9 @@ def null_tables(url: str) -> None:
         post(url, f"CREATE TABLE IF NOT EXISTS bench_null.{topic}_queue AS analytics.{topic}_queue ENGINE = Null", b"")
 
 
-def freshness(settings, broker, server, prefix: str, per_second: float, seconds: float) -> dict:
-    """Produce steadily at `per_second` events/s with a probe every 50 ms; time each probe to visible."""
+def freshness(settings, broker, server, bridge, prefix: str, per_second: float, seconds: float) -> dict:
+    """Produce steadily at `per_second` events/s with a probe every 50 ms; time each probe to visible.
+    Also the CPU-seconds each process of the stack used meanwhile: on two cores they share them."""
     steady = generate(f"steady{uuid.uuid4().hex[:4]}", max(1, int(per_second * seconds / 26) + 1))
     stream = [(topic, value) for topic, batch in steady.items() for value in batch]
     stream.sort(key=lambda item: hash(item[1]))  # interleave the topics
@@ -135,6 +137,9 @@ def freshness(settings, broker, server, prefix: str, per_second: float, seconds:
             time.sleep(WATCH_INTERVAL_S)
 
     stop_at = float("inf")
+    processes = {"server": server.process.pid, "bridge": bridge.process.pid, "broker": broker.process.pid}
+    processes["producer_and_watcher"] = os.getpid()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.perf_counter()
@@ -166,6 +171,7 @@ def freshness(settings, broker, server, prefix: str, per_second: float, seconds:
         out.poll(0)
         time.sleep(0.002)
     achieved = produced / (time.perf_counter() - started)
+    cpu = {f"{name}_cpu_s": cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
     out.flush(60)
     stop_at = time.perf_counter()
     done.set()
@@ -181,6 +187,7 @@ def freshness(settings, broker, server, prefix: str, per_second: float, seconds:
         "p99_ms": delays[max(0, int(len(delays) * 0.99) - 1)] * 1e3,
         "max_ms": delays[-1] * 1e3,
         "flush_interval_ms": settings.kafka_flush_interval_ms,
+        **cpu,
     }
 
 
@@ -220,6 +227,7 @@ def kafka_backlog(server, broker, settings, work: Path, consumers: int, args, pa
             time.sleep(0.02)
         started, consumed_before = time.perf_counter(), events - remaining
         cpu, bridge_cpu, merged = cpu_seconds(pid), cpu_seconds(process.pid), merge_seconds(server.url)
+        broker_cpu = cpu_seconds(broker.process.pid)
         while backlog_lag.remaining() > 0:
             assert process.poll() is None, log.read_text()[-3000:]
             time.sleep(0.02)
@@ -234,6 +242,7 @@ def kafka_backlog(server, broker, settings, work: Path, consumers: int, args, pa
         ratio_to_parse=measured / seconds / parse_rate,
         server_cpu_s=cpu_seconds(pid) - cpu,
         bridge_cpu_s=cpu_seconds(process.pid) - bridge_cpu,
+        broker_cpu_s=cpu_seconds(broker.process.pid) - broker_cpu,
         merging_s=merge_seconds(server.url) - merged,
     )
     inserts, inserted = bridge_inserts(metrics_port)
@@ -395,7 +404,7 @@ def main() -> None:
             "events_per_s"
         ]
         results["freshness at half the Kafka rate, one consumer a topic"] = freshness(
-            settings, broker, server, default.prefix, kafka_rate / 2, args.freshness_seconds
+            settings, broker, server, default, default.prefix, kafka_rate / 2, args.freshness_seconds
         )
         results["memory at the end: embedded ClickHouse"] = memory_mib(pid)
         results["memory at the end: bridge"] = memory_mib(default.process.pid)
