@@ -137,8 +137,12 @@ def freshness(settings, broker, server, bridge, prefix: str, per_second: float, 
             time.sleep(WATCH_INTERVAL_S)
 
     stop_at = float("inf")
-    processes = {"server": server.process.pid, "bridge": bridge.process.pid, "broker": broker.process.pid}
-    processes["producer_and_watcher"] = os.getpid()
+    processes = {
+        "server": server.process.pid,
+        "bridge": bridge.process.pid,
+        "broker": broker.process.pid,
+        "producer_and_watcher": os.getpid(),
+    }
     cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
