@@ -57,6 +57,7 @@ from benchmarks.bench_http_front import machine
 from benchmarks.ingest_support import (
     HTTP,
     ROOT,
+    CpuUse,
     Lag,
     a_tenth,
     bridge_inserts,
@@ -143,7 +144,7 @@ def freshness(settings, broker, server, bridge, prefix: str, per_second: float, 
         "broker": broker.process.pid,
         "producer_and_watcher": os.getpid(),
     }
-    cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+    used = CpuUse(processes)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.perf_counter()
@@ -175,7 +176,7 @@ def freshness(settings, broker, server, bridge, prefix: str, per_second: float, 
         out.poll(0)
         time.sleep(0.002)
     achieved = produced / (time.perf_counter() - started)
-    cpu = {f"{name}_cpu_s": cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
+    cpu = used.since()
     out.flush(60)
     stop_at = time.perf_counter()
     done.set()
@@ -361,21 +362,30 @@ def main() -> None:
         small = generate("small", args.small_workflows)
         large = generate("large", args.small_workflows)
         n = total(small)
-        cpu = cpu_seconds(pid)
+        # What each process of the stack uses meanwhile: the senders share the two cores with the
+        # server, and the default bridge and the broker idle beside them.
+        stack = {"server": pid, "senders": os.getpid(), "bridge": default.process.pid, "broker": broker.process.pid}
+        used, merged = CpuUse(stack), merge_seconds(server.url)
         large_rate = n / insert(server.url, "analytics", large, 100_000)
-        large_cpu = cpu_seconds(pid) - cpu
+        large_used = used.since() | {"merging_s": merge_seconds(server.url) - merged}
+        large_cpu = large_used["server_cpu_s"]
         # Without coalescing each small insert pays the whole view chain: 100 of them tell the rate.
         few = a_tenth(small)
         plain_small = total(few) / small_batches(server.url, few, 10, 20)
         small_async = generate("async", args.small_workflows)
         async_rate = n / small_batches(server.url, small_async, 10, 20, async_insert="1", wait_for_async_insert="1")
         nowait = generate("nowait", args.small_workflows)
+        # The phases before left a part an insert in every table: their merges are theirs, not this one's.
+        merges_settled(server.url)
+        used, merged = CpuUse(stack), merge_seconds(server.url)
         started = time.perf_counter()
         small_batches(server.url, nowait, 10, 20, async_insert="1", wait_for_async_insert="0")
         answered = time.perf_counter() - started
+        senders_cpu = used.since()["senders_cpu_s"]
         while not all_visible(server.url, "nowait", nowait):
             time.sleep(0.05)
         nowait_rate = n / (time.perf_counter() - started)
+        nowait_used = used.since() | {"merging_s": merge_seconds(server.url) - merged}
         results["small batches: 10 events an insert, 20 senders"] = {
             "events": n,
             "large_batches_events_per_s": large_rate,
@@ -386,6 +396,9 @@ def main() -> None:
             "no_wait_answered_s": answered,
             "no_wait_until_visible_events_per_s": nowait_rate,
             "no_wait_ratio_to_large": nowait_rate / large_rate,
+            **{f"large_{name}": value for name, value in large_used.items()},
+            "no_wait_senders_cpu_s_until_answered": senders_cpu,
+            **{f"no_wait_{name}": value for name, value in nowait_used.items()},
         }
         # The SDK's ClickHouseSink: asynchronous inserts (its default) against an insert per emit.
         sdk = {}
