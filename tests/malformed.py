@@ -129,6 +129,9 @@ def shapes(topic: str) -> list[Shape]:
         Shape("duplicate keys", good[:-1] + b", " + good[1:-1] + b"}"),
         Shape("number beyond double", good[:-1] + b', "huge": 1e400}'),
         Shape("lone surrogate", good.replace(b"malformed-user", b"malformed\\ud800user", 1)),
+        Shape("unknown escape in a string", good.replace(b"malformed-user", b"malformed\\-user", 1)),
+        Shape("escape with non-hex digits", good.replace(b"malformed-user", b"malformed\\u12user", 1)),
+        Shape("escape cut short", good.replace(b'", ', b'\\u12", ', 1)),
         Shape("single quotes", good.replace(b'"', b"'")),
         Shape("comment", b"/* c */" + good),
         Shape("NaN", good[:-1] + b', "x": NaN}'),
@@ -143,12 +146,19 @@ def shapes(topic: str) -> list[Shape]:
 
 # Shapes that are valid batches for the HTTP intake, whose body is JSON lines: nothing, blank
 # lines, two events on a line or on two lines. ClickHouse's JSONEachRow reader also takes a raw NUL
-# or line break inside a string (as if escaped) and skips fields that are not the topic's unread
-# (a number beyond double there); telemetry arrives whole (JSONAsString) and its rules read the
-# text, so those three are refused there. Over Kafka each of these is one message that is not one
-# JSON object of the topic, and a dead letter.
+# or line break inside a string (as if escaped), reads an unknown escape as the character escaped
+# (`\-` as `-`) and `\u` followed by four characters that are not all hex digits as some code
+# point, and skips fields that are not the topic's unread (a number beyond double there); telemetry
+# arrives whole (JSONAsString) and its rules read the text, so those five are refused there. Over
+# Kafka each of these is one message that is not one JSON object of the topic, and a dead letter.
 HTTP_ACCEPTS = {"empty", "whitespace", "two events on two lines", "two objects back to back"}
-HTTP_ACCEPTS_TYPED = {"NUL byte inside a string", "newline inside a string", "number beyond double"}
+HTTP_ACCEPTS_TYPED = {
+    "NUL byte inside a string",
+    "newline inside a string",
+    "unknown escape in a string",
+    "escape with non-hex digits",
+    "number beyond double",
+}
 
 
 def http_accepts(topic: str, shape: Shape) -> bool:
