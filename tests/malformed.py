@@ -4,13 +4,16 @@ Each shape is the bytes of one message. Over Kafka every one must end as exactly
 (its position and bytes kept); over the HTTP intake, whose body is a batch of JSON lines, a batch
 holding one must be refused whole, except for the few shapes that are valid batches there (see
 `http_accepts`). A leading UTF-8 byte order mark is not among them: RFC 8259 lets a parser ignore
-it, Python's json and the landing path do, and the event counts.
+it, Python's json and the landing path do, and the event counts. `damaged` breaks a valid event at
+random (seeded) for the fuzz tests of both paths.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 # Each topic's fields and a wrong JSON value for each (the landing tables' kinds; dbt macro landing_fields).
 WRONG_TYPES = {
@@ -163,3 +166,63 @@ HTTP_ACCEPTS_TYPED = {
 
 def http_accepts(topic: str, shape: Shape) -> bool:
     return shape.name in HTTP_ACCEPTS or (topic != "telemetry" and shape.name in HTTP_ACCEPTS_TYPED)
+
+
+# -- random damage (tests/test_bridge_fuzz.py, tests/test_intake_fuzz.py) ---------------------------
+
+LOG_RETENTION = timedelta(hours=720)  # dbt var log_retention_hours
+ODD_VALUES = [
+    None, True, 0, -1, 2**63, 2**64 + 5, 1e308, -0.0, "", " ", "x" * 5000, "\u0000", "\ud7ff", "😀", "\\", '"',
+    [], {}, [1, "a"], {"a": {"b": None}}, "2026-13-40T25:61:61Z", "2026-11-20T10:00:00Z",
+    "2026-11-20T10:00:00.123456789+05:30", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2026-11-20 10:00:00",
+    "completed", "failed", "cancelled", "COMPLETED", "running", 12345678901234567890123,
+]  # fmt: skip
+
+
+def damaged(event: dict, rng: random.Random) -> bytes:
+    """The event's JSON with one kind of damage: a field dropped, changed or added, the bytes cut or
+    flipped, a duplicate key, something after the object, another JSON value, or several fields changed."""
+    event, names, kind = dict(event), list(event), rng.randrange(9)
+    if kind == 0:
+        del event[rng.choice(names)]
+    elif kind == 1:
+        event[rng.choice(names)] = rng.choice(ODD_VALUES)
+    elif kind == 2:
+        event[rng.choice(["extra", "nested", "_offset", "message", "sequence", "count"])] = rng.choice(ODD_VALUES)
+    elif kind == 3:
+        raw = json.dumps(event).encode()
+        return raw[: rng.randrange(len(raw))]
+    elif kind == 4:
+        raw = bytearray(json.dumps(event).encode())
+        raw[rng.randrange(len(raw))] = rng.choice([0x80, 0xFF, 0xC3, 0x00, 0x0A, 0x22, 0x5C])
+        return bytes(raw)
+    elif kind == 5:
+        again = json.dumps({rng.choice(names): rng.choice(ODD_VALUES)})
+        return (json.dumps(event)[:-1] + ", " + again[1:]).encode()
+    elif kind == 6:
+        return json.dumps(event, ensure_ascii=False).encode() + rng.choice([b" ", b"\n", b"\r\n", b"{}", b"[]", b"\t"])
+    elif kind == 7:
+        return rng.choice([b"", b"null", b"[]", b'"s"', b"1", b"{}", json.dumps([event]).encode()])
+    else:
+        for name in names:
+            if rng.random() < 0.15:
+                event[name] = rng.choice(ODD_VALUES)
+    return json.dumps(event).encode()
+
+
+def as_event(payload: bytes) -> dict | None:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def past_retention(event: dict) -> bool:
+    try:
+        when = datetime.fromisoformat(event["event_time"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if when.tzinfo is None:
+        return False
+    return when < datetime.now(UTC) - LOG_RETENTION
