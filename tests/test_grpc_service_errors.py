@@ -6,6 +6,8 @@ come out of a real gRPC channel and are compared with numbers computed from the 
 
 from __future__ import annotations
 
+import collections
+import random
 import re
 import time
 import urllib.request
@@ -244,3 +246,53 @@ def test_metrics_count_calls_codes_latency_and_query_time(service, stub, loaded)
         metric(after, "analytics_clickhouse_query_seconds_count", **query)
         == metric(before, "analytics_clickhouse_query_seconds_count", **query) + 2
     )
+
+
+# -- random requests ----------------------------------------------------------------------------
+
+FUZZ_SEED = 20261206
+ODD_TEXT = [
+    "", " ", "u", "x" * 129, "x" * 5000, "a/b", "a\nb", "😀", "\u0000", "' or 1=1 --", "..", "%", "\\", "NULL",
+    "-1", "2026-02-30", "2026-05-01", "1969-12-31", "2149-06-07", "9999-12-31", "123E4567-E89B-12D3-A456-426614174000",
+]  # fmt: skip
+ODD_NUMBERS = [0, 1, 2, 3, -1, 7, 100, 1000, 2**31 - 1, -(2**31)]
+
+
+def random_request(message_class, rng: random.Random, known: list[str]):
+    """A request of the class with each field left unset or set to an odd or (half the strings) a known value."""
+    message = message_class()
+    for field in message_class.DESCRIPTOR.fields:
+        if rng.random() < 0.25:
+            continue
+        if field.type == field.TYPE_MESSAGE:
+            getattr(message, field.name).CopyFrom(random_request(field.message_type._concrete_class, rng, known))
+        elif field.type == field.TYPE_STRING:
+            setattr(message, field.name, rng.choice(known if rng.random() < 0.5 else ODD_TEXT))
+        elif field.type == field.TYPE_BOOL:
+            setattr(message, field.name, rng.random() < 0.5)
+        else:
+            unsigned = field.type in (field.TYPE_UINT32, field.TYPE_UINT64)
+            setattr(message, field.name, abs(rng.choice(ODD_NUMBERS)) if unsigned else rng.choice(ODD_NUMBERS))
+    return message
+
+
+def test_random_requests_are_answered_or_refused_with_a_named_reason_never_an_internal_error(stub, loaded):
+    _, model = loaded
+    user = model.users[0]
+    known = [user, *model.workflows(user)[:2], "GRANULARITY_DAY"]
+    rng = random.Random(FUZZ_SEED)
+    methods = [m for m in pb.DESCRIPTOR.services_by_name["AnalyticsService"].methods if not m.server_streaming]
+    codes = collections.Counter()
+    for _ in range(400):
+        method = rng.choice(methods)
+        request = random_request(method.input_type._concrete_class, rng, known)
+        try:
+            getattr(stub, method.name)(request, timeout=30)
+            codes[(method.name, "OK")] += 1
+        except grpc.RpcError as error:
+            codes[(method.name, error.code().name)] += 1
+            context = (FUZZ_SEED, method.name, str(request)[:300], error.code(), error.details())
+            assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), context
+            assert error.details(), context
+    answered = sum(count for (_, code), count in codes.items() if code == "OK")
+    assert answered >= 10 and {code for _, code in codes} == {"OK", "INVALID_ARGUMENT", "NOT_FOUND"}, codes
