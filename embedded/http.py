@@ -46,6 +46,7 @@ from embedded.native_blocks import NativeRevision
 from embedded.request import BodyReader, RequestSpec, parse_request, timeout_setting
 from embedded.responses import Responses, request_summary
 from embedded.sqltext import (
+    IncompleteText,
     InsertData,
     MultiStatement,
     Query,
@@ -242,6 +243,8 @@ class Front:
                 "Syntax error (Multi-statements are not allowed): failed at position "
                 f"{text.find(';') + 1}: end of query",
             ) from None
+        except IncompleteText as unclosed:  # the whole request ends inside a literal or a comment
+            raise ClickHouseError.of(Code.SYNTAX_ERROR, unclosed.syntax_error(text)) from None
         if self.fence is not None and (rewrites := self.fence.check(statement.tokens)):
             head = _rewritten(head, rewrites)
             statement = parse_query(head.decode("latin-1"))

@@ -56,7 +56,29 @@ class Token:
 
 
 class IncompleteText(Exception):
-    """The text ends inside a comment, literal or quoted name: more bytes are needed."""
+    """The text ends inside a comment, literal or quoted name: more bytes are needed.
+
+    ``kind`` is the token's (``string``, ``quoted``, ``comment`` or ``heredoc``) and ``start`` its offset.
+    """
+
+    def __init__(self, kind: str, start: int = 0):
+        super().__init__(kind)
+        self.kind = kind
+        self.start = start
+
+    def syntax_error(self, text: str) -> str:
+        """What ClickHouse answers for a whole statement that ends so, e.g. ``Single quoted string is
+        not closed: Syntax error: failed at position 8 ('abc): 'abc``."""
+        rest = text[self.start :].rstrip()
+        snippet = rest if len(rest) <= 40 else rest[:40] + "..."
+        opening = text[self.start : self.start + 1]
+        what = {
+            "'": "Single quoted string is not closed: ",
+            '"': "Double quoted string is not closed: ",
+            "`": "Back quoted string is not closed: ",
+            "/": "Multiline comment is not closed: ",
+        }.get(opening, "")
+        return f"{what}Syntax error: failed at position {self.start + 1} ({snippet}): {snippet}"
 
 
 def tokens(text: str):
@@ -71,12 +93,12 @@ def tokens(text: str):
         elif kind == "heredoc":
             closing = text.find(match.group(0), end)
             if closing < 0:
-                raise IncompleteText("heredoc")
+                raise IncompleteText("heredoc", pos)
             end = closing + len(match.group(0))
         elif kind in ("string", "quoted"):
             body = match.group(0)
             if len(body) < 2 or body[-1] != body[0] or _escaped_tail(body):
-                raise IncompleteText(kind)
+                raise IncompleteText(kind, pos)
         if kind not in ("ws", "line_comment", "block_comment"):
             if kind == "close":
                 depth = max(0, depth - 1)
@@ -99,7 +121,7 @@ def _end_of_block_comment(text: str, start: int) -> int:
         opening = text.find("/*", pos)
         closing = text.find("*/", pos)
         if closing < 0:
-            raise IncompleteText("comment")
+            raise IncompleteText("comment", start)
         if 0 <= opening < closing:
             depth += 1
             pos = opening + 2

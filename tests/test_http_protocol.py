@@ -93,6 +93,24 @@ def test_empty_query(clickhouse):
     assert b"Empty query" in response.data
 
 
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        (b"SELECT 'abc", b"Single quoted string is not closed: Syntax error: failed at position 8 ('abc)"),
+        (b'SELECT "abc', b"Double quoted string is not closed: Syntax error: failed at position 8"),
+        (b"SELECT `abc", b"Back quoted string is not closed: Syntax error: failed at position 8"),
+        (b"SELECT 1 /* unfinished", b"Multiline comment is not closed: Syntax error: failed at position 10"),
+        (b"SELECT $$abc", b"Syntax error: failed at position 8 ($$abc)"),
+        (b"INSERT INTO t SELECT 'abc", b"Single quoted string is not closed"),
+    ],
+)
+def test_a_statement_that_ends_inside_a_literal_is_a_syntax_error(clickhouse, statement, named):
+    for response in (post(clickhouse, statement), get(clickhouse, query=statement.decode())):
+        assert response.status == 400, response.data
+        assert response.headers["X-ClickHouse-Exception-Code"] == "62"
+        assert named in response.data, response.data
+
+
 def test_query_parameters_in_url_and_multipart_form(clickhouse):
     hostile = "x'); DROP DATABASE default; --\\"
     # Parameter values use ClickHouse's escaped text form, so a backslash travels as two.
