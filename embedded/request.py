@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from core.errors import Code
@@ -97,8 +98,14 @@ async def parse_request(
     """The request's RequestSpec; raises ClickHouseError for what a server would refuse."""
     url = dict(request.query_params)
     form_query = None
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
+    in_form = request.headers.get("content-type", "").startswith("multipart/form-data")
+    if in_form:
+        try:
+            form = await request.form()
+        except HTTPException as error:  # Starlette's words for a body that is not a form
+            raise ClickHouseError.of(
+                Code.INCORRECT_DATA, f"Cannot read the multipart/form-data body: {error.detail}"
+            ) from None
         for name, value in form.multi_items():
             if not isinstance(value, str):
                 raise ClickHouseError.of(
@@ -146,7 +153,7 @@ async def parse_request(
         native_compression=native,
         zstd_level=_int_setting(settings, "network_zstd_compression_level", 1),
         client_protocol_version=_int_setting(url, "client_protocol_version", 0),
-        body_in_form=form_query is not None,
+        body_in_form=in_form,  # the form took the whole body, with or without a query in it
     )
 
 

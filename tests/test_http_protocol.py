@@ -111,6 +111,23 @@ def test_a_statement_that_ends_inside_a_literal_is_a_syntax_error(clickhouse, st
         assert named in response.data, response.data
 
 
+def test_a_form_without_a_query_leaves_the_url_s_query_and_a_broken_form_is_named(clickhouse):
+    boundary = "b0undary"
+    form = f'--{boundary}\r\nContent-Disposition: form-data; name="param_p"\r\n\r\nseven\r\n--{boundary}--\r\n'
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    answered = HTTP.request(
+        "POST", url(clickhouse, query="SELECT {p:String} AS p FORMAT JSONEachRow"), body=form, headers=headers
+    )
+    assert answered.status == 200, answered.data
+    assert json.loads(answered.data) == {"p": "seven"}
+    nothing = HTTP.request("GET", url(clickhouse, query="SELECT 8"), headers=headers)
+    assert (nothing.status, nothing.data) == (200, b"8\n")
+    broken = HTTP.request("POST", url(clickhouse, query="SELECT 9"), body=b"\x00\x01 not a form", headers=headers)
+    assert broken.status == 400, broken.data
+    assert broken.headers["X-ClickHouse-Exception-Code"] == "117"
+    assert broken.data.startswith(b"Code: 117. DB::Exception: Cannot read the multipart/form-data body")
+
+
 def test_query_parameters_in_url_and_multipart_form(clickhouse):
     hostile = "x'); DROP DATABASE default; --\\"
     # Parameter values use ClickHouse's escaped text form, so a backslash travels as two.
