@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from events.contract import ANALYTICS_TOPIC, ENVELOPE_FIELDS, InvalidEvent, parse_time, topic_for, validate_message
+from events.contract import (
+    ANALYTICS_TOPIC,
+    ENVELOPE_FIELDS,
+    InvalidEvent,
+    is_compat_message,
+    parse_time,
+    topic_for,
+    validate_message,
+)
 
 
 def new_event_id() -> str:
@@ -67,6 +75,12 @@ class Event:
         if not isinstance(data, Mapping):
             raise InvalidEvent("event", f"must be a mapping, got {type(data).__name__}")
         validate_message(data)
+        if is_compat_message(data):
+            raise InvalidEvent(
+                "event_type",
+                "is missing: with EventType or EventKey this is an analytics compatibility message, "
+                "not an Event (send it with Client.record_analytics_compat)",
+            )
         attributes = {name: value for name, value in data.items() if name not in ENVELOPE_FIELDS}
         return cls(
             event_type=data["event_type"],

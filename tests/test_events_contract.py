@@ -60,6 +60,23 @@ def test_a_missing_envelope_field_is_named_before_any_other_problem():
     assert error.value.field == "event_id"
 
 
+def test_an_event_from_a_dict_names_what_it_is_not():
+    compat = {
+        "EventKey": "k-1",
+        "UserID": "u-1",
+        "WorkflowID": "w-1",
+        "EventType": "WORKFLOWS",
+        "Data": {"kind": "CONTAINER"},
+    }
+    validate_message(compat)  # a valid message, of the other shape
+    with pytest.raises(InvalidEvent, match="analytics compatibility message") as error:
+        Event.from_dict(compat)
+    assert error.value.field == "event_type"
+    with pytest.raises(InvalidEvent) as error:
+        Event.from_dict({"event_type": "job", "event_time": "2026-11-24T08:00:00Z", "event_name": "created"})
+    assert error.value.field == "event_id"
+
+
 def _corpus() -> list[dict]:
     """Valid events of every topic from the demo, and mutations of them, most of them invalid."""
     generator = DemoGenerator(users=8, rate=100.0, start=START, seed=7, legacy_share=0.3)
