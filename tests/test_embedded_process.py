@@ -80,7 +80,7 @@ def test_second_process_on_the_same_data_directory_gets_one_clear_line(tmp_path)
 
 
 def test_refuses_a_public_address_without_a_password(tmp_path):
-    result = run_cli("clickhouse", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--http-port", "0")
+    result = run_cli("clickhouse", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--http-port", "18123")
     assert result.returncode != 0
     assert "without a password" in result.stderr
     assert not (tmp_path / "d" / "status").exists()  # refused before chDB touched anything

@@ -388,6 +388,26 @@ def test_topics_command_rejects_zero_partitions():
     assert "ANALYTICS_KAFKA_TOPIC_PARTITIONS" in result.output
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("ANALYTICS_KAFKA_MAX_BLOCK_SIZE", "-1", "greater than or equal to 1"),
+        ("ANALYTICS_KAFKA_FLUSH_INTERVAL_MS", "0", "greater than or equal to 1"),
+        ("ANALYTICS_KAFKA_CONSUMERS", "0", "greater than or equal to 1"),
+        ("ANALYTICS_KAFKA_TOPIC_PREFIX", "a/b", "should match pattern"),
+        ("ANALYTICS_CLICKHOUSE_HTTP_PORT", "70000", "less than or equal to 65535"),
+        ("ANALYTICS_CLICKHOUSE_MAX_CONCURRENT_QUERIES", "0", "greater than or equal to 1"),
+        ("ANALYTICS_LOG_RETENTION_HOURS", "0", "greater than or equal to 1"),
+        ("ANALYTICS_LOG_LEVEL", "LOUD", "'LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ],
+)
+def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, variable, value, named):
+    monkeypatch.setenv(variable, value)
+    result = CliRunner().invoke(main, ["ingest", "--kafka", "127.0.0.1:9092"])
+    assert result.exit_code == 2, result.output
+    assert f"invalid settings: {variable}: " in result.output and named in result.output, result.output
+
+
 @pytest.mark.parametrize("value", ["999", "1800001", "ten"])
 def test_ingest_rejects_a_session_timeout_kafka_would_refuse(monkeypatch, value):
     monkeypatch.setenv("ANALYTICS_KAFKA_SESSION_TIMEOUT_MS", value)

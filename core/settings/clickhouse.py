@@ -28,7 +28,7 @@ class ClickHouseSettings(BaseModel):
     """Where and how clients reach ClickHouse: a server's URL, else the embedded server's address."""
 
     clickhouse_host: str = Field("127.0.0.1", description="Address the embedded ClickHouse listens on.")
-    clickhouse_http_port: int = Field(8123, description="HTTP port of the embedded ClickHouse.")
+    clickhouse_http_port: int = Field(8123, ge=1, le=65535, description="HTTP port of the embedded ClickHouse.")
     clickhouse_user: str = Field("default", description="ClickHouse user (embedded server and clients).")
     clickhouse_password: SecretStr = Field(SecretStr(""), description="ClickHouse password.")
     clickhouse_url: str | None = Field(
@@ -61,7 +61,9 @@ class EmbeddedClickHouseSettings(CommonSettings, ClickHouseSettings):
     """The embedded ClickHouse: chDB behind the ClickHouse HTTP interface."""
 
     clickhouse_data_dir: Path | None = Field(None, description="chDB data directory [default: DATA_DIR/clickhouse].")
-    clickhouse_max_concurrent_queries: int = Field(64, description="Queries the embedded server runs at once.")
+    clickhouse_max_concurrent_queries: int = Field(
+        64, ge=1, le=10_000, description="Queries the embedded server runs at once."
+    )
     clickhouse_async_insert: bool = Field(
         False,
         description="Join small inserts from every sender, as async_insert=1 in a ClickHouse server's default "

@@ -13,9 +13,14 @@ from core.settings.common import CommonSettings
 class KafkaSettings(BaseModel):
     """How the topics are named and consumed; the Kafka engine (server mode) and the bridge share these."""
 
-    kafka_topic_prefix: str = Field("", description="Prepended to every topic name (e.g. 'prod.').")
+    kafka_topic_prefix: str = Field(
+        "",
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prepended to every topic name (e.g. 'prod.'); letters, digits, '.', '_' and '-', as in Kafka.",
+    )
     kafka_consumer_group_prefix: str = Field("analytics", description="Consumer groups are PREFIX_<topic>.")
-    kafka_consumers: int = Field(1, description="Consumers per topic (Kafka engine and bridge).")
+    kafka_consumers: int = Field(1, ge=1, le=256, description="Consumers per topic (Kafka engine and bridge).")
     kafka_instance_name: str = Field(
         "",
         description="This bridge process's name in its consumer groups (static membership); two bridges on "
@@ -29,8 +34,10 @@ class KafkaSettings(BaseModel):
         "other bridges (Kafka's session.timeout.ms; heartbeats every third of it; the broker's "
         "group.min/max.session.timeout.ms bound it).",
     )
-    kafka_max_block_size: int = Field(65536, description="Messages per insert (Kafka engine and bridge).")
-    kafka_flush_interval_ms: int = Field(250, description="Longest wait before a partial batch is inserted.")
+    kafka_max_block_size: int = Field(65536, ge=1, description="Messages per insert (Kafka engine and bridge).")
+    kafka_flush_interval_ms: int = Field(
+        250, ge=1, le=3_600_000, description="Longest wait before a partial batch is inserted."
+    )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; unset means no Kafka."
     )

@@ -30,7 +30,7 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
     ingest: Literal["direct", "kafka"] | None = Field(
         None, description="Landing tables: direct (Null, fed over HTTP) or kafka (Kafka engine) [default: by target]."
     )
-    log_retention_hours: int = Field(720, description="Hours raw job log lines are kept (counts never expire).")
+    log_retention_hours: int = Field(720, ge=1, description="Hours raw job log lines are kept (counts never expire).")
     audit_mode: bool = Field(False, description="Keep every raw log line forever.")
     reconcile_settle_seconds: float | None = Field(
         None,
