@@ -102,6 +102,18 @@ def wait_until_consumed(kafka, settings: Settings, timeout: float = 120) -> None
         time.sleep(0.3)
 
 
+def consume_with_a_bridge(kafka, settings: Settings, config, timeout: float = 90) -> None:
+    """Run one bridge until its groups' lag is 0 (the timeout an upper bound on a shared machine, not
+    a speed claim), stop it and check that it met no failure."""
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        wait_until_consumed(kafka, settings, timeout=timeout)
+    finally:
+        bridge.stop()
+    assert not bridge.failures
+
+
 MALFORMED = {
     "jobs": [b"not json at all", b'{"event_id": "only-an-id"}', b"[1, 2, 3]"],
     "workflows": [

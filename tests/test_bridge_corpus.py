@@ -12,12 +12,11 @@ from confluent_kafka import Producer
 
 from core.names import TOPICS
 from embedded.bridge.config import config_from, prepare_topics
-from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import query
 from tests.malformed import shapes
-from tests.test_bridge import key_of, settings_for, wait_until_consumed
+from tests.test_bridge import consume_with_a_bridge, key_of, settings_for
 
 pytestmark = pytest.mark.kafka
 
@@ -72,13 +71,7 @@ def test_every_malformed_message_is_one_dead_letter_and_every_valid_event_counts
     malformed = produce_interleaved(kafka, prefix, dataset.messages)
     assert len(malformed) >= 5 * 30 and len({key[1] for key in malformed}) == 3
 
-    bridge = Bridge(config)
-    bridge.start()
-    try:
-        wait_until_consumed(kafka, settings, timeout=90)  # an upper bound on a shared machine, not a speed claim
-    finally:
-        bridge.stop()
-    assert not bridge.failures
+    consume_with_a_bridge(kafka, settings, config)
 
     assert_matches(analytics_db, dataset)  # the valid neighbours all counted, exactly once
     letters = query(

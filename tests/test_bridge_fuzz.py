@@ -15,11 +15,10 @@ import pytest
 from confluent_kafka import Producer
 
 from embedded.bridge.config import config_from, prepare_topics
-from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.intake import query
 from tests.malformed import as_event, damaged, past_retention
-from tests.test_bridge import settings_for, wait_until_consumed
+from tests.test_bridge import consume_with_a_bridge, settings_for
 
 pytestmark = pytest.mark.kafka
 
@@ -60,13 +59,7 @@ def test_every_damaged_message_is_one_dead_letter_or_one_raw_row(analytics_db, k
             producer.poll(0)
     assert producer.flush(60) == 0 and not failures, failures
 
-    bridge = Bridge(config)
-    bridge.start()
-    try:
-        wait_until_consumed(kafka, settings, timeout=90)  # an upper bound on a shared machine, not a speed claim
-    finally:
-        bridge.stop()
-    assert not bridge.failures
+    consume_with_a_bridge(kafka, settings, config)
 
     letters = query(
         analytics_db,
