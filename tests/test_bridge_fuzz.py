@@ -1,7 +1,8 @@
-"""Valid events damaged at random, through a real broker and the bridge: every message ends as one
-dead letter or one row of raw history, each with its position, and the partitions move on. The
-only messages that may end as neither are an event whose key another message already brought (the
-first-seen gate drops it) and a log event older than the log retention (its row expires at once).
+"""Valid events (the scheduler's among them) damaged at random, through a real broker and the
+bridge: every message ends as one dead letter or one row of raw history, each with its position,
+and the partitions move on. The only messages that may end as neither are an event whose key
+another message already brought (the first-seen gate drops it) and a log event older than the log
+retention (its row expires at once).
 
 The damage is seeded: a failure names the seed and the message, and the same damage comes again.
 """
@@ -27,7 +28,9 @@ RAW_TABLES = {
     "workflows": "workflow_events",
     "jobs": "job_events",
     "job_logs": "job_log_events",
+    "analytics": "analytics_events",  # the scheduler's own events, keyed by EventKey
 }
+KEY_FIELD = {"analytics": "EventKey"}
 
 
 def test_every_damaged_message_is_one_dead_letter_or_one_raw_row(analytics_db, kafka):
@@ -80,17 +83,18 @@ def test_every_damaged_message_is_one_dead_letter_or_one_raw_row(analytics_db, k
     assert len(dead) + len(stored) == len(ended), "a message ended twice"
     assert ended <= set(sent), "an outcome for a message that was not sent"
 
-    stored_ids: dict[str, set] = {topic: set() for topic in RAW_TABLES}
+    keys_stored: dict[str, set] = {topic: set() for topic in RAW_TABLES}
     for position in stored:
         topic, payload = sent[position]
         if (event := as_event(payload)) is not None:
-            stored_ids[topic].add(event.get("event_id"))
+            keys_stored[topic].add(event.get(KEY_FIELD.get(topic, "event_id")))
     lost = []
     for position, (topic, payload) in sent.items():
         if position in ended:
             continue
         event = as_event(payload) or {}
-        if isinstance(event.get("event_id"), str) and event["event_id"] in stored_ids[topic]:
+        key = event.get(KEY_FIELD.get(topic, "event_id"))
+        if isinstance(key, str) and key and key in keys_stored[topic]:
             continue  # another message brought this key first
         if topic == "job_logs" and past_retention(event):
             continue
