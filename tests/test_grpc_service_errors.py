@@ -277,6 +277,7 @@ def random_request(message_class, rng: random.Random, known: list[str]):
 
 
 def test_random_requests_are_answered_or_refused_with_a_named_reason_never_an_internal_error(stub, loaded):
+    """Every call, the log tail too (its deadline ends a tail that waits for lines)."""
     _, model = loaded
     user = model.users[0]
     known = [user, *model.workflows(user)[:2], "GRANULARITY_DAY"]
@@ -294,5 +295,18 @@ def test_random_requests_are_answered_or_refused_with_a_named_reason_never_an_in
             context = (FUZZ_SEED, method.name, str(request)[:300], error.code(), error.details())
             assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), context
             assert error.details(), context
+    tails = [m for m in pb.DESCRIPTOR.services_by_name["AnalyticsService"].methods if m.server_streaming]
+    for _ in range(40):  # a tail of a job that exists waits for its lines: its deadline ends it
+        method = rng.choice(tails)
+        request = random_request(method.input_type._concrete_class, rng, known)
+        try:
+            list(getattr(stub, method.name)(request, timeout=0.5))
+            codes[(method.name, "OK")] += 1
+        except grpc.RpcError as error:
+            codes[(method.name, error.code().name)] += 1
+            context = (FUZZ_SEED, method.name, str(request)[:300], error.code(), error.details())
+            allowed = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DEADLINE_EXCEEDED)
+            assert error.code() in allowed, context
+            assert error.details(), context
     answered = sum(count for (_, code), count in codes.items() if code == "OK")
-    assert answered >= 10 and {code for _, code in codes} == {"OK", "INVALID_ARGUMENT", "NOT_FOUND"}, codes
+    assert answered >= 10 and {"OK", "INVALID_ARGUMENT", "NOT_FOUND"} <= {code for _, code in codes}, codes
