@@ -21,7 +21,6 @@ from events.event import (
     AnyEvent,
     CompatEventType,
     Event,
-    encode_json,
     format_time,
     to_utc_millis,
 )
@@ -248,12 +247,4 @@ class Client:
 
 def _check_serializable(event: AnyEvent) -> None:
     """Serialise now, in the caller's thread, so a bad value is reported here with its field name."""
-    try:
-        event.json  # noqa: B018 - computes and caches the JSON
-    except (TypeError, ValueError) as error:
-        for name, value in event.to_dict().items():
-            try:
-                encode_json({name: value})
-            except (TypeError, ValueError) as field_error:
-                raise InvalidEvent(name, f"cannot be written as JSON ({field_error})", "event") from None
-        raise InvalidEvent("event", f"cannot be written as JSON ({error})") from None
+    event.json  # noqa: B018 - computes and caches the JSON; raises InvalidEvent naming the field

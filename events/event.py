@@ -50,6 +50,19 @@ def encode_json(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
 
 
+def encode_event(data: Mapping[str, Any]) -> bytes:
+    """An event's JSON; a value JSON cannot hold (an object, bytes, NaN) is an InvalidEvent naming its field."""
+    try:
+        return encode_json(data)
+    except (TypeError, ValueError) as error:
+        for name, value in data.items():
+            try:
+                encode_json({name: value})
+            except (TypeError, ValueError) as field_error:
+                raise InvalidEvent(name, f"cannot be written as JSON ({field_error})", "event") from None
+        raise InvalidEvent("event", f"cannot be written as JSON ({error})") from None
+
+
 @dataclass(frozen=True)
 class Event:
     """One event: the envelope (`event_id`, `event_time`, `event_type`, `event_name`) and its attributes.
@@ -115,7 +128,7 @@ class Event:
     @cached_property
     def json(self) -> bytes:
         """The event as one line of compact UTF-8 JSON (computed once, reused by every sink)."""
-        return encode_json(self.to_dict())
+        return encode_event(self.to_dict())
 
 
 CompatEventType = Literal["WORKFLOWS", "JOBS", "LOGS"]
@@ -156,7 +169,7 @@ class AnalyticsCompatEvent:
 
     @cached_property
     def json(self) -> bytes:
-        return encode_json(self.to_dict())
+        return encode_event(self.to_dict())
 
 
 # What a sink receives: either kind of message, both with `topic`, `key`, `event_id` and `json`.

@@ -77,6 +77,14 @@ def test_an_event_from_a_dict_names_what_it_is_not():
     assert error.value.field == "event_id"
 
 
+def test_a_value_json_cannot_hold_is_named_when_the_event_is_written():
+    for bad in (object(), b"bytes", {1, 2}, float("nan")):
+        with pytest.raises(InvalidEvent, match="cannot be written as JSON") as error:
+            Event("workflow", "created", {"user_id": "u", "workflow_id": "w", "extra": bad}).json  # noqa: B018
+        assert error.value.field == "extra"
+    assert b'"extra":[1,2]' in Event("workflow", "created", {"extra": (1, 2)}).json  # a tuple is a JSON array
+
+
 def _corpus() -> list[dict]:
     """Valid events of every topic from the demo, and mutations of them, most of them invalid."""
     generator = DemoGenerator(users=8, rate=100.0, start=START, seed=7, legacy_share=0.3)
