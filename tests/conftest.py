@@ -102,15 +102,18 @@ def kafka_jars() -> Path:
         pytest.skip(f"Kafka tests need Java 17+ and Maven: {error}")
 
 
+def broker_at(data_dir: Path, jars_dir: Path = KAFKA_JARS_DIR) -> KafkaBroker:
+    """A test's broker, both its ports (clients' and controller's) from this worker's range."""
+    return KafkaBroker(data_dir, free_port(), controller_port=free_port(), jars_dir=jars_dir)
+
+
 @pytest.fixture(scope="session")
 def kafka(kafka_jars, tmp_path_factory) -> KafkaBroker:
     """One real Kafka broker for the whole run: ``.bootstrap``, ``.stop()``, ``.start()``, ``.restart()``.
 
     Tests never stop it (those that do take ``own_kafka``); tests use topics of their own.
     """
-    broker = KafkaBroker(
-        tmp_path_factory.mktemp("kafka"), free_port(), controller_port=free_port(), jars_dir=KAFKA_JARS_DIR
-    )
+    broker = broker_at(tmp_path_factory.mktemp("kafka"))
     broker.start()
     yield broker
     broker.stop()
@@ -120,7 +123,7 @@ def kafka(kafka_jars, tmp_path_factory) -> KafkaBroker:
 def own_kafka(kafka_jars, tmp_path) -> KafkaBroker:
     """A broker of the test's own, for tests that stop, kill or restart it: the session's broker
     is never restarted, so one failed restart cannot spoil every Kafka test after it."""
-    broker = KafkaBroker(tmp_path / "kafka", free_port(), controller_port=free_port(), jars_dir=KAFKA_JARS_DIR)
+    broker = broker_at(tmp_path / "kafka")
     broker.start()
     yield broker
     broker.stop()

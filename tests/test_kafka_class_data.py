@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from embedded.kafka.broker import KafkaBroker
 from embedded.kafka.class_data import WRITER_GIVES_UP_AFTER, ClassDataArchive
 from embedded.kafka.jars import find_java
-from tests.embedded_server import free_port
+from tests.conftest import broker_at
 
 pytestmark = pytest.mark.kafka
 
@@ -31,9 +30,7 @@ def jars_of_its_own(kafka_jars: Path, tmp_path: Path) -> Path:
 def test_the_first_clean_stop_writes_the_archive_that_later_brokers_map(kafka_jars, tmp_path):
     lib = jars_of_its_own(kafka_jars, tmp_path)
     archive = ClassDataArchive(lib, find_java()).path
-    first = KafkaBroker(
-        tmp_path / "first", free_port(), controller_port=free_port(), jars_dir=lib.parent.parent
-    ).start()
+    first = broker_at(tmp_path / "first", lib.parent.parent).start()
     assert not archive.exists()  # written at the JVM's exit
     assert first.stop() == 143
     assert archive.is_file() and sorted(p.name for p in lib.iterdir() if not p.name.endswith(".jar")) == [
@@ -41,18 +38,14 @@ def test_the_first_clean_stop_writes_the_archive_that_later_brokers_map(kafka_ja
         archive.name,
     ]  # no marker or temporary file left
 
-    second = KafkaBroker(
-        tmp_path / "second", free_port(), controller_port=free_port(), jars_dir=lib.parent.parent
-    ).start()
+    second = broker_at(tmp_path / "second", lib.parent.parent).start()
     try:
         assert str(archive) in Path(f"/proc/{second.process.pid}/maps").read_text()
     finally:
         second.stop()
 
     archive.write_bytes(os.urandom(4096))  # damaged: the JVM ignores it and starts all the same
-    third = KafkaBroker(
-        tmp_path / "third", free_port(), controller_port=free_port(), jars_dir=lib.parent.parent
-    ).start()
+    third = broker_at(tmp_path / "third", lib.parent.parent).start()
     assert third.stop() == 143
 
 
