@@ -58,12 +58,11 @@ class Token:
 class IncompleteText(Exception):
     """The text ends inside a comment, literal or quoted name: more bytes are needed.
 
-    ``kind`` is the token's (``string``, ``quoted``, ``comment`` or ``heredoc``) and ``start`` its offset.
+    The message is the token's kind (``string``, ``quoted``, ``comment`` or ``heredoc``); ``start`` its offset.
     """
 
     def __init__(self, kind: str, start: int = 0):
         super().__init__(kind)
-        self.kind = kind
         self.start = start
 
     def syntax_error(self, text: str) -> str:
