@@ -245,9 +245,17 @@ def test_the_demo_command_explains_what_the_kafka_sink_needs(monkeypatch):
     assert "ANALYTICS_KAFKA_BOOTSTRAP" in result.output
 
 
-def test_the_demo_command_refuses_a_rate_of_zero():
-    result = CliRunner().invoke(main, ["demo", "--sink", "logger", "--rate", "0"])
-    assert result.exit_code == 2 and "ANALYTICS_DEMO_RATE" in result.output
+@pytest.mark.parametrize("rate", ["0", "-5", "inf", "nan"])
+def test_the_demo_command_refuses_a_rate_that_is_not_a_positive_number(rate):
+    # An endless rate would spin without sleeping: refused before anything starts.
+    result = CliRunner().invoke(main, ["demo", "--sink", "logger", "--rate", rate, "--duration", "1"])
+    assert result.exit_code == 2 and "invalid settings: ANALYTICS_DEMO_RATE" in result.output, result.output
+
+
+@pytest.mark.parametrize("duration", ["0", "-1"])
+def test_the_demo_command_refuses_a_duration_that_is_not_positive(duration):
+    result = CliRunner().invoke(main, ["demo", "--sink", "logger", "--duration", duration])
+    assert result.exit_code == 2 and "Invalid value for '--duration'" in result.output, result.output
 
 
 def test_the_demo_command_fails_when_clickhouse_rejects_the_events(clickhouse):

@@ -399,6 +399,9 @@ def test_topics_command_rejects_zero_partitions():
         ("ANALYTICS_CLICKHOUSE_MAX_CONCURRENT_QUERIES", "0", "greater than or equal to 1"),
         ("ANALYTICS_LOG_RETENTION_HOURS", "0", "greater than or equal to 1"),
         ("ANALYTICS_LOG_LEVEL", "LOUD", "'LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("ANALYTICS_CLICKHOUSE_URL", "clickhouse:8123", "'clickhouse:8123' is not http(s)://HOST[:PORT]"),
+        ("ANALYTICS_CLICKHOUSE_URL", "http://:8123", "'http://:8123' is not http(s)://HOST[:PORT]"),
+        ("ANALYTICS_CLICKHOUSE_URL", "http://ch:99999", "the port of 'http://ch:99999' is not a number from 1 to"),
     ],
 )
 def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, variable, value, named):

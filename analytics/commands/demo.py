@@ -12,7 +12,7 @@ from core.settings.demo import DemoSettings
 @click.command()
 @click.option("--rate", type=float, help="Events per second (ANALYTICS_DEMO_RATE, default 50).")
 @click.option("--users", type=int, help="Users to simulate (ANALYTICS_DEMO_USERS, default 20).")
-@click.option("--duration", type=float, help="Seconds to run [default: until Ctrl-C].")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Seconds to run [default: until Ctrl-C].")
 @click.option(
     "--sink",
     "sink_kind",

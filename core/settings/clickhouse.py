@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from core.settings.common import CommonSettings
 
@@ -35,6 +35,21 @@ class ClickHouseSettings(BaseModel):
         None, description="ClickHouse to use in server mode, e.g. https://ch.example:8443 [default: the embedded one]."
     )
     clickhouse_secure: bool = Field(False, description="Use HTTPS to reach ClickHouse (server mode).")
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        """http(s)://[USER[:PASSWORD]@]HOST[:PORT], checked here so every command refuses it alike."""
+        if not url:
+            return url
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"the port of {url!r} is not a number from 1 to 65535") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+            raise ValueError(f"{url!r} is not http(s)://HOST[:PORT]")
+        return url
 
     @property
     def resolved_clickhouse_url(self) -> str:
