@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from analytics.cli import main
 from embedded.bridge.framing import row_binary
 from orchestration.dead_letters.jobs import replay_dead_letters
+from tests import embedded_server
 from tests.intake import HTTP, execute, query
 from tests.malformed import valid_event
 from tests.test_contract_verdicts import KafkaRecord
@@ -149,3 +150,28 @@ def test_a_message_with_several_wrong_fields_names_the_first_of_the_topics_field
         (prefix + "jobs", 1): "event_id is an array, not a string",
         (prefix + "jobs", 2): "event_id is a number, not a string",
     }
+
+
+@pytest.mark.parametrize("command", [["dead-letters"], ["dead-letters", "replay"]], ids=["list", "replay"])
+def test_a_clickhouse_out_of_reach_is_named_in_one_line(refused_port, command):
+    url = f"http://127.0.0.1:{refused_port}"
+    result = CliRunner().invoke(main, [*command, "--clickhouse-url", url])
+    assert result.exit_code == 1, result.output
+    assert f"Error: cannot reach ClickHouse at {url}: [Errno 111] Connection refused" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+
+
+def test_a_clickhouse_refusing_is_named_with_its_answer(analytics_db, tmp_path):
+    wrong = f"http://nobody:guess@127.0.0.1:{analytics_db.port}"
+    result = CliRunner().invoke(main, ["dead-letters", "--clickhouse-url", wrong])
+    assert result.exit_code == 1, result.output
+    assert f"Error: ClickHouse at http://127.0.0.1:{analytics_db.port} refused: Code: 516." in result.output
+    # A server without the schema: the way to build it.
+    bare = embedded_server.start(tmp_path / "bare")
+    try:
+        result = CliRunner().invoke(main, ["dead-letters", "replay", "--clickhouse-url", bare.url])
+    finally:
+        bare.stop()
+    assert result.exit_code == 1, result.output
+    assert "Database analytics does not exist" in result.output, result.output
+    assert "build the schema there with `analytics migrate`" in result.output

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 
 import click
 
 from analytics.extras import requires
-from analytics.settings import load_settings
+from analytics.settings import configure_logging, load_settings
 from core.settings.schema import SchemaSettings
 
 _TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
@@ -22,6 +24,37 @@ def _utc(moment):
     return moment.replace(tzinfo=dt.UTC) if moment is not None else None
 
 
+# A server without the schema says so with one of these codes (UNKNOWN_TABLE, UNKNOWN_DATABASE).
+_NO_SCHEMA = ("Code: 60.", "Code: 81.")
+
+
+def _settings(clickhouse_url: str | None) -> SchemaSettings:
+    loaded = load_settings(clickhouse_url=clickhouse_url)
+    configure_logging(loaded)
+    return loaded.slice(SchemaSettings)
+
+
+@contextlib.contextmanager
+def _clickhouse_errors(settings: SchemaSettings) -> Iterator[None]:
+    """One line naming the server and what went wrong, for a ClickHouse out of reach or refusing."""
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    url = settings.clickhouse_connection.url
+    try:
+        yield
+    except OperationalError as error:
+        cause: BaseException = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise click.ClickException(f"cannot reach ClickHouse at {url}: {cause}") from None
+    except DatabaseError as error:
+        text = str(error)
+        answer = text.split("server response: ", 1)[-1].split(" (for url ", 1)[0]
+        if answer.startswith(_NO_SCHEMA):
+            answer += "; build the schema there with `analytics migrate`"
+        raise click.ClickException(f"ClickHouse at {url} refused: {answer}") from None
+
+
 @click.group("dead-letters", invoke_without_command=True)
 @_topic_option
 @_since_option
@@ -34,8 +67,9 @@ def dead_letters(ctx, topic, since, clickhouse_url) -> None:
     with requires("dbt", "dead-letters"):
         from operations.dead_letters import summarize
 
-    settings = load_settings(clickhouse_url=clickhouse_url).slice(SchemaSettings)
-    groups = summarize(settings, topic=topic, since=_utc(since))
+    settings = _settings(clickhouse_url)
+    with _clickhouse_errors(settings):
+        groups = summarize(settings, topic=topic, since=_utc(since))
     if not groups:
         click.echo("no dead letters")
         return
@@ -64,8 +98,9 @@ def replay_dead_letters(topic, since, dry_run, clickhouse_url) -> None:
     with requires("dbt", "dead-letters replay"):
         from operations.dead_letters import replay
 
-    settings = load_settings(clickhouse_url=clickhouse_url).slice(SchemaSettings)
-    result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)
+    settings = _settings(clickhouse_url)
+    with _clickhouse_errors(settings):
+        result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)
     for reason, count in sorted(result.skipped.items()):
         click.echo(f"skipped {count}: {reason}")
     if dry_run:
