@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -52,12 +52,21 @@ class InvalidEvent(ValueError):
         self.problem = problem
 
 
+# The days ClickHouse's Date columns hold, in which the aggregates keep an event's day: a time
+# outside them would land on a wrong day (toDate wraps around), so the contract refuses it.
+FIRST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+END_TIME = datetime(2149, 6, 7, tzinfo=UTC)  # exclusive: the last day is 2149-06-06
+
+
 def parse_time(value: str, field: str) -> datetime:
-    """A timestamp of the contract (ISO 8601 with `Z` or an offset) as an aware datetime."""
+    """A timestamp of the contract (ISO 8601 with `Z` or an offset, in its days) as an aware datetime."""
     timestamp = load_schema(ENVELOPE_SCHEMA)["$defs"]["timestamp"]
     if not isinstance(value, str) or not re.fullmatch(timestamp["pattern"], value):
         raise InvalidEvent(field, f"{timestamp['x-error']} (got {value!r})")
-    return datetime.fromisoformat(value)
+    moment = datetime.fromisoformat(value)
+    if not FIRST_TIME <= moment < END_TIME:
+        raise InvalidEvent(field, f"{timestamp['x-error']} (got {value!r}, outside them in UTC)")
+    return moment
 
 
 def schema_names() -> list[str]:
@@ -113,11 +122,18 @@ _TIMESTAMP_FIELDS = ("event_time", "scheduled_at", "started_at", "completed_at")
 
 
 def _check_real_time(value: str, field: str, label: str) -> None:
-    """The schema's pattern lets 2026-02-30 through; a timestamp must also be a day that exists."""
+    """The schema's pattern lets 2026-02-30 through, and the edges of its years in any offset; a
+    timestamp must also be a day that exists, and in UTC one of the days the aggregates hold."""
     try:
-        datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except ValueError as error:
         raise InvalidEvent(field, f"is not a real time: {error} (got {value!r})", label) from None
+    if not FIRST_TIME <= moment < END_TIME:
+        raise InvalidEvent(
+            field,
+            f"is {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC, outside 1970-01-01 to 2149-06-06 (got {value!r})",
+            label,
+        )
 
 
 def _check_values(value: Any, label: str, path: str = "") -> None:

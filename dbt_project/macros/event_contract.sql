@@ -12,12 +12,22 @@
 
 {#- ISO 8601 with Z or an offset, as the schemas' `timestamp` pattern (RE2: `$` is the end of the text). -#}
 {% macro timestamp_pattern() -%}
-'^(19[0-9]{2}|2[0-2][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'
+'^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'
 {%- endmacro %}
 
-{#- A timestamp field as DateTime64(3, 'UTC'); null for anything the contract refuses (e.g. 2026-02-30). -#}
+{#- A timestamp field as DateTime64(3, 'UTC'); null for anything the contract refuses (e.g. 2026-02-30,
+    or a time outside the days the aggregates' Date columns hold, 1970-01-01 to 2149-06-06 in UTC,
+    which toDate would wrap around). The pattern holds the years 1970 to 2149; only a time on the
+    first day (an offset east of UTC puts it in 1969) or in the last year is compared once parsed,
+    so the others pay for one parse, not two (a second parse and compare of every timestamp cost
+    about 50 ns, measured). -#}
 {% macro parse_timestamp(column) -%}
-  if(match({{ column }}, {{ timestamp_pattern() }}), parseDateTime64BestEffortOrNull({{ column }}, 3, 'UTC'), null)
+  {%- set parsed = "parseDateTime64BestEffortOrNull(" ~ column ~ ", 3, 'UTC')" -%}
+  if(match({{ column }}, {{ timestamp_pattern() }})
+     AND (NOT (startsWith({{ column }}, '1970-01-01') OR startsWith({{ column }}, '2149-'))
+          OR {{ parsed }} BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
+                              AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
+     {{ parsed }}, null)
 {%- endmacro %}
 
 {#- A timestamp field of a row the contract accepted: its rule already matched the pattern, so only
@@ -62,7 +72,7 @@
   {{ return([
     ('text_is_utf8', utf8 | join(' AND '), 'a field holds bytes that are not UTF-8'),
     ('event_id_is_required', "event_id IS NOT NULL AND event_id != ''", 'event_id is missing or empty'),
-    ('event_time_is_iso8601', valid_timestamp('event_time'), 'event_time is missing or not an ISO 8601 time with Z or an offset'),
+    ('event_time_is_iso8601', valid_timestamp('event_time'), 'event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset'),
     ('event_type_is_' ~ event_type, "event_type = '" ~ event_type ~ "'", "event_type is not '" ~ event_type ~ "'"),
     ('event_name_is_required', "event_name IS NOT NULL AND event_name != ''", 'event_name is missing or empty'),
   ]) }}
@@ -73,7 +83,7 @@
 {% endmacro %}
 
 {% macro optional_time_rule(column) %}
-  {{ return((column ~ '_is_iso8601', column ~ ' IS NULL OR ' ~ valid_timestamp(column), column ~ ' is not an ISO 8601 time with Z or an offset')) }}
+  {{ return((column ~ '_is_iso8601', column ~ ' IS NULL OR ' ~ valid_timestamp(column), column ~ ' is not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset')) }}
 {% endmacro %}
 
 {% macro names_rule(names) %}
@@ -175,7 +185,7 @@
       ('event_id_is_a_string', raw_is('event_id', 'string') ~ " AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),
       ('event_time_is_iso8601',
        raw_is('event_time', 'string') ~ " AND " ~ valid_timestamp("JSONExtractString(message, 'event_time')"),
-       'event_time is missing or not an ISO 8601 time with Z or an offset'),
+       'event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset'),
       ('event_type_is_a_telemetry_type',
        raw_is('event_type', 'string') ~ " AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$')"
        ~ " AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')",
