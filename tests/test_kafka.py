@@ -402,6 +402,9 @@ def test_topics_command_rejects_zero_partitions():
         ("ANALYTICS_CLICKHOUSE_URL", "clickhouse:8123", "'clickhouse:8123' is not http(s)://HOST[:PORT]"),
         ("ANALYTICS_CLICKHOUSE_URL", "http://:8123", "'http://:8123' is not http(s)://HOST[:PORT]"),
         ("ANALYTICS_CLICKHOUSE_URL", "http://ch:99999", "the port of 'http://ch:99999' is not a number from 1 to"),
+        ("ANALYTICS_GRPC_DRAIN_SECONDS", "inf", "Input should be a finite number"),
+        ("ANALYTICS_KAFKA_STOP_TIMEOUT", "1e300", "less than or equal to 3600"),
+        ("ANALYTICS_BACKFILL_START_DATE", "1900-01-01", "greater than or equal to 1970-01-01"),
     ],
 )
 def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, variable, value, named):

@@ -47,7 +47,8 @@ class Settings(
     GrpcSettings,
     DemoSettings,
 ):
-    model_config = SettingsConfigDict(env_prefix="ANALYTICS_", extra="forbid")
+    # No setting is endless: an `inf` of seconds overflows the clock a wait or a deadline is set on.
+    model_config = SettingsConfigDict(env_prefix="ANALYTICS_", extra="forbid", allow_inf_nan=False)
 
     def slice(self, part: type[Slice]) -> Slice:
         """The fields of one component's slice, already validated here, as an object of that slice."""

@@ -18,7 +18,10 @@ class DagsterSettings(SchemaSettings):
         None, description="Dagster's instance directory (runs, schedules) [default: DATA_DIR/dagster]."
     )
     backfill_start_date: dt.date = Field(
-        dt.date(2025, 1, 1), description="First day (UTC) the daily reconciliation partitions cover."
+        dt.date(2025, 1, 1),
+        ge=dt.date(1970, 1, 1),
+        le=dt.date(2149, 6, 6),
+        description="First day (UTC) the daily reconciliation partitions cover (one of the days the aggregates hold).",
     )
     health_check_interval_seconds: int = Field(
         900, ge=30, description="How often the health sensor runs the pipeline checks."

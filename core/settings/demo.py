@@ -10,7 +10,7 @@ from core.settings.kafka import IngestSettings
 
 
 class DemoSettings(IngestSettings):
-    demo_rate: float = Field(50.0, gt=0, allow_inf_nan=False, description="Events per second the demo generates.")
+    demo_rate: float = Field(50.0, gt=0, description="Events per second the demo generates.")
     demo_users: int = Field(20, ge=1, description="Users the demo simulates.")
     demo_sink: Literal["clickhouse", "kafka", "logger"] | None = Field(
         None, description="Where the demo sends events [default: kafka if KAFKA_BOOTSTRAP is set, else clickhouse]."

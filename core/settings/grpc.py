@@ -22,7 +22,7 @@ class GrpcSettings(TopologySettings):
     )
     grpc_reflection: bool = Field(True, description="Register gRPC server reflection (what `grpcurl list` uses).")
     grpc_default_deadline: float = Field(
-        10.0, gt=0, description="Seconds a gRPC call may take when the client sets no deadline."
+        10.0, gt=0, le=86_400, description="Seconds a gRPC call may take when the client sets no deadline."
     )
     grpc_max_log_tails: int = Field(
         256,
@@ -34,7 +34,7 @@ class GrpcSettings(TopologySettings):
         0.25, gt=0, le=10, description="Seconds between the polls that feed every StreamJobLogs tail."
     )
     grpc_log_tail_linger: float = Field(
-        2.0, ge=0, description="Seconds a tail still waits for lines after its job's end has landed."
+        2.0, ge=0, le=3600, description="Seconds a tail still waits for lines after its job's end has landed."
     )
     grpc_max_queued_calls: int = Field(
         64,
@@ -69,7 +69,7 @@ class GrpcSettings(TopologySettings):
         0.1, gt=0, le=10, description="Seconds between the serving model's reads of workflow_changes."
     )
     grpc_drain_seconds: float = Field(
-        10.0, ge=0, description="Seconds calls in flight get to finish when the gRPC service stops."
+        10.0, ge=0, le=3600, description="Seconds calls in flight get to finish when the gRPC service stops."
     )
     grpc_tokens: SecretStr | None = Field(
         None, description="Bearer tokens of gRPC callers, TOKEN=USER_ID[,TOKEN=USER_ID...]; USER_ID * reads all."

@@ -67,7 +67,7 @@ class LocalKafkaSettings(CommonSettings):
     )
     kafka_data_dir: Path | None = Field(None, description="Local Kafka data directory [default: DATA_DIR/kafka-data].")
     kafka_stop_timeout: float = Field(
-        30.0, gt=0, description="Seconds the local Kafka gets to shut down on SIGTERM before it is killed."
+        30.0, gt=0, le=3600, description="Seconds the local Kafka gets to shut down on SIGTERM before it is killed."
     )
 
     @property

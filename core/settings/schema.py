@@ -35,6 +35,7 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
     reconcile_settle_seconds: float | None = Field(
         None,
         ge=0,
+        le=86_400,
         description="The reconciliation checks leave out workflows with raw rows this recent, besides those of"
         " inserts still running [default: 10 with kafka ingest, whose inserts are not queries; else 0].",
     )
