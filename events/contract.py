@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -16,6 +16,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
 from core import names
+from core.days import FIRST_DAY, LAST_DAY, RANGE_TEXT
 from events.schema_check import Check, compile_schema
 
 ENVELOPE_FIELDS = ("event_id", "event_time", "event_type", "event_name")
@@ -52,10 +53,9 @@ class InvalidEvent(ValueError):
         self.problem = problem
 
 
-# The days ClickHouse's Date columns hold, in which the aggregates keep an event's day: a time
-# outside them would land on a wrong day (toDate wraps around), so the contract refuses it.
-FIRST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-END_TIME = datetime(2149, 6, 7, tzinfo=UTC)  # exclusive: the last day is 2149-06-06
+# A time must fall on one of the days the aggregates hold (core.days), in UTC.
+FIRST_TIME = datetime.combine(FIRST_DAY, time(), UTC)
+END_TIME = datetime.combine(LAST_DAY + timedelta(days=1), time(), UTC)  # exclusive
 
 
 def parse_time(value: str, field: str) -> datetime:
@@ -131,7 +131,7 @@ def _check_real_time(value: str, field: str, label: str) -> None:
     if not FIRST_TIME <= moment < END_TIME:
         raise InvalidEvent(
             field,
-            f"is {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC, outside 1970-01-01 to 2149-06-06 (got {value!r})",
+            f"is {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC, outside {RANGE_TEXT} (got {value!r})",
             label,
         )
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from core.days import FIRST_DAY, LAST_DAY, RANGE_TEXT
 from core.settings.schema import SchemaSettings
 from operations.dbt import run_dbt
 
@@ -33,11 +34,22 @@ class RebuildSummary:
     output: str  # dbt's output, for logs
 
 
-def rebuild_arguments(days: Iterable[dt.date], staging_suffix: str) -> list[str]:
-    """The `dbt run-operation` arguments that rebuild these days (sorted, each once)."""
-    listed = sorted({day.isoformat() for day in days})
-    if not listed:
+def checked_days(days: Iterable[dt.date]) -> list[str]:
+    """The days to rebuild as YYYY-MM-DD, sorted, each once; ValueError for none, or one the
+    aggregates cannot hold (its Date would wrap around onto another day)."""
+    unique = set(days)
+    if not unique:
         raise ValueError("name at least one day to rebuild")
+    outside = sorted(day for day in unique if not FIRST_DAY <= day <= LAST_DAY)
+    if outside:
+        shown = ", ".join(day.isoformat() for day in outside)
+        raise ValueError(f"{shown}: not one of the days the aggregates hold ({RANGE_TEXT})")
+    return sorted(day.isoformat() for day in unique)
+
+
+def rebuild_arguments(days: Iterable[dt.date], staging_suffix: str) -> list[str]:
+    """The `dbt run-operation` arguments that rebuild these days."""
+    listed = checked_days(days)
     return ["rebuild_days", "--args", json.dumps({"days": listed, "staging_suffix": staging_suffix})]
 
 

@@ -6,9 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-# The range of ClickHouse's Date type, in which the aggregates keep their days.
-FIRST_DAY = dt.date(1970, 1, 1)
-LAST_DAY = dt.date(2149, 6, 6)
+from core.days import FIRST_DAY, LAST_DAY
 
 MAX_ID_LENGTH = 128
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")

@@ -266,6 +266,16 @@ def test_backfill_refuses_a_day_that_is_not_a_date():
     assert "2026-02-30" in result.output
 
 
+@pytest.mark.parametrize("day", ["1969-12-31", "2149-06-07", "2250-01-01"])
+def test_backfill_refuses_a_day_the_aggregates_cannot_hold_before_dbt_runs(day, refused_port):
+    # Its Date would wrap around onto another day; the ClickHouse given is never reached.
+    url = f"http://127.0.0.1:{refused_port}"
+    result = CliRunner().invoke(main, ["backfill", "--day", "2026-11-20", "--day", day, "--clickhouse-url", url])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '--day': {day}: not one of the days the aggregates hold" in result.output
+    assert "(1970-01-01 to 2149-06-06)" in result.output
+
+
 def test_consumer_lag_is_read_from_librdkafka_statistics():
     stat = {
         "topics": {

@@ -46,8 +46,12 @@ def backfill(days, clickhouse_url) -> None:
     with requires("dbt", "backfill"):
         check_installed("dbt.version")  # dbt runs as a child process; say so here if it is missing
 
-        from operations.backfill import BackfillFailed, rebuild_days
+        from operations.backfill import BackfillFailed, checked_days, rebuild_days
 
+    try:
+        checked_days(moment.date() for moment in days)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--day'") from None
     try:
         summary = rebuild_days(settings.slice(SchemaSettings), [moment.date() for moment in days])
     except BackfillFailed as error:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from core.days import FIRST_DAY, LAST_DAY
 from core.settings.schema import SchemaSettings
 
 
@@ -19,8 +20,8 @@ class DagsterSettings(SchemaSettings):
     )
     backfill_start_date: dt.date = Field(
         dt.date(2025, 1, 1),
-        ge=dt.date(1970, 1, 1),
-        le=dt.date(2149, 6, 6),
+        ge=FIRST_DAY,
+        le=LAST_DAY,
         description="First day (UTC) the daily reconciliation partitions cover (one of the days the aggregates hold).",
     )
     health_check_interval_seconds: int = Field(
