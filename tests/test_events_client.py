@@ -195,6 +195,18 @@ INVALID = {
         lambda c: c.record("behavioral", "x", event_time="2026-11-24T08:00:00"),
         "event_time",
     ),
+    "event time that is not a day": (
+        lambda c: c.record("behavioral", "x", event_time="2026-02-30T08:00:00Z"),
+        "event_time",
+    ),
+    "event time past the days the aggregates hold": (
+        lambda c: c.record_job_log(user_id="u", workflow_id="w", job_id="j", event_time="2250-01-01T00:00:00Z"),
+        "event_time",
+    ),
+    "event time before 1970 in UTC": (
+        lambda c: c.record("behavioral", "x", event_time=datetime(1969, 12, 31, 23, 0, tzinfo=UTC)),
+        "event_time",
+    ),
     "envelope field as attribute": (lambda c: c.record("behavioral", "x", event_id="mine"), "event_id"),
     "envelope field in with_attributes": (lambda c: c.with_attributes(event_type="job"), "event_type"),
     "event type that is not an identifier": (lambda c: c.record("Bad Type", "x"), "event_type"),

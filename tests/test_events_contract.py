@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from events.contract import (
 from events.demo import DemoGenerator
 from events.docs import BEGIN, END, contract_markdown
 from tests.events_support import START
+from tests.malformed import valid_event
 
 README = Path(__file__).resolve().parent.parent / "events" / "README.md"
 
@@ -75,6 +77,21 @@ def test_an_event_from_a_dict_names_what_it_is_not():
     with pytest.raises(InvalidEvent) as error:
         Event.from_dict({"event_type": "job", "event_time": "2026-11-24T08:00:00Z", "event_name": "created"})
     assert error.value.field == "event_id"
+
+
+@pytest.mark.parametrize(
+    ("event_time", "problem"),
+    [
+        ("2026-02-30T08:00:00Z", "is not a real time: day is out of range for month"),
+        ("2149-06-07T00:00:00Z", "is 2149-06-07 00:00 UTC, outside 1970-01-01 to 2149-06-06"),
+        ("1970-01-01T00:30:00+01:00", "is 1969-12-31 23:30 UTC, outside 1970-01-01 to 2149-06-06"),
+    ],
+)
+def test_an_event_from_a_dict_names_a_time_that_is_not_real_or_outside_the_days(event_time, problem):
+    message = {**valid_event("job_logs", 1, "u-1"), "event_time": event_time}
+    with pytest.raises(InvalidEvent, match=re.escape(problem)) as error:
+        Event.from_dict(message)
+    assert error.value.field == "event_time"
 
 
 def test_a_value_json_cannot_hold_is_named_when_the_event_is_written():
