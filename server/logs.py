@@ -28,14 +28,19 @@ COMPLETIONS = qualified(names.JOB_COMPLETIONS)
 JOB = "user_id = {user_id:String} and workflow_id = {workflow_id:String} and job_id = {job_id:String}"
 # The table's order after the job: what pages, tails and tokens sort and resume by.
 LINE_ORDER = ("assumeNotNull(sequence)", "event_time", "dedup_key")
-LINE_COLUMNS = """event_id,
+# A line's message is sent up to its first MiB of UTF-8 (the answer's UTF-8 check turns a character
+# cut in two into U+FFFD): any line then fits in the 4 MiB a gRPC client takes by default, and a
+# page of 5,000 lines holds at most 5,000 of them in the server's memory.
+MAX_MESSAGE_BYTES = 1 << 20
+LINE_COLUMNS = f"""event_id,
     concat(substring(formatDateTime(event_time, '%Y-%m-%dT%H:%i:%S.%f', 'UTC'), 1, 23), 'Z'),
     stream,
     ifNull(sequence, 0),
-    message,
+    substring(message, 1, {MAX_MESSAGE_BYTES}),
     hex(dedup_key),
     toUnixTimestamp64Milli(event_time),
-    toUnixTimestamp64Milli(ingested_at)"""
+    toUnixTimestamp64Milli(ingested_at),
+    length(message) > {MAX_MESSAGE_BYTES}"""
 
 # Each table a statement touches costs chDB about 2 ms, so each call asks only what it needs.
 # ListJobLogs: whether the job logged anything, the lines counted, the lines still stored. An
@@ -118,6 +123,7 @@ class LogRow(NamedTuple):
     key: str  # dedup_key, hex
     time_ms: int
     ingested_ms: int
+    message_truncated: bool  # the message is the first MAX_MESSAGE_BYTES of a longer one
 
     @property
     def position(self) -> LogPosition:
@@ -125,8 +131,10 @@ class LogRow(NamedTuple):
 
     @classmethod
     def parse(cls, row: list) -> LogRow:
-        event_id, timestamp, stream, sequence, message, key, time_ms, ingested_ms = row
-        return cls(event_id, timestamp, stream, int(sequence), message, key, int(time_ms), int(ingested_ms))
+        event_id, timestamp, stream, sequence, message, key, time_ms, ingested_ms, truncated = row
+        return cls(
+            event_id, timestamp, stream, int(sequence), message, key, int(time_ms), int(ingested_ms), bool(truncated)
+        )
 
 
 @dataclass(frozen=True)

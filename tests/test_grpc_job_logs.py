@@ -314,6 +314,40 @@ def test_the_largest_page_is_5000_lines(stub, analytics_db):
     assert ([line.sequence for line in rest.lines], rest.next_page_token) == ([5000, 5001, 5002], "")
 
 
+def test_long_lines_page_within_what_a_client_takes_and_a_line_over_a_mib_is_cut(stub, analytics_db):
+    # The stub's channel takes gRPC's default 4 MiB a message, as the scheduler's Go client does.
+    prefix = log_datasets.generate_logs(seed=77, users=0).prefix
+    job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
+    moment = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    long = "é" * 150_000  # 300,000 bytes of UTF-8
+    over = "x" * ((1 << 20) - 1) + "é and more"  # past 1 MiB, the "é" cut in two at the MiB
+    events = [log_datasets.log_event(job, f"{prefix}-{n}", moment, sequence=n, message=f"{n}{long}") for n in range(20)]
+    events.append(log_datasets.log_event(job, f"{prefix}-20", moment, sequence=20, message=over))
+    assert post_batch(analytics_db, "job_logs", events).status == 200
+
+    lines, pages, request = [], 0, request_for(job, page_size=5000)
+    while True:
+        response = stub.ListJobLogs(request, timeout=30)
+        assert response.ByteSize() <= 3 << 20
+        lines += response.lines
+        pages += 1
+        if not response.next_page_token:
+            break
+        request.page_token = response.next_page_token
+    assert [line.sequence for line in lines] == list(range(21)) and pages == 3  # ten 300 KB lines a page
+    assert all(line.message == f"{n}{long}" and not line.message_truncated for n, line in enumerate(lines[:20]))
+    assert (lines[20].message, lines[20].message_truncated) == ("x" * ((1 << 20) - 1) + "\ufffd", True)
+
+    streamed = []
+    for line in stub.StreamJobLogs(pb.StreamJobLogsRequest(**job.ids), timeout=30):
+        streamed.append(line)
+        if len(streamed) == 21:
+            break
+    assert [(line.message, line.message_truncated) for line in streamed] == [
+        (line.message, line.message_truncated) for line in lines
+    ]
+
+
 def test_grpcurl_json_through_reflection(service, logs):
     job = logs.jobs[0]
     body = '{"user_id": "%s", "workflow_id": "%s", "job_id": "%s", "stream": "LOG_STREAM_STDERR", "page_size": 2}'

@@ -16,7 +16,7 @@ OTHER = JobRef("u", "w", "k")
 
 
 def row(n: int, ingested_ms: int) -> LogRow:
-    return LogRow(f"e{n}", "2026-03-02T10:00:00.000Z", "stdout", n, f"line {n}", f"{n:032X}", 0, ingested_ms)
+    return LogRow(f"e{n}", "2026-03-02T10:00:00.000Z", "stdout", n, f"line {n}", f"{n:032X}", 0, ingested_ms, False)
 
 
 class ScriptedLogs:
