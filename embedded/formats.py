@@ -24,7 +24,6 @@ CONCATENABLE = frozenset(
         "JSONCompactEachRow",
         "JSONStringsEachRow",
         "JSONCompactStringsEachRow",
-        "Values",
         "TSKV",
         "LineAsString",
         "MsgPack",
@@ -45,8 +44,23 @@ _CONTENT_TYPES = {
 _BINARY = ("native", "rowbinary", "parquet", "arrow", "orc", "avro", "msgpack", "bson", "protobuf", "capnproto", "npy")
 
 
-def is_concatenable(fmt: str) -> bool:
-    return fmt.lower() in CONCATENABLE
+# Values is not in the set: its rows are separated by commas, and chDB leaves the comma out
+# between chunks ("(0),(1)(2)"). JSONEachRow and its aliases are, but with the setting
+# output_format_json_array_of_rows they print one JSON array of all rows, and chDB one per chunk.
+ARRAY_OF_ROWS_SETTING = "output_format_json_array_of_rows"
+_ARRAY_OF_ROWS_FORMATS = frozenset({"jsoneachrow", "jsonlines", "ndjson", "jsonstringseachrow"})
+
+
+def is_concatenable(fmt: str, settings_may_wrap_rows: bool = False) -> bool:
+    """Whether chDB's streamed chunks of ``fmt`` make the whole answer when joined.
+
+    ``settings_may_wrap_rows``: the request may set output_format_json_array_of_rows (in its URL,
+    its text, or a session's earlier SET): then the JSONEachRow family is spooled too.
+    """
+    name = fmt.lower()
+    if settings_may_wrap_rows and name in _ARRAY_OF_ROWS_FORMATS:
+        return False
+    return name in CONCATENABLE
 
 
 def content_type(fmt: str) -> str:

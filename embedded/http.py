@@ -39,7 +39,7 @@ from embedded import async_inserts
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
-from embedded.formats import is_concatenable
+from embedded.formats import ARRAY_OF_ROWS_SETTING, is_concatenable
 from embedded.inserts import insert_from_file, insert_through_fifo
 from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
@@ -51,6 +51,7 @@ from embedded.sqltext import (
     MultiStatement,
     Query,
     find_insert_data,
+    output_settings,
     parse_query,
     tokens,
 )
@@ -337,7 +338,13 @@ class Front:
                 spec, data, request_summary(spec, result), fmt if statement.returns_result else None
             )
 
-        if is_concatenable(fmt):
+        # A session may have SET it before; otherwise it can only be in the URL or the statement.
+        may_wrap_rows = (
+            spec.session_id is not None
+            or ARRAY_OF_ROWS_SETTING in spec.settings
+            or ARRAY_OF_ROWS_SETTING.encode() in head.lower()
+        )
+        if is_concatenable(fmt, may_wrap_rows):
             stream, first = await self.in_thread(
                 lease.start_stream, bytes(head), fmt, revision.convert if revision else None
             )
@@ -349,7 +356,8 @@ class Front:
         # Formats with a header or a wrapper: spool the result as Native, convert it in one piece.
         clause = statement.format_clause
         native_text = bytes(head[: clause[0]] + head[clause[1] :]) if clause else bytes(head)
-        outcome = await self.in_thread(lease.run_to_file, native_text, bytes(head), fmt)
+        settings = output_settings(statement)
+        outcome = await self.in_thread(lease.run_to_file, native_text, bytes(head), fmt, settings)
         if isinstance(outcome, bytes):
             await self._end(lease)
             return self.responses.response(spec, outcome, request_summary(spec, None), fmt)

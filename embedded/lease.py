@@ -102,8 +102,12 @@ class Lease:
             stream.cancel()
             raise
 
-    def run_to_file(self, native_text: bytes, original_text: bytes, fmt: str) -> Path | bytes:
-        """A whole result in ``fmt``, built from a Native spool: a file path, or bytes when empty."""
+    def run_to_file(self, native_text: bytes, original_text: bytes, fmt: str, settings: list[str]) -> Path | bytes:
+        """A whole result in ``fmt``, built from a Native spool: a file path, or bytes when empty.
+
+        ``settings``: the statement's own output settings (``name = value``), which the conversion
+        into ``fmt`` applies as the statement would have.
+        """
         self._prepare(original_text)
         tmp = self.front.engine.tmp_dir
         spool = tmp / f"{uuid.uuid4().hex}.native"
@@ -118,9 +122,11 @@ class Lease:
                 return self.connection.query(original_text, fmt, self.spec.params).bytes()
             # One thread: with more, the spool's blocks reach the output in whatever order the
             # threads finish, and a sorted answer would not be sorted.
+            # The first of two values of a setting wins: max_threads stays 1.
             self.connection.query(
                 f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
-                f"SELECT * FROM file({quote_string(str(spool))}, 'Native') SETTINGS max_threads = 1"
+                f"SELECT * FROM file({quote_string(str(spool))}, 'Native') "
+                f"SETTINGS {', '.join(['max_threads = 1', *settings])}"
             )
             return output
         except ClickHouseError as error:

@@ -259,6 +259,43 @@ def _format_clause(all_tokens: list[Token]) -> tuple[str | None, tuple[int, int]
     return None, None
 
 
+# Settings of a statement's SETTINGS clause that shape how its result is written, not which rows
+# it has: the front's conversion of a spooled result into the asked format needs them too.
+_OUTPUT_SETTING_PREFIXES = ("output_format_", "format_")
+_OUTPUT_SETTINGS = frozenset(
+    {"date_time_output_format", "interval_output_format", "session_timezone", "bool_true_representation",
+     "bool_false_representation"}
+)  # fmt: skip
+
+
+def output_settings(query: Query) -> list[str]:
+    """The ``name = value`` texts of the statement's top-level SETTINGS clauses that shape its output."""
+    found, all_tokens = [], query.tokens
+    index = 0
+    while index < len(all_tokens):
+        token = all_tokens[index]
+        index += 1
+        if not (token.depth == 0 and token.kind == "word" and token.upper == "SETTINGS"):
+            continue
+        # name = value [, name = value ...]: a value runs to the next top-level comma, FORMAT or end.
+        while index + 1 < len(all_tokens) and all_tokens[index].kind == "word" and all_tokens[index + 1].text == "=":
+            name, end = all_tokens[index], index + 2
+            while end < len(all_tokens) and not _ends_setting(all_tokens[end]):
+                end += 1
+            if end == index + 2:
+                break  # no value: not a clause this reads
+            if name.text.lower().startswith(_OUTPUT_SETTING_PREFIXES) or name.text.lower() in _OUTPUT_SETTINGS:
+                found.append(" ".join(t.text for t in all_tokens[index:end]))
+            index = end + 1 if end < len(all_tokens) and all_tokens[end].text == "," else end
+    return found
+
+
+def _ends_setting(token: Token) -> bool:
+    return token.depth == 0 and (
+        token.text == "," or token.kind == "semicolon" or (token.kind == "word" and token.upper == "FORMAT")
+    )
+
+
 class MultiStatement(Exception):
     """More than one statement in a request."""
 

@@ -76,6 +76,41 @@ def test_document_formats_keep_the_order_of_the_rows(clickhouse, fmt):
     assert numbers == list(range(100000))
 
 
+# Seven rows in three blocks: chDB writes each block as a fresh output of its format.
+BLOCKS_OF_THREE = "SELECT number AS n FROM numbers(7) SETTINGS max_block_size = 3, max_threads = 1"
+
+
+def test_values_separate_every_row_with_a_comma_across_blocks(clickhouse):
+    assert post(clickhouse, f"{BLOCKS_OF_THREE} FORMAT Values".encode()).data == b"(0),(1),(2),(3),(4),(5),(6)"
+
+
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        (f"{BLOCKS_OF_THREE}, output_format_json_array_of_rows = 1 FORMAT JSONEachRow", {}),
+        (f"{BLOCKS_OF_THREE} FORMAT NDJSON", {"output_format_json_array_of_rows": "1"}),
+        (f"{BLOCKS_OF_THREE} FORMAT JSONStringsEachRow", {"session_id": "array-of-rows"}),
+    ],
+    ids=["statement", "url", "session"],
+)
+def test_an_array_of_rows_is_one_json_array_however_the_setting_is_given(clickhouse, statement, params):
+    if "session_id" in params:
+        assert post(clickhouse, b"SET output_format_json_array_of_rows = 1", **params).status == 200
+    rows = json.loads(post(clickhouse, statement.encode(), **params).data)
+    assert [int(row["n"]) for row in rows] == list(range(7))
+
+
+@pytest.mark.parametrize("where", ["before FORMAT", "after FORMAT"])
+def test_a_statements_own_output_settings_shape_a_converted_format(clickhouse, where):
+    settings = "SETTINGS output_format_json_quote_64bit_integers = 1, date_time_output_format = 'unix_timestamp'"
+    select = "SELECT toUInt64(5) AS x, toDateTime('2026-12-06 10:00:00', 'UTC') AS t"
+    clauses = [settings, "FORMAT JSONCompact"] if where == "before FORMAT" else ["FORMAT JSONCompact", settings]
+    text = " ".join([select, *clauses])
+    assert json.loads(post(clickhouse, text.encode()).data)["data"] == [["5", "1796551200"]]
+    csv = post(clickhouse, b"SELECT 1 AS a, 'b' AS b FORMAT CSVWithNames SETTINGS format_csv_delimiter = ';'").data
+    assert csv == b'"a";"b"\n1;"b"\n'
+
+
 def test_empty_results_in_document_formats_keep_their_header(clickhouse):
     document = json.loads(post(clickhouse, b"SELECT 1 AS one WHERE 0 FORMAT JSON").data)
     assert document["rows"] == 0 and document["meta"][0]["name"] == "one"
