@@ -186,10 +186,16 @@ def _check(message: Mapping[str, Any], schema: str, label: str) -> None:
 
 def _check_job_times(message: Mapping[str, Any], label: str) -> None:
     # A negative duration would poison the execution-time sums, and a schema cannot compare two fields.
+    # Times are kept to the millisecond (DateTime64(3), digits beyond cut off), so they are compared so.
     started, completed = message.get("started_at"), message.get("completed_at")
     both = isinstance(started, str) and isinstance(completed, str)
-    if both and datetime.fromisoformat(completed) < datetime.fromisoformat(started):
+    if both and _to_millisecond(completed) < _to_millisecond(started):
         raise InvalidEvent("completed_at", f"{completed} is before started_at {started}", label)
+
+
+def _to_millisecond(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _explain(error: ValidationError) -> tuple[str, str]:

@@ -123,6 +123,9 @@ def _handmade(valid: list[dict]) -> list[tuple[str, dict]]:
         ("jobs", {**job, "event_name": "failed", "status": "FAILED"}),
         ("jobs", {**job, "event_name": "failed", "status": "FAILED", "started_at": None}),
         ("jobs", {**job, "completed_at": "2000-01-01T00:00:00Z"}),
+        # Kept to the millisecond, these two are the same time: a duration of 0, not a negative one.
+        ("jobs", {**job, "started_at": "2026-11-24T08:00:00.1239Z", "completed_at": "2026-11-24T08:00:00.1231Z"}),
+        ("jobs", {**job, "started_at": "2026-11-24T08:00:00.124Z", "completed_at": "2026-11-24T08:00:00.1239Z"}),
         ("jobs", {**job, "unknown_extra": {"a": 1}}),
         ("job_logs", {k: v for k, v in log.items() if k != "count"}),
         ("job_logs", {**log, "count": None}),
