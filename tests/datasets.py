@@ -222,3 +222,61 @@ def generate(
         rng.shuffle(delivered)  # duplicates anywhere, completions before creations
         messages[topic] = delivered
     return Dataset(messages, expected, prefix)
+
+
+# The same instants as other producers may write them, and the spellings the contract also takes.
+OFFSETS = [dt.timedelta(hours=5, minutes=30), dt.timedelta(hours=-8), dt.timedelta(hours=14), dt.timedelta(hours=-12)]
+STATUS_SPELLINGS = {
+    "PENDING": ["pending", "PENDING", "queued", "QUEUED"],
+    "RUNNING": ["running", "RUNNING"],
+    "COMPLETED": ["completed", "COMPLETED"],
+    "FAILED": ["failed", "FAILED"],
+    "CANCELLED": ["CANCELLED", "cancelled", "CANCELED", "canceled"],
+}
+
+
+def written_otherwise(text: str, rng: random.Random) -> str:
+    """The same millisecond in another offset (or Z), with or without digits past it."""
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    offset = rng.choice([dt.timedelta(0), *OFFSETS])
+    local = moment.astimezone(dt.timezone(offset))
+    written = (
+        local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond // 1000:03d}" + rng.choice(["", "000", "999999"])
+    )
+    if not offset:
+        return written + "Z"
+    minutes = int(offset.total_seconds()) // 60
+    return written + f"{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def odd_but_valid(dataset: Dataset, seed: int) -> Dataset:
+    """The data set's events as other producers may write them: times in other offsets, some with
+    digits past the millisecond (kept to the millisecond, they are the same times), statuses in
+    either spelling, a count of 1 as null or left out. A duplicate stays the same bytes as its
+    event. The metrics are the same, so ``dataset.expected`` still holds."""
+    rng = random.Random(seed)
+    rewritten: dict[str, dict] = {}
+    messages = {}
+    for topic, batch in dataset.messages.items():
+        messages[topic] = []
+        for message in batch:
+            event_id = message.get("event_id")
+            if event_id is None:  # the scheduler's events: as they are
+                messages[topic].append(message)
+                continue
+            if event_id not in rewritten:
+                event = dict(message)
+                for field in ("event_time", "scheduled_at", "started_at", "completed_at"):
+                    if isinstance(event.get(field), str):
+                        event[field] = written_otherwise(event[field], rng)
+                if "status" in event:
+                    event["status"] = rng.choice(STATUS_SPELLINGS[event["status"]])
+                if event.get("count") == 1:
+                    spelling = rng.choice(["as it is", "null", "left out"])
+                    if spelling == "null":
+                        event["count"] = None
+                    elif spelling == "left out":
+                        del event["count"]
+                rewritten[event_id] = event
+            messages[topic].append(dict(rewritten[event_id]))
+    return Dataset(messages, dataset.expected, dataset.prefix)

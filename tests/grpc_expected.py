@@ -18,7 +18,9 @@ from tests.datasets import Dataset
 
 
 def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """An event's time as stored: in UTC (days are UTC days), to the millisecond (digits past it cut off)."""
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 @dataclass
@@ -113,8 +115,8 @@ class DailyModel:
             counters.seconds += milliseconds // 1000
             counters.durations.append(milliseconds / 1000)
         for event in unique(messages.get("job_logs", [])):
-            at(event["user_id"], event["workflow_id"], parse_time(event["event_time"]).date()).joblogs += event.get(
-                "count", 1
+            at(event["user_id"], event["workflow_id"], parse_time(event["event_time"]).date()).joblogs += (
+                event.get("count") or 1  # absent or null: one entry
             )
         for event in unique(messages.get("analytics", []), key="EventKey"):
             counters = at(event["UserID"], event["WorkflowID"], delivery_day)

@@ -18,16 +18,23 @@ from tests.intake import deliver
 BATCH_SIZE = 200
 
 
-@pytest.fixture(scope="module")
-def loaded(analytics_db):
-    """A data set delivered once; the legacy events count on the day of delivery (UTC)."""
+def load(analytics_db, written_otherwise: bool = False) -> tuple[datasets.Dataset, DailyModel]:
+    """A data set delivered once (``written_otherwise``: as other producers may write it, same
+    metrics); the legacy events count on the day of delivery (UTC)."""
     for _ in range(2):  # a delivery across midnight UTC would split the legacy events' day
         dataset = datasets.generate(seed=41, users=5, workflows_per_user=5, jobs_per_workflow=7)
+        if written_otherwise:
+            dataset = datasets.odd_but_valid(dataset, seed=41)
         before = dt.datetime.now(dt.UTC).date()
         deliver(analytics_db, dataset.messages, batch_size=BATCH_SIZE)
         if dt.datetime.now(dt.UTC).date() == before:
             return dataset, DailyModel(dataset, BATCH_SIZE, before)
     raise AssertionError("could not deliver within one UTC day")
+
+
+@pytest.fixture(scope="module")
+def loaded(analytics_db):
+    return load(analytics_db)
 
 
 @pytest.fixture(scope="module")

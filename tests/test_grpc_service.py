@@ -14,8 +14,16 @@ from analytics_proto import analytics_pb2 as pb
 from tests import datasets
 from tests.grpc_expected import Counters
 from tests.grpc_server import call_by_reflection
-from tests.grpc_service_support import assert_summary, error_of, loaded, service, stub  # noqa: F401 - fixtures
+from tests.grpc_service_support import assert_summary, error_of, load, service, stub  # noqa: F401 - fixtures
 from tests.intake import post_batch
+
+
+@pytest.fixture(scope="module", params=["as generated", "written otherwise"])
+def loaded(request, analytics_db):
+    """Each test on the data set as generated, then on the same events as other producers may
+    write them (other offsets, digits past the millisecond, either status spelling, count null)."""
+    return load(analytics_db, written_otherwise=request.param == "written otherwise")
+
 
 # -- the original contract ----------------------------------------------------------------------
 
