@@ -326,8 +326,9 @@ class Front:
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format
         revision = NativeRevision(spec.client_protocol_version) if fmt.lower() == "native" else None
-        if not statement.streamable:
-            # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small.
+        if not statement.streamable or _has_rows_after_the_data(statement, spec, fmt):
+            # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small. So does a
+            # result with totals or extremes: chDB's streamed chunks and the spool leave them out.
             try:
                 result = await self.in_thread(lease.run, bytes(head), fmt)
             finally:
@@ -376,6 +377,15 @@ class Front:
             self.engine.writes.changed()
 
     # -- responses ---------------------------------------------------------------------------
+
+
+def _has_rows_after_the_data(statement: Query, spec: RequestSpec, fmt: str) -> bool:
+    """A result whose format writes totals or extremes after its rows (all but Native here, whose
+    blocks the front rewrites for the client's revision and which chDB writes without them)."""
+    if fmt.lower() == "native":
+        return False
+    extremes = spec.settings.get("extremes", "0") not in ("0", "false", "False", "") or statement.mentions("extremes")
+    return statement.has_totals or extremes
 
 
 def _rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearray:

@@ -174,6 +174,16 @@ class Query:
     def streamable(self) -> bool:
         return self.first_keyword in _STREAMABLE_KEYWORDS
 
+    @property
+    def has_totals(self) -> bool:
+        """A top-level ``WITH TOTALS``: its totals row comes after the data (a subquery's do not)."""
+        words = [t.upper for t in self.tokens if t.depth == 0 and t.kind == "word"]
+        return any(a == "WITH" and b == "TOTALS" for a, b in zip(words, words[1:], strict=False))
+
+    def mentions(self, setting: str) -> bool:
+        """Whether a word of the statement is this setting's name (in a SETTINGS clause, say)."""
+        return any(t.kind == "word" and t.text.lower() == setting for t in self.tokens)
+
 
 def find_insert_data(text: str, complete: bool) -> InsertData | None | bool:
     """Locate the data of ``INSERT ... FORMAT X`` / ``INSERT ... VALUES``.

@@ -111,6 +111,31 @@ def test_a_statements_own_output_settings_shape_a_converted_format(clickhouse, w
     assert csv == b'"a";"b"\n1;"b"\n'
 
 
+GROUPED = "SELECT number % 2 AS k, count() AS c FROM numbers(10) GROUP BY k WITH TOTALS ORDER BY k"
+
+
+def test_totals_follow_the_rows_as_a_server_writes_them(clickhouse):
+    assert (
+        post(clickhouse, f"{GROUPED} SETTINGS max_block_size = 1 FORMAT TSV".encode()).data == b"0\t5\n1\t5\n\n0\t10\n"
+    )
+    assert post(clickhouse, f"{GROUPED} FORMAT CSV".encode()).data == b"0,5\n1,5\n\n0,10\n"
+    assert json.loads(post(clickhouse, f"{GROUPED} FORMAT JSONCompact".encode()).data)["totals"] == [0, 10]
+    # A subquery's totals are not the answer's: that one still streams, and has no totals row.
+    assert post(clickhouse, f"SELECT c FROM ({GROUPED}) ORDER BY c".encode()).data == b"5\n5\n"
+
+
+@pytest.mark.parametrize("given", ["url", "statement"])
+def test_extremes_follow_the_rows_as_a_server_writes_them(clickhouse, given):
+    select = "SELECT number AS n FROM numbers(6) SETTINGS max_block_size = 2"
+    if given == "url":
+        text, params = f"{select} FORMAT TSV", {"extremes": "1"}
+    else:
+        text, params = f"{select}, extremes = 1 FORMAT TSV", {}
+    assert post(clickhouse, text.encode(), **params).data == b"0\n1\n2\n3\n4\n5\n\n0\n5\n"
+    document = json.loads(post(clickhouse, text.replace("TSV", "JSON").encode(), **params).data)
+    assert document["extremes"] == {"min": {"n": 0}, "max": {"n": 5}}
+
+
 def test_empty_results_in_document_formats_keep_their_header(clickhouse):
     document = json.loads(post(clickhouse, b"SELECT 1 AS one WHERE 0 FORMAT JSON").data)
     assert document["rows"] == 0 and document["meta"][0]["name"] == "one"
