@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from embedded.sqltext import Query
+
 # Formats whose output for a whole result is the plain concatenation of their output for each
 # block: chDB's streaming results can be passed straight through. chDB starts every streamed
 # chunk with a fresh output format, so formats with a header, prefix or suffix (JSON, XML,
@@ -74,3 +76,34 @@ def content_type(fmt: str) -> str:
     if name.startswith("tabseparated") or name.startswith("tsv"):
         return "text/tab-separated-values; charset=UTF-8"
     return "text/plain; charset=UTF-8"
+
+
+# Formats that report rows_before_limit_at_least (how many rows there were before a LIMIT), which
+# the front learns only when chDB runs the statement whole.
+REPORTS_ROWS_BEFORE_LIMIT = frozenset(
+    name.lower()
+    for name in (
+        "JSON", "JSONStrings", "JSONCompact", "JSONCompactStrings", "JSONColumnsWithMetadata", "XML",
+        "JSONEachRowWithProgress", "JSONStringsEachRowWithProgress", "JSONCompactEachRowWithProgress",
+        "JSONCompactStringsEachRowWithProgress",
+    )
+)  # fmt: skip
+
+
+# A LIMIT up to this many rows is run whole for formats that report the rows before it: the
+# answer is then held in memory, not spooled to a file, and this bounds it.
+WHOLE_LIMIT_ROWS = 100_000
+
+
+def writes_rows_after_the_data(statement: Query, url_settings: dict[str, str], fmt: str) -> bool:
+    """Whether the answer's format writes totals, extremes or rows_before_limit_at_least after its
+    rows, which chDB's streamed chunks and the front's spool leave out: such a statement is run
+    whole. Not Native: the front rewrites its blocks for the client's revision, and chDB (as a
+    server over HTTP) writes it without them."""
+    name = fmt.lower()
+    if name == "native":
+        return False
+    extremes = url_settings.get("extremes", "0") not in ("0", "false", "False", "") or statement.mentions("extremes")
+    limit = statement.limit
+    limited = name in REPORTS_ROWS_BEFORE_LIMIT and limit is not None and limit <= WHOLE_LIMIT_ROWS
+    return statement.has_totals or extremes or limited

@@ -39,7 +39,7 @@ from embedded import async_inserts
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
-from embedded.formats import ARRAY_OF_ROWS_SETTING, is_concatenable
+from embedded.formats import ARRAY_OF_ROWS_SETTING, is_concatenable, writes_rows_after_the_data
 from embedded.inserts import insert_from_file, insert_through_fifo
 from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
@@ -326,7 +326,7 @@ class Front:
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format
         revision = NativeRevision(spec.client_protocol_version) if fmt.lower() == "native" else None
-        if not statement.streamable or _has_rows_after_the_data(statement, spec, fmt):
+        if not statement.streamable or writes_rows_after_the_data(statement, spec.settings, fmt):
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small. So does a
             # result with totals or extremes: chDB's streamed chunks and the spool leave them out.
             try:
@@ -377,15 +377,6 @@ class Front:
             self.engine.writes.changed()
 
     # -- responses ---------------------------------------------------------------------------
-
-
-def _has_rows_after_the_data(statement: Query, spec: RequestSpec, fmt: str) -> bool:
-    """A result whose format writes totals or extremes after its rows (all but Native here, whose
-    blocks the front rewrites for the client's revision and which chDB writes without them)."""
-    if fmt.lower() == "native":
-        return False
-    extremes = spec.settings.get("extremes", "0") not in ("0", "false", "False", "") or statement.mentions("extremes")
-    return statement.has_totals or extremes
 
 
 def _rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearray:

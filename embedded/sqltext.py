@@ -180,6 +180,26 @@ class Query:
         words = [t.upper for t in self.tokens if t.depth == 0 and t.kind == "word"]
         return any(a == "WITH" and b == "TOTALS" for a, b in zip(words, words[1:], strict=False))
 
+    @property
+    def limit(self) -> int | None:
+        """The row count of a top-level ``LIMIT n``, ``LIMIT m, n`` or ``LIMIT n OFFSET m`` written as
+        numbers (None otherwise: no such clause, or a parameter)."""
+        top = [t for t in self.tokens if t.depth == 0]
+        for index, token in enumerate(top):
+            if token.kind != "word" or token.upper != "LIMIT":
+                continue
+            numbers = top[index + 1 : index + 5]
+            if not numbers or numbers[0].kind != "number" or not numbers[0].text.isdigit():
+                return None
+            pair = len(numbers) >= 3 and numbers[1].text == "," and numbers[2].text.isdigit()
+            after = numbers[3 if pair else 1 : 4 if pair else 2]
+            if after and after[0].kind == "word" and after[0].upper == "BY":
+                continue  # LIMIT n BY columns: n rows a group, not a bound on the result
+            if any(t.kind == "word" and t.upper == "TIES" for t in top[index:]):
+                return None  # WITH TIES: any number of rows equal to the last
+            return int(numbers[2].text if pair else numbers[0].text)
+        return None
+
     def mentions(self, setting: str) -> bool:
         """Whether a word of the statement is this setting's name (in a SETTINGS clause, say)."""
         return any(t.kind == "word" and t.text.lower() == setting for t in self.tokens)

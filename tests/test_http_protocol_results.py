@@ -136,6 +136,18 @@ def test_extremes_follow_the_rows_as_a_server_writes_them(clickhouse, given):
     assert document["extremes"] == {"min": {"n": 0}, "max": {"n": 5}}
 
 
+@pytest.mark.parametrize("fmt", ["JSON", "JSONCompact", "XML"])
+def test_a_limited_document_says_how_many_rows_came_before_the_limit(clickhouse, fmt):
+    data = post(clickhouse, f"SELECT number FROM numbers(500) ORDER BY number LIMIT 10, 3 FORMAT {fmt}".encode()).data
+    if fmt == "XML":
+        assert b"<rows_before_limit_at_least>500</rows_before_limit_at_least>" in data
+    else:
+        assert json.loads(data)["rows_before_limit_at_least"] == 500
+    # A LIMIT BY bounds rows per group, not the answer: that one is spooled and has no such count.
+    grouped = "SELECT number % 2 AS k FROM numbers(500) ORDER BY k LIMIT 1 BY k FORMAT JSON"
+    assert "rows_before_limit_at_least" not in json.loads(post(clickhouse, grouped.encode()).data)
+
+
 def test_empty_results_in_document_formats_keep_their_header(clickhouse):
     document = json.loads(post(clickhouse, b"SELECT 1 AS one WHERE 0 FORMAT JSON").data)
     assert document["rows"] == 0 and document["meta"][0]["name"] == "one"
