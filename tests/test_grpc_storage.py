@@ -71,7 +71,10 @@ def test_tables_report_what_system_parts_holds(stub, analytics_db):
     assert (lines.rows, lines.parts, lines.bytes_on_disk) == (int(held["rows"]), int(held["parts"]), int(held["bytes"]))
     assert lines.compression_ratio == pytest.approx(int(held["uncompressed"]) / int(held["compressed"]))
     assert lines.engine == "ReplacingMergeTree"
-    assert lines.ttl == "toDateTime(event_time) + toIntervalHour(720)"
+    assert (
+        lines.ttl
+        == "toDateTime(least(event_time + toIntervalHour(720), toDateTime64('2106-02-07 06:28:15', 3, 'UTC')))"
+    )
     assert answer["workflow_totals"].ttl == ""
     # every MergeTree table, also empty ones, and the first-seen gate's RocksDB; no landing table
     assert set(parts) <= set(answer)

@@ -405,6 +405,7 @@ def test_topics_command_rejects_zero_partitions():
         ("ANALYTICS_GRPC_DRAIN_SECONDS", "inf", "Input should be a finite number"),
         ("ANALYTICS_KAFKA_STOP_TIMEOUT", "1e300", "less than or equal to 3600"),
         ("ANALYTICS_BACKFILL_START_DATE", "1900-01-01", "greater than or equal to 1970-01-01"),
+        ("ANALYTICS_LOG_RETENTION_HOURS", "1000001", "less than or equal to 1000000"),
     ],
 )
 def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, variable, value, named):

@@ -18,11 +18,13 @@ from tests.log_datasets import JobLog, log_event
 pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
-def apply_retention(server, audit_mode: bool) -> None:
-    """What `analytics migrate` does to job_log_events for the setting (its post-hook, on the live table)."""
-    settings = server.settings(audit_mode=audit_mode)
-    # Audit mode's vars parse the project into a target of their own, keeping the session's parse (other vars).
-    target = server.data_dir.parent / "state" / "dbt" / "target-audit" if audit_mode else None
+def apply_retention(server, audit_mode: bool = False, hours: int | None = None) -> None:
+    """What `analytics migrate` does to job_log_events for the settings (its post-hook, on the live table)."""
+    settings = server.settings(audit_mode=audit_mode, **({"log_retention_hours": hours} if hours else {}))
+    # Other vars parse the project into a target of their own, keeping the session's parse (the default vars).
+    target = None
+    if audit_mode or hours:
+        target = server.data_dir.parent / "state" / "dbt" / ("target-audit" if audit_mode else f"target-{hours}h")
     result = run_dbt(settings, "run", "--select", "job_log_events", capture=True, target_path=target)
     assert result.returncode == 0, result.stdout[-3000:]
 
@@ -74,3 +76,30 @@ def test_a_rebuild_keeps_the_log_counts_of_a_job_whose_first_lines_expired(analy
     summary = rebuild_days(settings, [recent.date()])
     assert query(analytics_db, totals) == [{"lines": 5, "entries": 5}]
     assert summary.job_log_totals_corrected == 0
+
+
+def test_no_line_expires_at_once_because_its_end_is_past_2106(analytics_db):
+    # A TTL is a DateTime, which wraps around after 2106-02-07: a line kept for a million hours, or
+    # logged in 2140, used to get an end in the past and go with the next merge.
+    prefix = f"wrap{uuid.uuid4().hex[:6]}"
+    job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)  # past the 720 hours, within a million
+    kept = [log_event(job, f"{prefix}-old-{n}", old, message=f"{n}") for n in range(3)]
+    late = [
+        log_event(job, f"{prefix}-late-{n}", dt.datetime(2140, 1, 1, tzinfo=dt.UTC), message=f"{n}") for n in range(2)
+    ]
+
+    def stored(kind: str) -> int:
+        sql = f"SELECT count() AS n FROM analytics.job_log_events WHERE event_id LIKE '{prefix}-{kind}-%'"
+        return int(query(analytics_db, sql)[0]["n"])
+
+    try:
+        apply_retention(analytics_db, hours=1_000_000)
+        deliver(analytics_db, {"job_logs": kept})
+        execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
+        assert stored("old") == 3
+    finally:
+        apply_retention(analytics_db)
+    deliver(analytics_db, {"job_logs": late})  # under the 720 hours
+    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
+    assert stored("late") == 2

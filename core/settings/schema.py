@@ -30,7 +30,12 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
     ingest: Literal["direct", "kafka"] | None = Field(
         None, description="Landing tables: direct (Null, fed over HTTP) or kafka (Kafka engine) [default: by target]."
     )
-    log_retention_hours: int = Field(720, ge=1, description="Hours raw job log lines are kept (counts never expire).")
+    log_retention_hours: int = Field(
+        720,
+        ge=1,
+        le=1_000_000,
+        description="Hours raw job log lines are kept (counts never expire; to keep lines for ever: audit mode).",
+    )
     audit_mode: bool = Field(False, description="Keep every raw log line forever.")
     reconcile_settle_seconds: float | None = Field(
         None,

@@ -9,7 +9,9 @@
 
 {% macro logs_recomputable(day_expression) -%}
   {%- if var('audit_mode') -%} 1
-  {%- else -%} {{ day_expression }} > toDate(now() - interval {{ var('log_retention_hours') | int }} hour)
+  {#- On DateTime64 and held at 1970: a retention reaching before 1970 would wrap a DateTime around. -#}
+  {%- else -%} {{ day_expression }} > toDate(greatest(now64(3, 'UTC') - toIntervalHour({{ var('log_retention_hours') | int }}),
+                                                      toDateTime64('1970-01-01 00:00:00', 3, 'UTC')))
   {%- endif -%}
 {%- endmacro %}
 

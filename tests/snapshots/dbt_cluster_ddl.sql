@@ -398,7 +398,8 @@ where 0
 ;
 
 alter table `analytics_cluster_ddl`.`job_log_events` on cluster analytics_cluster
-    modify ttl toDateTime(event_time) + interval 720 hour
+    modify ttl toDateTime(least(event_time + toIntervalHour(720),
+                                toDateTime64('2106-02-07 06:28:15', 3, 'UTC')))
     settings materialize_ttl_after_modify = 0
 ;
 
@@ -1414,7 +1415,7 @@ create or replace view `analytics_cluster_ddl`.`storage_log_retention`
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
     toUInt32OrNull(
-        extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')
+        extract(create_table_query, ' TTL toDateTime\\((?:least\\()?event_time\\)? \\+ toIntervalHour\\((\\d+)\\)')
     ) as log_retention_hours,
     extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
 from system.tables

@@ -1003,7 +1003,7 @@ select
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
     toUInt32OrNull(
-        extract(create_table_query, ' TTL toDateTime\\(event_time\\) \\+ toIntervalHour\\((\\d+)\\)')
+        extract(create_table_query, ' TTL toDateTime\\((?:least\\()?event_time\\)? \\+ toIntervalHour\\((\\d+)\\)')
     ) as log_retention_hours,
     extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
 from system.tables
