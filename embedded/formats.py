@@ -50,6 +50,8 @@ _BINARY = ("native", "rowbinary", "parquet", "arrow", "orc", "avro", "msgpack", 
 # between chunks ("(0),(1)(2)"). JSONEachRow and its aliases are, but with the setting
 # output_format_json_array_of_rows they print one JSON array of all rows, and chDB one per chunk.
 ARRAY_OF_ROWS_SETTING = "output_format_json_array_of_rows"
+# The settings that decide how the front produces an answer, asked of a session's connection.
+SHAPING_SETTINGS = ("extremes", ARRAY_OF_ROWS_SETTING)
 _ARRAY_OF_ROWS_FORMATS = frozenset({"jsoneachrow", "jsonlines", "ndjson", "jsonstringseachrow"})
 
 

@@ -39,7 +39,12 @@ from embedded import async_inserts
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
-from embedded.formats import ARRAY_OF_ROWS_SETTING, is_concatenable, writes_rows_after_the_data
+from embedded.formats import (
+    ARRAY_OF_ROWS_SETTING,
+    SHAPING_SETTINGS,
+    is_concatenable,
+    writes_rows_after_the_data,
+)
 from embedded.inserts import insert_from_file, insert_through_fifo
 from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
@@ -326,7 +331,11 @@ class Front:
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format
         revision = NativeRevision(spec.client_protocol_version) if fmt.lower() == "native" else None
-        if not statement.streamable or writes_rows_after_the_data(statement, spec.settings, fmt):
+        settings = spec.settings
+        if spec.session_id is not None and statement.streamable and revision is None:
+            # A session's earlier SETs hold too: ask its connection (one short query).
+            settings = await self.in_thread(lease.settings_in_force, bytes(head), SHAPING_SETTINGS)
+        if not statement.streamable or writes_rows_after_the_data(statement, settings, fmt):
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small. So does a
             # result with totals or extremes: chDB's streamed chunks and the spool leave them out.
             try:
@@ -339,10 +348,8 @@ class Front:
                 spec, data, request_summary(spec, result), fmt if statement.returns_result else None
             )
 
-        # A session may have SET it before; otherwise it can only be in the URL or the statement.
         may_wrap_rows = (
-            spec.session_id is not None
-            or ARRAY_OF_ROWS_SETTING in spec.settings
+            settings.get(ARRAY_OF_ROWS_SETTING, "0") not in ("0", "false", "False", "")
             or ARRAY_OF_ROWS_SETTING.encode() in head.lower()
         )
         if is_concatenable(fmt, may_wrap_rows):

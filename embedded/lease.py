@@ -84,6 +84,16 @@ class Lease:
         self.ran = True
         return self.connection.query(text, fmt, self.spec.params)
 
+    def settings_in_force(self, text: bytes, names: tuple[str, ...]) -> dict[str, str]:
+        """These settings' values on this connection as the statement will run: a session's own
+        SETs and the request's URL settings (its SETTINGS clause aside)."""
+        self._prepare(text)
+        asked = ", ".join(f"getSetting({quote_string(name)})" for name in names)
+        # The first line: with extremes on, this answer has its own extremes after it.
+        answer = self.connection.query(f"SELECT {asked}", "TSV").bytes().decode()
+        values = answer.split("\n", 1)[0].split("\t")
+        return dict(zip(names, values, strict=True))
+
     def start_stream(self, text: bytes, fmt: str, transform=None) -> tuple[ResultStream, bytes]:
         """Start a streaming query and read its first two chunks.
 

@@ -124,13 +124,16 @@ def test_totals_follow_the_rows_as_a_server_writes_them(clickhouse):
     assert post(clickhouse, f"SELECT c FROM ({GROUPED}) ORDER BY c".encode()).data == b"5\n5\n"
 
 
-@pytest.mark.parametrize("given", ["url", "statement"])
+@pytest.mark.parametrize("given", ["url", "statement", "session"])
 def test_extremes_follow_the_rows_as_a_server_writes_them(clickhouse, given):
     select = "SELECT number AS n FROM numbers(6) SETTINGS max_block_size = 2"
     if given == "url":
         text, params = f"{select} FORMAT TSV", {"extremes": "1"}
-    else:
+    elif given == "statement":
         text, params = f"{select}, extremes = 1 FORMAT TSV", {}
+    else:
+        text, params = f"{select} FORMAT TSV", {"session_id": f"extremes-{uuid.uuid4().hex[:8]}"}
+        assert post(clickhouse, b"SET extremes = 1", **params).status == 200
     assert post(clickhouse, text.encode(), **params).data == b"0\n1\n2\n3\n4\n5\n\n0\n5\n"
     document = json.loads(post(clickhouse, text.replace("TSV", "JSON").encode(), **params).data)
     assert document["extremes"] == {"min": {"n": 0}, "max": {"n": 5}}
