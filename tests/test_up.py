@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -126,3 +127,14 @@ def test_up_with_kafka_ingests_through_a_local_broker_and_serves_every_parts_met
     order = [text.index(f"stopping {name}") for name in ("demo traffic", "Kafka bridge", "local Kafka")]
     assert order == sorted(order)
     assert "stay uncommitted" not in text  # the bridge finished its batch before ClickHouse stopped
+
+
+@pytest.mark.parametrize("variable", ["ANALYTICS_GRPC_PORT", "ANALYTICS_DAGSTER_PORT"])
+def test_a_port_another_process_listens_on_is_refused_before_anything_starts(tmp_path, variable):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process, _, log = start_up(tmp_path, "--dagster", **{variable: str(port)})
+        assert process.wait(60) == 1
+    output = log.read_text()
+    assert f"cannot listen on 127.0.0.1:{port} ({variable}): Address already in use" in output, output
+    assert not (tmp_path / "data" / "clickhouse").exists()  # refused before the server touched its data

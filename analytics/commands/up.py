@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from analytics.extras import check_installed, requires
@@ -37,9 +39,31 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         from embedded.engine import DataDirectoryInUse
         from embedded.server import InsecureBind
 
+    _ports_free(settings, with_kafka)
     try:
         code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
     except (DataDirectoryInUse, InsecureBind) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:
         raise click.ClickException("the stack did not start; see the log above")
+
+
+def _ports_free(settings, with_kafka: bool) -> None:
+    """Refuse at once a port another process listens on, rather than after the schema is built."""
+    wanted = [("ANALYTICS_GRPC_PORT", settings.grpc_host, settings.grpc_port)]
+    if settings.dagster_enabled:
+        wanted.append(("ANALYTICS_DAGSTER_PORT", settings.dagster_host, settings.dagster_port))
+    if with_kafka:
+        wanted.append(("ANALYTICS_KAFKA_PORT", "127.0.0.1", settings.kafka_port))
+    for variable, host, port in wanted:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As a server binds: a port left in TIME_WAIT by an earlier run is free, a listened one is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise click.ClickException(
+                    f"cannot listen on {host}:{port} ({variable}): {error.strerror}; another process has it"
+                    " (an `analytics up` already running?), or choose another port"
+                ) from None
