@@ -364,8 +364,7 @@ class Front:
         # Formats with a header or a wrapper: spool the result as Native, convert it in one piece.
         clause = statement.format_clause
         native_text = bytes(head[: clause[0]] + head[clause[1] :]) if clause else bytes(head)
-        settings = output_settings(statement)
-        outcome = await self.in_thread(lease.run_to_file, native_text, bytes(head), fmt, settings)
+        outcome = await self.in_thread(lease.run_to_file, native_text, bytes(head), fmt, output_settings(statement))
         if isinstance(outcome, bytes):
             await self._end(lease)
             return self.responses.response(spec, outcome, request_summary(spec, None), fmt)
