@@ -122,6 +122,12 @@ async def parse_request(
         name: value for name, value in url.items() if name not in HTTP_PARAMETERS and not name.startswith("param_")
     }
     readonly = settings.pop("readonly", None)
+    max_query_size = _int_setting(settings, "max_query_size", _DEFAULT_MAX_QUERY_SIZE)
+    if "max_query_size" in settings:
+        # The front holds the statement to the asked size itself; chDB gets at least its default, so
+        # the front's own short statements on the connection (its SETs and their undoing) never
+        # fall under a tiny limit and leave the connection, or the session, refusing everything.
+        settings["max_query_size"] = str(max(max_query_size, _DEFAULT_MAX_QUERY_SIZE))
     response_encoding = None
     if url.get("enable_http_compression") in _TRUE:
         response_encoding = choose_response_encoding(request.headers.get("accept-encoding", ""))
@@ -149,7 +155,7 @@ async def parse_request(
         wait_end_of_query=url.get("wait_end_of_query") in _TRUE,
         response_encoding=response_encoding,
         compression_level=int(level) if level and level.isdigit() else None,
-        max_query_size=_int_setting(settings, "max_query_size", _DEFAULT_MAX_QUERY_SIZE),
+        max_query_size=max_query_size,
         native_compression=native,
         zstd_level=_int_setting(settings, "network_zstd_compression_level", 1),
         client_protocol_version=_int_setting(url, "client_protocol_version", 0),

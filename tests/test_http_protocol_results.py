@@ -264,6 +264,23 @@ def start_slow_query(clickhouse, **params) -> tuple[threading.Thread, dict]:
     raise AssertionError("the slow query never showed in system.processes")
 
 
+def test_a_small_max_query_size_refuses_its_own_statement_and_leaves_nothing_behind(clickhouse):
+    refused = post(clickhouse, b"SELECT 1", max_query_size="5")
+    assert (refused.status, refused.headers["X-ClickHouse-Exception-Code"]) == (400, "62")
+    assert b"Max query size exceeded" in refused.data
+    assert post(clickhouse, b"SELECT 1", max_query_size="8").data == b"1\n"
+    # Neither the pooled connections nor the session keep a limit their next statements cannot meet.
+    assert [post(clickhouse, b"SELECT 2").data for _ in range(30)] == [b"2\n"] * 30
+    session = {"session_id": f"tiny-{uuid.uuid4().hex[:8]}"}
+    assert post(clickhouse, b"SELECT 1", max_query_size="8", **session).data == b"1\n"
+    assert post(clickhouse, b"SELECT 3 AS three", **session).data == b"3\n"
+    # An INSERT's limit is its statement's, not its data's.
+    insert = "INSERT INTO system.numbers FORMAT TSV"
+    assert (
+        post(clickhouse, b"1\n" * 100, query=insert, max_query_size="10").headers["X-ClickHouse-Exception-Code"] == "62"
+    )
+
+
 def test_session_check_and_lock(clickhouse):
     missing = post(clickhouse, b"SELECT 1", session_id="never-created", session_check="1")
     assert missing.headers["X-ClickHouse-Exception-Code"] == "372"
