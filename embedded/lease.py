@@ -174,7 +174,14 @@ class Lease:
         connection = self.connection
         if self.session is None:
             # A user's SET, USE or temporary table would leak into the next request: start afresh.
-            if self.spec.readonly or self._statement_class == "CONTROL" or self._temporary_table:
+            # So with settings that can refuse the next request's SET undoing them (parser limits,
+            # another dialect, allow_ddl = 0): the next request would pay for this one.
+            if (
+                self.spec.readonly
+                or self._statement_class == "CONTROL"
+                or self._temporary_table
+                or not _PARSER_SETTINGS.isdisjoint(self.spec.settings)
+            ):
                 connection.reusable = False
             return
         try:
@@ -194,6 +201,18 @@ class Lease:
                 )
         except ClickHouseError:
             log.exception("could not restore session %s", self.session.session_id)
+
+
+_PARSER_SETTINGS = frozenset(
+    {
+        "max_parser_depth",
+        "max_parser_backtracks",
+        "max_ast_elements",
+        "max_expanded_ast_elements",
+        "dialect",
+        "allow_ddl",
+    }
+)
 
 
 def _creates_temporary_table(sql: str) -> bool:

@@ -281,6 +281,15 @@ def test_a_small_max_query_size_refuses_its_own_statement_and_leaves_nothing_beh
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "value"), [("max_parser_depth", "1"), ("max_parser_backtracks", "1"), ("allow_ddl", "0")]
+)
+def test_a_setting_that_refuses_sets_does_not_pass_to_the_next_request(clickhouse, name, value):
+    # Undoing it takes a SET the setting itself refuses: the connection is not handed on.
+    post(clickhouse, b"SELECT 1", **{name: value})
+    assert [post(clickhouse, b"SELECT 42").data for _ in range(30)] == [b"42\n"] * 30
+
+
 def test_session_check_and_lock(clickhouse):
     missing = post(clickhouse, b"SELECT 1", session_id="never-created", session_check="1")
     assert missing.headers["X-ClickHouse-Exception-Code"] == "372"
