@@ -424,6 +424,13 @@ class Engine:
         session.timeout = timeout
         return session
 
+    def end_session(self, user: str, session: Session) -> bool:
+        """Forget the session now (its connection is the caller's to close); False if already gone."""
+        if self.sessions.get((user, session.session_id)) is session:
+            del self.sessions[(user, session.session_id)]
+            return True
+        return False
+
     def expired_sessions(self) -> list[Session]:
         now = time.monotonic()
         expired = [key for key, s in self.sessions.items() if not s.busy and s.expires_at < now]

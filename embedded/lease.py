@@ -38,6 +38,7 @@ class Lease:
         self._statement_class = "UNKNOWN"
         self.ran = False  # the statement reached chDB (it was not refused first)
         self._temporary_table = False
+        self.session_broken = False  # the session could not be put back as it was: it ends
 
     def _prepare(self, text: bytes, statement_class: str | None = None) -> None:
         if self._prepared:
@@ -199,8 +200,11 @@ class Lease:
                         for name, (value, changed) in self._saved_settings.items()
                     )
                 )
-        except ClickHouseError:
-            log.exception("could not restore session %s", self.session.session_id)
+        except ClickHouseError as error:
+            # Its settings refuse the SET that would undo them (a parser limit, say): the session ends,
+            # and a request naming it again starts a new one, rather than meeting the same refusal.
+            log.warning("session %s could not be put back as it was, so it ends: %s", self.session.session_id, error)
+            self.session_broken = True
 
 
 _PARSER_SETTINGS = frozenset(

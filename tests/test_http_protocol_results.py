@@ -288,6 +288,10 @@ def test_a_setting_that_refuses_sets_does_not_pass_to_the_next_request(clickhous
     # Undoing it takes a SET the setting itself refuses: the connection is not handed on.
     post(clickhouse, b"SELECT 1", **{name: value})
     assert [post(clickhouse, b"SELECT 42").data for _ in range(30)] == [b"42\n"] * 30
+    # In a session it cannot be undone either: the session ends, and its id starts a new one.
+    session = {"session_id": f"refusing-{uuid.uuid4().hex[:8]}"}
+    post(clickhouse, b"SELECT 1", **session, **{name: value})
+    assert post(clickhouse, b"SELECT 42", **session).data == b"42\n"
 
 
 def test_session_check_and_lock(clickhouse):
