@@ -105,7 +105,12 @@ def writes_rows_after_the_data(statement: Query, url_settings: dict[str, str], f
     name = fmt.lower()
     if name == "native":
         return False
-    extremes = url_settings.get("extremes", "0") not in ("0", "false", "False", "") or statement.mentions("extremes")
     limit = statement.limit
     limited = name in REPORTS_ROWS_BEFORE_LIMIT and limit is not None and limit <= WHOLE_LIMIT_ROWS
-    return statement.has_totals or extremes or limited
+    return statement.has_totals or may_be_on("extremes", url_settings, statement) or limited
+
+
+def may_be_on(setting: str, settings: dict[str, str], statement: Query) -> bool:
+    """Whether the setting is on in ``settings`` (the URL's, or a session's in force) or may be in the
+    statement's own SETTINGS clause (any mention of its name counts: that only costs a stream)."""
+    return settings.get(setting, "0") not in ("0", "false", "False", "") or statement.mentions(setting)

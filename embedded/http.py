@@ -43,6 +43,7 @@ from embedded.formats import (
     ARRAY_OF_ROWS_SETTING,
     SHAPING_SETTINGS,
     is_concatenable,
+    may_be_on,
     writes_rows_after_the_data,
 )
 from embedded.inserts import insert_from_file, insert_through_fifo
@@ -355,11 +356,7 @@ class Front:
                 spec, data, request_summary(spec, result), fmt if statement.returns_result else None
             )
 
-        may_wrap_rows = (
-            settings.get(ARRAY_OF_ROWS_SETTING, "0") not in ("0", "false", "False", "")
-            or ARRAY_OF_ROWS_SETTING.encode() in head.lower()
-        )
-        if is_concatenable(fmt, may_wrap_rows):
+        if is_concatenable(fmt, may_be_on(ARRAY_OF_ROWS_SETTING, settings, statement)):
             stream, first = await self.in_thread(
                 lease.start_stream, bytes(head), fmt, revision.convert if revision else None
             )
