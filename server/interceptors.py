@@ -1,4 +1,5 @@
-"""Server interceptors, one per concern: metrics (every call) and tokens (the analytics calls).
+"""Server interceptors, one per concern: metrics (every call), reading requests and tokens (the
+analytics calls).
 
 Each wraps the method's handler, whatever its kind (unary or streaming, either way), so it sees
 the request messages and the status the call ends with.
@@ -26,12 +27,16 @@ def wrap_handler(
     handler: grpc.RpcMethodHandler | None,
     unary: Callable[[Behavior], Behavior],
     streaming: Callable[[Behavior], Behavior],
+    request_deserializer: Callable | None = None,
 ) -> grpc.RpcMethodHandler | None:
-    """The same handler with its behavior wrapped: ``unary`` for unary responses, else ``streaming``."""
+    """The same handler with its behavior wrapped: ``unary`` for unary responses, else ``streaming``.
+
+    ``request_deserializer``, when given, replaces the handler's (the identity: ``bytes``).
+    """
     if handler is None:
         return None
     serializers = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": request_deserializer or handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
@@ -98,6 +103,50 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             return measured
 
         return wrap_handler(continuation(handler_call_details), unary, streaming)
+
+
+class RequestInterceptor(grpc.ServerInterceptor):
+    """A request the service cannot read is INVALID_ARGUMENT, naming the message it should be.
+
+    gRPC answers an undecodable request INTERNAL ("Exception deserializing request!"), as if the
+    server had failed: an id that is not UTF-8 (proto3 strings must be) or a truncated or garbled
+    message is the caller's. Here the request arrives as bytes and is decoded in the call.
+    """
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        service, _ = split_method(handler_call_details.method)
+        if handler is None or service != ANALYTICS_SERVICE or handler.request_deserializer is None:
+            return handler
+        decode = handler.request_deserializer
+        message = decode.__self__.DESCRIPTOR.full_name
+
+        def read(payload: bytes, context: grpc.ServicerContext):
+            try:
+                return decode(payload)
+            except Exception:  # noqa: BLE001 - protobuf's DecodeError, whatever the implementation
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {message}: truncated or garbled, or a string field that is not UTF-8",
+                )
+
+        def read_all(payloads: Iterator[bytes], context) -> Iterator:
+            for payload in payloads:
+                yield read(payload, context)
+
+        def decoded(request, context):
+            return read_all(request, context) if isinstance(request, Iterator) else read(request, context)
+
+        def unary(behavior: Behavior) -> Behavior:
+            return lambda request, context: behavior(decoded(request, context), context)
+
+        def streaming(behavior: Behavior) -> Behavior:
+            def answered(request, context) -> Iterator:
+                yield from behavior(decoded(request, context), context)
+
+            return answered
+
+        return wrap_handler(handler, unary, streaming, request_deserializer=bytes)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):

@@ -24,7 +24,7 @@ from core.backend import QueryBackend
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
 from server.extended import ExtendedQueries
-from server.interceptors import MetricsInterceptor, TokenInterceptor
+from server.interceptors import MetricsInterceptor, RequestInterceptor, TokenInterceptor
 from server.log_service import JobLogService
 from server.logs import LogQueries
 from server.lookups import TotalsLookups
@@ -109,7 +109,7 @@ class AnalyticsServer:
     def _build(self) -> grpc.Server:
         settings = self.settings
         ids = IdFormat(settings.grpc_id_format)
-        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics), RequestInterceptor()]
         if self.tokens is not None:
             interceptors.append(TokenInterceptor(self.tokens, ids))
         # A log tail holds its thread for as long as it runs: the tails get threads of their own

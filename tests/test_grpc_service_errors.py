@@ -98,6 +98,31 @@ def test_invalid_arguments_are_named(stub, method, request_message, message):
     assert message in error.details()
 
 
+# Requests as raw bytes, as a client of another language may send them: an id that is not
+# UTF-8 (field 1 or 2, a string), a message cut short, bytes that are no message at all.
+UNREADABLE = [
+    ("GetUserAnalytics", b"\x0a\x03\xff\xfe\xfd"),
+    ("GetWorkflowAnalytics", b"\x0a\x01u\x12\x03\xc3\x28w"),
+    ("GetUserAnalytics", b"\x0a\x05ab"),
+    ("ListWorkflowAnalytics", b"\xff\xff\xff"),
+    ("StreamJobLogs", b"\x0a\x01u\x12\x02\xed\xa0"),
+]
+
+
+@pytest.mark.parametrize(("method", "payload"), UNREADABLE, ids=[f"{m}-{i}" for i, (m, _) in enumerate(UNREADABLE)])
+def test_a_request_that_is_not_a_valid_message_is_an_invalid_argument_naming_its_type(service, method, payload):
+    streaming = pb.DESCRIPTOR.services_by_name["AnalyticsService"].methods_by_name[method].server_streaming
+    with service.channel() as channel:
+        path = f"/analytics.AnalyticsService/{method}"
+        call = channel.unary_stream(path) if streaming else channel.unary_unary(path)
+        with pytest.raises(grpc.RpcError) as caught:
+            answer = call(payload, timeout=30)
+            if streaming:
+                list(answer)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert f"not a valid analytics.{method}Request" in caught.value.details()
+
+
 def test_a_page_token_only_continues_its_own_query(stub, loaded):
     _, model = loaded
     user = model.users[0]
