@@ -3,7 +3,10 @@
   * the JDBC driver from Maven Central (tests/clients/jdbc/pom.xml), copied into .analytics/tools/jdbc;
   * clickhouse-go from the Go module proxy (tests/clients/go, go.mod and go.sum committed), built
     into .analytics/tools/bin;
-  * @clickhouse/client from npm (tests/clients/node, package-lock.json committed), `npm ci`.
+  * @clickhouse/client from npm (tests/clients/node, package-lock.json committed), `npm ci`;
+  * grpc-go with stubs generated from proto/analytics/analytics.proto (tests/clients/grpc-go: the
+    code generators are tools of its go.mod, run by grpcio-tools' protoc), built into
+    .analytics/tools/bin.
 
 Each step runs once and is skipped while its inputs are unchanged (a stamp holds their digest).
 `./dev test` runs them all (``python -m tests.client_tools``); the fixtures call them again, which
@@ -102,6 +105,52 @@ def go_client() -> Path:
     return binary
 
 
+def grpc_go_client() -> Path:
+    """The scheduler-style Go client of the AnalyticsService, its stubs generated from our proto."""
+    source = CLIENTS / "grpc-go"
+    proto = REPO / "proto"
+    binary = TOOLS / "bin" / "grpc-go-check"
+    stamp = binary.with_name(binary.name + ".sha256")
+    digest = _digest(source / "go.mod", source / "go.sum", source / "main.go", proto / "analytics" / "analytics.proto")
+    if not (binary.is_file() and stamp.is_file() and stamp.read_text() == digest):
+        go = _need("go", "golang-go")
+        env = {"GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "auto"}
+        plugins = TOOLS / "protoc-go"
+        _run(
+            [go, "build", "-o", f"{plugins}/", *GO_PROTOC_PLUGINS],
+            source,
+            "go build (protoc-gen-go, protoc-gen-go-grpc)",
+            env=env,
+        )
+        package = "workflow-analytics/tests/clients/grpc-go"
+        mapping = f"Manalytics/analytics.proto={package}/analyticspb"
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{proto}",
+                f"--plugin=protoc-gen-go={plugins / 'protoc-gen-go'}",
+                f"--plugin=protoc-gen-go-grpc={plugins / 'protoc-gen-go-grpc'}",
+                f"--go_out={source}",
+                f"--go_opt=module={package},{mapping}",
+                f"--go-grpc_out={source}",
+                f"--go-grpc_opt=module={package},{mapping}",
+                "analytics/analytics.proto",
+            ],
+            source,
+            "protoc (the Go stubs of analytics.proto)",
+        )
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        _run([go, "build", "-o", str(binary), "."], source, "go build (grpc-go client)", env=env)
+        stamp.write_text(digest)
+    return binary
+
+
+# The code generators the Go stubs need, at the versions tests/clients/grpc-go/go.mod names as tools.
+GO_PROTOC_PLUGINS = ("google.golang.org/protobuf/cmd/protoc-gen-go", "google.golang.org/grpc/cmd/protoc-gen-go-grpc")
+
+
 def node_client() -> Path:
     """The folder of the @clickhouse/client check script, with its node_modules installed by npm ci."""
     folder = CLIENTS / "node"
@@ -117,7 +166,13 @@ def node_client() -> Path:
 
 def main() -> int:
     failed = False
-    for name, install in (("JDBC driver", jdbc_classpath), ("clickhouse-go", go_client), ("Node client", node_client)):
+    clients = (
+        ("JDBC driver", jdbc_classpath),
+        ("clickhouse-go", go_client),
+        ("grpc-go client", grpc_go_client),
+        ("Node client", node_client),
+    )
+    for name, install in clients:
         try:
             install()
         except ToolUnavailable as error:
