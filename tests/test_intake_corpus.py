@@ -49,3 +49,18 @@ def test_a_batch_with_a_malformed_message_is_refused_whole_with_the_problem_name
         assert stored == 0, (shape.name, stored)
         refused += 1
     assert refused >= 30
+
+
+def test_telemetry_sent_as_the_other_topics_are_is_refused_with_the_statement_to_use(analytics_db):
+    """JSONEachRow maps keys to columns: into telemetry's one `message` column it lands nothing but
+    empty messages (ClickHouse skips unknown keys), which the intake refuses, naming the statement."""
+    user = f"in{uuid.uuid4().hex[:10]}"
+    body = b"\n".join(json.dumps(valid_event("telemetry", n, user)).encode() for n in (1, 2))
+    statement = "INSERT INTO analytics.telemetry_queue FORMAT JSONEachRow"
+    response = HTTP.request("POST", f"{analytics_db.url}/?{urlencode({'query': statement})}", body=body)
+    text = response.data.decode(errors="replace")
+    assert response.status in (400, 500), text[:300]
+    assert "message_is_not_empty: the message is empty" in text, text[:300]
+    assert "(message) FORMAT JSONAsString" in text, text[:300]
+    stored = query(analytics_db, f"SELECT count() AS n FROM analytics.telemetry_events WHERE user_id = '{user}'")
+    assert int(stored[0]["n"]) == 0

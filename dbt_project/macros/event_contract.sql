@@ -178,6 +178,8 @@
     ]) }}
   {%- elif topic == 'telemetry' -%}
     {{ return([
+      ('message_is_not_empty', "message != ''",
+       'the message is empty (telemetry lands whole, one JSON object a row: INSERT INTO analytics.telemetry_queue (message) FORMAT JSONAsString)'),
       ('message_is_an_object', "isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'",
        'the message is not a JSON object in UTF-8'),
       ('keys_are_unique', 'length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))',
