@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from core.settings.common import CommonSettings
+from core.settings.common import CommonSettings, Directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,9 @@ class ClickHouseSettings(BaseModel):
 class EmbeddedClickHouseSettings(CommonSettings, ClickHouseSettings):
     """The embedded ClickHouse: chDB behind the ClickHouse HTTP interface."""
 
-    clickhouse_data_dir: Path | None = Field(None, description="chDB data directory [default: DATA_DIR/clickhouse].")
+    clickhouse_data_dir: Directory | None = Field(
+        None, description="chDB data directory [default: DATA_DIR/clickhouse]."
+    )
     clickhouse_max_concurrent_queries: int = Field(
         64, ge=1, le=10_000, description="Queries the embedded server runs at once."
     )

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def _a_directory(path: Path) -> Path:
+    """A directory, or a path one can be made at: neither it nor a parent may be something else (a file)."""
+    for place in (path, *path.parents):
+        if place.exists() or place.is_symlink():
+            if not place.is_dir():
+                what = "it" if place == path else str(place)
+                raise ValueError(f"{path} cannot be a directory: {what} is a file, not a directory")
+            break
+    return path
+
+
+# A directory the stack keeps data in, made when first needed.
+Directory = Annotated[Path, AfterValidator(_a_directory)]
+
+
 class CommonSettings(BaseModel):
-    data_dir: Path = Field(Path(".analytics"), description="Root of all runtime data (chDB, Kafka, Dagster).")
+    data_dir: Directory = Field(Path(".analytics"), description="Root of all runtime data (chDB, Kafka, Dagster).")
     log_level: str = Field("INFO", description="Log level of every component: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
     @field_validator("log_level")

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 
 from core.settings.clickhouse import ClickHouseSettings
-from core.settings.common import CommonSettings
+from core.settings.common import CommonSettings, Directory
 
 
 class KafkaSettings(BaseModel):
@@ -65,7 +65,9 @@ class LocalKafkaSettings(CommonSettings):
     kafka_controller_port: int | None = Field(
         None, ge=1, le=65535, description="KRaft controller port of the local Kafka [default: a free port]."
     )
-    kafka_data_dir: Path | None = Field(None, description="Local Kafka data directory [default: DATA_DIR/kafka-data].")
+    kafka_data_dir: Directory | None = Field(
+        None, description="Local Kafka data directory [default: DATA_DIR/kafka-data]."
+    )
     kafka_stop_timeout: float = Field(
         30.0, gt=0, le=3600, description="Seconds the local Kafka gets to shut down on SIGTERM before it is killed."
     )
