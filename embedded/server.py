@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import signal
@@ -20,7 +21,11 @@ from embedded.http_metrics import MetricsMiddleware, Registries
 log = logging.getLogger(__name__)
 
 
-class InsecureBind(Exception):
+class CannotListen(Exception):
+    """The HTTP interface cannot have its address: in use, not this machine's, or refused (InsecureBind)."""
+
+
+class InsecureBind(CannotListen):
     """A non-loopback address without a password."""
 
 
@@ -42,6 +47,28 @@ def check_bind(host: str, password: str) -> None:
             f"refusing to listen on {host} without a password: set --password (ANALYTICS_CLICKHOUSE_PASSWORD) "
             "or listen on 127.0.0.1"
         )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The interface's listening socket, bound before chDB opens, so a taken port is named at once."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # As uvicorn binds: a port left in TIME_WAIT by an earlier run is free, one listened on is not.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        taken = error.errno == errno.EADDRINUSE
+        raise CannotListen(
+            f"cannot listen on {host}:{port} "
+            f"({'ANALYTICS_CLICKHOUSE_HTTP_PORT' if taken else 'ANALYTICS_CLICKHOUSE_HOST'}): {error.strerror or error}"
+            + (
+                "; another process has it (an embedded ClickHouse already running?), or choose another port"
+                if taken
+                else ""
+            )
+        ) from None
+    return listener
 
 
 def serve(
@@ -67,11 +94,12 @@ def serve(
     of ``metrics`` (by default the process's default registry).
     """
     check_bind(host, password)
+    listener = listen(host, port)
     # A client that disconnects while we write to a FIFO must raise BrokenPipeError, not kill us.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     engine = Engine(data_dir, pool_size=max(4, max_concurrent_queries // 4))
-    engine.open()
     try:
+        engine.open()
         app = create_app(
             engine,
             FrontConfig(
@@ -100,8 +128,9 @@ def serve(
         if on_server is not None:
             on_server(server)
         log.info("embedded ClickHouse %s on http://%s:%d (data in %s)", engine.version, host, port, data_dir)
-        server.run()
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         engine.close()
 
 

@@ -88,6 +88,37 @@ def test_a_data_directory_where_a_file_is_is_named_in_one_line(tmp_path, command
     assert "Traceback" not in result.stderr and file.read_text() == "not a directory\n"
 
 
+@pytest.mark.parametrize(
+    ("host", "named"),
+    [
+        ("127.0.0.1", "(ANALYTICS_CLICKHOUSE_HTTP_PORT): Address already in use; another process has it"),
+        ("192.0.2.1", "(ANALYTICS_CLICKHOUSE_HOST): Cannot assign requested address"),
+    ],
+    ids=["port-taken", "not-this-machine"],
+)
+def test_an_address_it_cannot_listen_on_is_named_in_one_line_before_the_data_is_touched(tmp_path, host, named):
+    """A taken port was found by uvicorn after chDB had opened the data directory, logged as "on
+    http://HOST:PORT", then as uvicorn's own error, and ended with exit code 3."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "clickhouse",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--host",
+            host,
+            "--password",
+            "secret",
+            "--http-port",
+            str(port),
+        )
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "Error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: cannot listen on {host}:{port} {named}"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_second_process_on_the_same_data_directory_gets_one_clear_line(tmp_path):
     data_dir = tmp_path / "data"
     first = embedded_server.start(data_dir)

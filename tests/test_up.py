@@ -129,7 +129,9 @@ def test_up_with_kafka_ingests_through_a_local_broker_and_serves_every_parts_met
     assert "stay uncommitted" not in text  # the bridge finished its batch before ClickHouse stopped
 
 
-@pytest.mark.parametrize("variable", ["ANALYTICS_GRPC_PORT", "ANALYTICS_DAGSTER_PORT"])
+@pytest.mark.parametrize(
+    "variable", ["ANALYTICS_GRPC_PORT", "ANALYTICS_DAGSTER_PORT", "ANALYTICS_CLICKHOUSE_HTTP_PORT"]
+)
 def test_a_port_another_process_listens_on_is_refused_before_anything_starts(tmp_path, variable):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

@@ -47,9 +47,9 @@ def clickhouse(data_dir, http_port, host, user, password, allow_file_access, asy
     configure_logging(settings)
     with requires("embedded", "clickhouse"):
         from embedded.engine import DataDirectoryInUse
-        from embedded.server import InsecureBind, serve_settings
+        from embedded.server import CannotListen, serve_settings
 
     try:
         serve_settings(settings.slice(EmbeddedClickHouseSettings))
-    except (DataDirectoryInUse, InsecureBind) as error:
+    except (DataDirectoryInUse, CannotListen) as error:
         raise click.ClickException(str(error)) from None

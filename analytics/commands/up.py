@@ -37,12 +37,12 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         from analytics.components import stack_components
         from analytics.stack import Stack
         from embedded.engine import DataDirectoryInUse
-        from embedded.server import InsecureBind
+        from embedded.server import CannotListen
 
     _ports_free(settings, with_kafka)
     try:
         code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
-    except (DataDirectoryInUse, InsecureBind) as error:
+    except (DataDirectoryInUse, CannotListen) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:
         raise click.ClickException("the stack did not start; see the log above")
