@@ -25,9 +25,6 @@ from server.validation import (
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 5000
-# A page of ListJobLogs stops before its lines pass this many bytes: a gRPC client takes messages
-# of up to 4 MiB by default (Go's and Python's), and long lines would otherwise make a page larger.
-PAGE_BYTES = 3 << 20
 # Lines per query while a tail sends the job's history.
 HISTORY_PAGE = 5000
 # How often a waiting tail looks whether its client is still there.
@@ -51,17 +48,6 @@ def line_message(row: LogRow) -> pb.LogLine:
         message=row.message,
         message_truncated=row.message_truncated,
     )
-
-
-def within_bytes(lines: list[pb.LogLine], budget: int = PAGE_BYTES) -> int:
-    """How many of the lines, from the first, a page holds without passing ``budget`` bytes (at
-    least one: a line's message is at most MAX_MESSAGE_BYTES, well within any page)."""
-    size = 0
-    for count, line in enumerate(lines):
-        size += line.ByteSize() + 6  # the field's tag and length
-        if size > budget and count:
-            return count
-    return len(lines)
 
 
 class JobLogService:
@@ -112,12 +98,11 @@ class JobLogService:
             if not state.logged and not self.logs.job_exists(job, timeout):
                 raise NotFound(f"no {job}")
             lines = [line_message(row) for row in rows[:page_size]]
-            kept = within_bytes(lines)
-            more = len(rows) > kept
+            kept, next_token = pagination.cut(
+                lines, lambda count: pagination.encode_log(query, rows[count - 1].position) if len(rows) > count else ""
+            )
             return pb.ListJobLogsResponse(
-                lines=lines[:kept],
-                next_page_token=pagination.encode_log(query, rows[kept - 1].position) if more else "",
-                lines_expired=state.lines_expired,
+                lines=lines[:kept], next_page_token=next_token, lines_expired=state.lines_expired
             )
 
         return respond_or_abort("ListJobLogs", context, self.default_deadline, respond)

@@ -10,15 +10,36 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
+import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.validation import InvalidArgument
 
 VERSION = 1
 _KEY = re.compile(r"[0-9A-F]{32}")
+# A page stops before its entries and its next-page token pass this many bytes: a gRPC client
+# takes messages of up to 4 MiB by default (Go's and Python's), and long log lines, or ids and
+# kinds as long as a producer sent them (the event contract bounds neither), would otherwise make
+# a page larger. A token holds the last entry's key, so a long id makes a long token too.
+PAGE_BYTES = 3 << 20
+
+
+def cut(entries: list, token_after: Callable[[int], str], budget: int = PAGE_BYTES) -> tuple[int, str]:
+    """How many of a page's messages, from the first, it holds, and its next-page token
+    (``token_after(count)``: "" when nothing follows), within ``budget`` bytes together; at least
+    one message, however large, so that a page always moves on."""
+    ends = list(itertools.accumulate(entry.ByteSize() + 6 for entry in entries))  # + field tag and length
+    count = max(bisect.bisect_right(ends, budget), min(len(entries), 1))
+    while True:
+        token = token_after(count)
+        if count <= 1 or ends[count - 1] + len(token) <= budget:
+            return count, token
+        count -= 1
 
 
 @dataclass(frozen=True)

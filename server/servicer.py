@@ -200,14 +200,16 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
             rows = self.extended.list_workflows(scope, sort, request.ascending, after, page_size + 1, timeout)
             if not rows and after is None and not self.extended.known(scope.user_id, None, timeout):
                 raise NotFound(_not_found(scope))
-            page, more = rows[:page_size], len(rows) > page_size
-            next_token = ""
-            if more:
-                last = page[-1]
-                next_token = pagination.encode(query, pagination.Position(last.sort_value(sort), last.workflow_id))
-            return pb.ListWorkflowAnalyticsResponse(
-                workflows=[workflow_message(row) for row in page], next_page_token=next_token
-            )
+            workflows = [workflow_message(row) for row in rows[:page_size]]
+
+            def token_after(count: int) -> str:
+                if len(rows) <= count:
+                    return ""
+                last = rows[count - 1]
+                return pagination.encode(query, pagination.Position(last.sort_value(sort), last.workflow_id))
+
+            kept, next_token = pagination.cut(workflows, token_after)
+            return pb.ListWorkflowAnalyticsResponse(workflows=workflows[:kept], next_page_token=next_token)
 
         return self._answer("ListWorkflowAnalytics", context, answer)
 

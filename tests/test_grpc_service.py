@@ -271,3 +271,33 @@ def test_a_page_size_above_the_maximum_is_capped(stub, loaded):
     )
     assert len(response.workflows) == len(model.workflows(model.users[0]))
     assert response.next_page_token == ""
+
+
+def test_workflows_with_ids_as_long_as_a_producer_sent_page_within_what_a_client_takes(stub, analytics_db):
+    """The event contract bounds no id: 60 workflows of 60 KB ids made one 3.6 MB page, and more
+    with larger ids or pages, which gRPC clients (4 MiB by default, the scheduler's Go client too)
+    refuse as RESOURCE_EXHAUSTED. A page now stops before its ids and its token pass 3 MiB."""
+    user = f"long-{dt.datetime.now(dt.UTC):%H%M%S%f}"
+    workflows = [f"{n:02}-" + "w" * 60_000 for n in range(60)]
+    events = [
+        {
+            "event_id": f"{user}-{n}",
+            "event_time": "2026-11-20T10:00:00.000Z",
+            "event_type": "workflow",
+            "event_name": "created",
+            "user_id": user,
+            "workflow_id": workflow,
+            "kind": "CONTAINER",
+        }
+        for n, workflow in enumerate(workflows)
+    ]
+    assert post_batch(analytics_db, "workflows", events).status == 200
+    pages, request = [], pb.ListWorkflowAnalyticsRequest(user_id=user, page_size=1000, ascending=True)
+    while True:
+        page = stub.ListWorkflowAnalytics(request, timeout=30)
+        assert 0 < page.ByteSize() <= 3 << 20  # the ids and the token, which holds the last one
+        pages.append([workflow.workflow_id for workflow in page.workflows])
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    assert len(pages) == 2 and [workflow for page in pages for workflow in page] == workflows
