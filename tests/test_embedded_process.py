@@ -64,31 +64,6 @@ def test_invalid_setting_from_the_environment_is_named():
 
 
 @pytest.mark.parametrize(
-    ("command", "variable", "under"),
-    [
-        ("clickhouse", "ANALYTICS_DATA_DIR", ""),
-        ("up", "ANALYTICS_DATA_DIR", "/inside"),
-        ("migrate", "ANALYTICS_DATA_DIR", ""),
-        ("clickhouse", "ANALYTICS_CLICKHOUSE_DATA_DIR", ""),
-        ("kafka", "ANALYTICS_KAFKA_DATA_DIR", "/inside"),
-        ("dagster", "ANALYTICS_DAGSTER_HOME", ""),
-    ],
-)
-def test_a_data_directory_where_a_file_is_is_named_in_one_line(tmp_path, command, variable, under):
-    """Each made its directories at start and stopped with a traceback (NotADirectoryError)."""
-    file = tmp_path / "a-file"
-    file.write_text("not a directory\n")
-    result = run_cli(command, env={variable: f"{file}{under}"})
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip().startswith("Error")]
-    assert lines == [
-        f"Error: invalid settings: {variable}: {file}{under} cannot be a directory: "
-        + (f"{file} is a file, not a directory" if under else "it is a file, not a directory")
-    ], result.stderr
-    assert "Traceback" not in result.stderr and file.read_text() == "not a directory\n"
-
-
-@pytest.mark.parametrize(
     ("host", "named"),
     [
         ("127.0.0.1", "(ANALYTICS_CLICKHOUSE_HTTP_PORT): Address already in use; another process has it"),

@@ -1,0 +1,70 @@
+"""Settings refused before anything starts: out of their range, or naming a place that cannot be.
+
+Each is one line naming the variable, exit code 2, with nothing started: the commands load their
+settings first (`analytics.cli.load_settings`).
+"""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from analytics.cli import main
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("ANALYTICS_KAFKA_MAX_BLOCK_SIZE", "-1", "greater than or equal to 1"),
+        ("ANALYTICS_KAFKA_FLUSH_INTERVAL_MS", "0", "greater than or equal to 1"),
+        ("ANALYTICS_KAFKA_CONSUMERS", "0", "greater than or equal to 1"),
+        ("ANALYTICS_KAFKA_TOPIC_PREFIX", "a/b", "should match pattern"),
+        ("ANALYTICS_CLICKHOUSE_HTTP_PORT", "70000", "less than or equal to 65535"),
+        ("ANALYTICS_CLICKHOUSE_MAX_CONCURRENT_QUERIES", "0", "greater than or equal to 1"),
+        ("ANALYTICS_LOG_RETENTION_HOURS", "0", "greater than or equal to 1"),
+        ("ANALYTICS_LOG_LEVEL", "LOUD", "'LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("ANALYTICS_CLICKHOUSE_URL", "clickhouse:8123", "'clickhouse:8123' is not http(s)://HOST[:PORT]"),
+        ("ANALYTICS_CLICKHOUSE_URL", "http://:8123", "'http://:8123' is not http(s)://HOST[:PORT]"),
+        ("ANALYTICS_CLICKHOUSE_URL", "http://ch:99999", "the port of 'http://ch:99999' is not a number from 1 to"),
+        ("ANALYTICS_GRPC_DRAIN_SECONDS", "inf", "Input should be a finite number"),
+        ("ANALYTICS_KAFKA_STOP_TIMEOUT", "1e300", "less than or equal to 3600"),
+        ("ANALYTICS_BACKFILL_START_DATE", "1900-01-01", "greater than or equal to 1970-01-01"),
+        ("ANALYTICS_LOG_RETENTION_HOURS", "1000001", "less than or equal to 1000000"),
+    ],
+)
+def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, variable, value, named):
+    monkeypatch.setenv(variable, value)
+    result = CliRunner().invoke(main, ["ingest", "--kafka", "127.0.0.1:9092"])
+    assert result.exit_code == 2, result.output
+    assert f"invalid settings: {variable}: " in result.output and named in result.output, result.output
+
+
+@pytest.mark.parametrize("value", ["999", "1800001", "ten"])
+def test_ingest_rejects_a_session_timeout_kafka_would_refuse(monkeypatch, value):
+    monkeypatch.setenv("ANALYTICS_KAFKA_SESSION_TIMEOUT_MS", value)
+    result = CliRunner().invoke(main, ["ingest", "--kafka", "127.0.0.1:9092"])
+    assert result.exit_code == 2
+    assert "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "under"),
+    [
+        ("clickhouse", "ANALYTICS_DATA_DIR", ""),
+        ("up", "ANALYTICS_DATA_DIR", "/inside"),
+        ("migrate", "ANALYTICS_DATA_DIR", ""),
+        ("clickhouse", "ANALYTICS_CLICKHOUSE_DATA_DIR", ""),
+        ("kafka", "ANALYTICS_KAFKA_DATA_DIR", "/inside"),
+        ("dagster", "ANALYTICS_DAGSTER_HOME", ""),
+    ],
+)
+def test_a_data_directory_where_a_file_is_is_named(monkeypatch, tmp_path, command, variable, under):
+    """Each command made its directories at start and stopped with a NotADirectoryError traceback."""
+    file = tmp_path / "a-file"
+    file.write_text("not a directory\n")
+    monkeypatch.setenv(variable, f"{file}{under}")
+    result = CliRunner().invoke(main, [command])
+    assert result.exit_code == 2, result.output
+    where = f"{file} is a file" if under else "it is a file"
+    expected = f"invalid settings: {variable}: {file}{under} cannot be a directory: {where}, not a directory"
+    assert expected in result.output and file.read_text() == "not a directory\n"
