@@ -61,6 +61,6 @@ def test_telemetry_sent_as_the_other_topics_are_is_refused_with_the_statement_to
     text = response.data.decode(errors="replace")
     assert response.status in (400, 500), text[:300]
     assert "message_is_not_empty: the message is empty" in text, text[:300]
-    assert "(message) FORMAT JSONAsString" in text, text[:300]
+    assert "insert it with (message) FORMAT JSONAsString" in text, text[:300]
     stored = query(analytics_db, f"SELECT count() AS n FROM analytics.telemetry_events WHERE user_id = '{user}'")
     assert int(stored[0]["n"]) == 0
