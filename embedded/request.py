@@ -89,6 +89,8 @@ class RequestSpec:
     body_in_form: bool = False  # multipart/form-data: the body was the form, there is no data stream
     # How long an answer may wait for the client to take more of it (http_send_timeout).
     send_timeout: float = 30.0
+    # add_http_cors_header=1 from a page of another origin: answers say any origin may read them.
+    cors: bool = False
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
@@ -160,6 +162,7 @@ async def parse_request(
         zstd_level=_int_setting(settings, "network_zstd_compression_level", 1),
         client_protocol_version=_int_setting(url, "client_protocol_version", 0),
         body_in_form=in_form,  # the form took the whole body, with or without a query in it
+        cors=url.get("add_http_cors_header") in _TRUE and bool(headers.get("origin")),
     )
 
 

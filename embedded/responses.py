@@ -53,6 +53,8 @@ class Responses:
             headers["X-ClickHouse-Query-Id"] = spec.query_id
             if spec.response_encoding:
                 headers["Content-Encoding"] = spec.response_encoding
+            if spec.cors:  # as ClickHouse's add_http_cors_header, answers and errors alike
+                headers["Access-Control-Allow-Origin"] = "*"
         if fmt is not None:
             headers["X-ClickHouse-Format"] = fmt
             headers["Content-Type"] = content_type(fmt)

@@ -39,6 +39,21 @@ def test_result_headers(clickhouse):
     assert set(summary) >= {"read_rows", "written_rows", "elapsed_ns", "result_rows"}
 
 
+def test_cors_header_when_asked_by_a_page_of_another_origin(clickhouse):
+    """add_http_cors_header=1, as ClickHouse answers it: only to a request with an Origin (what a
+    browser sends from a page elsewhere: a web SQL client), on answers, streamed ones and errors."""
+    origin = {"Origin": "http://dashboards.example"}
+    cors = "Access-Control-Allow-Origin"
+    assert post(clickhouse, b"SELECT 1", origin, add_http_cors_header="1").headers[cors] == "*"
+    streamed = post(clickhouse, b"SELECT number FROM numbers(300000)", origin, add_http_cors_header="1")
+    assert streamed.headers[cors] == "*" and streamed.data.count(b"\n") == 300000
+    refused = post(clickhouse, b"SELEC 1", origin, add_http_cors_header="1")
+    assert refused.status == 400 and refused.headers[cors] == "*"
+    assert cors not in post(clickhouse, b"SELECT 1", origin, add_http_cors_header="0").headers
+    assert cors not in post(clickhouse, b"SELECT 1", add_http_cors_header="1").headers  # no Origin
+    assert cors not in post(clickhouse, b"SELECT 1", origin).headers
+
+
 def test_format_header_only_for_statements_with_a_result(clickhouse, db):
     created = post(clickhouse, f"CREATE TABLE {db}.t (x UInt8) ENGINE = Memory".encode())
     assert created.status == 200
