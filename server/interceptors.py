@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from analytics_proto import analytics_pb2 as pb
 from server.auth import ANY_USER, Tokens
 from server.metrics import Metrics
 from server.validation import IdFormat
@@ -115,11 +116,11 @@ class RequestInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        service, _ = split_method(handler_call_details.method)
+        service, method = split_method(handler_call_details.method)
         if handler is None or service != ANALYTICS_SERVICE or handler.request_deserializer is None:
             return handler
         decode = handler.request_deserializer
-        message = decode.__self__.DESCRIPTOR.full_name
+        message = pb.DESCRIPTOR.services_by_name["AnalyticsService"].methods_by_name[method].input_type.full_name
 
         def read(payload: bytes, context: grpc.ServicerContext):
             try:

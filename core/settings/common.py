@@ -13,11 +13,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def _a_directory(path: Path) -> Path:
     """A directory, or a path one can be made at: neither it nor a parent may be something else (a file)."""
     for place in (path, *path.parents):
-        if place.exists() or place.is_symlink():
+        try:
+            if not (place.exists() or place.is_symlink()):
+                continue
             if not place.is_dir():
                 what = "it" if place == path else str(place)
                 raise ValueError(f"{path} cannot be a directory: {what} is a file, not a directory")
-            break
+        except OSError:  # unreadable (permissions): the component that makes it names that
+            pass
+        return path
     return path
 
 
