@@ -20,6 +20,17 @@ from tests.test_clients import _tool
 pytestmark = pytest.mark.long_file(15)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
+# The status codes of the program's wrong calls, as grpc-go names them.
+EXPECTED_CODES = {
+    "unknown_user": "NotFound",
+    "empty_user": "InvalidArgument",
+    "malformed_user": "InvalidArgument",
+    "other_users_workflow": "NotFound",
+    "empty_workflow": "InvalidArgument",
+    "impossible_day": "InvalidArgument",
+}
+
+
 def go_client(service, user: str, other_user: str, workflows: list[str]) -> dict:
     binary = _tool(client_tools.grpc_go_client)
     command = [str(binary), "-addr", f"localhost:{service.port}", "-user", user, "-other-user", other_user]
@@ -75,11 +86,4 @@ def test_the_scheduler_go_client_reads_every_call_and_error_code(service, loaded
         "failed": total.failed,
         "cancelled": total.cancelled,
     }
-    assert report["codes"] == {
-        "unknown_user": "NotFound",
-        "empty_user": "InvalidArgument",
-        "malformed_user": "InvalidArgument",
-        "other_users_workflow": "NotFound",
-        "empty_workflow": "InvalidArgument",
-        "impossible_day": "InvalidArgument",
-    }
+    assert report["codes"] == EXPECTED_CODES

@@ -33,6 +33,7 @@ from tests.grpc_server import (
     wait_until,
 )
 from tests.intake import HTTP, copied_rows, deliver, execute
+from tests.test_grpc_service_go_client import EXPECTED_CODES, go_client
 
 pytestmark = pytest.mark.long_file(46)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
@@ -170,6 +171,24 @@ def test_every_workflow_through_the_generated_stub(stack, loaded):
             pb.GetUserAnalyticsDetailsRequest(user_id=loaded.expected.users[0]), timeout=30
         )
         assert details.summary.total_jobs == loaded.expected.user(loaded.expected.users[0])[1]
+
+
+def test_the_scheduler_go_client_on_the_stack(stack, loaded):
+    """grpc-go with stubs generated from the proto, as the scheduler calls the service, on `up`'s
+    in-process backend and serving model (tests/test_grpc_service_go_client.py checks more of its
+    answers over HTTP)."""
+    user, other = loaded.expected.users[:2]
+    own = sorted(workflow for owner, workflow in loaded.expected.workflows if owner == user)
+    foreign = next(workflow for owner, workflow in loaded.expected.workflows if owner == other)
+    report = go_client(stack, user, other, [*own, foreign])
+    assert report["health"] == "SERVING"
+    totals = (report["total_workflows"], report["total_jobs"], report["total_joblogs"])
+    assert (*totals, report["total_job_execution_duration"]) == loaded.expected.user(user)
+    for compared, workflow in zip(report["compared"], own, strict=False):
+        got = (compared["total_jobs"], compared["total_joblogs"], compared["total_job_execution_duration"])
+        assert compared["workflow_id"] == workflow and got == loaded.expected.workflow(user, workflow)
+    assert report["compared"][-1]["error"] == "NotFound" and sorted(report["listed"]) == own
+    assert report["codes"] == EXPECTED_CODES
 
 
 def test_health_and_reflection(stack):
