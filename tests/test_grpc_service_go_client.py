@@ -1,5 +1,6 @@
-"""The AnalyticsService as the scheduler's Go code calls it: grpc-go with its defaults, stubs
-generated from proto/analytics/analytics.proto, dialling `localhost` as the documentation does.
+"""The AnalyticsService as the scheduler's Go code calls it: grpc-go with stubs generated from
+proto/analytics/analytics.proto, connected as the scheduler's client package connects (round
+robin over what `localhost` resolves to, every request gzip-compressed).
 
 The program (tests/clients/grpc-go) makes the documentation's calls and prints what it got; the
 test compares that with the numbers computed from the events sent (`analytics grpc` over HTTP to

@@ -1,8 +1,9 @@
 // The scheduler's own way of calling the AnalyticsService: Go stubs generated from
-// proto/analytics/analytics.proto (protoc-gen-go, protoc-gen-go-grpc), grpc-go with its defaults,
-// and the calls of the service's documentation (a dashboard, comparing workflows, cost and usage
-// checks), the codes of its errors read with status.Code. It prints one JSON document with what
-// the server answered; tests/test_grpc_service_go_client.py checks it against the events sent.
+// proto/analytics/analytics.proto (protoc-gen-go, protoc-gen-go-grpc), grpc-go connected as the
+// scheduler's client package connects (round robin, gzip), and the calls of the service's
+// documentation (a dashboard, comparing workflows, cost and usage checks), the codes of its
+// errors read with status.Code. It prints one JSON document with what the server answered;
+// tests/test_grpc_service_go_client.py checks it against the events sent.
 //
 //	go run . -addr localhost:50055 -user user-123 -workflow workflow-456 -other-user user-9
 package main
@@ -18,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -61,8 +63,14 @@ func code(err error) string {
 
 func run(addr, user, otherUser string, workflows []string) (out report) {
 	out.Codes = map[string]string{}
-	// As the documentation's connection example dials, deprecated name and all.
-	conn, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// As the scheduler's own client package connects: round robin over what the name resolves
+	// to (localhost: ::1 and 127.0.0.1), every request gzip-compressed.
+	conn, err := grpc.NewClient(
+		addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingPolicy":"round_robin"}`),
+		grpc.WithDefaultCallOptions(grpc.UseCompressor(gzip.Name)),
+	)
 	if err != nil {
 		out.Error = fmt.Sprintf("dial: %v", err)
 		return
