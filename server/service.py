@@ -67,6 +67,16 @@ def server_credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
 # The serving model's bound when ANALYTICS_GRPC_SERVING_MAX_STALENESS is unset and it sees every write.
 DEFAULT_SERVING_BOUND = 1.0
 
+# Clients that keep their connections alive with pings (grpc-go's keepalive.ClientParameters, at
+# least 10 s apart there, often with PermitWithoutStream) are answered, not sent away: by default
+# the server takes a ping at most every 5 minutes without calls and, at the third sooner one,
+# closes the connection with GOAWAY "too_many_pings", which clients log as an error and answer by
+# reconnecting and doubling their interval.
+KEEPALIVE_PINGS_ACCEPTED = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+]
+
 
 def serving_bound(settings: GrpcSettings, backend: QueryBackend) -> float | None:
     """The serving model's staleness bound, or None to run without it.
@@ -118,8 +128,11 @@ class AnalyticsServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-worker"),
             interceptors=interceptors,
-            # Without this a second server could bind the same port and share its calls.
-            options=[("grpc.so_reuseport", 0)],
+            options=[
+                # Without this a second server could bind the same port and share its calls.
+                ("grpc.so_reuseport", 0),
+                *KEEPALIVE_PINGS_ACCEPTED,
+            ],
             # Admission control: beyond the calls the threads run and a bounded queue, a call is
             # refused at once with RESOURCE_EXHAUSTED instead of waiting behind an unbounded queue.
             maximum_concurrent_rpcs=threads + settings.grpc_max_queued_calls,

@@ -20,6 +20,8 @@ from tests.embedded_server import free_port
 from tests.grpc_server import SERVING, HeldRelay, health_status, listed_services, start_grpc
 from tests.grpc_service_support import assert_summary, error_of, loaded, service, stub  # noqa: F401 - fixtures
 
+pytestmark = pytest.mark.long_file(44)  # seconds of a worker, measured: run first (tests/scheduling.py)
+
 # -- errors -------------------------------------------------------------------------------------
 
 LONG = "x" * 129
@@ -330,3 +332,24 @@ def test_random_requests_are_answered_or_refused_with_a_named_reason_never_an_in
                 assert error.details(), context
     answered = sum(count for (_, code), count in codes.items() if code == "OK")
     assert answered >= 10 and {"OK", "INVALID_ARGUMENT", "NOT_FOUND"} <= {code for _, code in codes}, codes
+
+
+def test_an_idle_client_that_keeps_its_connection_alive_with_pings_is_not_sent_away(service):
+    """grpc-go clients often ping at a fixed interval, calls or not (keepalive.ClientParameters with
+    PermitWithoutStream; 10 s at the least there). By default the server took a ping at most every
+    5 minutes without calls and closed the connection with GOAWAY "too_many_pings" at the third
+    sooner one: here, pinging every 6 s, after about 18 s idle."""
+    keepalive = [
+        ("grpc.keepalive_time_ms", 6_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    states: list[grpc.ChannelConnectivity] = []
+    with service.channel(options=keepalive) as channel:
+        channel.subscribe(states.append, try_to_connect=True)
+        grpc.channel_ready_future(channel).result(timeout=10)
+        assert health_status(channel) == SERVING
+        time.sleep(22)
+        assert health_status(channel) == SERVING
+        channel.unsubscribe(states.append)
+    assert states[states.index(grpc.ChannelConnectivity.READY) :] == [grpc.ChannelConnectivity.READY], states
