@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import signal
@@ -90,6 +91,13 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: 
     return process.returncode
 
 
+def stopped_at_exit(process: subprocess.Popen) -> subprocess.Popen:
+    """``process``, stopped when the test process ends if nothing stopped it before: a fixture whose
+    set-up fails after starting it never reaches its teardown, and the server outlived the run."""
+    atexit.register(stop_process, process, signal.SIGTERM, 10.0)
+    return process
+
+
 def start(
     data_dir: Path,
     port: int | None = None,
@@ -113,6 +121,7 @@ def start(
         env={**os.environ, **(env or {})},
         cwd=Path(__file__).resolve().parent.parent,
     )
+    stopped_at_exit(process)
     server = EmbeddedClickHouse(Path(data_dir), port, process, log_path, password)
     if wait:
         wait_until_ready(server)

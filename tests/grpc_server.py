@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from analytics_proto import analytics_pb2_grpc as pb_grpc
-from tests.embedded_server import free_port, stop_process
+from tests.embedded_server import free_port, stop_process, stopped_at_exit
 
 REPO = Path(__file__).resolve().parent.parent
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -64,13 +64,14 @@ class ServiceProcess:
 
 def launch(command: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
     log_file = open(log_path, "wb")  # noqa: SIM115 - owned by the child for its lifetime
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "analytics.cli", *command],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})},
         cwd=REPO,
     )
+    return stopped_at_exit(process)
 
 
 def start_grpc(

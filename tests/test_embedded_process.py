@@ -242,3 +242,18 @@ def test_dbt_build_passes_twice_in_a_row(clickhouse, runs):
         assert "PASS=12" in result.stdout and "ERROR=0" in result.stdout
     totals = sql(clickhouse, "SELECT customer_id, sum(events) FROM fixture.events_per_customer GROUP BY 1 ORDER BY 1")
     assert totals == b"1\t10\n2\t10\n3\t10\n"
+
+
+def test_a_server_a_test_process_started_and_never_stopped_ends_with_it(tmp_path):
+    """A fixture whose set-up fails after starting a server never reaches its teardown: such
+    servers outlived the run (five of them, an hour later, after a schema that did not build)."""
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom tests import embedded_server\n"
+        f"server = embedded_server.start(Path({str(tmp_path / 'data')!r}))\n"
+        "print(server.process.pid, flush=True)\nsys.exit(1)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    pid = int(result.stdout.split()[0])
+    assert result.returncode == 1, result.stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
