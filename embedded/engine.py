@@ -85,6 +85,10 @@ DEFAULT_PROFILE = {
     # table's key), so that merge found nothing to fold and cost a block of the whole chain 714 ->
     # 683-692 ms (README, "Each block written as it is"). No reader sees a difference.
     "optimize_on_insert": "0",
+    # Events of any time may arrive in one insert (a backlog, a replay of history), and the raw
+    # tables are partitioned by the event's month (job logs by its day): ClickHouse's default
+    # limit of 100 partitions an insert refused a valid batch of logs spanning 101 days.
+    "max_partitions_per_insert_block": "0",
 }
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

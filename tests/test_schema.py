@@ -275,6 +275,22 @@ def test_log_lines_expire_but_counts_do_not(analytics_db):
     assert_matches(analytics_db, old)
 
 
+def test_a_batch_spanning_years_of_event_times_is_taken_whole(analytics_db):
+    # Raw history is partitioned by the event's month and job logs by its day: a backlog or a replay
+    # of ten years in one insert makes hundreds of partitions, past ClickHouse's default limit (100).
+    years = datasets.generate(seed=4, users=30, workflows_per_user=8, days_ago=3700, span_days=3650)
+    for topic, messages in years.messages.items():
+        response = post_batch(analytics_db, topic, messages)
+        assert response.status == 200, response.data.decode()[:500]
+    [row] = query(
+        analytics_db,
+        f"""SELECT uniqExact(toYYYYMM(event_time)) AS months FROM analytics.job_events
+            WHERE startsWith(user_id, '{years.prefix}')""",
+    )
+    assert int(row["months"]) > 100
+    assert_matches(analytics_db, years)
+
+
 def test_dbt_tests_pass_on_loaded_data_and_catch_a_corrupted_day(analytics_db, loaded):
     settings = settings_for(analytics_db)
     assert run_dbt(settings, "test", capture=True).returncode == 0

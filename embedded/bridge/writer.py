@@ -18,7 +18,7 @@ import urllib3
 from confluent_kafka import Message
 
 from core.clickhouse.http import HttpClient, NoAnswer, ServerError
-from core.errors import DATA_ERRORS, TRANSIENT_ERRORS
+from core.errors import DATA_ERRORS, TRANSIENT_ERRORS, Code
 from core.names import DEAD_LETTERS, messages_table
 from embedded.bridge.framing import dead_letter_row, row_binary
 
@@ -36,7 +36,14 @@ class Verdict(enum.Enum):
     UNCLASSIFIED = "unclassified"
 
 
-def classify(status: int, code: int) -> Verdict:
+# Code 252 is also "Too many partitions for single INSERT block": the block's fault, not the
+# server's state, and a smaller block passes (the bridge splits a refused block).
+TOO_MANY_PARTITIONS = "partitions for single insert block"
+
+
+def classify(status: int, code: int, message: str = "") -> Verdict:
+    if code == Code.TOO_MANY_PARTS and TOO_MANY_PARTITIONS in message.lower():
+        return Verdict.DATA
     if code in TRANSIENT_ERRORS or (code == 0 and status in TRANSIENT_STATUSES):
         return Verdict.TRANSIENT
     if code in DATA_ERRORS:
@@ -98,7 +105,7 @@ class LandingWriter:
         except ServerError as error:
             code = error.code or 0
             message = error.text.strip()[:2000]
-            verdict = classify(error.status, code)
+            verdict = classify(error.status, code, message)
             if verdict is Verdict.TRANSIENT:
                 raise ClickHouseUnavailable(f"ClickHouse answered {error.status}: {message}", code) from None
             raise InsertFailed(verdict, code, message) from None
