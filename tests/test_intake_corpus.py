@@ -64,3 +64,20 @@ def test_telemetry_sent_as_the_other_topics_are_is_refused_with_the_statement_to
     assert "insert it with (message) FORMAT JSONAsString" in text, text[:300]
     stored = query(analytics_db, f"SELECT count() AS n FROM analytics.telemetry_events WHERE user_id = '{user}'")
     assert int(stored[0]["n"]) == 0
+
+
+@pytest.mark.parametrize("levels, taken", [(1024, True), (1025, False)])
+def test_telemetry_nested_past_what_json_parsing_takes_is_refused_naming_the_depth(analytics_db, levels, taken):
+    user = f"in{uuid.uuid4().hex[:10]}"
+    event = json.dumps(valid_event("telemetry", 1, user)).encode()
+    nested = b'{"a":' * (levels - 2) + b"{}" + b"}" * (levels - 2)  # the event itself is the first level
+    body = event[:-1] + b',"nested":' + nested + b"}"
+    statement = "INSERT INTO analytics.telemetry_queue (message) FORMAT JSONAsString"
+    response = HTTP.request("POST", f"{analytics_db.url}/?{urlencode({'query': statement})}", body=body)
+    text = response.data.decode(errors="replace")
+    stored = query(analytics_db, f"SELECT count() AS n FROM analytics.telemetry_events WHERE user_id = '{user}'")
+    if taken:
+        assert (response.status, int(stored[0]["n"])) == (200, 1), text[:300]
+    else:
+        assert "message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024" in text
+        assert int(stored[0]["n"]) == 0

@@ -183,7 +183,7 @@
       ('message_is_not_empty', "message != ''",
        'the message is empty (telemetry lands whole, one JSON object a row: insert it with (message) FORMAT JSONAsString)'),
       ('message_is_an_object', "isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'",
-       'the message is not a JSON object in UTF-8'),
+       'the message is not a JSON object in UTF-8, nested at most 1024 levels deep'),
       ('keys_are_unique', 'length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))',
        'the message has a duplicate key'),
       ('event_id_is_a_string', raw_is('event_id', 'string') ~ " AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),

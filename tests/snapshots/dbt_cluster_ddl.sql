@@ -2014,7 +2014,7 @@ create materialized view if not exists `analytics_cluster_ddl`.`telemetry_checke
 select *, multiIf(
     _error != '', _error,
     not ifNull((message != ''), 0), 'message_is_not_empty: the message is empty (telemetry lands whole, one JSON object a row: insert it with (message) FORMAT JSONAsString)',
-    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8',
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024 levels deep',
     not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
     not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
     not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
