@@ -54,11 +54,11 @@ def encode_event(data: Mapping[str, Any]) -> bytes:
     """An event's JSON; a value JSON cannot hold (an object, bytes, NaN) is an InvalidEvent naming its field."""
     try:
         return encode_json(data)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:  # RecursionError: nested too deep to encode
         for name, value in data.items():
             try:
                 encode_json({name: value})
-            except (TypeError, ValueError) as field_error:
+            except (TypeError, ValueError, RecursionError) as field_error:
                 raise InvalidEvent(name, f"cannot be written as JSON ({field_error})", "event") from None
         raise InvalidEvent("event", f"cannot be written as JSON ({error})") from None
 

@@ -94,8 +94,16 @@ def test_an_event_from_a_dict_names_a_time_that_is_not_real_or_outside_the_days(
     assert error.value.field == "event_time"
 
 
+def nested(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
 def test_a_value_json_cannot_hold_is_named_when_the_event_is_written():
-    for bad in (object(), b"bytes", {1, 2}, float("nan")):
+    # Nested past what the JSON encoder can recurse into (RecursionError) counts as such a value.
+    for bad in (object(), b"bytes", {1, 2}, float("nan"), nested(5000)):
         with pytest.raises(InvalidEvent, match="cannot be written as JSON") as error:
             Event("workflow", "created", {"user_id": "u", "workflow_id": "w", "extra": bad}).json  # noqa: B018
         assert error.value.field == "extra"
