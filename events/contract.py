@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, time, timedelta
 from functools import cache
 from importlib import resources
@@ -134,25 +134,45 @@ def _real_time(value: str, field: str, label: str) -> datetime:
     return moment
 
 
-def _check_values(value: Any, label: str, path: str = "") -> None:
-    """Text encodable as UTF-8 and finite numbers, everywhere in the event (JSON has no NaN or Infinity)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidEvent(
-                path or "event", "holds text that is not valid Unicode (a lone surrogate)", label
-            ) from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidEvent(path or "event", f"must be a finite number (got {value!r})", label)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            _check_values(key, label, path)
-            _check_values(item, label, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_values(item, label, f"{path}.{index}" if path else str(index))
+# ClickHouse parses JSON nested at most this many levels deep (the event itself is the first).
+MAX_NESTING = 1024
+
+
+def _check_values(message: Mapping[str, Any], label: str) -> None:
+    """Text encodable as UTF-8 and finite numbers, everywhere in the event (JSON has no NaN or
+    Infinity), nested no deeper than ClickHouse parses. Depth first, in order, so the first bad
+    value is the one named; a loop rather than recursion, so any depth is named, not a RecursionError."""
+    stack: list[tuple[Iterator[tuple[Any, Any]], str, int]] = [(iter(message.items()), "", 1)]
+    while stack:
+        items, path, level = stack[-1]
+        for key, value in items:
+            if isinstance(key, str):
+                _check_text(key, path or "event", label)
+            if isinstance(value, str):
+                _check_text(value, _joined(path, key), label)
+            elif isinstance(value, float):
+                if not math.isfinite(value):
+                    raise InvalidEvent(_joined(path, key), f"must be a finite number (got {value!r})", label)
+            elif isinstance(value, Mapping | list):
+                if level >= MAX_NESTING:
+                    field = _joined(path, key).split(".", 1)[0]  # the attribute, not a path of a thousand levels
+                    raise InvalidEvent(field, f"is nested more than {MAX_NESTING} levels deep", label)
+                inner = value.items() if isinstance(value, Mapping) else enumerate(value)
+                stack.append((iter(inner), _joined(path, key), level + 1))
+                break
+        else:
+            stack.pop()
+
+
+def _joined(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _check_text(text: str, path: str, label: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(path, "holds text that is not valid Unicode (a lone surrogate)", label) from None
 
 
 def _label(message: Mapping[str, Any]) -> str:

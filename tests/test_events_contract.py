@@ -110,6 +110,13 @@ def test_a_value_json_cannot_hold_is_named_when_the_event_is_written():
     assert b'"extra":[1,2]' in Event("workflow", "created", {"extra": (1, 2)}).json  # a tuple is a JSON array
 
 
+def test_a_value_nested_deeper_than_clickhouse_parses_is_named_as_such():
+    message = {**valid_event("telemetry", 1, "u-1"), "extra": [nested(5000)]}
+    with pytest.raises(InvalidEvent, match="extra is nested more than 1024 levels deep") as error:
+        Event.from_dict(message)
+    assert error.value.field == "extra"
+
+
 def _corpus() -> list[dict]:
     """Valid events of every topic from the demo, and mutations of them, most of them invalid."""
     generator = DemoGenerator(users=8, rate=100.0, start=START, seed=7, legacy_share=0.3)
