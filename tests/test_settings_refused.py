@@ -16,6 +16,7 @@ from analytics.cli import main
     ("variable", "value", "named"),
     [
         ("ANALYTICS_KAFKA_MAX_BLOCK_SIZE", "-1", "greater than or equal to 1"),
+        ("ANALYTICS_KAFKA_MAX_BLOCK_BYTES", "1000", "greater than or equal to 1048576"),
         ("ANALYTICS_KAFKA_FLUSH_INTERVAL_MS", "0", "greater than or equal to 1"),
         ("ANALYTICS_KAFKA_CONSUMERS", "0", "greater than or equal to 1"),
         ("ANALYTICS_KAFKA_TOPIC_PREFIX", "a/b", "should match pattern"),

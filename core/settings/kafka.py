@@ -35,6 +35,12 @@ class KafkaSettings(BaseModel):
         "group.min/max.session.timeout.ms bound it).",
     )
     kafka_max_block_size: int = Field(65536, ge=1, description="Messages per insert (Kafka engine and bridge).")
+    kafka_max_block_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of messages per bridge insert: a block of large messages is inserted before it holds "
+        "kafka_max_block_size of them, bounding the bridge's memory and the insert's.",
+    )
     kafka_flush_interval_ms: int = Field(
         250, ge=1, le=3_600_000, description="Longest wait before a partial batch is inserted."
     )

@@ -21,6 +21,7 @@ class BridgeConfig:
     consumers_per_topic: int = 1
     instance_name: str = ""  # static membership: "" is the host name
     max_block_size: int = 65536
+    max_block_bytes: int = 64 * 1024 * 1024
     flush_interval_ms: int = 500
     lag_interval_s: float = 5.0
     session_timeout_ms: int = 10_000
@@ -40,6 +41,7 @@ def config_from(settings: IngestSettings, clickhouse_url: str | None = None) -> 
         consumers_per_topic=settings.kafka_consumers,
         instance_name=settings.kafka_instance_name,
         max_block_size=settings.kafka_max_block_size,
+        max_block_bytes=settings.kafka_max_block_bytes,
         flush_interval_ms=settings.kafka_flush_interval_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
     )

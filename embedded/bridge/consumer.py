@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import tenacity
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -64,6 +65,7 @@ class TopicConsumer:
         )
         self.name = f"bridge-{topic}-{number}"
         self.pending: list[Message] = []
+        self.pending_bytes = 0  # of the messages' values: a block of large messages ends early
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self._new_consumer()
 
@@ -115,7 +117,7 @@ class TopicConsumer:
                     if len(fenced_at) > FENCES_TOLERATED:
                         raise KafkaException(self._explained(fenced.error)) from None
                     log.warning("%s: fenced (%s); rejoining with a new consumer", self.name, fenced.error.str())
-                    self.pending = []  # uncommitted: redelivered to whoever holds the partitions
+                    self.pending, self.pending_bytes = [], 0  # uncommitted: redelivered to whoever holds them
                     with contextlib.suppress(KafkaException, RuntimeError):
                         self.consumer.close()
                     self._new_consumer()
@@ -140,13 +142,19 @@ class TopicConsumer:
             self._flush()  # asked to stop: finish the batch and commit it
 
     def _fill_batch(self) -> None:
-        """Fill the batch up to the block size or the flush interval. Behind a backlog (the last
-        poll came back full) the interval may stretch to BACKLOG_STRETCH times: each insert costs
-        the view chain once, so full blocks are what keeps up; caught up, the interval holds."""
+        """Fill the batch up to the block size or the flush interval. The size is in messages, and
+        in bytes too, so the bridge's memory and the insert's stay bounded whatever the messages
+        weigh (a poll returns at most librdkafka's queue, 64 MiB, past it). Behind a backlog (the
+        last poll came back full) the interval may stretch to BACKLOG_STRETCH times: each insert
+        costs the view chain once, so full blocks are what keeps up; caught up, the interval holds."""
         interval = self.config.flush_interval_ms / 1000
         started = time.monotonic()
         behind = False
-        while len(self.pending) < self.config.max_block_size and not self.stop_event.is_set():
+        while (
+            len(self.pending) < self.config.max_block_size
+            and self.pending_bytes < self.config.max_block_bytes
+            and not self.stop_event.is_set()
+        ):
             waited = time.monotonic() - started
             remaining = (interval * BACKLOG_STRETCH if behind else interval) - waited
             if remaining <= 0:
@@ -157,6 +165,7 @@ class TopicConsumer:
             # Per message only what must be (a counter's increment costs as much as framing the message).
             messages = [message for message in batch if message.error() is None]
             self.pending += messages
+            self.pending_bytes += sum(map(len, messages))  # len(message): its value's bytes
             MESSAGES.labels(self.topic).inc(len(messages))
             if len(messages) < len(batch):
                 self._raise_or_log([error for message in batch if (error := message.error()) is not None])
@@ -186,11 +195,30 @@ class TopicConsumer:
             self._flush()
 
     def _flush(self) -> None:
-        messages, self.pending = self.pending, []
-        fault_points.reach("batch_taken", self.topic, self.stop_event)
-        self._insert_all(messages)
-        fault_points.reach("batch_inserted", self.topic, self.stop_event)
-        self._commit(messages)
+        """Insert and commit everything pending, in blocks within the size in bytes."""
+        messages, size = self.pending, self.pending_bytes
+        self.pending, self.pending_bytes = [], 0
+        for block in self._blocks(messages, size):
+            fault_points.reach("batch_taken", self.topic, self.stop_event)
+            self._insert_all(block)
+            fault_points.reach("batch_inserted", self.topic, self.stop_event)
+            self._commit(block)
+
+    def _blocks(self, messages: list[Message], size: int) -> Iterator[list[Message]]:
+        """A poll may bring more bytes than a block takes (it returns up to 10,000 messages of
+        whatever size): cut there. A message larger than the bound is a block of its own."""
+        if size <= self.config.max_block_bytes:
+            yield messages  # every block of small messages: no loop in Python
+            return
+        block: list[Message] = []
+        size = 0
+        for message in messages:
+            if block and size + len(message) > self.config.max_block_bytes:
+                yield block
+                block, size = [], 0
+            block.append(message)
+            size += len(message)
+        yield block
 
     def _insert_all(self, messages: list[Message]) -> None:
         """Insert the batch; isolate messages ClickHouse refuses and dead-letter them."""
