@@ -414,6 +414,14 @@ class Engine:
         finally:
             self.release(connection)
 
+    def kill_marked(self, marker: str) -> None:
+        """Cancel the statements running with this ``log_comment`` (embedded.client_gone)."""
+        with self.connection() as connection:
+            connection.query(
+                "KILL QUERY WHERE Settings['log_comment'] = {marker:String} ASYNC FORMAT Null",
+                params={"marker": marker},
+            )
+
     # -- sessions (called from the event loop thread only) ----------------------------------
     def session(self, user: str, session_id: str, timeout: float, create: bool) -> Session | None:
         key = (user, session_id)

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -36,6 +37,7 @@ from starlette.routing import Route
 
 from core.errors import Code
 from embedded import async_inserts
+from embedded.client_gone import watched
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
@@ -104,6 +106,7 @@ class Front:
             None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
         )
         self.responses = Responses(engine, self.in_thread, self._end)
+        self.watched = partial(watched, self.in_thread, engine)  # a chDB call a client's going away may cancel
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
@@ -347,7 +350,7 @@ class Front:
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small. So does a
             # result with totals or extremes: chDB's streamed chunks and the spool leave them out.
             try:
-                result = await self.in_thread(lease.run, bytes(head), fmt)
+                result = await self.watched(spec, lease.run, bytes(head), fmt)
             finally:
                 self._count_write(statement, lease)
             data = result.bytes() if revision is None else revision.convert(result.bytes())
@@ -357,8 +360,8 @@ class Front:
             )
 
         if is_concatenable(fmt, may_be_on(ARRAY_OF_ROWS_SETTING, settings, statement)):
-            stream, first = await self.in_thread(
-                lease.start_stream, bytes(head), fmt, revision.convert if revision else None
+            stream, first = await self.watched(
+                spec, lease.start_stream, bytes(head), fmt, revision.convert if revision else None
             )
             if stream.done:  # the whole answer arrived with the first fetches: no need to stream
                 await self._end(lease)
@@ -368,7 +371,7 @@ class Front:
         # Formats with a header or a wrapper: spool the result as Native, convert it in one piece.
         clause = statement.format_clause
         native_text = bytes(head[: clause[0]] + head[clause[1] :]) if clause else bytes(head)
-        outcome = await self.in_thread(lease.run_to_file, native_text, bytes(head), fmt, output_settings(statement))
+        outcome = await self.watched(spec, lease.run_to_file, native_text, bytes(head), fmt, output_settings(statement))
         if isinstance(outcome, bytes):
             await self._end(lease)
             return self.responses.response(spec, outcome, request_summary(spec, None), fmt)

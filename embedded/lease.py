@@ -55,9 +55,12 @@ class Lease:
                 "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
                 "You should use method POST for modifying queries",
             )
+        settings = spec.settings
+        if spec.cancel_marker is not None and statement_class == "READ_ONLY":
+            settings = {**settings, "log_comment": spec.cancel_marker}  # embedded.client_gone
         if self.session is None:
             connection.use(spec.database or "default")
-            connection.apply_settings(spec.settings)
+            connection.apply_settings(settings)
             if spec.readonly:
                 connection.query(f"SET readonly = {quote_string(spec.readonly)}")
             return
@@ -70,9 +73,9 @@ class Lease:
             raise ClickHouseError.of(Code.READONLY, f"{spec.user}: Cannot execute query in readonly mode")
         if spec.database:
             connection.use(spec.database)
-        if spec.settings:
-            self._saved_settings = connection.settings_snapshot(spec.settings)
-            connection.query("SET " + ", ".join(f"{n} = {quote_string(v)}" for n, v in spec.settings.items()))
+        if settings:
+            self._saved_settings = connection.settings_snapshot(settings)
+            connection.query("SET " + ", ".join(f"{n} = {quote_string(v)}" for n, v in settings.items()))
 
     @property
     def statement_class(self) -> str:

@@ -15,7 +15,9 @@ import base64
 import hmac
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -91,6 +93,10 @@ class RequestSpec:
     send_timeout: float = 30.0
     # add_http_cors_header=1 from a page of another origin: answers say any origin may read them.
     cors: bool = False
+    # cancel_http_readonly_queries_on_client_close=1: the log_comment a read-only statement runs with,
+    # so it can be killed when the client goes away (embedded.client_gone); and how to know it has.
+    cancel_marker: str | None = None
+    client_gone: Callable[[], Awaitable[None]] | None = None
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
@@ -141,10 +147,12 @@ async def parse_request(
     if form_query is not None:
         query_param = form_query + ("\n" + query_param if query_param else "")
     headers = request.headers
+    query_id = url.get("query_id") or str(uuid.uuid4())
+    cancel = url.get("cancel_http_readonly_queries_on_client_close") in _TRUE and "log_comment" not in settings
     return RequestSpec(
         method=request.method,
         user=given_user,
-        query_id=url.get("query_id") or str(uuid.uuid4()),
+        query_id=query_id,
         query_param=query_param,
         database=headers.get("x-clickhouse-database") or url.get("database") or None,
         default_format=headers.get("x-clickhouse-format") or url.get("default_format") or "TabSeparated",
@@ -163,7 +171,15 @@ async def parse_request(
         client_protocol_version=_int_setting(url, "client_protocol_version", 0),
         body_in_form=in_form,  # the form took the whole body, with or without a query in it
         cors=url.get("add_http_cors_header") in _TRUE and bool(headers.get("origin")),
+        cancel_marker=f"cancel on client close: {query_id}" if cancel else None,
+        client_gone=partial(_disconnected, request.receive) if cancel else None,
     )
+
+
+async def _disconnected(receive: Callable[[], Awaitable[dict]]) -> None:
+    """Returns when the client's connection closes (the request's body has been read by then)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _int_setting(values: dict[str, str], name: str, default: int) -> int:

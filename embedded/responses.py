@@ -11,6 +11,7 @@ import secrets
 import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
 
+from embedded.client_gone import watched
 from embedded.codecs import Encoder, ResponseEncoder
 from embedded.engine import Engine, ResultStream
 from embedded.errors import ClickHouseError
@@ -42,6 +44,7 @@ class Responses:
     ):
         self.engine = engine
         self.in_thread = in_thread
+        self.watched = partial(watched, in_thread, engine)  # a chDB call a client's going away may cancel
         self._end = end
 
     def headers(self, spec: RequestSpec | None, summary: dict | None, fmt: str | None) -> dict[str, str]:
@@ -86,7 +89,7 @@ class Responses:
     ) -> Response:
         if spec.wait_end_of_query:
             try:
-                spooled = await self.in_thread(lease.drain_to_buffer, stream, first)
+                spooled = await self.watched(spec, lease.drain_to_buffer, stream, first)
             except BaseException:
                 await self._end(lease)
                 raise
@@ -103,7 +106,7 @@ class Responses:
                     yield first
                 while True:
                     try:
-                        chunk = await self.in_thread(stream.next_chunk)
+                        chunk = await self.watched(spec, stream.next_chunk)
                     except ClickHouseError as error:
                         yield _exception_block(error.render(self.engine.version).rstrip("\n"), tag)
                         return
