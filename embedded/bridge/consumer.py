@@ -285,7 +285,29 @@ class TopicConsumer:
             log.warning("%s: commit failed (%s); the messages will be redelivered", self.name, error)
 
     def _report_lag_now_and_then(self) -> None:
+        if self.lag.due() and not self.pending:
+            self._commit_past_what_is_no_message()
         self.lag.report_now_and_then()
+
+    def _commit_past_what_is_no_message(self) -> None:
+        """Commit the consumer's position where it is past the last commit, everything consumed
+        being inserted: what follows the last message there is no message (a transaction's commit
+        marker, or records of an aborted one that read_committed skips). Committing only after
+        messages, a topic written in transactions lagged one marker a partition behind for ever."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        try:
+            committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
+            ahead = [
+                tp
+                for tp in self.consumer.position(assignment)
+                if tp.offset >= 0 and tp.offset > committed.get(tp.partition, -1)
+            ]
+            if ahead:
+                self.consumer.commit(offsets=ahead, asynchronous=False)
+        except KafkaException as error:
+            log.warning("%s: could not commit past the last message: %s", self.name, error)
 
     def report_lag(self) -> list[dict]:
         return self.lag.report()

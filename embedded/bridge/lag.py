@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaException
 
@@ -40,11 +41,13 @@ class LagReporter:
         self.name = name
         self._last = 0.0
 
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.config.lag_interval_s
+
     def report_now_and_then(self) -> None:
-        now = time.monotonic()
-        if now - self._last < self.config.lag_interval_s:
+        if not self.due():
             return
-        self._last = now
+        self._last = time.monotonic()
         try:
             self.report()
         except (KafkaException, InsertFailed) as error:
@@ -56,6 +59,7 @@ class LagReporter:
             return []
         committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
         rows = []
+        measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         for tp in assignment:
             low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
             done = committed.get(tp.partition, -1)  # negative: nothing committed yet
@@ -69,11 +73,12 @@ class LagReporter:
                     "committed_offset": done,
                     "high_watermark": high,
                     "lag": lag,
+                    "measured_at": measured_at,  # the table has no default: without it, 1970
                 }
             )
         params = {
             "query": f"INSERT INTO {self.config.database}.{KAFKA_CONSUMER_LAG} "
-            "(consumer_group, topic, partition, committed_offset, high_watermark, lag) FORMAT JSONEachRow"
+            "(consumer_group, topic, partition, committed_offset, high_watermark, lag, measured_at) FORMAT JSONEachRow"
         }
         self.writer.post(params, "\n".join(json.dumps(row) for row in rows).encode())
         return rows
