@@ -414,11 +414,12 @@ class Engine:
         finally:
             self.release(connection)
 
-    def kill_marked(self, marker: str) -> None:
-        """Cancel the statements running with this ``log_comment`` (embedded.client_gone)."""
+    def kill_marked_reading(self, marker: str) -> None:
+        """Cancel the read-only statements running with this ``log_comment`` (embedded.kill_marks)."""
         with self.connection() as connection:
             connection.query(
-                "KILL QUERY WHERE Settings['log_comment'] = {marker:String} ASYNC FORMAT Null",
+                "KILL QUERY WHERE Settings['log_comment'] = {marker:String}"
+                " AND query_kind IN ('Select', 'Explain', 'Show', 'Describe', 'Exists') ASYNC FORMAT Null",
                 params={"marker": marker},
             )
 

@@ -37,7 +37,6 @@ from starlette.routing import Route
 
 from core.errors import Code
 from embedded import async_inserts
-from embedded.client_gone import watched
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
@@ -49,6 +48,7 @@ from embedded.formats import (
     writes_rows_after_the_data,
 )
 from embedded.inserts import insert_from_file, insert_through_fifo
+from embedded.kill_marks import by_client_query_id, watched
 from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
 from embedded.request import BodyReader, RequestSpec, parse_request, timeout_setting
@@ -61,6 +61,7 @@ from embedded.sqltext import (
     find_insert_data,
     output_settings,
     parse_query,
+    rewritten,
     tokens,
 )
 
@@ -238,7 +239,7 @@ class Front:
             if self.fence is not None:
                 rewrites = self.fence.check(list(tokens(head[: insert.data_start].decode("latin-1"))))
                 if rewrites:
-                    head = _rewritten(head, rewrites)
+                    head = rewritten(head, rewrites)
                     insert = find_insert_data(head.decode("latin-1"), complete=body.exhausted)
             return await self._insert(spec, lease, head, insert, body)
 
@@ -262,8 +263,9 @@ class Front:
             ) from None
         except IncompleteText as unclosed:  # the whole request ends inside a literal or a comment
             raise ClickHouseError.of(Code.SYNTAX_ERROR, unclosed.syntax_error(text)) from None
-        if self.fence is not None and (rewrites := self.fence.check(statement.tokens)):
-            head = _rewritten(head, rewrites)
+        fenced = self.fence.check(statement.tokens) if self.fence is not None else []
+        if rewrites := fenced + by_client_query_id(statement):
+            head = rewritten(head, rewrites)
             statement = parse_query(head.decode("latin-1"))
         return await self._statement(spec, lease, head, statement)
 
@@ -390,13 +392,6 @@ class Front:
             self.engine.writes.changed()
 
     # -- responses ---------------------------------------------------------------------------
-
-
-def _rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearray:
-    """``head`` with byte ranges replaced (the fence's file() paths), last first so offsets hold."""
-    for start, end, text in sorted(rewrites, reverse=True):
-        head = head[:start] + text.encode() + head[end:]
-    return head
 
 
 def _query_too_large(spec: RequestSpec) -> ClickHouseError:

@@ -56,8 +56,8 @@ class Lease:
                 "You should use method POST for modifying queries",
             )
         settings = spec.settings
-        if spec.cancel_marker is not None and statement_class == "READ_ONLY":
-            settings = {**settings, "log_comment": spec.cancel_marker}  # embedded.client_gone
+        if spec.kill_marker is not None and statement_class != "CONTROL":
+            settings = {**settings, "log_comment": spec.kill_marker}  # embedded.kill_marks
         if self.session is None:
             connection.use(spec.database or "default")
             connection.apply_settings(settings)

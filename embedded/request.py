@@ -93,9 +93,9 @@ class RequestSpec:
     send_timeout: float = 30.0
     # add_http_cors_header=1 from a page of another origin: answers say any origin may read them.
     cors: bool = False
-    # cancel_http_readonly_queries_on_client_close=1: the log_comment a read-only statement runs with,
-    # so it can be killed when the client goes away (embedded.client_gone); and how to know it has.
-    cancel_marker: str | None = None
+    # The log_comment the statement runs with, so KILL QUERY finds it by the client's query_id or
+    # when the client goes away (embedded.kill_marks); and, when it asked for that, how to know it has.
+    kill_marker: str | None = None
     client_gone: Callable[[], Awaitable[None]] | None = None
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
@@ -148,7 +148,8 @@ async def parse_request(
         query_param = form_query + ("\n" + query_param if query_param else "")
     headers = request.headers
     query_id = url.get("query_id") or str(uuid.uuid4())
-    cancel = url.get("cancel_http_readonly_queries_on_client_close") in _TRUE and "log_comment" not in settings
+    cancel = url.get("cancel_http_readonly_queries_on_client_close") in _TRUE
+    marked = (cancel or "query_id" in url) and "log_comment" not in settings  # a client's own comment stays
     return RequestSpec(
         method=request.method,
         user=given_user,
@@ -171,8 +172,8 @@ async def parse_request(
         client_protocol_version=_int_setting(url, "client_protocol_version", 0),
         body_in_form=in_form,  # the form took the whole body, with or without a query in it
         cors=url.get("add_http_cors_header") in _TRUE and bool(headers.get("origin")),
-        cancel_marker=f"cancel on client close: {query_id}" if cancel else None,
-        client_gone=partial(_disconnected, request.receive) if cancel else None,
+        kill_marker=f"query_id: {query_id}" if marked else None,
+        client_gone=partial(_disconnected, request.receive) if cancel and marked else None,
     )
 
 

@@ -19,11 +19,11 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
 
-from embedded.client_gone import watched
 from embedded.codecs import Encoder, ResponseEncoder
 from embedded.engine import Engine, ResultStream
 from embedded.errors import ClickHouseError
 from embedded.formats import content_type
+from embedded.kill_marks import watched
 from embedded.lease import Lease
 from embedded.native_compression import BlockEncoder
 from embedded.request import RequestSpec

@@ -344,3 +344,11 @@ def quote_string(value: str) -> str:
 def quote_identifier(name: str) -> str:
     """A ClickHouse identifier, back-quoted."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def rewritten(head: bytearray, rewrites: list[tuple[int, int, str]]) -> bytearray:
+    """``head`` with byte ranges replaced (the fence's file() paths, KILL QUERY's query_id), last
+    first so offsets hold."""
+    for start, end, text in sorted(rewrites, reverse=True):
+        head = head[:start] + text.encode() + head[end:]
+    return head

@@ -1,11 +1,14 @@
-"""`cancel_http_readonly_queries_on_client_close`, read as a ClickHouse server reads it: a read-only
-statement whose client closed its connection is cancelled, when the request asks for it (as
-clickhouse-connect does on every query); without the setting, or for a statement that writes, it
-runs on. A count over a huge range writes nothing until its end, so only the cancel can stop it."""
+"""Statements killed as a ClickHouse server kills them, though chDB gives each its own query id:
+`KILL QUERY WHERE query_id = '<the id the client sent>'` ends it, and with
+`cancel_http_readonly_queries_on_client_close` (clickhouse-connect sends it on every query) a
+read-only statement whose client closed its connection is cancelled; without the setting, or for a
+statement that writes, it runs on. A count over a huge range writes nothing until its end, so only
+a kill can stop it."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from urllib.parse import urlencode
@@ -63,12 +66,30 @@ def test_without_the_setting_or_for_a_statement_that_writes_the_statement_runs_o
     table = f"sink_{uuid.uuid4().hex[:8]}"
     post(clickhouse, f"CREATE TABLE {table} (n UInt64, t String) ENGINE = Null".encode())
     try:
-        sent_and_left(clickhouse, ENDLESS.format(tag=reads), reads)
+        sent_and_left(clickhouse, ENDLESS.format(tag=reads), reads, query_id=reads)
         insert = f"INSERT INTO {table} SELECT number, '{writes}' FROM numbers(10000000000000)"
-        sent_and_left(clickhouse, insert, writes, cancel_http_readonly_queries_on_client_close=1)
+        sent_and_left(clickhouse, insert, writes, cancel_http_readonly_queries_on_client_close=1, query_id=writes)
         time.sleep(1.5)
         assert (running(clickhouse, reads), running(clickhouse, writes)) == (1, 1)
     finally:
-        for tag in (reads, writes):
-            post(clickhouse, f"KILL QUERY WHERE query LIKE '%{tag}%' AND query NOT LIKE '%KILL%' SYNC".encode())
+        for tag in (reads, writes):  # by the ids the clients gave them
+            post(clickhouse, f"KILL QUERY WHERE query_id = '{tag}' SYNC".encode())
         post(clickhouse, f"DROP TABLE {table}".encode())
+    assert (running(clickhouse, reads), running(clickhouse, writes)) == (0, 0)
+
+
+def test_kill_query_finds_a_statement_by_the_query_id_its_client_sent(clickhouse):
+    tag = f"kill-{uuid.uuid4().hex[:8]}"
+    answers = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(post(clickhouse, ENDLESS.format(tag=tag).encode(), query_id=tag))
+    )
+    waiting.start()
+    wait_until(lambda: running(clickhouse, tag) == 1, 10, "the statement never started")
+    killed = post(clickhouse, f"KILL QUERY WHERE query_id = '{tag}' SYNC FORMAT TSV".encode())
+    assert killed.status == 200 and killed.data.startswith(b"finished\t"), killed.data
+    waiting.join(30)
+    assert answers[0].headers["X-ClickHouse-Exception-Code"] == "394", answers[0].data  # QUERY_WAS_CANCELLED
+    assert running(clickhouse, tag) == 0
+    # A KILL that finds nothing answers nothing.
+    assert post(clickhouse, f"KILL QUERY WHERE query_id = 'no-{tag}' SYNC".encode()).data == b""
