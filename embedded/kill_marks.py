@@ -38,7 +38,7 @@ async def watched(
 
     async def kill_when_gone() -> None:
         await client_gone()
-        log.info("query %s: the client went away; cancelling the read-only statement", spec.query_id)
+        log.info("query %s: the client went away; the statement is cancelled if it only reads", spec.query_id)
         try:
             await in_thread(engine.kill_marked_reading, marker)
         except Exception:
