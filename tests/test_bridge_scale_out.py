@@ -1,8 +1,11 @@
 """Two bridge processes on one consumer group: they split the partitions, and a rebalance in the
-middle of a backlog loses and double-counts nothing. Against the real broker."""
+middle of a backlog loses and double-counts nothing; a partition added to a topic is consumed
+without a restart. Against the real broker."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -12,17 +15,19 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewPartitions
 
 from core.settings.composed import Settings
 from embedded.bridge.config import config_from, prepare_topics
+from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import query
 from tests.test_bridge import produce, settings_for, wait_until_consumed
 
 # long_file: seconds of a worker, measured: run first (tests/scheduling.py)
-pytestmark = [pytest.mark.kafka, pytest.mark.long_file(21)]
+pytestmark = [pytest.mark.kafka, pytest.mark.long_file(34)]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -132,3 +137,44 @@ def test_a_second_bridge_with_the_same_instance_name_stops_the_first_with_a_clea
         for process in (first, second):
             if process is not None and process.poll() is None:
                 process.kill()
+
+
+def test_a_partition_added_to_a_topic_is_consumed_without_a_restart(analytics_db, kafka):
+    prefix = f"np{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = dataclasses.replace(config_from(settings), topics=("workflows",))
+    prepare_topics(config, create=True, partitions=1)
+    user = f"{prefix}user"
+    first, second = (workflow_created(user, n) for n in range(2))
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        produce(kafka, prefix, {"workflows": [first]})
+        wait_until_consumed(kafka, settings, timeout=60)
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+        admin.create_partitions([NewPartitions(prefix + "workflows", 2)])[prefix + "workflows"].result(30)
+        producer = Producer({"bootstrap.servers": kafka.bootstrap})  # knows the new partition
+        producer.produce(prefix + "workflows", json.dumps(second).encode(), partition=1)
+        assert producer.flush(30) == 0
+        # An upper bound on a shared machine: librdkafka's default reads a topic's partitions every 5 minutes.
+        wait_for(lambda: workflows_of(analytics_db, user) == 2, "the new partition's message", [], timeout=60)
+    finally:
+        bridge.stop()
+    assert not bridge.failures
+
+
+def workflow_created(user: str, n: int) -> dict:
+    return {
+        "event_id": f"{user}-{n}",
+        "event_time": "2026-12-01T10:00:00Z",
+        "event_type": "workflow",
+        "event_name": "created",
+        "user_id": user,
+        "workflow_id": f"{user}-w{n}",
+        "kind": "HEARTBEAT",
+    }
+
+
+def workflows_of(analytics_db, user: str) -> int:
+    rows = query(analytics_db, f"SELECT total_workflows FROM analytics.user_totals WHERE user_id = '{user}'")
+    return int(rows[0]["total_workflows"]) if rows else 0

@@ -32,6 +32,7 @@ FENCE_WINDOW_S = 60.0
 
 # A fetch waits for this many bytes (about 4,000 events), or for fetch_wait_ms, whichever is first.
 FETCH_MIN_BYTES = 1_000_000
+METADATA_REFRESH_MS = 10_000
 
 
 def fetch_wait_ms(flush_interval_ms: int) -> int:
@@ -93,6 +94,10 @@ class TopicConsumer:
                 # little freshness; at 35,000 events/s the broker used 7 CPU-seconds in 16 s
                 # without it, 5 with it (README, "One refusal a block, one parse a timestamp, fetches in batches").
                 "fetch.min.bytes": FETCH_MIN_BYTES,
+                # Partitions added to a topic are found when its metadata is next read: librdkafka's
+                # default of 5 minutes left a new partition's messages unread that long (more than
+                # 200 s measured), while producers wrote to it at once.
+                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
                 "fetch.wait.max.ms": fetch_wait_ms(self.config.flush_interval_ms),
             }
         )
