@@ -293,6 +293,27 @@ def test_consumer_lag_above_the_maximum_fails_until_the_consumer_catches_up(serv
         execute(server, "TRUNCATE TABLE analytics.kafka_consumer_lag")
 
 
+@pytest.mark.usefixtures("built")
+def test_a_lag_the_bridge_no_longer_measures_fails_as_a_warning_until_it_does(server, defs, instance):
+    """A stopped bridge leaves its last measurement (often 0) behind: the check must not read it as current."""
+    insert = """INSERT INTO analytics.kafka_consumer_lag
+                (consumer_group, topic, partition, committed_offset, high_watermark, lag, measured_at)
+                VALUES ('analytics_jobs', 'jobs', 0, 100, 100, 0, now64(3, 'UTC') - INTERVAL {ago} SECOND)"""
+    check = "kafka_consumer_lag:consumer_lag_below_max"
+    try:
+        execute(server, insert.format(ago=600))
+        failed = evaluations(run_health_checks(defs, instance))[check]
+        assert not failed.passed and failed.severity == dg.AssetCheckSeverity.WARN
+        assert "1 partitions were last measured more than 5 minutes ago" in failed.description
+        assert "is the bridge running?" in failed.description
+        assert [row["partition"] for row in failed.metadata["stale"].value] == [0]
+
+        execute(server, insert.format(ago=1))  # the bridge measures it again
+        assert evaluations(run_health_checks(defs, instance))[check].passed
+    finally:
+        execute(server, "TRUNCATE TABLE analytics.kafka_consumer_lag")
+
+
 def test_server_mode_reads_lag_from_system_kafka_consumers(server, settings, built):
     """Server mode asks ClickHouse's Kafka-engine consumers, never the bridge's table."""
     kafka_engine = settings.model_copy(update={"ingest": "kafka"})

@@ -142,28 +142,57 @@ def consumer_lags(clickhouse: ClickHouse, settings: DagsterSettings) -> list[Par
     return [PartitionLag(row["consumer_group"], row["topic"], row["partition"], row["lag"]) for row in rows]
 
 
+# The bridge measures its lag every 5 s: a partition measured longer ago than this has no bridge
+# consuming it (stopped, or Kafka no longer used: then empty the table), whatever lag it last showed.
+STALE_LAG_MINUTES = 5
+
+
+def stale_lag_reports(clickhouse: ClickHouse, settings: DagsterSettings) -> list[dict]:
+    """The bridge's partitions whose newest measurement is older than STALE_LAG_MINUTES."""
+    if settings.resolved_ingest == "kafka":
+        return []  # ClickHouse's own consumers report live, in system.kafka_consumers
+    return clickhouse.rows(
+        sql(
+            f"""select consumer_group as consumer, topic, partition, toString(max(measured_at)) as last_measured
+                from $kafka_consumer_lag group by consumer_group, topic, partition
+                having max(measured_at) < now64(3, 'UTC') - interval {STALE_LAG_MINUTES} minute
+                order by last_measured, consumer, topic, partition"""
+        )
+    )
+
+
 @dg.asset_check(
     asset=dg.AssetKey(names.KAFKA_CONSUMER_LAG),
     name="consumer_lag_below_max",
     blocking=True,
-    description="No consumer group lags more than ANALYTICS_CONSUMER_LAG_MAX messages on any partition.",
+    description="No consumer group lags more than ANALYTICS_CONSUMER_LAG_MAX messages on any partition, "
+    f"and the bridge measured every partition it consumed within {STALE_LAG_MINUTES} minutes.",
 )
 def consumer_lag_below_max(
     clickhouse: dg.ResourceParam[ClickHouse], settings: dg.ResourceParam[DagsterSettings]
 ) -> dg.AssetCheckResult:
     lags = consumer_lags(clickhouse, settings)
     behind = sorted((lag for lag in lags if lag.lag > settings.consumer_lag_max), key=lambda lag: -lag.lag)
+    stale = stale_lag_reports(clickhouse, settings)
+    problems = []
+    if behind:
+        problems.append(f"{len(behind)} partitions lag more than {settings.consumer_lag_max} messages")
+    if stale:
+        problems.append(
+            f"{len(stale)} partitions were last measured more than {STALE_LAG_MINUTES} minutes ago "
+            f"(the oldest at {stale[0]['last_measured']} UTC): is the bridge running?"
+        )
     return dg.AssetCheckResult(
-        passed=not behind,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{len(behind)} partitions lag more than {settings.consumer_lag_max} messages" if behind else None
-        ),
+        passed=not problems,
+        # A stale measurement alone says the lag is unknown, not that it is too high.
+        severity=dg.AssetCheckSeverity.ERROR if behind else dg.AssetCheckSeverity.WARN,
+        description="; ".join(problems) or None,
         metadata={
             "partitions_measured": len(lags),
             "max_lag": max((lag.lag for lag in lags), default=0),
             "lag_max": settings.consumer_lag_max,
             "behind": dg.MetadataValue.json([asdict(lag) for lag in behind[:20]]),
+            "stale": dg.MetadataValue.json(stale[:20]),
         },
     )
 
