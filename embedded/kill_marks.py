@@ -10,7 +10,7 @@ statement runs with the request's own ``log_comment`` (``RequestSpec.kill_marker
   on a read-only statement, the front kills it. A statement that writes nothing for a long time,
   such as a count over a large table, ran on after its client gave up, holding a core. Without the
   setting, or for a statement that writes, it runs on, as on a server.
-* ``KILL QUERY WHERE query_id = '<id>'`` (Superset's stop button, JDBC's ``Statement.cancel``):
+* ``KILL QUERY WHERE query_id = '<id>'`` (how a client cancels a statement it named):
   the condition also finds the statement marked with that id, which chDB's own ids never match.
 """
 
