@@ -149,9 +149,10 @@ class TopicConsumer:
     def _fill_batch(self) -> None:
         """Fill the batch up to the block size or the flush interval. The size is in messages, and
         in bytes too, so the bridge's memory and the insert's stay bounded whatever the messages
-        weigh (a poll returns at most librdkafka's queue, 64 MiB, past it). Behind a backlog (the
-        last poll came back full) the interval may stretch to BACKLOG_STRETCH times: each insert
-        costs the view chain once, so full blocks are what keeps up; caught up, the interval holds."""
+        weigh (the last poll may bring up to librdkafka's queue, 64 MiB, more: _blocks cuts it).
+        Behind a backlog (the last poll came back full) the interval may stretch to BACKLOG_STRETCH
+        times: each insert costs the view chain once, so full blocks are what keeps up; caught up,
+        the interval holds."""
         interval = self.config.flush_interval_ms / 1000
         started = time.monotonic()
         behind = False
