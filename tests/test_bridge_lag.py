@@ -16,23 +16,10 @@ from confluent_kafka import Producer
 from embedded.bridge.config import config_from, prepare_topics
 from embedded.bridge.runner import Bridge
 from tests.intake import query
+from tests.malformed import valid_event
 from tests.test_bridge import settings_for, wait_until_consumed
 
 pytestmark = pytest.mark.kafka
-
-
-def workflow_event(user: str, n: int) -> bytes:
-    return json.dumps(
-        {
-            "event_id": f"{user}-{n}",
-            "event_time": "2026-12-01T10:00:00Z",
-            "event_type": "workflow",
-            "event_name": "created",
-            "user_id": user,
-            "workflow_id": f"{user}-w{n}",
-            "kind": "HEARTBEAT",
-        }
-    ).encode()
 
 
 def test_a_topic_written_in_transactions_is_consumed_to_a_lag_of_zero(analytics_db, kafka):
@@ -47,7 +34,8 @@ def test_a_topic_written_in_transactions_is_consumed_to_a_lag_of_zero(analytics_
         producer.begin_transaction()
         for n in range(5):
             number = transaction * 5 + n
-            producer.produce(prefix + "workflows", workflow_event(user, number), key=f"w{number}".encode())
+            event = json.dumps(valid_event("workflows", number, user)).encode()
+            producer.produce(prefix + "workflows", event, key=f"w{number}".encode())
         if transaction == 2:
             producer.abort_transaction(30)  # read_committed never returns these: they count nowhere
         else:

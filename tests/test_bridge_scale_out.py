@@ -24,6 +24,7 @@ from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import query
+from tests.malformed import valid_event
 from tests.test_bridge import produce, settings_for, wait_until_consumed
 
 # long_file: seconds of a worker, measured: run first (tests/scheduling.py)
@@ -145,7 +146,7 @@ def test_a_partition_added_to_a_topic_is_consumed_without_a_restart(analytics_db
     config = dataclasses.replace(config_from(settings), topics=("workflows",))
     prepare_topics(config, create=True, partitions=1)
     user = f"{prefix}user"
-    first, second = (workflow_created(user, n) for n in range(2))
+    first, second = (valid_event("workflows", n, user) for n in range(2))
     bridge = Bridge(config)
     bridge.start()
     try:
@@ -161,18 +162,6 @@ def test_a_partition_added_to_a_topic_is_consumed_without_a_restart(analytics_db
     finally:
         bridge.stop()
     assert not bridge.failures
-
-
-def workflow_created(user: str, n: int) -> dict:
-    return {
-        "event_id": f"{user}-{n}",
-        "event_time": "2026-12-01T10:00:00Z",
-        "event_type": "workflow",
-        "event_name": "created",
-        "user_id": user,
-        "workflow_id": f"{user}-w{n}",
-        "kind": "HEARTBEAT",
-    }
 
 
 def workflows_of(analytics_db, user: str) -> int:
