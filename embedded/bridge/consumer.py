@@ -291,18 +291,20 @@ class TopicConsumer:
             log.warning("%s: commit failed (%s); the messages will be redelivered", self.name, error)
 
     def _report_lag_now_and_then(self) -> None:
-        if self.lag.due() and not self.pending:
-            self._commit_past_what_is_no_message()
-        self.lag.report_now_and_then()
+        if not self.lag.due():
+            return
+        committed = None if self.pending else self._commit_past_what_is_no_message()
+        self.lag.report_now_and_then(committed)
 
-    def _commit_past_what_is_no_message(self) -> None:
+    def _commit_past_what_is_no_message(self) -> dict[int, int] | None:
         """Commit the consumer's position where it is past the last commit, everything consumed
         being inserted: what follows the last message there is no message (a transaction's commit
         marker, or records of an aborted one that read_committed skips). Committing only after
-        messages, a topic written in transactions lagged one marker a partition behind for ever."""
+        messages, a topic written in transactions lagged one marker a partition behind for ever.
+        Returns the committed offsets as they now stand (partition: offset), for the lag report."""
         assignment = self.consumer.assignment()
         if not assignment:
-            return
+            return None
         try:
             committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
             ahead = [
@@ -312,8 +314,11 @@ class TopicConsumer:
             ]
             if ahead:
                 self.consumer.commit(offsets=ahead, asynchronous=False)
+                committed.update((tp.partition, tp.offset) for tp in ahead)
+            return committed
         except KafkaException as error:
             log.warning("%s: could not commit past the last message: %s", self.name, error)
+            return None
 
     def report_lag(self) -> list[dict]:
         return self.lag.report()

@@ -44,20 +44,23 @@ class LagReporter:
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.config.lag_interval_s
 
-    def report_now_and_then(self) -> None:
+    def report_now_and_then(self, committed: dict[int, int] | None = None) -> None:
         if not self.due():
             return
         self._last = time.monotonic()
         try:
-            self.report()
+            self.report(committed)
         except (KafkaException, InsertFailed) as error:
             log.warning("%s: could not measure consumer lag: %s", self.name, error)
 
-    def report(self) -> list[dict]:
+    def report(self, committed: dict[int, int] | None = None) -> list[dict]:
+        """Measure and write each assigned partition's lag; `committed` (partition: offset), when
+        the caller has just read it from the broker, saves asking again."""
         assignment = self.consumer.assignment()
         if not assignment:
             return []
-        committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
+        if committed is None:
+            committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
         rows = []
         measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         for tp in assignment:
