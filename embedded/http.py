@@ -106,8 +106,8 @@ class Front:
         self.fence = (
             None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
         )
-        self.responses = Responses(engine, self.in_thread, self._end)
         self.watched = partial(watched, self.in_thread, engine)  # a chDB call a client's going away may cancel
+        self.responses = Responses(engine, self.in_thread, self.watched, self._end)
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)

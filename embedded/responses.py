@@ -11,7 +11,6 @@ import secrets
 import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from embedded.codecs import Encoder, ResponseEncoder
 from embedded.engine import Engine, ResultStream
 from embedded.errors import ClickHouseError
 from embedded.formats import content_type
-from embedded.kill_marks import watched
 from embedded.lease import Lease
 from embedded.native_compression import BlockEncoder
 from embedded.request import RequestSpec
@@ -40,11 +38,12 @@ class Responses:
         self,
         engine: Engine,
         in_thread: Callable[..., Awaitable[Any]],
+        watched: Callable[..., Awaitable[Any]],
         end: Callable[[Lease], Awaitable[None]],
     ):
         self.engine = engine
         self.in_thread = in_thread
-        self.watched = partial(watched, in_thread, engine)  # a chDB call a client's going away may cancel
+        self.watched = watched  # in_thread, for a chDB call a client's going away may cancel (embedded.kill_marks)
         self._end = end
 
     def headers(self, spec: RequestSpec | None, summary: dict | None, fmt: str | None) -> dict[str, str]:
