@@ -152,15 +152,6 @@ def test_a_message_with_several_wrong_fields_names_the_first_of_the_topics_field
     }
 
 
-@pytest.mark.parametrize("command", [["dead-letters"], ["dead-letters", "replay"]], ids=["list", "replay"])
-def test_a_clickhouse_out_of_reach_is_named_in_one_line(refused_port, command):
-    url = f"http://127.0.0.1:{refused_port}"
-    result = CliRunner().invoke(main, [*command, "--clickhouse-url", url])
-    assert result.exit_code == 1, result.output
-    assert f"Error: cannot reach ClickHouse at {url}: [Errno 111] Connection refused" in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-
-
 def test_a_clickhouse_refusing_is_named_with_its_answer(analytics_db, tmp_path):
     wrong = f"http://nobody:guess@127.0.0.1:{analytics_db.port}"
     result = CliRunner().invoke(main, ["dead-letters", "--clickhouse-url", wrong])

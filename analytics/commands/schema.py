@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from analytics.extras import check_installed, requires
 from analytics.settings import load_settings
+from core.clickhouse.http import HttpClient, NoAnswer, ServerError
 from core.settings.schema import SchemaSettings
+
+# urllib3's words around the cause: "HTTPConnection(host='h', port=1): Failed to establish a new
+# connection: [Errno 111] Connection refused".
+_URLLIB3_WORDS = re.compile(r"^HTTPS?Connection\(.*?\): (Failed to establish a new connection: )?")
+
+
+def answering(settings: SchemaSettings) -> SchemaSettings:
+    """``settings`` once their ClickHouse answers; else one line naming it and why, at once.
+
+    dbt would start (seconds of imports) and then print a connection pool's traceback in words.
+    """
+    connection = settings.clickhouse_connection
+    client = HttpClient(connection.url, connection.user, connection.password, connection.secure)
+    try:
+        client.post({}, b"SELECT 1")
+    except NoAnswer as error:
+        cause = _URLLIB3_WORDS.sub("", str(error))
+        raise click.ClickException(
+            f"cannot reach ClickHouse at {connection.url}: {cause} (start it with `analytics up` or"
+            " `analytics clickhouse`, or give --clickhouse-url / ANALYTICS_CLICKHOUSE_URL)"
+        ) from None
+    except ServerError as error:
+        raise click.ClickException(f"ClickHouse at {connection.url} refused: {error.text.strip()[:500]}") from None
+    finally:
+        client.close()
+    return settings
 
 
 @click.command()
@@ -20,7 +49,7 @@ def migrate(clickhouse_url, target) -> None:
 
         from operations.migrate import migrate as run_migrate
 
-    result = run_migrate(settings.slice(SchemaSettings))
+    result = run_migrate(answering(settings.slice(SchemaSettings)))
     if result.returncode != 0:
         raise click.ClickException(f"dbt build failed (exit {result.returncode}); see the output above")
 
@@ -38,9 +67,9 @@ def migrate(clickhouse_url, target) -> None:
 def backfill(days, clickhouse_url) -> None:
     """Rebuild the aggregates of the given days from the deduplicated raw history.
 
-    Each day's workflow_daily and job_duration_daily partitions are replaced by a recomputation,
-    and workflow_totals gets delta rows for the workflows of those days that were off. Safe to
-    repeat: a second run changes nothing.
+    Each day's workflow_daily and job_duration_daily rows are recomputed (counters corrected by
+    delta rows, duration digests replaced), and workflow_totals and job_log_totals get delta rows
+    where they were off. Safe to repeat: a second run changes nothing.
     """
     settings = load_settings(clickhouse_url=clickhouse_url)
     with requires("dbt", "backfill"):
@@ -53,7 +82,7 @@ def backfill(days, clickhouse_url) -> None:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="'--day'") from None
     try:
-        summary = rebuild_days(settings.slice(SchemaSettings), [moment.date() for moment in days])
+        summary = rebuild_days(answering(settings.slice(SchemaSettings)), [moment.date() for moment in days])
     except BackfillFailed as error:
         raise click.ClickException(str(error)) from None
     for day, rows in sorted(summary.rows_by_day.items()):
