@@ -17,16 +17,37 @@ def load_settings(**flags) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as error:
-        problems = "; ".join(_describe_problem(e) for e in error.errors())
+        problems = "; ".join(_describe_problem(e, _flag_names(given)) for e in error.errors())
         raise click.UsageError(f"invalid settings: {problems}") from None
 
 
-def _describe_problem(error: dict) -> str:
-    """'ANALYTICS_GRPC_PORT: ...' for a field's error; the bare message for one across fields."""
+def _flag_names(given: dict) -> dict[str, str]:
+    """The command line's name for each setting given by a flag: {'grpc_port': '--port'}.
+
+    A flag is found by its value, the very object the command handed over (a setting's name and
+    its flag's differ: `--port` is grpc_port in one command, kafka_port in another).
+    """
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return {}
+    names = {}
+    for field, value in given.items():
+        for param in context.command.params:
+            if param.name in context.params and context.params[param.name] is value and param.opts:
+                names[field] = param.opts[0]
+                break
+    return names
+
+
+def _describe_problem(error: dict, flags: dict[str, str]) -> str:
+    """'ANALYTICS_GRPC_PORT: ...' for a field's error ('--port (ANALYTICS_GRPC_PORT): ...' when a flag
+    gave it); the bare message for one across fields."""
     message = error["msg"].removeprefix("Value error, ")
     if not error["loc"]:
         return message
-    return f"ANALYTICS_{'_'.join(map(str, error['loc'])).upper()}: {message}"
+    field = str(error["loc"][0])
+    variable = f"ANALYTICS_{'_'.join(map(str, error['loc'])).upper()}"
+    return f"{flags[field]} ({variable}): {message}" if field in flags else f"{variable}: {message}"
 
 
 def configure_logging(settings: Settings) -> None:

@@ -69,3 +69,18 @@ def test_a_data_directory_where_a_file_is_is_named(monkeypatch, tmp_path, comman
     where = f"{file} is a file" if under else "it is a file"
     expected = f"invalid settings: {variable}: {file}{under} cannot be a directory: {where}, not a directory"
     assert expected in result.output and file.read_text() == "not a directory\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "variable", "named"),
+    [
+        (["grpc", "--port", "99999"], "--port", "ANALYTICS_GRPC_PORT", "less than or equal to 65535"),
+        (["kafka", "--port", "0"], "--port", "ANALYTICS_KAFKA_PORT", "greater than or equal to 1"),
+        (["topics", "--partitions", "0"], "--partitions", "ANALYTICS_KAFKA_TOPIC_PARTITIONS", "greater than or equal"),
+    ],
+)
+def test_a_flag_out_of_range_is_named_as_the_flag(command, flag, variable, named):
+    """The value came from the command line: the error names the flag typed, and the variable behind it."""
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 2, result.output
+    assert f"invalid settings: {flag} ({variable}): " in result.output and named in result.output, result.output
