@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import click
 
 from analytics.extras import requires
+from analytics.reach import answering
 from analytics.settings import configure_logging, load_settings
 from core.settings.schema import SchemaSettings
 
@@ -31,7 +32,7 @@ _NO_SCHEMA = ("Code: 60.", "Code: 81.")
 def _settings(clickhouse_url: str | None) -> SchemaSettings:
     loaded = load_settings(clickhouse_url=clickhouse_url)
     configure_logging(loaded)
-    return loaded.slice(SchemaSettings)
+    return answering(loaded.slice(SchemaSettings))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,36 @@
+"""Before a command works on a ClickHouse: that it answers, or one line saying why not."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from core.clickhouse.http import HttpClient, NoAnswer, ServerError
+from core.settings.schema import SchemaSettings
+
+# urllib3's words around the cause: "HTTPConnection(host='h', port=1): Failed to establish a new
+# connection: [Errno 111] Connection refused".
+_URLLIB3_WORDS = re.compile(r"^HTTPS?Connection\(.*?\): (Failed to establish a new connection: )?")
+
+
+def answering(settings: SchemaSettings) -> SchemaSettings:
+    """``settings`` once their ClickHouse answers; else one line naming it and why, at once.
+
+    dbt would start (seconds of imports) and then print a connection pool's traceback in words.
+    """
+    connection = settings.clickhouse_connection
+    client = HttpClient(connection.url, connection.user, connection.password, connection.secure)
+    try:
+        client.post({}, b"SELECT 1")
+    except NoAnswer as error:
+        cause = _URLLIB3_WORDS.sub("", str(error))
+        raise click.ClickException(
+            f"cannot reach ClickHouse at {connection.url}: {cause} (start it with `analytics up` or"
+            " `analytics clickhouse`, or give --clickhouse-url / ANALYTICS_CLICKHOUSE_URL)"
+        ) from None
+    except ServerError as error:
+        raise click.ClickException(f"ClickHouse at {connection.url} refused: {error.text.strip()[:500]}") from None
+    finally:
+        client.close()
+    return settings
