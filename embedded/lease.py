@@ -35,6 +35,7 @@ class Lease:
         self.ended = False
         self._prepared = False
         self._saved_settings: dict[str, tuple[str, bool]] = {}
+        self._url_settings: dict[str, str] = {}  # in force on a session's connection for this request
         self._statement_class = "UNKNOWN"
         self.ran = False  # the statement reached chDB (it was not refused first)
         self._temporary_table = False
@@ -74,7 +75,8 @@ class Lease:
         if spec.database:
             connection.use(spec.database)
         if settings:
-            self._saved_settings = connection.settings_snapshot(settings)
+            self._saved_settings = self.session.own_values(settings)
+            self._url_settings = settings
             connection.query("SET " + ", ".join(f"{n} = {quote_string(v)}" for n, v in settings.items()))
 
     @property
@@ -89,19 +91,16 @@ class Lease:
         return self.connection.query(text, fmt, self.spec.params)
 
     def settings_in_force(self, text: bytes, names: tuple[str, ...]) -> dict[str, str]:
-        """These settings' values on this connection as the statement will run: a session's own
-        SETs and the request's URL settings (its SETTINGS clause aside)."""
+        """These settings' values on a session's connection as the statement will run: the session's
+        own SETs and the request's URL settings (its SETTINGS clause aside)."""
         self._prepare(text)
-        asked = ", ".join(f"getSetting({quote_string(name)})" for name in names)
         try:
-            answer = self.connection.query(f"SELECT {asked}", "TSV").bytes().decode()
+            own = self.session.own_values([name for name in names if name not in self._url_settings])
         except ClickHouseError:
             # The session's own SETs refuse even this (a tiny max_query_size, say): the statement
             # will meet the same refusal, so its answer's shape does not matter.
             return {}
-        # The first line: with extremes on, this answer has its own extremes after it.
-        values = answer.split("\n", 1)[0].split("\t")
-        return dict(zip(names, values, strict=True))
+        return {name: self._url_settings[name] if name in self._url_settings else own[name][0] for name in names}
 
     def start_stream(self, text: bytes, fmt: str, transform=None) -> tuple[ResultStream, bytes]:
         """Start a streaming query and read its first two chunks.
@@ -188,6 +187,8 @@ class Lease:
             ):
                 connection.reusable = False
             return
+        if self._statement_class not in ("READ_ONLY", "MUTATING"):
+            self.session.own_settings.clear()  # the statement may have changed them (Session.own_settings)
         try:
             if self._statement_class == "CONTROL":
                 # The statement may have been USE: the session keeps whatever database it chose.

@@ -225,6 +225,16 @@ def test_session_state_and_isolation(clickhouse, db):
     # A per-request setting in a session is undone afterwards; the session's own SET remains.
     assert post(clickhouse, b"SELECT getSetting('max_threads')", session_id=session, max_threads="1").data == b"1\n"
     assert post(clickhouse, b"SELECT getSetting('max_threads')", session_id=session).data == b"3\n"
+    # The session's values the front undoes URL settings to are kept between requests; its own SET
+    # changes them, and the next request's URL setting is undone to the new value.
+    post(clickhouse, b"SET max_threads = 2", session_id=session)
+    assert post(clickhouse, b"SELECT getSetting('max_threads')", session_id=session, max_threads="1").data == b"1\n"
+    assert post(clickhouse, b"SELECT getSetting('max_threads')", session_id=session).data == b"2\n"
+    # So the settings that shape an answer: rows, then the session's SET makes them one JSON array.
+    rows = b"SELECT toUInt8(number) AS n FROM numbers(2) FORMAT JSONEachRow"
+    assert post(clickhouse, rows, session_id=session).data == b'{"n":0}\n{"n":1}\n'
+    post(clickhouse, b"SET output_format_json_array_of_rows = 1", session_id=session)
+    assert json.loads(post(clickhouse, rows, session_id=session).data) == [{"n": 0}, {"n": 1}]
     # Nothing leaks to requests without the session.
     assert post(clickhouse, b"SELECT currentDatabase()").data == b"default\n"
     assert post(clickhouse, b"SELECT sum(n) FROM tmp").status == 404
