@@ -11,6 +11,7 @@ lines expire: more lines counted than stored means retention removed some.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -154,6 +155,32 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+# Greek capital sigma lowers to ς at the end of a word and to σ elsewhere (lowerUTF8 follows
+# Unicode), so a message and the text asked for, each lowered, disagree wherever one ends after a
+# sigma and the other goes on: "ΠΡΟΣ" lowers to "προς", and inside "ΠΡΟΣΟΧΗ" to "προσ". It is
+# the only letter whose lower case depends on its neighbours; both sides then fold ς into σ.
+_SIGMAS = re.compile("[Σσς]")
+_FOLDED = "replaceAll(lowerUTF8({}), 'ς', 'σ')"
+
+
+def contains_conditions(text: str) -> tuple[list[str], dict[str, Value]]:
+    """The conditions (and their parameters) of a line whose message contains ``text``, ignoring case.
+
+    Both sides are lower-cased by ClickHouse, so the n-gram index of lowerUTF8(message) applies.
+    With a sigma in the text the match is on the sigma-folded forms, and the longest piece of the
+    text without one is what the index looks for.
+    """
+    if not _SIGMAS.search(text):
+        return ["lowerUTF8(message) like lowerUTF8({pattern:String})"], {"pattern": like_pattern(text)}
+    conditions = [f"{_FOLDED.format('message')} like {_FOLDED.format('{pattern:String}')}"]
+    params: dict[str, Value] = {"pattern": like_pattern(text)}
+    piece = max(_SIGMAS.split(text), key=len)
+    if piece:
+        conditions.insert(0, "lowerUTF8(message) like lowerUTF8({piece:String})")
+        params["piece"] = like_pattern(piece)
+    return conditions, params
+
+
 class LogQueries:
     """The job-log reads; every query runs through ``queries`` (metrics, cluster tables, backend)."""
 
@@ -196,9 +223,9 @@ class LogQueries:
             conditions.append("event_time < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')")
             params["end_ms"] = where.end
         if where.contains is not None:
-            # Both sides lower-cased by ClickHouse, so the index's lowerUTF8(message) applies.
-            conditions.append("lowerUTF8(message) like lowerUTF8({pattern:String})")
-            params["pattern"] = like_pattern(where.contains)
+            found, asked = contains_conditions(where.contains)
+            conditions += found
+            params.update(asked)
         if after is not None:
             beyond, bound = ("<", "<=") if descending else (">", ">=")
             # The first condition narrows the primary-key range; the tuple is the exact resume point.

@@ -17,7 +17,7 @@ from tests.datasets import iso
 WORDS = (
     "starting", "worker", "connected", "to", "database", "request", "served", "in", "ms", "GET", "POST",
     "retry", "cache", "miss", "Über", "größe", "ОШИБКА", "соединения", "日本語のログ", "naïve", "café",
-    "100%", "done_x", "back\\slash", "quote's", "ΔΈΛΤΑ", "tab\there",
+    "100%", "done_x", "back\\slash", "quote's", "ΔΈΛΤΑ", "tab\there", "ΠΡΟΣΟΧΗ", "ΟΔΟΣ",
 )  # fmt: skip
 # Each job has one line with a word that no other line of the data set has.
 RARE = "zyxwvut"

@@ -183,12 +183,17 @@ def test_time_range_includes_its_start_and_excludes_its_end(stub, logs):
 @pytest.mark.parametrize(
     "needle",
     [RARE, RARE.upper(), "xwvu", "über", "ÜBER", "ошибка", "СОЕДИНЕНИЯ", "日本語", "NAÏVE", "ΔΈΛΤΑ", "δέλτα"]
-    + ["100%", "0%", "done_x", "e_x", "back\\slash", "quote's", "tab\th", "ms request", "%", "_"],
+    + ["100%", "0%", "done_x", "e_x", "back\\slash", "quote's", "tab\th", "ms request", "%", "_"]
+    # A capital sigma lowers to ς at the end of a word, to σ inside one: each is found in both.
+    + ["ΠΡΟΣ", "προς", "ΟΧΗ", "οδοσ", "ΟΔΟΣ", "Σ", "ς"],
 )
 def test_contains_ignores_case_in_any_script_and_takes_like_characters_literally(stub, logs, needle):
+    def folded(text: str) -> str:
+        return text.lower().replace("ς", "σ")
+
     found_any = False
     for job in logs.jobs:
-        want = [expected(line) for line in job.lines if needle.lower() in line.message.lower()]
+        want = [expected(line) for line in job.lines if folded(needle) in folded(line.message)]
         found_any |= bool(want)
         assert every_page(stub, request_for(job, contains=needle, page_size=50))[0] == want, job.job_id
     assert found_any, needle
