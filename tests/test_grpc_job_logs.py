@@ -414,3 +414,32 @@ def test_expired_lines_are_flagged_and_count_only_events_never_are(stub, analyti
         f"SELECT sum(joblogs) AS n FROM analytics.workflow_totals WHERE user_id = '{prefix}-u'",
     )
     assert int(totals["n"]) == 5 + 1 + 42  # counts never expire
+
+
+def test_lines_counted_twice_by_racing_inserts_are_not_taken_for_expired(stub, analytics_db):
+    """Two inserts racing with the same new line both pass the first-seen gate and count it twice
+    (README, "Exact after reconciliation"): more lines counted than stored, but none of the job's
+    lines is old enough for the retention to have removed it, so none expired."""
+    prefix = log_datasets.generate_logs(seed=75, users=0).prefix
+    recent, old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2), dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    fresh, aged = (JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-{name}") for name in "fa")
+    events = [
+        *(log_datasets.log_event(fresh, f"{prefix}-f{n}", recent, sequence=n, message=f"line {n}") for n in range(2)),
+        log_datasets.log_event(aged, f"{prefix}-a0", old, sequence=0, message="kept"),
+    ]
+    execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_events")  # the old line stays stored
+    try:
+        assert post_batch(analytics_db, "job_logs", events).status == 200
+        for job in (fresh, aged):  # what the race leaves: one line counted once more
+            execute(
+                analytics_db,
+                "INSERT INTO analytics.job_log_totals (user_id, workflow_id, job_id, lines, entries)"
+                f" VALUES ('{job.user_id}', '{job.workflow_id}', '{job.job_id}', 1, 1)",
+            )
+        response = stub.ListJobLogs(request_for(fresh), timeout=30)
+        assert (len(response.lines), response.lines_expired) == (2, False)
+        # A job whose first line is past the retention: the difference may be retention's.
+        response = stub.ListJobLogs(request_for(aged), timeout=30)
+        assert (len(response.lines), response.lines_expired) == (1, True)
+    finally:
+        execute(analytics_db, "SYSTEM START TTL MERGES analytics.job_log_events")
