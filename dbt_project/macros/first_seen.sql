@@ -19,12 +19,13 @@
 {#-
   Rows of `incoming` (a CTE with a `dedup_key` column) whose key has not been seen yet.
   `keys` computes the same keys straight from the view's source block, so the lookup's key list
-  is a cheap hash instead of a second evaluation of the whole CTE.
+  is a cheap hash instead of a second evaluation of the whole CTE. `seen_keys` names the table
+  where ref() cannot (a hook).
 -#}
-{% macro first_seen(incoming, keys) -%}
+{% macro first_seen(incoming, keys, seen_keys=none) -%}
   select * from {{ incoming }}
   where dedup_key not in (
-      select key from {{ ref('seen_keys') }}
+      select key from {{ seen_keys if seen_keys is not none else ref('seen_keys') }}
       where key in ({{ keys }})
   )
 {%- endmacro %}

@@ -1755,7 +1755,7 @@ with incoming as (
         if(event_name = 'cancelled', 0, toUInt64(intDiv(dateDiff('millisecond', started_at, completed_at), 1000)))
             as duration_seconds,
         if(event_name = 'cancelled', 0, dateDiff('millisecond', started_at, completed_at) / 1000) as duration,
-        sipHash128('job_end', workflow_id, job_id) as dedup_key
+        sipHash128('user_job_end', user_id, workflow_id, job_id) as dedup_key
     from `analytics_cluster_ddl`.`job_events`
     where event_name in ('completed', 'failed', 'cancelled')
     order by event_time
@@ -1764,7 +1764,7 @@ with incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events` where event_name in ('completed', 'failed', 'cancelled'))
+      where key in (select sipHash128('user_job_end', user_id, workflow_id, job_id) from `analytics_cluster_ddl`.`job_events` where event_name in ('completed', 'failed', 'cancelled'))
   )
 ;
 
@@ -1824,14 +1824,14 @@ with incoming as (
         workflow_id,
         job_id,
         min(event_time) as first_event_time,
-        sipHash128('job', workflow_id, job_id) as dedup_key
+        sipHash128('user_job', user_id, workflow_id, job_id) as dedup_key
     from `analytics_cluster_ddl`.`job_events`
     group by user_id, workflow_id, job_id
 )
 select * from incoming
   where dedup_key not in (
       select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_cluster_ddl`.`job_events`)
+      where key in (select sipHash128('user_job', user_id, workflow_id, job_id) from `analytics_cluster_ddl`.`job_events`)
   )
 ;
 

@@ -283,6 +283,7 @@ where 0
 -- materialization_target_table: `analytics_compile`.`job_completions`
 
 
+
 with incoming as (
     select
         user_id,
@@ -294,7 +295,7 @@ with incoming as (
         if(event_name = 'cancelled', 0, toUInt64(intDiv(dateDiff('millisecond', started_at, completed_at), 1000)))
             as duration_seconds,
         if(event_name = 'cancelled', 0, dateDiff('millisecond', started_at, completed_at) / 1000) as duration,
-        sipHash128('job_end', workflow_id, job_id) as dedup_key
+        sipHash128('user_job_end', user_id, workflow_id, job_id) as dedup_key
     from `analytics_compile`.`job_events`
     where event_name in ('completed', 'failed', 'cancelled')
     order by event_time
@@ -303,7 +304,7 @@ with incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('job_end', workflow_id, job_id) from `analytics_compile`.`job_events` where event_name in ('completed', 'failed', 'cancelled'))
+      where key in (select sipHash128('user_job_end', user_id, workflow_id, job_id) from `analytics_compile`.`job_events` where event_name in ('completed', 'failed', 'cancelled'))
   )
 
 -- model job_current
@@ -485,7 +486,7 @@ with incoming as (
         workflow_id,
         job_id,
         min(event_time) as first_event_time,
-        sipHash128('job', workflow_id, job_id) as dedup_key
+        sipHash128('user_job', user_id, workflow_id, job_id) as dedup_key
     from `analytics_compile`.`job_events`
     group by user_id, workflow_id, job_id
 )
@@ -494,7 +495,7 @@ with incoming as (
 select * from incoming
   where dedup_key not in (
       select key from `analytics_compile`.`seen_keys`
-      where key in (select sipHash128('job', workflow_id, job_id) from `analytics_compile`.`job_events`)
+      where key in (select sipHash128('user_job', user_id, workflow_id, job_id) from `analytics_compile`.`job_events`)
   )
 
 -- model job_log_events
