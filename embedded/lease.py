@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import Code
-from embedded.engine import Connection, ResultStream, Session
+from embedded.engine import Connection, ResultStream
 from embedded.errors import ClickHouseError
 from embedded.request import RequestSpec
+from embedded.sessions import Session
 from embedded.sqltext import quote_string, tokens
 
 if TYPE_CHECKING:
