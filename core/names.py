@@ -84,6 +84,7 @@ JOB_CURRENT = "job_current"  # each job's state, merged from its events (view jo
 SEEN_KEYS = "seen_keys"  # the first-seen gate's memory
 DEAD_LETTERS = "dead_letters"
 KAFKA_CONSUMER_LAG = "kafka_consumer_lag"
+LOG_RETENTION_HISTORY = "log_retention_history"  # every log retention applied, from when
 
 # Aggregates.
 WORKFLOW_TOTALS = "workflow_totals"
@@ -110,6 +111,7 @@ RAW_TABLES = (
     SEEN_KEYS,
     DEAD_LETTERS,
     KAFKA_CONSUMER_LAG,
+    LOG_RETENTION_HISTORY,
 )
 AGGREGATES = (WORKFLOW_TOTALS, WORKFLOW_DAILY, JOB_DURATION_DAILY, JOB_LOG_TOTALS)
 VIEWS = (USER_TOTALS, JOB_STATES, STORAGE_TABLES, STORAGE_TOPICS, STORAGE_LOG_RETENTION)

@@ -55,13 +55,13 @@ where {JOB} and is_line = true"""
 # ... and, for a job that never logged, whether it exists at all.
 JOB_EXISTS = f"select count() > 0 from {FIRST_SEEN} where {JOB}"
 # ... and, when more lines were counted than are stored, whether retention can have removed any:
-# not in audit mode, and the job's first log event older than the retention (with a TTL set by hand
-# in another form, it is taken that it can). Else the difference is a line counted twice by two
-# inserts that raced with it (README, "Exact after reconciliation"), which reconciliation repairs.
-MAY_HAVE_EXPIRED = f"""select not audit_mode and (
-    log_retention_hours is null
-    or (select min(first_event_at) from {LOG_TOTALS} where {JOB})
-        < now64(3) - toIntervalHour(assumeNotNull(log_retention_hours)))
+# the job's first log event on a day before every line is known to be kept (any retention applied
+# since, storage_log_retention's lines_complete_since, as the dbt tests and reconciliation decide),
+# or a TTL set by hand in another form. Else the difference is a line counted twice by two inserts
+# that raced with it (README, "Exact after reconciliation"), which reconciliation repairs.
+MAY_HAVE_EXPIRED = f"""select
+    toDate((select min(first_event_at) from {LOG_TOTALS} where {JOB})) <= toDate(lines_complete_since)
+    or (not audit_mode and log_retention_hours is null)
 from {qualified(names.STORAGE_LOG_RETENTION)}"""
 # StreamJobLogs: whether the job exists and whether it has ended.
 TAIL_STATE = f"""select

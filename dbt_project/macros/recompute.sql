@@ -3,16 +3,13 @@
   (counters.sql), one row per (user, workflow, day). The singular tests compare the aggregates with this, and the
   reconciliation job (`rebuild_days`) writes it back for the days it repairs.
 
-  Raw log lines expire after log_retention_hours; for days whose lines may be gone the stored
-  joblogs are the truth, so `logs_recomputable` says which days can be compared or rebuilt.
+  Raw log lines expire under the retention in force while they age; for days whose lines may be
+  gone (under any retention applied since: storage_log_retention's lines_complete_since) the
+  stored joblogs are the truth, so `logs_recomputable` says which days can be compared or rebuilt.
 -#}
 
 {% macro logs_recomputable(day_expression) -%}
-  {%- if var('audit_mode') -%} 1
-  {#- On DateTime64 and held at 1970: a retention reaching before 1970 would wrap a DateTime around. -#}
-  {%- else -%} {{ day_expression }} > toDate(greatest(now64(3, 'UTC') - toIntervalHour({{ var('log_retention_hours') | int }}),
-                                                      toDateTime64('1970-01-01 00:00:00', 3, 'UTC')))
-  {%- endif -%}
+  {{ day_expression }} > toDate((select lines_complete_since from {{ ref('storage_log_retention') }}))
 {%- endmacro %}
 
 {% macro daily_counters_from_raw(day_condition='1') %}

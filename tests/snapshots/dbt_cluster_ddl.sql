@@ -345,69 +345,6 @@ select
 where 0
 ;
 
-create table `analytics_cluster_ddl`.`job_log_events`
-    ON CLUSTER "analytics_cluster"
-  engine = ReplicatedReplacingMergeTree()
-        order by ((user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key))
-        partition by (toYYYYMMDD(event_time))
-                    -- end_of_sql
-                    SETTINGS ttl_only_drop_parts=1, replicated_deduplication_window='0'
-          empty
-          as (
-select
-    cast('' as String) as event_id,
-    cast(0 as DateTime64(3, 'UTC')) as event_time,
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    cast(1 as UInt64) as count,
-    cast('' as LowCardinality(String)) as stream,
-    cast(null as Nullable(UInt64)) as sequence,
-    cast('' as String) as message,
-    cast(false as Bool) as is_line,
-    cast('' as LowCardinality(String)) as kafka_topic,
-    cast(null as Nullable(UInt64)) as kafka_partition,
-    cast(null as Nullable(UInt64)) as kafka_offset,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
-    now64(3, 'UTC') as ingested_at,
-    toFixedString('', 16) as dedup_key
-where 0
-          )
-;
-
-insert into `analytics_cluster_ddl`.`job_log_events`
-        ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
-select
-    cast('' as String) as event_id,
-    cast(0 as DateTime64(3, 'UTC')) as event_time,
-    cast('' as String) as user_id,
-    cast('' as String) as workflow_id,
-    cast('' as String) as job_id,
-    cast(1 as UInt64) as count,
-    cast('' as LowCardinality(String)) as stream,
-    cast(null as Nullable(UInt64)) as sequence,
-    cast('' as String) as message,
-    cast(false as Bool) as is_line,
-    cast('' as LowCardinality(String)) as kafka_topic,
-    cast(null as Nullable(UInt64)) as kafka_partition,
-    cast(null as Nullable(UInt64)) as kafka_offset,
-    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
-    now64(3, 'UTC') as ingested_at,
-    toFixedString('', 16) as dedup_key
-where 0
-;
-
-alter table `analytics_cluster_ddl`.`job_log_events` on cluster analytics_cluster
-    modify ttl toDateTime(least(event_time + toIntervalHour(720),
-                                toDateTime64('2106-02-07 06:28:15', 3, 'UTC')))
-    settings materialize_ttl_after_modify = 0
-;
-
-alter table `analytics_cluster_ddl`.`job_log_events` on cluster analytics_cluster
-    add index if not exists message_ngrams lowerUTF8(message) type ngrambf_v1(3, 32768, 2, 0) granularity 1,
-    add index if not exists ingested_at_range ingested_at type minmax granularity 1
-;
-
 create table `analytics_cluster_ddl`.`job_log_totals`
     ON CLUSTER "analytics_cluster"
   engine = ReplicatedAggregatingMergeTree()
@@ -721,6 +658,29 @@ select
     cast(0 as Int64) as high_watermark,
     cast(0 as Int64) as lag,
     now64(3, 'UTC') as measured_at
+where 0
+;
+
+create table `analytics_cluster_ddl`.`log_retention_history`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedMergeTree()
+        order by (applied_at)
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    now64(3, 'UTC') as applied_at,
+    cast(null as Nullable(UInt32)) as log_retention_hours
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`log_retention_history`
+        ("applied_at", "log_retention_hours")
+select
+    now64(3, 'UTC') as applied_at,
+    cast(null as Nullable(UInt32)) as log_retention_hours
 where 0
 ;
 
@@ -1391,39 +1351,6 @@ select * from `analytics_cluster_ddl`.`job_first_seen`
 where 0
 ;
 
-create table `analytics_cluster_ddl`.`job_log_events_all`
-    ON CLUSTER "analytics_cluster"
-  engine = Distributed('analytics_cluster', currentDatabase(), 'job_log_events', cityHash64(user_id))
-                    -- end_of_sql
-          empty
-          as (
-select * from `analytics_cluster_ddl`.`job_log_events`
-where 0
-          )
-;
-
-insert into `analytics_cluster_ddl`.`job_log_events_all`
-        ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
-select * from `analytics_cluster_ddl`.`job_log_events`
-where 0
-;
-
-create or replace view `analytics_cluster_ddl`.`storage_log_retention`
-    ON CLUSTER "analytics_cluster"
-  as (
-    select
-    name as table,
-    position(create_table_query, ' TTL ') = 0 as audit_mode,
-    toUInt32OrNull(
-        extract(create_table_query, ' TTL toDateTime\\((?:least\\()?event_time\\)? \\+ toIntervalHour\\((\\d+)\\)')
-    ) as log_retention_hours,
-    extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
-from system.tables
-where database = 'analytics_cluster_ddl' and name = 'job_log_events'
-  )
-                    -- end_of_sql
-;
-
 create table `analytics_cluster_ddl`.`job_log_totals_all`
     ON CLUSTER "analytics_cluster"
   engine = Distributed('analytics_cluster', currentDatabase(), 'job_log_totals', cityHash64(user_id))
@@ -1439,24 +1366,6 @@ insert into `analytics_cluster_ddl`.`job_log_totals_all`
         ("user_id", "workflow_id", "job_id", "lines", "entries", "first_event_at", "first_line_at", "last_line_at")
 select * from `analytics_cluster_ddl`.`job_log_totals`
 where 0
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`job_log_totals_from_job_log_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`job_log_totals`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`job_log_totals`
-select
-    user_id,
-    workflow_id,
-    job_id,
-    toUInt64(countIf(is_line)) as lines,
-    toUInt64(sum(count)) as entries,
-    min(event_time) as first_event_at,
-    minIfOrNull(event_time, is_line) as first_line_at,
-    maxIfOrNull(event_time, is_line) as last_line_at
-from `analytics_cluster_ddl`.`job_log_events`
-group by user_id, workflow_id, job_id
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_job_logs_checked_mv`
@@ -1687,6 +1596,73 @@ select
 from `analytics_cluster_ddl`.`jobs_messages`
 ;
 
+create table `analytics_cluster_ddl`.`job_log_events`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedReplacingMergeTree()
+        order by ((user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key))
+        partition by (toYYYYMMDD(event_time))
+                    -- end_of_sql
+                    SETTINGS ttl_only_drop_parts=1, replicated_deduplication_window='0'
+          empty
+          as (
+            -- depends_on: `analytics_cluster_ddl`.`log_retention_history`
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(1 as UInt64) as count,
+    cast('' as LowCardinality(String)) as stream,
+    cast(null as Nullable(UInt64)) as sequence,
+    cast('' as String) as message,
+    cast(false as Bool) as is_line,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_log_events`
+        ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")-- depends_on: `analytics_cluster_ddl`.`log_retention_history`
+select
+    cast('' as String) as event_id,
+    cast(0 as DateTime64(3, 'UTC')) as event_time,
+    cast('' as String) as user_id,
+    cast('' as String) as workflow_id,
+    cast('' as String) as job_id,
+    cast(1 as UInt64) as count,
+    cast('' as LowCardinality(String)) as stream,
+    cast(null as Nullable(UInt64)) as sequence,
+    cast('' as String) as message,
+    cast(false as Bool) as is_line,
+    cast('' as LowCardinality(String)) as kafka_topic,
+    cast(null as Nullable(UInt64)) as kafka_partition,
+    cast(null as Nullable(UInt64)) as kafka_offset,
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
+    now64(3, 'UTC') as ingested_at,
+    toFixedString('', 16) as dedup_key
+where 0
+;
+
+insert into `analytics_cluster_ddl`.`log_retention_history` values (now64(3), 720)
+;
+
+alter table `analytics_cluster_ddl`.`job_log_events` on cluster analytics_cluster
+    modify ttl toDateTime(least(event_time + toIntervalHour(720),
+                                toDateTime64('2106-02-07 06:28:15', 3, 'UTC')))
+    settings materialize_ttl_after_modify = 0
+;
+
+alter table `analytics_cluster_ddl`.`job_log_events` on cluster analytics_cluster
+    add index if not exists message_ngrams lowerUTF8(message) type ngrambf_v1(3, 32768, 2, 0) granularity 1,
+    add index if not exists ingested_at_range ingested_at type minmax granularity 1
+;
+
 create materialized view if not exists `analytics_cluster_ddl`.`analytics_events_from_analytics_checked_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`analytics_events`
@@ -1835,59 +1811,6 @@ select * from incoming
   )
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`job_log_events_from_job_logs_checked_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`job_log_events`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`job_log_events`
-with
-accepted as (
-    select *
-    from `analytics_cluster_ddl`.`job_logs_checked`
-    where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
-          select concat('job_logs event refused, ', any(_violation))
-          from `analytics_cluster_ddl`.`job_logs_checked`
-          where _offset IS NULL AND _error = '' AND _violation != ''
-      )) = 0
-      and _violation = ''
-),
--- An event is a line when it carries `message` (an empty one is an empty line); before the
--- message is made non-null below, where ClickHouse would resolve `message` to that alias.
-with_line_flag as (
-    select
-        *,
-        message is not null as is_line
-    from accepted
-),
-incoming as (
-    select
-        assumeNotNull(event_id) as event_id,
-        assumeNotNull(parseDateTime64BestEffortOrNull(event_time, 3, 'UTC')) as event_time,
-        assumeNotNull(user_id) as user_id,
-        assumeNotNull(workflow_id) as workflow_id,
-        assumeNotNull(job_id) as job_id,
-        toUInt64(ifNull(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64), 1)) as count,
-        ifNull(stream, '') as stream,
-        toUInt64(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64)) as sequence,
-        ifNull(message, '') as message,
-        is_line,
-        ifNull(_topic, 'job_logs') as kafka_topic,
-    _partition as kafka_partition,
-    _offset as kafka_offset,
-    _timestamp_ms as kafka_timestamp,
-        now64(3, 'UTC') as ingested_at,
-        sipHash128('job_logs', event_id) as dedup_key
-    from with_line_flag
-    limit 1 by dedup_key
-)
-select * from incoming
-  where dedup_key not in (
-      select key from `analytics_cluster_ddl`.`seen_keys`
-      where key in (select sipHash128('job_logs', event_id) from `analytics_cluster_ddl`.`job_logs_checked`)
-  )
-;
-
 create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_analytics_events_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`seen_keys`
@@ -1922,15 +1845,6 @@ create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_j
 -- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
 select dedup_key as key
 from `analytics_cluster_ddl`.`job_first_seen`
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_log_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`seen_keys`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
-select dedup_key as key
-from `analytics_cluster_ddl`.`job_log_events`
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`dead_letters_from_telemetry_checked_mv`
@@ -2154,27 +2068,6 @@ from `analytics_cluster_ddl`.`job_first_seen`
 group by all
 ;
 
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_log_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`workflow_daily`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
-select
-    user_id,
-    workflow_id,
-    toDate(event_time) as day,
-    max('') as kind,
-    toInt64(0) as workflow_events,
-    toInt64(0) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(0) as job_execution_seconds,
-    toInt64(sum(count)) as joblogs
-from `analytics_cluster_ddl`.`job_log_events`
-group by all
-;
-
 create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_workflow_events_mv`
     ON CLUSTER "analytics_cluster"
     to `analytics_cluster_ddl`.`seen_keys`
@@ -2182,74 +2075,6 @@ create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_w
 -- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
 select dedup_key as key
 from `analytics_cluster_ddl`.`workflow_events`
-;
-
-create or replace view `analytics_cluster_ddl`.`storage_topics`
-    ON CLUSTER "analytics_cluster"
-  as (
-    with
-raw as (
-        select
-            'workflows' as topic,
-            'workflow_events' as raw_table,
-            count() as events,
-            min(event_time) as oldest,
-            max(event_time) as newest
-        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'workflow_events')
-    union all
-        select
-            'jobs' as topic,
-            'job_events' as raw_table,
-            count() as events,
-            min(event_time) as oldest,
-            max(event_time) as newest
-        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_events')
-    union all
-        select
-            'job_logs' as topic,
-            'job_log_events' as raw_table,
-            count() as events,
-            min(event_time) as oldest,
-            max(event_time) as newest
-        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_log_events')
-    union all
-        select
-            'analytics' as topic,
-            'analytics_events' as raw_table,
-            count() as events,
-            min(received_at) as oldest,
-            max(received_at) as newest
-        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'analytics_events')
-    union all
-        select
-            'telemetry' as topic,
-            'telemetry_events' as raw_table,
-            count() as events,
-            min(event_time) as oldest,
-            max(event_time) as newest
-        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'telemetry_events')
-),
-dead as (
-    select
-        topic,
-        count() as dead_letters,
-        max(received_at) as last_dead_letter_at
-    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'dead_letters') final
-    group by topic
-)
-select
-    if(raw.topic != '', raw.topic, dead.topic) as topic,
-    raw.raw_table as raw_table,
-    toUInt64(raw.events) as events,
-    if(raw.events > 0, raw.oldest, null) as oldest_event_time,
-    if(raw.events > 0, raw.newest, null) as newest_event_time,
-    toUInt64(ifNull(dead.dead_letters, 0)) as dead_letters,
-    if(dead.dead_letters > 0, dead.last_dead_letter_at, null) as last_dead_letter_at
-from raw
-full outer join dead on dead.topic = concat('', raw.topic)
-order by topic
-  )
-                    -- end_of_sql
 ;
 
 create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_workflow_events_mv`
@@ -2390,28 +2215,6 @@ select
     toInt64(0) as job_execution_seconds,
     toInt64(0) as joblogs
 from `analytics_cluster_ddl`.`job_first_seen`
-group by all
-;
-
-create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_log_events_mv`
-    ON CLUSTER "analytics_cluster"
-    to `analytics_cluster_ddl`.`workflow_totals`
-    as
--- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
-select
-    user_id,
-    workflow_id,
-    max('') as kind,
-    minOrNull(event_time) as first_event_at,
-    maxOrNull(event_time) as last_event_at,
-    toInt64(0) as workflow_events,
-    toInt64(0) as jobs,
-    toInt64(0) as jobs_completed,
-    toInt64(0) as jobs_failed,
-    toInt64(0) as jobs_cancelled,
-    toInt64(0) as job_execution_seconds,
-    toInt64(sum(count)) as joblogs
-from `analytics_cluster_ddl`.`job_log_events`
 group by all
 ;
 
@@ -2608,4 +2411,241 @@ from `analytics_cluster_ddl`.`job_current`
 group by user_id, workflow_id, job_id
   )
                     -- end_of_sql
+;
+
+create table `analytics_cluster_ddl`.`job_log_events_all`
+    ON CLUSTER "analytics_cluster"
+  engine = Distributed('analytics_cluster', currentDatabase(), 'job_log_events', cityHash64(user_id))
+                    -- end_of_sql
+          empty
+          as (
+select * from `analytics_cluster_ddl`.`job_log_events`
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`job_log_events_all`
+        ("event_id", "event_time", "user_id", "workflow_id", "job_id", "count", "stream", "sequence", "message", "is_line", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at", "dedup_key")
+select * from `analytics_cluster_ddl`.`job_log_events`
+where 0
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_log_events_from_job_logs_checked_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_log_events`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_log_events`
+with
+accepted as (
+    select *
+    from `analytics_cluster_ddl`.`job_logs_checked`
+    where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
+      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
+          select concat('job_logs event refused, ', any(_violation))
+          from `analytics_cluster_ddl`.`job_logs_checked`
+          where _offset IS NULL AND _error = '' AND _violation != ''
+      )) = 0
+      and _violation = ''
+),
+-- An event is a line when it carries `message` (an empty one is an empty line); before the
+-- message is made non-null below, where ClickHouse would resolve `message` to that alias.
+with_line_flag as (
+    select
+        *,
+        message is not null as is_line
+    from accepted
+),
+incoming as (
+    select
+        assumeNotNull(event_id) as event_id,
+        assumeNotNull(parseDateTime64BestEffortOrNull(event_time, 3, 'UTC')) as event_time,
+        assumeNotNull(user_id) as user_id,
+        assumeNotNull(workflow_id) as workflow_id,
+        assumeNotNull(job_id) as job_id,
+        toUInt64(ifNull(coalesce(toFloat64(count.Int64), toFloat64(count.UInt64), count.Float64), 1)) as count,
+        ifNull(stream, '') as stream,
+        toUInt64(coalesce(toFloat64(sequence.Int64), toFloat64(sequence.UInt64), sequence.Float64)) as sequence,
+        ifNull(message, '') as message,
+        is_line,
+        ifNull(_topic, 'job_logs') as kafka_topic,
+    _partition as kafka_partition,
+    _offset as kafka_offset,
+    _timestamp_ms as kafka_timestamp,
+        now64(3, 'UTC') as ingested_at,
+        sipHash128('job_logs', event_id) as dedup_key
+    from with_line_flag
+    limit 1 by dedup_key
+)
+select * from incoming
+  where dedup_key not in (
+      select key from `analytics_cluster_ddl`.`seen_keys`
+      where key in (select sipHash128('job_logs', event_id) from `analytics_cluster_ddl`.`job_logs_checked`)
+  )
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`job_log_totals_from_job_log_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`job_log_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`job_log_totals`
+select
+    user_id,
+    workflow_id,
+    job_id,
+    toUInt64(countIf(is_line)) as lines,
+    toUInt64(sum(count)) as entries,
+    min(event_time) as first_event_at,
+    minIfOrNull(event_time, is_line) as first_line_at,
+    maxIfOrNull(event_time, is_line) as last_line_at
+from `analytics_cluster_ddl`.`job_log_events`
+group by user_id, workflow_id, job_id
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`seen_keys_from_job_log_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`seen_keys`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`seen_keys`
+select dedup_key as key
+from `analytics_cluster_ddl`.`job_log_events`
+;
+
+create or replace view `analytics_cluster_ddl`.`storage_log_retention`
+    ON CLUSTER "analytics_cluster"
+  as (
+select
+    name as table,
+    position(create_table_query, ' TTL ') = 0 as audit_mode,
+    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\((?:least\\()?event_time\\)? \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl,
+    (
+        select
+            greatest(
+                ifNull(max(periods.until - toIntervalHour(periods.log_retention_hours)), toDateTime64('1970-01-01 00:00:00', 3, 'UTC')), toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
+            )
+        from (
+            select
+                log_retention_hours,
+                leadInFrame(applied_at, 1, now64(3, 'UTC')) over (
+                    order by applied_at rows between unbounded preceding and unbounded following
+                ) as until
+            from `analytics_cluster_ddl`.`log_retention_history`
+        ) as periods
+        where periods.log_retention_hours is not null
+    ) as lines_complete_since
+from system.tables
+where database = 'analytics_cluster_ddl' and name = 'job_log_events'
+  )
+                    -- end_of_sql
+;
+
+create or replace view `analytics_cluster_ddl`.`storage_topics`
+    ON CLUSTER "analytics_cluster"
+  as (
+    with
+raw as (
+        select
+            'workflows' as topic,
+            'workflow_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'workflow_events')
+    union all
+        select
+            'jobs' as topic,
+            'job_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_events')
+    union all
+        select
+            'job_logs' as topic,
+            'job_log_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'job_log_events')
+    union all
+        select
+            'analytics' as topic,
+            'analytics_events' as raw_table,
+            count() as events,
+            min(received_at) as oldest,
+            max(received_at) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'analytics_events')
+    union all
+        select
+            'telemetry' as topic,
+            'telemetry_events' as raw_table,
+            count() as events,
+            min(event_time) as oldest,
+            max(event_time) as newest
+        from cluster('analytics_cluster', 'analytics_cluster_ddl', 'telemetry_events')
+),
+dead as (
+    select
+        topic,
+        count() as dead_letters,
+        max(received_at) as last_dead_letter_at
+    from cluster('analytics_cluster', 'analytics_cluster_ddl', 'dead_letters') final
+    group by topic
+)
+select
+    if(raw.topic != '', raw.topic, dead.topic) as topic,
+    raw.raw_table as raw_table,
+    toUInt64(raw.events) as events,
+    if(raw.events > 0, raw.oldest, null) as oldest_event_time,
+    if(raw.events > 0, raw.newest, null) as newest_event_time,
+    toUInt64(ifNull(dead.dead_letters, 0)) as dead_letters,
+    if(dead.dead_letters > 0, dead.last_dead_letter_at, null) as last_dead_letter_at
+from raw
+full outer join dead on dead.topic = concat('', raw.topic)
+order by topic
+  )
+                    -- end_of_sql
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_daily_from_job_log_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_daily`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_daily`
+select
+    user_id,
+    workflow_id,
+    toDate(event_time) as day,
+    max('') as kind,
+    toInt64(0) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(sum(count)) as joblogs
+from `analytics_cluster_ddl`.`job_log_events`
+group by all
+;
+
+create materialized view if not exists `analytics_cluster_ddl`.`workflow_totals_from_job_log_events_mv`
+    ON CLUSTER "analytics_cluster"
+    to `analytics_cluster_ddl`.`workflow_totals`
+    as
+-- materialization_target_table: `analytics_cluster_ddl`.`workflow_totals`
+select
+    user_id,
+    workflow_id,
+    max('') as kind,
+    minOrNull(event_time) as first_event_at,
+    maxOrNull(event_time) as last_event_at,
+    toInt64(0) as workflow_events,
+    toInt64(0) as jobs,
+    toInt64(0) as jobs_completed,
+    toInt64(0) as jobs_failed,
+    toInt64(0) as jobs_cancelled,
+    toInt64(0) as job_execution_seconds,
+    toInt64(sum(count)) as joblogs
+from `analytics_cluster_ddl`.`job_log_events`
+group by all
 ;

@@ -501,6 +501,9 @@ select * from incoming
 -- model job_log_events
 -- config {"enabled": true, "engine": "ReplicatedReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key)", "partition_by": "toYYYYMMDD(event_time)", "settings": {"ttl_only_drop_parts": 1}}
 -- post-hooks ["{{ apply_log_retention(this) }}", "{{ add_job_log_line_indexes(this) }}"]
+-- depends_on: `analytics_compile`.`log_retention_history`
+
+
 select
     cast('' as String) as event_id,
     cast(0 as DateTime64(3, 'UTC')) as event_time,
@@ -937,6 +940,13 @@ select
     now64(3, 'UTC') as measured_at
 where 0
 
+-- model log_retention_history
+-- config {"enabled": true, "engine": "ReplicatedMergeTree()", "materialized": "incremental", "order_by": "applied_at"}
+select
+    now64(3, 'UTC') as applied_at,
+    cast(null as Nullable(UInt32)) as log_retention_hours
+where 0
+
 -- model seen_keys
 -- config {"enabled": true, "engine": "EmbeddedRocksDB()", "materialized": "incremental", "primary_key": "key"}
 select toFixedString('', 16) as key
@@ -1003,10 +1013,23 @@ from `analytics_compile`.`workflow_events`
 select
     name as table,
     position(create_table_query, ' TTL ') = 0 as audit_mode,
-    toUInt32OrNull(
-        extract(create_table_query, ' TTL toDateTime\\((?:least\\()?event_time\\)? \\+ toIntervalHour\\((\\d+)\\)')
-    ) as log_retention_hours,
-    extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl
+    toUInt32OrNull(extract(create_table_query, ' TTL toDateTime\\((?:least\\()?event_time\\)? \\+ toIntervalHour\\((\\d+)\\)')) as log_retention_hours,
+    extract(create_table_query, ' TTL (.+?)(?: SETTINGS |$)') as ttl,
+    (
+        select
+            greatest(
+                ifNull(max(periods.until - toIntervalHour(periods.log_retention_hours)), toDateTime64('1970-01-01 00:00:00', 3, 'UTC')), toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
+            )
+        from (
+            select
+                log_retention_hours,
+                leadInFrame(applied_at, 1, now64(3, 'UTC')) over (
+                    order by applied_at rows between unbounded preceding and unbounded following
+                ) as until
+            from `analytics_compile`.`log_retention_history`
+        ) as periods
+        where periods.log_retention_hours is not null
+    ) as lines_complete_since
 from system.tables
 where database = 'analytics_compile' and name = 'job_log_events'
 

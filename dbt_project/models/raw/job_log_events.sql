@@ -11,6 +11,7 @@
   A table of an earlier version (ordered by time) stops the run unchanged:
   macros/job_log_upgrade.sql says how to upgrade it.
 -#}
+-- depends_on: {{ ref('log_retention_history') }}
 {{ config(
     engine=engine('ReplacingMergeTree'),
     order_by='(user_id, workflow_id, job_id, is_line, assumeNotNull(sequence), event_time, dedup_key)',
