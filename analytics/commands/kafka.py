@@ -46,15 +46,19 @@ def kafka(port, controller_port, data_dir) -> None:
     "--partitions", type=int, help="Partitions of each new topic (ANALYTICS_KAFKA_TOPIC_PARTITIONS, default 1)."
 )
 def topics(bootstrap, partitions) -> None:
-    """Create the topics the product reads, those that are missing; existing ones are left as they are."""
-    from embedded.kafka.topics import TopicError, create_topics
+    """Create the topics the product reads (after ANALYTICS_KAFKA_TOPIC_PREFIX), those that are missing;
+    existing ones are left as they are."""
+    from embedded.bridge.config import config_from, prepare_topics
+    from embedded.kafka.topics import TopicError
 
     settings = load_settings(kafka_bootstrap=bootstrap, kafka_topic_partitions=partitions)
     configure_logging(settings)
     if settings.kafka_bootstrap is None:
         raise click.UsageError(NO_KAFKA)
+    # The names the bridge (`analytics ingest`) reads, so the topics made here are the ones it needs.
+    config = config_from(settings.slice(IngestSettings))
     try:
-        states = create_topics(settings.kafka_bootstrap, settings.kafka_topic_partitions)
+        states = prepare_topics(config, create=True, partitions=settings.kafka_topic_partitions)
     except TopicError as error:
         raise click.ClickException(str(error)) from None
     for state in states:
@@ -100,9 +104,7 @@ def ingest(bootstrap, clickhouse_url, create_topics, metrics_port) -> None:
     if settings.ingest_metrics_port:
         serve_metrics(settings.ingest_metrics_port)
     bridge.start()
-    click.echo(
-        f"consuming {', '.join(config.topic_prefix + t for t in config.topics)} from {config.bootstrap}", err=True
-    )
+    click.echo(f"consuming {', '.join(config.kafka_topics)} from {config.bootstrap}", err=True)
     bridge.wait()
     if bridge.failures:
         raise click.ClickException(f"the bridge stopped: {bridge.failures[0]}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from core.names import TOPICS
 from core.settings.kafka import IngestSettings
-from embedded.kafka.topics import create_topics, require_topics
+from embedded.kafka.topics import TopicState, create_topics, require_topics
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class BridgeConfig:
     max_backoff_s: float = 10.0
     topics: tuple[str, ...] = TOPICS
 
+    @property
+    def kafka_topics(self) -> tuple[str, ...]:
+        """The topics as Kafka names them: the deployment's prefix, then the product's name."""
+        return tuple(self.topic_prefix + topic for topic in self.topics)
+
 
 def config_from(settings: IngestSettings, clickhouse_url: str | None = None) -> BridgeConfig:
     """The bridge's configuration from the project's settings object."""
@@ -47,10 +52,9 @@ def config_from(settings: IngestSettings, clickhouse_url: str | None = None) -> 
     )
 
 
-def prepare_topics(config: BridgeConfig, create: bool, partitions: int) -> None:
-    """Create the topics (or, when told not to, insist that they exist) before consuming."""
-    names = tuple(config.topic_prefix + topic for topic in config.topics)
+def prepare_topics(config: BridgeConfig, create: bool, partitions: int) -> list[TopicState]:
+    """Create the topics (or, when told not to, insist that they exist) before consuming; what was done."""
     if create:
-        create_topics(config.bootstrap, partitions, names=names)
-    else:
-        require_topics(config.bootstrap, names=names)
+        return create_topics(config.bootstrap, partitions, names=config.kafka_topics)
+    require_topics(config.bootstrap, names=config.kafka_topics)
+    return []
