@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import logging
 import signal
@@ -13,16 +12,13 @@ from pathlib import Path
 
 import uvicorn
 
+from core.ports import CannotListen, bound
 from core.settings.clickhouse import EmbeddedClickHouseSettings
 from embedded.engine import Engine
 from embedded.http import FrontConfig, create_app
 from embedded.http_metrics import MetricsMiddleware, Registries
 
 log = logging.getLogger(__name__)
-
-
-class CannotListen(Exception):
-    """The HTTP interface cannot have its address: in use, not this machine's, or refused (InsecureBind)."""
 
 
 class InsecureBind(CannotListen):
@@ -51,24 +47,13 @@ def check_bind(host: str, password: str) -> None:
 
 def listen(host: str, port: int) -> socket.socket:
     """The interface's listening socket, bound before chDB opens, so a taken port is named at once."""
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    # As uvicorn binds: a port left in TIME_WAIT by an earlier run is free, one listened on is not.
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as error:
-        listener.close()
-        taken = error.errno == errno.EADDRINUSE
-        raise CannotListen(
-            f"cannot listen on {host}:{port} "
-            f"({'ANALYTICS_CLICKHOUSE_HTTP_PORT' if taken else 'ANALYTICS_CLICKHOUSE_HOST'}): {error.strerror or error}"
-            + (
-                "; another process has it (an embedded ClickHouse already running?), or choose another port"
-                if taken
-                else ""
-            )
-        ) from None
-    return listener
+    return bound(
+        host,
+        port,
+        "ANALYTICS_CLICKHOUSE_HTTP_PORT",
+        host_variable="ANALYTICS_CLICKHOUSE_HOST",
+        holder="an embedded ClickHouse already running",
+    )
 
 
 def serve(

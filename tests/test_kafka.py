@@ -299,16 +299,19 @@ def broker_jvm(process: subprocess.Popen) -> int:
     return int(children[0])
 
 
-@pytest.mark.kafka
-def test_start_reports_a_port_in_use(kafka_jars, tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        broker = KafkaBroker(tmp_path, taken.getsockname()[1], jars_dir=KAFKA_JARS_DIR)
-        with pytest.raises(KafkaStartError, match="exited with code 1 before serving") as raised:
+@pytest.mark.parametrize("variable", ["ANALYTICS_KAFKA_PORT", "ANALYTICS_KAFKA_CONTROLLER_PORT"])
+def test_start_refuses_a_port_in_use_before_the_jvm_starts(tmp_path, variable):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        ports = {"port": port} if variable == "ANALYTICS_KAFKA_PORT" else {"controller_port": port}
+        broker = KafkaBroker(tmp_path, **{"port": free_port(), **ports}, jars_dir=KAFKA_JARS_DIR)
+        with pytest.raises(KafkaStartError) as raised:
             broker.start()
-    assert f"failed to bind to 127.0.0.1:{broker.port}: Address already in use" in str(raised.value)
-    assert not broker.running
+    assert str(raised.value) == (
+        f"cannot listen on 127.0.0.1:{port} ({variable}): Address already in use; "
+        "another process has it (a Kafka broker already running?), or choose another port"
+    )
+    assert broker.process is None
 
 
 @pytest.mark.kafka

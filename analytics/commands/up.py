@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import click
 
 from analytics.extras import check_installed, requires
 from analytics.settings import configure_logging, load_settings
+from core.ports import CannotListen, check_free
 
 
 @click.command()
@@ -37,7 +36,6 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         from analytics.components import stack_components
         from analytics.stack import Stack
         from embedded.engine import DataDirectoryInUse
-        from embedded.server import CannotListen
 
     _ports_free(settings, with_kafka)
     try:
@@ -55,15 +53,8 @@ def _ports_free(settings, with_kafka: bool) -> None:
         wanted.append(("ANALYTICS_DAGSTER_PORT", settings.dagster_host, settings.dagster_port))
     if with_kafka:
         wanted.append(("ANALYTICS_KAFKA_PORT", "127.0.0.1", settings.kafka_port))
-    for variable, host, port in wanted:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            # As a server binds: a port left in TIME_WAIT by an earlier run is free, a listened one is not.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as error:
-                raise click.ClickException(
-                    f"cannot listen on {host}:{port} ({variable}): {error.strerror}; another process has it"
-                    " (an `analytics up` already running?), or choose another port"
-                ) from None
+    try:
+        for variable, host, port in wanted:
+            check_free(host, port, variable, holder="an `analytics up` already running")
+    except CannotListen as error:
+        raise click.ClickException(str(error)) from None

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from core.children import obey_stop_signals_and_die_with_parent
+from core.ports import CannotListen, check_free
 from core.settings.kafka import LocalKafkaSettings
 from embedded.kafka.class_data import ClassDataArchive
 from embedded.kafka.jars import ensure_jars, find_java
@@ -119,6 +120,7 @@ class KafkaBroker:
     def start(self) -> KafkaBroker:
         if self.running:
             return self
+        self._check_ports()
         java = find_java()
         lib = ensure_jars(self.jars_dir)
         self._class_data = ClassDataArchive(lib, java) if self.class_data_archive else None
@@ -148,6 +150,17 @@ class KafkaBroker:
             "Kafka serves on %s after %.1f s (data in %s)", self.bootstrap, time.monotonic() - started, self.data_dir
         )
         return self
+
+    def _check_ports(self) -> None:
+        """Refuse a port another process listens on: the JVM would say so only seconds later, after a
+        broker already on the port had answered for it."""
+        wanted = [("ANALYTICS_KAFKA_PORT", self.port), ("ANALYTICS_KAFKA_CONTROLLER_PORT", self.controller_port)]
+        try:
+            for variable, port in wanted:
+                if port is not None:
+                    check_free("127.0.0.1", port, variable, holder="a Kafka broker already running")
+        except CannotListen as error:
+            raise KafkaStartError(str(error)) from None
 
     def stop(self, timeout: float | None = None) -> int | None:
         """Stop gracefully (SIGTERM), kill after ``timeout`` (default ``stop_timeout``); return the exit code."""

@@ -1,0 +1,39 @@
+"""A port another process listens on is refused at start, in one line naming its variable, before anything runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "analytics.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess, port: int, variable: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    refusal = f"Error: cannot listen on 127.0.0.1:{port} ({variable}): Address already in use; another process has it"
+    assert len(lines) == 1 and lines[0].startswith(refusal), result.stderr
+
+
+@pytest.mark.kafka
+def test_kafka_on_the_port_of_a_running_broker_is_refused(kafka, tmp_path):
+    """It said the broker served and was ready (the running one answered), then failed seconds later."""
+    result = run_cli("kafka", "--port", str(kafka.port), "--data-dir", str(tmp_path / "kafka"))
+    assert_refused_in_one_line(result, kafka.port, "ANALYTICS_KAFKA_PORT")
+    assert "ready for clients" not in result.stderr
+    assert not (tmp_path / "kafka").exists()
