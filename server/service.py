@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from analytics_proto import analytics_pb2 as pb
 from analytics_proto import analytics_pb2_grpc as pb_grpc
 from core.backend import QueryBackend
+from core.ports import CannotListen, check_free
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
 from server.extended import ExtendedQueries
@@ -187,6 +188,13 @@ class AnalyticsServer:
 
     def start(self) -> None:
         settings = self.settings
+        try:
+            # Checked here, as grpc's own refusal comes with a line of its C core's log before it.
+            check_free(
+                settings.grpc_host, settings.grpc_port, "ANALYTICS_GRPC_PORT", host_variable="ANALYTICS_GRPC_HOST"
+            )
+        except CannotListen as error:
+            raise GrpcStartError(str(error)) from None
         server = self._build()
         address = f"{settings.grpc_host}:{settings.grpc_port}"
         try:
@@ -197,7 +205,10 @@ class AnalyticsServer:
         except RuntimeError:
             self.port = 0
         if not self.port:
-            raise GrpcStartError(f"cannot listen on {address} (in use, or not an address of this machine)")
+            raise GrpcStartError(
+                f"cannot listen on {address} (ANALYTICS_GRPC_PORT, ANALYTICS_GRPC_HOST): in use, "
+                "or not an address of this machine"
+            )
         if settings.grpc_metrics_port is not None:
             try:
                 self.metrics.serve(settings.grpc_host, settings.grpc_metrics_port)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,30 @@ def test_kafka_on_the_port_of_a_running_broker_is_refused(kafka, tmp_path):
     assert_refused_in_one_line(result, kafka.port, "ANALYTICS_KAFKA_PORT")
     assert "ready for clients" not in result.stderr
     assert not (tmp_path / "kafka").exists()
+
+
+@pytest.mark.kafka
+def test_ingest_on_a_taken_metrics_port_is_refused_before_it_consumes(kafka, refused_port):
+    """It logged a warning and ingested without metrics."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "ingest",
+            "--kafka",
+            kafka.bootstrap,
+            "--clickhouse-url",
+            f"http://127.0.0.1:{refused_port}",
+            "--no-create-topics",
+            "--metrics-port",
+            str(port),
+            env={"ANALYTICS_KAFKA_TOPIC_PREFIX": f"m{uuid.uuid4().hex[:8]}."},
+        )
+    assert_refused_in_one_line(result, port, "ANALYTICS_INGEST_METRICS_PORT")
+
+
+def test_grpc_on_a_taken_port_is_refused_in_one_line_of_its_own(refused_port):
+    """grpc's C core logged its own line first, and the refusal named no variable."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("grpc", "--port", str(port), "--clickhouse-url", f"http://127.0.0.1:{refused_port}")
+    assert_refused_in_one_line(result, port, "ANALYTICS_GRPC_PORT")

@@ -9,6 +9,7 @@ import click
 
 from analytics.extras import requires
 from analytics.settings import configure_logging, load_settings
+from core.ports import CannotListen
 from core.settings.kafka import IngestSettings, LocalKafkaSettings
 
 NO_KAFKA = "no Kafka given: pass --kafka HOST:PORT or set ANALYTICS_KAFKA_BOOTSTRAP"
@@ -92,7 +93,9 @@ def ingest(bootstrap, clickhouse_url, create_topics, metrics_port) -> None:
     config = config_from(settings.slice(IngestSettings))
     try:
         check_fault_point()
-    except FaultPointError as error:
+        if settings.ingest_metrics_port:
+            serve_metrics(settings.ingest_metrics_port)  # a taken port is refused before anything is consumed
+    except (FaultPointError, CannotListen) as error:
         raise click.ClickException(str(error)) from None
     try:
         prepare_topics(config, create=create_topics, partitions=settings.kafka_topic_partitions)
@@ -101,8 +104,6 @@ def ingest(bootstrap, clickhouse_url, create_topics, metrics_port) -> None:
     bridge = Bridge(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop_event.set())
-    if settings.ingest_metrics_port:
-        serve_metrics(settings.ingest_metrics_port)
     bridge.start()
     click.echo(f"consuming {', '.join(config.kafka_topics)} from {config.bootstrap}", err=True)
     bridge.wait()

@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 
 from core.clickhouse.http import HttpClient, NoAnswer, ServerError
+from core.ports import refusal
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,10 @@ REGISTRY.register(DEAD_LETTERS)
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """The process's metrics (the bridge's among them) at http://host:port/metrics; a taken port is logged."""
+    """The process's metrics (the bridge's among them) at http://host:port/metrics; ``CannotListen``
+    naming ANALYTICS_INGEST_METRICS_PORT when another process has the port."""
     try:
         start_http_server(port, addr=host)
-        log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
     except OSError as error:
-        log.warning("cannot serve metrics on %s:%d (%s); ingesting without them", host, port, error.strerror)
+        raise refusal(host, port, error, "ANALYTICS_INGEST_METRICS_PORT") from None
+    log.info("Prometheus metrics on http://%s:%d/metrics", host, port)
