@@ -60,8 +60,6 @@ def _type(spec: dict[str, Any]) -> str:
         return f"`{spec['const']}`"
     if "enum" in spec:
         return " or ".join(f"`{value}`" for value in spec["enum"])
-    if "not" in spec:
-        return "string, any other type"
     types = spec.get("type", [])
     types = types if isinstance(types, list) else [types]
     if spec.get("$ref", "").endswith("/timestamp"):
@@ -70,6 +68,10 @@ def _type(spec: dict[str, Any]) -> str:
         types = ["string"]
     nullable = "null" in types and len(types) > 1
     text = " or ".join(t for t in types if not nullable or t != "null")
+    if "pattern" in spec:
+        text += f" matching `{_readable(spec['pattern'])}`"
+    if "not" in spec:
+        text += ", any other type"
     if "minimum" in spec and "maximum" in spec:
         text += f" from {spec['minimum']} to {spec['maximum']}"
     elif "minimum" in spec:
@@ -79,6 +81,12 @@ def _type(spec: dict[str, Any]) -> str:
     if "default" in spec:
         text += f", default {spec['default']}"
     return text
+
+
+def _readable(pattern: str) -> str:
+    # The schemas end a pattern with `$(?!\n)` because Python's `$` also matches before a final newline;
+    # a `|` would end the table's cell.
+    return pattern.removesuffix("(?!\\n)").replace("|", "\\|")
 
 
 def main(argv: list[str]) -> int:

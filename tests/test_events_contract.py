@@ -180,3 +180,18 @@ def test_the_readme_example_runs():
 
     assert [event.event_type for event in sink.events] == ["workflow", "job_log"]
     assert sink.events[0].attributes["service_name"] == "scheduler" and sink.closed
+
+
+def test_the_tables_state_the_event_type_rule_the_contract_enforces():
+    """They said "string, any other type" while `Behavioral`, `my-type` and `a b` were refused."""
+    telemetry = contract_markdown().split("#### Topic `telemetry`")[1]
+    row = next(line for line in telemetry.splitlines() if line.startswith("| `event_type`"))
+    [rule] = re.findall(r"matching `([^`]+)`", row)
+    for event_type in ("behavioral", "my_type2", "Behavioral", "my-type", "a b", "2fa"):
+        event = {"event_id": "e", "event_time": "2026-11-24T08:00:00Z", "event_type": event_type, "event_name": "x"}
+        try:
+            validate_message(event)
+            accepted = True
+        except InvalidEvent:
+            accepted = False
+        assert bool(re.fullmatch(rule, event_type)) == accepted, event_type
