@@ -45,8 +45,15 @@ class ReplayResult:
     produced_to_kafka: bool = False
 
 
+class UnknownTopic(ValueError):
+    """A topic asked for that is none of the product's, nor a Kafka topic of one."""
+
+
 def _filters(topic: str | None, since: dt.datetime | None, settings: SchemaSettings) -> tuple[str, dict]:
     conditions, parameters = ["1"], {}
+    if topic and _product_topic(topic, settings) is None:
+        # Else a typo would read as "no dead letters".
+        raise UnknownTopic(f"no topic {topic!r}; the topics are {', '.join(TOPICS)} (or their Kafka names)")
     if topic:
         conditions.append("(topic = {topic:String} OR topic = {kafka_topic:String})")
         parameters.update(topic=topic, kafka_topic=settings.kafka_topic_prefix + topic)

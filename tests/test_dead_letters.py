@@ -166,3 +166,14 @@ def test_a_clickhouse_refusing_is_named_with_its_answer(analytics_db, tmp_path):
     assert result.exit_code == 1, result.output
     assert "Database analytics does not exist" in result.output, result.output
     assert "build the schema there with `analytics migrate`" in result.output
+
+
+@pytest.mark.parametrize("command", [["dead-letters"], ["dead-letters", "replay", "--dry-run"]], ids=["list", "replay"])
+def test_an_unknown_topic_is_refused_in_one_line_naming_the_topics(analytics_db, command):
+    """A typo read as "no dead letters", or as "0 of 0" replayed."""
+    env = {"ANALYTICS_CLICKHOUSE_HTTP_PORT": str(analytics_db.port)}
+    result = CliRunner().invoke(main, [*command, "--topic", "job"], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines() == [
+        "Error: no topic 'job'; the topics are workflows, jobs, job_logs, analytics, telemetry (or their Kafka names)"
+    ]

@@ -66,11 +66,14 @@ def dead_letters(ctx, topic, since, clickhouse_url) -> None:
     if ctx.invoked_subcommand is not None:
         return
     with requires("dbt", "dead-letters"):
-        from operations.dead_letters import summarize
+        from operations.dead_letters import UnknownTopic, summarize
 
     settings = _settings(clickhouse_url)
     with _clickhouse_errors(settings):
-        groups = summarize(settings, topic=topic, since=_utc(since))
+        try:
+            groups = summarize(settings, topic=topic, since=_utc(since))
+        except UnknownTopic as error:
+            raise click.ClickException(str(error)) from None
     if not groups:
         click.echo("no dead letters")
         return
@@ -97,11 +100,14 @@ def replay_dead_letters(topic, since, dry_run, clickhouse_url) -> None:
     letters; one that still fails stays, with its new error.
     """
     with requires("dbt", "dead-letters replay"):
-        from operations.dead_letters import replay
+        from operations.dead_letters import UnknownTopic, replay
 
     settings = _settings(clickhouse_url)
     with _clickhouse_errors(settings):
-        result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)
+        try:
+            result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)
+        except UnknownTopic as error:
+            raise click.ClickException(str(error)) from None
     for reason, count in sorted(result.skipped.items()):
         click.echo(f"skipped {count}: {reason}")
     if dry_run:
