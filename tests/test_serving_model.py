@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 
+from core.settings.grpc import GrpcSettings
 from server.pagination import Position
 from server.queries import Summary
 from server.series import uncut
@@ -311,3 +314,12 @@ def test_the_poll_after_a_full_read_reads_again_what_committed_since_the_read_be
     backend.newest = 10
     model.poll()
     assert backend.changes_read[-1] == {"after": 7, "upto": 10}  # blocks 8 and 9 again, not only 10
+
+
+def test_the_memory_a_workflow_takes_is_said_alike_in_the_help_and_the_readme():
+    """The help said about 500 bytes a workflow, README (and its measurement) about 600."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    measured = re.findall(r"about (\d+) bytes a workflow", readme)
+    promised = re.findall(r"about (\d+) bytes each in memory", readme)
+    helped = re.findall(r"about (\d+) bytes each", GrpcSettings.model_fields["grpc_serving_max_workflows"].description)
+    assert measured and set(measured) == set(promised) == set(helped)

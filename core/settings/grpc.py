@@ -56,7 +56,7 @@ class GrpcSettings(TopologySettings):
     grpc_serving_max_workflows: int = Field(
         2_000_000,
         ge=1,
-        description="Workflows the serving model may hold (about 500 bytes each); with more in ClickHouse it turns "
+        description="Workflows the serving model may hold (about 600 bytes each); with more in ClickHouse it turns "
         "itself off and lookups ask ClickHouse.",
     )
     grpc_serving_max_series_points: int = Field(
