@@ -92,6 +92,23 @@ def analytics_db(clickhouse):
     return clickhouse
 
 
+@pytest.fixture
+def own_analytics_db(tmp_path):
+    """An embedded ClickHouse of the test's own with the schema built, and the settings that reach
+    it: for tests that change the schema or the retention, which others must not see."""
+    from core.settings.composed import Settings
+    from operations.migrate import migrate
+
+    server = embedded_server.start(tmp_path / "data")
+    try:
+        settings = Settings(clickhouse_http_port=server.port, data_dir=tmp_path / "state")
+        built = migrate(settings, capture=True)
+        assert built.returncode == 0, built.stdout[-3000:]
+        yield server, settings
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_jars() -> Path:
     """Kafka's jars, fetched on first use. Without Java or Maven, Kafka tests skip (under CI a skip fails)."""

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.settings.composed import Settings
 from operations.dbt import run_dbt
 from operations.migrate import migrate
-from tests import embedded_server
 from tests.intake import execute, post_batch, query
 
 pytestmark = pytest.mark.long_file(20)  # seconds of a worker, measured: run first (tests/scheduling.py)
@@ -60,12 +58,9 @@ def job_event(job: str, n: int, name: str, at: str, status: str) -> dict:
 
 
 @pytest.fixture
-def earlier_install(tmp_path):
+def earlier_install(own_analytics_db):
     """A ClickHouse of its own on the current schema but for an earlier job_current, holding jobs."""
-    server = embedded_server.start(tmp_path / "data")
-    settings = Settings(clickhouse_http_port=server.port, data_dir=tmp_path / "state")
-    built = migrate(settings, capture=True)
-    assert built.returncode == 0, built.stdout[-3000:]
+    server, settings = own_analytics_db
     execute(server, "DROP VIEW analytics.job_current_from_job_events_mv")
     execute(server, "DROP TABLE analytics.job_current")
     execute(server, EARLIER_TABLE)
@@ -84,8 +79,7 @@ def earlier_install(tmp_path):
     ]
     for batch in batches:
         assert post_batch(server, "jobs", batch).status == 200
-    yield server, settings
-    server.stop()
+    return server, settings
 
 
 def test_an_earlier_job_current_is_rebuilt_from_job_events_with_the_same_states(earlier_install):

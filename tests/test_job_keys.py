@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.settings.composed import Settings
 from operations.migrate import migrate
-from tests import embedded_server
 from tests.intake import execute, post_batch, query
 
 pytestmark = pytest.mark.long_file(25)  # seconds of a worker, measured: run first (tests/scheduling.py)
@@ -67,18 +65,8 @@ def totals(server) -> list[tuple[str, int, int]]:
     return [(r["user_id"], int(r["total_jobs"]), int(r["total_job_execution_duration"])) for r in query(server, TOTALS)]
 
 
-@pytest.fixture
-def install(tmp_path):
-    server = embedded_server.start(tmp_path / "data")
-    settings = Settings(clickhouse_http_port=server.port, data_dir=tmp_path / "state")
-    built = migrate(settings, capture=True)
-    assert built.returncode == 0, built.stdout[-3000:]
-    yield server, settings
-    server.stop()
-
-
-def test_users_with_the_same_workflow_and_job_ids_each_have_their_job(install):
-    server, _ = install
+def test_users_with_the_same_workflow_and_job_ids_each_have_their_job(own_analytics_db):
+    server, _ = own_analytics_db
     send(server, "ua", "ub")
     send(server, "ua", "ub")  # delivered again: counted once
     assert totals(server) == [("ua", 1, 5), ("ub", 1, 5)]
@@ -86,8 +74,8 @@ def test_users_with_the_same_workflow_and_job_ids_each_have_their_job(install):
     assert int(completions["n"]) == 2
 
 
-def test_gates_keyed_by_workflow_and_job_alone_are_upgraded_and_the_jobs_they_missed_counted(install):
-    server, settings = install
+def test_gates_keyed_by_workflow_and_job_alone_are_upgraded_and_the_jobs_they_missed_counted(own_analytics_db):
+    server, settings = own_analytics_db
     for view, (current, earlier) in GATES.items():
         [row] = query(server, f"SELECT create_table_query AS q FROM system.tables WHERE name = '{view}'")
         assert current in row["q"], row["q"]
