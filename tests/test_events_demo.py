@@ -249,7 +249,7 @@ def test_the_demo_command_explains_what_the_kafka_sink_needs(monkeypatch):
 def test_the_demo_command_refuses_a_rate_that_is_not_a_positive_number(rate):
     # An endless rate would spin without sleeping: refused before anything starts.
     result = CliRunner().invoke(main, ["demo", "--sink", "logger", "--rate", rate, "--duration", "1"])
-    assert result.exit_code == 2 and "invalid settings: ANALYTICS_DEMO_RATE" in result.output, result.output
+    assert result.exit_code == 2 and "invalid settings: --rate (ANALYTICS_DEMO_RATE)" in result.output, result.output
 
 
 @pytest.mark.parametrize("duration", ["0", "-1"])
