@@ -74,11 +74,10 @@ def test_a_rebuild_keeps_the_log_counts_of_a_job_whose_first_lines_expired(analy
     assert int(query(analytics_db, raw)[0]["n"]) == 2
     settings = analytics_db.settings()
     summary = rebuild_days(settings, [recent.date()])
-    # Whether a job's lines may have expired follows every retention this server had (other tests change it).
+    # This job's counts stand (the rebuild may correct other tests' jobs of the day on this shared server).
+    # Whether its lines may have expired follows every retention this server had (other tests change it).
     retention = query(analytics_db, "SELECT * FROM analytics.log_retention_history ORDER BY applied_at")
-    since = query(analytics_db, "SELECT lines_complete_since FROM analytics.storage_log_retention")
-    assert query(analytics_db, totals) == [{"lines": 5, "entries": 5}], (retention, since, summary.output[-2000:])
-    assert summary.job_log_totals_corrected == 0, (retention, since, summary.output[-2000:])
+    assert query(analytics_db, totals) == [{"lines": 5, "entries": 5}], (retention, summary.output[-2000:])
 
 
 def test_no_line_expires_at_once_because_its_end_is_past_2106(analytics_db):
