@@ -203,7 +203,7 @@ class LogQueries:
         state = LogState(bool(logged), int(counted), int(stored))
         if not state.lines_expired:
             return state
-        [[may]] = self.queries.rows("job_log_expiry", MAY_HAVE_EXPIRED, job.params(), timeout) or [[True]]
+        [[may]] = self.queries.rows("job_log_expiry", MAY_HAVE_EXPIRED, job.params(), timeout)
         return dataclasses.replace(state, may_have_expired=bool(may))
 
     def job_exists(self, job: JobRef, timeout: float) -> bool:
