@@ -26,11 +26,13 @@ def refusal(
 
 def bound(host: str, port: int, variable: str, host_variable: str = "", holder: str = "") -> socket.socket:
     """A socket bound to host:port, to listen on; ``CannotListen`` (see ``refusal``) when it cannot be."""
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # gRPC writes an IPv6 address in brackets ("[::]"), as in a URL; a socket takes it bare.
+    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
     # As servers bind: a port left in TIME_WAIT by an earlier run is free, one listened on is not.
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listener.bind((host, port))
+        listener.bind((address, port))
     except OSError as error:
         listener.close()
         raise refusal(host, port, error, variable, host_variable, holder) from None

@@ -66,3 +66,16 @@ def test_grpc_on_a_taken_port_is_refused_in_one_line_of_its_own(refused_port):
         port = taken.getsockname()[1]
         result = run_cli("grpc", "--port", str(port), "--clickhouse-url", f"http://127.0.0.1:{refused_port}")
     assert_refused_in_one_line(result, port, "ANALYTICS_GRPC_PORT")
+
+
+def test_an_ipv6_address_in_brackets_as_grpc_writes_it_is_checked_bare():
+    """`ANALYTICS_GRPC_HOST=[::]` is how gRPC addresses every IPv6 interface: the port check takes it."""
+    from core.ports import CannotListen, check_free
+
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as held:
+        held.bind(("::", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(CannotListen, match=r"cannot listen on \[::\]:\d+ \(ANALYTICS_GRPC_PORT\)"):
+            check_free("[::]", port, "ANALYTICS_GRPC_PORT")
+    check_free("[::]", port, "ANALYTICS_GRPC_PORT")  # free again: no refusal
