@@ -92,8 +92,10 @@ with incoming as (
             renamed at the run's start, under an earlier one). -#}
         {% do run_query('insert into ' ~ target.schema ~ '.seen_keys select ' ~ key ~ ' from ' ~ gate) %}
         {#- The jobs the earlier keys took for another user's: counted now, through the views on the table. -#}
-        {%- set missed = run_query('select count() from (' ~ missed_rows ~ ')').columns[0].values()[0] -%}
+        {#- Counted by the table's rows before and after (its part metadata), not by a second scan of job_events. -#}
+        {%- set before = run_query('select count() from ' ~ gate).columns[0].values()[0] -%}
         {% do run_query('insert into ' ~ gate ~ ' ' ~ missed_rows) %}
+        {%- set missed = run_query('select count() from ' ~ gate).columns[0].values()[0] - before -%}
         {{ log('wrote the keys of ' ~ gate ~ '\'s rows by user, workflow and job into seen_keys (an earlier'
                ~ ' version keyed them by workflow and job alone), and ' ~ missed ~ ' jobs it had missed into it;'
                ~ ' the run replaces ' ~ view, info=True) }}
