@@ -331,6 +331,17 @@ def test_a_full_refresh_keeps_every_table_and_view_as_it_is(analytics_db, loaded
     assert_matches(analytics_db, loaded)
 
 
+def test_an_empty_build_keeps_every_definition_and_every_count(analytics_db, loaded):
+    # `--empty` renders each ref as a subquery that reads nothing: a view over one would still fire
+    # on its table's inserts and pass nothing on (dbt_project/macros/refs.sql).
+    defined = "SELECT name, create_table_query FROM system.tables WHERE database = 'analytics' ORDER BY name"
+    before = query(analytics_db, defined)
+    result = run_dbt(settings_for(analytics_db), "build", "--empty", capture=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert query(analytics_db, defined) == before
+    assert_matches(analytics_db, loaded)
+
+
 def test_the_first_seen_gates_store_compacts_universally_and_filters_new_keys(analytics_db):
     """seen_keys' RocksDB store runs with universal compaction and a Bloom filter (embedded/engine.py
     says why; RocksDB does not write its block cache's size into the OPTIONS file)."""

@@ -12,12 +12,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
+from sqlfluff.core.templaters.builtins.dbt import DBT_BUILTINS
 
 _VARS = yaml.safe_load((Path(__file__).resolve().parents[3] / "dbt_project.yml").read_text())["vars"]
 
 execute = False
 flags = SimpleNamespace(WHICH="compile")
 modules = SimpleNamespace(re=re)
+# dbt's own `ref`, which the project's `ref` (dbt_project/macros/refs.sql) calls.
+builtins = SimpleNamespace(ref=DBT_BUILTINS["ref"])
 
 
 def var(name: str, default=None):
