@@ -36,7 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from core.errors import Code
-from embedded import async_inserts
+from embedded import async_inserts, web_ui
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError
 from embedded.fence import Fence
@@ -429,6 +429,8 @@ def create_app(engine: Engine, config: FrontConfig, extra_lifespan=None) -> Star
     app = Starlette(
         routes=[
             Route("/", front.query, methods=["GET", "POST"]),
+            Route("/", web_ui.options, methods=["OPTIONS"]),
+            Route("/play", web_ui.play, methods=["GET", "HEAD"]),
             Route("/ping", front.ping, methods=["GET", "HEAD"]),
             Route("/replicas_status", front.ping, methods=["GET"]),
         ],

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from core.errors import Code
-from embedded import native_compression
+from embedded import framing, native_compression
 from embedded.codecs import Decoder, choose_response_encoding
 from embedded.errors import ClickHouseError
 
@@ -93,6 +93,8 @@ class RequestSpec:
     send_timeout: float = 30.0
     # add_http_cors_header=1 from a page of another origin: answers say any origin may read them.
     cors: bool = False
+    # framing_output_format: the answer as server-sent events (embedded.framing), or None.
+    framing: str | None = None
     # The log_comment the statement runs with, so KILL QUERY finds it by the client's query_id or
     # when the client goes away (embedded.kill_marks); and, when it asked for that, how to know it has.
     kill_marker: str | None = None
@@ -130,6 +132,7 @@ async def parse_request(
         name: value for name, value in url.items() if name not in HTTP_PARAMETERS and not name.startswith("param_")
     }
     readonly = settings.pop("readonly", None)
+    framed = framing.requested(settings.pop(framing.SETTING, None))
     max_query_size = _int_setting(settings, "max_query_size", _DEFAULT_MAX_QUERY_SIZE)
     if "max_query_size" in settings:
         # The front holds the statement to the asked size itself; chDB gets at least its default, so
@@ -172,6 +175,7 @@ async def parse_request(
         client_protocol_version=_int_setting(url, "client_protocol_version", 0),
         body_in_form=in_form,  # the form took the whole body, with or without a query in it
         cors=url.get("add_http_cors_header") in _TRUE and bool(headers.get("origin")),
+        framing=framed,
         kill_marker=f"query_id: {query_id}" if marked else None,
         client_gone=partial(_disconnected, request.receive) if cancel and marked else None,
     )
@@ -202,6 +206,8 @@ def credentials(request: Request, url: dict[str, str]) -> tuple[str, str]:
     header_key = headers.get("x-clickhouse-key", "")
     header_quota = headers.get("x-clickhouse-quota", "")
     authorization = headers.get("authorization", "")
+    if authorization == "never":  # a browser page's way (/play's) to say "no credentials here: never prompt"
+        authorization = ""
     in_url = "user" in url or "password" in url or "quota_key" in url
     if header_user or header_key or header_quota:
         if authorization:

@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
 
+from embedded import framing
 from embedded.codecs import Encoder, ResponseEncoder
 from embedded.engine import Engine, ResultStream
 from embedded.errors import ClickHouseError
@@ -64,10 +65,14 @@ class Responses:
             headers["Content-Type"] = "text/plain; charset=UTF-8"
         if summary is not None:
             headers["X-ClickHouse-Summary"] = summary_header(summary)
+        if spec is not None and spec.framing:
+            headers["Content-Type"] = framing.CONTENT_TYPE
         return headers
 
     def response(self, spec: RequestSpec, data: bytes, summary: dict, fmt: str | None) -> Response:
         headers = self.headers(spec, summary, fmt)
+        if spec.framing:
+            data = framing.data(data) + framing.progress(summary_header(summary))
         encoder = _response_encoder(spec)
         if encoder is not None:
             data = encoder.feed(data) + encoder.finish()
@@ -78,6 +83,8 @@ class Responses:
         headers.pop("Content-Encoding", None)
         headers["X-ClickHouse-Exception-Code"] = str(error.code)
         body = error.render(self.engine.version).encode()
+        if spec is not None and spec.framing:
+            body = framing.exception(error.render(self.engine.version).rstrip("\n"))
         if spec is not None and spec.native_compression is not None:
             # As ClickHouse does: the error goes through the compressed stream the client asked for.
             body = BlockEncoder(spec.native_compression, spec.zstd_level).feed(body)
@@ -100,18 +107,20 @@ class Responses:
         headers["X-ClickHouse-Exception-Tag"] = tag
 
         async def chunks() -> AsyncIterator[bytes]:
+            frame = framing.data if spec.framing else _unframed
             try:
                 if first:
-                    yield first
+                    yield frame(first)
                 while True:
                     try:
                         chunk = await self.watched(spec, stream.next_chunk)
                     except ClickHouseError as error:
-                        yield _exception_block(error.render(self.engine.version).rstrip("\n"), tag)
+                        message = error.render(self.engine.version).rstrip("\n")
+                        yield framing.exception(message) if spec.framing else _exception_block(message, tag)
                         return
                     if chunk is None:
                         return
-                    yield chunk
+                    yield frame(chunk)
             finally:
                 if not stream.done:
                     # The client went away mid-stream; a cancelled connection is not worth reusing.
@@ -126,11 +135,12 @@ class Responses:
         """Send a finished answer held in a file (a path we delete afterwards, or a temp file)."""
         await self._end(lease)
         handle = open(source, "rb") if isinstance(source, Path) else source  # noqa: SIM115 - closed below
+        frame = framing.data if spec.framing else _unframed
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
                 while data := await anyio.to_thread.run_sync(handle.read, 1 << 20):
-                    yield data
+                    yield frame(data)
             finally:
                 handle.close()
                 if isinstance(source, Path):
@@ -174,6 +184,10 @@ class TimedStreamingResponse(StreamingResponse):
 
 class _SendTimedOut(Exception):
     pass
+
+
+def _unframed(chunk: bytes) -> bytes:
+    return chunk
 
 
 def _response_encoder(spec: RequestSpec | None) -> ResponseEncoder | None:

@@ -16,7 +16,7 @@ from embedded.kafka.jars import KafkaUnavailable, ensure_jars, find_java
 from tests import dbt_prefork, embedded_server
 from tests.embedded_server import free_port
 
-pytest_plugins = ["tests.ci_rules", "tests.scheduling"]
+pytest_plugins = ["tests.ci_rules", "tests.scheduling", "tests.browser"]
 
 REPO = Path(__file__).resolve().parent.parent
 # The same cache `analytics kafka` uses by default, so the jars are fetched once per checkout.

@@ -8,7 +8,6 @@ normal run never rewrites.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,30 +19,13 @@ import pytest
 
 from analytics.components import dagster_component
 from core.settings.composed import Settings
+from tests.browser import CHROMIUM_ARGS
 from tests.embedded_server import free_port
 
 pytestmark = pytest.mark.long_file(37)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "dagster-asset-graph.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Debian's chromium (/usr/bin/chromium); browser tests skip without it (under CI a skip fails)."""
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("browser tests need chromium on PATH (apt-get install chromium)")
-    return found
 
 
 def descendants(pid: int) -> set[int]:

@@ -130,6 +130,12 @@ def test_password_protects_every_way_of_authenticating(tmp_path):
         wrong = urllib3.make_headers(basic_auth="default:guess")
         assert HTTP.request("POST", server.url + "/", body=b"SELECT 1", headers=wrong).status == 403
         assert server.client().command("SELECT 4") == 4
+        # ClickHouse's /play sends `Authorization: never` (no credentials in the header: never prompt)
+        # with its credentials in the URL; without them it is refused with 403, which prompts nobody.
+        never = {"Authorization": "never"}
+        taken = HTTP.request("POST", server.url + "/?user=default&password=s3cret", body=b"SELECT 5", headers=never)
+        assert taken.data == b"5\n"
+        assert HTTP.request("POST", server.url + "/", body=b"SELECT 1", headers=never).status == 403
     finally:
         server.stop()
 
