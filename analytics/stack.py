@@ -117,7 +117,8 @@ class Stack:
                 registry = getattr(getattr(component, "metrics", None), "registry", None)
                 if registry is not None:
                     self.metrics.add(registry)
-            log.info("the stack is up: ClickHouse HTTP on %s", self.settings.resolved_clickhouse_url)
+            url = self.settings.resolved_clickhouse_url
+            log.info("the stack is up: ClickHouse HTTP on %s (its SQL console: %s/play)", url, url.rstrip("/"))
         except Exception as error:  # noqa: BLE001 - reported, then the whole stack stops
             log.error("start-up failed: %s", error)
             self.failed = error
