@@ -48,6 +48,10 @@ class Fenced(Exception):
         self.error = error
 
 
+class TopicGone(Exception):
+    """The topic was deleted while the bridge read it."""
+
+
 def is_fenced(error: KafkaError) -> bool:
     return error.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID) or "fenced" in error.str().lower()
 
@@ -126,6 +130,8 @@ class TopicConsumer:
                     with contextlib.suppress(KafkaException, RuntimeError):
                         self.consumer.close()
                     self._new_consumer()
+                except TopicGone as gone:
+                    self._wait_for_the_topic(gone)
         except ClickHouseUnavailable:
             log.warning(
                 "%s: stopped while ClickHouse was unavailable; %d messages stay uncommitted",
@@ -135,6 +141,29 @@ class TopicConsumer:
         finally:
             with contextlib.suppress(KafkaException, RuntimeError):
                 self.consumer.close()
+
+    def _wait_for_the_topic(self, gone: TopicGone) -> None:
+        """The topic was deleted: what was consumed is inserted (its commit fails, the log it came
+        from being gone), the other topics' consumers go on, and once a topic of this name exists
+        again a new consumer reads it (Kafka dropped the deleted topic's offsets: from its start)."""
+        if self.pending:
+            self._flush()
+        log.warning("%s: %s; waiting for it (`analytics topics` creates it); the other topics go on", self.name, gone)
+        while not self._topic_exists():
+            if self.stop_event.wait(self.config.lag_interval_s):
+                return
+        log.warning("%s: topic %s exists again: a new consumer reads it", self.name, self.kafka_topic)
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
+        self._new_consumer()
+
+    def _topic_exists(self) -> bool:
+        try:
+            found = self.consumer.list_topics(self.kafka_topic, timeout=10).topics.get(self.kafka_topic)
+        except KafkaException as error:  # the broker cannot say now: asked again after the lag interval
+            log.debug("%s: could not read topic %s: %s", self.name, self.kafka_topic, error)
+            return False
+        return found is not None and found.error is None and bool(found.partitions)
 
     def _consume(self) -> None:
         self.consumer.subscribe([self.kafka_topic], on_revoke=self._on_revoke)
@@ -180,7 +209,7 @@ class TopicConsumer:
         """What a poll returned besides messages: fatal errors stop the consumer, the rest are logged."""
         for error in errors:
             if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise KafkaException(error)
+                raise TopicGone(f"topic {self.kafka_topic} does not exist ({error.str()})")
             if is_fenced(error):
                 raise Fenced(error)
             if error.fatal() or error.code() == KafkaError._FATAL:

@@ -1,0 +1,89 @@
+"""A topic deleted while the bridge runs, and created again: the other topics go on, and the new
+log is read from its first message by the same bridge, without a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from embedded.bridge.config import config_from, prepare_topics
+from embedded.bridge.runner import Bridge
+from tests import datasets
+from tests.checks import assert_matches, workflow_numbers
+from tests.test_bridge import produce, settings_for, wait_until_consumed
+
+pytestmark = pytest.mark.kafka
+
+
+def eventually(check, timeout: float = 120) -> None:
+    """Run `check` until it passes (the timeout an upper bound on a shared machine, not a speed claim)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def recreate(admin: AdminClient, topic: str, partitions: int, timeout: float = 60) -> None:
+    """Create `topic` again once the broker has finished deleting it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.create_topics([NewTopic(topic, partitions)])[topic].result()
+            return
+        except KafkaException:  # still being deleted
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_a_deleted_topic_waits_and_its_new_log_is_read_from_the_start(analytics_db, kafka, caplog):
+    prefix = f"r{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = dataclasses.replace(config_from(settings), lag_interval_s=0.5)  # the topic is checked this often
+    prepare_topics(config, create=True, partitions=2)
+    before, after = datasets.generate(seed=61, users=2), datasets.generate(seed=62, users=4)
+    jobs = prefix + "jobs"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    produce(kafka, prefix, before.messages)
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        wait_until_consumed(kafka, settings)
+        admin.delete_topics([jobs])[jobs].result()
+        # While `jobs` is missing, the other topics are consumed: the bridge goes on.
+        produce(kafka, prefix, {topic: batch for topic, batch in after.messages.items() if topic != "jobs"})
+        eventually(lambda: assert_job_logs_counted(analytics_db, after))
+        # librdkafka says the subscribed topic is gone at its next metadata refresh (10 s).
+        eventually(lambda: assert_said(caplog, f"bridge-jobs-0: topic {jobs} does not exist"), timeout=60)
+        assert "waiting for it (`analytics topics` creates it)" in caplog.text
+        assert not bridge.failures
+        # The new `jobs` holds more messages than the old one's committed offsets: any read that
+        # went on from those offsets would miss its first messages.
+        recreate(admin, jobs, partitions=2)
+        produce(kafka, prefix, {"jobs": after.messages["jobs"]})
+        eventually(lambda: assert_matches(analytics_db, after))
+    finally:
+        bridge.stop()
+    assert not bridge.failures
+    assert_matches(analytics_db, before)
+
+
+def assert_job_logs_counted(analytics_db, dataset: datasets.Dataset) -> None:
+    stored = workflow_numbers(analytics_db, dataset.prefix)
+    assert {key: int(row["joblogs"]) for key, row in stored.items() if int(row["joblogs"])} == {
+        key: n for key, n in dataset.expected.joblogs.items() if n
+    }
+
+
+def assert_said(caplog, text: str) -> None:
+    assert text in caplog.text
