@@ -355,6 +355,36 @@ def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, i
 
 
 @pytest.mark.usefixtures("built")  # the schema, whichever test runs first
+def test_a_check_its_last_run_did_not_evaluate_keeps_its_state_and_the_sensor_goes_on(
+    server, defs, instance, refused_port
+):
+    # A health run cancelled, or failing before its checks could run (ClickHouse down), leaves them
+    # planned and never evaluated: the sensor must go on ticking, and keep their last state.
+    sensor = defs.get_sensor_def("pipeline_health_sensor")
+    flag = "dead_letters:no_new_dead_letters"
+    execute(
+        server,
+        """INSERT INTO analytics.dead_letters (topic, raw_message, error, received_at)
+           VALUES ('jobs', 'y', 'bad', now64(3, 'UTC'))""",
+    )
+    try:
+        run_health_checks(defs, instance)
+        failing = sensor(dg.build_sensor_context(instance=instance))
+        assert flag in json.loads(failing.cursor)
+    finally:
+        execute(server, "TRUNCATE TABLE analytics.dead_letters")
+    unreachable = build_definitions(server.settings().model_copy(update={"clickhouse_http_port": refused_port}))
+    assert not run_health_checks(unreachable, instance).success
+    key = dg.AssetCheckKey(dg.AssetKey("dead_letters"), "no_new_dead_letters")
+    assert not isinstance(instance.get_latest_asset_check_evaluation_record(key).evaluation, dg.AssetCheckEvaluation)
+    kept = sensor(dg.build_sensor_context(instance=instance, cursor=failing.cursor))
+    assert len(kept.run_requests) == 1
+    assert flag in json.loads(kept.cursor)
+    run_health_checks(defs, instance)  # evaluated again: passing now
+    assert flag not in json.loads(sensor(dg.build_sensor_context(instance=instance, cursor=kept.cursor)).cursor)
+
+
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
     old = datasets.generate(seed=29, users=2, days_ago=120, duplicate_rate=0)
     lines = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"

@@ -17,13 +17,19 @@ def build_health_job(check_keys: list[dg.AssetCheckKey]):
     )
 
 
-def failing_checks(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey]) -> list[str]:
-    """The checks whose latest evaluation failed, as `asset:check` strings, sorted."""
+def failing_checks(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], before: set[str]) -> list[str]:
+    """The checks whose latest evaluation failed, as `asset:check` strings, sorted. A check whose
+    latest run planned it but did not evaluate it (still running, or cancelled, or failed before it
+    could: ClickHouse down) keeps what it was at the last tick (`before`)."""
     failing = []
     for key in check_keys:
         record = instance.get_latest_asset_check_evaluation_record(key)
         evaluation = record.evaluation if record is not None else None
-        if evaluation is not None and not evaluation.passed:
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            failed = not evaluation.passed
+        else:  # never run, or only planned so far
+            failed = key.to_user_string() in before
+        if failed:
             failing.append(key.to_user_string())
     return sorted(failing)
 
@@ -39,7 +45,7 @@ def build_health_sensor(settings: DagsterSettings, job, check_keys: list[dg.Asse
     def pipeline_health_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         # The cursor remembers what was failing at the last tick, so each change is flagged once.
         before = set(json.loads(context.cursor)) if context.cursor else set()
-        now = failing_checks(context.instance, check_keys)
+        now = failing_checks(context.instance, check_keys, before)
         for check in sorted(set(now) - before):
             context.log.error(f"check failing: {check}")
         for check in sorted(before - set(now)):
