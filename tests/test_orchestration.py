@@ -28,6 +28,7 @@ RECONCILIATION = [
     "workflow_daily:workflow_daily_matches_raw_history",
     "workflow_totals:workflow_totals_match_raw_history",
     "workflow_totals:workflow_totals_add_up_to_daily",
+    "job_log_totals:job_log_totals_match_raw_history",
 ]
 PYTHON_CHECKS = {"newest_event_is_recent", "no_new_dead_letters", "consumer_lag_below_max"}
 
@@ -124,6 +125,13 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
             FROM analytics.workflow_daily WHERE day = '{day}' GROUP BY user_id, workflow_id""",
     )
     execute(server, f"INSERT INTO analytics.workflow_daily SELECT * FROM analytics.workflow_daily WHERE day = '{day}'")
+    # And a job of the day whose log entries were counted again.
+    execute(
+        server,
+        f"""INSERT INTO analytics.job_log_totals (user_id, workflow_id, job_id, lines, entries)
+            SELECT user_id, workflow_id, job_id, 0, 7 FROM analytics.job_log_events
+            WHERE toDate(event_time) = '{day}' LIMIT 1""",
+    )
 
     health = defs.resolve_job_def("pipeline_health")
     broken = health.execute_in_process(instance=instance, raise_on_error=False)
@@ -132,12 +140,14 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     assert not found["workflow_daily:workflow_daily_matches_raw_history"].passed
     assert not found["workflow_totals:workflow_totals_match_raw_history"].passed
     assert found["workflow_totals:workflow_totals_add_up_to_daily"].passed  # consistent, and wrong
+    assert not found["job_log_totals:job_log_totals_match_raw_history"].passed
 
     backfill = defs.resolve_job_def("daily_reconciliation_job")
     repaired = backfill.execute_in_process(instance=instance, partition_key=day.isoformat())
     [materialization] = repaired.asset_materializations_for_node("daily_reconciliation")
     assert materialization.partition == day.isoformat()
     assert materialization.metadata["workflow_totals_corrected"].value == len(workflows_of_the_day)
+    assert materialization.metadata["job_log_totals_corrected"].value == 1
 
     healthy = health.execute_in_process(instance=instance, raise_on_error=False)
     found = evaluations(healthy)

@@ -10,6 +10,7 @@ RECONCILIATION_TESTS = {
     "workflow_daily_matches_raw_history": "workflow_daily",  # per day
     "workflow_totals_match_raw_history": "workflow_totals",  # in total
     "workflow_totals_add_up_to_daily": "workflow_totals",
+    "job_log_totals_match_raw_history": "job_log_totals",  # per job, where no line can have expired
 }
 
 
