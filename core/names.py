@@ -103,6 +103,9 @@ STORAGE_TOPICS = "storage_topics"
 STORAGE_LOG_RETENTION = "storage_log_retention"
 
 # The tables that hold data, by layer (landing tables hold none: they are Null or Kafka tables).
+# Held while a backfill rebuilds days (operations/rebuild_lock.py): a table only while it is held.
+REBUILD_LOCK = "rebuild_lock"
+
 RAW_TABLES = (
     *RAW_EVENTS.values(),
     JOB_FIRST_SEEN,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from core.days import FIRST_DAY, LAST_DAY, RANGE_TEXT
 from core.settings.schema import SchemaSettings
 from operations.dbt import run_dbt
+from operations.rebuild_lock import WAIT_S, RebuildBusy, rebuild_lock
 
 # The one line rebuild_days logs about what it did.
 SUMMARY = re.compile(r"rebuild summary: (\{.*\})")
@@ -62,15 +63,22 @@ def parse_summary(output: str) -> tuple[dict[str, int], int, int]:
     return summary["days"], summary["workflow_totals_corrected"], summary["job_log_totals_corrected"]
 
 
-def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date]) -> RebuildSummary:
-    """Rebuild the days' aggregates; safe to repeat. Raises BackfillFailed when dbt fails."""
+def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: float = WAIT_S) -> RebuildSummary:
+    """Rebuild the days' aggregates; safe to repeat. Waits up to `wait_s` for another rebuild on the
+    server to finish. Raises BackfillFailed when dbt fails, or the other rebuild does not finish."""
     # Staging tables are named per call, so two backfills at once never share one.
     suffix = uuid.uuid4().hex[:12]
-    result = run_dbt(settings, "run-operation", *rebuild_arguments(days, suffix), capture=True)
+    arguments = rebuild_arguments(days, suffix)
+    try:
+        with rebuild_lock(settings, wait_s):  # one at a time: two would each insert the same corrections
+            result = run_dbt(settings, "run-operation", *arguments, capture=True)
+            if result.returncode != 0:
+                # A failed rebuild may leave its staging tables behind; nothing reuses them, so they go.
+                drop = json.dumps({"staging_suffix": suffix})
+                run_dbt(settings, "run-operation", "drop_rebuild_staging", "--args", drop, capture=True)
+    except RebuildBusy as busy:
+        raise BackfillFailed(str(busy)) from None
     if result.returncode != 0:
-        # A failed rebuild may leave its staging tables behind; nothing reuses them, so they go.
-        drop = json.dumps({"staging_suffix": suffix})
-        run_dbt(settings, "run-operation", "drop_rebuild_staging", "--args", drop, capture=True)
         raise BackfillFailed(
             f"dbt run-operation rebuild_days failed (exit {result.returncode}):\n{result.stdout[-3000:]}"
         )

@@ -1,0 +1,101 @@
+"""One rebuild of days at a time (operations/rebuild_lock.py): two at once would each insert the
+same corrections, and the days would be corrected twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from core.names import DATABASE, REBUILD_LOCK
+from operations.backfill import BackfillFailed, rebuild_days
+from operations.rebuild_lock import RebuildBusy, rebuild_lock
+from tests import datasets
+from tests.checks import assert_matches
+from tests.intake import deliver, execute, query
+
+LOCK = f"{DATABASE}.{REBUILD_LOCK}"
+MEASURES = "workflow_events, jobs, jobs_completed, jobs_failed, jobs_cancelled, job_execution_seconds, joblogs"
+
+
+def corrupt(server, prefix: str, day) -> None:
+    """The day's counters of this dataset's workflows counted again, in the totals and in the day."""
+    where = f"day = '{day}' AND startsWith(user_id, '{prefix}')"
+    execute(
+        server,
+        f"""INSERT INTO analytics.workflow_totals (user_id, workflow_id, {MEASURES})
+            SELECT user_id, workflow_id, {", ".join(f"sum({m})" for m in MEASURES.split(", "))}
+            FROM analytics.workflow_daily WHERE {where} GROUP BY user_id, workflow_id""",
+    )
+    execute(server, f"INSERT INTO analytics.workflow_daily SELECT * FROM analytics.workflow_daily WHERE {where}")
+
+
+def lock_rows(server) -> list[dict]:
+    return query(server, f"SELECT comment FROM system.tables WHERE database = '{DATABASE}' AND name = '{REBUILD_LOCK}'")
+
+
+def test_two_backfills_of_a_corrupted_day_at_once_correct_it_once(analytics_db):
+    settings = analytics_db.settings()
+    dataset = datasets.generate(seed=71, users=3)
+    deliver(analytics_db, dataset.messages, batch_size=100_000)
+    day = sorted({day for (_, _, day) in dataset.expected.daily_jobs})[3]
+    failures = []
+
+    def backfill():
+        try:
+            rebuild_days(settings, [day])
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    for _ in range(3):
+        corrupt(analytics_db, dataset.prefix, day)
+        both = [threading.Thread(target=backfill) for _ in range(2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join(300)
+        assert not failures
+        assert_matches(analytics_db, dataset)
+    assert not lock_rows(analytics_db)  # released
+
+
+def test_a_rebuild_waits_for_the_one_holding_the_lock(analytics_db):
+    settings = analytics_db.settings()
+    done = threading.Event()
+    with rebuild_lock(settings):
+        waiting = threading.Thread(target=lambda: (rebuild_days(settings, [dt.date(2026, 11, 20)]), done.set()))
+        waiting.start()
+        assert not done.wait(2.0)  # held here: it waits
+    waiting.join(120)
+    assert done.is_set()
+
+
+def test_a_lock_whose_holder_died_is_taken_over(analytics_db):
+    settings = analytics_db.settings()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "2026-12-01T00:00:00+00:00"}
+    execute(analytics_db, f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT '{json.dumps(holder)}'")
+    with rebuild_lock(settings, wait_s=5):
+        [row] = lock_rows(analytics_db)
+        assert json.loads(row["comment"])["pid"] == os.getpid()
+
+
+def test_a_lock_held_elsewhere_past_the_wait_is_named(analytics_db):
+    settings = analytics_db.settings()
+    holder = {"host": "elsewhere.example", "pid": 1, "since": "2999-01-01T00:00:00+00:00"}
+    execute(analytics_db, f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT '{json.dumps(holder)}'")
+    try:
+        with pytest.raises(RebuildBusy) as busy, rebuild_lock(settings, wait_s=1):
+            pass
+        assert "since 2999-01-01T00:00:00+00:00 (elsewhere.example, process 1)" in str(busy.value)
+        assert f"DROP TABLE {LOCK}" in str(busy.value)
+        with pytest.raises(BackfillFailed, match="another rebuild has held the lock"):
+            rebuild_days(settings, [dt.date(2026, 11, 20)], wait_s=1)
+    finally:
+        execute(analytics_db, f"DROP TABLE IF EXISTS {LOCK}")
