@@ -126,11 +126,15 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     )
     execute(server, f"INSERT INTO analytics.workflow_daily SELECT * FROM analytics.workflow_daily WHERE day = '{day}'")
     # And a job of the day whose log entries were counted again.
+    [job] = query(
+        server,
+        f"""SELECT user_id, workflow_id, job_id FROM analytics.job_log_events
+            WHERE toDate(event_time) = '{day}' ORDER BY user_id, workflow_id, job_id LIMIT 1""",
+    )
     execute(
         server,
         f"""INSERT INTO analytics.job_log_totals (user_id, workflow_id, job_id, lines, entries)
-            SELECT user_id, workflow_id, job_id, 0, 7 FROM analytics.job_log_events
-            WHERE toDate(event_time) = '{day}' LIMIT 1""",
+            VALUES ('{job["user_id"]}', '{job["workflow_id"]}', '{job["job_id"]}', 0, 7)""",
     )
 
     health = defs.resolve_job_def("pipeline_health")
@@ -141,6 +145,16 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     assert not found["workflow_totals:workflow_totals_match_raw_history"].passed
     assert found["workflow_totals:workflow_totals_add_up_to_daily"].passed  # consistent, and wrong
     assert not found["job_log_totals:job_log_totals_match_raw_history"].passed
+    # Each failing check names what to rebuild: the day, the workflows, the job.
+    daily = found["workflow_daily:workflow_daily_matches_raw_history"]
+    assert daily.description.startswith(f"Off their raw history on {day}:")
+    assert f"analytics backfill --day {day}`" in daily.description
+    off = daily.metadata["off"].value
+    assert all(f"| {user} | {workflow} | {day} |" in off for user, workflow in workflows_of_the_day)
+    totals = found["workflow_totals:workflow_totals_match_raw_history"].description
+    assert all(f"{user}/{workflow}" in totals for user, workflow in workflows_of_the_day)
+    logs = found["job_log_totals:job_log_totals_match_raw_history"].description
+    assert f"{job['user_id']}/{job['workflow_id']}/{job['job_id']}" in logs
 
     backfill = defs.resolve_job_def("daily_reconciliation_job")
     repaired = backfill.execute_in_process(instance=instance, partition_key=day.isoformat())

@@ -11,6 +11,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from core.settings.dagster import DagsterSettings
 from operations.dbt import dbt_vars
+from orchestration.reconciliation.failing_rows import named
 from orchestration.schema.resources import dagster_dbt_dir, manifest_target_path, profile_environment
 
 
@@ -58,7 +59,8 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
         try:
             with profile_environment(settings):
                 invocation = dbt.cli(dbt_build_args(settings), context=context, target_path=target_path)
-            yield from invocation.stream()
+            for event in invocation.stream():
+                yield named(event, target_path, settings.clickhouse_connection)  # what a failing check found off
         finally:
             # dbt's artefacts (a manifest per run among them) are in the run's events by now; the
             # health sensor starts runs all day, so keeping them would fill the disk.

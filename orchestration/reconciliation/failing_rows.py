@@ -1,0 +1,67 @@
+"""What a failing reconciliation check names: the rows its dbt test returned.
+
+dagster-dbt records how many rows a failing test returned; a reconciliation test's rows say what
+to rebuild (the days of workflow_daily, the workflows of workflow_totals, the jobs of
+job_log_totals). The test's SQL, compiled into the run's target directory, is run again for its
+first rows, which go into the check's description and metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dagster as dg
+
+from core.clickhouse import connect
+from core.settings.clickhouse import ClickHouseConnection
+from orchestration.reconciliation.checks import RECONCILIATION_TESTS
+
+log = logging.getLogger(__name__)
+
+SHOWN = 20  # rows a check's metadata shows
+KEYS = ("user_id", "workflow_id", "job_id", "day")
+
+
+def named(event, target_path: Path, connection: ClickHouseConnection):
+    """The event as it was, or, for a failing reconciliation check, with what it found off."""
+    if not isinstance(event, dg.AssetCheckResult) or event.passed or event.check_name not in RECONCILIATION_TESTS:
+        return event
+    compiled = sorted((target_path / "compiled").rglob(f"{event.check_name}.sql"))
+    if not compiled:
+        return event
+    try:
+        with connect.session(connection) as client:
+            result = client.query(f"SELECT * FROM ({compiled[0].read_text()}) LIMIT {SHOWN}")
+    except Exception as error:  # noqa: BLE001 - the check stays as dbt reported it
+        log.warning("could not list the rows of %s: %s", event.check_name, error)
+        return event
+    keys = [key for key in KEYS if key in result.column_names]
+    found = sorted({tuple(str(row[result.column_names.index(key)]) for key in keys) for row in result.result_rows})
+    return dg.AssetCheckResult(
+        asset_key=event.asset_key,
+        check_name=event.check_name,
+        passed=False,
+        severity=event.severity,
+        description=describe(keys, found),
+        metadata={**event.metadata, "off": dg.MetadataValue.md(table(keys, found))},
+    )
+
+
+def describe(keys: list[str], found: list[tuple[str, ...]]) -> str:
+    more = f" (the first {SHOWN})" if len(found) == SHOWN else ""
+    if "day" in keys:
+        days = sorted({row[keys.index("day")] for row in found})
+        flags = " ".join(f"--day {day}" for day in days)
+        return (
+            f"Off their raw history on {', '.join(days)}{more}: materialise those partitions of "
+            f"daily_reconciliation, or `analytics backfill {flags}`."
+        )
+    named_rows = ", ".join("/".join(row) for row in found)
+    return f"Off their raw history{more}: {named_rows}. Rebuilding a day each has events on repairs it."
+
+
+def table(keys: list[str], found: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(row) + " |" for row in found]
+    return "\n".join(lines)
