@@ -206,7 +206,8 @@ class TopicConsumer:
                 self._raise_or_log([error for message in batch if (error := message.error()) is not None])
 
     def _raise_or_log(self, errors: list[KafkaError]) -> None:
-        """What a poll returned besides messages: fatal errors stop the consumer, the rest are logged."""
+        """What a poll returned besides messages: a deleted topic is waited for, fatal errors stop the
+        consumer, the rest are logged."""
         for error in errors:
             if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise TopicGone(f"topic {self.kafka_topic} does not exist ({error.str()})")
