@@ -1,5 +1,6 @@
-"""A topic deleted while the bridge runs, and created again: the other topics go on, and the new
-log is read from its first message by the same bridge, without a restart."""
+"""Topics changing under the bridge: a topic deleted while it runs, and created again (the other
+topics go on, and the new log is read from its first message by the same bridge, without a
+restart); messages removed from the broker before the bridge came to them (counted and named)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from embedded.bridge.config import config_from, prepare_topics
+from embedded.bridge.metrics import SKIPPED
 from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.checks import assert_matches, workflow_numbers
-from tests.test_bridge import produce, settings_for, wait_until_consumed
+from tests.test_bridge import consume_with_a_bridge, produce, settings_for, wait_until_consumed
 
 pytestmark = pytest.mark.kafka
 
@@ -87,3 +89,29 @@ def assert_job_logs_counted(analytics_db, dataset: datasets.Dataset) -> None:
 
 def assert_said(caplog, text: str) -> None:
     assert text in caplog.text
+
+
+def test_messages_removed_before_the_bridge_came_to_them_are_counted_and_named(analytics_db, kafka, caplog):
+    prefix = f"d{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = config_from(settings)
+    prepare_topics(config, create=True, partitions=1)
+    dataset = datasets.generate(seed=65, users=6)
+    lines = dataset.messages["job_logs"]
+    produce(kafka, prefix, {"job_logs": lines[:50]})
+    consume_with_a_bridge(kafka, settings, config)
+    # While no bridge runs, 100 more arrive and the first 30 of them are removed (as retention would).
+    produce(kafka, prefix, {"job_logs": lines[50:150]})
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    cut = TopicPartition(prefix + "job_logs", 0, 80)
+    admin.delete_records([cut])[cut].result()
+    before = SKIPPED.labels("job_logs")._value.get()
+    consume_with_a_bridge(kafka, settings, config)
+    assert SKIPPED.labels("job_logs")._value.get() - before == 30
+    assert (
+        f"{prefix}job_logs [0]: offsets 50 to 79 were removed from the broker before they were consumed"
+        " (retention or DeleteRecords): 30 messages never counted; going on from offset 80"
+    ) in caplog.text
+    entries = sum(int(row["joblogs"]) for row in workflow_numbers(analytics_db, dataset.prefix).values())
+    kept = {line["event_id"]: line.get("count", 1) for line in lines[:50] + lines[80:150]}  # duplicates once
+    assert entries == sum(kept.values())

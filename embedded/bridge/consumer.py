@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from embedded import fault_points
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.lag import LagReporter
-from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
+from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES, SKIPPED
 from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,26 @@ class Fenced(Exception):
         self.error = error
 
 
+# librdkafka's word that a partition's next offset is no longer on the broker (auto.offset.reset).
+OFFSET_RESET = re.compile(r"(?P<topic>\S+) \[(?P<partition>\d+)\]: offset reset \(at offset (?P<at>\d+)")
+
+
+class LibrdkafkaLog(logging.Logger):
+    """librdkafka's log lines (the `logger` of its configuration), passed on to this module's logger;
+    the partitions it moved to the earliest offset the broker still holds are kept for the
+    consumer to count what it never got."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.resets: list[tuple[str, int, int]] = []  # (topic, partition, offset it was at)
+
+    def log(self, level, msg, *args, **kwargs) -> None:
+        line = msg % args if args else str(msg)
+        if found := OFFSET_RESET.search(line):
+            self.resets.append((found["topic"], int(found["partition"]), int(found["at"])))
+        log.log(level, "librdkafka: %s", line)
+
+
 class TopicGone(Exception):
     """The topic was deleted while the bridge read it."""
 
@@ -72,6 +93,7 @@ class TopicConsumer:
         self.pending: list[Message] = []
         self.pending_bytes = 0  # of the messages' values: a block of large messages ends early
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
+        self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
         self._new_consumer()
 
     def _new_consumer(self) -> None:
@@ -103,6 +125,7 @@ class TopicConsumer:
                 # 200 s measured), while producers wrote to it at once.
                 "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
                 "fetch.wait.max.ms": fetch_wait_ms(self.config.flush_interval_ms),
+                "logger": self.librdkafka_log,
             }
         )
         self.lag = LagReporter(
@@ -204,6 +227,33 @@ class TopicConsumer:
             MESSAGES.labels(self.topic).inc(len(messages))
             if len(messages) < len(batch):
                 self._raise_or_log([error for message in batch if (error := message.error()) is not None])
+            if self.librdkafka_log.resets:
+                self._count_skipped()
+
+    def _count_skipped(self) -> None:
+        """A partition whose next offset the broker no longer held goes on from its earliest one:
+        the messages between were removed (retention, DeleteRecords) before they were consumed."""
+        resets, self.librdkafka_log.resets = self.librdkafka_log.resets, []
+        for topic, partition, at in resets:
+            try:
+                low, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10, cached=False
+                )
+            except KafkaException as error:
+                log.warning("%s: %s [%d]: offset %d is not on the broker (%s)", self.name, topic, partition, at, error)
+                continue
+            if at < low:
+                SKIPPED.labels(self.topic).inc(low - at)
+                log.warning(
+                    "%s: %s [%d]: offsets %d to %d were removed from the broker before they were consumed "
+                    "(retention or DeleteRecords): %d messages never counted; going on from offset %d",
+                    *(self.name, topic, partition, at, low - 1, low - at, low),
+                )
+            else:
+                log.warning(
+                    "%s: %s [%d]: offset %d is past the log's end (%d): a new topic of that name? going on from %d",
+                    *(self.name, topic, partition, at, high, low),
+                )
 
     def _raise_or_log(self, errors: list[KafkaError]) -> None:
         """What a poll returned besides messages: a deleted topic is waited for, fatal errors stop the

@@ -24,6 +24,12 @@ RETRIES = Counter(
     "analytics_bridge_insert_retries", "Inserts retried, by why (transient or unclassified)", ["topic", "reason"]
 )
 INSERT_SECONDS = Histogram("analytics_bridge_insert_seconds", "Time to insert one batch", ["topic"])
+SKIPPED = Counter(
+    "analytics_bridge_offsets_skipped",
+    "Messages the broker no longer held when the bridge came to them (retention or DeleteRecords removed "
+    "them first): never counted",
+    ["topic"],
+)
 LAG = Gauge("analytics_bridge_consumer_lag", "Messages not yet committed", ["topic", "partition"])
 
 
