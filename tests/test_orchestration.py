@@ -359,7 +359,19 @@ def test_server_mode_reads_lag_from_system_kafka_consumers(server, settings, bui
 def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, instance):
     sensor = defs.get_sensor_def("pipeline_health_sensor")
     assert sensor.job_name == "pipeline_health"
-    flag = "dead_letters:no_new_dead_letters"
+    first = a_tick_flagging_a_dead_letter(server, defs, instance)
+    assert len(first.run_requests) == 1
+    run_health_checks(defs, instance)
+    second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    assert len(second.run_requests) == 1
+    assert DEAD_LETTER_CHECK not in json.loads(second.cursor)
+
+
+DEAD_LETTER_CHECK = "dead_letters:no_new_dead_letters"
+
+
+def a_tick_flagging_a_dead_letter(server, defs, instance) -> dg.SensorResult:
+    """A sensor tick after the health checks ran on a new dead letter (gone again afterwards)."""
     execute(
         server,
         """INSERT INTO analytics.dead_letters (topic, raw_message, error, received_at)
@@ -367,15 +379,11 @@ def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, i
     )
     try:
         run_health_checks(defs, instance)
-        first = sensor(dg.build_sensor_context(instance=instance))
-        assert len(first.run_requests) == 1
-        assert flag in json.loads(first.cursor)
+        tick = defs.get_sensor_def("pipeline_health_sensor")(dg.build_sensor_context(instance=instance))
+        assert DEAD_LETTER_CHECK in json.loads(tick.cursor)
+        return tick
     finally:
         execute(server, "TRUNCATE TABLE analytics.dead_letters")
-    run_health_checks(defs, instance)
-    second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-    assert len(second.run_requests) == 1
-    assert flag not in json.loads(second.cursor)
 
 
 @pytest.mark.usefixtures("built")  # the schema, whichever test runs first
@@ -385,18 +393,8 @@ def test_a_check_its_last_run_did_not_evaluate_keeps_its_state_and_the_sensor_go
     # A health run cancelled, or failing before its checks could run (ClickHouse down), leaves them
     # planned and never evaluated: the sensor must go on ticking, and keep their last state.
     sensor = defs.get_sensor_def("pipeline_health_sensor")
-    flag = "dead_letters:no_new_dead_letters"
-    execute(
-        server,
-        """INSERT INTO analytics.dead_letters (topic, raw_message, error, received_at)
-           VALUES ('jobs', 'y', 'bad', now64(3, 'UTC'))""",
-    )
-    try:
-        run_health_checks(defs, instance)
-        failing = sensor(dg.build_sensor_context(instance=instance))
-        assert flag in json.loads(failing.cursor)
-    finally:
-        execute(server, "TRUNCATE TABLE analytics.dead_letters")
+    flag = DEAD_LETTER_CHECK
+    failing = a_tick_flagging_a_dead_letter(server, defs, instance)
     unreachable = build_definitions(server.settings().model_copy(update={"clickhouse_http_port": refused_port}))
     assert not run_health_checks(unreachable, instance).success
     key = dg.AssetCheckKey(dg.AssetKey("dead_letters"), "no_new_dead_letters")
