@@ -7,6 +7,7 @@ unpredictable.
 
 import datetime as dt
 import json
+import uuid
 
 import dagster as dg
 import pytest
@@ -365,6 +366,19 @@ def test_health_sensor_requests_a_run_and_flags_each_change_once(server, defs, i
     second = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
     assert len(second.run_requests) == 1
     assert DEAD_LETTER_CHECK not in json.loads(second.cursor)
+
+
+def test_health_sensor_starts_no_run_while_one_is_in_progress(defs, instance):
+    sensor = defs.get_sensor_def("pipeline_health_sensor")
+    running = dg.DagsterRun(job_name="pipeline_health", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+    instance.add_run(running)
+    try:
+        skipped = sensor(dg.build_sensor_context(instance=instance))
+        assert not skipped.run_requests
+        assert skipped.skip_reason.skip_message == "a pipeline_health run is still in progress"
+    finally:
+        instance.delete_run(running.run_id)
+    assert len(sensor(dg.build_sensor_context(instance=instance)).run_requests) == 1
 
 
 DEAD_LETTER_CHECK = "dead_letters:no_new_dead_letters"

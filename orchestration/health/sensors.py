@@ -34,6 +34,19 @@ def failing_checks(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckK
     return sorted(failing)
 
 
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def health_run_in_progress(instance: dg.DagsterInstance) -> bool:
+    return bool(instance.get_run_records(dg.RunsFilter(job_name=HEALTH_JOB, statuses=IN_PROGRESS), limit=1))
+
+
 def build_health_sensor(settings: DagsterSettings, job, check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
     @dg.sensor(
         name="pipeline_health_sensor",
@@ -50,6 +63,9 @@ def build_health_sensor(settings: DagsterSettings, job, check_keys: list[dg.Asse
             context.log.error(f"check failing: {check}")
         for check in sorted(before - set(now)):
             context.log.info(f"check passing again: {check}")
+        if health_run_in_progress(context.instance):
+            # Checks take tens of seconds; a tick while they run would start a second set beside them.
+            return dg.SensorResult(skip_reason=f"a {HEALTH_JOB} run is still in progress", cursor=json.dumps(now))
         return dg.SensorResult(
             run_requests=[dg.RunRequest(tags={"analytics/failing_checks": str(len(now))})],
             cursor=json.dumps(now),
