@@ -17,7 +17,7 @@ from embedded.bridge.metrics import SKIPPED
 from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.checks import assert_matches, workflow_numbers
-from tests.test_bridge import consume_with_a_bridge, produce, settings_for, wait_until_consumed
+from tests.test_bridge import consume_with_a_bridge, ingest_process, produce, settings_for, wait_until_consumed
 
 pytestmark = pytest.mark.kafka
 
@@ -115,3 +115,30 @@ def test_messages_removed_before_the_bridge_came_to_them_are_counted_and_named(a
     entries = sum(int(row["joblogs"]) for row in workflow_numbers(analytics_db, dataset.prefix).values())
     kept = {line["event_id"]: line.get("count", 1) for line in lines[:50] + lines[80:150]}  # duplicates once
     assert entries == sum(kept.values())
+
+
+def test_ingest_says_which_topics_it_created_and_with_how_many_partitions(analytics_db, kafka, tmp_path):
+    prefix = f"c{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    prepare_topics(config_from(settings), create=True, partitions=3)
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.delete_topics([prefix + "workflows"])[prefix + "workflows"].result()
+    eventually(lambda: assert_gone(admin, prefix + "workflows"), timeout=60)
+    log = tmp_path / "ingest.log"
+    process = ingest_process(settings, log)
+    try:
+        eventually(lambda: assert_said_in(log, "consuming "), timeout=60)
+    finally:
+        process.terminate()
+        process.wait(60)
+    said = log.read_text()
+    assert f"{prefix}workflows: created, 1 partition (ANALYTICS_KAFKA_TOPIC_PARTITIONS)" in said
+    assert f"{prefix}jobs: created" not in said
+
+
+def assert_said_in(log, text: str) -> None:
+    assert text in log.read_text()
+
+
+def assert_gone(admin: AdminClient, topic: str) -> None:
+    assert topic not in admin.list_topics(timeout=10).topics

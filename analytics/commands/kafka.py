@@ -98,9 +98,12 @@ def ingest(bootstrap, clickhouse_url, create_topics, metrics_port) -> None:
     except (FaultPointError, CannotListen) as error:
         raise click.ClickException(str(error)) from None
     try:
-        prepare_topics(config, create=create_topics, partitions=settings.kafka_topic_partitions)
+        states = prepare_topics(config, create=create_topics, partitions=settings.kafka_topic_partitions)
     except TopicError as error:
         raise click.ClickException(str(error)) from None
+    for state in states:
+        if state.created:  # the partitions are the setting's, not those of the topics beside it
+            click.echo(f"{state.describe()} (ANALYTICS_KAFKA_TOPIC_PARTITIONS)", err=True)
     bridge = Bridge(config)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: bridge.stop_event.set())
