@@ -260,10 +260,19 @@ def test_the_rebuild_summary_is_read_from_dbts_output():
         parse_summary("09:00:01  Done.\n")
 
 
-def test_backfill_refuses_a_day_that_is_not_a_date():
-    result = CliRunner().invoke(main, ["backfill", "--day", "2026-02-30"])
+@pytest.mark.parametrize(
+    ("day", "said"),
+    [
+        ("2026-02-30", "'2026-02-30' is not a day on the calendar: day is out of range for month"),
+        ("2026-13-01", "'2026-13-01' is not a day on the calendar: month must be in 1..12"),
+        ("20261120", "'20261120' is not a day written YYYY-MM-DD"),
+        ("yesterday", "'yesterday' is not a day written YYYY-MM-DD"),
+    ],
+)
+def test_backfill_refuses_a_day_that_is_not_a_date_saying_why(day, said):
+    result = CliRunner().invoke(main, ["backfill", "--day", day])
     assert result.exit_code == 2
-    assert "2026-02-30" in result.output
+    assert f"Invalid value for '--day': {said}" in result.output
 
 
 @pytest.mark.parametrize("day", ["1969-12-31", "2149-06-07", "2250-01-01"])

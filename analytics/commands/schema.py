@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import click
 
 from analytics.extras import check_installed, requires
@@ -26,13 +29,29 @@ def migrate(clickhouse_url, target) -> None:
         raise click.ClickException(f"dbt build failed (exit {result.returncode}); see the output above")
 
 
+class Day(click.ParamType):
+    """A day written YYYY-MM-DD; one of that shape that is no day on the calendar says why."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            self.fail(f"{value!r} is not a day written YYYY-MM-DD", param, ctx)
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError as error:
+            self.fail(f"{value!r} is not a day on the calendar: {error}", param, ctx)
+
+
 @click.command()
 @click.option(
     "--day",
     "days",
     multiple=True,
     required=True,
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=Day(),
     help="A day (UTC) to rebuild, YYYY-MM-DD; repeat for more days.",
 )
 @click.option("--clickhouse-url", help="ClickHouse to repair (ANALYTICS_CLICKHOUSE_URL).")
@@ -50,11 +69,11 @@ def backfill(days, clickhouse_url) -> None:
         from operations.backfill import BackfillFailed, checked_days, rebuild_days
 
     try:
-        checked_days(moment.date() for moment in days)
+        checked_days(days)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="'--day'") from None
     try:
-        summary = rebuild_days(answering(settings.slice(SchemaSettings)), [moment.date() for moment in days])
+        summary = rebuild_days(answering(settings.slice(SchemaSettings)), list(days))
     except BackfillFailed as error:
         raise click.ClickException(str(error)) from None
     for day, rows in sorted(summary.rows_by_day.items()):
