@@ -17,21 +17,23 @@ def build_health_job(check_keys: list[dg.AssetCheckKey]):
     )
 
 
-def failing_checks(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], before: set[str]) -> list[str]:
-    """The checks whose latest evaluation failed, as `asset:check` strings, sorted. A check whose
-    latest run planned it but did not evaluate it (still running, or cancelled, or failed before it
-    could: ClickHouse down) keeps what it was at the last tick (`before`)."""
-    failing = []
+def failing_checks(
+    instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], before: set[str]
+) -> dict[str, dg.AssetCheckSeverity]:
+    """The checks whose latest evaluation failed, as `asset:check` strings, with their severity. A
+    check whose latest run planned it but did not evaluate it (still running, or cancelled, or
+    failed before it could: ClickHouse down) keeps what it was at the last tick (`before`)."""
+    failing = {}
     for key in check_keys:
+        name = key.to_user_string()
         record = instance.get_latest_asset_check_evaluation_record(key)
         evaluation = record.evaluation if record is not None else None
         if isinstance(evaluation, dg.AssetCheckEvaluation):
-            failed = not evaluation.passed
-        else:  # never run, or only planned so far
-            failed = key.to_user_string() in before
-        if failed:
-            failing.append(key.to_user_string())
-    return sorted(failing)
+            if not evaluation.passed:
+                failing[name] = evaluation.severity
+        elif name in before:  # never run, or only planned so far
+            failing[name] = dg.AssetCheckSeverity.ERROR
+    return failing
 
 
 IN_PROGRESS = [
@@ -59,16 +61,19 @@ def build_health_sensor(settings: DagsterSettings, job, check_keys: list[dg.Asse
         # The cursor remembers what was failing at the last tick, so each change is flagged once.
         before = set(json.loads(context.cursor)) if context.cursor else set()
         now = failing_checks(context.instance, check_keys, before)
-        for check in sorted(set(now) - before):
-            context.log.error(f"check failing: {check}")
-        for check in sorted(before - set(now)):
+        for check in sorted(now.keys() - before):
+            if now[check] == dg.AssetCheckSeverity.WARN:  # a quiet topic, say: not an error
+                context.log.warning(f"check warning: {check}")
+            else:
+                context.log.error(f"check failing: {check}")
+        for check in sorted(before - now.keys()):
             context.log.info(f"check passing again: {check}")
+        cursor = json.dumps(sorted(now))
         if health_run_in_progress(context.instance):
             # Checks take tens of seconds; a tick while they run would start a second set beside them.
-            return dg.SensorResult(skip_reason=f"a {HEALTH_JOB} run is still in progress", cursor=json.dumps(now))
+            return dg.SensorResult(skip_reason=f"a {HEALTH_JOB} run is still in progress", cursor=cursor)
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(tags={"analytics/failing_checks": str(len(now))})],
-            cursor=json.dumps(now),
+            run_requests=[dg.RunRequest(tags={"analytics/failing_checks": str(len(now))})], cursor=cursor
         )
 
     return pipeline_health_sensor
