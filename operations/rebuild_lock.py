@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 
 from core import names
 from core.clickhouse import connect
+from core.errors import Code
 from core.settings.schema import SchemaSettings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 WAIT_S = 900.0  # how long a rebuild waits for another to finish (a year of days takes seconds)
 STALE_AFTER_S = 3600.0  # a lock this old, held from another host, is taken to be a dead holder's
 POLL_S = 0.5
-TABLE_ALREADY_EXISTS = 57
 
 
 class RebuildBusy(RuntimeError):
@@ -87,7 +87,7 @@ def rebuild_lock(
                 )
                 break
             except DatabaseError as error:
-                if f"Code: {TABLE_ALREADY_EXISTS}." not in str(error):
+                if f"Code: {Code.TABLE_ALREADY_EXISTS.value}." not in str(error):
                     raise
             holder = _current(client)
             if holder is None:

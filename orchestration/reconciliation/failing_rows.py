@@ -13,9 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from core.clickhouse import connect
-from core.settings.clickhouse import ClickHouseConnection
 from orchestration.reconciliation.checks import RECONCILIATION_TESTS
+from orchestration.resources import ClickHouse
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ SHOWN = 20  # rows a check's metadata shows
 KEYS = ("user_id", "workflow_id", "job_id", "day")
 
 
-def named(event, target_path: Path, connection: ClickHouseConnection):
+def named(event, target_path: Path, clickhouse: ClickHouse):
     """The event as it was, or, for a failing reconciliation check, with what it found off."""
     if not isinstance(event, dg.AssetCheckResult) or event.passed or event.check_name not in RECONCILIATION_TESTS:
         return event
@@ -31,13 +30,12 @@ def named(event, target_path: Path, connection: ClickHouseConnection):
     if not compiled:
         return event
     try:
-        with connect.session(connection) as client:
-            result = client.query(f"SELECT * FROM ({compiled[0].read_text()}) LIMIT {SHOWN}")
+        rows = clickhouse.rows(f"SELECT * FROM ({compiled[0].read_text()}) LIMIT {SHOWN}")
     except Exception as error:  # noqa: BLE001 - the check stays as dbt reported it
         log.warning("could not list the rows of %s: %s", event.check_name, error)
         return event
-    keys = [key for key in KEYS if key in result.column_names]
-    found = sorted({tuple(str(row[result.column_names.index(key)]) for key in keys) for row in result.result_rows})
+    keys = [key for key in KEYS if rows and key in rows[0]]
+    found = sorted({tuple(str(row[key]) for key in keys) for row in rows})
     return dg.AssetCheckResult(
         asset_key=event.asset_key,
         check_name=event.check_name,

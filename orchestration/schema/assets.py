@@ -12,6 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from core.settings.dagster import DagsterSettings
 from operations.dbt import dbt_vars
 from orchestration.reconciliation.failing_rows import named
+from orchestration.resources import ClickHouse
 from orchestration.schema.resources import dagster_dbt_dir, manifest_target_path, profile_environment
 
 
@@ -56,11 +57,12 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
     ):
         """`dbt build` of the selected models and tests against the configured ClickHouse."""
         target_path = run_target_path(settings, context.run.run_id)
+        clickhouse = ClickHouse(settings)
         try:
             with profile_environment(settings):
                 invocation = dbt.cli(dbt_build_args(settings), context=context, target_path=target_path)
             for event in invocation.stream():
-                yield named(event, target_path, settings.clickhouse_connection)  # what a failing check found off
+                yield named(event, target_path, clickhouse)  # what a failing check found off
         finally:
             # dbt's artefacts (a manifest per run among them) are in the run's events by now; the
             # health sensor starts runs all day, so keeping them would fill the disk.
