@@ -171,8 +171,9 @@ class TopicConsumer:
         again a new consumer reads it (Kafka dropped the deleted topic's offsets: from its start)."""
         if self.pending:
             self._flush()
+        self.lag.forget_partitions_from(0)
         log.warning("%s: %s; waiting for it (`analytics topics` creates it); the other topics go on", self.name, gone)
-        while not self._topic_exists():
+        while not self._partition_count():
             if self.stop_event.wait(self.config.lag_interval_s):
                 return
         log.warning("%s: topic %s exists again: a new consumer reads it", self.name, self.kafka_topic)
@@ -180,15 +181,20 @@ class TopicConsumer:
             self.consumer.close()
         self._new_consumer()
 
-    def _topic_exists(self) -> bool:
+    def _partition_count(self) -> int:
+        """How many partitions the topic has: 0 when it does not exist (or the broker cannot say now)."""
         try:
             found = self.consumer.list_topics(self.kafka_topic, timeout=10).topics.get(self.kafka_topic)
         except KafkaException as error:  # the broker cannot say now: asked again after the lag interval
             log.debug("%s: could not read topic %s: %s", self.name, self.kafka_topic, error)
-            return False
-        return found is not None and found.error is None and bool(found.partitions)
+            return 0
+        return len(found.partitions) if found is not None and found.error is None else 0
 
     def _consume(self) -> None:
+        # A topic created again with fewer partitions (while the bridge ran, or before it started)
+        # leaves lag rows that nothing measures any more.
+        if partitions := self._partition_count():
+            self.lag.forget_partitions_from(partitions)
         self.consumer.subscribe([self.kafka_topic], on_revoke=self._on_revoke)
         while not self.stop_event.is_set():
             self._fill_batch()

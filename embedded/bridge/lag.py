@@ -85,3 +85,26 @@ class LagReporter:
         }
         self.writer.post(params, "\n".join(json.dumps(row) for row in rows).encode())
         return rows
+
+    def forget_partitions_from(self, count: int) -> None:
+        """Drop this group's rows of the topic's partitions numbered `count` and up: partitions the
+        topic no longer has (deleted, or created again with fewer). Nothing measures them any more,
+        so they would read as a stalled bridge for ever (the health check's stale rows)."""
+        try:
+            self.writer.post(
+                {
+                    "query": f"DELETE FROM {self.config.database}.{KAFKA_CONSUMER_LAG} WHERE consumer_group = "
+                    "{group:String} AND topic = {topic:String} AND partition >= {count:UInt32}",
+                    "param_group": self.group,
+                    "param_topic": self.kafka_topic,
+                    "param_count": str(count),
+                    # Not waited for: a delete is a mutation, and with merges stopped
+                    # (`SYSTEM STOP MERGES`) waiting would hold the consumer until they start.
+                    "lightweight_deletes_sync": "0",
+                },
+                b"",
+            )
+        except InsertFailed as error:
+            log.warning(
+                "%s: could not drop the lag of partitions %s no longer has: %s", self.name, self.kafka_topic, error
+            )
