@@ -18,15 +18,19 @@ from tests.log_datasets import JobLog, log_event
 pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
-def apply_retention(server, audit_mode: bool = False, hours: int | None = None) -> None:
-    """What `analytics migrate` does to job_log_events for the settings (its post-hook, on the live table)."""
-    settings = server.settings(audit_mode=audit_mode, **({"log_retention_hours": hours} if hours else {}))
+def apply_retention(server, audit_mode: bool | None = None, hours: int | None = None) -> str:
+    """What `analytics migrate` does to job_log_events for the settings (its post-hook, on the live
+    table); returns dbt's output. Neither given: the retention in force stays."""
+    given = {"audit_mode": audit_mode, "log_retention_hours": hours}
+    given = {name: value for name, value in given.items() if value is not None}
+    settings = server.settings(**given)
     # Other vars parse the project into a target of their own, keeping the session's parse (the default vars).
     target = None
-    if audit_mode or hours:
-        target = server.data_dir.parent / "state" / "dbt" / ("target-audit" if audit_mode else f"target-{hours}h")
+    if given:
+        target = server.data_dir.parent / "state" / "dbt" / ("target-" + "-".join(f"{k}{v}" for k, v in given.items()))
     result = run_dbt(settings, "run", "--select", "job_log_events", capture=True, target_path=target)
     assert result.returncode == 0, result.stdout[-3000:]
+    return result.stdout
 
 
 def stored_lines(server, dataset) -> int:
@@ -43,8 +47,15 @@ def test_audit_mode_keeps_lines_past_their_ttl_through_a_final_merge_and_retenti
         delivered = stored_lines(analytics_db, kept)
         execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
         assert stored_lines(analytics_db, kept) == delivered > 0
+        # A run without the setting (`analytics up` after a restart that forgot ANALYTICS_AUDIT_MODE)
+        # keeps audit mode: ending it would remove these lines for good.
+        apply_retention(analytics_db)
+        execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
+        assert stored_lines(analytics_db, kept) == delivered
+        assert query(analytics_db, "SELECT audit_mode FROM analytics.storage_log_retention") == [{"audit_mode": True}]
     finally:
-        apply_retention(analytics_db, audit_mode=False)
+        said = apply_retention(analytics_db, audit_mode=False)  # only said: back to the 720 hours, and said so
+    assert "log retention: audit mode gives way to 720 hours; lines logged longer ago than that will be removed" in said
     execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_events")  # the merge below must do it
     try:
         deliver(analytics_db, dropped.messages)
@@ -101,7 +112,7 @@ def test_no_line_expires_at_once_because_its_end_is_past_2106(analytics_db):
         execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
         assert stored("old") == 3
     finally:
-        apply_retention(analytics_db)
+        apply_retention(analytics_db, hours=720)
     deliver(analytics_db, {"job_logs": late})  # under the 720 hours
     execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
     assert stored("late") == 2

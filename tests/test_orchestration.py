@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from analytics.cli import main
 from core.settings.composed import Settings
 from operations.backfill import BackfillFailed, rebuild_days
+from operations.dbt import run_dbt
 from orchestration.definitions import build_definitions
 from orchestration.health.checks import HEALTH_CHECKS, consumer_lags
 from orchestration.resources import ClickHouse
@@ -447,17 +448,25 @@ def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
 
 
 @pytest.mark.usefixtures("built")  # the schema, whichever test runs first
-def test_housekeeping_keeps_every_line_in_audit_mode(server, defs, settings, instance):
+def test_housekeeping_keeps_every_line_in_audit_mode(server, defs, settings, instance, tmp_path):
+    # The database is in audit mode; this Dagster was started without ANALYTICS_AUDIT_MODE (the
+    # housekeeping follows the table, not its own settings).
     old = datasets.generate(seed=31, users=1, days_ago=120, duplicate_rate=0)
     lines = f"SELECT count() AS n FROM analytics.job_log_events WHERE startsWith(user_id, '{old.prefix}')"
     execute(server, "SYSTEM STOP TTL MERGES analytics.job_log_events")
     try:
+        retain(settings.model_copy(update={"audit_mode": True}), tmp_path / "audit")
         deliver(server, old.messages)
         before = int(query(server, lines)[0]["n"])
-        audit = settings.model_copy(update={"audit_mode": True})
-        job = defs.resolve_job_def("retention_housekeeping")
-        result = job.execute_in_process(instance=instance, resources={"settings": audit})
+        result = defs.resolve_job_def("retention_housekeeping").execute_in_process(instance=instance)
         assert int(query(server, lines)[0]["n"]) == before > 0
     finally:
+        retain(settings.model_copy(update={"audit_mode": False}), tmp_path / "no-audit")
         execute(server, "SYSTEM START TTL MERGES analytics.job_log_events")
     assert not [e for e in result.all_events if e.is_asset_observation]
+
+
+def retain(settings: Settings, target) -> None:
+    """Apply the settings' log retention to job_log_events, as `analytics migrate` does."""
+    run = run_dbt(settings, "run", "--select", "job_log_events", capture=True, target_path=target)
+    assert run.returncode == 0, run.stdout[-3000:]

@@ -380,6 +380,11 @@ def test_retention_follows_the_vars_on_an_existing_table(own_analytics_db, tmp_p
         )
         assert shorter.returncode == 0, shorter.stdout[-3000:]
         assert "toIntervalHour(48)" in create_statement()
-    finally:
+        # A run without the vars keeps the retention in force.
         assert run_dbt(settings, "run", "--select", "job_log_events", capture=True).returncode == 0
+        assert "toIntervalHour(48)" in create_statement()
+    finally:
+        back = settings.model_copy(update={"log_retention_hours": 720})
+        run = run_dbt(back, "run", "--select", "job_log_events", capture=True, target_path=tmp_path / "back")
+        assert run.returncode == 0, run.stdout[-3000:]
     assert "toIntervalHour(720)" in create_statement()

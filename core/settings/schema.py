@@ -30,13 +30,20 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
     ingest: Literal["direct", "kafka"] | None = Field(
         None, description="Landing tables: direct (Null, fed over HTTP) or kafka (Kafka engine) [default: by target]."
     )
-    log_retention_hours: int = Field(
-        720,
+    # Unset, a run keeps the retention the database has: restarting without these never ends
+    # audit mode or shortens a retention (dbt_project/macros/retention.sql).
+    log_retention_hours: int | None = Field(
+        None,
         ge=1,
         le=1_000_000,
-        description="Hours raw job log lines are kept (counts never expire; to keep lines for ever: audit mode).",
+        description="Hours raw job log lines are kept (counts never expire; to keep lines for ever: audit mode)"
+        " [default: the retention the database has; 720 for a new one].",
     )
-    audit_mode: bool = Field(False, description="Keep every raw log line forever.")
+    audit_mode: bool | None = Field(
+        None,
+        description="Keep every raw log line forever; false ends it (for log_retention_hours, else 720)"
+        " [default: as the database has it].",
+    )
     reconcile_settle_seconds: float | None = Field(
         None,
         ge=0,

@@ -10,10 +10,11 @@
 {% endmacro %}
 
 {% macro apply_log_retention(relation) -%}
-  {%- if execute -%} {% do record_log_retention(relation) %} {%- endif -%}
-  {%- if not var('audit_mode') -%}
+  {#- Rendered without a database (dbt compile, parse), it shows the default's statement. -#}
+  {%- set hours = log_retention_to_apply(relation) if execute else var('default_log_retention_hours') | int -%}
+  {%- if hours >= 0 -%}
     alter table {{ relation }} {{ on_cluster() }}
-    modify ttl toDateTime(least(event_time + toIntervalHour({{ var('log_retention_hours') | int }}),
+    modify ttl toDateTime(least(event_time + toIntervalHour({{ hours }}),
                                 toDateTime64('2106-02-07 06:28:15', 3, 'UTC')))
     settings materialize_ttl_after_modify = 0
   {%- elif execute and table_has_ttl(relation) -%}
@@ -31,29 +32,61 @@
 {% endmacro %}
 
 {#-
-  log_retention_history gets the retention about to be applied when it differs from the last one
-  recorded; a history still empty first gets the TTL the table has now (if any), as in force
-  since 1970 (a TTL set by hand in another form counts as 0 hours: any line may be gone).
+  The retention this run applies, in hours (-1: audit mode), recorded in log_retention_history
+  when it differs from the one in force. A var given wins: audit_mode true; else
+  log_retention_hours; audit_mode false alone ends audit mode for default_log_retention_hours.
+  Neither given, the retention in force stays: a run without them (`analytics up` after a
+  restart that forgot ANALYTICS_AUDIT_MODE) never ends audit mode or shortens a retention, which
+  would remove lines for good. A new table gets default_log_retention_hours.
 -#}
-{% macro record_log_retention(relation) %}
+{% macro log_retention_to_apply(relation) %}
+  {%- set audit, given = var('audit_mode', none), var('log_retention_hours', none) -%}
+  {%- set in_force = log_retention_in_force(relation) -%}
+  {%- if audit -%}
+    {%- set hours = -1 -%}
+  {%- elif given is not none -%}
+    {%- set hours = given | int -%}
+  {%- elif in_force is not none and not (audit is not none and in_force < 0) -%}
+    {%- set hours = in_force -%}
+  {%- else -%}
+    {%- set hours = var('default_log_retention_hours') | int -%}
+  {%- endif -%}
+  {%- if hours != in_force -%}
+    {%- if in_force is not none and (in_force < 0 or (hours >= 0 and hours < in_force)) -%}
+      {{ log('log retention: ' ~ ('audit mode' if in_force < 0 else in_force ~ ' hours') ~ ' gives way to '
+             ~ hours ~ ' hours; lines logged longer ago than that will be removed', info=True) }}
+    {%- endif -%}
+    {% do run_query('insert into ' ~ ref('log_retention_history') ~ ' values (now64(3), '
+                    ~ ('null' if hours < 0 else hours) ~ ')') %}
+  {%- endif -%}
+  {{ return(hours) }}
+{% endmacro %}
+
+{#-
+  The retention in force, in hours (-1: audit mode), the last one log_retention_history records.
+  A history still empty first gets the TTL the table has now, as in force since 1970 (a TTL set
+  by hand in another form counts as 0 hours: any line may be gone); a table without TTL that
+  holds lines, from before the history, is in audit mode (nothing of it expires). None: a new table.
+-#}
+{% macro log_retention_in_force(relation) %}
   {%- set history = ref('log_retention_history') -%}
   {%- set last = run_query('select count(), argMax(ifNull(toInt64(log_retention_hours), -1), applied_at) from '
                            ~ history) -%}
-  {%- set recorded = last.columns[0].values()[0] -%}
-  {%- set last_hours = last.columns[1].values()[0] if recorded > 0 else none -%}
-  {%- if recorded == 0 -%}
-    {%- set found = run_query(
-        "select position(create_table_query, ' TTL ') > 0, toUInt32OrZero(" ~ ttl_hours('create_table_query') ~ ")"
-        ~ " from system.tables where database = '" ~ relation.schema ~ "' and name = '" ~ relation.identifier ~ "'") -%}
-    {%- if found.rows | length > 0 and found.columns[0].values()[0] -%}
-      {% do run_query('insert into ' ~ history ~ " values ('1970-01-01 00:00:00', " ~ found.columns[1].values()[0] ~ ')') %}
-      {%- set last_hours = found.columns[1].values()[0] -%}
-    {%- endif -%}
+  {%- if last.columns[0].values()[0] > 0 -%}
+    {{ return(last.columns[1].values()[0]) }}
   {%- endif -%}
-  {%- set hours = -1 if var('audit_mode') else var('log_retention_hours') | int -%}
-  {%- if hours != last_hours -%}
-    {% do run_query('insert into ' ~ history ~ ' values (now64(3), ' ~ ('null' if hours < 0 else hours) ~ ')') %}
+  {%- set found = run_query(
+      "select position(create_table_query, ' TTL ') > 0, toUInt32OrZero(" ~ ttl_hours('create_table_query') ~ ")"
+      ~ " from system.tables where database = '" ~ relation.schema ~ "' and name = '" ~ relation.identifier ~ "'") -%}
+  {%- if found.rows | length > 0 and found.columns[0].values()[0] -%}
+    {% do run_query('insert into ' ~ history ~ " values ('1970-01-01 00:00:00', " ~ found.columns[1].values()[0] ~ ')') %}
+    {{ return(found.columns[1].values()[0]) }}
   {%- endif -%}
+  {%- if run_query('select count() from ' ~ relation).columns[0].values()[0] > 0 -%}
+    {% do run_query('insert into ' ~ history ~ " values ('1970-01-01 00:00:00', null)") %}
+    {{ return(-1) }}
+  {%- endif -%}
+  {{ return(none) }}
 {% endmacro %}
 
 {#- The hours of a TTL as apply_log_retention sets it (or as earlier versions did,

@@ -4,33 +4,41 @@ import dagster as dg
 
 from core import names
 from core.names import sql
-from core.settings.dagster import DagsterSettings
 from orchestration.resources import ClickHouse
 
 
-def _rows_past_retention(clickhouse: ClickHouse, settings: DagsterSettings) -> int:
+def _retention_in_force(clickhouse: ClickHouse) -> tuple[bool, int | None]:
+    """Audit mode, and the hours after which job_log_events drops lines, as its TTL says (what the
+    last `analytics migrate` applied; hours are None for a TTL set by hand in another form)."""
+    [row] = clickhouse.rows(sql("select audit_mode, log_retention_hours from $storage_log_retention"))
+    return bool(row["audit_mode"]), row["log_retention_hours"]
+
+
+def _rows_past_retention(clickhouse: ClickHouse, hours: int) -> int:
     [row] = clickhouse.rows(
         sql("""select count() as n from $job_log_events
            where event_time < now64(3, 'UTC') - toIntervalHour({hours:UInt32})"""),
-        {"hours": settings.log_retention_hours},
+        {"hours": hours},
     )
     return row["n"]
 
 
-@dg.op(description="Drop the parts of job_log_events whose every line is older than the retention.")
-def expire_job_log_lines(
-    context: dg.OpExecutionContext,
-    clickhouse: dg.ResourceParam[ClickHouse],
-    settings: dg.ResourceParam[DagsterSettings],
-):
-    if settings.audit_mode:
+@dg.op(description="Drop the parts of job_log_events whose every line is older than the retention in force.")
+def expire_job_log_lines(context: dg.OpExecutionContext, clickhouse: dg.ResourceParam[ClickHouse]):
+    # The table's own TTL, not this process's settings: a Dagster started without
+    # ANALYTICS_AUDIT_MODE must not expire what the database keeps.
+    audit_mode, hours = _retention_in_force(clickhouse)
+    if audit_mode:
         context.log.info("audit mode: job_log_events keeps every line")
         return
-    before = _rows_past_retention(clickhouse, settings)
+    before = _rows_past_retention(clickhouse, hours) if hours is not None else None
     # The table's TTL drops whole day partitions (ttl_only_drop_parts) but only when merges get to
     # them; MATERIALIZE TTL applies it now and, waited for, leaves the table settled.
     clickhouse.command(sql("alter table $job_log_events materialize ttl"), settings={"mutations_sync": 2})
-    after = _rows_past_retention(clickhouse, settings)
+    if hours is None:
+        context.log.info("job_log_events has a TTL set by hand: applied, its lines not counted")
+        return
+    after = _rows_past_retention(clickhouse, hours)
     context.log_event(
         dg.AssetObservation(
             asset_key=dg.AssetKey(names.JOB_LOG_EVENTS),
@@ -38,7 +46,7 @@ def expire_job_log_lines(
                 "rows_past_retention_before": before,
                 # Lines of a day that has not wholly expired stay until its last line does.
                 "rows_past_retention_after": after,
-                "retention_hours": settings.log_retention_hours,
+                "retention_hours": hours,
             },
         )
     )
