@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,13 @@ def test_an_event_from_a_dict_names_a_time_that_is_not_real_or_outside_the_days(
     with pytest.raises(InvalidEvent, match=re.escape(problem)) as error:
         Event.from_dict(message)
     assert error.value.field == "event_time"
+
+
+@pytest.mark.parametrize("event_time", ["1969-12-31T20:00:00-05:00", "2149-06-07T01:00:00+05:00"])
+def test_a_time_written_on_a_day_outside_the_range_with_an_offset_that_brings_it_in_is_taken(event_time):
+    # The range is of UTC days: 1969-12-31 20:00 at -05:00 is 1970-01-01 01:00 UTC.
+    message = {**valid_event("job_logs", 1, "u-1"), "event_time": event_time}
+    assert Event.from_dict(message).event_time == datetime.fromisoformat(event_time)
 
 
 def nested(levels: int) -> dict:

@@ -12,19 +12,19 @@
 
 {#- ISO 8601 with Z or an offset, as the schemas' `timestamp` pattern (RE2: `$` is the end of the text). -#}
 {% macro timestamp_pattern() -%}
-'^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'
+'^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$'
 {%- endmacro %}
 
 {#- A timestamp field as DateTime64(3, 'UTC'); null for anything the contract refuses (e.g. 2026-02-30,
     or a time outside the days the aggregates' Date columns hold, 1970-01-01 to 2149-06-06 in UTC,
-    which toDate would wrap around). The pattern holds the years 1970 to 2149; only a time on the
-    first day (an offset east of UTC puts it in 1969) or in the last year is compared once parsed,
-    so the others pay for one parse, not two (a second parse and compare of every timestamp cost
-    about 50 ns, measured). -#}
+    which toDate would wrap around). The pattern holds the years 1969 to 2149; only a time in 1969
+    (an offset west of UTC puts 1969-12-31 in 1970), on the first day (an offset east of UTC puts
+    it in 1969) or in the last year is compared once parsed, so the others pay for one parse, not
+    two (a second parse and compare of every timestamp cost about 50 ns, measured). -#}
 {% macro parse_timestamp(column) -%}
   {%- set parsed = "parseDateTime64BestEffortOrNull(" ~ column ~ ", 3, 'UTC')" -%}
   if(match({{ column }}, {{ timestamp_pattern() }})
-     AND (NOT (startsWith({{ column }}, '1970-01-01') OR startsWith({{ column }}, '2149-'))
+     AND (NOT (startsWith({{ column }}, '1969-') OR startsWith({{ column }}, '1970-01-01') OR startsWith({{ column }}, '2149-'))
           OR {{ parsed }} BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      {{ parsed }}, null)
