@@ -3,6 +3,7 @@ embedded ClickHouse (messages inserted at Kafka positions as the bridge inserts 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from urllib.parse import urlencode
@@ -88,6 +89,28 @@ def test_dead_letters_are_listed_by_topic_and_error(analytics_db, dead):
     assert any("status_is_known" in line for line in lines)
     assert any("the message is not valid JSON" in line for line in lines)
     assert "3 dead letters" in result.output
+
+
+def test_since_is_read_in_utc_whatever_offset_it_is_written_with(analytics_db, dead):
+    since = dt.datetime.fromisoformat(dead["since"]).replace(tzinfo=dt.UTC)
+
+    def listed(*args: str) -> list[str]:
+        result = CliRunner().invoke(main, ["dead-letters", "--topic", dead["jobs"], *args], env=dead["env"])
+        assert result.exit_code == 0, result.output
+        return [line for line in result.output.splitlines() if line.startswith(dead["jobs"])]
+
+    in_utc = listed("--since", dead["since"])
+    assert len(in_utc) == 3
+    for written in (since.isoformat().replace("+00:00", "Z"), since.astimezone(dt.timezone(dt.timedelta(hours=-5)))):
+        assert listed("--since", str(written).replace(" ", "T")) == in_utc
+    # An hour after they arrived, written at +01:00: none of them.
+    assert (
+        listed("--since", (since + dt.timedelta(hours=1)).astimezone(dt.timezone(dt.timedelta(hours=1))).isoformat())
+        == []
+    )
+    refused = CliRunner().invoke(main, ["dead-letters", "--since", "2026-13-01"], env=dead["env"])
+    assert refused.exit_code == 2
+    assert "'2026-13-01' is not a time written YYYY-MM-DD[THH:MM[:SS[.fff]]]" in refused.output
 
 
 def test_replay_takes_in_what_passes_now_keeps_what_fails_and_counts_nothing_twice(analytics_db, dead):

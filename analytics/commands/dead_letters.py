@@ -13,16 +13,38 @@ from analytics.reach import answering
 from analytics.settings import configure_logging, load_settings
 from core.settings.schema import SchemaSettings
 
-_TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+class Moment(click.ParamType):
+    """A time in ISO 8601, as the events carry them: `2026-11-24`, `2026-11-24T08:00:00`,
+    `2026-11-24 08:00`, with `Z` or an offset such as `+02:00` (UTC without one); in UTC."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            moment = value
+        else:
+            try:
+                moment = dt.datetime.fromisoformat(value)
+            except ValueError:
+                self.fail(
+                    f"{value!r} is not a time written YYYY-MM-DD[THH:MM[:SS[.fff]]] with Z, an offset "
+                    "such as +02:00, or neither (UTC)",
+                    param,
+                    ctx,
+                )
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.UTC)
+        return moment.astimezone(dt.UTC)
+
+
 _topic_option = click.option("--topic", help="Only this topic (workflows, jobs, job_logs, analytics, telemetry).")
 _since_option = click.option(
-    "--since", type=click.DateTime(formats=_TIME_FORMATS), help="Only those received at or after TIME (UTC)."
+    "--since",
+    type=Moment(),
+    help="Only those received at or after TIME: ISO 8601, with Z or an offset, or neither (UTC).",
 )
 _clickhouse_option = click.option("--clickhouse-url", help="ClickHouse with the schema (ANALYTICS_CLICKHOUSE_URL).")
-
-
-def _utc(moment):
-    return moment.replace(tzinfo=dt.UTC) if moment is not None else None
 
 
 # A server without the schema says so with one of these codes (UNKNOWN_TABLE, UNKNOWN_DATABASE).
@@ -71,7 +93,7 @@ def dead_letters(ctx, topic, since, clickhouse_url) -> None:
     settings = _settings(clickhouse_url)
     with _clickhouse_errors(settings):
         try:
-            groups = summarize(settings, topic=topic, since=_utc(since))
+            groups = summarize(settings, topic=topic, since=since)
         except UnknownTopic as error:
             raise click.ClickException(str(error)) from None
     if not groups:
@@ -105,7 +127,7 @@ def replay_dead_letters(topic, since, dry_run, clickhouse_url) -> None:
     settings = _settings(clickhouse_url)
     with _clickhouse_errors(settings):
         try:
-            result = replay(settings, topic=topic, since=_utc(since), dry_run=dry_run)
+            result = replay(settings, topic=topic, since=since, dry_run=dry_run)
         except UnknownTopic as error:
             raise click.ClickException(str(error)) from None
     for reason, count in sorted(result.skipped.items()):
