@@ -32,12 +32,44 @@
 
 {#-
   The key of a scheduler (`analytics` topic) event: its EventKey. The scheduler's older code sends
-  it empty; such an event counts once per Kafka position (topic, partition, offset), so Kafka's
-  redeliveries count once, and each time it is sent over HTTP (no position: a key of its own).
+  it empty; such an event counts once per Kafka message, known by its position (topic, partition,
+  offset) and the time Kafka stamped on it: Kafka's redeliveries count once, and the messages of a
+  topic deleted and created again, whose offsets start at 0 again, count as the new messages they
+  are. Sent over HTTP (no position), each time counts (a key of its own).
 -#}
 {% macro analytics_dedup_key() -%}
   multiIf(
     ifNull(EventKey, '') != '', {{ dedup_key('analytics', 'EventKey') }},
-    _offset IS NOT NULL, {{ dedup_key('analytics_position', 'ifNull(_topic, \'\')', 'ifNull(_partition, 0)', 'assumeNotNull(_offset)') }},
+    _offset IS NOT NULL, {{ analytics_message_key("ifNull(_topic, '')", 'ifNull(_partition, 0)', 'assumeNotNull(_offset)', '_timestamp_ms') }},
     {{ dedup_key('analytics_unkeyed', 'generateUUIDv4(_raw_message)') }})
+{%- endmacro %}
+
+{#- A message without a Kafka timestamp (a dead letter replayed: dead_letters keeps none) has -1. -#}
+{% macro analytics_message_key(topic, partition, offset, timestamp) -%}
+  {{ dedup_key('analytics_kafka_message', topic, partition, offset, 'ifNull(toUnixTimestamp64Milli(' ~ timestamp ~ '), -1)') }}
+{%- endmacro %}
+
+{#-
+  Earlier versions knew a keyless scheduler event by its position alone. At the start of a run
+  that finds the view on that key, the new keys of every such event already stored are written
+  to seen_keys, so a message delivered again after the upgrade counts once; the run then replaces
+  the view. Writing a key twice changes nothing. On a cluster seen_keys is each node's own and the
+  keys are not written (README, "Upgrading the keys of keyless scheduler events").
+-#}
+{% macro upgrade_analytics_message_keys() -%}
+  {%- if execute and flags.WHICH in ('run', 'build') -%}
+    {%- set events = adapter.get_relation(database=none, schema=target.schema, identifier='analytics_events') -%}
+    {%- set feeding = run_query(
+        "select create_table_query from system.tables where database = '" ~ target.schema
+        ~ "' and name = 'analytics_events_from_analytics_checked_mv'") -%}
+    {%- set earlier = feeding.rows | length == 0 or "'analytics_kafka_message'" not in feeding.columns[0].values()[0] -%}
+    {%- if events is not none and earlier and not clustered() -%}
+      {% do run_query('insert into ' ~ target.schema ~ '.seen_keys select '
+          ~ analytics_message_key('kafka_topic', 'ifNull(kafka_partition, 0)', 'assumeNotNull(kafka_offset)', 'kafka_timestamp')
+          ~ ' from ' ~ events ~ " where event_key = '' and kafka_offset is not null") %}
+      {{ log('wrote the keys of ' ~ events ~ '\'s keyless events by Kafka position and timestamp into seen_keys'
+             ~ ' (an earlier version knew them by position alone); the run replaces its view', info=True) }}
+    {%- endif -%}
+  {%- endif -%}
+  select 1
 {%- endmacro %}

@@ -92,7 +92,7 @@ incoming as (
     _timestamp_ms as kafka_timestamp,
         multiIf(
     ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    _offset IS NOT NULL, sipHash128('analytics_kafka_message', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset), ifNull(toUnixTimestamp64Milli(_timestamp_ms), -1)),
     sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
     from accepted
     limit 1 by dedup_key
@@ -104,7 +104,7 @@ select * from incoming
       select key from `analytics_compile`.`seen_keys`
       where key in (select multiIf(
     ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset)),
+    _offset IS NOT NULL, sipHash128('analytics_kafka_message', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset), ifNull(toUnixTimestamp64Milli(_timestamp_ms), -1)),
     sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_compile`.`analytics_checked`)
   )
 
@@ -630,8 +630,8 @@ select *, multiIf(
     _error != '', _error,
     not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(stream, '')) AND isValidUTF8(ifNull(message, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
     not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(event_time, '1970-01-01') OR startsWith(event_time, '2149-'))
+    not ifNull((if(match(event_time, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(event_time, '1969-') OR startsWith(event_time, '1970-01-01') OR startsWith(event_time, '2149-'))
           OR parseDateTime64BestEffortOrNull(event_time, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
@@ -793,8 +793,8 @@ select *, multiIf(
     _error != '', _error,
     not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(job_id, '')) AND isValidUTF8(ifNull(status, '')) AND isValidUTF8(ifNull(scheduled_at, '')) AND isValidUTF8(ifNull(started_at, '')) AND isValidUTF8(ifNull(completed_at, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
     not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(event_time, '1970-01-01') OR startsWith(event_time, '2149-'))
+    not ifNull((if(match(event_time, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(event_time, '1969-') OR startsWith(event_time, '1970-01-01') OR startsWith(event_time, '2149-'))
           OR parseDateTime64BestEffortOrNull(event_time, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
@@ -806,28 +806,28 @@ select *, multiIf(
     not ifNull((job_id IS NOT NULL AND job_id != ''), 0), 'job_id_is_required: job_id is missing or empty',
     not ifNull((status IN ('pending', 'PENDING', 'queued', 'QUEUED', 'running', 'RUNNING', 'completed', 'COMPLETED', 'failed', 'FAILED', 'cancelled', 'CANCELLED', 'canceled', 'CANCELED')), 0), 'status_is_known: status is not one of pending, queued, running, completed, failed, cancelled (lower case, or upper case; CANCELED too)',
     not ifNull(((event_name = 'created' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) IN ('pending', 'queued')) OR (event_name = 'started' AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = 'running') OR (event_name IN ('completed', 'failed', 'cancelled') AND if(lower(status) = 'canceled', 'cancelled', lower(status)) = event_name)), 0), 'status_matches_event_name: status does not match event_name (created: pending or queued; started: running; the others their own name)',
-    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(scheduled_at, '1970-01-01') OR startsWith(scheduled_at, '2149-'))
+    not ifNull((scheduled_at IS NULL OR if(match(scheduled_at, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(scheduled_at, '1969-') OR startsWith(scheduled_at, '1970-01-01') OR startsWith(scheduled_at, '2149-'))
           OR parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(scheduled_at, 3, 'UTC'), null) IS NOT NULL), 0), 'scheduled_at_is_iso8601: scheduled_at is not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
-    not ifNull((started_at IS NULL OR if(match(started_at, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(started_at, '1970-01-01') OR startsWith(started_at, '2149-'))
+    not ifNull((started_at IS NULL OR if(match(started_at, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(started_at, '1969-') OR startsWith(started_at, '1970-01-01') OR startsWith(started_at, '2149-'))
           OR parseDateTime64BestEffortOrNull(started_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null) IS NOT NULL), 0), 'started_at_is_iso8601: started_at is not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
-    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(completed_at, '1970-01-01') OR startsWith(completed_at, '2149-'))
+    not ifNull((completed_at IS NULL OR if(match(completed_at, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(completed_at, '1969-') OR startsWith(completed_at, '1970-01-01') OR startsWith(completed_at, '2149-'))
           OR parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
     not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
-    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(completed_at, '1970-01-01') OR startsWith(completed_at, '2149-'))
+    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(completed_at, '1969-') OR startsWith(completed_at, '1970-01-01') OR startsWith(completed_at, '2149-'))
           OR parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
-     parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(started_at, '1970-01-01') OR startsWith(started_at, '2149-'))
+     parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) >= if(match(started_at, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(started_at, '1969-') OR startsWith(started_at, '1970-01-01') OR startsWith(started_at, '2149-'))
           OR parseDateTime64BestEffortOrNull(started_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
@@ -1152,8 +1152,8 @@ select *, multiIf(
     not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024 levels deep',
     not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
     not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(JSONExtractString(message, 'event_time'), '1970-01-01') OR startsWith(JSONExtractString(message, 'event_time'), '2149-'))
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(JSONExtractString(message, 'event_time'), '1969-') OR startsWith(JSONExtractString(message, 'event_time'), '1970-01-01') OR startsWith(JSONExtractString(message, 'event_time'), '2149-'))
           OR parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
@@ -1690,8 +1690,8 @@ select *, multiIf(
     _error != '', _error,
     not ifNull((isValidUTF8(ifNull(event_id, '')) AND isValidUTF8(ifNull(event_time, '')) AND isValidUTF8(ifNull(event_type, '')) AND isValidUTF8(ifNull(event_name, '')) AND isValidUTF8(ifNull(user_id, '')) AND isValidUTF8(ifNull(workflow_id, '')) AND isValidUTF8(ifNull(kind, ''))), 0), 'text_is_utf8: a field holds bytes that are not UTF-8',
     not ifNull((event_id IS NOT NULL AND event_id != ''), 0), 'event_id_is_required: event_id is missing or empty',
-    not ifNull((if(match(event_time, '^(19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
-     AND (NOT (startsWith(event_time, '1970-01-01') OR startsWith(event_time, '2149-'))
+    not ifNull((if(match(event_time, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+     AND (NOT (startsWith(event_time, '1969-') OR startsWith(event_time, '1970-01-01') OR startsWith(event_time, '2149-'))
           OR parseDateTime64BestEffortOrNull(event_time, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(event_time, 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',

@@ -1,0 +1,99 @@
+"""The scheduler's keyless events (`EventKey` empty) count once per Kafka message: its position and
+the time Kafka stamped on it. A redelivery counts once; a topic deleted and created again starts its
+offsets at 0 again, and its messages count as the new messages they are. A database whose view knew
+them by position alone (an earlier version) is brought to the new key by `analytics migrate`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import pytest
+
+from embedded.bridge.framing import row_binary
+from operations.migrate import migrate
+from tests.http_support import HTTP
+from tests.intake import execute, query
+from tests.malformed import valid_event
+
+pytestmark = pytest.mark.long_file(20)  # seconds of a worker, measured: run first (tests/scheduling.py)
+
+VIEW = "analytics_events_from_analytics_checked_mv"
+EARLIER_KEY = (
+    "sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset))"
+)
+LOGGED_AT = 1_795_507_200_000  # Kafka's timestamp of the first log's messages, in ms
+RECREATED_AT = LOGGED_AT + 86_400_000  # a day later, the topic's second log
+
+
+@dataclass
+class Message:
+    """What the bridge reads of a Kafka message: its bytes, offset and timestamp (partition 0)."""
+
+    payload: bytes
+    number: int
+    milliseconds: int
+
+    def value(self) -> bytes:
+        return self.payload
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self.number
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.milliseconds)
+
+
+def consume(server, kafka_topic: str, user: str, offsets: range, milliseconds: int) -> None:
+    """Keyless LOGS events (2 lines each) at these offsets, inserted as the bridge inserts them."""
+    events = [{**valid_event("analytics", n, user), "EventKey": ""} for n in offsets]
+    messages = [Message(json.dumps(event).encode(), n, milliseconds) for n, event in zip(offsets, events, strict=True)]
+    url = f"{server.url}/?{urlencode({'query': 'INSERT INTO analytics.analytics_messages FORMAT RowBinary'})}"
+    response = HTTP.request("POST", url, body=row_binary(kafka_topic.encode(), messages))
+    assert response.status == 200, response.data
+
+
+def joblogs(server, user: str) -> int:
+    rows = query(server, f"SELECT total_joblogs FROM analytics.user_totals WHERE user_id = '{user}'")
+    return int(rows[0]["total_joblogs"]) if rows else 0
+
+
+def test_a_recreated_topics_keyless_events_count_and_a_redelivery_does_not(analytics_db):
+    user, kafka_topic = f"mk-{uuid.uuid4().hex[:8]}", f"mk{uuid.uuid4().hex[:8]}.analytics"
+    consume(analytics_db, kafka_topic, user, range(5), LOGGED_AT)
+    consume(analytics_db, kafka_topic, user, range(2, 5), LOGGED_AT)  # delivered again
+    assert joblogs(analytics_db, user) == 10
+    # The topic deleted and created again: its offsets start at 0 again, under later timestamps.
+    consume(analytics_db, kafka_topic, user, range(3), RECREATED_AT)
+    assert joblogs(analytics_db, user) == 16
+    consume(analytics_db, kafka_topic, user, range(3), RECREATED_AT)  # and delivered again
+    assert joblogs(analytics_db, user) == 16
+
+
+def test_keys_by_position_alone_are_upgraded_and_nothing_counts_twice(own_analytics_db):
+    server, settings = own_analytics_db
+    user, kafka_topic = "mk-upgrade", "mk-upgrade.analytics"
+    [row] = query(server, f"SELECT create_table_query AS q FROM system.tables WHERE name = '{VIEW}'")
+    current = row["q"][row["q"].index("sipHash128('analytics_kafka_message'") :]
+    current = current[: current.index("), -1))") + len("), -1))")]
+    execute(server, f"DROP VIEW analytics.{VIEW}")
+    execute(server, row["q"].replace(current, EARLIER_KEY))
+    consume(server, kafka_topic, user, range(4), LOGGED_AT)
+    assert joblogs(server, user) == 8
+
+    upgraded = migrate(settings, capture=True)
+    assert upgraded.returncode == 0, upgraded.stdout[-3000:]
+    # Stored before the upgrade, delivered again after it: counted once.
+    consume(server, kafka_topic, user, range(6), LOGGED_AT)
+    assert joblogs(server, user) == 12
+    assert "keyless events by Kafka position and timestamp into seen_keys" in upgraded.stdout
+
+    again = migrate(settings, capture=True)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "keyless events by Kafka position" not in again.stdout
+    assert joblogs(server, user) == 12
