@@ -147,20 +147,44 @@ class LoggerSink:
 
 
 class FilterSink:
-    """Passes on only the events for which `predicate(event)` is true; batches as the wrapped sink does."""
+    """Passes on only the events for which `predicate(event)` is true; batches as the wrapped sink does.
 
-    def __init__(self, sink: Sink, predicate: Callable[[AnyEvent], bool]):
+    An event whose predicate raises is not passed on: it is counted in `stats.failed` and reported
+    as a network sink reports an undeliverable event (to `on_error(events, error)`, else kept for
+    `take_undelivered()`), and the rest of its batch goes on.
+    """
+
+    def __init__(self, sink: Sink, predicate: Callable[[AnyEvent], bool], *, on_error: ErrorCallback | None = None):
         self._sink = sink
         self._predicate = predicate
         self.batching = sink.batching
+        self._failures = FailedEvents(on_error, "FilterSink")
+        self._counters = _Counters()
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self._counters.snapshot()
+
+    def take_undelivered(self) -> list[AnyEvent]:
+        """Events whose predicate raised while no `on_error` callback took them; removed from the sink."""
+        return self._failures.take()
 
     def emit(self, batch: Sequence[AnyEvent]) -> None:
-        kept = [event for event in batch if self._predicate(event)]
+        kept = [event for event in batch if self._passes(event)]
         if kept:
             self._sink.emit(kept)
 
     def close(self) -> None:
         self._sink.close()
+
+    def _passes(self, event: AnyEvent) -> bool:
+        try:
+            return bool(self._predicate(event))
+        except Exception as error:
+            self._counters.add(failed=1)
+            reason = f"the predicate raised {type(error).__name__}: {error}"
+            self._failures.report([event], DeliveryError(reason, retryable=False))
+            return False
 
 
 class MemorySink:

@@ -213,6 +213,50 @@ def test_filter_sink_passes_on_only_what_the_predicate_accepts_and_closes_the_si
     assert sink.batching == inner.batching and inner.closed
 
 
+class Reported:
+    """An on_error callback that remembers what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, events, error):
+        self.calls.append((events, error))
+
+
+def no_region_on_odd(event):
+    if event.attributes["n"] % 2:
+        raise KeyError("region")
+    return True
+
+
+def test_a_filter_predicate_that_raises_costs_only_its_event_which_is_reported(caplog):
+    inner = MemorySink(Batching(max_events=10, interval=7.0))
+    reported = Reported()
+    sink = FilterSink(inner, no_region_on_odd, on_error=reported)
+    client = Client(sink, background=False)
+    recorded = [client.record("behavioral", "click", n=n) for n in range(3)]
+
+    client.close()
+
+    assert [event.attributes["n"] for event in inner.events] == [0, 2]
+    ((events, error),) = reported.calls
+    assert events == [recorded[1]] and "KeyError" in str(error) and "region" in str(error)
+    assert sink.stats.failed == 1 and client.stats.emitted == 3 and client.stats.failed == 0
+    assert "FilterSink could not deliver 1 events: the predicate raised KeyError: 'region'" in caplog.text
+
+
+def test_without_a_callback_events_whose_predicate_raised_are_kept():
+    inner = MemorySink(Batching(max_events=10, interval=7.0))
+    sink = FilterSink(inner, no_region_on_odd)
+    client = Client(sink, background=False)
+    recorded = [client.record("behavioral", "click", n=n) for n in range(4)]
+
+    client.close()
+
+    assert [event.attributes["n"] for event in inner.events] == [0, 2]
+    assert sink.take_undelivered() == [recorded[1], recorded[3]] and sink.take_undelivered() == []
+
+
 def test_logger_sink_logs_each_event_as_json(caplog):
     caplog.set_level(logging.INFO, logger="events")
     client = Client(LoggerSink(), background=False)
