@@ -218,7 +218,8 @@ class Client:
         self._pipeline.pump()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything recorded so far has been handed to the sink; False after `timeout` seconds."""
+        """Wait until everything recorded so far has been handed to the sink and, if the sink has
+        `flush` (KafkaSink), delivered or reported as failed; False after `timeout` seconds."""
         return self._pipeline.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> bool:

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 PRODUCER_SETTINGS: Mapping[str, Any] = MappingProxyType(
     {"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"}
 )
+# Delivery reports come only when the producer is polled: a thread of the sink polls it this often
+# (seconds) while the sink is open, so results arrive without a new emit.
+DELIVERY_POLL_INTERVAL = 0.1
 
 
 class KafkaSink:
@@ -31,7 +34,8 @@ class KafkaSink:
     duplicate or reorder a partition. `config` adds or overrides librdkafka settings. Delivery
     reports are counted in `stats`; failed events go to `on_error(events, error)` or are kept for
     `take_undelivered()`. `close()` waits up to `flush_timeout` seconds for outstanding deliveries
-    and reports what is still undelivered then as failed.
+    and reports what is still undelivered then as failed; `flush(timeout)` (called by
+    `Client.flush`) waits for them without closing.
     """
 
     def __init__(
@@ -62,6 +66,9 @@ class KafkaSink:
         self._counters = _Counters()
         self._close_lock = threading.Lock()
         self._closed = False
+        self._stop_polling = threading.Event()
+        self._poller = threading.Thread(target=self._serve_deliveries, name="events-kafka-deliveries", daemon=True)
+        self._poller.start()
 
     @property
     def stats(self) -> DeliveryStats:
@@ -82,11 +89,18 @@ class KafkaSink:
             self._produce(event)
         self._producer.poll(0)  # serve the delivery reports that are ready
 
+    def flush(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every event given so far to be delivered or reported as
+        failed (its delivery report served); True if none is left outstanding."""
+        return self._producer.flush(timeout) == 0
+
     def close(self) -> None:
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+        self._stop_polling.set()
+        self._poller.join()
         remaining = self._producer.flush(self._flush_timeout)
         if remaining:
             log.warning(
@@ -95,6 +109,14 @@ class KafkaSink:
             # Purging makes librdkafka report each of them to _delivered with a purge error.
             self._producer.purge(in_queue=True, in_flight=True)
             self._producer.flush(min(1.0, self._flush_timeout))
+
+    def _serve_deliveries(self) -> None:
+        while not self._stop_polling.is_set():
+            try:
+                self._producer.poll(DELIVERY_POLL_INTERVAL)
+            except Exception:
+                log.exception("KafkaSink: serving delivery reports failed")
+                self._stop_polling.wait(DELIVERY_POLL_INTERVAL)
 
     def _produce(self, event: AnyEvent) -> None:
         key = event.key.encode() if event.key else None

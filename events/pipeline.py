@@ -39,10 +39,15 @@ class ClientStats:
 
 @dataclass
 class _Marker:
-    """Put in the queue behind the events it waits for; the consumer sets `done` on reaching it."""
+    """Put in the queue behind the events it waits for; the consumer sets `done` on reaching it.
+
+    A flush marker also waits, until `deadline` (time.monotonic), for the sink's own deliveries;
+    `settled` says whether they all ended by then."""
 
     stop: bool
     done: threading.Event
+    deadline: float = 0.0
+    settled: bool = True
 
 
 class Pipeline:
@@ -100,19 +105,20 @@ class Pipeline:
             )
 
     def flush(self, timeout: float) -> bool:
-        """Hand everything accepted so far to the sink; False if that did not happen within `timeout`."""
+        """Hand everything accepted so far to the sink, and wait for a sink with `flush` (KafkaSink) to
+        have each delivery confirmed or reported; False if that did not happen within `timeout`."""
+        deadline = time.monotonic() + timeout
         if self.thread is None:
             self.drain()
-            return True
+            return self._flush_sink(deadline)
         if not self.thread.is_alive():
             return self.stats().pending == 0
-        marker = _Marker(stop=False, done=threading.Event())
-        deadline = time.monotonic() + timeout
+        marker = _Marker(stop=False, done=threading.Event(), deadline=deadline)
         try:
             self.queue.put(marker, timeout=timeout)
         except queue.Full:
             return False
-        return marker.done.wait(max(0.0, deadline - time.monotonic()))
+        return marker.done.wait(max(0.0, deadline - time.monotonic())) and marker.settled
 
     def close(self, timeout: float) -> bool:
         with self.lock:
@@ -173,6 +179,8 @@ class Pipeline:
         for item in items:
             if isinstance(item, _Marker):
                 self._emit_batch()
+                if not item.stop:
+                    item.settled = self._flush_sink(item.deadline)
                 item.done.set()
                 if item.stop:
                     return True
@@ -201,6 +209,17 @@ class Pipeline:
         if not self.batch:
             return None  # nothing waits: sleep until an event or a marker arrives
         return max(0.0, self.batching.interval - self._batch_age())
+
+    def _flush_sink(self, deadline: float) -> bool:
+        """Let a sink that delivers in the background (one with `flush`) finish, until `deadline`."""
+        flush = getattr(self.sink, "flush", None)
+        if flush is None:
+            return True
+        try:
+            return bool(flush(max(0.0, deadline - time.monotonic())))
+        except Exception:
+            log.exception("flushing the sink failed")
+            return False
 
     def _emit_batch(self) -> None:
         if not self.batch:

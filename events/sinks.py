@@ -37,7 +37,12 @@ class Batching:
 
 
 class Sink(Protocol):
-    """A destination for events. `emit` may block (it runs on the client's consumer thread)."""
+    """A destination for events. `emit` may block (it runs on the client's consumer thread).
+
+    A sink that delivers in the background may also have `flush(timeout) -> bool`: wait until what
+    it was given is delivered or reported, True if nothing is left outstanding. `Client.flush`
+    calls it.
+    """
 
     batching: Batching
 
@@ -173,6 +178,10 @@ class FilterSink:
         kept = [event for event in batch if self._passes(event)]
         if kept:
             self._sink.emit(kept)
+
+    def flush(self, timeout: float) -> bool:
+        flush = getattr(self._sink, "flush", None)
+        return True if flush is None else bool(flush(timeout))
 
     def close(self) -> None:
         self._sink.close()

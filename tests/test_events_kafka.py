@@ -197,3 +197,48 @@ def test_nothing_accepted_is_lost_on_close(kafka):
     assert sink.stats.delivered == 10_000 and reported.calls == []
     messages = consume(kafka.bootstrap, [prefix + "telemetry"], expected=10_000)
     assert sorted(json.loads(m.value())["event_id"] for m in messages) == sorted(sent)
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.kafka
+def test_flush_returns_once_the_deliveries_are_counted(kafka):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(kafka.bootstrap, prefix)
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
+    client = Client(sink)
+    try:
+        for n in range(3):
+            client.record("behavioral", "click", n=n)
+
+        assert client.flush(timeout=30) is True
+
+        assert sink.stats.delivered == 3 and sink.stats.failed == 0
+    finally:
+        client.close()
+
+
+@pytest.mark.kafka
+def test_a_sink_that_sends_rarely_learns_of_its_deliveries_without_another_emit(kafka):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(kafka.bootstrap, prefix)
+    reported = Reported()
+    quick = {"message.timeout.ms": 1000}
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix, config=quick, on_error=reported)
+    # No topics under this prefix, and the broker creates none by itself: its event fails after 1 s.
+    lost = KafkaSink(kafka.bootstrap, topic_prefix="absent.", config=quick, on_error=reported)
+    event, doomed = one_of_each()[3:5]
+    try:
+        sink.emit([event])
+        lost.emit([doomed])
+
+        assert wait_for(lambda: sink.stats.delivered == 1)
+        assert wait_for(lambda: lost.stats.failed == 1) and reported.events == [doomed]
+    finally:
+        sink.close()
+        lost.close()
