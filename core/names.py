@@ -63,6 +63,11 @@ ALL_TOPICS = (WORKFLOWS, JOBS, JOB_LOGS, ANALYTICS, TELEMETRY)
 TOPICS = tuple(topic.name for topic in ALL_TOPICS)
 TOPIC_BY_NAME = {topic.name: topic for topic in ALL_TOPICS}
 
+# The largest message the product's brokers take (their `message.max.bytes`; Kafka's default is
+# 1 MiB), and so the largest the SDK's KafkaSink produces: a big log line or a broken producer's
+# blob should reach the landing tables or dead letters.
+MAX_MESSAGE_BYTES = 8 << 20
+
 # Raw history, one table per topic.
 WORKFLOW_EVENTS = "workflow_events"
 JOB_EVENTS = "job_events"

@@ -10,16 +10,20 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+from core.names import MAX_MESSAGE_BYTES
 from events.event import AnyEvent
 from events.sinks import Batching, DeliveryError, DeliveryStats, ErrorCallback, FailedEvents, _Counters
 
 log = logging.getLogger(__name__)
 
 # The producer's settings unless a sink's `config` overrides them: idempotent, so librdkafka's own
-# retries never duplicate or reorder a partition; batches of 20 ms, compressed with LZ4.
+# retries never duplicate or reorder a partition; batches of 20 ms, compressed with LZ4; messages up
+# to what the product's brokers take (librdkafka's default, 1,000,000 bytes, would refuse more).
 PRODUCER_SETTINGS: Mapping[str, Any] = MappingProxyType(
-    {"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"}
+    {"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4", "message.max.bytes": MAX_MESSAGE_BYTES}
 )
+_MSG_SIZE_TOO_LARGE = 10  # librdkafka's RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, and the broker's error code
+
 # Delivery reports come only when the producer is polled: a thread of the sink polls it this often
 # (seconds) while the sink is open, so results arrive without a new emit.
 DELIVERY_POLL_INTERVAL = 0.1
@@ -31,11 +35,12 @@ class KafkaSink:
     partition (else by user id, else unkeyed).
 
     The producer is idempotent (`enable.idempotence`, hence `acks=all`): its own retries never
-    duplicate or reorder a partition. `config` adds or overrides librdkafka settings. Delivery
-    reports are counted in `stats`; failed events go to `on_error(events, error)` or are kept for
-    `take_undelivered()`. `close()` waits up to `flush_timeout` seconds for outstanding deliveries
-    and reports what is still undelivered then as failed; `flush(timeout)` (called by
-    `Client.flush`) waits for them without closing.
+    duplicate or reorder a partition. `config` adds or overrides librdkafka settings, among them
+    `message.max.bytes` (MAX_MESSAGE_BYTES, 8 MiB: an event bigger, with its key, is reported as
+    failed, naming its size and the limit). Delivery reports are counted in `stats`; failed events
+    go to `on_error(events, error)` or are kept for `take_undelivered()`. `close()` waits up to
+    `flush_timeout` seconds for outstanding deliveries and reports what is still undelivered then
+    as failed; `flush(timeout)` (called by `Client.flush`) waits for them without closing.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class KafkaSink:
         }
         settings.update(config or {})
         self._producer = Producer(settings)
+        self._max_message_bytes = int(settings["message.max.bytes"])
         self._topic_prefix = topic_prefix
         self._flush_timeout = flush_timeout
         # librdkafka batches by itself; hand it events soon after they are recorded.
@@ -120,6 +126,9 @@ class KafkaSink:
 
     def _produce(self, event: AnyEvent) -> None:
         key = event.key.encode() if event.key else None
+        if self._size(event) > self._max_message_bytes:
+            self._fail([event], self._too_large(event))
+            return
         deadline = time.monotonic() + self._flush_timeout
         while True:
             try:
@@ -134,15 +143,41 @@ class KafkaSink:
                     return
                 self._producer.poll(0.1)
             except Exception as error:  # KafkaException for an invalid topic name or message size
-                self._fail([event], DeliveryError(f"cannot produce: {error}", retryable=False))
+                if _code(error) == _MSG_SIZE_TOO_LARGE:  # librdkafka counts the record's overhead too
+                    self._fail([event], self._too_large(event))
+                else:
+                    self._fail([event], DeliveryError(f"cannot produce: {error}", retryable=False))
                 return
 
     def _delivered(self, event: AnyEvent, error: Any, message: Any) -> None:
         if error is None:
             self._counters.add(delivered=1)
         else:
-            self._fail([event], DeliveryError(error.str(), retryable=error.retriable(), code=error.code()))
+            reason = error.str()
+            if error.code() == _MSG_SIZE_TOO_LARGE:  # the broker's limit is below the producer's
+                reason += (
+                    f" (the event is {self._size(event):,} bytes, the producer's limit {self._max_message_bytes:,})"
+                )
+            self._fail([event], DeliveryError(reason, retryable=error.retriable(), code=error.code()))
+
+    @staticmethod
+    def _size(event: AnyEvent) -> int:
+        return len(event.json) + len(event.key.encode() if event.key else b"")
+
+    def _too_large(self, event: AnyEvent) -> DeliveryError:
+        return DeliveryError(
+            f"the event is {self._size(event):,} bytes (its JSON and key), over the {self._max_message_bytes:,}"
+            " bytes a message may have (the producer's message.max.bytes)",
+            retryable=False,
+            code=_MSG_SIZE_TOO_LARGE,
+        )
 
     def _fail(self, events: list[AnyEvent], error: DeliveryError) -> None:
         self._counters.add(failed=len(events))
         self._failures.report(events, error)
+
+
+def _code(error: Exception) -> int | None:
+    """The librdkafka error code a KafkaException carries, if any."""
+    detail = error.args[0] if error.args else None
+    return detail.code() if hasattr(detail, "code") else None

@@ -95,6 +95,20 @@ def test_a_closed_sink_reports_instead_of_producing(refused_port):
     assert len(reported.events) == 1 and "closed" in str(reported.calls[0][1])
 
 
+def test_an_event_over_the_producers_limit_is_reported_naming_its_size_and_the_limit(refused_port):
+    reported = Reported()
+    sink = KafkaSink(f"127.0.0.1:{refused_port}", config={"message.max.bytes": 100_000}, on_error=reported)
+    event = Event("behavioral", "upload", {"user_id": "u-1", "blob": "x" * 200_000})
+
+    sink.emit([event])
+    sink.close()
+
+    ((events, error),) = reported.calls
+    size = len(event.json) + len(b"u-1")
+    assert events == [event] and not error.retryable
+    assert f"{size:,} bytes" in str(error) and "100,000" in str(error) and "message.max.bytes" in str(error)
+
+
 # -- against a real broker ---------------------------------------------------------------------------
 
 
@@ -242,3 +256,23 @@ def test_a_sink_that_sends_rarely_learns_of_its_deliveries_without_another_emit(
     finally:
         sink.close()
         lost.close()
+
+
+@pytest.mark.kafka
+def test_events_up_to_the_brokers_8_mib_are_delivered_and_a_bigger_one_is_refused_naming_both_sizes(kafka):
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(kafka.bootstrap, prefix)
+    reported = Reported()
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix, on_error=reported)
+    big = Event("behavioral", "upload", {"user_id": "u-1", "blob": "x" * 3_000_000})
+    too_big = Event("behavioral", "upload", {"user_id": "u-1", "blob": "x" * (8 << 20)})
+    with Client(sink) as client:
+        client.send(big)
+        client.send(too_big)
+
+    assert sink.stats.delivered == 1 and sink.stats.failed == 1
+    ((events, error),) = reported.calls
+    assert events == [too_big]
+    assert f"{len(too_big.json) + len(b'u-1'):,} bytes" in str(error) and "8,388,608" in str(error)
+    (message,) = consume(kafka.bootstrap, [prefix + "telemetry"], expected=1)
+    assert message_id(message.value()) == big.event_id and len(message.value()) == len(big.json)

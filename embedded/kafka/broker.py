@@ -18,6 +18,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from core import names
 from core.children import obey_stop_signals_and_die_with_parent
 from core.ports import CannotListen, check_free
 from core.settings.kafka import LocalKafkaSettings
@@ -221,7 +222,7 @@ class KafkaBroker:
             "auto.create.topics.enable": "false",
             # Messages up to 8 MiB (Kafka's default is 1 MiB): the bridge takes any size, and a big
             # log line or a broken producer's blob should reach the landing tables or dead letters.
-            "message.max.bytes": str(8 << 20),
+            "message.max.bytes": str(names.MAX_MESSAGE_BYTES),
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
