@@ -92,12 +92,14 @@ def validate_message(message: Mapping[str, Any]) -> None:
     An enveloped event is checked against the envelope first, so a missing envelope field is what
     gets reported; a message with `EventType` (or `EventKey`) and no `event_type` is a compatibility
     event. Beyond its schema an event must be what ClickHouse can take: text that is UTF-8 (no lone
-    surrogates), finite numbers, timestamps that are real dates.
+    surrogates), finite numbers, timestamps that are real dates, and in what ClickHouse stores as
+    its JSON type (a telemetry event, a compatibility event's `Data`) no two keys that make one path.
     """
     if is_compat_message(message):
         label = f"{ANALYTICS_TOPIC} compatibility event"
         _check(message, SCHEMA_BY_TOPIC[ANALYTICS_TOPIC], label)
         _check_values(message, label)
+        _check_json_paths(message["Data"], "Data", label)
         return
     event_type = message.get("event_type")
     topic = topic_for(event_type) if isinstance(event_type, str) else None
@@ -107,6 +109,8 @@ def validate_message(message: Mapping[str, Any]) -> None:
         topic = topic_for(message["event_type"])
         _check(message, SCHEMA_BY_TOPIC[topic], _label(message))
     _check_values(message, _label(message))
+    if topic == TELEMETRY_TOPIC:
+        _check_json_paths(message, "", _label(message))  # stored whole as `attributes`
     for field in _TIMESTAMP_FIELDS:
         value = message.get(field)
         if isinstance(value, str) and (topic != TELEMETRY_TOPIC or field == "event_time"):
@@ -162,6 +166,48 @@ def _check_values(message: Mapping[str, Any], label: str) -> None:
                 break
         else:
             stack.pop()
+
+
+def _check_json_paths(document: Mapping[str, Any], where: str, label: str) -> None:
+    """ClickHouse's JSON type reads a dot in a key as nesting, so `{"http.method": 1, "http":
+    {"method": 2}}` writes the path `http.method` twice, and it refuses the insert ("Duplicate path
+    found during parsing JSON object"), the whole batch with it. A null and an empty object write no
+    path; an array is one value, and each object in it (at any depth) a JSON document of its own."""
+    documents: list[tuple[Any, str]] = [(document, where)]
+    while documents:
+        current, location = documents.pop()
+        if isinstance(current, list):  # an array: its objects and arrays, each where it is (`items.1`)
+            documents.extend(
+                (item, f"{location}.{n}") for n, item in enumerate(current) if isinstance(item, Mapping | list)
+            )
+            continue
+        written: dict[str, tuple[Any, ...]] = {}  # path -> the keys that wrote it
+        stack: list[tuple[Mapping[str, Any], tuple[Any, ...]]] = [(current, ())]
+        while stack:
+            mapping, keys = stack.pop()
+            for key, value in mapping.items():
+                if value is None:
+                    continue
+                if isinstance(value, Mapping):
+                    stack.append((value, (*keys, key)))
+                    continue
+                path = ".".join(map(str, (*keys, key)))
+                if path in written:
+                    raise InvalidEvent(
+                        _joined(location, path),
+                        f"is written by two keys, {_spelled(written[path])} and {_spelled((*keys, key))}, which"
+                        " ClickHouse's JSON type reads as the same path (a dot in a key is nesting) and refuses"
+                        " as a duplicate",
+                        label,
+                    )
+                written[path] = (*keys, key)
+                if isinstance(value, list):
+                    documents.append((value, _joined(location, path)))
+
+
+def _spelled(keys: tuple[Any, ...]) -> str:
+    """Keys as a subscript, `["http"]["method"]`, where a dotted path would not tell them apart."""
+    return "".join(f"[{json.dumps(key, ensure_ascii=False)}]" for key in keys)
 
 
 def _joined(path: str, key: Any) -> str:

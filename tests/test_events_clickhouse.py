@@ -12,8 +12,9 @@ import threading
 import urllib.request
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
 
-from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event
+from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event, InvalidEvent
 from events.clickhouse import resend_alone
 from events.demo import run_demo
 from events.retry import backoff_delay, is_retryable
@@ -361,6 +362,39 @@ def test_is_retryable(status, code, retryable):
 
 def test_backoff_doubles_up_to_its_cap():
     assert [backoff_delay(attempt, 0.25, 2.0) for attempt in range(6)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+ATTRIBUTES = [
+    {"http.method": "GET", "http": {"method": "POST"}},
+    {"a": {"b.c": 1, "b": {"c": 2}}},
+    {"a.": 1, "a": {"": 2}},
+    {"a.b": [], "a": {"b": 1}},
+    {"x": [[{"p.q": 1, "p": {"q": 2}}]]},
+    {"a": 1, "a.b": 2},
+    {"a.b": 1, "a": {"b": {"c": 1}}},
+    {"a.b": None, "a": {"b": 1}},
+    {"a.b": {}, "a": {"b": 1}},
+    {"x": [{"p.q": 1}, {"p": {"q": 2}}]},
+]
+
+
+@pytest.mark.parametrize("attributes", ATTRIBUTES, ids=[json.dumps(a) for a in ATTRIBUTES])
+def test_the_sdk_refuses_the_dotted_keys_clickhouses_json_type_refuses(ch, attributes):
+    message = Event("behavioral", "x", attributes).json.decode()
+    try:
+        ch.query("SELECT toString(CAST({message:String} AS JSON))", parameters={"message": message})
+        clickhouse_refuses = False
+    except DatabaseError as error:
+        assert "Duplicate path" in str(error)
+        clickhouse_refuses = True
+
+    try:
+        Event.from_dict(json.loads(message))
+        sdk_refuses = False
+    except InvalidEvent:
+        sdk_refuses = True
+
+    assert sdk_refuses == clickhouse_refuses
 
 
 def test_a_demo_stream_lands_whole(clickhouse, ch):

@@ -218,6 +218,22 @@ INVALID = {
         lambda c: c.record_analytics_compat("RUNS", user_id="u", workflow_id="w", count=1),
         "EventType",
     ),
+    "telemetry keys that are one JSON path": (
+        lambda c: c.record("behavioral", "x", **{"http.method": "GET", "http": {"method": "POST"}}),
+        "http.method",
+    ),
+    "nested keys that are one JSON path": (
+        lambda c: c.record("behavioral", "x", request={"http": {"method": "GET"}, "http.method": "POST"}),
+        "request.http.method",
+    ),
+    "keys that are one JSON path in an array's object": (
+        lambda c: c.record("behavioral", "x", items=[{"id": 1}, {"p.q": 1, "p": {"q": [2]}}]),
+        "items.1.p.q",
+    ),
+    "compat data keys that are one JSON path": (
+        lambda c: c.record_analytics_compat("LOGS", user_id="u", workflow_id="w", count=1, **{"a.b": 1, "a": {"b": 2}}),
+        "Data.a.b",
+    ),
 }
 
 
@@ -232,3 +248,28 @@ def test_an_invalid_event_raises_naming_the_field_and_is_not_queued(case):
     assert error.value.field == field
     assert field in str(error.value)
     assert client.stats.accepted == 0
+
+
+def test_keys_clickhouse_would_read_as_one_path_are_both_named():
+    client, _ = sync_client()
+
+    with pytest.raises(InvalidEvent) as error:
+        client.record("behavioral", "request", **{"http.method": "GET", "http": {"method": "POST"}})
+
+    assert str(error.value) == (
+        "invalid behavioral event 'request': http.method is written by two keys, "
+        '["http.method"] and ["http"]["method"], which ClickHouse\'s JSON type reads as the same path '
+        "(a dot in a key is nesting) and refuses as a duplicate"
+    )
+
+
+def test_keys_with_dots_that_make_distinct_paths_are_accepted():
+    client, sink = sync_client()
+    client.record("behavioral", "x", **{"a": 1, "a.b": 2})  # a leaf and a path below it
+    client.record("behavioral", "x", **{"a.b": None, "a": {"b": 1}})  # null writes no path
+    client.record("behavioral", "x", **{"a.b": {}, "a": {"b": 1}})  # nor does an empty object
+    client.record("behavioral", "x", items=[{"p.q": 1}, {"p": {"q": 2}}])  # each object in an array is its own
+
+    client.flush()
+
+    assert len(sink.events) == 4

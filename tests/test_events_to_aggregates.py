@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from events import ClickHouseSink, Client
+import pytest
+
+from events import ClickHouseSink, Client, InvalidEvent
 from tests.intake import query
 
 
@@ -47,3 +49,21 @@ def test_events_recorded_with_the_sdk_reach_the_aggregates(analytics_db):
         {"event_type": "behavioral", "event_name": "login-start", "service": "scheduler"},
         {"event_type": "metric", "event_name": "queue_depth", "service": "scheduler"},
     ]
+
+
+def test_an_event_clickhouses_json_type_would_refuse_is_refused_at_record_and_its_neighbours_land(analytics_db):
+    user = f"sdk-{uuid.uuid4().hex[:8]}"
+    sink = ClickHouseSink(analytics_db.url, interval=60.0)
+    with Client(sink).with_user_id(user) as client:
+        client.record("behavioral", "request", n=1, http={"method": "GET"})
+        with pytest.raises(InvalidEvent, match=r'\["http.method"\] and \["http"\]\["method"\]'):
+            client.record("behavioral", "request", n=2, **{"http.method": "GET", "http": {"method": "POST"}})
+        client.record("behavioral", "request", n=3, **{"http.method": "POST"})
+    assert sink.stats.delivered == 2 and sink.stats.rejected == 0 and sink.stats.failed == 0
+
+    stored = query(
+        analytics_db,
+        f"""SELECT attributes.n::Int64 AS n, attributes.http.method::String AS method
+            FROM analytics.telemetry_events WHERE user_id = '{user}' ORDER BY n""",
+    )
+    assert stored == [{"n": 1, "method": "GET"}, {"n": 3, "method": "POST"}]
