@@ -21,8 +21,9 @@ from core.names import distributed, qualified, sql
 from server.pagination import Position
 from server.validation import Period
 
-# What each time-series granularity groups the days by.
-BUCKETS = {"day": "day", "week": "toMonday(day)", "month": "toStartOfMonth(day)"}
+# What each time-series granularity groups the days by. A week's Monday as a Date32: the week of
+# 1970-01-01 (a Thursday) begins on 1969-12-29, which Date (and so toMonday) cannot hold.
+BUCKETS = {"day": "day", "week": "toDate32(day) - (toDayOfWeek(day) - 1)", "month": "toStartOfMonth(day)"}
 # What ListWorkflowAnalytics can sort by.
 SORT_COLUMNS = {
     "jobs": "total_jobs",

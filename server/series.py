@@ -54,6 +54,15 @@ class Series:
         return len(self.days)
 
 
+def bucket_start(day: dt.date, granularity: str) -> dt.date:
+    """The first day of the bucket of ``granularity`` that holds ``day`` (a week's Monday may be in 1969)."""
+    if granularity == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if granularity == "month":
+        return day.replace(day=1)
+    return day
+
+
 def uncut(period: Period, granularity: str) -> bool:
     """Whether ``period`` cuts no bucket of ``granularity`` in two (so whole buckets answer it)."""
     after = period.last + dt.timedelta(days=1)

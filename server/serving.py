@@ -50,7 +50,7 @@ from collections.abc import Callable
 from core.backend import QueryBackend, QueryFailed, WriteLog
 from server.pagination import Position
 from server.queries import Totals, WorkflowRow
-from server.series import HeldSeries, series_of, uncut
+from server.series import HeldSeries, bucket_start, series_of, uncut
 from server.serving_reads import (
     CHANGED_USERS_PERCENTILES,
     CHANGED_USERS_SERIES,
@@ -272,7 +272,7 @@ class ServingModel:
         return page(by_workflow, order, kind, sort, ascending, after, limit)
 
     def time_series(self, user_id: str, granularity: str, period: Period, timeout: float):
-        """A user's buckets of ``granularity`` that begin within ``period``, oldest first, as
+        """A user's buckets of ``granularity`` over the days of ``period``, oldest first, as
         Queries.time_series gives them (none for an unknown user); or Stale (also when
         the period cuts a bucket in two, or the model holds no series)."""
         if self.series.off is not None:
@@ -281,7 +281,7 @@ class ServingModel:
             raise Stale(f"the days asked for cut a {granularity} in two")
         self._check_fresh(timeout)
         series = self.series.of(user_id, granularity)
-        return [] if series is None else series.points(period.first, period.last)
+        return [] if series is None else series.points(bucket_start(period.first, granularity), period.last)
 
     @property
     def workflows(self) -> int:
