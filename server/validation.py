@@ -11,7 +11,6 @@ from core.days import FIRST_DAY, LAST_DAY
 MAX_ID_LENGTH = 128
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 DEFAULT_PAGE_SIZE = 50
@@ -68,11 +67,24 @@ class IdFormat:
 
 
 def check_kind(value: str) -> str | None:
-    """A workflow kind filter; None when no filter is asked for."""
+    """A workflow kind filter; None when no filter is asked for.
+
+    A stored kind is what a workflow event's `kind` (or a WORKFLOWS event's `Data.kind`) held: any
+    non-empty UTF-8 text, of any length and any characters (the event contract's rules
+    kind_is_required and text_is_utf8). So any such text may match, compared as it is, as a query
+    parameter. Only text that is not UTF-8 never can: a proto string cannot carry it (the request
+    is refused before it gets here), but a caller in Python can pass a lone surrogate.
+    """
     if not value:
         return None
-    if not _KIND.fullmatch(value):
-        raise InvalidArgument(f"kind must be 1-64 letters, digits or - _ . : (got {shown(value)})")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as error:
+            raise InvalidArgument(
+                "kind must be UTF-8 text, as the event contract's rule text_is_utf8 requires of a stored kind "
+                f"(a lone surrogate at position {error.start})"
+            ) from None
     return value
 
 

@@ -64,9 +64,11 @@ def test_an_unknown_id_format_is_refused():
 
 def test_kinds():
     assert check_kind("") is None
-    assert check_kind("HEARTBEAT") == "HEARTBEAT"
-    with pytest.raises(InvalidArgument, match="kind must be"):
-        check_kind("x" * 65)
+    # Any kind a workflow event may name: non-empty UTF-8 text, of any length and any characters.
+    for kind in ("HEARTBEAT", "ΚΙΝΔ-ünï", "x" * 100_000, "a kind\twith 'quotes', \\ and \0", " "):
+        assert check_kind(kind) == kind
+    with pytest.raises(InvalidArgument, match="kind must be UTF-8 text, .* rule text_is_utf8 .* at position 1"):
+        check_kind("a\udc80b")
 
 
 def test_periods():

@@ -301,3 +301,39 @@ def test_workflows_with_ids_as_long_as_a_producer_sent_page_within_what_a_client
             break
         request.page_token = page.next_page_token
     assert len(pages) == 2 and [workflow for page in pages for workflow in page] == workflows
+
+
+def test_a_kind_filter_finds_any_kind_a_workflow_event_may_name(stub, analytics_db):
+    """The event contract takes any non-empty UTF-8 text as a kind; the filter refused all but 1-64
+    of [A-Za-z0-9-_.:], so such a workflow could not be filtered on (INVALID_ARGUMENT)."""
+    user = f"kinds-{dt.datetime.now(dt.UTC):%H%M%S%f}"
+    kinds = ["ΚΙΝΔ-ünï", "a kind\twith 'quotes', \\ and \0", "k" * 300, "HEARTBEAT"]
+    events = [
+        {
+            "event_id": f"{user}-{n}",
+            "event_time": "2026-11-20T10:00:00.000Z",
+            "event_type": "workflow",
+            "event_name": "created",
+            "user_id": user,
+            "workflow_id": f"w-{n}",
+            "kind": kind,
+        }
+        for n, kind in enumerate(kinds)
+    ]
+    assert post_batch(analytics_db, "workflows", events).status == 200
+    days = pb.DateRange(start_date="2026-11-20", end_date="2026-11-20")
+    for n, kind in enumerate(kinds):
+        for date_range in (None, days):
+            details = stub.GetUserAnalyticsDetails(
+                pb.GetUserAnalyticsDetailsRequest(user_id=user, kind=kind, date_range=date_range), timeout=30
+            )
+            assert details.summary.total_workflows == 1, kind
+            listed = stub.ListWorkflowAnalytics(
+                pb.ListWorkflowAnalyticsRequest(user_id=user, kind=kind, date_range=date_range), timeout=30
+            )
+            assert [(w.workflow_id, w.kind) for w in listed.workflows] == [(f"w-{n}", kind)]
+        series = stub.GetAnalyticsTimeSeries(pb.GetAnalyticsTimeSeriesRequest(user_id=user, kind=kind), timeout=30)
+        assert [(p.bucket_start, p.summary.total_workflows) for p in series.points] == [("2026-11-20", 1)]
+    # A kind no workflow has is no error: nothing matches.
+    details = stub.GetUserAnalyticsDetails(pb.GetUserAnalyticsDetailsRequest(user_id=user, kind="ΚΙΝΔ"), timeout=30)
+    assert details.summary.total_workflows == 0

@@ -63,7 +63,6 @@ def invalid_requests():
             pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(start_date="1969-12-31")),
             "between 1970-01-01 and 2149-06-06",
         ),
-        ("GetUserAnalyticsDetails", pb.GetUserAnalyticsDetailsRequest(user_id="u", kind="a kind"), "kind must be"),
         (
             "GetWorkflowAnalyticsDetails",
             pb.GetWorkflowAnalyticsDetailsRequest(user_id="u", workflow_id=""),
