@@ -27,7 +27,7 @@ from core.names import queue_table
 from events.contract import TELEMETRY_TOPIC
 from events.event import AnyEvent
 from events.retry import backoff_delay, is_retryable
-from events.sinks import Batching, DeliveryError, DeliveryStats, ErrorCallback, FailedEvents, _Counters
+from events.sinks import Batching, DeliveryError, ErrorCallback, ReportsFailures
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def resend_alone(error: DeliveryError, joined: bool) -> bool:
     return joined and not error.retryable
 
 
-class ClickHouseSink:
+class ClickHouseSink(ReportsFailures):
     """Inserts events into `<database>.<topic>_queue` over HTTP.
 
     Batches go out at `batch_size` events, `batch_bytes` of JSON or `interval` seconds, whichever
@@ -101,16 +101,7 @@ class ClickHouseSink:
         self._sleep = sleep or self._closing.wait
         # No retries of its own: they are decided here, by is_retryable.
         self._http = HttpClient(url, user, password, timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout))
-        self._failures = FailedEvents(on_error, "ClickHouseSink")
-        self._counters = _Counters()
-
-    @property
-    def stats(self) -> DeliveryStats:
-        return self._counters.snapshot()
-
-    def take_undelivered(self) -> list[AnyEvent]:
-        """Events given up on while no `on_error` callback took them; removed from the sink."""
-        return self._failures.take()
+        self._report_failures_to(on_error, "ClickHouseSink")
 
     def emit(self, batch: Sequence[AnyEvent]) -> None:
         by_topic: dict[str, list[AnyEvent]] = {}
@@ -182,10 +173,6 @@ class ClickHouseSink:
                 code=error.code,
             )
         return None
-
-    def _give_up(self, events: list[AnyEvent], error: DeliveryError, outcome: str) -> None:
-        self._counters.add(**{outcome: len(events)})
-        self._failures.report(events, error)
 
 
 def _chunks(events: list[AnyEvent], batching: Batching) -> Iterator[list[AnyEvent]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.names import MAX_MESSAGE_BYTES
 from events.event import AnyEvent
-from events.sinks import Batching, DeliveryError, DeliveryStats, ErrorCallback, FailedEvents, _Counters
+from events.sinks import Batching, DeliveryError, ErrorCallback, ReportsFailures
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ _MSG_SIZE_TOO_LARGE = 10  # librdkafka's RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, a
 DELIVERY_POLL_INTERVAL = 0.1
 
 
-class KafkaSink:
+class KafkaSink(ReportsFailures):
     """Produces each event to its topic (`workflows`, `jobs`, `job_logs`, `telemetry`, `analytics`,
     after `topic_prefix`), keyed by workflow id so a workflow's events stay in order on one
     partition (else by user id, else unkeyed).
@@ -68,28 +68,19 @@ class KafkaSink:
         self._flush_timeout = flush_timeout
         # librdkafka batches by itself; hand it events soon after they are recorded.
         self.batching = batching or Batching(max_events=10_000, max_bytes=16 << 20, interval=0.05)
-        self._failures = FailedEvents(on_error, "KafkaSink")
-        self._counters = _Counters()
+        self._report_failures_to(on_error, "KafkaSink")
         self._close_lock = threading.Lock()
         self._closed = False
         self._stop_polling = threading.Event()
         self._poller = threading.Thread(target=self._serve_deliveries, name="events-kafka-deliveries", daemon=True)
         self._poller.start()
 
-    @property
-    def stats(self) -> DeliveryStats:
-        return self._counters.snapshot()
-
-    def take_undelivered(self) -> list[AnyEvent]:
-        """Events whose delivery failed while no `on_error` callback took them; removed from the sink."""
-        return self._failures.take()
-
     def topic_for(self, event: AnyEvent) -> str:
         return self._topic_prefix + event.topic
 
     def emit(self, batch: Sequence[AnyEvent]) -> None:
         if self._closed:
-            self._fail([*batch], DeliveryError("the sink is closed", retryable=False))
+            self._give_up([*batch], DeliveryError("the sink is closed", retryable=False))
             return
         for event in batch:
             self._produce(event)
@@ -127,7 +118,7 @@ class KafkaSink:
     def _produce(self, event: AnyEvent) -> None:
         key = event.key.encode() if event.key else None
         if self._size(event) > self._max_message_bytes:
-            self._fail([event], self._too_large(event))
+            self._give_up([event], self._too_large(event))
             return
         deadline = time.monotonic() + self._flush_timeout
         while True:
@@ -139,14 +130,14 @@ class KafkaSink:
             except BufferError:
                 # The producer's local queue is full: let deliveries drain it, for a bounded time.
                 if time.monotonic() >= deadline:
-                    self._fail([event], DeliveryError("the producer queue stayed full", retryable=True))
+                    self._give_up([event], DeliveryError("the producer queue stayed full", retryable=True))
                     return
                 self._producer.poll(0.1)
             except Exception as error:  # KafkaException for an invalid topic name or message size
                 if _code(error) == _MSG_SIZE_TOO_LARGE:  # librdkafka counts the record's overhead too
-                    self._fail([event], self._too_large(event))
+                    self._give_up([event], self._too_large(event))
                 else:
-                    self._fail([event], DeliveryError(f"cannot produce: {error}", retryable=False))
+                    self._give_up([event], DeliveryError(f"cannot produce: {error}", retryable=False))
                 return
 
     def _delivered(self, event: AnyEvent, error: Any, message: Any) -> None:
@@ -158,7 +149,7 @@ class KafkaSink:
                 reason += (
                     f" (the event is {self._size(event):,} bytes, the producer's limit {self._max_message_bytes:,})"
                 )
-            self._fail([event], DeliveryError(reason, retryable=error.retriable(), code=error.code()))
+            self._give_up([event], DeliveryError(reason, retryable=error.retriable(), code=error.code()))
 
     @staticmethod
     def _size(event: AnyEvent) -> int:
@@ -171,10 +162,6 @@ class KafkaSink:
             retryable=False,
             code=_MSG_SIZE_TOO_LARGE,
         )
-
-    def _fail(self, events: list[AnyEvent], error: DeliveryError) -> None:
-        self._counters.add(failed=len(events))
-        self._failures.report(events, error)
 
 
 def _code(error: Exception) -> int | None:

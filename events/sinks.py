@@ -123,6 +123,28 @@ class _Counters:
             return replace(self._stats)
 
 
+class ReportsFailures:
+    """What a sink that can fail to deliver an event keeps: its counts (`stats`) and the events
+    it gave up on (to `on_error`, else kept for `take_undelivered()`)."""
+
+    def _report_failures_to(self, on_error: ErrorCallback | None, sink_name: str) -> None:
+        self._failures = FailedEvents(on_error, sink_name)
+        self._counters = _Counters()
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self._counters.snapshot()
+
+    def take_undelivered(self) -> list[AnyEvent]:
+        """Events given up on while no `on_error` callback took them; removed from the sink."""
+        return self._failures.take()
+
+    def _give_up(self, events: list[AnyEvent], error: DeliveryError, outcome: str = "failed") -> None:
+        """Count `events` under `outcome` (a DeliveryStats field) and report them."""
+        self._counters.add(**{outcome: len(events)})
+        self._failures.report(events, error)
+
+
 class NoopSink:
     """Discards every event."""
 
@@ -151,7 +173,7 @@ class LoggerSink:
         pass
 
 
-class FilterSink:
+class FilterSink(ReportsFailures):
     """Passes on only the events for which `predicate(event)` is true; batches as the wrapped sink does.
 
     An event whose predicate raises is not passed on: it is counted in `stats.failed` and reported
@@ -163,16 +185,7 @@ class FilterSink:
         self._sink = sink
         self._predicate = predicate
         self.batching = sink.batching
-        self._failures = FailedEvents(on_error, "FilterSink")
-        self._counters = _Counters()
-
-    @property
-    def stats(self) -> DeliveryStats:
-        return self._counters.snapshot()
-
-    def take_undelivered(self) -> list[AnyEvent]:
-        """Events whose predicate raised while no `on_error` callback took them; removed from the sink."""
-        return self._failures.take()
+        self._report_failures_to(on_error, "FilterSink")
 
     def emit(self, batch: Sequence[AnyEvent]) -> None:
         kept = [event for event in batch if self._passes(event)]
@@ -190,9 +203,8 @@ class FilterSink:
         try:
             return bool(self._predicate(event))
         except Exception as error:
-            self._counters.add(failed=1)
             reason = f"the predicate raised {type(error).__name__}: {error}"
-            self._failures.report([event], DeliveryError(reason, retryable=False))
+            self._give_up([event], DeliveryError(reason, retryable=False))
             return False
 
 

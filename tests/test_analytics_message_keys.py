@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import pytest
@@ -17,42 +16,22 @@ from operations.migrate import migrate
 from tests.http_support import HTTP
 from tests.intake import execute, query
 from tests.malformed import valid_event
+from tests.test_contract_verdicts import KafkaRecord
 
 pytestmark = pytest.mark.long_file(20)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 VIEW = "analytics_events_from_analytics_checked_mv"
-EARLIER_KEY = (
-    "sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset))"
-)
-LOGGED_AT = 1_795_507_200_000  # Kafka's timestamp of the first log's messages, in ms
+EARLIER_KEY = "sipHash128('analytics_position', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset))"
+LOGGED_AT = KafkaRecord.milliseconds  # Kafka's timestamp of the first log's messages, in ms
 RECREATED_AT = LOGGED_AT + 86_400_000  # a day later, the topic's second log
-
-
-@dataclass
-class Message:
-    """What the bridge reads of a Kafka message: its bytes, offset and timestamp (partition 0)."""
-
-    payload: bytes
-    number: int
-    milliseconds: int
-
-    def value(self) -> bytes:
-        return self.payload
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self.number
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self.milliseconds)
 
 
 def consume(server, kafka_topic: str, user: str, offsets: range, milliseconds: int) -> None:
     """Keyless LOGS events (2 lines each) at these offsets, inserted as the bridge inserts them."""
-    events = [{**valid_event("analytics", n, user), "EventKey": ""} for n in offsets]
-    messages = [Message(json.dumps(event).encode(), n, milliseconds) for n, event in zip(offsets, events, strict=True)]
+    messages = [
+        KafkaRecord(json.dumps({**valid_event("analytics", n, user), "EventKey": ""}).encode(), n, milliseconds)
+        for n in offsets
+    ]
     url = f"{server.url}/?{urlencode({'query': 'INSERT INTO analytics.analytics_messages FORMAT RowBinary'})}"
     response = HTTP.request("POST", url, body=row_binary(kafka_topic.encode(), messages))
     assert response.status == 200, response.data

@@ -22,10 +22,11 @@ pytestmark = pytest.mark.long_file(17)  # seconds of a worker, measured: run fir
 
 @dataclass
 class KafkaRecord:
-    """What the bridge reads of a Kafka message: its bytes and position."""
+    """What the bridge reads of a Kafka message: its bytes, position (partition 0) and timestamp."""
 
     payload: bytes
     number: int
+    milliseconds: int = 1_795_507_200_000
 
     def value(self) -> bytes:
         return self.payload
@@ -37,7 +38,7 @@ class KafkaRecord:
         return self.number
 
     def timestamp(self) -> tuple[int, int]:
-        return (1, 1_795_507_200_000)
+        return (1, self.milliseconds)
 
 
 def sdk_verdict(topic: str, event: dict) -> str | None:

@@ -273,24 +273,25 @@ def test_a_page_size_above_the_maximum_is_capped(stub, loaded):
     assert response.next_page_token == ""
 
 
+def workflow_created(user: str, n: int, workflow_id: str, kind: str) -> dict:
+    return {
+        "event_id": f"{user}-{n}",
+        "event_time": "2026-11-20T10:00:00.000Z",
+        "event_type": "workflow",
+        "event_name": "created",
+        "user_id": user,
+        "workflow_id": workflow_id,
+        "kind": kind,
+    }
+
+
 def test_workflows_with_ids_as_long_as_a_producer_sent_page_within_what_a_client_takes(stub, analytics_db):
     """The event contract bounds no id: 60 workflows of 60 KB ids made one 3.6 MB page, and more
     with larger ids or pages, which gRPC clients (4 MiB by default, the scheduler's Go client too)
     refuse as RESOURCE_EXHAUSTED. A page now stops before its ids and its token pass 3 MiB."""
     user = f"long-{dt.datetime.now(dt.UTC):%H%M%S%f}"
     workflows = [f"{n:02}-" + "w" * 60_000 for n in range(60)]
-    events = [
-        {
-            "event_id": f"{user}-{n}",
-            "event_time": "2026-11-20T10:00:00.000Z",
-            "event_type": "workflow",
-            "event_name": "created",
-            "user_id": user,
-            "workflow_id": workflow,
-            "kind": "CONTAINER",
-        }
-        for n, workflow in enumerate(workflows)
-    ]
+    events = [workflow_created(user, n, workflow, "CONTAINER") for n, workflow in enumerate(workflows)]
     assert post_batch(analytics_db, "workflows", events).status == 200
     pages, request = [], pb.ListWorkflowAnalyticsRequest(user_id=user, page_size=1000, ascending=True)
     while True:
@@ -308,18 +309,7 @@ def test_a_kind_filter_finds_any_kind_a_workflow_event_may_name(stub, analytics_
     of [A-Za-z0-9-_.:], so such a workflow could not be filtered on (INVALID_ARGUMENT)."""
     user = f"kinds-{dt.datetime.now(dt.UTC):%H%M%S%f}"
     kinds = ["ΚΙΝΔ-ünï", "a kind\twith 'quotes', \\ and \0", "k" * 300, "HEARTBEAT"]
-    events = [
-        {
-            "event_id": f"{user}-{n}",
-            "event_time": "2026-11-20T10:00:00.000Z",
-            "event_type": "workflow",
-            "event_name": "created",
-            "user_id": user,
-            "workflow_id": f"w-{n}",
-            "kind": kind,
-        }
-        for n, kind in enumerate(kinds)
-    ]
+    events = [workflow_created(user, n, f"w-{n}", kind) for n, kind in enumerate(kinds)]
     assert post_batch(analytics_db, "workflows", events).status == 200
     days = pb.DateRange(start_date="2026-11-20", end_date="2026-11-20")
     for n, kind in enumerate(kinds):
