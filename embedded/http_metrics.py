@@ -101,7 +101,9 @@ class MetricsMiddleware:
             registry=self.registry,
         )
         self.rows = Counter(
-            "analytics_http_written_rows", "Rows ClickHouse reports written by inserts", registry=self.registry
+            "analytics_http_written_rows",
+            "Rows ClickHouse reports written by inserts, into every table their views feed",
+            registry=self.registry,
         )
         # Each request not yet answered to its last byte: when it arrived, its scope and statement,
         # and whether its answer has begun. Described only when a stop asks (unfinished).
