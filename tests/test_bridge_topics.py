@@ -86,6 +86,39 @@ def test_a_deleted_topic_waits_and_its_new_log_is_read_from_the_start(analytics_
     assert_matches(analytics_db, before)
 
 
+def test_a_topic_deleted_and_created_again_at_once_is_read_from_its_first_message(analytics_db, kafka, caplog):
+    # Deleted and created again between two of the consumer's metadata refreshes: it sees no
+    # deletion, and went on at its old positions in the new log, committing them there.
+    prefix = f"q{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = dataclasses.replace(config_from(settings), lag_interval_s=0.5)
+    prepare_topics(config, create=True, partitions=2)
+    jobs = prefix + "jobs"
+    produce(kafka, prefix, {"jobs": datasets.generate(seed=67, users=1).messages["jobs"][:10]})
+    fresh = datasets.generate(seed=68, users=2, duplicate_rate=0).messages["jobs"][:20]
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        wait_until_consumed(kafka, settings)
+        admin.delete_topics([jobs])[jobs].result()
+        recreate(admin, jobs, partitions=2)
+        time.sleep(3)  # the consumer's old positions, committed in the new log or not
+        produce(kafka, prefix, {"jobs": fresh})
+        eventually(lambda: assert_stored(analytics_db, fresh), timeout=60)
+    finally:
+        bridge.stop()
+    assert not bridge.failures
+    assert f"bridge-jobs-0: topic {jobs} " in caplog.text
+    assert "a new consumer reads it from its first message" in caplog.text
+
+
+def assert_stored(analytics_db, events: list[dict]) -> None:
+    ids = ", ".join(f"'{event['event_id']}'" for event in events)
+    [row] = query(analytics_db, f"SELECT uniqExact(event_id) AS n FROM analytics.job_events WHERE event_id IN ({ids})")
+    assert int(row["n"]) == len(events)
+
+
 def test_a_topic_created_again_with_fewer_partitions_while_no_bridge_ran_keeps_no_lag_of_the_old_ones(
     analytics_db, kafka
 ):

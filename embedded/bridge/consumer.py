@@ -11,12 +11,13 @@ import time
 from collections.abc import Iterator
 
 import tenacity
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from embedded import fault_points
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.lag import LagReporter
 from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES, SKIPPED
+from embedded.bridge.topic_identity import TopicIdentity
 from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class LibrdkafkaLog(logging.Logger):
 
 
 class TopicGone(Exception):
-    """The topic was deleted while the bridge read it."""
+    """The topic was deleted while the bridge read it (and maybe created again since)."""
 
 
 def is_fenced(error: KafkaError) -> bool:
@@ -94,9 +95,15 @@ class TopicConsumer:
         self.pending_bytes = 0  # of the messages' values: a block of large messages ends early
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
+        self.identity = TopicIdentity(config.bootstrap, self.kafka_topic)
         self._new_consumer()
 
-    def _new_consumer(self) -> None:
+    def _new_consumer(self, rewind: bool = False) -> None:
+        """A consumer of the topic; with `rewind`, one that reads each partition from its first message
+        when first given it, whatever offsets were committed (on a topic created again, what was
+        committed may be the old log's positions)."""
+        self.identity.remember()
+        self._rewound: set[int] | None = set() if rewind else None
         self.consumer = Consumer(
             {
                 "bootstrap.servers": self.config.bootstrap,
@@ -166,20 +173,28 @@ class TopicConsumer:
                 self.consumer.close()
 
     def _wait_for_the_topic(self, gone: TopicGone) -> None:
-        """The topic was deleted: what was consumed is inserted (its commit fails, the log it came
-        from being gone), the other topics' consumers go on, and once a topic of this name exists
-        again a new consumer reads it (Kafka dropped the deleted topic's offsets: from its start)."""
+        """The topic was deleted: what was consumed is inserted (its commit fails, or lands in a new
+        log, which is read from its start anyway), the other topics' consumers go on, and once a topic
+        of this name exists a new consumer reads it from its first message, whatever was committed."""
         if self.pending:
             self._flush()
         self.lag.forget_partitions_from(0)
-        log.warning("%s: %s; waiting for it (`analytics topics` creates it); the other topics go on", self.name, gone)
-        while not self._partition_count():
-            if self.stop_event.wait(self.config.lag_interval_s):
-                return
-        log.warning("%s: topic %s exists again: a new consumer reads it", self.name, self.kafka_topic)
+        if self._partition_count():
+            log.warning("%s: %s: a new consumer reads it from its first message", self.name, gone)
+        else:
+            log.warning(
+                "%s: %s; waiting for it (`analytics topics` creates it); the other topics go on", self.name, gone
+            )
+            while not self._partition_count():
+                if self.stop_event.wait(self.config.lag_interval_s):
+                    return
+            log.warning(
+                "%s: topic %s exists again: a new consumer reads it from its first message",
+                *(self.name, self.kafka_topic),
+            )
         with contextlib.suppress(KafkaException, RuntimeError):
             self.consumer.close()
-        self._new_consumer()
+        self._new_consumer(rewind=True)
 
     def _partition_count(self) -> int:
         """How many partitions the topic has: 0 when it does not exist (or the broker cannot say now)."""
@@ -195,7 +210,7 @@ class TopicConsumer:
         # leaves lag rows that nothing measures any more.
         if partitions := self._partition_count():
             self.lag.forget_partitions_from(partitions)
-        self.consumer.subscribe([self.kafka_topic], on_revoke=self._on_revoke)
+        self.consumer.subscribe([self.kafka_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         while not self.stop_event.is_set():
             self._fill_batch()
             if self.pending:
@@ -280,6 +295,15 @@ class TopicConsumer:
             f"{self.instance_id!r} and the broker fenced this one {FENCES_TOLERATED + 1} times within "
             f"{FENCE_WINDOW_S:.0f} s: give each bridge process its own ANALYTICS_KAFKA_INSTANCE_NAME ({error.str()})"
         )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._rewound is None:
+            return  # at the committed offsets
+        for tp in partitions:
+            if tp.partition not in self._rewound:
+                tp.offset = OFFSET_BEGINNING
+                self._rewound.add(tp.partition)
+        consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Whatever we hold of the partitions we lose is inserted and committed before they go.
@@ -379,6 +403,10 @@ class TopicConsumer:
     def _report_lag_now_and_then(self) -> None:
         if not self.lag.due():
             return
+        # Before anything is committed: a position of the old log must not be committed in a new one.
+        if happened := self.identity.changed():
+            said = "does not exist (it was deleted)" if happened == "deleted" else "was deleted and created again"
+            raise TopicGone(f"topic {self.kafka_topic} {said}")
         committed = None if self.pending else self._commit_past_what_is_no_message()
         self.lag.report_now_and_then(committed)
 

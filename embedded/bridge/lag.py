@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from core.names import KAFKA_CONSUMER_LAG
 from embedded.bridge.config import BridgeConfig
@@ -64,7 +64,14 @@ class LagReporter:
         rows = []
         measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         for tp in assignment:
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            try:
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            except KafkaException as error:
+                # A partition the topic no longer has (created again with fewer), assigned until the
+                # group next rebalances: the others are measured.
+                if error.args and error.args[0].code() == KafkaError._UNKNOWN_PARTITION:
+                    continue
+                raise
             done = committed.get(tp.partition, -1)  # negative: nothing committed yet
             lag = high - (done if done >= 0 else low)
             LAG.labels(self.topic, str(tp.partition)).set(lag)
