@@ -100,28 +100,28 @@ def replay(
     try:
         [[started]] = client.query("SELECT now64(3, 'UTC')").result_rows
         letters = client.query(
-            sql(f"""SELECT topic, partition, offset, raw_message FROM $dead_letters FINAL
+            sql(f"""SELECT topic, partition, offset, raw_message, kafka_timestamp FROM $dead_letters FINAL
                 WHERE {where} AND received_at < {{started:DateTime64(3, 'UTC')}} ORDER BY topic, partition, offset"""),
             parameters={**parameters, "started": started},
             column_formats={"raw_message": "bytes"},
         ).result_rows
         result.selected = len(letters)
         batches: dict[str, list] = {}
-        for kafka_topic, partition, offset, raw in letters:
+        for kafka_topic, partition, offset, raw, timestamp in letters:
             product = _product_topic(kafka_topic, settings)
             if product is None:
                 result.skipped[f"no landing table for topic {kafka_topic!r}"] += 1
             elif partition is None or offset is None:
                 result.skipped["no Kafka position"] += 1
             else:
-                batches.setdefault(product, []).append((kafka_topic, partition, offset, raw))
+                batches.setdefault(product, []).append((kafka_topic, partition, offset, raw, timestamp))
         for product, rows in batches.items():
             result.by_topic[product] += len(rows)
         if dry_run:
             return result
         for product, rows in batches.items():
             _replay_topic(client, product, rows, result)
-        positions = [(t, p, o) for rows in batches.values() for t, p, o, _ in rows]
+        positions = [(t, p, o) for rows in batches.values() for t, p, o, _, _ in rows]
         if positions:
             if not result.produced_to_kafka:
                 again = client.query(
@@ -155,12 +155,13 @@ def _replay_topic(client, product: str, rows: list, result: ReplayResult) -> Non
     ).result_rows
     table = qualified(messages_table(product))
     if engine == "Kafka":  # server mode: an insert produces the messages to the topic again
-        client.insert(table, [[raw] for _, _, _, raw in rows], column_names=["payload"])
+        client.insert(table, [[raw] for _, _, _, raw, _ in rows], column_names=["payload"])
         result.produced_to_kafka = True
     else:
         client.insert(
             table,
-            [[raw, kafka_topic, partition, offset, None] for kafka_topic, partition, offset, raw in rows],
+            # At the message's own position and Kafka timestamp: the keys it would have had, had it landed.
+            [[raw, topic, partition, offset, timestamp] for topic, partition, offset, raw, timestamp in rows],
             column_names=["payload", "_topic", "_partition", "_offset", "_timestamp_ms"],
         )
     result.replayed += len(rows)

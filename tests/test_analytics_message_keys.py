@@ -1,7 +1,8 @@
 """The scheduler's keyless events (`EventKey` empty) count once per Kafka message: its position and
-the time Kafka stamped on it. A redelivery counts once; a topic deleted and created again starts its
-offsets at 0 again, and its messages count as the new messages they are. A database whose view knew
-them by position alone (an earlier version) is brought to the new key by `analytics migrate`."""
+the time Kafka stamped on it. A redelivery counts once, also after the message was replayed from
+dead letters (which keep the timestamp); a topic deleted and created again starts its offsets at 0
+again, and its messages count as the new messages they are. A database whose view knew them by
+position alone (an earlier version) is brought to the new key by `analytics migrate`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from urllib.parse import urlencode
 import pytest
 
 from embedded.bridge.framing import row_binary
+from embedded.bridge.writer import LandingWriter
+from operations.dead_letters import replay
 from operations.migrate import migrate
 from tests.http_support import HTTP
 from tests.intake import execute, query
@@ -26,14 +29,18 @@ LOGGED_AT = KafkaRecord.milliseconds  # Kafka's timestamp of the first log's mes
 RECREATED_AT = LOGGED_AT + 86_400_000  # a day later, the topic's second log
 
 
-def consume(server, kafka_topic: str, user: str, offsets: range, milliseconds: int) -> None:
-    """Keyless LOGS events (2 lines each) at these offsets, inserted as the bridge inserts them."""
-    messages = [
+def keyless(user: str, offsets: range, milliseconds: int) -> list[KafkaRecord]:
+    """Keyless LOGS events (2 lines each) at these offsets of partition 0, stamped by Kafka so."""
+    return [
         KafkaRecord(json.dumps({**valid_event("analytics", n, user), "EventKey": ""}).encode(), n, milliseconds)
         for n in offsets
     ]
+
+
+def consume(server, kafka_topic: str, user: str, offsets: range, milliseconds: int) -> None:
+    """The keyless events at these offsets, inserted as the bridge inserts them."""
     url = f"{server.url}/?{urlencode({'query': 'INSERT INTO analytics.analytics_messages FORMAT RowBinary'})}"
-    response = HTTP.request("POST", url, body=row_binary(kafka_topic.encode(), messages))
+    response = HTTP.request("POST", url, body=row_binary(kafka_topic.encode(), keyless(user, offsets, milliseconds)))
     assert response.status == 200, response.data
 
 
@@ -54,6 +61,21 @@ def test_a_recreated_topics_keyless_events_count_and_a_redelivery_does_not(analy
     assert joblogs(analytics_db, user) == 16
 
 
+def test_a_keyless_event_replayed_from_dead_letters_then_read_again_from_kafka_counts_once(analytics_db):
+    user, kafka_topic = f"mk-{uuid.uuid4().hex[:8]}", f"mk{uuid.uuid4().hex[:8]}.analytics"
+    # ClickHouse refused the insert itself (not the message's fault): the bridge dead-letters it.
+    writer = LandingWriter(analytics_db.url, "analytics", "analytics", kafka_topic, "default", "")
+    for message in keyless(user, range(3), LOGGED_AT):
+        writer.dead_letter(message, "ClickHouse refused it: Code: 1002. a fault since fixed")
+    writer.close()
+    result = replay(analytics_db.settings(), topic=kafka_topic)
+    assert (result.replayed, result.landed) == (3, 3)
+    assert joblogs(analytics_db, user) == 6
+    # The consumer group reset to the start: Kafka delivers the same messages again.
+    consume(analytics_db, kafka_topic, user, range(3), LOGGED_AT)
+    assert joblogs(analytics_db, user) == 6
+
+
 def test_keys_by_position_alone_are_upgraded_and_nothing_counts_twice(own_analytics_db):
     server, settings = own_analytics_db
     user, kafka_topic = "mk-upgrade", "mk-upgrade.analytics"
@@ -62,6 +84,7 @@ def test_keys_by_position_alone_are_upgraded_and_nothing_counts_twice(own_analyt
     current = current[: current.index("), -1))") + len("), -1))")]
     execute(server, f"DROP VIEW analytics.{VIEW}")
     execute(server, row["q"].replace(current, EARLIER_KEY))
+    execute(server, "ALTER TABLE analytics.dead_letters DROP COLUMN kafka_timestamp")  # nor did dead letters keep it
     consume(server, kafka_topic, user, range(4), LOGGED_AT)
     assert joblogs(server, user) == 8
 
@@ -71,8 +94,12 @@ def test_keys_by_position_alone_are_upgraded_and_nothing_counts_twice(own_analyt
     consume(server, kafka_topic, user, range(6), LOGGED_AT)
     assert joblogs(server, user) == 12
     assert "keyless events by Kafka position and timestamp into seen_keys" in upgraded.stdout
+    assert "added kafka_timestamp to" in upgraded.stdout
+    columns = query(server, "SELECT name FROM system.columns WHERE table = 'dead_letters' ORDER BY position")
+    assert [column["name"] for column in columns][:4] == ["topic", "partition", "offset", "kafka_timestamp"]
 
     again = migrate(settings, capture=True)
     assert again.returncode == 0, again.stdout[-3000:]
     assert "keyless events by Kafka position" not in again.stdout
+    assert "added kafka_timestamp" not in again.stdout
     assert joblogs(server, user) == 12

@@ -44,7 +44,7 @@
     {{ dedup_key('analytics_unkeyed', 'generateUUIDv4(_raw_message)') }})
 {%- endmacro %}
 
-{#- A message without a Kafka timestamp (a dead letter replayed: dead_letters keeps none) has -1. -#}
+{#- A message without a Kafka timestamp (or a dead letter stored before dead_letters kept it) has -1. -#}
 {% macro analytics_message_key(topic, partition, offset, timestamp) -%}
   {{ dedup_key('analytics_kafka_message', topic, partition, offset, 'ifNull(toUnixTimestamp64Milli(' ~ timestamp ~ '), -1)') }}
 {%- endmacro %}

@@ -101,6 +101,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', {{ landing_field_names(topic) | join(', ') }})) as raw_message,
     _violation as error,

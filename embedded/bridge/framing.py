@@ -55,14 +55,17 @@ def row_binary(kafka_topic: bytes, messages: Iterable[Message]) -> bytes:
 
 
 def dead_letter_row(kafka_topic: bytes, message: Message, error: str) -> bytes:
-    """A RowBinary row of dead_letters (topic, partition, offset, raw_message, error, received_at)."""
+    """A RowBinary row of dead_letters (topic, partition, offset, kafka_timestamp, raw_message, error,
+    received_at)."""
     value = message.value() or b""
+    milliseconds = message.timestamp()[1]
     return b"".join(
         (
             _varint(len(kafka_topic)),
             kafka_topic,
             b"\x00" + _U64.pack(message.partition()),
             b"\x00" + _U64.pack(message.offset()),
+            b"\x01" if milliseconds is None or milliseconds < 0 else b"\x00" + struct.pack("<q", milliseconds),
             _varint(len(value)),
             value,
             _varint(len(error.encode())),

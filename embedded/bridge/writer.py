@@ -91,8 +91,8 @@ class LandingWriter:
     def dead_letter(self, message: Message, error: str) -> None:
         """Write one message straight into dead_letters: for a message whose insert ClickHouse refused."""
         params = {
-            "query": f"INSERT INTO {self.database}.{DEAD_LETTERS} (topic, partition, offset, raw_message, error, "
-            "received_at) FORMAT RowBinary",
+            "query": f"INSERT INTO {self.database}.{DEAD_LETTERS} (topic, partition, offset, kafka_timestamp, "
+            "raw_message, error, received_at) FORMAT RowBinary",
             **ALONE,
         }
         self.post(params, dead_letter_row(self._topic_bytes, message, error))

@@ -178,6 +178,8 @@ select
     cast('' as LowCardinality(String)) as topic,
     cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
+    -- Kafka's timestamp of the message (a keyless scheduler event is known by it and its position)
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
     cast('' as String) as raw_message,
     cast('' as String) as error,
     now64(3, 'UTC') as received_at
@@ -186,11 +188,13 @@ where 0
 ;
 
 insert into `analytics_cluster_ddl`.`dead_letters`
-        ("topic", "partition", "offset", "raw_message", "error", "received_at")
+        ("topic", "partition", "offset", "kafka_timestamp", "raw_message", "error", "received_at")
 select
     cast('' as LowCardinality(String)) as topic,
     cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
+    -- Kafka's timestamp of the message (a keyless scheduler event is known by it and its position)
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
     cast('' as String) as raw_message,
     cast('' as String) as error,
     now64(3, 'UTC') as received_at
@@ -1218,6 +1222,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
     _violation as error,
@@ -1377,6 +1382,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
     _violation as error,
@@ -1487,6 +1493,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
     _violation as error,
@@ -1856,6 +1863,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
     _violation as error,
@@ -2251,6 +2259,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
     _violation as error,

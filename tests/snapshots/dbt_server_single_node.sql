@@ -179,6 +179,8 @@ select
     cast('' as LowCardinality(String)) as topic,
     cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
+    -- Kafka's timestamp of the message (a keyless scheduler event is known by it and its position)
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
     cast('' as String) as raw_message,
     cast('' as String) as error,
     now64(3, 'UTC') as received_at
@@ -192,6 +194,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', EventKey, UserID, WorkflowID, EventType, Data)) as raw_message,
     _violation as error,
@@ -207,6 +210,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, count, stream, sequence, message)) as raw_message,
     _violation as error,
@@ -222,6 +226,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, job_id, status, scheduled_at, started_at, completed_at)) as raw_message,
     _violation as error,
@@ -237,6 +242,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', message)) as raw_message,
     _violation as error,
@@ -252,6 +258,7 @@ select
     assumeNotNull(_topic) as topic,
     _partition as "partition",
     _offset as offset,
+    _timestamp_ms as kafka_timestamp,
     -- the message's own bytes; a row replayed without them stands in with its parsed fields
     ifNull(_raw_message, formatRowNoNewline('JSONEachRow', event_id, event_time, event_type, event_name, user_id, workflow_id, kind)) as raw_message,
     _violation as error,

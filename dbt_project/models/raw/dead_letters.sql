@@ -13,6 +13,8 @@ select
     cast('' as LowCardinality(String)) as topic,
     cast(null as Nullable(UInt64)) as "partition",
     cast(null as Nullable(UInt64)) as offset,
+    -- Kafka's timestamp of the message (a keyless scheduler event is known by it and its position)
+    cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
     cast('' as String) as raw_message,
     cast('' as String) as error,
     now64(3, 'UTC') as received_at
