@@ -347,7 +347,8 @@ class Front:
         settings = spec.settings
         if spec.session_id is not None and statement.streamable and revision is None:
             # A session's earlier SETs hold too: ask its connection (one short query).
-            settings = await self.in_thread(lease.settings_in_force, bytes(head), SHAPING_SETTINGS)
+            spooled = not is_concatenable(fmt, True)
+            settings = await self.in_thread(lease.settings_in_force, bytes(head), SHAPING_SETTINGS, spooled)
         if not statement.streamable or writes_rows_after_the_data(statement, settings, fmt):
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small. So does a
             # result with totals or extremes: chDB's streamed chunks and the spool leave them out.
@@ -373,7 +374,9 @@ class Front:
         # Formats with a header or a wrapper: spool the result as Native, convert it in one piece.
         clause = statement.format_clause
         native_text = bytes(head[: clause[0]] + head[clause[1] :]) if clause else bytes(head)
-        outcome = await self.watched(spec, lease.run_to_file, native_text, bytes(head), fmt, output_settings(statement))
+        outcome = await self.watched(
+            spec, lease.run_to_file, native_text, bytes(head), fmt, output_settings(statement), whole_result=True
+        )
         if isinstance(outcome, bytes):
             await self._end(lease)
             return self.responses.response(spec, outcome, request_summary(spec, None), fmt)

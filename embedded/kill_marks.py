@@ -10,6 +10,11 @@ statement runs with the request's own ``log_comment`` (``RequestSpec.kill_marker
   on a read-only statement, the front kills it. A statement that writes nothing for a long time,
   such as a count over a large table, ran on after its client gave up, holding a core. Without the
   setting, or for a statement that writes, it runs on, as on a server.
+* A result in a format with a header or a wrapper (``TSVWithNames``, ``RowBinaryWithNamesAndTypes``,
+  JSON...) is spooled whole before a byte of it is sent, where a server streams it and stops at
+  its first write to a closed connection: so its statement is cancelled when the client goes,
+  with or without the setting (a spool of ``numbers(10000000000)`` filled gigabytes of disk a
+  second for a client long gone).
 * ``KILL QUERY WHERE query_id = '<id>'`` (how a client cancels a statement it named):
   the condition also finds the statement marked with that id, which chDB's own ids never match.
 """
@@ -29,10 +34,16 @@ log = logging.getLogger(__name__)
 
 
 async def watched(
-    in_thread: Callable[..., Awaitable[Any]], engine: Engine, spec: RequestSpec, function: Callable, *args
+    in_thread: Callable[..., Awaitable[Any]],
+    engine: Engine,
+    spec: RequestSpec,
+    function: Callable,
+    *args,
+    whole_result: bool = False,
 ) -> Any:
-    """``function(*args)`` in a worker thread, killed if the client goes away meanwhile and asked for that."""
-    if spec.kill_marker is None or spec.client_gone is None:
+    """``function(*args)`` in a worker thread, killed if the client goes away meanwhile and asked for
+    that, or (``whole_result``) if it builds a whole result before sending any of it."""
+    if spec.kill_marker is None or spec.client_gone is None or not (spec.cancel_on_close or whole_result):
         return await in_thread(function, *args)
     marker, client_gone = spec.kill_marker, spec.client_gone
 

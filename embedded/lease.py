@@ -42,7 +42,7 @@ class Lease:
         self._temporary_table = False
         self.session_broken = False  # the session could not be put back as it was: it ends
 
-    def _prepare(self, text: bytes, statement_class: str | None = None) -> None:
+    def _prepare(self, text: bytes, statement_class: str | None = None, mark: bool = False) -> None:
         if self._prepared:
             return
         self._prepared = True
@@ -58,7 +58,7 @@ class Lease:
                 "You should use method POST for modifying queries",
             )
         settings = spec.settings
-        if spec.kill_marker is not None and statement_class != "CONTROL":
+        if spec.kill_marker is not None and statement_class != "CONTROL" and (spec.mark_every_statement or mark):
             settings = {**settings, "log_comment": spec.kill_marker}  # embedded.kill_marks
         if self.session is None:
             connection.use(spec.database or "default")
@@ -91,10 +91,11 @@ class Lease:
         self.ran = True
         return self.connection.query(text, fmt, self.spec.params)
 
-    def settings_in_force(self, text: bytes, names: tuple[str, ...]) -> dict[str, str]:
+    def settings_in_force(self, text: bytes, names: tuple[str, ...], mark: bool = False) -> dict[str, str]:
         """These settings' values on a session's connection as the statement will run: the session's
-        own SETs and the request's URL settings (its SETTINGS clause aside)."""
-        self._prepare(text)
+        own SETs and the request's URL settings (its SETTINGS clause aside). ``mark``: its whole
+        result may be built before any of it is sent (embedded.kill_marks)."""
+        self._prepare(text, mark=mark)
         try:
             own = self.session.own_values([name for name in names if name not in self._url_settings])
         except ClickHouseError:
@@ -127,7 +128,7 @@ class Lease:
         ``settings``: the statement's own output settings (``name = value``), which the conversion
         into ``fmt`` applies as the statement would have.
         """
-        self._prepare(original_text)
+        self._prepare(original_text, mark=True)  # the whole result before any of it: embedded.kill_marks
         tmp = self.front.engine.tmp_dir
         spool = tmp / f"{uuid.uuid4().hex}.native"
         output = tmp / f"{uuid.uuid4().hex}.out"

@@ -95,10 +95,15 @@ class RequestSpec:
     cors: bool = False
     # framing_output_format: the answer as server-sent events (embedded.framing), or None.
     framing: str | None = None
-    # The log_comment the statement runs with, so KILL QUERY finds it by the client's query_id or
-    # when the client goes away (embedded.kill_marks); and, when it asked for that, how to know it has.
+    # The log_comment a statement runs with, so KILL QUERY finds it by the client's query_id or
+    # when the client goes away (embedded.kill_marks), and how to know it has. Every statement
+    # carries it when the client named its query or asked for a read-only statement to be cancelled
+    # when it goes (cancel_http_readonly_queries_on_client_close: `cancel_on_close`); else only one
+    # whose whole result is built before any of it is sent (setting it costs a SET a request).
     kill_marker: str | None = None
     client_gone: Callable[[], Awaitable[None]] | None = None
+    mark_every_statement: bool = False
+    cancel_on_close: bool = False
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
@@ -152,7 +157,7 @@ async def parse_request(
     headers = request.headers
     query_id = url.get("query_id") or str(uuid.uuid4())
     cancel = url.get("cancel_http_readonly_queries_on_client_close") in _TRUE
-    marked = (cancel or "query_id" in url) and "log_comment" not in settings  # a client's own comment stays
+    marked = "log_comment" not in settings  # a client's own comment stays
     return RequestSpec(
         method=request.method,
         user=given_user,
@@ -177,7 +182,9 @@ async def parse_request(
         cors=url.get("add_http_cors_header") in _TRUE and bool(headers.get("origin")),
         framing=framed,
         kill_marker=f"query_id: {query_id}" if marked else None,
-        client_gone=partial(_disconnected, request.receive) if cancel and marked else None,
+        client_gone=partial(_disconnected, request.receive) if marked else None,
+        mark_every_statement=cancel or "query_id" in url,
+        cancel_on_close=cancel,
     )
 
 

@@ -1,8 +1,9 @@
 """Statements killed as a ClickHouse server kills them, though chDB gives each its own query id:
 `KILL QUERY WHERE query_id = '<the id the client sent>'` ends it, and with
 `cancel_http_readonly_queries_on_client_close` (clickhouse-connect sends it on every query) a
-read-only statement whose client closed its connection is cancelled; without the setting, or for a
-statement that writes, it runs on. A count over a huge range writes nothing until its end, so only
+read-only statement whose client closed its connection is cancelled, and so is one whose whole
+result the front builds before sending any (formats with a header); otherwise, without the setting,
+or for a statement that writes, it runs on. A count over a huge range writes nothing until its end, so only
 a kill can stop it."""
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def test_a_read_only_query_ends_when_its_client_closes_the_connection(clickhouse
     settings = {"session_id": f"s-{tag}"} if session else {}
     sent_and_left(clickhouse, ENDLESS.format(tag=tag), tag, cancel_http_readonly_queries_on_client_close=1, **settings)
     wait_until(lambda: running(clickhouse, tag) == 0, 10, "the query still runs for a client that left")
+
+
+@pytest.mark.parametrize(("fmt", "session"), [("TSVWithNames", False), ("RowBinaryWithNamesAndTypes", True)])
+def test_a_result_built_whole_before_it_is_sent_ends_when_its_client_goes_without_the_setting(clickhouse, fmt, session):
+    # A server streams these formats and stops at its first write to a closed connection; the
+    # front spools their whole result first, so nothing would tell it the client went.
+    tag = f"spool-{uuid.uuid4().hex[:8]}"
+    rare = f"SELECT number, '{tag}' FROM numbers(10000000000000) WHERE number % 1000000000 = 7 FORMAT {fmt}"
+    sent_and_left(clickhouse, rare, tag, **({"session_id": f"s-{tag}"} if session else {}))
+    wait_until(lambda: running(clickhouse, tag) == 0, 10, "the statement still runs for a client that left")
 
 
 def test_without_the_setting_or_for_a_statement_that_writes_the_statement_runs_on(clickhouse):
