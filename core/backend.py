@@ -34,6 +34,14 @@ class QueryTimedOut(QueryFailed):
     """The query ran out of the time it was given."""
 
 
+class StoreUnreachable(QueryFailed):
+    """ClickHouse could not be reached or dropped the connection: calling again later may work."""
+
+
+class StoreBusy(QueryFailed):
+    """ClickHouse refused the query as one too many at once (TOO_MANY_SIMULTANEOUS_QUERIES)."""
+
+
 class WriteLog:
     """What a backend's ClickHouse has finished writing, counted as each statement ends.
 

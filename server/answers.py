@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import grpc
 
-from core.backend import QueryFailed, QueryTimedOut
+from core.backend import QueryFailed, QueryTimedOut, StoreBusy, StoreUnreachable
 from server.validation import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ def abort_with_status(method: str, context: grpc.ServicerContext, error: Excepti
     if isinstance(error, QueryTimedOut):
         log.info("%s: deadline exceeded: %s", method, error)
         context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the analytics query did not finish before the deadline")
+    if isinstance(error, StoreBusy):
+        log.warning("%s: %s", method, error)
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the analytics store is taking too many queries; call again")
+    if isinstance(error, StoreUnreachable):
+        log.warning("%s: %s", method, error)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the analytics store cannot be reached now; call again")
     if isinstance(error, QueryFailed):
         # ClickHouse's message can quote SQL; it goes to the log, the client gets none of it.
         log.error("%s: query failed: %s", method, error)

@@ -7,6 +7,7 @@ the request messages and the status the call ends with.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -223,3 +224,36 @@ class TokenInterceptor(grpc.ServerInterceptor):
             return guarded
 
         return wrap_handler(continuation(handler_call_details), unary, streaming)
+
+
+class WorkerLimit(grpc.ServerInterceptor):
+    """At most ``workers`` AnalyticsService calls other than log tails run at once.
+
+    The thread pool is sized for the workers and the tails (each tail holds a thread), so without
+    this, ordinary calls took the tails' threads too: 400 slow calls at once sent 130 queries to
+    ClickHouse together, which refused those beyond its 64 (TOO_MANY_SIMULTANEOUS_QUERIES). A call
+    waits here for a worker within its deadline; gRPC's maximum_concurrent_rpcs bounds how many wait.
+    """
+
+    def __init__(self, workers: int):
+        self.free = threading.BoundedSemaphore(workers)
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        service, _ = split_method(handler_call_details.method)
+        if handler is None or service != ANALYTICS_SERVICE or handler.unary_unary is None:
+            return handler  # tails (server streams), health and reflection are not limited
+
+        def unary(behavior: Behavior) -> Behavior:
+            def limited(request, context: grpc.ServicerContext):
+                remaining = context.time_remaining()  # very large without a deadline
+                if not self.free.acquire(timeout=remaining if remaining is not None and remaining < 1e6 else None):
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed while the call waited")
+                try:
+                    return behavior(request, context)
+                finally:
+                    self.free.release()
+
+            return limited
+
+        return wrap_handler(handler, unary, lambda behavior: behavior)

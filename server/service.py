@@ -25,7 +25,7 @@ from core.ports import CannotListen, check_free
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
 from server.extended import ExtendedQueries
-from server.interceptors import MetricsInterceptor, RequestInterceptor, TokenInterceptor
+from server.interceptors import MetricsInterceptor, RequestInterceptor, TokenInterceptor, WorkerLimit
 from server.log_service import JobLogService
 from server.logs import LogQueries
 from server.lookups import TotalsLookups
@@ -123,6 +123,7 @@ class AnalyticsServer:
         interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics), RequestInterceptor()]
         if self.tokens is not None:
             interceptors.append(TokenInterceptor(self.tokens, ids))
+        interceptors.append(WorkerLimit(settings.grpc_workers))  # innermost: after the checks above
         # A log tail holds its thread for as long as it runs: the tails get threads of their own
         # on top of the workers (and are limited to that many), so they never starve other calls.
         threads = settings.grpc_workers + settings.grpc_max_log_tails

@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable
 
 from core.backend import QueryBackend, QueryFailed, WriteLog
+from core.repeated_log import RepeatedFailure
 from server.pagination import Position
 from server.queries import Totals, WorkflowRow
 from server.series import HeldSeries, bucket_start, series_of, uncut
@@ -137,8 +138,7 @@ class ServingModel:
         # Newest block of workflow_changes at the previous read and at the one before it.
         self._blocks: tuple[int, int] | None = None
         self._loaded_at = 0.0
-        # The WriteLog's (inserts, changes) counted before the newest applied read began: a poll
-        # covers inserts only, a full read both.
+        # The WriteLog's (inserts, changes) before the newest applied read began (a poll: inserts only).
         self._covered: tuple[int, int] | None = None
         self._failing = False  # the newest read failed
         self._mutation_pending = False  # the newest full read saw a mutation of workflow_totals running
@@ -146,6 +146,7 @@ class ServingModel:
         self._applied = threading.Condition()  # notified after every applied read
         self._wake = threading.Event()  # a lookup waits for a read: do it now
         self._stop = threading.Event()
+        self._failures = RepeatedFailure(log, "serving model: read failed (lookups go to ClickHouse meanwhile)")
         self._thread: threading.Thread | None = None
         self.polls = 0
         self.failures = 0
@@ -415,10 +416,11 @@ class ServingModel:
             self._wake.clear()
             try:
                 self.refresh()
+                self._failures.succeeded()
             except QueryFailed as error:
                 # Lookups go to ClickHouse meanwhile; the next turn tries again.
                 self._read_failed()
-                log.warning("serving model: read failed (lookups go to ClickHouse meanwhile): %s", error)
+                self._failures.failed(error)
             except Exception:  # noqa: BLE001 - the feed must outlive any one bad read
                 self._read_failed()
                 log.exception("serving model: read failed")

@@ -62,17 +62,22 @@ def test_a_malformed_tokens_file_names_its_line(logs):
 # -- ClickHouse failing, deadlines and drain ----------------------------------------------------
 
 
-def test_clickhouse_failures_are_internal_and_leak_no_sql(logs, analytics_db, refused_port):
+def test_clickhouse_failures_say_whether_to_call_again_and_leak_no_sql(logs, analytics_db, refused_port):
+    # ClickHouse out of reach (down, restarting) is UNAVAILABLE, the code a client retries; one
+    # that refuses the query is INTERNAL.
     nothing_there = start_grpc(logs, "--clickhouse-url", f"http://127.0.0.1:{refused_port}")
     wrong_user = start_grpc(logs, "--clickhouse-url", analytics_db.url, env={"ANALYTICS_CLICKHOUSE_USER": "intruder"})
+    expected = [
+        (nothing_there, grpc.StatusCode.UNAVAILABLE, "the analytics store cannot be reached now; call again"),
+        (wrong_user, grpc.StatusCode.INTERNAL, "the analytics store could not answer; see the server log"),
+    ]
     try:
-        for service in (nothing_there, wrong_user):
+        for service, code, details in expected:
             with service.channel() as channel:
                 error = rpc_error(
                     service.stub(channel).GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id="user-123"), timeout=30
                 )
-            assert error.code() == grpc.StatusCode.INTERNAL
-            assert error.details() == "the analytics store could not answer; see the server log"
+            assert (error.code(), error.details()) == (code, details)
         assert "is unreachable" in nothing_there.log()
         assert "AUTHENTICATION_FAILED" in wrong_user.log() or "403" in wrong_user.log()
     finally:

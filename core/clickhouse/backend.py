@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import urllib3
 
-from core.backend import FORMAT, SHORTEST_LIMIT, VALID_UTF8, QueryFailed, QueryTimedOut, Value, escape_value, parse_rows
+from core.backend import (
+    FORMAT,
+    SHORTEST_LIMIT,
+    VALID_UTF8,
+    QueryFailed,
+    QueryTimedOut,
+    StoreBusy,
+    StoreUnreachable,
+    Value,
+    escape_value,
+    parse_rows,
+)
 from core.clickhouse.http import ConnectionDropped, HttpClient, NoAnswer, NoAnswerInTime, ServerError, Unreachable
 from core.errors import Code
 
@@ -31,17 +42,19 @@ class HttpBackend:
                 resend_if_dropped=True,  # a SELECT is safe to send again
             )
         except ConnectionDropped as error:
-            raise QueryFailed(f"{description} dropped the connection: {error}") from None
+            raise StoreUnreachable(f"{description} dropped the connection: {error}") from None
         except Unreachable as error:
-            raise QueryFailed(f"{description} is unreachable: {error}") from None
+            raise StoreUnreachable(f"{description} is unreachable: {error}") from None
         except NoAnswerInTime as error:
             raise QueryTimedOut(f"{description} did not answer in time: {error}") from None
         except NoAnswer as error:
-            raise QueryFailed(f"{description} could not be asked: {error}") from None
+            raise StoreUnreachable(f"{description} could not be asked: {error}") from None
         except ServerError as error:
             text = error.text.strip()
             if error.code == Code.TIMEOUT_EXCEEDED:
                 raise QueryTimedOut(text) from None
+            if error.code == Code.TOO_MANY_SIMULTANEOUS_QUERIES:
+                raise StoreBusy(f"{description} answered HTTP {error.status}: {text}") from None
             raise QueryFailed(f"{description} answered HTTP {error.status}: {text}") from None
         return parse_rows(body)
 

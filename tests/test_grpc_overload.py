@@ -1,0 +1,98 @@
+"""Overload shows as codes a client can act on: ordinary calls run at most ANALYTICS_GRPC_WORKERS at
+once (the log tails' threads are theirs alone), and a ClickHouse that refuses a query as one too
+many at once is RESOURCE_EXHAUSTED, not INTERNAL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import pytest
+
+from analytics_proto import analytics_pb2 as pb
+from analytics_proto import analytics_pb2_grpc
+from server.interceptors import WorkerLimit
+from tests import embedded_server
+from tests.grpc_operations_support import logs, rpc_error  # noqa: F401 - fixtures
+from tests.grpc_server import start_grpc
+from tests.http_support import post
+
+SLOW = 0.3  # seconds each call of the servicer below takes
+
+
+class Slow(analytics_pb2_grpc.AnalyticsServiceServicer):
+    """Answers after SLOW seconds, counting how many of its calls run at once."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+
+    def GetUserAnalytics(self, request, context):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(SLOW)
+        with self.lock:
+            self.running -= 1
+        return pb.GetUserAnalyticsResponse(total_workflows=1)
+
+
+def test_ordinary_calls_run_at_most_the_workers_at_once_however_many_threads_wait():
+    servicer = Slow()
+    # A pool as the service sizes it: the workers and the tails' threads.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=12), interceptors=[WorkerLimit(2)])
+    analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analytics_pb2_grpc.AnalyticsServiceStub(channel)
+            calls = [
+                stub.GetUserAnalytics.future(pb.GetUserAnalyticsRequest(user_id="u"), timeout=30) for _ in range(8)
+            ]
+            assert [call.result().total_workflows for call in calls] == [1] * 8
+            # A call that cannot get a worker before its deadline says so.
+            waiting = [
+                stub.GetUserAnalytics.future(pb.GetUserAnalyticsRequest(user_id="u"), timeout=30) for _ in range(4)
+            ]
+            late = rpc_error(stub.GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id="u"), timeout=SLOW / 3)
+            assert late.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert [call.result().total_workflows for call in waiting] == [1] * 4
+    finally:
+        server.stop(None)
+    assert servicer.most == 2
+
+
+@pytest.fixture
+def one_query_at_a_time(tmp_path):
+    """An embedded ClickHouse that runs one query at a time, busy with one that runs long."""
+    server = embedded_server.start(tmp_path / "busy", env={"ANALYTICS_CLICKHOUSE_MAX_CONCURRENT_QUERIES": "1"})
+    long = threading.Thread(
+        target=post, args=(server, b"SELECT count() FROM numbers(100000000000) SETTINGS max_execution_time = 20")
+    )
+    long.start()
+    time.sleep(1)
+    try:
+        yield server
+    finally:
+        post(server, b"KILL QUERY WHERE query LIKE '%numbers(100000000000)%' AND query NOT LIKE '%KILL%' SYNC")
+        long.join(30)
+        server.stop()
+
+
+def test_a_query_clickhouse_refuses_as_one_too_many_is_resource_exhausted(logs, one_query_at_a_time):  # noqa: F811
+    service = start_grpc(logs, "--clickhouse-url", one_query_at_a_time.url)
+    try:
+        with service.channel() as channel:
+            error = rpc_error(
+                service.stub(channel).GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id="u-1"), timeout=30
+            )
+        assert (error.code(), error.details()) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "the analytics store is taking too many queries; call again",
+        )
+        assert "TOO_MANY_SIMULTANEOUS_QUERIES" in service.log() or "Too many simultaneous queries" in service.log()
+    finally:
+        assert service.stop() == 0
