@@ -15,7 +15,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from analytics_proto import analytics_pb2 as pb
@@ -25,6 +25,7 @@ from core.ports import CannotListen, check_free
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
 from server.extended import ExtendedQueries
+from server.health import HealthService
 from server.interceptors import MetricsInterceptor, RequestInterceptor, TokenInterceptor, WorkerLimit
 from server.log_service import JobLogService
 from server.logs import LogQueries
@@ -102,7 +103,7 @@ class AnalyticsServer:
         self.settings = settings
         self.backend = backend
         self.metrics = Metrics()
-        self.health = health.HealthServicer()
+        self.health = HealthService()
         self.port: int | None = None
         self.tail_hub: TailHub | None = None
         self.log_service: JobLogService | None = None
@@ -241,7 +242,7 @@ class AnalyticsServer:
         """NOT_SERVING, drain the calls in flight, stop; safe to call twice."""
         if self._server is None or self._stopped.is_set():
             return
-        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and it stays so
+        self.health.enter_graceful_shutdown()  # every service NOT_SERVING, and it stays so; watches end
         log.info("gRPC AnalyticsService draining (up to %ss)", self.settings.grpc_drain_seconds)
         if self.tail_hub is not None:
             self.tail_hub.close()  # tails end at once (UNAVAILABLE: call again), other calls finish

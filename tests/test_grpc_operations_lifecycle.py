@@ -129,6 +129,21 @@ def test_sigterm_reports_not_serving_finishes_calls_in_flight_then_exits(logs, a
         service.stop(signal.SIGKILL)
 
 
+def test_a_health_watch_is_told_not_serving_and_ended_without_holding_the_drain(logs, analytics_db):
+    # Kubernetes' gRPC probes, Envoy and grpc-go's health checking keep a Watch open; it held every
+    # shutdown for the whole drain. With a drain of two minutes, the process must end well before.
+    service = start_grpc(logs, "--clickhouse-url", analytics_db.url, env={"ANALYTICS_GRPC_DRAIN_SECONDS": "120"})
+    try:
+        with service.channel() as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=90)
+            assert next(watch).status == SERVING
+            service.process.send_signal(signal.SIGTERM)
+            assert [answer.status for answer in watch] == [NOT_SERVING]  # then the stream ends (OK)
+        assert service.process.wait(60) == 0
+    finally:
+        service.stop(signal.SIGKILL)
+
+
 def test_ctrl_c_stops_as_sigterm_does(logs, analytics_db):
     service = start_grpc(logs, "--clickhouse-url", analytics_db.url)
     assert service.stop(signal.SIGINT) == 0
