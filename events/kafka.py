@@ -10,6 +10,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+from core.kafka_errors import kafka_error_code
 from core.names import MAX_MESSAGE_BYTES
 from events.event import AnyEvent
 from events.sinks import Batching, DeliveryError, ErrorCallback, ReportsFailures
@@ -134,7 +135,7 @@ class KafkaSink(ReportsFailures):
                     return
                 self._producer.poll(0.1)
             except Exception as error:  # KafkaException for an invalid topic name or message size
-                if _code(error) == _MSG_SIZE_TOO_LARGE:  # librdkafka counts the record's overhead too
+                if kafka_error_code(error) == _MSG_SIZE_TOO_LARGE:  # librdkafka counts the record's overhead too
                     self._give_up([event], self._too_large(event))
                 else:
                     self._give_up([event], DeliveryError(f"cannot produce: {error}", retryable=False))
@@ -162,9 +163,3 @@ class KafkaSink(ReportsFailures):
             retryable=False,
             code=_MSG_SIZE_TOO_LARGE,
         )
-
-
-def _code(error: Exception) -> int | None:
-    """The librdkafka error code a KafkaException carries, if any."""
-    detail = error.args[0] if error.args else None
-    return detail.code() if hasattr(detail, "code") else None

@@ -122,6 +122,14 @@ def create_topics(bootstrap: str, prefix: str, partitions: int = 3) -> None:
         future.result(timeout=30)
 
 
+@pytest.fixture
+def prefix(kafka) -> str:
+    """A topic prefix of the test's own, its five topics created with 3 partitions each."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    create_topics(kafka.bootstrap, prefix)
+    return prefix
+
+
 def message_id(value: bytes) -> str:
     data = json.loads(value)
     return data["event_id"] if "event_id" in data else data["EventKey"]  # compatibility events have no envelope
@@ -154,9 +162,7 @@ def consume(bootstrap: str, topics: list[str], expected: int, timeout: float = 6
 
 
 @pytest.mark.kafka
-def test_events_arrive_on_their_topics_with_the_workflow_as_key(kafka):
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(kafka.bootstrap, prefix)
+def test_events_arrive_on_their_topics_with_the_workflow_as_key(kafka, prefix):
     sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
     events = one_of_each()
     with Client(sink) as client:
@@ -198,9 +204,7 @@ def test_a_workflows_events_stay_in_order_on_one_partition(kafka):
 
 
 @pytest.mark.kafka
-def test_nothing_accepted_is_lost_on_close(kafka):
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(kafka.bootstrap, prefix)
+def test_nothing_accepted_is_lost_on_close(kafka, prefix):
     reported = Reported()
     sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix, on_error=reported)
     client = Client(sink, queue_size=20_000)
@@ -221,9 +225,7 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
 
 
 @pytest.mark.kafka
-def test_flush_returns_once_the_deliveries_are_counted(kafka):
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(kafka.bootstrap, prefix)
+def test_flush_returns_once_the_deliveries_are_counted(kafka, prefix):
     sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
     client = Client(sink)
     try:
@@ -238,9 +240,7 @@ def test_flush_returns_once_the_deliveries_are_counted(kafka):
 
 
 @pytest.mark.kafka
-def test_a_sink_that_sends_rarely_learns_of_its_deliveries_without_another_emit(kafka):
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(kafka.bootstrap, prefix)
+def test_a_sink_that_sends_rarely_learns_of_its_deliveries_without_another_emit(kafka, prefix):
     reported = Reported()
     quick = {"message.timeout.ms": 1000}
     sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix, config=quick, on_error=reported)
@@ -259,9 +259,7 @@ def test_a_sink_that_sends_rarely_learns_of_its_deliveries_without_another_emit(
 
 
 @pytest.mark.kafka
-def test_events_up_to_the_brokers_8_mib_are_delivered_and_a_bigger_one_is_refused_naming_both_sizes(kafka):
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    create_topics(kafka.bootstrap, prefix)
+def test_events_up_to_the_brokers_8_mib_are_delivered_and_a_bigger_one_is_refused_naming_both_sizes(kafka, prefix):
     reported = Reported()
     sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix, on_error=reported)
     big = Event("behavioral", "upload", {"user_id": "u-1", "blob": "x" * 3_000_000})

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
+from core.kafka_errors import kafka_error_code
 from core.names import KAFKA_CONSUMER_LAG
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.metrics import LAG
@@ -69,7 +70,7 @@ class LagReporter:
             except KafkaException as error:
                 # A partition the topic no longer has (created again with fewer), assigned until the
                 # group next rebalances: the others are measured.
-                if error.args and error.args[0].code() == KafkaError._UNKNOWN_PARTITION:
+                if kafka_error_code(error) == KafkaError._UNKNOWN_PARTITION:
                     continue
                 raise
             done = committed.get(tp.partition, -1)  # negative: nothing committed yet

@@ -14,6 +14,8 @@ import logging
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
+from core.kafka_errors import kafka_error_code
+
 log = logging.getLogger(__name__)
 
 GONE = "gone"  # what `current` answers for a topic that does not exist
@@ -31,7 +33,7 @@ class TopicIdentity:
         try:
             return str(future.result().topic_id)
         except KafkaException as error:
-            if error.args and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            if kafka_error_code(error) == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return GONE
             log.debug("could not read the id of topic %s: %s", self.kafka_topic, error)
             return None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from core.kafka_errors import kafka_error_code
 from core.names import TOPICS
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def create_topics(
                 future.result()
             except KafkaException as error:
                 # Another process may have created it between our look and our request: that is fine.
-                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                if kafka_error_code(error) != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise TopicError(
                         f"cannot create topic {name!r} on Kafka at {bootstrap}: {error.args[0].str()}"
                     ) from None
