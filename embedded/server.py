@@ -12,8 +12,10 @@ from pathlib import Path
 
 import uvicorn
 
+from core.networks import AllowedNetworks
 from core.ports import CannotListen, bound
 from core.settings.clickhouse import EmbeddedClickHouseSettings
+from embedded.allowed_clients import AllowedClients
 from embedded.engine import Engine
 from embedded.http import FrontConfig, create_app
 from embedded.http_metrics import MetricsMiddleware, Registries
@@ -37,12 +39,14 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def check_bind(host: str, password: str) -> None:
-    if not is_loopback(host) and not password:
-        raise InsecureBind(
-            f"refusing to listen on {host} without a password: set --password (ANALYTICS_CLICKHOUSE_PASSWORD) "
-            "or listen on 127.0.0.1"
-        )
+def check_bind(host: str, password: str, allowed: AllowedNetworks | None = None) -> None:
+    """A non-loopback address needs a password, or an allow-list narrower than every address."""
+    if is_loopback(host) or password or (allowed is not None and not allowed.covers_every_address):
+        return
+    raise InsecureBind(
+        f"refusing to listen on {host} without a password: set --password (ANALYTICS_CLICKHOUSE_PASSWORD), "
+        "name the networks it serves (ANALYTICS_CLICKHOUSE_ALLOWED_NETWORKS) or listen on 127.0.0.1"
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -70,15 +74,18 @@ def serve(
     on_server: Callable[[uvicorn.Server], None] | None = None,
     server_class: type[uvicorn.Server] = uvicorn.Server,
     metrics: Registries | None = None,
+    allowed_networks: str | None = None,
 ) -> None:
     """Own ``data_dir`` with chDB and serve the ClickHouse HTTP interface until SIGTERM or Ctrl-C.
 
     On a signal uvicorn stops accepting connections and lets in-flight requests finish; then
     ``extra_lifespan`` (the launcher's components) ends, every chDB connection is closed and the
     data directory released. ``GET /metrics`` serves the interface's Prometheus metrics and those
-    of ``metrics`` (by default the process's default registry).
+    of ``metrics`` (by default the process's default registry). With ``allowed_networks`` only
+    clients from those networks (and loopback) are served (embedded/allowed_clients.py).
     """
-    check_bind(host, password)
+    allowed = AllowedNetworks.from_setting(allowed_networks, "ANALYTICS_CLICKHOUSE_ALLOWED_NETWORKS")
+    check_bind(host, password, allowed)
     listener = listen(host, port)
     # A client that disconnects while we write to a FIFO must raise BrokenPipeError, not kill us.
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -98,7 +105,7 @@ def serve(
         )
         measured = MetricsMiddleware(app, metrics)
         config = uvicorn.Config(
-            measured,
+            measured if allowed is None else AllowedClients(measured, allowed, engine.version),
             host=host,
             port=port,
             log_level=log_level.lower(),
@@ -158,5 +165,6 @@ def serve_settings(settings: EmbeddedClickHouseSettings, **extra) -> None:
         allow_file_access=settings.clickhouse_allow_file_access,
         async_insert=settings.clickhouse_async_insert,
         log_level=settings.log_level,
+        allowed_networks=settings.clickhouse_allowed_networks,
         **extra,
     )

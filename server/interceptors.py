@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from analytics_proto import analytics_pb2 as pb
+from core.networks import AllowedNetworks, grpc_peer_host
 from server.auth import ANY_USER, Tokens
 from server.metrics import Metrics
 from server.validation import IdFormat
@@ -103,6 +104,39 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                     finished(context, started, failed)
 
             return measured
+
+        return wrap_handler(continuation(handler_call_details), unary, streaming)
+
+
+class NetworkInterceptor(grpc.ServerInterceptor):
+    """ANALYTICS_GRPC_ALLOWED_NETWORKS: a call from elsewhere is PERMISSION_DENIED, naming its address.
+
+    Every service is covered, health and reflection too; loopback is always allowed. Python's gRPC
+    tells an interceptor the peer only inside the call, so the check runs first thing there.
+    """
+
+    def __init__(self, networks: AllowedNetworks):
+        self.networks = networks
+
+    def _check(self, context: grpc.ServicerContext) -> None:
+        host = grpc_peer_host(context.peer())
+        if not self.networks.allows(host):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, self.networks.refusal(host))
+
+    def intercept_service(self, continuation, handler_call_details):
+        def unary(behavior: Behavior) -> Behavior:
+            def allowed(request, context):
+                self._check(context)
+                return behavior(request, context)
+
+            return allowed
+
+        def streaming(behavior: Behavior) -> Behavior:
+            def allowed(request, context) -> Iterator:
+                self._check(context)
+                yield from behavior(request, context)
+
+            return allowed
 
         return wrap_handler(continuation(handler_call_details), unary, streaming)
 

@@ -21,12 +21,19 @@ from grpc_reflection.v1alpha import reflection
 from analytics_proto import analytics_pb2 as pb
 from analytics_proto import analytics_pb2_grpc as pb_grpc
 from core.backend import QueryBackend
+from core.networks import AllowedNetworks
 from core.ports import CannotListen, check_free
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
 from server.extended import ExtendedQueries
 from server.health import HealthService
-from server.interceptors import MetricsInterceptor, RequestInterceptor, TokenInterceptor, WorkerLimit
+from server.interceptors import (
+    MetricsInterceptor,
+    NetworkInterceptor,
+    RequestInterceptor,
+    TokenInterceptor,
+    WorkerLimit,
+)
 from server.log_service import JobLogService
 from server.logs import LogQueries
 from server.lookups import TotalsLookups
@@ -117,11 +124,17 @@ class AnalyticsServer:
         except TokenError as error:
             raise GrpcStartError(str(error)) from None
         self.credentials = server_credentials(settings)
+        self.allowed_networks = AllowedNetworks.from_setting(
+            settings.grpc_allowed_networks, "ANALYTICS_GRPC_ALLOWED_NETWORKS"
+        )
 
     def _build(self) -> grpc.Server:
         settings = self.settings
         ids = IdFormat(settings.grpc_id_format)
-        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics), RequestInterceptor()]
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
+        if self.allowed_networks is not None:
+            interceptors.append(NetworkInterceptor(self.allowed_networks))
+        interceptors.append(RequestInterceptor())
         if self.tokens is not None:
             interceptors.append(TokenInterceptor(self.tokens, ids))
         interceptors.append(WorkerLimit(settings.grpc_workers))  # innermost: after the checks above

@@ -20,6 +20,11 @@ from core.settings.clickhouse import EmbeddedClickHouseSettings
 @click.option("--user", help="User name clients must give (ANALYTICS_CLICKHOUSE_USER, default 'default').")
 @click.option("--password", help="Password clients must give (ANALYTICS_CLICKHOUSE_PASSWORD, default none).")
 @click.option(
+    "--allowed-networks",
+    help="Addresses and CIDR networks, comma-separated, that are served; loopback always "
+    "(ANALYTICS_CLICKHOUSE_ALLOWED_NETWORKS, default every address).",
+)
+@click.option(
     "--allow-file-access",
     is_flag=True,
     default=None,
@@ -33,7 +38,7 @@ from core.settings.clickhouse import EmbeddedClickHouseSettings
     help="Join small inserts from every sender unless a request says async_insert=0, as async_insert=1 in a "
     "ClickHouse server's default profile does (ANALYTICS_CLICKHOUSE_ASYNC_INSERT, default off).",
 )
-def clickhouse(data_dir, http_port, host, user, password, allow_file_access, async_insert) -> None:
+def clickhouse(data_dir, http_port, host, user, password, allowed_networks, allow_file_access, async_insert) -> None:
     """Run the embedded ClickHouse (chDB behind the ClickHouse HTTP interface) in the foreground."""
     settings = load_settings(
         clickhouse_data_dir=data_dir,
@@ -41,6 +46,7 @@ def clickhouse(data_dir, http_port, host, user, password, allow_file_access, asy
         clickhouse_host=host,
         clickhouse_user=user,
         clickhouse_password=password,
+        clickhouse_allowed_networks=allowed_networks,
         clickhouse_allow_file_access=allow_file_access,
         clickhouse_async_insert=async_insert,
     )

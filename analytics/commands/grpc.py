@@ -35,6 +35,11 @@ from core.settings.grpc import GrpcSettings
     type=click.Path(path_type=Path),
     help="PEM CA of client certificates: mutual TLS (ANALYTICS_GRPC_TLS_CLIENT_CA).",
 )
+@click.option(
+    "--allowed-networks",
+    help="Addresses and CIDR networks, comma-separated, whose calls are answered; loopback always "
+    "(ANALYTICS_GRPC_ALLOWED_NETWORKS, default every address).",
+)
 @click.option("--metrics-port", type=int, help="Prometheus /metrics port (ANALYTICS_GRPC_METRICS_PORT, default off).")
 @click.option(
     "--max-queued-calls",

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from core.settings.common import CommonSettings, Directory
+from core.settings.common import CommonSettings, Directory, NetworkList
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +90,12 @@ class EmbeddedClickHouseSettings(CommonSettings, ClickHouseSettings):
         False,
         description="Let SQL sent to the embedded ClickHouse read and write the server's files and reach the network "
         "(file(), url(), INTO OUTFILE, File/URL/S3 engines), as clickhouse-local does.",
+    )
+
+    clickhouse_allowed_networks: NetworkList | None = Field(
+        None,
+        description="Addresses and CIDR networks, comma-separated, the embedded ClickHouse serves (loopback always); "
+        "unset: every address that reaches it.",
     )
 
     @property

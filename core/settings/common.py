@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
+from core.networks import normalized
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -27,6 +29,9 @@ def _a_directory(path: Path) -> Path:
 
 # A directory the stack keeps data in, made when first needed.
 Directory = Annotated[Path, AfterValidator(_a_directory)]
+
+# Addresses and CIDR networks, comma-separated, kept in canonical form (core/networks.py).
+NetworkList = Annotated[str, AfterValidator(normalized)]
 
 
 class CommonSettings(BaseModel):

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from core.settings.common import NetworkList
 from core.settings.schema import TopologySettings
 
 
@@ -81,6 +82,11 @@ class GrpcSettings(TopologySettings):
     grpc_tls_key: Path | None = Field(None, description="PEM private key of GRPC_TLS_CERT.")
     grpc_tls_client_ca: Path | None = Field(
         None, description="PEM CA that signs client certificates; when set, clients must present one (mutual TLS)."
+    )
+    grpc_allowed_networks: NetworkList | None = Field(
+        None,
+        description="Addresses and CIDR networks, comma-separated, whose calls the gRPC service answers (loopback "
+        "always; others PERMISSION_DENIED); unset: every address that reaches it.",
     )
     grpc_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Port of the gRPC service's Prometheus /metrics on GRPC_HOST; unset: off."
