@@ -81,6 +81,10 @@ class QueryBackend(Protocol):
         """Run one SELECT with its parameters within ``timeout`` seconds."""
         ...
 
+    def reachable(self, timeout: float) -> None:
+        """Return if ClickHouse can be reached; StoreUnreachable if not, QueryTimedOut if it is slow to say."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -42,5 +42,8 @@ class ChdbBackend:
             raise QueryFailed(f"{error.name or error.code}: {error.message}") from None
         return parse_rows(result.bytes())
 
+    def reachable(self, timeout: float) -> None:
+        """chDB runs in this process: always within reach."""
+
     def close(self) -> None:
         self._connections.close()

@@ -26,7 +26,7 @@ from core.ports import CannotListen, check_free
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
 from server.extended import ExtendedQueries
-from server.health import HealthService
+from server.health import HealthService, StoreWatch
 from server.interceptors import (
     MetricsInterceptor,
     NetworkInterceptor,
@@ -111,6 +111,7 @@ class AnalyticsServer:
         self.backend = backend
         self.metrics = Metrics()
         self.health = HealthService()
+        self.store_watch: StoreWatch | None = None
         self.port: int | None = None
         self.tail_hub: TailHub | None = None
         self.log_service: JobLogService | None = None
@@ -236,8 +237,14 @@ class AnalyticsServer:
         self._server = server
         if self.serving_model is not None:
             self.serving_model.start()
-        for service in ("", SERVICE_NAME):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        services = ("", SERVICE_NAME)
+        if settings.grpc_health_check_interval:
+            self.store_watch = StoreWatch(self.health, self.backend, services, settings.grpc_health_check_interval)
+            self.store_watch.check()  # a ClickHouse out of reach from the start is NOT_SERVING at once
+            self.store_watch.start()
+        else:
+            for service in services:
+                self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         security = "mutual TLS" if settings.grpc_tls_client_ca else "TLS" if self.credentials else "plaintext"
         log.info(
             "gRPC AnalyticsService on %s:%s (%s, %s, reflection %s) reading %s%s%s",
@@ -260,6 +267,8 @@ class AnalyticsServer:
         if self.tail_hub is not None:
             self.tail_hub.close()  # tails end at once (UNAVAILABLE: call again), other calls finish
         self._server.stop(self.settings.grpc_drain_seconds).wait()
+        if self.store_watch is not None:
+            self.store_watch.close()
         if self.log_service is not None:
             self.log_service.close()
         if self.serving_model is not None:

@@ -123,19 +123,23 @@ PROBE_OPTIONS = [
 ]
 
 
-def wait_until_serving(service: ServiceProcess, timeout: float = 60.0) -> None:
+def wait_until_serving(service: ServiceProcess, timeout: float = 60.0, status: int | None = SERVING) -> int:
+    """Wait until the health check answers ``status`` (None: any status) and return it."""
     deadline = time.monotonic() + timeout
     with service.channel(options=PROBE_OPTIONS) as channel:
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
                 raise RuntimeError(f"the service exited with {service.process.returncode}:\n{service.log()}")
             try:
-                if health_status(channel) == SERVING:
-                    return
+                answer = health_status(channel)
+                if status is None or answer == status:
+                    return answer
             except grpc.RpcError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
     service.stop(signal.SIGKILL)
-    raise RuntimeError(f"the service did not serve within {timeout}s:\n{service.log()}")
+    wanted = "answer its health check" if status is None else f"report health {status}"
+    raise RuntimeError(f"the service did not {wanted} within {timeout}s:\n{service.log()}")
 
 
 def wait_for_exit(service: ServiceProcess, timeout: float = 30.0) -> str:
@@ -224,7 +228,8 @@ class HeldRelay:
     def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
         try:
             while data := source.recv(65536):
-                if from_client:
+                # The service's health checks (GET /ping) go through: only queries are held or dropped.
+                if from_client and not data.startswith(b"GET /ping"):
                     self.request_seen.set()
                     self._open.wait()
                     if self._drops:

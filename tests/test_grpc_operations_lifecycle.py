@@ -11,6 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from analytics_proto import analytics_pb2 as pb
+from tests import embedded_server
+from tests.embedded_server import free_port
 from tests.grpc_operations_support import logs, rpc_error, small, user_totals  # noqa: F401 - fixtures
 from tests.grpc_server import (
     NOT_SERVING,
@@ -18,6 +20,7 @@ from tests.grpc_server import (
     HeldRelay,
     start_grpc,
     wait_for_exit,
+    wait_until_serving,
 )
 
 # -- refusing to start --------------------------------------------------------------------------
@@ -65,7 +68,8 @@ def test_a_malformed_tokens_file_names_its_line(logs):
 def test_clickhouse_failures_say_whether_to_call_again_and_leak_no_sql(logs, analytics_db, refused_port):
     # ClickHouse out of reach (down, restarting) is UNAVAILABLE, the code a client retries; one
     # that refuses the query is INTERNAL.
-    nothing_there = start_grpc(logs, "--clickhouse-url", f"http://127.0.0.1:{refused_port}")
+    nothing_there = start_grpc(logs, "--clickhouse-url", f"http://127.0.0.1:{refused_port}", wait=False)
+    assert wait_until_serving(nothing_there, status=None) == NOT_SERVING  # health says so too
     wrong_user = start_grpc(logs, "--clickhouse-url", analytics_db.url, env={"ANALYTICS_CLICKHOUSE_USER": "intruder"})
     expected = [
         (nothing_there, grpc.StatusCode.UNAVAILABLE, "the analytics store cannot be reached now; call again"),
@@ -148,3 +152,33 @@ def test_ctrl_c_stops_as_sigterm_does(logs, analytics_db):
     service = start_grpc(logs, "--clickhouse-url", analytics_db.url)
     assert service.stop(signal.SIGINT) == 0
     assert "gRPC AnalyticsService stopped" in service.log()
+
+
+def test_health_is_not_serving_while_clickhouse_cannot_be_reached(logs, tmp_path):
+    """From the start, and again whenever ClickHouse goes away; a Watch stream hears each change."""
+    port = free_port()
+    service = start_grpc(
+        logs,
+        "--clickhouse-url",
+        f"http://127.0.0.1:{port}",
+        env={"ANALYTICS_GRPC_HEALTH_CHECK_INTERVAL": "0.2"},
+        wait=False,
+    )
+    clickhouse = None
+    try:
+        assert wait_until_serving(service, status=None) == NOT_SERVING
+        with service.channel() as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=120)
+            assert next(watch).status == NOT_SERVING
+            clickhouse = embedded_server.start(tmp_path / "data", port)
+            assert next(watch).status == SERVING
+            assert wait_until_serving(service, timeout=10) == SERVING
+            clickhouse.stop()
+            assert next(watch).status == NOT_SERVING
+            watch.cancel()
+        assert service.log().count("health NOT_SERVING until it can") == 2
+        assert "ClickHouse answers again: health SERVING" in service.log()
+    finally:
+        if clickhouse is not None:
+            clickhouse.stop()
+        assert service.stop() == 0

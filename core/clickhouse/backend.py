@@ -58,5 +58,14 @@ class HttpBackend:
             raise QueryFailed(f"{description} answered HTTP {error.status}: {text}") from None
         return parse_rows(body)
 
+    def reachable(self, timeout: float) -> None:
+        """StoreUnreachable unless ClickHouse answers its /ping (QueryTimedOut when it is slow to)."""
+        try:
+            self._client.ping(urllib3.Timeout(connect=timeout, read=timeout))
+        except NoAnswerInTime as error:
+            raise QueryTimedOut(f"{self.description} did not answer its ping in time: {error}") from None
+        except (NoAnswer, ServerError) as error:
+            raise StoreUnreachable(f"{self.description} does not answer its ping: {error}") from None
+
     def close(self) -> None:
         self._client.close()

@@ -88,11 +88,19 @@ class HttpClient:
         ``resend_if_dropped``: a statement safe to run twice (a SELECT) is sent once more on a
         fresh connection when the pooled one turns out dropped.
         """
-        path = self._path + "?" + urlencode(params)
+        return self._request("POST", self._path + "?" + urlencode(params), body, timeout, resend_if_dropped)
+
+    def ping(self, timeout: urllib3.Timeout) -> None:
+        """GET /ping: whether the server answers at all (NoAnswer or ServerError if not)."""
+        self._request("GET", self._path + "ping", None, timeout, resend_if_dropped=True)
+
+    def _request(
+        self, method: str, path: str, body: bytes | None, timeout: urllib3.Timeout | None, resend_if_dropped: bool
+    ) -> bytes:
         for attempt in (1, 2):
             try:
                 response = self._pools.get().urlopen(
-                    "POST", path, body=body, headers=self._headers, timeout=timeout or self._timeout
+                    method, path, body=body, headers=self._headers, timeout=timeout or self._timeout
                 )
                 break
             except urllib3.exceptions.ProtocolError as error:

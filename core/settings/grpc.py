@@ -69,6 +69,13 @@ class GrpcSettings(TopologySettings):
     grpc_serving_poll_interval: float = Field(
         0.1, gt=0, le=10, description="Seconds between the serving model's reads of workflow_changes."
     )
+    grpc_health_check_interval: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="Seconds between the checks that ClickHouse answers; health is NOT_SERVING while it does not. "
+        "0: off (SERVING while the service runs).",
+    )
     grpc_drain_seconds: float = Field(
         10.0, ge=0, le=3600, description="Seconds calls in flight get to finish when the gRPC service stops."
     )
