@@ -5,28 +5,37 @@
 
     dbt run-operation rebuild_days --args '{days: [2026-11-20], staging_suffix: 1a2b3c4d}'
 
-  1. The days' rows are built into staging tables shaped like workflow_daily and
-     job_duration_daily (daily_counters_rebuilt, daily_durations_from_raw).
+  Events may arrive while it runs, so every correction is computed from the raw history and the
+  stored aggregates in the one statement that writes it, never from a copy taken earlier (an
+  event that landed after such a copy was taken was subtracted again: its day came out short,
+  and every later rebuild during ingest did the same to the newest events). Workflows an insert
+  is part-way through (in_flight.sql) are left out of the counter corrections, as the
+  reconciliation checks leave them out; the next run has them right.
+
+  1. The days' rows are built into a staging table shaped like workflow_daily
+     (daily_counters_rebuilt), for the keys to announce and the summary.
   2. workflow_totals gets one delta row (correct minus current counters) for each workflow that
-     has rows on those days, before or after the rebuild, and whose counters are off.
+     has rows on those days, stored or in the raw history, and whose counters are off.
   3. workflow_daily gets the same per (user, workflow, day) of those days, in one insert: a
      reader sees each day's counters before or after, never half rebuilt. Keys the raw history
      no longer has (summed to zero by their delta rows) are deleted.
-  4. job_duration_daily's rows of those days are deleted and the rebuilt ones inserted: a
-     t-digest cannot be corrected by a delta. Between the two a reader finds no percentiles
-     for those days. Then every key of those days' workflow_daily rows (before and after) and
-     of their deleted digests goes into workflow_changes (an insert into workflow_totals or
-     job_duration_daily announces its own keys; one into workflow_daily, or a delete, does
-     not), so a serving model re-reads the time series and percentiles of their users.
+  4. job_duration_daily's rows of those days are deleted and rebuilt from the raw history at
+     once: a t-digest cannot be corrected by a delta. Between the two a reader finds no
+     percentiles for those days (and a job that ends in that moment can count twice in them).
+     Then every key of those days' workflow_daily rows (before and after) and of their deleted
+     digests goes into workflow_changes (an insert into workflow_totals or job_duration_daily
+     announces its own keys; one into workflow_daily, or a delete, does not), so a serving model
+     re-reads the time series and percentiles of their users.
   5. job_log_totals gets one delta row for each job with log events on those days whose counts
      are off its raw history, when none of the job's log events can have expired (as the
      job_log_totals_match_raw_history test decides); a job whose lines may be gone keeps its counts.
 
   The daily tables have a partition per month (what a query over a range of days reads), so a
   day is not a partition that could be swapped whole. Running it again changes nothing: every
-  delta is zero and the digests are replaced by equal ones. Events that arrive for a day while
-  it is being rebuilt can be missed; the reconciliation checks show it and another run repairs
-  it.
+  delta is zero and the digests are replaced by equal ones.
+
+  ANALYTICS_FAULT_REBUILD_HOLD=<seconds> (tests only) holds the rebuild that long after step 1,
+  in one-second `sleep`s marked `rebuild held`, so a test can insert events in that window.
 -#}
 
 {% macro rebuild_days(days, staging_suffix) %}
@@ -38,20 +47,22 @@
   {%- set durations = ref('job_duration_daily') -%}
   {%- set totals = ref('workflow_totals') -%}
   {%- set staged_daily = rebuild_staging_relation(daily, staging_suffix) -%}
-  {%- set staged_durations = rebuild_staging_relation(durations, staging_suffix) -%}
   {%- set changes = ref('workflow_changes') -%}
   {%- set replaced_keys = rebuild_staging_relation(changes, staging_suffix) -%}
+  {%- set gone_keys = rebuild_staging_relation(daily, staging_suffix ~ 'gone') -%}
   {%- set in_days = "day in ('" ~ days | join("', '") ~ "')" -%}
 
-  {%- for target, staging in [(daily, staged_daily), (durations, staged_durations), (changes, replaced_keys)] %}
+  {%- for target, staging in [(daily, staged_daily), (changes, replaced_keys), (daily, gone_keys)] %}
     {% do run_query('drop table if exists ' ~ staging ~ ' ' ~ on_cluster() ~ ' sync') %}
     {% do run_query('create table ' ~ staging ~ ' ' ~ on_cluster() ~ ' as ' ~ target) %}
   {%- endfor %}
   {% do run_query('insert into ' ~ staged_daily ~ ' ' ~ daily_counters_rebuilt(in_days)) %}
-  {% do run_query('insert into ' ~ staged_durations ~ ' ' ~ daily_durations_from_raw(in_days)) %}
+  {%- for second in range(env_var('ANALYTICS_FAULT_REBUILD_HOLD', '0') | int) %}
+    {% do run_query('select sleep(1) as rebuild_held') %}
+  {%- endfor %}
 
   {#- The totals first: the workflows of these days are still visible in the stored rows. -#}
-  {%- set corrections = workflow_totals_corrections(totals, daily, staged_daily, in_days) -%}
+  {%- set corrections = workflow_totals_corrections(totals, daily, in_days) -%}
   {%- set corrected = run_query('select count() from (' ~ corrections ~ ')').columns[0].values()[0] -%}
   {%- if corrected > 0 %}
     {% do run_query('insert into ' ~ totals ~ ' (user_id, workflow_id, kind, ' ~ measure_names() | join(', ') ~ ') '
@@ -61,19 +72,25 @@
   {#- Then the days' counters, from the same stored rows; their keys are announced at the end. -#}
   {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(daily) ~ ' where ' ~ in_days) %}
   {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(staged_daily)) %}
-  {%- set daily_corrections = workflow_daily_corrections(daily, staged_daily, in_days) -%}
   {% do run_query('insert into ' ~ daily ~ ' (user_id, workflow_id, day, kind, ' ~ measure_names() | join(', ') ~ ') '
-                  ~ daily_corrections) %}
+                  ~ workflow_daily_corrections(in_days)) %}
+  {#- Keys gone from the raw history, found in one statement (a delete's condition must not read
+      the clock or system tables, which a workflow in flight needs), then deleted. -#}
   {%- set gone -%}
-    {{ in_days }} and (user_id, workflow_id, day) not in (select user_id, workflow_id, day from {{ staged_daily }})
+    select user_id, workflow_id, day, kind, {{ measure_names() | join(', ') }}
+    from ({{ daily_counters_stored(in_days) }})
+    where (user_id, workflow_id, day) not in (select user_id, workflow_id, day from ({{ daily_counters_rebuilt(in_days) }}))
+        and (user_id, workflow_id) not in ({{ workflows_in_flight() }})
   {%- endset -%}
-  {%- if run_query('select count() from ' ~ daily ~ ' where ' ~ gone).columns[0].values()[0] > 0 %}
-    {% do run_query('delete from ' ~ daily ~ ' ' ~ on_cluster() ~ ' where ' ~ gone) %}
+  {% do run_query('insert into ' ~ gone_keys ~ ' ' ~ gone) %}
+  {%- if run_query('select count() from ' ~ gone_keys).columns[0].values()[0] > 0 %}
+    {% do run_query('delete from ' ~ daily ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days
+                    ~ ' and (user_id, workflow_id, day) in (select user_id, workflow_id, day from ' ~ gone_keys ~ ')') %}
   {%- endif %}
 
   {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(durations) ~ ' where ' ~ in_days) %}
   {% do run_query('delete from ' ~ durations ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days) %}
-  {% do run_query('insert into ' ~ durations ~ ' select * from ' ~ staged_durations) %}
+  {% do run_query('insert into ' ~ durations ~ ' ' ~ daily_durations_from_raw(in_days)) %}
   {% do run_query('insert into ' ~ changes ~ ' ' ~ changed_keys(replaced_keys)) %}
 
   {%- set job_log_corrections = job_log_totals_corrections(days) -%}
@@ -95,13 +112,14 @@
   {{ log('rebuild summary: ' ~ tojson(summary), info=True) }}
 {% endmacro %}
 
-{#- Delta rows for workflow_totals: the rebuilt totals minus the stored ones, where they differ. -#}
-{% macro workflow_totals_corrections(totals, daily, staged_daily, in_days) %}
+{#- Delta rows for workflow_totals: the rebuilt totals minus the stored ones, where they differ,
+    but for workflows in flight. -#}
+{% macro workflow_totals_corrections(totals, daily, in_days) %}
   {%- set affected -%}
     (user_id, workflow_id) in (
         select user_id, workflow_id from {{ daily }} where {{ in_days }}
         union distinct
-        select user_id, workflow_id from {{ staged_daily }}
+        select user_id, workflow_id from ({{ daily_counters_from_raw(in_days) }})
     )
   {%- endset -%}
   {%- set stored -%}
@@ -113,16 +131,19 @@
       where {{ affected }}
       group by user_id, workflow_id
   {%- endset -%}
+  {% call leave_out_workflows_in_flight() %}
   {{ counter_deltas(['user_id', 'workflow_id'], workflow_totals_rebuilt(affected), stored) }}
+  {% endcall %}
 {% endmacro %}
 
 {#-
   Delta rows for job_log_totals: for each job with log events on these days, its counts from the
   deduplicated raw history minus the stored ones, where they differ and the job's log events
-  cannot have expired (from its first logged event, as the reconciliation test decides). The
-  times are the job's own: a min or max of the same values changes nothing.
+  cannot have expired (from its first logged event, as the reconciliation test decides), but for
+  workflows in flight. The times are the job's own: a min or max of the same values changes nothing.
 -#}
 {% macro job_log_totals_corrections(days) %}
+  {% call leave_out_workflows_in_flight() %}
   {%- set totals = ref('job_log_totals') -%}
   {%- set events = ref('job_log_events') -%}
   with
@@ -152,16 +173,15 @@
   where
       (correct.lines != stored.lines or correct.entries != stored.entries)
       and {{ logs_recomputable('toDate(coalesce(stored.first_event_at, correct.first_event_at))') }}
+  {% endcall %}
 {% endmacro %}
 
-{#- Delta rows for workflow_daily: the rebuilt counters of these days minus the stored ones, where they differ. -#}
-{% macro workflow_daily_corrections(daily, staged_daily, in_days) %}
-  {%- set correct -%}
-      select user_id, workflow_id, day, max(kind) as kind, {{ summed_measures() }}
-      from {{ staged_daily }}
-      group by user_id, workflow_id, day
-  {%- endset -%}
-  {{ counter_deltas(['user_id', 'workflow_id', 'day'], correct, daily_counters_stored(in_days)) }}
+{#- Delta rows for workflow_daily: the counters of these days rebuilt from the raw history now minus
+    the stored ones, where they differ, but for workflows in flight. -#}
+{% macro workflow_daily_corrections(in_days) %}
+  {% call leave_out_workflows_in_flight() %}
+  {{ counter_deltas(['user_id', 'workflow_id', 'day'], daily_counters_rebuilt(in_days), daily_counters_stored(in_days)) }}
+  {% endcall %}
 {% endmacro %}
 
 {#-
@@ -191,10 +211,12 @@
   {{ return(target.incorporate(path={'identifier': target.identifier ~ '__rebuild_' ~ staging_suffix})) }}
 {% endmacro %}
 
-{#- Also run on its own after a failed rebuild, so no staging table is left behind. -#}
+{#- Also run on its own after a failed rebuild, so no staging table is left behind (job_duration_daily's
+    is one earlier versions made). -#}
 {% macro drop_rebuild_staging(staging_suffix) %}
-  {%- for target in [ref('workflow_daily'), ref('job_duration_daily'), ref('workflow_changes')] %}
-    {% do run_query('drop table if exists ' ~ rebuild_staging_relation(target, staging_suffix) ~ ' '
+  {%- for target, suffix in [(ref('workflow_daily'), staging_suffix), (ref('workflow_daily'), staging_suffix ~ 'gone'),
+                             (ref('job_duration_daily'), staging_suffix), (ref('workflow_changes'), staging_suffix)] %}
+    {% do run_query('drop table if exists ' ~ rebuild_staging_relation(target, suffix) ~ ' '
                     ~ on_cluster() ~ ' sync') %}
   {%- endfor %}
 {% endmacro %}
