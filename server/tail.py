@@ -11,7 +11,9 @@ insert becomes visible a little after that moment, so a poll reaches ``RECENT_MS
 the previous poll's clock, and every ``SWEEP_MS`` a sweep reaches ``OVERLAP_MS`` back before the
 previous sweep's, for the inserts that took longer; lines already handed out are skipped by
 their key. A sweep asks for the keys first and only then for the lines it lacks: reading every
-line of the last seconds again and again would cost more than the tails themselves. A
+line of the last seconds again and again would cost more than the tails themselves. When it
+lacks many (a large insert that was slow to show), it reads its window whole instead: thousands
+of keys in one statement took longer than a poll may, and every retry failed the same way. A
 subscriber gets the earliest moment a poll can still reach back to (``since_ms``): its history
 read (a plain page query) may show lines landed after that moment too, and it skips them when
 they arrive.
@@ -42,8 +44,13 @@ RECENT_MS = 500
 # any insert takes.
 OVERLAP_MS = 5_000
 SWEEP_MS = 2_000
-# A client that falls this many lines behind is cut off rather than held in memory.
+# A client that falls this many lines, or this many bytes of messages, behind is cut off rather
+# than held in memory.
 MAX_BUFFERED_LINES = 100_000
+MAX_BUFFERED_BYTES = 64 << 20
+# A sweep asks for at most this many missing lines by key (they go to ClickHouse as a parameter,
+# in the request's URL over HTTP); when more are missing it reads every line of its window again.
+MAX_KEYS_ASKED = 500
 # Polls failing for this long end every tail (the clients see UNAVAILABLE and can call again).
 FAILING_SECONDS = 30.0
 
@@ -64,6 +71,7 @@ class Subscription:
         self.job = job
         self.since_ms = since_ms
         self._lines: deque[LogRow] = deque()
+        self._bytes = 0  # of the messages in _lines
         self._end: End | None = None
         self._ready = threading.Condition()
 
@@ -72,8 +80,10 @@ class Subscription:
             if self._end is not None:
                 return
             self._lines.extend(rows)
-            if len(self._lines) > MAX_BUFFERED_LINES:
+            self._bytes += sum(len(row.message) for row in rows)
+            if len(self._lines) > MAX_BUFFERED_LINES or self._bytes > MAX_BUFFERED_BYTES:
                 self._lines.clear()
+                self._bytes = 0
                 self._end = End.TOO_SLOW
             self._ready.notify_all()
 
@@ -95,6 +105,7 @@ class Subscription:
                 self._ready.wait(timeout)
             lines = list(self._lines)
             self._lines.clear()
+            self._bytes = 0
             return lines, self._end
 
 
@@ -251,6 +262,8 @@ class TailHub:
             ]
         if not missing:
             return {}
+        if len(missing) > MAX_KEYS_ASKED:  # a large insert that was slow to show: read the window whole
+            return self.logs.landed_since(jobs, since_ms, self.poll_timeout)
         return self.logs.landed_lines(jobs, since_ms, missing, self.poll_timeout)
 
     def _failed(self, error: QueryFailed | None) -> None:

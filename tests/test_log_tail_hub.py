@@ -122,6 +122,39 @@ def test_a_client_that_falls_too_far_behind_is_cut_off():
     assert subscription.take(0) == ([], End.TOO_SLOW)
 
 
+def test_a_client_holding_too_many_bytes_is_cut_off_too():
+    subscription = Subscription(hub_with(ScriptedLogs()), JOB, 0)
+    big = row(1, 0)._replace(message="x" * (1 << 20))
+    subscription.deliver([big] * 64)
+    assert len(subscription.take(0)[0]) == 64  # what is taken is no longer held
+    subscription.deliver([big] * 64)
+    subscription.deliver([big])
+    assert subscription.take(0) == ([], End.TOO_SLOW)
+
+
+def test_a_sweep_missing_many_lines_reads_its_window_instead_of_asking_for_each():
+    logs = ScriptedLogs()
+    hub = hub_with(logs)
+    subscription = hub.subscribe(JOB, 1)
+    assert poll(hub)
+    logs.now_ms = 100_250
+    assert not poll(hub)
+    logs.landed[JOB] = [row(n, 96_000) for n in range(tail.MAX_KEYS_ASKED + 1)]  # slow to show
+    logs.now_ms = 102_250
+    assert not poll(hub)
+    logs.now_ms = 102_500
+    assert poll(hub)
+    assert logs.asked_keys == []
+    assert taken(subscription) == (list(range(tail.MAX_KEYS_ASKED + 1)), None)
+    logs.landed[JOB] += [row(n, 100_400) for n in range(1000, 1000 + tail.MAX_KEYS_ASKED)]
+    logs.now_ms = 104_500
+    assert not poll(hub)
+    logs.now_ms = 104_750
+    assert poll(hub)
+    assert len(logs.asked_keys[-1]) == tail.MAX_KEYS_ASKED  # up to the limit, by key
+    assert taken(subscription) == (list(range(1000, 1000 + tail.MAX_KEYS_ASKED)), None)
+
+
 def test_closing_ends_every_tail_and_refuses_new_ones():
     hub = hub_with(ScriptedLogs())
     hub._thread = None
