@@ -123,10 +123,13 @@ class JobLogService:
     def _tail(self, request: pb.StreamJobLogsRequest, context: grpc.ServicerContext) -> Iterator[pb.LogLine]:
         job = self._job(request)
         where = LogFilter(STREAMS[check_enum("stream", request.stream, pb.LogStream)])
-        known, ended = self.logs.tail_state(job, self._timeout(context))
-        if not known:
+        state = self.logs.tail_state(job, self._timeout(context))
+        if not state.known:
             raise NotFound(f"no {job}")
-        # Subscribe before reading the history, so no line falls between the two.
+        # Subscribe before reading the history, so no line falls between the two. A job whose end
+        # landed within the linger is still tailed: its last lines may still be on their way.
+        lingering = state.ended_ago_ms is not None and state.ended_ago_ms < self.hub.linger_ms
+        ended = state.ended and not lingering
         subscription = None if ended else self.hub.subscribe(job, self._timeout(context))
         if subscription is not None:
             context.add_callback(subscription.cancel)
@@ -144,7 +147,7 @@ class JobLogService:
                     break
                 after = rows[-1].position
             if subscription is None:
-                return  # the job had ended before the tail started: its log is complete
+                return  # the job had ended a linger before the tail started: its log is complete
             while context.is_active():
                 rows, end = subscription.take(WAKE_SECONDS)
                 for row in rows:

@@ -30,15 +30,29 @@ COMPLETIONS = qualified(names.JOB_COMPLETIONS)
 JOB = "user_id = {user_id:String} and workflow_id = {workflow_id:String} and job_id = {job_id:String}"
 # The table's order after the job: what pages, tails and tokens sort and resume by.
 LINE_ORDER = ("assumeNotNull(sequence)", "event_time", "dedup_key")
-# A line's message is sent up to its first MiB of UTF-8 (the answer's UTF-8 check turns a character
-# cut in two into U+FFFD): any line then fits in the 4 MiB a gRPC client takes by default, and a
-# page of 5,000 lines holds at most 5,000 of them in the server's memory.
+# A line's message is sent up to its first MiB of UTF-8, ending before a character the MiB would cut
+# (CUT_BACK; cut in two, the answer's UTF-8 check made it a U+FFFD past the MiB): any line then fits
+# in the 4 MiB a gRPC client takes by default, and a page of 5,000 lines holds at most 5,000 of
+# them in the server's memory.
 MAX_MESSAGE_BYTES = 1 << 20
+
+
+def _continues(position: int) -> str:
+    """Whether the message's byte at ``position`` (1 first) continues a UTF-8 character."""
+    return f"bitAnd(reinterpretAsUInt8(substring(message, {position}, 1)), 0xC0) = 0x80"
+
+
+# A cut after MAX_MESSAGE_BYTES that would split a character ends before the character instead.
+CUT_BACK = f"""multiIf(
+        not {_continues(MAX_MESSAGE_BYTES + 1)}, 0,
+        not {_continues(MAX_MESSAGE_BYTES)}, 1,
+        not {_continues(MAX_MESSAGE_BYTES - 1)}, 2,
+        3)"""
 LINE_COLUMNS = f"""event_id,
     concat(substring(formatDateTime(event_time, '%Y-%m-%dT%H:%i:%S.%f', 'UTC'), 1, 23), 'Z'),
     stream,
     ifNull(sequence, 0),
-    substring(message, 1, {MAX_MESSAGE_BYTES}),
+    substring(message, 1, {MAX_MESSAGE_BYTES} - {CUT_BACK}),
     hex(dedup_key),
     toUnixTimestamp64Milli(event_time),
     toUnixTimestamp64Milli(ingested_at),
@@ -63,11 +77,15 @@ MAY_HAVE_EXPIRED = f"""select
     toDate((select min(first_event_at) from {LOG_TOTALS} where {JOB})) <= toDate(lines_complete_since)
     or (not audit_mode and log_retention_hours is null)
 from {qualified(names.STORAGE_LOG_RETENTION)}"""
-# StreamJobLogs: whether the job exists and whether it has ended.
+# StreamJobLogs: whether the job exists, whether it has ended, and how long ago its end landed
+# (milliseconds of ClickHouse's clock; null when no end event is stored).
 TAIL_STATE = f"""select
     (select count() from {FIRST_SEEN} where {JOB})
         + (select count() from {LOG_TOTALS} where {JOB}) > 0,
-    (select count() from {COMPLETIONS} where {JOB}) > 0"""
+    (select count() from {COMPLETIONS} where {JOB}) > 0,
+    (select toUnixTimestamp64Milli(now64(3)) - toUnixTimestamp64Milli(minOrNull(ingested_at))
+     from {qualified(names.JOB_EVENTS)}
+     where {JOB} and event_name in ('completed', 'failed', 'cancelled'))"""
 
 # What the tails of several jobs poll for: their lines that landed since a moment (each row
 # names its job by its place in the list, 1 first), the keys alone of those lines (for the
@@ -121,6 +139,16 @@ class LogFilter:
 
     def accepts_stream(self, stream: str) -> bool:
         return self.stream is None or stream.lower() == self.stream
+
+
+class TailState(NamedTuple):
+    """What StreamJobLogs needs to know of a job before it starts."""
+
+    known: bool
+    ended: bool
+    # Milliseconds since the job's end landed; None when not known here (a cluster keeps no
+    # Distributed job_events: its end may be on another shard).
+    ended_ago_ms: int | None
 
 
 class LogRow(NamedTuple):
@@ -211,10 +239,9 @@ class LogQueries:
         [[exists]] = self.queries.rows("job_exists", JOB_EXISTS, job.params(), timeout)
         return bool(exists)
 
-    def tail_state(self, job: JobRef, timeout: float) -> tuple[bool, bool]:
-        """(whether the job exists, whether it has ended)."""
-        [[known, ended]] = self.queries.rows("job_tail_state", TAIL_STATE, job.params(), timeout)
-        return bool(known), bool(ended)
+    def tail_state(self, job: JobRef, timeout: float) -> TailState:
+        [[known, ended, ago_ms]] = self.queries.rows("job_tail_state", TAIL_STATE, job.params(), timeout)
+        return TailState(bool(known), bool(ended), None if ago_ms is None else int(ago_ms))
 
     def page(
         self,

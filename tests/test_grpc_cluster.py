@@ -75,7 +75,7 @@ def test_cluster_log_queries_read_the_distributed_tables_and_answer_the_same(ana
     jobs = [JobRef(**log.ids) for log in logs.jobs]
     assert cluster.landed_since(jobs, 0, 10) == single.landed_since(jobs, 0, 10)
     assert cluster.ended(jobs, 10)[1] == single.ended(jobs, 10)[1]
-    assert cluster.tail_state(job, 10) == single.tail_state(job, 10) == (True, False)
+    assert cluster.tail_state(job, 10) == single.tail_state(job, 10) == (True, False, None)
     assert cluster.job_exists(job, 10) == single.job_exists(job, 10) is True
     for name in LOG_TABLES:
         execute(analytics_db, f"DROP VIEW analytics.{name}_all")

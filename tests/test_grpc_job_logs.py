@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from analytics_proto import analytics_pb2 as pb
+from server import logs as server_logs
 from tests import log_datasets
 from tests.datasets import iso
 from tests.grpc_server import call_by_reflection, start_grpc
@@ -341,7 +342,8 @@ def test_long_lines_page_within_what_a_client_takes_and_a_line_over_a_mib_is_cut
         request.page_token = response.next_page_token
     assert [line.sequence for line in lines] == list(range(21)) and pages == 3  # ten 300 KB lines a page
     assert all(line.message == f"{n}{long}" and not line.message_truncated for n, line in enumerate(lines[:20]))
-    assert (lines[20].message, lines[20].message_truncated) == ("x" * ((1 << 20) - 1) + "\ufffd", True)
+    # Cut before the character the MiB splits, not into a replacement character past the MiB.
+    assert (lines[20].message, lines[20].message_truncated) == ("x" * ((1 << 20) - 1), True)
 
     streamed = []
     for line in stub.StreamJobLogs(pb.StreamJobLogsRequest(**job.ids), timeout=30):
@@ -351,6 +353,19 @@ def test_long_lines_page_within_what_a_client_takes_and_a_line_over_a_mib_is_cut
     assert [(line.message, line.message_truncated) for line in streamed] == [
         (line.message, line.message_truncated) for line in lines
     ]
+
+
+def test_a_cut_message_ends_before_the_character_the_mib_splits(analytics_db):
+    """The cut in every position inside a 4-byte character: the longest whole-character prefix."""
+    limit = server_logs.MAX_MESSAGE_BYTES
+    for before in range(limit - 4, limit + 1):
+        sql = (
+            f"SELECT substring(message, 1, {limit} - {server_logs.CUT_BACK}) AS cut "
+            f"FROM (SELECT concat(repeat('x', {before} - 100000), repeat('x', 100000), '\U0001f600', 'y') AS message)"
+        )
+        [row] = query(analytics_db, sql)
+        whole = before + 4 <= limit
+        assert row["cut"] == "x" * before + ("\U0001f600" if whole else ""), before
 
 
 def test_grpcurl_json_through_reflection(service, logs):

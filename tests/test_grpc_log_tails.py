@@ -171,6 +171,24 @@ def test_a_tail_of_an_ended_job_sends_its_lines_and_ends(stub, analytics_db):
     assert [line.sequence for line in lines] == list(range(12))
 
 
+def test_a_tail_opened_just_after_its_job_ended_still_gets_the_lines_of_the_linger(analytics_db, tmp_path):
+    """As a tail opened before the end does: log shippers lag behind the scheduler."""
+    service = start_grpc(tmp_path, "--clickhouse-url", analytics_db.url, env={"ANALYTICS_GRPC_LOG_TAIL_LINGER": "30"})
+    try:
+        with service.channel() as channel:
+            job = Job(analytics_db, "late")
+            job.land_lines([0, 1])
+            job.land_job("completed")
+            tail = Tail(service.stub(channel).StreamJobLogs(job.request(), timeout=300))
+            assert [line.sequence for line in tail.take(2)] == [0, 1]
+            job.land_lines([2])  # the last line, landing after the job's end
+            assert [line.sequence for line in tail.take(1)] == [2]
+            assert not tail.done.is_set()
+            tail.call.cancel()
+    finally:
+        assert service.stop() == 0
+
+
 def test_a_tail_follows_one_stream(stub, analytics_db):
     job = Job(analytics_db, "stream")
     job.land_lines([0, 1], stream="stdout")
