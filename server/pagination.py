@@ -71,7 +71,7 @@ def _open(token: str, query: str, valid, resend: str) -> dict:
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         ok = isinstance(payload, dict) and payload.get("v") == VERSION and valid(payload)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         ok = False
     if not ok:
         raise InvalidArgument("page_token is not a token this service issued")
@@ -80,8 +80,13 @@ def _open(token: str, query: str, valid, resend: str) -> dict:
     return payload
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+INT64 = range(-(1 << 63), 1 << 63)
+UINT64 = range(1 << 64)
+
+
+def _is_int(value, within: range = INT64) -> bool:
+    """An integer of the range its query parameter takes (ClickHouse would wrap one beyond it)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value in within
 
 
 def encode(query: str, position: Position) -> str:
@@ -113,8 +118,7 @@ def decode_log(token: str, query: str) -> LogPosition | None:
         token,
         query,
         lambda p: (
-            _is_int(p.get("s"))
-            and p["s"] >= 0
+            _is_int(p.get("s"), UINT64)
             and _is_int(p.get("t"))
             and isinstance(p.get("e"), str)
             and bool(_KEY.fullmatch(p["e"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 
@@ -98,7 +99,16 @@ def test_page_tokens_round_trip_and_refuse_tampering():
     assert pagination.decode("", query) is None
     with pytest.raises(InvalidArgument, match="belongs to another query"):
         pagination.decode(token, pagination.fingerprint("other user", "jobs", False))
-    for forged in ("%%%", "e30", token[:-3], pagination.encode(query, position).replace("e", "f", 1)):
+    too_large = pagination.encode(query, pagination.Position(2**63, "w"))  # Int64 would read it wrapped
+    nested = base64.urlsafe_b64encode(b"[" * 5000).decode()  # past the JSON decoder's recursion limit
+    for forged in (
+        "%%%",
+        "e30",
+        token[:-3],
+        pagination.encode(query, position).replace("e", "f", 1),
+        too_large,
+        nested,
+    ):
         with pytest.raises(InvalidArgument, match="page_token"):
             pagination.decode(forged, query)
 

@@ -102,6 +102,10 @@ def forged(**payload) -> str:
         forged(t="2"),
         forged(e="nothex"),
         forged(e=KEY.lower() + "' or 1=1"),
+        forged(s=2**64 + 4),  # ClickHouse would read these wrapped: 4, and 0
+        forged(t=2**63),
+        forged(t=-(2**63) - 1),
+        base64.urlsafe_b64encode(b"[" * 5000).decode(),  # nested past the JSON decoder's recursion limit
     ],
 )
 def test_a_tampered_log_token_is_refused(token):
