@@ -7,6 +7,7 @@ unpredictable.
 
 import datetime as dt
 import json
+import time
 import uuid
 
 import dagster as dg
@@ -19,6 +20,7 @@ from operations.backfill import BackfillFailed, rebuild_days
 from operations.dbt import run_dbt
 from orchestration.definitions import build_definitions
 from orchestration.health.checks import HEALTH_CHECKS, consumer_lags
+from orchestration.health.sensors import ORPHANED_AFTER_SECONDS, build_health_sensor
 from orchestration.resources import ClickHouse
 from tests import datasets, embedded_server
 from tests.intake import deliver, execute, post_batch, query
@@ -249,6 +251,17 @@ def test_a_failed_backfill_leaves_no_staging_table(server, settings):
 
 
 def test_freshness_fails_for_a_quiet_topic_and_passes_once_events_arrive(server, defs, instance, loaded, capfd):
+    # An event dated years ahead is no sign of life: it kept the check green however quiet the topic.
+    future = {
+        "event_id": f"{loaded.prefix}-future",
+        "event_time": "2030-01-01T00:00:00Z",
+        "event_type": "workflow",
+        "event_name": "created",
+        "user_id": f"future-{uuid.uuid4().hex[:8]}",
+        "workflow_id": "future-wf",
+        "kind": "HEARTBEAT",
+    }
+    assert post_batch(server, "workflows", [future]).status == 200
     found = evaluations(run_health_checks(defs, instance))
     stale = found["workflow_events:newest_event_is_recent"]
     assert not stale.passed
@@ -386,6 +399,28 @@ def test_health_sensor_starts_no_run_while_one_is_in_progress(defs, instance):
     finally:
         instance.delete_run(running.run_id)
     assert len(sensor(dg.build_sensor_context(instance=instance)).run_requests) == 1
+
+
+def test_a_health_run_orphaned_in_progress_is_marked_failed_and_no_longer_blocks(server, defs, instance):
+    """A kill -9 of Dagster leaves its run STARTED for good: the sensor gave up every tick after."""
+    job = defs.resolve_job_def("pipeline_health")
+    keys = list(defs.resolve_asset_graph().asset_check_keys)
+    later = time.time() + ORPHANED_AFTER_SECONDS + 60  # the clock of a tick half an hour on
+    sensor = build_health_sensor(server.settings(), job, keys, clock=lambda: later)
+    orphan = dg.DagsterRun(job_name="pipeline_health", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+    instance.add_run(orphan)
+    try:
+        tick = sensor(dg.build_sensor_context(instance=instance))
+        assert len(tick.run_requests) == 1
+        assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.FAILURE
+        # ... while a run of the same age on the present clock still counts as in progress
+        fresh = dg.DagsterRun(job_name="pipeline_health", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(fresh)
+        now = build_health_sensor(server.settings(), job, keys)
+        assert not now(dg.build_sensor_context(instance=instance)).run_requests
+        instance.delete_run(fresh.run_id)
+    finally:
+        instance.delete_run(orphan.run_id)
 
 
 DEAD_LETTER_CHECK = "dead_letters:no_new_dead_letters"

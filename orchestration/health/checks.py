@@ -16,6 +16,7 @@ from orchestration.resources import ClickHouse
 TOPIC_TABLES = {topic.name: (topic.raw, topic.time_column) for topic in names.ALL_TOPICS}
 
 FRESHNESS_CHECK = "newest_event_is_recent"
+CLOCK_SKEW_MINUTES = 5
 
 
 def freshness_specs() -> list[dg.AssetCheckSpec]:
@@ -23,7 +24,8 @@ def freshness_specs() -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             FRESHNESS_CHECK,
             asset=dg.AssetKey(table),
-            description=f"The newest event of the `{topic}` topic is at most ANALYTICS_FRESHNESS_MAX_AGE_MINUTES old.",
+            description=f"The newest event of the `{topic}` topic is at most ANALYTICS_FRESHNESS_MAX_AGE_MINUTES old "
+            "(events dated more than a few minutes ahead of now are not counted).",
         )
         for topic, (table, _) in TOPIC_TABLES.items()
     ]
@@ -38,10 +40,16 @@ def topic_freshness(
     """One query for every selected topic: how old is its newest event?"""
     selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
     topics = {topic: spec for topic, spec in TOPIC_TABLES.items() if spec[0] in selected}
+    # An event dated in the future (a producer's clock, a typo) is no sign of life now: it would
+    # keep the check green for as long as the topic stays quiet. A few minutes of skew are allowed.
     union = "\nunion all\n".join(
-        f"""select '{topic}' as topic, toString(maxOrNull({column})) as newest,
-                   dateDiff('second', maxOrNull({column}), now64(3, 'UTC')) as age_seconds
-            from {qualified(table)}"""
+        f"""select '{topic}' as topic, toString(newest_time) as newest,
+                   dateDiff('second', newest_time, now64(3, 'UTC')) as age_seconds
+            from (
+                select maxIfOrNull({column}, {column} <= now64(3, 'UTC') + toIntervalMinute({CLOCK_SKEW_MINUTES}))
+                    as newest_time
+                from {qualified(table)}
+            )"""
         for topic, (table, column) in topics.items()
     )
     limit = settings.freshness_max_age_minutes * 60

@@ -1,6 +1,8 @@
 """The health sensor: runs the pipeline checks on an interval and flags the ones failing."""
 
 import json
+import time
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -45,11 +47,35 @@ IN_PROGRESS = [
 ]
 
 
-def health_run_in_progress(instance: dg.DagsterInstance) -> bool:
-    return bool(instance.get_run_records(dg.RunsFilter(job_name=HEALTH_JOB, statuses=IN_PROGRESS), limit=1))
+# A health run takes tens of seconds, minutes on a loaded machine. One still in progress after this
+# long has lost its process (a kill -9 of Dagster leaves its run STARTED for good, and the default
+# run launcher cannot tell): the sensor marks it failed and goes on, instead of waiting forever.
+ORPHANED_AFTER_SECONDS = 30 * 60
 
 
-def build_health_sensor(settings: DagsterSettings, job, check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinition:
+def health_runs_in_progress(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
+    return list(instance.get_run_records(dg.RunsFilter(job_name=HEALTH_JOB, statuses=IN_PROGRESS), limit=10))
+
+
+def began(record: dg.RunRecord) -> float:
+    """When a run started, or was queued if it never started (seconds since the epoch)."""
+    return record.start_time or record.create_timestamp.timestamp()
+
+
+def fail_orphans(context: dg.SensorEvaluationContext, records: list[dg.RunRecord], now: float) -> int:
+    """Mark the runs in progress for longer than ORPHANED_AFTER_SECONDS failed; how many were."""
+    orphans = [record for record in records if now - began(record) > ORPHANED_AFTER_SECONDS]
+    for record in orphans:
+        minutes = (now - began(record)) / 60
+        message = f"still {record.dagster_run.status.value} after {minutes:.0f} minutes: its process is gone"
+        context.instance.report_run_failed(record.dagster_run, message=message)
+        context.log.warning(f"{HEALTH_JOB} run {record.dagster_run.run_id} {message}; marked failed")
+    return len(orphans)
+
+
+def build_health_sensor(
+    settings: DagsterSettings, job, check_keys: list[dg.AssetCheckKey], clock: Callable[[], float] = time.time
+) -> dg.SensorDefinition:
     @dg.sensor(
         name="pipeline_health_sensor",
         job=job,
@@ -69,7 +95,8 @@ def build_health_sensor(settings: DagsterSettings, job, check_keys: list[dg.Asse
         for check in sorted(before - now.keys()):
             context.log.info(f"check passing again: {check}")
         cursor = json.dumps(sorted(now))
-        if health_run_in_progress(context.instance):
+        running = health_runs_in_progress(context.instance)
+        if len(running) > fail_orphans(context, running, clock()):
             # Checks take tens of seconds; a tick while they run would start a second set beside them.
             return dg.SensorResult(skip_reason=f"a {HEALTH_JOB} run is still in progress", cursor=cursor)
         return dg.SensorResult(
