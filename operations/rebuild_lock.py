@@ -75,11 +75,11 @@ def rebuild_lock(
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     table = f"{names.DATABASE}.{names.REBUILD_LOCK}"
-    mine = json.dumps(_holder())
     with connect.session(settings.clickhouse_connection) as client:
         deadline = time.monotonic() + wait_s
         said = False
         while True:
+            mine = json.dumps(_holder())  # since now: a waiter's lock starts when it is taken
             try:
                 client.command(
                     f"CREATE TABLE {table} (holder String) ENGINE = Memory COMMENT %(holder)s",
@@ -108,8 +108,19 @@ def rebuild_lock(
         try:
             yield
         finally:
-            if _current(client) == json.loads(mine):
-                client.command(f"DROP TABLE IF EXISTS {table} SYNC")
+            _release(client, table, json.loads(mine))
+
+
+def _release(client, table: str, mine: dict) -> None:
+    """Drop the lock if it is still ours. ClickHouse gone meanwhile (what failed the rebuild, most
+    likely) leaves it to be taken over once stale, and must not hide the rebuild's own error."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    try:
+        if _current(client) == mine:
+            client.command(f"DROP TABLE IF EXISTS {table} SYNC")
+    except (ClickHouseError, OSError) as error:
+        log.warning("could not release the rebuild lock (%s); the next rebuild takes it over once stale", error)
 
 
 def _current(client) -> dict | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -99,3 +100,49 @@ def test_a_lock_held_elsewhere_past_the_wait_is_named(analytics_db):
             rebuild_days(settings, [dt.date(2026, 11, 20)], wait_s=1)
     finally:
         execute(analytics_db, f"DROP TABLE IF EXISTS {LOCK}")
+
+
+def test_a_waiters_lock_says_since_when_it_holds_it(analytics_db):
+    settings = analytics_db.settings()
+    held, release = threading.Event(), threading.Event()
+
+    def second() -> None:
+        with rebuild_lock(settings):
+            held.set()
+            release.wait(60)
+
+    with rebuild_lock(settings):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert not held.wait(2.0)
+        released = dt.datetime.now(dt.UTC)
+    try:
+        assert held.wait(60)
+        [row] = lock_rows(analytics_db)
+        assert dt.datetime.fromisoformat(json.loads(row["comment"])["since"]) >= released - dt.timedelta(seconds=1)
+    finally:
+        release.set()
+        waiter.join(60)
+
+
+def test_clickhouse_gone_before_the_release_does_not_hide_the_rebuilds_error(tmp_path, caplog):
+    from tests import embedded_server
+
+    server = embedded_server.start(tmp_path / "data")
+    try:
+        execute(server, f"CREATE DATABASE {DATABASE}")
+        settings = server.settings()
+        with pytest.raises(BackfillFailed, match="the rebuild's own error"), rebuild_lock(settings):
+            server.stop(signal.SIGKILL)
+            raise BackfillFailed("the rebuild's own error")
+        assert "could not release the rebuild lock" in caplog.text
+    finally:
+        server.stop()
+
+
+def test_staging_tables_a_dead_rebuild_left_are_dropped_by_the_next(analytics_db):
+    for name in ("workflow_daily__rebuild_0ld5uff1x", "workflow_daily__rebuild_0ld5uff1xgone"):
+        execute(analytics_db, f"CREATE TABLE {DATABASE}.{name} AS {DATABASE}.workflow_daily")
+    rebuild_days(analytics_db.settings(), [dt.date(2026, 11, 20)])
+    left = f"SELECT name FROM system.tables WHERE database = '{DATABASE}' AND name LIKE '%__rebuild_%'"
+    assert query(analytics_db, left) == []

@@ -52,6 +52,14 @@
   {%- set gone_keys = rebuild_staging_relation(daily, staging_suffix ~ 'gone') -%}
   {%- set in_days = "day in ('" ~ days | join("', '") ~ "')" -%}
 
+  {#- Staging tables a rebuild left when ClickHouse went away under it: callers hold the rebuild
+      lock (operations/rebuild_lock.py), so no other rebuild is using them. -#}
+  {%- set leftovers = run_query("select name from system.tables where database = '" ~ daily.schema
+                                ~ "' and match(name, '__rebuild_[0-9a-z]+$')").rows -%}
+  {%- for name in leftovers | map(attribute=0) %}
+    {{ log('dropping ' ~ name ~ ', left by a rebuild that did not finish', info=True) }}
+    {% do run_query('drop table if exists ' ~ daily.schema ~ '.' ~ name ~ ' ' ~ on_cluster() ~ ' sync') %}
+  {%- endfor %}
   {%- for target, staging in [(daily, staged_daily), (changes, replaced_keys), (daily, gone_keys)] %}
     {% do run_query('drop table if exists ' ~ staging ~ ' ' ~ on_cluster() ~ ' sync') %}
     {% do run_query('create table ' ~ staging ~ ' ' ~ on_cluster() ~ ' as ' ~ target) %}
