@@ -4,12 +4,13 @@ unless audit mode is on, which keeps every line. The counts stay either way."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 import pytest
 
 from operations.backfill import rebuild_days
-from operations.dbt import run_dbt
+from operations.dbt import dbt_vars, run_dbt
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, query
@@ -116,3 +117,32 @@ def test_no_line_expires_at_once_because_its_end_is_past_2106(analytics_db):
     deliver(analytics_db, {"job_logs": late})  # under the 720 hours
     execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")
     assert stored("late") == 2
+
+
+def job_log_events_ddl(server) -> str:
+    sql = "SELECT create_table_query AS ddl FROM system.tables WHERE database = 'analytics' AND name = 'job_log_events'"
+    return query(server, sql)[0]["ddl"]
+
+
+@pytest.mark.parametrize(
+    ("given", "refusal"),
+    [
+        # read as 0 hours, it set a TTL that removed every line at the next merge
+        (
+            {"log_retention_hours": "72h"},
+            'var log_retention_hours must be a whole number of hours from 1 to 1000000, not "72h"',
+        ),
+        # a non-empty string was true: audit mode on
+        ({"audit_mode": "no"}, 'var audit_mode must be true or false, not "no"'),
+    ],
+)
+def test_a_retention_var_given_to_dbt_by_hand_is_checked_as_the_settings_are(analytics_db, tmp_path, given, refusal):
+    settings = analytics_db.settings()
+    before = job_log_events_ddl(analytics_db)
+    variables = json.dumps({**dbt_vars(settings), **given})
+    result = run_dbt(
+        settings, "run", "--select", "job_log_events", "--vars", variables, capture=True, target_path=tmp_path / "t"
+    )
+    assert result.returncode != 0
+    assert refusal in result.stdout
+    assert job_log_events_ddl(analytics_db) == before

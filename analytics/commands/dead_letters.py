@@ -11,6 +11,7 @@ import click
 from analytics.extras import requires
 from analytics.reach import answering
 from analytics.settings import configure_logging, load_settings
+from core.days import utc_moment
 from core.settings.schema import SchemaSettings
 
 
@@ -21,21 +22,10 @@ class Moment(click.ParamType):
     name = "TIME"
 
     def convert(self, value, param, ctx) -> dt.datetime:
-        if isinstance(value, dt.datetime):
-            moment = value
-        else:
-            try:
-                moment = dt.datetime.fromisoformat(value)
-            except ValueError:
-                self.fail(
-                    f"{value!r} is not a time written YYYY-MM-DD[THH:MM[:SS[.fff]]] with Z, an offset "
-                    "such as +02:00, or neither (UTC)",
-                    param,
-                    ctx,
-                )
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=dt.UTC)
-        return moment.astimezone(dt.UTC)
+        try:
+            return utc_moment(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 _topic_option = click.option("--topic", help="Only this topic (workflows, jobs, job_logs, analytics, telemetry).")

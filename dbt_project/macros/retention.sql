@@ -11,7 +11,7 @@
 
 {% macro apply_log_retention(relation) -%}
   {#- Rendered without a database (dbt compile, parse), it shows the default's statement. -#}
-  {%- set hours = log_retention_to_apply(relation) if execute else var('default_log_retention_hours') | int -%}
+  {%- set hours = log_retention_to_apply(relation) if execute else retention_hours('default_log_retention_hours') -%}
   {%- if hours >= 0 -%}
     alter table {{ relation }} {{ on_cluster() }}
     modify ttl toDateTime(least(event_time + toIntervalHour({{ hours }}),
@@ -40,7 +40,8 @@
   would remove lines for good. A new table gets default_log_retention_hours.
 -#}
 {% macro log_retention_to_apply(relation) %}
-  {%- set audit, given = var('audit_mode', none), var('log_retention_hours', none) -%}
+  {%- set audit = retention_flag('audit_mode') -%}
+  {%- set given = retention_hours('log_retention_hours') -%}
   {%- set in_force = log_retention_in_force(relation) -%}
   {%- if audit -%}
     {%- set hours = -1 -%}
@@ -49,7 +50,7 @@
   {%- elif in_force is not none and not (audit is not none and in_force < 0) -%}
     {%- set hours = in_force -%}
   {%- else -%}
-    {%- set hours = var('default_log_retention_hours') | int -%}
+    {%- set hours = retention_hours('default_log_retention_hours') -%}
   {%- endif -%}
   {%- if hours != in_force -%}
     {%- if in_force is not none and (in_force < 0 or (hours >= 0 and hours < in_force)) -%}
@@ -94,3 +95,33 @@
 {% macro ttl_hours(create_query) -%}
   extract({{ create_query }}, ' TTL toDateTime\\((?:least\\()?event_time\\)? \\+ toIntervalHour\\((\\d+)\\)')
 {%- endmacro %}
+
+{#-
+  The retention vars, checked as `analytics` checks its settings: a run given `log_retention_hours:
+  "72h"` would otherwise have read 0 hours and removed every line, and `audit_mode: "false"` (a
+  string) would have turned audit mode on.
+-#}
+{% macro retention_hours(name) %}
+  {%- set value = var(name, none) -%}
+  {%- if value is none -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set text = value | string | trim -%}
+  {%- if value is boolean or not modules.re.fullmatch('[0-9]{1,7}', text) or not 1 <= text | int <= 1000000 -%}
+    {{ exceptions.raise_compiler_error('var ' ~ name ~ ' must be a whole number of hours from 1 to 1000000, not '
+                                        ~ value | tojson) }}
+  {%- endif -%}
+  {{ return(text | int) }}
+{% endmacro %}
+
+{% macro retention_flag(name) %}
+  {%- set value = var(name, none) -%}
+  {%- if value is none or value is boolean -%}
+    {{ return(value) }}
+  {%- endif -%}
+  {%- set text = value | string | trim | lower -%}
+  {%- if text not in ('true', 'false') -%}
+    {{ exceptions.raise_compiler_error('var ' ~ name ~ ' must be true or false, not ' ~ value | tojson) }}
+  {%- endif -%}
+  {{ return(text == 'true') }}
+{% endmacro %}

@@ -1,9 +1,8 @@
 """`replay_dead_letters`: Dagster's `analytics dead-letters replay`, for after the cause was fixed."""
 
-import datetime as dt
-
 import dagster as dg
 
+from core.days import utc_moment
 from core.settings.dagster import DagsterSettings
 from operations.dead_letters import replay
 
@@ -20,9 +19,10 @@ class ReplayConfig(dg.Config):
 def replay_dead_letters_op(
     context: dg.OpExecutionContext, config: ReplayConfig, settings: dg.ResourceParam[DagsterSettings]
 ):
-    since = dt.datetime.fromisoformat(config.since) if config.since else None
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=dt.UTC)
+    try:
+        since = utc_moment(config.since) if config.since else None
+    except ValueError as error:
+        raise dg.Failure(description=f"config since: {error}") from None
     result = replay(settings, topic=config.topic, since=since, dry_run=config.dry_run)
     context.log.info(
         f"{result.selected} selected, {result.replayed} replayed: {result.landed} taken in, "
