@@ -31,6 +31,7 @@ class BackfillFailed(RuntimeError):
 class RebuildSummary:
     rows_by_day: dict[str, int]  # rows of workflow_daily each rebuilt day now holds
     workflow_totals_corrected: int  # delta rows inserted into workflow_totals
+    workflow_daily_corrected: int  # delta rows inserted into workflow_daily (one a workflow and day)
     job_log_totals_corrected: int  # delta rows inserted into job_log_totals (jobs whose log counts were off)
     output: str  # dbt's output, for logs
 
@@ -54,13 +55,18 @@ def rebuild_arguments(days: Iterable[dt.date], staging_suffix: str) -> list[str]
     return ["rebuild_days", "--args", json.dumps({"days": listed, "staging_suffix": staging_suffix})]
 
 
-def parse_summary(output: str) -> tuple[dict[str, int], int, int]:
-    """The rows of each rebuilt day, and the delta rows for workflow_totals and for job_log_totals."""
+def parse_summary(output: str) -> tuple[dict[str, int], int, int, int]:
+    """The rows of each rebuilt day, and the delta rows for workflow_totals, workflow_daily and job_log_totals."""
     match = SUMMARY.search(output)
     if match is None:
         raise BackfillFailed("dbt reported no rebuild summary:\n" + output[-3000:])
     summary = json.loads(match.group(1))
-    return summary["days"], summary["workflow_totals_corrected"], summary["job_log_totals_corrected"]
+    return (
+        summary["days"],
+        summary["workflow_totals_corrected"],
+        summary["workflow_daily_corrected"],
+        summary["job_log_totals_corrected"],
+    )
 
 
 def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: float = WAIT_S) -> RebuildSummary:
@@ -82,5 +88,4 @@ def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: floa
         raise BackfillFailed(
             f"dbt run-operation rebuild_days failed (exit {result.returncode}):\n{result.stdout[-3000:]}"
         )
-    rows_by_day, workflows_corrected, jobs_corrected = parse_summary(result.stdout)
-    return RebuildSummary(rows_by_day, workflows_corrected, jobs_corrected, result.stdout)
+    return RebuildSummary(*parse_summary(result.stdout), result.stdout)

@@ -165,6 +165,7 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     [materialization] = repaired.asset_materializations_for_node("daily_reconciliation")
     assert materialization.partition == day.isoformat()
     assert materialization.metadata["workflow_totals_corrected"].value == len(workflows_of_the_day)
+    assert materialization.metadata["workflow_daily_corrected"].value == len(workflows_of_the_day)
     assert materialization.metadata["job_log_totals_corrected"].value == 1
 
     healthy = health.execute_in_process(instance=instance, raise_on_error=False)
@@ -179,6 +180,7 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     again = backfill.execute_in_process(instance=instance, partition_key=day.isoformat())
     [materialization] = again.asset_materializations_for_node("daily_reconciliation")
     assert materialization.metadata["workflow_totals_corrected"].value == 0
+    assert materialization.metadata["workflow_daily_corrected"].value == 0
     assert materialization.metadata["job_log_totals_corrected"].value == 0
     assert_matches(server, loaded)
     assert daily_jobs(server, loaded.prefix) == expected_daily
@@ -233,6 +235,7 @@ def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(serve
     assert result.exit_code == 0, result.output
     assert f"{days[0]}: rebuilt" in result.output
     assert "workflow_totals: 0 workflows corrected" in result.output
+    assert "workflow_daily: 0 workflow days corrected" in result.output
     assert "job_log_totals: 0 jobs corrected" in result.output  # their lines expired: the counts stand
     assert query(server, stored) == before
     assert_matches(server, old)

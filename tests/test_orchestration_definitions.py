@@ -254,8 +254,11 @@ def test_rebuild_arguments_name_each_day_once_in_order():
 
 
 def test_the_rebuild_summary_is_read_from_dbts_output():
-    summary = '{"days": {"2026-11-20": 42}, "workflow_totals_corrected": 3, "job_log_totals_corrected": 2}'
-    assert parse_summary(f"\x1b[0m09:00:01  rebuild summary: {summary}\n") == ({"2026-11-20": 42}, 3, 2)
+    summary = (
+        '{"days": {"2026-11-20": 42}, "workflow_totals_corrected": 3, "workflow_daily_corrected": 4, '
+        '"job_log_totals_corrected": 2}'
+    )
+    assert parse_summary(f"\x1b[0m09:00:01  rebuild summary: {summary}\n") == ({"2026-11-20": 42}, 3, 4, 2)
     with pytest.raises(BackfillFailed, match="no rebuild summary"):
         parse_summary("09:00:01  Done.\n")
 

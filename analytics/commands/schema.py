@@ -79,4 +79,5 @@ def backfill(days, clickhouse_url) -> None:
     for day, rows in sorted(summary.rows_by_day.items()):
         click.echo(f"{day}: rebuilt, {rows} workflow_daily rows")
     click.echo(f"workflow_totals: {summary.workflow_totals_corrected} workflows corrected")
+    click.echo(f"workflow_daily: {summary.workflow_daily_corrected} workflow days corrected")
     click.echo(f"job_log_totals: {summary.job_log_totals_corrected} jobs corrected")

@@ -80,8 +80,12 @@
   {#- Then the days' counters, from the same stored rows; their keys are announced at the end. -#}
   {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(daily) ~ ' where ' ~ in_days) %}
   {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(staged_daily)) %}
-  {% do run_query('insert into ' ~ daily ~ ' (user_id, workflow_id, day, kind, ' ~ measure_names() | join(', ') ~ ') '
-                  ~ workflow_daily_corrections(in_days)) %}
+  {%- set daily_corrections = workflow_daily_corrections(in_days) -%}
+  {%- set days_corrected = run_query('select count() from (' ~ daily_corrections ~ ')').columns[0].values()[0] -%}
+  {%- if days_corrected > 0 %}
+    {% do run_query('insert into ' ~ daily ~ ' (user_id, workflow_id, day, kind, ' ~ measure_names() | join(', ')
+                    ~ ') ' ~ daily_corrections) %}
+  {%- endif %}
   {#- Keys gone from the raw history, found in one statement (a delete's condition must not read
       the clock or system tables, which a workflow in flight needs), then deleted. -#}
   {%- set gone -%}
@@ -109,6 +113,7 @@
   {%- endif %}
 
   {%- set summary = {'days': {}, 'workflow_totals_corrected': corrected | int,
+                     'workflow_daily_corrected': days_corrected | int,
                      'job_log_totals_corrected': jobs_corrected | int} -%}
   {%- for day in days %}
     {%- set rows = run_query('select count() from ' ~ staged_daily ~ " where day = '" ~ day ~ "'").columns[0].values()[0] -%}

@@ -32,7 +32,9 @@ def build_daily_reconciliation(partitions: dg.PartitionsDefinition) -> dg.Assets
             "Materialising a day rebuilds its workflow_daily and job_duration_daily rows from the "
             "deduplicated raw history (through staging tables): delta rows for the counters that were "
             "off, in workflow_daily and workflow_totals, and the day's duration digests replaced. Safe "
-            "to repeat. The same as `analytics backfill --day YYYY-MM-DD`."
+            "to repeat. The same as `analytics backfill --day YYYY-MM-DD`. A backfill rebuilds up to 31 days in "
+            "one run, and each of its days shows the run's metadata: `days` has each day's workflow_daily rows, "
+            "the corrected counts are the whole run's."
         ),
     )
     def daily_reconciliation(
@@ -46,6 +48,7 @@ def build_daily_reconciliation(partitions: dg.PartitionsDefinition) -> dg.Assets
                 "days": dg.MetadataValue.json(summary.rows_by_day),
                 "workflow_daily_rows": sum(summary.rows_by_day.values()),
                 "workflow_totals_corrected": summary.workflow_totals_corrected,
+                "workflow_daily_corrected": summary.workflow_daily_corrected,
                 "job_log_totals_corrected": summary.job_log_totals_corrected,
             }
         )
