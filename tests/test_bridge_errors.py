@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka import Producer
 
 from core.errors import DATA_ERRORS, TRANSIENT_ERRORS
 from embedded.bridge.metrics import RETRIES
@@ -20,6 +21,9 @@ from tests.own_landing import own_landing
 from tests.test_bridge import wait_until_consumed
 
 pytestmark = pytest.mark.kafka
+
+
+PASS_THROUGH = "SELECT payload, _offset AS offset FROM {database}.jobs_messages"
 
 
 def test_the_error_classes_do_not_overlap_and_an_unknown_code_is_unclassified():
@@ -91,4 +95,28 @@ def test_a_block_refused_for_its_partitions_is_split_until_it_fits(analytics_db,
     landed = query(analytics_db, f"SELECT offset FROM {landing.database}.landed ORDER BY offset")
     assert [int(row["offset"]) for row in landed] == list(range(20))
     assert query(analytics_db, f"SELECT count() AS n FROM {landing.database}.dead_letters")[0]["n"] in (0, "0")
+    landing.drop()
+
+
+def test_a_message_the_consumer_cannot_decompress_is_dead_lettered_and_its_partition_goes_on(analytics_db, kafka):
+    """100 MiB of zstd compress into a few KB, under the broker's limit, and past what librdkafka
+    decompresses (receive.message.max.bytes): fetched again and again, it held its partition for ever."""
+    landing = own_landing(analytics_db, kafka, "payload String, offset UInt64", PASS_THROUGH)
+    config = landing.config(flush_interval_ms=100)
+    producer = Producer(
+        {"bootstrap.servers": kafka.bootstrap, "compression.type": "zstd", "message.max.bytes": 200_000_000}
+    )
+    for value in (b"message 0", b"a" * (100 << 20), b"message 2", b"message 3"):
+        producer.produce(landing.prefix + "jobs", value)
+        producer.flush(60)  # a batch each: the large one alone
+    landing.consume(config)
+    landed = query(analytics_db, f"SELECT payload, offset FROM {landing.database}.landed ORDER BY offset")
+    assert [(row["payload"], int(row["offset"])) for row in landed] == [
+        ("message 0", 0),
+        ("message 2", 2),
+        ("message 3", 3),
+    ]
+    [letter] = query(analytics_db, f"SELECT offset, raw_message, error FROM {landing.database}.dead_letters FINAL")
+    assert (int(letter["offset"]), letter["raw_message"]) == (1, "")
+    assert letter["error"].startswith("the bridge could not decode this message (Decompression")
     landing.drop()

@@ -16,7 +16,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from embedded import fault_points
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.lag import LagReporter
-from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES, SKIPPED
+from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
+from embedded.bridge.passing import Undecodable, count_skipped, undecodable
 from embedded.bridge.topic_identity import TopicIdentity
 from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 
@@ -93,6 +94,7 @@ class TopicConsumer:
         self.name = f"bridge-{topic}-{number}"
         self.pending: list[Message] = []
         self.pending_bytes = 0  # of the messages' values: a block of large messages ends early
+        self.passed: dict[int, int] = {}  # partition -> the offset it goes on from past an undecodable message
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
         self.identity = TopicIdentity(config.bootstrap, self.kafka_topic)
@@ -248,32 +250,28 @@ class TopicConsumer:
             MESSAGES.labels(self.topic).inc(len(messages))
             if len(messages) < len(batch):
                 self._raise_or_log([error for message in batch if (error := message.error()) is not None])
+                if stuck := undecodable(batch, self.passed):
+                    self._pass_undecodable(stuck)
             if self.librdkafka_log.resets:
-                self._count_skipped()
+                resets, self.librdkafka_log.resets = self.librdkafka_log.resets, []
+                count_skipped(self.consumer, resets, self.topic, self.name)
 
-    def _count_skipped(self) -> None:
-        """A partition whose next offset the broker no longer held goes on from its earliest one:
-        the messages between were removed (retention, DeleteRecords) before they were consumed."""
-        resets, self.librdkafka_log.resets = self.librdkafka_log.resets, []
-        for topic, partition, at in resets:
+    def _pass_undecodable(self, stuck: list[Undecodable]) -> None:
+        """Dead-letter each message the consumer cannot decode and go on after it (embedded/bridge/passing.py)."""
+        if self.pending:
+            self._flush()  # what came before is inserted and committed first: the commit below passes it
+        for message in stuck:
+            log.warning("%s: [%d] offset %d: %s", self.name, message.partition(), message.offset(), message.reason)
+            self._with_retries(self.writer.dead_letter, message, message.reason)
+            DEAD_LETTERED.labels(self.topic).inc()
+            after = TopicPartition(self.kafka_topic, message.partition(), message.offset() + 1)
+            self.passed[message.partition()] = message.offset() + 1
             try:
-                low, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10, cached=False
-                )
+                self.consumer.commit(offsets=[after], asynchronous=False)
+                self.consumer.seek(after)
             except KafkaException as error:
-                log.warning("%s: %s [%d]: offset %d is not on the broker (%s)", self.name, topic, partition, at, error)
-                continue
-            if at < low:
-                SKIPPED.labels(self.topic).inc(low - at)
                 log.warning(
-                    "%s: %s [%d]: offsets %d to %d were removed from the broker before they were consumed "
-                    "(retention or DeleteRecords): %d messages never counted; going on from offset %d",
-                    *(self.name, topic, partition, at, low - 1, low - at, low),
-                )
-            else:
-                log.warning(
-                    "%s: %s [%d]: offset %d is past the log's end (%d): a new topic of that name? going on from %d",
-                    *(self.name, topic, partition, at, high, low),
+                    "%s: could not go on after offset %d (%s); it comes again", self.name, message.offset(), error
                 )
 
     def _raise_or_log(self, errors: list[KafkaError]) -> None:

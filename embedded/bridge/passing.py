@@ -1,0 +1,87 @@
+"""Offsets the bridge goes past without inserting them: those the broker no longer holds, and
+messages the consumer cannot decode.
+
+A message librdkafka cannot decode (a record batch it fails to decompress: a zstd message of
+100 MiB compressed into 3 KB is past `receive.message.max.bytes` once decompressed, so the broker
+takes it and no consumer can read it; or a corrupt batch) comes back as the same error at every
+fetch, for ever: its partition stalled with no dead letter. Each such offset is dead-lettered
+without its bytes (they stay on the broker until its retention), naming the error, and the
+consumer goes on after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from embedded.bridge.metrics import SKIPPED
+
+log = logging.getLogger(__name__)
+
+UNDECODABLE = frozenset({KafkaError._BAD_COMPRESSION, KafkaError._BAD_MSG})
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A message the consumer could not decode, as a dead letter sees it: its place, no bytes."""
+
+    _partition: int
+    _offset: int
+    reason: str
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return b""
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_NOT_AVAILABLE, -1
+
+
+def undecodable(batch: list[Message], passed: dict[int, int]) -> list[Undecodable]:
+    """The undecodable messages a poll reported, each once, but those already gone past
+    (``passed``: partition -> the offset the consumer goes on from)."""
+    found: dict[tuple[int, int], Undecodable] = {}
+    for message in batch:
+        error = message.error()
+        if error is None or error.code() not in UNDECODABLE or message.offset() < 0:
+            continue
+        if message.offset() < passed.get(message.partition(), -1):
+            continue
+        reason = (
+            f"the bridge could not decode this message ({error.str()}): larger than receive.message.max.bytes "
+            "once decompressed, or a corrupt record batch; its bytes stay on the broker until its retention"
+        )
+        found.setdefault(
+            (message.partition(), message.offset()), Undecodable(message.partition(), message.offset(), reason)
+        )
+    return list(found.values())
+
+
+def count_skipped(consumer: Consumer, resets: list[tuple[str, int, int]], topic: str, name: str) -> None:
+    """A partition whose next offset the broker no longer held goes on from its earliest one:
+    the messages between were removed (retention, DeleteRecords) before they were consumed."""
+    for kafka_topic, partition, at in resets:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(kafka_topic, partition), timeout=10, cached=False)
+        except KafkaException as error:
+            log.warning("%s: %s [%d]: offset %d is not on the broker (%s)", name, kafka_topic, partition, at, error)
+            continue
+        if at < low:
+            SKIPPED.labels(topic).inc(low - at)
+            log.warning(
+                "%s: %s [%d]: offsets %d to %d were removed from the broker before they were consumed "
+                "(retention or DeleteRecords): %d messages never counted; going on from offset %d",
+                *(name, kafka_topic, partition, at, low - 1, low - at, low),
+            )
+        else:
+            log.warning(
+                "%s: %s [%d]: offset %d is past the log's end (%d): a new topic of that name? going on from %d",
+                *(name, kafka_topic, partition, at, high, low),
+            )
