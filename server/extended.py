@@ -31,8 +31,8 @@ class ExtendedQueries:
                     whole = self.model.details(scope.user_id, timeout)
                     return None if whole is None else ("", Summary(*whole[0], whole[1]))
                 found = self.model.counters(scope.user_id, scope.workflow_id, scope.kind, timeout)
-            except Stale:
-                pass
+            except Stale as stale:
+                self.model.answered_elsewhere(stale)
             else:
                 if found is None:
                     return None
@@ -47,8 +47,8 @@ class ExtendedQueries:
         if self.model is not None and not scope.period.bounded:
             try:
                 rows = self.model.list_workflows(scope.user_id, scope.kind, sort, ascending, after, limit, timeout)
-            except Stale:
-                pass
+            except Stale as stale:
+                self.model.answered_elsewhere(stale)
             else:
                 return rows or []
         return self.queries.list_workflows(scope, sort, ascending, after, limit, timeout)
@@ -58,8 +58,8 @@ class ExtendedQueries:
         if self.model is not None and scope.workflow_id is None and scope.kind is None:
             try:
                 return self.model.time_series(scope.user_id, granularity, scope.period, timeout)
-            except Stale:
-                pass
+            except Stale as stale:
+                self.model.answered_elsewhere(stale)
         return self.queries.time_series(scope, granularity, timeout)
 
     def known(self, user_id: str, workflow_id: str | None, timeout: float) -> bool:
@@ -67,6 +67,6 @@ class ExtendedQueries:
         if self.model is not None:
             try:
                 return self.model.known(user_id, workflow_id, timeout)
-            except Stale:
-                pass
+            except Stale as stale:
+                self.model.answered_elsewhere(stale)
         return self.queries.known(user_id, workflow_id, timeout)

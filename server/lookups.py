@@ -63,14 +63,14 @@ class TotalsLookups:
         if self.model is not None:
             try:
                 return self.model.user_totals(user_id, timeout)
-            except Stale:
-                pass
+            except Stale as stale:
+                self.model.answered_elsewhere(stale)
         return self._users.get(user_id, timeout)
 
     def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
         if self.model is not None:
             try:
                 return self.model.workflow_totals(user_id, workflow_id, timeout)
-            except Stale:
-                pass
+            except Stale as stale:
+                self.model.answered_elsewhere(stale)
         return self._workflows.get((user_id, workflow_id), timeout)

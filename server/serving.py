@@ -52,6 +52,7 @@ from core.repeated_log import RepeatedFailure
 from server.pagination import Position
 from server.queries import Totals, WorkflowRow
 from server.series import HeldSeries, bucket_start, series_of, uncut
+from server.serving_fresh import Freshness, Stale, TooMany
 from server.serving_reads import (
     CHANGED_USERS_PERCENTILES,
     CHANGED_USERS_SERIES,
@@ -85,21 +86,13 @@ log = logging.getLogger(__name__)
 Percentiles = tuple[float, float, float, float]
 
 
-class Stale(Exception):
-    """The model cannot answer within its staleness bound (not loaded yet, or its feed is behind)."""
-
-
-class TooMany(Stale):
-    """The answer needs more of a user's workflows than the model goes through in one call."""
-
-
 # A listing, or a kind's counters, goes through every workflow of the user in Python, holding the
 # interpreter (about 1 µs a workflow): beyond this many ClickHouse sorts them faster, and without
 # holding up the other calls (measured with a user of 100,000: 115 ms here, 43 ms in ClickHouse).
 SCANNED_AT_MOST = 10_000
 
 
-class ServingModel:
+class ServingModel(Freshness):
     def __init__(
         self,
         backend: QueryBackend,
@@ -135,6 +128,7 @@ class ServingModel:
         self._held = 0  # workflows in _workflows
         self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
+        self._floor: float | None = None  # our clock when a call last went to ClickHouse instead
         # Newest block of workflow_changes at the previous read and at the one before it.
         self._blocks: tuple[int, int] | None = None
         self._loaded_at = 0.0
@@ -159,49 +153,6 @@ class ServingModel:
         return f"read-your-writes (a lookup waits at most {self.max_staleness}s for the model to catch up)"
 
     # -- answers ----------------------------------------------------------------------------------
-    def staleness(self) -> float | None:
-        """Seconds since the newest applied read was sent; None before the first one."""
-        return None if self._fresh_as_of is None else self._clock() - self._fresh_as_of
-
-    def _check_fresh(self, timeout: float) -> None:
-        if self.off is not None:
-            raise Stale(self.off)
-        if self._writes is None:
-            self._check_bound()
-        else:
-            self._check_writes_read(self._writes, timeout)
-
-    def _check_bound(self) -> None:
-        age = self.staleness()
-        if age is None:
-            raise Stale("the serving model is not loaded")
-        if age > self.max_staleness:
-            raise Stale(f"the serving model is {age:.3f}s old")
-
-    def _check_writes_read(self, writes: WriteLog, timeout: float) -> None:
-        covered = self._covered
-        if covered is None:
-            raise Stale("the serving model is not loaded")
-        wanted = writes.counts()
-        if self._has_read(wanted):
-            return
-        self._wake.set()  # the feed reads now, for every lookup waiting
-        if wanted[1] > covered[1]:
-            raise Stale("a write no insert announces changed the data: the serving model reads everything again")
-        if self._loading:
-            raise Stale("the serving model is reading everything again")  # seconds at scale: not worth a wait
-        if self._failing:
-            raise Stale("the serving model's newest read failed")
-        with self._applied:
-            wait = min(self.max_staleness, timeout / 2)
-            self._applied.wait_for(lambda: self._has_read(wanted) or self._failing or self.off is not None, wait)
-            if not self._has_read(wanted):
-                raise Stale("the serving model has not read the newest inserts in time")
-
-    def _has_read(self, wanted: tuple[int, int]) -> bool:
-        covered = self._covered
-        return covered is not None and wanted[0] <= covered[0] and wanted[1] <= covered[1]
-
     def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
         """One workflow's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
         self._check_fresh(timeout)

@@ -19,6 +19,7 @@ from server.pagination import Position
 from server.queries import Summary
 from server.series import uncut
 from server.serving import ServingModel, Stale, TooMany
+from server.serving_fresh import Behind
 from server.validation import FIRST_DAY, LAST_DAY, Period
 from server.workflow_counts import ListingOrders, counts_of
 
@@ -323,3 +324,21 @@ def test_the_memory_a_workflow_takes_is_said_alike_in_the_help_and_the_readme():
     promised = re.findall(r"about (\d+) bytes each in memory", readme)
     helped = re.findall(r"about (\d+) bytes each", GrpcSettings.model_fields["grpc_serving_max_workflows"].description)
     assert measured and set(measured) == set(promised) == set(helped)
+
+
+def test_after_a_call_went_to_clickhouse_for_lack_of_a_read_answers_come_from_a_newer_read():
+    """Else a counter read from ClickHouse, then from a model a read behind, went down between two calls."""
+    now = [0.0]
+    backend = MovingBackend()
+    model = ServingModel(backend, max_staleness=60, clock=lambda: now[0])
+    model.load()  # sent at 0
+    now[0] = 5.0
+    model.answered_elsewhere(TooMany("a user of many workflows"))  # a call the model never answers
+    assert model.user_totals("u1", 1.0) is not None
+    model.answered_elsewhere(Behind("the serving model is 61.000s old"))
+    with pytest.raises(Behind, match="went to ClickHouse after the serving model's newest read"):
+        model.user_totals("u1", 0.02)  # no feed runs here: no read comes within the wait
+    now[0] = 6.0
+    backend.newest = 1
+    model.poll()  # sent at 6, after the call that went to ClickHouse
+    assert model.user_totals("u1", 1.0) is not None
