@@ -41,6 +41,11 @@ retention:
       skipped: 7
       failure: 30
       success: 7
+# What the project's own code logs (a backfill waiting for the rebuild lock, say) shows in the run's log.
+python_logs:
+  python_log_level: INFO
+  managed_python_loggers:
+    - operations
 """
 
 

@@ -508,3 +508,31 @@ def retain(settings: Settings, target) -> None:
     """Apply the settings' log retention to job_log_events, as `analytics migrate` does."""
     run = run_dbt(settings, "run", "--select", "job_log_events", capture=True, target_path=target)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
+def test_a_backfill_waiting_for_the_rebuild_lock_says_so_in_its_runs_log(server, defs):
+    """Dagster captures what the project's own code logs (analytics up writes the instance's settings)."""
+    import threading
+
+    import yaml
+
+    from analytics.dagster_service import INSTANCE_CONFIG
+    from operations.rebuild_lock import rebuild_lock
+
+    backfill = defs.resolve_job_def("daily_reconciliation_job")
+    with dg.instance_for_test(overrides=yaml.safe_load(INSTANCE_CONFIG)) as instance:
+        results = []
+        with rebuild_lock(server.settings()):
+            run = threading.Thread(
+                target=lambda: results.append(
+                    backfill.execute_in_process(instance=instance, partition_key="2026-11-20")
+                )
+            )
+            run.start()
+            time.sleep(3)  # the run reaches the lock and waits for it
+        run.join(300)
+        [result] = results
+        assert result.success
+        said = [record.user_message for record in instance.all_logs(result.run_id)]
+        assert any("waiting for the rebuild of" in message for message in said), said[-20:]
