@@ -10,6 +10,8 @@ model went down between two calls: 89 to 132 times a minute on a loaded server o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core.backend import WriteLog
 
 
@@ -63,11 +65,8 @@ class Freshness:
         if self._past_floor():
             return
         self._wake.set()
-        with self._applied:
-            wait = min(self.max_staleness, timeout / 2)
-            self._applied.wait_for(lambda: self._past_floor() or self._failing or self.off is not None, wait)
-            if not self._past_floor():
-                raise Behind("a call went to ClickHouse after the serving model's newest read")
+        if not self._wait_for_read(self._past_floor, timeout):
+            raise Behind("a call went to ClickHouse after the serving model's newest read")
 
     def _check_bound(self) -> None:
         age = self.staleness()
@@ -90,11 +89,16 @@ class Freshness:
             raise Behind("the serving model is reading everything again")  # seconds at scale: not worth a wait
         if self._failing:
             raise Behind("the serving model's newest read failed")
+        if not self._wait_for_read(lambda: self._has_read(wanted), timeout):
+            raise Behind("the serving model has not read the newest inserts in time")
+
+    def _wait_for_read(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait for an applied read that makes ``done`` true (at most the bound, or half the call's
+        deadline; less if a read fails or the model turns off); whether it came."""
         with self._applied:
             wait = min(self.max_staleness, timeout / 2)
-            self._applied.wait_for(lambda: self._has_read(wanted) or self._failing or self.off is not None, wait)
-            if not self._has_read(wanted):
-                raise Behind("the serving model has not read the newest inserts in time")
+            self._applied.wait_for(lambda: done() or self._failing or self.off is not None, wait)
+            return done()
 
     def _has_read(self, wanted: tuple[int, int]) -> bool:
         covered = self._covered

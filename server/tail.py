@@ -75,12 +75,13 @@ class Subscription:
         self._end: End | None = None
         self._ready = threading.Condition()
 
-    def deliver(self, rows: list[LogRow]) -> None:
+    def deliver(self, rows: list[LogRow], size: int | None = None) -> None:
+        """Hand over ``rows``; ``size``, their messages' length, when the caller has it already."""
         with self._ready:
             if self._end is not None:
                 return
             self._lines.extend(rows)
-            self._bytes += sum(len(row.message) for row in rows)
+            self._bytes += sum(len(row.message) for row in rows) if size is None else size
             if len(self._lines) > MAX_BUFFERED_LINES or self._bytes > MAX_BUFFERED_BYTES:
                 self._lines.clear()
                 self._bytes = 0
@@ -237,8 +238,9 @@ class TailHub:
                     key: ingested for key, ingested in tail.handed_out.items() if ingested >= self._since_ms
                 }
                 if fresh:
+                    size = sum(len(row.message) for row in fresh)  # once, whatever the number of tails
                     for subscription in tail.subscribers:
-                        subscription.deliver(fresh)
+                        subscription.deliver(fresh, size)
                 if job in ended and tail.ended_at_ms is None:
                     tail.ended_at_ms = now_ms
                 # Only a sweep ends a tail: it has seen the inserts that were slow to show.
