@@ -7,8 +7,10 @@ unpredictable.
 
 import datetime as dt
 import json
+import re
 import time
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -144,6 +146,11 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     health = defs.resolve_job_def("pipeline_health")
     broken = health.execute_in_process(instance=instance, raise_on_error=False)
     assert not broken.success
+    # The failed dbt step names its debug log, which stays to be read.
+    [failure] = broken.get_step_failure_events()
+    message = failure.step_failure_data.error.message
+    dbt_log = Path(re.search(r"view the dbt debug log: (\S+dbt\.log)", message).group(1))
+    assert "workflow_daily_matches_raw_history" in dbt_log.read_text()
     found = evaluations(broken)
     assert not found["workflow_daily:workflow_daily_matches_raw_history"].passed
     assert not found["workflow_totals:workflow_totals_match_raw_history"].passed
@@ -171,6 +178,8 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     healthy = health.execute_in_process(instance=instance, raise_on_error=False)
     found = evaluations(healthy)
     assert all(found[name].passed for name in RECONCILIATION), found
+    assert dbt_log.exists()  # a run that passed removes its own target directory, not a failed one's
+    assert not (dbt_log.parent.parent / healthy.run_id).exists()
     # Exact: every workflow's totals and every day's jobs as computed independently from the events.
     assert_matches(server, loaded)
     expected_daily = {key: jobs for key, jobs in loaded.expected.daily_jobs.items() if jobs}

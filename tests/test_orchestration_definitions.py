@@ -22,7 +22,13 @@ from core.settings.dagster import DagsterSettings
 from operations import dbt as migrate
 from operations.backfill import BackfillFailed, parse_summary, rebuild_arguments
 from orchestration.health.checks import PartitionLag, lags_from_rdkafka_stat
-from orchestration.schema.assets import dbt_build_args, model_group
+from orchestration.schema.assets import (
+    FAILED_RUNS_KEPT,
+    LEFT_BY_A_KILLED_RUN_SECONDS,
+    dbt_build_args,
+    keep_failed_run,
+    model_group,
+)
 from orchestration.schema.resources import ManifestError, adopt_manifest, dbt_resource, prepare_manifest
 
 pytestmark = pytest.mark.long_file(16)  # seconds of a worker, measured: run first (tests/scheduling.py)
@@ -233,6 +239,32 @@ def test_data_failing_tests_is_told_apart_from_a_schema_that_did_not_build(tmp_p
 def test_models_are_grouped_by_their_folder():
     assert model_group({"resource_type": "model", "fqn": ["analytics", "raw", "job_events"]}) == "raw"
     assert model_group({"resource_type": "test", "fqn": ["analytics", "workflow_daily_matches"]}) is None
+
+
+def test_failed_runs_are_kept_up_to_a_number_and_runs_a_kill_left_for_a_day(tmp_path):
+    runs = tmp_path / "runs"
+    failed = []
+    for number in range(FAILED_RUNS_KEPT + 3):
+        run = runs / f"failed-{number:02}"
+        run.mkdir(parents=True)
+        keep_failed_run(run)
+        os.utime(run / "FAILED", (number, number))  # in the order they failed
+        failed.append(run)
+    running = runs / "running"
+    abandoned = runs / "abandoned"
+    running.mkdir()
+    abandoned.mkdir()
+    now = 10_000_000.0
+    os.utime(running, (now - 60, now - 60))
+    os.utime(abandoned, (now - LEFT_BY_A_KILLED_RUN_SECONDS - 60,) * 2)
+
+    newest = runs / "newest"
+    newest.mkdir()
+    keep_failed_run(newest, now=now)
+
+    left = sorted(path.name for path in runs.iterdir())
+    # The newest failed runs, this one among them, and the run still in progress.
+    assert left == sorted([run.name for run in failed[-(FAILED_RUNS_KEPT - 1) :]] + ["newest", "running"])
 
 
 def test_dbt_build_gets_this_deployments_vars():

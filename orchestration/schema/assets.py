@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ def dbt_build_args(settings: DagsterSettings) -> list[str]:
     return ["build", "--vars", json.dumps(dbt_vars(settings))]
 
 
+# A failed run's target directory stays, so the dbt.log its failure names can be read; the newest
+# FAILED_RUNS_KEPT stay, and a directory a killed run left is removed after a day.
+FAILED_RUNS_KEPT = 20
+FAILED_MARK = "FAILED"
+LEFT_BY_A_KILLED_RUN_SECONDS = 24 * 3600
+
+
 def run_target_path(settings: DagsterSettings, run_id: str) -> Path:
     """A target directory per run (dbt writes run_results.json there), under the data directory.
 
@@ -50,6 +58,24 @@ def run_target_path(settings: DagsterSettings, run_id: str) -> Path:
     return target_path
 
 
+def keep_failed_run(target_path: Path, *, now: float | None = None) -> None:
+    """Mark a failed run's target directory to be kept; prune older failed and abandoned ones."""
+    (target_path / FAILED_MARK).touch()
+    now = time.time() if now is None else now
+    failed, abandoned = [], []
+    for run in target_path.parent.iterdir():
+        if run == target_path or not run.is_dir():
+            continue
+        mark = run / FAILED_MARK
+        if mark.exists():
+            failed.append((mark.stat().st_mtime, run))
+        elif now - run.stat().st_mtime > LEFT_BY_A_KILLED_RUN_SECONDS:
+            abandoned.append(run)
+    failed.sort(reverse=True)
+    for run in [run for _, run in failed[FAILED_RUNS_KEPT - 1 :]] + abandoned:
+        shutil.rmtree(run, ignore_errors=True)
+
+
 def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
     @dbt_assets(manifest=manifest, dagster_dbt_translator=AnalyticsTranslator(), name="analytics_dbt")
     def analytics_dbt(
@@ -58,14 +84,20 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
         """`dbt build` of the selected models and tests against the configured ClickHouse."""
         target_path = run_target_path(settings, context.run.run_id)
         clickhouse = ClickHouse(settings)
+        succeeded = False
         try:
             with profile_environment(settings):
                 invocation = dbt.cli(dbt_build_args(settings), context=context, target_path=target_path)
             for event in invocation.stream():
                 yield named(event, target_path, clickhouse)  # what a failing check found off
+            succeeded = True
         finally:
-            # dbt's artefacts (a manifest per run among them) are in the run's events by now; the
-            # health sensor starts runs all day, so keeping them would fill the disk.
-            shutil.rmtree(target_path, ignore_errors=True)
+            if succeeded:
+                # dbt's artefacts (a manifest per run among them) are in the run's events by now;
+                # the health sensor starts runs all day, so keeping them would fill the disk.
+                shutil.rmtree(target_path, ignore_errors=True)
+            else:
+                # The step's failure names this run's dbt.log: it stays to be read.
+                keep_failed_run(target_path)
 
     return analytics_dbt
