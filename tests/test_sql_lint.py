@@ -1,4 +1,4 @@
-"""sqlfluff over the dbt project (.sqlfluff): the project's models pass it, a model written as the
+"""sqlfluff over the dbt project (.sqlfluff): the project's models and data tests pass it, a model written as the
 project writes them passes, and one that breaks a rule fails, naming the rule.
 
 The project's own lint runs here, beside the other tests on a worker of its own, rather than
@@ -48,10 +48,14 @@ def lint(project: Path, sql: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_projects_models_pass():
+def test_the_projects_models_and_data_tests_pass():
     # The tests below show this configuration failing a model that breaks a rule.
     result = subprocess.run(
-        [SQLFLUFF, "lint", "dbt_project/models"], cwd=REPO, capture_output=True, text=True, timeout=600
+        [SQLFLUFF, "lint", "dbt_project/models", "dbt_project/tests"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
 

@@ -29,3 +29,18 @@
     toInt64(sum({{ name }})) as {{ name }}{{ ',' if not loop.last }}
   {%- endfor %}
 {%- endmacro %}
+
+{#- Every counter of two sides beside each other: `stored.jobs as stored_jobs, rebuilt.jobs as rebuilt_jobs, ...`. -#}
+{% macro measures_side_by_side(left, right) -%}
+  {%- for name in measure_names() %}
+    {{ left }}.{{ name }} as {{ left }}_{{ name }},
+    {{ right }}.{{ name }} as {{ right }}_{{ name }}{{ ',' if not loop.last }}
+  {%- endfor %}
+{%- endmacro %}
+
+{#- Whether any counter differs between two sides: `stored.jobs != rebuilt.jobs or ...`. -#}
+{% macro measures_differ(left, right) -%}
+  {%- for name in measure_names() %}
+    {{ left }}.{{ name }} != {{ right }}.{{ name }}{{ ' or' if not loop.last }}
+  {%- endfor %}
+{%- endmacro %}

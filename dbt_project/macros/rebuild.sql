@@ -214,9 +214,7 @@
   from correct
   full outer join stored using ({{ keys | join(', ') }})
   where
-      {%- for name in measure_names() %}
-      correct.{{ name }} != stored.{{ name }}{{ ' or' if not loop.last }}
-      {%- endfor %}
+      {{ measures_differ('correct', 'stored') }}
 {% endmacro %}
 
 {#- Staging tables live next to their targets, named <target>__rebuild_<suffix>. -#}

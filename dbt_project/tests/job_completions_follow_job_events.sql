@@ -8,12 +8,12 @@ with
         where event_name in ('completed', 'failed', 'cancelled')
     ),
     completions as (
-        select user_id, workflow_id, job_id, count() as rows
+        select user_id, workflow_id, job_id, count() as completion_rows
         from {{ ref('job_completions') }} final
         group by user_id, workflow_id, job_id
     )
-select user_id, workflow_id, job_id, completions.rows
+select user_id, workflow_id, job_id, completions.completion_rows
 from finished
 full outer join completions using (user_id, workflow_id, job_id)
-where completions.rows != 1
+where completions.completion_rows != 1
 {% endcall %}

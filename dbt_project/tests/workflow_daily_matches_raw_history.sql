@@ -13,14 +13,9 @@ select
     user_id,
     workflow_id,
     day,
-    {%- for name in measure_names() %}
-    stored.{{ name }} as stored_{{ name }},
-    rebuilt.{{ name }} as rebuilt_{{ name }}{{ ',' if not loop.last }}
-    {%- endfor %}
+    {{ measures_side_by_side('stored', 'rebuilt') }}
 from stored
 full outer join rebuilt using (user_id, workflow_id, day)
 where
-    {%- for name in measure_names() %}
-    stored.{{ name }} != rebuilt.{{ name }}{{ ' or' if not loop.last }}
-    {%- endfor %}
+    {{ measures_differ('stored', 'rebuilt') }}
 {% endcall %}

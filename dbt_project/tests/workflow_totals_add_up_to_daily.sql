@@ -22,7 +22,5 @@ select user_id, workflow_id
 from totals
 full outer join days using (user_id, workflow_id)
 where
-    {%- for name in measure_names() %}
-    totals.{{ name }} != days.{{ name }}{{ ' or' if not loop.last }}
-    {%- endfor %}
+    {{ measures_differ('totals', 'days') }}
 {% endcall %}
