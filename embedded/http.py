@@ -13,8 +13,8 @@ HTTPHandler maps it onto its executor:
 Every chDB call of a request runs in a worker thread, one call at a time, on a connection the
 request owns until it ends: no connection is ever used by two threads at once.
 
-This module admits requests and runs them; a request's connection is its Lease (embedded.lease),
-INSERT bodies reach chDB through embedded.inserts, and answers are built by embedded.responses.
+A request's connection is its Lease (embedded.lease); INSERT bodies reach chDB through embedded.inserts,
+a topic's one at a time (embedded.landing_locks); answers are built by embedded.responses.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from embedded.formats import (
 )
 from embedded.inserts import insert_from_file, insert_through_fifo
 from embedded.kill_marks import by_client_query_id, watched
+from embedded.landing_locks import LandingLocks
 from embedded.lease import Lease
 from embedded.native_blocks import NativeRevision
 from embedded.request import BodyReader, RequestSpec, parse_request, timeout_setting
@@ -102,6 +103,7 @@ class Front:
         self.running: set[str] = set()
         self.async_inserts = async_inserts.AsyncInsertQueue()
         self.async_insert_tasks: set[asyncio.Future] = set()
+        self.landing_locks = LandingLocks()  # a topic's inserts one at a time (first-seen gates)
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_queries + 8)
         self.fence = (
             None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
@@ -272,9 +274,7 @@ class Front:
     async def _insert(
         self, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader
     ) -> Response:
-        # The rows always reach chDB through FROM INFILE, never pasted after the statement: chDB
-        # (like clickhouse-local) ends inline INSERT data at the first blank line and runs the
-        # rest as SQL, so "\n\n" in a body (text, or bytes of a Native block) would be executed.
+        # The rows reach chDB through FROM INFILE, never pasted after the statement (embedded/inserts.py).
         async_inserts.check_settings(spec.settings)
         limit = self.config.small_insert_limit
         while not body.exhausted and len(head) - insert.data_start <= limit:
@@ -353,7 +353,8 @@ class Front:
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small. So does a
             # result with totals or extremes: chDB's streamed chunks and the spool leave them out.
             try:
-                result = await self.watched(spec, lease.run, bytes(head), fmt)
+                async with self.landing_locks.held(bytes(head)):  # INSERT ... SELECT
+                    result = await self.watched(spec, lease.run, bytes(head), fmt)
             finally:
                 self._count_write(statement, lease)
             data = result.bytes() if revision is None else revision.convert(result.bytes())
@@ -393,8 +394,6 @@ class Front:
             self.engine.writes.inserted()
         elif lease.statement_class in ("MUTATING", "MUTATING_GLOBAL", "UNKNOWN") and lease.ran:
             self.engine.writes.changed()
-
-    # -- responses ---------------------------------------------------------------------------
 
 
 def _query_too_large(spec: RequestSpec) -> ClickHouseError:

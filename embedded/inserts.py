@@ -35,7 +35,8 @@ async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: 
     try:
         path.write_bytes(head[insert.data_start :] if rows is None else rows)
         statement = insert.statement_reading_from(head[: insert.data_start], str(path))
-        return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
+        async with front.landing_locks.held(statement):
+            return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
     except ClickHouseError as error:
         raise error.without_file(str(path), "the request body") from None
     finally:
@@ -44,6 +45,12 @@ async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: 
 
 async def insert_through_fifo(front: Front, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):
     """A large or still-arriving body: stream it into chDB through a FIFO as it comes."""
+    statement = insert.statement_reading_from(head[: insert.data_start], "")
+    async with front.landing_locks.held(statement):
+        return await _insert_through_fifo(front, lease, head, insert, body)
+
+
+async def _insert_through_fifo(front: Front, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):
     fifo = front.engine.tmp_dir / f"{uuid.uuid4().hex}.fifo"
     os.mkfifo(fifo, 0o600)
     try:

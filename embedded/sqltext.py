@@ -236,6 +236,33 @@ def find_insert_data(text: str, complete: bool) -> InsertData | None | bool:
     return None if complete else False
 
 
+def insert_target(statement: str) -> tuple[str | None, str] | None:
+    """The (database or None, table) an ``INSERT INTO [TABLE] [db.]table ...`` writes; None if it
+    is not such an insert (another statement, ``INSERT INTO FUNCTION``)."""
+    try:
+        stream = tokens(statement)
+        first = next(stream, None)
+        if first is None or first.upper != "INSERT":
+            return None
+        token = next(stream, None)
+        if token is not None and token.upper == "INTO":
+            token = next(stream, None)
+        if token is not None and token.upper == "TABLE":
+            token = next(stream, None)
+        if token is None or token.kind not in ("word", "quoted") or token.upper == "FUNCTION":
+            return None
+        name = _unquote(token.text)
+        dot = next(stream, None)
+        if dot is None or dot.text != ".":
+            return None, name
+        table = next(stream, None)
+        if table is None or table.kind not in ("word", "quoted"):
+            return None
+        return name, _unquote(table.text)
+    except IncompleteText:
+        return None
+
+
 def _data_start(text: str, after_format_name: int) -> int:
     """ClickHouse skips blanks on the FORMAT line and then one line break before the data."""
     pos = after_format_name
