@@ -12,6 +12,7 @@ from embedded.sqltext import quote_string
 
 # native_blocks raises NOT_IMPLEMENTED by this name; every other module uses core.errors.Code.
 NOT_IMPLEMENTED = Code.NOT_IMPLEMENTED
+THROW_IF = "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"
 
 _CODE_IN_TEXT = re.compile(r"^Code: (\d+)\. ")
 _NESTED = re.compile(
@@ -28,6 +29,7 @@ class ClickHouseError(Exception):
         self.code = code
         self.name = name
         self.message = message
+        self.status: int | None = None  # the HTTP status, where it is not the name's
 
     @classmethod
     def of(cls, code: Code, message: str) -> ClickHouseError:
@@ -65,9 +67,21 @@ class ClickHouseError(Exception):
         message = message.replace(f"FROM INFILE {quote_string(path)} ", "").replace(path, data_source)
         return ClickHouseError(self.code, self.name, message)
 
+    def of_the_rows(self) -> ClickHouseError:
+        """The error of an INSERT's rows. A throwIf there is a view refusing them (the landing views'
+        event contract): the sender's data, so 400, which no HTTP client retries as it is (a
+        ClickHouse server answers 500), with the view's message and not the expression that gave it."""
+        if self.name != THROW_IF:
+            return self
+        refused = ClickHouseError(
+            self.code, self.name, self.message.split(": while executing 'FUNCTION throwIf(", 1)[0]
+        )
+        refused.status = 400
+        return refused
+
     @property
     def http_status(self) -> int:
-        return http_status(self.name)
+        return self.status or http_status(self.name)
 
     def render(self, version: str) -> str:
         """The response body ClickHouse sends for this error."""

@@ -38,7 +38,7 @@ async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: 
         async with front.landing_locks.held(statement):
             return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
     except ClickHouseError as error:
-        raise error.without_file(str(path), "the request body") from None
+        raise error.without_file(str(path), "the request body").of_the_rows() from None
     finally:
         path.unlink(missing_ok=True)
 
@@ -75,7 +75,7 @@ async def _insert_through_fifo(front: Front, lease: Lease, head: bytearray, inse
             pipe.close()
         return await done
     except ClickHouseError as error:
-        raise error.without_file(str(fifo), "the request body") from None
+        raise error.without_file(str(fifo), "the request body").of_the_rows() from None
     finally:
         fifo.unlink(missing_ok=True)
 

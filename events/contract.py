@@ -98,6 +98,7 @@ def validate_message(message: Mapping[str, Any]) -> None:
     if is_compat_message(message):
         label = f"{ANALYTICS_TOPIC} compatibility event"
         _check(message, SCHEMA_BY_TOPIC[ANALYTICS_TOPIC], label)
+        _check_no_kafka_columns(message, label)
         _check_values(message, label)
         _check_json_paths(message["Data"], "Data", label)
         return
@@ -111,6 +112,8 @@ def validate_message(message: Mapping[str, Any]) -> None:
     _check_values(message, _label(message))
     if topic == TELEMETRY_TOPIC:
         _check_json_paths(message, "", _label(message))  # stored whole as `attributes`
+    else:
+        _check_no_kafka_columns(message, _label(message))
     for field in _TIMESTAMP_FIELDS:
         value = message.get(field)
         if isinstance(value, str) and (topic != TELEMETRY_TOPIC or field == "event_time"):
@@ -120,6 +123,17 @@ def validate_message(message: Mapping[str, Any]) -> None:
 
 
 _TIMESTAMP_FIELDS = ("event_time", "scheduled_at", "started_at", "completed_at")
+
+# The landing tables' columns that only Kafka ingest fills (its position, a parse error): sent over
+# HTTP, a key of these names would fill them, so every path refuses an event that has one (dbt
+# macro kafka_column_names). A telemetry event lands whole, as one text, and may have them.
+KAFKA_COLUMNS = ("_topic", "_partition", "_offset", "_timestamp_ms", "_raw_message", "_error")
+
+
+def _check_no_kafka_columns(message: Mapping[str, Any], label: str) -> None:
+    for name in KAFKA_COLUMNS:
+        if name in message:
+            raise InvalidEvent(name, "is set by Kafka ingest, never by a sender", label)
 
 
 def _real_time(value: str, field: str, label: str) -> datetime:

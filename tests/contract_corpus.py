@@ -165,6 +165,16 @@ def _handmade(valid: list[dict]) -> list[tuple[str, dict]]:
         ("telemetry", {**metric, "value": 10**30}),
         ("jobs", metric),
         ("workflows", {**job, "event_type": "workflow", "event_name": "created"}),
+        # An integer past 64 bits where a string belongs, its digits also quoted as another field's value.
+        ("job_logs", {**log, "user_id": 10**23, "message": str(10**23)}),
+        ("job_logs", {**log, "user_id": str(10**23), "message": str(10**23)}),
+        ("telemetry", {**metric, "service_name": 10**23, "note": str(10**23)}),
+        # The landing columns only Kafka ingest fills may not be an event's keys (a telemetry event's may).
+        ("job_logs", {**log, "_offset": 1}),
+        ("jobs", {**job, "_timestamp_ms": "2026-11-24 08:00:00.000", "_topic": "jobs"}),
+        ("analytics", {k: v for k, v in compat.items() if k != "EventKey"} | {"_partition": 0, "_offset": 0}),
+        ("workflows", {**first[("workflows", "created")], "_error": "parse error"}),
+        ("telemetry", {**metric, "_offset": 1, "_error": "x"}),
     ]
     return cases
 

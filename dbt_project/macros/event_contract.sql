@@ -97,8 +97,8 @@
 -#}
 {% macro raw_is(field, kind) -%}
   {%- set raw = "JSONExtractRaw(message, '" ~ field ~ "')" -%}
-  {%- if kind == 'string' -%} (startsWith({{ raw }}, '"') AND NOT {{ bare_big_integer(raw, 'message') }})
-  {%- elif kind == 'number' -%} (match({{ raw }}, '^-?[0-9]') OR {{ bare_big_integer(raw, 'message') }})
+  {%- if kind == 'string' -%} (startsWith({{ raw }}, '"') AND NOT {{ bare_big_integer("'" ~ field ~ "'", raw, 'message') }})
+  {%- elif kind == 'number' -%} (match({{ raw }}, '^-?[0-9]') OR {{ bare_big_integer("'" ~ field ~ "'", raw, 'message') }})
   {%- elif kind == 'boolean' -%} {{ raw }} IN ('true', 'false')
   {%- endif -%}
 {%- endmacro %}
@@ -214,9 +214,12 @@
 
 {#-
   The rows of a landing table that satisfy the contract, given `_violation` (contract_violation
-  below): a WHERE condition. Each rule is evaluated once, in `_violation`; throwIf fails an HTTP
-  insert naming the rule its first refused row breaks (the intake answers with that message),
-  while rows from Kafka are filtered, never thrown for.
+  below): a WHERE condition. Each rule is evaluated once, in `_violation`; one throwIf fails an
+  HTTP insert naming its first refused row (its event id) and the rule it breaks (the intake
+  answers with that message), while rows from Kafka are filtered, never thrown for. A row sent over HTTP
+  may not set the Kafka position or parse error (the `_` columns): a row that has them is taken
+  as Kafka's, and would be filtered into a dead letter instead of refused, or, without an
+  EventKey, counted once per position instead of once per send.
 
   throwIf takes only a constant message, so the message is a scalar subquery over the view's
   source: in a materialized view that reads the inserted block, evaluated once per block, before
@@ -224,13 +227,31 @@
   analysed again for every insert: planning the jobs raw view fell from 22 to 15 ms.
 -#}
 {% macro contract_holds(topic) -%}
-  throwIf(_offset IS NULL AND _error != '', '{{ topic }} event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
-          select concat('{{ topic }} event refused, ', any(_violation))
+  {%- set refused = 'NOT ' ~ from_kafka() ~ ' AND (' ~ kafka_columns_set() ~ " OR _violation != '')" -%}
+  throwIf({{ refused }}, (
+      select concat('{{ topic }} event ', refusal.1, ' refused, ', refusal.2)
+      from (
+          select any(({{ event_named(topic) }}, if({{ kafka_columns_set() }},
+              'no_kafka_columns: {{ kafka_column_names() | join(', ') }} are set by Kafka ingest, never by a sender',
+              _violation))) as refusal
           from {{ ref(topic ~ '_checked') }}
-          where _offset IS NULL AND _error = '' AND _violation != ''
-      )) = 0
+          where {{ refused }}
+      )
+  )) = 0
       and _violation = ''
+{%- endmacro %}
+
+{#- Any of the columns only Kafka ingest fills. -#}
+{% macro kafka_columns_set() -%}
+  (_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '')
+{%- endmacro %}
+
+{#- An event in a refusal: its id quoted (its first 128 characters), or that it has none. -#}
+{% macro event_named(topic) -%}
+  {%- set id_field = {'analytics': 'EventKey', 'telemetry': 'event_id'}.get(topic, 'event_id') -%}
+  {%- set id = "JSONExtractString(message, 'event_id')" if topic == 'telemetry' else 'ifNull(' ~ id_field ~ ", '')" -%}
+  if({{ id }} = '', 'without an {{ id_field }}', concat('{{ 'with EventKey ' if topic == 'analytics' }}"', leftUTF8({{ id }}, 128), '"'))
 {%- endmacro %}
 
 {#- Why a row breaks the contract: the parse error, else the first rule it fails. -#}

@@ -40,7 +40,7 @@
 {% macro analytics_dedup_key() -%}
   multiIf(
     ifNull(EventKey, '') != '', {{ dedup_key('analytics', 'EventKey') }},
-    _offset IS NOT NULL, {{ analytics_message_key("ifNull(_topic, '')", 'ifNull(_partition, 0)', 'assumeNotNull(_offset)', '_timestamp_ms') }},
+    {{ from_kafka() }}, {{ analytics_message_key("ifNull(_topic, '')", 'ifNull(_partition, 0)', 'assumeNotNull(_offset)', '_timestamp_ms') }},
     {{ dedup_key('analytics_unkeyed', 'generateUUIDv4(_raw_message)') }})
 {%- endmacro %}
 

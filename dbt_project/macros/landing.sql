@@ -57,6 +57,12 @@
     cast(null as Nullable(String)) as _raw_message
 {%- endmacro %}
 
+{#- The landing columns only Kafka ingest fills: an event's own keys may not have these names
+    (events/contract.py KAFKA_COLUMNS; telemetry, which lands whole, excepted). -#}
+{% macro kafka_column_names() %}
+  {{ return(['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error']) }}
+{% endmacro %}
+
 {#- The Kafka position of a row, as the raw-history tables keep it. -#}
 {% macro kafka_position(topic) -%}
     ifNull(_topic, '{{ topic }}') as kafka_topic,
@@ -73,8 +79,9 @@
     cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp
 {%- endmacro %}
 
-{#- A row that came from Kafka (the bridge, the Kafka engine, a dead-letter replay) has a position. -#}
-{% macro from_kafka() -%} _offset IS NOT NULL {%- endmacro %}
+{#- A row that came from Kafka (the bridge, the Kafka engine, a dead-letter replay) has a position
+    and its message's bytes: the view parsing the messages sets both. -#}
+{% macro from_kafka() -%} (_offset IS NOT NULL AND _raw_message IS NOT NULL) {%- endmacro %}
 
 {#- A topic's landing rows with their verdict, `_violation` (contract_violation): the contract's
     rules are evaluated once per block, into `<topic>_checked`, and the views behind it read the

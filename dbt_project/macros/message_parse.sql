@@ -59,12 +59,20 @@
 {%- endmacro %}
 
 {#-
-  True when a string-looking raw value was a bare integer of 20 digits or more: simdjson (the JSON
-  functions' parser) hands such an integer over as a string. Its quoted form is then nowhere in the
-  message. Rare, so the test is cheap: only all-digit values get the search.
+  True when a string-looking raw value of the key `key` (an SQL expression) was a bare integer of
+  20 digits or more: simdjson (the JSON functions' parser) hands such an integer over as a string.
+  The key is then nowhere in the message followed by the quoted form (the same digits quoted as
+  another field's value do not count). Rare, so the test is cheap: only all-digit values get the
+  search.
 -#}
-{% macro bare_big_integer(raw, message) -%}
-  (match({{ raw }}, '^"-?[0-9]{20,}"$') AND position({{ message }}, {{ raw }}) = 0)
+{% macro bare_big_integer(key, raw, message) -%}
+  (match({{ raw }}, '^"-?[0-9]{20,}"$') AND {{ not_quoted_after(key, raw, message) }})
+{%- endmacro %}
+
+{#- Whether the message lacks `"<key>": <raw>` (any JSON whitespace around the colon); key and raw
+    are SQL expressions, a field's name and digits in quotes, so nothing in them is a regex operator. -#}
+{% macro not_quoted_after(key, raw, message) -%}
+  NOT match({{ message }}, concat('"', {{ key }}, '"[ \t\n\r]*:[ \t\n\r]*', {{ raw }}))
 {%- endmacro %}
 
 {#- A field's value from its raw text (`fields`); the string fields' values come decoded (`string_values`). -#}
@@ -78,7 +86,7 @@
         JSONType({{ raw }}) = 'Int64', cast(JSONExtractInt({{ raw }}) as Dynamic),
         JSONType({{ raw }}) = 'UInt64', cast(JSONExtractUInt({{ raw }}) as Dynamic),
         JSONType({{ raw }}) = 'Double', cast(JSONExtractFloat({{ raw }}) as Dynamic),
-        {{ bare_big_integer(raw, 'payload') }}, cast(toFloat64OrNull(trim(BOTH '"' FROM {{ raw }})) as Dynamic),
+        {{ bare_big_integer("'" ~ name ~ "'", raw, 'payload') }}, cast(toFloat64OrNull(trim(BOTH '"' FROM {{ raw }})) as Dynamic),
         cast({{ raw }} as Dynamic))
   {%- elif kind == 'object' -%}
     if(left({{ raw }}, 1) = '{', cast(if(left({{ raw }}, 1) = '{', {{ raw }}, '{}') as JSON), null)
@@ -95,7 +103,7 @@
   is an array, not a string'), or '?' when it may be a bare big integer (bare_big_integer).
   string_field_error: the first string field, in the topic's order, with an error, else ''. Only a
   message with a check left sorts its pairs into that order and searches itself for a candidate's
-  quoted form.
+  key followed by its quoted form.
 -#}
 {% macro string_field_checks(topic) -%}
   arrayMap((key, raw) -> multiIf(
@@ -107,7 +115,7 @@
 
 {% macro string_field_error(topic) -%}
   if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
-        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
+        pair -> if(pair.3 = '?', if({{ not_quoted_after('pair.1', 'pair.2', 'payload') }}, pair.1 || ' is a number, not a string', ''), pair.3),
         arraySort(pair -> indexOf([{{ sql_strings(landing_string_fields(topic)) }}], pair.1),
                   arrayZip(pairs.1, pairs.2, string_checks)))))
 {%- endmacro %}
@@ -169,6 +177,8 @@ select
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
       {%- if topic != 'telemetry' %}
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        hasAny(pairs.1, [{{ sql_strings(kafka_column_names()) }}]),
+            arrayFirst(key -> has([{{ sql_strings(kafka_column_names()) }}], key), pairs.1) || ' is set by Kafka ingest, never by a sender',
         string_error != '', string_error,
         {%- for name, kind in landing_fields(topic) if kind == 'object' %}
         {{ object_field_error(name) }}

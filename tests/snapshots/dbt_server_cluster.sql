@@ -63,12 +63,19 @@ with
 accepted as (
     select *
     from `analytics_compile`.`analytics_checked`
-    where throwIf(_offset IS NULL AND _error != '', 'analytics event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
-          select concat('analytics event refused, ', any(_violation))
+    where throwIf(NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != ''), (
+      select concat('analytics event ', refusal.1, ' refused, ', refusal.2)
+      from (
+          select any((if(ifNull(EventKey, '') = '', 'without an EventKey', concat('with EventKey "', leftUTF8(ifNull(EventKey, ''), 128), '"')), if((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != ''),
+              'no_kafka_columns: _topic, _partition, _offset, _timestamp_ms, _raw_message, _error are set by Kafka ingest, never by a sender',
+              _violation))) as refusal
           from `analytics_compile`.`analytics_checked`
-          where _offset IS NULL AND _error = '' AND _violation != ''
-      )) = 0
+          where NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != '')
+      )
+  )) = 0
       and _violation = ''
 ),
 
@@ -92,7 +99,7 @@ incoming as (
     _timestamp_ms as kafka_timestamp,
         multiIf(
     ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_kafka_message', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset), ifNull(toUnixTimestamp64Milli(_timestamp_ms), -1)),
+    (_offset IS NOT NULL AND _raw_message IS NOT NULL), sipHash128('analytics_kafka_message', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset), ifNull(toUnixTimestamp64Milli(_timestamp_ms), -1)),
     sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) as dedup_key
     from accepted
     limit 1 by dedup_key
@@ -104,7 +111,7 @@ select * from incoming
       select key from `analytics_compile`.`seen_keys`
       where key in (select multiIf(
     ifNull(EventKey, '') != '', sipHash128('analytics', EventKey),
-    _offset IS NOT NULL, sipHash128('analytics_kafka_message', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset), ifNull(toUnixTimestamp64Milli(_timestamp_ms), -1)),
+    (_offset IS NOT NULL AND _raw_message IS NOT NULL), sipHash128('analytics_kafka_message', ifNull(_topic, ''), ifNull(_partition, 0), assumeNotNull(_offset), ifNull(toUnixTimestamp64Milli(_timestamp_ms), -1)),
     sipHash128('analytics_unkeyed', generateUUIDv4(_raw_message))) from `analytics_compile`.`analytics_checked`)
   )
 
@@ -148,7 +155,7 @@ with
         match(raw, '^"-?[0-9]{20,}"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
-        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
+        pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
         arraySort(pair -> indexOf(['EventKey', 'UserID', 'WorkflowID', 'EventType'], pair.1),
                   arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
@@ -167,6 +174,8 @@ select
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        hasAny(pairs.1, ['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error']),
+            arrayFirst(key -> has(['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error'], key), pairs.1) || ' is set by Kafka ingest, never by a sender',
         string_error != '', string_error,
         left(fields['Data'], 1) NOT IN ('{', 'n', ''), 'Data is ' || transform(left(fields['Data'], 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not an object',
         '') as _error,
@@ -200,7 +209,7 @@ select
     _violation as error,
     now64(3, 'UTC') as received_at
 from `analytics_compile`.`analytics_checked`
-where _offset IS NOT NULL and _violation != ''
+where (_offset IS NOT NULL AND _raw_message IS NOT NULL) and _violation != ''
 
 -- model dead_letters_from_job_logs_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
@@ -216,7 +225,7 @@ select
     _violation as error,
     now64(3, 'UTC') as received_at
 from `analytics_compile`.`job_logs_checked`
-where _offset IS NOT NULL and _violation != ''
+where (_offset IS NOT NULL AND _raw_message IS NOT NULL) and _violation != ''
 
 -- model dead_letters_from_jobs_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
@@ -232,7 +241,7 @@ select
     _violation as error,
     now64(3, 'UTC') as received_at
 from `analytics_compile`.`jobs_checked`
-where _offset IS NOT NULL and _violation != ''
+where (_offset IS NOT NULL AND _raw_message IS NOT NULL) and _violation != ''
 
 -- model dead_letters_from_telemetry_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
@@ -248,7 +257,7 @@ select
     _violation as error,
     now64(3, 'UTC') as received_at
 from `analytics_compile`.`telemetry_checked`
-where _offset IS NOT NULL and _violation != ''
+where (_offset IS NOT NULL AND _raw_message IS NOT NULL) and _violation != ''
 
 -- model dead_letters_from_workflows_checked_mv
 -- config {"enabled": true, "materialized": "materialized_view"}
@@ -264,7 +273,7 @@ select
     _violation as error,
     now64(3, 'UTC') as received_at
 from `analytics_compile`.`workflows_checked`
-where _offset IS NOT NULL and _violation != ''
+where (_offset IS NOT NULL AND _raw_message IS NOT NULL) and _violation != ''
 
 -- model job_completions
 -- config {"enabled": true, "engine": "ReplicatedReplacingMergeTree()", "materialized": "incremental", "order_by": "(user_id, workflow_id, job_id)"}
@@ -429,12 +438,19 @@ with
 accepted as (
     select *
     from `analytics_compile`.`jobs_checked`
-    where throwIf(_offset IS NULL AND _error != '', 'jobs event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
-          select concat('jobs event refused, ', any(_violation))
+    where throwIf(NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != ''), (
+      select concat('jobs event ', refusal.1, ' refused, ', refusal.2)
+      from (
+          select any((if(ifNull(event_id, '') = '', 'without an event_id', concat('"', leftUTF8(ifNull(event_id, ''), 128), '"')), if((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != ''),
+              'no_kafka_columns: _topic, _partition, _offset, _timestamp_ms, _raw_message, _error are set by Kafka ingest, never by a sender',
+              _violation))) as refusal
           from `analytics_compile`.`jobs_checked`
-          where _offset IS NULL AND _error = '' AND _violation != ''
-      )) = 0
+          where NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != '')
+      )
+  )) = 0
       and _violation = ''
 ),
 
@@ -544,12 +560,19 @@ with
 accepted as (
     select *
     from `analytics_compile`.`job_logs_checked`
-    where throwIf(_offset IS NULL AND _error != '', 'job_logs event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
-          select concat('job_logs event refused, ', any(_violation))
+    where throwIf(NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != ''), (
+      select concat('job_logs event ', refusal.1, ' refused, ', refusal.2)
+      from (
+          select any((if(ifNull(event_id, '') = '', 'without an event_id', concat('"', leftUTF8(ifNull(event_id, ''), 128), '"')), if((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != ''),
+              'no_kafka_columns: _topic, _partition, _offset, _timestamp_ms, _raw_message, _error are set by Kafka ingest, never by a sender',
+              _violation))) as refusal
           from `analytics_compile`.`job_logs_checked`
-          where _offset IS NULL AND _error = '' AND _violation != ''
-      )) = 0
+          where NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != '')
+      )
+  )) = 0
       and _violation = ''
 ),
 
@@ -726,7 +749,7 @@ with
         match(raw, '^"-?[0-9]{20,}"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
-        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
+        pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
         arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'stream', 'message'], pair.1),
                   arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
@@ -742,7 +765,7 @@ select
         JSONType(fields['count']) = 'Int64', cast(JSONExtractInt(fields['count']) as Dynamic),
         JSONType(fields['count']) = 'UInt64', cast(JSONExtractUInt(fields['count']) as Dynamic),
         JSONType(fields['count']) = 'Double', cast(JSONExtractFloat(fields['count']) as Dynamic),
-        (match(fields['count'], '^"-?[0-9]{20,}"$') AND position(payload, fields['count']) = 0), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['count'])) as Dynamic),
+        (match(fields['count'], '^"-?[0-9]{20,}"$') AND NOT match(payload, concat('"', 'count', '"[ \t\n\r]*:[ \t\n\r]*', fields['count']))), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['count'])) as Dynamic),
         cast(fields['count'] as Dynamic)) as count,
     tupleElement(string_values, 'stream') as stream,
     multiIf(
@@ -750,7 +773,7 @@ select
         JSONType(fields['sequence']) = 'Int64', cast(JSONExtractInt(fields['sequence']) as Dynamic),
         JSONType(fields['sequence']) = 'UInt64', cast(JSONExtractUInt(fields['sequence']) as Dynamic),
         JSONType(fields['sequence']) = 'Double', cast(JSONExtractFloat(fields['sequence']) as Dynamic),
-        (match(fields['sequence'], '^"-?[0-9]{20,}"$') AND position(payload, fields['sequence']) = 0), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['sequence'])) as Dynamic),
+        (match(fields['sequence'], '^"-?[0-9]{20,}"$') AND NOT match(payload, concat('"', 'sequence', '"[ \t\n\r]*:[ \t\n\r]*', fields['sequence']))), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['sequence'])) as Dynamic),
         cast(fields['sequence'] as Dynamic)) as sequence,
     tupleElement(string_values, 'message') as message,
     _topic,
@@ -763,6 +786,8 @@ select
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        hasAny(pairs.1, ['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error']),
+            arrayFirst(key -> has(['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error'], key), pairs.1) || ' is set by Kafka ingest, never by a sender',
         string_error != '', string_error,
         '') as _error,
     payload as _raw_message
@@ -905,7 +930,7 @@ with
         match(raw, '^"-?[0-9]{20,}"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
-        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
+        pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
         arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'status', 'scheduled_at', 'started_at', 'completed_at'], pair.1),
                   arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
@@ -930,6 +955,8 @@ select
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        hasAny(pairs.1, ['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error']),
+            arrayFirst(key -> has(['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error'], key), pairs.1) || ' is set by Kafka ingest, never by a sender',
         string_error != '', string_error,
         '') as _error,
     payload as _raw_message
@@ -1171,21 +1198,21 @@ select *, multiIf(
     not ifNull((message != ''), 0), 'message_is_not_empty: the message is empty (telemetry lands whole, one JSON object a row: insert it with (message) FORMAT JSONAsString)',
     not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024 levels deep',
     not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_id')) = 0)) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_time')) = 0)) AND if(match(JSONExtractString(message, 'event_time'), '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_id'))))) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_time', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_time'))))) AND if(match(JSONExtractString(message, 'event_time'), '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
      AND (NOT (startsWith(JSONExtractString(message, 'event_time'), '1969-') OR startsWith(JSONExtractString(message, 'event_time'), '1970-01-01') OR startsWith(JSONExtractString(message, 'event_time'), '2149-'))
           OR parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_type')) = 0)) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'event_name')) = 0)) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
-    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_name')) = 0))), 0), 'service_name_is_a_string: service_name is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_version')) = 0))), 0), 'service_version_is_a_string: service_version is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'service_commit')) = 0))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'install_id')) = 0))), 0), 'install_id_is_a_string: install_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'user_id')) = 0))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_type', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_type'))))) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_name', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_name'))))) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'service_name', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_name')))))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'service_version', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_version')))))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'service_commit', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_commit')))))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'install_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'install_id')))))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'user_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'user_id')))))), 0), 'user_id_is_a_string: user_id is not a JSON string',
     not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
-    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'value', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'value')))))), 0), 'value_is_a_number: value is not a JSON number',
     not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
     ''
   ) as _violation
@@ -1219,12 +1246,19 @@ with
 accepted as (
     select *
     from `analytics_compile`.`telemetry_checked`
-    where throwIf(_offset IS NULL AND _error != '', 'telemetry event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
-          select concat('telemetry event refused, ', any(_violation))
+    where throwIf(NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != ''), (
+      select concat('telemetry event ', refusal.1, ' refused, ', refusal.2)
+      from (
+          select any((if(JSONExtractString(message, 'event_id') = '', 'without an event_id', concat('"', leftUTF8(JSONExtractString(message, 'event_id'), 128), '"')), if((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != ''),
+              'no_kafka_columns: _topic, _partition, _offset, _timestamp_ms, _raw_message, _error are set by Kafka ingest, never by a sender',
+              _violation))) as refusal
           from `analytics_compile`.`telemetry_checked`
-          where _offset IS NULL AND _error = '' AND _violation != ''
-      )) = 0
+          where NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != '')
+      )
+  )) = 0
       and _violation = ''
 ),
 
@@ -1237,7 +1271,7 @@ incoming as (
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
         if(
-            (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND position(message, JSONExtractRaw(message, 'value')) = 0)),
+            (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'value', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'value'))))),
             toFloat64OrNull(trim(both '"' from JSONExtractRaw(message, 'value'))),
             null
         ) as value,
@@ -1512,12 +1546,19 @@ with
 accepted as (
     select *
     from `analytics_compile`.`workflows_checked`
-    where throwIf(_offset IS NULL AND _error != '', 'workflows event refused: _error is reserved for Kafka parse errors') = 0
-      and throwIf(_offset IS NULL AND _error = '' AND _violation != '', (
-          select concat('workflows event refused, ', any(_violation))
+    where throwIf(NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != ''), (
+      select concat('workflows event ', refusal.1, ' refused, ', refusal.2)
+      from (
+          select any((if(ifNull(event_id, '') = '', 'without an event_id', concat('"', leftUTF8(ifNull(event_id, ''), 128), '"')), if((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != ''),
+              'no_kafka_columns: _topic, _partition, _offset, _timestamp_ms, _raw_message, _error are set by Kafka ingest, never by a sender',
+              _violation))) as refusal
           from `analytics_compile`.`workflows_checked`
-          where _offset IS NULL AND _error = '' AND _violation != ''
-      )) = 0
+          where NOT (_offset IS NOT NULL AND _raw_message IS NOT NULL) AND ((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+   OR _raw_message IS NOT NULL OR _error != '') OR _violation != '')
+      )
+  )) = 0
       and _violation = ''
 ),
 
@@ -1773,7 +1814,7 @@ with
         match(raw, '^"-?[0-9]{20,}"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
-        pair -> if(pair.3 = '?', if(position(payload, pair.2) = 0, pair.1 || ' is a number, not a string', ''), pair.3),
+        pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
         arraySort(pair -> indexOf(['event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'kind'], pair.1),
                   arrayZip(pairs.1, pairs.2, string_checks))))) as string_error
 select
@@ -1794,6 +1835,8 @@ select
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
+        hasAny(pairs.1, ['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error']),
+            arrayFirst(key -> has(['_topic', '_partition', '_offset', '_timestamp_ms', '_raw_message', '_error'], key), pairs.1) || ' is set by Kafka ingest, never by a sender',
         string_error != '', string_error,
         '') as _error,
     payload as _raw_message
