@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.children import obey_stop_signals_and_die_with_parent
 from core.settings.schema import SchemaSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -120,4 +121,7 @@ def run_dbt(
         text=True,
         capture_output=capture,
         check=False,
+        # A stopped or killed `analytics` takes its dbt with it: an orphan went on changing the
+        # schema. (Linux signals the child when the thread that started it ends: this one waits.)
+        preexec_fn=obey_stop_signals_and_die_with_parent,
     )

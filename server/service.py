@@ -120,7 +120,8 @@ class AnalyticsServer:
         self._stopped = threading.Event()
         try:
             self.tokens = load_tokens(
-                settings.grpc_tokens.get_secret_value() if settings.grpc_tokens else None, settings.grpc_tokens_file
+                settings.grpc_tokens.get_secret_value() if settings.grpc_tokens is not None else None,
+                settings.grpc_tokens_file,
             )
         except TokenError as error:
             raise GrpcStartError(str(error)) from None
@@ -231,7 +232,8 @@ class AnalyticsServer:
             except OSError as error:
                 server.stop(None)
                 raise GrpcStartError(
-                    f"cannot serve metrics on {settings.grpc_host}:{settings.grpc_metrics_port}: {error.strerror}"
+                    f"cannot serve metrics on {settings.grpc_host}:{settings.grpc_metrics_port} "
+                    f"(ANALYTICS_GRPC_METRICS_PORT): {error.strerror}"
                 ) from None
         server.start()
         self._server = server

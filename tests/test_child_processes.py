@@ -46,3 +46,49 @@ def test_the_parents_ignored_and_blocked_stop_signals_do_not_reach_the_child():
         state = child_signal_state(reset)
         assert not {signal.SIGTERM, signal.SIGINT} & state["SigIgn"], reset.__name__
         assert state["SigBlk"] == set(), reset.__name__
+
+
+def test_a_killed_migrate_takes_its_dbt_with_it(tmp_path):
+    """A SIGKILLed (or stopped) `analytics migrate` left dbt building the schema on its own."""
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests import embedded_server
+
+    server = embedded_server.start(tmp_path / "clickhouse")
+    try:
+        migrate = subprocess.Popen(
+            [sys.executable, "-m", "analytics.cli", "migrate"],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={
+                **os.environ,
+                "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(server.port),
+                "ANALYTICS_DATA_DIR": str(tmp_path / "state"),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        dbt = None
+        deadline = time.monotonic() + 120
+        while dbt is None and time.monotonic() < deadline and migrate.poll() is None:
+            children = Path(f"/proc/{migrate.pid}/task/{migrate.pid}/children").read_text().split()
+            dbt = next((int(pid) for pid in children if "dbt" in Path(f"/proc/{pid}/cmdline").read_text()), None)
+            time.sleep(0.05)
+        assert dbt is not None, "migrate never started dbt"
+        migrate.kill()
+        migrate.wait(30)
+        deadline = time.monotonic() + 5  # a schema's build takes ten times that
+        while Path(f"/proc/{dbt}").exists() and time.monotonic() < deadline:
+            if Path(f"/proc/{dbt}/stat").read_text().split(") ")[1].startswith("Z"):
+                break  # a zombie: it has died, and only waits to be reaped
+            time.sleep(0.1)
+        alive = Path(f"/proc/{dbt}").exists() and not Path(f"/proc/{dbt}/stat").read_text().split(") ")[1].startswith(
+            "Z"
+        )
+        if alive:
+            os.kill(dbt, signal.SIGKILL)
+        assert not alive, "dbt went on after its migrate was killed"
+    finally:
+        server.stop()

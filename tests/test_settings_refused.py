@@ -27,6 +27,13 @@ from analytics.cli import main
         ("ANALYTICS_CLICKHOUSE_URL", "clickhouse:8123", "'clickhouse:8123' is not http(s)://HOST[:PORT]"),
         ("ANALYTICS_CLICKHOUSE_URL", "http://:8123", "'http://:8123' is not http(s)://HOST[:PORT]"),
         ("ANALYTICS_CLICKHOUSE_URL", "http://ch:99999", "the port of 'http://ch:99999' is not a number from 1 to"),
+        # A URL's password is not shown.
+        (
+            "ANALYTICS_CLICKHOUSE_URL",
+            "http://u:Secret-1@ch:99999",
+            "the port of 'http://u:***@ch:99999' is not a number",
+        ),
+        ("ANALYTICS_CLICKHOUSE_URL", "ftp://u:Secret-1@ch", "'ftp://u:***@ch' is not http(s)://HOST[:PORT]"),
         ("ANALYTICS_GRPC_DRAIN_SECONDS", "inf", "Input should be a finite number"),
         ("ANALYTICS_KAFKA_STOP_TIMEOUT", "1e300", "less than or equal to 3600"),
         ("ANALYTICS_BACKFILL_START_DATE", "1900-01-01", "greater than or equal to 1970-01-01"),
@@ -38,6 +45,16 @@ def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, v
     result = CliRunner().invoke(main, ["ingest", "--kafka", "127.0.0.1:9092"])
     assert result.exit_code == 2, result.output
     assert f"invalid settings: {variable}: " in result.output and named in result.output, result.output
+    assert "Secret-1" not in result.output
+
+
+def test_an_empty_token_variable_is_tokens_given_none_not_authentication_off(monkeypatch):
+    from core.settings.composed import Settings
+    from server.service import AnalyticsServer, GrpcStartError
+
+    monkeypatch.setenv("ANALYTICS_GRPC_TOKENS", "")
+    with pytest.raises(GrpcStartError, match="tokens are configured but none is given"):
+        AnalyticsServer(Settings(), backend=None)
 
 
 @pytest.mark.parametrize("value", ["999", "1800001", "ten"])

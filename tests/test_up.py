@@ -140,3 +140,32 @@ def test_a_port_another_process_listens_on_is_refused_before_anything_starts(tmp
     output = log.read_text()
     assert f"cannot listen on 127.0.0.1:{port} ({variable}): Address already in use" in output, output
     assert not (tmp_path / "data" / "clickhouse").exists()  # refused before the server touched its data
+
+
+def test_a_metrics_port_another_process_listens_on_is_refused_before_anything_starts(tmp_path):
+    """It was found after the schema's build, about a minute in, naming no variable."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process, _, log = start_up(tmp_path, ANALYTICS_GRPC_METRICS_PORT=str(port))
+        assert process.wait(60) == 1
+    output = log.read_text()
+    assert f"cannot listen on 127.0.0.1:{port} (ANALYTICS_GRPC_METRICS_PORT): Address already in use" in output
+    assert not (tmp_path / "data" / "clickhouse").exists()
+
+
+def test_one_port_given_to_two_parts_is_refused_before_anything_starts(tmp_path):
+    port = str(embedded_server.free_port())
+    process, _, log = start_up(tmp_path, ANALYTICS_CLICKHOUSE_HTTP_PORT=port, ANALYTICS_GRPC_PORT=port)
+    assert process.wait(60) == 1
+    output = log.read_text()
+    assert f"ANALYTICS_GRPC_PORT and ANALYTICS_CLICKHOUSE_HTTP_PORT are both {port}" in output, output
+    assert not (tmp_path / "data" / "clickhouse").exists()
+
+
+def test_a_clickhouse_url_is_refused_as_up_runs_its_own(tmp_path):
+    """With the variable exported for other commands, up built the schema in that ClickHouse and served nothing."""
+    process, _, log = start_up(tmp_path, ANALYTICS_CLICKHOUSE_URL="http://127.0.0.1:1")
+    assert process.wait(60) == 1
+    output = log.read_text()
+    assert "`analytics up` runs its own ClickHouse" in output and "ANALYTICS_CLICKHOUSE_URL" in output, output
+    assert not (tmp_path / "data" / "clickhouse").exists()

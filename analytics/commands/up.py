@@ -37,6 +37,11 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         from analytics.stack import Stack
         from embedded.engine import DataDirectoryInUse
 
+    if settings.clickhouse_url:
+        raise click.ClickException(
+            "`analytics up` runs its own ClickHouse (on ANALYTICS_CLICKHOUSE_HTTP_PORT); ANALYTICS_CLICKHOUSE_URL is "
+            "for the commands that reach another one (grpc, migrate, backfill...): unset it for `up`"
+        )
     _ports_free(settings, with_kafka)
     try:
         code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
@@ -47,12 +52,24 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
 
 
 def _ports_free(settings, with_kafka: bool) -> None:
-    """Refuse at once a port another process listens on, rather than after the schema is built."""
+    """Refuse at once a port another process listens on, or one port given to two parts, rather
+    than after the schema is built (ClickHouse's own port is refused by the server as it starts)."""
     wanted = [("ANALYTICS_GRPC_PORT", settings.grpc_host, settings.grpc_port)]
+    if settings.grpc_metrics_port:
+        wanted.append(("ANALYTICS_GRPC_METRICS_PORT", settings.grpc_host, settings.grpc_metrics_port))
     if settings.dagster_enabled:
         wanted.append(("ANALYTICS_DAGSTER_PORT", settings.dagster_host, settings.dagster_port))
     if with_kafka:
         wanted.append(("ANALYTICS_KAFKA_PORT", "127.0.0.1", settings.kafka_port))
+        if settings.kafka_controller_port:
+            wanted.append(("ANALYTICS_KAFKA_CONTROLLER_PORT", "127.0.0.1", settings.kafka_controller_port))
+    taken = {settings.clickhouse_http_port: "ANALYTICS_CLICKHOUSE_HTTP_PORT"}
+    for variable, _, port in wanted:
+        if port in taken:
+            raise click.ClickException(
+                f"{variable} and {taken[port]} are both {port}: give each part a port of its own"
+            )
+        taken[port] = variable
     try:
         for variable, host, port in wanted:
             check_free(host, port, variable, holder="an `analytics up` already running")

@@ -43,12 +43,18 @@ class ClickHouseSettings(BaseModel):
         if not url:
             return url
         parts = urlsplit(url)
+        # The URL as an error shows it: without its password.
+        shown = (
+            parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+            if parts.password
+            else url
+        )
         try:
             port = parts.port
         except ValueError:
-            raise ValueError(f"the port of {url!r} is not a number from 1 to 65535") from None
+            raise ValueError(f"the port of {shown!r} is not a number from 1 to 65535") from None
         if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-            raise ValueError(f"{url!r} is not http(s)://HOST[:PORT]")
+            raise ValueError(f"{shown!r} is not http(s)://HOST[:PORT]")
         return url
 
     @property
