@@ -12,10 +12,8 @@ chDB facts this module is built on (measured on chdb 4.4 / engine 26.9):
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -28,13 +26,13 @@ from chdb import _chdb
 
 from core.backend import WriteLog
 from core.errors import Code
+from embedded.data_lock import DataDirectoryLock
 from embedded.errors import ClickHouseError
 from embedded.sessions import Session
 from embedded.sqltext import quote_identifier, quote_string
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "analytics.lock"
 # chDB's server configuration, written into the data directory at every start.
 SERVER_CONFIG_FILE = "embedded-server.xml"
 # clickhouse-local makes `default` an overlay of an Atomic database and a Filesystem one that reads any
@@ -92,79 +90,6 @@ DEFAULT_PROFILE = {
     "max_partitions_per_insert_block": "0",
 }
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class DataDirectoryInUse(Exception):
-    """Another process owns the data directory."""
-
-
-class DataDirectoryLock:
-    """An exclusive lock on the data directory, held for the life of the process.
-
-    chDB locks ``<dir>/status`` itself, but only after it has started and with an error that
-    names neither the directory nor the holder; this lock is taken first and says both.
-    """
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self._file = None
-
-    def acquire(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise DataDirectoryInUse(
-                f"data directory {self.data_dir.resolve()} is in use by {describe_holder(self.data_dir)}"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._file = handle
-
-    def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
-
-
-def describe_holder(data_dir: Path) -> str:
-    """'process 1234 (analytics clickhouse ...)' for whoever holds the directory, as far as we can tell."""
-    pid = _pid_from_lock_file(data_dir) or _pid_holding_chdb_status(data_dir)
-    if pid is None:
-        return "another process"
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        command = ""
-    return f"process {pid}" + (f" ({command})" if command else "")
-
-
-def _pid_from_lock_file(data_dir: Path) -> int | None:
-    try:
-        text = (data_dir / LOCK_FILE).read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() and Path(f"/proc/{text}").exists() else None
-
-
-def _pid_holding_chdb_status(data_dir: Path) -> int | None:
-    """The process with a POSIX lock on chDB's status file (a chDB user outside this project)."""
-    try:
-        inode = (data_dir / "status").stat().st_ino
-        locks = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return None
-    for line in locks:
-        parts = line.split()
-        # "1: POSIX  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF"
-        if len(parts) >= 6 and parts[5].rsplit(":", 1)[-1] == str(inode) and parts[4].isdigit():
-            return int(parts[4])
-    return None
 
 
 def _reset(name: str) -> str:

@@ -42,6 +42,25 @@ def test_kafka_on_the_port_of_a_running_broker_is_refused(kafka, tmp_path):
 
 
 @pytest.mark.kafka
+def test_kafka_on_the_data_directory_of_a_running_broker_is_refused_and_leaves_it_alone(kafka):
+    """A second broker there rewrote the first's server.properties and opened its metadata log:
+    the running broker timed out, could create no topic and had to be killed to stop."""
+    properties = (kafka.data_dir / "server.properties").read_text()
+    other_port = str(socket.create_server(("127.0.0.1", 0)).getsockname()[1])  # closed at once: free
+    result = run_cli("kafka", "--port", other_port, "--data-dir", str(kafka.data_dir))
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: data directory {kafka.data_dir} is in use by process "), (
+        lines
+    )
+    assert "(ANALYTICS_KAFKA_DATA_DIR)" in lines[0]
+    assert (kafka.data_dir / "server.properties").read_text() == properties
+    from confluent_kafka.admin import AdminClient
+
+    assert AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(timeout=10).brokers  # still serving
+
+
+@pytest.mark.kafka
 def test_ingest_on_a_taken_metrics_port_is_refused_before_it_consumes(kafka, refused_port):
     """It logged a warning and ingested without metrics."""
     with socket.create_server(("127.0.0.1", 0)) as taken:

@@ -52,7 +52,7 @@ def clickhouse(data_dir, http_port, host, user, password, allowed_networks, allo
     )
     configure_logging(settings)
     with requires("embedded", "clickhouse"):
-        from embedded.engine import DataDirectoryInUse
+        from embedded.data_lock import DataDirectoryInUse
         from embedded.server import CannotListen, serve_settings
 
     try:

@@ -35,7 +35,7 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         import server.service  # noqa: F401
         from analytics.components import stack_components
         from analytics.stack import Stack
-        from embedded.engine import DataDirectoryInUse
+        from embedded.data_lock import DataDirectoryInUse
 
     if settings.clickhouse_url:
         raise click.ClickException(

@@ -22,6 +22,7 @@ from core import names
 from core.children import obey_stop_signals_and_die_with_parent
 from core.ports import CannotListen, check_free
 from core.settings.kafka import LocalKafkaSettings
+from embedded.data_lock import DataDirectoryInUse, DataDirectoryLock
 from embedded.kafka.class_data import ClassDataArchive
 from embedded.kafka.jars import ensure_jars, find_java
 
@@ -74,6 +75,9 @@ class KafkaBroker:
         self.process: subprocess.Popen | None = None
         self._class_data: ClassDataArchive | None = None  # set by start() when class_data_archive
         self._log_start = 0  # where this start's lines begin in the log file
+        # One broker a data directory: a second one rewrote the first's server.properties and
+        # opened its metadata log, which broke the running broker (timeouts, a kill to stop it).
+        self._lock = DataDirectoryLock(self.data_dir)
 
     @classmethod
     def from_settings(cls, settings: LocalKafkaSettings) -> KafkaBroker:
@@ -122,6 +126,18 @@ class KafkaBroker:
         if self.running:
             return self
         self._check_ports()
+        try:
+            self._lock.acquire()
+        except DataDirectoryInUse as error:
+            raise KafkaStartError(f"{error} (ANALYTICS_KAFKA_DATA_DIR)") from None
+        try:
+            return self._start()
+        except BaseException:
+            if self.process is None or self.process.poll() is not None:
+                self._lock.release()
+            raise
+
+    def _start(self) -> KafkaBroker:
         java = find_java()
         lib = ensure_jars(self.jars_dir)
         self._class_data = ClassDataArchive(lib, java) if self.class_data_archive else None
@@ -178,6 +194,7 @@ class KafkaBroker:
                 self.process.wait()
         if self._class_data is not None:
             self._class_data.after_exit(clean=self.process.returncode in CLEAN_EXIT_CODES)
+        self._lock.release()
         return self.process.returncode
 
     def restart(self) -> KafkaBroker:
