@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -61,15 +62,35 @@ def _read_pem(path: Path, what: str) -> bytes:
         raise GrpcStartError(f"cannot read the {what} {path}: {error.strerror or error}") from None
 
 
+def _check_pair(cert: Path, key: Path) -> None:
+    """Refuse a certificate or key that is not PEM, or a key that is not the certificate's: gRPC's
+    core only logs that, and the start then failed as if the port were taken."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as error:
+        raise GrpcStartError(
+            f"the TLS certificate (ANALYTICS_GRPC_TLS_CERT) {cert} and key (ANALYTICS_GRPC_TLS_KEY) {key} are not a "
+            f"PEM certificate chain and its private key: {error.reason or error}"
+        ) from None
+
+
 def server_credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
     """TLS credentials when a certificate is configured; mutual TLS with a client CA."""
     if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
         return None
     chain = _read_pem(settings.grpc_tls_cert, "TLS certificate (ANALYTICS_GRPC_TLS_CERT)")
     key = _read_pem(settings.grpc_tls_key, "TLS key (ANALYTICS_GRPC_TLS_KEY)")
+    _check_pair(settings.grpc_tls_cert, settings.grpc_tls_key)
     client_ca = None
     if settings.grpc_tls_client_ca is not None:
         client_ca = _read_pem(settings.grpc_tls_client_ca, "client CA (ANALYTICS_GRPC_TLS_CLIENT_CA)")
+        try:
+            ssl.create_default_context(cadata=client_ca.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError) as error:
+            raise GrpcStartError(
+                f"the client CA (ANALYTICS_GRPC_TLS_CLIENT_CA) {settings.grpc_tls_client_ca} holds no PEM "
+                f"certificate: {error}"
+            ) from None
     return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca, require_client_auth=bool(client_ca))
 
 

@@ -45,12 +45,22 @@ def test_a_port_in_use_is_refused(logs):
     [
         (["--tls-cert", "/nonexistent/server.pem", "--tls-key", "/nonexistent/server.key"], "cannot read the TLS"),
         (["--tls-cert", "/nonexistent/server.pem"], "ANALYTICS_GRPC_TLS_CERT and ANALYTICS_GRPC_TLS_KEY"),
+        # Read, but not PEM: gRPC's core logged it, and the start failed as if the port were taken.
+        (["--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"], "are not a PEM certificate chain and its"),
         (["--tls-client-ca", "/nonexistent/ca.pem"], "ANALYTICS_GRPC_TLS_CLIENT_CA (mutual TLS) needs"),
         (["--clickhouse-url", "clickhouse:8123"], "is not http(s)://HOST[:PORT]"),
         (["--id-format", "numbers"], "Invalid value for '--id-format'"),
         (["--tokens-file", "/nonexistent/tokens"], "cannot read the tokens file /nonexistent/tokens"),
     ],
-    ids=["unreadable-tls", "cert-without-key", "client-ca-without-cert", "bad-url", "id-format", "tokens-file"],
+    ids=[
+        "unreadable-tls",
+        "cert-without-key",
+        "tls-not-pem",
+        "client-ca-without-cert",
+        "bad-url",
+        "id-format",
+        "tokens-file",
+    ],
 )
 def test_bad_settings_are_refused_with_the_reason(logs, args, message):
     assert message in refused(logs, *args)
