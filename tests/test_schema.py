@@ -112,6 +112,48 @@ def test_out_of_order_job_events_merge_into_one_state(analytics_db):
     assert (int(totals["total_jobs"]), int(totals["total_job_execution_duration"])) == (1, 600)
 
 
+def test_a_job_that_failed_before_it_started_counts_as_failed_taking_no_time(analytics_db):
+    """A scheduler's job can fail while queued (an image it cannot pull): its `failed` event has no
+    started_at. It was refused, so the failure was in no outcome and the job stayed queued."""
+    prefix = "unstarted-" + datasets.generate(seed=0, users=0).prefix
+    ids = {"user_id": f"{prefix}-u", "workflow_id": f"{prefix}-w", "job_id": f"{prefix}-j", "event_type": "job"}
+    created = {
+        "event_id": f"{prefix}-1",
+        "event_time": "2026-11-20T09:59:00Z",
+        "event_name": "created",
+        "status": "QUEUED",
+        **ids,
+    }
+    failed = {
+        "event_id": f"{prefix}-2",
+        "event_time": "2026-11-20T10:00:00Z",
+        "event_name": "failed",
+        "status": "FAILED",
+        "started_at": None,
+        "completed_at": "2026-11-20T10:00:00Z",
+        **ids,
+    }
+    response = post_batch(analytics_db, "jobs", [created, failed])
+    assert response.status == 200, response.data
+    [totals] = query(
+        analytics_db,
+        f"""SELECT sum(jobs) AS jobs, sum(jobs_failed) AS failed, sum(job_execution_seconds) AS seconds
+            FROM analytics.workflow_totals WHERE user_id = '{ids["user_id"]}'""",
+    )
+    assert {name: int(value) for name, value in totals.items()} == {"jobs": 1, "failed": 1, "seconds": 0}
+    [state] = query(analytics_db, f"SELECT state FROM analytics.job_states WHERE user_id = '{ids['user_id']}'")
+    assert state["state"] == "failed"
+    # No duration, so no percentile: a 0 would pull every percentile of its day down.
+    [digests] = query(
+        analytics_db,
+        f"SELECT count() AS n FROM analytics.job_duration_daily WHERE user_id = '{ids['user_id']}'",
+    )
+    assert int(digests["n"]) == 0
+    # A completed job still needs its start.
+    completed = {**failed, "event_id": f"{prefix}-3", "event_name": "completed", "status": "COMPLETED"}
+    assert "started_job_has_started_at" in post_batch(analytics_db, "jobs", [completed]).data.decode()
+
+
 def test_a_job_that_ends_again_in_a_later_insert_counts_its_first_end_once(analytics_db):
     prefix = "ends-" + datasets.generate(seed=0, users=0).prefix
     job = {"user_id": f"{prefix}-u", "workflow_id": f"{prefix}-w", "event_type": "job"}

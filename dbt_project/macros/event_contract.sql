@@ -136,11 +136,11 @@
       optional_time_rule('started_at'),
       optional_time_rule('completed_at'),
       ('started_job_has_started_at',
-       "event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL",
-       'a started, completed or failed job event needs started_at'),
+       "event_name NOT IN ('started', 'completed') OR started_at IS NOT NULL",
+       'a started or completed job event needs started_at'),
       ('finished_job_has_its_times',
-       "event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND "
-       ~ parse_timestamp('completed_at') ~ " >= " ~ parse_timestamp('started_at') ~ ")",
+       "event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND (started_at IS NULL OR "
+       ~ parse_timestamp('completed_at') ~ " >= " ~ parse_timestamp('started_at') ~ "))",
        'a completed or failed job event needs completed_at, not before started_at'),
     ]) }}
   {%- elif topic == 'job_logs' -%}

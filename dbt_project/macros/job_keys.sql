@@ -51,9 +51,11 @@ with incoming as (
         event_name as outcome,
         started_at,
         if(event_name = 'cancelled', event_time, assumeNotNull(completed_at)) as ended_at,
-        if(event_name = 'cancelled', 0, toUInt64(intDiv(dateDiff('millisecond', started_at, completed_at), 1000)))
-            as duration_seconds,
-        if(event_name = 'cancelled', 0, dateDiff('millisecond', started_at, completed_at) / 1000) as duration,
+        {#- A job cancelled, or failed before it started, took no time. #}
+        if(event_name = 'cancelled' OR started_at IS NULL, 0,
+           toUInt64(intDiv(dateDiff('millisecond', started_at, completed_at), 1000))) as duration_seconds,
+        if(event_name = 'cancelled' OR started_at IS NULL, 0, dateDiff('millisecond', started_at, completed_at) / 1000)
+            as duration,
         {{ job_end_key() }} as dedup_key
     from {{ source }}
     where {{ ends }}
@@ -104,3 +106,7 @@ with incoming as (
   {%- endif -%}
   select 1
 {%- endmacro %}
+
+{#- A finished job whose duration the percentiles take: completed or failed, after it started
+    (cancelled jobs, and jobs that failed before they started, took no time). -#}
+{% macro has_a_duration() -%} outcome in ('completed', 'failed') and started_at is not null {%- endmacro %}

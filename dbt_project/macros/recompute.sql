@@ -104,7 +104,7 @@ select
 from (
     select user_id, workflow_id, toDate(ended_at) as day, duration
     from {{ ref('job_completions') }} final
-    where outcome in ('completed', 'failed')
+    where {{ has_a_duration() }}
     union all
     select user_id, workflow_id, toDate(received_at) as day, job_execution_duration as duration
     from {{ ref('analytics_events') }} final

@@ -1293,7 +1293,7 @@ select
     toDate(ended_at) as day,
     quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(duration) as duration_seconds_quantiles
 from `analytics_cluster_ddl`.`job_completions`
-where outcome in ('completed', 'failed')
+where outcome in ('completed', 'failed') and started_at is not null
 group by all
 ;
 
@@ -1543,8 +1543,8 @@ select *, multiIf(
           OR parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC'), null) IS NOT NULL), 0), 'completed_at_is_iso8601: completed_at is not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
-    not ifNull((event_name NOT IN ('started', 'completed', 'failed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started, completed or failed job event needs started_at',
-    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND if(match(completed_at, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+    not ifNull((event_name NOT IN ('started', 'completed') OR started_at IS NOT NULL), 0), 'started_job_has_started_at: a started or completed job event needs started_at',
+    not ifNull((event_name NOT IN ('completed', 'failed') OR (completed_at IS NOT NULL AND (started_at IS NULL OR if(match(completed_at, '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
      AND (NOT (startsWith(completed_at, '1969-') OR startsWith(completed_at, '1970-01-01') OR startsWith(completed_at, '2149-'))
           OR parseDateTime64BestEffortOrNull(completed_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
@@ -1552,7 +1552,7 @@ select *, multiIf(
      AND (NOT (startsWith(started_at, '1969-') OR startsWith(started_at, '1970-01-01') OR startsWith(started_at, '2149-'))
           OR parseDateTime64BestEffortOrNull(started_at, 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
-     parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
+     parseDateTime64BestEffortOrNull(started_at, 3, 'UTC'), null)))), 0), 'finished_job_has_its_times: a completed or failed job event needs completed_at, not before started_at',
     ''
   ) as _violation
 from `analytics_cluster_ddl`.`jobs_queue`
@@ -1748,9 +1748,10 @@ with incoming as (
         event_name as outcome,
         started_at,
         if(event_name = 'cancelled', event_time, assumeNotNull(completed_at)) as ended_at,
-        if(event_name = 'cancelled', 0, toUInt64(intDiv(dateDiff('millisecond', started_at, completed_at), 1000)))
-            as duration_seconds,
-        if(event_name = 'cancelled', 0, dateDiff('millisecond', started_at, completed_at) / 1000) as duration,
+        if(event_name = 'cancelled' OR started_at IS NULL, 0,
+           toUInt64(intDiv(dateDiff('millisecond', started_at, completed_at), 1000))) as duration_seconds,
+        if(event_name = 'cancelled' OR started_at IS NULL, 0, dateDiff('millisecond', started_at, completed_at) / 1000)
+            as duration,
         sipHash128('user_job_end', user_id, workflow_id, job_id) as dedup_key
     from `analytics_cluster_ddl`.`job_events`
     where event_name in ('completed', 'failed', 'cancelled')

@@ -1,6 +1,7 @@
 {#-
   One row per finished job: the first completed, failed or cancelled event of each job. Its
-  duration (completed_at - started_at in whole seconds; 0 when cancelled) is what the metrics add.
+  duration (completed_at - started_at in whole seconds; 0 when cancelled, or failed before it
+  started) is what the metrics add.
 -#}
 {{ config(
     engine=engine('ReplacingMergeTree'),

@@ -6,5 +6,5 @@ select
     toDate(ended_at) as day,
     quantilesTDigestState(0.5, 0.9, 0.95, 0.99)(duration) as duration_seconds_quantiles
 from {{ ref('job_completions') }}
-where outcome in ('completed', 'failed')
+where {{ has_a_duration() }}
 group by all
