@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import sys
 
 import click
@@ -14,6 +16,8 @@ from core.settings.composed import Settings
 def load_settings(**flags) -> Settings:
     """Settings from the environment, overridden by the flags that were given."""
     given = {name: value for name, value in flags.items() if value is not None}
+    for warning in unknown_variables(os.environ):
+        click.echo(f"Warning: {warning}", err=True)
     try:
         return Settings(**given)
     except ValidationError as error:
@@ -56,3 +60,21 @@ def configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+# ANALYTICS_* variables read outside the settings object: the tests' fault points, the dev script's.
+READ_ELSEWHERE = ("ANALYTICS_FAULT_", "ANALYTICS_TEST_")
+
+
+def unknown_variables(environ) -> list[str]:
+    """A warning for each ANALYTICS_* variable no setting reads (a typo runs on the default
+    unseen: ANALYTICS_GRCP_PORT=1 left the port at 50055), naming the setting it resembles."""
+    known = {f"ANALYTICS_{name.upper()}" for name in Settings.model_fields}
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith("ANALYTICS_") or name in known or name.startswith(READ_ELSEWHERE):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{name} is not a setting of this version and is ignored{hint}")
+    return warnings

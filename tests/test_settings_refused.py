@@ -101,3 +101,15 @@ def test_a_flag_out_of_range_is_named_as_the_flag(command, flag, variable, named
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 2, result.output
     assert f"invalid settings: {flag} ({variable}): " in result.output and named in result.output, result.output
+
+
+def test_a_variable_no_setting_reads_is_warned_of_naming_the_one_it_resembles():
+    from analytics.settings import unknown_variables
+
+    environment = {"ANALYTICS_GRCP_PORT": "1", "ANALYTICS_GRPC_PORT": "50056", "ANALYTICS_FAULT_POINT": "", "PATH": "/"}
+    assert unknown_variables(environment) == [
+        "ANALYTICS_GRCP_PORT is not a setting of this version and is ignored; did you mean ANALYTICS_GRPC_PORT?"
+    ]
+    assert unknown_variables({"ANALYTICS_ZZZZZZZZZZZZZZZZZZZZ": "x"}) == [
+        "ANALYTICS_ZZZZZZZZZZZZZZZZZZZZ is not a setting of this version and is ignored"
+    ]
