@@ -38,6 +38,10 @@ from analytics.cli import main
         ("ANALYTICS_KAFKA_STOP_TIMEOUT", "1e300", "less than or equal to 3600"),
         ("ANALYTICS_BACKFILL_START_DATE", "1900-01-01", "greater than or equal to 1970-01-01"),
         ("ANALYTICS_LOG_RETENTION_HOURS", "1000001", "less than or equal to 1000000"),
+        # Set to nothing: the data went to the current directory, the server to every interface.
+        ("ANALYTICS_DATA_DIR", "", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_CLICKHOUSE_HOST", " ", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_GRPC_HOST", "", "is empty: give a value, or unset the variable"),
     ],
 )
 def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, variable, value, named):

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from core.settings.common import CommonSettings, Directory, NetworkList
+from core.settings.common import CommonSettings, Directory, Host, NetworkList
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ClickHouseConnection:
 class ClickHouseSettings(BaseModel):
     """Where and how clients reach ClickHouse: a server's URL, else the embedded server's address."""
 
-    clickhouse_host: str = Field("127.0.0.1", description="Address the embedded ClickHouse listens on.")
+    clickhouse_host: Host = Field("127.0.0.1", description="Address the embedded ClickHouse listens on.")
     clickhouse_http_port: int = Field(8123, ge=1, le=65535, description="HTTP port of the embedded ClickHouse.")
     clickhouse_user: str = Field("default", description="ClickHouse user (embedded server and clients).")
     clickhouse_password: SecretStr = Field(SecretStr(""), description="ClickHouse password.")

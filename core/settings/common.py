@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, field_validator
 
 from core.networks import normalized
 
@@ -27,8 +27,18 @@ def _a_directory(path: Path) -> Path:
     return path
 
 
+def _not_empty(value: object) -> object:
+    """An empty value (a variable set to nothing) is refused: as a path it read as the current
+    directory, as an address as every interface."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("is empty: give a value, or unset the variable for the default")
+    return value
+
+
 # A directory the stack keeps data in, made when first needed.
-Directory = Annotated[Path, AfterValidator(_a_directory)]
+Directory = Annotated[Path, BeforeValidator(_not_empty), AfterValidator(_a_directory)]
+# An address a server listens on.
+Host = Annotated[str, BeforeValidator(_not_empty)]
 
 # Addresses and CIDR networks, comma-separated, kept in canonical form (core/networks.py).
 NetworkList = Annotated[str, AfterValidator(normalized)]

@@ -8,13 +8,13 @@ from pathlib import Path
 from pydantic import Field
 
 from core.days import FIRST_DAY, LAST_DAY
-from core.settings.common import Directory
+from core.settings.common import Directory, Host
 from core.settings.schema import SchemaSettings
 
 
 class DagsterSettings(SchemaSettings):
     dagster_enabled: bool = Field(True, description="Run the Dagster webserver and daemon with `analytics up`.")
-    dagster_host: str = Field("127.0.0.1", description="Address the Dagster webserver listens on.")
+    dagster_host: Host = Field("127.0.0.1", description="Address the Dagster webserver listens on.")
     dagster_port: int = Field(3000, ge=1, le=65535, description="Port of the Dagster webserver.")
     dagster_home: Directory | None = Field(
         None, description="Dagster's instance directory (runs, schedules) [default: DATA_DIR/dagster]."
