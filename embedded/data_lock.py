@@ -15,7 +15,11 @@ from pathlib import Path
 LOCK_FILE = "analytics.lock"
 
 
-class DataDirectoryInUse(Exception):
+class DataDirectoryError(Exception):
+    """The data directory cannot be used: taken, or not writable."""
+
+
+class DataDirectoryInUse(DataDirectoryError):
     """Another process owns the data directory."""
 
 
@@ -27,8 +31,13 @@ class DataDirectoryLock:
         self._file = None
 
     def acquire(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until release()
+        except OSError as error:  # read-only, no permission, no space: said in one line, not a traceback
+            raise DataDirectoryError(
+                f"cannot keep data in {self.data_dir.resolve()}: {error.strerror or error}"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -98,3 +98,10 @@ def test_an_ipv6_address_in_brackets_as_grpc_writes_it_is_checked_bare():
         with pytest.raises(CannotListen, match=r"cannot listen on \[::\]:\d+ \(ANALYTICS_GRPC_PORT\)"):
             check_free("[::]", port, "ANALYTICS_GRPC_PORT")
     check_free("[::]", port, "ANALYTICS_GRPC_PORT")  # free again: no refusal
+
+
+def test_a_data_directory_that_cannot_be_written_is_refused_in_one_line():
+    """A read-only or unmakeable data directory was an OSError's traceback."""
+    result = run_cli("clickhouse", "--data-dir", "/proc/analytics-data", "--http-port", "1")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == ["Error: cannot keep data in /proc/analytics-data: No such file or directory"]

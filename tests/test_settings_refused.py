@@ -98,6 +98,8 @@ def test_a_data_directory_where_a_file_is_is_named(monkeypatch, tmp_path, comman
         (["grpc", "--port", "99999"], "--port", "ANALYTICS_GRPC_PORT", "less than or equal to 65535"),
         (["kafka", "--port", "0"], "--port", "ANALYTICS_KAFKA_PORT", "greater than or equal to 1"),
         (["topics", "--partitions", "0"], "--partitions", "ANALYTICS_KAFKA_TOPIC_PARTITIONS", "greater than or equal"),
+        # It was an OverflowError's traceback.
+        (["topics", "--partitions", "99999999999"], "--partitions", "ANALYTICS_KAFKA_TOPIC_PARTITIONS", "less than or"),
     ],
 )
 def test_a_flag_out_of_range_is_named_as_the_flag(command, flag, variable, named):

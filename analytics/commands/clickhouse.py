@@ -52,10 +52,10 @@ def clickhouse(data_dir, http_port, host, user, password, allowed_networks, allo
     )
     configure_logging(settings)
     with requires("embedded", "clickhouse"):
-        from embedded.data_lock import DataDirectoryInUse
+        from embedded.data_lock import DataDirectoryError
         from embedded.server import CannotListen, serve_settings
 
     try:
         serve_settings(settings.slice(EmbeddedClickHouseSettings))
-    except (DataDirectoryInUse, CannotListen) as error:
+    except (DataDirectoryError, CannotListen) as error:
         raise click.ClickException(str(error)) from None

@@ -35,7 +35,7 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         import server.service  # noqa: F401
         from analytics.components import stack_components
         from analytics.stack import Stack
-        from embedded.data_lock import DataDirectoryInUse
+        from embedded.data_lock import DataDirectoryError
 
     if settings.clickhouse_url:
         raise click.ClickException(
@@ -45,7 +45,7 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
     _ports_free(settings, with_kafka)
     try:
         code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
-    except (DataDirectoryInUse, CannotListen) as error:
+    except (DataDirectoryError, CannotListen) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:
         raise click.ClickException("the stack did not start; see the log above")

@@ -47,7 +47,10 @@ class KafkaSettings(BaseModel):
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; unset means no Kafka."
     )
-    kafka_topic_partitions: int = Field(1, ge=1, description="Partitions of each topic `analytics topics` creates.")
+    # Kafka takes a topic's partitions as a signed 32-bit number; a larger one crashed the client.
+    kafka_topic_partitions: int = Field(
+        1, ge=1, le=2**31 - 1, description="Partitions of each topic `analytics topics` creates."
+    )
     ingest_metrics_port: int = Field(
         9363, ge=0, le=65535, description="Port of `analytics ingest`'s Prometheus /metrics on 127.0.0.1; 0: off."
     )

@@ -22,7 +22,7 @@ from core import names
 from core.children import obey_stop_signals_and_die_with_parent
 from core.ports import CannotListen, check_free
 from core.settings.kafka import LocalKafkaSettings
-from embedded.data_lock import DataDirectoryInUse, DataDirectoryLock
+from embedded.data_lock import DataDirectoryError, DataDirectoryLock
 from embedded.kafka.class_data import ClassDataArchive
 from embedded.kafka.jars import ensure_jars, find_java
 
@@ -128,7 +128,7 @@ class KafkaBroker:
         self._check_ports()
         try:
             self._lock.acquire()
-        except DataDirectoryInUse as error:
+        except DataDirectoryError as error:
             raise KafkaStartError(f"{error} (ANALYTICS_KAFKA_DATA_DIR)") from None
         try:
             return self._start()
