@@ -42,6 +42,8 @@ from analytics.cli import main
         ("ANALYTICS_DATA_DIR", "", "is empty: give a value, or unset the variable"),
         ("ANALYTICS_CLICKHOUSE_HOST", " ", "is empty: give a value, or unset the variable"),
         ("ANALYTICS_GRPC_HOST", "", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_DBT_EXECUTABLE", "/nonexistent/dbt", "/nonexistent/dbt is not a program this user can run"),
+        ("ANALYTICS_DBT_EXECUTABLE", "/etc", "/etc is not a program this user can run"),
     ],
 )
 def test_ingest_names_a_setting_out_of_its_range_before_it_starts(monkeypatch, variable, value, named):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from core.settings.clickhouse import ClickHouseSettings
 from core.settings.common import CommonSettings
@@ -30,6 +31,15 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
     ingest: Literal["direct", "kafka"] | None = Field(
         None, description="Landing tables: direct (Null, fed over HTTP) or kafka (Kafka engine) [default: by target]."
     )
+
+    @field_validator("dbt_executable")
+    @classmethod
+    def _check_dbt_executable(cls, path: Path | None) -> Path | None:
+        # Else every dbt run ended in a FileNotFoundError's or an exec format error's traceback.
+        if path is not None and not (path.is_file() and os.access(path, os.X_OK)):
+            raise ValueError(f"{path} is not a program this user can run")
+        return path
+
     # Unset, a run keeps the retention the database has: restarting without these never ends
     # audit mode or shortens a retention (dbt_project/macros/retention.sql).
     log_retention_hours: int | None = Field(
