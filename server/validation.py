@@ -100,7 +100,12 @@ class Period:
         return (self.first, self.last) != (FIRST_DAY, LAST_DAY)
 
 
-def _day(field: str, value: str, default: dt.date) -> dt.date:
+# The Monday of the first week the data can have: a weekly series' first bucket starts there, and
+# a start it gave back is taken (as the first day), not refused.
+FIRST_WEEK = FIRST_DAY - dt.timedelta(days=FIRST_DAY.weekday())
+
+
+def _day(field: str, value: str, default: dt.date, earliest: dt.date = FIRST_DAY) -> dt.date:
     if not value:
         return default
     try:
@@ -109,9 +114,9 @@ def _day(field: str, value: str, default: dt.date) -> dt.date:
         day = dt.date.fromisoformat(value)
     except ValueError:
         raise InvalidArgument(f"{field} must be a date YYYY-MM-DD (got {shown(value)})") from None
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise InvalidArgument(f"{field} must be between {FIRST_DAY} and {LAST_DAY} (got {value})")
-    return day
+    if not earliest <= day <= LAST_DAY:
+        raise InvalidArgument(f"{field} must be between {earliest} and {LAST_DAY} (got {value})")
+    return max(day, FIRST_DAY)
 
 
 def check_period(request, field: str = "date_range") -> Period:
@@ -119,7 +124,7 @@ def check_period(request, field: str = "date_range") -> Period:
     if not request.HasField(field):
         return Period()
     date_range = getattr(request, field)
-    first = _day(f"{field}.start_date", date_range.start_date, FIRST_DAY)
+    first = _day(f"{field}.start_date", date_range.start_date, FIRST_DAY, earliest=FIRST_WEEK)
     last = _day(f"{field}.end_date", date_range.end_date, LAST_DAY)
     if first > last:
         raise InvalidArgument(f"{field}.start_date {first} is after {field}.end_date {last}")

@@ -79,6 +79,11 @@ def test_periods():
     assert check_period(both) == Period(dt.date(2026, 1, 1), dt.date(2026, 1, 1))
     # a present but empty range is all time too
     assert check_period(pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange())) == Period()
+    # The Monday of 1970's first week, where a weekly series' first bucket starts, is the first day.
+    first_week = pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange(start_date="1969-12-29"))
+    assert check_period(first_week) == Period()
+    with pytest.raises(InvalidArgument, match="date_range.start_date must be between 1969-12-29 and"):
+        check_period(pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange(start_date="1969-12-28")))
     with pytest.raises(InvalidArgument, match="date_range.end_date must be between"):
         check_period(pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange(end_date="2150-01-01")))
 

@@ -60,8 +60,8 @@ def invalid_requests():
         ),
         (
             "GetUserAnalyticsDetails",
-            pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(start_date="1969-12-31")),
-            "between 1970-01-01 and 2149-06-06",
+            pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(start_date="1969-12-28")),
+            "between 1969-12-29 and 2149-06-06",
         ),
         (
             "GetWorkflowAnalyticsDetails",
