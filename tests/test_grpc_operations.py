@@ -18,6 +18,7 @@ from tests.grpc_server import (
     health_status,
     listed_services,
     start_grpc,
+    wait_for_exit,
 )
 from tests.intake import post_batch
 
@@ -234,6 +235,30 @@ def test_tls(analytics_db, logs, certificates, small):
         assert error.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         assert service.stop() == 0
+
+
+def test_a_certificate_not_the_keys_or_a_client_ca_that_is_not_pem_is_refused(logs, certificates):
+    """gRPC's core only logged such files, and the start failed as if the port were taken."""
+    pki = certificates
+    cases = [
+        (["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "client.key")], "are not a PEM certificate"),
+        (
+            [
+                "--tls-cert",
+                str(pki / "server.pem"),
+                "--tls-key",
+                str(pki / "server.key"),
+                "--tls-client-ca",
+                "/etc/hosts",
+            ],
+            "the client CA (ANALYTICS_GRPC_TLS_CLIENT_CA) /etc/hosts holds no PEM certificate",
+        ),
+    ]
+    for args, message in cases:
+        service = start_grpc(logs, "--clickhouse-url", "http://127.0.0.1:1", *args, wait=False)
+        output = wait_for_exit(service)
+        assert service.process.returncode != 0 and message in output, output
+        assert "cannot listen on" not in output
 
 
 def test_mutual_tls_needs_a_client_certificate(analytics_db, logs, certificates, small):
