@@ -8,11 +8,14 @@ from __future__ import annotations
 import re
 
 from core.errors import Code, http_status
+from core.names import TOPICS
 from embedded.sqltext import quote_string
 
 # native_blocks raises NOT_IMPLEMENTED by this name; every other module uses core.errors.Code.
 NOT_IMPLEMENTED = Code.NOT_IMPLEMENTED
 THROW_IF = "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"
+# A refusal under the event contract (dbt_project/macros/event_contract.sql, contract_holds).
+_CONTRACT_REFUSAL = re.compile(rf"^({'|'.join(TOPICS)}) event (\"|with EventKey |without an ).* refused, \w+: ")
 
 _CODE_IN_TEXT = re.compile(r"^Code: (\d+)\. ")
 _NESTED = re.compile(
@@ -68,10 +71,11 @@ class ClickHouseError(Exception):
         return ClickHouseError(self.code, self.name, message)
 
     def of_the_rows(self) -> ClickHouseError:
-        """The error of an INSERT's rows. A throwIf there is a view refusing them (the landing views'
-        event contract): the sender's data, so 400, which no HTTP client retries as it is (a
-        ClickHouse server answers 500), with the view's message and not the expression that gave it."""
-        if self.name != THROW_IF:
+        """The error of an INSERT's rows. The landing views' event contract refuses them with a
+        throwIf (`jobs event "e-1" refused, <rule>: ...`): the sender's data, so 400, which no HTTP
+        client retries as it is (a ClickHouse server answers 500), with the contract's message and
+        not the expression that gave it. Any other view's throwIf stays as ClickHouse reports it."""
+        if self.name != THROW_IF or not _CONTRACT_REFUSAL.match(self.message):
             return self
         refused = ClickHouseError(
             self.code, self.name, self.message.split(": while executing 'FUNCTION throwIf(", 1)[0]
