@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from core.children import obey_stop_signals_and_die_with_parent
 from core.settings.composed import Settings
 from operations.dbt import PROJECT_ROOT
 
@@ -147,18 +149,37 @@ class DagsterService:
         return {**os.environ, **self.settings.as_environment(), "DAGSTER_HOME": str(self.home)}
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        """Start a child from a thread of its own that waits for it: Linux stops the child (SIGTERM)
+        when that thread ends, and so when `analytics` dies, even by kill -9. Orphans went on serving
+        the UI and running a second daemon on the same instance."""
         environment = self._environment()
-        with open(self.log_path(name), "ab") as output:
-            self.processes[name] = subprocess.Popen(
-                args,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=environment,
-                cwd=PROJECT_ROOT,
-                # A session of its own: Ctrl-C in the terminal reaches `analytics`, which stops the
-                # children itself, in order, and their code servers with them.
-                start_new_session=True,
-            )
+        started: queue.Queue = queue.Queue(maxsize=1)
+
+        def keep() -> None:
+            try:
+                with open(self.log_path(name), "ab") as output:
+                    process = subprocess.Popen(
+                        args,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        env=environment,
+                        cwd=PROJECT_ROOT,
+                        # A session of its own: Ctrl-C in the terminal reaches `analytics`, which stops
+                        # the children itself, in order, and their code servers with them.
+                        start_new_session=True,
+                        preexec_fn=obey_stop_signals_and_die_with_parent,
+                    )
+            except BaseException as error:  # noqa: BLE001 - raised in the spawning thread
+                started.put(error)
+                return
+            started.put(process)
+            process.wait()
+
+        threading.Thread(target=keep, name=f"dagster-{name}", daemon=True).start()
+        spawned = started.get()
+        if isinstance(spawned, BaseException):
+            raise spawned
+        self.processes[name] = spawned
 
     def wait_until_serving(self) -> None:
         """Return once the webserver answers; raise DagsterStartError if a child exits or time runs out."""

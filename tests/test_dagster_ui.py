@@ -263,3 +263,36 @@ def test_analytics_dagster_reports_a_webserver_that_exits_and_stops_the_daemon(t
         time.sleep(0.2)
     assert [line for pid, line in children.items() if alive(pid)] == []  # the daemon went with it
     assert list((tmp_path / "dagster").glob("*.log"))  # the logs stay for the operator
+
+
+def test_a_killed_analytics_dagster_takes_the_webserver_and_daemon_with_it(tmp_path):
+    """After a kill -9 they went on: the orphan answered for the next `analytics dagster` on its
+    port, and a second daemon ran the same instance's schedules."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ANALYTICS_")}
+    environment["ANALYTICS_DATA_DIR"] = str(tmp_path)
+    with open(tmp_path / "dagster-run.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "analytics.cli", "dagster", "--port", str(free_port())],
+            env=environment,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        children: list[int] = []
+        while len(children) < 2 and time.monotonic() < deadline and process.poll() is None:
+            children = [pid for pid in descendants(process.pid) if "dagster-" in command_line(pid)]
+            time.sleep(0.2)
+        assert len(children) >= 2, (tmp_path / "dagster-run.log").read_text()[-3000:]
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [command_line(pid) for pid in children if alive(pid)]
+    for pid in children:
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    assert left == []
