@@ -206,6 +206,9 @@ def ingest_process(settings: Settings, log_path: Path, extra_env: dict | None = 
         "ANALYTICS_KAFKA_MAX_BLOCK_SIZE": "300",
         "ANALYTICS_KAFKA_FLUSH_INTERVAL_MS": "100",
         "ANALYTICS_DATA_DIR": str(settings.data_dir),
+        # No metrics endpoint: on its default port two workers' bridges collided, and the second
+        # refused to start (a bridge test then waited out its timeout for messages nobody consumed).
+        "ANALYTICS_INGEST_METRICS_PORT": "0",
         **(extra_env or {}),
     }
     return subprocess.Popen(
