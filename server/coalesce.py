@@ -1,17 +1,21 @@
 """Lookups that arrive together answered by one query: ClickHouse's fixed cost paid once per batch.
 
-A caller that finds no batch running runs one at once with whatever keys are waiting, its own
-included, so an idle server adds no delay. Callers that arrive meanwhile wait; when a batch
+A caller that finds a batch slot free runs a batch at once with whatever keys are waiting, its
+own included, so an idle server adds no delay. Callers that arrive meanwhile wait; when a batch
 ends, one of them runs the next with every key waiting by then (up to ``max_batch``). At most
 ``parallel`` batches run at a time, so the backend's connections stay busy without flooding it.
 A caller waits no longer than its own timeout; a batch is given the longest one among its keys.
+
+Every caller waits on one condition: when a batch ends, the callers still without an answer
+wake, and the first to find a free slot runs the next batch. No slot is handed from one thread
+to another, so none can be lost between them.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from core.backend import QueryTimedOut
@@ -24,16 +28,14 @@ Fetch = Callable[[list, float], dict]
 
 
 class _Waiter:
-    __slots__ = ("key", "deadline", "done", "lead", "value", "error", "abandoned")
+    __slots__ = ("key", "deadline", "answered", "value", "error")
 
     def __init__(self, key, deadline: float):
         self.key = key
         self.deadline = deadline
-        self.done = threading.Event()
-        self.lead = False  # woken to run the next batch rather than with an answer
+        self.answered = False
         self.value = None
         self.error: BaseException | None = None
-        self.abandoned = False
 
 
 class Coalescer(Generic[K, V]):
@@ -50,85 +52,88 @@ class Coalescer(Generic[K, V]):
         self._parallel = parallel
         self._clock = clock
         self._on_batch = on_batch or (lambda size: None)
-        self._guard = threading.Lock()
-        self._waiting: list[_Waiter] = []
+        self._changed = threading.Condition()
+        self._waiting: list[_Waiter] = []  # callers whose key is in no batch yet, oldest first
         self._running = 0
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Callers inside ``get``: waiting for a batch or for the one their key is in."""
+        return self._pending
 
     def get(self, key: K, timeout: float) -> V | None:
         """The value of ``key`` (None when the backend has none), within ``timeout`` seconds."""
         waiter = _Waiter(key, self._clock() + timeout)
-        with self._guard:
+        with self._changed:
+            self._pending += 1
             self._waiting.append(waiter)
-            lead = self._running < self._parallel
-            if lead:
-                self._running += 1
-        while True:
-            if lead:
-                self._run_batch()
-                if waiter.done.is_set() and not waiter.lead:
+        try:
+            while True:
+                batch = self._next_batch_or_wait(waiter)
+                if batch is None:
                     break
-            remaining = waiter.deadline - self._clock()
-            if remaining <= 0 or not waiter.done.wait(remaining):
-                with self._guard:
-                    if not waiter.done.is_set():
-                        waiter.abandoned = True
-                        raise QueryTimedOut("the lookup's batch did not finish before the deadline")
-            if waiter.lead:  # our turn to run a batch; our own key may be in it
-                waiter.lead, lead = False, True
-                waiter.done.clear()
-                continue
-            break
+                self._run(batch)
+        finally:
+            with self._changed:
+                self._pending -= 1
         if waiter.error is not None:
             raise waiter.error
         return waiter.value
 
+    def _next_batch_or_wait(self, waiter: _Waiter) -> list[_Waiter] | None:
+        """A batch for this caller to run, or None once its own answer is in (or its deadline passed)."""
+        with self._changed:
+            while not waiter.answered:
+                if self._running < self._parallel and self._waiting:
+                    self._running += 1
+                    return self._take()
+                remaining = waiter.deadline - self._clock()
+                if remaining <= 0:
+                    if waiter in self._waiting:
+                        self._waiting.remove(waiter)
+                        waiter.error = QueryTimedOut("the deadline passed while the lookup waited for its batch")
+                    else:
+                        waiter.error = QueryTimedOut("the lookup's batch did not finish before the deadline")
+                    waiter.answered = True
+                    break
+                self._changed.wait(remaining)
+            return None
+
     def _take(self) -> list[_Waiter]:
-        """The next batch: waiting callers that still want an answer, one per key at most."""
-        with self._guard:
-            now = self._clock()
-            alive = [w for w in self._waiting if not w.abandoned and w.deadline > now]
-            for stale in self._waiting:
-                if stale.deadline <= now and not stale.abandoned:
-                    stale.error = QueryTimedOut("the deadline passed while the lookup waited for its batch")
-                    stale.done.set()
-            batch, self._waiting = [], []
-            keys: set = set()
-            for waiter in alive:
-                if len(keys) >= self._max_batch and waiter.key not in keys:
-                    self._waiting.append(waiter)
-                    continue
+        """The next batch (under the lock): waiting callers still in time, up to ``max_batch`` keys."""
+        now = self._clock()
+        batch, keep, keys = [], [], set()
+        for waiter in self._waiting:
+            if waiter.deadline <= now:  # asked for by no batch
+                waiter.answered = True
+                waiter.error = QueryTimedOut("the deadline passed while the lookup waited for its batch")
+            elif len(keys) >= self._max_batch and waiter.key not in keys:
+                keep.append(waiter)
+            else:
                 keys.add(waiter.key)
                 batch.append(waiter)
-            return batch
+        self._waiting = keep
+        return batch
 
-    def _run_batch(self) -> None:
-        batch = self._take()
+    def _run(self, batch: list[_Waiter]) -> None:
+        found: dict = {}
+        error: BaseException | None = None
         try:
             if batch:
                 keys = list(dict.fromkeys(w.key for w in batch))
                 timeout = max(w.deadline for w in batch) - self._clock()
                 self._on_batch(len(keys))
-                try:
-                    found = self._fetch(keys, max(timeout, 0.001))
-                except BaseException as error:  # noqa: BLE001 - every waiter of the batch gets it
-                    _finish(batch, error=error)
-                else:
-                    _finish(batch, found=found)
+                found = self._fetch(keys, max(timeout, 0.001))
+        except BaseException as caught:  # noqa: BLE001 - every waiter of the batch gets it
+            error = caught
         finally:
-            with self._guard:
-                # Hand the next batch to a caller that is waiting anyway; else this slot is free.
-                successor = next((w for w in self._waiting if not w.abandoned), None)
-                if successor is not None:
-                    successor.lead = True
-                    successor.done.set()
-                else:
-                    self._running -= 1
-
-
-def _finish(batch: Iterable[_Waiter], found: dict | None = None, error: BaseException | None = None) -> None:
-    for waiter in batch:
-        if error is not None:
-            waiter.error = error
-        else:
-            waiter.value = found.get(waiter.key)
-        waiter.done.set()
+            with self._changed:
+                for waiter in batch:
+                    if waiter.answered:  # gave up on its deadline meanwhile
+                        continue
+                    waiter.answered = True
+                    waiter.error = error
+                    waiter.value = None if error is not None else found.get(waiter.key)
+                self._running -= 1
+                self._changed.notify_all()

@@ -51,6 +51,11 @@ class TotalsLookups:
         )
         self._users: Coalescer[str, Totals] = Coalescer(self._fetch_users, max_batch, parallel, on_batch=on_batch)
 
+    @property
+    def pending(self) -> int:
+        """Lookups gone to ClickHouse that have no answer yet (queued for a batch or in one)."""
+        return self._workflows.pending + self._users.pending
+
     def _fetch_workflows(self, keys: list[tuple[str, str]], timeout: float) -> dict[tuple[str, str], Totals]:
         rows = self.queries.rows("workflow_totals", WORKFLOW_TOTALS_BATCH, {"keys": keys}, timeout)
         return {(row[0], row[1]): Totals(1, *map(int, row[2:])) for row in rows}

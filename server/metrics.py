@@ -50,6 +50,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )
+        self.lookups_pending = Gauge(
+            "analytics_grpc_lookups_pending",
+            "GetUserAnalytics and GetWorkflowAnalytics lookups gone to ClickHouse without an answer yet"
+            " (queued for a coalesced query or in one).",
+            registry=self.registry,
+        )
         self.serving_staleness = Gauge(
             "analytics_grpc_serving_model_staleness_seconds",
             "Age of the serving model's newest read of ClickHouse (answers older than the bound go to ClickHouse).",

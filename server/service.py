@@ -191,6 +191,7 @@ class AnalyticsServer:
         totals = TotalsLookups(
             queries, self.serving_model, max_batch=settings.grpc_lookup_batch, on_batch=self.metrics.observe_batch
         )
+        self.metrics.lookups_pending.set_function(lambda: totals.pending)
         logs = LogQueries(queries)
         self.tail_hub = TailHub(
             logs,

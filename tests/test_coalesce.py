@@ -77,3 +77,31 @@ def test_a_lookup_whose_deadline_passes_while_waiting_times_out_and_others_are_a
         fetch.release.set()
         assert (first.result(30), later.result(30)) == (20, 60)
     assert fetch.batches == [[2], [6]]  # the lookup that gave up was not asked for
+
+
+def test_batches_ending_together_hand_on_their_slots_and_leave_none_taken():
+    """Two held batches released at once, callers queued behind them: afterwards both slots are free.
+
+    Both ending batches once handed their slot to the same queued caller, who ran one batch: the
+    other slot stayed taken for good, and once both were lost every lookup waited out its deadline.
+    """
+    for _ in range(30):
+        fetch = HeldFetch()
+        coalescer = Coalescer(fetch, parallel=2)
+        with ThreadPoolExecutor(8) as pool:
+            held = [pool.submit(coalescer.get, key, 30) for key in (0, 2)]
+            assert fetch.started.acquire(timeout=30) and fetch.started.acquire(timeout=30)
+            queued = [pool.submit(coalescer.get, key, 30) for key in (4, 6, 8)]
+            while coalescer.pending < len(held) + len(queued):
+                threading.Event().wait(0.001)
+            fetch.release.set()
+            assert [future.result(30) for future in held + queued] == [0, 20, 40, 60, 80]
+        assert coalescer.pending == 0
+        # Both slots free again: two lookups held at once each run a batch of their own at once.
+        second = HeldFetch()
+        coalescer._fetch = second
+        with ThreadPoolExecutor(2) as pool:
+            both = [pool.submit(coalescer.get, key, 5) for key in (10, 12)]
+            assert second.started.acquire(timeout=5) and second.started.acquire(timeout=5), "a slot stayed taken"
+            second.release.set()
+            assert [future.result(30) for future in both] == [100, 120]

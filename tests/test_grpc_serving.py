@@ -86,26 +86,26 @@ def answer_of(stub, method: str, request, timeout: float = 30):
 
 def test_lookups_held_together_are_answered_by_shared_queries_each_exactly(small, relay, tmp_path):
     metrics_port = free_port()
-    service = start_grpc(tmp_path, "--clickhouse-url", relay.url, "--metrics-port", str(metrics_port))
-    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     cases = mixed_requests(small) * 2
+    service = start_grpc(
+        tmp_path,
+        "--clickhouse-url",
+        relay.url,
+        "--metrics-port",
+        str(metrics_port),
+        env={"ANALYTICS_GRPC_WORKERS": str(len(cases))},  # a thread for every call: all are held at once
+    )
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     try:
         with service.channel() as channel, ThreadPoolExecutor(len(cases)) as pool:
             stub = service.stub(channel)
             relay.hold()
             futures = [pool.submit(answer_of, stub, method, request) for method, request, _ in cases]
-            # Every call has reached the service (two batches are held in ClickHouse, the rest wait).
+            # Every call is in a lookup: a batch of each kind held in ClickHouse, the rest queued behind.
             wait_until(
-                lambda: (
-                    sum(
-                        sample(scrape(metrics_url), "analytics_grpc_requests_total", grpc_method=method)
-                        for method in ("GetUserAnalytics", "GetWorkflowAnalytics")
-                    )
-                    >= len(cases)
-                ),
-                "every call to arrive",
+                lambda: sample(scrape(metrics_url), "analytics_grpc_lookups_pending") == len(cases),
+                "every call to wait for its lookup",
             )
-            time.sleep(0.2)  # let the last arrivals queue behind the held batches
             relay.release()
             answers = [future.result(timeout=60) for future in futures]
         for (method, request, expected), got in zip(cases, answers, strict=True):
@@ -114,7 +114,9 @@ def test_lookups_held_together_are_answered_by_shared_queries_each_exactly(small
         batches = sample(text, "analytics_grpc_lookup_batch_keys_count")
         keys = sample(text, "analytics_grpc_lookup_batch_keys_sum")
         assert keys >= len({(m, r.SerializeToString()) for m, r, _ in cases})
-        assert batches < len(cases) / 2, "the held lookups were not coalesced"
+        # Of each kind, the two batches held (parallel=2) and one for every lookup queued behind them.
+        assert batches <= 2 * 3, f"the held lookups were not coalesced: {batches} queries for {len(cases)} calls"
+        assert sample(text, "analytics_grpc_lookups_pending") == 0
     finally:
         relay.release()
         assert service.stop() == 0, service.log()
