@@ -34,8 +34,9 @@
   day is not a partition that could be swapped whole. Running it again changes nothing: every
   delta is zero and the digests are replaced by equal ones.
 
-  ANALYTICS_FAULT_REBUILD_HOLD=<seconds> (tests only) holds the rebuild that long after step 1,
-  in one-second `sleep`s marked `rebuild held`, so a test can insert events in that window.
+  ANALYTICS_FAULT_REBUILD_HOLD=<seconds> (tests only) holds the rebuild after step 1 while a
+  table named rebuild_hold exists in its database, at most that many seconds, in one-second
+  `sleep`s marked `rebuild_held`: a test inserts events in that window and then drops the table.
 -#}
 
 {% macro rebuild_days(days, staging_suffix) %}
@@ -65,8 +66,11 @@
     {% do run_query('create table ' ~ staging ~ ' ' ~ on_cluster() ~ ' as ' ~ target) %}
   {%- endfor %}
   {% do run_query('insert into ' ~ staged_daily ~ ' ' ~ daily_counters_rebuilt(in_days)) %}
-  {%- for second in range(env_var('ANALYTICS_FAULT_REBUILD_HOLD', '0') | int) %}
-    {% do run_query('select sleep(1) as rebuild_held') %}
+  {%- set hold = namespace(on=true) -%}
+  {%- for second in range(env_var('ANALYTICS_FAULT_REBUILD_HOLD', '0') | int) if hold.on %}
+    {%- set hold.on = run_query("select count() from system.tables where database = '" ~ daily.schema
+                                ~ "' and name = 'rebuild_hold'").columns[0].values()[0] > 0 -%}
+    {%- if hold.on %}{% do run_query('select sleep(1) as rebuild_held') %}{% endif %}
   {%- endfor %}
 
   {#- The totals first: the workflows of these days are still visible in the stored rows. -#}
