@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 
 import grpc
 
@@ -35,6 +36,10 @@ def wrap_handler(
     """The same handler with its behavior wrapped: ``unary`` for unary responses, else ``streaming``.
 
     ``request_deserializer``, when given, replaces the handler's (the identity: ``bytes``).
+    A behavior that answers through a callback and returns at once (grpcio's
+    ``experimental_non_blocking``: the health service's Watch) is wrapped as a unary one and stays
+    so, or every open Watch would hold a worker thread for its whole life; a behavior with a
+    thread pool of its own (``experimental_thread_pool``) keeps it.
     """
     if handler is None:
         return None
@@ -43,12 +48,31 @@ def wrap_handler(
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **serializers)
+        return grpc.unary_unary_rpc_method_handler(_wrapped(handler.unary_unary, unary, unary), **serializers)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **serializers)
+        return grpc.stream_unary_rpc_method_handler(_wrapped(handler.stream_unary, unary, unary), **serializers)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **serializers)
-    return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **serializers)
+        return grpc.unary_stream_rpc_method_handler(_wrapped(handler.unary_stream, streaming, unary), **serializers)
+    return grpc.stream_stream_rpc_method_handler(_wrapped(handler.stream_stream, streaming, unary), **serializers)
+
+
+def _wrapped(behavior: Behavior, wrap: Callable[[Behavior], Behavior], unary: Callable[[Behavior], Behavior]):
+    if getattr(behavior, "experimental_non_blocking", False):
+
+        def non_blocking(request, context, send_response_callback=None):
+            def call(request, context):
+                return behavior(request, context, send_response_callback=send_response_callback)
+
+            return unary(call)(request, context)
+
+        non_blocking.experimental_non_blocking = True
+        wrapped = non_blocking
+    else:
+        wrapped = wrap(behavior)
+    pool = getattr(behavior, "experimental_thread_pool", None)
+    if pool is not None and wrapped is not behavior:
+        wrapped.experimental_thread_pool = pool
+    return wrapped
 
 
 def split_method(method: str) -> tuple[str, str]:
@@ -258,6 +282,28 @@ class TokenInterceptor(grpc.ServerInterceptor):
             return guarded
 
         return wrap_handler(continuation(handler_call_details), unary, streaming)
+
+
+class ThreadsOfTheirOwn(grpc.ServerInterceptor):
+    """The calls of ``methods`` (full names) run on ``pool``, not on the server's thread pool."""
+
+    def __init__(self, methods: set[str], pool: futures.ThreadPoolExecutor):
+        self.methods = methods
+        self.pool = pool
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method not in self.methods:
+            return handler
+
+        def on_pool(behavior: Behavior) -> Behavior:
+            def run(request, context):
+                return behavior(request, context)
+
+            run.experimental_thread_pool = self.pool
+            return run
+
+        return wrap_handler(handler, on_pool, on_pool)
 
 
 class WorkerLimit(grpc.ServerInterceptor):

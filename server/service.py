@@ -32,6 +32,7 @@ from server.interceptors import (
     MetricsInterceptor,
     NetworkInterceptor,
     RequestInterceptor,
+    ThreadsOfTheirOwn,
     TokenInterceptor,
     WorkerLimit,
 )
@@ -97,6 +98,10 @@ def server_credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
 # The serving model's bound when ANALYTICS_GRPC_SERVING_MAX_STALENESS is unset and it sees every write.
 DEFAULT_SERVING_BOUND = 1.0
 
+# Threads of the log tails beyond ANALYTICS_GRPC_MAX_LOG_TAILS: a tail asked for beyond the limit
+# gets one to be refused (RESOURCE_EXHAUSTED) at once rather than queue for a tail's end.
+SPARE_TAIL_THREADS = 4
+
 # Clients that keep their connections alive with pings (grpc-go's keepalive.ClientParameters, at
 # least 10 s apart there, often with PermitWithoutStream) are answered, not sent away: by default
 # the server takes a ping at most every 5 minutes without calls and, at the third sooner one,
@@ -138,6 +143,7 @@ class AnalyticsServer:
         self.log_service: JobLogService | None = None
         self.serving_model: ServingModel | None = None
         self._server: grpc.Server | None = None
+        self._tail_threads: futures.ThreadPoolExecutor | None = None
         self._stopped = threading.Event()
         try:
             self.tokens = load_tokens(
@@ -160,9 +166,16 @@ class AnalyticsServer:
         interceptors.append(RequestInterceptor())
         if self.tokens is not None:
             interceptors.append(TokenInterceptor(self.tokens, ids))
-        interceptors.append(WorkerLimit(settings.grpc_workers))  # innermost: after the checks above
-        # A log tail holds its thread for as long as it runs: the tails get threads of their own
-        # on top of the workers (and are limited to that many), so they never starve other calls.
+        interceptors.append(WorkerLimit(settings.grpc_workers))  # after the checks above
+        # A log tail holds its thread for as long as it runs: the tails run on threads of their own
+        # (a few more than their limit, so a call beyond it is refused at once), and neither kind
+        # of call can take the threads the other needs.
+        self._tail_threads = futures.ThreadPoolExecutor(
+            max_workers=settings.grpc_max_log_tails + SPARE_TAIL_THREADS, thread_name_prefix="grpc-tail"
+        )
+        interceptors.append(ThreadsOfTheirOwn({f"/{SERVICE_NAME}/StreamJobLogs"}, self._tail_threads))
+        # Calls beyond the workers wait for one here (within their deadline), as do health and
+        # reflection calls.
         threads = settings.grpc_workers + settings.grpc_max_log_tails
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-worker"),
@@ -291,6 +304,8 @@ class AnalyticsServer:
         if self.tail_hub is not None:
             self.tail_hub.close()  # tails end at once (UNAVAILABLE: call again), other calls finish
         self._server.stop(self.settings.grpc_drain_seconds).wait()
+        if self._tail_threads is not None:
+            self._tail_threads.shutdown(wait=False)
         if self.store_watch is not None:
             self.store_watch.close()
         if self.log_service is not None:
