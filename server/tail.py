@@ -127,16 +127,20 @@ class TailHub:
         linger: float,
         poll_timeout: float,
         on_poll: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.logs = logs
         self.interval = interval
         self.linger_ms = int(linger * 1000)
         self.poll_timeout = poll_timeout
         self._on_poll = on_poll or (lambda jobs: None)
+        self._clock = clock
         self._jobs: dict[JobRef, JobTail] = {}
         self._since_ms: int | None = None  # the earliest a poll reaches back to from now on
         self._clock_ms: int | None = None  # ClickHouse's clock at the last poll
         self._swept_ms = 0  # ... at the last sweep
+        # Counts the restarts after a pause: a poll begun before one finds nothing it may hand out.
+        self._epoch = 0
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,6 +159,8 @@ class TailHub:
             with self._lock:
                 if not self._jobs:
                     self._since_ms, self._clock_ms = now_ms - OVERLAP_MS, None
+                    self._epoch += 1
+                    self._failing_since = None
         with self._lock:
             if self._closed.is_set():
                 subscription = Subscription(self, job, self._since_ms)
@@ -186,43 +192,51 @@ class TailHub:
         if self._thread is not None:
             self._thread.join(timeout=self.poll_timeout + self.interval + 1)
 
-    def _next_poll(self) -> tuple[list[JobRef], int, bool] | None:
-        """(the jobs, the moment to reach back to, whether it is a sweep); None: nothing to poll."""
+    def _next_poll(self) -> tuple[list[JobRef], int, bool, int] | None:
+        """(the jobs, the moment to reach back to, whether it is a sweep, the epoch); None: nothing to poll."""
         with self._lock:
-            jobs, floor_ms, clock_ms = list(self._jobs), self._since_ms, self._clock_ms
+            jobs, floor_ms, clock_ms, epoch = list(self._jobs), self._since_ms, self._clock_ms, self._epoch
             if not jobs or floor_ms is None:
                 return None
             if clock_ms is None:
-                return jobs, floor_ms, True
+                return jobs, floor_ms, True, epoch
             ending = any(
                 tail.ended_at_ms is not None and clock_ms - tail.ended_at_ms >= self.linger_ms
                 for tail in self._jobs.values()
             )
             if ending or clock_ms - self._swept_ms >= SWEEP_MS:
-                return jobs, floor_ms, True
-            return jobs, max(floor_ms, clock_ms - RECENT_MS), False
+                return jobs, floor_ms, True, epoch
+            return jobs, max(floor_ms, clock_ms - RECENT_MS), False, epoch
 
     def _run(self) -> None:
         while not self._closed.wait(self.interval):
-            poll = self._next_poll()
-            if poll is None:
-                continue
-            try:
-                self._poll(*poll)
-                self._failing_since = None
-            except QueryFailed as error:
-                self._failed(error)
-            except Exception:
-                log.exception("the log tail poll failed")
-                self._failed(None)
+            self._tick()
 
-    def _poll(self, jobs: list[JobRef], since_ms: int, sweep: bool) -> None:
+    def _tick(self) -> None:
+        poll = self._next_poll()
+        if poll is None:  # no tails: a failure before this pause says nothing about the polls after it
+            self._failing_since = None
+            return
+        try:
+            self._poll(*poll)
+            self._failing_since = None
+        except QueryFailed as error:
+            self._failed(error)
+        except Exception:
+            log.exception("the log tail poll failed")
+            self._failed(None)
+
+    def _poll(self, jobs: list[JobRef], since_ms: int, sweep: bool, epoch: int) -> None:
         # The clock first: lines landing while the lines query runs are found by the next poll.
         now_ms, ended = self.logs.ended(jobs, self.poll_timeout)
         find = self._missing if sweep else self._landed
         landed = find(jobs, since_ms)
         self._on_poll(len(jobs))
         with self._lock:
+            if epoch != self._epoch:
+                # Every tail left during the poll and new ones came: they start from a later
+                # moment than this poll's window, whose lines their history has already sent.
+                return
             self._clock_ms = now_ms
             if sweep:
                 # The next sweep reaches OVERLAP_MS back before this one, and no poll reaches further.
@@ -269,7 +283,7 @@ class TailHub:
         return self.logs.landed_lines(jobs, since_ms, missing, self.poll_timeout)
 
     def _failed(self, error: QueryFailed | None) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
             log.warning("the log tail poll failed, retrying: %s", error)

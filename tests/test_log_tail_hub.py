@@ -7,6 +7,7 @@ forward, the linger after a job ends, a slow client cut off, and the end of ever
 
 from __future__ import annotations
 
+from core.backend import QueryFailed
 from server import tail
 from server.logs import JobRef, LogRow
 from server.tail import End, Subscription, TailHub
@@ -53,8 +54,8 @@ def hub_with(logs: ScriptedLogs, linger: float = 0.0) -> TailHub:
 
 def poll(hub: TailHub) -> bool:
     """One tick of the poller; whether it was a sweep."""
-    jobs, since_ms, sweep = hub._next_poll()
-    hub._poll(jobs, since_ms, sweep)
+    jobs, since_ms, sweep, epoch = hub._next_poll()
+    hub._poll(jobs, since_ms, sweep, epoch)
     return sweep
 
 
@@ -182,3 +183,53 @@ def test_after_a_pause_the_polls_start_from_now_not_from_the_last_poll():
     assert later.since_ms == logs.now_ms - tail.OVERLAP_MS
     assert poll(hub)
     assert logs.asked_since == [logs.now_ms - tail.OVERLAP_MS]
+
+
+def test_a_poll_begun_before_a_pause_hands_nothing_to_the_tails_after_it():
+    """Every tail of a job leaves while a sweep runs and a new one comes: the new tail starts from
+    now (its history holds what came before), so the old sweep's wider window must not reach it."""
+    logs = ScriptedLogs()
+    hub = hub_with(logs)
+    hub.subscribe(JOB, 1)
+    logs.landed[JOB] = [row(1, 99_000), row(2, 99_500)]
+    begun = hub._next_poll()  # a sweep reaching back to 95_000
+    hub._jobs[JOB].subscribers[0].cancel()
+    logs.now_ms = 110_000
+    later = hub.subscribe(JOB, 1)  # from 105_000: lines 1 and 2 are in its history
+    hub._poll(*begun)
+    assert taken(later) == ([], None)
+    logs.landed[JOB].append(row(3, 109_000))
+    assert poll(hub)
+    assert taken(later) == ([3], None)
+
+
+class FailingLogs(ScriptedLogs):
+    def __init__(self):
+        super().__init__()
+        self.failing = False
+
+    def ended(self, jobs, timeout):
+        if self.failing:
+            raise QueryFailed("ClickHouse is away")
+        return super().ended(jobs, timeout)
+
+
+def test_a_failure_before_a_pause_does_not_count_against_the_tails_after_it():
+    """A short outage while the last tail left, an hour without tails, then one failed poll: that
+    poll is retried, not taken as an hour of failures that ends every tail."""
+    logs, now = FailingLogs(), [0.0]
+    hub = TailHub(logs, interval=3600, linger=0, poll_timeout=1, clock=lambda: now[0])
+    hub._thread = object()  # no background thread: the test is the poller
+    first = hub.subscribe(JOB, 1)
+    logs.failing = True
+    hub._tick()
+    first.cancel()
+    hub._tick()  # nothing to poll
+    logs.failing, now[0] = False, 3600.0
+    later = hub.subscribe(JOB, 1)
+    logs.failing = True
+    hub._tick()
+    assert taken(later) == ([], None)
+    now[0] += tail.FAILING_SECONDS  # failing that long ends the tails, as it should
+    hub._tick()
+    assert taken(later) == ([], End.STORE_FAILING)
