@@ -153,6 +153,7 @@ class AsyncInsertQueue:
         # concurrently would otherwise race in two batches.
         self.turns: dict[tuple, Turn] = {}
         self.paces: dict[tuple, Pace] = {}  # what the adaptive timeout follows, per key
+        self.leading: set[asyncio.Future] = set()
 
     def busy_timeout(self, key: tuple, settings: dict[str, str], now: float) -> tuple[float, bool]:
         """Seconds a batch of the key opened now waits, and whether this insert goes in at once."""
@@ -208,6 +209,14 @@ class AsyncInsertQueue:
 
     async def _insert(self, batch: Batch, run: Run) -> None:
         try:
+            await self._insert_bodies(batch, run)
+        except BaseException as error:
+            for outcome in batch.outcomes:  # the senders not answered yet: none may wait for ever
+                _settle(outcome, error=error)
+            raise
+
+    async def _insert_bodies(self, batch: Batch, run: Run) -> None:
+        try:
             result = await run(batch.separator.join(batch.bodies) if len(batch.bodies) > 1 else batch.bodies[0])
         except ClickHouseError as error:
             if len(batch.bodies) == 1:
@@ -220,12 +229,22 @@ class AsyncInsertQueue:
                 except ClickHouseError as alone:
                     _settle(outcome, error=alone)
             return
-        except BaseException as error:
-            for outcome in batch.outcomes:
-                _settle(outcome, error=error)
-            raise
         for outcome in batch.outcomes:
             _settle(outcome, result=result)
+
+    def track(self, leading: asyncio.Future) -> None:
+        """A task leading a batch (``lead``), kept until it ends: `drain` waits for it."""
+        self.leading.add(leading)
+        leading.add_done_callback(self.leading.discard)
+
+    async def drain(self) -> None:
+        """Insert every batch now, open ones without waiting out their busy timeout: the server is
+        stopping, and a sender answered at once (wait_for_async_insert=0) has been told its rows
+        are in, as a ClickHouse server flushes its queue when it stops."""
+        for batch in list(self.open.values()):
+            self._close(batch)
+            batch.full.set()
+        await asyncio.gather(*list(self.leading), return_exceptions=True)
 
 
 def _settle(outcome: asyncio.Future, result=None, error: BaseException | None = None) -> None:

@@ -102,7 +102,6 @@ class Front:
         self.config = config
         self.running: set[str] = set()
         self.async_inserts = async_inserts.AsyncInsertQueue()
-        self.async_insert_tasks: set[asyncio.Future] = set()
         self.landing_locks = LandingLocks()  # a topic's inserts one at a time (first-seen gates)
         self.limiter = anyio.CapacityLimiter(config.max_concurrent_queries + 8)
         self.fence = (
@@ -312,9 +311,7 @@ class Front:
             at_once=at_once,
         )
         if leader:
-            task = asyncio.ensure_future(self._lead_batch(batch, spec, head, insert, timeout_s))
-            self.async_insert_tasks.add(task)
-            task.add_done_callback(self.async_insert_tasks.discard)
+            self.async_inserts.track(asyncio.ensure_future(self._lead_batch(batch, spec, head, insert, timeout_s)))
         if not async_inserts.waits(spec.settings):
             return self.responses.response(spec, b"", request_summary(spec, None), None)
         result = await outcome
@@ -424,6 +421,7 @@ def create_app(engine: Engine, config: FrontConfig, extra_lifespan=None) -> Star
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
+            await front.async_inserts.drain()  # answered inserts still waiting for their batch
             # In-flight requests have finished by now; uvicorn re-raises the stop signal right after
             # the lifespan ends, so chDB is closed here rather than after uvicorn returns.
             await anyio.to_thread.run_sync(engine.close)

@@ -7,8 +7,11 @@ test_async_inserts.py; here, which bodies end up in which insert.
 from __future__ import annotations
 
 import asyncio
+import errno
 
+from core.errors import Code
 from embedded.async_inserts import AsyncInsertQueue
+from embedded.errors import ClickHouseError
 
 KEY = ("default", "db", b"INSERT INTO t FORMAT JSONEachRow", ())
 BUSY = 0.01  # async_insert_busy_timeout_ms of 10
@@ -71,3 +74,45 @@ def test_a_batch_without_a_previous_insert_goes_when_its_time_is_up():
         return inserts.rows
 
     assert [lines(r) for r in asyncio.run(scenario())] == [[b'{"n":1}'], [b'{"n":2}']]
+
+
+def test_a_failure_other_than_clickhouses_while_retrying_body_by_body_answers_every_sender():
+    """The combined insert is refused, and inserting a body on its own fails otherwise (the disk
+    full when its rows are written to a file): every sender gets that error, none waits for ever."""
+
+    async def run(rows: bytes) -> str:
+        if rows.count(b"\n") > 1:
+            raise ClickHouseError.of(Code.NOT_ENOUGH_SPACE, "Cannot reserve space")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def scenario() -> list[BaseException | None]:
+        queue = AsyncInsertQueue()
+        outcomes = []
+        for n in range(3):
+            batch, outcome, leader = queue.join(KEY, "JSONEachRow", b'{"n": %d}' % n, 10 << 20)
+            outcomes.append(outcome)
+            if leader:
+                leading = asyncio.ensure_future(queue.lead(batch, BUSY, run))
+        await asyncio.gather(leading, return_exceptions=True)
+        return [outcome.exception() if outcome.done() else None for outcome in outcomes]
+
+    errors = asyncio.run(scenario())
+    assert [type(error) for error in errors] == [OSError] * 3, errors
+
+
+def test_draining_inserts_every_open_batch_without_waiting_out_its_timeout():
+    async def scenario() -> list[bytes]:
+        queue, inserts = AsyncInsertQueue(), Inserts()
+        inserts.release.set()
+        outcomes = []
+        for n in range(3):
+            batch, outcome, leader = queue.join(KEY, "JSONEachRow", b'{"n": %d}' % n, 10 << 20)
+            outcomes.append(outcome)
+            if leader:
+                queue.track(asyncio.ensure_future(queue.lead(batch, 3600, inserts.run)))
+        await asyncio.wait_for(queue.drain(), 60)  # not the batch's hour
+        assert [outcome.result() for outcome in outcomes] == ["ok"] * 3
+        return inserts.rows
+
+    rows = asyncio.run(scenario())
+    assert [lines(r) for r in rows] == [[b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']]

@@ -202,6 +202,28 @@ def test_data_survives_a_clean_restart(tmp_path):
         again.stop()
 
 
+def test_asynchronous_inserts_answered_before_their_batch_went_in_are_kept_by_a_clean_stop(tmp_path):
+    """wait_for_async_insert=0 answers a sender at once; the batch waits out its busy timeout
+    (30 s here) and was dropped by a stop within it. A ClickHouse server flushes its queue."""
+    data_dir = tmp_path / "data"
+    server = embedded_server.start(data_dir)
+    sql(server, "CREATE TABLE default.waiting (batch UInt32, n UInt32) ENGINE = MergeTree ORDER BY (batch, n)")
+    settings = (
+        "async_insert=1&wait_for_async_insert=0&async_insert_use_adaptive_busy_timeout=0"
+        "&async_insert_busy_timeout_ms=30000"
+    )
+    for batch in range(5):
+        body = b"".join(b"%d\t%d\n" % (batch, i) for i in range(100))
+        url = f"{server.url}/?query=INSERT%20INTO%20default.waiting%20FORMAT%20TSV&{settings}"
+        assert HTTP.request("POST", url, body=body).status == 200
+    assert server.stop() in (0, -signal.SIGTERM)
+    again = embedded_server.start(data_dir)
+    try:
+        assert sql(again, "SELECT count(), uniqExact(batch) FROM default.waiting") == b"500\t5\n"
+    finally:
+        again.stop()
+
+
 def test_acknowledged_inserts_survive_kill_9(tmp_path):
     data_dir = tmp_path / "data"
     server = embedded_server.start(data_dir)
