@@ -17,7 +17,7 @@ from embedded import fault_points
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.lag import LagReporter
 from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
-from embedded.bridge.passing import Undecodable, count_skipped, undecodable
+from embedded.bridge.passing import Undecodable, count_skipped, go_past, undecodable
 from embedded.bridge.topic_identity import TopicIdentity
 from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 
@@ -106,6 +106,8 @@ class TopicConsumer:
         committed may be the old log's positions)."""
         self.identity.remember()
         self._rewound: set[int] | None = set() if rewind else None
+        if rewind:
+            self.passed = {}  # offsets of the topic's old log
         self.consumer = Consumer(
             {
                 "bootstrap.servers": self.config.bootstrap,
@@ -264,15 +266,7 @@ class TopicConsumer:
             log.warning("%s: [%d] offset %d: %s", self.name, message.partition(), message.offset(), message.reason)
             self._with_retries(self.writer.dead_letter, message, message.reason)
             DEAD_LETTERED.labels(self.topic).inc()
-            after = TopicPartition(self.kafka_topic, message.partition(), message.offset() + 1)
-            self.passed[message.partition()] = message.offset() + 1
-            try:
-                self.consumer.commit(offsets=[after], asynchronous=False)
-                self.consumer.seek(after)
-            except KafkaException as error:
-                log.warning(
-                    "%s: could not go on after offset %d (%s); it comes again", self.name, message.offset(), error
-                )
+            go_past(self.consumer, self.kafka_topic, message, self.passed, self.name)
 
     def _raise_or_log(self, errors: list[KafkaError]) -> None:
         """What a poll returned besides messages: a deleted topic is waited for, fatal errors stop the

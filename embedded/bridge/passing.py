@@ -64,6 +64,20 @@ def undecodable(batch: list[Message], passed: dict[int, int]) -> list[Undecodabl
     return list(found.values())
 
 
+def go_past(consumer: Consumer, kafka_topic: str, message: Undecodable, passed: dict[int, int], name: str) -> None:
+    """Commit and seek past an undecodable message, and only once both are done record it in
+    ``passed``: a commit refused (a rebalance under way) leaves it to come again and be passed
+    then, where recording it first hid it from every later poll and stalled its partition."""
+    after = TopicPartition(kafka_topic, message.partition(), message.offset() + 1)
+    try:
+        consumer.commit(offsets=[after], asynchronous=False)
+        consumer.seek(after)
+    except KafkaException as error:
+        log.warning("%s: could not go on after offset %d (%s); it comes again", name, message.offset(), error)
+        return
+    passed[message.partition()] = message.offset() + 1
+
+
 def count_skipped(consumer: Consumer, resets: list[tuple[str, int, int]], topic: str, name: str) -> None:
     """A partition whose next offset the broker no longer held goes on from its earliest one:
     the messages between were removed (retention, DeleteRecords) before they were consumed."""
