@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from core.errors import Code
 from embedded.errors import ClickHouseError
+from embedded.request import RequestSpec
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,21 @@ def wanted(settings: dict[str, str], fmt: str, default: bool = False) -> bool:
     format whose bodies can be joined."""
     asked = settings.get("async_insert", "1" if default else "0").lower() in _TRUE
     return asked and fmt.lower() in _TEXT_ROWS | _BINARY_ROWS
+
+
+def batch_request(sender: RequestSpec) -> RequestSpec:
+    """The request a batch is inserted as: its first sender's, but a query of its own. The sender
+    was answered long before (wait_for_async_insert=0), and may have reused its query id, its
+    session or gone away since: none of that may belong to the batch."""
+    return dataclasses.replace(
+        sender,
+        query_id=f"async-insert-{uuid.uuid4()}",
+        session_id=None,
+        kill_marker=None,
+        client_gone=None,
+        cancel_on_close=False,
+        mark_every_statement=False,
+    )
 
 
 def waits(settings: dict[str, str]) -> bool:

@@ -324,7 +324,7 @@ class Front:
 
         async def run(rows: bytes):
             nonlocal lease
-            lease = lease or await self._lease(spec)
+            lease = lease or await self._lease(async_inserts.batch_request(spec))
             try:
                 return await insert_from_file(self, lease, head, insert, rows)
             finally:

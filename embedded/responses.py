@@ -106,30 +106,31 @@ class Responses:
         headers = self.headers(spec, request_summary(spec, None, stream), fmt)
         headers["X-ClickHouse-Exception-Tag"] = tag
 
+        async def release() -> None:
+            if not stream.done:
+                # The client went away mid-stream; a cancelled connection is not worth reusing.
+                lease.connection.reusable = False
+                await self.in_thread(stream.cancel)
+            await self._end(lease)
+
         async def chunks() -> AsyncIterator[bytes]:
             frame = framing.data if spec.framing else _unframed
-            try:
-                if first:
-                    yield frame(first)
-                while True:
-                    try:
-                        chunk = await self.watched(spec, stream.next_chunk)
-                    except ClickHouseError as error:
-                        message = error.render(self.engine.version).rstrip("\n")
-                        yield framing.exception(message) if spec.framing else _exception_block(message, tag)
-                        return
-                    if chunk is None:
-                        return
-                    yield frame(chunk)
-            finally:
-                if not stream.done:
-                    # The client went away mid-stream; a cancelled connection is not worth reusing.
-                    lease.connection.reusable = False
-                    with anyio.CancelScope(shield=True):
-                        await self.in_thread(stream.cancel)
-                await self._end(lease)
+            if first:
+                yield frame(first)
+            while True:
+                try:
+                    chunk = await self.watched(spec, stream.next_chunk)
+                except ClickHouseError as error:
+                    message = error.render(self.engine.version).rstrip("\n")
+                    yield framing.exception(message) if spec.framing else _exception_block(message, tag)
+                    return
+                if chunk is None:
+                    return
+                yield frame(chunk)
 
-        return TimedStreamingResponse(encoded(chunks(), spec), spec.send_timeout, headers=headers, media_type=None)
+        return TimedStreamingResponse(
+            encoded(chunks(), spec), spec.send_timeout, release, headers=headers, media_type=None
+        )
 
     async def file(self, spec: RequestSpec, lease: Lease, source, fmt: str, summary: dict | None = None) -> Response:
         """Send a finished answer held in a file (a path we delete afterwards, or a temp file)."""
@@ -138,16 +139,18 @@ class Responses:
         frame = framing.data if spec.framing else _unframed
 
         async def chunks() -> AsyncIterator[bytes]:
-            try:
-                while data := await anyio.to_thread.run_sync(handle.read, 1 << 20):
-                    yield frame(data)
-            finally:
-                handle.close()
-                if isinstance(source, Path):
-                    source.unlink(missing_ok=True)
+            while data := await anyio.to_thread.run_sync(handle.read, 1 << 20):
+                yield frame(data)
+
+        async def release() -> None:
+            handle.close()
+            if isinstance(source, Path):
+                source.unlink(missing_ok=True)
 
         headers = self.headers(spec, request_summary(spec, None, None, summary), fmt)
-        return TimedStreamingResponse(encoded(chunks(), spec), spec.send_timeout, headers=headers, media_type=None)
+        return TimedStreamingResponse(
+            encoded(chunks(), spec), spec.send_timeout, release, headers=headers, media_type=None
+        )
 
 
 class TimedStreamingResponse(StreamingResponse):
@@ -156,12 +159,17 @@ class TimedStreamingResponse(StreamingResponse):
     As ClickHouse's http_send_timeout: without it a client that stops reading (and keeps its
     connection open) would hold the query, its chDB connection and the server's stop for ever.
     The answer ends there; the connection is closed and the query cancelled as when the client
-    goes away (the chunks' own clean-up).
+    goes away. ``release`` runs once the answer ends, whichever way: all sent, the client gone, or
+    timed out, even before the first byte (the headers of a pipelined answer can wait behind
+    another one the client does not read), which a clean-up inside the chunks' generator missed.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], send_timeout: float, **kwargs):
+    def __init__(
+        self, content: AsyncIterator[bytes], send_timeout: float, release: Callable[[], Awaitable[None]], **kwargs
+    ):
         super().__init__(content, **kwargs)
         self.send_timeout = send_timeout
+        self.release = release
 
     async def __call__(self, scope, receive, send) -> None:
         async def timed_send(message) -> None:
@@ -179,7 +187,9 @@ class TimedStreamingResponse(StreamingResponse):
                 self.send_timeout,
             )
         finally:
-            await self.body_iterator.aclose()
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
+                await self.release()
 
 
 class _SendTimedOut(Exception):

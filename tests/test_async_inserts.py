@@ -12,7 +12,7 @@ import pytest
 
 from tests import datasets
 from tests.checks import assert_matches
-from tests.intake import HTTP, insert_statement, query
+from tests.intake import HTTP, execute, insert_statement, query
 
 ASYNC = {"async_insert": "1", "wait_for_async_insert": "1", "async_insert_busy_timeout_ms": "300"}
 
@@ -126,3 +126,41 @@ def test_a_queue_setting_clickhouse_cannot_parse_is_refused_and_nothing_is_store
     time.sleep(0.5)  # a batch that was wrongly queued would be in by now
     [row] = query(analytics_db, f"select count() as n from analytics.job_events where event_id = '{event['event_id']}'")
     assert row["n"] == 0
+
+
+def test_a_batch_going_in_leaves_the_query_id_of_its_first_sender_to_that_senders_next_query(analytics_db):
+    """The sender, answered at once, reuses its query id for a long query while its rows wait for
+    their batch. The batch ran as that id and, ending, struck it from the running queries: a second
+    query of the id was no longer refused, and the long one no longer counted against the limit."""
+    execute(analytics_db, "CREATE TABLE IF NOT EXISTS default.batch_ids (x UInt64) ENGINE = MergeTree ORDER BY x")
+    query_id = f"reused-{time.monotonic_ns()}"
+    settings = {
+        "query": "INSERT INTO default.batch_ids FORMAT JSONEachRow",
+        "query_id": query_id,
+        "async_insert": "1",
+        "wait_for_async_insert": "0",
+        "async_insert_use_adaptive_busy_timeout": "0",
+        "async_insert_busy_timeout_ms": "5000",
+    }
+    assert HTTP.request("POST", f"{analytics_db.url}/?{urlencode(settings)}", body=b'{"x": 1}').status == 200
+
+    def same_id(sql: str) -> int:
+        url = f"{analytics_db.url}/?{urlencode({'query_id': query_id})}"
+        return HTTP.request("POST", url, body=sql.encode()).status
+
+    with ThreadPoolExecutor(1) as pool:
+        long = pool.submit(same_id, "SELECT sleepEachRow(0.5) FROM numbers(240) SETTINGS max_block_size = 1")
+        try:
+            deadline = time.monotonic() + 30
+            while same_id("SELECT 1") == 200:  # until the long query holds the id
+                assert time.monotonic() < deadline and not long.done()
+                time.sleep(0.05)
+            deadline = time.monotonic() + 30
+            while query(analytics_db, "SELECT count() AS n FROM default.batch_ids") != [{"n": 1}]:
+                assert time.monotonic() < deadline, "the batch never went in"
+                time.sleep(0.2)
+            assert same_id("SELECT 1") != 200, "the id of a running query was taken again"
+        finally:
+            execute(analytics_db, f"KILL QUERY WHERE query_id = '{query_id}' SYNC")
+            long.result(60)
+    execute(analytics_db, "DROP TABLE default.batch_ids")

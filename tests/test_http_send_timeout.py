@@ -52,3 +52,41 @@ def test_a_send_timeout_that_is_not_a_positive_number_is_refused(clickhouse):
     answer = post(clickhouse, b"SELECT 1", http_send_timeout="0")
     assert answer.headers["X-ClickHouse-Exception-Code"] == "72", answer.data
     assert b"http_send_timeout must be a positive number of seconds, not '0'" in answer.data
+
+
+def test_a_pipelined_answer_whose_headers_cannot_be_sent_ends_its_query_and_frees_its_id(clickhouse):
+    """Two requests on one connection whose client reads nothing: the second answer's headers wait
+    behind the first's 40 MB and time out before its first byte. Its query kept its id (a query of
+    the same id was refused as running), its chDB connection, and ran on."""
+    host, port = clickhouse.url.removeprefix("http://").split(":")
+    whole = "SELECT number, repeat('x', 100) FROM numbers(400000) GROUP BY number WITH TOTALS FORMAT TSV"
+    streamed = "SELECT number FROM numbers(10000000) SETTINGS max_block_size=1000 FORMAT TSV"
+
+    def request(settings: dict) -> bytes:
+        return f"POST /?{urlencode(settings)} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n".encode()
+
+    gave_up = "the client took none of the answer for 1 s"
+    earlier = clickhouse.log().count(gave_up)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect((host, int(port)))
+    try:
+        client.sendall(
+            request({"query": whole, "query_id": "pipelined-whole"})
+            + request({"query": streamed, "query_id": "pipelined-streamed", "http_send_timeout": "1"})
+        )
+        deadline = time.monotonic() + 30
+        while clickhouse.log().count(gave_up) == earlier:  # the second answer timed out
+            assert time.monotonic() < deadline, "the server never gave up on the client"
+            time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while post(clickhouse, b"SELECT 1", query_id="pipelined-streamed").status != 200:
+            assert time.monotonic() < deadline, "the query id stayed taken by an answer that ended"
+            time.sleep(0.2)
+        running = b"SELECT count() FROM system.processes WHERE query LIKE '%numbers(10000000)%' AND query_id != ''"
+        deadline = time.monotonic() + 30
+        while post(clickhouse, running + b" AND query NOT LIKE '%system.processes%'").data != b"0\n":
+            assert time.monotonic() < deadline, "the query of an answer that ended still runs"
+            time.sleep(0.2)
+    finally:
+        client.close()
