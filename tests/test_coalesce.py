@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -50,7 +51,7 @@ def test_lookups_arriving_while_a_batch_runs_share_the_next_one():
         fetch.release.set()
         answers = [first.result(30)] + [future.result(30) for future in rest]
     assert answers == [0, None, 20, None, 20, None, 60]
-    assert fetch.batches == [[0], [1, 2, 3, 5, 6]]  # one query for the six, key 2 asked once
+    assert [sorted(keys) for keys in fetch.batches] == [[0], [1, 2, 3, 5, 6]]  # one query for the six, 2 once
 
 
 def test_a_failed_batch_fails_each_of_its_lookups():
@@ -105,3 +106,45 @@ def test_batches_ending_together_hand_on_their_slots_and_leave_none_taken():
             assert second.started.acquire(timeout=5) and second.started.acquire(timeout=5), "a slot stayed taken"
             second.release.set()
             assert [future.result(30) for future in both] == [100, 120]
+
+
+class SlowFetch:
+    """Answers key -> key * 10 after ``seconds``, or raises QueryTimedOut when given less time."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.timeouts: list[float] = []
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def __call__(self, keys: list[int], timeout: float) -> dict[int, int]:
+        self.timeouts.append(timeout)
+        self.started.release()
+        if keys == [0]:  # the batch that keeps the slot busy while the others queue
+            assert self.release.wait(30)
+            return {0: 0}
+        if timeout < self.seconds:
+            time.sleep(timeout)
+            raise QueryTimedOut("ClickHouse did not answer in time")
+        time.sleep(self.seconds)
+        return {key: key * 10 for key in keys}
+
+
+def test_a_caller_runs_a_batch_for_no_longer_than_its_own_deadline_and_longer_ones_go_on():
+    """Callers of 0.1 s and 30 s queue behind a busy slot; whoever runs their batch (either may:
+    ten rounds), the short one is answered DEADLINE_EXCEEDED in its time, not held for as long as
+    the long one may wait, and the long one is answered."""
+    for _ in range(10):
+        fetch = SlowFetch(seconds=0.3)
+        coalescer = Coalescer(fetch, parallel=1)
+        with ThreadPoolExecutor(3) as pool:
+            busy = pool.submit(coalescer.get, 0, 30)
+            assert fetch.started.acquire(timeout=30)
+            short = pool.submit(coalescer.get, 2, 0.1)
+            long = pool.submit(coalescer.get, 4, 30)
+            while coalescer.pending < 3:
+                threading.Event().wait(0.001)
+            fetch.release.set()
+            with pytest.raises(QueryTimedOut):
+                short.result(30)
+            assert (busy.result(30), long.result(30)) == (0, 40)
