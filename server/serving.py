@@ -156,19 +156,19 @@ class ServingModel(Freshness):
     def workflow_totals(self, user_id: str, workflow_id: str, timeout: float) -> Totals | None:
         """One workflow's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
         self._check_fresh(timeout)
-        counts = self._workflows.get(user_id, {}).get(workflow_id)
+        counts = self._unless_off(self._workflows.get(user_id, {}).get(workflow_id))
         return None if counts is None else Totals(1, counts[JOBS], counts[JOBLOGS], counts[SECONDS])
 
     def user_totals(self, user_id: str, timeout: float) -> Totals | None:
         """A user's totals (None: unknown), or Stale; waits at most half of ``timeout``."""
         self._check_fresh(timeout)
-        counters = self._users.get(user_id)
+        counters = self._unless_off(self._users.get(user_id))
         return None if counters is None else Totals(*counters[:4])
 
     def known(self, user_id: str, workflow_id: str | None, timeout: float) -> bool:
         """Whether the user (and that workflow of the user) has any analytics, or Stale."""
         self._check_fresh(timeout)
-        by_workflow = self._workflows.get(user_id)
+        by_workflow = self._unless_off(self._workflows.get(user_id))
         return by_workflow is not None and (workflow_id is None or workflow_id in by_workflow)
 
     def counters(self, user_id: str, workflow_id: str | None, kind: str | None, timeout: float):
@@ -180,7 +180,7 @@ class ServingModel(Freshness):
         ``scanned_at_most`` workflows raise TooMany (a Stale): ClickHouse adds them up.
         """
         self._check_fresh(timeout)
-        by_workflow = self._workflows.get(user_id)
+        by_workflow = self._unless_off(self._workflows.get(user_id))
         if by_workflow is None:
             return None
         if workflow_id is not None:
@@ -196,7 +196,14 @@ class ServingModel(Freshness):
     def details(self, user_id: str, timeout: float) -> tuple[Counters, Percentiles | None] | None:
         """A user's counters and duration percentiles over all time (None: the user is unknown), or Stale."""
         found = self.counters(user_id, None, None, timeout)
-        return None if found is None else (found[1], self._percentiles.get(user_id))
+        return None if found is None else (found[1], self._unless_off(self._percentiles.get(user_id)))
+
+    def _unless_off(self, found):
+        """What a lookup found after its freshness check, unless the model has turned itself off
+        since: it sets ``off`` before emptying its maps, so a lookup that read an emptied one sees it."""
+        if self.off is not None:
+            raise Stale(self.off)
+        return found
 
     def _check_scan(self, by_workflow: dict[str, WorkflowCounts]) -> None:
         if len(by_workflow) > self.scanned_at_most:
@@ -216,7 +223,7 @@ class ServingModel(Freshness):
         workflow_counts.page); None when the user is unknown; or Stale (TooMany beyond
         ``scanned_at_most`` workflows). The order is sorted once while the user's workflows stay."""
         self._check_fresh(timeout)
-        by_workflow = self._workflows.get(user_id)
+        by_workflow = self._unless_off(self._workflows.get(user_id))
         if by_workflow is None:
             return None
         self._check_scan(by_workflow)
@@ -233,6 +240,8 @@ class ServingModel(Freshness):
             raise Stale(f"the days asked for cut a {granularity} in two")
         self._check_fresh(timeout)
         series = self.series.of(user_id, granularity)
+        if self.series.off is not None:  # turned off (and emptied) by the read this call waited for
+            raise Stale(self.series.off)
         return [] if series is None else series.points(bucket_start(period.first, granularity), period.last)
 
     @property

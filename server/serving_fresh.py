@@ -39,9 +39,10 @@ class Freshness:
         it never answers (TooMany, cut buckets, the model off) leave the others alone."""
         if not isinstance(stale, Behind):
             return
-        now = self._clock()
-        if self._floor is None or now > self._floor:
-            self._floor = now
+        with self._applied:  # two calls at once: the later moment stays
+            now = self._clock()
+            if self._floor is None or now > self._floor:
+                self._floor = now
 
     def staleness(self) -> float | None:
         """Seconds since the newest applied read was sent; None before the first one."""

@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from core.backend import WriteLog
 from core.settings.grpc import GrpcSettings
 from server.pagination import Position
 from server.queries import Summary
@@ -342,3 +345,24 @@ def test_after_a_call_went_to_clickhouse_for_lack_of_a_read_answers_come_from_a_
     backend.newest = 1
     model.poll()  # sent at 6, after the call that went to ClickHouse
     assert model.user_totals("u1", 1.0) is not None
+
+
+def test_a_series_lookup_that_waited_for_the_read_that_turned_series_off_goes_to_clickhouse():
+    """Read-your-writes: the lookup waits for the read of the user's insert; that read brings the
+    buckets past the bound and empties the series. It answered OK with no buckets at all."""
+    backend = CannedBackend()
+    backend.writes = WriteLog()
+    model = ServingModel(backend, max_staleness=60, clock=lambda: 0.0, max_series_points=4)
+    model.load()
+    backend.writes.inserted()  # the user's insert: a lookup now waits for the read that covers it
+    with ThreadPoolExecutor(1) as pool:
+        lookup = pool.submit(model.time_series, "u1", "day", Period(), 60.0)
+        while not model._wake.is_set():  # the lookup asked the feed for a read and waits for it
+            threading.Event().wait(0.01)
+        SERIES_ROWS.append(["counters", "u2", "day", FRIDAY, 1, 2, 2, 2, 2, 0, 0, []])
+        try:
+            model.poll()  # the read it waits for: a fifth bucket, so the series are emptied, off
+        finally:
+            SERIES_ROWS.pop()
+        with pytest.raises(Stale, match="more than 4 buckets"):
+            lookup.result(30)
