@@ -2,7 +2,9 @@
 
 chDB (like clickhouse-local) ends inline INSERT data at the first blank line and runs the rest as
 SQL, so "\\n\\n" in a body (text, or bytes of a Native block) would be executed. A small, complete
-body is written to a file first; a large or still-arriving one streams through a FIFO as it comes.
+body is written to a file first; a large or still-arriving one streams through a FIFO as it comes,
+except into a topic's landing tables: those inserts run one at a time (embedded/landing_locks.py),
+so such a body is received whole into a file first, and a slow sender holds nobody up meanwhile.
 """
 
 from __future__ import annotations
@@ -44,10 +46,34 @@ async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: 
 
 
 async def insert_through_fifo(front: Front, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):
-    """A large or still-arriving body: stream it into chDB through a FIFO as it comes."""
-    statement = insert.statement_reading_from(head[: insert.data_start], "")
-    async with front.landing_locks.held(statement):
+    """A large or still-arriving body: stream it into chDB through a FIFO as it comes (received
+    whole first when it goes into a topic's landing tables)."""
+    if not front.landing_locks.taken_by(insert.statement_reading_from(head[: insert.data_start], "")):
         return await _insert_through_fifo(front, lease, head, insert, body)
+    path = front.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
+    try:
+        await _receive_whole(path, head[insert.data_start :], body)
+        statement = insert.statement_reading_from(head[: insert.data_start], str(path))
+        async with front.landing_locks.held(statement):
+            return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
+    except ClickHouseError as error:
+        raise error.without_file(str(path), "the request body").of_the_rows() from None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _receive_whole(path: Path, start: bytes, body: BodyReader) -> None:
+    """Write the body into ``path`` as it arrives, in writes of about a MiB; a body that does not
+    arrive whole raises as it would into the FIFO, and nothing is inserted."""
+    with open(path, "wb") as file:
+        pending, size = [bytes(start)], len(start)
+        while (chunk := await body.read()) is not None:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= 1 << 20:
+                await anyio.to_thread.run_sync(file.writelines, pending)
+                pending, size = [], 0
+        await anyio.to_thread.run_sync(file.writelines, pending)
 
 
 async def _insert_through_fifo(front: Front, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):

@@ -2,11 +2,20 @@
 serializes one topic's inserts and no others. The race it prevents is tests/test_exact_after_races.py."""
 
 import asyncio
+import contextlib
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
 import pytest
 
 from embedded.landing_locks import LandingLocks, landing_topic
 from embedded.sqltext import insert_target
+from tests import datasets
+from tests.checks import assert_matches
+from tests.grpc_server import wait_until as wait_for
+from tests.intake import HTTP, deliver, insert_statement, query
 
 
 @pytest.mark.parametrize(
@@ -55,3 +64,40 @@ def test_a_topics_inserts_wait_for_each_other_and_other_topics_do_not(monkeypatc
     asyncio.run(main())
     assert events.index("a out") < events.index("b in")  # one topic: one after the other
     assert events.index("c in") < events.index("a out")  # another topic: beside them
+
+
+def test_a_sender_still_sending_a_large_body_holds_up_no_other_insert_of_its_topic(analytics_db):
+    """A large body into a landing table comes slowly (a far or slow client); meanwhile another
+    sender's events of the same topic go in and are answered. The topic's lock was held for as long
+    as the body took to arrive: every insert of the topic, the bridge's too, waited behind it."""
+    slow = datasets.generate(seed=91, users=6, workflows_per_user=10, jobs_per_workflow=80, duplicate_rate=0)
+    quick = datasets.generate(seed=92, users=1, workflows_per_user=1, jobs_per_workflow=2)
+    deliver(analytics_db, {topic: batch for topic, batch in slow.messages.items() if topic != "jobs"})
+    body = "\n".join(json.dumps(message) for message in slow.messages["jobs"]).encode()
+    cut = body.index(b"\n", (1 << 20) + (1 << 18)) + 1  # past what the front reads before it inserts
+    assert cut < len(body)
+    host, port = analytics_db.url.removeprefix("http://").split(":")
+    query_id = f"slow-sender-{slow.prefix}"
+    settings = {"query": insert_statement("jobs"), "http_receive_timeout": "300", "query_id": query_id}
+    sender = socket.create_connection((host, int(port)))
+    try:
+        sender.sendall(
+            f"POST /?{urlencode(settings)} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:cut]
+        )
+        # The large body is being received (its query id is taken) and has had time to start its
+        # insert, which streamed the body into chDB under the topic's lock.
+        again = f"{analytics_db.url}/?{urlencode({'query_id': query_id})}"
+        wait_for(lambda: HTTP.request("POST", again, body=b"SELECT 1").status != 200, "the large body's request")
+        inserting = "SELECT count() AS n FROM system.processes WHERE query LIKE '%.fifo%' AND query_kind = 'Insert'"
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: query(analytics_db, inserting) != [{"n": 0}], "an insert reading a FIFO", timeout=3)
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(deliver, analytics_db, quick.messages).result(120)  # while the large body is coming
+        sender.sendall(body[cut:])
+        sender.settimeout(120)
+        assert sender.recv(1 << 16).startswith(b"HTTP/1.1 200")
+    finally:
+        sender.close()
+    assert_matches(analytics_db, quick)
+    assert_matches(analytics_db, slow)
