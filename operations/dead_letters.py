@@ -161,7 +161,14 @@ def _replay_topic(client, product: str, rows: list, result: ReplayResult) -> Non
         client.insert(
             table,
             # At the message's own position and Kafka timestamp: the keys it would have had, had it landed.
-            [[raw, topic, partition, offset, timestamp] for topic, partition, offset, raw, timestamp in rows],
+            [[raw, topic, partition, offset, _utc(timestamp)] for topic, partition, offset, raw, timestamp in rows],
             column_names=["payload", "_topic", "_partition", "_offset", "_timestamp_ms"],
         )
     result.replayed += len(rows)
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """A time read from a DateTime64 'UTC' column, marked as UTC: clickhouse-connect reads it without
+    a zone and inserts a time without one as the machine's local time, which shifted a replayed
+    message's Kafka timestamp (its day, and the key a redelivery must meet) off UTC by the offset."""
+    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)

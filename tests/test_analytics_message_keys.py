@@ -7,6 +7,7 @@ position alone (an earlier version) is brought to the new key by `analytics migr
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -61,7 +62,17 @@ def test_a_recreated_topics_keyless_events_count_and_a_redelivery_does_not(analy
     assert joblogs(analytics_db, user) == 16
 
 
-def test_a_keyless_event_replayed_from_dead_letters_then_read_again_from_kafka_counts_once(analytics_db):
+@pytest.fixture(params=["UTC", "America/New_York"])
+def local_zone(request, monkeypatch):
+    """The time zone of the machine the replay runs on (a laptop's need not be UTC)."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_keyless_event_replayed_from_dead_letters_then_read_again_from_kafka_counts_once(analytics_db, local_zone):
     user, kafka_topic = f"mk-{uuid.uuid4().hex[:8]}", f"mk{uuid.uuid4().hex[:8]}.analytics"
     # ClickHouse refused the insert itself (not the message's fault): the bridge dead-letters it.
     writer = LandingWriter(analytics_db.url, "analytics", "analytics", kafka_topic, "default", "")
