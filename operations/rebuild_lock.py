@@ -9,14 +9,19 @@ rebuild holds a lock for its length, and a second waits for it; whichever path s
 The lock is a table: `CREATE TABLE` of a name that exists fails, and one creator of it wins,
 atomically, on any ClickHouse. The table's comment says who holds it (host, process, since), and
 dropping it releases it. A holder that died without dropping it (`kill -9`) is recognised, on its
-own host, by its process being gone, and elsewhere by its age (STALE_AFTER_S): the lock is then
-taken over. On a cluster the lock is the server's that the rebuild's connection reaches.
+own host, by its process being gone (or its pid now another process's), and elsewhere by its age
+(STALE_AFTER_S): the lock is then taken over. A holder alive on this host keeps it however long it
+takes. Of the waiters that find the same dead holder, one takes it over: each first creates a
+marker table named after that holder, and only the one that creates it drops the dead lock (a
+second waiter dropped the lock the first had just taken, and both rebuilt at once). On a cluster
+the lock is the server's that the rebuild's connection reaches.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -45,18 +50,34 @@ def _holder() -> dict:
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "started": _process_started(os.getpid()),
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _process_started(pid: int) -> str | None:
+    """When the process started, in clock ticks since boot (Linux's /proc), to tell a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _stale(holder: dict, now: dt.datetime, stale_after_s: float) -> bool:
     if holder.get("host") == socket.gethostname():
         try:
-            os.kill(int(holder["pid"]), 0)
+            pid = int(holder["pid"])
+            os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        except (PermissionError, KeyError, ValueError, TypeError):
-            pass
+        except PermissionError:
+            return False  # alive, another user's
+        except (KeyError, ValueError, TypeError):
+            pass  # not a pid: judged by its age below
+        else:
+            started = holder.get("started")
+            return started is not None and started != _process_started(pid)  # else alive: however long
     try:
         since = dt.datetime.fromisoformat(holder["since"])
     except (KeyError, ValueError, TypeError):
@@ -93,8 +114,9 @@ def rebuild_lock(
             if holder is None:
                 continue  # released meanwhile
             if _stale(holder, dt.datetime.now(dt.UTC), stale_after_s):
-                log.warning("taking over the rebuild lock of %s: its holder is gone", holder)
-                client.command(f"DROP TABLE IF EXISTS {table} SYNC")
+                if _take_over(client, holder):
+                    log.warning("taking over the rebuild lock of %s: its holder is gone", holder)
+                    client.command(f"DROP TABLE IF EXISTS {table} SYNC")
                 continue
             if time.monotonic() > deadline:
                 raise RebuildBusy(
@@ -121,6 +143,28 @@ def _release(client, table: str, mine: dict) -> None:
             client.command(f"DROP TABLE IF EXISTS {table} SYNC")
     except (ClickHouseError, OSError) as error:
         log.warning("could not release the rebuild lock (%s); the next rebuild takes it over once stale", error)
+
+
+def _take_over(client, holder: dict) -> bool:
+    """Whether this waiter is the one to take over ``holder``'s lock: the one that creates the
+    marker named after it. Markers stay a day (a waiter that read the holder before another took
+    the lock over must not take over the lock taken since), then the next takeover drops them."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    digest = hashlib.sha256(json.dumps(holder, sort_keys=True).encode()).hexdigest()[:16]
+    for [name] in client.query(  # the old markers first, so that they do not pile up
+        "SELECT name FROM system.tables WHERE database = %(database)s AND startsWith(name, %(prefix)s) "
+        "AND metadata_modification_time < now() - INTERVAL 1 DAY",
+        parameters={"database": names.DATABASE, "prefix": f"{names.REBUILD_LOCK}_taken_"},
+    ).result_rows:
+        client.command(f"DROP TABLE IF EXISTS {names.DATABASE}.{name} SYNC")
+    try:
+        client.command(f"CREATE TABLE {names.DATABASE}.{names.REBUILD_LOCK}_taken_{digest} (x UInt8) ENGINE = Memory")
+    except DatabaseError as error:
+        if f"Code: {Code.TABLE_ALREADY_EXISTS.value}." not in str(error):
+            raise
+        return False
+    return True
 
 
 def _current(client) -> dict | None:

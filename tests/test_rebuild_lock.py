@@ -11,12 +11,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from core.names import DATABASE, REBUILD_LOCK
+from operations import rebuild_lock as rebuild_lock_module
 from operations.backfill import BackfillFailed, rebuild_days
-from operations.rebuild_lock import RebuildBusy, rebuild_lock
+from operations.rebuild_lock import RebuildBusy, _process_started, rebuild_lock
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import deliver, execute, query
@@ -146,3 +148,60 @@ def test_staging_tables_a_dead_rebuild_left_are_dropped_by_the_next(analytics_db
     rebuild_days(analytics_db.settings(), [dt.date(2026, 11, 20)])
     left = f"SELECT name FROM system.tables WHERE database = '{DATABASE}' AND name LIKE '%__rebuild_%'"
     assert query(analytics_db, left) == []
+
+
+def test_a_lock_held_for_hours_by_a_live_process_of_this_host_is_not_taken_over(analytics_db):
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01T00:00:00+00:00"}
+    holder["started"] = _process_started(os.getpid())
+    execute(analytics_db, f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT '{json.dumps(holder)}'")
+    try:
+        with pytest.raises(RebuildBusy), rebuild_lock(analytics_db.settings(), wait_s=1):
+            pass
+        [row] = lock_rows(analytics_db)
+        assert json.loads(row["comment"]) == holder
+    finally:
+        execute(analytics_db, f"DROP TABLE IF EXISTS {LOCK}")
+
+
+def test_a_lock_whose_pid_is_now_another_process_is_taken_over(analytics_db):
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "started": "1", "since": "2026-12-01T00:00:00+00:00"}
+    execute(analytics_db, f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT '{json.dumps(holder)}'")
+    with rebuild_lock(analytics_db.settings(), wait_s=5):
+        [row] = lock_rows(analytics_db)
+        assert json.loads(row["comment"])["started"] == _process_started(os.getpid()) != "1"
+
+
+def test_of_two_waiters_that_find_the_same_dead_holder_one_takes_the_lock_over(analytics_db, monkeypatch):
+    """Both read the dead holder; the first takes the lock over while the second is still judging
+    it. The second dropped the first's fresh lock, took it too, and both rebuilt at once."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "2026-12-01T00:00:00+00:00"}
+    execute(analytics_db, f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT '{json.dumps(holder)}'")
+    both_judging, judged = threading.Barrier(2), []
+    real_stale = rebuild_lock_module._stale
+
+    def slow_second(found, now, stale_after_s):
+        if found == holder and len(judged) < 2:
+            judged.append(threading.current_thread().name)
+            both_judging.wait(30)
+            if judged[1] == threading.current_thread().name:
+                time.sleep(1.0)  # the first has taken the lock over by now
+        return real_stale(found, now, stale_after_s)
+
+    monkeypatch.setattr(rebuild_lock_module, "_stale", slow_second)
+    held: list[tuple[float, float]] = []
+
+    def rebuild() -> None:
+        with rebuild_lock(analytics_db.settings(), wait_s=60):
+            start = time.monotonic()
+            time.sleep(1.5)
+            held.append((start, time.monotonic()))
+
+    waiters = [threading.Thread(target=rebuild, name=f"waiter-{n}") for n in range(2)]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join(120)
+    assert len(held) == 2
+    first, second = sorted(held)
+    assert first[1] <= second[0], "both held the lock at once"
