@@ -12,14 +12,21 @@ insert's commit can still report that insert's workflows, rarely (the limit at t
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+import uuid
 from itertools import count
+from urllib.parse import urlencode
 
 import pytest
 
+from embedded.bridge.framing import row_binary
 from operations.dbt import run_dbt
 from tests import datasets, log_datasets
-from tests.intake import deliver, execute, query
+from tests.intake import HTTP, deliver, execute, query
+from tests.malformed import valid_event
+from tests.test_contract_verdicts import KafkaRecord
 
 pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
@@ -114,3 +121,24 @@ def test_checks_run_while_events_arrive_report_only_real_mismatches(analytics_db
     assert reporting <= TOLERATED, failures
     for name, sql in compiled.items():  # quiet again: every workflow is compared, and all agree
         assert failing_rows(analytics_db, sql, [settled.prefix, *feed.prefixes]) == [], name
+
+
+def test_a_workflow_whose_kafka_timestamp_is_ahead_of_now_is_checked_all_the_same(analytics_db, compiled):
+    """A producer whose clock runs six hours ahead stamps its messages so: the workflow counted as
+    in flight until then, and no check reported its numbers, however wrong."""
+    user = f"ahead-{uuid.uuid4().hex[:8]}"
+    ahead = int((time.time() + 6 * 3600) * 1000)
+    event = json.dumps({**valid_event("analytics", 1, user), "EventKey": f"{user}-key"}).encode()
+    url = f"{analytics_db.url}/?{urlencode({'query': 'INSERT INTO analytics.analytics_messages FORMAT RowBinary'})}"
+    body = row_binary(f"{user}.analytics".encode(), [KafkaRecord(event, 0, ahead)])
+    assert HTTP.request("POST", url, body=body).status == 200
+    workflow = valid_event("analytics", 1, user)["WorkflowID"]
+    execute(
+        analytics_db,
+        f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, joblogs) VALUES ('{user}', '{workflow}', 7)",
+    )
+    check = compiled["workflow_totals_match_raw_history"]
+    deadline = time.monotonic() + 60  # once its part is older than the check's start (a second)
+    while not failing_rows(analytics_db, check, [f"{user}-"]):
+        assert time.monotonic() < deadline, "a workflow stamped ahead of now is never checked"
+        time.sleep(0.5)

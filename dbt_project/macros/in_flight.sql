@@ -9,7 +9,7 @@
   or within the last `reconcile_settle_seconds`, for chains that run outside any query: the Kafka
   engine's background inserts in server mode. analytics_events has no ingest time of its own: its
   received_at is the arrival time over HTTP but Kafka's timestamp from Kafka, so its rows count by
-  either that or the time their part was written.
+  either that (up to now: a producer's clock may run ahead) or the time their part was written.
 -#}
 
 {#- A system table of this server, or of every replica with var cluster. -#}
@@ -45,7 +45,8 @@ from (
     union all
     {%- endfor %}
     select user_id, workflow_id from {{ analytics }}
-    where received_at >= in_flight_since or _part in (
+    -- Not from a timestamp ahead of now: a producer's clock that runs ahead hid its workflows.
+    where received_at between in_flight_since and now64(3, 'UTC') or _part in (
         select name from {{ system_table('parts') }}
         where database = '{{ analytics.schema }}' and table = '{{ analytics.identifier }}' and active
             and modification_time >= toDateTime(in_flight_since)
