@@ -27,7 +27,7 @@ from core.names import queue_table
 from events.contract import TELEMETRY_TOPIC
 from events.event import AnyEvent
 from events.retry import backoff_delay, is_retryable
-from events.sinks import Batching, DeliveryError, ErrorCallback, ReportsFailures
+from events.sinks import MAX_KEPT, Batching, DeliveryError, ErrorCallback, ReportsFailures
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class ClickHouseSink(ReportsFailures):
     Transient errors (no connection, timeouts, 5xx without a code, ClickHouse's retryable codes)
     are retried `max_retries` times with exponential backoff from `backoff` up to `max_backoff`
     seconds. Permanent rejections are not retried. Either way the events given up on go to
-    `on_error(events, error)` or, without it, are kept for `take_undelivered()`; they are counted
+    `on_error(events, error)` or, without it, are kept for `take_undelivered()` (the newest
+    `max_undelivered`; older ones are discarded and counted in `stats.discarded`); they are counted
     in `stats`. Every request has a `timeout` in seconds.
 
     `async_insert` (on by default) lets the server join the sink's inserts with other producers'
@@ -77,6 +78,7 @@ class ClickHouseSink(ReportsFailures):
         sleep: Callable[[float], object] | None = None,
         async_insert: bool = True,
         settings: Mapping[str, str | int | float] | None = None,
+        max_undelivered: int = MAX_KEPT,
     ):
         if not _IDENTIFIER.match(database):
             raise ValueError(f"database must be a plain identifier, got {database!r}")
@@ -100,8 +102,15 @@ class ClickHouseSink(ReportsFailures):
         # Waiting on the closing flag lets close() cut a backoff short instead of outwaiting it.
         self._sleep = sleep or self._closing.wait
         # No retries of its own: they are decided here, by is_retryable.
-        self._http = HttpClient(url, user, password, timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout))
-        self._report_failures_to(on_error, "ClickHouseSink")
+        request_timeout = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
+        self._new_http = lambda: HttpClient(url, user, password, timeout=request_timeout)
+        self._http = self._new_http()
+        self._report_failures_to(on_error, "ClickHouseSink", max_undelivered)
+
+    def after_fork(self) -> None:
+        """In a forked child: connections of its own (sharing the parent's would mix their requests)."""
+        self._http = self._new_http()
+        self._count_afresh()
 
     def emit(self, batch: Sequence[AnyEvent]) -> None:
         by_topic: dict[str, list[AnyEvent]] = {}

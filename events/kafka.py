@@ -13,7 +13,7 @@ from typing import Any
 from core.kafka_errors import kafka_error_code
 from core.names import MAX_MESSAGE_BYTES
 from events.event import AnyEvent
-from events.sinks import Batching, DeliveryError, ErrorCallback, ReportsFailures
+from events.sinks import MAX_KEPT, Batching, DeliveryError, ErrorCallback, ReportsFailures
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class KafkaSink(ReportsFailures):
         flush_timeout: float = 10.0,
         on_error: ErrorCallback | None = None,
         batching: Batching | None = None,
+        max_undelivered: int = MAX_KEPT,
     ):
         from confluent_kafka import Producer  # imported here: only this sink needs librdkafka
 
@@ -63,18 +64,32 @@ class KafkaSink(ReportsFailures):
             "logger": log,
         }
         settings.update(config or {})
+        self._settings = settings
         self._producer = Producer(settings)
         self._max_message_bytes = int(settings["message.max.bytes"])
         self._topic_prefix = topic_prefix
         self._flush_timeout = flush_timeout
         # librdkafka batches by itself; hand it events soon after they are recorded.
         self.batching = batching or Batching(max_events=10_000, max_bytes=16 << 20, interval=0.05)
-        self._report_failures_to(on_error, "KafkaSink")
-        self._close_lock = threading.Lock()
+        self._report_failures_to(on_error, "KafkaSink", max_undelivered)
         self._closed = False
+        self._start_polling()
+
+    def _start_polling(self) -> None:
+        self._close_lock = threading.Lock()
         self._stop_polling = threading.Event()
         self._poller = threading.Thread(target=self._serve_deliveries, name="events-kafka-deliveries", daemon=True)
         self._poller.start()
+
+    def after_fork(self) -> None:
+        """In a forked child: a producer of its own (librdkafka's threads do not survive a fork; what
+        the parent's producer holds is the parent's to deliver)."""
+        from confluent_kafka import Producer
+
+        self._producer = Producer(self._settings)
+        self._count_afresh()
+        if not self._closed:
+            self._start_polling()
 
     def topic_for(self, event: AnyEvent) -> str:
         return self._topic_prefix + event.topic
@@ -98,7 +113,8 @@ class KafkaSink(ReportsFailures):
                 return
             self._closed = True
         self._stop_polling.set()
-        self._poller.join()
+        if self._poller is not threading.current_thread():  # else close() is called from on_error
+            self._poller.join()
         remaining = self._producer.flush(self._flush_timeout)
         if remaining:
             log.warning(

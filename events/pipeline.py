@@ -4,16 +4,24 @@ Recording never blocks. Accepted events wait in the queue; when it is full the n
 dropped and counted, so a slow or unreachable sink costs events, never the caller's latency. The
 consumer hands events to the sink in batches, as the sink's `batching` asks: at a number of
 events, a number of bytes or an age of the oldest event, whichever comes first.
+
+A process forked from one with a client (gunicorn's `--preload`, multiprocessing) gets a client of
+its own: an empty queue, new counters, a consumer thread and, for a sink with `after_fork`, new
+connections. What the parent had queued stays the parent's to deliver. `flush()` and `close()`
+also work from the sink's callbacks (`on_error`), which run on the consumer's or the sink's thread.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +61,9 @@ class _Marker:
 class Pipeline:
     """The queue, the batch being filled and the consumer thread, shared by a client and its copies."""
 
+    # Every pipeline of the process, for the fork hooks at the end of the module.
+    live: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
     def __init__(self, sink: Sink, queue_size: int, clock: Clock, background: bool):
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -63,17 +74,29 @@ class Pipeline:
         self.queue: queue.Queue[tuple[float, AnyEvent] | _Marker] = queue.Queue(maxsize=queue_size)
         self.lock = threading.Lock()  # guards the counters and `closed`
         self.closed = False
+        self.close_done = threading.Event()  # set when the first close() has finished
+        self.given_up = False  # close() ran out of time: the consumer hands nothing more to the sink
+        self.background = background
         self.accepted = self.dropped = self.emitted = self.failed = self.abandoned = 0
+        self.in_sink = 0  # events of the batch the sink is taking now
         # The batch is touched only by the consumer: the thread, or the caller of pump() without one.
         self.batch: list[AnyEvent] = []
+        self.taken: collections.deque[tuple[float, AnyEvent] | _Marker] = collections.deque()  # off the queue
         self.batch_bytes = 0
         self.batch_started = 0.0
         self.thread: threading.Thread | None = None
         if background:
-            self.thread = threading.Thread(target=self._run, name="events-consumer", daemon=True)
-            self.thread.start()
+            self._start_consumer()
             # A forgotten close() must not cost the events still queued when the program ends.
             atexit.register(self.close, 5.0)
+        Pipeline.live.add(self)
+
+    def _start_consumer(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="events-consumer", daemon=True)
+        self.thread.start()
+
+    def _on_consumer_thread(self) -> bool:
+        return self.thread is threading.current_thread()
 
     # -- producer side (any thread) ----------------------------------------------------------
     def put(self, event: AnyEvent) -> bool:
@@ -108,9 +131,11 @@ class Pipeline:
         """Hand everything accepted so far to the sink, and wait for a sink with `flush` (KafkaSink) to
         have each delivery confirmed or reported; False if that did not happen within `timeout`."""
         deadline = time.monotonic() + timeout
-        if self.thread is None:
+        if self.thread is None or self._on_consumer_thread():  # no thread, or called from a callback on it
             self.drain()
-            return self._flush_sink(deadline)
+            return time.monotonic() <= deadline and self._flush_sink(deadline)
+        if self.closed:  # the stop marker is queued: what is queued goes to the sink before it
+            return self.close_done.wait(timeout) and self.stats().pending == 0
         if not self.thread.is_alive():
             return self.stats().pending == 0
         marker = _Marker(stop=False, done=threading.Event(), deadline=deadline)
@@ -122,29 +147,38 @@ class Pipeline:
 
     def close(self, timeout: float) -> bool:
         with self.lock:
-            if self.closed:
-                return self.abandoned == 0
+            closing_already = self.closed
             self.closed = True
+        if closing_already:  # a second close(): the first one's outcome, once it is known
+            return self.close_done.wait(timeout) and self.abandoned == 0
         atexit.unregister(self.close)
         deadline = time.monotonic() + timeout
-        if self.thread is None:
-            self.drain()
-        else:
-            # If even the marker finds no room, the consumer is stuck; what is left counts as abandoned.
-            with contextlib.suppress(queue.Full):
-                self.queue.put(_Marker(stop=True, done=threading.Event()), timeout=timeout)
-            self.thread.join(max(0.0, deadline - time.monotonic()))
-            if self.thread.is_alive():
-                with self.lock:
-                    self.abandoned = self.accepted - self.emitted - self.failed
-                log.warning(
-                    "close() gave up after %.1fs with %d events not yet handed to the sink", timeout, self.abandoned
-                )
         try:
-            self.sink.close()
-        except Exception:
-            log.exception("closing the sink failed")
-        return self.abandoned == 0
+            if self.thread is None or self._on_consumer_thread():  # no thread, or called from a callback on it
+                self.drain()
+                self.given_up = True  # the consumer ends when the callback returns
+            else:
+                self._stop_consumer(deadline, timeout)
+            try:
+                self.sink.close()
+            except Exception:
+                log.exception("closing the sink failed")
+            return self.abandoned == 0
+        finally:
+            self.close_done.set()
+
+    def _stop_consumer(self, deadline: float, timeout: float) -> None:
+        # If even the marker finds no room, the consumer is stuck; what is left counts as abandoned.
+        with contextlib.suppress(queue.Full):
+            self.queue.put(_Marker(stop=True, done=threading.Event()), timeout=timeout)
+        self.thread.join(max(0.0, deadline - time.monotonic()))
+        if self.thread.is_alive():
+            with self.lock:
+                self.given_up = True  # what it has not handed over by now, it never will
+                self.abandoned = self.accepted - self.emitted - self.failed - self.in_sink
+            log.warning(
+                "close() gave up after %.1fs with %d events not yet handed to the sink", timeout, self.abandoned
+            )
 
     # -- consumer side -----------------------------------------------------------------------
     def pump(self) -> None:
@@ -158,7 +192,7 @@ class Pipeline:
 
     def _run(self) -> None:
         stopped = False
-        while not stopped:
+        while not stopped and not self.given_up:
             try:
                 first = self.queue.get(timeout=self._seconds_until_due())
             except queue.Empty:
@@ -170,13 +204,17 @@ class Pipeline:
 
         Returns True when a stop marker was taken (the consumer then ends).
         """
-        items = [first] if first is not None else []
+        if first is not None:
+            self.taken.append(first)
         for _ in range(self.queue.qsize()):  # what is queued now; later arrivals wait for the next round
             try:
-                items.append(self.queue.get_nowait())
+                self.taken.append(self.queue.get_nowait())
             except queue.Empty:
                 break
-        for item in items:
+        # Taken items wait in `taken`, not in a local list: a flush() or close() from a callback
+        # of the sink (on this thread, inside an emit below) goes on with them where this left off.
+        while self.taken:
+            item = self.taken.popleft()
             if isinstance(item, _Marker):
                 self._emit_batch()
                 if not item.stop:
@@ -225,12 +263,63 @@ class Pipeline:
         if not self.batch:
             return
         batch, self.batch, self.batch_bytes = self.batch, [], 0
+        with self.lock:
+            if self.given_up:  # counted as abandoned by close(): not handed over after all
+                return
+            self.in_sink = len(batch)
         try:
             self.sink.emit(batch)
         except Exception:
             log.exception("the sink raised on a batch of %d events; they are lost", len(batch))
             with self.lock:
                 self.failed += len(batch)
+                self.in_sink = 0
         else:
             with self.lock:
                 self.emitted += len(batch)
+                self.in_sink = 0
+
+    # -- fork ------------------------------------------------------------------------------------
+    def _hold_for_fork(self) -> None:
+        self.lock.acquire()  # no put() in the middle of the queue when the process forks
+        self.queue.mutex.acquire()
+
+    def _release_after_fork(self) -> None:
+        self.queue.mutex.release()
+        self.lock.release()
+
+    def _start_again_in_child(self) -> None:
+        """In a forked child: the parent's queue, batch and counts are the parent's; start afresh."""
+        self.lock = threading.Lock()
+        self.queue = queue.Queue(maxsize=self.queue.maxsize)
+        self.batch, self.batch_bytes, self.taken = [], 0, collections.deque()
+        self.accepted = self.dropped = self.emitted = self.failed = self.abandoned = self.in_sink = 0
+        after_fork = getattr(self.sink, "after_fork", None)
+        if after_fork is not None:
+            after_fork()
+        if self.background and not self.closed:
+            self._start_consumer()
+
+
+_held_for_fork: list[Pipeline] = []
+
+
+def _before_fork() -> None:
+    _held_for_fork[:] = list(Pipeline.live)
+    for pipeline in _held_for_fork:
+        pipeline._hold_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for pipeline in _held_for_fork:
+        pipeline._release_after_fork()
+    _held_for_fork.clear()
+
+
+def _after_fork_in_child() -> None:
+    for pipeline in _held_for_fork:
+        pipeline._start_again_in_child()
+    _held_for_fork.clear()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -7,6 +7,7 @@ reaches a sink, the caller that recorded it has long moved on.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -16,6 +17,10 @@ from typing import Protocol
 from events.event import AnyEvent
 
 log = logging.getLogger(__name__)
+
+# Undelivered events a sink keeps for take_undelivered() when no on_error takes them; past it the
+# oldest are discarded and counted (a back end down for long must not grow the memory for ever).
+MAX_KEPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class DeliveryStats:
     failed: int = 0  # gave up after retries, or undeliverable on close
     retries: int = 0
     resent_alone: int = 0  # ClickHouseSink: refused batches of joined inserts sent again on their own
+    discarded: int = 0  # undelivered events kept for take_undelivered(), discarded oldest first past the limit
 
 
 class FailedEvents:
@@ -82,28 +88,40 @@ class FailedEvents:
     Without a callback (or when it raises) the events stay in `events` for the owner to take.
     """
 
-    def __init__(self, on_error: ErrorCallback | None, sink_name: str):
-        self._on_error = on_error
-        self._sink_name = sink_name
+    def __init__(self, on_error: ErrorCallback | None, sink_name: str, max_kept: int = MAX_KEPT):
+        self.on_error = on_error
+        self.sink_name = sink_name
+        self.max_kept = max_kept
         self._lock = threading.Lock()
-        self._kept: list[AnyEvent] = []
+        self._kept: collections.deque[AnyEvent] = collections.deque()
+        self.discarded = 0
 
     def report(self, events: list[AnyEvent], error: DeliveryError) -> None:
-        log.error("%s could not deliver %d events: %s", self._sink_name, len(events), error)
-        if self._on_error is not None:
+        log.error("%s could not deliver %d events: %s", self.sink_name, len(events), error)
+        if self.on_error is not None:
             try:
-                self._on_error(events, error)
+                self.on_error(events, error)
                 return
             except Exception:
-                log.exception("%s: on_error raised; keeping the %d events instead", self._sink_name, len(events))
+                log.exception("%s: on_error raised; keeping the %d events instead", self.sink_name, len(events))
         with self._lock:
             self._kept.extend(events)
+            over = len(self._kept) - self.max_kept
+            for _ in range(max(over, 0)):
+                self._kept.popleft()
+            before, self.discarded = self.discarded, self.discarded + max(over, 0)
+        if over > 0 and (before == 0 or before // 10_000 != self.discarded // 10_000):
+            log.warning(
+                "%s keeps at most %d undelivered events: discarded the oldest, %d so far (take_undelivered() "
+                "or on_error keep them)",
+                *(self.sink_name, self.max_kept, self.discarded),
+            )
 
     def take(self) -> list[AnyEvent]:
         """The kept events, removed from the sink (e.g. to write them elsewhere or retry later)."""
         with self._lock:
-            kept, self._kept = self._kept, []
-        return kept
+            kept, self._kept = self._kept, collections.deque()
+        return list(kept)
 
 
 class _Counters:
@@ -127,13 +145,20 @@ class ReportsFailures:
     """What a sink that can fail to deliver an event keeps: its counts (`stats`) and the events
     it gave up on (to `on_error`, else kept for `take_undelivered()`)."""
 
-    def _report_failures_to(self, on_error: ErrorCallback | None, sink_name: str) -> None:
-        self._failures = FailedEvents(on_error, sink_name)
+    def _report_failures_to(self, on_error: ErrorCallback | None, sink_name: str, max_kept: int = MAX_KEPT) -> None:
+        if max_kept < 0:
+            raise ValueError(f"max_undelivered must not be negative, got {max_kept}")
+        self._failures = FailedEvents(on_error, sink_name, max_kept)
         self._counters = _Counters()
+
+    def _count_afresh(self) -> None:
+        """In a forked child: counts and kept events of its own (the parent's stay the parent's)."""
+        failures = self._failures
+        self._report_failures_to(failures.on_error, failures.sink_name, failures.max_kept)
 
     @property
     def stats(self) -> DeliveryStats:
-        return self._counters.snapshot()
+        return replace(self._counters.snapshot(), discarded=self._failures.discarded)
 
     def take_undelivered(self) -> list[AnyEvent]:
         """Events given up on while no `on_error` callback took them; removed from the sink."""

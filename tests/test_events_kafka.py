@@ -8,6 +8,7 @@ which cannot be delivered are reported, not lost.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -274,3 +275,54 @@ def test_events_up_to_the_brokers_8_mib_are_delivered_and_a_bigger_one_is_refuse
     assert f"{len(too_big.json) + len(b'u-1'):,} bytes" in str(error) and "8,388,608" in str(error)
     (message,) = consume(kafka.bootstrap, [prefix + "telemetry"], expected=1)
     assert message_id(message.value()) == big.event_id and len(message.value()) == len(big.json)
+
+
+@pytest.mark.kafka
+def test_close_from_on_error_on_the_delivery_thread_closes_the_sink_and_reports_the_rest(kafka):
+    """on_error runs on the sink's delivery thread; close() from it joined that very thread and
+    raised, leaving the sink open and the later events without a report."""
+    reported, outcome = Reported(), []
+    sink: KafkaSink | None = None
+
+    def close_on_first_error(events, error) -> None:
+        reported(events, error)
+        if not outcome:
+            outcome.append("closing")
+            try:
+                sink.close()
+                outcome.append("closed")
+            except Exception as failure:  # noqa: BLE001 - the test reports it
+                outcome.append(repr(failure))
+
+    sink = KafkaSink(
+        kafka.bootstrap, topic_prefix="absent.", config={"message.timeout.ms": 1000}, on_error=close_on_first_error
+    )
+    first, *rest = one_of_each()[:4]
+    sink.emit([first])
+    assert wait_for(lambda: len(outcome) == 2, timeout=60), outcome
+    assert outcome == ["closing", "closed"]
+    sink.emit(rest)  # after close: reported at once as undeliverable
+    assert wait_for(lambda: len(reported.events) == 4, timeout=60)
+    assert sink.stats.failed == 4
+
+
+@pytest.mark.kafka
+def test_a_forked_child_delivers_through_a_producer_of_its_own(kafka, prefix):
+    """librdkafka's threads do not survive a fork: the child's events went to a producer nothing
+    ran, and were reported failed at close."""
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
+    client = Client(sink)
+    client.send(one_of_each()[3])
+    assert client.flush(60) and sink.stats.delivered == 1
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        ok = False
+        try:
+            for event in one_of_each()[3:5]:
+                client.send(event)
+            ok = client.close(60) and sink.stats.delivered == 2 and sink.stats.failed == 0
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's events were not delivered"
+    assert client.close(60) and sink.stats.delivered == 1

@@ -1,0 +1,163 @@
+"""The client's life: a fork, close() and flush() from a sink's callback or twice at once, a close()
+that runs out of time, and the undelivered events a sink keeps while its back end is down.
+
+ClickHouseSink against the real embedded ClickHouse where a back end is needed; a sink of the
+test's own (a pure unit) where the point is the client's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from events import ClickHouseSink, Client, Event
+from events.sinks import Batching, MemorySink
+from tests.test_events_clickhouse import create_landing_tables, job, rows
+
+
+def test_a_forked_child_delivers_what_it_records_and_not_what_its_parent_had_queued(clickhouse, ch):
+    """A client made before a fork (gunicorn --preload, multiprocessing): the child's events were
+    accepted into a queue no thread read, and close() said True."""
+    create_landing_tables(ch)
+    sink = ClickHouseSink(clickhouse.url, ch.database, interval=0.05)
+    client = Client(sink)
+    client.send(job("parent-1"))
+    assert client.flush(30)
+    client.send(job("parent-queued"))  # queued in the parent when it forks
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        ok = False
+        try:
+            for n in range(3):
+                client.send(job(f"child-{n}"))
+            ok = client.close(30) and client.stats.emitted == 3 and sink.stats.delivered == 3
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert client.close(30)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child's client did not deliver its events"
+    ids = sorted(row["job_id"] for row in rows(ch, "jobs"))
+    assert ids == ["child-0", "child-1", "child-2", "parent-1", "parent-queued"]
+
+
+class Slow(MemorySink):
+    """Takes ``seconds`` to emit a batch (once ``ready``), and calls ``callback`` (as a sink's
+    on_error would) from it."""
+
+    def __init__(self, seconds: float = 0.0, callback=None):
+        super().__init__(Batching(max_events=1, interval=0.0))
+        self.seconds, self.callback = seconds, callback
+        self.ready = threading.Event()
+        self.ready.set()
+
+    def emit(self, batch) -> None:
+        assert self.ready.wait(30)
+        time.sleep(self.seconds)
+        super().emit(batch)
+        if self.callback is not None:
+            self.callback()
+
+
+def event(n: int) -> Event:
+    return Event("behavioral", "click", {"user_id": f"u-{n}"})
+
+
+def test_close_and_flush_from_a_callback_on_the_consumer_thread_deliver_and_close():
+    """close() joined its own thread (RuntimeError), flush() waited for a marker only its own
+    thread could reach; the sink was never closed."""
+    outcomes: list = []
+    client: Client | None = None
+
+    called: list[bool] = []
+
+    def from_the_callback() -> None:
+        if not called:  # the first batch's; the flush below emits the others from inside it
+            called.append(True)
+            outcomes.append(("flush", client.flush(5)))
+            outcomes.append(("close", client.close(5)))
+
+    sink = Slow(callback=from_the_callback)
+    sink.ready.clear()  # the first batch waits until all three are recorded
+    client = Client(sink)
+    for n in range(3):
+        client.send(event(n))
+    sink.ready.set()
+    deadline = time.monotonic() + 30
+    while len(outcomes) < 2:
+        assert time.monotonic() < deadline, outcomes
+        time.sleep(0.01)
+    assert outcomes == [("flush", True), ("close", True)]
+    assert sink.closed and len(sink.events) == 3
+    assert client.close(5)  # and a close() after it says the same
+
+
+def test_a_close_that_runs_out_of_time_hands_nothing_more_to_the_sink():
+    """Events counted as abandoned were still emitted afterwards, into the closed sink."""
+    sink = Slow(seconds=0.5)
+    client = Client(sink, queue_size=10)
+    for n in range(4):
+        client.send(event(n))
+    assert not client.close(0.2)
+    abandoned = client.stats.abandoned
+    time.sleep(1.5)  # the batch under way ends; nothing after it may follow
+    stats = client.stats
+    assert abandoned >= 3 and stats.emitted + abandoned <= stats.accepted, stats
+    assert len(sink.events) == stats.emitted
+
+
+def test_a_second_close_at_once_waits_for_the_first_and_says_the_same():
+    sink = Slow(seconds=0.3)
+    client = Client(sink)
+    for n in range(3):
+        client.send(event(n))
+    answers: list[bool] = []
+    first = threading.Thread(target=lambda: answers.append(client.close(30)))
+    first.start()
+    while not client._pipeline.closed:
+        time.sleep(0.001)
+    second = client.close(30)  # said True at once, before anything was delivered
+    assert len(sink.events) == 3 and sink.closed
+    first.join(30)
+    assert answers == [True] and second is True
+
+
+def test_a_flush_during_close_waits_for_it_and_says_whether_all_went():
+    sink = Slow(seconds=0.3)
+    client = Client(sink)
+    for n in range(3):
+        client.send(event(n))
+    closing = threading.Thread(target=client.close, args=(30,))
+    closing.start()
+    while not client._pipeline.closed:
+        time.sleep(0.001)
+    assert client.flush(30)  # waited its whole timeout and said False, though all went
+    closing.join(30)
+    assert len(sink.events) == 3
+
+
+def test_a_sink_whose_back_end_is_down_keeps_the_newest_undelivered_events_and_counts_the_rest(refused_port):
+    sink = ClickHouseSink(f"http://127.0.0.1:{refused_port}", max_retries=0, max_undelivered=5, interval=0.0)
+    client = Client(sink, background=False)
+    for n in range(12):
+        client.send(job(f"j-{n}"))
+    client.close(30)
+    kept = sink.take_undelivered()
+    assert [e.attributes["job_id"] for e in kept] == [f"j-{n}" for n in range(7, 12)]
+    assert (sink.stats.failed, sink.stats.discarded) == (12, 7)
+
+
+def test_a_negative_limit_of_undelivered_events_is_refused_by_name():
+    with pytest.raises(ValueError, match="max_undelivered must not be negative"):
+        ClickHouseSink("http://127.0.0.1:8123", max_undelivered=-1)
+
+
+def test_without_a_thread_a_flush_that_outlasts_its_timeout_says_so(refused_port):
+    """flush(timeout) runs the sink's retries in the caller: past the timeout it said True all the same."""
+    sink = ClickHouseSink(f"http://127.0.0.1:{refused_port}", max_retries=3, backoff=0.2, max_backoff=0.2)
+    client = Client(sink, background=False)
+    client.send(job("late"))
+    assert client.flush(0.05) is False
+    assert client.close(30)
