@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any, Literal
 
 from events.contract import (
@@ -61,6 +60,28 @@ def encode_event(data: Mapping[str, Any]) -> bytes:
             except (TypeError, ValueError, RecursionError) as field_error:
                 raise InvalidEvent(name, f"cannot be written as JSON ({field_error})", "event") from None
         raise InvalidEvent("event", f"cannot be written as JSON ({error})") from None
+
+
+class computed_once:  # noqa: N801 - a decorator, named as functools.cached_property is
+    """functools.cached_property without its lock: Python 3.11 holds one lock for every instance of
+    the class while it computes, so threads recording at once waited on each other, and a fork
+    taken while one held it left the child's first record() hanging for good. Two threads that
+    compute the same event's value at once compute equal values; either is kept."""
+
+    def __init__(self, compute):
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value  # found before this descriptor from now on
+        return value
 
 
 @dataclass(frozen=True)
@@ -125,7 +146,7 @@ class Event:
             **self.attributes,
         }
 
-    @cached_property
+    @computed_once
     def json(self) -> bytes:
         """The event as one line of compact UTF-8 JSON (computed once, reused by every sink)."""
         return encode_event(self.to_dict())
@@ -167,7 +188,7 @@ class AnalyticsCompatEvent:
             "Data": self.data,
         }
 
-    @cached_property
+    @computed_once
     def json(self) -> bytes:
         return encode_event(self.to_dict())
 

@@ -8,13 +8,14 @@ test's own (a pure unit) where the point is the client's bookkeeping.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
 import pytest
 
 from events import ClickHouseSink, Client, Event
-from events.sinks import Batching, MemorySink
+from events.sinks import Batching, MemorySink, NoopSink
 from tests.test_events_clickhouse import create_landing_tables, job, rows
 
 
@@ -161,3 +162,36 @@ def test_without_a_thread_a_flush_that_outlasts_its_timeout_says_so(refused_port
     client.send(job("late"))
     assert client.flush(0.05) is False
     assert client.close(30)
+
+
+def test_a_fork_while_other_threads_record_leaves_the_child_a_client_that_records():
+    """A fork taken while another thread held the client's lock (or its queue's) left the child
+    that lock held for good: its first record() hung (about one fork in fifty, measured)."""
+    client = Client(NoopSink(), queue_size=1_000_000)
+    stop = threading.Event()
+
+    def record_without_pause() -> None:
+        while not stop.is_set():
+            client.record("app", "tick")
+
+    threads = [threading.Thread(target=record_without_pause, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    hung, outcomes = 0, []
+    try:
+        for _ in range(150):
+            child = os.fork()
+            if child == 0:  # pragma: no cover - the child reports through its exit status
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)  # not pytest-timeout's handler
+                signal.alarm(5)  # a record() that blocks for good ends the child by SIGALRM
+                client.record("app", "in-child")
+                os._exit(0 if client.close(5) else 1)
+            _, status = os.waitpid(child, 0)
+            hung += os.waitstatus_to_exitcode(status) != 0
+            outcomes.append(os.waitstatus_to_exitcode(status))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        client.close(10)
+    assert hung == 0, f"{hung} of 150 forked children could not record: {sorted(set(outcomes))}"
