@@ -33,16 +33,12 @@ log = logging.getLogger(__name__)
 
 async def insert_from_file(front: Front, lease: Lease, head: bytearray, insert: InsertData, rows: bytes | None = None):
     """A small, complete body (or `rows` instead of it): write it to a file and let chDB read it."""
-    path = front.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
-    try:
-        path.write_bytes(head[insert.data_start :] if rows is None else rows)
-        statement = insert.statement_reading_from(head[: insert.data_start], str(path))
-        async with front.landing_locks.held(statement):
-            return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")
-    except ClickHouseError as error:
-        raise error.without_file(str(path), "the request body").of_the_rows() from None
-    finally:
-        path.unlink(missing_ok=True)
+    data = head[insert.data_start :] if rows is None else rows
+
+    async def write(path: Path) -> None:
+        path.write_bytes(data)
+
+    return await _insert_file(front, lease, head, insert, write)
 
 
 async def insert_through_fifo(front: Front, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader):
@@ -50,9 +46,16 @@ async def insert_through_fifo(front: Front, lease: Lease, head: bytearray, inser
     whole first when it goes into a topic's landing tables)."""
     if not front.landing_locks.taken_by(insert.statement_reading_from(head[: insert.data_start], "")):
         return await _insert_through_fifo(front, lease, head, insert, body)
+    rows = head[insert.data_start :]
+    return await _insert_file(front, lease, head, insert, lambda path: _receive_whole(path, rows, body))
+
+
+async def _insert_file(front: Front, lease: Lease, head: bytearray, insert: InsertData, write):
+    """Write the rows into a file (``await write(path)``), then insert them from it, in the topic's
+    turn when they go into its landing tables."""
     path = front.engine.tmp_dir / f"{uuid.uuid4().hex}.rows"
     try:
-        await _receive_whole(path, head[insert.data_start :], body)
+        await write(path)
         statement = insert.statement_reading_from(head[: insert.data_start], str(path))
         async with front.landing_locks.held(statement):
             return await front.in_thread(lease.run, statement, "TabSeparated", "MUTATING")

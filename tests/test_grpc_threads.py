@@ -11,27 +11,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from analytics_proto import analytics_pb2 as pb
-from tests import datasets
+from tests import test_grpc_serving
 from tests.embedded_server import free_port
-from tests.grpc_server import HeldRelay, sample, scrape, start_grpc, wait_until
-from tests.intake import deliver
+from tests.grpc_server import sample, scrape, start_grpc, wait_until
 
 WORKERS, MAX_TAILS = 2, 4
+relay, small = test_grpc_serving.relay, test_grpc_serving.small  # the held relay and a small data set
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-@pytest.fixture(scope="module")
-def small(analytics_db):
-    dataset = datasets.generate(seed=63, users=2, workflows_per_user=1, jobs_per_workflow=2)
-    deliver(analytics_db, dataset.messages)
-    return dataset
-
-
-@pytest.fixture
-def relay(analytics_db):
-    relay = HeldRelay(analytics_db.port)
-    yield relay
-    relay.close()
 
 
 @pytest.fixture
