@@ -7,6 +7,7 @@ unpredictable.
 
 import datetime as dt
 import json
+import logging
 import re
 import time
 import uuid
@@ -529,17 +530,32 @@ def test_a_backfill_waiting_for_the_rebuild_lock_says_so_in_its_runs_log(server,
     from analytics.dagster_service import INSTANCE_CONFIG
     from operations.rebuild_lock import rebuild_lock
 
+    class Waiting(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.seen = threading.Event()
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for the rebuild of" in record.getMessage():
+                self.seen.set()
+
     backfill = defs.resolve_job_def("daily_reconciliation_job")
+    waiting = Waiting()
+    lock_log = logging.getLogger("operations.rebuild_lock")
+    lock_log.addHandler(waiting)
     with dg.instance_for_test(overrides=yaml.safe_load(INSTANCE_CONFIG)) as instance:
         results = []
-        with rebuild_lock(server.settings()):
-            run = threading.Thread(
-                target=lambda: results.append(
-                    backfill.execute_in_process(instance=instance, partition_key="2026-11-20")
+        try:
+            with rebuild_lock(server.settings()):
+                run = threading.Thread(
+                    target=lambda: results.append(
+                        backfill.execute_in_process(instance=instance, partition_key="2026-11-20")
+                    )
                 )
-            )
-            run.start()
-            time.sleep(3)  # the run reaches the lock and waits for it
+                run.start()
+                assert waiting.seen.wait(120), "the run never reached the lock"
+        finally:
+            lock_log.removeHandler(waiting)
         run.join(300)
         [result] = results
         assert result.success
