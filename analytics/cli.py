@@ -17,6 +17,7 @@ from analytics.commands.grpc import grpc
 from analytics.commands.kafka import ingest, kafka, topics
 from analytics.commands.schema import backfill, migrate
 from analytics.commands.up import up
+from core.limits import raise_open_files_limit
 from core.settings.composed import environment_help
 
 
@@ -26,6 +27,7 @@ from core.settings.composed import environment_help
 )
 def main() -> None:
     """ClickHouse-native analytics for workflows, jobs, job logs and product telemetry."""
+    raise_open_files_limit()  # the servers hold a descriptor a connection, part and pipe
 
 
 for command in (clickhouse, migrate, backfill, kafka, topics, ingest, grpc, up, demo, dagster, dead_letters):

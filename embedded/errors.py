@@ -5,6 +5,8 @@ The codes themselves are core.errors.Code; chDB's own errors carry their code an
 
 from __future__ import annotations
 
+import errno
+import logging
 import re
 
 from core.errors import Code, http_status
@@ -92,3 +94,26 @@ class ClickHouseError(Exception):
         message = self.message.rstrip()
         name = f" ({self.name})" if self.name else ""
         return f"Code: {self.code}. DB::Exception: {message}{name} (version {version})\n"
+
+
+log = logging.getLogger(__name__)
+
+# Errors of the front's own file writes (a request body spooled to a file) that ClickHouse has a code for.
+_RESOURCE_CODES = {
+    errno.ENOSPC: Code.NOT_ENOUGH_SPACE,
+    errno.EDQUOT: Code.NOT_ENOUGH_SPACE,
+    errno.EMFILE: Code.CANNOT_OPEN_FILE,
+    errno.ENFILE: Code.CANNOT_OPEN_FILE,
+}
+
+
+def unexpected(error: Exception, query_id: str) -> ClickHouseError:
+    """An error of the front itself, as ClickHouse would say it (call it in the `except` block): a
+    full disk or no file descriptor left with ClickHouse's code for it, which senders retry;
+    anything else UNKNOWN_EXCEPTION, logged with its traceback."""
+    code = _RESOURCE_CODES.get(error.errno) if isinstance(error, OSError) else None
+    if code is None:
+        log.exception("query %s failed inside the embedded server", query_id)
+    else:
+        log.warning("query %s: %s", query_id, error)
+    return ClickHouseError.of(code or Code.UNKNOWN_EXCEPTION, f"{type(error).__name__}: {error}")

@@ -38,7 +38,7 @@ from starlette.routing import Route
 from core.errors import Code
 from embedded import async_inserts, web_ui
 from embedded.engine import Engine
-from embedded.errors import ClickHouseError
+from embedded.errors import ClickHouseError, unexpected
 from embedded.fence import Fence
 from embedded.formats import (
     ARRAY_OF_ROWS_SETTING,
@@ -157,13 +157,10 @@ class Front:
                 await self._end(lease)
             return Response(status_code=400)
         except Exception as error:
-            log.exception("query %s failed inside the embedded server", spec.query_id)
             if lease is not None:
                 lease.connection.reusable = False
                 await self._end(lease)
-            return self.responses.error(
-                ClickHouseError.of(Code.UNKNOWN_EXCEPTION, f"{type(error).__name__}: {error}"), spec
-            )
+            return self.responses.error(unexpected(error, spec.query_id), spec)
         except BaseException:
             if lease is not None:
                 await self._end(lease)

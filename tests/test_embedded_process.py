@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -285,3 +286,27 @@ def test_a_server_a_test_process_started_and_never_stopped_ends_with_it(tmp_path
     assert result.returncode == 1, result.stderr
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_the_commands_raise_the_open_files_limit_to_what_the_system_allows():
+    """A shell's soft limit (256 here) ran out under ordinary load: the front dropped connections
+    without a word and chDB failed queries with "Cannot open file"."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        hard = 256  # nothing to raise to: the limit stays as it is
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    program = (
+        "import contextlib, resource\n"
+        "from analytics.cli import main\n"
+        "with contextlib.suppress(SystemExit):\n"
+        "    main(['topics', '--help'])\n"
+        "print('soft limit', resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, preexec_fn=low_soft_limit, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"soft limit {hard}"

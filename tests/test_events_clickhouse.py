@@ -349,6 +349,12 @@ def test_settings_cannot_replace_the_statement_or_the_sinks_own(name):
         (500, 241, True),  # MEMORY_LIMIT_EXCEEDED
         (500, 159, True),  # TIMEOUT_EXCEEDED
         (503, 202, True),  # TOO_MANY_SIMULTANEOUS_QUERIES
+        (500, 243, True),  # NOT_ENOUGH_SPACE: a full disk, freed or merged later
+        (500, 173, True),  # CANNOT_ALLOCATE_MEMORY
+        (503, 76, True),  # CANNOT_OPEN_FILE: the server out of file descriptors
+        (500, 298, True),  # CANNOT_PIPE
+        (500, 460, True),  # CANNOT_CREATE_TIMER
+        (500, 573, True),  # EPOLL_ERROR
         (500, 469, False),  # VIOLATED_CONSTRAINT: status 500, but permanent
         (500, 1002, False),  # UNKNOWN_EXCEPTION
         (400, 27, False),  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
