@@ -28,6 +28,7 @@ from core.backend import WriteLog
 from core.errors import Code
 from embedded.data_lock import DataDirectoryLock
 from embedded.errors import ClickHouseError
+from embedded.memory_limit import server_memory_limit
 from embedded.sessions import Session
 from embedded.sqltext import quote_identifier, quote_string
 
@@ -66,6 +67,15 @@ _SERVER_CONFIG = """<clickhouse>
     </rocksdb>
 </clickhouse>
 """
+
+
+def server_config(max_server_memory_usage: int | None) -> str:
+    """chDB's configuration: _SERVER_CONFIG, and the memory limit a cgroup sets (embedded.memory_limit)."""
+    if max_server_memory_usage is None:
+        return _SERVER_CONFIG
+    limit = f"    <max_server_memory_usage>{max_server_memory_usage}</max_server_memory_usage>\n"
+    return _SERVER_CONFIG.replace("</clickhouse>", limit + "</clickhouse>")
+
 
 # The embedded server's default profile, as a ClickHouse server's users.xml would set it.
 # Requests may still override any of these.
@@ -273,7 +283,7 @@ class Engine:
             partial.write_text(f"ATTACH DATABASE _ UUID '{database_uuid}'\nENGINE = Atomic\n")
             partial.rename(definition)
         config = self.data_dir / SERVER_CONFIG_FILE
-        config.write_text(_SERVER_CONFIG)
+        config.write_text(server_config(server_memory_limit()))
         return f"{self.data_dir}?config-file={config}&database=default"
 
     def table_functions(self) -> list[str]:
