@@ -72,6 +72,11 @@ class BlockDecoder:
                     Code.TOO_LARGE_SIZE_COMPRESSED,
                     f"Too large size_compressed: {compressed_size}. Most likely corrupted data.",
                 )
+            if size > _MAX_COMPRESSED_SIZE:  # what a block would decompress into, claimed: memory asked for
+                raise ClickHouseError.of(
+                    Code.TOO_LARGE_SIZE_COMPRESSED,
+                    f"Too large size_decompressed: {size}. Most likely corrupted data.",
+                )
             end = start + _CHECKSUM_SIZE + compressed_size
             if len(pending) < end:
                 break

@@ -171,6 +171,22 @@ def test_truncated_or_garbage_blocks_are_clear_errors(clickhouse):
     assert garbage.headers["X-ClickHouse-Exception-Code"] == "246"
 
 
+def test_a_block_claiming_to_decompress_into_gigabytes_is_refused_before_it_is_decompressed(clickhouse):
+    """A block's header says what it decompresses into: 65 KB of zstd that were 2 GiB of zeros were
+    decompressed whole (6.6 GB at the peak) before the query size refused them. Here the block
+    claims 2 GiB and holds a few zeros: refused by its header alone."""
+    payload = zstandard.ZstdCompressor().compress(b"\0" * 1024)
+    framed = struct.pack("<BII", ZSTD, 9 + len(payload), 2 << 30) + payload
+    response = post(
+        clickhouse,
+        b"\0" * 16 + framed,
+        decompress="1",
+        http_native_compression_disable_checksumming_on_decompress="1",
+    )
+    assert response.headers["X-ClickHouse-Exception-Code"] == "246"
+    assert b"Too large size_decompressed: 2147483648" in response.data
+
+
 # -- X-ClickHouse-* request headers ----------------------------------------------------------------
 
 
