@@ -54,9 +54,20 @@ class JobLogService:
     """The job-log RPCs of AnalyticsService; the servicer hands them their calls."""
 
     def __init__(
-        self, logs: LogQueries, hub: TailHub, ids: IdFormat, default_deadline: float, max_tails: int, workers: int
+        self,
+        logs: LogQueries,
+        hub: TailHub,
+        ids: IdFormat,
+        default_deadline: float,
+        max_tails: int,
+        workers: int,
+        free_workers: threading.Semaphore | None = None,
     ):
         self.logs = logs
+        # The workers of the unary calls (server/interceptors.py, WorkerLimit): a tail's queries
+        # before it follows the hub run on one, so a burst of tails sends ClickHouse no more
+        # queries at once than the workers do (250 tails at once had it refuse other clients).
+        self._free_workers = free_workers or threading.BoundedSemaphore(workers)
         self.hub = hub
         self.ids = ids
         self.default_deadline = default_deadline
@@ -123,14 +134,14 @@ class JobLogService:
     def _tail(self, request: pb.StreamJobLogsRequest, context: grpc.ServicerContext) -> Iterator[pb.LogLine]:
         job = self._job(request)
         where = LogFilter(STREAMS[check_enum("stream", request.stream, pb.LogStream)])
-        state = self.logs.tail_state(job, self._timeout(context))
+        state = self._on_a_worker(context, self.logs.tail_state, job)
         if not state.known:
             raise NotFound(f"no {job}")
         # Subscribe before reading the history, so no line falls between the two. A job whose end
         # landed within the linger is still tailed: its last lines may still be on their way.
         lingering = state.ended_ago_ms is not None and state.ended_ago_ms < self.hub.linger_ms
         ended = state.ended and not lingering
-        subscription = None if ended else self.hub.subscribe(job, self._timeout(context))
+        subscription = None if ended else self._on_a_worker(context, self.hub.subscribe, job)
         if subscription is not None:
             context.add_callback(subscription.cancel)
         try:
@@ -138,7 +149,7 @@ class JobLogService:
             sent_recently: set[str] = set()
             after = None
             while context.is_active():
-                rows = self.logs.page(job, where, False, after, HISTORY_PAGE, self._timeout(context))
+                rows = self._on_a_worker(context, self.logs.page, job, where, False, after, HISTORY_PAGE)
                 for row in rows:
                     if subscription is not None and row.ingested_ms >= subscription.since_ms:
                         sent_recently.add(row.key)
@@ -161,6 +172,15 @@ class JobLogService:
         finally:
             if subscription is not None:
                 self.hub.unsubscribe(subscription)
+
+    def _on_a_worker(self, context: grpc.ServicerContext, query, *args):
+        """``query(*args, timeout)`` once a worker is free, within the call's deadline."""
+        if not self._free_workers.acquire(timeout=self._timeout(context)):
+            raise QueryTimedOut("the deadline passed while the tail waited for a worker")
+        try:
+            return query(*args, self._timeout(context))
+        finally:
+            self._free_workers.release()
 
     def _timeout(self, context: grpc.ServicerContext) -> float:
         timeout = query_timeout(context, self.default_deadline)

@@ -166,7 +166,8 @@ class AnalyticsServer:
         interceptors.append(RequestInterceptor())
         if self.tokens is not None:
             interceptors.append(TokenInterceptor(self.tokens, ids))
-        interceptors.append(WorkerLimit(settings.grpc_workers))  # after the checks above
+        worker_limit = WorkerLimit(settings.grpc_workers)
+        interceptors.append(worker_limit)  # after the checks above
         # A log tail holds its thread for as long as it runs: the tails run on threads of their own
         # (a few more than their limit, so a call beyond it is refused at once), and neither kind
         # of call can take the threads the other needs.
@@ -221,6 +222,7 @@ class AnalyticsServer:
             settings.grpc_default_deadline,
             settings.grpc_max_log_tails,
             workers=settings.grpc_workers,
+            free_workers=worker_limit.free,  # a tail's first queries wait for a worker too
         )
         servicer = AnalyticsServicer(
             queries,

@@ -188,6 +188,8 @@ class HeldRelay:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.request_seen = threading.Event()
+        self.held = self.most_held = 0  # requests held now, and at most at once
+        self._count = threading.Lock()
         self._open = threading.Event()
         self._open.set()
         self._drops = 0
@@ -231,7 +233,7 @@ class HeldRelay:
                 # The service's health checks (GET /ping) go through: only queries are held or dropped.
                 if from_client and not data.startswith(b"GET /ping"):
                     self.request_seen.set()
-                    self._open.wait()
+                    self._wait_while_held()
                     if self._drops:
                         self._drops -= 1
                         return  # the finally below closes both ends
@@ -242,6 +244,16 @@ class HeldRelay:
             for end in (source, target):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
+
+    def _wait_while_held(self) -> None:
+        if self._open.is_set():
+            return
+        with self._count:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+        self._open.wait()
+        with self._count:
+            self.held -= 1
 
     def close(self) -> None:
         """Release what is held and end every connection at once, both sides.

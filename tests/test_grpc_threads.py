@@ -7,6 +7,8 @@ worker each held one of the server's threads, so enough of either left no thread
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -79,3 +81,24 @@ def test_a_log_tail_starts_while_every_worker_is_busy_and_calls_wait_for_one(ser
             tail.cancel()
         for call, n in zip(waiting, range(calls), strict=True):
             assert call.result(60).total_jobs == small.expected.user(users[n % len(users)])[1]
+
+
+def test_a_burst_of_log_tails_sends_clickhouse_no_more_queries_at_once_than_the_workers(service, small, relay):
+    """Each tail's first queries (its job's state, the clock, its history) ran at once for every
+    tail: 250 tails at once had ClickHouse refuse other clients (TOO_MANY_SIMULTANEOUS_QUERIES)."""
+    user, workflow = next(iter(sorted(small.expected.workflows)))
+    tails = 3 * MAX_TAILS // 2  # within the limit of tails, three times the workers
+    with service.channel() as channel:
+        stub = service.stub(channel)
+        relay.hold()
+        calls = [
+            stub.StreamJobLogs(pb.StreamJobLogsRequest(user_id=user, workflow_id=workflow, job_id="j"), timeout=120)
+            for _ in range(tails)
+        ]
+        wait_until(lambda: started(service, "StreamJobLogs") == tails, "every tail to start")
+        with contextlib.suppress(AssertionError):  # as many as there are workers, and no more
+            wait_until(lambda: relay.held >= tails, "every tail's first query", timeout=5)
+        relay.release()
+        for call in calls:
+            call.cancel()
+    assert 0 < relay.most_held <= WORKERS, f"{relay.most_held} queries at once from {tails} tails"
