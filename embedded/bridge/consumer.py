@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from embedded import fault_points
 from embedded.bridge.config import BridgeConfig
+from embedded.bridge.fences import FENCE_WINDOW_S, FENCES_TOLERATED, Fences
 from embedded.bridge.lag import LagReporter
 from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
 from embedded.bridge.passing import Undecodable, count_skipped, go_past, undecodable
@@ -28,10 +29,6 @@ BACKLOG_STRETCH = 4
 
 # An error code nobody classified is retried this many times before the batch is split as data.
 UNCLASSIFIED_ATTEMPTS = 3
-
-# A fenced consumer rejoins this many times within the window; fenced once more, the bridge stops.
-FENCES_TOLERATED = 2
-FENCE_WINDOW_S = 60.0
 
 # A fetch waits for this many bytes (about 4,000 events), or for fetch_wait_ms, whichever is first.
 FETCH_MIN_BYTES = 1_000_000
@@ -98,6 +95,7 @@ class TopicConsumer:
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
         self.identity = TopicIdentity(config.bootstrap, self.kafka_topic)
+        self.fences = Fences()
         self._new_consumer()
 
     def _new_consumer(self, rewind: bool = False) -> None:
@@ -137,6 +135,7 @@ class TopicConsumer:
                 "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
                 "fetch.wait.max.ms": fetch_wait_ms(self.config.flush_interval_ms),
                 "logger": self.librdkafka_log,
+                "error_cb": self.fences.client_error,  # and librdkafka logs it
             }
         )
         self.lag = LagReporter(
@@ -145,7 +144,6 @@ class TopicConsumer:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        fenced_at: list[float] = []
         try:
             while True:
                 try:
@@ -153,11 +151,9 @@ class TopicConsumer:
                     return
                 except Fenced as fenced:
                     # A broker restart can fence a static member by its own rejoin; a consumer is
-                    # unusable after that, so a new one joins. Fenced again and again, another
-                    # live process has this one's name: stop and say so.
-                    now = time.monotonic()
-                    fenced_at = [at for at in fenced_at if now - at < FENCE_WINDOW_S] + [now]
-                    if len(fenced_at) > FENCES_TOLERATED:
+                    # unusable after that, so a new one joins. Fenced again and again with the
+                    # broker in reach, another live process has this one's name: stop and say so.
+                    if self.fences.one_too_many():
                         raise KafkaException(self._explained(fenced.error)) from None
                     log.warning("%s: fenced (%s); rejoining with a new consumer", self.name, fenced.error.str())
                     self.pending, self.pending_bytes = [], 0  # uncommitted: redelivered to whoever holds them
