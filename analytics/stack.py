@@ -58,7 +58,7 @@ class Stack:
     metrics: Registries = field(default_factory=lambda: Registries([REGISTRY]))
 
     def run(self) -> int:
-        """Serve until a signal; 0 after a clean stop, 1 when start-up failed."""
+        """Serve until a signal; 0 after a clean stop, 1 when start-up failed or a component failed."""
         settings = self.settings
         servers: list[uvicorn.Server] = []
 
@@ -113,6 +113,10 @@ class Stack:
                 log.info("starting %s", component.name)
                 await anyio.to_thread.run_sync(component.start)
                 self.started.append(component)
+                # A component that can fail once running (the bridge) stops the stack when it does.
+                watch = getattr(component, "watch", None)
+                if watch is not None:
+                    watch(lambda error, name=component.name: self._failed_while_running(name, error, server))
                 # A component with metrics of its own (the gRPC service) joins the one endpoint.
                 registry = getattr(getattr(component, "metrics", None), "registry", None)
                 if registry is not None:
@@ -138,6 +142,15 @@ class Stack:
                 len(failing),
                 ", ".join(failing),
             )
+
+    def _failed_while_running(self, name: str, error: BaseException, server: uvicorn.Server) -> None:
+        """A component stopped by itself: the stack stops too (exit 1), where it went on serving and
+        said nothing more, so that whatever supervises it (systemd, Kubernetes) starts it again."""
+        if self.stopping.is_set():
+            return
+        log.error("%s stopped: %s; the stack stops (exit status 1)", name, error)
+        self.failed = error
+        server.should_exit = True
 
     def _stop_components(self) -> None:
         while self.started:

@@ -23,6 +23,7 @@ from embedded.bridge.config import config_from, prepare_topics
 from embedded.bridge.runner import Bridge
 from tests import datasets
 from tests.checks import assert_matches
+from tests.grpc_server import start_up
 from tests.intake import query
 from tests.malformed import valid_event
 from tests.test_bridge import produce, settings_for, wait_until_consumed
@@ -167,3 +168,37 @@ def test_a_partition_added_to_a_topic_is_consumed_without_a_restart(analytics_db
 def workflows_of(analytics_db, user: str) -> int:
     rows = query(analytics_db, f"SELECT total_workflows FROM analytics.user_totals WHERE user_id = '{user}'")
     return int(rows[0]["total_workflows"]) if rows else 0
+
+
+def test_the_bridge_of_analytics_up_failing_stops_the_stack_with_exit_status_1(kafka, tmp_path):
+    """`up` went on serving when its bridge stopped (here fenced by a twin of the same instance
+    name), saying nothing more, while the topics' lag grew for good."""
+    prefix = f"uf{uuid.uuid4().hex[:8]}."
+    kafka_env = {
+        "ANALYTICS_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "ANALYTICS_KAFKA_TOPIC_PREFIX": prefix,
+        "ANALYTICS_KAFKA_CONSUMER_GROUP_PREFIX": f"{prefix}group",
+        "ANALYTICS_KAFKA_INSTANCE_NAME": "twin",
+        "ANALYTICS_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "ANALYTICS_INGEST_METRICS_PORT": "0",
+    }
+    up = start_up(tmp_path / "data", env=kafka_env)
+    twin = None
+    try:
+        group = f"{prefix}group_jobs"
+        wait_for(lambda: "twin-bridge-jobs-0" in members(kafka, group), "up's bridge in its group", [up.log_path])
+        twin_env = {**os.environ, **kafka_env, "ANALYTICS_CLICKHOUSE_HTTP_PORT": up.extra["url"].rsplit(":", 1)[1]}
+        twin_env["ANALYTICS_DATA_DIR"] = str(tmp_path / "twin")
+        twin = subprocess.Popen(
+            [sys.executable, "-m", "analytics.cli", "ingest", "--no-create-topics"],
+            cwd=ROOT,
+            env=twin_env,
+            stdout=open(tmp_path / "twin.log", "ab"),  # noqa: SIM115 - owned by the child
+            stderr=subprocess.STDOUT,
+        )
+        assert up.process.wait(120) == 1, up.log()[-3000:]
+        assert "Kafka bridge stopped" in up.log() and "the stack stops (exit status 1)" in up.log()
+    finally:
+        for process in (twin, up.process):
+            if process is not None and process.poll() is None:
+                process.kill()

@@ -64,11 +64,23 @@ class BridgeComponent:
         self.config = config
         self.partitions = partitions
         self.bridge = Bridge(config)
+        self._stopping = False
 
     def start(self) -> None:
         fault_points.check()
         prepare_topics(self.config, create=True, partitions=self.partitions)
         self.bridge.start()
 
+    def watch(self, failed) -> None:
+        """Call ``failed(error)`` if a consumer stops the bridge by failing (not on stop())."""
+
+        def wait_for_a_failure() -> None:
+            self.bridge.stop_event.wait()
+            if self.bridge.failures and not self._stopping:
+                failed(self.bridge.failures[0])
+
+        threading.Thread(target=wait_for_a_failure, name="bridge-watch", daemon=True).start()
+
     def stop(self) -> None:
+        self._stopping = True
         self.bridge.stop()
