@@ -24,7 +24,7 @@ GONE = "gone"  # what `current` answers for a topic that does not exist
 class TopicIdentity:
     def __init__(self, bootstrap: str, kafka_topic: str):
         self.kafka_topic = kafka_topic
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = AdminClient({"bootstrap.servers": bootstrap}, logger=log)
         self.known: str | None = None
 
     def current(self) -> str | None:
