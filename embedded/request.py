@@ -305,24 +305,27 @@ class BodyReader:
     async def read(self) -> bytes | None:
         """The next non-empty chunk, or None at the end of the body."""
         while not self.exhausted:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    chunk = await self._chunks.__anext__()
-            except TimeoutError:
-                raise ClickHouseError.of(
-                    Code.SOCKET_TIMEOUT,
-                    f"Timeout exceeded while reading from socket ({self._timeout * 1000:.0f} ms): the request body"
-                    " stopped arriving (http_receive_timeout)",
-                ) from None
-            except StopAsyncIteration:
-                self.exhausted = True
+            # What the decoder holds of the input already received comes first, a piece at a time.
+            chunk = self._decoder.more() if self._decoder is not None else b""
+            if not chunk:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        chunk = await self._chunks.__anext__()
+                except TimeoutError:
+                    raise ClickHouseError.of(
+                        Code.SOCKET_TIMEOUT,
+                        f"Timeout exceeded while reading from socket ({self._timeout * 1000:.0f} ms): the request"
+                        " body stopped arriving (http_receive_timeout)",
+                    ) from None
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    if self._decoder is not None:
+                        self._decoder.finish()
+                    if self._blocks is not None:
+                        self._blocks.finish()
+                    return None
                 if self._decoder is not None:
-                    self._decoder.finish()
-                if self._blocks is not None:
-                    self._blocks.finish()
-                return None
-            if self._decoder is not None:
-                chunk = self._decoder.feed(chunk)
+                    chunk = self._decoder.feed(chunk)
             if self._blocks is not None and chunk:
                 chunk = self._blocks.feed(chunk)
             if chunk:
