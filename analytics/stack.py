@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Stack:
     started: list[Component] = field(default_factory=list)
     failed: BaseException | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    up: threading.Event = field(default_factory=threading.Event)  # every component started
     # One Prometheus endpoint for the whole stack: the HTTP interface's /metrics serves these.
     metrics: Registries = field(default_factory=lambda: Registries([REGISTRY]))
 
@@ -84,6 +86,8 @@ class Stack:
                     super().handle_exit(sig, frame)  # a second signal: stop now
                     return
                 stack.stopping.set()
+                starting = "" if stack.up.is_set() else "; the start-up step under way ends first"
+                log.info("asked to stop (%s)%s", signal.Signals(sig).name, starting)
 
                 def stop_then_exit() -> None:
                     stack._stop_components()
@@ -122,6 +126,7 @@ class Stack:
                 if registry is not None:
                     self.metrics.add(registry)
             url = self.settings.resolved_clickhouse_url
+            self.up.set()
             log.info("the stack is up: ClickHouse HTTP on %s (its SQL console: %s/play)", url, url.rstrip("/"))
         except Exception as error:  # noqa: BLE001 - reported, then the whole stack stops
             log.error("start-up failed: %s", error)

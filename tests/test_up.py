@@ -82,6 +82,17 @@ def test_up_with_demo_traffic_shows_numbers_then_stops_in_order(tmp_path):
     assert text.index("stopping demo traffic") < text.index("closed chDB and released")
 
 
+def test_a_stop_asked_during_the_schema_build_says_that_the_build_ends_first(tmp_path):
+    """SIGTERM while dbt built the schema was silent until the build ended, tens of seconds later."""
+    process, _, log = start_up(tmp_path)
+    try:
+        wait_for(lambda: "building the schema" in log.read_text(), process, log)
+    finally:
+        text = stop(process, log)
+    assert "asked to stop (SIGTERM); the start-up step under way ends first" in text
+    assert "the stack is up" not in text
+
+
 def answers_for_a_user(stub: AnalyticsServiceStub, port: int) -> bool:
     """GetUserAnalytics answers for a user with jobs. A new user's events reach the totals last of
     the views an insert runs through, and the answer counts them once that insert has ended."""
