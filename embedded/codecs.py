@@ -92,20 +92,24 @@ class Decoder:
         return b"".join(out)
 
     def _more_zstd(self) -> bytes:
-        out, size = [], 0
-        while size < PIECE:
-            unit = self._zstd.next_unit(self._input)
-            if unit is None:
-                break
-            length, kind = unit
-            data = bytes(self._input[:length])
-            del self._input[:length]
-            if kind == "frame":
-                self._current = self._new()
-            if kind != "skip":  # a block holds at most 128 KiB: each piece is bounded
-                piece = self._current.decompress(data)
-                out.append(piece)
-                size += len(piece)
+        out, size, start = [], 0, 0
+        view = memoryview(self._input)
+        try:
+            while size < PIECE:
+                unit = self._zstd.next_unit(view[start:])
+                if unit is None:
+                    break
+                length, kind = unit
+                if kind == "frame":
+                    self._current = self._new()
+                if kind != "skip":  # a block holds at most 128 KiB: each piece is bounded
+                    piece = self._current.decompress(view[start : start + length])
+                    out.append(piece)
+                    size += len(piece)
+                start += length
+        finally:
+            view.release()
+            del self._input[:start]  # once a call: a bomb's 4-byte blocks moved the rest at each one
         return b"".join(out)
 
     def finish(self) -> None:
@@ -128,7 +132,7 @@ class _ZstdUnits:
         self._checksum = False
         self._last_block = False
 
-    def next_unit(self, data: bytearray) -> tuple[int, str] | None:
+    def next_unit(self, data: memoryview) -> tuple[int, str] | None:
         """(length, kind) of the whole unit at the start of ``data``; None until it is all there."""
         if self.between_frames:
             if len(data) < 4:

@@ -13,6 +13,8 @@ from core.errors import Code, http_status
 from core.names import TOPICS
 from embedded.sqltext import quote_string
 
+log = logging.getLogger(__name__)
+
 # native_blocks raises NOT_IMPLEMENTED by this name; every other module uses core.errors.Code.
 NOT_IMPLEMENTED = Code.NOT_IMPLEMENTED
 THROW_IF = "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO"
@@ -95,8 +97,6 @@ class ClickHouseError(Exception):
         name = f" ({self.name})" if self.name else ""
         return f"Code: {self.code}. DB::Exception: {message}{name} (version {version})\n"
 
-
-log = logging.getLogger(__name__)
 
 # Errors of the front's own file writes (a request body spooled to a file) that ClickHouse has a code for.
 _RESOURCE_CODES = {

@@ -40,14 +40,18 @@ class LandingLocks:
         self._locks: dict[str, asyncio.Lock] = {}
         self._concurrent = os.environ.get("ANALYTICS_FAULT_CONCURRENT_LANDING", "") == "1"
 
+    def _topic(self, statement: bytes) -> str | None:
+        """The topic whose lock ``statement`` holds (it inserts into landing tables), if any."""
+        return None if self._concurrent else landing_topic(statement.decode("latin-1"))
+
     def taken_by(self, statement: bytes) -> bool:
-        """Whether ``statement`` would hold a topic's lock (it inserts into landing tables)."""
-        return not self._concurrent and landing_topic(statement.decode("latin-1")) is not None
+        """Whether ``statement`` would hold a topic's lock."""
+        return self._topic(statement) is not None
 
     @asynccontextmanager
     async def held(self, statement: bytes) -> AsyncIterator[None]:
         """Hold the lock of the topic ``statement`` inserts into, if it inserts into landing tables."""
-        topic = None if self._concurrent else landing_topic(statement.decode("latin-1"))
+        topic = self._topic(statement)
         if topic is None:
             yield
             return
