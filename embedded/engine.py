@@ -46,10 +46,10 @@ _SERVER_CONFIG = """<clickhouse>
     <!-- The first-seen gate's keys are random and kept for ever. Under RocksDB's default (levelled)
          compaction a store that small lives in one level, and each compaction of the files the
          inserts ingest rewrites all of it: the CPU per insert grew with every key ever stored.
-         Universal compaction rewrites each key a few times in all (README, "The gate's store"). -->
+         Universal compaction rewrites each key a few times in all (docs/performance.md, "The gate's store"). -->
     <!-- Most keys a gate looks up are new: a Bloom filter answers "absent" without reading a data
          block, and a larger block cache keeps the blocks the stored keys are read from. 37,800 new
-         keys at 5 million stored took 145 ms without them, 51 ms with them (README, "The gate's
+         keys at 5 million stored took 145 ms without them, 51 ms with them (docs/performance.md, "The gate's
          store"). EmbeddedRocksDB reads these table options for every table; seen_keys is the only one. -->
     <rocksdb>
         <block_based_table_options>
@@ -92,7 +92,7 @@ DEFAULT_PROFILE = {
     # A view's block is written as it is, not first merged as its table's engine would merge it:
     # every view already hands its table one row per key (LIMIT 1 BY dedup_key, GROUP BY the
     # table's key), so that merge found nothing to fold and cost a block of the whole chain 714 ->
-    # 683-692 ms (README, "Each block written as it is"). No reader sees a difference.
+    # 683-692 ms (docs/performance.md, "Each block written as it is"). No reader sees a difference.
     "optimize_on_insert": "0",
     # Events of any time may arrive in one insert (a backlog, a replay of history), and the raw
     # tables are partitioned by the event's month (job logs by its day): ClickHouse's default

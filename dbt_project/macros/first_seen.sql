@@ -9,7 +9,7 @@
 
   Keys are written after the gated insert, so two inserts racing with the same new key at the
   same moment could both pass; the gated tables are ReplacingMergeTree on their key, and the
-  reconciliation job rebuilds aggregates from them with FINAL (README, "Exactness").
+  reconciliation job rebuilds aggregates from them with FINAL (README, "Metrics and exactness").
 -#}
 
 {% macro dedup_key(namespace) -%}

@@ -4,7 +4,7 @@
   The latest event wins, and when two share a timestamp the later lifecycle stage does. Both go
   into one Int64, `job_position`: the event's milliseconds since the epoch times eight, plus its
   stage (0 to 3). An argMax state over an Int64 costs an insert half of what one over the
-  (time, stage) tuple earlier versions compared did (README, "Where a large block's time goes").
+  (time, stage) tuple earlier versions compared did (docs/performance.md, "Where a large block's time goes").
 -#}
 
 {% macro job_position(event_time, event_name) -%}

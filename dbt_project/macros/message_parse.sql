@@ -96,7 +96,7 @@
 {#-
   The string fields' type errors, written once for all of them as lambdas over the message's own
   keys and raw values (`pairs`), not once per field: ClickHouse plans a view's SELECT again for
-  every block, and the time grows with the expression (README, "The landing parse, planned once
+  every block, and the time grows with the expression (docs/performance.md, "The landing parse, planned once
   for all its fields").
 
   string_field_checks: per pair, '' (not a string field, or a string or null), its error ('<name>

@@ -144,7 +144,8 @@ class TopicConsumer:
                 # consumer or the wait is up, not with whatever single batch a producer just wrote.
                 # A block is inserted at most every flush interval, so waiting a fifth of it costs
                 # little freshness; at 35,000 events/s the broker used 7 CPU-seconds in 16 s
-                # without it, 5 with it (README, "One refusal a block, one parse a timestamp, fetches in batches").
+                # without it, 5 with it (docs/performance.md, "One refusal a block, one parse a
+                # timestamp, fetches in batches").
                 "fetch.min.bytes": FETCH_MIN_BYTES,
                 # Partitions added to a topic are found when its metadata is next read: librdkafka's
                 # default of 5 minutes left a new partition's messages unread that long (more than
