@@ -90,6 +90,7 @@ SEEN_KEYS = "seen_keys"  # the first-seen gate's memory
 DEAD_LETTERS = "dead_letters"
 KAFKA_CONSUMER_LAG = "kafka_consumer_lag"
 LOG_RETENTION_HISTORY = "log_retention_history"  # every log retention applied, from when
+SCHEMA_HISTORY = "schema_history"  # every generation of the schema built, from when
 
 # Aggregates.
 WORKFLOW_TOTALS = "workflow_totals"
@@ -120,6 +121,7 @@ RAW_TABLES = (
     DEAD_LETTERS,
     KAFKA_CONSUMER_LAG,
     LOG_RETENTION_HISTORY,
+    SCHEMA_HISTORY,
 )
 AGGREGATES = (WORKFLOW_TOTALS, WORKFLOW_DAILY, JOB_DURATION_DAILY, JOB_LOG_TOTALS)
 VIEWS = (USER_TOTALS, JOB_STATES, STORAGE_TABLES, STORAGE_TOPICS, STORAGE_LOG_RETENTION)

@@ -147,11 +147,13 @@ DDL = re.compile(r"(?is)^\s*(create|alter|drop|rename|exchange|insert|system|tru
 DBT_HEADER = re.compile(r"^\s*/\*.*?\*/", re.DOTALL)  # dbt's query comment: its version and the node
 RANDOM_NAMES = re.compile(r"(__dbt_(?:tmp|backup|new_data|distributed_backup|exchange_test_\d)_?)[0-9a-f]{8,}")
 BLANK_LINES = re.compile(r"\n\s*\n+")
+INVOCATION_ID = re.compile(r"'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'")  # schema_history's
 
 
 def tidy(statement: str) -> str:
-    """One statement as the snapshot keeps it: without dbt's comment, random suffixes or blank lines."""
+    """One statement as the snapshot keeps it: without dbt's comment, random suffixes, the run's id or blank lines."""
     statement = RANDOM_NAMES.sub(r"\1id", DBT_HEADER.sub("", statement, count=1))
+    statement = INVOCATION_ID.sub("'<invocation id>'", statement)
     lines = [line.rstrip() for line in statement.strip().splitlines()]
     return BLANK_LINES.sub("\n", "\n".join(lines))
 
@@ -223,7 +225,7 @@ def test_cluster_ddl_matches_its_snapshot_and_clickhouse_parses_every_statement(
 
 def test_each_topics_contract_is_evaluated_by_one_view(compiled):
     # The rules' multiIf is costly to plan, on every insert: one view computes it into <topic>_checked,
-    # and the views behind read its result as a column (README, "The contract once per block").
+    # and the views behind read its result as a column (docs/performance.md, "The contract once per block").
     manifest = compiled("embedded")
     evaluating = sorted(
         node["name"]

@@ -40,6 +40,7 @@
 -#}
 
 {% macro rebuild_days(days, staging_suffix) %}
+  {%- do refuse_newer_schema() -%}  {#- its tables as this code knows them, or nothing -#}
   {%- set days = rebuild_day_list(days) -%}
   {%- if not modules.re.fullmatch('[0-9a-z]{1,32}', staging_suffix | string) -%}
     {{ exceptions.raise_compiler_error('staging_suffix must be 1 to 32 lower-case letters or digits') }}

@@ -688,6 +688,31 @@ select
 where 0
 ;
 
+create table `analytics_cluster_ddl`.`schema_history`
+    ON CLUSTER "analytics_cluster"
+  engine = ReplicatedMergeTree()
+        order by (migrated_at)
+                    -- end_of_sql
+                    SETTINGS replicated_deduplication_window='0'
+          empty
+          as (
+select
+    now64(3, 'UTC') as migrated_at,
+    toUInt32(0) as generation,
+    '' as invocation_id
+where 0
+          )
+;
+
+insert into `analytics_cluster_ddl`.`schema_history`
+        ("migrated_at", "generation", "invocation_id")
+select
+    now64(3, 'UTC') as migrated_at,
+    toUInt32(0) as generation,
+    '' as invocation_id
+where 0
+;
+
 create table `analytics_cluster_ddl`.`seen_keys`
     ON CLUSTER "analytics_cluster"
   engine = EmbeddedRocksDB()
@@ -2701,4 +2726,7 @@ select
     toInt64(sum(count)) as joblogs
 from `analytics_cluster_ddl`.`job_log_events`
 group by all
+;
+
+insert into analytics_cluster_ddl.schema_history values (now64(3), 1, '<invocation id>')
 ;

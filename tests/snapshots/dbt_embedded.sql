@@ -969,6 +969,14 @@ select
     cast(null as Nullable(UInt32)) as log_retention_hours
 where 0
 
+-- model schema_history
+-- config {"enabled": true, "engine": "MergeTree()", "materialized": "incremental", "order_by": "migrated_at"}
+select
+    now64(3, 'UTC') as migrated_at,
+    toUInt32(0) as generation,
+    '' as invocation_id
+where 0
+
 -- model seen_keys
 -- config {"enabled": true, "engine": "EmbeddedRocksDB()", "materialized": "incremental", "primary_key": "key"}
 select toFixedString('', 16) as key
