@@ -19,6 +19,7 @@ from embedded.allowed_clients import AllowedClients
 from embedded.engine import Engine
 from embedded.http import FrontConfig, create_app
 from embedded.http_metrics import MetricsMiddleware, Registries
+from embedded.request_heads import BoundedHeadProtocol
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def serve(
             port=port,
             log_level=log_level.lower(),
             access_log=False,
-            http="httptools",
+            http=BoundedHeadProtocol,  # httptools, with bounded request heads
             loop="uvloop",
             timeout_keep_alive=10,
             timeout_graceful_shutdown=30,

@@ -1,0 +1,119 @@
+"""uvicorn's httptools protocol with limits on a request's head, as ClickHouse's HTTP server keeps.
+
+httptools buffers a request line and its headers whole before the app sees any of it, and uvicorn
+sets no bound on their size nor on the time they take: a client could hold a gigabyte of headers
+in the server's memory, or keep a connection open for ever by sending its head a byte at a time
+(slowloris), each such connection holding a file descriptor. ClickHouse bounds both
+(`http_max_uri_size`, `http_max_field_value_size`, `http_receive_timeout`). Here:
+
+- a head (the request line and every header) longer than ``MAX_HEAD_BYTES`` is answered 431;
+- a URL longer than ``MAX_URL_BYTES`` is answered 414: httptools' URL parser counts in 16 bits,
+  and uvicorn answered such a request with a bare "Invalid HTTP request received." (ClickHouse
+  takes a URI up to 1 MiB: a query that long goes in the body of a POST here);
+- a head that has not arrived whole ``HEAD_TIMEOUT_S`` after its first byte is answered 408, and a
+  connection that sends nothing that long after it opened is closed (between requests uvicorn's
+  keep-alive timeout already does it).
+
+A refused client may still be sending: the answer is written, the sending side shut, and what
+arrives is read and dropped for ``LINGER_S`` before the connection closes, so the client reads
+the answer instead of a reset (a lingering close, as web servers do). A body is not a head: its
+size and pace are the app's to judge (embedded/http.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 1024 * 1024
+MAX_URL_BYTES = 65_535
+HEAD_TIMEOUT_S = 30.0  # ClickHouse's http_receive_timeout
+LINGER_S = 2.0
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol whose request heads are bounded in size and in time (module docstring)."""
+
+    max_head_bytes = MAX_HEAD_BYTES
+    head_timeout_s = HEAD_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._in_head = False  # between a request's first byte and the end of its headers
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: read and dropped
+        super().data_received(data)
+        if self._in_head and not self._refused:  # the parser holds the head so far: at most a chunk uncounted
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(431, f"The request line and headers exceed {self.max_head_bytes:,} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes, self._in_head = 0, True
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._stop_head_timer()
+        if len(self.url) > MAX_URL_BYTES:
+            self._refuse(
+                414,
+                f"The URL is longer than {MAX_URL_BYTES:,} bytes, more than this server parses:"
+                " send the query in the body of a POST",
+            )
+            raise _Refused  # stops the parser; uvicorn's answer to a parser error is skipped below
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._refused:
+            return
+        if self._in_head:
+            self._refuse(408, f"The request line and headers did not arrive within {self.head_timeout_s:g} s")
+        elif self.cycle is None:  # opened, and nothing sent since
+            self.transport.close()
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with ``message``, then close the connection after a lingering close."""
+        self._refused, self._in_head = True, False
+        self._stop_head_timer()
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.warning("refused a request from %s: %s", client, message)
+        body = message.encode()
+        self.transport.write(
+            STATUS_LINE[status]
+            + b"content-type: text/plain; charset=utf-8\r\n"
+            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+            + body
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+
+
+class _Refused(Exception):
+    """Raised from a parser callback once the request is answered: the parser reads no further."""
