@@ -7,9 +7,10 @@ in the server's memory, or keep a connection open for ever by sending its head a
 (`http_max_uri_size`, `http_max_field_value_size`, `http_receive_timeout`). Here:
 
 - a head (the request line and every header) longer than ``MAX_HEAD_BYTES`` is answered 431;
-- a URL longer than ``MAX_URL_BYTES`` is answered 414: httptools' URL parser counts in 16 bits,
-  and uvicorn answered such a request with a bare "Invalid HTTP request received." (ClickHouse
-  takes a URI up to 1 MiB: a query that long goes in the body of a POST here);
+- a URI longer than ``MAX_URI_BYTES`` (ClickHouse's `http_max_uri_size`) is answered 414. One
+  longer than httptools' URL parser takes (it counts in 16 bits, and uvicorn answered such a
+  request with a bare "Invalid HTTP request received.") has its path parsed and its query string
+  taken as it is, so a long query sent in a GET's URL runs as on ClickHouse;
 - a head that has not arrived whole ``HEAD_TIMEOUT_S`` after its first byte is answered 408, and a
   connection that sends nothing that long after it opened is closed (between requests uvicorn's
   keep-alive timeout already does it).
@@ -29,8 +30,9 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD_BYTES = 1024 * 1024
-MAX_URL_BYTES = 65_535
+MAX_HEAD_BYTES = 2 * 1024 * 1024
+MAX_URI_BYTES = 1024 * 1024  # ClickHouse's http_max_uri_size
+PARSED_URL_AT_MOST = 65_535  # what httptools.parse_url takes
 HEAD_TIMEOUT_S = 30.0  # ClickHouse's http_receive_timeout
 LINGER_S = 2.0
 
@@ -70,13 +72,21 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._stop_head_timer()
-        if len(self.url) > MAX_URL_BYTES:
-            self._refuse(
-                414,
-                f"The URL is longer than {MAX_URL_BYTES:,} bytes, more than this server parses:"
-                " send the query in the body of a POST",
-            )
-            raise _Refused  # stops the parser; uvicorn's answer to a parser error is skipped below
+        url = self.url
+        if len(url) > PARSED_URL_AT_MOST:
+            # httptools' URL parser counts in 16 bits: it parses the path, the query is taken as it is.
+            path, _, query = url.partition(b"?")
+            if len(url) > MAX_URI_BYTES or len(path) > PARSED_URL_AT_MOST or not path.startswith(b"/"):
+                self._refuse(
+                    414,
+                    f"The URI is longer than {MAX_URI_BYTES if len(url) > MAX_URI_BYTES else PARSED_URL_AT_MOST:,}"
+                    " bytes (ClickHouse's http_max_uri_size is 1 MiB): send the query in the body of a POST",
+                )
+                raise _Refused  # stops the parser; uvicorn's answer to a parser error is skipped below
+            self.url = path
+            super().on_headers_complete()
+            self.scope["query_string"] = query.partition(b"#")[0]  # read once the app's task runs
+            return
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
