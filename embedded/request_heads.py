@@ -28,7 +28,11 @@ import logging
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from core.repeated_log import RepeatedFailure
+
 log = logging.getLogger(__name__)
+# A line a minute at most, with how many refusals it did not log: a flood of bad heads is one line.
+_REFUSALS = RepeatedFailure(log, "refused a request's head")
 
 MAX_HEAD_BYTES = 2 * 1024 * 1024
 MAX_URI_BYTES = 1024 * 1024  # ClickHouse's http_max_uri_size
@@ -38,7 +42,12 @@ LINGER_S = 2.0
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol whose request heads are bounded in size and in time (module docstring)."""
+    """HttpToolsProtocol whose request heads are bounded in size and in time (module docstring).
+
+    A head refused while the request before it is still being answered (pipelined) is answered
+    once that answer is complete, so a refusal never cuts into it nor comes before it; meanwhile
+    the connection is not read.
+    """
 
     max_head_bytes = MAX_HEAD_BYTES
     head_timeout_s = HEAD_TIMEOUT_S
@@ -48,28 +57,33 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_head = False  # between a request's first byte and the end of its headers
         self._refused = False
-        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+        self._refusal_after_answer: tuple[int, str] | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._time_head()  # a connection that sends nothing is closed as well
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return  # lingering: read and dropped
+        if self._stopped():
+            return  # lingering, or paused until the answer under way is complete: dropped
         super().data_received(data)
-        if self._in_head and not self._refused:  # the parser holds the head so far: at most a chunk uncounted
+        if self._in_head and not self._stopped():  # the parser holds the head so far: at most a chunk uncounted
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, f"The request line and headers exceed {self.max_head_bytes:,} bytes")
 
     def on_message_begin(self) -> None:
+        if self._stopped():
+            return
         super().on_message_begin()
         self._head_bytes, self._in_head = 0, True
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+        self._time_head()  # from its first byte
 
     def on_headers_complete(self) -> None:
+        if self._stopped():
+            return
         self._in_head = False
         self._stop_head_timer()
         url = self.url
@@ -82,16 +96,37 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                     f"The URI is longer than {MAX_URI_BYTES if len(url) > MAX_URI_BYTES else PARSED_URL_AT_MOST:,}"
                     " bytes (ClickHouse's http_max_uri_size is 1 MiB): send the query in the body of a POST",
                 )
-                raise _Refused  # stops the parser; uvicorn's answer to a parser error is skipped below
+                return
             self.url = path
             super().on_headers_complete()
             self.scope["query_string"] = query.partition(b"#")[0]  # read once the app's task runs
             return
         super().on_headers_complete()
 
-    def send_400_response(self, msg: str) -> None:
-        if not self._refused:
-            super().send_400_response(msg)
+    def on_body(self, body: bytes) -> None:
+        if not self._stopped():
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._stopped():
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal_after_answer is not None and not self.transport.is_closing():
+            self._refuse(*self._refusal_after_answer)
+
+    def _stopped(self) -> bool:
+        """Refused, or to be once the answer under way is complete: the parser's callbacks do nothing."""
+        return self._refused or self._refusal_after_answer is not None
+
+    def _answering(self) -> bool:
+        """Whether a request before the head being read is still being answered."""
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _time_head(self) -> None:
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
@@ -108,11 +143,17 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` with ``message``, then close the connection after a lingering close."""
-        self._refused, self._in_head = True, False
+        """Answer ``status`` with ``message``, then close the connection after a lingering close;
+        after the answer under way, if there is one."""
+        self._in_head = False
         self._stop_head_timer()
+        if self._answering():
+            self._refusal_after_answer = (status, message)
+            self.flow.pause_reading()
+            return
+        self._refused, self._refusal_after_answer = True, None
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
-        log.warning("refused a request from %s: %s", client, message)
+        _REFUSALS.failed(f"{client}: {status} {message}")
         body = message.encode()
         self.transport.write(
             STATUS_LINE[status]
@@ -123,7 +164,3 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
-
-
-class _Refused(Exception):
-    """Raised from a parser callback once the request is answered: the parser reads no further."""
