@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from operations.backfill import BackfillFailed, rebuild_days
+from operations.dbt import run_dbt
 from operations.migrate import migrate
 from tests.intake import execute, query
 
@@ -54,3 +55,18 @@ def test_older_code_changes_nothing_in_a_database_a_newer_generation_built(own_a
 
     with pytest.raises(BackfillFailed, match=f"generation {newer} of the schema built this database"):
         rebuild_days(settings, [dt.date(2026, 12, 1)])
+    adopting = run_dbt(settings, "run-operation", "adopt_job_log_events_v1", capture=True)  # README's upgrade step
+    assert adopting.returncode != 0 and f"generation {newer} of the schema built this database" in adopting.stdout
+
+
+def test_a_run_records_its_generation_before_it_changes_anything(own_analytics_db):
+    """Every run's upgrade steps change the database, a run of some models (Dagster's) too, and a
+    run may stop after them: from its start on, older code is refused."""
+    server, settings = own_analytics_db
+    execute(server, "TRUNCATE TABLE analytics.schema_history")
+    execute(server, "INSERT INTO analytics.schema_history VALUES ('2026-12-01 10:00:00', 0, 'older-run')")
+    # A run that stops in on-run-start's second step, which finds an earlier name beside its successor.
+    execute(server, "CREATE TABLE analytics.legacy_events (x UInt8) ENGINE = Memory")
+    stopped = run_dbt(settings, "run", "--select", "job_states", capture=True)
+    assert stopped.returncode != 0 and "legacy_events (an earlier name)" in " ".join(stopped.stdout.split())
+    assert sorted(row["generation"] for row in query(server, GENERATIONS)) == [0, this_generation()]

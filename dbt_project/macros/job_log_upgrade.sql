@@ -34,6 +34,7 @@
 {%- endmacro %}
 
 {% macro adopt_job_log_events_v1() %}
+  {%- do refuse_newer_schema() -%}  {#- its tables as this code knows them, or nothing -#}
   {%- set target = ref('job_log_events') -%}
   {%- set earlier = target.incorporate(path={'identifier': target.identifier ~ '_v1'}) -%}
   {%- set staging = target.incorporate(path={'identifier': target.identifier ~ '__adopting'}) -%}

@@ -12,7 +12,13 @@
   {{ return(1) }}
 {% endmacro %}
 
-{#- on-run-start's first hook, and the start of every run-operation that writes (rebuild_days). -#}
+{#-
+  on-run-start's first hook, and the start of every run-operation that writes (rebuild_days,
+  adopt_job_log_events_v1): a database a newer generation built is left as it is. A run or build
+  that goes on records its generation before it changes anything (the upgrade steps of
+  on-run-start run for a selection of models too, as Dagster's runs are), so that code older
+  than it is refused from then on, even if this run stops half-way.
+-#}
 {% macro refuse_newer_schema() -%}
   {%- if execute and flags.WHICH in ('run', 'build', 'run-operation') -%}
     {%- set newest = newest_schema_generation() -%}
@@ -23,15 +29,41 @@
           ~ " nothing was changed. Run `analytics migrate` of the code that built it (or newer): older code"
           ~ " would put its older views back over the newer tables.") }}
     {%- endif -%}
+    {%- if flags.WHICH in ('run', 'build') and schema_history_exists() -%}
+      {%- do record_generation_unless_newest(newest) -%}
+    {%- endif -%}
   {%- endif -%}
   select 1
 {%- endmacro %}
 
-{#- (generation, migrated at) of the newest generation recorded, or none: no schema_history yet. -#}
-{% macro newest_schema_generation() %}
+{#-
+  on-run-end: a database's first run creates schema_history (a model) and records its generation
+  here, once the table exists. A run that finds it recorded already adds nothing.
+-#}
+{% macro record_schema_generation() -%}
+  {%- if execute and flags.WHICH in ('run', 'build') and schema_history_exists() -%}
+    {%- do record_generation_unless_newest(newest_schema_generation()) -%}
+  {%- endif -%}
+  select 1
+{%- endmacro %}
+
+{% macro record_generation_unless_newest(newest) %}
+  {%- if newest is none or newest[0] != schema_generation() -%}
+    {% do run_query('insert into ' ~ target.schema ~ '.schema_history values (now64(3), '
+                    ~ schema_generation() ~ ", '" ~ invocation_id ~ "')") %}
+    {{ log('the schema is generation ' ~ schema_generation() ~ ' (schema_history)', info=True) }}
+  {%- endif -%}
+{% endmacro %}
+
+{% macro schema_history_exists() %}
   {%- set found = run_query("select count() from system.tables where database = '" ~ target.schema
                             ~ "' and name = 'schema_history'") -%}
-  {%- if found.columns[0].values()[0] == 0 -%}
+  {{ return(found.columns[0].values()[0] > 0) }}
+{% endmacro %}
+
+{#- (generation, migrated at) of the newest generation recorded, or none: none recorded, or no schema_history yet. -#}
+{% macro newest_schema_generation() %}
+  {%- if not schema_history_exists() -%}
     {{ return(none) }}
   {%- endif -%}
   {%- set newest = run_query('select generation, toString(migrated_at) from ' ~ target.schema
@@ -41,22 +73,3 @@
   {%- endif -%}
   {{ return((newest.rows[0][0], newest.rows[0][1])) }}
 {% endmacro %}
-
-{#-
-  on-run-end: a run that built schema_history records this code's generation when the newest one
-  recorded differs (a restart of `analytics up` adds no row). A run of some models only
-  (`dbt run --select ...`) records nothing: it did not build the schema.
--#}
-{% macro record_schema_generation(results) -%}
-  {%- if execute and flags.WHICH in ('run', 'build') -%}
-    {%- set built = results | selectattr('node.name', 'equalto', 'schema_history')
-                            | selectattr('status', 'equalto', 'success') | list -%}
-    {%- set newest = newest_schema_generation() if built else none -%}
-    {%- if built and (newest is none or newest[0] != schema_generation()) -%}
-      {% do run_query('insert into ' ~ target.schema ~ '.schema_history values (now64(3), '
-                      ~ schema_generation() ~ ", '" ~ invocation_id ~ "')") %}
-      {{ log('the schema is generation ' ~ schema_generation() ~ ' (schema_history)', info=True) }}
-    {%- endif -%}
-  {%- endif -%}
-  select 1
-{%- endmacro %}
