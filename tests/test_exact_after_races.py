@@ -6,7 +6,7 @@ reach the first-seen gate from two inserts before either has written them.
 - The embedded server runs a topic's inserts one at a time (embedded/landing_locks.py): every
   race is exact at once, aggregates and raw history alike.
 - A ClickHouse server runs them at once, as the embedded one does with
-  ANALYTICS_FAULT_CONCURRENT_LANDING=1: README's "exact after reconciliation", raced until it
+  ANALYTICS_FAULT_CONCURRENT_LANDING=1: README's "Exact after reconciliation", raced until it
   happens. The race must really happen (raw history holds the events twice before FINAL merges
   them); then raw history holds each event once under FINAL, and after the reconciliation rebuild
   every number is exact, each job's log totals included.

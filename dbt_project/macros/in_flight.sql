@@ -58,7 +58,8 @@ from (
   A test's failing rows (the caller's query, keyed by user_id and workflow_id) but those of
   workflows in flight. Not exact: ClickHouse gives a query no snapshot across tables, and when
   the workflows in flight are read before an insert commits rows the comparison then sees, that
-  insert's workflows can still be reported, rarely (README, "Checks"); the next run has them right.
+  insert's workflows can still be reported, rarely (README, "Dagster: pipeline health and
+  backfills"); the next run has them right.
 -#}
 {% macro leave_out_workflows_in_flight() %}
 select failing.*

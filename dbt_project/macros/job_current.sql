@@ -115,7 +115,7 @@ group by user_id, workflow_id, job_id
       {%- endif -%}
       {#- Emptied first, so that a fill that failed half way can run again without counting twice. -#}
       {% do run_query('truncate table ' ~ relation) %}
-      {#- FINAL: an event stored twice (two inserts racing past the gate, README "Exactness") counts once. -#}
+      {#- FINAL: an event stored twice (two inserts racing past the gate, README, "Metrics and exactness") counts once. -#}
       {% do run_query('insert into ' ~ relation ~ ' ' ~ job_current_rows(ref('job_events') ~ ' final')) %}
       {% do adapter.rename_relation(earlier, replaced) %}
       {%- set jobs = run_query('select count() from ' ~ relation).columns[0].values()[0] -%}
