@@ -21,7 +21,8 @@
 -#}
 {% macro refuse_newer_schema() -%}
   {%- if execute and flags.WHICH in ('run', 'build', 'run-operation') -%}
-    {%- set newest = newest_schema_generation() -%}
+    {%- set history = schema_history() -%}
+    {%- set newest = newest_schema_generation(history) -%}
     {%- if newest is not none and newest[0] > schema_generation() -%}
       {{ exceptions.raise_compiler_error(
           target.schema ~ ".schema_history: generation " ~ newest[0] ~ " of the schema built this database ("
@@ -29,8 +30,8 @@
           ~ " nothing was changed. Run `analytics migrate` of the code that built it (or newer): older code"
           ~ " would put its older views back over the newer tables.") }}
     {%- endif -%}
-    {%- if flags.WHICH in ('run', 'build') and schema_history_exists() -%}
-      {%- do record_generation_unless_newest(newest) -%}
+    {%- if flags.WHICH in ('run', 'build') and history is not none -%}
+      {%- do record_generation_unless_newest(history, newest) -%}
     {%- endif -%}
   {%- endif -%}
   select 1
@@ -41,35 +42,34 @@
   here, once the table exists. A run that finds it recorded already adds nothing.
 -#}
 {% macro record_schema_generation() -%}
-  {%- if execute and flags.WHICH in ('run', 'build') and schema_history_exists() -%}
-    {%- do record_generation_unless_newest(newest_schema_generation()) -%}
+  {%- if execute and flags.WHICH in ('run', 'build') -%}
+    {%- set history = schema_history() -%}
+    {%- if history is not none -%}
+      {%- do record_generation_unless_newest(history, newest_schema_generation(history)) -%}
+    {%- endif -%}
   {%- endif -%}
   select 1
 {%- endmacro %}
 
-{% macro record_generation_unless_newest(newest) %}
+{#- The schema_history table, or none before a first run has made it. -#}
+{% macro schema_history() %}
+  {{ return(adapter.get_relation(database=none, schema=target.schema, identifier='schema_history')) }}
+{% endmacro %}
+
+{#- (generation, migrated at) of the newest generation recorded in ``history``, or none. -#}
+{% macro newest_schema_generation(history) %}
+  {%- if history is none -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set newest = run_query('select generation, toString(migrated_at) from ' ~ history
+                             ~ ' order by generation desc, migrated_at desc limit 1') -%}
+  {{ return(none if newest.rows | length == 0 else (newest.rows[0][0], newest.rows[0][1])) }}
+{% endmacro %}
+
+{% macro record_generation_unless_newest(history, newest) %}
   {%- if newest is none or newest[0] != schema_generation() -%}
-    {% do run_query('insert into ' ~ target.schema ~ '.schema_history values (now64(3), '
-                    ~ schema_generation() ~ ", '" ~ invocation_id ~ "')") %}
+    {% do run_query('insert into ' ~ history ~ ' values (now64(3), ' ~ schema_generation() ~ ", '"
+                    ~ invocation_id ~ "')") %}
     {{ log('the schema is generation ' ~ schema_generation() ~ ' (schema_history)', info=True) }}
   {%- endif -%}
-{% endmacro %}
-
-{% macro schema_history_exists() %}
-  {%- set found = run_query("select count() from system.tables where database = '" ~ target.schema
-                            ~ "' and name = 'schema_history'") -%}
-  {{ return(found.columns[0].values()[0] > 0) }}
-{% endmacro %}
-
-{#- (generation, migrated at) of the newest generation recorded, or none: none recorded, or no schema_history yet. -#}
-{% macro newest_schema_generation() %}
-  {%- if not schema_history_exists() -%}
-    {{ return(none) }}
-  {%- endif -%}
-  {%- set newest = run_query('select generation, toString(migrated_at) from ' ~ target.schema
-                             ~ '.schema_history order by generation desc, migrated_at desc limit 1') -%}
-  {%- if newest.rows | length == 0 -%}
-    {{ return(none) }}
-  {%- endif -%}
-  {{ return((newest.rows[0][0], newest.rows[0][1])) }}
 {% endmacro %}

@@ -2728,5 +2728,5 @@ from `analytics_cluster_ddl`.`job_log_events`
 group by all
 ;
 
-insert into analytics_cluster_ddl.schema_history values (now64(3), 1, '<invocation id>')
+insert into `analytics_cluster_ddl`.`schema_history` values (now64(3), 1, '<invocation id>')
 ;
