@@ -21,6 +21,7 @@ _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(
 # The range of the DateTime64 columns that hold event times.
 FIRST_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LAST_TIME = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+_PAST_LAST_TIME = LAST_TIME + dt.timedelta(seconds=1)  # no stored time is at or after it
 MAX_CONTAINS_LENGTH = 1000
 
 
@@ -106,6 +107,9 @@ FIRST_WEEK = FIRST_DAY - dt.timedelta(days=FIRST_DAY.weekday())
 
 
 def _day(field: str, value: str, default: dt.date, earliest: dt.date = FIRST_DAY) -> dt.date:
+    """A day of a DateRange. A start before the days events may have is the first of them, an end
+    after them the last (Go's zero time, 0001-01-01, as an open start): the same days match. The other
+    way round no day could: refused, naming the range."""
     if not value:
         return default
     try:
@@ -114,9 +118,13 @@ def _day(field: str, value: str, default: dt.date, earliest: dt.date = FIRST_DAY
         day = dt.date.fromisoformat(value)
     except ValueError:
         raise InvalidArgument(f"{field} must be a date YYYY-MM-DD (got {shown(value)})") from None
-    if not earliest <= day <= LAST_DAY:
-        raise InvalidArgument(f"{field} must be between {earliest} and {LAST_DAY} (got {value})")
-    return max(day, FIRST_DAY)
+    opens_it = field.endswith("start_date")
+    if day < earliest and not opens_it or day > LAST_DAY and opens_it:
+        raise InvalidArgument(
+            f"{field} {value} is outside the days events may have, {earliest} to {LAST_DAY}: nothing could match"
+            " (leave it empty for an open range)"
+        )
+    return min(max(day, FIRST_DAY), LAST_DAY)
 
 
 def check_period(request, field: str = "date_range") -> Period:
@@ -143,7 +151,10 @@ def check_time(field: str, value: str) -> int | None:
     """An RFC 3339 time as milliseconds since the epoch; None when empty.
 
     Event times have milliseconds: a time between two is rounded up to the next, which keeps
-    "at or after start" and "before end" exact for the times stored.
+    "at or after start" and "before end" exact for the times stored. A start before the times
+    events may have is the first of them, an end after them just past the last (Go's zero time,
+    0001-01-01T00:00:00Z, as an open start): the same lines match. The other way round none could:
+    refused, naming the range.
     """
     if not value:
         return None
@@ -153,17 +164,28 @@ def check_time(field: str, value: str) -> int | None:
             raise ValueError
         day, clock, fraction, offset = match.groups()
         zone = "+00:00" if offset in ("Z", "z") else offset
-        moment = dt.datetime.fromisoformat(f"{day}T{clock}{zone}").astimezone(dt.UTC)
+        moment = dt.datetime.fromisoformat(f"{day}T{clock}{zone}")
     except ValueError:
         raise InvalidArgument(
             f"{field} must be an RFC 3339 time like 2026-03-02T10:00:00Z or 2026-03-02T12:00:00.5+02:00"
             f" (got {shown(value)})"
         ) from None
-    if not FIRST_TIME <= moment <= LAST_TIME:
-        raise InvalidArgument(f"{field} must be between {FIRST_TIME:%Y} and {LAST_TIME:%Y} (got {value})")
+    # Compared before converting: year 1 at +01:00 is before any UTC datetime Python holds.
+    before, after = moment < FIRST_TIME, moment >= _PAST_LAST_TIME
+    if before or after:
+        if before == (field == "start_time"):
+            return _to_milliseconds(FIRST_TIME if before else _PAST_LAST_TIME)
+        raise InvalidArgument(
+            f"{field} {value} is outside the times events may have, {FIRST_TIME:%Y} to {LAST_TIME:%Y}:"
+            " nothing could match (leave it empty for an open range)"
+        )
     fraction = fraction or ""
     milliseconds = int(fraction[:3].ljust(3, "0")) + (1 if fraction[3:].strip("0") else 0)
-    return int(moment.timestamp()) * 1000 + milliseconds
+    return _to_milliseconds(moment) + milliseconds
+
+
+def _to_milliseconds(moment: dt.datetime) -> int:
+    return int(moment.astimezone(dt.UTC).timestamp()) * 1000
 
 
 def check_time_range(start_value: str, end_value: str) -> tuple[int | None, int | None]:

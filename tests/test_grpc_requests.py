@@ -82,10 +82,24 @@ def test_periods():
     # The Monday of 1970's first week, where a weekly series' first bucket starts, is the first day.
     first_week = pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange(start_date="1969-12-29"))
     assert check_period(first_week) == Period()
-    with pytest.raises(InvalidArgument, match="date_range.start_date must be between 1969-12-29 and"):
-        check_period(pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange(start_date="1969-12-28")))
-    with pytest.raises(InvalidArgument, match="date_range.end_date must be between"):
-        check_period(pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange(end_date="2150-01-01")))
+    # Beyond the days events may have, a start or an end is open: Go's zero time is a client's "no start".
+    for start, end in (("0001-01-01", ""), ("1969-12-28", "2150-01-01"), ("", "9999-12-31")):
+        period = check_period(
+            pb.GetUserAnalyticsDetailsRequest(date_range=pb.DateRange(start_date=start, end_date=end))
+        )
+        assert period == Period() and not period.bounded
+    to_1970 = pb.DateRange(start_date="0001-01-01", end_date="1970-01-01")
+    assert check_period(pb.GetUserAnalyticsDetailsRequest(date_range=to_1970)) == Period(
+        dt.date(1970, 1, 1), dt.date(1970, 1, 1)
+    )
+    # The other way round no day could match.
+    for field, date_range in (
+        ("end_date 1969-12-31", pb.DateRange(end_date="1969-12-31")),
+        ("end_date 0001-01-01", pb.DateRange(start_date="0001-01-01", end_date="0001-01-01")),
+        ("start_date 2149-06-07", pb.DateRange(start_date="2149-06-07")),
+    ):
+        with pytest.raises(InvalidArgument, match=f"date_range.{field} is outside the days events may have"):
+            check_period(pb.GetUserAnalyticsDetailsRequest(date_range=date_range))
 
 
 def test_page_sizes():

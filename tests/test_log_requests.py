@@ -44,12 +44,48 @@ def test_times_are_rfc_3339_in_milliseconds(value, milliseconds):
         ("2026-03-02T10:00:00", "must be an RFC 3339 time"),  # no offset: which zone?
         ("2026-03-02T25:00:00Z", "must be an RFC 3339 time"),
         ("yesterday", "(got 'yesterday')"),
-        ("1899-12-31T23:59:59Z", "start_time must be between 1900 and 2299"),
     ],
 )
 def test_times_that_are_not_rfc_3339_are_refused(value, message):
     with pytest.raises(InvalidArgument, match=re.escape(message)):
         check_time("start_time", value)
+
+
+FIRST_MS = -2208988800000  # 1900-01-01T00:00:00Z, the first time a stored event may have
+PAST_LAST_MS = 10413792000000  # 2300-01-01T00:00:00Z, just past the last
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "milliseconds"),
+    [
+        # Go's zero time.Time, formatted with time.RFC3339: a client's "no start"
+        ("start_time", "0001-01-01T00:00:00Z", FIRST_MS),
+        ("start_time", "0001-01-01T00:00:00+01:00", FIRST_MS),  # before any UTC time Python holds
+        ("start_time", "1899-12-31T23:59:59.999Z", FIRST_MS),
+        ("end_time", "2300-01-01T00:00:00Z", PAST_LAST_MS),
+        ("end_time", "9999-12-31T23:59:59-05:00", PAST_LAST_MS),  # after any UTC time Python holds
+        # the first and the last stored times are themselves inside
+        ("start_time", "1900-01-01T00:00:00Z", FIRST_MS),
+        ("end_time", "2299-12-31T23:59:59.999Z", PAST_LAST_MS - 1),
+    ],
+)
+def test_a_bound_beyond_the_times_events_may_have_is_open(field, value, milliseconds):
+    assert check_time(field, value) == milliseconds
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("end_time", "0001-01-01T00:00:00Z"),
+        ("end_time", "1899-12-31T23:59:59Z"),
+        ("start_time", "2300-01-01T00:00:00Z"),
+    ],
+)
+def test_a_bound_that_leaves_no_time_is_refused(field, value):
+    with pytest.raises(
+        InvalidArgument, match=re.escape(f"{field} {value} is outside the times events may have, 1900 to 2299")
+    ):
+        check_time(field, value)
 
 
 def test_a_time_range_may_be_open_or_empty_but_not_backwards():

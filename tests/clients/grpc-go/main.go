@@ -50,8 +50,10 @@ type report struct {
 	Listed    []string          `json:"listed"`
 	Pages     int               `json:"pages"`
 	Details   map[string]uint64 `json:"details"`
-	Codes     map[string]string `json:"codes"`
-	Error     string            `json:"error,omitempty"`
+	// The same details asked from Go's zero time.Time, a client's "no start", to now.
+	DetailsSinceZero map[string]uint64 `json:"details_since_zero"`
+	Codes            map[string]string `json:"codes"`
+	Error            string            `json:"error,omitempty"`
 }
 
 func code(err error) string {
@@ -138,6 +140,20 @@ func run(addr, user, otherUser string, workflows []string) (out report) {
 		"completed":                    s.Outcomes.Completed,
 		"failed":                       s.Outcomes.Failed,
 		"cancelled":                    s.Outcomes.Cancelled,
+	}
+
+	var since time.Time // not set: the zero time, 0001-01-01
+	sinceZero, err := client.GetUserAnalyticsDetails(ctx, &pb.GetUserAnalyticsDetailsRequest{
+		UserId: user, DateRange: &pb.DateRange{StartDate: since.Format(time.DateOnly), EndDate: time.Now().UTC().Format(time.DateOnly)},
+	})
+	if err != nil {
+		out.Error = fmt.Sprintf("GetUserAnalyticsDetails from the zero time: %v", err)
+		return
+	}
+	out.DetailsSinceZero = map[string]uint64{
+		"total_workflows": sinceZero.Summary.TotalWorkflows,
+		"total_jobs":      sinceZero.Summary.TotalJobs,
+		"total_joblogs":   sinceZero.Summary.TotalJoblogs,
 	}
 
 	_, err = client.GetUserAnalytics(ctx, &pb.GetUserAnalyticsRequest{UserId: "no-such-user-anywhere"})
