@@ -83,6 +83,19 @@ def group_lag(kafka, settings: Settings) -> int:
     return total
 
 
+def committed_offsets(kafka, settings: Settings, topic: str) -> list[TopicPartition]:
+    """What the bridge's consumer group of ``topic`` has committed, a partition each."""
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap, "group.id": f"{settings.kafka_consumer_group_prefix}_{topic}"}
+    )
+    try:
+        name = settings.kafka_topic_prefix + topic
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        return consumer.committed([TopicPartition(name, p) for p in partitions], timeout=10)
+    finally:
+        consumer.close()
+
+
 def measured_lag(kafka, settings: Settings, timeout: float = 60) -> int:
     """group_lag, asked again while the broker answers e.g. NOT_COORDINATOR (a group's coordinator loading)."""
     deadline = time.monotonic() + timeout
@@ -140,6 +153,11 @@ def test_bridge_counts_exactly_and_dead_letters_every_malformed_message(analytic
         bridge.stop()
     assert not bridge.failures
     assert_matches(analytics_db, dataset)
+    # Each commit carries the leader epoch of the message before it (KIP-320), so a consumer that
+    # starts from it can tell a log cut by an unclean leader election.
+    for topic in TOPICS:
+        for position in committed_offsets(kafka, settings, topic):
+            assert position.offset > 0 and position.leader_epoch is not None and position.leader_epoch >= 0, position
     letters = query(
         analytics_db,
         f"SELECT topic, raw_message, error FROM analytics.dead_letters FINAL WHERE startsWith(topic, '{prefix}')",

@@ -89,6 +89,12 @@ class TopicGone(Exception):
     """The topic was deleted while the bridge read it (and maybe created again since)."""
 
 
+def _epoch(message: Message) -> int:
+    """The leader epoch a message was written in; -1 (none) from a broker too old to say."""
+    epoch = message.leader_epoch()
+    return -1 if epoch is None else epoch
+
+
 def is_fenced(error: KafkaError) -> bool:
     return error.code() in (KafkaError._FENCED, KafkaError.FENCED_INSTANCE_ID) or "fenced" in error.str().lower()
 
@@ -395,10 +401,18 @@ class TopicConsumer:
                 action(*args)
 
     def _commit(self, messages: list[Message]) -> None:
-        last: dict[int, int] = {}
+        last: dict[int, Message] = {}
         for message in messages:
-            last[message.partition()] = max(last.get(message.partition(), -1), message.offset())
-        offsets = [TopicPartition(self.kafka_topic, partition, offset + 1) for partition, offset in last.items()]
+            if message.partition() not in last or message.offset() > last[message.partition()].offset():
+                last[message.partition()] = message
+        # Each offset with the leader epoch of the message before it (KIP-320): a consumer that starts
+        # from it checks it against the leader's log, and after an unclean leader election goes on
+        # from where that log was cut. A bare offset is taken at its word: the messages written
+        # again below it, after the cut, would never be read.
+        offsets = [
+            TopicPartition(self.kafka_topic, partition, message.offset() + 1, leader_epoch=_epoch(message))
+            for partition, message in last.items()
+        ]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
