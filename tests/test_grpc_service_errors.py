@@ -60,8 +60,8 @@ def invalid_requests():
         ),
         (
             "GetUserAnalyticsDetails",
-            pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(start_date="1969-12-28")),
-            "between 1969-12-29 and 2149-06-06",
+            pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(end_date="1969-12-31")),
+            "date_range.end_date 1969-12-31 is outside the days events may have, 1970-01-01 to 2149-06-06",
         ),
         (
             "GetWorkflowAnalyticsDetails",
