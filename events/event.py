@@ -32,6 +32,11 @@ def format_time(moment: datetime) -> str:
 
 def to_utc_millis(moment: datetime, field_name: str) -> datetime:
     """The same instant in UTC, truncated to milliseconds; a naive datetime is ambiguous and refused."""
+    if not isinstance(moment, datetime):  # a number of seconds or milliseconds? which zone's date?
+        raise InvalidEvent(
+            field_name,
+            f"must be a datetime with a time zone or an ISO 8601 string (got {type(moment).__name__} {moment!r:.60})",
+        )
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidEvent(field_name, "is a datetime without a time zone; give one (e.g. tzinfo=UTC)")
     utc = moment.astimezone(UTC)

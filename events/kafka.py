@@ -77,6 +77,10 @@ class KafkaSink(ReportsFailures):
 
     def _start_polling(self) -> None:
         self._close_lock = threading.Lock()
+        # Held while an event goes into the producer: close() takes it once it has set _closed, so
+        # no event enters the producer after its last flush and purge, unreported. Reentrant: a
+        # delivery report served while producing may call on_error, and that may close the sink.
+        self._producing = threading.RLock()
         self._stop_polling = threading.Event()
         self._poller = threading.Thread(target=self._serve_deliveries, name="events-kafka-deliveries", daemon=True)
         self._poller.start()
@@ -112,6 +116,8 @@ class KafkaSink(ReportsFailures):
             if self._closed:
                 return
             self._closed = True
+        with self._producing:  # an event going in now is the last: the ones after it see _closed
+            pass
         self._stop_polling.set()
         if self._poller is not threading.current_thread():  # else close() is called from on_error
             self._poller.join()
@@ -133,12 +139,19 @@ class KafkaSink(ReportsFailures):
                 self._stop_polling.wait(DELIVERY_POLL_INTERVAL)
 
     def _produce(self, event: AnyEvent) -> None:
+        with self._producing:
+            self._produce_while_open(event)
+
+    def _produce_while_open(self, event: AnyEvent) -> None:
         key = event.key.encode() if event.key else None
         if self._size(event) > self._max_message_bytes:
             self._give_up([event], self._too_large(event))
             return
         deadline = time.monotonic() + self._flush_timeout
         while True:
+            if self._closed:  # closed during the batch (a close() that ran out of time)
+                self._give_up([event], DeliveryError("the sink is closed", retryable=False))
+                return
             try:
                 self._producer.produce(
                     self.topic_for(event), value=event.json, key=key, on_delivery=partial(self._delivered, event)

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -31,6 +32,9 @@ from events.sinks import Sink
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]  # seconds since the epoch, like time.time
+
+# How long close() waits, after closing the sink, for a batch the sink held to be settled.
+CLOSED_SINK_GRACE = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class Pipeline:
         self.queue: queue.Queue[tuple[float, AnyEvent] | _Marker] = queue.Queue(maxsize=queue_size)
         self.lock = threading.Lock()  # guards the counters and `closed`
         self.closed = False
+        self.broken = False  # the consumer thread failed: nothing more reaches the sink
         self.close_done = threading.Event()  # set when the first close() has finished
         self.given_up = False  # close() ran out of time: the consumer hands nothing more to the sink
         self.background = background
@@ -85,11 +90,23 @@ class Pipeline:
         self.batch_bytes = 0
         self.batch_started = 0.0
         self.thread: threading.Thread | None = None
+        self._finalizer = None  # multiprocessing's, when it is in use (_close_at_exit)
         if background:
             self._start_consumer()
-            # A forgotten close() must not cost the events still queued when the program ends.
-            atexit.register(self.close, 5.0)
+            self._close_at_exit()
         Pipeline.live.add(self)
+
+    def _close_at_exit(self) -> None:
+        """A forgotten close() must not cost the events still queued when the program ends. A
+        `multiprocessing` child (Process, Pool) ends with os._exit, where atexit's handlers do not
+        run but multiprocessing's finalizers do."""
+        atexit.register(self.close, 5.0)
+        self._close_in_multiprocessing_child()
+
+    def _close_in_multiprocessing_child(self) -> None:
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:  # not imported: no multiprocessing child can end this process
+            self._finalizer = util.Finalize(self, self.close, args=(5.0,), exitpriority=10)
 
     def _start_consumer(self) -> None:
         self.thread = threading.Thread(target=self._run, name="events-consumer", daemon=True)
@@ -101,7 +118,7 @@ class Pipeline:
     # -- producer side (any thread) ----------------------------------------------------------
     def put(self, event: AnyEvent) -> bool:
         with self.lock:
-            if not self.closed:
+            if not self.closed and not self.broken:
                 try:
                     self.queue.put_nowait((self.clock(), event))
                     self.accepted += 1
@@ -109,10 +126,15 @@ class Pipeline:
                 except queue.Full:
                     pass
             self.dropped += 1
-            dropped, closed = self.dropped, self.closed
+            dropped, closed, broken = self.dropped, self.closed, self.broken
         # Log the first drop and then every thousandth, so a full queue cannot flood the log.
         if dropped == 1 or dropped % 1000 == 0:
-            reason = "the client is closed" if closed else f"the queue is full ({self.queue.maxsize} events)"
+            if closed:
+                reason = "the client is closed"
+            elif broken:
+                reason = "the client's consumer thread failed (its error is in the log)"
+            else:
+                reason = f"the queue is full ({self.queue.maxsize} events)"
             log.warning("dropped an event because %s; %d dropped so far", reason, dropped)
         return False
 
@@ -150,8 +172,10 @@ class Pipeline:
             closing_already = self.closed
             self.closed = True
         if closing_already:  # a second close(): the first one's outcome, once it is known
-            return self.close_done.wait(timeout) and self.abandoned == 0
+            return self.close_done.wait(timeout) and self._all_handed_over()
         atexit.unregister(self.close)
+        if self._finalizer is not None:
+            self._finalizer.cancel()
         deadline = time.monotonic() + timeout
         try:
             if self.thread is None or self._on_consumer_thread():  # no thread, or called from a callback on it
@@ -163,21 +187,37 @@ class Pipeline:
                 self.sink.close()
             except Exception:
                 log.exception("closing the sink failed")
-            return self.abandoned == 0
+            if self.thread is not None and self.thread.is_alive() and not self._on_consumer_thread():
+                # A closed sink reports what it still held at once (KafkaSink, between two events):
+                # let it, so the answer says so; a request under way takes its own time.
+                self.thread.join(CLOSED_SINK_GRACE)
+            return self._all_handed_over()
         finally:
             self.close_done.set()
 
+    def _all_handed_over(self) -> bool:
+        """Nothing abandoned and no batch still with the sink: every event accepted has been
+        emitted (delivered, or reported by the sink) or counted as failed."""
+        with self.lock:
+            return self.abandoned == 0 and self.in_sink == 0
+
     def _stop_consumer(self, deadline: float, timeout: float) -> None:
         # If even the marker finds no room, the consumer is stuck; what is left counts as abandoned.
-        with contextlib.suppress(queue.Full):
-            self.queue.put(_Marker(stop=True, done=threading.Event()), timeout=timeout)
-        self.thread.join(max(0.0, deadline - time.monotonic()))
         if self.thread.is_alive():
-            with self.lock:
-                self.given_up = True  # what it has not handed over by now, it never will
-                self.abandoned = self.accepted - self.emitted - self.failed - self.in_sink
+            with contextlib.suppress(queue.Full):
+                self.queue.put(_Marker(stop=True, done=threading.Event()), timeout=timeout)
+        self.thread.join(max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            # Still running after the time given, or ended by a failure of its own: what it has
+            # not handed over by now, it never will.
+            self.given_up = True
+            self.abandoned = self.accepted - self.emitted - self.failed - self.in_sink
+            abandoned, in_sink = self.abandoned, self.in_sink
+        if abandoned or in_sink:
             log.warning(
-                "close() gave up after %.1fs with %d events not yet handed to the sink", timeout, self.abandoned
+                "close() gave up after %.1fs with %d events not yet handed to the sink and %d still with it"
+                " (a batch under way: delivered or reported by the sink if it ends before the program does)",
+                *(timeout, abandoned, in_sink),
             )
 
     # -- consumer side -----------------------------------------------------------------------
@@ -192,12 +232,19 @@ class Pipeline:
 
     def _run(self) -> None:
         stopped = False
-        while not stopped and not self.given_up:
-            try:
-                first = self.queue.get(timeout=self._seconds_until_due())
-            except queue.Empty:
-                first = None
-            stopped = self._consume(first)
+        try:
+            while not stopped and not self.given_up:
+                try:
+                    first = self.queue.get(timeout=self._seconds_until_due())
+                except queue.Empty:
+                    first = None
+                stopped = self._consume(first)
+        except Exception:
+            # The sink's errors are caught where it is called; this is a failure of the consumer
+            # itself. Recording drops events from now on, and close() counts what is left as abandoned.
+            with self.lock:
+                self.broken = True
+            log.exception("the events consumer thread failed: no more events are handed to the sink")
 
     def _consume(self, first: tuple[float, AnyEvent] | _Marker | None) -> bool:
         """Take `first` and what is queued now, then emit the batch if it is old enough.
@@ -294,11 +341,17 @@ class Pipeline:
         self.queue = queue.Queue(maxsize=self.queue.maxsize)
         self.batch, self.batch_bytes, self.taken = [], 0, collections.deque()
         self.accepted = self.dropped = self.emitted = self.failed = self.abandoned = self.in_sink = 0
+        self.broken = False
         after_fork = getattr(self.sink, "after_fork", None)
         if after_fork is not None:
             after_fork()
         if self.background and not self.closed:
             self._start_consumer()
+            # atexit's registration came with the fork. A multiprocessing child clears the
+            # parent's finalizers as it starts, then runs its after-fork hooks: register there.
+            util = sys.modules.get("multiprocessing.util")
+            if util is not None:
+                util.register_after_fork(self, Pipeline._close_in_multiprocessing_child)
 
 
 _held_for_fork: list[Pipeline] = []

@@ -18,9 +18,11 @@ from events.event import AnyEvent
 
 log = logging.getLogger(__name__)
 
-# Undelivered events a sink keeps for take_undelivered() when no on_error takes them; past it the
-# oldest are discarded and counted (a back end down for long must not grow the memory for ever).
+# Undelivered events a sink keeps for take_undelivered() when no on_error takes them; past either
+# bound the oldest are discarded and counted (a back end down for long must not grow the memory for
+# ever). The bytes are the events' JSON: a process holds about twice that (the attributes too).
 MAX_KEPT = 100_000
+MAX_KEPT_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,9 @@ class Batching:
             raise ValueError(f"max_events must be at least 1, got {self.max_events}")
         if self.max_bytes < 1:
             raise ValueError(f"max_bytes must be at least 1, got {self.max_bytes}")
-        if self.interval < 0:
-            raise ValueError(f"interval must not be negative, got {self.interval}")
+        # NaN compares false with everything: a batch would never be old enough, nor due.
+        if not 0 <= self.interval < float("inf"):
+            raise ValueError(f"interval must be a number of seconds, 0 or more and finite, got {self.interval}")
 
 
 class Sink(Protocol):
@@ -88,12 +91,16 @@ class FailedEvents:
     Without a callback (or when it raises) the events stay in `events` for the owner to take.
     """
 
-    def __init__(self, on_error: ErrorCallback | None, sink_name: str, max_kept: int = MAX_KEPT):
+    def __init__(
+        self, on_error: ErrorCallback | None, sink_name: str, max_kept: int = MAX_KEPT, max_bytes: int = MAX_KEPT_BYTES
+    ):
         self.on_error = on_error
         self.sink_name = sink_name
         self.max_kept = max_kept
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._kept: collections.deque[AnyEvent] = collections.deque()
+        self._kept_bytes = 0
         self.discarded = 0
 
     def report(self, events: list[AnyEvent], error: DeliveryError) -> None:
@@ -106,21 +113,23 @@ class FailedEvents:
                 log.exception("%s: on_error raised; keeping the %d events instead", self.sink_name, len(events))
         with self._lock:
             self._kept.extend(events)
-            over = len(self._kept) - self.max_kept
-            for _ in range(max(over, 0)):
-                self._kept.popleft()
-            before, self.discarded = self.discarded, self.discarded + max(over, 0)
+            self._kept_bytes += sum(len(event.json) for event in events)
+            over = 0
+            while self._kept and (len(self._kept) > self.max_kept or self._kept_bytes > self.max_bytes):
+                self._kept_bytes -= len(self._kept.popleft().json)
+                over += 1
+            before, self.discarded = self.discarded, self.discarded + over
         if over > 0 and (before == 0 or before // 10_000 != self.discarded // 10_000):
             log.warning(
-                "%s keeps at most %d undelivered events: discarded the oldest, %d so far (take_undelivered() "
-                "or on_error keep them)",
-                *(self.sink_name, self.max_kept, self.discarded),
+                "%s keeps at most %d undelivered events or %d MiB of them: discarded the oldest, %d so far"
+                " (take_undelivered() or on_error keep them)",
+                *(self.sink_name, self.max_kept, self.max_bytes >> 20, self.discarded),
             )
 
     def take(self) -> list[AnyEvent]:
         """The kept events, removed from the sink (e.g. to write them elsewhere or retry later)."""
         with self._lock:
-            kept, self._kept = self._kept, collections.deque()
+            kept, self._kept, self._kept_bytes = self._kept, collections.deque(), 0
         return list(kept)
 
 
@@ -155,6 +164,7 @@ class ReportsFailures:
         """In a forked child: counts and kept events of its own (the parent's stay the parent's)."""
         failures = self._failures
         self._report_failures_to(failures.on_error, failures.sink_name, failures.max_kept)
+        self._failures.max_bytes = failures.max_bytes
 
     @property
     def stats(self) -> DeliveryStats:
@@ -220,6 +230,14 @@ class FilterSink(ReportsFailures):
     def flush(self, timeout: float) -> bool:
         flush = getattr(self._sink, "flush", None)
         return True if flush is None else bool(flush(timeout))
+
+    def after_fork(self) -> None:
+        """In a forked child: the wrapped sink's connections afresh (a Kafka producer above all), and
+        counts of its own."""
+        after_fork = getattr(self._sink, "after_fork", None)
+        if after_fork is not None:
+            after_fork()
+        self._count_afresh()
 
     def close(self) -> None:
         self._sink.close()

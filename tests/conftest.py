@@ -81,6 +81,16 @@ def refused_port() -> Iterator[int]:
         yield held.getsockname()[1]
 
 
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that takes connections (into its backlog) and never answers: a server that
+    stalls, or a network that drops the answers."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(16)
+        yield held.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def analytics_db(clickhouse):
     """The analytics schema, built once by `analytics migrate` in the session's ClickHouse."""

@@ -191,6 +191,7 @@ INVALID = {
     "attribute that is not JSON": (lambda c: c.record("behavioral", "x", handle=object()), "handle"),
     "naive datetime attribute": (lambda c: c.record("behavioral", "x", seen_at=NAIVE), "seen_at"),
     "naive event time": (lambda c: c.record("behavioral", "x", event_time=NAIVE), "event_time"),
+    "event time as a number of seconds": (lambda c: c.record("behavioral", "x", event_time=1764576000), "event_time"),
     "event time without offset": (
         lambda c: c.record("behavioral", "x", event_time="2026-11-24T08:00:00"),
         "event_time",

@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from events import AnalyticsCompatEvent, Client, Event, KafkaSink
+from events.sinks import FilterSink
 
 
 class Reported:
@@ -108,6 +109,24 @@ def test_an_event_over_the_producers_limit_is_reported_naming_its_size_and_the_l
     size = len(event.json) + len(b"u-1")
     assert events == [event] and not error.retryable
     assert f"{size:,} bytes" in str(error) and "100,000" in str(error) and "message.max.bytes" in str(error)
+
+
+def test_a_close_while_a_batch_waits_for_room_in_the_producer_reports_every_event_of_it(refused_port):
+    """The batch's events produced after close() had flushed and purged the producer were neither
+    delivered nor reported: close() came while the consumer thread still held them."""
+    reported = Reported()
+    sink = KafkaSink(
+        f"127.0.0.1:{refused_port}",
+        config={"queue.buffering.max.messages": 10},
+        flush_timeout=1,
+        on_error=reported,
+    )
+    client = Client(sink)
+    recorded = [client.record("behavioral", "click", user_id=f"u-{n}") for n in range(40)]
+    time.sleep(0.3)  # the batch is with the sink, waiting for room past the first ten
+    assert client.close(1)  # every event of it handed to the sink, which reported each
+    assert sink.stats.failed == 40, sink.stats
+    assert sorted(e.event_id for e in reported.events) == sorted(e.event_id for e in recorded)
 
 
 # -- against a real broker ---------------------------------------------------------------------------
@@ -307,11 +326,12 @@ def test_close_from_on_error_on_the_delivery_thread_closes_the_sink_and_reports_
 
 
 @pytest.mark.kafka
-def test_a_forked_child_delivers_through_a_producer_of_its_own(kafka, prefix):
+@pytest.mark.parametrize("filtered", [False, True], ids=["alone", "behind a FilterSink"])
+def test_a_forked_child_delivers_through_a_producer_of_its_own(kafka, prefix, filtered):
     """librdkafka's threads do not survive a fork: the child's events went to a producer nothing
-    ran, and were reported failed at close."""
+    ran, and were reported failed at close (behind a FilterSink too, which did not pass the fork on)."""
     sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
-    client = Client(sink)
+    client = Client(FilterSink(sink, lambda event: True) if filtered else sink)
     client.send(one_of_each()[3])
     assert client.flush(60) and sink.stats.delivered == 1
     child = os.fork()

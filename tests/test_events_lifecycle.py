@@ -15,7 +15,7 @@ import time
 import pytest
 
 from events import ClickHouseSink, Client, Event
-from events.sinks import Batching, MemorySink, NoopSink
+from events.sinks import Batching, DeliveryError, FailedEvents, MemorySink, NoopSink
 from tests.test_events_clickhouse import create_landing_tables, job, rows
 
 
@@ -195,3 +195,106 @@ def test_a_fork_while_other_threads_record_leaves_the_child_a_client_that_record
             thread.join(10)
         client.close(10)
     assert hung == 0, f"{hung} of 150 forked children could not record: {sorted(set(outcomes))}"
+
+
+def test_a_close_that_runs_out_of_time_with_a_batch_still_in_the_sink_says_so(silent_port):
+    """A server that takes the request and never answers: close() said True, with the batch under
+    way neither delivered nor reported, lost with the process."""
+    sink = ClickHouseSink(f"http://127.0.0.1:{silent_port}", interval=0.0, timeout=30, max_retries=0)
+    client = Client(sink)
+    client.send(job("stuck"))
+    deadline = time.monotonic() + 30
+    while client._pipeline.in_sink == 0:  # the batch is with the sink, its request under way
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert client.close(0.5) is False
+    assert client.close(0.5) is False  # a second close says the same
+    stats = client.stats
+    assert (stats.abandoned, stats.pending, stats.emitted) == (0, 1, 0), stats
+
+
+class BrokenBatching:
+    """Batching whose interval the consumer thread cannot wait on (Batching refuses it)."""
+
+    max_events, max_bytes, interval = 100, 1 << 20, float("inf")
+
+
+def test_a_consumer_thread_that_fails_leaves_close_saying_what_was_abandoned(caplog):
+    """The thread died (OverflowError from an infinite wait) and close() said True, the events queued."""
+    sink = MemorySink()
+    sink.batching = BrokenBatching()
+    client = Client(sink)
+    assert client.send(event(0)) is not None  # the thread fails as it waits for the batch to be due
+    deadline = time.monotonic() + 30
+    while client._pipeline.thread.is_alive():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert "the events consumer thread failed" in caplog.text
+    assert client.send(event(1)) is None  # refused at once, not queued for nobody
+    assert "the client's consumer thread failed" in caplog.text
+    assert client.close(1) is False
+    assert (client.stats.abandoned, client.stats.dropped, sink.events) == (1, 1, []), client.stats
+
+
+@pytest.mark.parametrize("interval", [float("inf"), float("nan"), -1.0])
+def test_a_batching_interval_that_is_not_a_finite_number_of_seconds_is_refused(interval):
+    with pytest.raises(ValueError, match="interval must be a number of seconds, 0 or more and finite"):
+        Batching(interval=interval)
+
+
+class FileSink:
+    """Appends each event's id to a file: what a child process delivered, for its parent to read."""
+
+    batching = Batching(max_events=1000, interval=30.0)  # nothing goes out before the child ends
+
+    def __init__(self, path):
+        self.path = path
+
+    def emit(self, batch) -> None:
+        with open(self.path, "a") as out:
+            out.writelines(f"{event.event_id}\n" for event in batch)
+
+    def close(self) -> None:
+        pass
+
+
+def _record_and_return(client: Client, count: int) -> None:
+    for n in range(count):
+        client.send(event(n))  # and no close(): the process ends with them queued
+
+
+def _new_client_record_and_return(path, count: int) -> None:
+    _record_and_return(Client(FileSink(path)), count)
+
+
+@pytest.mark.parametrize("made", ["before the fork", "in the child"])
+def test_a_multiprocessing_child_that_ends_without_close_delivers_what_it_queued(tmp_path, made):
+    """multiprocessing's children end with os._exit, where atexit's close does not run: their
+    queued events were lost, without a word."""
+    import multiprocessing
+
+    path = tmp_path / "delivered"
+    context = multiprocessing.get_context("fork")
+    if made == "before the fork":
+        client = Client(FileSink(path))
+        child = context.Process(target=_record_and_return, args=(client, 5))
+    else:
+        child = context.Process(target=_new_client_record_and_return, args=(path, 5))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert len(path.read_text().splitlines()) == 5
+    if made == "before the fork":
+        assert client.close(5) and not path.read_text().count("\n") > 5  # the parent had queued nothing
+
+
+def test_undelivered_events_are_kept_up_to_a_number_of_bytes_too():
+    """Kept by count only: 100,000 undelivered events of 4 KiB held about 900 MiB."""
+    failures = FailedEvents(None, "a sink", max_kept=100, max_bytes=35_000)
+    events = [Event("behavioral", "upload", {"user_id": f"u-{n}", "blob": "x" * 10_000}) for n in range(8)]
+    for batch in (events[:5], events[5:]):
+        failures.report(batch, DeliveryError("down", retryable=True))
+    assert [e.attributes["user_id"] for e in failures.take()] == ["u-5", "u-6", "u-7"]
+    assert failures.discarded == 5
+    failures.report(events[:1], DeliveryError("down", retryable=True))  # the bytes taken are free again
+    assert len(failures.take()) == 1 and failures.discarded == 5
