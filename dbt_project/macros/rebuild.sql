@@ -156,9 +156,11 @@
 
 {#-
   Delta rows for job_log_totals: for each job with log events on these days, its counts from the
-  deduplicated raw history minus the stored ones, where they differ and the job's log events
-  cannot have expired (from its first logged event, as the reconciliation test decides), but for
-  workflows in flight. The times are the job's own: a min or max of the same values changes nothing.
+  deduplicated raw history minus the stored ones, where they differ, but for workflows in flight.
+  A job whose log events may have expired (from its first logged event, as the reconciliation
+  test decides) keeps counts above what raw history still holds, and counts below it are raised to
+  it: raw history is then a lower bound, and the test reports a count under it whatever its age.
+  The times are the job's own: a min or max of the same values changes nothing.
 -#}
 {% macro job_log_totals_corrections(days) %}
   {% call leave_out_workflows_in_flight() %}
@@ -176,21 +178,34 @@
           from {{ totals }}
           where (user_id, workflow_id, job_id) in affected
           group by user_id, workflow_id, job_id
+      ),
+      compared as (
+          select
+              user_id,
+              workflow_id,
+              job_id,
+              toInt64(correct.lines) as correct_lines,
+              toInt64(stored.lines) as stored_lines,
+              toInt64(correct.entries) as correct_entries,
+              toInt64(stored.entries) as stored_entries,
+              {{ logs_recomputable('toDate(coalesce(stored.first_event_at, correct.first_event_at))') }} as recomputable,
+              correct.first_event_at as first_event_at,
+              correct.first_line_at as first_line_at,
+              correct.last_line_at as last_line_at
+          from correct
+          left join stored using (user_id, workflow_id, job_id)
       )
   select
       user_id,
       workflow_id,
       job_id,
-      correct.lines - stored.lines as lines,
-      correct.entries - stored.entries as entries,
-      correct.first_event_at as first_event_at,
-      correct.first_line_at as first_line_at,
-      correct.last_line_at as last_line_at
-  from correct
-  left join stored using (user_id, workflow_id, job_id)
-  where
-      (correct.lines != stored.lines or correct.entries != stored.entries)
-      and {{ logs_recomputable('toDate(coalesce(stored.first_event_at, correct.first_event_at))') }}
+      if(recomputable, correct_lines, greatest(correct_lines, stored_lines)) - stored_lines as lines,
+      if(recomputable, correct_entries, greatest(correct_entries, stored_entries)) - stored_entries as entries,
+      first_event_at,
+      first_line_at,
+      last_line_at
+  from compared
+  where lines != 0 or entries != 0
   {% endcall %}
 {% endmacro %}
 
