@@ -142,3 +142,39 @@ def test_a_workflow_whose_kafka_timestamp_is_ahead_of_now_is_checked_all_the_sam
     while not failing_rows(analytics_db, check, [f"{user}-"]):
         assert time.monotonic() < deadline, "a workflow stamped ahead of now is never checked"
         time.sleep(0.5)
+
+
+def test_a_long_insert_into_another_database_leaves_no_workflow_out(analytics_db, compiled):
+    """Any running insert counted: while an export or another project's load ran for an hour, every
+    workflow ingested meanwhile was left out of the checks (and of the rebuild's corrections)."""
+    other = f"elsewhere_{uuid.uuid4().hex[:8]}"
+    execute(analytics_db, f"CREATE DATABASE {other}")
+    execute(analytics_db, f"CREATE TABLE {other}.t (n UInt64) ENGINE = Memory")
+    query_id = f"long-{uuid.uuid4().hex}"
+    long_insert = (
+        f"INSERT INTO {other}.t SELECT number FROM numbers(240) WHERE sleepEachRow(0.5) = 0 SETTINGS max_block_size = 1"
+    )
+    url = f"{analytics_db.url}/?{urlencode({'query_id': query_id})}"
+    running = threading.Thread(target=HTTP.request, args=("POST", url), kwargs={"body": long_insert.encode()})
+    running.start()
+    try:
+        processes = "SELECT count() AS n FROM system.processes WHERE query_kind = 'Insert'"
+        processes += f" AND position(query, '{other}.t') > 0"
+        deadline = time.monotonic() + 30
+        while query(analytics_db, processes) != [{"n": 1}]:
+            assert time.monotonic() < deadline, "the long insert did not start"
+            time.sleep(0.1)
+        dataset = datasets.generate(4998, users=1, workflows_per_user=1)
+        deliver(analytics_db, dataset.messages)  # ingested while the other insert runs
+        [(user, workflow)] = {(m["user_id"], m["workflow_id"]) for m in dataset.messages["workflows"]}
+        execute(
+            analytics_db,
+            f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, jobs) VALUES ('{user}', '{workflow}', 1)",
+        )
+        rows = failing_rows(analytics_db, compiled["workflow_totals_match_raw_history"], [dataset.prefix])
+        assert [(r["user_id"], r["workflow_id"]) for r in rows] == [(user, workflow)], rows
+        assert query(analytics_db, processes) == [{"n": 1}]  # reported while the other insert still ran
+    finally:
+        execute(analytics_db, f"KILL QUERY WHERE query_id = '{query_id}' SYNC")
+        running.join(60)
+        execute(analytics_db, f"DROP DATABASE {other}")

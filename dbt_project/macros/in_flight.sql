@@ -27,11 +27,26 @@
 least(
     ifNull(
         (select minOrNull(now64(3, 'UTC') - toIntervalMillisecond(toInt64(elapsed * 1000)))
-         from {{ system_table('processes') }} where query_kind = 'Insert'),
+         from {{ system_table('processes') }} where query_kind = 'Insert' and {{ insert_may_feed_the_schema() }}),
         now64(3, 'UTC')
     ),
     now64(3, 'UTC') - toIntervalMillisecond({{ (var('reconcile_settle_seconds') * 1000) | int }})
 )
+{%- endmacro %}
+
+{#-
+  Whether a running insert (a row of system.processes) may feed the schema's chain: unless its text
+  names another database (`insert into other.t`, after any comments; without a database, the
+  session's). An hour-long insert elsewhere (an export, another project's load) left out every
+  workflow ingested meanwhile, and the checks and the rebuild said nothing of them. Text it cannot
+  read counts, as before.
+-#}
+{% macro insert_may_feed_the_schema() -%}
+  (empty(extractGroups(
+        query,
+        '(?is)^(?:\\s|/\\*.*?\\*/|--[^\\n]*\\n)*insert\\s+into\\s+(?:table\\s+)?(?:(`[^`]+`|"[^"]+"|[A-Za-z_][A-Za-z0-9_]*)\\s*\\.\\s*)?(?:`[^`]+`|"[^"]+"|[A-Za-z_][A-Za-z0-9_]*)'
+    ) as target)
+    or if(target[1] = '', current_database, trim(both '`"' from target[1])) = '{{ ref('job_events').schema }}')
 {%- endmacro %}
 
 {#- The workflows with raw rows in flight (in_flight_since, read once). -#}
