@@ -14,7 +14,7 @@ import pytest
 from core import names
 from core.settings.composed import Settings
 from operations.dbt import dbt_executable
-from tests.ddl_recorder import DdlRecorder
+from tests.ddl_recorder import ON_CLUSTER, DdlRecorder
 from tests.intake import HTTP
 
 pytestmark = pytest.mark.long_file(31)  # seconds of a worker, measured: run first (tests/scheduling.py)
@@ -158,47 +158,56 @@ def tidy(statement: str) -> str:
     return BLANK_LINES.sub("\n", "\n".join(lines))
 
 
-def cluster_ddl(clickhouse, tmp_path: Path) -> list[str]:
-    """Every statement dbt-clickhouse sends a cluster when `dbt run` builds server mode from nothing."""
+def cluster_ddl(clickhouse, tmp_path: Path) -> tuple[list[str], list[str]]:
+    """Every statement dbt-clickhouse sends a cluster when `dbt run` builds server mode from nothing,
+    and then every statement a rebuild of a day (`rebuild_days`, as `analytics backfill` runs it) sends."""
     recorder = DdlRecorder(clickhouse.url)
     try:
         HTTP.request("POST", clickhouse.url + "/", body=b"DROP DATABASE IF EXISTS analytics_cluster_ddl SYNC")
-        result = subprocess.run(
-            [
-                dbt_executable(Settings()),
-                "run",
-                "--project-dir",
-                str(ROOT),
-                "--profiles-dir",
-                str(ROOT / "tests" / "fixtures" / "cluster_profile"),
-                "--target-path",
-                str(tmp_path / "target"),
-                "--log-path",
-                str(tmp_path / "logs"),
-                "--threads",
-                "1",
-                "--vars",
-                json.dumps(VARIANTS["server_cluster"]),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(recorder.port),
-                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            },
-        )
-        assert result.returncode == 0, result.stdout[-4000:]
+        run_on_cluster(recorder, tmp_path, "run", "--threads", "1")
+        built = len(recorder.statements)
+        rebuild = json.dumps({"days": ["2026-11-20"], "staging_suffix": "c1"})
+        run_on_cluster(recorder, tmp_path, "run-operation", "rebuild_days", "--args", rebuild)
     finally:
         recorder.close()
         HTTP.request("POST", clickhouse.url + "/", body=b"DROP DATABASE IF EXISTS analytics_cluster_ddl SYNC")
-    return [tidy(statement) + "\n;\n" for statement in recorder.statements if DDL.match(tidy(statement))]
+    ddl = [tidy(statement) + "\n;\n" for statement in recorder.statements[:built] if DDL.match(tidy(statement))]
+    return ddl, recorder.statements[built:]
+
+
+def run_on_cluster(recorder: DdlRecorder, tmp_path: Path, *command: str) -> None:
+    """A dbt command of the cluster variant, through the recorder."""
+    result = subprocess.run(
+        [
+            dbt_executable(Settings()),
+            *command[:1],
+            "--project-dir",
+            str(ROOT),
+            "--profiles-dir",
+            str(ROOT / "tests" / "fixtures" / "cluster_profile"),
+            "--target-path",
+            str(tmp_path / "target"),
+            "--log-path",
+            str(tmp_path / "logs"),
+            *command[1:],
+            "--vars",
+            json.dumps(VARIANTS["server_cluster"]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(recorder.port),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        },
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
 
 
 def test_cluster_ddl_matches_its_snapshot_and_clickhouse_parses_every_statement(clickhouse, tmp_path):
-    statements = cluster_ddl(clickhouse, tmp_path)
+    statements, rebuild = cluster_ddl(clickhouse, tmp_path)
     rendered = "\n".join(statements)
     snapshot = SNAPSHOTS / "dbt_cluster_ddl.sql"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
@@ -221,6 +230,11 @@ def test_cluster_ddl_matches_its_snapshot_and_clickhouse_parses_every_statement(
         [kafka_table] = [s for s in creates if f"`analytics_cluster_ddl`.`{topic}_messages`" in s.split("(")[0]]
         assert "Kafka()" in kafka_table and "kafka_handle_error_mode" not in kafka_table, kafka_table
         assert any(f"dead_letters_from_{topic}_checked_mv" in s for s in creates), topic
+    # A rebuild is the connected shard's, as the checks that call for it read that shard: a delete
+    # on cluster removed every shard's digests of the day where only this shard's were rebuilt.
+    deletes = [s for s in rebuild if tidy(s).lstrip().lower().startswith("delete from")]
+    assert any("job_duration_daily" in s for s in deletes), rebuild
+    assert not [s for s in rebuild if ON_CLUSTER.search(s)], [s[:300] for s in rebuild if ON_CLUSTER.search(s)]
 
 
 def test_each_topics_contract_is_evaluated_by_one_view(compiled):

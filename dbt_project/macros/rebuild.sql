@@ -28,7 +28,14 @@
      re-reads the time series and percentiles of their users.
   5. job_log_totals gets one delta row for each job with log events on those days whose counts
      are off its raw history, when none of the job's log events can have expired (as the
-     job_log_totals_match_raw_history test decides); a job whose lines may be gone keeps its counts.
+     job_log_totals_match_raw_history test decides); a job whose lines may be gone keeps counts
+     above its raw history and is raised to it from below.
+
+  On a cluster every statement is the connected shard's (its writes replicate to that shard's
+  replicas; its staging tables are that node's), as the reconciliation tests read that shard: each
+  shard holds its own users' raw history and aggregates, so each shard is rebuilt on one of its
+  replicas. A delete on cluster removed every shard's digests of those days where only this
+  shard's were rebuilt, and a staging table on cluster was another shard's rebuild's to drop.
 
   The daily tables have a partition per month (what a query over a range of days reads), so a
   day is not a partition that could be swapped whole. Running it again changes nothing: every
@@ -60,11 +67,11 @@
                                 ~ "' and match(name, '__rebuild_[0-9a-z]+$')").rows -%}
   {%- for name in leftovers | map(attribute=0) %}
     {{ log('dropping ' ~ name ~ ', left by a rebuild that did not finish', info=True) }}
-    {% do run_query('drop table if exists ' ~ daily.schema ~ '.' ~ name ~ ' ' ~ on_cluster() ~ ' sync') %}
+    {% do run_query('drop table if exists ' ~ daily.schema ~ '.' ~ name ~ ' sync') %}
   {%- endfor %}
   {%- for target, staging in [(daily, staged_daily), (changes, replaced_keys), (daily, gone_keys)] %}
-    {% do run_query('drop table if exists ' ~ staging ~ ' ' ~ on_cluster() ~ ' sync') %}
-    {% do run_query('create table ' ~ staging ~ ' ' ~ on_cluster() ~ ' as ' ~ target) %}
+    {% do run_query('drop table if exists ' ~ staging ~ ' sync') %}
+    {% do run_query('create table ' ~ staging ~ ' as ' ~ target) %}
   {%- endfor %}
   {% do run_query('insert into ' ~ staged_daily ~ ' ' ~ daily_counters_rebuilt(in_days)) %}
   {%- set hold = namespace(on=true) -%}
@@ -101,12 +108,12 @@
   {%- endset -%}
   {% do run_query('insert into ' ~ gone_keys ~ ' ' ~ gone) %}
   {%- if run_query('select count() from ' ~ gone_keys).columns[0].values()[0] > 0 %}
-    {% do run_query('delete from ' ~ daily ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days
+    {% do run_query('delete from ' ~ daily ~ ' where ' ~ in_days
                     ~ ' and (user_id, workflow_id, day) in (select user_id, workflow_id, day from ' ~ gone_keys ~ ')') %}
   {%- endif %}
 
   {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(durations) ~ ' where ' ~ in_days) %}
-  {% do run_query('delete from ' ~ durations ~ ' ' ~ on_cluster() ~ ' where ' ~ in_days) %}
+  {% do run_query('delete from ' ~ durations ~ ' where ' ~ in_days) %}
   {% do run_query('insert into ' ~ durations ~ ' ' ~ daily_durations_from_raw(in_days)) %}
   {% do run_query('insert into ' ~ changes ~ ' ' ~ changed_keys(replaced_keys)) %}
 
@@ -247,8 +254,7 @@
 {% macro drop_rebuild_staging(staging_suffix) %}
   {%- for target, suffix in [(ref('workflow_daily'), staging_suffix), (ref('workflow_daily'), staging_suffix ~ 'gone'),
                              (ref('job_duration_daily'), staging_suffix), (ref('workflow_changes'), staging_suffix)] %}
-    {% do run_query('drop table if exists ' ~ rebuild_staging_relation(target, suffix) ~ ' '
-                    ~ on_cluster() ~ ' sync') %}
+    {% do run_query('drop table if exists ' ~ rebuild_staging_relation(target, suffix) ~ ' sync') %}
   {%- endfor %}
 {% endmacro %}
 
