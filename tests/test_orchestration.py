@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteRepositoryOrigin
 
 from analytics.cli import main
 from core.settings.composed import Settings
@@ -426,6 +427,21 @@ def test_a_health_run_orphaned_in_progress_is_marked_failed_and_no_longer_blocks
         tick = sensor(dg.build_sensor_context(instance=instance))
         assert len(tick.run_requests) == 1
         assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.FAILURE
+        # A run queued as long waits for the run queue (behind a backfill's runs): not failed, and
+        # no second run beside it.
+        location = RegisteredCodeLocationOrigin(location_name="analytics")
+        queued = dg.DagsterRun(
+            job_name="pipeline_health",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.QUEUED,
+            remote_job_origin=RemoteRepositoryOrigin(location, "__repository__").get_job_origin("pipeline_health"),
+        )
+        instance.add_run(queued)
+        try:
+            assert not sensor(dg.build_sensor_context(instance=instance)).run_requests
+            assert instance.get_run_by_id(queued.run_id).status == dg.DagsterRunStatus.QUEUED
+        finally:
+            instance.delete_run(queued.run_id)
         # ... while a run of the same age on the present clock still counts as in progress
         fresh = dg.DagsterRun(job_name="pipeline_health", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
         instance.add_run(fresh)

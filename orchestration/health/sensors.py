@@ -63,8 +63,14 @@ def began(record: dg.RunRecord) -> float:
 
 
 def fail_orphans(context: dg.SensorEvaluationContext, records: list[dg.RunRecord], now: float) -> int:
-    """Mark the runs in progress for longer than ORPHANED_AFTER_SECONDS failed; how many were."""
-    orphans = [record for record in records if now - began(record) > ORPHANED_AFTER_SECONDS]
+    """Mark the runs in progress for longer than ORPHANED_AFTER_SECONDS failed; how many were. A
+    queued run has no process to lose: it waits for the run queue (behind a backfill's runs, say),
+    however long that takes."""
+    orphans = [
+        record
+        for record in records
+        if record.dagster_run.status != dg.DagsterRunStatus.QUEUED and now - began(record) > ORPHANED_AFTER_SECONDS
+    ]
     for record in orphans:
         minutes = (now - began(record)) / 60
         message = f"still {record.dagster_run.status.value} after {minutes:.0f} minutes: its process is gone"
