@@ -43,6 +43,11 @@ retention:
       skipped: 7
       failure: 30
       success: 7
+# One rebuild at a time (daily_reconciliation's pool, analytics_rebuild): a backfill's runs wait for
+# the slot, not for the rebuild lock, which gives up after 15 minutes. The project has no other pool.
+concurrency:
+  pools:
+    default_limit: 1
 # What the project's own code logs (a backfill waiting for the rebuild lock, say) shows in the run's log.
 python_logs:
   python_log_level: INFO

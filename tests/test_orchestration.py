@@ -537,6 +537,19 @@ def retain(settings: Settings, target) -> None:
 
 
 @pytest.mark.usefixtures("built")  # the schema, whichever test runs first
+def test_a_backfills_runs_take_the_rebuild_pools_one_slot_in_turn(defs):
+    """Up to ten runs of a large backfill at once each waited for the rebuild lock, which gives up
+    after 15 minutes: the later ones failed. They wait for the pool's one slot instead."""
+    import yaml
+
+    from analytics.dagster_service import INSTANCE_CONFIG
+    from orchestration.reconciliation.assets import REBUILD_POOL
+
+    assert defs.resolve_job_def("daily_reconciliation_job").graph.node_defs[0].pool == REBUILD_POOL
+    with dg.instance_for_test(overrides=yaml.safe_load(INSTANCE_CONFIG)) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+
 def test_a_backfill_waiting_for_the_rebuild_lock_says_so_in_its_runs_log(server, defs):
     """Dagster captures what the project's own code logs (analytics up writes the instance's settings)."""
     import threading

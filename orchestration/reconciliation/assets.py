@@ -8,6 +8,11 @@ from core import names
 from core.settings.dagster import DagsterSettings
 from operations.backfill import rebuild_days
 
+# Rebuilds run one at a time (each corrects by "correct minus current"); the pool makes a backfill's
+# runs wait for Dagster's slot, where they would queue on the rebuild lock and give up after 15
+# minutes (operations/rebuild_lock.py). `analytics up` writes the instance's limit of 1.
+REBUILD_POOL = "analytics_rebuild"
+
 # What a rebuild reads: the deduplicated raw history and the aggregates it corrects.
 RAW_TABLES = [
     names.WORKFLOW_EVENTS,
@@ -27,6 +32,7 @@ def build_daily_reconciliation(partitions: dg.PartitionsDefinition) -> dg.Assets
         deps=[dg.AssetKey(name) for name in RAW_TABLES + AGGREGATES],
         # A backfill of many days runs as a few runs of up to a month each, not one run per day.
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+        pool=REBUILD_POOL,
         kinds={"dbt", "clickhouse"},
         description=(
             "Materialising a day rebuilds its workflow_daily and job_duration_daily rows from the "
