@@ -76,8 +76,8 @@ def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: floa
     suffix = uuid.uuid4().hex[:12]
     arguments = rebuild_arguments(days, suffix)
     try:
-        with rebuild_lock(settings, wait_s):  # one at a time: two would each insert the same corrections
-            result = run_dbt(settings, "run-operation", *arguments, capture=True)
+        with rebuild_lock(settings, wait_s) as comment:  # one at a time: two would each insert the same corrections
+            result = run_dbt(settings, "run-operation", *arguments, capture=True, log_comment=comment)
             if result.returncode != 0:
                 # A failed rebuild may leave its staging tables behind; nothing reuses them, so they go.
                 drop = json.dumps({"staging_suffix": suffix})

@@ -110,14 +110,21 @@ def forget_a_stale_stamp(settings: SchemaSettings) -> None:
 
 
 def run_dbt(
-    settings: SchemaSettings, command: str, *args: str, capture: bool = False, target_path: Path | None = None
+    settings: SchemaSettings,
+    command: str,
+    *args: str,
+    capture: bool = False,
+    target_path: Path | None = None,
+    log_comment: str = "",
 ) -> subprocess.CompletedProcess:
+    """dbt ``command``; each statement it sends carries ``log_comment`` (system.processes and
+    query_log show it: a rebuild's statements are found by it, operations/rebuild_lock.py)."""
     if target_path is None:
         forget_a_stale_stamp(settings)
     return subprocess.run(
         dbt_command(settings, command, *args, target_path=target_path),
         cwd=PROJECT_ROOT,
-        env={**os.environ, **dbt_environment(settings)},
+        env={**os.environ, **dbt_environment(settings), "ANALYTICS_DBT_LOG_COMMENT": log_comment},
         text=True,
         capture_output=capture,
         check=False,

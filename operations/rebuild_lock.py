@@ -15,6 +15,12 @@ takes. Of the waiters that find the same dead holder, one takes it over: each fi
 marker table named after that holder, and only the one that creates it drops the dead lock (a
 second waiter dropped the lock the first had just taken, and both rebuilt at once). On a cluster
 the lock is the server's that the rebuild's connection reaches.
+
+A rebuild's statements carry the holder's `log_comment` (`statements` in its JSON; dbt sends it
+with each statement, profiles.yml). A dbt that was stopped, or killed with its holder, leaves its
+statement running on the server, and a rebuild that started meanwhile read the counters before
+that statement's deltas landed and inserted its own: the days corrected twice. So the lock is
+released, and a dead holder's taken over, only once the holder's statements have ended.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 from core import names
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 WAIT_S = 900.0  # how long a rebuild waits for another to finish (a year of days takes seconds)
 STALE_AFTER_S = 3600.0  # a lock this old, held from another host, is taken to be a dead holder's
 POLL_S = 0.5
+STATEMENTS_END_S = 300.0  # how long a holder's statements may still run, after it, before they are killed
 
 
 class RebuildBusy(RuntimeError):
@@ -52,6 +60,7 @@ def _holder() -> dict:
         "pid": os.getpid(),
         "started": _process_started(os.getpid()),
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "statements": f"analytics rebuild {uuid.uuid4().hex[:16]}",  # their log_comment
     }
 
 
@@ -91,8 +100,10 @@ def rebuild_lock(
     wait_s: float = WAIT_S,
     stale_after_s: float = STALE_AFTER_S,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[None]:
-    """Hold the server's rebuild lock for the block; RebuildBusy if another holds it past `wait_s`."""
+    statements_end_s: float = STATEMENTS_END_S,
+) -> Iterator[str]:
+    """Hold the server's rebuild lock for the block, which gets the log_comment its statements
+    must carry; RebuildBusy if another holds it past `wait_s`."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     table = f"{names.DATABASE}.{names.REBUILD_LOCK}"
@@ -116,6 +127,7 @@ def rebuild_lock(
             if _stale(holder, dt.datetime.now(dt.UTC), stale_after_s):
                 if _take_over(client, holder):
                     log.warning("taking over the rebuild lock of %s: its holder is gone", holder)
+                    _end_statements(client, holder.get("statements"), statements_end_s, sleep)
                     client.command(f"DROP TABLE IF EXISTS {table} SYNC")
                 continue
             if time.monotonic() > deadline:
@@ -127,22 +139,46 @@ def rebuild_lock(
                 log.info("waiting for the rebuild of %s to finish", holder)
                 said = True
             sleep(POLL_S)
+        held = json.loads(mine)
         try:
-            yield
+            yield held["statements"]
         finally:
-            _release(client, table, json.loads(mine))
+            _release(client, table, held, statements_end_s, sleep)
 
 
-def _release(client, table: str, mine: dict) -> None:
-    """Drop the lock if it is still ours. ClickHouse gone meanwhile (what failed the rebuild, most
-    likely) leaves it to be taken over once stale, and must not hide the rebuild's own error."""
+def _release(client, table: str, mine: dict, statements_end_s: float, sleep: Callable[[float], None]) -> None:
+    """Drop the lock if it is still ours, once its statements have ended. ClickHouse gone meanwhile
+    (what failed the rebuild, most likely) leaves it to be taken over once stale, and must not hide
+    the rebuild's own error."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     try:
         if _current(client) == mine:
+            _end_statements(client, mine["statements"], statements_end_s, sleep)
             client.command(f"DROP TABLE IF EXISTS {table} SYNC")
     except (ClickHouseError, OSError) as error:
         log.warning("could not release the rebuild lock (%s); the next rebuild takes it over once stale", error)
+
+
+def _end_statements(client, comment: str | None, wait_s: float, sleep: Callable[[float], None]) -> None:
+    """Wait until no statement carrying ``comment`` (a holder's log_comment) runs on the server;
+    past ``wait_s``, kill them and wait for that."""
+    if not comment:
+        return  # a holder of an older version: its statements cannot be told
+    deadline, said = time.monotonic() + wait_s, False
+    while running := client.query(
+        "SELECT count() FROM system.processes WHERE Settings['log_comment'] = %(comment)s",
+        parameters={"comment": comment},
+    ).result_rows[0][0]:
+        if time.monotonic() > deadline:
+            log.warning("killing %d statements of a rebuild still running after %.0fs (%s)", running, wait_s, comment)
+            kill = "KILL QUERY WHERE Settings['log_comment'] = %(comment)s SYNC"
+            client.command(kill, parameters={"comment": comment})
+            return
+        if not said:
+            log.info("waiting for %d statements of a rebuild that ended to end on the server (%s)", running, comment)
+            said = True
+        sleep(POLL_S)
 
 
 def _take_over(client, holder: dict) -> bool:

@@ -85,6 +85,11 @@ def test_events_arriving_while_their_days_are_rebuilt_are_kept(analytics_db, mon
         while not held(analytics_db):
             assert rebuilding.is_alive() and time.monotonic() < deadline, f"the rebuild never held: {outcome}"
             time.sleep(0.05)
+        # Its statements carry the lock's log_comment (profiles.yml), by which the lock finds them.
+        comments = "SELECT Settings['log_comment'] AS c FROM system.processes WHERE query LIKE '%rebuild_held%'"
+        while not (found := query(analytics_db, comments + " AND query NOT LIKE '%system.processes%'")):
+            assert time.monotonic() < deadline
+        assert found[0]["c"].startswith("analytics rebuild "), found
         deliver(analytics_db, during.messages)
         digests = digest_keys(analytics_db, during.prefix)
         assert rebuilding.is_alive(), f"the rebuild did not wait for the events: {outcome}"

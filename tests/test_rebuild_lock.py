@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import urlencode
 
 import pytest
 
@@ -21,7 +22,7 @@ from operations.backfill import BackfillFailed, rebuild_days
 from operations.rebuild_lock import RebuildBusy, _process_started, rebuild_lock
 from tests import datasets
 from tests.checks import assert_matches
-from tests.intake import deliver, execute, query
+from tests.intake import HTTP, deliver, execute, query
 
 LOCK = f"{DATABASE}.{REBUILD_LOCK}"
 MEASURES = "workflow_events, jobs, jobs_completed, jobs_failed, jobs_cancelled, job_execution_seconds, joblogs"
@@ -205,3 +206,53 @@ def test_of_two_waiters_that_find_the_same_dead_holder_one_takes_the_lock_over(a
     assert len(held) == 2
     first, second = sorted(held)
     assert first[1] <= second[0], "both held the lock at once"
+
+
+def run_marked(server, comment: str, seconds: float) -> threading.Thread:
+    """A statement of ``seconds`` carrying ``comment`` as its log_comment, as a rebuild's dbt sends them."""
+    url = f"{server.url}/?{urlencode({'log_comment': comment})}"
+    sql = f"SELECT sleepEachRow(0.5) FROM numbers({int(seconds * 2)}) SETTINGS max_block_size = 1"
+    statement = threading.Thread(target=HTTP.request, args=("POST", url), kwargs={"body": sql.encode()})
+    statement.start()
+    running = f"SELECT count() AS n FROM system.processes WHERE Settings['log_comment'] = '{comment}'"
+    deadline = time.monotonic() + 30
+    while query(server, running) != [{"n": 1}]:
+        assert time.monotonic() < deadline, "the statement did not start"
+        time.sleep(0.05)
+    return statement
+
+
+def still_running(server, comment: str) -> int:
+    sql = f"SELECT count() AS n FROM system.processes WHERE Settings['log_comment'] = '{comment}'"
+    return int(query(server, sql)[0]["n"])
+
+
+def test_the_lock_is_released_once_its_statements_have_ended_on_the_server(analytics_db):
+    """A dbt stopped mid-statement left it running on the server, and the lock went at once: a
+    rebuild waiting for it read the counters before that statement's deltas and corrected again."""
+    with rebuild_lock(analytics_db.settings()) as comment:
+        statement = run_marked(analytics_db, comment, seconds=3)  # as if its dbt had been stopped now
+    assert still_running(analytics_db, comment) == 0
+    statement.join(30)
+    assert not lock_rows(analytics_db)
+
+
+def test_statements_that_outlive_their_time_are_killed_before_the_lock_goes(analytics_db):
+    started = time.monotonic()
+    with rebuild_lock(analytics_db.settings(), statements_end_s=1) as comment:
+        statement = run_marked(analytics_db, comment, seconds=120)
+    assert still_running(analytics_db, comment) == 0 and time.monotonic() - started < 60
+    statement.join(30)
+    assert not statement.is_alive() and not lock_rows(analytics_db)
+
+
+def test_a_dead_holders_statements_end_before_its_lock_is_taken_over(analytics_db):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    comment = "analytics rebuild of a dead holder"
+    holder = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "2026-12-01T00:00:00+00:00"}
+    holder["statements"] = comment
+    execute(analytics_db, f"CREATE TABLE {LOCK} (holder String) ENGINE = Memory COMMENT '{json.dumps(holder)}'")
+    statement = run_marked(analytics_db, comment, seconds=3)
+    with rebuild_lock(analytics_db.settings(), wait_s=60):
+        assert still_running(analytics_db, comment) == 0
+    statement.join(30)
