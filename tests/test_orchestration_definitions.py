@@ -371,3 +371,21 @@ def test_the_dbt_resource_knows_its_dbts_version_without_starting_dbt(monkeypatc
     wrapper = dbt_resource(DagsterSettings(dbt_executable=program))
     assert wrapper.dbt_executable == str(program)
     assert wrapper._cli_version == resource._cli_version
+
+
+def test_a_failing_checks_advice_names_only_partitions_that_exist():
+    """It said to materialise partitions of daily_reconciliation for days before its first one, or
+    for today, which no partition holds; only the backfill command works for those."""
+    import datetime as dt
+
+    from orchestration.reconciliation.failing_rows import describe
+
+    first, today = dt.date(2025, 1, 1), dt.date(2026, 12, 7)
+    found = [("u", "w", "2026-12-01"), ("u", "w", "2024-12-31"), ("u", "w", "2026-12-07")]
+    keys = ["user_id", "workflow_id", "day"]
+    advice = describe(keys, found, first, today)
+    assert "materialise the partitions 2026-12-01 of daily_reconciliation" in advice
+    assert "`analytics backfill --day 2024-12-31 --day 2026-12-01 --day 2026-12-07`" in advice
+    outside = describe(keys, found[1:], first, today)
+    assert "materialise" not in outside and "no partition of daily_reconciliation holds them" in outside
+    assert "materialise those partitions" in describe(keys, found[:1], first, today)

@@ -8,6 +8,7 @@ first rows, which go into the check's description and metadata.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
@@ -22,8 +23,9 @@ SHOWN = 20  # rows a check's metadata shows
 KEYS = ("user_id", "workflow_id", "job_id", "day")
 
 
-def named(event, target_path: Path, clickhouse: ClickHouse):
-    """The event as it was, or, for a failing reconciliation check, with what it found off."""
+def named(event, target_path: Path, clickhouse: ClickHouse, first_partition: dt.date):
+    """The event as it was, or, for a failing reconciliation check, with what it found off;
+    ``first_partition``: daily_reconciliation's first day (its last is yesterday, UTC)."""
     if not isinstance(event, dg.AssetCheckResult) or event.passed or event.check_name not in RECONCILIATION_TESTS:
         return event
     compiled = sorted((target_path / "compiled").rglob(f"{event.check_name}.sql"))
@@ -41,18 +43,26 @@ def named(event, target_path: Path, clickhouse: ClickHouse):
         check_name=event.check_name,
         passed=False,
         severity=event.severity,
-        description=describe(keys, found),
+        description=describe(keys, found, first_partition),
         metadata={**event.metadata, "off": dg.MetadataValue.md(table(keys, found))},
     )
 
 
-def describe(keys: list[str], found: list[tuple[str, ...]]) -> str:
+def describe(
+    keys: list[str], found: list[tuple[str, ...]], first_partition: dt.date, today: dt.date | None = None
+) -> str:
     more = f" (the first {SHOWN})" if len(found) == SHOWN else ""
     if "day" in keys:
         days = sorted({row[keys.index("day")] for row in found})
         flags = " ".join(f"--day {day}" for day in days)
+        today = today or dt.datetime.now(dt.UTC).date()
+        partitions = [day for day in days if first_partition <= dt.date.fromisoformat(day) < today]
+        if not partitions:
+            where = "no partition of daily_reconciliation holds them (before ANALYTICS_BACKFILL_START_DATE, or today)"
+            return f"Off their raw history on {', '.join(days)}{more}: `analytics backfill {flags}` ({where})."
+        which = "those partitions" if partitions == days else f"the partitions {', '.join(partitions)}"
         return (
-            f"Off their raw history on {', '.join(days)}{more}: materialise those partitions of "
+            f"Off their raw history on {', '.join(days)}{more}: materialise {which} of "
             f"daily_reconciliation, or `analytics backfill {flags}`."
         )
     named_rows = ", ".join("/".join(row) for row in found)

@@ -89,7 +89,8 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
             with profile_environment(settings):
                 invocation = dbt.cli(dbt_build_args(settings), context=context, target_path=target_path)
             for event in invocation.stream():
-                yield named(event, target_path, clickhouse)  # what a failing check found off
+                # what a failing check found off
+                yield named(event, target_path, clickhouse, settings.backfill_start_date)
             succeeded = True
         finally:
             if succeeded:
