@@ -37,33 +37,35 @@ VARIANTS = {
 
 def compile_project(clickhouse, variant: str, tmp_path: Path) -> dict:
     target = tmp_path / variant
+    run_dbt_of_the_tests("compile_profile", clickhouse.port, target, tmp_path, variant, "compile")
+    return json.loads((target / "manifest.json").read_text())
+
+
+def run_dbt_of_the_tests(profile: str, port: int, target: Path, tmp_path: Path, variant: str, *command: str) -> None:
+    """A dbt command (its name, then its arguments) with a profile of tests/fixtures and a variant's vars."""
     result = subprocess.run(
         [
             dbt_executable(Settings()),
-            "compile",
+            command[0],
             "--project-dir",
             str(ROOT),
             "--profiles-dir",
-            str(ROOT / "tests" / "fixtures" / "compile_profile"),
+            str(ROOT / "tests" / "fixtures" / profile),
             "--target-path",
             str(target),
             "--log-path",
             str(tmp_path / "logs"),
+            *command[1:],
             "--vars",
             json.dumps(VARIANTS[variant]),
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         cwd=ROOT,
-        env={
-            **os.environ,
-            "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(clickhouse.port),
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        },
+        env={**os.environ, "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(port), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
     )
     assert result.returncode == 0, result.stdout[-4000:]
-    return json.loads((target / "manifest.json").read_text())
 
 
 def rendering(manifest: dict) -> str:
@@ -177,33 +179,7 @@ def cluster_ddl(clickhouse, tmp_path: Path) -> tuple[list[str], list[str]]:
 
 def run_on_cluster(recorder: DdlRecorder, tmp_path: Path, *command: str) -> None:
     """A dbt command of the cluster variant, through the recorder."""
-    result = subprocess.run(
-        [
-            dbt_executable(Settings()),
-            *command[:1],
-            "--project-dir",
-            str(ROOT),
-            "--profiles-dir",
-            str(ROOT / "tests" / "fixtures" / "cluster_profile"),
-            "--target-path",
-            str(tmp_path / "target"),
-            "--log-path",
-            str(tmp_path / "logs"),
-            *command[1:],
-            "--vars",
-            json.dumps(VARIANTS["server_cluster"]),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(recorder.port),
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        },
-    )
-    assert result.returncode == 0, result.stdout[-4000:]
+    run_dbt_of_the_tests("cluster_profile", recorder.port, tmp_path / "target", tmp_path, "server_cluster", *command)
 
 
 def test_cluster_ddl_matches_its_snapshot_and_clickhouse_parses_every_statement(clickhouse, tmp_path):

@@ -69,17 +69,24 @@ def test_audit_mode_keeps_lines_past_their_ttl_through_a_final_merge_and_retenti
     assert_matches(analytics_db, dropped)
 
 
-def test_a_rebuild_keeps_the_log_counts_of_a_job_whose_first_lines_expired(analytics_db):
-    # One job logged 40 days ago (past the 720 hours) and again an hour ago: the old day's lines go,
-    # and a rebuild of today cannot know them from raw history, so the job's counts must stand.
-    prefix = f"part{uuid.uuid4().hex[:6]}"
+def a_job_whose_first_lines_expired(server, name: str) -> tuple[JobLog, dt.datetime]:
+    """A job of its own that logged three lines 40 days ago (past the 720 hours, gone by a merge)
+    and two an hour ago; and that hour."""
+    prefix = f"{name}{uuid.uuid4().hex[:6]}"
     job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
     now = dt.datetime.now(dt.UTC)
     recent = now - dt.timedelta(hours=1)
     old = [log_event(job, f"{prefix}-old-{n}", now - dt.timedelta(days=40), message=f"old {n}") for n in range(3)]
     new = [log_event(job, f"{prefix}-new-{n}", recent, message=f"new {n}") for n in range(2)]
-    deliver(analytics_db, {"job_logs": old + new})
-    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")  # the old day's part goes
+    deliver(server, {"job_logs": old + new})
+    execute(server, "OPTIMIZE TABLE analytics.job_log_events FINAL")  # the old day's lines go
+    return job, recent
+
+
+def test_a_rebuild_keeps_the_log_counts_of_a_job_whose_first_lines_expired(analytics_db):
+    # One job logged 40 days ago (past the 720 hours) and again an hour ago: the old day's lines go,
+    # and a rebuild of today cannot know them from raw history, so the job's counts must stand.
+    job, recent = a_job_whose_first_lines_expired(analytics_db, "part")
     totals = f"""SELECT sum(lines) AS lines, sum(entries) AS entries FROM analytics.job_log_totals
                  WHERE user_id = '{job.user_id}'"""
     raw = f"SELECT count() AS n FROM analytics.job_log_events FINAL WHERE user_id = '{job.user_id}'"
@@ -95,14 +102,7 @@ def test_a_rebuild_keeps_the_log_counts_of_a_job_whose_first_lines_expired(analy
 def test_a_rebuild_raises_the_log_counts_of_a_job_whose_first_lines_expired_to_what_raw_history_holds(analytics_db):
     """Counted below the lines raw history still holds, a job whose first lines expired was reported
     by the reconciliation test (whatever the job's age) and never corrected by a rebuild."""
-    prefix = f"low{uuid.uuid4().hex[:6]}"
-    job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
-    now = dt.datetime.now(dt.UTC)
-    recent = now - dt.timedelta(hours=1)
-    old = [log_event(job, f"{prefix}-old-{n}", now - dt.timedelta(days=40), message=f"old {n}") for n in range(3)]
-    new = [log_event(job, f"{prefix}-new-{n}", recent, message=f"new {n}") for n in range(2)]
-    deliver(analytics_db, {"job_logs": old + new})
-    execute(analytics_db, "OPTIMIZE TABLE analytics.job_log_events FINAL")  # the old day's lines go
+    job, recent = a_job_whose_first_lines_expired(analytics_db, "low")
     # A block lost on the way to the totals: the job counted 1, where raw history holds 2 of its 5.
     execute(
         analytics_db,
