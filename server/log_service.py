@@ -145,7 +145,8 @@ class JobLogService:
         if subscription is not None:
             context.add_callback(subscription.cancel)
         try:
-            # Lines of the history that the tail may hand over again (landed after it starts from).
+            # Lines of the history that the tail may hand over again (landed after it starts from);
+            # kept for the tail's length (a few seconds of lines), as a raced line may come twice.
             sent_recently: set[str] = set()
             after = None
             while context.is_active():
@@ -162,9 +163,7 @@ class JobLogService:
             while context.is_active():
                 rows, end = subscription.take(WAKE_SECONDS)
                 for row in rows:
-                    if row.key in sent_recently:
-                        sent_recently.discard(row.key)
-                    elif where.accepts_stream(row.stream):
+                    if row.key not in sent_recently and where.accepts_stream(row.stream):
                         yield line_message(row)
                 if end is not None:
                     self._ended(end)

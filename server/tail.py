@@ -246,8 +246,13 @@ class TailHub:
                 tail = self._jobs.get(job)
                 if tail is None:  # every subscriber left during the poll
                     continue
-                fresh = [row for row in landed.get(job, []) if row.key not in tail.handed_out]
-                tail.handed_out.update((row.key, row.ingested_ms) for row in fresh)
+                # Each key once: two inserts that raced past the first-seen gate leave two rows of
+                # a line until a merge (on a ClickHouse server), and a poll may read both.
+                fresh = []
+                for row in landed.get(job, []):
+                    if row.key not in tail.handed_out:
+                        tail.handed_out[row.key] = row.ingested_ms
+                        fresh.append(row)
                 tail.handed_out = {
                     key: ingested for key, ingested in tail.handed_out.items() if ingested >= self._since_ms
                 }

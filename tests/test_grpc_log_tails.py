@@ -21,7 +21,7 @@ from analytics_proto import analytics_pb2 as pb
 from tests import log_datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import start_grpc
-from tests.intake import post_batch
+from tests.intake import execute, post_batch
 from tests.log_datasets import JobLog, job_event, log_event
 from tests.test_grpc_operations import certificates, logs  # noqa: F401 - the TLS fixtures
 
@@ -159,6 +159,27 @@ def test_a_tail_sends_the_history_then_each_line_that_lands_once_and_ends_with_t
     assert tail.error is None  # ended by the job, with OK
     assert [line.sequence for line in rest] == [8, 9]  # a poll's lines come in sequence order
     assert all(line.message == f"line {line.sequence}" for line in rest)
+
+
+def test_a_line_that_two_racing_inserts_both_stored_is_tailed_once(stub, analytics_db):
+    """Two inserts of one line that race past the first-seen gate (two senders, two Kafka consumers
+    on a ClickHouse server) leave two rows of it until a merge: a poll read both, and the tail sent
+    the line twice."""
+    job = Job(analytics_db, "raced")
+    job.land_lines([0])
+    tail = Tail(stub.StreamJobLogs(job.request(), timeout=300))
+    assert [line.sequence for line in tail.take(1)] == [0]
+    # Line 1, stored twice by one insert (so one poll reads both rows), as the race leaves it.
+    line_0 = f"SELECT * FROM analytics.job_log_events WHERE job_id = '{job.log.job_id}' AND sequence = 0"
+    key = f"{job.log.job_id}-1"
+    raced = f"""SELECT * REPLACE (now64(3, 'UTC') AS ingested_at, 1 AS sequence, 'line 1' AS message,
+                    '{key}' AS event_id, MD5('{key}') AS dedup_key) FROM ({line_0})"""
+    execute(analytics_db, f"INSERT INTO analytics.job_log_events {raced} UNION ALL {raced}")
+    job.land_lines([2])
+    job.land_job("completed")
+    rest = tail.take(2) + tail.finish()
+    assert tail.error is None
+    assert [line.sequence for line in rest] == [1, 2]
 
 
 def test_a_tail_of_an_ended_job_sends_its_lines_and_ends(stub, analytics_db):
