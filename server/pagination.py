@@ -60,7 +60,8 @@ class LogPosition:
 
 
 def fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps([str(part) for part in parts]).encode()).hexdigest()[:16]
+    """A query's parts, hashed; None (no filter) is not the text "None"."""
+    return hashlib.sha256(json.dumps([None if part is None else str(part) for part in parts]).encode()).hexdigest()[:16]
 
 
 def _seal(payload: dict) -> str:
