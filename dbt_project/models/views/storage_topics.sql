@@ -3,7 +3,8 @@
   held (log lines older than the retention are gone), and the messages dead-lettered from it.
   The analytics topic has no event time: its events count at the time they were received.
   min, max and count come from the parts' own metadata (every raw table is partitioned by its
-  time), so this reads no rows.
+  time), so this reads no rows; an event two racing inserts both stored (on a ClickHouse server)
+  counts twice until a merge, as FINAL, which would read every row, is not used.
 -#}
 with
 raw as (
