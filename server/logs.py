@@ -69,12 +69,14 @@ where {JOB} and is_line = true"""
 # ... and, for a job that never logged, whether it exists at all.
 JOB_EXISTS = f"select count() > 0 from {FIRST_SEEN} where {JOB}"
 # ... and, when more lines were counted than are stored, whether retention can have removed any:
-# the job's first log event on a day before every line is known to be kept (any retention applied
-# since, storage_log_retention's lines_complete_since, as the dbt tests and reconciliation decide),
-# or a TTL set by hand in another form. Else the difference is a line counted twice by two inserts
-# that raced with it (README, "Exact after reconciliation"), which reconciliation repairs.
+# the job's first line on a day before every line is known to be kept (any retention applied
+# since, storage_log_retention's lines_complete_since, as the dbt tests and reconciliation decide;
+# its first log event where no line's time was kept, as in totals from before first_line_at), or a
+# TTL set by hand in another form. Else the difference is a line counted twice by two inserts that
+# raced with it (README, "Exact after reconciliation"), which reconciliation repairs.
 MAY_HAVE_EXPIRED = f"""select
-    toDate((select min(first_event_at) from {LOG_TOTALS} where {JOB})) <= toDate(lines_complete_since)
+    toDate((select coalesce(min(first_line_at), min(first_event_at)) from {LOG_TOTALS} where {JOB}))
+        <= toDate(lines_complete_since)
     or (not audit_mode and log_retention_hours is null)
 from {qualified(names.STORAGE_LOG_RETENTION)}"""
 # StreamJobLogs: whether the job exists, whether it has ended, and how long ago its end landed

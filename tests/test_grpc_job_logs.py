@@ -448,15 +448,18 @@ def test_lines_counted_twice_by_racing_inserts_are_not_taken_for_expired(own_ana
 def lines_counted_twice_are_not_expired(stub, analytics_db) -> None:
     prefix = log_datasets.generate_logs(seed=75, users=0).prefix
     recent, old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2), dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
-    fresh, aged = (JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-{name}") for name in "fa")
+    fresh, aged, counted = (JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-{name}") for name in "fac")
     events = [
         *(log_datasets.log_event(fresh, f"{prefix}-f{n}", recent, sequence=n, message=f"line {n}") for n in range(2)),
         log_datasets.log_event(aged, f"{prefix}-a0", old, sequence=0, message="kept"),
+        # An old count-only event: the job's first log event is old, its lines are not.
+        log_datasets.log_event(counted, f"{prefix}-c0", old, count=40),
+        log_datasets.log_event(counted, f"{prefix}-c1", recent, sequence=1, message="line 1"),
     ]
     execute(analytics_db, "SYSTEM STOP TTL MERGES analytics.job_log_events")  # the old line stays stored
     try:
         assert post_batch(analytics_db, "job_logs", events).status == 200
-        for job in (fresh, aged):  # what the race leaves: one line counted once more
+        for job in (fresh, aged, counted):  # what the race leaves: one line counted once more
             execute(
                 analytics_db,
                 "INSERT INTO analytics.job_log_totals (user_id, workflow_id, job_id, lines, entries)"
@@ -467,5 +470,8 @@ def lines_counted_twice_are_not_expired(stub, analytics_db) -> None:
         # A job whose first line is past the retention: the difference may be retention's.
         response = stub.ListJobLogs(request_for(aged), timeout=30)
         assert (len(response.lines), response.lines_expired) == (1, True)
+        # Lines expire by their own age: an old count-only event made a raced line look expired.
+        response = stub.ListJobLogs(request_for(counted), timeout=30)
+        assert (len(response.lines), response.lines_expired) == (1, False)
     finally:
         execute(analytics_db, "SYSTEM START TTL MERGES analytics.job_log_events")
