@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from core.children import obey_stop_signals_and_die_with_parent
+from core.ports import url_host
 from core.settings.composed import Settings
 from operations.dbt import PROJECT_ROOT
 
@@ -77,7 +78,7 @@ class DagsterService:
     def url(self) -> str:
         host = self.settings.dagster_host
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        return f"http://{host}:{self.settings.dagster_port}"
+        return f"http://{url_host(host)}:{self.settings.dagster_port}"
 
     def log_path(self, name: str) -> Path:
         return self.home / f"{name}.log"

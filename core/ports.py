@@ -6,6 +6,11 @@ import errno
 import socket
 
 
+def url_host(host: str) -> str:
+    """A host as a URL holds it: an IPv6 address in brackets (``http://[::1]:8123``)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 class CannotListen(Exception):
     """An address a command would listen on is taken, not this machine's, or refused."""
 

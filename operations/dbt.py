@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from core.children import obey_stop_signals_and_die_with_parent
+from core.ports import url_host
 from core.settings.schema import SchemaSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def dbt_environment(settings: SchemaSettings) -> dict[str, str]:
     connection = settings.clickhouse_connection
     return {
         "ANALYTICS_DBT_TARGET": settings.dbt_target,
-        "ANALYTICS_CLICKHOUSE_HOST": connection.host,
+        "ANALYTICS_CLICKHOUSE_HOST": url_host(connection.host),  # dbt-clickhouse writes it into a URL
         "ANALYTICS_CLICKHOUSE_HTTP_PORT": str(connection.port),
         "ANALYTICS_CLICKHOUSE_USER": connection.user,
         "ANALYTICS_CLICKHOUSE_PASSWORD": connection.password,

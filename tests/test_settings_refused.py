@@ -42,6 +42,13 @@ from analytics.cli import main
         ("ANALYTICS_DATA_DIR", "", "is empty: give a value, or unset the variable"),
         ("ANALYTICS_CLICKHOUSE_HOST", " ", "is empty: give a value, or unset the variable"),
         ("ANALYTICS_GRPC_HOST", "", "is empty: give a value, or unset the variable"),
+        # Set to nothing: no user (every client refused, after the start), or the current directory.
+        ("ANALYTICS_CLICKHOUSE_USER", "", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_GRPC_TOKENS_FILE", "", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_GRPC_TLS_CERT", "", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_GRPC_TLS_KEY", "", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_GRPC_TLS_CLIENT_CA", "", "is empty: give a value, or unset the variable"),
+        ("ANALYTICS_DBT_EXECUTABLE", "", "is empty: give a value, or unset the variable"),
         ("ANALYTICS_DBT_EXECUTABLE", "/nonexistent/dbt", "/nonexistent/dbt is not a program this user can run"),
         ("ANALYTICS_DBT_EXECUTABLE", "/etc", "/etc is not a program this user can run"),
     ],
@@ -121,3 +128,20 @@ def test_a_variable_no_setting_reads_is_warned_of_naming_the_one_it_resembles():
     assert unknown_variables({"ANALYTICS_ZZZZZZZZZZZZZZZZZZZZ": "x"}) == [
         "ANALYTICS_ZZZZZZZZZZZZZZZZZZZZ is not a setting of this version and is ignored"
     ]
+
+
+def test_an_ipv6_host_is_written_in_brackets_in_every_url(monkeypatch):
+    """ANALYTICS_CLICKHOUSE_HOST=::1 gave http://::1:8123: every client failed (a port of ':1:8123')."""
+    from analytics.dagster_service import DagsterService
+    from core.clickhouse.http import HttpClient
+    from core.settings.composed import Settings
+    from operations.dbt import dbt_environment
+
+    settings = Settings(clickhouse_host="::1", clickhouse_http_port=41123, dagster_host="::1", dagster_port=41300)
+    assert settings.resolved_clickhouse_url == "http://[::1]:41123"
+    connection = settings.clickhouse_connection
+    assert (connection.host, connection.port, connection.url) == ("::1", 41123, "http://[::1]:41123")
+    assert HttpClient(settings.resolved_clickhouse_url).url == "http://[::1]:41123"
+    assert dbt_environment(settings)["ANALYTICS_CLICKHOUSE_HOST"] == "[::1]"  # dbt-clickhouse writes a URL of it
+    assert DagsterService(settings).url == "http://[::1]:41300"
+    assert Settings(clickhouse_url="http://[::1]:9000").clickhouse_connection.url == "http://[::1]:9000"

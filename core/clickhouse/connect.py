@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from core.ports import url_host
 from core.settings.clickhouse import ClickHouseConnection
 
 
@@ -18,7 +19,7 @@ def client(connection: ClickHouseConnection, **options):
     import clickhouse_connect
 
     return clickhouse_connect.get_client(
-        host=connection.host,
+        host=url_host(connection.host),  # clickhouse-connect writes it into a URL as it is
         port=connection.port,
         username=connection.user,
         password=connection.password,

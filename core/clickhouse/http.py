@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 import urllib3
 
 from core.backend import PerThread
+from core.ports import url_host
 
 _CODE_IN_BODY = re.compile(rb"Code: (\d+)\.")
 
@@ -62,7 +63,7 @@ class HttpClient:
         self.host = parts.hostname
         self.port = parts.port or (8443 if self.secure else 8123)
         scheme = "https" if self.secure else "http"
-        self.url = f"{scheme}://{self.host}:{self.port}"
+        self.url = f"{scheme}://{url_host(self.host)}:{self.port}"
         self.description = f"ClickHouse at {self.url}"
         self._path = parts.path.rstrip("/") + "/"
         self._timeout = timeout or urllib3.Timeout(connect=5.0, read=300.0)

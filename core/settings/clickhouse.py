@@ -8,7 +8,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from core.settings.common import CommonSettings, Directory, Host, NetworkList
+from core.ports import url_host
+from core.settings.common import CommonSettings, Directory, Given, Host, NetworkList
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ClickHouseConnection:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.secure else 'http'}://{self.host}:{self.port}"
+        return f"{'https' if self.secure else 'http'}://{url_host(self.host)}:{self.port}"
 
 
 class ClickHouseSettings(BaseModel):
@@ -29,7 +30,7 @@ class ClickHouseSettings(BaseModel):
 
     clickhouse_host: Host = Field("127.0.0.1", description="Address the embedded ClickHouse listens on.")
     clickhouse_http_port: int = Field(8123, ge=1, le=65535, description="HTTP port of the embedded ClickHouse.")
-    clickhouse_user: str = Field("default", description="ClickHouse user (embedded server and clients).")
+    clickhouse_user: Given = Field("default", description="ClickHouse user (embedded server and clients).")
     clickhouse_password: SecretStr = Field(SecretStr(""), description="ClickHouse password.")
     clickhouse_url: str | None = Field(
         None, description="ClickHouse to use in server mode, e.g. https://ch.example:8443 [default: the embedded one]."
@@ -62,7 +63,7 @@ class ClickHouseSettings(BaseModel):
         if self.clickhouse_url:
             return self.clickhouse_url
         host = "127.0.0.1" if self.clickhouse_host in ("0.0.0.0", "::") else self.clickhouse_host
-        return f"http://{host}:{self.clickhouse_http_port}"
+        return f"http://{url_host(host)}:{self.clickhouse_http_port}"
 
     @property
     def clickhouse_connection(self) -> ClickHouseConnection:

@@ -39,6 +39,10 @@ def _not_empty(value: object) -> object:
 Directory = Annotated[Path, BeforeValidator(_not_empty), AfterValidator(_a_directory)]
 # An address a server listens on.
 Host = Annotated[str, BeforeValidator(_not_empty)]
+# A name or a file that must be given if set (a user, a certificate): empty, it read as the
+# current directory, or as no user at all.
+Given = Annotated[str, BeforeValidator(_not_empty)]
+GivenPath = Annotated[Path, BeforeValidator(_not_empty)]
 
 # Addresses and CIDR networks, comma-separated, kept in canonical form (core/networks.py).
 NetworkList = Annotated[str, AfterValidator(normalized)]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from core.settings.common import Host, NetworkList
+from core.settings.common import GivenPath, Host, NetworkList
 from core.settings.schema import TopologySettings
 
 
@@ -82,12 +81,14 @@ class GrpcSettings(TopologySettings):
     grpc_tokens: SecretStr | None = Field(
         None, description="Bearer tokens of gRPC callers, TOKEN=USER_ID[,TOKEN=USER_ID...]; USER_ID * reads all."
     )
-    grpc_tokens_file: Path | None = Field(
+    grpc_tokens_file: GivenPath | None = Field(
         None, description="File of gRPC caller tokens, one 'TOKEN USER_ID' a line (# comments); adds to GRPC_TOKENS."
     )
-    grpc_tls_cert: Path | None = Field(None, description="PEM certificate chain of the gRPC service (turns TLS on).")
-    grpc_tls_key: Path | None = Field(None, description="PEM private key of GRPC_TLS_CERT.")
-    grpc_tls_client_ca: Path | None = Field(
+    grpc_tls_cert: GivenPath | None = Field(
+        None, description="PEM certificate chain of the gRPC service (turns TLS on)."
+    )
+    grpc_tls_key: GivenPath | None = Field(None, description="PEM private key of GRPC_TLS_CERT.")
+    grpc_tls_client_ca: GivenPath | None = Field(
         None, description="PEM CA that signs client certificates; when set, clients must present one (mutual TLS)."
     )
     grpc_allowed_networks: NetworkList | None = Field(

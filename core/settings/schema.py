@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from core.settings.clickhouse import ClickHouseSettings
-from core.settings.common import CommonSettings
+from core.settings.common import CommonSettings, GivenPath
 from core.settings.kafka import KafkaSettings
 
 
@@ -23,7 +23,7 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
     dbt_target: Literal["embedded", "server"] = Field(
         "embedded", description="dbt target: the embedded server, or a ClickHouse server/cluster."
     )
-    dbt_executable: Path | None = Field(
+    dbt_executable: GivenPath | None = Field(
         None,
         description="The program run as dbt: this environment's dbt-core, or a wrapper that runs it"
         " [default: the dbt installed beside analytics].",
