@@ -29,17 +29,24 @@ def _flag_names(given: dict) -> dict[str, str]:
     """The command line's name for each setting given by a flag: {'grpc_port': '--port'}.
 
     A flag is found by its value, the very object the command handed over (a setting's name and
-    its flag's differ: `--port` is grpc_port in one command, kafka_port in another).
+    its flag's differ: `--port` is grpc_port in one command, kafka_port in another). Python shares
+    small numbers, so of two flags given the same one, the one whose name ends the setting's is taken
+    (`--workers 0` is grpc_workers, `--port 0` grpc_port); none such, no flag is named.
     """
     context = click.get_current_context(silent=True)
     if context is None:
         return {}
     names = {}
     for field, value in given.items():
-        for param in context.command.params:
-            if param.name in context.params and context.params[param.name] is value and param.opts:
-                names[field] = param.opts[0]
-                break
+        candidates = [
+            param
+            for param in context.command.params
+            if param.name in context.params and context.params[param.name] is value and param.opts
+        ]
+        named = [param for param in candidates if field == param.name or field.endswith(f"_{param.name}")]
+        chosen = candidates if len(candidates) == 1 else named[:1]
+        if chosen:
+            names[field] = chosen[0].opts[0]
     return names
 
 

@@ -105,3 +105,15 @@ def test_a_data_directory_that_cannot_be_written_is_refused_in_one_line():
     result = run_cli("clickhouse", "--data-dir", "/proc/analytics-data", "--http-port", "1")
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines() == ["Error: cannot keep data in /proc/analytics-data: No such file or directory"]
+
+
+def test_up_names_the_host_variable_for_an_address_that_is_not_this_machines(tmp_path):
+    """It named ANALYTICS_GRPC_PORT for an ANALYTICS_GRPC_HOST no interface has, as `grpc` does not."""
+    result = run_cli(
+        "up",
+        "--no-dagster",
+        env={"ANALYTICS_GRPC_HOST": "192.0.2.1", "ANALYTICS_DATA_DIR": str(tmp_path / "data")},  # TEST-NET-1
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Error: cannot listen on 192.0.2.1:50055 (ANALYTICS_GRPC_HOST): " in result.stderr, result.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything started

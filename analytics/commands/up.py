@@ -70,8 +70,13 @@ def _ports_free(settings, with_kafka: bool) -> None:
                 f"{variable} and {taken[port]} are both {port}: give each part a port of its own"
             )
         taken[port] = variable
+    hosts = {"ANALYTICS_GRPC_PORT": "ANALYTICS_GRPC_HOST", "ANALYTICS_GRPC_METRICS_PORT": "ANALYTICS_GRPC_HOST"}
+    hosts["ANALYTICS_DAGSTER_PORT"] = "ANALYTICS_DAGSTER_HOST"
     try:
         for variable, host, port in wanted:
-            check_free(host, port, variable, holder="an `analytics up` already running")
+            # A host that is not this machine's is named as the host's variable, not the port's.
+            check_free(
+                host, port, variable, host_variable=hosts.get(variable, ""), holder="an `analytics up` already running"
+            )
     except CannotListen as error:
         raise click.ClickException(str(error)) from None
