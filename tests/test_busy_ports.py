@@ -117,3 +117,17 @@ def test_up_names_the_host_variable_for_an_address_that_is_not_this_machines(tmp
     assert result.returncode == 1, result.stderr
     assert "Error: cannot listen on 192.0.2.1:50055 (ANALYTICS_GRPC_HOST): " in result.stderr, result.stderr
     assert not (tmp_path / "data").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["ANALYTICS_DBT_TARGET=server", "ANALYTICS_INGEST=kafka", "ANALYTICS_CLUSTER=analytics_cluster"],
+)
+def test_up_refuses_the_settings_of_server_mode_before_it_starts(tmp_path, setting):
+    """They failed after the schema build began: 'start the embedded ClickHouse with
+    --allow-file-access' for Kafka-engine tables, or an unknown cluster."""
+    variable, value = setting.split("=")
+    result = run_cli("up", "--no-dagster", env={variable: value, "ANALYTICS_DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 1, result.stderr
+    assert f"`analytics up` runs the embedded default, where {setting} cannot hold" in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "data").exists()

@@ -42,6 +42,7 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
             "`analytics up` runs its own ClickHouse (on ANALYTICS_CLICKHOUSE_HTTP_PORT); ANALYTICS_CLICKHOUSE_URL is "
             "for the commands that reach another one (grpc, migrate, backfill...): unset it for `up`"
         )
+    _embedded_default(settings)
     _ports_free(settings, with_kafka)
     try:
         code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
@@ -49,6 +50,22 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         raise click.ClickException(str(error)) from None
     if code != 0:
         raise click.ClickException("the stack did not start; see the log above")
+
+
+def _embedded_default(settings) -> None:
+    """Refuse at once the settings of server mode: they failed after the schema build began, naming
+    neither (a file-access error of the Kafka-engine tables, an unknown cluster)."""
+    given = {
+        "ANALYTICS_DBT_TARGET": settings.dbt_target if settings.dbt_target != "embedded" else None,
+        "ANALYTICS_INGEST": settings.ingest if settings.ingest == "kafka" else None,
+        "ANALYTICS_CLUSTER": settings.cluster or None,
+    }
+    if wrong := [f"{name}={value}" for name, value in given.items() if value is not None]:
+        raise click.ClickException(
+            f"`analytics up` runs the embedded default, where {', '.join(wrong)} cannot hold: they are for a "
+            "ClickHouse server (`analytics migrate` with ANALYTICS_CLICKHOUSE_URL); unset them for `up` "
+            "(`up --with-kafka` ingests through a local broker with the bridge)"
+        )
 
 
 def _ports_free(settings, with_kafka: bool) -> None:
