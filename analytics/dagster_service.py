@@ -25,6 +25,7 @@ from pathlib import Path
 from core.children import obey_stop_signals_and_die_with_parent
 from core.ports import url_host
 from core.settings.composed import Settings
+from embedded.data_lock import DataDirectoryError, DataDirectoryLock
 from operations.dbt import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class DagsterService:
         self.home = settings.resolved_dagster_home.resolve()
         self.processes: dict[str, subprocess.Popen] = {}
         self._stopping = threading.Event()
+        self._lock = DataDirectoryLock(self.home)
 
     @property
     def url(self) -> str:
@@ -86,7 +88,12 @@ class DagsterService:
     def start(self) -> None:
         """Prepare the instance, spawn the webserver and the daemon; a thread reports when the UI serves."""
         self._check_address()
-        self.home.mkdir(parents=True, exist_ok=True)
+        # The instance is this process's: a second daemon on it (`analytics dagster` beside `up` on
+        # one data directory) ran every schedule and sensor twice, which Dagster does not support.
+        try:
+            self._lock.acquire()
+        except DataDirectoryError as error:
+            raise DagsterStartError(f"{error}: one Dagster a data directory") from None
         config = self.home / "dagster.yaml"
         if not config.exists():
             config.write_text(INSTANCE_CONFIG)
@@ -211,6 +218,21 @@ class DagsterService:
         """True while every child process is alive."""
         return bool(self.processes) and all(process.poll() is None for process in self.processes.values())
 
+    def watch(self, failed) -> None:
+        """Call ``failed(error)`` if the webserver or the daemon exits by itself, not on stop(): the
+        stack went on with schedules and sensors silently stopped."""
+
+        def wait_for_an_exit() -> None:
+            while not self._stopping.wait(0.5):
+                for name, process in list(self.processes.items()):
+                    if process.poll() is not None and not self._stopping.is_set():
+                        failed(
+                            RuntimeError(f"the {name} exited with {process.returncode}; its log: {self.log_path(name)}")
+                        )
+                        return
+
+        threading.Thread(target=wait_for_an_exit, name="dagster-watch", daemon=True).start()
+
     def stop(self) -> None:
         """SIGTERM to each child's process group, SIGKILL to what is left after stop_timeout."""
         self._stopping.set()
@@ -227,6 +249,7 @@ class DagsterService:
             # Its code server may outlive it for a moment; the group goes with it.
             _signal_group(process, signal.SIGKILL)
         self.processes.clear()
+        self._lock.release()
 
     def _tail(self, name: str, characters: int = 4000) -> str:
         path = self.log_path(name)

@@ -131,3 +131,13 @@ def test_up_refuses_the_settings_of_server_mode_before_it_starts(tmp_path, setti
     assert result.returncode == 1, result.stderr
     assert f"`analytics up` runs the embedded default, where {setting} cannot hold" in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "data").exists()
+
+
+@pytest.mark.kafka
+def test_kafka_with_one_port_for_the_broker_and_its_controller_is_refused_before_the_jvm_starts(tmp_path):
+    """The JVM started and said so only in a listener error among its own warnings."""
+    port = "41999"
+    result = run_cli("kafka", "--port", port, "--controller-port", port, "--data-dir", str(tmp_path / "kafka"))
+    assert result.returncode == 1, result.stderr
+    said = "ANALYTICS_KAFKA_PORT and ANALYTICS_KAFKA_CONTROLLER_PORT are both 41999: give each its own"
+    assert said in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr

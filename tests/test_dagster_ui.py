@@ -296,3 +296,40 @@ def test_a_killed_analytics_dagster_takes_the_webserver_and_daemon_with_it(tmp_p
         if alive(pid):
             os.killpg(pid, signal.SIGKILL)
     assert left == []
+
+
+def test_a_webserver_or_daemon_that_exits_by_itself_is_reported_to_the_stack(tmp_path):
+    """`up` did not notice its Dagster daemon killed: schedules and sensors silently stopped."""
+    from analytics.dagster_service import DagsterService
+
+    service = DagsterService(Settings(data_dir=tmp_path))
+    children = {name: subprocess.Popen(["sleep", "60"], start_new_session=True) for name in ("webserver", "daemon")}
+    service.processes = children  # as _spawn starts them: a process group each
+    reported: list[BaseException] = []
+    service.watch(reported.append)
+    try:
+        service.processes["daemon"].kill()
+        deadline = time.monotonic() + 30
+        while not reported:
+            assert time.monotonic() < deadline, "the daemon's exit was not reported"
+            time.sleep(0.1)
+        assert str(reported[0]).startswith("the daemon exited with -9; its log: ")
+    finally:
+        service.stop()
+    assert len(reported) == 1  # stop() itself reports nothing
+
+
+def test_a_second_dagster_on_one_data_directory_is_refused_before_it_starts(tmp_path):
+    """`analytics dagster` beside an `up` on the same data directory: two daemons ran one instance."""
+    from analytics.dagster_service import DagsterService, DagsterStartError
+    from embedded.data_lock import DataDirectoryLock
+
+    settings = Settings(data_dir=tmp_path, dagster_port=free_port())
+    held = DataDirectoryLock(settings.resolved_dagster_home)  # as the running one holds it
+    held.acquire()
+    try:
+        with pytest.raises(DagsterStartError, match="is in use by .*: one Dagster a data directory"):
+            DagsterService(settings).start()
+    finally:
+        held.release()
+    assert not (settings.resolved_dagster_home / "dagster.yaml").exists()  # nothing of its own written

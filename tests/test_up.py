@@ -140,6 +140,39 @@ def test_up_with_kafka_ingests_through_a_local_broker_and_serves_every_parts_met
     assert "stay uncommitted" not in text  # the bridge finished its batch before ClickHouse stopped
 
 
+@pytest.mark.kafka
+def test_a_local_broker_that_dies_stops_up_with_exit_status_1(tmp_path, kafka_jars):
+    """`up --with-kafka` went on when its broker died (a crash, or out of memory: the JVM exits on
+    it), with only the bridge's timeouts in the log, and nothing for a supervisor to restart."""
+    process, port, log = start_up(tmp_path, "--with-kafka", ANALYTICS_KAFKA_PORT=str(embedded_server.free_port()))
+    try:
+        wait_for(lambda: "the stack is up" in log.read_text(), process, log)
+        [jvm] = [pid for pid in children_of(process.pid) if "kafka.Kafka" in command_line(pid)]
+        os.kill(jvm, signal.SIGKILL)
+        assert process.wait(120) == 1, log.read_text()[-4000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert "local Kafka stopped: the broker exited with -9; its log: " in text, text[-4000:]
+    assert "Error: the stack stopped because a part of it failed; see the log above" in text
+
+
+def children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                children.append(int(stat.parent.name))
+        except OSError:
+            continue  # gone meanwhile
+    return children
+
+
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
 @pytest.mark.parametrize(
     "variable", ["ANALYTICS_GRPC_PORT", "ANALYTICS_DAGSTER_PORT", "ANALYTICS_CLICKHOUSE_HTTP_PORT"]
 )

@@ -44,11 +44,14 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         )
     _embedded_default(settings)
     _ports_free(settings, with_kafka)
+    stack = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka))
     try:
-        code = Stack(settings, components=stack_components(demo=demo, local_kafka=with_kafka)).run()
+        code = stack.run()
     except (DataDirectoryError, CannotListen) as error:
         raise click.ClickException(str(error)) from None
     if code != 0:
+        if stack.up.is_set():  # it had started and served: a part of it failed since
+            raise click.ClickException("the stack stopped because a part of it failed; see the log above")
         raise click.ClickException("the stack did not start; see the log above")
 
 

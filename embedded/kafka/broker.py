@@ -172,6 +172,10 @@ class KafkaBroker:
         """Refuse a port another process listens on: the JVM would say so only seconds later, after a
         broker already on the port had answered for it."""
         wanted = [("ANALYTICS_KAFKA_PORT", self.port), ("ANALYTICS_KAFKA_CONTROLLER_PORT", self.controller_port)]
+        if self.port == self.controller_port:
+            raise KafkaStartError(
+                f"ANALYTICS_KAFKA_PORT and ANALYTICS_KAFKA_CONTROLLER_PORT are both {self.port}: give each its own"
+            )
         try:
             for variable, port in wanted:
                 if port is not None:

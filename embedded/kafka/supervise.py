@@ -65,6 +65,19 @@ class BrokerComponent:
         if self._error is not None:
             raise self._error
 
+    def watch(self, failed) -> None:
+        """Call ``failed(error)`` if the broker's JVM exits by itself (a crash, out of memory: it runs
+        with ExitOnOutOfMemoryError), not on stop(): the stack went on with a bridge that only timed out."""
+        process = self.broker.process
+
+        def wait_for_an_exit() -> None:
+            code = process.wait()
+            if not self._stop.is_set():
+                failed(RuntimeError(f"the broker exited with {code}; its log: {self.broker.log_path}"))
+
+        if process is not None:
+            threading.Thread(target=wait_for_an_exit, name="kafka-broker-watch", daemon=True).start()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(self.broker.stop_timeout + 10)
