@@ -34,3 +34,20 @@ def answering(settings: SchemaSettings) -> SchemaSettings:
     finally:
         client.close()
     return settings
+
+
+def dbt_can_write(settings: SchemaSettings) -> SchemaSettings:
+    """``settings`` once dbt can keep its files (target, logs) under the data directory; else one
+    line naming it. dbt said only its exit status, with nothing above it."""
+    from operations.dbt import default_target_path
+
+    folder = default_target_path(settings).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".writable").touch()
+        (folder / ".writable").unlink()
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot keep dbt's files in {folder} (under ANALYTICS_DATA_DIR): {error.strerror or error}"
+        ) from None
+    return settings

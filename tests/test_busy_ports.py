@@ -141,3 +141,18 @@ def test_kafka_with_one_port_for_the_broker_and_its_controller_is_refused_before
     assert result.returncode == 1, result.stderr
     said = "ANALYTICS_KAFKA_PORT and ANALYTICS_KAFKA_CONTROLLER_PORT are both 41999: give each its own"
     assert said in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["backfill", "--day", "2026-11-20"]], ids=["migrate", "backfill"])
+def test_dbt_files_that_cannot_be_kept_are_named_in_one_line(refused_port, command):
+    """dbt said only 'dbt build failed (exit 2); see the output above', with no output above."""
+    result = run_cli(
+        *command,
+        "--clickhouse-url",
+        f"http://127.0.0.1:{refused_port}",
+        env={"ANALYTICS_DATA_DIR": "/proc/analytics-data"},
+    )
+    assert result.returncode == 1, result.stderr
+    folder = "/proc/analytics-data/dbt"
+    said = f"Error: cannot keep dbt's files in {folder} (under ANALYTICS_DATA_DIR): No such file or directory"
+    assert result.stderr.splitlines() == [said]

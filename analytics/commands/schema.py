@@ -8,7 +8,7 @@ import re
 import click
 
 from analytics.extras import check_installed, requires
-from analytics.reach import answering
+from analytics.reach import answering, dbt_can_write
 from analytics.settings import load_settings
 from core.settings.schema import SchemaSettings
 
@@ -24,7 +24,7 @@ def migrate(clickhouse_url, target) -> None:
 
         from operations.migrate import migrate as run_migrate
 
-    result = run_migrate(answering(settings.slice(SchemaSettings)))
+    result = run_migrate(answering(dbt_can_write(settings.slice(SchemaSettings))))
     if result.returncode != 0:
         raise click.ClickException(f"dbt build failed (exit {result.returncode}); see the output above")
 
@@ -73,7 +73,7 @@ def backfill(days, clickhouse_url) -> None:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="'--day'") from None
     try:
-        summary = rebuild_days(answering(settings.slice(SchemaSettings)), list(days))
+        summary = rebuild_days(answering(dbt_can_write(settings.slice(SchemaSettings))), list(days))
     except BackfillFailed as error:
         raise click.ClickException(str(error)) from None
     for day, rows in sorted(summary.rows_by_day.items()):
