@@ -12,8 +12,8 @@ import logging
 
 from confluent_kafka import KafkaError
 
-from embedded.bridge.consumer import REPEATS_EVERY_S, LibrdkafkaLog
 from embedded.bridge.fences import FENCE_WINDOW_S, FENCES_TOLERATED, Fences
+from embedded.bridge.librdkafka_log import REPEATS_EVERY_S, LibrdkafkaLog
 
 
 class Clock:

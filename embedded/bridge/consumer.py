@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import socket
 import threading
 import time
@@ -14,9 +13,11 @@ import tenacity
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from embedded import fault_points
+from embedded.bridge.commits import commit_after, commit_past_what_is_no_message
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.fences import FENCE_WINDOW_S, FENCES_TOLERATED, Fences
 from embedded.bridge.lag import LagReporter
+from embedded.bridge.librdkafka_log import LibrdkafkaLog
 from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
 from embedded.bridge.passing import Undecodable, count_skipped, go_past, undecodable
 from embedded.bridge.topic_identity import TopicIdentity
@@ -48,51 +49,8 @@ class Fenced(Exception):
         self.error = error
 
 
-# A librdkafka log line that repeats is passed on at most this often (LibrdkafkaLog).
-REPEATS_EVERY_S = 60.0
-
-# librdkafka's word that a partition's next offset is no longer on the broker (auto.offset.reset).
-OFFSET_RESET = re.compile(r"(?P<topic>\S+) \[(?P<partition>\d+)\]: offset reset \(at offset (?P<at>\d+)")
-
-
-class LibrdkafkaLog(logging.Logger):
-    """librdkafka's log lines (the `logger` of its configuration), passed on to this module's logger;
-    the partitions it moved to the earliest offset the broker still holds are kept for the
-    consumer to count what it never got.
-
-    A line that repeats (the same but for its numbers) is passed on once a minute, with how many
-    like it came meanwhile: a broker down for 27 s gave 1,700 lines of "Connection refused"."""
-
-    def __init__(self, name: str, clock=time.monotonic):
-        super().__init__(name)
-        self.resets: list[tuple[str, int, int]] = []  # (topic, partition, offset it was at)
-        self._clock = clock
-        self._seen: dict[str, list] = {}  # the line without its numbers -> [logged at, like it since]
-
-    def log(self, level, msg, *args, **kwargs) -> None:
-        line = msg % args if args else str(msg)
-        if found := OFFSET_RESET.search(line):
-            self.resets.append((found["topic"], int(found["partition"]), int(found["at"])))
-        now, shape = self._clock(), re.sub(r"\d+", "#", line)
-        seen = self._seen.get(shape)
-        if seen is not None and now - seen[0] < REPEATS_EVERY_S:
-            seen[1] += 1
-            return
-        if len(self._seen) >= 1000:  # shapes not seen for a minute are forgotten
-            self._seen = {key: value for key, value in self._seen.items() if now - value[0] < REPEATS_EVERY_S}
-        again = f" ({seen[1]} more like it in the last {now - seen[0]:.0f} s)" if seen and seen[1] else ""
-        self._seen[shape] = [now, 0]
-        log.log(level, "librdkafka: %s%s", line, again)
-
-
 class TopicGone(Exception):
     """The topic was deleted while the bridge read it (and maybe created again since)."""
-
-
-def _epoch(message: Message) -> int:
-    """The leader epoch a message was written in; -1 (none) from a broker too old to say."""
-    epoch = message.leader_epoch()
-    return -1 if epoch is None else epoch
 
 
 def is_fenced(error: KafkaError) -> bool:
@@ -401,24 +359,7 @@ class TopicConsumer:
                 action(*args)
 
     def _commit(self, messages: list[Message]) -> None:
-        last: dict[int, Message] = {}
-        for message in messages:
-            if message.partition() not in last or message.offset() > last[message.partition()].offset():
-                last[message.partition()] = message
-        # Each offset with the leader epoch of the message before it (KIP-320): a consumer that starts
-        # from it checks it against the leader's log, and after an unclean leader election goes on
-        # from where that log was cut. A bare offset is taken at its word: the messages written
-        # again below it, after the cut, would never be read.
-        offsets = [
-            TopicPartition(self.kafka_topic, partition, message.offset() + 1, leader_epoch=_epoch(message))
-            for partition, message in last.items()
-        ]
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as error:
-            # A rebalance took the partitions away: the new owner re-reads them and the gate
-            # drops what we already inserted.
-            log.warning("%s: commit failed (%s); the messages will be redelivered", self.name, error)
+        commit_after(self.consumer, self.kafka_topic, messages, self.name)
 
     def _report_lag_now_and_then(self) -> None:
         if not self.lag.due():
@@ -427,32 +368,8 @@ class TopicConsumer:
         if happened := self.identity.changed():
             said = "does not exist (it was deleted)" if happened == "deleted" else "was deleted and created again"
             raise TopicGone(f"topic {self.kafka_topic} {said}")
-        committed = None if self.pending else self._commit_past_what_is_no_message()
+        committed = None if self.pending else commit_past_what_is_no_message(self.consumer, self.name)
         self.lag.report_now_and_then(committed)
-
-    def _commit_past_what_is_no_message(self) -> dict[int, int] | None:
-        """Commit the consumer's position where it is past the last commit, everything consumed
-        being inserted: what follows the last message there is no message (a transaction's commit
-        marker, or records of an aborted one that read_committed skips). Committing only after
-        messages, a topic written in transactions lagged one marker a partition behind for ever.
-        Returns the committed offsets as they now stand (partition: offset), for the lag report."""
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return None
-        try:
-            committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
-            ahead = [
-                tp
-                for tp in self.consumer.position(assignment)
-                if tp.offset >= 0 and tp.offset > committed.get(tp.partition, -1)
-            ]
-            if ahead:
-                self.consumer.commit(offsets=ahead, asynchronous=False)
-                committed.update((tp.partition, tp.offset) for tp in ahead)
-            return committed
-        except KafkaException as error:
-            log.warning("%s: could not commit past the last message: %s", self.name, error)
-            return None
 
     def report_lag(self) -> list[dict]:
         return self.lag.report()
