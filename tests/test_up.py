@@ -18,6 +18,7 @@ from analytics_proto import analytics_pb2 as pb
 from analytics_proto.analytics_pb2_grpc import AnalyticsServiceStub
 from tests import embedded_server
 from tests.intake import HTTP
+from tests.test_dagster_ui import command_line, descendants
 from tests.test_metrics import scrape
 
 pytestmark = pytest.mark.long_file(33)  # seconds of a worker, measured: run first (tests/scheduling.py)
@@ -147,7 +148,7 @@ def test_a_local_broker_that_dies_stops_up_with_exit_status_1(tmp_path, kafka_ja
     process, port, log = start_up(tmp_path, "--with-kafka", ANALYTICS_KAFKA_PORT=str(embedded_server.free_port()))
     try:
         wait_for(lambda: "the stack is up" in log.read_text(), process, log)
-        [jvm] = [pid for pid in children_of(process.pid) if "kafka.Kafka" in command_line(pid)]
+        [jvm] = [pid for pid in descendants(process.pid) if "kafka.Kafka" in command_line(pid)]
         os.kill(jvm, signal.SIGKILL)
         assert process.wait(120) == 1, log.read_text()[-4000:]
     finally:
@@ -156,21 +157,6 @@ def test_a_local_broker_that_dies_stops_up_with_exit_status_1(tmp_path, kafka_ja
     text = log.read_text()
     assert "local Kafka stopped: the broker exited with -9; its log: " in text, text[-4000:]
     assert "Error: the stack stopped because a part of it failed; see the log above" in text
-
-
-def children_of(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
-                children.append(int(stat.parent.name))
-        except OSError:
-            continue  # gone meanwhile
-    return children
-
-
-def command_line(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 
 
 @pytest.mark.parametrize(
