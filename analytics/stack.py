@@ -17,6 +17,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import anyio
@@ -56,6 +57,7 @@ class Stack:
     failed: BaseException | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     up: threading.Event = field(default_factory=threading.Event)  # every component started
+    start_ended: threading.Event = field(default_factory=threading.Event)  # up, failed or stopped
     # One Prometheus endpoint for the whole stack: the HTTP interface's /metrics serves these.
     metrics: Registries = field(default_factory=lambda: Registries([REGISTRY]))
 
@@ -90,41 +92,39 @@ class Stack:
                 log.info("asked to stop (%s)%s", signal.Signals(sig).name, starting)
 
                 def stop_then_exit() -> None:
+                    # The step under way (the schema build, a component's start) still needs the
+                    # HTTP interface: it ends, no other starts, then the components stop.
+                    stack.start_ended.wait()
                     stack._stop_components()
                     super(StackServer, self).handle_exit(sig, frame)
 
                 threading.Thread(target=stop_then_exit, name="stack-stop", daemon=True).start()
 
-        serve_settings(
-            settings.slice(EmbeddedClickHouseSettings),
-            server_class=StackServer,
-            extra_lifespan=components_lifespan,
-            on_server=servers.append,
-            metrics=self.metrics,
-        )
+        try:
+            serve_settings(
+                settings.slice(EmbeddedClickHouseSettings),
+                server_class=StackServer,
+                extra_lifespan=components_lifespan,
+                on_server=servers.append,
+                metrics=self.metrics,
+            )
+        except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it handled again once all has stopped
+            if not self.stopping.is_set():
+                raise
         return 1 if self.failed is not None else 0
 
     async def _start_components(self, engine: Engine, server: uvicorn.Server) -> None:
         while not server.started:  # the HTTP interface must listen before dbt can use it
             await asyncio.sleep(0.05)
+        steps = [self._migrate] if self.migrate else []
+        steps += [partial(self._start, factory, engine, server) for factory in self.components]
         try:
-            if self.migrate:
-                await anyio.to_thread.run_sync(self._migrate)
-            for factory in self.components:
-                component = await anyio.to_thread.run_sync(factory, self.settings, engine)
-                if component is None:
-                    continue
-                log.info("starting %s", component.name)
-                await anyio.to_thread.run_sync(component.start)
-                self.started.append(component)
-                # A component that can fail once running (the bridge) stops the stack when it does.
-                watch = getattr(component, "watch", None)
-                if watch is not None:
-                    watch(lambda error, name=component.name: self._failed_while_running(name, error, server))
-                # A component with metrics of its own (the gRPC service) joins the one endpoint.
-                registry = getattr(getattr(component, "metrics", None), "registry", None)
-                if registry is not None:
-                    self.metrics.add(registry)
+            for step in [*steps, None]:
+                if self.stopping.is_set():  # asked meanwhile: no further step starts
+                    log.info("stopping before the stack was up (no start-up step under way)")
+                    return
+                if step is not None:
+                    await anyio.to_thread.run_sync(step)
             url = self.settings.resolved_clickhouse_url
             self.up.set()
             log.info("the stack is up: ClickHouse HTTP on %s (its SQL console: %s/play)", url, url.rstrip("/"))
@@ -132,6 +132,24 @@ class Stack:
             log.error("start-up failed: %s", error)
             self.failed = error
             server.should_exit = True
+        finally:
+            self.start_ended.set()
+
+    def _start(self, factory: ComponentFactory, engine: Engine, server: uvicorn.Server) -> None:
+        component = factory(self.settings, engine)
+        if component is None:
+            return
+        log.info("starting %s", component.name)
+        component.start()
+        self.started.append(component)
+        # A component that can fail once running (the bridge) stops the stack when it does.
+        watch = getattr(component, "watch", None)
+        if watch is not None:
+            watch(lambda error, name=component.name: self._failed_while_running(name, error, server))
+        # A component with metrics of its own (the gRPC service) joins the one endpoint.
+        registry = getattr(getattr(component, "metrics", None), "registry", None)
+        if registry is not None:
+            self.metrics.add(registry)
 
     def _migrate(self) -> None:
         from core.settings.schema import SchemaSettings
@@ -139,6 +157,7 @@ class Stack:
 
         log.info("building the schema (dbt build)")
         failing = build_for_start(self.settings.slice(SchemaSettings))
+        log.info("the schema is built")
         if failing:
             log.warning(
                 "the schema is built, but the data fails %d dbt test(s): %s. The stack starts so that it can"

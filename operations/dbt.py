@@ -117,9 +117,13 @@ def run_dbt(
     capture: bool = False,
     target_path: Path | None = None,
     log_comment: str = "",
+    own_process_group: bool = False,
 ) -> subprocess.CompletedProcess:
     """dbt ``command``; each statement it sends carries ``log_comment`` (system.processes and
-    query_log show it: a rebuild's statements are found by it, operations/rebuild_lock.py)."""
+    query_log show it: a rebuild's statements are found by it, operations/rebuild_lock.py).
+
+    ``own_process_group`` keeps a terminal's Ctrl-C, which reaches its whole process group, from
+    dbt: the caller alone decides when it stops (`up` lets its schema build end first)."""
     if target_path is None:
         forget_a_stale_stamp(settings)
     return subprocess.run(
@@ -132,4 +136,5 @@ def run_dbt(
         # A stopped or killed `analytics` takes its dbt with it: an orphan went on changing the
         # schema. (Linux signals the child when the thread that started it ends: this one waits.)
         preexec_fn=obey_stop_signals_and_die_with_parent,
+        process_group=0 if own_process_group else None,
     )

@@ -18,7 +18,9 @@ class SchemaBuildFailed(RuntimeError):
     """dbt could not build the schema itself (not: the data fails a test)."""
 
 
-def migrate(settings: SchemaSettings, capture: bool = False) -> subprocess.CompletedProcess:
+def migrate(
+    settings: SchemaSettings, capture: bool = False, own_process_group: bool = False
+) -> subprocess.CompletedProcess:
     """`dbt build`: create what is missing, update views in place, run every test. Safe to repeat.
 
     After a build that passed, the project's fingerprint (taken before dbt read the files) is
@@ -28,7 +30,7 @@ def migrate(settings: SchemaSettings, capture: bool = False) -> subprocess.Compl
     stamp = default_target_path(settings) / FINGERPRINT_FILE
     stamp.unlink(missing_ok=True)  # the manifest is about to be rewritten
     fingerprint = project_fingerprint(settings)
-    result = run_dbt(settings, "build", capture=capture)
+    result = run_dbt(settings, "build", capture=capture, own_process_group=own_process_group)
     if result.returncode == 0:
         stamp.write_text(fingerprint)
     return result
@@ -58,13 +60,13 @@ def build_for_start(settings: SchemaSettings) -> list[str]:
     models a failing test held back in `dbt build` are built by a `dbt run`, and the caller says
     which tests fail. Anything else that fails raises SchemaBuildFailed.
     """
-    result = migrate(settings, capture=True)
+    result = migrate(settings, capture=True, own_process_group=True)
     if result.returncode == 0:
         return []
     failing = failing_data_tests(default_target_path(settings))
     if failing is None:
         raise SchemaBuildFailed("dbt build failed:\n" + (result.stdout[-4000:] or result.stderr[-4000:]))
-    rest = run_dbt(settings, "run", capture=True)
+    rest = run_dbt(settings, "run", capture=True, own_process_group=True)
     if rest.returncode != 0:
         raise SchemaBuildFailed("dbt run failed:\n" + (rest.stdout[-4000:] or rest.stderr[-4000:]))
     return failing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.long_file(33)  # seconds of a worker, measured: run fir
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_up(tmp_path: Path, *flags: str, **env: str) -> tuple[subprocess.Popen, int, Path]:
+def start_up(tmp_path: Path, *flags: str, new_session: bool = False, **env: str) -> tuple[subprocess.Popen, int, Path]:
     port = embedded_server.free_port()
     log = tmp_path / "up.log"
     process = subprocess.Popen(
@@ -34,6 +35,7 @@ def start_up(tmp_path: Path, *flags: str, **env: str) -> tuple[subprocess.Popen,
         cwd=ROOT,
         stdout=open(log, "wb"),  # noqa: SIM115 - the child owns it
         stderr=subprocess.STDOUT,
+        start_new_session=new_session,  # a process group of its own, as a terminal's job has
         env={
             **os.environ,
             "ANALYTICS_DATA_DIR": str(tmp_path / "data"),
@@ -83,15 +85,28 @@ def test_up_with_demo_traffic_shows_numbers_then_stops_in_order(tmp_path):
     assert text.index("stopping demo traffic") < text.index("closed chDB and released")
 
 
-def test_a_stop_asked_during_the_schema_build_says_that_the_build_ends_first(tmp_path):
-    """SIGTERM while dbt built the schema was silent until the build ended, tens of seconds later."""
-    process, _, log = start_up(tmp_path)
+@pytest.mark.parametrize("how", ["SIGTERM to up", "Ctrl-C in its terminal"])
+def test_a_stop_asked_during_the_schema_build_lets_the_build_end_then_stops(tmp_path, how):
+    """SIGTERM while dbt built the schema said the build would end first, yet up exited within a
+    second and dbt stopped mid-node; a terminal's Ctrl-C reached dbt too (its process group)."""
+    process, _, log = start_up(tmp_path, new_session=True)
     try:
         wait_for(lambda: "building the schema" in log.read_text(), process, log)
+        time.sleep(1)  # dbt has started on the nodes
     finally:
-        text = stop(process, log)
-    assert "asked to stop (SIGTERM); the start-up step under way ends first" in text
+        if how == "SIGTERM to up":
+            process.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGINT)  # a terminal signals its whole foreground group
+        # uvicorn raises the signal again once all has stopped: SIGTERM ends the process, Ctrl-C is 0
+        assert process.wait(120) in (0, -signal.SIGTERM), log.read_text()[-4000:]
+    text = log.read_text()
+    assert "Aborted!" not in text  # click's word for a Ctrl-C it did not expect
+    asked = text.index("the start-up step under way ends first")
+    assert asked < text.index("the schema is built") < text.index("stopping before the stack was up"), text[-4000:]
     assert "the stack is up" not in text
+    results = json.loads((tmp_path / "data" / "dbt" / "target" / "run_results.json").read_text())["results"]
+    assert results and {result["status"] for result in results} <= {"success", "pass"}, results
 
 
 def answers_for_a_user(stub: AnalyticsServiceStub, port: int) -> bool:
