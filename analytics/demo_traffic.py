@@ -26,7 +26,7 @@ def demo_destination(settings: DemoSettings, kind: str | None = None):
 def run_logged_demo(settings: DemoSettings, stop: threading.Event) -> None:
     """`up --demo`: send until ``stop`` is set, reporting to the log."""
     from events import Client
-    from events.demo import run_demo, summary
+    from events.demo import delivery, run_demo, summary, undelivered
 
     sink, destination = demo_destination(settings)
     log.info(
@@ -38,7 +38,9 @@ def run_logged_demo(settings: DemoSettings, stop: threading.Event) -> None:
             rate=settings.demo_rate,
             users=settings.demo_users,
             should_stop=stop.is_set,
-            report=lambda c, s: log.info("demo: %s", summary(c, s)),
+            report=lambda c, s: log.info("demo: %s", summary(c, s, delivery(sink))),
             report_every=30,
         )
-    log.info("demo traffic stopped: %s", summary(counts, client.stats))
+    log.info("demo traffic stopped: %s", summary(counts, client.stats, delivery(sink), closed=True))
+    if lost := undelivered(client.stats, delivery(sink)):
+        log.warning("demo traffic: %d events were not delivered (see the log above)", lost)

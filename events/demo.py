@@ -354,12 +354,33 @@ def demo_sink(
     raise ValueError(f"unknown sink {kind!r}; choose clickhouse, kafka or logger")
 
 
-def summary(counts: Counter[str], stats: ClientStats, delivery: DeliveryStats | None = None) -> str:
-    """One line for people: what was generated, what reached the sink, what the sink delivered."""
+def summary(
+    counts: Counter[str], stats: ClientStats, delivery: DeliveryStats | None = None, closed: bool = False
+) -> str:
+    """One line for people: what was generated, what reached the sink, what the sink delivered;
+    once the client is `closed`, also what it left behind (not handed over, or still with the sink)."""
     by_topic = ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items()) if topic != "duplicates")
     total = sum(n for topic, n in counts.items() if topic != "duplicates")
     line = f"generated {total} events ({by_topic or 'none yet'}; {counts['duplicates']} duplicates)"
     line += f"; handed to the sink {stats.emitted}, dropped {stats.dropped}"
+    if stats.failed:
+        line += f", lost as the sink took them {stats.failed}"
+    if closed and stats.pending:
+        line += f", left undelivered at close {stats.pending}"
     if delivery is not None:
         line += f"; delivered {delivery.delivered}, rejected {delivery.rejected}, failed {delivery.failed}"
     return line
+
+
+def delivery(sink: Sink) -> DeliveryStats | None:
+    """A network sink's delivery counts as they are now; None for a sink without (the logger)."""
+    return getattr(sink, "stats", None)
+
+
+def undelivered(stats: ClientStats, delivery: DeliveryStats | None) -> int:
+    """Once the client is closed: the events generated that are not known to have been delivered
+    (dropped, lost or left behind by the client; rejected or failed by the sink)."""
+    lost = stats.dropped + stats.failed + stats.pending
+    if delivery is not None:
+        lost += delivery.rejected + delivery.failed
+    return lost

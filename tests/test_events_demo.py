@@ -265,6 +265,20 @@ def test_the_demo_command_fails_when_clickhouse_rejects_the_events(clickhouse):
     assert re.search(r"rejected [1-9]\d*", result.output) and "were not delivered" in result.output
 
 
+def test_the_demo_command_fails_when_events_are_left_behind_at_close(silent_port):
+    """A ClickHouse that never answers: close() gives up on what it still holds, and the command
+    said "failed 0" and exited 0, as if all had been delivered."""
+    env = {"ANALYTICS_CLICKHOUSE_URL": f"http://127.0.0.1:{silent_port}"}
+    result = CliRunner(env=env).invoke(
+        main, ["demo", "--sink", "clickhouse", "--duration", "2", "--rate", "100", "--seed", "1"]
+    )
+    assert result.exit_code == 1, result.output
+    final = result.output.splitlines()[-2]
+    generated = int(re.search(r"generated (\d+) events", final)[1])
+    assert re.search(r"left undelivered at close [1-9]", final), result.output
+    assert f"Error: {generated} events were not delivered" in result.output, result.output
+
+
 def test_an_unknown_demo_sink_is_refused():
     with pytest.raises(ValueError, match="clickhouse, kafka or logger"):
         demo_sink("pigeon", kafka_bootstrap=None, clickhouse_url="http://127.0.0.1:8123")

@@ -26,7 +26,7 @@ def demo(rate, users, duration, sink_kind, seed) -> None:
     configure_logging(loaded)
     settings = loaded.slice(DemoSettings)
     from events import Client
-    from events.demo import run_demo, summary
+    from events.demo import delivery, run_demo, summary, undelivered
 
     try:
         sink, destination = demo_destination(settings, settings.demo_sink)
@@ -40,9 +40,8 @@ def demo(rate, users, duration, sink_kind, seed) -> None:
             users=settings.demo_users,
             duration=duration,
             seed=seed,
-            report=lambda counts, stats: click.echo(summary(counts, stats, getattr(sink, "stats", None))),
+            report=lambda counts, stats: click.echo(summary(counts, stats, delivery(sink))),
         )
-    delivery = getattr(sink, "stats", None)  # network sinks count deliveries; the logger sink does not
-    click.echo(summary(counts, client.stats, delivery))
-    if delivery is not None and delivery.rejected + delivery.failed:
-        raise click.ClickException(f"{delivery.rejected + delivery.failed} events were not delivered (see the log)")
+    click.echo(summary(counts, client.stats, delivery(sink), closed=True))
+    if lost := undelivered(client.stats, delivery(sink)):
+        raise click.ClickException(f"{lost} events were not delivered (see the log)")
