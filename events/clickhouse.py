@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import urllib3
 
 from core.clickhouse.http import HttpClient, NoAnswer, ServerError
+from core.errors import Code
 from core.names import queue_table
 from events.contract import TELEMETRY_TOPIC
 from events.event import AnyEvent
@@ -37,10 +38,30 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ASYNC_INSERT = {"async_insert": "1", "wait_for_async_insert": "1"}
 
 
+# Refusals of the request itself, which no row of a joint insert can have caused: the batch's own
+# insert would be refused the same way, so it is not sent again alone.
+NOT_FROM_A_ROW = frozenset(
+    {
+        Code.UNKNOWN_TABLE,
+        Code.UNKNOWN_DATABASE,
+        Code.UNKNOWN_SETTING,
+        Code.READONLY,
+        Code.SYNTAX_ERROR,
+        Code.UNKNOWN_USER,
+        Code.WRONG_PASSWORD,
+        Code.REQUIRED_PASSWORD,
+        Code.AUTHENTICATION_FAILED,
+        Code.ACCESS_DENIED,
+        Code.DATABASE_ACCESS_DENIED,
+    }
+)
+
+
 def resend_alone(error: DeliveryError, joined: bool) -> bool:
     """Whether a refused batch goes once more on its own: only a refusal of an insert the server
-    may have joined with others' (whose bad rows it then shares); a retryable error is retried as is."""
-    return joined and not error.retryable
+    may have joined with others' (whose bad rows it then shares), and not one of the request itself
+    (a wrong password, an unknown table); a retryable error is retried as is."""
+    return joined and not error.retryable and error.code not in NOT_FROM_A_ROW and error.status not in (401, 403)
 
 
 class ClickHouseSink(ReportsFailures):

@@ -324,6 +324,26 @@ def test_only_a_refusal_of_a_joined_insert_is_sent_again_alone():
     assert not resend_alone(passing, joined=True)  # retried as it was
 
 
+@pytest.mark.parametrize(
+    ("status", "code"), [(403, 516), (404, 60), (404, 81), (500, 164), (400, 62), (401, 194), (403, None)]
+)
+def test_a_refusal_of_the_request_itself_is_not_sent_again_alone(status, code):
+    """A wrong password or an unknown table refuses the batch's own insert too: one request more."""
+    refused = DeliveryError(f"HTTP {status}", retryable=False, status=status, code=code)
+    assert not resend_alone(refused, joined=True)
+
+
+def test_a_wrong_password_costs_one_request_not_two(clickhouse, ch):
+    refused_before = refusals(clickhouse, 516)
+    reported = Reported()
+    sink = ClickHouseSink(clickhouse.url, database=ch.database, password="wrong", on_error=reported)
+    sink.emit([job("j-1")])
+    sink.close()
+    ((events, error),) = reported.calls
+    assert error.code == 516 and sink.stats.rejected == 1 and sink.stats.resent_alone == 0
+    assert refusals(clickhouse, 516) - refused_before == 1
+
+
 @pytest.mark.parametrize("name", ["query", "async_insert", "wait_for_async_insert", "max_threads; DROP"])
 def test_settings_cannot_replace_the_statement_or_the_sinks_own(name):
     with pytest.raises(ValueError, match=name.split(";")[0]):
