@@ -5,6 +5,7 @@ land, and the partition moves on."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -119,4 +120,35 @@ def test_a_message_the_consumer_cannot_decompress_is_dead_lettered_and_its_parti
     [letter] = query(analytics_db, f"SELECT offset, raw_message, error FROM {landing.database}.dead_letters FINAL")
     assert (int(letter["offset"]), letter["raw_message"]) == (1, "")
     assert letter["error"].startswith("the bridge could not decode this message (Decompression")
+    landing.drop()
+
+
+def test_a_batch_of_several_messages_the_consumer_cannot_decompress_is_passed_whole(analytics_db, kafka, caplog):
+    """librdkafka reports a batch's error at its first offset: once past that one, the fetch from
+    the next offset brought the same batch back, and its partition was held for ever."""
+    landing = own_landing(analytics_db, kafka, "payload String, offset UInt64", PASS_THROUGH)
+    config = landing.config(flush_interval_ms=100)
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "compression.type": "zstd",
+            "message.max.bytes": 200_000_000,
+            "linger.ms": 60_000,  # the first five in one record batch, sent by the flush
+            "batch.size": 200_000_000,
+        }
+    )
+    for value in (b"message 0", b"message 1", b"a" * (100 << 20), b"message 3", b"message 4"):
+        producer.produce(landing.prefix + "jobs", value)
+    producer.flush(60)
+    for value in (b"message 5", b"message 6"):
+        producer.produce(landing.prefix + "jobs", value)
+        producer.flush(60)
+    with caplog.at_level(logging.WARNING):
+        landing.consume(config)
+    landed = query(analytics_db, f"SELECT payload, offset FROM {landing.database}.landed ORDER BY offset")
+    assert [(row["payload"], int(row["offset"])) for row in landed] == [("message 5", 5), ("message 6", 6)]
+    letters = query(analytics_db, f"SELECT offset, raw_message FROM {landing.database}.dead_letters FINAL")
+    assert sorted((int(row["offset"]), row["raw_message"]) for row in letters) == [(n, "") for n in range(5)]
+    undecodable = [record for record in caplog.records if "Decompression" in record.getMessage()]
+    assert len(undecodable) == 1, [record.getMessage() for record in undecodable]  # once a minute, not a poll
     landing.drop()

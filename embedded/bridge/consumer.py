@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import tenacity
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from core.repeated_log import RepeatedFailure
 from embedded import fault_points
 from embedded.bridge.commits import commit_after, commit_past_what_is_no_message
 from embedded.bridge.config import BridgeConfig
@@ -19,7 +20,7 @@ from embedded.bridge.fences import FENCE_WINDOW_S, FENCES_TOLERATED, Fences
 from embedded.bridge.lag import LagReporter
 from embedded.bridge.librdkafka_log import LibrdkafkaLog
 from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
-from embedded.bridge.passing import Undecodable, count_skipped, go_past, undecodable
+from embedded.bridge.passing import UNDECODABLE, Undecodable, count_skipped, go_past, undecodable
 from embedded.bridge.topic_identity import TopicIdentity
 from embedded.bridge.writer import ClickHouseUnavailable, InsertFailed, LandingWriter, Verdict
 
@@ -73,6 +74,7 @@ class TopicConsumer:
         self.pending: list[Message] = []
         self.pending_bytes = 0  # of the messages' values: a block of large messages ends early
         self.passed: dict[int, int] = {}  # partition -> the offset it goes on from past an undecodable message
+        self.undecodable_log = RepeatedFailure(log, f"{self.name}: a message the consumer cannot decode")
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
         self.identity = TopicIdentity(config.bootstrap, self.kafka_topic)
@@ -241,7 +243,8 @@ class TopicConsumer:
         if self.pending:
             self._flush()  # what came before is inserted and committed first: the commit below passes it
         for message in stuck:
-            log.warning("%s: [%d] offset %d: %s", self.name, message.partition(), message.offset(), message.reason)
+            # A batch of many undecodable messages goes one offset a poll: logged once a minute.
+            self.undecodable_log.failed(f"[{message.partition()}] offset {message.offset()}: {message.reason}")
             self._with_retries(self.writer.dead_letter, message, message.reason)
             DEAD_LETTERED.labels(self.topic).inc()
             go_past(self.consumer, self.kafka_topic, message, self.passed, self.name)
@@ -256,7 +259,7 @@ class TopicConsumer:
                 raise Fenced(error)
             if error.fatal() or error.code() == KafkaError._FATAL:
                 raise KafkaException(error)
-            if not error.retriable():
+            if not error.retriable() and error.code() not in UNDECODABLE:  # those are dead-lettered
                 log.warning("%s: %s", self.name, error)
 
     def _explained(self, error: KafkaError) -> str:

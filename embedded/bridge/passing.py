@@ -7,6 +7,10 @@ takes it and no consumer can read it; or a corrupt batch) comes back as the same
 fetch, for ever: its partition stalled with no dead letter. Each such offset is dead-lettered
 without its bytes (they stay on the broker until its retention), naming the error, and the
 consumer goes on after it.
+
+A record batch is fetched whole and its error is reported at the batch's first offset, so a batch
+of several messages comes back with the same error from the offset after that one: each offset of
+it is dead-lettered in turn, until the consumer stands past the batch.
 """
 
 from __future__ import annotations
@@ -45,22 +49,23 @@ class Undecodable:
 
 
 def undecodable(batch: list[Message], passed: dict[int, int]) -> list[Undecodable]:
-    """The undecodable messages a poll reported, each once, but those already gone past
-    (``passed``: partition -> the offset the consumer goes on from)."""
+    """The undecodable messages a poll reported, each once (``passed``: partition -> the offset the
+    consumer goes on from, past the undecodable messages before it)."""
     found: dict[tuple[int, int], Undecodable] = {}
     for message in batch:
         error = message.error()
         if error is None or error.code() not in UNDECODABLE or message.offset() < 0:
             continue
-        if message.offset() < passed.get(message.partition(), -1):
-            continue
+        partition, at = message.partition(), message.offset()
+        # Reported again at an offset already gone past: fetched from the offset the consumer stands
+        # at, the same batch came back, so that offset is in it (librdkafka drops what it fetched
+        # before a seek).
+        at = max(at, passed.get(partition, -1))
         reason = (
             f"the bridge could not decode this message ({error.str()}): larger than receive.message.max.bytes "
             "once decompressed, or a corrupt record batch; its bytes stay on the broker until its retention"
         )
-        found.setdefault(
-            (message.partition(), message.offset()), Undecodable(message.partition(), message.offset(), reason)
-        )
+        found.setdefault((partition, at), Undecodable(partition, at, reason))
     return list(found.values())
 
 
