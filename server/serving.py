@@ -60,6 +60,7 @@ from server.serving_reads import (
     EVERY_USERS_PERCENTILES,
     EVERY_WORKFLOW,
     NEWEST_BLOCK,
+    OTHER_CHANGES,
     PENDING_MUTATIONS,
     SERIES_BUCKETS,
     every_users_series,
@@ -128,6 +129,7 @@ class ServingModel(Freshness):
         self._held = 0  # workflows in _workflows
         self.off: str | None = None  # why the model has turned itself off for good, if it has
         self._fresh_as_of: float | None = None  # our clock when the newest applied read was sent
+        self._other_changes: int | None = None  # over HTTP: OTHER_CHANGES as the newest full read found it
         self._floor: float | None = None  # our clock when a call last went to ClickHouse instead
         # Newest block of workflow_changes at the previous read and at the one before it.
         self._blocks: tuple[int, int] | None = None
@@ -270,6 +272,8 @@ class ServingModel(Freshness):
         counts = self._counts()  # before the reads: every write counted here is in what they see
         # Read before the rows: a mutation done by now is in them, one still running is not.
         pending = self._writes is not None and one_number(self._backend, PENDING_MUTATIONS, self._timeout)
+        if self._writes is None:
+            self._other_changes = one_number(self._backend, OTHER_CHANGES, self._timeout)
         newest = one_number(self._backend, NEWEST_BLOCK, self._timeout)
         rows = self._backend.rows(EVERY_WORKFLOW, {"limit": self.max_workflows + 1}, self._timeout)
         if len(rows) > self.max_workflows:
@@ -360,7 +364,11 @@ class ServingModel(Freshness):
             self.load()
             return
         if self._writes is None:
-            self.poll()
+            # Others write unseen: a change other than an insert (a DELETE, a TRUNCATE) is read whole.
+            if one_number(self._backend, OTHER_CHANGES, self._timeout) != self._other_changes:
+                self.load()
+            else:
+                self.poll()
             return
         inserts, changes = counts = self._writes.counts()
         if changes > self._covered[1]:

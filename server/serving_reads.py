@@ -31,6 +31,20 @@ from system.mutations
 where database = 'analytics' and table in ('workflow_totals', 'workflow_daily', 'job_duration_daily')
   and not is_done"""
 
+# Over HTTP, where no write log counts the other writers' statements: what changes when the tables
+# the model reads change other than by an insert. A mutation adds a row to system.mutations and is
+# counted again once done (ALTER ... UPDATE/DELETE, lightweight DELETE); TRUNCATE, DROP PARTITION or
+# a TTL removes parts, so the first block of a partition changes or the partition is gone. Merges
+# and inserts change neither. (The first insert into a new partition does: one full read more.)
+OTHER_CHANGES = """select toInt64(cityHash64(
+    (select (count(), countIf(is_done)) from system.mutations
+     where database = 'analytics' and table in ('workflow_totals', 'workflow_daily', 'job_duration_daily')),
+    (select groupBitXor(cityHash64(table, partition_id, first_block)) from (
+        select table, partition_id, min(min_block_number) as first_block from system.parts
+        where database = 'analytics' and table in ('workflow_totals', 'workflow_daily', 'job_duration_daily')
+          and active
+        group by table, partition_id))))"""
+
 # What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
 MODEL_SELECT = sql("""select
     user_id,

@@ -296,3 +296,37 @@ def test_a_rebuild_that_moves_counters_between_days_reaches_a_users_time_series(
             assert queries_run(service, *STATEMENTS) == before, "answered by ClickHouse, not by the model"
     finally:
         assert service.stop() == 0, service.log()
+
+
+def test_a_delete_or_truncate_another_writer_runs_reaches_the_model_within_its_bound(own_analytics_db, tmp_path):
+    """Over HTTP the model polled only the keys inserts touched: a correction by ALTER ... DELETE or
+    a TRUNCATE in ad-hoc SQL was answered from memory for up to ten minutes (its full re-read)."""
+    server, _ = own_analytics_db
+    data = datasets.generate(seed=91, users=2, workflows_per_user=2, jobs_per_workflow=3)
+    deliver(server, data.messages)
+    erased, other = data.expected.users
+    bound = 1.0
+    service = start_served(tmp_path, server.url, bound)
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+
+            def jobs(user: str) -> int | None:
+                try:
+                    return stub.GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=user), timeout=30).total_jobs
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.NOT_FOUND, error
+                    return None
+
+            assert jobs(erased) == data.expected.user(erased)[1] and jobs(other)
+            execute(
+                server,
+                f"ALTER TABLE analytics.workflow_totals DELETE WHERE user_id = '{erased}' SETTINGS mutations_sync = 2",
+            )
+            time.sleep(bound + 1.5)  # a poll or two of the model's
+            assert jobs(erased) is None and jobs(other) == data.expected.user(other)[1]
+            execute(server, "TRUNCATE TABLE analytics.workflow_totals")
+            time.sleep(bound + 1.5)
+            assert jobs(other) is None
+    finally:
+        assert service.stop() == 0, service.log()
