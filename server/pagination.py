@@ -1,8 +1,9 @@
 """Page tokens: where the previous page ended, for one query only.
 
 A token holds the last row's sort key (keyset pagination: a row added between pages is neither
-skipped nor repeated because of an offset) and a fingerprint of the query, so it cannot be used
-with another user, job, order or filter. ListWorkflowAnalytics resumes after (sort value,
+skipped nor repeated because of an offset, though a row whose sort key changes between pages, a
+workflow's counter, may cross the point and be) and a fingerprint of the query, so it cannot be
+used with another user, job, order or filter. ListWorkflowAnalytics resumes after (sort value,
 workflow id); ListJobLogs after (sequence, time in milliseconds, event key).
 """
 
