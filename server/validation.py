@@ -23,6 +23,9 @@ FIRST_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LAST_TIME = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 _PAST_LAST_TIME = LAST_TIME + dt.timedelta(seconds=1)  # no stored time is at or after it
 MAX_CONTAINS_LENGTH = 1000
+# A kind filter travels to ClickHouse as a query parameter in the URL (a server's http_max_uri_size
+# is 1 MiB by default; percent-encoded, a character takes up to 12 bytes there).
+MAX_KIND_LENGTH = 10_000
 
 
 class InvalidArgument(ValueError):
@@ -73,11 +76,17 @@ def check_kind(value: str) -> str | None:
     A stored kind is what a workflow event's `kind` (or a WORKFLOWS event's `Data.kind`) held: any
     non-empty UTF-8 text, of any length and any characters (the event contract's rules
     kind_is_required and text_is_utf8). So any such text may match, compared as it is, as a query
-    parameter. Only text that is not UTF-8 never can: a proto string cannot carry it (the request
-    is refused before it gets here), but a caller in Python can pass a lone surrogate.
+    parameter, up to MAX_KIND_LENGTH characters. Only text that is not UTF-8 never can: a proto
+    string cannot carry it (the request is refused before it gets here), but a caller in Python
+    can pass a lone surrogate.
     """
     if not value:
         return None
+    if len(value) > MAX_KIND_LENGTH:
+        raise InvalidArgument(
+            f"kind is longer than {MAX_KIND_LENGTH:,} characters ({len(value):,}): no filter by it is possible "
+            "(workflows of such a kind are listed without the filter)"
+        )
     if not value.isascii():
         try:
             value.encode()

@@ -85,6 +85,11 @@ def invalid_requests():
             pb.ListWorkflowAnalyticsRequest(user_id="u", page_token="not-a-token"),
             "page_token is not a token this service issued",
         ),
+        (  # a megabyte of it went to ClickHouse in the URL and came back INTERNAL
+            "GetUserAnalyticsDetails",
+            pb.GetUserAnalyticsDetailsRequest(user_id="u", kind="é" * 500_000),
+            "kind is longer than 10,000 characters (500,000)",
+        ),
     ]
 
 
@@ -161,6 +166,20 @@ def not_found_requests(user: str, others_workflow: str):
         ("GetAnalyticsTimeSeries", pb.GetAnalyticsTimeSeriesRequest(user_id=user, workflow_id=others_workflow)),
         ("ListWorkflowAnalytics", pb.ListWorkflowAnalyticsRequest(user_id=unknown)),
     ]
+
+
+@pytest.mark.parametrize("method", ["GetUserAnalyticsDetails", "GetAnalyticsTimeSeries", "ListWorkflowAnalytics"])
+def test_the_longest_kind_a_filter_may_name_reaches_clickhouse(stub, loaded, method):
+    """10,000 characters of four UTF-8 bytes each: 120 KB of the URL that carries the parameter."""
+    dataset, _ = loaded
+    request = getattr(pb, f"{method}Request")(user_id=dataset.expected.users[0], kind="😀" * 10_000)
+    answer = getattr(stub, method)(request, timeout=30)
+    found = {
+        "GetUserAnalyticsDetails": lambda: answer.summary.total_jobs,
+        "GetAnalyticsTimeSeries": lambda: len(answer.points),
+        "ListWorkflowAnalytics": lambda: len(answer.workflows),
+    }[method]()
+    assert found == 0  # no workflow of that kind; asked of ClickHouse and answered
 
 
 def test_unknown_users_and_other_users_workflows_are_not_found(stub, loaded):
