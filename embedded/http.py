@@ -36,7 +36,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from core.errors import Code
-from embedded import async_inserts, web_ui
+from embedded import async_inserts, readonly, web_ui
 from embedded.engine import Engine
 from embedded.errors import ClickHouseError, unexpected
 from embedded.fence import Fence
@@ -271,6 +271,8 @@ class Front:
         self, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader
     ) -> Response:
         # The rows reach chDB through FROM INFILE, never pasted after the statement (embedded/inserts.py).
+        if spec.readonly:  # before an asynchronous insert's queue, which would run it on another request's lease
+            raise readonly.refusal(spec.method, spec.user)
         async_inserts.check_settings(spec.settings)
         limit = self.config.small_insert_limit
         while not body.exhausted and len(head) - insert.data_start <= limit:

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import Code
+from embedded import readonly
 from embedded.engine import Connection, ResultStream
 from embedded.errors import ClickHouseError
 from embedded.request import RequestSpec
@@ -51,12 +51,8 @@ class Lease:
         statement_class = statement_class or connection.classify(sql)
         self._statement_class = statement_class
         self._temporary_table = statement_class == "MUTATING" and _creates_temporary_table(sql)
-        if spec.method == "GET" and statement_class in ("MUTATING", "MUTATING_GLOBAL"):
-            raise ClickHouseError.of(
-                Code.READONLY,
-                "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
-                "You should use method POST for modifying queries",
-            )
+        # chDB's own readonly (below) lets some writes pass, and a session's connection cannot have it.
+        readonly.check(spec.readonly, spec.method, spec.user, statement_class, sql)
         settings = spec.settings
         if spec.kill_marker is not None and statement_class != "CONTROL" and (spec.mark_every_statement or mark):
             settings = {**settings, "log_comment": spec.kill_marker}  # embedded.kill_marks
@@ -67,12 +63,7 @@ class Lease:
                 connection.query(f"SET readonly = {quote_string(spec.readonly)}")
             return
         # A session keeps its own USE and SET; the request's database and settings are undone after.
-        # readonly cannot be undone, so in a session it is enforced by statement class instead.
-        if spec.readonly and (
-            statement_class in ("MUTATING", "MUTATING_GLOBAL")
-            or (spec.readonly == "1" and statement_class == "CONTROL")
-        ):
-            raise ClickHouseError.of(Code.READONLY, f"{spec.user}: Cannot execute query in readonly mode")
+        # readonly cannot be undone, so in a session only the check above enforces it.
         if spec.database:
             connection.use(spec.database)
         if settings:

@@ -26,6 +26,7 @@ from core.errors import Code
 from embedded import framing, native_compression
 from embedded.codecs import Decoder, choose_response_encoding
 from embedded.errors import ClickHouseError
+from embedded.readonly import level as readonly_level
 
 # URL parameters the front itself consumes; every other one (except param_*) is a setting.
 HTTP_PARAMETERS = frozenset(
@@ -74,7 +75,7 @@ class RequestSpec:
     database: str | None
     default_format: str
     settings: dict[str, str]
-    readonly: str | None
+    readonly: str | None  # "1" or "2"; "2" for any method but POST that asked for none (embedded.readonly)
     params: dict[str, str]
     session_id: str | None
     session_timeout: float
@@ -166,7 +167,7 @@ async def parse_request(
         database=headers.get("x-clickhouse-database") or url.get("database") or None,
         default_format=headers.get("x-clickhouse-format") or url.get("default_format") or "TabSeparated",
         settings=settings,
-        readonly=readonly if readonly not in (None, "0") else None,
+        readonly=readonly_level(request.method, readonly),
         params={name[len("param_") :]: value for name, value in url.items() if name.startswith("param_")},
         session_id=url.get("session_id") or None,
         session_timeout=session_timeout(url.get("session_timeout"), default_session_timeout, max_session_timeout),
