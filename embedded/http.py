@@ -231,6 +231,9 @@ class Front:
             chunk = await body.read()
             if chunk is not None:
                 head += chunk
+        if insert is not None and insert.select and insert.input_call is None:
+            # INSERT ... SELECT ... FORMAT X without input(): nothing reads the data, as on a server.
+            head, insert, body.exhausted = head[: insert.data_start], None, True
         if insert is not None:
             if insert.data_start > spec.max_query_size + 1:  # the statement, not its data (as ClickHouse)
                 raise _query_too_large(spec)
@@ -283,6 +286,7 @@ class Front:
         if (
             small
             and spec.session_id is None
+            and not insert.select
             and async_inserts.wanted(spec.settings, insert.format, self.config.async_insert)
         ):
             return await self._insert_coalesced(spec, lease, head, insert)

@@ -133,19 +133,35 @@ def _end_of_block_comment(text: str, start: int) -> int:
 
 @dataclass(frozen=True)
 class InsertData:
-    """An INSERT whose rows follow the statement text in the request."""
+    """An INSERT whose rows follow the statement text in the request.
+
+    ``INSERT ... SELECT ... FROM input('structure') FORMAT X`` is one too: its SELECT reads the rows
+    (``select``, and ``input_call``: the byte offsets of ``input``, its arguments' start and end, and
+    the end of the call). An ``INSERT ... SELECT ... FORMAT X`` without input() has nothing that reads
+    the data that follows.
+    """
 
     format: str
     # Byte offsets into the request text.
     clause_start: int  # where ``FORMAT X`` or ``VALUES`` starts
     settings_start: int | None  # a top-level SETTINGS clause between the table and the data clause
     data_start: int
+    select: bool = False
+    input_call: tuple[int, int, int, int] | None = None
 
     def statement_reading_from(self, head: bytes, source: str) -> bytes:
-        """The same INSERT, reading its rows from ``FROM INFILE source`` instead of inline data.
+        """The same INSERT, reading its rows from ``FROM INFILE source`` instead of inline data
+        (input() reads them from ``file(source, format, structure)``).
 
         ``head`` is the request's bytes up to the data; the statement keeps them exactly as sent.
         """
+        if self.input_call is not None:
+            start, arguments_start, arguments_end, end = self.input_call
+            arguments = [quote_string(source).encode(), quote_string(self.format).encode()]
+            if structure := bytes(head[arguments_start:arguments_end]).strip():
+                arguments.append(structure)
+            call = b"file(" + b", ".join(arguments) + b")"
+            return bytes(head[:start]) + call + bytes(head[end : self.clause_start]).rstrip()
         cut = self.settings_start if self.settings_start is not None else self.clause_start
         parts = [
             bytes(head[:cut]).rstrip(),
@@ -220,8 +236,10 @@ def find_insert_data(text: str, complete: bool) -> InsertData | None | bool:
         for token in stream:
             if token.depth == 0 and token.kind == "word":
                 word = token.upper
-                if word in ("SELECT", "WITH", "FROM"):
-                    return None  # INSERT ... SELECT or INSERT ... FROM INFILE: no inline data
+                if word in ("SELECT", "WITH"):
+                    return _select_data(text, stream, complete)
+                if word == "FROM":
+                    return None  # INSERT ... FROM INFILE: no inline data
                 if word == "SETTINGS" and settings_start is None:
                     settings_start = token.start
                 elif word == "VALUES":
@@ -234,6 +252,40 @@ def find_insert_data(text: str, complete: bool) -> InsertData | None | bool:
     except IncompleteText:
         return None if complete else False
     return None if complete else False
+
+
+# Words after which FORMAT is a name in an expression (a column, a table), not the format clause.
+_BEFORE_A_NAME = frozenset(
+    {"SELECT", "DISTINCT", "AS", "FROM", "JOIN", "WHERE", "PREWHERE", "HAVING", "AND", "OR", "NOT", "BY", "ON",
+     "USING", "IN", "LIKE", "ILIKE", "IS", "BETWEEN", "CASE", "WHEN", "THEN", "ELSE", "LIMIT", "OFFSET", "WITH"}
+)  # fmt: skip
+
+
+def _select_data(text: str, stream, complete: bool) -> InsertData | None | bool:
+    """The data after ``INSERT ... SELECT ... FORMAT X``, and the select's input() call, if any."""
+    call, opened, previous = None, None, None
+    for token in stream:
+        if opened is not None and token.kind == "close" and token.depth == opened.depth:
+            call, opened = (call[0], opened.end, token.start, token.end), None
+        elif call is None and previous is not None and previous.upper == "INPUT" and token.kind == "open":
+            call, opened = (previous.start, 0, 0, 0), token
+        elif token.depth == 0 and token.kind == "word" and token.upper == "FORMAT" and _ends_an_expression(previous):
+            name = next(stream, None)
+            if name is None or (name.end == len(text) and not complete):
+                return None if complete else False
+            if name.kind in ("word", "quoted", "string"):
+                data_start = _data_start(text, name.end)
+                return InsertData(
+                    _unquote(name.text), token.start, None, data_start, True, call if opened is None else None
+                )
+        previous = token
+    return None if complete else False
+
+
+def _ends_an_expression(token: Token | None) -> bool:
+    if token is None or token.kind in ("open", "other"):
+        return False
+    return token.kind != "word" or token.upper not in _BEFORE_A_NAME
 
 
 def insert_target(statement: str) -> tuple[str | None, str] | None:

@@ -200,6 +200,50 @@ def test_statement_and_rows_in_the_body_with_blank_lines(clickhouse, db):
     assert [json.loads(row)["s"] for row in rows] == ["", "SELECT 'not executed'", "first"]
 
 
+INPUT = "INSERT INTO {db}.typed SELECT n * 10, upper(s) FROM input('n UInt32, s String') FORMAT {fmt}"
+
+
+@pytest.mark.parametrize("where", ["url", "body"])
+def test_insert_select_from_input_reads_the_rows_of_the_body(clickhouse, db, where):
+    # The statement answered 200 and inserted nothing; a blank line in the rows ended them, and
+    # chDB ran what followed it as SQL.
+    post(clickhouse, f"CREATE TABLE {db}.typed (n UInt32, s String) ENGINE = MergeTree ORDER BY n".encode())
+    post(clickhouse, f"CREATE TABLE {db}.kept (n UInt8) ENGINE = Memory".encode())
+    statement = f"INSERT INTO {db}.typed SELECT length(s), upper(s) FROM input('s String') FORMAT TSV"
+    rows = f"a\n\nDROP TABLE {db}.kept\n".encode()
+    answer = (
+        post(clickhouse, rows, query=statement)
+        if where == "url"
+        else post(clickhouse, statement.encode() + b"\n" + rows)
+    )
+    assert answer.status == 200, answer.data
+    assert json.loads(answer.headers["X-ClickHouse-Summary"])["written_rows"] == "3"
+    dropped = f"DROP TABLE {db}.kept"
+    assert post(clickhouse, f"SELECT n, s FROM {db}.typed ORDER BY n".encode()).data == (
+        f"0\t\n1\tA\n{len(dropped)}\t{dropped.upper()}\n".encode()
+    )
+    assert post(clickhouse, f"EXISTS TABLE {db}.kept".encode()).data == b"1\n"
+
+
+def test_insert_select_from_input_streams_a_large_body_and_refuses_a_bad_row(clickhouse, db):
+    post(clickhouse, f"CREATE TABLE {db}.typed (n UInt32, s String) ENGINE = MergeTree ORDER BY n".encode())
+    rows = b"".join(b'%d,"row %d"\n' % (i, i) for i in range(200_000))  # over the 1 MiB read whole
+    assert post(clickhouse, rows, query=INPUT.format(db=db, fmt="CSV")).status == 200
+    assert post(clickhouse, f"SELECT count(), max(n) FROM {db}.typed".encode()).data == b"200000\t1999990\n"
+    bad = post(clickhouse, b"1,x\nnot a number,y\n", query=INPUT.format(db=db, fmt="CSV"))
+    assert bad.headers["X-ClickHouse-Exception-Code"] == "27"
+    assert b".rows" not in bad.data and b"/tmp" not in bad.data  # no temporary file of the front
+    assert post(clickhouse, f"SELECT count() FROM {db}.typed".encode()).data == b"200000\n"
+
+
+def test_data_after_insert_select_without_input_is_never_sql(clickhouse, db):
+    # As on a server, nothing reads it; before, it was pasted after the statement.
+    post(clickhouse, f"CREATE TABLE {db}.kept (n UInt8) ENGINE = Memory".encode())
+    body = f"INSERT INTO {db}.kept SELECT 7 FORMAT TSV\nrubbish\n\nDROP TABLE {db}.kept\n".encode()
+    assert post(clickhouse, body).status == 200
+    assert post(clickhouse, f"SELECT n FROM {db}.kept".encode()).data == b"7\n"
+
+
 def test_insert_values_statement(clickhouse, db):
     post(clickhouse, f"CREATE TABLE {db}.v (n UInt8, s String) ENGINE = Memory".encode())
     assert post(clickhouse, f"INSERT INTO {db}.v (n, s) VALUES (1, 'a'), (2, 'it''s')".encode()).status == 200
