@@ -17,7 +17,7 @@ from embedded.engine import Connection, ResultStream
 from embedded.errors import ClickHouseError
 from embedded.request import RequestSpec
 from embedded.sessions import Session
-from embedded.sqltext import quote_string, tokens
+from embedded.sqltext import first_words, quote_string
 
 if TYPE_CHECKING:
     from embedded.http import Front
@@ -40,6 +40,8 @@ class Lease:
         self._statement_class = "UNKNOWN"
         self.ran = False  # the statement reached chDB (it was not refused first)
         self._temporary_table = False
+        self._uses = False  # the statement is a USE
+        self._database_chosen = False  # ... and it ran: the session's database is the one it chose
         self.session_broken = False  # the session could not be put back as it was: it ends
 
     def _prepare(self, text: bytes, statement_class: str | None = None, mark: bool = False) -> None:
@@ -50,7 +52,9 @@ class Lease:
         sql = text.decode("utf-8", "replace")
         statement_class = statement_class or connection.classify(sql)
         self._statement_class = statement_class
-        self._temporary_table = statement_class == "MUTATING" and _creates_temporary_table(sql)
+        words = first_words(sql)
+        self._temporary_table = words == ["CREATE", "TEMPORARY"]
+        self._uses = statement_class == "CONTROL" and words[:1] == ["USE"]
         # chDB's own readonly (below) lets some writes pass, and a session's connection cannot have it.
         readonly.check(spec.readonly, spec.method, spec.user, statement_class, sql)
         settings = spec.settings
@@ -80,7 +84,9 @@ class Lease:
         """Run a whole statement and return chDB's result."""
         self._prepare(text, statement_class)
         self.ran = True
-        return self.connection.query(text, fmt, self.spec.params)
+        result = self.connection.query(text, fmt, self.spec.params)
+        self._database_chosen = self._uses
+        return result
 
     def settings_in_force(self, text: bytes, names: tuple[str, ...], mark: bool = False) -> dict[str, str]:
         """These settings' values on a session's connection as the statement will run: the session's
@@ -183,8 +189,8 @@ class Lease:
         if self._statement_class not in ("READ_ONLY", "MUTATING"):
             self.session.own_settings.clear()  # the statement may have changed them (Session.own_settings)
         try:
-            if self._statement_class == "CONTROL":
-                # The statement may have been USE: the session keeps whatever database it chose.
+            if self._database_chosen:
+                # The session keeps the database its USE chose; the request's `database` was for it alone.
                 connection.database = connection.query("SELECT currentDatabase()").bytes().decode().strip()
                 self.session.database = connection.database
             else:
@@ -214,8 +220,3 @@ _PARSER_SETTINGS = frozenset(
         "allow_ddl",
     }
 )
-
-
-def _creates_temporary_table(sql: str) -> bool:
-    words = [token.upper for token, _ in zip(tokens(sql), range(2), strict=False) if token.kind == "word"]
-    return words == ["CREATE", "TEMPORARY"]

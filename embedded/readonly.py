@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from core.errors import Code
 from embedded.errors import ClickHouseError
-from embedded.sqltext import IncompleteText, tokens
+from embedded.sqltext import IncompleteText, first_words, tokens
 
 
 def level(method: str, asked: str | None) -> str | None:
@@ -29,7 +29,7 @@ def check(readonly: str | None, method: str, user: str, statement_class: str, sq
     """Raise READONLY if a request of this readonly may not run the statement."""
     if readonly is None or statement_class == "READ_ONLY":
         return
-    words = _first_words(sql)
+    words = first_words(sql)
     if words[:1] == ["USE"] and statement_class == "CONTROL":
         return
     if readonly != "1" and statement_class == "CONTROL":
@@ -51,18 +51,6 @@ def refusal(method: str, user: str) -> ClickHouseError:
         f"Cannot execute query in readonly mode. For queries over HTTP, method {method} implies readonly. "
         "You should use method POST for modifying queries",
     )
-
-
-def _first_words(sql: str) -> list[str]:
-    words = []
-    try:
-        for token in tokens(sql):
-            if token.kind != "word" or len(words) == 2:
-                break
-            words.append(token.upper)
-    except IncompleteText:
-        pass
-    return words
 
 
 def _words_lowered(sql: str) -> set[str]:

@@ -107,6 +107,19 @@ def tokens(text: str):
         pos = end
 
 
+def first_words(text: str, count: int = 2) -> list[str]:
+    """The statement's first ``count`` words, upper-case, up to its first token that is not a word."""
+    words = []
+    try:
+        for token in tokens(text):
+            if token.kind != "word" or len(words) == count:
+                break
+            words.append(token.upper)
+    except IncompleteText:
+        pass
+    return words
+
+
 def _escaped_tail(literal: str) -> bool:
     """True when the closing quote found by the regex is really an escaped one (``'abc\\'``)."""
     backslashes = len(literal) - 1 - len(literal[:-1].rstrip("\\"))

@@ -240,6 +240,21 @@ def test_session_state_and_isolation(clickhouse, db):
     assert post(clickhouse, b"SELECT sum(n) FROM tmp").status == 404
 
 
+@pytest.mark.parametrize(
+    "statement", ["SET max_threads = 2", "CREATE TEMPORARY TABLE scratch (n UInt8)", "USE no_such_database"]
+)
+def test_a_requests_database_is_for_that_request_alone_and_use_chooses_the_sessions(clickhouse, db, statement):
+    # After a SET, a CREATE TEMPORARY TABLE or a failed USE, the session went on in the request's database.
+    session = uuid.uuid4().hex
+    post(clickhouse, statement.encode(), session_id=session, database=db)
+    assert post(clickhouse, b"SELECT currentDatabase()", session_id=session).data == b"default\n"
+    # Only a USE changes the session's database, over the request's.
+    assert post(clickhouse, f"USE {db}".encode(), session_id=session, database="system").status == 200
+    assert post(clickhouse, b"SELECT currentDatabase()", session_id=session).data == f"{db}\n".encode()
+    assert post(clickhouse, b"SELECT currentDatabase()", session_id=session, database="system").data == b"system\n"
+    assert post(clickhouse, b"SELECT currentDatabase()", session_id=session).data == f"{db}\n".encode()
+
+
 def test_session_less_set_and_use_do_not_leak(clickhouse, db):
     for _ in range(20):
         post(clickhouse, b"SET max_threads = 1")
