@@ -17,7 +17,7 @@ from embedded.engine import Connection, ResultStream
 from embedded.errors import ClickHouseError
 from embedded.request import RequestSpec
 from embedded.sessions import Session
-from embedded.sqltext import first_words, quote_string
+from embedded.sqltext import first_words, parse_query, quote_identifier, quote_string
 
 if TYPE_CHECKING:
     from embedded.http import Front
@@ -140,11 +140,19 @@ class Lease:
             # One thread: with more, the spool's blocks reach the output in whatever order the
             # threads finish, and a sorted answer would not be sorted.
             # The first of two values of a setting wins: max_threads stays 1.
-            self.connection.query(
-                f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
-                f"SELECT * FROM file({quote_string(str(spool))}, 'Native') "
-                f"SETTINGS {', '.join(['max_threads = 1', *settings])}"
-            )
+            try:
+                self.connection.query(
+                    f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
+                    f"SELECT * FROM file({quote_string(str(spool))}, 'Native') "
+                    f"SETTINGS {', '.join(['max_threads = 1', *settings])}"
+                )
+            except ClickHouseError as error:
+                if error.name != "CANNOT_EXTRACT_TABLE_STRUCTURE" or _REPEATED_NAME not in error.message:
+                    raise
+                # Two columns of one name (SELECT id, * ...): reading the spool refuses them, the
+                # statement itself writes them. It runs again, whole, into the output.
+                output.unlink(missing_ok=True)
+                self.connection.query(_into_outfile(native_text, output, fmt), "TabSeparated", self.spec.params)
             return output
         except ClickHouseError as error:
             output.unlink(missing_ok=True)
@@ -208,6 +216,15 @@ class Lease:
             # and a request naming it again starts a new one, rather than meeting the same refusal.
             log.warning("session %s could not be put back as it was, so it ends: %s", self.session.session_id, error)
             self.session_broken = True
+
+
+_REPEATED_NAME = "column with this name already exists"
+
+
+def _into_outfile(text: bytes, output: Path, fmt: str) -> bytes:
+    """The statement (without its FORMAT clause), writing its result into ``output`` in ``fmt``."""
+    statement = bytes(text[: parse_query(text.decode("latin-1")).statement_end])
+    return statement + f"\nINTO OUTFILE {quote_string(str(output))} FORMAT {quote_identifier(fmt)}".encode()
 
 
 _PARSER_SETTINGS = frozenset(

@@ -55,6 +55,34 @@ def test_document_formats_are_single_documents(clickhouse):
     assert parquet.num_rows == 200000 and parquet.column("n").to_pylist()[-1] == 199999
 
 
+REPEATED = "SELECT number, toString(number) AS s, number FROM numbers(50000) ORDER BY number"
+
+
+@pytest.mark.parametrize(
+    "fmt", ["JSONCompact", "TSVWithNames", "CSVWithNames", "Parquet", "RowBinaryWithNamesAndTypes"]
+)
+def test_two_columns_of_one_name_in_every_converted_format(clickhouse, fmt):
+    # `SELECT id, *` (and what JDBC, DBeaver and Metabase ask for) failed with code 636: reading
+    # the spool refused the repeated name. The answer keeps both, as the statement writes them.
+    answer = post(clickhouse, REPEATED.encode(), default_format=fmt)
+    assert answer.status == 200, answer.data[:300]
+    if fmt == "JSONCompact":
+        document = json.loads(answer.data)
+        assert [column["name"] for column in document["meta"]] == ["number", "s", "number"]
+        assert document["data"][-1] == [49999, "49999", 49999] and len(document["data"]) == 50000
+    elif fmt == "Parquet":
+        parquet = pq.ParquetFile(io.BytesIO(answer.data))
+        assert parquet.schema_arrow.names == ["number", "s", "number"] and parquet.metadata.num_rows == 50000
+    elif fmt == "RowBinaryWithNamesAndTypes":
+        assert answer.data.startswith(b"\x03\x06number\x01s\x06number\x06UInt64\x06String\x06UInt64")
+    else:
+        quote = '"' if fmt == "CSVWithNames" else ""
+        separator = "," if fmt == "CSVWithNames" else "\t"
+        lines = answer.data.decode().splitlines()
+        assert lines[0] == separator.join(f"{quote}{name}{quote}" for name in ("number", "s", "number"))
+        assert lines[-1] == separator.join(["49999", f"{quote}49999{quote}", "49999"]) and len(lines) == 50001
+
+
 # A thousand blocks of 100 rows: a document is converted from their spool, which a pipeline of
 # several threads would hand on in whatever order its threads finish.
 MANY_BLOCKS = "SELECT number AS n FROM numbers(100000) ORDER BY n SETTINGS max_block_size = 100"
