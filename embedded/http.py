@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -47,7 +46,7 @@ from embedded.formats import (
     may_be_on,
     writes_rows_after_the_data,
 )
-from embedded.inserts import insert_from_file, insert_through_fifo
+from embedded.inserts import insert_coalesced, insert_from_file, insert_through_fifo
 from embedded.kill_marks import by_client_query_id, watched
 from embedded.landing_locks import LandingLocks
 from embedded.lease import Lease
@@ -108,7 +107,7 @@ class Front:
             None if config.allow_file_access else Fence(config.user, engine.table_functions(), engine.user_files)
         )
         self.watched = partial(watched, self.in_thread, engine)  # a chDB call a client's going away may cancel
-        self.responses = Responses(engine, self.in_thread, self.watched, self._end)
+        self.responses = Responses(engine, self.in_thread, self.watched, self.end)
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
@@ -143,27 +142,27 @@ class Front:
         self.running.add(spec.query_id)
         lease = None
         try:
-            lease = await self._lease(spec)
+            lease = await self.lease_for(spec)
             return await self._execute(request, spec, lease)
         except ClickHouseError as error:
             if lease is not None:
-                await self._end(lease)
+                await self.end(lease)
             return self.responses.error(error, spec)
         except ClientDisconnect:
             # The client went away before its request body was whole: nobody reads an answer.
             log.info("query %s: the client went away while sending its request", spec.query_id)
             if lease is not None:
                 lease.connection.reusable = False
-                await self._end(lease)
+                await self.end(lease)
             return Response(status_code=400)
         except Exception as error:
             if lease is not None:
                 lease.connection.reusable = False
-                await self._end(lease)
+                await self.end(lease)
             return self.responses.error(unexpected(error, spec.query_id), spec)
         except BaseException:
             if lease is not None:
-                await self._end(lease)
+                await self.end(lease)
             raise
         finally:
             # A streamed answer keeps its query id until the stream ends (see _end).
@@ -178,7 +177,7 @@ class Front:
         )
 
     # -- connections -------------------------------------------------------------------------
-    async def _lease(self, spec: RequestSpec) -> Lease:
+    async def lease_for(self, spec: RequestSpec) -> Lease:
         engine = self.engine
         if spec.session_id:
             session = engine.session(spec.user, spec.session_id, spec.session_timeout, create=not spec.session_check)
@@ -196,7 +195,7 @@ class Front:
         connection = engine.acquire_idle() or await self.in_thread(engine.acquire)
         return Lease(self, spec, connection, None)
 
-    async def _end(self, lease: Lease) -> None:
+    async def end(self, lease: Lease) -> None:
         if lease.ended:
             return
         lease.ended = True
@@ -289,7 +288,8 @@ class Front:
             and not insert.select
             and async_inserts.wanted(spec.settings, insert.format, self.config.async_insert)
         ):
-            return await self._insert_coalesced(spec, lease, head, insert)
+            result = await insert_coalesced(self, spec, lease, head, insert)
+            return self.responses.response(spec, b"", request_summary(spec, result), None)
         try:
             if small:
                 result = await insert_from_file(self, lease, head, insert)
@@ -297,49 +297,8 @@ class Front:
                 result = await insert_through_fifo(self, lease, head, insert, body)
         finally:
             self.engine.writes.inserted()  # even a failed insert may have committed blocks
-        await self._end(lease)
+        await self.end(lease)
         return self.responses.response(spec, b"", request_summary(spec, result), None)
-
-    async def _insert_coalesced(self, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData):
-        """async_insert=1: joined with other small inserts of the same kind (embedded/async_inserts.py)."""
-        await self._end(lease)  # the batch gets a connection of its own when it is inserted
-        statement = bytes(head[: insert.data_start])
-        key = async_inserts.queue_key(spec.user, spec.database, statement, spec.settings)
-        timeout_s, at_once = self.async_inserts.busy_timeout(key, spec.settings, time.monotonic())
-        batch, outcome, leader = self.async_inserts.join(
-            key,
-            insert.format,
-            bytes(head[insert.data_start :]),
-            async_inserts.max_data_size(spec.settings),
-            at_once=at_once,
-        )
-        if leader:
-            self.async_inserts.track(asyncio.ensure_future(self._lead_batch(batch, spec, head, insert, timeout_s)))
-        if not async_inserts.waits(spec.settings):
-            return self.responses.response(spec, b"", request_summary(spec, None), None)
-        result = await outcome
-        return self.responses.response(spec, b"", request_summary(spec, result), None)
-
-    async def _lead_batch(
-        self, batch, spec: RequestSpec, head: bytearray, insert: InsertData, timeout_s: float
-    ) -> None:
-        lease = None
-
-        async def run(rows: bytes):
-            nonlocal lease
-            lease = lease or await self._lease(async_inserts.batch_request(spec))
-            try:
-                return await insert_from_file(self, lease, head, insert, rows)
-            finally:
-                self.engine.writes.inserted()  # before the batch's senders get their answer
-
-        try:
-            await self.async_inserts.lead(batch, timeout_s, run)
-        except Exception:
-            log.exception("an asynchronous insert failed inside the embedded server")
-        finally:
-            if lease is not None:
-                await self._end(lease)
 
     async def _statement(self, spec: RequestSpec, lease: Lease, head: bytearray, statement: Query) -> Response:
         fmt = statement.output_format or spec.default_format
@@ -358,7 +317,7 @@ class Front:
             finally:
                 self._count_write(statement, lease)
             data = result.bytes() if revision is None else revision.convert(result.bytes())
-            await self._end(lease)
+            await self.end(lease)
             return self.responses.response(
                 spec, data, request_summary(spec, result), fmt if statement.returns_result else None
             )
@@ -368,7 +327,7 @@ class Front:
                 spec, lease.start_stream, bytes(head), fmt, revision.convert if revision else None
             )
             if stream.done:  # the whole answer arrived with the first fetches: no need to stream
-                await self._end(lease)
+                await self.end(lease)
                 return self.responses.response(spec, first, request_summary(spec, None, stream), fmt)
             return await self.responses.stream(spec, lease, stream, first, fmt)
 
@@ -379,7 +338,7 @@ class Front:
             spec, lease.run_to_file, native_text, bytes(head), fmt, output_settings(statement), whole_result=True
         )
         if isinstance(outcome, bytes):
-            await self._end(lease)
+            await self.end(lease)
             return self.responses.response(spec, outcome, request_summary(spec, None), fmt)
         return await self.responses.file(spec, lease, outcome, fmt)
 

@@ -5,6 +5,8 @@ SQL, so "\\n\\n" in a body (text, or bytes of a Native block) would be executed.
 body is written to a file first; a large or still-arriving one streams through a FIFO as it comes,
 except into a topic's landing tables: those inserts run one at a time (embedded/landing_locks.py),
 so such a body is received whole into a file first, and a slow sender holds nobody up meanwhile.
+A small body with async_insert=1 joins others in one batch (the queue: embedded/async_inserts.py),
+which its first sender inserts from a file.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import asyncio
 import errno
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
+from embedded import async_inserts
 from embedded.errors import ClickHouseError
 from embedded.lease import Lease
-from embedded.request import BodyReader
+from embedded.request import BodyReader, RequestSpec
 from embedded.sqltext import InsertData, quote_string
 
 if TYPE_CHECKING:
@@ -63,6 +67,47 @@ async def _insert_file(front: Front, lease: Lease, head: bytearray, insert: Inse
         raise error.without_file(str(path), "the request body").of_the_rows() from None
     finally:
         path.unlink(missing_ok=True)
+
+
+async def insert_coalesced(front: Front, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData):
+    """async_insert=1: joined with other small inserts of the same kind (embedded/async_inserts.py).
+    chDB's result of the batch, or None when the sender does not wait for it."""
+    await front.end(lease)  # the batch gets a connection of its own when it is inserted
+    statement = bytes(head[: insert.data_start])
+    key = async_inserts.queue_key(spec.user, spec.database, statement, spec.settings)
+    timeout_s, at_once = front.async_inserts.busy_timeout(key, spec.settings, time.monotonic())
+    batch, outcome, leader = front.async_inserts.join(
+        key,
+        insert.format,
+        bytes(head[insert.data_start :]),
+        async_inserts.max_data_size(spec.settings),
+        at_once=at_once,
+    )
+    if leader:
+        front.async_inserts.track(asyncio.ensure_future(_lead_batch(front, batch, spec, head, insert, timeout_s)))
+    if not async_inserts.waits(spec.settings):
+        return None
+    return await outcome
+
+
+async def _lead_batch(front: Front, batch, spec: RequestSpec, head: bytearray, insert: InsertData, timeout_s: float):
+    lease = None
+
+    async def run(rows: bytes):
+        nonlocal lease
+        lease = lease or await front.lease_for(async_inserts.batch_request(spec))
+        try:
+            return await insert_from_file(front, lease, head, insert, rows)
+        finally:
+            front.engine.writes.inserted()  # before the batch's senders get their answer
+
+    try:
+        await front.async_inserts.lead(batch, timeout_s, run)
+    except Exception:
+        log.exception("an asynchronous insert failed inside the embedded server")
+    finally:
+        if lease is not None:
+            await front.end(lease)
 
 
 async def _receive_whole(path: Path, start: bytes, body: BodyReader) -> None:
