@@ -117,11 +117,13 @@ class Front:
         return PlainTextResponse("Ok.\n")
 
     async def query(self, request: Request) -> Response:
+        if request.method in ("GET", "HEAD") and not request.url.query:
+            return PlainTextResponse("Ok.\n")  # a server's static answer at exactly "/": no credentials asked
         try:
             spec = await self._parse_request(request)
         except ClickHouseError as error:
             return self.responses.error(error, None)
-        if request.method == "GET" and not spec.query_param:
+        if request.method in ("GET", "HEAD") and not spec.query_param:
             return PlainTextResponse("Ok.\n")
         if spec.query_id in self.running:
             return self.responses.error(

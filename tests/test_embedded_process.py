@@ -137,6 +137,11 @@ def test_password_protects_every_way_of_authenticating(tmp_path):
         taken = HTTP.request("POST", server.url + "/?user=default&password=s3cret", body=b"SELECT 5", headers=never)
         assert taken.data == b"5\n"
         assert HTTP.request("POST", server.url + "/", body=b"SELECT 1", headers=never).status == 403
+        # A server answers exactly "/" without credentials (a load balancer's health check); it was 403.
+        assert HTTP.request("GET", server.url + "/").data == b"Ok.\n"
+        assert HTTP.request("HEAD", server.url + "/").status == 200
+        assert HTTP.request("GET", server.url + "/?query=SELECT%201").status == 403
+        assert HTTP.request("GET", server.url + "/?user=default&password=guess").status == 403
     finally:
         server.stop()
 

@@ -19,6 +19,13 @@ def test_ping_and_root(clickhouse):
     assert HTTP.request("GET", clickhouse.url + "/").data == b"Ok.\n"
 
 
+def test_head_of_the_root_answers_as_a_health_check(clickhouse):
+    # It answered 400 "Empty query", where a server answers 200.
+    head = HTTP.request("HEAD", clickhouse.url + "/")
+    assert head.status == 200 and head.data == b""
+    assert HTTP.request("HEAD", url(clickhouse, query="SELECT 1")).status == 200
+
+
 def test_query_in_url_body_or_both(clickhouse):
     assert get(clickhouse, query="SELECT 1").data == b"1\n"
     assert post(clickhouse, b"SELECT 2").data == b"2\n"
