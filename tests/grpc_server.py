@@ -278,7 +278,11 @@ def scrape(url: str) -> str:
 
 
 def sample(text: str, name: str, **labels) -> float:
-    """One sample of the Prometheus text format (0 when absent)."""
+    """One sample of the Prometheus text format: 0 when the metric has no sample with these labels
+    yet; a metric the scrape does not declare at all (renamed, or never registered) fails."""
+    family = re.sub(r"_(count|sum|bucket|created)$", "", name)
+    if not re.search(rf"^# TYPE ({re.escape(name)}|{re.escape(family)}) ", text, re.MULTILINE):
+        raise AssertionError(f"the scrape declares no metric {name}")
     for line in text.splitlines():
         match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
         if match and all(f'{key}="{value}"' in (match.group(1) or "") for key, value in labels.items()):
