@@ -195,7 +195,8 @@ def test_the_projects_tables_read_through_both_clients(analytics_db, project_row
     for name, sql in queries.items():
         seen = outcome(framed, sql)
         assert seen == outcome(plain, sql), name
-        assert name in ("job_states", "durations") or len(seen[1]) > 0  # clickhouse-connect cannot read states
+        if name not in ("job_states", "durations"):  # clickhouse-connect cannot read states
+            assert isinstance(seen[0], list) and len(seen[1]) > 0, (name, seen)  # rows, not the same error twice
     readable = [queries["telemetry"], queries["service_versions"]]
     for sql, result in zip(readable, go_read(analytics_db, readable), strict=True):
         assert result["error"] == "", result["error"]
