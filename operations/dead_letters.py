@@ -58,6 +58,7 @@ def _filters(topic: str | None, since: dt.datetime | None, settings: SchemaSetti
         conditions.append("(topic = {topic:String} OR topic = {kafka_topic:String})")
         parameters.update(topic=topic, kafka_topic=settings.kafka_topic_prefix + topic)
     if since:
+        # Read with FINAL, received_at is a dead letter's first arrival: a redelivery is not new.
         conditions.append("received_at >= {since:DateTime64(3, 'UTC')}")
         parameters["since"] = since.astimezone(dt.UTC).replace(tzinfo=None) if since.tzinfo else since
     return " AND ".join(conditions), parameters
@@ -121,26 +122,26 @@ def replay(
             return result
         for product, rows in batches.items():
             _replay_topic(client, product, rows, result)
-        positions = [(t, p, o) for rows in batches.values() for t, p, o, _, _ in rows]
-        if positions:
+        # Each message by its position and Kafka timestamp (milliseconds, -1 for none), dead_letters' key.
+        messages = [(t, p, o, _milliseconds(ts)) for rows in batches.values() for t, p, o, _, ts in rows]
+        if messages:
             if not result.produced_to_kafka:
+                # Not FINAL: FINAL shows a message's first arrival, the row from before this replay.
                 again = client.query(
-                    sql("""SELECT count() FROM $dead_letters FINAL
-                       WHERE received_at >= {started:DateTime64(3, 'UTC')}
-                         AND (topic, assumeNotNull(partition), assumeNotNull(offset))
-                             IN {positions:Array(Tuple(String, UInt64, UInt64))}"""),
-                    parameters={"started": started, "positions": positions},
+                    sql(f"""SELECT uniqExact({_MESSAGE}) FROM $dead_letters
+                       WHERE received_at >= {{started:DateTime64(3, 'UTC')}}
+                         AND {_MESSAGE} IN {{messages:Array(Tuple(String, UInt64, UInt64, Int64))}}"""),
+                    parameters={"started": started, "messages": messages},
                 ).result_rows[0][0]
                 result.still_failing = again
                 result.landed = result.replayed - again
             # The old rows go: a message that landed is no dead letter any more, one that still
             # fails has its new row (with this replay's error).
             client.command(
-                sql("""ALTER TABLE $dead_letters DELETE
-                   WHERE received_at < {started:DateTime64(3, 'UTC')}
-                     AND (topic, assumeNotNull(partition), assumeNotNull(offset))
-                         IN {positions:Array(Tuple(String, UInt64, UInt64))}"""),
-                parameters={"started": started, "positions": positions},
+                sql(f"""ALTER TABLE $dead_letters DELETE
+                   WHERE received_at < {{started:DateTime64(3, 'UTC')}}
+                     AND {_MESSAGE} IN {{messages:Array(Tuple(String, UInt64, UInt64, Int64))}}"""),
+                parameters={"started": started, "messages": messages},
                 settings={"mutations_sync": 2},
             )
         return result
@@ -165,6 +166,17 @@ def _replay_topic(client, product: str, rows: list, result: ReplayResult) -> Non
             column_names=["payload", "_topic", "_partition", "_offset", "_timestamp_ms"],
         )
     result.replayed += len(rows)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# A dead letter's key (the message's position and Kafka timestamp) as a tuple without nulls.
+_MESSAGE = (
+    "(topic, assumeNotNull(partition), assumeNotNull(offset), ifNull(toUnixTimestamp64Milli(kafka_timestamp), -1))"
+)
+
+
+def _milliseconds(moment: dt.datetime | None) -> int:
+    return -1 if moment is None else (_utc(moment) - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 def _utc(moment: dt.datetime | None) -> dt.datetime | None:

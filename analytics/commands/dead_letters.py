@@ -32,7 +32,8 @@ _topic_option = click.option("--topic", help="Only this topic (workflows, jobs, 
 _since_option = click.option(
     "--since",
     type=Moment(),
-    help="Only those received at or after TIME: ISO 8601, with Z or an offset, or neither (UTC).",
+    help="Only those first received at or after TIME (a redelivery by Kafka is no new dead letter): "
+    "ISO 8601, with Z or an offset, or neither (UTC).",
 )
 _clickhouse_option = click.option("--clickhouse-url", help="ClickHouse with the schema (ANALYTICS_CLICKHOUSE_URL).")
 

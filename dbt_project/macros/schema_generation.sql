@@ -9,7 +9,7 @@
   tables; ingest would have stopped at the first insert the tables no longer fit.
 -#}
 {% macro schema_generation() %}
-  {{ return(1) }}
+  {{ return(2) }}
 {% endmacro %}
 
 {#-

@@ -11,7 +11,7 @@ REPLAY_JOB = "replay_dead_letters"
 
 class ReplayConfig(dg.Config):
     topic: str | None = None  # workflows, jobs, job_logs, analytics or telemetry; every topic when unset
-    since: str | None = None  # ISO 8601 (UTC when it has no offset): only dead letters received since
+    since: str | None = None  # ISO 8601 (UTC when it has no offset): only dead letters first received since
     dry_run: bool = False
 
 

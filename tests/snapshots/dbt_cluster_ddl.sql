@@ -168,8 +168,8 @@ where 0
 
 create table `analytics_cluster_ddl`.`dead_letters`
     ON CLUSTER "analytics_cluster"
-  engine = ReplicatedReplacingMergeTree()
-        order by ((topic, partition, offset))
+  engine = ReplicatedReplacingMergeTree(first_arrival_version)
+        order by ((topic, partition, offset, kafka_timestamp))
                     -- end_of_sql
                     SETTINGS allow_nullable_key=1, replicated_deduplication_window='0'
           empty
@@ -182,13 +182,14 @@ select
     cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
     cast('' as String) as raw_message,
     cast('' as String) as error,
-    now64(3, 'UTC') as received_at
+    now64(3, 'UTC') as received_at,
+    -toUnixTimestamp64Milli(received_at) as first_arrival_version
 where 0
           )
 ;
 
 insert into `analytics_cluster_ddl`.`dead_letters`
-        ("topic", "partition", "offset", "kafka_timestamp", "raw_message", "error", "received_at")
+        ("topic", "partition", "offset", "kafka_timestamp", "raw_message", "error", "received_at", "first_arrival_version")
 select
     cast('' as LowCardinality(String)) as topic,
     cast(null as Nullable(UInt64)) as "partition",
@@ -197,8 +198,13 @@ select
     cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
     cast('' as String) as raw_message,
     cast('' as String) as error,
-    now64(3, 'UTC') as received_at
+    now64(3, 'UTC') as received_at,
+    -toUnixTimestamp64Milli(received_at) as first_arrival_version
 where 0
+;
+
+alter table `analytics_cluster_ddl`.`dead_letters` on cluster analytics_cluster
+  modify column first_arrival_version default -toUnixTimestamp64Milli(received_at)
 ;
 
 create table `analytics_cluster_ddl`.`job_completions`
@@ -2728,5 +2734,5 @@ from `analytics_cluster_ddl`.`job_log_events`
 group by all
 ;
 
-insert into `analytics_cluster_ddl`.`schema_history` values (now64(3), 1, '<invocation id>')
+insert into `analytics_cluster_ddl`.`schema_history` values (now64(3), 2, '<invocation id>')
 ;

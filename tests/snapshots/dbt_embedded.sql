@@ -187,7 +187,8 @@ select
 from `analytics_compile`.`analytics_messages`
 
 -- model dead_letters
--- config {"enabled": true, "engine": "ReplacingMergeTree()", "materialized": "incremental", "order_by": "(topic, partition, offset)", "settings": {"allow_nullable_key": 1}}
+-- config {"enabled": true, "engine": "ReplacingMergeTree(first_arrival_version)", "materialized": "incremental", "order_by": "(topic, partition, offset, kafka_timestamp)", "settings": {"allow_nullable_key": 1}}
+-- post-hooks ["{{ dead_letters_version_default(this) }}"]
 select
     cast('' as LowCardinality(String)) as topic,
     cast(null as Nullable(UInt64)) as "partition",
@@ -196,7 +197,8 @@ select
     cast(null as Nullable(DateTime64(3, 'UTC'))) as kafka_timestamp,
     cast('' as String) as raw_message,
     cast('' as String) as error,
-    now64(3, 'UTC') as received_at
+    now64(3, 'UTC') as received_at,
+    -toUnixTimestamp64Milli(received_at) as first_arrival_version
 where 0
 
 -- model dead_letters_from_analytics_checked_mv
