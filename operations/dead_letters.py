@@ -120,33 +120,73 @@ def replay(
             result.by_topic[product] += len(rows)
         if dry_run:
             return result
-        for product, rows in batches.items():
-            _replay_topic(client, product, rows, result)
         # Each message by its position and Kafka timestamp (milliseconds, -1 for none), dead_letters' key.
         messages = [(t, p, o, _milliseconds(ts)) for rows in batches.values() for t, p, o, _, ts in rows]
-        if messages:
-            if not result.produced_to_kafka:
-                # Not FINAL: FINAL shows a message's first arrival, the row from before this replay.
-                again = client.query(
-                    sql(f"""SELECT uniqExact({_MESSAGE}) FROM $dead_letters
-                       WHERE received_at >= {{started:DateTime64(3, 'UTC')}}
-                         AND {_MESSAGE} IN {{messages:Array(Tuple(String, UInt64, UInt64, Int64))}}"""),
-                    parameters={"started": started, "messages": messages},
-                ).result_rows[0][0]
-                result.still_failing = again
-                result.landed = result.replayed - again
-            # The old rows go: a message that landed is no dead letter any more, one that still
-            # fails has its new row (with this replay's error).
-            client.command(
-                sql(f"""ALTER TABLE $dead_letters DELETE
-                   WHERE received_at < {{started:DateTime64(3, 'UTC')}}
-                     AND {_MESSAGE} IN {{messages:Array(Tuple(String, UInt64, UInt64, Int64))}}"""),
-                parameters={"started": started, "messages": messages},
-                settings={"mutations_sync": 2},
-            )
+        if not messages:
+            return result
+        # The table keeps a message's earliest row: a merge would fold a still-failing message's new
+        # row into its old one before it is read. (Stopped here, merges stay stopped until the next
+        # replay or a restart of ClickHouse; reads are right meanwhile.)
+        client.command(sql("SYSTEM STOP MERGES $dead_letters"))
+        try:
+            for product, rows in batches.items():
+                _replay_topic(client, product, rows, result)
+            fresh = _rows_since(client, messages, started)
+        finally:
+            client.command(sql("SYSTEM START MERGES $dead_letters"))
+        _settle(client, messages, started, fresh, result)
         return result
     finally:
         client.close()
+
+
+_COLUMNS = "topic, partition, offset, kafka_timestamp, raw_message, error, received_at"
+
+
+def _rows_since(client, messages: list[tuple], started) -> list[tuple]:
+    """The newest row of each of these messages written since ``started`` (by the replay)."""
+    # Not FINAL: FINAL shows a message's first arrival, the row from before this replay.
+    return client.query(
+        sql(f"""SELECT {_COLUMNS} FROM $dead_letters
+           WHERE received_at >= {{started:DateTime64(3, 'UTC')}}
+             AND {_MESSAGE} IN {{messages:Array(Tuple(String, UInt64, UInt64, Int64))}}
+           ORDER BY received_at DESC LIMIT 1 BY {_MESSAGE}"""),
+        parameters={"started": started, "messages": messages},
+        column_formats={"raw_message": "bytes"},
+    ).result_rows
+
+
+def _settle(client, messages: list[tuple], started, fresh: list[tuple], result: ReplayResult) -> None:
+    """After a replay: the old rows of the replayed messages go (a message that landed is no dead
+    letter any more; one that still fails keeps its row of this replay, ``fresh``, with its error).
+    A merge between the replay and the delete may have folded a fresh row into the old one, which
+    the delete removes: such a row is written again."""
+    if not result.produced_to_kafka:  # in server mode the topic's consumer takes them in later
+        result.still_failing = len(fresh)
+        result.landed = result.replayed - len(fresh)
+    parameters = {"started": started, "messages": messages}
+    client.command(
+        sql(f"""ALTER TABLE $dead_letters DELETE
+           WHERE received_at < {{started:DateTime64(3, 'UTC')}}
+             AND {_MESSAGE} IN {{messages:Array(Tuple(String, UInt64, UInt64, Int64))}}"""),
+        parameters=parameters,
+        settings={"mutations_sync": 2},
+    )
+    kept = {
+        tuple(row)
+        for row in client.query(
+            sql(f"""SELECT {_MESSAGE} FROM $dead_letters
+               WHERE {_MESSAGE} IN {{messages:Array(Tuple(String, UInt64, UInt64, Int64))}}"""),
+            parameters=parameters,
+        ).result_rows
+    }
+    lost = [
+        [topic, partition, offset, _utc(timestamp), raw, error, _utc(received)]
+        for topic, partition, offset, timestamp, raw, error, received in fresh
+        if (topic, partition, offset, _milliseconds(timestamp)) not in kept
+    ]
+    if lost:
+        client.insert(qualified("dead_letters"), lost, column_names=_COLUMNS.split(", "))
 
 
 def _replay_topic(client, product: str, rows: list, result: ReplayResult) -> None:

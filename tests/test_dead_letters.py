@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from analytics.cli import main
+from core.clickhouse import connect
 from embedded.bridge.framing import row_binary
+from operations.dead_letters import ReplayResult, _rows_since, _settle
 from orchestration.dead_letters.jobs import replay_dead_letters
 from tests import embedded_server
 from tests.intake import HTTP, execute, query
@@ -212,3 +214,32 @@ def test_an_unknown_topic_is_refused_in_one_line_naming_the_topics(analytics_db,
     assert result.output.splitlines() == [
         "Error: no topic 'job'; the topics are workflows, jobs, job_logs, analytics, telemetry (or their Kafka names)"
     ]
+
+
+def test_a_still_failing_row_a_merge_folded_into_the_old_one_outlives_the_replays_delete(analytics_db):
+    """dead_letters keeps a message's earliest row: a merge between a replay and its delete of the old
+    rows folded the replay's new row (still failing, with its new error) into the old one, and the
+    delete then removed the message's dead letter altogether."""
+    topic = f"fold{uuid.uuid4().hex[:8]}.jobs"
+    execute(
+        analytics_db,
+        f"""INSERT INTO analytics.dead_letters (topic, partition, offset, raw_message, error, received_at)
+            VALUES ('{topic}', 0, 3, 'x', 'the first error', now64(3, 'UTC') - INTERVAL 1 HOUR)""",
+    )
+    client = connect.client(analytics_db.settings().clickhouse_connection)
+    try:
+        [[started]] = client.query("SELECT now64(3, 'UTC')").result_rows
+        execute(  # what the replay's insert dead-lettered again
+            analytics_db,
+            f"""INSERT INTO analytics.dead_letters (topic, partition, offset, raw_message, error, received_at)
+                VALUES ('{topic}', 0, 3, 'x', 'the error of the replay', now64(3, 'UTC') + INTERVAL 1 SECOND)""",
+        )
+        messages = [(topic, 0, 3, -1)]
+        fresh = _rows_since(client, messages, started)
+        execute(analytics_db, "OPTIMIZE TABLE analytics.dead_letters FINAL")  # the merge: the first row wins
+        result = ReplayResult(replayed=1)
+        _settle(client, messages, started, fresh, result)
+    finally:
+        client.close()
+    assert (result.still_failing, result.landed) == (1, 0)
+    assert letters(analytics_db, topic) == {(topic, 3): "the error of the replay"}
