@@ -35,6 +35,10 @@ TOTALS = qualified(names.WORKFLOW_TOTALS)
 DAILY = qualified(names.WORKFLOW_DAILY)
 DURATIONS = qualified(names.JOB_DURATION_DAILY)
 
+# A workflow's kind now, over its rows: they keep (time, kind) of the latest event naming one
+# (dbt_project/macros/counters.sql), so the max is the latest kind, not the largest.
+KIND = "tupleElement(max(kind), 2)"
+
 PERCENTILES = "quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_seconds_quantiles)"
 # As Float64, as the summary's UNION ALL gives them (its other branches' column is Float64).
 PERCENTILES_FLOAT64 = f"cast({PERCENTILES} as Array(Float64))"
@@ -116,12 +120,13 @@ class Scope:
         return "\n      and ".join(parts)
 
     def of_kind(self) -> str:
-        """Whether a row's workflow is of the scope's kind (the one its events named, kept in workflow_totals)."""
+        """Whether a row's workflow is of the scope's kind: its kind now (its latest event naming one,
+        kept in workflow_totals), on every day."""
         if self.kind is None:
             return "1"
         return (
             f"workflow_id in (select workflow_id from {TOTALS}"
-            " where user_id = {user_id:String} group by workflow_id having max(kind) = {kind:String})"
+            f" where user_id = {{user_id:String}} group by workflow_id having {KIND} = {{kind:String}})"
         )
 
     def params(self) -> dict[str, Value]:
@@ -222,7 +227,7 @@ class Queries:
         if scope.workflow_id is not None:
             identity += " and workflow_id = {workflow_id:String}"
         if scope.period.bounded:
-            known = f"""select 'known', count() > 0, max(kind), {ZERO_COUNTERS}, {NO_PERCENTILES}
+            known = f"""select 'known', count() > 0, {KIND}, {ZERO_COUNTERS}, {NO_PERCENTILES}
 from {TOTALS}
 where {identity}"""
             counters = f"""select 'counters', 0, '', {COUNTER_COLUMNS}, {NO_PERCENTILES}
@@ -232,7 +237,7 @@ where {scope.condition()}"""
             # One read of workflow_totals: whether the key is known, its kind and its counters.
             selected = scope.of_kind()
             known = ""
-            counters = f"""select 'known', count() > 0, max(kind),
+            counters = f"""select 'known', count() > 0, {KIND},
     uniqExactIf(workflow_id, {selected}),
     {", ".join(f"toInt64(sumIf({column}, {selected}))" for column in MEASURES)},
     {NO_PERCENTILES}
@@ -323,7 +328,7 @@ where {scope.condition()}"""
         else:
             # Every day: workflow_totals holds each workflow's kind and counters in one row (or a few).
             source = f"""(
-        select workflow_id, max(kind) as kind, {WORKFLOW_COUNTERS}
+        select workflow_id, {KIND} as kind, {WORKFLOW_COUNTERS}
         from {TOTALS}
         where user_id = {{user_id:String}}
         group by workflow_id
@@ -347,7 +352,7 @@ limit {{limit:UInt32}}""",
         return f"""(
     with
     kinds as (
-        select workflow_id, max(kind) as kind
+        select workflow_id, {KIND} as kind
         from {TOTALS}
         where user_id = {{user_id:String}}
         group by workflow_id

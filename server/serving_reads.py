@@ -9,6 +9,7 @@ from core.names import sql
 from server.queries import (
     BUCKETS,
     COUNTER_COLUMNS,
+    KIND,
     NO_PERCENTILES,
     PERCENTILES,
     PERCENTILES_FLOAT64,
@@ -46,7 +47,7 @@ OTHER_CHANGES = """select toInt64(cityHash64(
         group by table, partition_id))))"""
 
 # What the model holds of each workflow: its counters and kind, as the listing reads them (server/queries.py).
-MODEL_SELECT = sql("""select
+MODEL_SELECT = sql(f"""select
     user_id,
     workflow_id,
     toInt64(sum(jobs)),
@@ -55,7 +56,7 @@ MODEL_SELECT = sql("""select
     toInt64(sum(jobs_completed)),
     toInt64(sum(jobs_failed)),
     toInt64(sum(jobs_cancelled)),
-    max(kind)
+    {KIND}
 from $workflow_totals""")
 
 EVERY_WORKFLOW = (

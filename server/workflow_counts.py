@@ -14,7 +14,7 @@ from bisect import bisect_right
 from server.pagination import Position
 from server.queries import WorkflowRow
 
-# One workflow's all-time counters and the kind its events named (max over its rows), at these
+# One workflow's all-time counters and its kind now (its latest event naming one), at these
 # positions. A plain tuple of ints and a str, not a NamedTuple: the collector stops tracking such
 # tuples, where a million tracked ones would make each of its full passes walk them all.
 WorkflowCounts = tuple[int, int, int, int, int, int, str]

@@ -9,7 +9,7 @@ from tests.intake import query
 def workflow_numbers(server, prefix: str) -> dict:
     rows = query(
         server,
-        f"""SELECT user_id, workflow_id, max(kind) AS kind, sum(jobs) AS jobs, sum(joblogs) AS joblogs,
+        f"""SELECT user_id, workflow_id, tupleElement(max(kind), 2) AS kind, sum(jobs) AS jobs, sum(joblogs) AS joblogs,
                    sum(job_execution_seconds) AS seconds, sum(jobs_completed) AS completed,
                    sum(jobs_failed) AS failed, sum(jobs_cancelled) AS cancelled
             FROM analytics.workflow_totals WHERE startsWith(user_id, '{prefix}')

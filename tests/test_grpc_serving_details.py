@@ -131,7 +131,10 @@ def test_details_listings_and_series_from_the_model_are_the_statements_answers(a
         )
         if row["user_id"] not in small.expected.users
     ]
-    kinds = [row["kind"] for row in query(analytics_db, "select distinct kind from analytics.workflow_totals")]
+    kinds = [
+        row["kind"]
+        for row in query(analytics_db, "select distinct tupleElement(kind, 2) as kind from analytics.workflow_totals")
+    ]
     workflows = query(analytics_db, "select distinct user_id, workflow_id from analytics.workflow_totals limit 60")
     calls: list[tuple[str, object]] = []
     for user in [*users, "nobody-here"]:
@@ -270,12 +273,13 @@ def test_a_rebuild_that_moves_counters_between_days_reaches_a_users_time_series(
         execute(
             analytics_db,
             f"INSERT INTO analytics.workflow_daily (user_id, workflow_id, day, kind, jobs)"
-            f" VALUES ('{user}', '{workflow}', '{day}', '{kind}', {jobs})",
+            f" VALUES ('{user}', '{workflow}', '{day}', (0, '{kind}'), {jobs})",
         )
     # A row of zeros into workflow_totals announces the key, so the model reads the wrong days too.
     execute(
         analytics_db,
-        f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, kind) VALUES ('{user}', '{workflow}', '{kind}')",
+        f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, kind)"
+        f" VALUES ('{user}', '{workflow}', (0, '{kind}'))",
     )
     bound = 3.0
     service = start_served(tmp_path, analytics_db.url, bound)

@@ -216,7 +216,7 @@ def test_backfill_deletes_the_rows_of_a_day_the_raw_history_does_not_have(server
     execute(
         server,
         f"""INSERT INTO analytics.workflow_daily (user_id, workflow_id, day, kind, jobs, jobs_completed)
-            VALUES ('ghost-user', 'ghost-workflow', '{day}', 'BATCH', 3, 2)""",
+            VALUES ('ghost-user', 'ghost-workflow', '{day}', ('{day}', 'BATCH'), 3, 2)""",
     )
     execute(
         server,

@@ -348,7 +348,7 @@ def test_dbt_tests_pass_on_loaded_data_and_catch_a_corrupted_day(analytics_db, l
     assert run_dbt(settings, "test", capture=True).returncode == 0
     user, workflow = sorted(loaded.expected.workflows)[0]
     corrupt = f"""INSERT INTO analytics.workflow_daily (user_id, workflow_id, day, kind, jobs)
-                  VALUES ('{user}', '{workflow}', today(), '', {{n}})"""
+                  VALUES ('{user}', '{workflow}', today(), (0, ''), {{n}})"""
     execute(analytics_db, corrupt.format(n=5))
     try:
         broken = run_dbt(settings, "test", "--select", "workflow_daily_matches_raw_history", capture=True)

@@ -4,10 +4,10 @@
   reconciliation job sum them over the raw history with FINAL (daily_counters_from_raw in
   recompute.sql), so the two cannot count differently.
 
-  Per raw table: `time`, the column whose day a row counts on; `kind`, the workflow kind a row
-  names ('' for none); `measures`, each counter's value for one row (measures.sql names them).
-  WORKFLOWS of the analytics topic name a workflow (and its kind), JOBS are one finished job
-  each, LOGS add entries.
+  Per raw table: `time`, the column whose day a row counts on (and whose time weighs the kind it
+  names); `kind`, the workflow kind a row names ('' for none); `measures`, each counter's value
+  for one row (measures.sql names them). WORKFLOWS of the analytics topic name a workflow (and its
+  kind), JOBS are one finished job each, LOGS add entries.
 -#}
 {% macro counting_rules() %}
   {{ return({
@@ -48,6 +48,34 @@
   }) }}
 {% endmacro %}
 
+{#-
+  A workflow's kind is the one its latest event naming a kind named: the aggregates keep
+  (time, kind) under max(), so the latest wins, and of two at one time the larger kind, whatever
+  order they arrive in. A row naming none weighs no_kind(), below every event; so do the rows an
+  earlier version kept (upgrade_workflow_kind in kind_upgrade.sql), with the kind they had.
+  Read it as `tupleElement(max(kind), 2)`.
+-#}
+{% macro kind_type() -%} SimpleAggregateFunction(max, Tuple(DateTime64(3, 'UTC'), String)) {%- endmacro %}
+
+{% macro no_kind() -%} (toDateTime64(0, 3, 'UTC'), '') {%- endmacro %}
+
+{% macro kind_at(time_column, kind) -%}
+  {%- if kind == "''" -%}
+    {{ no_kind() }}
+  {%- else -%}
+    if({{ kind }} = '', {{ no_kind() }}, (toDateTime64({{ time_column }}, 3, 'UTC'), toString({{ kind }})))
+  {%- endif -%}
+{%- endmacro %}
+
+{#-
+  Whether a stored kind is behind the raw history's (a rebuild raises it). One an earlier version
+  kept, without a time, is left to a rebuild, not reported; one ahead (a scheduler event stored
+  twice by racing inserts, its later receipt kept only in the counters) cannot be lowered by one.
+-#}
+{% macro kind_behind(stored, rebuilt) -%}
+  ({{ stored }}.kind < {{ rebuilt }}.kind and tupleElement({{ stored }}.kind, 1) > toDateTime64(0, 3, 'UTC'))
+{%- endmacro %}
+
 {% macro counter_keys(by_day, time_column) -%}
     user_id,
     workflow_id,
@@ -76,7 +104,7 @@
 {%- endfor %}
 select
     {{ counter_keys(by_day, rule['time']) }}
-    max({{ rule['kind'] }}) as kind,
+    max({{ kind_at(rule['time'], rule['kind']) }}) as kind,
     {{ counter_times(by_day, rule['time']) }}
     {%- if source == 'workflow_events' and not by_day %}
     maxIfOrNull(event_time, event_name = 'terminated') as terminated_at,

@@ -151,6 +151,7 @@
       select
           user_id,
           workflow_id,
+          max(kind) as kind,
           {{ summed_measures() }}
       from {{ totals }}
       where {{ affected }}
@@ -226,7 +227,9 @@
 
 {#-
   The correct counters minus the stored ones, one row per key (then kind, then every measure)
-  where any differs; a key only one side has counts as zeros on the other.
+  where any differs, or where the correct kind is later than the stored one (a max() is raised,
+  never lowered: a row an earlier version kept, its kind without a time, is replaced so); a key
+  only one side has counts as zeros on the other.
 -#}
 {% macro counter_deltas(keys, correct, stored) %}
   with
@@ -242,6 +245,7 @@
   full outer join stored using ({{ keys | join(', ') }})
   where
       {{ measures_differ('correct', 'stored') }}
+      or correct.kind > stored.kind
 {% endmacro %}
 
 {#- Staging tables live next to their targets, named <target>__rebuild_<suffix>. -#}

@@ -21,7 +21,8 @@ select
     {{ summed_measures() }}
 from (
     {%- for source, rule in counting_rules().items() %}
-    select user_id, workflow_id, toDate({{ rule['time'] }}) as day, {{ rule['kind'] }} as kind,
+    select user_id, workflow_id, toDate({{ rule['time'] }}) as day,
+        {{ kind_at(rule['time'], rule['kind']) }} as kind,
         {{ measures(**rule['measures']) }}
     from {{ ref(source) }} final
     {{- '\n    union all' if not loop.last }}
@@ -71,13 +72,13 @@ from (
         {%- endfor %}
     from ({{ daily_counters_from_raw(day_condition) }})
     union all
-    select user_id, workflow_id, day, '' as kind,
+    select user_id, workflow_id, day, {{ no_kind() }} as kind,
         {{ measures(joblogs='joblogs') }}
     from {{ ref('workflow_daily') }}
     where ({{ day_condition }}) and not ({{ logs_recomputable('day') }})
 )
 group by user_id, workflow_id, day
-having kind != ''
+having tupleElement(kind, 2) != ''
     {%- for name in measure_names() %}
     or {{ name }} != 0
     {%- endfor %}

@@ -1396,7 +1396,7 @@ select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,
     cast('1970-01-01' as Date) as day,
-    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast((toDateTime64(0, 3, 'UTC'), '') as SimpleAggregateFunction(max, Tuple(DateTime64(3, 'UTC'), String))) as kind,
     
     cast(0 as SimpleAggregateFunction(sum, Int64)) as workflow_events,
     cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs,
@@ -1416,7 +1416,7 @@ select
     user_id,
     workflow_id,
     toDate(received_at) as day,
-    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    max(if(if(event_type = 'WORKFLOWS', kind, '') = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(received_at, 3, 'UTC'), toString(if(event_type = 'WORKFLOWS', kind, ''))))) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1438,7 +1438,7 @@ select
     user_id,
     workflow_id,
     toDate(ended_at) as day,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1460,7 +1460,7 @@ select
     user_id,
     workflow_id,
     toDate(first_event_time) as day,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1482,7 +1482,7 @@ select
     user_id,
     workflow_id,
     toDate(event_time) as day,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1504,7 +1504,7 @@ select
     user_id,
     workflow_id,
     toDate(event_time) as day,
-    max(kind) as kind,
+    max(if(kind = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(event_time, 3, 'UTC'), toString(kind)))) as kind,
     
     
     toInt64(sum(1)) as workflow_events,
@@ -1589,7 +1589,7 @@ select * from incoming
 select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,
-    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast((toDateTime64(0, 3, 'UTC'), '') as SimpleAggregateFunction(max, Tuple(DateTime64(3, 'UTC'), String))) as kind,
     cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
     cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_at,
     cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as terminated_at,
@@ -1612,7 +1612,7 @@ where 0
 select
     user_id,
     workflow_id,
-    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    max(if(if(event_type = 'WORKFLOWS', kind, '') = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(received_at, 3, 'UTC'), toString(if(event_type = 'WORKFLOWS', kind, ''))))) as kind,
     
     minOrNull(received_at) as first_event_at,
     maxOrNull(received_at) as last_event_at,
@@ -1635,7 +1635,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     minOrNull(ended_at) as first_event_at,
     maxOrNull(ended_at) as last_event_at,
@@ -1658,7 +1658,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     minOrNull(first_event_time) as first_event_at,
     maxOrNull(first_event_time) as last_event_at,
@@ -1681,7 +1681,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     minOrNull(event_time) as first_event_at,
     maxOrNull(event_time) as last_event_at,
@@ -1704,7 +1704,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max(kind) as kind,
+    max(if(kind = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(event_time, 3, 'UTC'), toString(kind)))) as kind,
     
     minOrNull(event_time) as first_event_at,
     maxOrNull(event_time) as last_event_at,

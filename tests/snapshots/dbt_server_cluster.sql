@@ -1405,7 +1405,7 @@ select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,
     cast('1970-01-01' as Date) as day,
-    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast((toDateTime64(0, 3, 'UTC'), '') as SimpleAggregateFunction(max, Tuple(DateTime64(3, 'UTC'), String))) as kind,
     
     cast(0 as SimpleAggregateFunction(sum, Int64)) as workflow_events,
     cast(0 as SimpleAggregateFunction(sum, Int64)) as jobs,
@@ -1430,7 +1430,7 @@ select
     user_id,
     workflow_id,
     toDate(received_at) as day,
-    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    max(if(if(event_type = 'WORKFLOWS', kind, '') = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(received_at, 3, 'UTC'), toString(if(event_type = 'WORKFLOWS', kind, ''))))) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1452,7 +1452,7 @@ select
     user_id,
     workflow_id,
     toDate(ended_at) as day,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1474,7 +1474,7 @@ select
     user_id,
     workflow_id,
     toDate(first_event_time) as day,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1496,7 +1496,7 @@ select
     user_id,
     workflow_id,
     toDate(event_time) as day,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     
     toInt64(0) as workflow_events,
@@ -1518,7 +1518,7 @@ select
     user_id,
     workflow_id,
     toDate(event_time) as day,
-    max(kind) as kind,
+    max(if(kind = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(event_time, 3, 'UTC'), toString(kind)))) as kind,
     
     
     toInt64(sum(1)) as workflow_events,
@@ -1603,7 +1603,7 @@ select * from incoming
 select
     cast('' as String) as user_id,
     cast('' as String) as workflow_id,
-    cast('' as SimpleAggregateFunction(max, String)) as kind,
+    cast((toDateTime64(0, 3, 'UTC'), '') as SimpleAggregateFunction(max, Tuple(DateTime64(3, 'UTC'), String))) as kind,
     cast(null as SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC')))) as first_event_at,
     cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as last_event_at,
     cast(null as SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC')))) as terminated_at,
@@ -1631,7 +1631,7 @@ where 0
 select
     user_id,
     workflow_id,
-    max(if(event_type = 'WORKFLOWS', kind, '')) as kind,
+    max(if(if(event_type = 'WORKFLOWS', kind, '') = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(received_at, 3, 'UTC'), toString(if(event_type = 'WORKFLOWS', kind, ''))))) as kind,
     
     minOrNull(received_at) as first_event_at,
     maxOrNull(received_at) as last_event_at,
@@ -1654,7 +1654,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     minOrNull(ended_at) as first_event_at,
     maxOrNull(ended_at) as last_event_at,
@@ -1677,7 +1677,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     minOrNull(first_event_time) as first_event_at,
     maxOrNull(first_event_time) as last_event_at,
@@ -1700,7 +1700,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max('') as kind,
+    max((toDateTime64(0, 3, 'UTC'), '')) as kind,
     
     minOrNull(event_time) as first_event_at,
     maxOrNull(event_time) as last_event_at,
@@ -1723,7 +1723,7 @@ group by all
 select
     user_id,
     workflow_id,
-    max(kind) as kind,
+    max(if(kind = '', (toDateTime64(0, 3, 'UTC'), ''), (toDateTime64(event_time, 3, 'UTC'), toString(kind)))) as kind,
     
     minOrNull(event_time) as first_event_at,
     maxOrNull(event_time) as last_event_at,
