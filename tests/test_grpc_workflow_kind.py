@@ -52,8 +52,15 @@ def job_created(user: str, workflow: str, at: str) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def changed(analytics_db) -> tuple[str, str]:
+@pytest.fixture
+def kind_db(own_analytics_db):
+    """A database of the test's own: it rebuilds today, whose other tests' rows are not its to rebuild."""
+    server, _ = own_analytics_db
+    return server
+
+
+@pytest.fixture
+def changed(kind_db) -> tuple[str, str]:
     """A user whose workflows' kinds changed, and the day (UTC) its scheduler event counts on."""
     user = f"kind-{dt.datetime.now(dt.UTC):%H%M%S%f}"
     batches = [
@@ -89,10 +96,10 @@ def changed(analytics_db) -> tuple[str, str]:
         ),
     ]
     for topic, events in batches:
-        response = post_batch(analytics_db, topic, events)
+        response = post_batch(kind_db, topic, events)
         assert response.status == 200, response.data.decode()
     [received] = query(
-        analytics_db,
+        kind_db,
         f"select toString(toDate(max(received_at))) as day from analytics.analytics_events where user_id = '{user}'",
     )
     return user, received["day"]
@@ -139,7 +146,7 @@ def daily_kinds(db, user: str) -> dict[tuple[str, str], str]:
     return {(row["workflow_id"], row["day"]): row["kind"] for row in rows}
 
 
-def test_every_call_names_and_filters_by_a_workflows_latest_kind(analytics_db, changed, tmp_path):
+def test_every_call_names_and_filters_by_a_workflows_latest_kind(kind_db, changed, tmp_path):
     user, today = changed
     # A day's kind is the latest that day.
     day_kinds = {
@@ -154,19 +161,19 @@ def test_every_call_names_and_filters_by_a_workflows_latest_kind(analytics_db, c
     }
     (tmp_path / "served").mkdir()
     (tmp_path / "statements").mkdir()
-    served = start_served(tmp_path / "served", analytics_db.url, BOUND)
-    statements = launch_served(tmp_path / "statements", analytics_db.url, bound=0)  # 0: no model
+    served = start_served(tmp_path / "served", kind_db.url, BOUND)
+    statements = launch_served(tmp_path / "statements", kind_db.url, bound=0)  # 0: no model
     try:
         with served.channel() as served_channel, statements.channel() as statements_channel:
             from_model, from_statements = served.stub(served_channel), statements.stub(statements_channel)
             kinds = dict(KINDS)
             for round in ("as delivered", "after a rebuild of the days", "after a later event"):
                 if round == "after a rebuild of the days":
-                    rebuild_days(analytics_db.settings(), [dt.date.fromisoformat(d) for d in (DAY1, DAY2, today)])
+                    rebuild_days(kind_db.settings(), [dt.date.fromisoformat(d) for d in (DAY1, DAY2, today)])
                     time.sleep(BOUND + 0.05)
                 if round == "after a later event":
                     later = workflow_event(user, "wb", "updated", f"{DAY2}T12:00:00.000Z", "ALPHA")
-                    assert post_batch(analytics_db, "workflows", [later]).status == 200
+                    assert post_batch(kind_db, "workflows", [later]).status == 200
                     kinds["wb"] = day_kinds["wb", DAY2] = "ALPHA"
                     time.sleep(BOUND + 0.05)
                 # Over all time the model answers the listing and the counters itself.
@@ -175,7 +182,7 @@ def test_every_call_names_and_filters_by_a_workflows_latest_kind(analytics_db, c
                 assert queries_run(served, "summary", "list_workflows") == before, round
                 for stub, ranged in ((from_model, True), (from_statements, False), (from_statements, True)):
                     assert_kinds(stub, user, today, kinds, ranged)
-                assert daily_kinds(analytics_db, user) == day_kinds, round
+                assert daily_kinds(kind_db, user) == day_kinds, round
     finally:
         assert served.stop() == 0, served.log()
         assert statements.stop() == 0, statements.log()
