@@ -8,6 +8,7 @@ the n-gram index rules out. A change of order or index that loses this fails her
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -94,13 +95,20 @@ def test_a_search_reads_only_the_granules_the_ngram_index_keeps(analytics_db, bi
     assert message == "worker-3 hit the Qwertzuiop wall"
 
 
-def test_the_job_log_totals_test_catches_a_wrong_count(analytics_db, big_job):
+def failing_rows(analytics_db, target: Path) -> list[dict]:
+    """The rows the dbt test found, read again with the SQL dbt compiled for it."""
+    [compiled] = (target / "compiled").rglob("job_log_totals_match_raw_history.sql")
+    return query(analytics_db, compiled.read_text())
+
+
+def test_the_job_log_totals_test_catches_a_wrong_count(analytics_db, big_job, tmp_path):
     settings = analytics_db.settings()
     logs = log_datasets.generate_logs(seed=96, users=1, jobs_per_user=2, lines=(5, 30))
     deliver(analytics_db, logs.messages)
     select = ("--select", "job_log_totals_match_raw_history")
-    passing = run_dbt(settings, "test", *select, capture=True)
-    assert passing.returncode == 0, passing.stdout[-4000:]  # dbt names the failing test and the error
+    passing = run_dbt(settings, "test", *select, capture=True, target_path=tmp_path / "target")
+    # dbt names the failing test and the error; the rows say which job and by how much
+    assert passing.returncode == 0, (passing.stdout[-4000:], failing_rows(analytics_db, tmp_path / "target"))
     job = logs.jobs[0]
     corrupt = f"""INSERT INTO analytics.job_log_totals (user_id, workflow_id, job_id, lines, first_event_at)
                   VALUES ('{job.user_id}', '{job.workflow_id}', '{job.job_id}', {{n}}, now64(3))"""

@@ -345,7 +345,8 @@ def test_a_batch_spanning_years_of_event_times_is_taken_whole(analytics_db):
 
 def test_dbt_tests_pass_on_loaded_data_and_catch_a_corrupted_day(analytics_db, loaded):
     settings = settings_for(analytics_db)
-    assert run_dbt(settings, "test", capture=True).returncode == 0
+    passing = run_dbt(settings, "test", capture=True)
+    assert passing.returncode == 0, passing.stdout[-4000:]  # dbt names the failing tests
     user, workflow = sorted(loaded.expected.workflows)[0]
     corrupt = f"""INSERT INTO analytics.workflow_daily (user_id, workflow_id, day, kind, jobs)
                   VALUES ('{user}', '{workflow}', today(), (0, ''), {{n}})"""
