@@ -171,7 +171,7 @@ def _check_values(message: Mapping[str, Any], label: str) -> None:
             elif isinstance(value, float):
                 if not math.isfinite(value):
                     raise InvalidEvent(_joined(path, key), f"must be a finite number (got {value!r})", label)
-            elif isinstance(value, Mapping | list):
+            elif isinstance(value, Mapping | list | tuple):
                 if level >= MAX_NESTING:
                     field = _joined(path, key).split(".", 1)[0]  # the attribute, not a path of a thousand levels
                     raise InvalidEvent(field, f"is nested more than {MAX_NESTING} levels deep", label)
@@ -186,26 +186,29 @@ def _check_json_paths(document: Mapping[str, Any], where: str, label: str) -> No
     """ClickHouse's JSON type reads a dot in a key as nesting, so `{"http.method": 1, "http":
     {"method": 2}}` writes the path `http.method` twice, and it refuses the insert ("Duplicate path
     found during parsing JSON object"), the whole batch with it. A null and an empty object write no
-    path; an array is one value, and each object in it (at any depth) a JSON document of its own."""
+    path; an array is one value, and each object in it (at any depth) a JSON document of its own.
+    Keys and arrays are taken as the JSON written for them: a tuple is an array, and a key that is
+    not text is spelled as json.dumps spells it (`True` is `"true"`, `None` is `"null"`)."""
     documents: list[tuple[Any, str]] = [(document, where)]
     while documents:
         current, location = documents.pop()
-        if isinstance(current, list):  # an array: its objects and arrays, each where it is (`items.1`)
+        if isinstance(current, list | tuple):  # an array: its objects and arrays, each where it is (`items.1`)
             documents.extend(
-                (item, f"{location}.{n}") for n, item in enumerate(current) if isinstance(item, Mapping | list)
+                (item, f"{location}.{n}") for n, item in enumerate(current) if isinstance(item, Mapping | list | tuple)
             )
             continue
         written: dict[str, tuple[Any, ...]] = {}  # path -> the keys that wrote it
-        stack: list[tuple[Mapping[str, Any], tuple[Any, ...]]] = [(current, ())]
+        # A mapping, the keys that lead to it, and its path (the keys as JSON writes them, dotted).
+        stack: list[tuple[Mapping[str, Any], tuple[Any, ...], str]] = [(current, (), "")]
         while stack:
-            mapping, keys = stack.pop()
+            mapping, keys, prefix = stack.pop()
             for key, value in mapping.items():
                 if value is None:
                     continue
+                path = _joined(prefix, _json_key(key)) if keys else _json_key(key)
                 if isinstance(value, Mapping):
-                    stack.append((value, (*keys, key)))
+                    stack.append((value, (*keys, key), path))
                     continue
-                path = ".".join(map(str, (*keys, key)))
                 if path in written:
                     raise InvalidEvent(
                         _joined(location, path),
@@ -215,8 +218,22 @@ def _check_json_paths(document: Mapping[str, Any], where: str, label: str) -> No
                         label,
                     )
                 written[path] = (*keys, key)
-                if isinstance(value, list):
+                if isinstance(value, list | tuple):
                     documents.append((value, _joined(location, path)))
+
+
+def _json_key(key: Any) -> str:
+    """A key as json.dumps writes it: text as it is, `True` as `true`, `None` as `null`, numbers as
+    their digits (another type is refused when the event is serialised, before this check)."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or key is None:
+        return json.dumps(key)
+    if isinstance(key, float):
+        return float.__repr__(key)
+    if isinstance(key, int):
+        return int.__repr__(key)
+    return str(key)
 
 
 def _spelled(keys: tuple[Any, ...]) -> str:

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event, InvalidEvent
+from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event, InvalidEvent, MemorySink
 from events.clickhouse import resend_alone
 from events.demo import run_demo
 from events.retry import backoff_delay, is_retryable
@@ -436,3 +436,38 @@ def test_a_demo_stream_lands_whole(clickhouse, ch):
     for topic in LANDING_TABLES:
         landed = ch.command(f"SELECT count() FROM {ch.database}.{topic}_queue")
         assert landed == counts[topic] > 0, topic  # duplicates included: deduplication is downstream
+
+
+# Attributes only Python can give: a tuple is written as an array, and a key that is not text as
+# json.dumps spells it, so these may make one path twice in the JSON the SDK sends.
+PYTHON_ATTRIBUTES = [
+    {"v": ({"a.b": 1, "a": {"b": 2}},)},
+    {"v": [({"p.q": 1, "p": {"q": 2}},)]},
+    {"v": {True: "a", "true": "b"}},
+    {"v": {None: "a", "null": "b"}},
+    {"v": {False: "a", "false": "b"}},
+    {"v": {2: "a", "2.x": "b", "2": {"y": 1}}},
+    {"v": (1, {"a": 1}, ({"a.b": 1},))},
+    {"v": {True: "a", 1.5: "b", None: "c"}},
+]
+
+
+@pytest.mark.parametrize("attributes", PYTHON_ATTRIBUTES, ids=[repr(a) for a in PYTHON_ATTRIBUTES])
+def test_the_sdk_refuses_what_clickhouse_refuses_of_the_json_it_writes_for_python_values(ch, attributes):
+    message = Event("behavioral", "x", attributes).json.decode()
+    try:
+        ch.query("SELECT toString(CAST({message:String} AS JSON))", parameters={"message": message})
+        clickhouse_refuses = False
+    except DatabaseError as error:
+        assert "Duplicate path" in str(error)
+        clickhouse_refuses = True
+
+    client = Client(MemorySink(), background=False)
+    try:
+        client.record("behavioral", "x", **attributes)
+        sdk_refuses = False
+    except InvalidEvent as error:
+        assert "ClickHouse's JSON type reads as the same path" in str(error)
+        sdk_refuses = True
+
+    assert sdk_refuses == clickhouse_refuses
