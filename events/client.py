@@ -217,15 +217,16 @@ class Client:
         """Batch what is queued and emit the batches that are due (for clients without a thread)."""
         self._pipeline.pump()
 
-    def flush(self, timeout: float = 10.0) -> bool:
+    def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until everything recorded so far has been handed to the sink and, if the sink has
-        `flush` (KafkaSink), delivered or reported as failed; False after `timeout` seconds."""
+        `flush` (KafkaSink), delivered or reported as failed; False after `timeout` seconds (None:
+        as long as it takes)."""
         return self._pipeline.flush(timeout)
 
-    def close(self, timeout: float = 10.0) -> bool:
+    def close(self, timeout: float | None = 10.0) -> bool:
         """Stop accepting events, hand the queued ones to the sink and close it, within about `timeout`
-        seconds (plus the sink's own bounded close). Returns False if events were left behind
-        (counted in `stats.abandoned`). Calling it again does nothing."""
+        seconds (plus the sink's own bounded close; None: as long as it takes). Returns False if
+        events were left behind (counted in `stats.abandoned`). Calling it again does nothing."""
         return self._pipeline.close(timeout)
 
     def __enter__(self) -> Client:

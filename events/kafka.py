@@ -29,6 +29,10 @@ _MSG_SIZE_TOO_LARGE = 10  # librdkafka's RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, a
 # (seconds) while the sink is open, so results arrive without a new emit.
 DELIVERY_POLL_INTERVAL = 0.1
 
+# The longest wait librdkafka's flush takes (its milliseconds are a C int): a longer one, a client's
+# flush(None) among them, waits this long.
+LONGEST_FLUSH = 2_000_000.0
+
 
 class KafkaSink(ReportsFailures):
     """Produces each event to its topic (`workflows`, `jobs`, `job_logs`, `telemetry`, `analytics`,
@@ -109,7 +113,7 @@ class KafkaSink(ReportsFailures):
     def flush(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for every event given so far to be delivered or reported as
         failed (its delivery report served); True if none is left outstanding."""
-        return self._producer.flush(timeout) == 0
+        return self._producer.flush(min(timeout, LONGEST_FLUSH)) == 0
 
     def close(self) -> None:
         with self._close_lock:

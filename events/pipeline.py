@@ -37,6 +37,20 @@ Clock = Callable[[], float]  # seconds since the epoch, like time.time
 CLOSED_SINK_GRACE = 0.5
 
 
+def wait_bound(timeout: float | None) -> float:
+    """Seconds a flush() or close() may wait: a number, 0 or more; None or infinity waits as long as it
+    takes (up to the longest wait threading has). NaN, a negative number or another type is refused,
+    naming it, before anything is done (a close() that failed half-way left the client closed, its
+    events queued and its sink open, and the next close() said all was well)."""
+    if timeout is None:
+        return threading.TIMEOUT_MAX
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:  # NaN is not >= 0
+        raise ValueError(
+            f"timeout must be a number of seconds, 0 or more, or None to wait as long as it takes (got {timeout!r})"
+        )
+    return min(float(timeout), threading.TIMEOUT_MAX)
+
+
 @dataclass(frozen=True)
 class ClientStats:
     """Counters of a client and its copies, since it was created."""
@@ -149,9 +163,10 @@ class Pipeline:
                 pending=self.accepted - self.emitted - self.failed,
             )
 
-    def flush(self, timeout: float) -> bool:
+    def flush(self, timeout: float | None) -> bool:
         """Hand everything accepted so far to the sink, and wait for a sink with `flush` (KafkaSink) to
         have each delivery confirmed or reported; False if that did not happen within `timeout`."""
+        timeout = wait_bound(timeout)
         deadline = time.monotonic() + timeout
         if self.thread is None or self._on_consumer_thread():  # no thread, or called from a callback on it
             self.drain()
@@ -167,7 +182,8 @@ class Pipeline:
             return False
         return marker.done.wait(max(0.0, deadline - time.monotonic())) and marker.settled
 
-    def close(self, timeout: float) -> bool:
+    def close(self, timeout: float | None) -> bool:
+        timeout = wait_bound(timeout)  # before anything changes: a refused close() leaves the client open
         with self.lock:
             closing_already = self.closed
             self.closed = True

@@ -298,3 +298,31 @@ def test_undelivered_events_are_kept_up_to_a_number_of_bytes_too():
     assert failures.discarded == 5
     failures.report(events[:1], DeliveryError("down", retryable=True))  # the bytes taken are free again
     assert len(failures.take()) == 1 and failures.discarded == 5
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("nan"), "10", True], ids=["negative", "nan", "text", "bool"])
+def test_a_flush_or_close_given_a_timeout_that_is_no_number_of_seconds_is_refused_and_the_client_stays_open(timeout):
+    """close(-1) raised from inside the close: the client was closed, its events still queued and its
+    sink open, and the next close() said True; close(nan) abandoned every event at once."""
+    sink = MemorySink(Batching(max_events=100, interval=30.0))
+    client = Client(sink)
+    client.send(event(0))
+    for method in (client.flush, client.close):
+        with pytest.raises(ValueError, match=f"timeout must be a number of seconds, 0 or more.*got {timeout!r}"):
+            method(timeout)
+    assert client.send(event(1)) is not None  # still open
+    assert client.close(30)
+    assert [e.attributes["user_id"] for e in sink.events] == ["u-0", "u-1"] and sink.closed
+
+
+@pytest.mark.parametrize("timeout", [None, float("inf")])
+def test_flush_and_close_without_a_bound_wait_as_long_as_it_takes(timeout):
+    sink = Slow(seconds=0.05)
+    client = Client(sink)
+    for n in range(3):
+        client.send(event(n))
+    assert client.flush(timeout)
+    assert len(sink.events) == 3
+    client.send(event(3))
+    assert client.close(timeout)
+    assert len(sink.events) == 4 and sink.closed
