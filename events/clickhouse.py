@@ -28,11 +28,23 @@ from core.names import queue_table
 from events.contract import TELEMETRY_TOPIC
 from events.event import AnyEvent
 from events.retry import backoff_delay, is_retryable
-from events.sinks import MAX_KEPT, Batching, DeliveryError, ErrorCallback, ReportsFailures
+from events.sinks import (
+    MAX_KEPT,
+    Batching,
+    DeliveryError,
+    ErrorCallback,
+    ReportsFailures,
+    check_count,
+    check_seconds,
+)
 
 log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# The longest a request, or a wait between two attempts, may take (seconds): past it a socket's timeout
+# or a wait overflows.
+LONGEST_WAIT = 86_400.0
 
 # What asks the server to join the sink's inserts with other senders' and answer after the joint insert.
 ASYNC_INSERT = {"async_insert": "1", "wait_for_async_insert": "1"}
@@ -103,8 +115,10 @@ class ClickHouseSink(ReportsFailures):
     ):
         if not _IDENTIFIER.match(database):
             raise ValueError(f"database must be a plain identifier, got {database!r}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must not be negative, got {max_retries}")
+        check_count("max_retries", max_retries)
+        check_seconds("timeout", timeout, above_zero=True, at_most=LONGEST_WAIT)
+        check_seconds("backoff", backoff, at_most=LONGEST_WAIT)
+        check_seconds("max_backoff", max_backoff, at_most=LONGEST_WAIT)
         self.batching = Batching(max_events=batch_size, max_bytes=batch_bytes, interval=interval)
         self.database = database
         self._settings = {

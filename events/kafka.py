@@ -13,7 +13,7 @@ from typing import Any
 from core.kafka_errors import kafka_error_code
 from core.names import MAX_MESSAGE_BYTES
 from events.event import AnyEvent
-from events.sinks import MAX_KEPT, Batching, DeliveryError, ErrorCallback, ReportsFailures
+from events.sinks import MAX_KEPT, Batching, DeliveryError, ErrorCallback, ReportsFailures, check_seconds
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ class KafkaSink(ReportsFailures):
         max_undelivered: int = MAX_KEPT,
     ):
         from confluent_kafka import Producer  # imported here: only this sink needs librdkafka
+
+        # NaN, or a negative number (which librdkafka reads as no bound), made close() wait for the
+        # producer's message timeout (5 minutes by default) instead.
+        flush_timeout = min(check_seconds("flush_timeout", flush_timeout), LONGEST_FLUSH)
 
         settings: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,

@@ -83,8 +83,8 @@ class Pipeline:
     live: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
     def __init__(self, sink: Sink, queue_size: int, clock: Clock, background: bool):
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f"queue_size must be a whole number, at least 1, got {queue_size!r}")
         self.sink = sink
         self.batching = sink.batching
         self.clock = clock

@@ -23,4 +23,4 @@ def is_retryable(status: int | None, code: int | None) -> bool:
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Seconds to wait after failed attempt number `attempt` (0-based): base, 2*base, 4*base ... up to cap."""
-    return min(cap, base * (2**attempt))
+    return min(cap, base * (2 ** min(attempt, 64)))  # 2**1100 is beyond a float: a long outage raised

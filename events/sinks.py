@@ -25,6 +25,25 @@ MAX_KEPT = 100_000
 MAX_KEPT_BYTES = 64 << 20
 
 
+def check_seconds(name: str, value: object, *, above_zero: bool = False, at_most: float = float("inf")) -> float:
+    """A sink's duration parameter as a number of seconds, refused by name if it is none: NaN, below
+    0 (or at 0 where `above_zero`), over `at_most`, or not a number. A NaN or an overflowing
+    request timeout made every request raise, and every event was lost."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (value > 0 if above_zero else value >= 0) or not value <= at_most:  # NaN fails both
+        lowest = "more than 0" if above_zero else "0 or more"
+        highest = f" and at most {at_most:g}" if at_most < float("inf") else ""
+        raise ValueError(f"{name} must be a number of seconds, {lowest}{highest}, got {value!r}")
+    return float(value)
+
+
+def check_count(name: str, value: object) -> int:
+    """A whole number, 0 or more, refused by name if it is none (1.5 retries, True retries)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number, 0 or more, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Batching:
     """How the client groups events for a sink: a batch goes out at `max_events`, at `max_bytes`

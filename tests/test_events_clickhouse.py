@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import urllib.request
 
@@ -471,3 +472,30 @@ def test_the_sdk_refuses_what_clickhouse_refuses_of_the_json_it_writes_for_pytho
         sdk_refuses = True
 
     assert sdk_refuses == clickhouse_refuses
+
+
+UNUSABLE_PARAMETERS = [
+    ({"timeout": float("nan")}, "timeout must be a number of seconds, more than 0 and at most 86400, got nan"),
+    ({"timeout": 1e300}, "timeout must be a number of seconds, more than 0 and at most 86400, got 1e+300"),
+    ({"timeout": 0}, "timeout must be a number of seconds, more than 0"),
+    ({"timeout": "10"}, "timeout must be a number of seconds"),
+    ({"backoff": -1.0}, "backoff must be a number of seconds, 0 or more"),
+    ({"max_backoff": float("inf")}, "max_backoff must be a number of seconds, 0 or more and at most 86400"),
+    ({"max_backoff": float("nan")}, "max_backoff must be a number of seconds"),
+    ({"max_retries": 1.5}, "max_retries must be a whole number, 0 or more, got 1.5"),
+    ({"max_retries": -1}, "max_retries must be a whole number, 0 or more, got -1"),
+]
+
+
+@pytest.mark.parametrize(("parameters", "named"), UNUSABLE_PARAMETERS, ids=[repr(p) for p, _ in UNUSABLE_PARAMETERS])
+def test_durations_and_counts_a_sink_cannot_use_are_refused_by_name(parameters, named):
+    """ClickHouseSink(timeout=nan) or a timeout that overflows a socket's took every event: each request
+    raised in urllib3, the client counted the batch as lost, and close() said True."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        ClickHouseSink("http://127.0.0.1:8123", **parameters)
+
+
+def test_a_long_outage_with_many_retries_waits_the_longest_backoff_and_does_not_raise():
+    """The backoff doubled past what a float holds after 1,024 retries: the insert raised and its
+    batch was lost."""
+    assert backoff_delay(1024, 0.25, 8.0) == backoff_delay(100_000, 0.25, 8.0) == 8.0

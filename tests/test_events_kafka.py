@@ -87,6 +87,16 @@ def test_without_a_callback_undelivered_events_are_kept(refused_port):
     assert sorted(e.event_id for e in sink.take_undelivered()) == sorted(e.event_id for e in events)
 
 
+@pytest.mark.parametrize("flush_timeout", [float("nan"), -1.0, "10"])
+def test_a_flush_timeout_that_is_no_number_of_seconds_is_refused_by_name(refused_port, flush_timeout):
+    """NaN, or a negative number, which librdkafka reads as no bound, made close() wait the producer's
+    message timeout, five minutes, where the sink promises its flush_timeout."""
+    with pytest.raises(
+        ValueError, match=f"flush_timeout must be a number of seconds, 0 or more, got {flush_timeout!r}"
+    ):
+        KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=flush_timeout)
+
+
 def test_a_closed_sink_reports_instead_of_producing(refused_port):
     reported = Reported()
     sink = KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=0.2, on_error=reported)

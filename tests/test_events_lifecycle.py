@@ -326,3 +326,9 @@ def test_flush_and_close_without_a_bound_wait_as_long_as_it_takes(timeout):
     client.send(event(3))
     assert client.close(timeout)
     assert len(sink.events) == 4 and sink.closed
+
+
+@pytest.mark.parametrize("queue_size", [1.5, True, 0])
+def test_a_queue_size_that_is_no_whole_number_of_events_is_refused_by_name(queue_size):
+    with pytest.raises(ValueError, match=f"queue_size must be a whole number, at least 1, got {queue_size!r}"):
+        Client(NoopSink(), queue_size=queue_size)
