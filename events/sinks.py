@@ -232,7 +232,8 @@ class FilterSink(ReportsFailures):
 
     An event whose predicate raises is not passed on: it is counted in `stats.failed` and reported
     as a network sink reports an undeliverable event (to `on_error(events, error)`, else kept for
-    `take_undelivered()`), and the rest of its batch goes on.
+    `take_undelivered()`), and the rest of its batch goes on. `stats` and `take_undelivered()` are
+    the wrapped sink's too, when it has them (a network sink), with the filter's own added.
     """
 
     def __init__(self, sink: Sink, predicate: Callable[[AnyEvent], bool], *, on_error: ErrorCallback | None = None):
@@ -260,6 +261,22 @@ class FilterSink(ReportsFailures):
 
     def close(self) -> None:
         self._sink.close()
+
+    @property
+    def stats(self) -> DeliveryStats:
+        """The wrapped sink's counts (a network sink's) with the events whose predicate raised
+        added to `failed`; they alone when the wrapped sink keeps no counts."""
+        own = ReportsFailures.stats.fget(self)
+        wrapped = getattr(self._sink, "stats", None)
+        if not isinstance(wrapped, DeliveryStats):
+            return own
+        return replace(wrapped, failed=wrapped.failed + own.failed, discarded=wrapped.discarded + own.discarded)
+
+    def take_undelivered(self) -> list[AnyEvent]:
+        """The events whose predicate raised, then those the wrapped sink gave up on; removed from both."""
+        taken = ReportsFailures.take_undelivered(self)
+        take_wrapped = getattr(self._sink, "take_undelivered", None)
+        return taken + list(take_wrapped()) if take_wrapped is not None else taken
 
     def _passes(self, event: AnyEvent) -> bool:
         try:

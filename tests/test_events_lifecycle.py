@@ -15,7 +15,7 @@ import time
 import pytest
 
 from events import ClickHouseSink, Client, Event
-from events.sinks import Batching, DeliveryError, FailedEvents, MemorySink, NoopSink
+from events.sinks import Batching, DeliveryError, FailedEvents, FilterSink, MemorySink, NoopSink
 from tests.test_events_clickhouse import create_landing_tables, job, rows
 
 
@@ -332,3 +332,24 @@ def test_flush_and_close_without_a_bound_wait_as_long_as_it_takes(timeout):
 def test_a_queue_size_that_is_no_whole_number_of_events_is_refused_by_name(queue_size):
     with pytest.raises(ValueError, match=f"queue_size must be a whole number, at least 1, got {queue_size!r}"):
         Client(NoopSink(), queue_size=queue_size)
+
+
+def test_behind_a_filter_sink_the_events_the_wrapped_sink_gave_up_on_are_counted_and_kept(refused_port):
+    """FilterSink's stats and take_undelivered() were its predicate's alone: with its back end down,
+    the filter said nothing failed and kept nothing, and the wrapped sink, made in the same line,
+    held every event where the caller could not reach it."""
+
+    def odd_raises(event):
+        if int(event.attributes["job_id"][2:]) % 2:
+            raise KeyError("region")
+        return True
+
+    sink = FilterSink(ClickHouseSink(f"http://127.0.0.1:{refused_port}", max_retries=0, interval=0.0), odd_raises)
+    client = Client(sink, background=False)
+    recorded = [client.send(job(f"j-{n}")) for n in range(6)]
+    client.close(30)
+
+    assert (sink.stats.failed, sink.stats.delivered) == (6, 0)
+    kept = sink.take_undelivered()
+    assert sorted(e.event_id for e in kept) == sorted(e.event_id for e in recorded)
+    assert sink.take_undelivered() == []
