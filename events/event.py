@@ -39,7 +39,12 @@ def to_utc_millis(moment: datetime, field_name: str) -> datetime:
         )
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidEvent(field_name, "is a datetime without a time zone; give one (e.g. tzinfo=UTC)")
-    utc = moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # datetime.min or .max in a zone of its own: no such instant in UTC
+        raise InvalidEvent(
+            field_name, f"is {moment.isoformat()}, which in UTC falls outside the years 1 to 9999 a datetime holds"
+        ) from None
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 

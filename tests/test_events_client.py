@@ -208,6 +208,21 @@ INVALID = {
         lambda c: c.record("behavioral", "x", event_time=datetime(1969, 12, 31, 23, 0, tzinfo=UTC)),
         "event_time",
     ),
+    # No instant in UTC (OverflowError, where a caller catches InvalidEvent).
+    "event time of datetime.min east of UTC": (
+        lambda c: c.record("behavioral", "x", event_time=datetime.min.replace(tzinfo=timezone(timedelta(hours=5)))),
+        "event_time",
+    ),
+    "job time of datetime.max west of UTC": (
+        lambda c: c.record_job(
+            "started",
+            user_id="u",
+            workflow_id="w",
+            job_id="j",
+            started_at=datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+        ),
+        "started_at",
+    ),
     "envelope field as attribute": (lambda c: c.record("behavioral", "x", event_id="mine"), "event_id"),
     "envelope field in with_attributes": (lambda c: c.with_attributes(event_type="job"), "event_type"),
     "event type that is not an identifier": (lambda c: c.record("Bad Type", "x"), "event_type"),
