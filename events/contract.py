@@ -160,6 +160,7 @@ def _check_values(message: Mapping[str, Any], label: str) -> None:
     """Text encodable as UTF-8 and finite numbers, everywhere in the event (JSON has no NaN or
     Infinity), nested no deeper than ClickHouse parses. Depth first, in order, so the first bad
     value is the one named; a loop rather than recursion, so any depth is named, not a RecursionError."""
+    _check_keys(message, "", label)
     stack: list[tuple[Iterator[tuple[Any, Any]], str, int]] = [(iter(message.items()), "", 1)]
     while stack:
         items, path, level = stack[-1]
@@ -175,11 +176,33 @@ def _check_values(message: Mapping[str, Any], label: str) -> None:
                 if level >= MAX_NESTING:
                     field = _joined(path, key).split(".", 1)[0]  # the attribute, not a path of a thousand levels
                     raise InvalidEvent(field, f"is nested more than {MAX_NESTING} levels deep", label)
-                inner = value.items() if isinstance(value, Mapping) else enumerate(value)
+                if isinstance(value, Mapping):
+                    _check_keys(value, _joined(path, key), label)
+                    inner = value.items()
+                else:
+                    inner = enumerate(value)
                 stack.append((iter(inner), _joined(path, key), level + 1))
                 break
         else:
             stack.pop()
+
+
+def _check_keys(mapping: Mapping[Any, Any], path: str, label: str) -> None:
+    """Keys that are not text are written as JSON spells them, so `{True: 1, "true": 2}` (or `1` and
+    `"1"`) writes one key twice, whatever the values: ClickHouse refuses such an object (a
+    duplicate key at the top of a telemetry event, a duplicate path in it), and the batch with it."""
+    if all(isinstance(key, str) for key in mapping):
+        return
+    spelled: dict[str, Any] = {}
+    for key in mapping:
+        text = _json_key(key)
+        if text in spelled:
+            raise InvalidEvent(
+                _joined(path, text),
+                f"is written twice, by the keys {spelled[text]!r} and {key!r}, which JSON spells alike",
+                label,
+            )
+        spelled[text] = key
 
 
 def _check_json_paths(document: Mapping[str, Any], where: str, label: str) -> None:
