@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any
 
 from core.kafka_errors import kafka_error_code
 from core.names import MAX_MESSAGE_BYTES
+from events.contract import SCHEMA_BY_TOPIC
 from events.event import AnyEvent
 from events.sinks import MAX_KEPT, Batching, DeliveryError, ErrorCallback, ReportsFailures, check_seconds
 
@@ -32,6 +34,21 @@ DELIVERY_POLL_INTERVAL = 0.1
 # The longest wait librdkafka's flush takes (its milliseconds are a C int): a longer one, a client's
 # flush(None) among them, waits this long.
 LONGEST_FLUSH = 2_000_000.0
+
+
+# A Kafka topic name: at most 249 of these characters. With a prefix of others, or too long, every
+# event failed at the broker ("Invalid topic"), far from the mistake.
+_TOPIC_CHARACTERS = re.compile(r"[A-Za-z0-9._-]*")
+_LONGEST_TOPIC = 249
+
+
+def _check_topic_prefix(prefix: str) -> None:
+    longest = _LONGEST_TOPIC - max(len(topic) for topic in SCHEMA_BY_TOPIC)
+    if not isinstance(prefix, str) or not _TOPIC_CHARACTERS.fullmatch(prefix) or len(prefix) > longest:
+        raise ValueError(
+            f"topic_prefix must be letters, digits, '.', '_' and '-', at most {longest} of them, as Kafka's"
+            f" topic names are, got {prefix!r}"
+        )
 
 
 class KafkaSink(ReportsFailures):
@@ -64,6 +81,7 @@ class KafkaSink(ReportsFailures):
         # NaN, or a negative number (which librdkafka reads as no bound), made close() wait for the
         # producer's message timeout (5 minutes by default) instead.
         flush_timeout = min(check_seconds("flush_timeout", flush_timeout), LONGEST_FLUSH)
+        _check_topic_prefix(topic_prefix)
 
         settings: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,

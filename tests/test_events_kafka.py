@@ -97,6 +97,13 @@ def test_a_flush_timeout_that_is_no_number_of_seconds_is_refused_by_name(refused
         KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=flush_timeout)
 
 
+@pytest.mark.parametrize("prefix", ["staging/", "prod:", "ünï.", "p" * 241])
+def test_a_topic_prefix_kafka_cannot_name_a_topic_with_is_refused_by_name(refused_port, prefix):
+    """Every event failed at the broker, "Invalid topic", with nothing naming the prefix."""
+    with pytest.raises(ValueError, match="topic_prefix must be letters, digits, '.', '_' and '-', at most 240"):
+        KafkaSink(f"127.0.0.1:{refused_port}", topic_prefix=prefix)
+
+
 def test_a_closed_sink_reports_instead_of_producing(refused_port):
     reported = Reported()
     sink = KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=0.2, on_error=reported)
