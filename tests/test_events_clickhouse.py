@@ -14,6 +14,7 @@ import urllib.request
 from urllib.parse import urlencode
 
 import pytest
+import urllib3
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from events import AnalyticsCompatEvent, ClickHouseSink, Client, Event, InvalidEvent, MemorySink
@@ -21,6 +22,7 @@ from events.clickhouse import resend_alone
 from events.demo import run_demo
 from events.retry import backoff_delay, is_retryable
 from events.sinks import DeliveryError
+from tests import embedded_server
 from tests.embedded_server import free_port
 from tests.events_support import JOINING_WINDOW, FakeClock, TcpForwarder, together
 from tests.intake import HTTP, insert_statement
@@ -509,3 +511,43 @@ def test_a_long_outage_with_many_retries_waits_the_longest_backoff_and_does_not_
     """The backoff doubled past what a float holds after 1,024 retries: the insert raised and its
     batch was lost."""
     assert backoff_delay(1024, 0.25, 8.0) == backoff_delay(100_000, 0.25, 8.0) == 8.0
+
+
+NON_ASCII_PASSWORD = "пароль-ü"
+
+
+@pytest.fixture
+def password_server(tmp_path):
+    """An embedded ClickHouse of the test's own whose default user has a password beyond ASCII."""
+    server = embedded_server.start(tmp_path / "data", password=NON_ASCII_PASSWORD)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_password_beyond_ascii_reaches_the_server_and_the_events_land(password_server):
+    """Every request raised UnicodeEncodeError (a header's value is Latin-1): the client counted each
+    batch as lost, and close() said True."""
+    admin = password_server.client()
+    admin.command("CREATE DATABASE pw")
+    admin.command("CREATE TABLE pw.telemetry_queue (message String) ENGINE = MergeTree ORDER BY tuple()")
+    sink = ClickHouseSink(password_server.url, database="pw", password=NON_ASCII_PASSWORD, async_insert=False)
+    client = Client(sink)
+    recorded = [client.record("behavioral", "login-start", n=n) for n in range(3)]
+
+    assert client.close(30)
+
+    assert (client.stats.failed, sink.stats.delivered) == (0, 3), (client.stats, sink.stats)
+    landed = admin.query("SELECT JSONExtractString(message, 'event_id') FROM pw.telemetry_queue").result_rows
+    assert sorted(row[0] for row in landed) == sorted(event.event_id for event in recorded)
+    # The server reads X-ClickHouse-Key's bytes as UTF-8, as ClickHouse does (curl sends them so).
+    utf8_key = {"X-ClickHouse-User": "default", "X-ClickHouse-Key": NON_ASCII_PASSWORD.encode()}
+    answer = urllib3.request("POST", password_server.url + "/", body=b"SELECT 7", headers=utf8_key)
+    assert (answer.status, answer.data) == (200, b"7\n")
+    # A wrong one beyond ASCII is the server's refusal, named, not an error of the client's.
+    reported = Reported()
+    wrong = ClickHouseSink(password_server.url, database="pw", password="пароль-x", on_error=reported)
+    wrong.emit([Event("behavioral", "refused")])
+    ((_, error),) = reported.calls
+    assert wrong.stats.rejected == 1 and error.code == 516 and "Authentication failed" in str(error)

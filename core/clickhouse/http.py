@@ -1,13 +1,15 @@
 """The thin ClickHouse HTTP client: POST a statement (and a body), get the answer's bytes or an error.
 
-It owns everything about the wire: the URL and its credentials (X-ClickHouse-User/-Key), one
-pooled connection per thread (urllib3, no retries of its own), timeouts, and telling the kinds
-of failure apart: no answer (unreachable, the connection dropped, no answer in time) from an
-answer with ClickHouse's exception (HTTP status and code). Callers decide what each means to them.
+It owns everything about the wire: the URL and its credentials (X-ClickHouse-User/-Key; HTTP Basic
+when they go beyond ASCII), one pooled connection per thread (urllib3, no retries of its own),
+timeouts, and telling the kinds of failure apart: no answer (unreachable, the connection dropped,
+no answer in time) from an answer with ClickHouse's exception (HTTP status and code). Callers
+decide what each means to them.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from urllib.parse import unquote, urlencode, urlsplit
 
@@ -45,6 +47,16 @@ class ServerError(Exception):
         self.text = text
 
 
+def credential_headers(user: str, key: str) -> dict[str, str]:
+    """X-ClickHouse-User and -Key; credentials beyond ASCII as HTTP Basic instead, their UTF-8 in
+    base64, which ClickHouse and the embedded server read alike. A header's value goes out as
+    Latin-1: such a user or password raised UnicodeEncodeError on every request (an SDK sink lost
+    every event), or was not the UTF-8 the server compares."""
+    if user.isascii() and key.isascii():
+        return {"X-ClickHouse-User": user, **({"X-ClickHouse-Key": key} if key else {})}
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode("ascii")}
+
+
 class HttpClient:
     """One ClickHouse reached over HTTP(S); usable from many threads, each with a connection of its own."""
 
@@ -67,10 +79,9 @@ class HttpClient:
         self.description = f"ClickHouse at {self.url}"
         self._path = parts.path.rstrip("/") + "/"
         self._timeout = timeout or urllib3.Timeout(connect=5.0, read=300.0)
-        self._headers = {"X-ClickHouse-User": unquote(parts.username) if parts.username else user}
-        key = unquote(parts.password) if parts.password else password
-        if key:
-            self._headers["X-ClickHouse-Key"] = key
+        self._headers = credential_headers(
+            unquote(parts.username) if parts.username else user, unquote(parts.password) if parts.password else password
+        )
         self._pools: PerThread[urllib3.HTTPConnectionPool] = PerThread(self._new_pool, lambda pool: pool.close())
 
     def _new_pool(self) -> urllib3.HTTPConnectionPool:
