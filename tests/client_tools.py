@@ -6,7 +6,8 @@
   * @clickhouse/client from npm (tests/clients/node, package-lock.json committed), `npm ci`;
   * grpc-go with stubs generated from proto/analytics/analytics.proto (tests/clients/grpc-go: the
     code generators are tools of its go.mod, run by grpcio-tools' protoc), built into
-    .analytics/tools/bin.
+    .analytics/tools/bin; and the documentation's own Go code (tests/clients/scheduler-go) against
+    stubs generated as the scheduler generates them, with no flag naming their import path.
 
 Each step runs once and is skipped while its inputs are unchanged (a stamp holds their digest).
 `./dev test` runs them all (``python -m tests.client_tools``); the fixtures call them again, which
@@ -105,6 +106,41 @@ def go_client() -> Path:
     return binary
 
 
+def _go_protoc_plugins(go: str, env: dict) -> Path:
+    """protoc-gen-go and protoc-gen-go-grpc, at the versions tests/clients/grpc-go/go.mod pins."""
+    plugins = TOOLS / "protoc-go"
+    _run(
+        [go, "build", "-o", f"{plugins}/", *GO_PROTOC_PLUGINS],
+        CLIENTS / "grpc-go",
+        "go build (protoc-gen-go, protoc-gen-go-grpc)",
+        env=env,
+    )
+    return plugins
+
+
+def _go_stubs(plugins: Path, source: Path, module: str, *options: str) -> None:
+    """protoc's Go stubs of analytics.proto into ``source`` (a module named ``module``)."""
+    proto = REPO / "proto"
+    go_options = ",".join((f"module={module}", *options))
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{proto}",
+            f"--plugin=protoc-gen-go={plugins / 'protoc-gen-go'}",
+            f"--plugin=protoc-gen-go-grpc={plugins / 'protoc-gen-go-grpc'}",
+            f"--go_out={source}",
+            f"--go_opt={go_options}",
+            f"--go-grpc_out={source}",
+            f"--go-grpc_opt={go_options}",
+            "analytics/analytics.proto",
+        ],
+        source,
+        "protoc (the Go stubs of analytics.proto)",
+    )
+
+
 def grpc_go_client() -> Path:
     """The scheduler-style Go client of the AnalyticsService, its stubs generated from our proto."""
     source = CLIENTS / "grpc-go"
@@ -115,34 +151,31 @@ def grpc_go_client() -> Path:
     if not (binary.is_file() and stamp.is_file() and stamp.read_text() == digest):
         go = _need("go", "golang-go")
         env = {"GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "auto"}
-        plugins = TOOLS / "protoc-go"
-        _run(
-            [go, "build", "-o", f"{plugins}/", *GO_PROTOC_PLUGINS],
-            source,
-            "go build (protoc-gen-go, protoc-gen-go-grpc)",
-            env=env,
-        )
+        plugins = _go_protoc_plugins(go, env)
         package = "workflow-analytics/tests/clients/grpc-go"
-        mapping = f"Manalytics/analytics.proto={package}/analyticspb"
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "grpc_tools.protoc",
-                f"-I{proto}",
-                f"--plugin=protoc-gen-go={plugins / 'protoc-gen-go'}",
-                f"--plugin=protoc-gen-go-grpc={plugins / 'protoc-gen-go-grpc'}",
-                f"--go_out={source}",
-                f"--go_opt=module={package},{mapping}",
-                f"--go-grpc_out={source}",
-                f"--go-grpc_opt=module={package},{mapping}",
-                "analytics/analytics.proto",
-            ],
-            source,
-            "protoc (the Go stubs of analytics.proto)",
-        )
+        _go_stubs(plugins, source, package, f"Manalytics/analytics.proto={package}/analyticspb")
         binary.parent.mkdir(parents=True, exist_ok=True)
         _run([go, "build", "-o", str(binary), "."], source, "go build (grpc-go client)", env=env)
+        stamp.write_text(digest)
+    return binary
+
+
+def scheduler_go_client() -> Path:
+    """The documentation's Go code (tests/clients/scheduler-go), against stubs generated as the
+    scheduler generates them: no flag naming their import path, which the proto's go_package gives."""
+    source = CLIENTS / "scheduler-go"
+    binary = TOOLS / "bin" / "scheduler-go-check"
+    stamp = binary.with_name(binary.name + ".sha256")
+    inputs = [source / name for name in ("go.mod", "go.sum", "main.go", "usecases.go")]
+    digest = _digest(*inputs, REPO / "proto" / "analytics" / "analytics.proto")
+    if not (binary.is_file() and stamp.is_file() and stamp.read_text() == digest):
+        go = _need("go", "golang-go")
+        env = {"GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "auto"}
+        plugins = _go_protoc_plugins(go, env)
+        shutil.rmtree(source / "pkg", ignore_errors=True)
+        _go_stubs(plugins, source, "github.com/hitesh22rana/chronoverse")
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        _run([go, "build", "-o", str(binary), "."], source, "go build (the documentation's Go code)", env=env)
         stamp.write_text(digest)
     return binary
 
@@ -170,6 +203,7 @@ def main() -> int:
         ("JDBC driver", jdbc_classpath),
         ("clickhouse-go", go_client),
         ("grpc-go client", grpc_go_client),
+        ("the documentation's Go code", scheduler_go_client),
         ("Node client", node_client),
     )
     for name, install in clients:

@@ -4,7 +4,9 @@ robin over what `localhost` resolves to, every request gzip-compressed).
 
 The program (tests/clients/grpc-go) makes the documentation's calls and prints what it got; the
 test compares that with the numbers computed from the events sent (`analytics grpc` over HTTP to
-the embedded ClickHouse, the data set of the other gRPC suites).
+the embedded ClickHouse, the data set of the other gRPC suites). The documentation's own Go code
+(tests/clients/scheduler-go) is built against stubs generated with no flag naming their import
+path, as the scheduler generates them, and run the same way.
 """
 
 from __future__ import annotations
@@ -94,3 +96,28 @@ def test_the_scheduler_go_client_reads_every_call_and_error_code(service, loaded
         "total_joblogs": total.joblogs,
     }
     assert report["codes"] == EXPECTED_CODES
+
+
+def test_the_documentations_go_code_builds_on_stubs_generated_without_flags_and_reads_the_numbers(service, loaded):
+    """The examples import the stubs as pb "github.com/hitesh22rana/chronoverse/pkg/proto/go/analytics"
+    (package analytics): protoc-gen-go refused a proto without go_package ("unable to determine Go
+    import path"), so the scheduler could not generate its client from the proto at all."""
+    dataset, model = loaded
+    user = model.users[0]
+    workflow = model.workflows(user)[0]
+    binary = _tool(client_tools.scheduler_go_client)
+    command = [str(binary), "-addr", f"localhost:{service.port}", "-user", user, "-workflow", workflow]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    workflows, jobs, joblogs, seconds = dataset.expected.user(user)
+    workflow_jobs, _, workflow_seconds = dataset.expected.workflow(user, workflow)
+    # log.Printf writes to stderr, fmt.Printf to stdout.
+    assert f"User has {workflows} workflows and {jobs} jobs" in result.stderr
+    assert f"Workflow {workflow} has {workflow_jobs} jobs" in result.stderr
+    average = workflow_seconds / workflow_jobs if workflow_jobs else 0
+    assert result.stdout.splitlines()[:4] == [
+        f"dashboard: workflows={workflows} jobs={jobs} logs={joblogs} execution_time={seconds}",
+        f"{workflow}: {workflow_jobs} jobs, {average:.2f}s avg duration",
+        f"Total Execution Time: {seconds} seconds",
+        f"Estimated Cost: ${seconds * 0.0001:.4f}",
+    ]
