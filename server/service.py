@@ -113,6 +113,17 @@ KEEPALIVE_PINGS_ACCEPTED = [
 ]
 
 
+# Calls gRPC's core lets wait until the service takes them up. By default it cancels those beyond
+# 1,000 (some at random up to 3,000, all beyond): a burst of calls came back CANCELLED, which a
+# client reads as its own cancel, before the service's admission control (maximum_concurrent_rpcs)
+# could answer them or refuse them with RESOURCE_EXHAUSTED. A waiting call holds a few kB.
+PENDING_CALLS = 20_000
+PENDING_CALLS_ALLOWED = [
+    ("grpc.server.max_pending_requests", PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS),
+]
+
+
 def serving_bound(settings: GrpcSettings, backend: QueryBackend) -> float | None:
     """The serving model's staleness bound, or None to run without it.
 
@@ -185,6 +196,7 @@ class AnalyticsServer:
                 # Without this a second server could bind the same port and share its calls.
                 ("grpc.so_reuseport", 0),
                 *KEEPALIVE_PINGS_ACCEPTED,
+                *PENDING_CALLS_ALLOWED,
             ],
             # Admission control: beyond the calls the threads run and a bounded queue, a call is
             # refused at once with RESOURCE_EXHAUSTED instead of waiting behind an unbounded queue.

@@ -1,9 +1,12 @@
 """Overload shows as codes a client can act on: ordinary calls run at most ANALYTICS_GRPC_WORKERS at
-once (the log tails' threads are theirs alone), and a ClickHouse that refuses a query as one too
-many at once is RESOURCE_EXHAUSTED, not INTERNAL."""
+once (the log tails' threads are theirs alone), a burst beyond what the service takes is
+RESOURCE_EXHAUSTED, never CANCELLED, and a ClickHouse that refuses a query as one too many at once is
+RESOURCE_EXHAUSTED, not INTERNAL."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import threading
 import time
 from concurrent import futures
@@ -96,3 +99,37 @@ def test_a_query_clickhouse_refuses_as_one_too_many_is_resource_exhausted(logs, 
         assert "TOO_MANY_SIMULTANEOUS_QUERIES" in service.log() or "Too many simultaneous queries" in service.log()
     finally:
         assert service.stop() == 0
+
+
+BURST = 3000  # calls sent at once on one channel: beyond the 1,000 gRPC's core lets wait by default
+
+
+async def burst(target: str, user: str) -> collections.Counter:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = analytics_pb2_grpc.AnalyticsServiceStub(channel)
+
+        async def call() -> grpc.StatusCode:
+            try:
+                await stub.GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id=user), timeout=120)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+        return collections.Counter(await asyncio.gather(*(call() for _ in range(BURST))))
+
+
+def test_a_burst_beyond_what_the_service_takes_is_refused_as_resource_exhausted_never_cancelled(logs, analytics_db):  # noqa: F811
+    """gRPC's core cancelled the calls waiting to be taken up beyond 1,000 (at random up to 3,000):
+    a client saw CANCELLED, as if it had cancelled them itself, for calls it had not, before the
+    service's admission control could answer them or refuse them with RESOURCE_EXHAUSTED."""
+    service = start_grpc(logs, "--clickhouse-url", analytics_db.url)
+    try:
+        codes = asyncio.run(burst(service.target, "u-burst"))
+        assert set(codes) <= {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+        assert codes[grpc.StatusCode.NOT_FOUND] > 0, codes
+        # The burst leaves nothing behind.
+        with service.channel() as channel:
+            error = rpc_error(service.stub(channel).GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id="u-burst"))
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        assert service.stop() == 0, service.log()
