@@ -18,7 +18,7 @@ from analytics_proto import analytics_pb2 as pb
 from core.networks import AllowedNetworks, grpc_peer_host
 from server.auth import ANY_USER, Tokens
 from server.metrics import Metrics
-from server.validation import IdFormat
+from server.validation import IdFormat, mistyped_field
 
 ANALYTICS_SERVICE = "analytics.AnalyticsService"
 DEADLINE_MARGIN_SECONDS = 1.0
@@ -170,7 +170,9 @@ class RequestInterceptor(grpc.ServerInterceptor):
 
     gRPC answers an undecodable request INTERNAL ("Exception deserializing request!"), as if the
     server had failed: an id that is not UTF-8 (proto3 strings must be) or a truncated or garbled
-    message is the caller's. Here the request arrives as bytes and is decoded in the call.
+    message is the caller's. Here the request arrives as bytes and is decoded in the call. So is a
+    field sent with another wire type than the contract's (a client's proto that does not match),
+    which protobuf would set aside unread.
     """
 
     def intercept_service(self, continuation, handler_call_details):
@@ -183,12 +185,16 @@ class RequestInterceptor(grpc.ServerInterceptor):
 
         def read(payload: bytes, context: grpc.ServicerContext):
             try:
-                return decode(payload)
+                request = decode(payload)
             except Exception:  # noqa: BLE001 - protobuf's DecodeError, whatever the implementation
                 context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"the request is not a valid {message}: truncated or garbled, or a string field that is not UTF-8",
                 )
+            mistyped = mistyped_field(request)
+            if mistyped is not None:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {message}: {mistyped}")
+            return request
 
         def read_all(payloads: Iterator[bytes], context) -> Iterator:
             for payload in payloads:

@@ -6,6 +6,9 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from google.protobuf import unknown_fields
+from google.protobuf.descriptor import FieldDescriptor
+
 from core.days import FIRST_DAY, LAST_DAY
 
 MAX_ID_LENGTH = 128
@@ -220,3 +223,42 @@ def check_enum(field: str, value: int, enum) -> int:
         names = ", ".join(v.name for v in enum.DESCRIPTOR.values if not v.name.endswith("_UNSPECIFIED"))
         raise InvalidArgument(f"{field} {value} is not one of {names}")
     return value
+
+
+_WIRE_TYPES = {
+    0: "a varint",
+    1: "a 64-bit value",
+    2: "bytes (a string or a message)",
+    3: "a group",
+    5: "a 32-bit value",
+}
+_FIELD_TYPES = {getattr(FieldDescriptor, n): n[5:].lower() for n in dir(FieldDescriptor) if n.startswith("TYPE_")}
+
+
+def mistyped_field(message, path: str = "") -> str | None:
+    """What is wrong when a field of ``message`` came with another wire type than its own; None if none did.
+
+    Protobuf keeps such a field aside as an unknown one and reads the message without it: a client
+    whose proto gives user_id another type was told "user_id is required", and a date_range whose
+    days came as numbers was read as all time.
+    """
+    descriptor = message.DESCRIPTOR
+    for unknown in unknown_fields.UnknownFieldSet(message):
+        field = descriptor.fields_by_number.get(unknown.field_number)
+        if field is not None:
+            if field.message_type is not None:
+                expected = field.message_type.full_name
+            elif field.enum_type is not None:
+                expected = f"enum {field.enum_type.full_name}"
+            else:
+                expected = _FIELD_TYPES[field.type]
+            return (
+                f"{path}{field.name} (field {field.number}) came as {_WIRE_TYPES.get(unknown.wire_type, 'unknown')}, "
+                f"not as the {expected} it is: the client's proto does not match the service's"
+            )
+    for field in descriptor.fields:
+        if field.message_type is not None and not field.is_repeated and message.HasField(field.name):
+            found = mistyped_field(getattr(message, field.name), f"{path}{field.name}.")
+            if found is not None:
+                return found
+    return None

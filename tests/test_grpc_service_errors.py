@@ -129,6 +129,47 @@ def test_a_request_that_is_not_a_valid_message_is_an_invalid_argument_naming_its
     assert f"not a valid analytics.{method}Request" in caught.value.details()
 
 
+# Fields sent with another wire type than the contract's, by a client whose proto does not match:
+# protobuf set them aside unread. The user's id came as a number ("user_id is required"); a date
+# range's start as a number (the range read as all time, and its totals answered); a page size as
+# text; a granularity as a fixed 32-bit value (read as days).
+MISTYPED = [
+    ("GetUserAnalytics", b"\x08\x7b", "user_id (field 1) came as a varint, not as the string it is"),
+    (
+        "GetUserAnalyticsDetails",
+        b"\x0a\x05u-one\x12\x03\x08\xea\x0f",
+        "date_range.start_date (field 1) came as a varint, not as the string it is",
+    ),
+    ("ListWorkflowAnalytics", b"\x0a\x05u-one\x22\x0210", "page_size (field 4) came as bytes"),
+    (
+        "GetAnalyticsTimeSeries",
+        b"\x0a\x05u-one\x1d\x02\x00\x00\x00",
+        "granularity (field 3) came as a 32-bit value, not as the enum analytics.Granularity it is",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "payload", "message"), MISTYPED, ids=[m for m, _, _ in MISTYPED])
+def test_a_field_of_another_wire_type_than_the_contracts_is_named_not_ignored(service, method, payload, message):
+    with service.channel() as channel, pytest.raises(grpc.RpcError) as caught:
+        channel.unary_unary(f"/analytics.AnalyticsService/{method}")(payload, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert caught.value.details().startswith(f"the request is not a valid analytics.{method}Request: {message}")
+    assert "the client's proto does not match the service's" in caught.value.details()
+
+
+def test_fields_the_contract_does_not_have_are_ignored_as_protobuf_does(stub, service, loaded):
+    """A newer client's fields (numbers the contract does not know) are no error."""
+    dataset, _ = loaded
+    user = dataset.expected.users[0]
+    payload = pb.GetUserAnalyticsRequest(user_id=user).SerializeToString() + b"\x98\x06\x01\xa2\x06\x01x"
+    with service.channel() as channel:
+        raw = channel.unary_unary("/analytics.AnalyticsService/GetUserAnalytics")(payload, timeout=30)
+    answer = pb.GetUserAnalyticsResponse.FromString(raw)
+    got = (answer.total_workflows, answer.total_jobs, answer.total_joblogs, answer.total_job_execution_duration)
+    assert got == dataset.expected.user(user)
+
+
 def test_a_page_token_only_continues_its_own_query(stub, loaded):
     _, model = loaded
     user = model.users[0]
