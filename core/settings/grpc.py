@@ -37,7 +37,7 @@ class GrpcSettings(TopologySettings):
         2.0, ge=0, le=3600, description="Seconds a tail still waits for lines after its job's end has landed."
     )
     grpc_max_queued_calls: int = Field(
-        64,
+        1_000,
         ge=0,
         le=100_000,
         description="Calls that may wait for a worker beyond those running; more are RESOURCE_EXHAUSTED at once.",
