@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from pathlib import Path
 
 import grpc
@@ -111,6 +112,27 @@ def test_a_query_outliving_the_servers_deadline_is_deadline_exceeded(logs, analy
             )
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert error.details() == "the analytics query did not finish before the deadline"
+    finally:
+        relay.close()
+        assert service.stop() == 0
+
+
+def test_a_clients_own_deadline_longer_than_the_servers_default_is_kept(logs, analytics_db, small):
+    """ANALYTICS_GRPC_DEFAULT_DEADLINE is for calls without a deadline: a client that gave its call
+    more time (a heavy listing, a long series) had it cut to the default, DEADLINE_EXCEEDED."""
+    relay = HeldRelay(analytics_db.port)
+    service = start_grpc(logs, "--clickhouse-url", relay.url, env={"ANALYTICS_GRPC_DEFAULT_DEADLINE": "0.5"})
+    user = small.expected.users[0]
+    try:
+        with service.channel() as channel:
+            relay.hold()
+            call = service.stub(channel).GetUserAnalytics.future(pb.GetUserAnalyticsRequest(user_id=user), timeout=60)
+            assert relay.request_seen.wait(30)
+            # ClickHouse answers well after the server's default (and its socket's second beyond it).
+            time.sleep(4)
+            relay.release()
+            answer = call.result(timeout=60)
+        assert answer.total_jobs == small.expected.user(user)[1]
     finally:
         relay.close()
         assert service.stop() == 0
