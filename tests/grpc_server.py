@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import http.server
 import json
 import os
 import re
@@ -267,6 +269,56 @@ class HeldRelay:
             with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
             end.close()
+
+
+class Gateway:
+    """An HTTP reverse proxy in front of ClickHouse, as a load balancer is (nginx, Envoy, HAProxy):
+    each request is passed to ``upstream_port``, and answered 502 Bad Gateway when nothing listens
+    there. ``upstream_port`` may be changed while it runs."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        gateway = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self._pass()
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._pass()
+
+            def _pass(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream = http.client.HTTPConnection("127.0.0.1", gateway.upstream_port, timeout=60)
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+                    answer = upstream.getresponse()
+                    status, headers, data = answer.status, answer.getheaders(), answer.read()
+                except ConnectionRefusedError:
+                    status, headers, data = 502, [("Content-Type", "text/html")], b"<h1>502 Bad Gateway</h1>\n"
+                finally:
+                    upstream.close()
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # -- Prometheus metrics ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tests.grpc_operations_support import logs, rpc_error, small, user_totals  #
 from tests.grpc_server import (
     NOT_SERVING,
     SERVING,
+    Gateway,
     HeldRelay,
     start_grpc,
     wait_for_exit,
@@ -98,6 +99,30 @@ def test_clickhouse_failures_say_whether_to_call_again_and_leak_no_sql(logs, ana
     finally:
         assert nothing_there.stop() == 0
         assert wrong_user.stop() == 0
+
+
+def test_a_gateway_in_front_of_a_clickhouse_out_of_reach_is_unavailable(logs, analytics_db, refused_port, small):
+    """ClickHouse behind a load balancer: when nothing answers behind it, the balancer answers
+    502 Bad Gateway (or 503, 504), which was INTERNAL, while health already said NOT_SERVING."""
+    gateway = Gateway(analytics_db.port)
+    service = start_grpc(logs, "--clickhouse-url", gateway.url, env={"ANALYTICS_GRPC_HEALTH_CHECK_INTERVAL": "0"})
+    user = small.expected.users[0]
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+            assert user_totals(stub, user) == small.expected.user(user)
+            gateway.upstream_port = refused_port
+            error = rpc_error(stub.GetUserAnalytics, pb.GetUserAnalyticsRequest(user_id=user), timeout=30)
+            assert (error.code(), error.details()) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "the analytics store cannot be reached now; call again",
+            )
+            gateway.upstream_port = analytics_db.port
+            assert user_totals(stub, user) == small.expected.user(user)
+        assert "HTTP 502" in service.log()
+    finally:
+        gateway.close()
+        assert service.stop() == 0
 
 
 def test_a_query_outliving_the_servers_deadline_is_deadline_exceeded(logs, analytics_db, small):

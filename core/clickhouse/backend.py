@@ -19,6 +19,10 @@ from core.backend import (
 from core.clickhouse.http import ConnectionDropped, HttpClient, NoAnswer, NoAnswerInTime, ServerError, Unreachable
 from core.errors import Code
 
+# What a proxy or load balancer in front of ClickHouse (nginx, Envoy, HAProxy, a cloud's) answers
+# when nothing behind it answers: Bad Gateway, Service Unavailable, Gateway Timeout.
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+
 
 class HttpBackend:
     """A ClickHouse server (or `analytics clickhouse`) over its HTTP interface."""
@@ -51,6 +55,9 @@ class HttpBackend:
             raise StoreUnreachable(f"{description} could not be asked: {error}") from None
         except ServerError as error:
             text = error.text.strip()
+            if error.code is None and error.status in GATEWAY_STATUSES:
+                # Not ClickHouse's answer: a load balancer's in front of it, with nothing behind that answers.
+                raise StoreUnreachable(f"{description} answered HTTP {error.status}: {text[:200]}") from None
             if error.code == Code.TIMEOUT_EXCEEDED:
                 raise QueryTimedOut(text) from None
             if error.code == Code.TOO_MANY_SIMULTANEOUS_QUERIES:
