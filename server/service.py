@@ -102,6 +102,12 @@ DEFAULT_SERVING_BOUND = 1.0
 # gets one to be refused (RESOURCE_EXHAUSTED) at once rather than queue for a tail's end.
 SPARE_TAIL_THREADS = 4
 
+# Threads of their own for health checks (Kubernetes' probes, load balancers): a Check never waits
+# behind the calls queued for a worker, which with a burst of a thousand took seconds, past a
+# probe's timeout (1 s in Kubernetes), and the probe called a busy server dead.
+HEALTH_CHECK = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/Check"
+HEALTH_THREADS = 4
+
 # Clients that keep their connections alive with pings (grpc-go's keepalive.ClientParameters, at
 # least 10 s apart there, often with PermitWithoutStream) are answered, not sent away: by default
 # the server takes a ping at most every 5 minutes without calls and, at the third sooner one,
@@ -155,6 +161,7 @@ class AnalyticsServer:
         self.serving_model: ServingModel | None = None
         self._server: grpc.Server | None = None
         self._tail_threads: futures.ThreadPoolExecutor | None = None
+        self._health_threads: futures.ThreadPoolExecutor | None = None
         self._stopped = threading.Event()
         try:
             self.tokens = load_tokens(
@@ -186,8 +193,9 @@ class AnalyticsServer:
             max_workers=settings.grpc_max_log_tails + SPARE_TAIL_THREADS, thread_name_prefix="grpc-tail"
         )
         interceptors.append(ThreadsOfTheirOwn({f"/{SERVICE_NAME}/StreamJobLogs"}, self._tail_threads))
-        # Calls beyond the workers wait for one here (within their deadline), as do health and
-        # reflection calls.
+        self._health_threads = futures.ThreadPoolExecutor(max_workers=HEALTH_THREADS, thread_name_prefix="grpc-health")
+        interceptors.append(ThreadsOfTheirOwn({HEALTH_CHECK}, self._health_threads))
+        # Calls beyond the workers wait for one here (within their deadline), as do reflection calls.
         threads = settings.grpc_workers + settings.grpc_max_log_tails
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-worker"),
@@ -318,8 +326,9 @@ class AnalyticsServer:
         if self.tail_hub is not None:
             self.tail_hub.close()  # tails end at once (UNAVAILABLE: call again), other calls finish
         self._server.stop(self.settings.grpc_drain_seconds).wait()
-        if self._tail_threads is not None:
-            self._tail_threads.shutdown(wait=False)
+        for pool in (self._tail_threads, self._health_threads):
+            if pool is not None:
+                pool.shutdown(wait=False)
         if self.store_watch is not None:
             self.store_watch.close()
         if self.log_service is not None:

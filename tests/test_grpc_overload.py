@@ -18,8 +18,8 @@ from analytics_proto import analytics_pb2 as pb
 from analytics_proto import analytics_pb2_grpc
 from server.interceptors import WorkerLimit
 from tests import embedded_server
-from tests.grpc_operations_support import logs, rpc_error  # noqa: F401 - fixtures
-from tests.grpc_server import start_grpc
+from tests.grpc_operations_support import logs, rpc_error, small  # noqa: F401 - fixtures
+from tests.grpc_server import SERVING, HeldRelay, health_status, start_grpc
 from tests.http_support import post
 
 SLOW = 0.3  # seconds each call of the servicer below takes
@@ -144,4 +144,36 @@ def test_a_burst_the_service_answers_within_its_deadlines_is_answered_whole(logs
         codes = asyncio.run(burst(service.target, "u-burst", 1000))
         assert codes == {grpc.StatusCode.NOT_FOUND: 1000}, codes
     finally:
+        assert service.stop() == 0, service.log()
+
+
+def test_a_health_check_is_answered_at_once_while_calls_wait_for_a_worker(logs, analytics_db, small):  # noqa: F811
+    """Health checks (Kubernetes' probes, load balancers) have threads of their own: a Check waited
+    behind the calls queued for a worker, past a probe's timeout, and a busy server was called dead."""
+    relay = HeldRelay(analytics_db.port)
+    # One worker, one tail thread: two threads, both taken below, and three calls queued behind them.
+    service = start_grpc(
+        logs,
+        "--clickhouse-url",
+        relay.url,
+        "--workers",
+        "1",
+        "--max-queued-calls",
+        "10",
+        env={"ANALYTICS_GRPC_MAX_LOG_TAILS": "1"},
+    )
+    user = small.expected.users[0]
+    try:
+        with service.channel() as channel:
+            stub = service.stub(channel)
+            relay.hold()
+            request = pb.GetUserAnalyticsRequest(user_id=user)
+            calls = [stub.GetUserAnalytics.future(request, timeout=120) for _ in range(5)]
+            assert relay.request_seen.wait(30)
+            assert health_status(channel) == SERVING  # 5 s, where it waited for the calls held
+            assert health_status(channel, "analytics.AnalyticsService") == SERVING
+            relay.release()
+            assert [call.result(timeout=60).total_jobs for call in calls] == [small.expected.user(user)[1]] * 5
+    finally:
+        relay.close()
         assert service.stop() == 0, service.log()
