@@ -130,6 +130,17 @@ PENDING_CALLS_ALLOWED = [
 ]
 
 
+# The metadata (headers) a call may carry. gRPC's core refused metadata past 8 KiB at random, more
+# often the larger, up to 16 KiB (RESOURCE_EXHAUSTED "received metadata size exceeds soft limit"):
+# a client with a large token or tracing headers failed now and then. One limit, no chance in it;
+# a client is told it (HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE) and refuses to send more itself.
+METADATA_LIMIT = 64 * 1024
+METADATA_ALLOWED = [
+    ("grpc.max_metadata_size", METADATA_LIMIT),
+    ("grpc.absolute_max_metadata_size", METADATA_LIMIT),
+]
+
+
 def serving_bound(settings: GrpcSettings, backend: QueryBackend) -> float | None:
     """The serving model's staleness bound, or None to run without it.
 
@@ -205,6 +216,7 @@ class AnalyticsServer:
                 ("grpc.so_reuseport", 0),
                 *KEEPALIVE_PINGS_ACCEPTED,
                 *PENDING_CALLS_ALLOWED,
+                *METADATA_ALLOWED,
             ],
             # Admission control: beyond the calls the threads run and a bounded queue, a call is
             # refused at once with RESOURCE_EXHAUSTED instead of waiting behind an unbounded queue.
