@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import pytest
 
 from embedded.bridge.framing import row_binary
-from operations.dbt import run_dbt
+from operations.dbt import dbt_vars, run_dbt
 from tests import datasets, log_datasets
 from tests.intake import HTTP, deliver, execute, query
 from tests.malformed import valid_event
@@ -178,3 +178,29 @@ def test_a_long_insert_into_another_database_leaves_no_workflow_out(analytics_db
         execute(analytics_db, f"KILL QUERY WHERE query_id = '{query_id}' SYNC")
         running.join(60)
         execute(analytics_db, f"DROP DATABASE {other}")
+
+
+@pytest.mark.parametrize(
+    ("given", "compiled_as", "refusal"),
+    [
+        # `* 1000` repeated the string: read as 0 seconds, without a word
+        ("abc", None, 'must be a number of seconds from 0 to 86400, not "abc"'),
+        (-1, None, "must be a number of seconds from 0 to 86400, not -1"),
+        # a number in a JSON string (`--vars '{"reconcile_settle_seconds": "10"}'`) became 2,000 digits
+        ("10", "toIntervalMillisecond(10000)", None),
+    ],
+)
+def test_the_settle_var_given_to_dbt_by_hand_is_checked_as_the_setting_is(
+    analytics_db, tmp_path, given, compiled_as, refusal
+):
+    settings = analytics_db.settings()
+    variables = json.dumps({**dbt_vars(settings), "reconcile_settle_seconds": given})
+    check = "workflow_daily_matches_raw_history"
+    result = run_dbt(settings, "compile", "--select", check, "--vars", variables, capture=True, target_path=tmp_path)
+    if refusal:
+        assert result.returncode != 0
+        assert f"var reconcile_settle_seconds {refusal}" in result.stdout
+    else:
+        assert result.returncode == 0, result.stdout[-3000:]
+        sql = (tmp_path / "compiled" / "analytics" / "dbt_project" / "tests" / f"{check}.sql").read_text()
+        assert compiled_as in sql

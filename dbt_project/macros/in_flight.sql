@@ -30,9 +30,32 @@ least(
          from {{ system_table('processes') }} where query_kind = 'Insert' and {{ insert_may_feed_the_schema() }}),
         now64(3, 'UTC')
     ),
-    now64(3, 'UTC') - toIntervalMillisecond({{ (var('reconcile_settle_seconds') * 1000) | int }})
+    now64(3, 'UTC') - toIntervalMillisecond({{ settle_milliseconds() }})
 )
 {%- endmacro %}
+
+{#-
+  var reconcile_settle_seconds in milliseconds, checked as the setting is (0 to 86400 seconds).
+  Given to dbt by hand, a string was repeated a thousand times by `* 1000`: "abc" became 0 seconds
+  and "10" a number of 2,000 digits that ClickHouse refused as a syntax error; -1 passed as 0.
+-#}
+{% macro settle_milliseconds() %}
+  {%- set value = var('reconcile_settle_seconds') -%}
+  {%- if value is boolean -%}
+    {%- set seconds = none -%}
+  {%- elif value is number -%}
+    {%- set seconds = value -%}
+  {%- elif value is string and modules.re.fullmatch('[0-9]{1,9}(\\.[0-9]*)?|\\.[0-9]+', value | trim) -%}
+    {%- set seconds = value | trim | float -%}
+  {%- else -%}
+    {%- set seconds = none -%}
+  {%- endif -%}
+  {%- if seconds is none or not 0 <= seconds <= 86400 -%}
+    {{ exceptions.raise_compiler_error('var reconcile_settle_seconds must be a number of seconds from 0 to 86400, not '
+                                        ~ value | tojson) }}
+  {%- endif -%}
+  {{ return((seconds * 1000) | round | int) }}
+{% endmacro %}
 
 {#-
   Whether a running insert (a row of system.processes) may feed the schema's chain: unless its text
