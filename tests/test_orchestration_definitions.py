@@ -320,6 +320,26 @@ def test_backfill_refuses_a_day_the_aggregates_cannot_hold_before_dbt_runs(day, 
     assert "(1970-01-01 to 2149-06-06)" in result.output
 
 
+@pytest.mark.parametrize(
+    ("day", "said"),
+    [
+        # ClickHouse read it as 2026-12-01, which was rebuilt and reported as "2026-11-31"
+        ("2026-11-31", "not a day on the calendar: 2026-11-31"),
+        ("2023-02-29", "not a day on the calendar: 2023-02-29"),
+        # read as 1970-01-01
+        ("1900-01-01", "1900-01-01: not one of the days the aggregates hold (1970-01-01 to 2149-06-06)"),
+    ],
+)
+def test_rebuild_days_given_to_dbt_by_hand_refuses_a_day_backfill_refuses(analytics_db, day, said):
+    arguments = json.dumps({"days": ["2026-11-20", day], "staging_suffix": "byhand"})
+    result = migrate.run_dbt(
+        analytics_db.settings(), "run-operation", "rebuild_days", "--args", arguments, capture=True
+    )
+    assert result.returncode != 0
+    assert said in result.stdout
+    assert "rebuild summary" not in result.stdout
+
+
 def test_consumer_lag_is_read_from_librdkafka_statistics():
     stat = {
         "topics": {

@@ -262,7 +262,10 @@
   {%- endfor %}
 {% endmacro %}
 
-{#- The days as ISO dates, checked: they are written into SQL. -#}
+{#- The days as ISO dates, checked: they are written into SQL. A day that is not on the calendar or
+    that a Date cannot hold is refused, as `analytics backfill` refuses it: ClickHouse read
+    '2026-11-31' as 2026-12-01 and '1900-01-01' as 1970-01-01, so another day was rebuilt and
+    reported under the name asked for. -#}
 {% macro rebuild_day_list(days) %}
   {%- set listed = [days] if days is string else days -%}
   {%- if not listed -%}
@@ -270,8 +273,18 @@
   {%- endif -%}
   {%- set checked = [] -%}
   {%- for day in listed -%}
-    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', day | string) -%}
+    {%- set parts = modules.re.fullmatch('([0-9]{4})-([0-9]{2})-([0-9]{2})', day | string) -%}
+    {%- if not parts -%}
       {{ exceptions.raise_compiler_error('not a day (YYYY-MM-DD): ' ~ day) }}
+    {%- endif -%}
+    {%- set year, month = parts.group(1) | int, parts.group(2) | int -%}
+    {%- set leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 -%}
+    {%- set month_days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] -%}
+    {%- if not (1 <= month <= 12 and 1 <= parts.group(3) | int <= month_days[month - 1]) -%}
+      {{ exceptions.raise_compiler_error('not a day on the calendar: ' ~ day) }}
+    {%- endif -%}
+    {%- if not '1970-01-01' <= day | string <= '2149-06-06' -%}
+      {{ exceptions.raise_compiler_error(day ~ ': not one of the days the aggregates hold (1970-01-01 to 2149-06-06)') }}
     {%- endif -%}
     {%- do checked.append(day | string) -%}
   {%- endfor -%}
