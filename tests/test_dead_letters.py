@@ -160,6 +160,18 @@ def test_the_dagster_job_names_a_since_it_cannot_read(analytics_db, dead):
     assert "config since: 'yesterday' is not a time written YYYY-MM-DD" in failure.step_failure_data.error.message
 
 
+def test_the_dagster_job_names_a_topic_that_is_none_of_the_products(analytics_db, dead):
+    run_config = {"ops": {"replay_dead_letters_op": {"config": {"topic": "jbos"}}}}
+    result = replay_dead_letters.execute_in_process(
+        run_config=run_config, resources={"settings": dead["settings"]}, raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    error = failure.step_failure_data.error
+    assert "config topic: no topic 'jbos'; the topics are workflows, jobs" in error.message
+    assert error.cls_name == "Failure"  # the description alone, where a stack trace of UnknownTopic was shown
+
+
 def test_a_message_with_several_wrong_fields_names_the_first_of_the_topics_fields(analytics_db):
     """The landing view names one field a message: the first of the topic's fields (dbt macro
     landing_fields) whose JSON value has the wrong type, whatever the order of the message's keys. A

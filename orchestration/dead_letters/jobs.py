@@ -4,7 +4,7 @@ import dagster as dg
 
 from core.days import utc_moment
 from core.settings.dagster import DagsterSettings
-from operations.dead_letters import replay
+from operations.dead_letters import UnknownTopic, replay
 
 REPLAY_JOB = "replay_dead_letters"
 
@@ -23,7 +23,10 @@ def replay_dead_letters_op(
         since = utc_moment(config.since) if config.since else None
     except ValueError as error:
         raise dg.Failure(description=f"config since: {error}") from None
-    result = replay(settings, topic=config.topic, since=since, dry_run=config.dry_run)
+    try:
+        result = replay(settings, topic=config.topic, since=since, dry_run=config.dry_run)
+    except UnknownTopic as error:  # a typo: said as the config's, not as a stack trace
+        raise dg.Failure(description=f"config topic: {error}") from None
     context.log.info(
         f"{result.selected} selected, {result.replayed} replayed: {result.landed} taken in, "
         f"{result.still_failing} still failing" + (" (dry run)" if config.dry_run else "")
