@@ -28,7 +28,7 @@ from tests.intake import HTTP, deliver, execute, query
 from tests.malformed import valid_event
 from tests.test_contract_verdicts import KafkaRecord
 
-pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(16)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 CHECKS = (
     "job_log_totals_match_raw_history",
@@ -185,7 +185,6 @@ def test_a_long_insert_into_another_database_leaves_no_workflow_out(analytics_db
     [
         # `* 1000` repeated the string: read as 0 seconds, without a word
         ("abc", None, 'must be a number of seconds from 0 to 86400, not "abc"'),
-        (-1, None, "must be a number of seconds from 0 to 86400, not -1"),
         # a number in a JSON string (`--vars '{"reconcile_settle_seconds": "10"}'`) became 2,000 digits
         ("10", "toIntervalMillisecond(10000)", None),
     ],
