@@ -1,7 +1,9 @@
 """The networks a listener accepts clients from, as a ClickHouse user's `<networks>` lists them.
 
 `ANALYTICS_CLICKHOUSE_ALLOWED_NETWORKS` and `ANALYTICS_GRPC_ALLOWED_NETWORKS` hold a comma-separated
-list of addresses and CIDR networks (`10.0.0.0/8, 192.168.1.7, fd00::/8`). Loopback is always
+list of addresses and CIDR networks (`10.0.0.0/8, 192.168.1.7, fd00::/8`); an IPv4 client is in an
+IPv6 network that holds its IPv4-mapped address (`::/0`, `::ffff:10.0.0.0/104`), as in ClickHouse,
+which compares every client as IPv6. Loopback is always
 allowed: the stack's own components (the bridge, Dagster, the gRPC service) reach the embedded
 ClickHouse through it, and whoever is on the machine can read the data directory anyway.
 """
@@ -85,7 +87,12 @@ class AllowedNetworks:
         address = client_address(host)
         if address is None:
             return False
-        return address.is_loopback or any(address in network for network in self.networks)
+        if address.is_loopback:
+            return True
+        # An IPv4 client is also its IPv4-mapped IPv6 address, as ClickHouse compares it: `::/0`
+        # (ClickHouse's own "from everywhere") and `::ffff:10.0.0.0/104` take IPv4 clients too.
+        forms = (address, ipaddress.IPv6Address(f"::ffff:{address}")) if address.version == 4 else (address,)
+        return any(form in network for form in forms for network in self.networks)
 
     def refusal(self, host: str | None) -> str:
         """What a refused client is told."""

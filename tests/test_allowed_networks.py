@@ -66,6 +66,18 @@ def test_loopback_is_always_allowed_and_others_only_when_listed():
     assert AllowedNetworks.from_setting(None, "ANALYTICS_X") is None
 
 
+def test_an_ipv4_client_is_in_the_ipv6_networks_that_hold_its_mapped_address():
+    """As in ClickHouse, which compares every client as IPv6: `::/0` is its own "from everywhere"."""
+    everywhere = AllowedNetworks.from_setting("::/0", "ANALYTICS_X")
+    for host in ("192.0.2.2", "10.1.2.3", "::ffff:192.0.2.2", "2001:db8::1"):
+        assert everywhere.allows(host), host
+    mapped = AllowedNetworks.from_setting("::ffff:192.0.2.0/120", "ANALYTICS_X")
+    for host in ("192.0.2.2", "::ffff:192.0.2.200"):
+        assert mapped.allows(host), host
+    for host in ("192.0.3.1", "10.1.2.3", "2001:db8::1", "::c000:202"):
+        assert not mapped.allows(host), host
+
+
 @pytest.mark.parametrize(
     ("peer", "host"),
     [
@@ -124,6 +136,19 @@ def test_the_embedded_clickhouse_refuses_clients_outside_its_networks(tmp_path):
         assert http.request("POST", f"{server.url}/", body=b"SELECT 1").data == b"1\n"
         # Each refused address is logged once, however often it knocks.
         assert server.log().count(f"refused a request from {address}") == 1
+    finally:
+        server.stop()
+
+
+def test_the_embedded_clickhouse_serves_an_ipv4_client_listed_by_its_mapped_address(tmp_path):
+    address = own_address()
+    server = embedded_server.start(
+        tmp_path / "data", None, "--host", "0.0.0.0", "--allowed-networks", f"{ELSEWHERE},::ffff:{address}/128"
+    )
+    try:
+        http = urllib3.PoolManager(retries=False)
+        answer = http.request("POST", f"http://{address}:{server.port}/", body=b"SELECT 1")
+        assert (answer.status, answer.data) == (200, b"1\n")
     finally:
         server.stop()
 
