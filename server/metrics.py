@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from core.networks import AllowedNetworks
 
 # From well under the latency targets (3 ms, 5 ms) up to the default deadline.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -86,9 +93,16 @@ class Metrics:
     def observe_query(self, name: str, seconds: float, outcome: str) -> None:
         self.query_seconds.labels(name, outcome).observe(seconds)
 
-    def serve(self, host: str, port: int) -> None:
-        """Answer GET /metrics on host:port in a thread of its own."""
-        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, host: str, port: int, allowed: AllowedNetworks | None = None) -> None:
+        """Answer GET /metrics on host:port in a thread of its own, to the clients ``allowed``
+        (ANALYTICS_GRPC_ALLOWED_NETWORKS) lets call the service; others get 403 naming their address."""
+        app = make_wsgi_app(self.registry)
+        if allowed is not None:
+            app = _gated(app, allowed)
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        server_class = type("MetricsServer", (_ThreadingWSGIServer,), {"address_family": family})
+        self._http = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        threading.Thread(target=self._http.serve_forever, name="grpc-metrics", daemon=True).start()
 
     @property
     def port(self) -> int | None:
@@ -99,3 +113,27 @@ class Metrics:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:  # noqa: A002 - the name BaseHTTPRequestHandler gives it
+        """Scrapes are not logged, as prometheus-client's own server does not log them."""
+
+
+def _gated(app, allowed: AllowedNetworks):
+    """The metrics app behind the service's allow-list: a scrape from elsewhere is 403, naming its address."""
+
+    def gated(environ, start_response):
+        host = environ.get("REMOTE_ADDR")
+        if allowed.allows(host):
+            return app(environ, start_response)
+        body = f"{allowed.refusal(host)}\n".encode()
+        headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+        start_response("403 Forbidden", headers)
+        return [body]
+
+    return gated

@@ -297,7 +297,7 @@ class AnalyticsServer:
             )
         if settings.grpc_metrics_port is not None:
             try:
-                self.metrics.serve(settings.grpc_host, settings.grpc_metrics_port)
+                self.metrics.serve(settings.grpc_host, settings.grpc_metrics_port, self.allowed_networks)
             except OSError as error:
                 server.stop(None)
                 raise GrpcStartError(

@@ -155,12 +155,15 @@ def test_the_embedded_clickhouse_serves_an_ipv4_client_listed_by_its_mapped_addr
 
 def test_the_grpc_service_refuses_calls_from_outside_its_networks(tmp_path, clickhouse, analytics_db):
     address = own_address()
+    metrics_port = embedded_server.free_port()
     service = start_grpc(
         tmp_path,
         "--host",
         "0.0.0.0",
         "--allowed-networks",
         ELSEWHERE,
+        "--metrics-port",
+        str(metrics_port),
         env={"ANALYTICS_CLICKHOUSE_HTTP_PORT": str(clickhouse.port)},
     )
     try:
@@ -180,5 +183,15 @@ def test_the_grpc_service_refuses_calls_from_outside_its_networks(tmp_path, clic
         with service.channel() as channel, pytest.raises(grpc.RpcError) as answered:  # from loopback: served
             service.stub(channel).GetUserAnalytics(pb.GetUserAnalyticsRequest(user_id="u1"), timeout=10)
         assert answered.value.code() == grpc.StatusCode.NOT_FOUND
+        # Its metrics port, on the same address, keeps the same list: scraped from elsewhere, 403.
+        http = urllib3.PoolManager(retries=False)
+        scraped = http.request("GET", f"http://{address}:{metrics_port}/metrics")
+        assert (scraped.status, scraped.data.decode()) == (
+            403,
+            f"connections from {address} are not allowed: the address is not in ANALYTICS_GRPC_ALLOWED_NETWORKS\n",
+        )
+        scraped = http.request("GET", f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped.status == 200
+        assert b'analytics_grpc_responses_total{grpc_code="PERMISSION_DENIED"' in scraped.data
     finally:
         service.stop()

@@ -97,7 +97,11 @@ class GrpcSettings(TopologySettings):
         "always; others PERMISSION_DENIED); unset: every address that reaches it.",
     )
     grpc_metrics_port: int | None = Field(
-        None, ge=1, le=65535, description="Port of the gRPC service's Prometheus /metrics on GRPC_HOST; unset: off."
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the gRPC service's Prometheus /metrics on GRPC_HOST, behind GRPC_ALLOWED_NETWORKS; "
+        "unset: off.",
     )
 
     @model_validator(mode="after")
