@@ -99,6 +99,7 @@ class Metrics:
         app = make_wsgi_app(self.registry)
         if allowed is not None:
             app = _gated(app, allowed)
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # "[::]", as gRPC writes it
         family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
         server_class = type("MetricsServer", (_ThreadingWSGIServer,), {"address_family": family})
         self._http = make_server(host, port, app, server_class, handler_class=_QuietHandler)

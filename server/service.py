@@ -23,7 +23,7 @@ from analytics_proto import analytics_pb2 as pb
 from analytics_proto import analytics_pb2_grpc as pb_grpc
 from core.backend import QueryBackend
 from core.networks import AllowedNetworks
-from core.ports import CannotListen, check_free
+from core.ports import CannotListen, check_free, url_host
 from core.settings.grpc import GrpcSettings
 from server.auth import TokenError, load_tokens
 from server.extended import ExtendedQueries
@@ -282,7 +282,7 @@ class AnalyticsServer:
         except CannotListen as error:
             raise GrpcStartError(str(error)) from None
         server = self._build()
-        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        address = f"{url_host(settings.grpc_host)}:{settings.grpc_port}"  # gRPC takes an IPv6 address in brackets
         try:
             if self.credentials is not None:
                 self.port = server.add_secure_port(address, self.credentials)
@@ -301,7 +301,7 @@ class AnalyticsServer:
             except OSError as error:
                 server.stop(None)
                 raise GrpcStartError(
-                    f"cannot serve metrics on {settings.grpc_host}:{settings.grpc_metrics_port} "
+                    f"cannot serve metrics on {url_host(settings.grpc_host)}:{settings.grpc_metrics_port} "
                     f"(ANALYTICS_GRPC_METRICS_PORT): {error.strerror}"
                 ) from None
         server.start()
@@ -319,7 +319,7 @@ class AnalyticsServer:
         security = "mutual TLS" if settings.grpc_tls_client_ca else "TLS" if self.credentials else "plaintext"
         log.info(
             "gRPC AnalyticsService on %s:%s (%s, %s, reflection %s) reading %s%s%s",
-            settings.grpc_host,
+            url_host(settings.grpc_host),
             self.port,
             security,
             f"{len(self.tokens)} tokens" if self.tokens else "no tokens",

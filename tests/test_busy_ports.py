@@ -9,7 +9,12 @@ import sys
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
+import urllib3
+
+from tests.embedded_server import free_port
+from tests.grpc_server import SERVING, health_status, start_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +103,29 @@ def test_an_ipv6_address_in_brackets_as_grpc_writes_it_is_checked_bare():
         with pytest.raises(CannotListen, match=r"cannot listen on \[::\]:\d+ \(ANALYTICS_GRPC_PORT\)"):
             check_free("[::]", port, "ANALYTICS_GRPC_PORT")
     check_free("[::]", port, "ANALYTICS_GRPC_PORT")  # free again: no refusal
+
+
+@pytest.mark.parametrize("host", ["::", "[::]"])
+def test_grpc_listens_on_an_ipv6_address_bare_or_in_brackets_and_its_metrics_too(tmp_path, clickhouse, host):
+    """`--host ::`, as ANALYTICS_CLICKHOUSE_HOST takes it, was refused as 'in use, or not an address of
+    this machine' (gRPC was given ':::PORT'); `[::]` started the service, and its metrics port failed."""
+    metrics_port = free_port()
+    service = start_grpc(
+        tmp_path,
+        "--host",
+        host,
+        "--metrics-port",
+        str(metrics_port),
+        env={"ANALYTICS_CLICKHOUSE_HTTP_PORT": str(clickhouse.port)},
+    )
+    try:
+        with grpc.insecure_channel(f"[::1]:{service.port}") as channel:
+            assert health_status(channel) == SERVING
+        for url in (f"http://[::1]:{metrics_port}/metrics", f"http://127.0.0.1:{metrics_port}/metrics"):
+            assert b"# TYPE analytics_grpc_requests_total counter" in urllib3.request("GET", url).data
+        assert f"gRPC AnalyticsService on [::]:{service.port} " in service.log()
+    finally:
+        service.stop()
 
 
 def test_a_data_directory_that_cannot_be_written_is_refused_in_one_line():

@@ -11,7 +11,10 @@ from core.settings.schema import TopologySettings
 
 
 class GrpcSettings(TopologySettings):
-    grpc_host: Host = Field("127.0.0.1", description="Address the gRPC service listens on (0.0.0.0 for every one).")
+    grpc_host: Host = Field(
+        "127.0.0.1",
+        description="Address the gRPC service listens on (0.0.0.0 for every one; :: or [::] for IPv6 ones too).",
+    )
     grpc_port: int = Field(50055, ge=1, le=65535, description="Port of the gRPC AnalyticsService.")
     grpc_workers: int = Field(
         8, ge=1, le=256, description="Worker threads of the gRPC service; each has its own ClickHouse connection."
