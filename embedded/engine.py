@@ -132,8 +132,15 @@ class Connection:
             raise ClickHouseError.from_engine(error) from None
 
     def classify(self, sql: str) -> str:
-        """READ_ONLY, MUTATING, MUTATING_GLOBAL, CONTROL or UNKNOWN, by chDB's own parser."""
-        return self.raw.classify_query(sql)["query_class"].name
+        """READ_ONLY, MUTATING, MUTATING_GLOBAL, CONTROL or UNKNOWN, by chDB's own parser; UNPARSED
+        when that parser cannot read the statement (running it gives ClickHouse's syntax error)."""
+        found = self.raw.classify_query(sql)
+        return "UNPARSED" if found["statement_count"] == 0 else found["query_class"].name
+
+    def raise_syntax_error(self, sql: str) -> None:
+        """ClickHouse's syntax error for ``sql``, found by parsing it alone (formatQuery runs
+        nothing); returns if it parses here after all."""
+        self.query(f"SELECT formatQuery({quote_string(sql)})")
 
     def stream(self, sql: str | bytes, fmt: str, params: dict[str, str] | None = None) -> ResultStream:
         try:

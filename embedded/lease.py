@@ -55,6 +55,12 @@ class Lease:
         words = first_words(sql)
         self._temporary_table = words == ["CREATE", "TEMPORARY"]
         self._uses = statement_class == "CONTROL" and words[:1] == ["USE"]
+        if statement_class == "UNPARSED":
+            if spec.readonly:
+                # Parsed before judged, as a ClickHouse server does: a GET with a typo was told to use
+                # POST. What parses here after all (the parser's limits) is judged as UNKNOWN.
+                connection.raise_syntax_error(sql)
+            statement_class = self._statement_class = "UNKNOWN"
         # chDB's own readonly (below) lets some writes pass, and a session's connection cannot have it.
         readonly.check(spec.readonly, spec.method, spec.user, statement_class, sql)
         settings = spec.settings

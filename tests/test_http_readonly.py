@@ -96,3 +96,17 @@ def test_readonly_2_changes_nothing_in_a_session_or_out_of_one(clickhouse, table
     assert answer.headers.get("X-ClickHouse-Exception-Code") == "164", answer.data
     assert exists(clickhouse, table)
     assert post(clickhouse, f"SELECT count() FROM {table}".encode()).data == b"1\n"
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("GET", {}), ("POST", {"readonly": "1"}), ("POST", {"readonly": "2", "session_id": uuid.uuid4().hex})],
+)
+def test_a_statement_that_does_not_parse_is_a_syntax_error_not_a_readonly_one(clickhouse, method, params):
+    # A ClickHouse server parses before it judges: a GET with a typo was told to use POST.
+    answer = HTTP.request(method, url(clickhouse, query="SELEC 1", **params))
+    assert answer.headers.get("X-ClickHouse-Exception-Code") == "62", answer.data
+    assert b"Syntax error: failed at position 7" in answer.data
+    # A statement that parses is judged as before, whatever chDB's class of it.
+    answer = HTTP.request(method, url(clickhouse, query="KILL QUERY WHERE query LIKE '%never%' SYNC", **params))
+    assert answer.headers.get("X-ClickHouse-Exception-Code") == "164", answer.data
