@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from events.event import AnyEvent
-from events.sinks import Sink
+from events.sinks import Sink, check_seconds
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,7 @@ def wait_bound(timeout: float | None) -> float:
     events queued and its sink open, and the next close() said all was well)."""
     if timeout is None:
         return threading.TIMEOUT_MAX
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:  # NaN is not >= 0
-        raise ValueError(
-            f"timeout must be a number of seconds, 0 or more, or None to wait as long as it takes (got {timeout!r})"
-        )
-    return min(float(timeout), threading.TIMEOUT_MAX)
+    return min(check_seconds("timeout", timeout), threading.TIMEOUT_MAX)
 
 
 @dataclass(frozen=True)
