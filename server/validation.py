@@ -14,13 +14,13 @@ from core.days import FIRST_DAY, LAST_DAY
 MAX_ID_LENGTH = 128
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 # RFC 3339 date-time: a time zone offset is required; any number of fraction digits.
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 # The range of the DateTime64 columns that hold event times.
 FIRST_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LAST_TIME = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
@@ -124,12 +124,13 @@ def _day(field: str, value: str, default: dt.date, earliest: dt.date = FIRST_DAY
     way round no day could: refused, naming the range."""
     if not value:
         return default
+    if not _DAY.fullmatch(value):
+        raise InvalidArgument(f"{field} must be a date YYYY-MM-DD (got {shown(value)})")
     try:
-        if not _DAY.fullmatch(value):
-            raise ValueError
         day = dt.date.fromisoformat(value)
-    except ValueError:
-        raise InvalidArgument(f"{field} must be a date YYYY-MM-DD (got {shown(value)})") from None
+    except ValueError as error:
+        # The form is right: say what is wrong with the day, not that it should be YYYY-MM-DD.
+        raise InvalidArgument(f"{field} {value} is not a day on the calendar: {error}") from None
     opens_it = field.endswith("start_date")
     if day < earliest and not opens_it or day > LAST_DAY and opens_it:
         raise InvalidArgument(
@@ -171,17 +172,20 @@ def check_time(field: str, value: str) -> int | None:
     if not value:
         return None
     match = _RFC3339.fullmatch(value)
-    try:
-        if match is None:
-            raise ValueError
-        day, clock, fraction, offset = match.groups()
-        zone = "+00:00" if offset in ("Z", "z") else offset
-        moment = dt.datetime.fromisoformat(f"{day}T{clock}{zone}")
-    except ValueError:
+    if match is None:
         raise InvalidArgument(
             f"{field} must be an RFC 3339 time like 2026-03-02T10:00:00Z or 2026-03-02T12:00:00.5+02:00"
             f" (got {shown(value)})"
-        ) from None
+        )
+    day, clock, fraction, offset = match.groups()
+    zone = "+00:00" if offset in ("Z", "z") else offset
+    if int(zone[1:3]) > 23 or int(zone[4:]) > 59:
+        raise InvalidArgument(f"{field} {shown(value)} has an offset outside -23:59 to +23:59 ({zone})")
+    try:
+        moment = dt.datetime.fromisoformat(f"{day}T{clock}{zone}")
+    except ValueError as error:
+        # The form is right: say which part is out of range (a 30 February, an hour 24, a second 60).
+        raise InvalidArgument(f"{field} {shown(value)} is not a time on the calendar: {error}") from None
     # Compared before converting: year 1 at +01:00 is before any UTC datetime Python holds.
     before, after = moment < FIRST_TIME, moment >= _PAST_LAST_TIME
     if before or after:

@@ -44,7 +44,28 @@ def invalid_requests():
         (
             "GetUserAnalyticsDetails",
             pb.GetUserAnalyticsDetailsRequest(user_id="u", date_range=pb.DateRange(**february_30)),
-            "date_range.start_date must be a date YYYY-MM-DD",
+            # in the right form: the day is wrong, not its form
+            "date_range.start_date 2026-02-30 is not a day on the calendar: day is out of range for month",
+        ),
+        (
+            "GetAnalyticsTimeSeries",
+            pb.GetAnalyticsTimeSeriesRequest(user_id="u", date_range=pb.DateRange(end_date="2026-13-01")),
+            "date_range.end_date 2026-13-01 is not a day on the calendar: month must be in 1..12",
+        ),
+        (
+            "ListJobLogs",
+            pb.ListJobLogsRequest(user_id="u", workflow_id="w", job_id="j", start_time="2026-02-30T10:00:00Z"),
+            "start_time '2026-02-30T10:00:00Z' is not a time on the calendar: day is out of range for month",
+        ),
+        (
+            "ListJobLogs",
+            pb.ListJobLogsRequest(user_id="u", workflow_id="w", job_id="j", end_time="2026-03-02T24:00:00Z"),
+            "end_time '2026-03-02T24:00:00Z' is not a time on the calendar: hour must be in 0..23",
+        ),
+        (
+            "ListJobLogs",
+            pb.ListJobLogsRequest(user_id="u", workflow_id="w", job_id="j", end_time="2026-03-02T10:00:00+24:00"),
+            "end_time '2026-03-02T10:00:00+24:00' has an offset outside -23:59 to +23:59 (+24:00)",
         ),
         (
             "GetUserAnalyticsDetails",

@@ -42,7 +42,13 @@ def test_times_are_rfc_3339_in_milliseconds(value, milliseconds):
     [
         ("2026-03-02", "start_time must be an RFC 3339 time like 2026-03-02T10:00:00Z"),
         ("2026-03-02T10:00:00", "must be an RFC 3339 time"),  # no offset: which zone?
-        ("2026-03-02T25:00:00Z", "must be an RFC 3339 time"),
+        # in the right form, out of range: what is wrong, not the form again
+        ("2026-03-02T25:00:00Z", "start_time '2026-03-02T25:00:00Z' is not a time on the calendar: hour must be in"),
+        ("2026-02-29T10:00:00Z", "is not a time on the calendar: day is out of range for month"),
+        ("2026-03-02T10:00:60Z", "is not a time on the calendar: second must be in 0..59"),
+        ("2026-03-02T10:00:00-05:60", "has an offset outside -23:59 to +23:59 (-05:60)"),
+        ("２０２６-03-02T10:00:00Z", "must be an RFC 3339 time"),  # digits of another script
+        ("2026-03-02T10:00:00.１２３Z", "must be an RFC 3339 time"),
         ("yesterday", "(got 'yesterday')"),
     ],
 )
