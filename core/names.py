@@ -68,6 +68,10 @@ TOPIC_BY_NAME = {topic.name: topic for topic in ALL_TOPICS}
 # blob should reach the landing tables or dead letters.
 MAX_MESSAGE_BYTES = 8 << 20
 
+# How the error of a dead letter begins when the bridge never read its bytes (a record batch the
+# consumer could not decode): there is nothing to replay, the bytes are only on the broker.
+UNDECODABLE_ERROR = "the bridge could not decode this message"
+
 # Raw history, one table per topic.
 WORKFLOW_EVENTS = "workflow_events"
 JOB_EVENTS = "job_events"

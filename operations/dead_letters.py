@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from core import names
 from core.clickhouse import connect
-from core.names import TOPICS, messages_table, qualified, sql
+from core.names import TOPICS, UNDECODABLE_ERROR, messages_table, qualified, sql
 from core.settings.schema import SchemaSettings
 
 
@@ -43,6 +43,12 @@ class ReplayResult:
     skipped: Counter = field(default_factory=Counter)  # why some could not be replayed
     by_topic: Counter = field(default_factory=Counter)
     produced_to_kafka: bool = False
+
+
+NEVER_READ = (
+    "its bytes were never read (the consumer could not decode its record batch); "
+    "they are only on the broker, until its retention"
+)
 
 
 class UnknownTopic(ValueError):
@@ -101,16 +107,20 @@ def replay(
     try:
         [[started]] = client.query("SELECT now64(3, 'UTC')").result_rows
         letters = client.query(
-            sql(f"""SELECT topic, partition, offset, raw_message, kafka_timestamp FROM $dead_letters FINAL
+            sql(f"""SELECT topic, partition, offset, raw_message, kafka_timestamp, error FROM $dead_letters FINAL
                 WHERE {where} AND received_at < {{started:DateTime64(3, 'UTC')}} ORDER BY topic, partition, offset"""),
             parameters={**parameters, "started": started},
             column_formats={"raw_message": "bytes"},
         ).result_rows
         result.selected = len(letters)
         batches: dict[str, list] = {}
-        for kafka_topic, partition, offset, raw, timestamp in letters:
+        for kafka_topic, partition, offset, raw, timestamp, error in letters:
             product = _product_topic(kafka_topic, settings)
-            if product is None:
+            if not raw and error.startswith(UNDECODABLE_ERROR):
+                # Fed back, nothing would stand in for its bytes: it became "the message is empty",
+                # its reason and where its bytes are lost.
+                result.skipped[NEVER_READ] += 1
+            elif product is None:
                 result.skipped[f"no landing table for topic {kafka_topic!r}"] += 1
             elif partition is None or offset is None:
                 result.skipped["no Kafka position"] += 1

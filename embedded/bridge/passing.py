@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from core.names import UNDECODABLE_ERROR
 from embedded.bridge.metrics import SKIPPED
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def undecodable(batch: list[Message], passed: dict[int, int]) -> list[Undecodabl
         # before a seek).
         at = max(at, passed.get(partition, -1))
         reason = (
-            f"the bridge could not decode this message ({error.str()}): larger than receive.message.max.bytes "
+            f"{UNDECODABLE_ERROR} ({error.str()}): larger than receive.message.max.bytes "
             "once decompressed, or a corrupt record batch; its bytes stay on the broker until its retention"
         )
         found.setdefault((partition, at), Undecodable(partition, at, reason))
