@@ -11,13 +11,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import Producer
+import urllib3
+from confluent_kafka import Consumer, Producer
 
 from embedded.bridge.config import config_from, prepare_topics
 from embedded.bridge.runner import Bridge
+from tests.embedded_server import free_port
 from tests.intake import query
 from tests.malformed import valid_event
-from tests.test_bridge import settings_for, wait_until_consumed
+from tests.test_bridge import ingest_process, settings_for, wait_until_consumed
+from tests.test_metrics import scrape
 
 pytestmark = pytest.mark.kafka
 
@@ -64,3 +67,52 @@ def test_a_topic_written_in_transactions_is_consumed_to_a_lag_of_zero(analytics_
         assert now - timedelta(minutes=5) < datetime.fromisoformat(row["measured_at"]) <= now, row
     [totals] = query(analytics_db, f"SELECT total_workflows FROM analytics.user_totals WHERE user_id = '{user}'")
     assert int(totals["total_workflows"]) == 15
+
+
+def exported_lag(port: int) -> dict[int, float]:
+    """The jobs partitions an `analytics ingest` process exports a consumer lag for, and the lag."""
+    try:
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    except urllib3.exceptions.HTTPError:  # not serving yet
+        return {}
+    return {
+        int(labels["partition"]): value
+        for (name, pairs), value in samples.items()
+        if name == "analytics_bridge_consumer_lag" and (labels := dict(pairs))["topic"] == "jobs"
+    }
+
+
+def test_a_partition_another_member_of_the_group_takes_leaves_the_bridges_lag_metric(analytics_db, kafka, tmp_path):
+    """A bridge went on exporting the last lag it measured of a partition it no longer consumed
+    (taken by another bridge in a rebalance, as when partitions are added): a frozen number summed
+    with the new owner's, for ever."""
+    prefix = f"m{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix, partitions=2)
+    prepare_topics(config_from(settings), create=True, partitions=2)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for partition in (0, 1):
+        producer.produce(prefix + "jobs", json.dumps(valid_event("jobs", partition)).encode(), partition=partition)
+    assert producer.flush(30) == 0
+    port, log_path = free_port(), tmp_path / "ingest.log"
+    bridge = ingest_process(settings, log_path, {"ANALYTICS_INGEST_METRICS_PORT": str(port)})
+    other = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"{prefix}group_jobs"})
+    try:
+        wait_until(lambda: set(exported_lag(port)) == {0, 1}, "the lag of both partitions", log_path)
+        other.subscribe([prefix + "jobs"])  # another member: the group splits the partitions
+        wait_until(lambda: [other.poll(0.2), other.assignment()][1], "a partition taken", log_path)
+        [taken] = [tp.partition for tp in other.assignment()]
+        kept = 1 - taken
+        wait_until(lambda: set(exported_lag(port)) == {kept}, f"no lag exported for partition {taken}", log_path, 30)
+    finally:
+        other.close()
+        bridge.terminate()
+        bridge.wait(60)
+    assert bridge.returncode == 0, log_path.read_text()[-3000:]
+
+
+def wait_until(condition, what: str, log_path, timeout: float = 60) -> None:
+    """Until `condition` holds (the timeout an upper bound on a shared machine, not a speed claim)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s\n{log_path.read_text()[-3000:]}"
+        time.sleep(0.2)

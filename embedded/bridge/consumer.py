@@ -122,8 +122,9 @@ class TopicConsumer:
                 "error_cb": self.fences.client_error,  # and librdkafka logs it
             }
         )
+        exported = self.lag.exported if hasattr(self, "lag") else None
         self.lag = LagReporter(
-            self.consumer, self.writer, self.config, self.topic, self.kafka_topic, self.group, self.name
+            self.consumer, self.writer, self.config, self.topic, self.kafka_topic, self.group, self.name, exported
         )
 
     # -- the loop ---------------------------------------------------------------------------
@@ -270,6 +271,7 @@ class TopicConsumer:
         )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.lag.keep_exporting({tp.partition for tp in partitions})
         if self._rewound is None:
             return  # at the committed offsets
         for tp in partitions:

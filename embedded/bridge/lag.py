@@ -6,6 +6,7 @@ written into `kafka_consumer_lag` (what Dagster's lag check and ad-hoc SQL read)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -32,6 +33,7 @@ class LagReporter:
         kafka_topic: str,
         group: str,
         name: str,
+        exported: set[int] | None = None,
     ):
         self.consumer = consumer
         self.writer = writer
@@ -41,6 +43,8 @@ class LagReporter:
         self.group = group
         self.name = name
         self._last = 0.0
+        # The partitions whose lag this process exports (a consumer made again keeps its predecessor's).
+        self.exported: set[int] = set() if exported is None else exported
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.config.lag_interval_s
@@ -76,6 +80,7 @@ class LagReporter:
             done = committed.get(tp.partition, -1)  # negative: nothing committed yet
             lag = high - (done if done >= 0 else low)
             LAG.labels(self.topic, str(tp.partition)).set(lag)
+            self.exported.add(tp.partition)
             rows.append(
                 {
                     "consumer_group": self.group,
@@ -94,10 +99,20 @@ class LagReporter:
         self.writer.post(params, "\n".join(json.dumps(row) for row in rows).encode())
         return rows
 
+    def keep_exporting(self, assigned: set[int]) -> None:
+        """Stop exporting the lag of partitions this consumer no longer holds (another member of the
+        group took them, or the topic lost them): their last value would stand for ever beside the
+        new owner's, a lag nobody has."""
+        for partition in self.exported - assigned:
+            with contextlib.suppress(KeyError):  # another consumer of this process removed it
+                LAG.remove(self.topic, str(partition))
+            self.exported.discard(partition)
+
     def forget_partitions_from(self, count: int) -> None:
         """Drop this group's rows of the topic's partitions numbered `count` and up: partitions the
         topic no longer has (deleted, or created again with fewer). Nothing measures them any more,
         so they would read as a stalled bridge for ever (the health check's stale rows)."""
+        self.keep_exporting({partition for partition in self.exported if partition < count})
         try:
             self.writer.post(
                 {
