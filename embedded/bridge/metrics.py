@@ -17,7 +17,8 @@ MESSAGES = Counter("analytics_bridge_messages", "Messages consumed by the bridge
 INSERTED = Counter("analytics_bridge_inserted", "Messages inserted into the landing tables", ["topic"])
 DEAD_LETTERED = Counter(
     "analytics_bridge_refused",
-    "Messages ClickHouse refused to take in and the bridge wrote to dead_letters itself",
+    "Messages the bridge wrote to dead_letters itself: ClickHouse refused to take them in, or the consumer "
+    "could not decode them",
     ["topic"],
 )
 RETRIES = Counter(
