@@ -78,6 +78,30 @@ def test_an_unreachable_clickhouse_is_waited_for_and_an_unclassified_error_is_de
     landing.drop()
 
 
+def test_stopped_while_clickhouse_is_unreachable_it_says_how_many_messages_stay_uncommitted(
+    analytics_db, kafka, caplog
+):
+    """It said "0 messages stay uncommitted" whatever it held: the batch had left the pending list
+    when its insert began."""
+    landing = own_landing(analytics_db, kafka, "payload String", "SELECT payload FROM {database}.jobs_messages")
+    config = landing.config(clickhouse_url=f"http://127.0.0.1:{free_port()}", flush_interval_ms=100)
+    landing.produce([f"message {n}".encode() for n in range(12)])
+    transient_before = RETRIES.labels("jobs", "transient")._value.get()
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        deadline = time.monotonic() + 60
+        while RETRIES.labels("jobs", "transient")._value.get() == transient_before:
+            assert time.monotonic() < deadline and not bridge.failures, bridge.failures
+            time.sleep(0.1)
+    finally:
+        with caplog.at_level(logging.WARNING):
+            bridge.stop()
+    assert not bridge.failures
+    assert "bridge-jobs-0: stopped while ClickHouse was unavailable; 12 messages stay uncommitted" in caplog.text
+    landing.drop()
+
+
 def test_a_block_refused_for_its_partitions_is_split_until_it_fits(analytics_db, kafka):
     """A server whose profile keeps the limit on partitions an insert (code 252, like "too many
     parts") refuses a block spanning many months: the block's fault, so the bridge splits it."""

@@ -73,6 +73,7 @@ class TopicConsumer:
         self.name = f"bridge-{topic}-{number}"
         self.pending: list[Message] = []
         self.pending_bytes = 0  # of the messages' values: a block of large messages ends early
+        self.uncommitted = 0  # messages of a flush that stopped while ClickHouse was unavailable
         self.passed: dict[int, int] = {}  # partition -> the offset it goes on from past an undecodable message
         self.undecodable_log = RepeatedFailure(log, f"{self.name}: a message the consumer cannot decode")
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
@@ -151,7 +152,7 @@ class TopicConsumer:
             log.warning(
                 "%s: stopped while ClickHouse was unavailable; %d messages stay uncommitted",
                 self.name,
-                len(self.pending),
+                len(self.pending) + self.uncommitted,
             )
         finally:
             with contextlib.suppress(KafkaException, RuntimeError):
@@ -289,11 +290,17 @@ class TopicConsumer:
         """Insert and commit everything pending, in blocks within the size in bytes."""
         messages, size = self.pending, self.pending_bytes
         self.pending, self.pending_bytes = [], 0
+        left = len(messages)
         for block in self._blocks(messages, size):
             fault_points.reach("batch_taken", self.topic, self.stop_event)
-            self._insert_all(block)
+            try:
+                self._insert_all(block)
+            except ClickHouseUnavailable:
+                self.uncommitted = left  # this block and those after it, for the stop's last word
+                raise
             fault_points.reach("batch_inserted", self.topic, self.stop_event)
             self._commit(block)
+            left -= len(block)
 
     def _blocks(self, messages: list[Message], size: int) -> Iterator[list[Message]]:
         """A poll may bring more bytes than a block takes (it returns up to 10,000 messages of
