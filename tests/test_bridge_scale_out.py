@@ -165,6 +165,38 @@ def test_a_partition_added_to_a_topic_is_consumed_without_a_restart(analytics_db
     assert not bridge.failures
 
 
+def test_partitions_added_while_the_bridge_was_stopped_are_consumed_after_its_restart(analytics_db, kafka):
+    """Restarted within its session timeout, a static member is given its old assignment back
+    without a rebalance, and librdkafka compares the partitions it sees with those it saw when it
+    joined: the partitions added meanwhile were held by nobody, never read, and no lag said so."""
+    prefix = f"nr{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = dataclasses.replace(config_from(settings), topics=("workflows",))
+    prepare_topics(config, create=True, partitions=1)
+    user = f"{prefix}user"
+    produce(kafka, prefix, {"workflows": [valid_event("workflows", 0, user)]})
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        wait_until_consumed(kafka, settings, timeout=60)
+    finally:
+        bridge.stop()
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin.create_partitions([NewPartitions(prefix + "workflows", 3)])[prefix + "workflows"].result(30)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for n in range(1, 7):
+        producer.produce(prefix + "workflows", json.dumps(valid_event("workflows", n, user)).encode(), partition=n % 3)
+    assert producer.flush(30) == 0
+    bridge = Bridge(config)  # within the session timeout: the group keeps the stopped one's place for it
+    bridge.start()
+    try:
+        # An upper bound on a shared machine, not a speed claim.
+        wait_for(lambda: workflows_of(analytics_db, user) == 7, "the added partitions' messages", [], timeout=120)
+    finally:
+        bridge.stop()
+    assert not bridge.failures
+
+
 def workflows_of(analytics_db, user: str) -> int:
     rows = query(analytics_db, f"SELECT total_workflows FROM analytics.user_totals WHERE user_id = '{user}'")
     return int(rows[0]["total_workflows"]) if rows else 0

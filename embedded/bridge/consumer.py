@@ -16,6 +16,7 @@ from core.repeated_log import RepeatedFailure
 from embedded import fault_points
 from embedded.bridge.commits import commit_after, commit_past_what_is_no_message
 from embedded.bridge.config import BridgeConfig
+from embedded.bridge.coverage import Coverage
 from embedded.bridge.fences import FENCE_WINDOW_S, FENCES_TOLERATED, Fences
 from embedded.bridge.lag import LagReporter
 from embedded.bridge.librdkafka_log import LibrdkafkaLog
@@ -79,6 +80,7 @@ class TopicConsumer:
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
         self.identity = TopicIdentity(config.bootstrap, self.kafka_topic)
+        self.coverage = Coverage(config.bootstrap, self.group, self.kafka_topic, self.name, stop)
         self.fences = Fences()
         self._new_consumer()
 
@@ -380,6 +382,7 @@ class TopicConsumer:
         if happened := self.identity.changed():
             said = "does not exist (it was deleted)" if happened == "deleted" else "was deleted and created again"
             raise TopicGone(f"topic {self.kafka_topic} {said}")
+        self.coverage.check(self.identity.partitions)  # partitions the group gave to nobody
         committed = None if self.pending else commit_past_what_is_no_message(self.consumer, self.name)
         self.lag.report_now_and_then(committed)
 

@@ -26,17 +26,21 @@ class TopicIdentity:
         self.kafka_topic = kafka_topic
         self.admin = AdminClient({"bootstrap.servers": bootstrap}, logger=log)
         self.known: str | None = None
+        self.partitions = 0  # how many the topic had when last asked (0: unknown, or no topic)
 
     def current(self) -> str | None:
         """The topic's id now, GONE when there is no topic of that name, None when the broker cannot say."""
         future = self.admin.describe_topics(TopicCollection([self.kafka_topic]), request_timeout=10)[self.kafka_topic]
         try:
-            return str(future.result().topic_id)
+            described = future.result()
         except KafkaException as error:
+            self.partitions = 0
             if kafka_error_code(error) == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return GONE
             log.debug("could not read the id of topic %s: %s", self.kafka_topic, error)
             return None
+        self.partitions = len(described.partitions)
+        return str(described.topic_id)
 
     def remember(self) -> None:
         """Take the topic's id now as the one being read."""
