@@ -80,7 +80,9 @@ class TopicConsumer:
         self.instance_id = f"{config.instance_name or socket.gethostname()}-{self.name}"
         self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
         self.identity = TopicIdentity(config.bootstrap, self.kafka_topic)
-        self.coverage = Coverage(config.bootstrap, self.group, self.kafka_topic, self.name, stop)
+        self.coverage = Coverage(
+            config.bootstrap, self.group, self.kafka_topic, self.name, stop, config.session_timeout_ms
+        )
         self.fences = Fences()
         self._new_consumer()
 

@@ -29,8 +29,18 @@ JOIN_TIMEOUT_S = 60.0
 
 
 class Coverage:
-    def __init__(self, bootstrap: str, group: str, kafka_topic: str, name: str, stop: threading.Event, clock=None):
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        kafka_topic: str,
+        name: str,
+        stop: threading.Event,
+        session_timeout_ms: int,
+        clock=None,
+    ):
         self.bootstrap = bootstrap
+        self.session_timeout_ms = session_timeout_ms
         self.group = group
         self.kafka_topic = kafka_topic
         self.name = name
@@ -92,6 +102,9 @@ class Coverage:
                 "group.id": self.group,
                 "client.id": f"{self.name}-rebalance",
                 "enable.auto.commit": False,
+                # Should the process end before it leaves, the group forgets it as soon as the bridge's own.
+                "session.timeout.ms": self.session_timeout_ms,
+                "heartbeat.interval.ms": max(self.session_timeout_ms // 3, 100),
                 "logger": log,
             }
         )
