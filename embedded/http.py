@@ -46,6 +46,7 @@ from embedded.formats import (
     may_be_on,
     writes_rows_after_the_data,
 )
+from embedded.http_metrics import KIND, ROWS_COUNTED, keyword_kind
 from embedded.inserts import insert_coalesced, insert_from_file, insert_through_fifo
 from embedded.kill_marks import by_client_query_id, watched
 from embedded.landing_locks import LandingLocks
@@ -108,6 +109,9 @@ class Front:
         )
         self.watched = partial(watched, self.in_thread, engine)  # a chDB call a client's going away may cancel
         self.responses = Responses(engine, self.in_thread, self.watched, self.end)
+        # Rows written by the inserts of joined asynchronous batches, which no single answer
+        # reports: the metrics middleware sets it (embedded/server.py).
+        self.count_written_rows: Callable[[int], None] = lambda rows: None
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
@@ -243,7 +247,8 @@ class Front:
                 if rewrites:
                     head = rewritten(head, rewrites)
                     insert = find_insert_data(head.decode("latin-1"), complete=body.exhausted)
-            return await self._insert(spec, lease, head, insert, body)
+            request.scope[KIND] = "insert"  # also when the statement came in the body
+            return await self._insert(request.scope, spec, lease, head, insert, body)
 
         while (chunk := await body.read()) is not None:
             head += chunk
@@ -265,6 +270,7 @@ class Front:
             ) from None
         except IncompleteText as unclosed:  # the whole request ends inside a literal or a comment
             raise ClickHouseError.of(Code.SYNTAX_ERROR, unclosed.syntax_error(text)) from None
+        request.scope[KIND] = keyword_kind(statement.first_keyword)
         fenced = self.fence.check(statement.tokens) if self.fence is not None else []
         if rewrites := fenced + by_client_query_id(statement):
             head = rewritten(head, rewrites)
@@ -272,7 +278,7 @@ class Front:
         return await self._statement(spec, lease, head, statement)
 
     async def _insert(
-        self, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader
+        self, scope: dict, spec: RequestSpec, lease: Lease, head: bytearray, insert: InsertData, body: BodyReader
     ) -> Response:
         # The rows reach chDB through FROM INFILE, never pasted after the statement (embedded/inserts.py).
         if spec.readonly:  # before an asynchronous insert's queue, which would run it on another request's lease
@@ -290,6 +296,8 @@ class Front:
             and not insert.select
             and async_inserts.wanted(spec.settings, insert.format, self.config.async_insert)
         ):
+            # The answer carries the joined batch's figures, which its insert counts once.
+            scope[ROWS_COUNTED] = True
             result = await insert_coalesced(self, spec, lease, head, insert)
             return self.responses.response(spec, b"", request_summary(spec, result), None)
         try:

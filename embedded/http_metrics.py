@@ -3,7 +3,10 @@
 It wraps the front (embedded/http.py) without touching it: each request is counted by kind
 (query, insert, other statements, ping), timed until its last byte, and its error counted by
 ClickHouse's exception code; inserts add the rows ClickHouse reports written; the requests not
-yet answered are listed (``unfinished``), so a stop that waits for them can say which. ``GET /metrics``
+yet answered are listed (``unfinished``), so a stop that waits for them can say which. The front
+notes in the request's scope what it found: the kind of a statement sent in the body (`KIND`),
+and that an insert's rows are counted where its joined batch is inserted (`ROWS_COUNTED`, through
+``count_written_rows``), not from the answer, which carries the batch's figures. ``GET /metrics``
 answers with these and every other registry handed in (the process's default one, which holds the
 Kafka bridge's metrics, and in `analytics up` the gRPC service's), in Prometheus' text format.
 """
@@ -20,6 +23,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, m
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _QUERY_WORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN")
+# What the front notes in a request's scope for the middleware (see the module's docstring).
+KIND = "analytics.statement_kind"
+ROWS_COUNTED = "analytics.rows_counted_by_batch"
 
 
 class Registries:
@@ -70,6 +76,11 @@ def _describe(scope, query: str) -> str:
 
 def statement_kind(query: str) -> str:
     word = query.lstrip(" \t\r\n(").split(None, 1)[0].upper() if query.strip() else ""
+    return keyword_kind(word)
+
+
+def keyword_kind(word: str) -> str:
+    """The kind of a statement by its first keyword (upper case)."""
     if word == "INSERT":
         return "insert"
     return "query" if word in _QUERY_WORDS else "other"
@@ -129,13 +140,18 @@ class MetricsMiddleware:
                 }
                 outcome.update(status=message["status"], headers=headers)
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                self._record(kind, outcome, time.perf_counter() - started)
+                outcome.update(rows_counted=scope.get(ROWS_COUNTED, False))
+                self._record(scope.get(KIND, kind), outcome, time.perf_counter() - started)
             await send(message)
 
         try:
             await self.app(scope, receive, observe)
         finally:
             self._in_flight.pop(id(scope), None)
+
+    def count_written_rows(self, rows: int) -> None:
+        """Rows an insert the front ran on its own wrote (a joined batch of asynchronous inserts)."""
+        self.rows.inc(rows)
 
     def unfinished(self) -> list[str]:
         """The requests not yet answered, oldest first, each with its age."""
@@ -154,6 +170,6 @@ class MetricsMiddleware:
         status = outcome.get("status", 500)
         if status >= 400:
             self.errors.labels(kind, headers.get("x-clickhouse-exception-code", str(status))).inc()
-        elif kind == "insert" and "x-clickhouse-summary" in headers:
+        elif kind == "insert" and "x-clickhouse-summary" in headers and not outcome.get("rows_counted"):
             with contextlib.suppress(ValueError, TypeError):  # a summary that is not ClickHouse's shape
                 self.rows.inc(int(json.loads(headers["x-clickhouse-summary"]).get("written_rows", 0)))

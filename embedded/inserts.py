@@ -97,9 +97,11 @@ async def _lead_batch(front: Front, batch, spec: RequestSpec, head: bytearray, i
         nonlocal lease
         lease = lease or await front.lease_for(async_inserts.batch_request(spec))
         try:
-            return await insert_from_file(front, lease, head, insert, rows)
+            result = await insert_from_file(front, lease, head, insert, rows)
         finally:
             front.engine.writes.inserted()  # before the batch's senders get their answer
+        front.count_written_rows(result.rows_written())  # once for the batch, whoever waits for it
+        return result
 
     try:
         await front.async_inserts.lead(batch, timeout_s, run)

@@ -105,6 +105,7 @@ def serve(
             extra_lifespan=extra_lifespan,
         )
         measured = MetricsMiddleware(app, metrics)
+        app.state.front.count_written_rows = measured.count_written_rows
         config = uvicorn.Config(
             measured if allowed is None else AllowedClients(measured, allowed, engine.version),
             host=host,

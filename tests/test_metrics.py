@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from embedded.bridge.config import config_from, prepare_topics
 from tests.embedded_server import free_port, stop_process
-from tests.intake import HTTP, insert_statement
+from tests.intake import HTTP, insert_statement, post_batch, query
 from tests.malformed import valid_event
 from tests.test_bridge import settings_for
 
@@ -63,6 +64,45 @@ def test_the_http_interface_counts_queries_inserts_errors_and_rows(analytics_db)
     assert sum(after[key] - before.get(key, 0) for key in insert_errors) == 1  # a parse error, by its code
     assert grew("analytics_http_written_rows_total") >= 3
     assert grew("analytics_http_request_seconds_count", kind="insert") == 2
+
+
+def test_written_rows_count_each_insert_once_joined_answered_early_or_sent_in_the_body(analytics_db):
+    """The rows of a joined asynchronous insert were added once for every sender it answered (eight
+    senders of five events each: eight times the rows), those of a sender answered at once
+    (wait_for_async_insert=0) never, and an INSERT sent in the body was counted as `other`, its rows
+    not at all. Each insert now adds what it wrote, once."""
+    user = f"w{uuid.uuid4().hex[:8]}"
+    batches = [[valid_event("telemetry", sender * 5 + n, user) for n in range(5)] for sender in range(10)]
+    alone = post_batch(analytics_db, "telemetry", batches[0])  # what five such events write
+    assert alone.status == 200, alone.data.decode()
+    per_batch = int(json.loads(alone.headers["X-ClickHouse-Summary"])["written_rows"])
+    assert per_batch >= 5
+    before = scrape(f"{analytics_db.url}/metrics")
+    # Inserts of one key within a second join (the busy timeout, fixed at 1 s).
+    joined = {"async_insert": 1, "async_insert_use_adaptive_busy_timeout": 0, "async_insert_busy_timeout_ms": 1000}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda batch: post_batch(analytics_db, "telemetry", batch, **joined), batches[1:9]))
+    assert [answer.status for answer in answers] == [200] * 8
+    summaries = [json.loads(answer.headers["X-ClickHouse-Summary"]) for answer in answers]
+    assert max(int(summary["result_rows"]) for summary in summaries) > 5  # some of them were joined
+    early = post_batch(analytics_db, "telemetry", batches[9][:3], async_insert=1, wait_for_async_insert=0)
+    assert early.status == 200, early.data.decode()
+    in_body = insert_statement("telemetry") + "\n" + "\n".join(map(json.dumps, batches[9][3:]))
+    assert HTTP.request("POST", f"{analytics_db.url}/", body=in_body.encode()).status == 200
+    stored = f"SELECT count() AS n FROM analytics.telemetry_events WHERE user_id = '{user}'"
+    for _ in range(600):  # the early sender's batch is inserted after its answer
+        if int(query(analytics_db, stored)[0]["n"]) == 50:
+            break
+        time.sleep(0.05)
+    after = scrape(f"{analytics_db.url}/metrics")
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert int(query(analytics_db, stored)[0]["n"]) == 50
+    assert grew("analytics_http_written_rows_total") == 9 * per_batch
+    assert grew("analytics_http_requests_total", kind="insert") == 10
+    assert grew("analytics_http_requests_total", kind="other") == 0
 
 
 def ingest(settings, metrics_port: int, log: Path) -> subprocess.Popen:
