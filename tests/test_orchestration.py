@@ -512,6 +512,46 @@ def test_housekeeping_drops_expired_log_lines_now(server, defs, instance):
 
 
 @pytest.mark.usefixtures("built")  # the schema, whichever test runs first
+def test_housekeeping_removes_the_lines_past_the_retention_of_a_day_not_wholly_past_it(server, defs, instance):
+    """A day's partition was dropped only once its last line was past the retention: its earlier
+    lines stayed, up to a day longer than the retention said, after the job that applies it."""
+    [row] = query(
+        server, "SELECT log_retention_hours AS hours, now64(3, 'UTC') AS now FROM analytics.storage_log_retention"
+    )
+    edge = dt.datetime.fromisoformat(row["now"]).replace(tzinfo=dt.UTC) - dt.timedelta(hours=row["hours"])
+    day = edge.replace(hour=0, minute=0, second=0, microsecond=0)
+    # One line before the edge and one after it, on the edge's day (each within an hour of it).
+    past = edge - min(dt.timedelta(hours=1), (edge - day) / 2)
+    kept = edge + min(dt.timedelta(hours=1), (day + dt.timedelta(days=1) - edge) / 2)
+    user = f"edge-{uuid.uuid4().hex[:8]}"
+    lines = [
+        {
+            "event_id": f"{user}-{name}",
+            "event_time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event_type": "job_log",
+            "event_name": "created",
+            "user_id": user,
+            "workflow_id": "w",
+            "job_id": "j",
+            "sequence": sequence,
+            "message": f"line {name}",
+        }
+        for sequence, (name, moment) in enumerate((("past", past), ("kept", kept)))
+    ]
+    stored = f"SELECT event_id FROM analytics.job_log_events WHERE user_id = '{user}' ORDER BY event_id"
+    # TTL merges stay on (stopped, they stop the merge that applies the TTL to lines too): they
+    # drop only parts wholly past it, and the insert's part is not.
+    assert post_batch(server, "job_logs", lines).status == 200
+    assert [row["event_id"] for row in query(server, stored)] == [f"{user}-kept", f"{user}-past"]
+    result = defs.resolve_job_def("retention_housekeeping").execute_in_process(instance=instance)
+    assert [row["event_id"] for row in query(server, stored)] == [f"{user}-kept"]
+    [observation] = [e.asset_observation_data.asset_observation for e in result.all_events if e.is_asset_observation]
+    assert observation.metadata["rows_past_retention_after"].value == 0
+    [totals] = query(server, f"SELECT sum(lines) AS lines FROM analytics.job_log_totals WHERE user_id = '{user}'")
+    assert int(totals["lines"]) == 2  # the counts stay
+
+
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_housekeeping_keeps_every_line_in_audit_mode(server, defs, settings, instance, tmp_path):
     # The database is in audit mode; this Dagster was started without ANALYTICS_AUDIT_MODE (the
     # housekeeping follows the table, not its own settings).
