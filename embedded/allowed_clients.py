@@ -9,6 +9,7 @@ logged once, so an operator sees who is knocking without a line per request.
 from __future__ import annotations
 
 import logging
+import time
 
 from core.errors import Code
 from core.networks import AllowedNetworks
@@ -21,8 +22,10 @@ REMEMBERED_REFUSALS = 1024
 
 
 class AllowedClients:
-    def __init__(self, app, networks: AllowedNetworks, version: str):
+    def __init__(self, app, networks: AllowedNetworks, version: str, on_refused=None):
         self.app = app
+        # Called with a refused request's scope and the seconds its answer took (the metrics).
+        self.on_refused = on_refused
         self.networks = networks
         self.version = version
         self.refused: set[str] = set()
@@ -31,6 +34,7 @@ class AllowedClients:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         client = scope.get("client")
         host = client[0] if client else None
         if self.networks.allows(host):
@@ -53,3 +57,5 @@ class AllowedClients:
             }
         )
         await send({"type": "http.response.body", "body": body})
+        if self.on_refused is not None:
+            self.on_refused(scope, time.perf_counter() - started)

@@ -21,6 +21,8 @@ from urllib.parse import parse_qs
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_asgi_app
 
+from core.errors import Code
+
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _QUERY_WORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN")
 # What the front notes in a request's scope for the middleware (see the module's docstring).
@@ -148,6 +150,15 @@ class MetricsMiddleware:
             await self.app(scope, receive, observe)
         finally:
             self._in_flight.pop(id(scope), None)
+
+    def count_refused(self, scope, seconds: float) -> None:
+        """A request the allow-list (embedded/allowed_clients.py) answered with code 516 before it
+        reached the interface: counted as the interface counts its own errors."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [""])[0]
+        path = scope.get("path", "/")
+        kind = "ping" if path in ("/ping", "/replicas_status") else statement_kind(query) if query else "other"
+        headers = {"x-clickhouse-exception-code": str(int(Code.AUTHENTICATION_FAILED))}
+        self._record(kind, {"status": 403, "headers": headers}, seconds)
 
     def count_written_rows(self, rows: int) -> None:
         """Rows an insert the front ran on its own wrote (a joined batch of asynchronous inserts)."""

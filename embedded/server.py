@@ -107,7 +107,7 @@ def serve(
         measured = MetricsMiddleware(app, metrics)
         app.state.front.count_written_rows = measured.count_written_rows
         config = uvicorn.Config(
-            measured if allowed is None else AllowedClients(measured, allowed, engine.version),
+            measured if allowed is None else AllowedClients(measured, allowed, engine.version, measured.count_refused),
             host=host,
             port=port,
             log_level=log_level.lower(),

@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from urllib.parse import urlencode
 
 import grpc
 import pytest
 import urllib3
-
 from analytics_proto import analytics_pb2 as pb
+
 from core.networks import AllowedNetworks, grpc_peer_host, normalized, parse_networks
 from embedded.allowed_clients import AllowedClients
 from embedded.server import InsecureBind, check_bind
 from tests import embedded_server
 from tests.grpc_server import health_status, start_grpc
+from tests.test_metrics import scrape, value
 
 ELSEWHERE = "203.0.113.0/24"  # TEST-NET-3: no address this machine has
 
@@ -136,6 +138,17 @@ def test_the_embedded_clickhouse_refuses_clients_outside_its_networks(tmp_path):
         assert http.request("POST", f"{server.url}/", body=b"SELECT 1").data == b"1\n"
         # Each refused address is logged once, however often it knocks.
         assert server.log().count(f"refused a request from {address}") == 1
+        # The metrics count the refusals as the interface's own errors, as gRPC's count PERMISSION_DENIED;
+        # they were missing from both counters, so a scrape showed one query served and nothing refused.
+        assert http.request("GET", f"http://{address}:{server.port}/metrics").status == 403
+        query = f"http://{address}:{server.port}/?{urlencode({'query': 'SELECT 1'})}"
+        assert http.request("GET", query).status == 403
+        samples = scrape(f"{server.url}/metrics")
+        assert value(samples, "analytics_http_requests_total", kind="query") == 2  # one refused, one served
+        assert value(samples, "analytics_http_errors_total", kind="query", code="516") == 1
+        assert value(samples, "analytics_http_errors_total", kind="ping", code="516") == 1
+        assert value(samples, "analytics_http_errors_total", kind="other", code="516") == 2  # the body's, /metrics
+        assert value(samples, "analytics_http_request_seconds_count", kind="query") == 2
     finally:
         server.stop()
 
