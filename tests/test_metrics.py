@@ -90,11 +90,15 @@ def test_written_rows_count_each_insert_once_joined_answered_early_or_sent_in_th
     in_body = insert_statement("telemetry") + "\n" + "\n".join(map(json.dumps, batches[9][3:]))
     assert HTTP.request("POST", f"{analytics_db.url}/", body=in_body.encode()).status == 200
     stored = f"SELECT count() AS n FROM analytics.telemetry_events WHERE user_id = '{user}'"
-    for _ in range(600):  # the early sender's batch is inserted after its answer
-        if int(query(analytics_db, stored)[0]["n"]) == 50:
+    written = ("analytics_http_written_rows_total",)
+    for _ in range(600):  # the early sender's batch is inserted, and counted, after its answer
+        after = scrape(f"{analytics_db.url}/metrics")
+        if (
+            int(query(analytics_db, stored)[0]["n"]) == 50
+            and value(after, *written) - value(before, *written) >= 9 * per_batch
+        ):
             break
         time.sleep(0.05)
-    after = scrape(f"{analytics_db.url}/metrics")
 
     def grew(name: str, **labels) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
