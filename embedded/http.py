@@ -112,6 +112,8 @@ class Front:
         # Rows written by the inserts of joined asynchronous batches, which no single answer
         # reports: the metrics middleware sets it (embedded/server.py).
         self.count_written_rows: Callable[[int], None] = lambda rows: None
+        # Inserts answered at once (wait_for_async_insert=0) refused when their batch went in, by code.
+        self.count_late_refusal: Callable[[str], None] = lambda code: None
 
     async def in_thread(self, function: Callable, *args) -> Any:
         return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)

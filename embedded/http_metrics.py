@@ -118,6 +118,13 @@ class MetricsMiddleware:
             "Rows ClickHouse reports written by inserts, into every table their views feed",
             registry=self.registry,
         )
+        self.late_errors = Counter(
+            "analytics_http_late_insert_errors",
+            "Inserts answered at once (wait_for_async_insert=0) whose rows were refused when their batch"
+            " went in, by ClickHouse exception code",
+            ["code"],
+            registry=self.registry,
+        )
         # Each request not yet answered to its last byte: when it arrived, its scope and statement,
         # and whether its answer has begun. Described only when a stop asks (unfinished).
         self._in_flight: dict[int, list] = {}
@@ -159,6 +166,10 @@ class MetricsMiddleware:
         kind = "ping" if path in ("/ping", "/replicas_status") else statement_kind(query) if query else "other"
         headers = {"x-clickhouse-exception-code": str(int(Code.AUTHENTICATION_FAILED))}
         self._record(kind, {"status": 403, "headers": headers}, seconds)
+
+    def count_late_refusal(self, code: str) -> None:
+        """An insert answered at once (wait_for_async_insert=0) whose rows its batch's insert refused."""
+        self.late_errors.labels(code).inc()
 
     def count_written_rows(self, rows: int) -> None:
         """Rows an insert the front ran on its own wrote (a joined batch of asynchronous inserts)."""

@@ -17,6 +17,7 @@ import logging
 import os
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,8 +87,24 @@ async def insert_coalesced(front: Front, spec: RequestSpec, lease: Lease, head: 
     if leader:
         front.async_inserts.track(asyncio.ensure_future(_lead_batch(front, batch, spec, head, insert, timeout_s)))
     if not async_inserts.waits(spec.settings):
+        outcome.add_done_callback(partial(_report_unawaited, front, spec.query_id))
         return None
     return await outcome
+
+
+def _report_unawaited(front: Front, query_id: str, outcome: asyncio.Future) -> None:
+    """A sender answered at once (wait_for_async_insert=0) whose rows were then refused: nobody
+    else hears of it, so it is logged and counted, never dropped unsaid."""
+    error = None if outcome.cancelled() else outcome.exception()
+    if error is None:
+        return
+    log.warning(
+        "an insert answered at once (wait_for_async_insert=0, query id %s) was refused when its batch went in;"
+        " none of its rows are stored: %s",
+        query_id,
+        error,
+    )
+    front.count_late_refusal(str(getattr(error, "code", "")))
 
 
 async def _lead_batch(front: Front, batch, spec: RequestSpec, head: bytearray, insert: InsertData, timeout_s: float):

@@ -106,6 +106,7 @@ def serve(
         )
         measured = MetricsMiddleware(app, metrics)
         app.state.front.count_written_rows = measured.count_written_rows
+        app.state.front.count_late_refusal = measured.count_late_refusal
         config = uvicorn.Config(
             measured if allowed is None else AllowedClients(measured, allowed, engine.version, measured.count_refused),
             host=host,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
@@ -13,6 +14,7 @@ import pytest
 from tests import datasets
 from tests.checks import assert_matches
 from tests.intake import HTTP, execute, insert_statement, query
+from tests.malformed import valid_event
 
 ASYNC = {"async_insert": "1", "wait_for_async_insert": "1", "async_insert_busy_timeout_ms": "300"}
 
@@ -82,6 +84,32 @@ def test_without_waiting_the_answer_comes_at_once_and_the_rows_follow(analytics_
         except AssertionError:
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+
+def test_a_refusal_nobody_waits_for_is_logged_and_counted(analytics_db):
+    """Answered at once (wait_for_async_insert=0), a batch refused when it went in was said nowhere:
+    README promises the failure is logged, and nothing was, nor counted. Its neighbour still counts."""
+    from tests.test_metrics import scrape, value
+
+    user = f"late-{uuid.uuid4().hex[:8]}"
+    good = [valid_event("telemetry", n, user) for n in range(3)]
+    bad = [valid_event("telemetry", 3, user), {**valid_event("telemetry", 4, user), "event_time": "yesterday"}]
+    settings = dict(ASYNC, wait_for_async_insert="0", async_insert_use_adaptive_busy_timeout="0")
+    before = scrape(f"{analytics_db.url}/metrics")
+    with ThreadPoolExecutor(2) as pool:  # joined: the batch fails, and each goes in on its own
+        answers = list(pool.map(lambda batch: post(analytics_db, "telemetry", batch, **settings), (good, bad)))
+    assert [answer.status for answer in answers] == [200, 200]
+    said = f'was refused when its batch went in; none of its rows are stored: telemetry event "{user}-e4" refused'
+    stored = f"SELECT event_id FROM analytics.telemetry_events WHERE user_id = '{user}' ORDER BY event_id"
+    for _ in range(600):  # the batch goes in after the answers
+        if said in analytics_db.log() and len(query(analytics_db, stored)) == len(good):
+            break
+        time.sleep(0.05)
+    assert analytics_db.log().count(said) == 1
+    after = scrape(f"{analytics_db.url}/metrics")
+    grew = value(after, "analytics_http_late_insert_errors_total", code="395")
+    assert grew - value(before, "analytics_http_late_insert_errors_total", code="395") == 1
+    assert [row["event_id"] for row in query(analytics_db, stored)] == [event["event_id"] for event in good]
 
 
 def test_inserts_with_different_settings_are_never_joined(analytics_db):
