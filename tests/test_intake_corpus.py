@@ -81,3 +81,22 @@ def test_telemetry_nested_past_what_json_parsing_takes_is_refused_naming_the_dep
     else:
         assert "message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024" in text
         assert int(stored[0]["n"]) == 0
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400"])
+def test_telemetry_with_a_number_past_a_float64_is_refused_naming_it_and_its_event(analytics_db, number):
+    """ClickHouse takes no JSON number past a Float64: such an event was refused as 'without an
+    event_id' and 'not a JSON object', which sent its sender looking for an event with no id."""
+    user = f"big{uuid.uuid4().hex[:10]}"
+    event = valid_event("telemetry", 7, user)
+    message = json.dumps(event)[:-1] + f', "reading": {number}}}'
+    body = json.dumps(valid_event("telemetry", 1, user)) + "\n" + message
+    response = HTTP.request(
+        "POST", f"{analytics_db.url}/?{urlencode({'query': insert_statement('telemetry')})}", body=body.encode()
+    )
+    text = response.data.decode()
+    assert response.status == 400, text
+    assert f'telemetry event "{event["event_id"]}" refused, message_is_an_object: ' in text
+    assert "its numbers within a Float64 (1e400 is not)" in text
+    stored = f"SELECT count() AS n FROM analytics.telemetry_events WHERE user_id = '{user}'"
+    assert int(query(analytics_db, stored)[0]["n"]) == 0

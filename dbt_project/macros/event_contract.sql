@@ -183,7 +183,7 @@
       ('message_is_not_empty', "message != ''",
        'the message is empty (telemetry lands whole, one JSON object a row: insert it with (message) FORMAT JSONAsString)'),
       ('message_is_an_object', "isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'",
-       'the message is not a JSON object in UTF-8, nested at most 1024 levels deep'),
+       'the message is not a JSON object in UTF-8, nested at most 1024 levels deep, its numbers within a Float64 (1e400 is not)'),
       ('keys_are_unique', 'length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))',
        'the message has a duplicate key'),
       ('event_id_is_a_string', raw_is('event_id', 'string') ~ " AND JSONExtractString(message, 'event_id') != ''", 'event_id is missing, empty or not a string'),
@@ -248,9 +248,14 @@
 {%- endmacro %}
 
 {#- An event in a refusal: its id quoted (its first 128 characters), or that it has none. -#}
+{#- A telemetry message that does not parse is named by the id its text holds, if it holds one
+    (without control characters, which would end the refusal's text). -#}
 {% macro event_named(topic) -%}
   {%- set id_field = {'analytics': 'EventKey', 'telemetry': 'event_id'}.get(topic, 'event_id') -%}
-  {%- set id = "JSONExtractString(message, 'event_id')" if topic == 'telemetry' else 'ifNull(' ~ id_field ~ ", '')" -%}
+  {%- set telemetry_id -%}
+    if(isValidJSON(message), JSONExtractString(message, 'event_id'), extract(message, '"event_id"\\s*:\\s*"((?:[^"\\\\\\x00-\\x1f]|\\\\[^\\x00-\\x1f])*)"'))
+  {%- endset -%}
+  {%- set id = telemetry_id if topic == 'telemetry' else 'ifNull(' ~ id_field ~ ", '')" -%}
   if({{ id }} = '', 'without an {{ id_field }}', concat('{{ 'with EventKey ' if topic == 'analytics' }}"', leftUTF8({{ id }}, 128), '"'))
 {%- endmacro %}
 

@@ -1182,7 +1182,7 @@ where 0
 select *, multiIf(
     _error != '', _error,
     not ifNull((message != ''), 0), 'message_is_not_empty: the message is empty (telemetry lands whole, one JSON object a row: insert it with (message) FORMAT JSONAsString)',
-    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024 levels deep',
+    not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024 levels deep, its numbers within a Float64 (1e400 is not)',
     not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
     not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_id'))))) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
     not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_time', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_time'))))) AND if(match(JSONExtractString(message, 'event_time'), '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
@@ -1236,7 +1236,7 @@ accepted as (
    OR _raw_message IS NOT NULL OR _error != '') OR _violation != ''), (
       select concat('telemetry event ', refusal.1, ' refused, ', refusal.2)
       from (
-          select any((if(JSONExtractString(message, 'event_id') = '', 'without an event_id', concat('"', leftUTF8(JSONExtractString(message, 'event_id'), 128), '"')), if((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
+          select any((if(if(isValidJSON(message), JSONExtractString(message, 'event_id'), extract(message, '"event_id"\\s*:\\s*"((?:[^"\\\\\\x00-\\x1f]|\\\\[^\\x00-\\x1f])*)"')) = '', 'without an event_id', concat('"', leftUTF8(if(isValidJSON(message), JSONExtractString(message, 'event_id'), extract(message, '"event_id"\\s*:\\s*"((?:[^"\\\\\\x00-\\x1f]|\\\\[^\\x00-\\x1f])*)"')), 128), '"')), if((_topic IS NOT NULL OR _partition IS NOT NULL OR _offset IS NOT NULL OR _timestamp_ms IS NOT NULL
    OR _raw_message IS NOT NULL OR _error != ''),
               'no_kafka_columns: _topic, _partition, _offset, _timestamp_ms, _raw_message, _error are set by Kafka ingest, never by a sender',
               _violation))) as refusal
