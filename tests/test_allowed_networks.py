@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 import grpc
 import pytest
 import urllib3
-from analytics_proto import analytics_pb2 as pb
 
+from analytics_proto import analytics_pb2 as pb
 from core.networks import AllowedNetworks, grpc_peer_host, normalized, parse_networks
 from embedded.allowed_clients import AllowedClients
 from embedded.server import InsecureBind, check_bind
