@@ -21,17 +21,19 @@
 
 {#-
   Since when rows may be in flight: the start of the oldest insert still running, else the start
-  of this check (an insert that begins while the check plans its reads is in flight too).
+  of this check (an insert that begins while the check plans its reads is in flight too). One
+  scalar subquery, which ClickHouse evaluates once in a statement, where it first meets it: every
+  copy of it in the statement has that value (leave_out_workflows_in_flight reads it first).
 -#}
 {% macro in_flight_since() -%}
-least(
+(select least(
     ifNull(
         (select minOrNull(now64(3, 'UTC') - toIntervalMillisecond(toInt64(elapsed * 1000)))
          from {{ system_table('processes') }} where query_kind = 'Insert' and {{ insert_may_feed_the_schema() }}),
         now64(3, 'UTC')
     ),
     now64(3, 'UTC') - toIntervalMillisecond({{ settle_milliseconds() }})
-)
+))
 {%- endmacro %}
 
 {#-
@@ -94,15 +96,24 @@ from (
 
 {#-
   A test's failing rows (the caller's query, keyed by user_id and workflow_id) but those of
-  workflows in flight. Not exact: ClickHouse gives a query no snapshot across tables, and when
-  the workflows in flight are read before an insert commits rows the comparison then sees, that
-  insert's workflows can still be reported, rarely (README, "Dagster: pipeline health and
-  backfills"); the next run has them right.
+  workflows in flight. ClickHouse gives a statement no snapshot across tables: it takes each
+  table's parts as it plans the statement, in the order it meets them (a FROM before the rest of
+  its query, a join's left side before its right), and evaluates a scalar subquery there too. So
+  the in-flight time is read first (the `clock`, before any table of the comparison), and the
+  workflows in flight after the comparison has taken its parts: any insert whose rows the
+  comparison sees half counted was running when the time was read, or began after it. Read in
+  the anti join, after the comparison had taken its parts, the time missed an insert that ended
+  in between, and its workflows were reported as mismatches (tests/test_reconciliation_in_flight.py);
+  the rebuild's corrections leave workflows in flight out by the same rule.
 -#}
 {% macro leave_out_workflows_in_flight() %}
 select failing.*
 from (
+    select failing.*
+    from (select {{ in_flight_since() }} as in_flight_since) as clock
+    cross join (
 {{ caller() }}
+    ) as failing
 ) as failing
 left anti join ({{ workflows_in_flight() }}) as in_flight using (user_id, workflow_id)
 {% endmacro %}
