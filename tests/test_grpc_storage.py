@@ -56,16 +56,22 @@ def millis(text: str) -> str:
 
 
 def test_tables_report_what_system_parts_holds(stub, analytics_db):
-    answer = {table.table: table for table in stats(stub).tables}
-    parts = {
-        row["table"]: row
-        for row in query(
-            analytics_db,
-            """SELECT table, sum(rows) AS rows, count() AS parts, sum(bytes_on_disk) AS bytes,
-                      sum(data_compressed_bytes) AS compressed, sum(data_uncompressed_bytes) AS uncompressed
-               FROM system.parts WHERE database = 'analytics' AND active GROUP BY table""",
-        )
-    }
+    # No merge may change job_log_events' parts between the answer and the read it is compared with:
+    # the lines just delivered (the logs fixture, other tests') are merged in the background.
+    execute(analytics_db, "SYSTEM STOP MERGES analytics.job_log_events")
+    try:
+        answer = {table.table: table for table in stats(stub).tables}
+        parts = {
+            row["table"]: row
+            for row in query(
+                analytics_db,
+                """SELECT table, sum(rows) AS rows, count() AS parts, sum(bytes_on_disk) AS bytes,
+                          sum(data_compressed_bytes) AS compressed, sum(data_uncompressed_bytes) AS uncompressed
+                   FROM system.parts WHERE database = 'analytics' AND active GROUP BY table""",
+            )
+        }
+    finally:
+        execute(analytics_db, "SYSTEM START MERGES analytics.job_log_events")
     lines = answer["job_log_events"]
     held = parts["job_log_events"]
     assert (lines.rows, lines.parts, lines.bytes_on_disk) == (int(held["rows"]), int(held["parts"]), int(held["bytes"]))
