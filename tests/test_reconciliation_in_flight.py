@@ -132,15 +132,18 @@ def test_a_workflow_whose_kafka_timestamp_is_ahead_of_now_is_checked_all_the_sam
     body = row_binary(f"{user}.analytics".encode(), [KafkaRecord(event, 0, ahead)])
     assert HTTP.request("POST", url, body=body).status == 200
     workflow = valid_event("analytics", 1, user)["WorkflowID"]
-    execute(
-        analytics_db,
-        f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, joblogs) VALUES ('{user}', '{workflow}', 7)",
+    wrong = (
+        f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, joblogs) VALUES ('{user}', '{workflow}', {{n}})"
     )
-    check = compiled["workflow_totals_match_raw_history"]
-    deadline = time.monotonic() + 60  # once its part is older than the check's start (a second)
-    while not failing_rows(analytics_db, check, [f"{user}-"]):
-        assert time.monotonic() < deadline, "a workflow stamped ahead of now is never checked"
-        time.sleep(0.5)
+    execute(analytics_db, wrong.format(n=7))
+    try:
+        check = compiled["workflow_totals_match_raw_history"]
+        deadline = time.monotonic() + 60  # once its part is older than the check's start (a second)
+        while not failing_rows(analytics_db, check, [f"{user}-"]):
+            assert time.monotonic() < deadline, "a workflow stamped ahead of now is never checked"
+            time.sleep(0.5)
+    finally:  # the sum wraps back by seven: later files' checks find the database as it was
+        execute(analytics_db, wrong.format(n=2**64 - 7))
 
 
 def test_a_long_insert_into_another_database_leaves_no_workflow_out(analytics_db, compiled):
@@ -166,13 +169,16 @@ def test_a_long_insert_into_another_database_leaves_no_workflow_out(analytics_db
         dataset = datasets.generate(4998, users=1, workflows_per_user=1)
         deliver(analytics_db, dataset.messages)  # ingested while the other insert runs
         [(user, workflow)] = {(m["user_id"], m["workflow_id"]) for m in dataset.messages["workflows"]}
-        execute(
-            analytics_db,
-            f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, jobs) VALUES ('{user}', '{workflow}', 1)",
+        wrong = (
+            f"INSERT INTO analytics.workflow_totals (user_id, workflow_id, jobs) VALUES ('{user}', '{workflow}', {{n}})"
         )
-        rows = failing_rows(analytics_db, compiled["workflow_totals_match_raw_history"], [dataset.prefix])
-        assert [(r["user_id"], r["workflow_id"]) for r in rows] == [(user, workflow)], rows
-        assert query(analytics_db, processes) == [{"n": 1}]  # reported while the other insert still ran
+        execute(analytics_db, wrong.format(n=1))
+        try:
+            rows = failing_rows(analytics_db, compiled["workflow_totals_match_raw_history"], [dataset.prefix])
+            assert [(r["user_id"], r["workflow_id"]) for r in rows] == [(user, workflow)], rows
+            assert query(analytics_db, processes) == [{"n": 1}]  # reported while the other insert still ran
+        finally:  # the sum wraps back by one
+            execute(analytics_db, wrong.format(n=2**64 - 1))
     finally:
         execute(analytics_db, f"KILL QUERY WHERE query_id = '{query_id}' SYNC")
         running.join(60)
