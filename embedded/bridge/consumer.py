@@ -81,9 +81,16 @@ class TopicConsumer:
         self.librdkafka_log = LibrdkafkaLog(f"{__name__}.{self.name}")
         self.identity = TopicIdentity(config.bootstrap, self.kafka_topic)
         self.coverage = Coverage(
-            config.bootstrap, self.group, self.kafka_topic, self.name, stop, config.session_timeout_ms
+            config.bootstrap,
+            self.identity.admin,
+            self.group,
+            self.kafka_topic,
+            self.name,
+            stop,
+            config.session_timeout_ms,
         )
         self.fences = Fences()
+        self.lag_exported: set[int] = set()  # partitions whose lag is exported: kept by each consumer made again
         self._new_consumer()
 
     def _new_consumer(self, rewind: bool = False) -> None:
@@ -127,9 +134,15 @@ class TopicConsumer:
                 "error_cb": self.fences.client_error,  # and librdkafka logs it
             }
         )
-        exported = self.lag.exported if hasattr(self, "lag") else None
         self.lag = LagReporter(
-            self.consumer, self.writer, self.config, self.topic, self.kafka_topic, self.group, self.name, exported
+            self.consumer,
+            self.writer,
+            self.config,
+            self.topic,
+            self.kafka_topic,
+            self.group,
+            self.name,
+            self.lag_exported,
         )
 
     # -- the loop ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class Coverage:
     def __init__(
         self,
         bootstrap: str,
+        admin: AdminClient,
         group: str,
         kafka_topic: str,
         name: str,
@@ -46,7 +47,7 @@ class Coverage:
         self.name = name
         self.stop = stop
         self.clock = clock or time.monotonic
-        self.admin = AdminClient({"bootstrap.servers": bootstrap}, logger=log)
+        self.admin = admin  # the consumer's own (its topic's identity asks with it too)
         self._checked = float("-inf")
         self._since: float | None = None  # when partitions were first seen held by nobody
         self._rebalancing: threading.Thread | None = None

@@ -33,7 +33,7 @@ class LagReporter:
         kafka_topic: str,
         group: str,
         name: str,
-        exported: set[int] | None = None,
+        exported: set[int],
     ):
         self.consumer = consumer
         self.writer = writer
@@ -44,7 +44,7 @@ class LagReporter:
         self.name = name
         self._last = 0.0
         # The partitions whose lag this process exports (a consumer made again keeps its predecessor's).
-        self.exported: set[int] = set() if exported is None else exported
+        self.exported = exported
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.config.lag_interval_s
