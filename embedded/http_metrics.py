@@ -81,6 +81,14 @@ def statement_kind(query: str) -> str:
     return keyword_kind(word)
 
 
+def _query_and_kind(scope) -> tuple[str, str | None]:
+    """A request's statement from its URL, and its kind: None when the statement comes in the body."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [""])[0]
+    if scope.get("path", "/") in ("/ping", "/replicas_status"):
+        return query, "ping"
+    return query, statement_kind(query) if query else None
+
+
 def keyword_kind(word: str) -> str:
     """The kind of a statement by its first keyword (upper case)."""
     if word == "INSERT":
@@ -135,8 +143,7 @@ class MetricsMiddleware:
         path = scope.get("path", "/")
         if path == "/metrics" and scope.get("method") == "GET":
             return await self.exposition(scope, receive, send)
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [""])[0]
-        kind = "ping" if path in ("/ping", "/replicas_status") else statement_kind(query) if query else None
+        query, kind = _query_and_kind(scope)
         started = time.perf_counter()
         outcome: dict = {}
         in_flight = self._in_flight[id(scope)] = [started, scope, query, False]
@@ -161,11 +168,9 @@ class MetricsMiddleware:
     def count_refused(self, scope, seconds: float) -> None:
         """A request the allow-list (embedded/allowed_clients.py) answered with code 516 before it
         reached the interface: counted as the interface counts its own errors."""
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("query", [""])[0]
-        path = scope.get("path", "/")
-        kind = "ping" if path in ("/ping", "/replicas_status") else statement_kind(query) if query else "other"
+        _, kind = _query_and_kind(scope)
         headers = {"x-clickhouse-exception-code": str(int(Code.AUTHENTICATION_FAILED))}
-        self._record(kind, {"status": 403, "headers": headers}, seconds)
+        self._record(kind or "other", {"status": 403, "headers": headers}, seconds)
 
     def count_late_refusal(self, code: str) -> None:
         """An insert answered at once (wait_for_async_insert=0) whose rows its batch's insert refused."""
