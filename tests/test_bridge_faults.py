@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+import urllib3
 from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 
@@ -17,9 +18,11 @@ from embedded import fault_points
 from embedded.bridge.config import config_from, prepare_topics
 from tests import datasets
 from tests.checks import assert_matches
+from tests.embedded_server import free_port
 from tests.intake import query
 from tests.raw_history import assert_raw_history_once
 from tests.test_bridge import ingest_process, produce, settings_for, wait_until_consumed
+from tests.test_metrics import scrape
 
 # long_file: seconds of a worker, measured: run first (tests/scheduling.py)
 pytestmark = [pytest.mark.kafka, pytest.mark.long_file(11)]
@@ -111,6 +114,54 @@ def test_sigterm_with_a_batch_in_flight_inserts_and_commits_it(analytics_db, kaf
     committed = committed_jobs(kafka, settings)
     assert 0 < committed < len(dataset.messages["jobs"])
     assert job_events(analytics_db, dataset) == distinct_job_events(dataset.messages["jobs"][:committed])
+    finish_and_check(analytics_db, kafka, settings, dataset, log_path)
+
+
+BLOCK = 50  # messages a batch, so the jobs topic is several batches
+
+
+def consumed_jobs(port: int) -> float:
+    """The jobs messages an `analytics ingest` process says it has consumed (0 before it serves)."""
+    try:
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    except urllib3.exceptions.HTTPError:  # not serving yet
+        return 0
+    return samples.get(("analytics_bridge_messages_total", (("topic", "jobs"),)), 0)
+
+
+def test_the_next_batch_is_read_while_one_is_inserted_and_both_go_in_in_order(analytics_db, kafka, tmp_path):
+    """A consumer reads its next batch while the one before is being inserted (the insert held at
+    batch_taken): the wait for an insert no longer stops the reading. At SIGTERM the held batch goes
+    in, then the one read beside it, each committed: nothing more, nothing lost."""
+    prefix = f"n{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    prepare_topics(config_from(settings), create=True, partitions=1)
+    dataset = datasets.generate(seed=37, users=6)
+    assert len(dataset.messages["jobs"]) > 3 * BLOCK
+    produce(kafka, prefix, dataset.messages)
+    log_path, marker, port = tmp_path / "ingest.log", tmp_path / "reached", free_port()
+    fault = {
+        "ANALYTICS_FAULT_POINT": "batch_taken:hold:jobs",
+        "ANALYTICS_FAULT_MARKER": str(marker),
+        "ANALYTICS_KAFKA_MAX_BLOCK_SIZE": str(BLOCK),
+        "ANALYTICS_INGEST_METRICS_PORT": str(port),
+    }
+    process = ingest_process(settings, log_path, fault)
+    try:
+        wait_for(marker, process, log_path)
+        deadline = time.monotonic() + 60  # an upper bound on a shared machine, not a speed claim
+        while consumed_jobs(port) < 2 * BLOCK:
+            assert process.poll() is None and time.monotonic() < deadline, (consumed_jobs(port), log_path.read_text())
+            time.sleep(0.1)
+        assert job_events(analytics_db, dataset) == 0  # the first batch is still held
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # A full batch stops the reading until the one before it has gone in: two batches, no more.
+    assert committed_jobs(kafka, settings) == 2 * BLOCK
+    assert job_events(analytics_db, dataset) == distinct_job_events(dataset.messages["jobs"][: 2 * BLOCK])
     finish_and_check(analytics_db, kafka, settings, dataset, log_path)
 
 

@@ -39,7 +39,8 @@ class KafkaSettings(BaseModel):
         64 * 1024 * 1024,
         ge=1024 * 1024,
         description="Bytes of messages per bridge insert: a block of large messages is inserted before it holds "
-        "kafka_max_block_size of them, bounding the bridge's memory and the insert's.",
+        "kafka_max_block_size of them, bounding the bridge's memory (two batches a consumer: one being "
+        "inserted, one filling) and the insert's.",
     )
     kafka_flush_interval_ms: int = Field(
         250, ge=1, le=3_600_000, description="Longest wait before a partial batch is inserted."

@@ -18,6 +18,7 @@ from embedded.bridge.commits import commit_after, commit_past_what_is_no_message
 from embedded.bridge.config import BridgeConfig
 from embedded.bridge.coverage import Coverage
 from embedded.bridge.fences import FENCE_WINDOW_S, FENCES_TOLERATED, Fences
+from embedded.bridge.in_flight import InFlight
 from embedded.bridge.lag import LagReporter
 from embedded.bridge.librdkafka_log import LibrdkafkaLog
 from embedded.bridge.metrics import DEAD_LETTERED, INSERT_SECONDS, INSERTED, MESSAGES, RETRIES
@@ -36,6 +37,9 @@ UNCLASSIFIED_ATTEMPTS = 3
 # A fetch waits for this many bytes (about 4,000 events), or for fetch_wait_ms, whichever is first.
 FETCH_MIN_BYTES = 1_000_000
 METADATA_REFRESH_MS = 10_000
+
+# How often a filled batch looks whether the insert before it has ended (then it goes in at once).
+IN_FLIGHT_POLL_S = 0.02
 
 
 def fetch_wait_ms(flush_interval_ms: int) -> int:
@@ -90,6 +94,7 @@ class TopicConsumer:
             config.session_timeout_ms,
         )
         self.fences = Fences()
+        self.in_flight = InFlight(self.name)  # the batch before the one filling, being inserted
         self.lag_exported: set[int] = set()  # partitions whose lag is exported: kept by each consumer made again
         self._new_consumer()
 
@@ -159,6 +164,7 @@ class TopicConsumer:
                     if self.fences.one_too_many():
                         raise KafkaException(self._explained(fenced.error)) from None
                     log.warning("%s: fenced (%s); rejoining with a new consumer", self.name, fenced.error.str())
+                    self.in_flight.land_quietly()  # inserted; its commit may have failed: then redelivered
                     self.pending, self.pending_bytes = [], 0  # uncommitted: redelivered to whoever holds them
                     with contextlib.suppress(KafkaException, RuntimeError):
                         self.consumer.close()
@@ -172,6 +178,9 @@ class TopicConsumer:
                 len(self.pending) + self.uncommitted,
             )
         finally:
+            if self.in_flight.busy():
+                self.stop_event.set()  # a failing consumer stops the bridge; its insert in flight ends first
+            self.in_flight.close()
             with contextlib.suppress(KafkaException, RuntimeError):
                 self.consumer.close()
 
@@ -179,8 +188,7 @@ class TopicConsumer:
         """The topic was deleted: what was consumed is inserted (its commit fails, or lands in a new
         log, which is read from its start anyway), the other topics' consumers go on, and once a topic
         of this name exists a new consumer reads it from its first message, whatever was committed."""
-        if self.pending:
-            self._flush()
+        self._flush_now()
         self.lag.forget_partitions_from(0)
         if self._partition_count():
             log.warning("%s: %s: a new consumer reads it from its first message", self.name, gone)
@@ -217,10 +225,9 @@ class TopicConsumer:
         while not self.stop_event.is_set():
             self._fill_batch()
             if self.pending:
-                self._flush()
+                self._hand_over()
             self._report_lag_now_and_then()
-        if self.pending:
-            self._flush()  # asked to stop: finish the batch and commit it
+        self._flush_now()  # asked to stop: the batch in flight lands, the one filling goes in, both committed
 
     def _fill_batch(self) -> None:
         """Fill the batch up to the block size or the flush interval. The size is in messages, and
@@ -228,7 +235,8 @@ class TopicConsumer:
         weigh (the last poll may bring up to librdkafka's queue, 64 MiB, more: _blocks cuts it).
         Behind a backlog (the last poll came back full) the interval may stretch to BACKLOG_STRETCH
         times: each insert costs the view chain once, so full blocks are what keeps up; caught up,
-        the interval holds."""
+        the interval holds. While the batch before is still being inserted, the batch goes on
+        filling past the interval, and goes in as soon as that insert has ended."""
         interval = self.config.flush_interval_ms / 1000
         started = time.monotonic()
         behind = False
@@ -237,12 +245,15 @@ class TopicConsumer:
             and self.pending_bytes < self.config.max_block_bytes
             and not self.stop_event.is_set()
         ):
+            if self.in_flight.finished():
+                self._land()  # committed as soon as it is in
             waited = time.monotonic() - started
             remaining = (interval * BACKLOG_STRETCH if behind else interval) - waited
-            if remaining <= 0:
+            if remaining <= 0 and not self.in_flight.busy():
                 return
             wanted = min(10_000, self.config.max_block_size - len(self.pending))
-            batch = self.consumer.consume(num_messages=wanted, timeout=min(remaining, 0.2))
+            timeout = IN_FLIGHT_POLL_S if self.in_flight.busy() else min(remaining, 0.2)
+            batch = self.consumer.consume(num_messages=wanted, timeout=timeout)
             behind = len(batch) == wanted
             # Per message only what must be (a counter's increment costs as much as framing the message).
             messages = [message for message in batch if message.error() is None]
@@ -259,8 +270,7 @@ class TopicConsumer:
 
     def _pass_undecodable(self, stuck: list[Undecodable]) -> None:
         """Dead-letter each message the consumer cannot decode and go on after it (embedded/bridge/passing.py)."""
-        if self.pending:
-            self._flush()  # what came before is inserted and committed first: the commit below passes it
+        self._flush_now()  # what came before is inserted and committed first: the commit below passes it
         for message in stuck:
             # A batch of many undecodable messages goes one offset a poll: logged once a minute.
             self.undecodable_log.failed(f"[{message.partition()}] offset {message.offset()}: {message.reason}")
@@ -300,24 +310,42 @@ class TopicConsumer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Whatever we hold of the partitions we lose is inserted and committed before they go.
-        if self.pending:
-            self._flush()
+        self._flush_now()
 
-    def _flush(self) -> None:
-        """Insert and commit everything pending, in blocks within the size in bytes."""
+    def _hand_over(self) -> None:
+        """Insert the batch in the background while the next one fills; the batch before it lands and
+        is committed first, so batches go in and are committed in the order they were consumed."""
+        self._land()
+        self.in_flight.start(self._insert, *self._take_pending())
+
+    def _land(self) -> None:
+        """Wait for the batch in flight, if any, and commit it (what its insert raised is raised here)."""
+        if inserted := self.in_flight.land():
+            self._commit(inserted)
+
+    def _flush_now(self) -> None:
+        """Land the batch in flight, then insert and commit what is pending, in this thread."""
+        self._land()
+        if self.pending:
+            messages, size = self._take_pending()
+            self._insert(messages, size)
+            self._commit(messages)
+
+    def _take_pending(self) -> tuple[list[Message], int]:
         messages, size = self.pending, self.pending_bytes
         self.pending, self.pending_bytes = [], 0
-        left = len(messages)
+        return messages, size
+
+    def _insert(self, messages: list[Message], size: int) -> None:
+        """Insert a batch, in blocks within the size in bytes; the caller commits it once it is in."""
         for block in self._blocks(messages, size):
             fault_points.reach("batch_taken", self.topic, self.stop_event)
             try:
                 self._insert_all(block)
             except ClickHouseUnavailable:
-                self.uncommitted = left  # this block and those after it, for the stop's last word
+                self.uncommitted = len(messages)  # none of them committed, for the stop's last word
                 raise
             fault_points.reach("batch_inserted", self.topic, self.stop_event)
-            self._commit(block)
-            left -= len(block)
 
     def _blocks(self, messages: list[Message], size: int) -> Iterator[list[Message]]:
         """A poll may bring more bytes than a block takes (it returns up to 10,000 messages of
@@ -398,7 +426,9 @@ class TopicConsumer:
             said = "does not exist (it was deleted)" if happened == "deleted" else "was deleted and created again"
             raise TopicGone(f"topic {self.kafka_topic} {said}")
         self.coverage.check(self.identity.partitions)  # partitions the group gave to nobody
-        committed = None if self.pending else commit_past_what_is_no_message(self.consumer, self.name)
+        # Only with every consumed message inserted and committed: the position is past them all.
+        everything_in = not self.pending and not self.in_flight.busy()
+        committed = commit_past_what_is_no_message(self.consumer, self.name) if everything_in else None
         self.lag.report_now_and_then(committed)
 
     def report_lag(self) -> list[dict]:
