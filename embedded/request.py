@@ -156,7 +156,8 @@ async def parse_request(
     if form_query is not None:
         query_param = form_query + ("\n" + query_param if query_param else "")
     headers = request.headers
-    query_id = url.get("query_id") or str(uuid.uuid4())
+    named = url.get("query_id") or _utf8(headers.get("x-clickhouse-query-id", ""))
+    query_id = _without_control_characters(named) or str(uuid.uuid4())
     cancel = url.get("cancel_http_readonly_queries_on_client_close") in _TRUE
     marked = "log_comment" not in settings  # a client's own comment stays
     return RequestSpec(
@@ -184,7 +185,7 @@ async def parse_request(
         framing=framed,
         kill_marker=f"query_id: {query_id}" if marked else None,
         client_gone=partial(_disconnected, request.receive) if marked else None,
-        mark_every_statement=cancel or "query_id" in url,
+        mark_every_statement=cancel or bool(named),
         cancel_on_close=cancel,
     )
 
@@ -193,6 +194,12 @@ async def _disconnected(receive: Callable[[], Awaitable[dict]]) -> None:
     """Returns when the client's connection closes (the request's body has been read by then)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _without_control_characters(query_id: str) -> str:
+    """A client's query id as a server keeps it: without ASCII control characters, which would end
+    the X-ClickHouse-Query-Id header it is sent back in (a line break in it left the client no answer)."""
+    return "".join(char for char in query_id if not (ord(char) < 32 or ord(char) == 127))
 
 
 def _int_setting(values: dict[str, str], name: str, default: int) -> int:

@@ -53,7 +53,8 @@ class Responses:
             "X-ClickHouse-Timezone": self.engine.timezone,
         }
         if spec is not None:
-            headers["X-ClickHouse-Query-Id"] = spec.query_id
+            # Its UTF-8 bytes, as a server sends them (Starlette writes a header's text as Latin-1).
+            headers["X-ClickHouse-Query-Id"] = spec.query_id.encode().decode("latin-1")
             if spec.response_encoding:
                 headers["Content-Encoding"] = spec.response_encoding
             if spec.cors:  # as ClickHouse's add_http_cors_header, answers and errors alike

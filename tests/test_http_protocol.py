@@ -46,6 +46,29 @@ def test_result_headers(clickhouse):
     assert set(summary) >= {"read_rows", "written_rows", "elapsed_ns", "result_rows"}
 
 
+def test_a_query_id_is_taken_from_its_header_and_sent_back_as_a_server_sends_it(clickhouse, db):
+    """A server takes the query id from `query_id`, else the X-ClickHouse-Query-Id header, drops its
+    ASCII control characters and sends it back as UTF-8. A line break in it left the client no answer
+    at all, and an id beyond Latin-1 a plain 500 after the statement had run (an insert's rows were
+    in, and a client retrying it wrote them twice)."""
+    from_header = post(clickhouse, b"SELECT 1", {"X-ClickHouse-Query-Id": "from-header-1"})
+    assert from_header.status == 200 and from_header.headers["X-ClickHouse-Query-Id"] == "from-header-1"
+    both = post(clickhouse, b"SELECT 1", {"X-ClickHouse-Query-Id": "from-header-2"}, query_id="from-url-2")
+    assert both.headers["X-ClickHouse-Query-Id"] == "from-url-2"  # the URL's wins, as on a server
+
+    split = post(clickhouse, b"SELECT 1", query_id="line\r\nX-Injected: 1\tend")
+    assert split.status == 200 and split.data == b"1\n"
+    assert split.headers["X-ClickHouse-Query-Id"] == "lineX-Injected: 1end"
+    assert "X-Injected" not in split.headers
+
+    assert post(clickhouse, f"CREATE TABLE {db}.t (x UInt8) ENGINE = MergeTree ORDER BY x".encode()).status == 200
+    named = "загрузка-日本-1"
+    inserted = post(clickhouse, b"1\n2\n", query=f"INSERT INTO {db}.t FORMAT TSV", query_id=named)
+    assert inserted.status == 200, inserted.data
+    assert inserted.headers["X-ClickHouse-Query-Id"].encode("latin-1").decode() == named
+    assert post(clickhouse, f"SELECT count() FROM {db}.t".encode()).data == b"2\n"
+
+
 def test_cors_header_when_asked_by_a_page_of_another_origin(clickhouse):
     """add_http_cors_header=1, as ClickHouse answers it: only to a request with an Origin (what a
     browser sends from a page elsewhere: a web SQL client), on answers, streamed ones and errors."""
