@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedded.sqltext import Query
+from embedded.sqltext import Query, output_settings
 
 # Formats whose output for a whole result is the plain concatenation of their output for each
 # block: chDB's streaming results can be passed straight through. chDB starts every streamed
@@ -53,6 +53,18 @@ ARRAY_OF_ROWS_SETTING = "output_format_json_array_of_rows"
 # The settings that decide how the front produces an answer, asked of a session's connection.
 SHAPING_SETTINGS = ("extremes", ARRAY_OF_ROWS_SETTING)
 _ARRAY_OF_ROWS_FORMATS = frozenset({"jsoneachrow", "jsonlines", "ndjson", "jsonstringseachrow"})
+# The time zone a statement's DateTime values are read and written in: X-ClickHouse-Timezone says it,
+# and clients read binary DateTime columns in it (clickhouse-connect, the JDBC driver).
+TIMEZONE_SETTING = "session_timezone"
+
+
+def statement_timezone(statement: Query) -> str | None:
+    """The session_timezone of the statement's own top-level SETTINGS clause, if it sets one."""
+    for setting in output_settings(statement):
+        name, _, value = setting.partition("=")
+        if name.strip().lower() == TIMEZONE_SETTING:
+            return value.strip().strip("'\"")
+    return None
 
 
 def is_concatenable(fmt: str, settings_may_wrap_rows: bool = False) -> bool:

@@ -42,8 +42,10 @@ from embedded.fence import Fence
 from embedded.formats import (
     ARRAY_OF_ROWS_SETTING,
     SHAPING_SETTINGS,
+    TIMEZONE_SETTING,
     is_concatenable,
     may_be_on,
+    statement_timezone,
     writes_rows_after_the_data,
 )
 from embedded.http_metrics import KIND, ROWS_COUNTED, keyword_kind
@@ -319,7 +321,9 @@ class Front:
         if spec.session_id is not None and statement.streamable and revision is None:
             # A session's earlier SETs hold too: ask its connection (one short query).
             spooled = not is_concatenable(fmt, True)
-            settings = await self.in_thread(lease.settings_in_force, bytes(head), SHAPING_SETTINGS, spooled)
+            names = (*SHAPING_SETTINGS, TIMEZONE_SETTING)
+            settings = await self.in_thread(lease.settings_in_force, bytes(head), names, spooled)
+        spec.timezone = await self._timezone(lease, statement, settings)
         if not statement.streamable or writes_rows_after_the_data(statement, settings, fmt):
             # DDL, SET, SHOW, DESCRIBE...: chDB runs these whole; their answers are small. So does a
             # result with totals or extremes: chDB's streamed chunks and the spool leave them out.
@@ -353,6 +357,20 @@ class Front:
             await self.end(lease)
             return self.responses.response(spec, outcome, request_summary(spec, None), fmt)
         return await self.responses.file(spec, lease, outcome, fmt)
+
+    async def _timezone(self, lease: Lease, statement: Query, settings: dict[str, str]) -> str | None:
+        """The session_timezone the statement runs with, as a server reports it in X-ClickHouse-Timezone:
+        its own SETTINGS clause's, else the URL's, else its session's SET; None for the server's zone."""
+        zone = statement_timezone(statement)
+        if zone is None:
+            zone = settings.get(TIMEZONE_SETTING)
+        if zone is None and lease.session is not None:
+            try:
+                own = await self.in_thread(lease.session.own_values, [TIMEZONE_SETTING])
+            except ClickHouseError:
+                return None  # the session's SETs refuse even this: the statement meets the same refusal
+            zone = own.get(TIMEZONE_SETTING, ("", False))[0]
+        return zone or None
 
     def _count_write(self, statement: Query, lease: Lease) -> None:
         """Count a whole statement that may have written data in the engine's WriteLog.

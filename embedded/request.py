@@ -106,6 +106,8 @@ class RequestSpec:
     mark_every_statement: bool = False
     cancel_on_close: bool = False
     started_ns: int = field(default_factory=time.perf_counter_ns)
+    # The session_timezone the statement runs with (X-ClickHouse-Timezone), when not the server's.
+    timezone: str | None = None
 
 
 async def parse_request(

@@ -50,7 +50,7 @@ class Responses:
     def headers(self, spec: RequestSpec | None, summary: dict | None, fmt: str | None) -> dict[str, str]:
         headers = {
             "X-ClickHouse-Server-Display-Name": self.engine.display_name,
-            "X-ClickHouse-Timezone": self.engine.timezone,
+            "X-ClickHouse-Timezone": (spec.timezone if spec is not None else None) or self.engine.timezone,
         }
         if spec is not None:
             # Its UTF-8 bytes, as a server sends them (Starlette writes a header's text as Latin-1).

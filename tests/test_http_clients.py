@@ -162,6 +162,18 @@ def test_settings_apply_to_one_request_only(ch):
     assert len(ch.query("SELECT number FROM numbers(10)").result_rows) == 10
 
 
+def test_datetimes_are_read_in_the_session_timezone_a_query_sets(ch):
+    # clickhouse-connect reads a DateTime column without a zone in the zone X-ClickHouse-Timezone names;
+    # the header said UTC whatever the query set, and these came back as naive UTC times.
+    query = "SELECT toDateTime('2024-01-01 00:00:00') AS local, toUnixTimestamp(local) AS epoch"
+    ((local, epoch),) = ch.query(query, settings={"session_timezone": "America/New_York"}).result_rows
+    assert epoch == 1704085200  # midnight in New York, 05:00 UTC
+    assert local.tzinfo is not None and local.utcoffset() == dt.timedelta(hours=-5)
+    assert local.replace(tzinfo=None) == dt.datetime(2024, 1, 1) and local.timestamp() == epoch
+    ((utc, _),) = ch.query(query).result_rows
+    assert utc == dt.datetime(2024, 1, 1)  # the server's UTC, as clickhouse-connect gives it: naive
+
+
 def test_the_default_profile_writes_blocks_as_they_are_and_a_request_may_say_otherwise(ch):
     # embedded/engine.py DEFAULT_PROFILE: the views' blocks are not merged on insert
     assert ch.command("SELECT toUInt8(getSetting('optimize_on_insert'))") == 0

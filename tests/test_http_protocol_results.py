@@ -268,6 +268,38 @@ def test_session_state_and_isolation(clickhouse, db):
     assert post(clickhouse, b"SELECT sum(n) FROM tmp").status == 404
 
 
+def test_the_timezone_header_names_the_session_timezone_the_statement_runs_with(clickhouse):
+    """A server's X-ClickHouse-Timezone is the session_timezone in force (ClickHouse 24.5 on), from the
+    statement's SETTINGS, the URL or the session's SET; clients read binary DateTime columns in it. It
+    said the server's zone whatever the request set, so clickhouse-connect and the JDBC driver showed
+    UTC times for a request that asked for New York's."""
+    server_zone = post(clickhouse, b"SELECT timezone()").data.decode().strip()
+    assert post(clickhouse, b"SELECT 1").headers["X-ClickHouse-Timezone"] == server_zone
+
+    def zone(body: bytes, **params) -> str:
+        response = post(clickhouse, body, **params)
+        assert response.status == 200, response.data
+        return response.headers["X-ClickHouse-Timezone"]
+
+    assert zone(b"SELECT now()", session_timezone="America/New_York") == "America/New_York"
+    assert zone(b"SELECT now() SETTINGS session_timezone = 'Asia/Tokyo'") == "Asia/Tokyo"
+    assert zone(b"SELECT now() SETTINGS session_timezone = 'Asia/Tokyo' FORMAT JSON") == "Asia/Tokyo"
+    assert zone(b"SELECT now() SETTINGS session_timezone = 'Asia/Tokyo'", session_timezone="Europe/Paris") == (
+        "Asia/Tokyo"
+    )  # the statement's own wins over the URL's, as it does for the statement
+    assert zone(b"SELECT now() FORMAT TSVWithNamesAndTypes", session_timezone="Europe/Paris") == "Europe/Paris"
+    assert zone(b"SELECT now()", session_timezone="") == server_zone
+
+    session = uuid.uuid4().hex
+    assert zone(b"SELECT now()", session_id=session) == server_zone
+    post(clickhouse, b"SET session_timezone = 'Australia/Sydney'", session_id=session)
+    assert zone(b"SELECT now()", session_id=session) == "Australia/Sydney"
+    assert zone(b"SHOW DATABASES", session_id=session) == "Australia/Sydney"
+    assert zone(b"SELECT now()", session_id=session, session_timezone="Europe/Paris") == "Europe/Paris"
+    assert zone(b"SELECT now()", session_id=session) == "Australia/Sydney"
+    assert zone(b"SELECT now()") == server_zone  # nothing leaks to requests without the session
+
+
 @pytest.mark.parametrize(
     "statement", ["SET max_threads = 2", "CREATE TEMPORARY TABLE scratch (n UInt8)", "USE no_such_database"]
 )
