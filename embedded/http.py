@@ -219,7 +219,8 @@ class Front:
                 if lease.session is not None:
                     lease.session.busy = False
                     lease.session.touch()
-                    if lease.session_broken and self.engine.end_session(lease.spec.user, lease.session):
+                    ending = lease.session_broken or lease.spec.close_session
+                    if ending and self.engine.end_session(lease.spec.user, lease.session):
                         await self.in_thread(lease.session.connection.close)
                 elif not self.engine.release_to_pool(lease.connection):
                     await self.in_thread(lease.connection.close)

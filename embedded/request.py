@@ -108,6 +108,7 @@ class RequestSpec:
     started_ns: int = field(default_factory=time.perf_counter_ns)
     # The session_timezone the statement runs with (X-ClickHouse-Timezone), when not the server's.
     timezone: str | None = None
+    close_session: bool = False  # close_session=1: the session ends with this request, as on a server
 
 
 async def parse_request(
@@ -175,6 +176,7 @@ async def parse_request(
         session_id=url.get("session_id") or None,
         session_timeout=session_timeout(url.get("session_timeout"), default_session_timeout, max_session_timeout),
         session_check=url.get("session_check") in _TRUE,
+        close_session=url.get("close_session") in _TRUE,
         wait_end_of_query=url.get("wait_end_of_query") in _TRUE,
         response_encoding=response_encoding,
         compression_level=int(level) if level and level.isdigit() else None,

@@ -391,6 +391,29 @@ def test_session_check_and_lock(clickhouse):
     assert post(clickhouse, b"SELECT 1", session_id=session).status == 200  # free again
 
 
+@pytest.mark.parametrize("last", [b"SELECT sum(n) FROM tmp", b"SELECT sum(n) FROM no_such_table"])
+def test_close_session_ends_the_session_after_its_request(clickhouse, last):
+    """close_session=1, as a server reads it: the request runs in its session, answered or refused,
+    and the session ends after it. It was taken and ignored: the session, its temporary tables and its
+    settings lived on until their timeout."""
+    session = uuid.uuid4().hex
+    post(clickhouse, b"CREATE TEMPORARY TABLE tmp (n UInt8)", session_id=session)
+    post(clickhouse, b"INSERT INTO tmp VALUES (5)", session_id=session)
+    post(clickhouse, b"SET max_threads = 3", session_id=session)
+    closing = post(clickhouse, last, session_id=session, close_session="1")
+    assert closing.status == (200 if b"tmp" in last else 404)
+    if closing.status == 200:
+        assert closing.data == b"5\n"
+    gone = post(clickhouse, b"SELECT 1", session_id=session, session_check="1")
+    assert gone.headers["X-ClickHouse-Exception-Code"] == "372"
+    fresh = post(clickhouse, b"SELECT getSetting('max_threads') = 3", session_id=session)
+    assert fresh.data == b"0\n"  # the id starts a new session, without the old one's SET
+    assert post(clickhouse, b"SELECT sum(n) FROM tmp", session_id=session).status == 404
+    kept = uuid.uuid4().hex
+    post(clickhouse, b"SELECT 1", session_id=kept, close_session="0")
+    assert post(clickhouse, b"SELECT 1", session_id=kept, session_check="1").status == 200
+
+
 def test_duplicate_running_query_id_is_refused(clickhouse):
     query_id = uuid.uuid4().hex
     thread, results = start_slow_query(clickhouse, query_id=query_id)
