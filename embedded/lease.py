@@ -43,13 +43,21 @@ class Lease:
         self._uses = False  # the statement is a USE
         self._database_chosen = False  # ... and it ran: the session's database is the one it chose
         self.session_broken = False  # the session could not be put back as it was: it ends
+        self._binary_types = False  # the statement's Native spool writes its types in binary (_prepare)
 
-    def _prepare(self, text: bytes, statement_class: str | None = None, mark: bool = False) -> None:
+    def _prepare(
+        self, text: bytes, statement_class: str | None = None, mark: bool = False, spool: bool = False
+    ) -> None:
         if self._prepared:
             return
         self._prepared = True
         spec, connection = self.spec, self.connection
         sql = text.decode("utf-8", "replace")
+        # ``spool``: the result may be spooled as Native and converted (run_to_file). chDB's Native
+        # writes a DateTime('tz') column's type as a bare DateTime (as a server does for a client too
+        # old for zones), and the conversion put the values in UTC; its types in binary keep the zone.
+        # Not when the request or the statement says how Native writes its types.
+        self._binary_types = spool and _BINARY_TYPES not in spec.settings and _BINARY_TYPES not in sql.lower()
         statement_class = statement_class or connection.classify(sql)
         self._statement_class = statement_class
         words = first_words(sql)
@@ -63,7 +71,7 @@ class Lease:
             statement_class = self._statement_class = "UNKNOWN"
         # chDB's own readonly (below) lets some writes pass, and a session's connection cannot have it.
         readonly.check(spec.readonly, spec.method, spec.user, statement_class, sql)
-        settings = spec.settings
+        settings = {**spec.settings, _BINARY_TYPES: "1"} if self._binary_types else spec.settings
         if spec.kill_marker is not None and statement_class != "CONTROL" and (spec.mark_every_statement or mark):
             settings = {**settings, "log_comment": spec.kill_marker}  # embedded.kill_marks
         if self.session is None:
@@ -98,7 +106,7 @@ class Lease:
         """These settings' values on a session's connection as the statement will run: the session's
         own SETs and the request's URL settings (its SETTINGS clause aside). ``mark``: its whole
         result may be built before any of it is sent (embedded.kill_marks)."""
-        self._prepare(text, mark=mark)
+        self._prepare(text, mark=mark, spool=mark)
         try:
             own = self.session.own_values([name for name in names if name not in self._url_settings])
         except ClickHouseError:
@@ -131,7 +139,7 @@ class Lease:
         ``settings``: the statement's own output settings (``name = value``), which the conversion
         into ``fmt`` applies as the statement would have.
         """
-        self._prepare(original_text, mark=True)  # the whole result before any of it: embedded.kill_marks
+        self._prepare(original_text, mark=True, spool=True)  # the whole result before any: embedded.kill_marks
         tmp = self.front.engine.tmp_dir
         spool = tmp / f"{uuid.uuid4().hex}.native"
         output = tmp / f"{uuid.uuid4().hex}.out"
@@ -146,11 +154,12 @@ class Lease:
             # One thread: with more, the spool's blocks reach the output in whatever order the
             # threads finish, and a sorted answer would not be sorted.
             # The first of two values of a setting wins: max_threads stays 1.
+            binary = ["input_format_native_decode_types_in_binary_format = 1"] if self._binary_types else []
             try:
                 self.connection.query(
                     f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
                     f"SELECT * FROM file({quote_string(str(spool))}, 'Native') "
-                    f"SETTINGS {', '.join(['max_threads = 1', *settings])}"
+                    f"SETTINGS {', '.join(['max_threads = 1', *binary, *settings])}"
                 )
             except ClickHouseError as error:
                 if error.name != "CANNOT_EXTRACT_TABLE_STRUCTURE" or _REPEATED_NAME not in error.message:
@@ -225,6 +234,7 @@ class Lease:
 
 
 _REPEATED_NAME = "column with this name already exists"
+_BINARY_TYPES = "output_format_native_encode_types_in_binary_format"
 
 
 def _into_outfile(text: bytes, output: Path, fmt: str) -> bytes:

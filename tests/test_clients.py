@@ -98,6 +98,11 @@ def test_jdbc_driver_with_default_settings(clickhouse, database):
     assert report["prepared_select"] == ["0:Zoë", "3:北京"]
     assert report["literal"] == "é ✓ 日本" and report["literal_count"] == 1
     assert report["missing_table_error"].startswith("Code: 60. DB::Exception: Unknown table")
+    # A column's own zone survives the spooled RowBinaryWithNamesAndTypes the driver reads: the type
+    # was a bare DateTime and the time shown UTC's (10:00), a difference a dashboard's user sees.
+    assert report["zoned_type"] == "DateTime('Europe/Berlin')"
+    assert report["zoned_text"].startswith("2024-07-01 12:00:00")
+    assert report["zoned"] == "2024-07-01T12:00+02:00[Europe/Berlin]"
 
 
 # -- Go ------------------------------------------------------------------------------------------

@@ -55,6 +55,35 @@ def test_document_formats_are_single_documents(clickhouse):
     assert parquet.num_rows == 200000 and parquet.column("n").to_pylist()[-1] == 199999
 
 
+BINARY_TYPES = "output_format_native_encode_types_in_binary_format"
+ZONED = (
+    "SELECT toDateTime('2024-07-01 12:00:00', 'Europe/Berlin') + number AS berlin, "
+    "toDateTime('2024-07-01 12:00:00', 'UTC') + number AS utc FROM numbers(3) ORDER BY berlin"
+)
+
+
+@pytest.mark.parametrize("session", [False, True])
+def test_converted_formats_keep_a_datetime_columns_own_zone(clickhouse, session):
+    """A spooled format (TSVWithNamesAndTypes, JSON, RowBinaryWithNamesAndTypes: the JDBC driver's)
+    is converted from chDB's Native output, which writes a DateTime('tz') column's type as a bare
+    DateTime: the type lost its zone and the times were UTC's (10:00), where TSV said 12:00."""
+    params = {"session_id": uuid.uuid4().hex} if session else {}
+    streamed = post(clickhouse, f"{ZONED} FORMAT TSV".encode(), **params).data.decode()
+    assert streamed.startswith("2024-07-01 12:00:00\t2024-07-01 12:00:00\n")
+    typed = post(clickhouse, f"{ZONED} FORMAT TSVWithNamesAndTypes".encode(), **params).data.decode()
+    assert typed == "berlin\tutc\nDateTime(\\'Europe/Berlin\\')\tDateTime(\\'UTC\\')\n" + streamed
+    document = json.loads(post(clickhouse, f"{ZONED} FORMAT JSONCompact".encode(), **params).data)
+    assert [column["type"] for column in document["meta"]] == ["DateTime('Europe/Berlin')", "DateTime('UTC')"]
+    assert document["data"][0] == ["2024-07-01 12:00:00", "2024-07-01 12:00:00"]
+    binary = post(clickhouse, f"{ZONED} FORMAT RowBinaryWithNamesAndTypes".encode(), **params).data
+    assert b"DateTime('Europe/Berlin')" in binary
+    # The request's own word on how Native writes types is kept, and the answer is still whole.
+    own = post(clickhouse, f"{ZONED} FORMAT CSVWithNames".encode(), **params, **{BINARY_TYPES: "0"})
+    assert own.status == 200 and own.data.count(b"\n") == 4
+    if session:  # the front's setting is undone: the session's Native output is as it was
+        assert post(clickhouse, f"SELECT getSetting('{BINARY_TYPES}')".encode(), **params).data == b"false\n"
+
+
 REPEATED = "SELECT number, toString(number) AS s, number FROM numbers(50000) ORDER BY number"
 
 

@@ -132,6 +132,16 @@ public class JdbcCheck {
             report.put("literal", rs.getString(1));
             report.put("literal_count", rs.getLong(2));
         }
+        // A DateTime column with a zone of its own, as a BI tool shows it: the type names the zone and
+        // the value is that zone's wall-clock time.
+        try (Statement statement = connection.createStatement();
+             ResultSet rs = statement.executeQuery(
+                     "SELECT toDateTime('2024-07-01 12:00:00', 'Europe/Berlin') AS berlin")) {
+            rs.next();
+            report.put("zoned_type", rs.getMetaData().getColumnTypeName(1));
+            report.put("zoned_text", rs.getString(1));
+            report.put("zoned", String.valueOf(rs.getObject(1, java.time.ZonedDateTime.class)));
+        }
         try (Statement statement = connection.createStatement()) {
             statement.executeQuery("SELECT * FROM no_such_table");
             report.put("missing_table_error", null);
