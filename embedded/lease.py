@@ -156,7 +156,7 @@ class Lease:
             # The first of two values of a setting wins: max_threads stays 1.
             binary = ["input_format_native_decode_types_in_binary_format = 1"] if self._binary_types else []
             try:
-                self.connection.query(
+                self._convert(
                     f"INSERT INTO FUNCTION file({quote_string(str(output))}, {quote_string(fmt)}) "
                     f"SELECT * FROM file({quote_string(str(spool))}, 'Native') "
                     f"SETTINGS {', '.join(['max_threads = 1', *binary, *settings])}"
@@ -177,6 +177,18 @@ class Lease:
             raise
         finally:
             spool.unlink(missing_ok=True)
+
+    def _convert(self, sql: str) -> None:
+        """Run the conversion of a spool into its format, which reads and writes only the front's files."""
+        if self.session is not None or self.spec.readonly in (None, "2"):
+            self.connection.query(sql)
+            return
+        # readonly = 1 refuses the conversion's own settings (max_threads = 1...), and every JSON or
+        # RowBinaryWithNamesAndTypes answer with it: a pooled connection with the request's settings
+        # converts instead (a session's readonly is judged statement by statement, never SET).
+        with self.front.engine.connection() as converter:
+            converter.apply_settings(self.spec.settings)
+            converter.query(sql)
 
     def drain_to_buffer(self, stream: ResultStream, first: bytes | None):
         """Collect a whole streamed answer (wait_end_of_query=1) in memory, then on disk."""

@@ -110,3 +110,25 @@ def test_a_statement_that_does_not_parse_is_a_syntax_error_not_a_readonly_one(cl
     # A statement that parses is judged as before, whatever chDB's class of it.
     answer = HTTP.request(method, url(clickhouse, query="KILL QUERY WHERE query LIKE '%never%' SYNC", **params))
     assert answer.headers.get("X-ClickHouse-Exception-Code") == "164", answer.data
+
+
+@pytest.mark.parametrize(
+    "fmt", ["JSON", "JSONCompact", "RowBinaryWithNamesAndTypes", "TSVWithNamesAndTypes", "CSVWithNames", "Parquet"]
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_readonly_1_reads_every_format(clickhouse, table, fmt, method):
+    """readonly=1 answers a read in any format, as a server does. A format converted from the front's
+    Native spool (JSON, the JDBC driver's RowBinaryWithNamesAndTypes...) was refused with "Cannot modify
+    'max_threads' setting in readonly mode": the conversion's own settings, on the read-only connection."""
+    query = f"SELECT n, toDateTime(0) AS epoch FROM {table} ORDER BY n FORMAT {fmt}"
+    params = {"readonly": "1", "session_timezone": "Asia/Tokyo"}
+    answer = HTTP.request(method, url(clickhouse, query=query, **params))
+    assert answer.status == 200, answer.data
+    assert answer.headers["X-ClickHouse-Format"] == fmt
+    if fmt.startswith(("TSV", "CSV")):  # the request's settings shape the conversion too
+        assert answer.data.decode().splitlines()[-1].replace('"', "").replace(",", "\t") == "1\t1970-01-01 09:00:00"
+    elif fmt.startswith("JSON"):
+        assert b"1970-01-01 09:00:00" in answer.data
+    refused_insert = HTTP.request(method, url(clickhouse, query=f"INSERT INTO {table} SELECT 3", readonly="1"))
+    assert refused_insert.headers["X-ClickHouse-Exception-Code"] == "164"
+    assert post(clickhouse, f"SELECT count() FROM {table}".encode()).data == b"1\n"
