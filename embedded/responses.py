@@ -48,9 +48,11 @@ class Responses:
         self._end = end
 
     def headers(self, spec: RequestSpec | None, summary: dict | None, fmt: str | None) -> dict[str, str]:
+        # The statement's session_timezone once it ran (chDB took the zone): an error's may be no zone.
+        zone = spec.timezone if spec is not None and summary is not None else None
         headers = {
             "X-ClickHouse-Server-Display-Name": self.engine.display_name,
-            "X-ClickHouse-Timezone": (spec.timezone if spec is not None else None) or self.engine.timezone,
+            "X-ClickHouse-Timezone": zone if zone and zone.isascii() and zone.isprintable() else self.engine.timezone,
         }
         if spec is not None:
             # Its UTF-8 bytes, as a server sends them (Starlette writes a header's text as Latin-1).

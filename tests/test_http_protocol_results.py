@@ -330,6 +330,25 @@ def test_the_timezone_header_names_the_session_timezone_the_statement_runs_with(
 
 
 @pytest.mark.parametrize(
+    ("statement", "zone"),
+    [
+        ("SELECT 1", "Nowhere/Land"),
+        ("SELECT 1 FORMAT JSON", "日本"),
+        ("SELECT 1", "Europe/Paris\r\nX-Injected: 1"),
+        ("SELECT 1 SETTINGS session_timezone = '日本'", None),
+    ],
+)
+def test_a_zone_that_is_none_is_refused_with_the_servers_zone_in_the_header(clickhouse, statement, zone):
+    # The header named the zone before chDB took it: one beyond Latin-1 or with a line break in it
+    # left the client a plain 500 or no answer at all, where a server refuses it as any bad value.
+    params = {"session_timezone": zone} if zone else {}
+    refused = post(clickhouse, statement.encode(), **params)
+    assert refused.status == 400 and refused.headers["X-ClickHouse-Exception-Code"] == "36", refused.data
+    assert b"Invalid time zone" in refused.data
+    assert refused.headers["X-ClickHouse-Timezone"] == post(clickhouse, b"SELECT 1").headers["X-ClickHouse-Timezone"]
+
+
+@pytest.mark.parametrize(
     "statement", ["SET max_threads = 2", "CREATE TEMPORARY TABLE scratch (n UInt8)", "USE no_such_database"]
 )
 def test_a_requests_database_is_for_that_request_alone_and_use_chooses_the_sessions(clickhouse, db, statement):
