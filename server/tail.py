@@ -45,7 +45,8 @@ RECENT_MS = 500
 OVERLAP_MS = 5_000
 SWEEP_MS = 2_000
 # A client that falls this many lines, or this many bytes of messages, behind is cut off rather
-# than held in memory.
+# than held in memory: lines of an earlier poll it has not taken yet, with the new ones. A poll's
+# lines alone (a burst larger than this) are held for a client that has taken everything before.
 MAX_BUFFERED_LINES = 100_000
 MAX_BUFFERED_BYTES = 64 << 20
 # A sweep asks for at most this many missing lines by key (they go to ClickHouse as a parameter,
@@ -80,9 +81,10 @@ class Subscription:
         with self._ready:
             if self._end is not None:
                 return
+            behind = bool(self._lines)  # lines of an earlier poll are still waiting to be taken
             self._lines.extend(rows)
             self._bytes += sum(len(row.message) for row in rows) if size is None else size
-            if len(self._lines) > MAX_BUFFERED_LINES or self._bytes > MAX_BUFFERED_BYTES:
+            if behind and (len(self._lines) > MAX_BUFFERED_LINES or self._bytes > MAX_BUFFERED_BYTES):
                 self._lines.clear()
                 self._bytes = 0
                 self._end = End.TOO_SLOW

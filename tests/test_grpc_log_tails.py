@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import queue
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from analytics_proto import analytics_pb2 as pb
+from server import tail as tail_module
 from tests import log_datasets
 from tests.embedded_server import free_port
 from tests.grpc_server import start_grpc
@@ -107,6 +109,18 @@ class Tail:
     def take(self, count: int) -> list[pb.LogLine]:
         return [self.lines.get(timeout=WAIT) for _ in range(count)]
 
+    def take_until_ended(self, count: int) -> list[pb.LogLine]:
+        """Up to ``count`` lines: fewer when the stream ends first."""
+        taken: list[pb.LogLine] = []
+        deadline = time.monotonic() + WAIT
+        while len(taken) < count and time.monotonic() < deadline:
+            try:
+                taken.append(self.lines.get(timeout=0.1))
+            except queue.Empty:
+                if self.done.is_set() and self.lines.empty():
+                    break
+        return taken
+
     def finish(self) -> list[pb.LogLine]:
         """The rest of the stream once it has ended."""
         assert self.done.wait(WAIT), "the tail did not end"
@@ -159,6 +173,25 @@ def test_a_tail_sends_the_history_then_each_line_that_lands_once_and_ends_with_t
     assert tail.error is None  # ended by the job, with OK
     assert [line.sequence for line in rest] == [8, 9]  # a poll's lines come in sequence order
     assert all(line.message == f"line {line.sequence}" for line in rest)
+
+
+def test_a_burst_of_more_lines_than_a_client_may_fall_behind_reaches_a_client_that_keeps_up(stub, analytics_db):
+    """One insert of more lines than the cut-off (a job dumping its output, the bridge catching up)
+    is handed to the tail by one poll; the client has taken everything before it, so it has fallen
+    behind by nothing. It was cut off as too slow (RESOURCE_EXHAUSTED) before it could read a line."""
+    job = Job(analytics_db, "burst")
+    job.land_lines([0])
+    tail = Tail(stub.StreamJobLogs(job.request(), timeout=300))
+    assert [line.sequence for line in tail.take(1)] == [0]
+    burst = range(1, tail_module.MAX_BUFFERED_LINES + 2)
+    events = [log_event(job.log, f"{job.log.job_id}-{n}", job.moment, sequence=n, message=f"line {n}") for n in burst]
+    assert post_batch(analytics_db, "job_logs", events).status == 200
+    got = [line.sequence for line in tail.take_until_ended(len(burst))]
+    assert tail.error is None, tail.error.details()
+    assert sorted(got) == list(burst)  # each line once
+    job.land_job("completed")
+    assert tail.finish() == []
+    assert tail.error is None
 
 
 def test_a_line_that_two_racing_inserts_both_stored_is_tailed_once(stub, analytics_db):

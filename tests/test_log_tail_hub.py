@@ -119,7 +119,18 @@ def test_a_client_that_falls_too_far_behind_is_cut_off():
     subscription = Subscription(hub_with(ScriptedLogs()), JOB, 0)
     subscription.deliver([row(n, 0) for n in range(tail.MAX_BUFFERED_LINES)])
     assert subscription.take(0)[1] is None
+    subscription.deliver([row(n, 0) for n in range(tail.MAX_BUFFERED_LINES)])
+    subscription.deliver([row(0, 0)])
+    assert subscription.take(0) == ([], End.TOO_SLOW)
+
+
+def test_one_poll_of_more_lines_than_that_is_held_for_a_client_that_took_everything_before():
+    subscription = Subscription(hub_with(ScriptedLogs()), JOB, 0)
     subscription.deliver([row(n, 0) for n in range(tail.MAX_BUFFERED_LINES + 1)])
+    lines, end = subscription.take(0)
+    assert (len(lines), end) == (tail.MAX_BUFFERED_LINES + 1, None)
+    subscription.deliver([row(n, 0) for n in range(tail.MAX_BUFFERED_LINES + 1)])
+    subscription.deliver([row(0, 0)])  # ... but not the next poll's while those wait
     assert subscription.take(0) == ([], End.TOO_SLOW)
 
 
