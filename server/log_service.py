@@ -103,7 +103,9 @@ class JobLogService:
             asked = self._beside.submit(self.logs.log_state, job, timeout)
             try:
                 # One line more than the page tells whether another page follows.
-                rows = self.logs.page(job, where, descending, after, page_size + 1, timeout)
+                rows = self.logs.page(
+                    job, where, descending, after, page_size + 1, timeout, budget=pagination.PAGE_BYTES
+                )
             finally:
                 state = asked.result()  # its failure, if any, is the answer's
             if not state.logged and not self.logs.job_exists(job, timeout):

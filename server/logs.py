@@ -32,8 +32,8 @@ JOB = "user_id = {user_id:String} and workflow_id = {workflow_id:String} and job
 LINE_ORDER = ("assumeNotNull(sequence)", "event_time", "dedup_key")
 # A line's message is sent up to its first MiB of UTF-8, ending before a character the MiB would cut
 # (CUT_BACK; cut in two, the answer's UTF-8 check made it a U+FFFD past the MiB): any line then fits
-# in the 4 MiB a gRPC client takes by default, and a page of 5,000 lines holds at most 5,000 of
-# them in the server's memory.
+# in the 4 MiB a gRPC client takes by default, and a tail's history page of 5,000 lines holds at
+# most 5,000 of them in the server's memory (a ListJobLogs page reads what fits in its 3 MiB).
 MAX_MESSAGE_BYTES = 1 << 20
 
 
@@ -48,6 +48,10 @@ CUT_BACK = f"""multiIf(
         not {_continues(MAX_MESSAGE_BYTES)}, 1,
         not {_continues(MAX_MESSAGE_BYTES - 1)}, 2,
         3)"""
+# Less than a line takes in an answer (the message cut back by at most 3 bytes, the event id and
+# stream; bytes that are not UTF-8 grow to U+FFFD): what a page's byte budget counts in SQL, so
+# that the lines of a message's megabyte are not read into the answer to be cut from it.
+LINE_BYTES_AT_LEAST = f"least(length(message), {MAX_MESSAGE_BYTES - 3}) + length(event_id) + length(stream)"
 LINE_COLUMNS = f"""event_id,
     concat(substring(formatDateTime(event_time, '%Y-%m-%dT%H:%i:%S.%f', 'UTC'), 1, 23), 'Z'),
     stream,
@@ -253,8 +257,14 @@ class LogQueries:
         after: LogPosition | None,
         limit: int,
         timeout: float,
+        budget: int | None = None,
     ) -> list[LogRow]:
-        """Up to ``limit`` of the job's lines in the table's order (or backwards), after ``after``."""
+        """Up to ``limit`` of the job's lines in the table's order (or backwards), after ``after``.
+
+        With a ``budget`` (bytes), the lines stop after the first that starts past it, each counted
+        as no more than it takes in the answer (LINE_BYTES_AT_LEAST; at least two lines, when there
+        are): a page that keeps what fits in the budget then still sees a line after its last.
+        """
         conditions = [JOB, "is_line = true"]
         params: dict[str, Value] = {**job.params(), "limit": limit}
         if where.stream is not None:
@@ -280,13 +290,25 @@ class LogQueries:
             )
             params.update(after_sequence=after.sequence, after_ms=after.time_ms, after_key=after.key)
         direction = " desc" if descending else ""
-        sql = f"""select
-    {LINE_COLUMNS}
-from {LOG_EVENTS}
+        order = ", ".join(column + direction for column in LINE_ORDER)
+        lines = f"""from {LOG_EVENTS}
 where {" and ".join(conditions)}
-order by {", ".join(column + direction for column in LINE_ORDER)}
+order by {order}
 limit 1 by dedup_key
 limit {{limit:UInt32}}"""
+        if budget is None:
+            sql = f"select\n    {LINE_COLUMNS}\n{lines}"
+        else:
+            sql = f"""select
+    {LINE_COLUMNS}
+from (
+    select *, sum({LINE_BYTES_AT_LEAST}) over (order by {order} rows between unbounded preceding and 1 preceding)
+        as bytes_before, row_number() over (order by {order}) as place
+    from (select event_id, event_time, stream, sequence, message, dedup_key, ingested_at {lines})
+)
+where bytes_before <= {{budget:UInt64}} or place <= 2
+order by {order}"""
+            params["budget"] = budget
         return [LogRow.parse(row) for row in self.queries.rows("job_log_page", sql, params, timeout)]
 
     @staticmethod
