@@ -25,8 +25,10 @@ from server.validation import (
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 5000
-# Lines per query while a tail sends the job's history.
+# Lines per query while a tail sends the job's history, and the bytes of their messages (a query
+# reads the lines that fit and the one after: 5,000 lines of a MiB would be 5 GB in one answer).
 HISTORY_PAGE = 5000
+HISTORY_BYTES = 8 << 20
 # How often a waiting tail looks whether its client is still there.
 WAKE_SECONDS = 1.0
 
@@ -152,12 +154,16 @@ class JobLogService:
             sent_recently: set[str] = set()
             after = None
             while context.is_active():
-                rows = self._on_a_worker(context, self.logs.page, job, where, False, after, HISTORY_PAGE)
+                rows = self._on_a_worker(context, self._history, job, where, after)
+                size = 0
                 for row in rows:
                     if subscription is not None and row.ingested_ms >= subscription.since_ms:
                         sent_recently.add(row.key)
-                    yield line_message(row)
-                if len(rows) < HISTORY_PAGE:
+                    line = line_message(row)
+                    size += line.ByteSize()
+                    yield line
+                # A page cut by its bytes counted no more than its lines take here.
+                if len(rows) < HISTORY_PAGE and size <= HISTORY_BYTES:
                     break
                 after = rows[-1].position
             if subscription is None:
@@ -173,6 +179,11 @@ class JobLogService:
         finally:
             if subscription is not None:
                 self.hub.unsubscribe(subscription)
+
+    def _history(
+        self, job: JobRef, where: LogFilter, after: pagination.LogPosition | None, timeout: float
+    ) -> list[LogRow]:
+        return self.logs.page(job, where, False, after, HISTORY_PAGE, timeout, budget=HISTORY_BYTES)
 
     def _on_a_worker(self, context: grpc.ServicerContext, query, *args):
         """``query(*args, timeout)`` once a worker is free, within the call's deadline."""

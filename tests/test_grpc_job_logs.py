@@ -7,12 +7,15 @@ computed from the events here.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from analytics_proto import analytics_pb2 as pb
+from server import log_service
 from server import logs as server_logs
 from analytics_proto import analytics_pb2_grpc as pb_grpc
 from core.clickhouse.backend import HttpBackend
@@ -337,42 +340,68 @@ class MeasuredBackend(HttpBackend):
         return rows
 
 
-def test_a_page_of_long_lines_reads_what_it_sends_not_every_line_it_may_hold(analytics_db):
-    """A page stops before 3 MiB; it read all its page_size lines first and cut them after. 1,000
-    lines of 100 kB at page_size 5000 brought 100 MB from ClickHouse for each page of 31 lines (a
-    walk through 3,000 such lines took 100 s instead of 5). The service runs in this process to
-    measure what ClickHouse answered; the calls go through a real channel."""
-    prefix = log_datasets.generate_logs(seed=77, users=0).prefix
+LONG = 100_000
+
+
+def long_lines(analytics_db, seed: int, count: int, ended: bool = False) -> JobLog:
+    """A job of ``count`` lines of LONG characters."""
+    prefix = log_datasets.generate_logs(seed=seed, users=0).prefix
     job = JobLog(f"{prefix}-u", f"{prefix}-w", f"{prefix}-j")
     moment = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    long = 100_000
-    for first in range(0, 1000, 250):
+    for first in range(0, count, 250):
         events = [
-            log_datasets.log_event(job, f"{prefix}-{n}", moment, sequence=n, message=f"{n} " + "x" * long)
-            for n in range(first, first + 250)
+            log_datasets.log_event(job, f"{prefix}-{n}", moment, sequence=n, message=f"{n} " + "x" * LONG)
+            for n in range(first, min(count, first + 250))
         ]
         assert post_batch(analytics_db, "job_logs", events).status == 200
+    if ended:
+        ending = log_datasets.job_event(job, "completed", moment, f"{prefix}-end")
+        assert post_batch(analytics_db, "jobs", [ending]).status == 200
+    return job
+
+
+@contextlib.contextmanager
+def measured_service(analytics_db, **settings) -> Iterator[tuple[pb_grpc.AnalyticsServiceStub, MeasuredBackend]]:
+    """The service in this process, to measure what ClickHouse answered; calls go through a real channel."""
     backend = MeasuredBackend(analytics_db.url)
-    server = AnalyticsServer(GrpcSettings(grpc_port=free_port(), grpc_health_check_interval=0), backend)
+    server = AnalyticsServer(GrpcSettings(grpc_port=free_port(), grpc_health_check_interval=0, **settings), backend)
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = pb_grpc.AnalyticsServiceStub(channel)
-            for order in (pb.LOG_ORDER_ASC, pb.LOG_ORDER_DESC):
-                seen, token = [], ""
-                while True:
-                    request = request_for(job, page_size=5000, order=order, page_token=token)
-                    response = stub.ListJobLogs(request, timeout=60)
-                    assert len(response.lines) >= 25 or not response.next_page_token
-                    seen += [line.sequence for line in response.lines]
-                    token = response.next_page_token
-                    if not token:
-                        break
-                assert seen == (list(range(1000)) if order == pb.LOG_ORDER_ASC else list(range(999, -1, -1)))
+            yield pb_grpc.AnalyticsServiceStub(channel), backend
     finally:
         server.stop()
+
+
+def test_a_page_of_long_lines_reads_what_it_sends_not_every_line_it_may_hold(analytics_db):
+    """A page stops before 3 MiB; it read all its page_size lines first and cut them after. 1,000
+    lines of 100 kB at page_size 5000 brought 100 MB from ClickHouse for each page of 31 lines (a
+    walk through 3,000 such lines took 100 s instead of 13)."""
+    job = long_lines(analytics_db, seed=77, count=1000)
+    with measured_service(analytics_db) as (stub, backend):
+        for order in (pb.LOG_ORDER_ASC, pb.LOG_ORDER_DESC):
+            seen, token = [], ""
+            while True:
+                request = request_for(job, page_size=5000, order=order, page_token=token)
+                response = stub.ListJobLogs(request, timeout=60)
+                assert len(response.lines) >= 25 or not response.next_page_token
+                seen += [line.sequence for line in response.lines]
+                token = response.next_page_token
+                if not token:
+                    break
+            assert seen == (list(range(1000)) if order == pb.LOG_ORDER_ASC else list(range(999, -1, -1)))
     # what a page sends (3 MiB) and the line after it, not 5,000 lines of 100 kB
-    assert backend.largest_answer < (3 << 20) + 2 * long
+    assert backend.largest_answer < (3 << 20) + 2 * LONG
+
+
+def test_a_tails_history_of_long_lines_is_read_a_few_mib_at_a_time(analytics_db):
+    """5,000 lines a query: 5,000 lines of 100 kB were 500 MB in one answer (of a MiB, 5 GB). The job
+    has ended, and with no linger the tail reads its history only (not the lines landed since)."""
+    job = long_lines(analytics_db, seed=78, count=600, ended=True)
+    with measured_service(analytics_db, grpc_log_tail_linger=0) as (stub, backend):
+        tail = stub.StreamJobLogs(pb.StreamJobLogsRequest(**job.ids), timeout=120)
+        assert [line.sequence for line in tail] == list(range(600))
+    assert backend.largest_answer < log_service.HISTORY_BYTES + 2 * LONG
 
 
 def test_long_lines_page_within_what_a_client_takes_and_a_line_over_a_mib_is_cut(stub, analytics_db):
