@@ -28,7 +28,7 @@ from tests.grpc_server import call_by_reflection, start_grpc
 from tests.intake import HTTP, deliver, execute, post_batch, query
 from tests.log_datasets import RARE, JobLog, Line
 
-pytestmark = pytest.mark.long_file(25)  # seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(36)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 STREAMS = {pb.LOG_STREAM_ALL: None, pb.LOG_STREAM_STDOUT: "stdout", pb.LOG_STREAM_STDERR: "stderr"}
 

@@ -27,7 +27,7 @@ from tests.intake import execute, post_batch, query
 from tests.log_datasets import JobLog, job_event, log_event
 from tests.test_grpc_operations import certificates, logs  # noqa: F401 - the TLS fixtures
 
-pytestmark = pytest.mark.long_file(14)  # seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(22)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 MAX_TAILS = 4
 WAIT = 60  # seconds a test waits for what must come; only a broken tail takes that long
