@@ -72,6 +72,10 @@ def test_cluster_log_queries_read_the_distributed_tables_and_answer_the_same(ana
     page = cluster.page(job, where, True, None, 20, 10)
     assert page == single.page(job, where, True, None, 20, 10)
     assert page, "the filter matched nothing: the comparison above would prove nothing"
+    # ... and the form ListJobLogs asks, with a byte budget (a small one: the lines that fit, and one more)
+    budgeted = cluster.page(job, where, True, None, 20, 10, budget=100)
+    assert budgeted == single.page(job, where, True, None, 20, 10, budget=100) == page[: len(budgeted)]
+    assert 2 <= len(budgeted) < len(page)
     jobs = [JobRef(**log.ids) for log in logs.jobs]
     assert cluster.landed_since(jobs, 0, 10) == single.landed_since(jobs, 0, 10)
     assert cluster.ended(jobs, 10)[1] == single.ended(jobs, 10)[1]
