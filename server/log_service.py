@@ -25,8 +25,8 @@ from server.validation import (
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 5000
-# Lines per query while a tail sends the job's history, and the bytes of their messages (a query
-# reads the lines that fit and the one after: 5,000 lines of a MiB would be 5 GB in one answer).
+# Lines per query while a tail sends the job's history, and their bytes (a query reads the lines
+# that fit and the one after: 5,000 lines of a MiB would be 5 GB in one answer).
 HISTORY_PAGE = 5000
 HISTORY_BYTES = 8 << 20
 # How often a waiting tail looks whether its client is still there.
@@ -104,18 +104,21 @@ class JobLogService:
             after = pagination.decode_log(request.page_token, query)
             asked = self._beside.submit(self.logs.log_state, job, timeout)
             try:
-                # One line more than the page tells whether another page follows.
-                rows = self.logs.page(
-                    job, where, descending, after, page_size + 1, timeout, budget=pagination.PAGE_BYTES
+                # One line more than the page tells whether another page follows (or the budget's cut).
+                rows, cut = self.logs.sized_page(
+                    job, where, descending, after, page_size + 1, pagination.PAGE_BYTES, timeout
                 )
             finally:
                 state = asked.result()  # its failure, if any, is the answer's
             if not state.logged and not self.logs.job_exists(job, timeout):
                 raise NotFound(f"no {job}")
             lines = [line_message(row) for row in rows[:page_size]]
-            kept, next_token = pagination.cut(
-                lines, lambda count: pagination.encode_log(query, rows[count - 1].position) if len(rows) > count else ""
-            )
+
+            def token_after(count: int) -> str:
+                more = len(rows) > count or cut
+                return pagination.encode_log(query, rows[count - 1].position) if more else ""
+
+            kept, next_token = pagination.cut(lines, token_after)
             return pb.ListJobLogsResponse(
                 lines=lines[:kept], next_page_token=next_token, lines_expired=state.lines_expired
             )
@@ -154,16 +157,12 @@ class JobLogService:
             sent_recently: set[str] = set()
             after = None
             while context.is_active():
-                rows = self._on_a_worker(context, self._history, job, where, after)
-                size = 0
+                rows, cut = self._on_a_worker(context, self._history, job, where, after)
                 for row in rows:
                     if subscription is not None and row.ingested_ms >= subscription.since_ms:
                         sent_recently.add(row.key)
-                    line = line_message(row)
-                    size += line.ByteSize()
-                    yield line
-                # A page cut by its bytes counted no more than its lines take here.
-                if len(rows) < HISTORY_PAGE and size <= HISTORY_BYTES:
+                    yield line_message(row)
+                if len(rows) < HISTORY_PAGE and not cut:
                     break
                 after = rows[-1].position
             if subscription is None:
@@ -182,8 +181,8 @@ class JobLogService:
 
     def _history(
         self, job: JobRef, where: LogFilter, after: pagination.LogPosition | None, timeout: float
-    ) -> list[LogRow]:
-        return self.logs.page(job, where, False, after, HISTORY_PAGE, timeout, budget=HISTORY_BYTES)
+    ) -> tuple[list[LogRow], bool]:
+        return self.logs.sized_page(job, where, False, after, HISTORY_PAGE, HISTORY_BYTES, timeout)
 
     def _on_a_worker(self, context: grpc.ServicerContext, query, *args):
         """``query(*args, timeout)`` once a worker is free, within the call's deadline."""

@@ -48,10 +48,9 @@ CUT_BACK = f"""multiIf(
         not {_continues(MAX_MESSAGE_BYTES)}, 1,
         not {_continues(MAX_MESSAGE_BYTES - 1)}, 2,
         3)"""
-# Less than a line takes in an answer (the message cut back by at most 3 bytes, the event id and
-# stream; bytes that are not UTF-8 grow to U+FFFD): what a page's byte budget counts in SQL, so
-# that the lines of a message's megabyte are not read into the answer to be cut from it.
-LINE_BYTES_AT_LEAST = f"least(length(message), {MAX_MESSAGE_BYTES - 3}) + length(event_id) + length(stream)"
+# About what a line takes in an answer: what a page's byte budget counts in SQL, so that lines of
+# up to a MiB are not read into the answer only to be cut from it.
+LINE_BYTES = f"least(length(message), {MAX_MESSAGE_BYTES}) + length(event_id) + length(stream)"
 LINE_COLUMNS = f"""event_id,
     concat(substring(formatDateTime(event_time, '%Y-%m-%dT%H:%i:%S.%f', 'UTC'), 1, 23), 'Z'),
     stream,
@@ -257,14 +256,48 @@ class LogQueries:
         after: LogPosition | None,
         limit: int,
         timeout: float,
-        budget: int | None = None,
     ) -> list[LogRow]:
-        """Up to ``limit`` of the job's lines in the table's order (or backwards), after ``after``.
+        """Up to ``limit`` of the job's lines in the table's order (or backwards), after ``after``."""
+        lines, order, params = self._lines(job, where, descending, after, limit)
+        sql = f"select\n    {LINE_COLUMNS}\n{lines}"
+        return [LogRow.parse(row) for row in self.queries.rows("job_log_page", sql, params, timeout)]
 
-        With a ``budget`` (bytes), the lines stop after the first that starts past it, each counted
-        as no more than it takes in the answer (LINE_BYTES_AT_LEAST; at least two lines, when there
-        are): a page that keeps what fits in the budget then still sees a line after its last.
+    def sized_page(
+        self,
+        job: JobRef,
+        where: LogFilter,
+        descending: bool,
+        after: LogPosition | None,
+        limit: int,
+        budget: int,
+        timeout: float,
+    ) -> tuple[list[LogRow], bool]:
+        """``page``'s lines up to the first that starts past ``budget`` bytes (LINE_BYTES), and
+        whether the budget left out lines of the ``limit`` (then lines follow the last one).
+
+        A page cut to what a client takes after the query read only the lines it may send, not up
+        to 5,000 lines of a MiB. Bytes that are not UTF-8 come back shorter than they are stored
+        (a run of them as one U+FFFD), so the answer says itself whether lines were left out.
         """
+        lines, order, params = self._lines(job, where, descending, after, limit)
+        sql = f"""select
+    {LINE_COLUMNS},
+    available
+from (
+    select *, sum({LINE_BYTES}) over (order by {order} rows between unbounded preceding and 1 preceding)
+        as bytes_before, count() over () as available
+    from (select event_id, event_time, stream, sequence, message, dedup_key, ingested_at {lines})
+)
+where bytes_before <= {{budget:UInt64}}
+order by {order}"""
+        answer = self.queries.rows("job_log_page", sql, {**params, "budget": budget}, timeout)
+        rows = [LogRow.parse(row[:-1]) for row in answer]
+        return rows, bool(answer) and int(answer[0][-1]) > len(rows)
+
+    def _lines(
+        self, job: JobRef, where: LogFilter, descending: bool, after: LogPosition | None, limit: int
+    ) -> tuple[str, str, dict[str, Value]]:
+        """The FROM ... LIMIT of a page, its order and its parameters."""
         conditions = [JOB, "is_line = true"]
         params: dict[str, Value] = {**job.params(), "limit": limit}
         if where.stream is not None:
@@ -296,20 +329,7 @@ where {" and ".join(conditions)}
 order by {order}
 limit 1 by dedup_key
 limit {{limit:UInt32}}"""
-        if budget is None:
-            sql = f"select\n    {LINE_COLUMNS}\n{lines}"
-        else:
-            sql = f"""select
-    {LINE_COLUMNS}
-from (
-    select *, sum({LINE_BYTES_AT_LEAST}) over (order by {order} rows between unbounded preceding and 1 preceding)
-        as bytes_before, row_number() over (order by {order}) as place
-    from (select event_id, event_time, stream, sequence, message, dedup_key, ingested_at {lines})
-)
-where bytes_before <= {{budget:UInt64}} or place <= 2
-order by {order}"""
-            params["budget"] = budget
-        return [LogRow.parse(row) for row in self.queries.rows("job_log_page", sql, params, timeout)]
+        return lines, order, params
 
     @staticmethod
     def _tailed(jobs: list[JobRef], since_ms: int, **more: Value) -> dict[str, Value]:

@@ -73,9 +73,9 @@ def test_cluster_log_queries_read_the_distributed_tables_and_answer_the_same(ana
     assert page == single.page(job, where, True, None, 20, 10)
     assert page, "the filter matched nothing: the comparison above would prove nothing"
     # ... and the form ListJobLogs asks, with a byte budget (a small one: the lines that fit, and one more)
-    budgeted = cluster.page(job, where, True, None, 20, 10, budget=100)
-    assert budgeted == single.page(job, where, True, None, 20, 10, budget=100) == page[: len(budgeted)]
-    assert 2 <= len(budgeted) < len(page)
+    budgeted = cluster.sized_page(job, where, True, None, 20, 100, 10)
+    assert budgeted == single.sized_page(job, where, True, None, 20, 100, 10)
+    assert budgeted[0] == page[: len(budgeted[0])] and 1 <= len(budgeted[0]) < len(page) and budgeted[1]
     jobs = [JobRef(**log.ids) for log in logs.jobs]
     assert cluster.landed_since(jobs, 0, 10) == single.landed_since(jobs, 0, 10)
     assert cluster.ended(jobs, 10)[1] == single.ended(jobs, 10)[1]

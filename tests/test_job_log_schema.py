@@ -71,18 +71,20 @@ def granules(explained: str) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("descending", [False, True])
 def test_a_page_reads_the_jobs_own_range_in_the_tables_order(analytics_db, big_job, descending):
     recorder = Recorder()
-    LogQueries(recorder).page(big_job, LogFilter(), descending, None, 501, 10, PAGE_BYTES)  # as ListJobLogs asks
+    LogQueries(recorder).sized_page(big_job, LogFilter(), descending, None, 501, PAGE_BYTES, 10)  # as ListJobLogs asks
     assert ("Read type: InReverseOrder" if descending else "Read type: InOrder") in plan(
         analytics_db, "actions = 1", recorder
     )
-    LogQueries(recorder).page(big_job, LogFilter(), descending, LogPosition(50_000, 0, "0" * 32), 501, 10, PAGE_BYTES)
+    LogQueries(recorder).sized_page(
+        big_job, LogFilter(), descending, LogPosition(50_000, 0, "0" * 32), 501, PAGE_BYTES, 10
+    )
     [*_, (selected, total)] = granules(plan(analytics_db, "indexes = 1", recorder))
     assert selected <= (JOB_LINES // 8192) // 2 + 2 < total  # half the job's granules: where the page resumes
 
 
 def test_a_search_reads_only_the_granules_the_ngram_index_keeps(analytics_db, big_job):
     recorder = Recorder()
-    LogQueries(recorder).page(big_job, LogFilter(contains="QWERTZUIOP wall"), False, None, 501, 10, PAGE_BYTES)
+    LogQueries(recorder).sized_page(big_job, LogFilter(contains="QWERTZUIOP wall"), False, None, 501, PAGE_BYTES, 10)
     explained = plan(analytics_db, "indexes = 1", recorder)
     assert "message_ngrams" in explained
     (_, total), *_, (by_key, _), (by_ngrams, _) = granules(explained)
