@@ -15,15 +15,15 @@ import grpc
 import pytest
 
 from analytics_proto import analytics_pb2 as pb
-from server import log_service
-from server import logs as server_logs
 from analytics_proto import analytics_pb2_grpc as pb_grpc
 from core.clickhouse.backend import HttpBackend
 from core.settings.grpc import GrpcSettings
+from server import log_service
+from server import logs as server_logs
 from server.service import AnalyticsServer
 from tests import log_datasets
-from tests.embedded_server import free_port
 from tests.datasets import iso
+from tests.embedded_server import free_port
 from tests.grpc_server import call_by_reflection, start_grpc
 from tests.intake import HTTP, deliver, execute, post_batch, query
 from tests.log_datasets import RARE, JobLog, Line
