@@ -248,20 +248,6 @@ class LogQueries:
         [[known, ended, ago_ms]] = self.queries.rows("job_tail_state", TAIL_STATE, job.params(), timeout)
         return TailState(bool(known), bool(ended), None if ago_ms is None else int(ago_ms))
 
-    def page(
-        self,
-        job: JobRef,
-        where: LogFilter,
-        descending: bool,
-        after: LogPosition | None,
-        limit: int,
-        timeout: float,
-    ) -> list[LogRow]:
-        """Up to ``limit`` of the job's lines in the table's order (or backwards), after ``after``."""
-        lines, order, params = self._lines(job, where, descending, after, limit)
-        sql = f"select\n    {LINE_COLUMNS}\n{lines}"
-        return [LogRow.parse(row) for row in self.queries.rows("job_log_page", sql, params, timeout)]
-
     def sized_page(
         self,
         job: JobRef,
@@ -272,8 +258,9 @@ class LogQueries:
         budget: int,
         timeout: float,
     ) -> tuple[list[LogRow], bool]:
-        """``page``'s lines up to the first that starts past ``budget`` bytes (LINE_BYTES), and
-        whether the budget left out lines of the ``limit`` (then lines follow the last one).
+        """Up to ``limit`` of the job's lines in the table's order (or backwards), after ``after``,
+        up to the first that starts past ``budget`` bytes (LINE_BYTES); and whether the budget left
+        out lines of the ``limit`` (then lines follow the last one).
 
         A page cut to what a client takes after the query read only the lines it may send, not up
         to 5,000 lines of a MiB. Bytes that are not UTF-8 come back shorter than they are stored
