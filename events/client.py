@@ -21,8 +21,6 @@ from events.event import (
     AnyEvent,
     CompatEventType,
     Event,
-    format_time,
-    to_utc_millis,
 )
 from events.pipeline import ClientStats, Clock, Pipeline
 from events.sinks import Sink
@@ -99,10 +97,7 @@ class Client:
 
         Raises InvalidEvent, naming the field, if the event breaks the contract.
         """
-        merged = {**self._attributes, **attributes}
-        for name, value in merged.items():
-            if isinstance(value, datetime):
-                merged[name] = format_time(to_utc_millis(value, name))
+        merged = {**self._attributes, **attributes}  # the event's own win; a datetime becomes text in Event
         event = Event(event_type, event_name, merged, event_time=self._time(event_time))
         return self.send(event)
 

@@ -98,7 +98,9 @@ class computed_once:  # noqa: N801 - a decorator, named as functools.cached_prop
 class Event:
     """One event: the envelope (`event_id`, `event_time`, `event_type`, `event_name`) and its attributes.
 
-    `event_time` is kept in UTC with millisecond precision, exactly as it is serialised.
+    `event_time` is kept in UTC with millisecond precision, exactly as it is serialised. An attribute
+    given as a datetime (`started_at`, say) is kept as the contract's text for it, so an event built
+    here is checked as the JSON it is sent as, as `Client.record` builds it.
     """
 
     event_type: str
@@ -112,6 +114,14 @@ class Event:
         for name in ENVELOPE_FIELDS:
             if name in self.attributes:
                 raise InvalidEvent(name, "is an envelope field and cannot be an attribute")
+        if any(isinstance(value, datetime) for value in self.attributes.values()):
+            # A datetime in a typed field (a job's started_at) was refused as "not of type 'string'"
+            # by send(), while record_job() took it and the JSON would have written it as text.
+            attributes = {
+                name: format_time(to_utc_millis(value, name)) if isinstance(value, datetime) else value
+                for name, value in self.attributes.items()
+            }
+            object.__setattr__(self, "attributes", attributes)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Event:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 import pytest
 
-from events import ClickHouseSink, Client, InvalidEvent
+from events import ClickHouseSink, Client, Event, InvalidEvent
 from tests.intake import query
 
 
@@ -67,3 +68,38 @@ def test_an_event_clickhouses_json_type_would_refuse_is_refused_at_record_and_it
             FROM analytics.telemetry_events WHERE user_id = '{user}' ORDER BY n""",
     )
     assert stored == [{"n": 1, "method": "GET"}, {"n": 3, "method": "POST"}]
+
+
+def test_an_event_built_with_datetimes_is_sent_as_record_job_sends_it_and_lands(analytics_db):
+    """Times given as datetimes in an Event's attributes are the contract's text, as with record_job:
+    send() refused them as "not of type 'string'" though the event's JSON wrote them as text."""
+    user = f"sdk-{uuid.uuid4().hex[:8]}"
+    started = dt.datetime(2026, 11, 20, 10, 0, 0, 250_999, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    completed = started + dt.timedelta(seconds=30)
+    event = Event(
+        "job",
+        "completed",
+        {"user_id": user, "workflow_id": "w-1", "job_id": "j-1", "status": "completed"}
+        | {"started_at": started, "completed_at": completed},
+    )
+    assert event.attributes["started_at"] == "2026-11-20T08:00:00.250Z"
+    assert json.loads(event.json)["completed_at"] == "2026-11-20T08:00:30.250Z"
+
+    sink = ClickHouseSink(analytics_db.url, interval=60.0)
+    with Client(sink) as client:
+        assert client.send(event) is event
+        recorded = client.record_job("completed", user_id=user, workflow_id="w-1", job_id="j-2", **_times(event))
+    assert recorded.attributes["started_at"] == event.attributes["started_at"]
+    assert sink.stats.delivered == 2 and sink.stats.rejected == 0 and sink.stats.failed == 0
+
+    stored = query(
+        analytics_db,
+        f"""SELECT job_id, toString(started_at) AS started, toString(completed_at) AS completed
+            FROM analytics.job_events WHERE user_id = '{user}' ORDER BY job_id""",
+    )
+    times = {"started": "2026-11-20 08:00:00.250", "completed": "2026-11-20 08:00:30.250"}
+    assert stored == [{"job_id": "j-1", **times}, {"job_id": "j-2", **times}]
+
+
+def _times(event: Event) -> dict[str, dt.datetime]:
+    return {name: dt.datetime.fromisoformat(event.attributes[name]) for name in ("started_at", "completed_at")}
