@@ -212,16 +212,38 @@ class NoopSink:
 
 
 class LoggerSink:
-    """Logs each event as one line of JSON; for development and for `analytics demo --sink logger`."""
+    """Logs each event as one line of JSON; for development and for `analytics demo --sink logger`.
+
+    Where its logger would show none of them (Python's logging unconfigured shows only warnings
+    and worse), it says so once, as a warning naming the logger and the fix, instead of printing
+    nothing at all."""
 
     def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO):
         self.batching = Batching(max_events=100, interval=0.0)
         self._logger = logger or logging.getLogger("events")
         self._level = level
+        self._told_unseen = False
 
     def emit(self, batch: Sequence[AnyEvent]) -> None:
+        if not self._told_unseen and not self._shown():
+            self._told_unseen = True
+            log.warning(
+                "LoggerSink: logger %r shows no %s records (its level is %s%s), so the events are not shown;"
+                " configure logging, e.g. logging.basicConfig(level=logging.%s)",
+                *(self._logger.name, logging.getLevelName(self._level)),
+                logging.getLevelName(self._logger.getEffectiveLevel()),
+                "" if self._logger.hasHandlers() else " and no handler is configured",
+                logging.getLevelName(self._level),
+            )
         for event in batch:
             self._logger.log(self._level, "%s event %s", event.topic, event.json.decode())
+
+    def _shown(self) -> bool:
+        """Whether a record at the sink's level reaches a handler: without any, logging's last
+        resort shows only warnings and worse."""
+        if not self._logger.isEnabledFor(self._level):
+            return False
+        return self._logger.hasHandlers() or self._level >= logging.lastResort.level
 
     def close(self) -> None:
         pass

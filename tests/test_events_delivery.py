@@ -7,7 +7,10 @@ and close(), and a FakeClock decides when a batch is old enough.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -271,6 +274,50 @@ def test_logger_sink_logs_each_event_as_json(caplog):
     client.close()
 
     assert event.json.decode() in caplog.text
+
+
+REPO = Path(__file__).resolve().parent.parent
+LOGGER_SINK_PROGRAM = """
+import logging
+{configure}
+from events import Client, LoggerSink
+with Client(LoggerSink()) as client:
+    client.record("behavioral", "first")
+    client.record("behavioral", "second")
+"""
+
+
+@pytest.mark.parametrize(
+    "configure",
+    ["", "logging.getLogger('events').setLevel(logging.INFO)", "logging.basicConfig()"],
+    ids=["logging unconfigured", "a level but no handler", "warnings only"],
+)
+def test_a_logger_sink_whose_logger_shows_nothing_says_so_once(configure):
+    """Python's logging unconfigured shows only warnings: LoggerSink() printed nothing at all."""
+    run = subprocess.run(
+        [sys.executable, "-c", LOGGER_SINK_PROGRAM.format(configure=configure)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("LoggerSink: logger 'events' shows no INFO records") == 1, run.stderr
+    assert "logging.basicConfig(level=logging.INFO)" in run.stderr
+
+
+def test_a_logger_sink_whose_logger_shows_its_events_warns_of_nothing():
+    configure = "logging.basicConfig(level=logging.INFO)"
+    run = subprocess.run(
+        [sys.executable, "-c", LOGGER_SINK_PROGRAM.format(configure=configure)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert '"event_name":"first"' in run.stderr and '"event_name":"second"' in run.stderr
+    assert "shows no" not in run.stderr
 
 
 def test_events_made_elsewhere_can_be_sent_and_are_validated():
