@@ -100,7 +100,8 @@ class Event:
 
     `event_time` is kept in UTC with millisecond precision, exactly as it is serialised. An attribute
     given as a datetime (`started_at`, say) is kept as the contract's text for it, so an event built
-    here is checked as the JSON it is sent as, as `Client.record` builds it.
+    here is checked as the JSON it is sent as, as `Client.record` builds it. The event keeps a copy
+    of `attributes`: changing the dict given afterwards changes no event made from it.
     """
 
     event_type: str
@@ -114,14 +115,16 @@ class Event:
         for name in ENVELOPE_FIELDS:
             if name in self.attributes:
                 raise InvalidEvent(name, "is an envelope field and cannot be an attribute")
-        if any(isinstance(value, datetime) for value in self.attributes.values()):
-            # A datetime in a typed field (a job's started_at) was refused as "not of type 'string'"
-            # by send(), while record_job() took it and the JSON would have written it as text.
-            attributes = {
-                name: format_time(to_utc_millis(value, name)) if isinstance(value, datetime) else value
-                for name, value in self.attributes.items()
-            }
-            object.__setattr__(self, "attributes", attributes)
+        # A copy of its own: a dict the caller fills again for the next event (a template) changed
+        # an event already sent, its Kafka key among them (read when the sink produces it), so a
+        # workflow's event went to another workflow's partition with its JSON unchanged.
+        # A datetime in a typed field (a job's started_at) was refused as "not of type 'string'"
+        # by send(), while record_job() took it and the JSON would have written it as text.
+        attributes = {
+            name: format_time(to_utc_millis(value, name)) if isinstance(value, datetime) else value
+            for name, value in self.attributes.items()
+        }
+        object.__setattr__(self, "attributes", attributes)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Event:

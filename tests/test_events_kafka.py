@@ -363,3 +363,24 @@ def test_a_forked_child_delivers_through_a_producer_of_its_own(kafka, prefix, fi
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the child's events were not delivered"
     assert client.close(60) and sink.stats.delivered == 1
+
+
+@pytest.mark.kafka
+def test_an_event_keeps_its_key_when_the_dict_it_was_made_from_is_filled_again(kafka, prefix):
+    """A template dict filled again for each workflow changed the events already sent: the key,
+    read when the sink produced them, was the last workflow's, while their JSON kept their own."""
+    sink = KafkaSink(kafka.bootstrap, topic_prefix=prefix)
+    client = Client(sink, background=False)  # nothing reaches the producer before flush()
+    template = {"user_id": "u-1", "kind": "HEARTBEAT"}
+    sent = []
+    for n in range(6):
+        template["workflow_id"] = f"w-{n}"
+        sent.append(client.send(Event("workflow", "created", template)))
+    assert client.close()
+
+    messages = consume(kafka.bootstrap, [prefix + "workflows"], expected=len(sent))
+
+    assert sink.stats.delivered == len(sent)
+    assert sorted((m.key().decode(), json.loads(m.value())["workflow_id"]) for m in messages) == [
+        (f"w-{n}", f"w-{n}") for n in range(6)
+    ]
