@@ -93,6 +93,7 @@ class Pipeline:
         self.given_up = False  # close() ran out of time: the consumer hands nothing more to the sink
         self.background = background
         self.accepted = self.dropped = self.emitted = self.failed = self.abandoned = 0
+        self.drop_reasons: set[str] = set()  # why events were dropped, each logged at its first drop
         self.in_sink = 0  # events of the batch the sink is taking now
         # The batch is touched only by the consumer: the thread, or the caller of pump() without one.
         self.batch: list[AnyEvent] = []
@@ -137,14 +138,18 @@ class Pipeline:
                     pass
             self.dropped += 1
             dropped, closed, broken = self.dropped, self.closed, self.broken
-        # Log the first drop and then every thousandth, so a full queue cannot flood the log.
-        if dropped == 1 or dropped % 1000 == 0:
-            if closed:
-                reason = "the client is closed"
-            elif broken:
-                reason = "the client's consumer thread failed (its error is in the log)"
-            else:
-                reason = f"the queue is full ({self.queue.maxsize} events)"
+        if closed:
+            reason = "the client is closed"
+        elif broken:
+            reason = "the client's consumer thread failed (its error is in the log)"
+        else:
+            reason = f"the queue is full ({self.queue.maxsize} events)"
+        # Log the first drop of each reason and then every thousandth, so a full queue cannot flood
+        # the log. Counted together, a record() after close() went unlogged once the queue had
+        # been full (a drop that is no thousandth), and returned None without a word.
+        first = reason not in self.drop_reasons
+        self.drop_reasons.add(reason)
+        if first or dropped % 1000 == 0:
             log.warning("dropped an event because %s; %d dropped so far", reason, dropped)
         return False
 
@@ -353,6 +358,7 @@ class Pipeline:
         self.queue = queue.Queue(maxsize=self.queue.maxsize)
         self.batch, self.batch_bytes, self.taken = [], 0, collections.deque()
         self.accepted = self.dropped = self.emitted = self.failed = self.abandoned = self.in_sink = 0
+        self.drop_reasons = set()
         self.broken = False
         after_fork = getattr(self.sink, "after_fork", None)
         if after_fork is not None:

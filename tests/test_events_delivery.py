@@ -117,6 +117,24 @@ def test_events_recorded_after_close_are_dropped_and_counted():
     assert sink.events == []
 
 
+def test_the_first_drop_of_each_reason_is_logged_a_full_queue_then_a_closed_client(caplog):
+    """A record() after close() went unlogged once the queue had been full: the drops of both were
+    counted together and only the first and every thousandth were logged."""
+    client, _ = sync_client(queue_size=1)
+    for n in range(3):
+        client.record("behavioral", "click", n=n)
+    client.close()
+
+    assert client.record("behavioral", "late") is None
+    assert client.record("behavioral", "later") is None
+
+    dropped = [record.getMessage() for record in caplog.records if record.getMessage().startswith("dropped")]
+    assert dropped == [
+        "dropped an event because the queue is full (1 events); 1 dropped so far",
+        "dropped an event because the client is closed; 3 dropped so far",
+    ]
+
+
 # -- closing -------------------------------------------------------------------------------------
 
 
