@@ -164,10 +164,20 @@ def test_a_corrupted_day_fails_reconciliation_and_its_backfill_repairs_it_exactl
     assert f"analytics backfill --day {day}`" in daily.description
     off = daily.metadata["off"].value
     assert all(f"| {user} | {workflow} | {day} |" in off for user, workflow in workflows_of_the_day)
+    # And by how much: the day counted twice holds each of its workflows' jobs twice.
+    doubled = [(key, jobs) for key, jobs in loaded.expected.daily_jobs.items() if key[2] == day and jobs]
+    assert doubled
+    for (user, workflow, _), jobs in doubled:
+        assert f"| {user} | {workflow} | {day} | " in off
+        assert f"jobs {2 * jobs} in workflow_daily, {jobs} in raw history (+{jobs})" in off
+    assert " The first: " in daily.description and " in raw history (+" in daily.description
     totals = found["workflow_totals:workflow_totals_match_raw_history"].description
     assert all(f"{user}/{workflow}" in totals for user, workflow in workflows_of_the_day)
+    (user, workflow, _), jobs = doubled[0]
+    assert f"{user}/{workflow} (" in totals and f"jobs {2 * jobs} in workflow_totals, {jobs} in raw history" in totals
     logs = found["job_log_totals:job_log_totals_match_raw_history"].description
-    assert f"{job['user_id']}/{job['workflow_id']}/{job['job_id']}" in logs
+    assert f"{job['user_id']}/{job['workflow_id']}/{job['job_id']} (entries " in logs
+    assert "in job_log_totals" in logs and "in raw history (+7)" in logs
 
     backfill = defs.resolve_job_def("daily_reconciliation_job")
     repaired = backfill.execute_in_process(instance=instance, partition_key=day.isoformat())

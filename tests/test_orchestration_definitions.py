@@ -408,3 +408,20 @@ def test_a_failing_checks_advice_names_only_partitions_that_exist():
     outside = describe(keys, found[1:], first, today)
     assert "materialise" not in outside and "no partition of daily_reconciliation holds them" in outside
     assert "materialise those partitions" in describe(keys, found[:1], first, today)
+
+
+def test_a_failing_reconciliation_row_says_by_how_much_each_counter_is_off():
+    from orchestration.reconciliation.failing_rows import off_by
+
+    daily = {"user_id": "u", "day": "2026-12-01", "stored_kind": "BATCH", "rebuilt_kind": "BATCH"}
+    daily |= {"stored_jobs": 12, "rebuilt_jobs": 6, "stored_joblogs": 3, "rebuilt_joblogs": 5}
+    daily |= {"stored_jobs_failed": 1, "rebuilt_jobs_failed": 1}
+    said = off_by("workflow_daily_matches_raw_history", daily)
+    jobs = "jobs 12 in workflow_daily, 6 in raw history (+6)"
+    joblogs = "joblogs 3 in workflow_daily, 5 in raw history (-2)"
+    assert said == f"{jobs}; {joblogs}"
+    sums = {"totals_jobs": 4, "days_jobs": 2, "totals_joblogs": 0, "days_joblogs": 0}
+    said = off_by("workflow_totals_add_up_to_daily", sums)
+    assert said == "jobs 4 in workflow_totals, 2 in sum of workflow_daily (+2)"
+    logs = {"counted_lines": 1, "stored_lines": 1, "counted_entries": 0, "stored_entries": 7}
+    assert off_by("job_log_totals_match_raw_history", logs) == "entries 0 in job_log_totals, 7 in raw history (-7)"

@@ -18,7 +18,10 @@ with
         from {{ ref('workflow_daily') }}
         group by user_id, workflow_id
     )
-select user_id, workflow_id
+select
+    user_id,
+    workflow_id,
+    {{ measures_side_by_side('totals', 'days') }}
 from totals
 full outer join days using (user_id, workflow_id)
 where
