@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from core.clickhouse.http import HttpClient, NoAnswer, ServerError
 from core.days import FIRST_DAY, LAST_DAY, RANGE_TEXT
 from core.settings.schema import SchemaSettings
 from operations.dbt import run_dbt
@@ -25,6 +26,33 @@ SUMMARY = re.compile(r"rebuild summary: (\{.*\})")
 
 class BackfillFailed(RuntimeError):
     """dbt could not rebuild the days; the message carries the end of its output."""
+
+
+class ClickHouseUnreachable(BackfillFailed):
+    """ClickHouse gave no answer, before the rebuild or during it: running it again completes it."""
+
+
+def no_answer(settings: SchemaSettings) -> str | None:
+    """Why ClickHouse gives no answer now (refused, timed out...), or None when it answers."""
+    connection = settings.clickhouse_connection
+    client = HttpClient(connection.url, connection.user, connection.password, connection.secure)
+    try:
+        client.post({}, b"SELECT 1")
+    except NoAnswer as error:
+        return str(error)
+    except ServerError:
+        return None  # it answers; the rebuild's own error says what went wrong
+    finally:
+        client.close()
+    return None
+
+
+def unreachable(settings: SchemaSettings, cause: str) -> ClickHouseUnreachable:
+    return ClickHouseUnreachable(
+        f"cannot reach ClickHouse at {settings.clickhouse_connection.url}: {cause}. The days were not "
+        "rebuilt, or only some of their tables (each table's corrections are one insert): a rebuild run "
+        "again once ClickHouse answers completes them"
+    )
 
 
 @dataclass(frozen=True)
@@ -78,12 +106,23 @@ def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: floa
     try:
         with rebuild_lock(settings, wait_s) as comment:  # one at a time: two would each insert the same corrections
             result = run_dbt(settings, "run-operation", *arguments, capture=True, log_comment=comment)
+            if result.returncode != 0 and (cause := no_answer(settings)) is not None:
+                # No drop now: the next rebuild drops the staging tables a rebuild left (rebuild_days).
+                raise unreachable(settings, cause)
             if result.returncode != 0:
                 # A failed rebuild may leave its staging tables behind; nothing reuses them, so they go.
                 drop = json.dumps({"staging_suffix": suffix})
                 run_dbt(settings, "run-operation", "drop_rebuild_staging", "--args", drop, capture=True)
     except RebuildBusy as busy:
         raise BackfillFailed(str(busy)) from None
+    except BackfillFailed:
+        raise
+    except Exception as error:
+        # The lock's own statements: a ClickHouse out of reach fails there first, in clickhouse-connect's words.
+        cause = no_answer(settings)
+        if cause is None:
+            raise
+        raise unreachable(settings, cause) from error
     if result.returncode != 0:
         raise BackfillFailed(
             f"dbt run-operation rebuild_days failed (exit {result.returncode}):\n{result.stdout[-3000:]}"

@@ -425,3 +425,29 @@ def test_a_failing_reconciliation_row_says_by_how_much_each_counter_is_off():
     assert said == "jobs 4 in workflow_totals, 2 in sum of workflow_daily (+2)"
     logs = {"counted_lines": 1, "stored_lines": 1, "counted_entries": 0, "stored_entries": 7}
     assert off_by("job_log_totals_match_raw_history", logs) == "entries 0 in job_log_totals, 7 in raw history (-7)"
+
+
+def test_a_reconciliation_run_with_clickhouse_out_of_reach_names_it_and_is_tried_again(refused_port, tmp_path):
+    """It failed at once with clickhouse-connect's "Max retries exceeded with url" and was not tried again."""
+    import datetime as dt
+
+    from operations.backfill import ClickHouseUnreachable, rebuild_days
+    from orchestration.reconciliation.assets import UNREACHABLE_RETRIES, build_daily_reconciliation
+    from orchestration.reconciliation.partitions import daily_partitions
+
+    settings = Settings(clickhouse_http_port=refused_port, data_dir=tmp_path)
+    named = f"cannot reach ClickHouse at http://127.0.0.1:{refused_port}: "
+    with pytest.raises(ClickHouseUnreachable, match=named + ".*Connection refused.*run again"):
+        rebuild_days(settings, [dt.date(2026, 11, 20)])
+
+    asset = build_daily_reconciliation(daily_partitions(settings), unreachable_first_wait_s=0)
+    with dg.instance_for_test() as instance:
+        resources = {"settings": settings}
+        result = dg.materialize(
+            [asset], partition_key="2026-11-20", resources=resources, instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    retries = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retries) == UNREACHABLE_RETRIES
+    [failure] = result.get_step_failure_events()
+    assert named in failure.step_failure_data.error.cause.message
