@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 
 from core.clickhouse.http import HttpClient, NoAnswer, ServerError
 from core.settings.schema import SchemaSettings
-
-# urllib3's words around the cause: "HTTPConnection(host='h', port=1): Failed to establish a new
-# connection: [Errno 111] Connection refused".
-_URLLIB3_WORDS = re.compile(r"^HTTPS?Connection\(.*?\): (Failed to establish a new connection: )?")
 
 
 def answering(settings: SchemaSettings) -> SchemaSettings:
@@ -24,7 +18,7 @@ def answering(settings: SchemaSettings) -> SchemaSettings:
     try:
         client.post({}, b"SELECT 1")
     except NoAnswer as error:
-        cause = _URLLIB3_WORDS.sub("", str(error))
+        cause = error.cause
         raise click.ClickException(
             f"cannot reach ClickHouse at {connection.url}: {cause} (start it with `analytics up` or"
             " `analytics clickhouse`, or give --clickhouse-url / ANALYTICS_CLICKHOUSE_URL)"

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.clickhouse.http import HttpClient, NoAnswer, ServerError
+from core.clickhouse.connect import no_answer
 from core.days import FIRST_DAY, LAST_DAY, RANGE_TEXT
 from core.settings.schema import SchemaSettings
 from operations.dbt import run_dbt
@@ -30,21 +30,6 @@ class BackfillFailed(RuntimeError):
 
 class ClickHouseUnreachable(BackfillFailed):
     """ClickHouse gave no answer, before the rebuild or during it: running it again completes it."""
-
-
-def no_answer(settings: SchemaSettings) -> str | None:
-    """Why ClickHouse gives no answer now (refused, timed out...), or None when it answers."""
-    connection = settings.clickhouse_connection
-    client = HttpClient(connection.url, connection.user, connection.password, connection.secure)
-    try:
-        client.post({}, b"SELECT 1")
-    except NoAnswer as error:
-        return str(error)
-    except ServerError:
-        return None  # it answers; the rebuild's own error says what went wrong
-    finally:
-        client.close()
-    return None
 
 
 def unreachable(settings: SchemaSettings, cause: str) -> ClickHouseUnreachable:
@@ -106,7 +91,7 @@ def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: floa
     try:
         with rebuild_lock(settings, wait_s) as comment:  # one at a time: two would each insert the same corrections
             result = run_dbt(settings, "run-operation", *arguments, capture=True, log_comment=comment)
-            if result.returncode != 0 and (cause := no_answer(settings)) is not None:
+            if result.returncode != 0 and (cause := no_answer(settings.clickhouse_connection)) is not None:
                 # No drop now: the next rebuild drops the staging tables a rebuild left (rebuild_days).
                 raise unreachable(settings, cause)
             if result.returncode != 0:
@@ -119,7 +104,7 @@ def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: floa
         raise
     except Exception as error:
         # The lock's own statements: a ClickHouse out of reach fails there first, in clickhouse-connect's words.
-        cause = no_answer(settings)
+        cause = no_answer(settings.clickhouse_connection)
         if cause is None:
             raise
         raise unreachable(settings, cause) from error

@@ -1,13 +1,21 @@
 """The ClickHouse resource: clickhouse-connect over HTTP, the protocol the embedded server speaks."""
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
+
+import dagster as dg
 
 from core.clickhouse import connect
 from core.settings.clickhouse import ClickHouseSettings
 
 
 class ClickHouse:
-    """Queries against the configured ClickHouse; each call opens its own client (one per thread)."""
+    """Queries against the configured ClickHouse; each call opens its own client (one per thread).
+
+    A ClickHouse out of reach fails the step as a Failure naming it and why, where clickhouse-connect's
+    words were "Max retries exceeded with url: /?query_id=..." and a stack trace.
+    """
 
     def __init__(self, settings: ClickHouseSettings):
         self._connection = settings.clickhouse_connection
@@ -15,14 +23,25 @@ class ClickHouse:
     def client(self):
         return connect.client(self._connection)
 
+    @contextlib.contextmanager
+    def _session(self) -> Iterator:
+        try:
+            with connect.session(self._connection) as client:
+                yield client
+        except Exception:
+            cause = connect.no_answer(self._connection)
+            if cause is None:
+                raise
+            raise dg.Failure(description=f"cannot reach ClickHouse at {self._connection.url}: {cause}") from None
+
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The result as one dict per row."""
-        with connect.session(self._connection) as client:
+        with self._session() as client:
             result = client.query(sql, parameters=parameters)
             return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
     def command(
         self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
     ) -> None:
-        with connect.session(self._connection) as client:
+        with self._session() as client:
             client.command(sql, parameters=parameters, settings=settings)

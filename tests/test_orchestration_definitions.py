@@ -451,3 +451,26 @@ def test_a_reconciliation_run_with_clickhouse_out_of_reach_names_it_and_is_tried
     assert len(retries) == UNREACHABLE_RETRIES
     [failure] = result.get_step_failure_events()
     assert named in failure.step_failure_data.error.cause.message
+
+
+def test_health_checks_with_clickhouse_out_of_reach_fail_naming_it(refused_port, tmp_path):
+    """Each failed with clickhouse-connect's "Max retries exceeded with url: /?query_id=..." and a stack trace."""
+    from orchestration.health.checks import HEALTH_CHECKS
+    from orchestration.resources import ClickHouse
+
+    settings = Settings(clickhouse_http_port=refused_port, data_dir=tmp_path)
+    keys = [key for checks in HEALTH_CHECKS for key in checks.check_keys]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            HEALTH_CHECKS,
+            selection=dg.AssetSelection.checks(*keys),
+            resources={"settings": settings, "clickhouse": ClickHouse(settings)},
+            instance=instance,
+            raise_on_error=False,
+        )
+    failures = result.get_step_failure_events()
+    assert len(failures) == len(HEALTH_CHECKS)
+    for failure in failures:
+        error = failure.step_failure_data.error
+        said = f"cannot reach ClickHouse at http://127.0.0.1:{refused_port}: [Errno 111] Connection refused"
+        assert said in error.message and error.cause is None, (failure.step_key, error.message)

@@ -36,3 +36,20 @@ def session(connection: ClickHouseConnection, **options) -> Iterator:
         yield opened
     finally:
         opened.close()
+
+
+def no_answer(connection: ClickHouseConnection) -> str | None:
+    """Why ClickHouse gives no answer now (refused, timed out...), or None when it answers: after a
+    failure, whether ClickHouse was out of reach (clickhouse-connect and dbt each say it in their words)."""
+    from core.clickhouse.http import HttpClient, NoAnswer, ServerError
+
+    client = HttpClient(connection.url, connection.user, connection.password, connection.secure)
+    try:
+        client.post({}, b"SELECT 1")
+    except NoAnswer as error:
+        return error.cause
+    except ServerError:
+        return None  # it answers: the failure's own error says what went wrong
+    finally:
+        client.close()
+    return None

@@ -21,8 +21,18 @@ from core.ports import url_host
 _CODE_IN_BODY = re.compile(rb"Code: (\d+)\.")
 
 
+# urllib3's words around the cause: "HTTPConnection(host='h', port=1): Failed to establish a new
+# connection: [Errno 111] Connection refused".
+_URLLIB3_WORDS = re.compile(r"^HTTPS?Connection\(.*?\): (Failed to establish a new connection: )?")
+
+
 class NoAnswer(Exception):
     """ClickHouse gave no answer: the message says which (unreachable, dropped, timed out) and why."""
+
+    @property
+    def cause(self) -> str:
+        """Why, without urllib3's words around it: `[Errno 111] Connection refused`."""
+        return _URLLIB3_WORDS.sub("", str(self))
 
 
 class Unreachable(NoAnswer):
