@@ -474,3 +474,17 @@ def test_health_checks_with_clickhouse_out_of_reach_fail_naming_it(refused_port,
         error = failure.step_failure_data.error
         said = f"cannot reach ClickHouse at http://127.0.0.1:{refused_port}: [Errno 111] Connection refused"
         assert said in error.message and error.cause is None, (failure.step_key, error.message)
+
+
+def test_the_dbt_tests_of_a_health_run_with_clickhouse_out_of_reach_fail_naming_it(refused_port, tmp_path):
+    """dbt's step said "The dbt CLI process with command `...` failed", ClickHouse named only in dbt's output."""
+    from orchestration.definitions import build_definitions
+
+    settings = Settings(clickhouse_http_port=refused_port, data_dir=tmp_path)
+    health = build_definitions(settings).resolve_job_def("pipeline_health")
+    with dg.instance_for_test() as instance:
+        result = health.execute_in_process(instance=instance, raise_on_error=False)
+    [dbt_step] = [failure for failure in result.get_step_failure_events() if failure.step_key == "analytics_dbt"]
+    said = f"cannot reach ClickHouse at http://127.0.0.1:{refused_port}: [Errno 111] Connection refused"
+    assert said in dbt_step.step_failure_data.error.message
+    assert "Max retries exceeded" in dbt_step.step_failure_data.user_failure_data.metadata["dbt"].value

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
+from core.clickhouse.connect import no_answer
 from core.settings.dagster import DagsterSettings
 from operations.dbt import dbt_vars
 from orchestration.reconciliation.failing_rows import named
@@ -92,6 +93,15 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
                 # what a failing check found off
                 yield named(event, target_path, clickhouse, settings.backfill_start_date)
             succeeded = True
+        except Exception as error:
+            # dbt says it as a connection pool's "Max retries exceeded with url", inside its command line.
+            cause = no_answer(settings.clickhouse_connection)
+            if cause is None:
+                raise
+            url = settings.clickhouse_connection.url
+            raise dg.Failure(
+                description=f"cannot reach ClickHouse at {url}: {cause}", metadata={"dbt": str(error)[-3000:]}
+            ) from None
         finally:
             if succeeded:
                 # dbt's artefacts (a manifest per run among them) are in the run's events by now;
