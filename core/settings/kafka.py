@@ -43,7 +43,11 @@ class KafkaSettings(BaseModel):
         "inserted, one filling) and the insert's.",
     )
     kafka_flush_interval_ms: int = Field(
-        250, ge=1, le=3_600_000, description="Longest wait before a partial batch is inserted."
+        250,
+        ge=1,
+        le=3_600_000,
+        description="Longest wait before a partial batch is inserted (from when the consumer's insert before it "
+        "started; it waits for that one to be in).",
     )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]; unset means no Kafka."
