@@ -305,6 +305,18 @@ with Client(LoggerSink()) as client:
 """
 
 
+def logger_sink_program(configure: str) -> subprocess.CompletedProcess:
+    """LoggerSink in a program of its own, with logging set up by `configure` (its stderr is what shows)."""
+    run = subprocess.run(
+        [sys.executable, "-c", LOGGER_SINK_PROGRAM.format(configure=configure)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 @pytest.mark.parametrize(
     "configure",
     ["", "logging.getLogger('events').setLevel(logging.INFO)", "logging.basicConfig()"],
@@ -312,28 +324,15 @@ with Client(LoggerSink()) as client:
 )
 def test_a_logger_sink_whose_logger_shows_nothing_says_so_once(configure):
     """Python's logging unconfigured shows only warnings: LoggerSink() printed nothing at all."""
-    run = subprocess.run(
-        [sys.executable, "-c", LOGGER_SINK_PROGRAM.format(configure=configure)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    run = logger_sink_program(configure)
 
-    assert run.returncode == 0, run.stderr
     assert run.stderr.count("LoggerSink: logger 'events' shows no INFO records") == 1, run.stderr
     assert "logging.basicConfig(level=logging.INFO)" in run.stderr
 
 
 def test_a_logger_sink_whose_logger_shows_its_events_warns_of_nothing():
-    configure = "logging.basicConfig(level=logging.INFO)"
-    run = subprocess.run(
-        [sys.executable, "-c", LOGGER_SINK_PROGRAM.format(configure=configure)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    run = logger_sink_program("logging.basicConfig(level=logging.INFO)")
 
-    assert run.returncode == 0, run.stderr
     assert '"event_name":"first"' in run.stderr and '"event_name":"second"' in run.stderr
     assert "shows no" not in run.stderr
 
