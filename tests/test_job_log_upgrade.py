@@ -19,6 +19,7 @@ from tests.intake import execute, query
 
 pytestmark = pytest.mark.long_file(24)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
+ALL_OF_THEM = 1 << 20  # a byte budget every line of these jobs fits in
 EARLIER = """CREATE TABLE analytics.job_log_lines (
     event_id String, event_time DateTime64(3, 'UTC'), user_id String, workflow_id String, job_id String,
     count UInt64, stream LowCardinality(String), sequence Nullable(UInt64), message String,
@@ -80,7 +81,7 @@ def test_an_earlier_job_log_lines_stops_the_migration_then_is_upgraded_by_the_re
     try:
         logs = LogQueries(Queries(backend))
         job = JobRef("u", "w", "j")
-        page = logs.page(job, LogFilter(), False, None, 10, 10)
+        page, _ = logs.sized_page(job, LogFilter(), False, None, 10, ALL_OF_THEM, 10)
         assert [(row.sequence, row.message, row.stream) for row in page] == [
             (1, "first", "stderr"),
             (2, "second", "stdout"),
@@ -88,7 +89,8 @@ def test_an_earlier_job_log_lines_stops_the_migration_then_is_upgraded_by_the_re
         state = logs.log_state(job, 10)
         assert (state.counted_lines, state.stored_lines, state.lines_expired) == (2, 2, False)
         # a line with a sequence but no text was a line; a count-only event was not
-        assert [row.sequence for row in logs.page(JobRef("u", "w", "k"), LogFilter(), False, None, 10, 10)] == [0]
+        other, _ = logs.sized_page(JobRef("u", "w", "k"), LogFilter(), False, None, 10, ALL_OF_THEM, 10)
+        assert [row.sequence for row in other] == [0]
     finally:
         backend.close()
     [totals] = query(server, "SELECT sum(entries) AS entries FROM analytics.job_log_totals")
