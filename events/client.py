@@ -114,6 +114,11 @@ class Client:
 
     def send(self, event: AnyEvent) -> AnyEvent | None:
         """Validate and queue an event built elsewhere; returns it, or None if it was dropped."""
+        if not isinstance(event, AnyEvent):
+            raise TypeError(
+                f"send() takes an Event or an AnalyticsCompatEvent, not {type(event).__name__}; "
+                "an event in its JSON form (a dict) is sent with record_raw()"
+            )
         _check_serializable(event)
         validate_message(event.to_dict())
         return event if self._pipeline.put(event) else None

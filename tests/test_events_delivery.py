@@ -345,5 +345,8 @@ def test_events_made_elsewhere_can_be_sent_and_are_validated():
     assert client.send(good) is good
     with pytest.raises(InvalidEvent, match="Data.kind"):
         client.send(bad)
+    # An event's JSON form is no event: told where it goes, not an AttributeError from inside
+    with pytest.raises(TypeError, match=r"not dict; an event in its JSON form \(a dict\) is sent with record_raw"):
+        client.send(good.to_dict())
     client.flush()
     assert sink.events == [good]
