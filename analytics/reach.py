@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from core.clickhouse.http import HttpClient, NoAnswer, ServerError
+from core.clickhouse.connect import probe
+from core.clickhouse.http import NoAnswer, ServerError
 from core.settings.schema import SchemaSettings
 
 
@@ -14,19 +15,14 @@ def answering(settings: SchemaSettings) -> SchemaSettings:
     dbt would start (seconds of imports) and then print a connection pool's traceback in words.
     """
     connection = settings.clickhouse_connection
-    client = HttpClient(connection.url, connection.user, connection.password, connection.secure)
-    try:
-        client.post({}, b"SELECT 1")
-    except NoAnswer as error:
-        cause = error.cause
+    error = probe(connection)
+    if isinstance(error, NoAnswer):
         raise click.ClickException(
-            f"cannot reach ClickHouse at {connection.url}: {cause} (start it with `analytics up` or"
+            f"cannot reach ClickHouse at {connection.url}: {error.cause} (start it with `analytics up` or"
             " `analytics clickhouse`, or give --clickhouse-url / ANALYTICS_CLICKHOUSE_URL)"
-        ) from None
-    except ServerError as error:
-        raise click.ClickException(f"ClickHouse at {connection.url} refused: {error.text.strip()[:500]}") from None
-    finally:
-        client.close()
+        )
+    if isinstance(error, ServerError):
+        raise click.ClickException(f"ClickHouse at {connection.url} refused: {error.text.strip()[:500]}")
     return settings
 
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from core.clickhouse.connect import no_answer
+from core.clickhouse.connect import unreachable
 from core.days import FIRST_DAY, LAST_DAY, RANGE_TEXT
 from core.settings.schema import SchemaSettings
 from operations.dbt import run_dbt
@@ -32,11 +32,11 @@ class ClickHouseUnreachable(BackfillFailed):
     """ClickHouse gave no answer, before the rebuild or during it: running it again completes it."""
 
 
-def unreachable(settings: SchemaSettings, cause: str) -> ClickHouseUnreachable:
+def not_rebuilt(said: str) -> ClickHouseUnreachable:
+    """``said`` (core.clickhouse.connect.unreachable's words) and what it left of the rebuild."""
     return ClickHouseUnreachable(
-        f"cannot reach ClickHouse at {settings.clickhouse_connection.url}: {cause}. The days were not "
-        "rebuilt, or only some of their tables (each table's corrections are one insert): a rebuild run "
-        "again once ClickHouse answers completes them"
+        f"{said}. The days were not rebuilt, or only some of their tables (each table's corrections are "
+        "one insert): a rebuild run again once ClickHouse answers completes them"
     )
 
 
@@ -91,9 +91,9 @@ def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: floa
     try:
         with rebuild_lock(settings, wait_s) as comment:  # one at a time: two would each insert the same corrections
             result = run_dbt(settings, "run-operation", *arguments, capture=True, log_comment=comment)
-            if result.returncode != 0 and (cause := no_answer(settings.clickhouse_connection)) is not None:
+            if result.returncode != 0 and (said := unreachable(settings.clickhouse_connection)) is not None:
                 # No drop now: the next rebuild drops the staging tables a rebuild left (rebuild_days).
-                raise unreachable(settings, cause)
+                raise not_rebuilt(said)
             if result.returncode != 0:
                 # A failed rebuild may leave its staging tables behind; nothing reuses them, so they go.
                 drop = json.dumps({"staging_suffix": suffix})
@@ -104,10 +104,10 @@ def rebuild_days(settings: SchemaSettings, days: Iterable[dt.date], wait_s: floa
         raise
     except Exception as error:
         # The lock's own statements: a ClickHouse out of reach fails there first, in clickhouse-connect's words.
-        cause = no_answer(settings.clickhouse_connection)
-        if cause is None:
+        said = unreachable(settings.clickhouse_connection)
+        if said is None:
             raise
-        raise unreachable(settings, cause) from error
+        raise not_rebuilt(said) from error
     if result.returncode != 0:
         raise BackfillFailed(
             f"dbt run-operation rebuild_days failed (exit {result.returncode}):\n{result.stdout[-3000:]}"

@@ -29,10 +29,10 @@ class ClickHouse:
             with connect.session(self._connection) as client:
                 yield client
         except Exception:
-            cause = connect.no_answer(self._connection)
-            if cause is None:
+            said = connect.unreachable(self._connection)
+            if said is None:
                 raise
-            raise dg.Failure(description=f"cannot reach ClickHouse at {self._connection.url}: {cause}") from None
+            raise dg.Failure(description=said) from None
 
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The result as one dict per row."""

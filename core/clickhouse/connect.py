@@ -38,18 +38,26 @@ def session(connection: ClickHouseConnection, **options) -> Iterator:
         opened.close()
 
 
-def no_answer(connection: ClickHouseConnection) -> str | None:
-    """Why ClickHouse gives no answer now (refused, timed out...), or None when it answers: after a
-    failure, whether ClickHouse was out of reach (clickhouse-connect and dbt each say it in their words)."""
+def probe(connection: ClickHouseConnection) -> Exception | None:
+    """Ask ClickHouse `SELECT 1`: None when it answers, else what went wrong (a NoAnswer when it is
+    out of reach: refused, timed out...; a ServerError when it refused the query)."""
     from core.clickhouse.http import HttpClient, NoAnswer, ServerError
 
     client = HttpClient(connection.url, connection.user, connection.password, connection.secure)
     try:
         client.post({}, b"SELECT 1")
-    except NoAnswer as error:
-        return error.cause
-    except ServerError:
-        return None  # it answers: the failure's own error says what went wrong
+    except (NoAnswer, ServerError) as error:
+        return error
     finally:
         client.close()
     return None
+
+
+def unreachable(connection: ClickHouseConnection) -> str | None:
+    """`cannot reach ClickHouse at URL: why` when it gives no answer now, or None when it answers:
+    after a failure, whether ClickHouse was out of reach (clickhouse-connect and dbt each say it in
+    their words)."""
+    from core.clickhouse.http import NoAnswer
+
+    error = probe(connection)
+    return f"cannot reach ClickHouse at {connection.url}: {error.cause}" if isinstance(error, NoAnswer) else None

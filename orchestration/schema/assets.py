@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from core.clickhouse.connect import no_answer
+from core.clickhouse.connect import unreachable
 from core.settings.dagster import DagsterSettings
 from operations.dbt import dbt_vars
 from orchestration.reconciliation.failing_rows import named
@@ -95,13 +95,10 @@ def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
             succeeded = True
         except Exception as error:
             # dbt says it as a connection pool's "Max retries exceeded with url", inside its command line.
-            cause = no_answer(settings.clickhouse_connection)
-            if cause is None:
+            said = unreachable(settings.clickhouse_connection)
+            if said is None:
                 raise
-            url = settings.clickhouse_connection.url
-            raise dg.Failure(
-                description=f"cannot reach ClickHouse at {url}: {cause}", metadata={"dbt": str(error)[-3000:]}
-            ) from None
+            raise dg.Failure(description=said, metadata={"dbt": str(error)[-3000:]}) from None
         finally:
             if succeeded:
                 # dbt's artefacts (a manifest per run among them) are in the run's events by now;
