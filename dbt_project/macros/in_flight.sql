@@ -9,7 +9,8 @@
   or within the last `reconcile_settle_seconds`, for chains that run outside any query: the Kafka
   engine's background inserts in server mode. analytics_events has no ingest time of its own: its
   received_at is the arrival time over HTTP but Kafka's timestamp from Kafka, so its rows count by
-  either that (up to now: a producer's clock may run ahead) or the time their part was written.
+  either that (up to five minutes past now: a producer's clock may run hours ahead) or the time
+  their part was written.
 -#}
 
 {#- A system table of this server, or of every replica with var cluster. -#}
