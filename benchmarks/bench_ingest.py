@@ -30,7 +30,9 @@ inserts, each sender waiting for its answer; and not waiting, timed until every 
 against the same events in large batches; the SDK's way (20 ClickHouseSinks, emits of 10
 events, with and without the asynchronous inserts it asks for by default: rate and server CPU
 per event); and freshness: events produced at half the measured Kafka rate, with probes timed
-from produce to visible in SQL (raw history and the aggregates are written by the same insert).
+from produce to visible in SQL (raw history and the aggregates are written by the same insert),
+with what the steady load cost: the bridge's inserts a second, messages an insert, the server's
+CPU a message and the merges' time (a backlog's large inserts pay the per-insert costs rarely).
 Every event goes to Kafka as the SDK's KafkaSink sends it (events.kafka.PRODUCER_SETTINGS).
 Memory: resident and peak of the embedded ClickHouse and of the bridge. CPU: seconds each process
 used per phase, and events per CPU-second (on a shared machine the steadier figure: what two idle
@@ -45,12 +47,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bench_http_front import machine
@@ -59,7 +59,9 @@ from benchmarks.ingest_support import (
     ROOT,
     CpuUse,
     Lag,
+    RunningBridge,
     a_tenth,
+    all_visible,
     bridge_inserts,
     cpu_seconds,
     generate,
@@ -92,16 +94,6 @@ WATCH_INTERVAL_S = 0.05  # between the freshness probes' reads
 
 def rate(events: int, seconds: float, **extra) -> dict:
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds, **extra}
-
-
-def all_visible(url: str, prefix: str, messages: dict[str, list[bytes]]) -> bool:
-    """Whether every event of the data set is in raw history (each event id is unique there)."""
-    tables = {"workflows": "workflow_events", "jobs": "job_events", "job_logs": "job_log_events"}
-    sql = " UNION ALL ".join(
-        f"SELECT count() = {len(messages[topic])} FROM analytics.{table} WHERE startsWith(event_id, '{prefix}-')"
-        for topic, table in tables.items()
-    )
-    return HTTP.request("POST", url + "/", body=sql.encode()).data.split() == [b"1"] * 3
 
 
 def null_tables(url: str) -> None:
@@ -145,6 +137,7 @@ def freshness(settings, broker, server, bridge, prefix: str, per_second: float, 
         "producer_and_watcher": os.getpid(),
     }
     used = CpuUse(processes)
+    inserts_before, merged = bridge_inserts(bridge.metrics_port), merge_seconds(server.url)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.perf_counter()
@@ -177,6 +170,9 @@ def freshness(settings, broker, server, bridge, prefix: str, per_second: float, 
         time.sleep(0.002)
     achieved = produced / (time.perf_counter() - started)
     cpu = used.since()
+    inserts_after = bridge_inserts(bridge.metrics_port)
+    inserts, inserted = (after - before for after, before in zip(inserts_after, inserts_before, strict=True))
+    merging = merge_seconds(server.url) - merged
     out.flush(60)
     stop_at = time.perf_counter()
     done.set()
@@ -193,20 +189,13 @@ def freshness(settings, broker, server, bridge, prefix: str, per_second: float, 
         "max_ms": delays[-1] * 1e3,
         "flush_interval_ms": settings.kafka_flush_interval_ms,
         **cpu,
+        # What a steady load costs: every insert pays the views' planning and writes a part into each
+        # table it reaches, which the merges then rewrite; a backlog's large inserts pay that rarely.
+        "bridge_inserts_per_s": inserts / seconds,
+        "messages_per_bridge_insert": inserted / max(inserts, 1),
+        "server_cpu_us_per_message": cpu["server_cpu_s"] * 1e6 / max(inserted, 1),
+        "merging_s": merging,
     }
-
-
-@dataclass
-class RunningBridge:
-    """An `analytics ingest` process and the topic prefix it consumes."""
-
-    process: subprocess.Popen
-    prefix: str
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(60)
 
 
 def kafka_backlog(server, broker, settings, work: Path, consumers: int, args, parse_rate: float):
@@ -224,7 +213,7 @@ def kafka_backlog(server, broker, settings, work: Path, consumers: int, args, pa
     process = ingest_process(
         settings, prefix, group_prefix, log, *args.bridge_arg, metrics_port=metrics_port, consumers=consumers
     )
-    bridge = RunningBridge(process, prefix)
+    bridge = RunningBridge(process, prefix, metrics_port)
     backlog_lag = Lag(broker.bootstrap, group_prefix, prefix, BENCH_TOPICS)
     try:
         while (remaining := backlog_lag.remaining()) >= events:

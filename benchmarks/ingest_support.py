@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -314,3 +315,27 @@ def bridge_inserts(metrics_port: int) -> tuple[float, float]:
         elif line.startswith("analytics_bridge_inserted_total"):
             messages += float(line.rsplit(" ", 1)[1])
     return inserts, messages
+
+
+def all_visible(url: str, prefix: str, messages: dict[str, list[bytes]]) -> bool:
+    """Whether every event of the data set is in raw history (each event id is unique there)."""
+    tables = {"workflows": "workflow_events", "jobs": "job_events", "job_logs": "job_log_events"}
+    sql = " UNION ALL ".join(
+        f"SELECT count() = {len(messages[topic])} FROM analytics.{table} WHERE startsWith(event_id, '{prefix}-')"
+        for topic, table in tables.items()
+    )
+    return HTTP.request("POST", url + "/", body=sql.encode()).data.split() == [b"1"] * 3
+
+
+@dataclass
+class RunningBridge:
+    """An `analytics ingest` process and the topic prefix it consumes."""
+
+    process: subprocess.Popen
+    prefix: str
+    metrics_port: int
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(60)
