@@ -241,6 +241,27 @@ def test_backfill_deletes_the_rows_of_a_day_the_raw_history_does_not_have(server
 
 
 @pytest.mark.usefixtures("built")  # the schema, whichever test runs first
+def test_backfill_deletes_a_workflow_the_raw_history_does_not_have_from_the_totals(server, settings):
+    # Counted in both aggregates (as the views count an event) with no raw history behind it: once
+    # its day is rebuilt, no user has it; its totals' rows summed to zero were still a workflow of
+    # user_totals (and of GetUserAnalytics' total_workflows).
+    user, day = f"ghost-{uuid.uuid4().hex[:8]}", "2026-02-03"
+    for table, keys in (("workflow_daily", f"'{user}', 'w-1', '{day}'"), ("workflow_totals", f"'{user}', 'w-1'")):
+        day_column = ", day" if table == "workflow_daily" else ""
+        execute(
+            server,
+            f"INSERT INTO analytics.{table} (user_id, workflow_id{day_column}, kind, workflow_events, jobs)"
+            f" VALUES ({keys}, ('{day}', 'BATCH'), 1, 2)",
+        )
+    rebuild_days(settings, [dt.date.fromisoformat(day)])
+    assert query(server, f"SELECT * FROM analytics.user_totals WHERE user_id = '{user}'") == []
+    assert (
+        int(query(server, f"SELECT count() AS n FROM analytics.workflow_totals WHERE user_id = '{user}'")[0]["n"]) == 0
+    )
+    rebuild_days(settings, [dt.date.fromisoformat(day)])  # and again: nothing left to do
+
+
+@pytest.mark.usefixtures("built")  # the schema, whichever test runs first
 def test_backfill_keeps_the_stored_joblogs_of_days_whose_raw_lines_expired(server, settings):
     old = datasets.generate(seed=23, users=2, days_ago=200, duplicate_rate=0)
     deliver(server, old.messages, batch_size=100_000)

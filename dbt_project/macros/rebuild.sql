@@ -18,7 +18,10 @@
      has rows on those days, stored or in the raw history, and whose counters are off.
   3. workflow_daily gets the same per (user, workflow, day) of those days, in one insert: a
      reader sees each day's counters before or after, never half rebuilt. Keys the raw history
-     no longer has (summed to zero by their delta rows) are deleted.
+     no longer has (summed to zero by their delta rows) are deleted, and so are the
+     workflow_totals rows of a workflow left with no raw history and no workflow_daily row at all
+     (summed to zero by step 2): user_totals and GetUserAnalytics count every workflow that
+     workflow_totals has.
   4. job_duration_daily's rows of those days are deleted and rebuilt from the raw history at
      once: a t-digest cannot be corrected by a delta. Between the two a reader finds no
      percentiles for those days (and a job that ends in that moment can count twice in them).
@@ -59,6 +62,7 @@
   {%- set changes = ref('workflow_changes') -%}
   {%- set replaced_keys = rebuild_staging_relation(changes, staging_suffix) -%}
   {%- set gone_keys = rebuild_staging_relation(daily, staging_suffix ~ 'gone') -%}
+  {%- set gone_workflows = rebuild_staging_relation(daily, staging_suffix ~ 'gonewf') -%}
   {%- set in_days = "day in ('" ~ days | join("', '") ~ "')" -%}
 
   {#- Staging tables a rebuild left when ClickHouse went away under it: callers hold the rebuild
@@ -69,7 +73,8 @@
     {{ log('dropping ' ~ name ~ ', left by a rebuild that did not finish', info=True) }}
     {% do run_query('drop table if exists ' ~ daily.schema ~ '.' ~ name ~ ' sync') %}
   {%- endfor %}
-  {%- for target, staging in [(daily, staged_daily), (changes, replaced_keys), (daily, gone_keys)] %}
+  {%- for target, staging in [(daily, staged_daily), (changes, replaced_keys), (daily, gone_keys),
+                            (daily, gone_workflows)] %}
     {% do run_query('drop table if exists ' ~ staging ~ ' sync') %}
     {% do run_query('create table ' ~ staging ~ ' as ' ~ target) %}
   {%- endfor %}
@@ -110,6 +115,17 @@
   {%- if run_query('select count() from ' ~ gone_keys).columns[0].values()[0] > 0 %}
     {% do run_query('delete from ' ~ daily ~ ' where ' ~ in_days
                     ~ ' and (user_id, workflow_id, day) in (select user_id, workflow_id, day from ' ~ gone_keys ~ ')') %}
+    {#- Of those, the workflows nothing is left of: no raw history on any day (stored log counts of
+        days whose lines may have expired included) and no other day's row. -#}
+    {%- set of_gone = '(user_id, workflow_id) in (select user_id, workflow_id from ' ~ gone_keys ~ ')' -%}
+    {% do run_query('insert into ' ~ gone_workflows ~ ' (user_id, workflow_id) select distinct user_id, workflow_id from '
+                    ~ gone_keys ~ ' where (user_id, workflow_id) not in (select user_id, workflow_id from ('
+                    ~ workflow_totals_rebuilt(of_gone) ~ ')) and (user_id, workflow_id) not in (select user_id,'
+                    ~ ' workflow_id from ' ~ daily ~ ' where ' ~ of_gone ~ ')') %}
+    {%- if run_query('select count() from ' ~ gone_workflows).columns[0].values()[0] > 0 %}
+      {% do run_query('delete from ' ~ totals ~ ' where (user_id, workflow_id) in (select user_id, workflow_id from '
+                      ~ gone_workflows ~ ')') %}
+    {%- endif %}
   {%- endif %}
 
   {% do run_query('insert into ' ~ replaced_keys ~ ' ' ~ changed_keys(durations) ~ ' where ' ~ in_days) %}
@@ -257,6 +273,7 @@
     is one earlier versions made). -#}
 {% macro drop_rebuild_staging(staging_suffix) %}
   {%- for target, suffix in [(ref('workflow_daily'), staging_suffix), (ref('workflow_daily'), staging_suffix ~ 'gone'),
+                             (ref('workflow_daily'), staging_suffix ~ 'gonewf'),
                              (ref('job_duration_daily'), staging_suffix), (ref('workflow_changes'), staging_suffix)] %}
     {% do run_query('drop table if exists ' ~ rebuild_staging_relation(target, suffix) ~ ' sync') %}
   {%- endfor %}
