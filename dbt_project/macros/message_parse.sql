@@ -136,6 +136,13 @@
     left({{ raw }}, 1) NOT IN ('{', 'n', ''), '{{ name }} is {{ "' || " ~ json_kind(raw) ~ " || '" }}, not an object',
 {%- endmacro %}
 
+{#- Whether a message that is not JSON has a first line that is: newline-delimited events packed
+    into one message, which a sender would otherwise read as a broken event. Only messages that are
+    not JSON get here (multiIf evaluates it for them alone). -#}
+{% macro first_line_is_json(message) -%}
+  (position({{ message }}, '\n') > 0 AND isValidJSON(substring({{ message }}, 1, position({{ message }}, '\n') - 1)))
+{%- endmacro %}
+
 {#-
   One typed landing row per message (`payload`) of `<topic>_messages`: its fields, its position, and `_error`
   when it cannot be read (not UTF-8, not JSON, not one object, a duplicate key, a field of the wrong
@@ -173,6 +180,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND {{ first_line_is_json('payload') }},
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
       {%- if topic != 'telemetry' %}

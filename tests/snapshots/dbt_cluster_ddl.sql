@@ -1234,6 +1234,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
@@ -1508,6 +1510,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
@@ -1629,6 +1633,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
@@ -2036,6 +2042,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         '') as _error,
@@ -2436,6 +2444,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',

@@ -175,6 +175,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
@@ -769,6 +771,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
@@ -942,6 +946,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
@@ -1332,6 +1338,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         '') as _error,
@@ -1828,6 +1836,8 @@ select
     multiIf(
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
+        not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
+            'the message is not one JSON value: its first line is a whole one and more follows (a message carries one event; events are not read line by line)',
         not is_json, 'the message is not valid JSON',
         json_type != 'Object', 'the message is a JSON ' || lower(json_type) || ', not an object',
         length(pairs) != length(arrayDistinct(pairs.1)), 'the message has a duplicate key',
