@@ -56,3 +56,35 @@ def test_several_events_in_one_message_are_named_as_such(analytics_db, kafka):
                 " (a message carries one event; events are not read line by line)"
             ), (topic, offset)
         assert letters[(topic, 3)] == "the message is not valid JSON", topic
+
+
+SCHEMA_REGISTRY_ERROR = (
+    "the message begins with byte 0 and is not JSON: Confluent Schema Registry's serializers frame a message so"
+    " (byte 0, a 4-byte schema id, then the data); a message must be the event's JSON alone"
+)
+
+
+def test_a_schema_registry_framed_event_is_named_as_such(analytics_db, kafka):
+    """A Java service with Confluent's KafkaJsonSchemaSerializer (or Avro's) writes byte 0 and a 4-byte
+    schema id before the event: the dead letter said 'not valid JSON', or 'not valid UTF-8' when a
+    byte of the id is past 127, and nothing pointed at the serializer."""
+    prefix = f"r{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = config_from(settings)
+    prepare_topics(config, create=True, partitions=1)
+    user = prefix + "u"
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for topic in TOPICS:
+        event = json.dumps(valid_event(topic, 1, user)).encode()
+        producer.produce(prefix + topic, b"\x00" + (7).to_bytes(4, "big") + event)  # offset 0
+        producer.produce(prefix + topic, b"\x00" + (200).to_bytes(4, "big") + event)  # offset 1: not UTF-8
+        producer.produce(prefix + topic, b"\x00")  # offset 2: a NUL byte, no header
+    assert producer.flush(30) == 0
+
+    consume_with_a_bridge(kafka, settings, config)
+
+    letters = dead_letters(analytics_db, prefix)
+    assert set(letters) == {(topic, offset) for topic in TOPICS for offset in range(3)}
+    for topic in TOPICS:
+        assert letters[(topic, 0)] == letters[(topic, 1)] == SCHEMA_REGISTRY_ERROR, topic
+        assert letters[(topic, 2)] == "the message is not valid JSON", topic

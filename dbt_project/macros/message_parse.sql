@@ -178,6 +178,9 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        {#- JSON never begins with byte 0, so this costs a comparison of one byte a message. #}
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND {{ first_line_is_json('payload') }},

@@ -173,6 +173,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -769,6 +771,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -944,6 +948,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -1336,6 +1342,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -1834,6 +1842,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),

@@ -169,6 +169,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -761,6 +763,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -932,6 +936,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -1320,6 +1326,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
@@ -1814,6 +1822,8 @@ select
     _offset,
     _timestamp_ms,
     multiIf(
+        length(payload) >= 5 AND startsWith(payload, char(0)),
+            'the message begins with byte 0 and is not JSON: Confluent Schema Registry''s serializers frame a message so (byte 0, a 4-byte schema id, then the data); a message must be the event''s JSON alone',
         not is_utf8, 'the message is not valid UTF-8',
         payload = '', 'the message is empty',
         not is_json AND (position(payload, '\n') > 0 AND isValidJSON(substring(payload, 1, position(payload, '\n') - 1))),
