@@ -88,3 +88,43 @@ def test_a_schema_registry_framed_event_is_named_as_such(analytics_db, kafka):
     for topic in TOPICS:
         assert letters[(topic, 0)] == letters[(topic, 1)] == SCHEMA_REGISTRY_ERROR, topic
         assert letters[(topic, 2)] == "the message is not valid JSON", topic
+
+
+def test_a_compressed_batch_of_large_events_counts_every_event(analytics_db, kafka):
+    """A producer batches before it compresses, and the broker's limit (8 MiB) is on the batch as
+    sent: a Java producer's batch.size counts compressed bytes, so a batch of log events each under
+    the limit decompresses to more than librdkafka's default receive.message.max.bytes (100 MB).
+    Fourteen events of 7 MiB, one zstd batch of a few KB: the bridge dead-lettered all fourteen
+    without their bytes, which no replay can bring back."""
+    prefix = f"s{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = config_from(settings)
+    prepare_topics(config, create=True, partitions=1)
+    user = prefix + "u"
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "compression.type": "zstd",
+            "message.max.bytes": 200_000_000,  # librdkafka's producer bounds its batches uncompressed
+            "batch.size": 150_000_000,
+            "linger.ms": 60_000,  # one batch, sent by the flush
+        }
+    )
+    offsets: list[int] = []
+    for n in range(14):
+        event = {**valid_event("job_logs", n, user), "message": "x" * (7 << 20)}
+        producer.produce(
+            prefix + "job_logs", json.dumps(event).encode(), on_delivery=lambda e, m: offsets.append(m.offset())
+        )
+    assert producer.flush(60) == 0
+    assert sorted(offsets) == list(range(14))
+
+    consume_with_a_bridge(kafka, settings, config)
+
+    assert dead_letters(analytics_db, prefix) == {}
+    [row] = query(
+        analytics_db,
+        f"""SELECT count() AS n, min(length(message)) AS shortest
+            FROM analytics.job_log_events FINAL WHERE user_id = '{user}'""",
+    )
+    assert (int(row["n"]), int(row["shortest"])) == (14, 7 << 20)

@@ -22,6 +22,10 @@ class BridgeConfig:
     instance_name: str = ""  # static membership: "" is the host name
     max_block_size: int = 65536
     max_block_bytes: int = 64 * 1024 * 1024
+    # The most a record batch may decompress to (librdkafka's receive.message.max.bytes, 100 MB by
+    # default). The broker's limit is on a batch as sent: a producer that batches compressed bytes
+    # (Java's batch.size) sends events each under the limit in a batch that decompresses to more.
+    max_batch_bytes: int = 1 << 30
     flush_interval_ms: int = 500
     lag_interval_s: float = 5.0
     session_timeout_ms: int = 10_000

@@ -135,6 +135,7 @@ class TopicConsumer:
                 # 200 s measured), while producers wrote to it at once.
                 "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
                 "fetch.wait.max.ms": fetch_wait_ms(self.config.flush_interval_ms),
+                "receive.message.max.bytes": self.config.max_batch_bytes,
                 "logger": self.librdkafka_log,
                 "error_cb": self.fences.client_error,  # and librdkafka logs it
             }

@@ -2,11 +2,11 @@
 messages the consumer cannot decode.
 
 A message librdkafka cannot decode (a record batch it fails to decompress: a zstd message of
-100 MiB compressed into 3 KB is past `receive.message.max.bytes` once decompressed, so the broker
-takes it and no consumer can read it; or a corrupt batch) comes back as the same error at every
-fetch, for ever: its partition stalled with no dead letter. Each such offset is dead-lettered
-without its bytes (they stay on the broker until its retention), naming the error, and the
-consumer goes on after it.
+more than 1 GiB compressed into kilobytes is past `receive.message.max.bytes`, BridgeConfig's
+`max_batch_bytes`, once decompressed, so the broker takes it and no consumer can read it; or a
+corrupt batch) comes back as the same error at every fetch, for ever: its partition stalled with
+no dead letter. Each such offset is dead-lettered without its bytes (they stay on the broker until
+its retention), naming the error, and the consumer goes on after it.
 
 A record batch is fetched whole and its error is reported at the batch's first offset, so a batch
 of several messages comes back with the same error from the offset after that one: each offset of
@@ -63,8 +63,8 @@ def undecodable(batch: list[Message], passed: dict[int, int]) -> list[Undecodabl
         # before a seek).
         at = max(at, passed.get(partition, -1))
         reason = (
-            f"{UNDECODABLE_ERROR} ({error.str()}): larger than receive.message.max.bytes "
-            "once decompressed, or a corrupt record batch; its bytes stay on the broker until its retention"
+            f"{UNDECODABLE_ERROR} ({error.str()}): a record batch larger than receive.message.max.bytes "
+            "once decompressed, or a corrupt one; its bytes stay on the broker until its retention"
         )
         found.setdefault((partition, at), Undecodable(partition, at, reason))
     return list(found.values())
