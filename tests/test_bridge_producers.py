@@ -128,3 +128,90 @@ def test_a_compressed_batch_of_large_events_counts_every_event(analytics_db, kaf
             FROM analytics.job_log_events FINAL WHERE user_id = '{user}'""",
     )
     assert (int(row["n"]), int(row["shortest"])) == (14, 7 << 20)
+
+
+# event_time as other clients write it: Go's time.Time (RFC 3339 with nanoseconds, trailing zeros
+# dropped, no fraction on a whole second, the zone's offset) and Java's Instant (3, 6 or 9 digits).
+CLIENT_TIMES = {
+    "2026-11-20T10:00:00Z": "2026-11-20 10:00:00.000",
+    "2026-11-20T10:00:00.123456789Z": "2026-11-20 10:00:00.123",
+    "2026-11-20T11:00:00.5+01:00": "2026-11-20 10:00:00.500",
+    "2026-11-20T04:30:00.999999-05:30": "2026-11-20 10:00:00.999",
+    "2026-11-20T23:59:59.9999999Z": "2026-11-20 23:59:59.999",  # truncated, so the day stays
+}
+
+
+def test_what_other_clients_send_counts_once(analytics_db, kafka):
+    """Every codec, no key or any key, headers, a UTF-8 BOM, a trailing line break, pretty-printed
+    JSON, client time formats, an event of nearly 8 MiB, and a transaction aborted before one that
+    commits: each valid event counts once, nothing of the aborted transaction counts, and what the
+    contract refuses (Java's OffsetDateTime.toString() drops zero seconds; Go's zero time.Time for an
+    unset time) is a dead letter naming the field."""
+    prefix = f"o{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix, partitions=2)
+    config = config_from(settings)
+    prepare_topics(config, create=True, partitions=2)
+    user = prefix + "u"
+    workflows, expected = prefix + "workflows", {}
+
+    def event(name: str, when: str = "2026-11-20T10:00:00.000Z", **extra) -> bytes:
+        expected[name] = extra.pop("expect", "2026-11-20 10:00:00.000")
+        body = {**valid_event("workflows", 0, user), "event_id": name, "workflow_id": name, "event_time": when}
+        return json.dumps({**body, **extra}).encode()
+
+    base = {"bootstrap.servers": kafka.bootstrap, "message.max.bytes": 8 << 20}
+    for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+        producer = Producer({**base, "compression.type": codec, "linger.ms": 50, "partitioner": "murmur2_random"})
+        for n in range(6):
+            key = (None, b"", b"\x00\xff", f"k{n}".encode())[n % 4]
+            headers = [("content-type", b"application/json"), ("trace", None)] if n % 2 else None
+            producer.produce(workflows, event(f"{codec}-{n}"), key=key, headers=headers)
+        assert producer.flush(30) == 0
+    transactional = Producer({**base, "transactional.id": prefix + "tx"})
+    transactional.init_transactions(30)
+    transactional.begin_transaction()
+    for n in range(3):
+        transactional.produce(workflows, json.dumps({**valid_event("workflows", 0, user), "event_id": f"aborted-{n}"}))
+    transactional.flush(30)
+    transactional.abort_transaction(30)
+    transactional.begin_transaction()
+    for n in range(3):
+        transactional.produce(workflows, event(f"committed-{n}"))
+    transactional.commit_transaction(30)
+    producer = Producer(base)
+    producer.produce(workflows, b"\xef\xbb\xbf" + event("bom"))
+    producer.produce(workflows, event("crlf") + b"\r\n")
+    producer.produce(workflows, json.dumps(json.loads(event("pretty")), indent=2).encode())
+    for n, (when, stored) in enumerate(CLIENT_TIMES.items()):
+        producer.produce(workflows, event(f"time-{n}", when, expect=stored))
+    producer.produce(workflows, event("large", padding="x" * ((8 << 20) - 1000)))
+    refused = {
+        "java-no-seconds": event("java-no-seconds", "2026-11-20T10:00Z"),
+        "go-zero-time": json.dumps(
+            {**valid_event("jobs", 0, user), "completed_at": "0001-01-01T00:00:00Z", "status": "RUNNING"}
+            | {"event_name": "started", "started_at": "2026-11-20T10:00:00Z"}
+        ).encode(),
+    }
+    for name in refused:
+        expected.pop(name, None)
+    producer.produce(workflows, refused["java-no-seconds"])
+    producer.produce(prefix + "jobs", refused["go-zero-time"])
+    assert producer.flush(30) == 0
+
+    consume_with_a_bridge(kafka, settings, config)
+
+    rows = query(
+        analytics_db,
+        f"""SELECT event_id, count() AS n, any(toString(event_time)) AS event_time
+            FROM analytics.workflow_events FINAL WHERE user_id = '{user}' GROUP BY event_id""",
+    )
+    assert {row["event_id"]: (int(row["n"]), row["event_time"]) for row in rows} == {
+        name: (1, when) for name, when in expected.items()
+    }
+    [totals] = query(analytics_db, f"SELECT total_workflows FROM analytics.user_totals WHERE user_id = '{user}'")
+    assert int(totals["total_workflows"]) == len(expected)
+    letters = sorted(dead_letters(analytics_db, prefix).items())
+    assert [(topic, error.split(":")[0]) for (topic, _), error in letters] == [
+        ("jobs", "completed_at_is_iso8601"),
+        ("workflows", "event_time_is_iso8601"),
+    ]
