@@ -4,7 +4,9 @@ refuses is one dead letter whose error names what the producer did."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 import uuid
 
 import pytest
@@ -12,6 +14,7 @@ from confluent_kafka import Producer
 
 from core.names import TOPICS
 from embedded.bridge.config import config_from, prepare_topics
+from embedded.bridge.runner import Bridge
 from tests.intake import query
 from tests.malformed import valid_event
 from tests.test_bridge import consume_with_a_bridge, settings_for
@@ -215,3 +218,51 @@ def test_what_other_clients_send_counts_once(analytics_db, kafka):
         ("jobs", "completed_at_is_iso8601"),
         ("workflows", "event_time_is_iso8601"),
     ]
+
+
+def test_a_transaction_left_open_shows_as_lag(analytics_db, kafka):
+    """A producer that dies inside a transaction holds its partition for a read_committed consumer
+    until the broker aborts it (transaction.timeout.ms: a minute by default, up to 15). Its lag was
+    measured against the last stable offset, which stops at the open transaction: 0, while the
+    events behind it waited unread and uncounted."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix)
+    config = dataclasses.replace(config_from(settings), lag_interval_s=0.5)
+    prepare_topics(config, create=True, partitions=1)
+    user = prefix + "u"
+    transactional = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": prefix + "tx"})
+    transactional.init_transactions(30)
+    transactional.begin_transaction()
+    for n in range(3):
+        transactional.produce(prefix + "jobs", json.dumps(valid_event("jobs", n, user)).encode())
+    transactional.flush(30)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for n in range(3, 6):
+        producer.produce(prefix + "jobs", json.dumps(valid_event("jobs", n, user)).encode())
+    assert producer.flush(30) == 0
+
+    def measured() -> list[dict]:
+        return query(
+            analytics_db,
+            f"""SELECT high_watermark, lag FROM analytics.kafka_consumer_lag
+                WHERE topic = '{prefix}jobs' ORDER BY measured_at DESC LIMIT 1""",
+        )
+
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (rows := measured()) or int(rows[0]["lag"]) < 6:
+            assert time.monotonic() < deadline, f"the open transaction's partition shows as {rows}"
+            time.sleep(0.3)
+        assert int(rows[0]["high_watermark"]) == 6
+        transactional.commit_transaction(30)
+        deadline = time.monotonic() + 60
+        while int((rows := measured())[0]["lag"]) != 0:  # past the commit marker too
+            assert time.monotonic() < deadline and not bridge.failures, rows
+            time.sleep(0.3)
+    finally:
+        bridge.stop()
+    assert not bridge.failures
+    [row] = query(analytics_db, f"SELECT count() AS n FROM analytics.job_events FINAL WHERE user_id = '{user}'")
+    assert int(row["n"]) == 6

@@ -149,6 +149,7 @@ class TopicConsumer:
             self.group,
             self.name,
             self.lag_exported,
+            self.identity.admin,
         )
 
     # -- the loop ---------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Consumer lag: how far each partition's committed offset is behind its high watermark.
 
+The high watermark is read uncommitted, as Kafka's own tools read it: the bridge's read_committed
+consumer sees the last stable offset, which stops at the first transaction still open, so a
+producer that died inside a transaction held its partition (until the broker aborts it, after
+transaction.timeout.ms) with a lag of 0 while the messages behind it waited.
+
 Measured every few seconds by each consumer, exported as `analytics_bridge_consumer_lag` and
 written into `kafka_consumer_lag` (what Dagster's lag check and ad-hoc SQL read).
 """
@@ -12,7 +17,8 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from core.kafka_errors import kafka_error_code
 from core.names import KAFKA_CONSUMER_LAG
@@ -34,8 +40,10 @@ class LagReporter:
         group: str,
         name: str,
         exported: set[int],
+        admin: AdminClient | None = None,
     ):
         self.consumer = consumer
+        self.admin = admin  # reads high watermarks uncommitted (without it, the consumer's stand)
         self.writer = writer
         self.config = config
         self.topic = topic
@@ -68,6 +76,7 @@ class LagReporter:
             committed = {tp.partition: tp.offset for tp in self.consumer.committed(assignment, timeout=10)}
         rows = []
         measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        ends = self._high_watermarks(assignment)
         for tp in assignment:
             try:
                 low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
@@ -77,6 +86,7 @@ class LagReporter:
                 if kafka_error_code(error) == KafkaError._UNKNOWN_PARTITION:
                     continue
                 raise
+            high = max(high, ends.get(tp.partition, high))
             done = committed.get(tp.partition, -1)  # negative: nothing committed yet
             lag = high - (done if done >= 0 else low)
             LAG.labels(self.topic, str(tp.partition)).set(lag)
@@ -98,6 +108,22 @@ class LagReporter:
         }
         self.writer.post(params, "\n".join(json.dumps(row) for row in rows).encode())
         return rows
+
+    def _high_watermarks(self, assignment: list[TopicPartition]) -> dict[int, int]:
+        """Each partition's high watermark read uncommitted (open transactions included), by partition;
+        a partition the broker did not answer for is left out (the consumer's figure stands)."""
+        if self.admin is None:
+            return {}
+        futures = self.admin.list_offsets(
+            {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest() for tp in assignment},
+            isolation_level=IsolationLevel.READ_UNCOMMITTED,
+            request_timeout=10,
+        )
+        ends = {}
+        for tp, future in futures.items():
+            with contextlib.suppress(KafkaException):
+                ends[tp.partition] = future.result().offset
+        return ends
 
     def keep_exporting(self, assigned: set[int]) -> None:
         """Stop exporting the lag of partitions this consumer no longer holds (another member of the
