@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import resource
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -282,3 +287,38 @@ def test_the_demo_command_fails_when_events_are_left_behind_at_close(silent_port
 def test_an_unknown_demo_sink_is_refused():
     with pytest.raises(ValueError, match="clickhouse, kafka or logger"):
         demo_sink("pigeon", kafka_bootstrap=None, clickhouse_url="http://127.0.0.1:8123")
+
+
+def _demo_process(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`analytics demo` as an operator runs it, memory capped: an endless one fails, not the machine."""
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+
+    return subprocess.run(
+        [sys.executable, "-m", "analytics.cli", "demo", "--sink", "logger", "--duration", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "ANALYTICS_DATA_DIR": str(tmp_path / "data")},
+        preexec_fn=cap_memory,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        # A user table of that many entries was built before the first event: memory filled, nothing was said.
+        (["--users", "99999999999999999999"], "--users (ANALYTICS_DEMO_USERS): Input should be less than or equal to"),
+        # The generator planned every event of each interval before sending one, and never caught up.
+        (["--rate", "1e300"], "--rate (ANALYTICS_DEMO_RATE): Input should be less than or equal to"),
+    ],
+)
+def test_the_demo_command_refuses_more_users_or_events_than_it_can_simulate(tmp_path, args, named):
+    try:
+        result = _demo_process(tmp_path, *args)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"analytics demo {' '.join(args)} ran on past its one-second duration")
+    assert result.returncode == 2, result.stderr
+    assert f"invalid settings: {named}" in result.stderr and "Traceback" not in result.stderr, result.stderr
