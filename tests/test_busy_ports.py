@@ -92,6 +92,17 @@ def test_grpc_on_a_taken_port_is_refused_in_one_line_of_its_own(refused_port):
     assert_refused_in_one_line(result, port, "ANALYTICS_GRPC_PORT")
 
 
+def test_grpc_with_one_port_for_the_service_and_its_metrics_is_refused_naming_both(refused_port):
+    """It said 'Address already in use' of the metrics port, which no other process held."""
+    port = str(free_port())
+    result = run_cli(
+        "grpc", "--port", port, "--metrics-port", port, "--clickhouse-url", f"http://127.0.0.1:{refused_port}"
+    )
+    assert result.returncode == 2, result.stderr
+    said = f"--metrics-port (ANALYTICS_GRPC_METRICS_PORT) and --port (ANALYTICS_GRPC_PORT) are both {port}: give each"
+    assert said in result.stderr and "Address already in use" not in result.stderr, result.stderr
+
+
 def test_an_ipv6_address_in_brackets_as_grpc_writes_it_is_checked_bare():
     """`ANALYTICS_GRPC_HOST=[::]` is how gRPC addresses every IPv6 interface: the port check takes it."""
     from core.ports import CannotListen, check_free

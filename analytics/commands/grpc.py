@@ -59,6 +59,12 @@ def grpc(**flags) -> None:
     settings = load_settings(
         clickhouse_url=flags.pop("clickhouse_url"), **{f"grpc_{name}": value for name, value in flags.items()}
     )
+    if settings.grpc_metrics_port == settings.grpc_port:
+        # Else the metrics server failed with 'Address already in use' of a port no other process held.
+        raise click.UsageError(
+            f"--metrics-port (ANALYTICS_GRPC_METRICS_PORT) and --port (ANALYTICS_GRPC_PORT) are both "
+            f"{settings.grpc_port}: give each its own"
+        )
     configure_logging(settings)
     with requires("server", "grpc"):
         from server.service import AnalyticsServer, GrpcStartError, run_in_foreground
