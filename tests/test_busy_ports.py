@@ -158,6 +158,39 @@ def test_up_names_the_host_variable_for_an_address_that_is_not_this_machines(tmp
     assert not (tmp_path / "data").exists()  # refused before anything started
 
 
+def test_up_with_kafka_refuses_a_kafka_bootstrap_of_another_broker(tmp_path):
+    """`up --with-kafka` ingested from its own broker and left ANALYTICS_KAFKA_BOOTSTRAP unread, unsaid:
+    the events producers sent to the broker it named never arrived. (The broker's port is taken
+    here so that a command that goes on past the settings stops at once.)"""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {
+            "ANALYTICS_KAFKA_BOOTSTRAP": "kafka.example:9092",
+            "ANALYTICS_KAFKA_PORT": str(port),
+            "ANALYTICS_DATA_DIR": str(tmp_path / "data"),
+        }
+        result = run_cli("up", "--no-dagster", "--with-kafka", env=env)
+    assert result.returncode == 2, result.stderr
+    said = (
+        f"--with-kafka runs a broker on 127.0.0.1:{port} (ANALYTICS_KAFKA_PORT) and ingests from it, but "
+        "ANALYTICS_KAFKA_BOOTSTRAP names kafka.example:9092"
+    )
+    assert said in result.stderr and not (tmp_path / "data").exists(), result.stderr
+
+
+def test_up_with_kafka_takes_a_kafka_bootstrap_of_its_own_broker(tmp_path):
+    """The variable exported for `analytics topics` beside it names the same broker: no conflict."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {
+            "ANALYTICS_KAFKA_BOOTSTRAP": f"localhost:{port}",
+            "ANALYTICS_KAFKA_PORT": str(port),
+            "ANALYTICS_DATA_DIR": str(tmp_path / "data"),
+        }
+        result = run_cli("up", "--no-dagster", "--with-kafka", env=env)
+    assert_refused_in_one_line(result, port, "ANALYTICS_KAFKA_PORT")  # on to the port check: the taken port
+
+
 @pytest.mark.parametrize(
     "setting",
     ["ANALYTICS_DBT_TARGET=server", "ANALYTICS_INGEST=kafka", "ANALYTICS_CLUSTER=analytics_cluster"],

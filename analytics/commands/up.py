@@ -27,7 +27,7 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
     """Start the whole stack on the embedded default and keep serving until Ctrl-C."""
     settings = load_settings(dagster_enabled=dagster_enabled, dagster_port=dagster_port)
     if with_kafka:
-        settings = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{settings.kafka_port}"})
+        settings = settings.model_copy(update={"kafka_bootstrap": _local_broker(settings)})
     configure_logging(settings)
     with requires("stack", "up"):
         # Every part `up` may start, imported now: a missing one is named before anything starts.
@@ -53,6 +53,18 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
         if stack.up.is_set():  # it had started and served: a part of it failed since
             raise click.ClickException("the stack stopped because a part of it failed; see the log above")
         raise click.ClickException("the stack did not start; see the log above")
+
+
+def _local_broker(settings) -> str:
+    """The bootstrap of the broker `--with-kafka` runs; one of another broker is refused, not left unread."""
+    local = f"127.0.0.1:{settings.kafka_port}"
+    given = (settings.kafka_bootstrap or "").strip()
+    if given and given not in (local, f"localhost:{settings.kafka_port}"):
+        raise click.UsageError(
+            f"--with-kafka runs a broker on {local} (ANALYTICS_KAFKA_PORT) and ingests from it, but "
+            f"ANALYTICS_KAFKA_BOOTSTRAP names {given}: unset it, or leave out --with-kafka to ingest from {given}"
+        )
+    return local
 
 
 def _embedded_default(settings) -> None:
