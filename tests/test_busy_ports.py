@@ -216,6 +216,17 @@ def test_kafka_with_one_port_for_the_broker_and_its_controller_is_refused_before
 
 
 @pytest.mark.parametrize("command", [["migrate"], ["backfill", "--day", "2026-11-20"]], ids=["migrate", "backfill"])
+def test_a_cluster_for_the_embedded_target_is_refused_before_dbt_runs(refused_port, tmp_path, command):
+    """The embedded target has no cluster: migrate built a third of the schema, then every replicated
+    table failed on ClickHouse's "Macro 'uuid' in engine arguments" (16 errors, 80 models skipped)."""
+    env = {"ANALYTICS_CLUSTER": "analytics_cluster", "ANALYTICS_DATA_DIR": str(tmp_path / "data")}
+    result = run_cli(*command, "--clickhouse-url", f"http://127.0.0.1:{refused_port}", env=env)
+    assert result.returncode == 2, result.stderr
+    said = "ANALYTICS_CLUSTER=analytics_cluster needs the server target (ANALYTICS_DBT_TARGET=server"
+    assert said in result.stderr and not (tmp_path / "data").exists(), result.stderr
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["backfill", "--day", "2026-11-20"]], ids=["migrate", "backfill"])
 def test_dbt_files_that_cannot_be_kept_are_named_in_one_line(refused_port, command):
     """dbt said only 'dbt build failed (exit 2); see the output above', with no output above."""
     result = run_cli(

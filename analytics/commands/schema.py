@@ -19,6 +19,7 @@ from core.settings.schema import SchemaSettings
 def migrate(clickhouse_url, target) -> None:
     """Build the analytics schema with dbt (dbt build): safe to run again at any time."""
     settings = load_settings(clickhouse_url=clickhouse_url, dbt_target=target)
+    _cluster_needs_server(settings, " or --target server")
     with requires("dbt", "migrate"):
         check_installed("dbt.version")  # dbt runs as a child process; say so here if it is missing
 
@@ -27,6 +28,15 @@ def migrate(clickhouse_url, target) -> None:
     result = run_migrate(answering(dbt_can_write(settings.slice(SchemaSettings))))
     if result.returncode != 0:
         raise click.ClickException(f"dbt build failed (exit {result.returncode}); see the output above")
+
+
+def _cluster_needs_server(settings, flag: str = "") -> None:
+    """The embedded target has no cluster: dbt built part of the schema, then failed on every replicated table."""
+    if settings.cluster and settings.dbt_target == "embedded":
+        raise click.UsageError(
+            f"ANALYTICS_CLUSTER={settings.cluster} needs the server target (ANALYTICS_DBT_TARGET=server{flag}): "
+            "the embedded target has no cluster; unset ANALYTICS_CLUSTER for one server"
+        )
 
 
 class Day(click.ParamType):
@@ -63,6 +73,7 @@ def backfill(days, clickhouse_url) -> None:
     where they were off. Safe to repeat: a second run changes nothing.
     """
     settings = load_settings(clickhouse_url=clickhouse_url)
+    _cluster_needs_server(settings)
     with requires("dbt", "backfill"):
         check_installed("dbt.version")  # dbt runs as a child process; say so here if it is missing
 
