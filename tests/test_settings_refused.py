@@ -148,3 +148,36 @@ def test_an_ipv6_host_is_written_in_brackets_in_every_url(monkeypatch):
     assert dbt_environment(settings)["ANALYTICS_CLICKHOUSE_HOST"] == "[::1]"  # dbt-clickhouse writes a URL of it
     assert DagsterService(settings).url == "http://[::1]:41300"
     assert Settings(clickhouse_url="http://[::1]:9000").clickhouse_connection.url == "http://[::1]:9000"
+
+
+def test_a_data_directory_under_the_home_directory_is_kept_there(tmp_path):
+    """ANALYTICS_DATA_DIR=~/analytics, as a systemd unit or an env file writes it (no shell expands
+    it): the command made a directory named '~' where it started, then chDB, which reads '~' as
+    the home directory, failed with 'ValueError: Connection failed: File not found' in a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.embedded_server import EmbeddedClickHouse, free_port, stop_process, stopped_at_exit, wait_until_ready
+
+    home, started_in = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), started_in.mkdir()
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    log_path = tmp_path / "clickhouse.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "analytics.cli", "clickhouse", "--http-port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=started_in,
+            env={**os.environ, "HOME": str(home), "ANALYTICS_DATA_DIR": "~/analytics", "PYTHONPATH": str(root)},
+        )
+    stopped_at_exit(process)
+    try:
+        wait_until_ready(EmbeddedClickHouse(home / "analytics", port, process, log_path))
+    finally:
+        stop_process(process)
+    assert (home / "analytics" / "clickhouse" / "metadata").is_dir()
+    assert not (started_in / "~").exists()

@@ -12,8 +12,19 @@ from core.networks import normalized
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def _home_expanded(path: Path) -> Path:
+    """``~/x`` as the home directory's x, as a shell writes it: set where no shell expands it (a
+    systemd unit, an env file), it made a directory named '~' in the current one, and chDB, which
+    expands it itself, looked for its data in the home directory."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ValueError(f"{path} starts with ~, but this user has no home directory (HOME is unset)") from None
+
+
 def _a_directory(path: Path) -> Path:
     """A directory, or a path one can be made at: neither it nor a parent may be something else (a file)."""
+    path = _home_expanded(path)
     for place in (path, *path.parents):
         try:
             if not (place.exists() or place.is_symlink()):
@@ -42,7 +53,7 @@ Host = Annotated[str, BeforeValidator(_not_empty)]
 # A name or a file that must be given if set (a user, a certificate): empty, it read as the
 # current directory, or as no user at all.
 Given = Annotated[str, BeforeValidator(_not_empty)]
-GivenPath = Annotated[Path, BeforeValidator(_not_empty)]
+GivenPath = Annotated[Path, BeforeValidator(_not_empty), AfterValidator(_home_expanded)]
 
 # Addresses and CIDR networks, comma-separated, kept in canonical form (core/networks.py).
 NetworkList = Annotated[str, AfterValidator(normalized)]
