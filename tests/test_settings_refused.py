@@ -181,3 +181,28 @@ def test_a_data_directory_under_the_home_directory_is_kept_there(tmp_path):
         stop_process(process)
     assert (home / "analytics" / "clickhouse" / "metadata").is_dir()
     assert not (started_in / "~").exists()
+
+
+@pytest.mark.parametrize("variable", ["ANALYTICS_DATA_DIR", "ANALYTICS_CLICKHOUSE_DATA_DIR"])
+def test_a_clickhouse_data_directory_with_a_question_mark_is_refused(tmp_path, variable):
+    """chDB reads a '?' in its path as the start of its options: with ANALYTICS_DATA_DIR=/srv/a?b the
+    server served, its tables in /srv/a, outside the directory given and its lock."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.embedded_server import free_port
+
+    given = tmp_path / "a?b"
+    result = subprocess.run(
+        [sys.executable, "-m", "analytics.cli", "clickhouse", "--http-port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, variable: str(given)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"invalid settings: {variable}: {given} holds a '?'" in result.stderr, result.stderr
+    assert not (tmp_path / "a").exists() and not given.exists()

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from core.ports import url_host
 from core.settings.common import CommonSettings, Directory, Given, Host, NetworkList
@@ -104,6 +104,19 @@ class EmbeddedClickHouseSettings(CommonSettings, ClickHouseSettings):
         description="Addresses and CIDR networks, comma-separated, the embedded ClickHouse serves (loopback always); "
         "unset: every address that reaches it.",
     )
+
+    @model_validator(mode="after")
+    def _check_chdb_path(self) -> EmbeddedClickHouseSettings:
+        # chDB reads a '?' in its path as the start of its options: the tables went to the path before
+        # it, outside the directory given and its lock.
+        if "?" in str(self.resolved_clickhouse_data_dir):
+            variable = "ANALYTICS_CLICKHOUSE_DATA_DIR" if self.clickhouse_data_dir else "ANALYTICS_DATA_DIR"
+            given = self.clickhouse_data_dir or self.data_dir
+            raise ValueError(
+                f"{variable}: {given} holds a '?', which the embedded ClickHouse (chDB) reads as the start of "
+                "its options: choose a directory without one"
+            )
+        return self
 
     @property
     def resolved_clickhouse_data_dir(self) -> Path:
