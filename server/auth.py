@@ -61,9 +61,11 @@ def parse_variable(text: str) -> dict[str, str]:
 def parse_file(path: Path) -> dict[str, str]:
     """One ``TOKEN USER_ID`` a line; blank lines and lines starting with # are skipped."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise TokenError(f"cannot read the tokens file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:  # a binary file: it was a traceback
+        raise TokenError(f"cannot read the tokens file {path}: it is not UTF-8 text (byte {error.start})") from None
     found: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

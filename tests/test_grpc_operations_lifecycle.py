@@ -239,3 +239,11 @@ def test_health_is_not_serving_while_clickhouse_cannot_be_reached(logs, tmp_path
         if clickhouse is not None:
             clickhouse.stop()
         assert service.stop() == 0
+
+
+def test_a_tokens_file_that_is_not_text_is_refused_naming_it(logs):
+    """A binary file (a key copied in its DER form, say) stopped the start with a UnicodeDecodeError's traceback."""
+    path = logs / "binary-tokens"
+    path.write_bytes(b"\xff\xfe a-good-token-0123456789 user-1\n")
+    output = refused(logs, "--tokens-file", str(path))
+    assert f"cannot read the tokens file {path}: it is not UTF-8 text" in output and "Traceback" not in output, output
