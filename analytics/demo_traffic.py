@@ -28,7 +28,7 @@ def run_logged_demo(settings: DemoSettings, stop: threading.Event) -> None:
     from events import Client
     from events.demo import delivery, run_demo, summary, undelivered
 
-    sink, destination = demo_destination(settings)
+    sink, destination = demo_destination(settings, settings.demo_sink)
     log.info(
         "demo traffic: about %g events/s from %d users to %s", settings.demo_rate, settings.demo_users, destination
     )

@@ -214,3 +214,29 @@ def test_a_clickhouse_url_is_refused_as_up_runs_its_own(tmp_path):
     output = log.read_text()
     assert "`analytics up` runs its own ClickHouse" in output and "ANALYTICS_CLICKHOUSE_URL" in output, output
     assert not (tmp_path / "data" / "clickhouse").exists()
+
+
+def test_up_demo_sends_where_analytics_demo_sink_says(tmp_path):
+    """`up --demo` chose kafka or ClickHouse by ANALYTICS_KAFKA_BOOTSTRAP alone and left the variable unread."""
+    process, _, log = start_up(tmp_path, "--demo", ANALYTICS_DEMO_SINK="logger")
+    try:
+        wait_for(lambda: "demo traffic: about" in log.read_text(), process, log)
+    finally:
+        text = stop(process, log)
+    said = next(line for line in text.splitlines() if "demo traffic: about" in line)
+    assert said.endswith("users to the log"), said
+
+
+def test_up_demo_to_kafka_without_a_broker_is_refused_before_anything_starts(tmp_path):
+    """With ANALYTICS_DEMO_SINK=kafka and no broker, the demo sent to ClickHouse instead, unsaid."""
+    process, _, log = start_up(tmp_path, "--demo", ANALYTICS_DEMO_SINK="kafka")
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        stop(process, log)
+        pytest.fail("up --demo started with ANALYTICS_DEMO_SINK=kafka and no Kafka")
+    assert process.returncode == 2, log.read_text()
+    assert (
+        "ANALYTICS_DEMO_SINK=kafka needs a Kafka: set ANALYTICS_KAFKA_BOOTSTRAP or add --with-kafka" in log.read_text()
+    )
+    assert not (tmp_path / "data").exists()

@@ -28,6 +28,11 @@ def up(demo, with_kafka, dagster_enabled, dagster_port) -> None:
     settings = load_settings(dagster_enabled=dagster_enabled, dagster_port=dagster_port)
     if with_kafka:
         settings = settings.model_copy(update={"kafka_bootstrap": _local_broker(settings)})
+    if demo and settings.demo_sink == "kafka" and not settings.kafka_bootstrap:
+        # Refused here: the demo thread would find out only after the stack had started.
+        raise click.UsageError(
+            "ANALYTICS_DEMO_SINK=kafka needs a Kafka: set ANALYTICS_KAFKA_BOOTSTRAP or add --with-kafka"
+        )
     configure_logging(settings)
     with requires("stack", "up"):
         # Every part `up` may start, imported now: a missing one is named before anything starts.
