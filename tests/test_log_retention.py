@@ -159,6 +159,11 @@ def job_log_events_ddl(server) -> str:
         ),
         # a non-empty string was true: audit mode on
         ({"audit_mode": "no"}, 'var audit_mode must be true or false, not "no"'),
+        # both: audit mode won, and the hours were ignored without a word
+        (
+            {"audit_mode": True, "log_retention_hours": 72},
+            "vars audit_mode true and log_retention_hours 72 contradict each other: give one of them",
+        ),
     ],
 )
 def test_a_retention_var_given_to_dbt_by_hand_is_checked_as_the_settings_are(analytics_db, tmp_path, given, refusal):

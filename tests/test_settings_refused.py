@@ -206,3 +206,14 @@ def test_a_clickhouse_data_directory_with_a_question_mark_is_refused(tmp_path, v
     assert result.returncode == 2, result.stderr
     assert f"invalid settings: {variable}: {given} holds a '?'" in result.stderr, result.stderr
     assert not (tmp_path / "a").exists() and not given.exists()
+
+
+def test_audit_mode_with_a_retention_of_hours_is_refused_naming_both(monkeypatch):
+    """Each says what to do with the log lines: keep them all, or drop them after these hours. Both
+    given, audit mode won without a word, and a user who set 72 hours kept every line for ever."""
+    monkeypatch.setenv("ANALYTICS_AUDIT_MODE", "true")
+    monkeypatch.setenv("ANALYTICS_LOG_RETENTION_HOURS", "72")
+    result = CliRunner().invoke(main, ["migrate"])
+    assert result.exit_code == 2, result.output
+    assert "ANALYTICS_AUDIT_MODE=true keeps every log line" in result.output, result.output
+    assert "ANALYTICS_LOG_RETENTION_HOURS" in result.output, result.output

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.settings.clickhouse import ClickHouseSettings
 from core.settings.common import CommonSettings, GivenPath
@@ -54,6 +54,17 @@ class SchemaSettings(CommonSettings, ClickHouseSettings, KafkaSettings, Topology
         description="Keep every raw log line forever; false ends it (for log_retention_hours, else 720)"
         " [default: as the database has it].",
     )
+
+    @model_validator(mode="after")
+    def _check_retention(self) -> SchemaSettings:
+        # Both given, the dbt run took audit mode and the hours were ignored without a word.
+        if self.audit_mode and self.log_retention_hours is not None:
+            raise ValueError(
+                "ANALYTICS_AUDIT_MODE=true keeps every log line, ANALYTICS_LOG_RETENTION_HOURS drops them after"
+                f" {self.log_retention_hours} hours: give one of them"
+            )
+        return self
+
     reconcile_settle_seconds: float | None = Field(
         None,
         ge=0,

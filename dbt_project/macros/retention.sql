@@ -34,7 +34,8 @@
 {#-
   The retention this run applies, in hours (-1: audit mode), recorded in log_retention_history
   when it differs from the one in force. A var given wins: audit_mode true; else
-  log_retention_hours; audit_mode false alone ends audit mode for default_log_retention_hours.
+  log_retention_hours; audit_mode false alone ends audit mode for default_log_retention_hours;
+  audit_mode true with log_retention_hours stops the run (the hours were ignored without a word).
   Neither given, the retention in force stays: a run without them (`analytics up` after a
   restart that forgot ANALYTICS_AUDIT_MODE) never ends audit mode or shortens a retention, which
   would remove lines for good. A new table gets default_log_retention_hours.
@@ -42,6 +43,10 @@
 {% macro log_retention_to_apply(relation) %}
   {%- set audit = retention_flag('audit_mode') -%}
   {%- set given = retention_hours('log_retention_hours') -%}
+  {%- if audit and given is not none -%}
+    {{ exceptions.raise_compiler_error('vars audit_mode true and log_retention_hours ' ~ given
+                                        ~ ' contradict each other: give one of them') }}
+  {%- endif -%}
   {%- set in_force = log_retention_in_force(relation) -%}
   {%- if audit -%}
     {%- set hours = -1 -%}
