@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 
 import pytest
@@ -16,7 +17,7 @@ from tests.checks import assert_matches
 from tests.intake import deliver, execute, query
 from tests.log_datasets import JobLog, log_event
 
-pytestmark = pytest.mark.long_file(12)  # seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(110)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
 def apply_retention(server, audit_mode: bool | None = None, hours: int | None = None) -> str:
@@ -176,3 +177,27 @@ def test_a_retention_var_given_to_dbt_by_hand_is_checked_as_the_settings_are(ana
     assert result.returncode != 0
     assert refusal in result.stdout
     assert job_log_events_ddl(analytics_db) == before
+
+
+def test_a_longer_retention_keeps_the_lines_the_shorter_one_still_kept(own_analytics_db):
+    """Lines within a 1-hour retention when it gave way to 720 hours must stay. Their parts kept
+    the TTL the 1 hour gave them (the ALTER did not recompute it), and the next merge dropped
+    them whole a minute later."""
+    server, settings = own_analytics_db
+    job = JobLog("long-u", "long-w", "long-j")
+    logged = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=59)
+    run = run_dbt(
+        settings.model_copy(update={"log_retention_hours": 1}), "run", "--select", "job_log_events", capture=True
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    deliver(server, {"job_logs": [log_event(job, f"long-{n}", logged, message=f"{n}") for n in range(2)]})
+    deliver(server, {"job_logs": [log_event(job, f"long-{n}", logged, message=f"{n}") for n in range(2, 4)]})
+    run = run_dbt(
+        settings.model_copy(update={"log_retention_hours": 720}), "run", "--select", "job_log_events", capture=True
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert dt.datetime.now(dt.UTC) < logged + dt.timedelta(hours=1), "too slow: the lines left the 1 hour first"
+    time.sleep(max(0.0, (logged + dt.timedelta(hours=1, seconds=5) - dt.datetime.now(dt.UTC)).total_seconds()))
+    execute(server, "OPTIMIZE TABLE analytics.job_log_events FINAL")
+    [row] = query(server, "SELECT count() AS n FROM analytics.job_log_events WHERE user_id = 'long-u'")
+    assert int(row["n"]) == 4

@@ -11,12 +11,17 @@
 
 {% macro apply_log_retention(relation) -%}
   {#- Rendered without a database (dbt compile, parse), it shows the default's statement. -#}
+  {%- set before = log_retention_in_force(relation) if execute else none -%}
   {%- set hours = log_retention_to_apply(relation) if execute else retention_hours('default_log_retention_hours') -%}
+  {#- A part keeps the TTL it was written or merged under: after a longer retention, the next merge
+      dropped whole the parts the shorter one had expired, lines the longer one keeps. So a longer
+      retention recomputes every part's TTL before the ALTER returns; others leave parts as they are. -#}
+  {%- set lengthened = before is not none and before >= 0 and hours > before -%}
   {%- if hours >= 0 -%}
     alter table {{ relation }} {{ on_cluster() }}
     modify ttl toDateTime(least(event_time + toIntervalHour({{ hours }}),
                                 toDateTime64('2106-02-07 06:28:15', 3, 'UTC')))
-    settings materialize_ttl_after_modify = 0
+    settings materialize_ttl_after_modify = {{ 1 if lengthened else 0 }}{{ ', mutations_sync = 2' if lengthened }}
   {%- elif execute and table_has_ttl(relation) -%}
     alter table {{ relation }} {{ on_cluster() }} remove ttl
   {%- else -%}
