@@ -17,7 +17,7 @@ from tests.checks import assert_matches
 from tests.intake import deliver, execute, query
 from tests.log_datasets import JobLog, log_event
 
-pytestmark = pytest.mark.long_file(110)  # seconds of a worker, measured: run first (tests/scheduling.py)
+pytestmark = pytest.mark.long_file(220)  # seconds of a worker, measured: run first (tests/scheduling.py)
 
 
 def apply_retention(server, audit_mode: bool | None = None, hours: int | None = None) -> str:
@@ -179,10 +179,11 @@ def test_a_retention_var_given_to_dbt_by_hand_is_checked_as_the_settings_are(ana
     assert job_log_events_ddl(analytics_db) == before
 
 
-def test_a_longer_retention_keeps_the_lines_the_shorter_one_still_kept(own_analytics_db):
-    """Lines within a 1-hour retention when it gave way to 720 hours must stay. Their parts kept
-    the TTL the 1 hour gave them (the ALTER did not recompute it), and the next merge dropped
-    them whole a minute later."""
+@pytest.mark.parametrize("between", [None, {"audit_mode": True}], ids=["at-once", "through-audit-mode"])
+def test_a_longer_retention_keeps_the_lines_the_shorter_one_still_kept(own_analytics_db, between):
+    """Lines within a 1-hour retention when it gave way to 720 hours (at once, or after a spell of
+    audit mode) must stay. Their parts kept the TTL the 1 hour gave them (the ALTER did not
+    recompute it), and the next merge dropped them whole a minute later."""
     server, settings = own_analytics_db
     job = JobLog("long-u", "long-w", "long-j")
     logged = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=59)
@@ -192,6 +193,9 @@ def test_a_longer_retention_keeps_the_lines_the_shorter_one_still_kept(own_analy
     assert run.returncode == 0, run.stdout[-3000:]
     deliver(server, {"job_logs": [log_event(job, f"long-{n}", logged, message=f"{n}") for n in range(2)]})
     deliver(server, {"job_logs": [log_event(job, f"long-{n}", logged, message=f"{n}") for n in range(2, 4)]})
+    if between:
+        run = run_dbt(settings.model_copy(update=between), "run", "--select", "job_log_events", capture=True)
+        assert run.returncode == 0, run.stdout[-3000:]
     run = run_dbt(
         settings.model_copy(update={"log_retention_hours": 720}), "run", "--select", "job_log_events", capture=True
     )

@@ -14,9 +14,11 @@
   {%- set before = log_retention_in_force(relation) if execute else none -%}
   {%- set hours = log_retention_to_apply(relation) if execute else retention_hours('default_log_retention_hours') -%}
   {#- A part keeps the TTL it was written or merged under: after a longer retention, the next merge
-      dropped whole the parts the shorter one had expired, lines the longer one keeps. So a longer
-      retention recomputes every part's TTL before the ALTER returns; others leave parts as they are. -#}
-  {%- set lengthened = before is not none and before >= 0 and hours > before -%}
+      dropped whole the parts the shorter one had expired, lines the longer one keeps (also after a
+      spell of audit mode, which leaves parts their TTL). So a longer retention, or one that ends
+      audit mode, recomputes every part's TTL before the ALTER returns; a shorter one leaves parts
+      as they are (the housekeeping job applies it). -#}
+  {%- set lengthened = before is not none and hours >= 0 and (before < 0 or hours > before) -%}
   {%- if hours >= 0 -%}
     alter table {{ relation }} {{ on_cluster() }}
     modify ttl toDateTime(least(event_time + toIntervalHour({{ hours }}),
