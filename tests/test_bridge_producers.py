@@ -31,14 +31,20 @@ def dead_letters(server, prefix: str) -> dict[tuple[str, int], str]:
     return {(row["topic"][len(prefix) :], int(row["offset"])): row["error"] for row in rows}
 
 
+def topics_of_a_test(analytics_db, kafka, letter: str, partitions: int = 1):
+    """Topics of their own for one test (one partition unless told), with the bridge's settings and
+    config for them; returns (prefix, settings, config, the user its events name)."""
+    prefix = f"{letter}{uuid.uuid4().hex[:8]}."
+    settings = settings_for(analytics_db, kafka, prefix, partitions=partitions)
+    config = config_from(settings)
+    prepare_topics(config, create=True, partitions=partitions)
+    return prefix, settings, config, prefix + "u"
+
+
 def test_several_events_in_one_message_are_named_as_such(analytics_db, kafka):
     """A producer that packs newline-delimited events into one message got the dead letter 'the
     message is not valid JSON', though each line is valid JSON: its team looked for a broken event."""
-    prefix = f"p{uuid.uuid4().hex[:8]}."
-    settings = settings_for(analytics_db, kafka, prefix)
-    config = config_from(settings)
-    prepare_topics(config, create=True, partitions=1)
-    user = prefix + "u"
+    prefix, settings, config, user = topics_of_a_test(analytics_db, kafka, "p")
     producer = Producer({"bootstrap.servers": kafka.bootstrap})
     for topic in TOPICS:
         first, second = (json.dumps(valid_event(topic, n, user)).encode() for n in (1, 2))
@@ -71,11 +77,7 @@ def test_a_schema_registry_framed_event_is_named_as_such(analytics_db, kafka):
     """A Java service with Confluent's KafkaJsonSchemaSerializer (or Avro's) writes byte 0 and a 4-byte
     schema id before the event: the dead letter said 'not valid JSON', or 'not valid UTF-8' when a
     byte of the id is past 127, and nothing pointed at the serializer."""
-    prefix = f"r{uuid.uuid4().hex[:8]}."
-    settings = settings_for(analytics_db, kafka, prefix)
-    config = config_from(settings)
-    prepare_topics(config, create=True, partitions=1)
-    user = prefix + "u"
+    prefix, settings, config, user = topics_of_a_test(analytics_db, kafka, "r")
     producer = Producer({"bootstrap.servers": kafka.bootstrap})
     for topic in TOPICS:
         event = json.dumps(valid_event(topic, 1, user)).encode()
@@ -99,11 +101,7 @@ def test_a_compressed_batch_of_large_events_counts_every_event(analytics_db, kaf
     the limit decompresses to more than librdkafka's default receive.message.max.bytes (100 MB).
     Fourteen events of 7 MiB, one zstd batch of a few KB: the bridge dead-lettered all fourteen
     without their bytes, which no replay can bring back."""
-    prefix = f"s{uuid.uuid4().hex[:8]}."
-    settings = settings_for(analytics_db, kafka, prefix)
-    config = config_from(settings)
-    prepare_topics(config, create=True, partitions=1)
-    user = prefix + "u"
+    prefix, settings, config, user = topics_of_a_test(analytics_db, kafka, "s")
     producer = Producer(
         {
             "bootstrap.servers": kafka.bootstrap,
@@ -150,11 +148,7 @@ def test_what_other_clients_send_counts_once(analytics_db, kafka):
     commits: each valid event counts once, nothing of the aborted transaction counts, and what the
     contract refuses (Java's OffsetDateTime.toString() drops zero seconds; Go's zero time.Time for an
     unset time) is a dead letter naming the field."""
-    prefix = f"o{uuid.uuid4().hex[:8]}."
-    settings = settings_for(analytics_db, kafka, prefix, partitions=2)
-    config = config_from(settings)
-    prepare_topics(config, create=True, partitions=2)
-    user = prefix + "u"
+    prefix, settings, config, user = topics_of_a_test(analytics_db, kafka, "o", partitions=2)
     workflows, expected = prefix + "workflows", {}
 
     def event(name: str, when: str = "2026-11-20T10:00:00.000Z", **extra) -> bytes:
@@ -225,11 +219,8 @@ def test_a_transaction_left_open_shows_as_lag(analytics_db, kafka):
     until the broker aborts it (transaction.timeout.ms: a minute by default, up to 15). Its lag was
     measured against the last stable offset, which stops at the open transaction: 0, while the
     events behind it waited unread and uncounted."""
-    prefix = f"t{uuid.uuid4().hex[:8]}."
-    settings = settings_for(analytics_db, kafka, prefix)
-    config = dataclasses.replace(config_from(settings), lag_interval_s=0.5)
-    prepare_topics(config, create=True, partitions=1)
-    user = prefix + "u"
+    prefix, settings, config, user = topics_of_a_test(analytics_db, kafka, "t")
+    config = dataclasses.replace(config, lag_interval_s=0.5)
     transactional = Producer({"bootstrap.servers": kafka.bootstrap, "transactional.id": prefix + "tx"})
     transactional.init_transactions(30)
     transactional.begin_transaction()
