@@ -267,11 +267,14 @@ def test_failed_runs_are_kept_up_to_a_number_and_runs_a_kill_left_for_a_day(tmp_
     assert left == sorted([run.name for run in failed[-(FAILED_RUNS_KEPT - 1) :]] + ["newest", "running"])
 
 
-def test_dbt_build_gets_this_deployments_vars():
-    args = dbt_build_args(Settings(audit_mode=True, log_retention_hours=48, dbt_target="server"))
+@pytest.mark.parametrize(
+    ("given", "retention"), [({"audit_mode": True}, (True, None)), ({"log_retention_hours": 48}, (None, 48))]
+)
+def test_dbt_build_gets_this_deployments_vars(given, retention):
+    args = dbt_build_args(Settings(**given, dbt_target="server"))
     assert args[:2] == ["build", "--vars"]
     passed = json.loads(args[2])
-    assert (passed["audit_mode"], passed["log_retention_hours"], passed["ingest"]) == (True, 48, "kafka")
+    assert (passed["audit_mode"], passed["log_retention_hours"], passed["ingest"]) == (*retention, "kafka")
 
 
 def test_rebuild_arguments_name_each_day_once_in_order():
