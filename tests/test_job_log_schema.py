@@ -75,11 +75,15 @@ def test_a_page_reads_the_jobs_own_range_in_the_tables_order(analytics_db, big_j
     assert ("Read type: InReverseOrder" if descending else "Read type: InOrder") in plan(
         analytics_db, "actions = 1", recorder
     )
+    # The job's range, and a granule or so of each part of other tests' users around it (the server
+    # is shared, and its merges may not have caught up): what the first page's key selects.
+    [*_, (whole, _)] = granules(plan(analytics_db, "indexes = 1", recorder))
     LogQueries(recorder).sized_page(
         big_job, LogFilter(), descending, LogPosition(50_000, 0, "0" * 32), 501, PAGE_BYTES, 10
     )
     [*_, (selected, total)] = granules(plan(analytics_db, "indexes = 1", recorder))
-    assert selected <= (JOB_LINES // 8192) // 2 + 2 < total  # half the job's granules: where the page resumes
+    # Half the job's granules fewer: the page resumes where it left off, not at the job's start.
+    assert selected <= whole - (JOB_LINES // 8192) // 2 + 2 and selected < total
 
 
 def test_a_search_reads_only_the_granules_the_ngram_index_keeps(analytics_db, big_job):
