@@ -12,7 +12,7 @@
 {% macro apply_log_retention(relation) -%}
   {#- Rendered without a database (dbt compile, parse), it shows the default's statement. -#}
   {%- set before = log_retention_in_force(relation) if execute else none -%}
-  {%- set hours = log_retention_to_apply(relation) if execute else retention_hours('default_log_retention_hours') -%}
+  {%- set hours = log_retention_to_apply(before) if execute else retention_hours('default_log_retention_hours') -%}
   {#- A part keeps the TTL it was written or merged under: after a longer retention, the next merge
       dropped whole the parts the shorter one had expired, lines the longer one keeps (also after a
       spell of audit mode, which leaves parts their TTL). So a longer retention, or one that ends
@@ -40,21 +40,20 @@
 
 {#-
   The retention this run applies, in hours (-1: audit mode), recorded in log_retention_history
-  when it differs from the one in force. A var given wins: audit_mode true; else
+  when it differs from in_force (log_retention_in_force's answer). A var given wins: audit_mode true; else
   log_retention_hours; audit_mode false alone ends audit mode for default_log_retention_hours;
   audit_mode true with log_retention_hours stops the run (the hours were ignored without a word).
   Neither given, the retention in force stays: a run without them (`analytics up` after a
   restart that forgot ANALYTICS_AUDIT_MODE) never ends audit mode or shortens a retention, which
   would remove lines for good. A new table gets default_log_retention_hours.
 -#}
-{% macro log_retention_to_apply(relation) %}
+{% macro log_retention_to_apply(in_force) %}
   {%- set audit = retention_flag('audit_mode') -%}
   {%- set given = retention_hours('log_retention_hours') -%}
   {%- if audit and given is not none -%}
     {{ exceptions.raise_compiler_error('vars audit_mode true and log_retention_hours ' ~ given
                                         ~ ' contradict each other: give one of them') }}
   {%- endif -%}
-  {%- set in_force = log_retention_in_force(relation) -%}
   {%- if audit -%}
     {%- set hours = -1 -%}
   {%- elif given is not none -%}
