@@ -46,12 +46,16 @@ def _add(found: dict[str, str], token: str, user: str, where: str) -> None:
 
 
 def parse_variable(text: str) -> dict[str, str]:
-    """``TOKEN=USER_ID[,TOKEN=USER_ID...]`` (ANALYTICS_GRPC_TOKENS)."""
+    """``TOKEN=USER_ID[,TOKEN=USER_ID...]`` (ANALYTICS_GRPC_TOKENS).
+
+    A token may hold "=" (base64's padding: ``openssl rand -base64 32`` ends with one); a user id
+    never does, so the last "=" of an item ends its token.
+    """
     found: dict[str, str] = {}
     for number, item in enumerate(text.split(","), start=1):
         if not item.strip():
             continue
-        token, separator, user = item.strip().partition("=")
+        token, separator, user = item.strip().rpartition("=")
         if not separator:
             raise TokenError(f"ANALYTICS_GRPC_TOKENS item {number} is not TOKEN=USER_ID")
         _add(found, token.strip(), user.strip(), f"ANALYTICS_GRPC_TOKENS item {number}")

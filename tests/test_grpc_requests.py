@@ -159,6 +159,16 @@ def test_tokens_from_the_variable_and_a_file(tmp_path):
     assert tokens.user_of("d" * 20) is None
 
 
+def test_a_base64_token_keeps_its_padding():
+    """`openssl rand -base64 32` ends with "=": the token was cut at it, and the caller that sent
+    the whole token was told it is not valid."""
+    token = base64.b64encode(bytes(range(32))).decode()
+    assert token.endswith("=")
+    tokens = load_tokens(f"{token}=user-1,{TOKEN_A}==*", None)
+    assert tokens.user_of(token) == "user-1"
+    assert tokens.user_of(TOKEN_A + "=") == ANY_USER
+
+
 def test_no_token_source_means_no_authentication():
     assert load_tokens(None, None) is None
 
