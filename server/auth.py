@@ -40,6 +40,9 @@ def _add(found: dict[str, str], token: str, user: str, where: str) -> None:
         raise TokenError(f"{where}: a token must have at least {MIN_TOKEN_LENGTH} characters")
     if not user:
         raise TokenError(f"{where}: the token has no user id")
+    if any(character.isspace() for character in token + user):
+        # Items put one a line (a secret rendered as a list) read as one token holding a line break.
+        raise TokenError(f"{where}: a token or user id holds a space or line break (items are separated by commas)")
     if token in found and found[token] != user:
         raise TokenError(f"{where}: the same token is given to two users")
     found[token] = user

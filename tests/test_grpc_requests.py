@@ -180,6 +180,8 @@ def test_no_token_source_means_no_authentication():
         ("short=user", "at least 16 characters"),
         (f"{TOKEN_A}=", "has no user id"),
         (f"{TOKEN_A}=u1,{TOKEN_A}=u2", "item 2: the same token is given to two users"),
+        (f"{TOKEN_A}=u1\n{TOKEN_B}=u2", "item 1: a token or user id holds a space or line break"),
+        (f"{TOKEN_A}=u1 {TOKEN_B}=u2", "item 1: a token or user id holds a space or line break"),
     ],
 )
 def test_a_bad_token_variable_is_refused_with_the_item(text, message):
