@@ -17,7 +17,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from analytics_proto import analytics_pb2 as pb
 from analytics_proto import analytics_pb2_grpc as pb_grpc
@@ -41,6 +40,7 @@ from server.logs import LogQueries
 from server.lookups import TotalsLookups
 from server.metrics import Metrics
 from server.queries import Queries
+from server.reflection import enable_reflection
 from server.servicer import AnalyticsServicer
 from server.serving import ServingModel
 from server.storage import StorageService
@@ -268,8 +268,7 @@ class AnalyticsServer:
         pb_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.grpc_reflection:
-            names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
-            reflection.enable_server_reflection(names, server)
+            enable_reflection((SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
         return server
 
     def start(self) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import grpc
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2
 
 from analytics_proto import analytics_pb2 as pb
 from tests import datasets
@@ -64,6 +66,33 @@ def test_the_seeds_grpcurl_call_through_reflection_only(service, loaded):
         "total_joblogs": str(joblogs),
         "total_job_execution_duration": str(seconds),
     }
+
+
+def test_reflection_answers_under_v1_as_under_v1alpha(service):
+    """grpc-go's servers (the scheduler's own analytics service was one) serve reflection as
+    grpc.reflection.v1 too, and a client that speaks only v1 (grpc-go's grpcreflect.NewClientV1,
+    `buf curl --reflect-protocol grpc-v1`) was answered UNIMPLEMENTED. v1's messages are
+    v1alpha's, field for field, so v1alpha's classes write and read them here."""
+
+    def ask(name: str, request: reflection_pb2.ServerReflectionRequest) -> reflection_pb2.ServerReflectionResponse:
+        with grpc.insecure_channel(service.target) as channel:
+            call = channel.stream_stream(
+                f"/{name}/ServerReflectionInfo",
+                request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+            )
+            (response,) = call(iter([request]), timeout=30)
+            return response
+
+    v1, v1alpha = "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"
+    listing = reflection_pb2.ServerReflectionRequest(list_services="")
+    listed = {listed.name for listed in ask(v1, listing).list_services_response.service}
+    assert {"analytics.AnalyticsService", "grpc.health.v1.Health"} <= listed
+    assert ask(v1, listing) == ask(v1alpha, listing)
+    symbol = reflection_pb2.ServerReflectionRequest(file_containing_symbol="analytics.AnalyticsService")
+    answer = ask(v1, symbol)
+    assert answer.file_descriptor_response.file_descriptor_proto
+    assert answer == ask(v1alpha, symbol)
 
 
 # -- details ------------------------------------------------------------------------------------
