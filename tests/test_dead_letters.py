@@ -175,7 +175,8 @@ def test_the_dagster_job_names_a_topic_that_is_none_of_the_products(analytics_db
 def test_a_message_with_several_wrong_fields_names_the_first_of_the_topics_fields(analytics_db):
     """The landing view names one field a message: the first of the topic's fields (dbt macro
     landing_fields) whose JSON value has the wrong type, whatever the order of the message's keys. A
-    bare integer of 20 digits or more in a string field is a number; quoted, the same digits are a string."""
+    bare integer beyond 64 bits (20 digits or more, or 19 below Int64) in a string field is a number;
+    quoted, the same digits are a string."""
     prefix, user = f"pf{uuid.uuid4().hex[:8]}.", f"pf-{uuid.uuid4().hex[:8]}"
 
     def message(n: int, first: dict, last: dict) -> bytes:
@@ -192,12 +193,16 @@ def test_a_message_with_several_wrong_fields_names_the_first_of_the_topics_field
             message(1, {"status": big}, {"event_id": [1]}),
             message(2, {"status": {"a": 1}}, {"event_id": big}),
             message(3, {}, {"event_id": str(big)}),
+            # Below Int64, 19 digits are beyond 64 bits too: taken as the text of the digits.
+            message(4, {}, {"user_id": -(2**63) - 1}),
+            message(5, {}, {"user_id": str(-(2**63) - 1)}),
         ],
     )
     assert letters(analytics_db, prefix) == {
         (prefix + "jobs", 0): "event_id is a number, not a string",
         (prefix + "jobs", 1): "event_id is an array, not a string",
         (prefix + "jobs", 2): "event_id is a number, not a string",
+        (prefix + "jobs", 4): "user_id is a number, not a string",
     }
 
 

@@ -101,5 +101,24 @@ def test_an_event_built_with_datetimes_is_sent_as_record_job_sends_it_and_lands(
     assert stored == [{"job_id": "j-1", **times}, {"job_id": "j-2", **times}]
 
 
+def test_a_metric_of_an_integer_just_below_int64_lands_with_its_neighbours(analytics_db):
+    """A value from -9223372036854775809 to -9999999999999999999 (beyond 64 bits, 19 digits) passed
+    record_metric and the intake refused it as "value is not a JSON number", with its whole batch."""
+    user = f"sdk-{uuid.uuid4().hex[:8]}"
+    values = [-(2**63) - 1, -(10**19) + 1, -(2**63), 2**64, 1.5]
+    sink = ClickHouseSink(analytics_db.url, interval=60.0)
+    with Client(sink).with_user_id(user) as client:
+        for n, value in enumerate(values):
+            client.record_metric("balance", value, n=n)
+    assert sink.stats.delivered == len(values) and sink.stats.rejected == 0 and sink.stats.failed == 0
+
+    stored = query(
+        analytics_db,
+        f"SELECT attributes.n::Int64 AS n, value FROM analytics.telemetry_events WHERE user_id = '{user}' ORDER BY n",
+    )
+    assert [row["n"] for row in stored] == list(range(len(values)))
+    assert [float(row["value"]) for row in stored] == [float(value) for value in values]
+
+
 def _times(event: Event) -> dict[str, dt.datetime]:
     return {name: dt.datetime.fromisoformat(event.attributes[name]) for name in ("started_at", "completed_at")}

@@ -59,14 +59,22 @@
 {%- endmacro %}
 
 {#-
-  True when a string-looking raw value of the key `key` (an SQL expression) was a bare integer of
-  20 digits or more: simdjson (the JSON functions' parser) hands such an integer over as a string.
+  True when a string-looking raw value of the key `key` (an SQL expression) was a bare integer
+  beyond 64 bits: simdjson (the JSON functions' parser) hands such an integer over as a string. Past
+  UInt64 that is 20 digits or more, below Int64 19 (-9223372036854775809 to -9999999999999999999):
+  read as text, such a value was refused as no number, and taken where a string belongs.
   The key is then nowhere in the message followed by the quoted form (the same digits quoted as
   another field's value do not count). Rare, so the test is cheap: only all-digit values get the
   search.
 -#}
 {% macro bare_big_integer(key, raw, message) -%}
-  (match({{ raw }}, '^"-?[0-9]{20,}"$') AND {{ not_quoted_after(key, raw, message) }})
+  (match({{ raw }}, {{ big_integer_text() }}) AND {{ not_quoted_after(key, raw, message) }})
+{%- endmacro %}
+
+{#- The text simdjson gives for an integer beyond 64 bits: its digits in quotes, 20 or more, or 19 or
+    more after a minus. -#}
+{% macro big_integer_text() -%}
+  '^"(-[0-9]{19,}|[0-9]{20,})"$'
 {%- endmacro %}
 
 {#- Whether the message lacks `"<key>": <raw>` (any JSON whitespace around the colon); key and raw
@@ -109,7 +117,7 @@
   arrayMap((key, raw) -> multiIf(
         key NOT IN ({{ sql_strings(landing_string_fields(topic)) }}), '',
         left(raw, 1) NOT IN ('"', 'n', ''), key || ' is ' || {{ json_kind('raw') }} || ', not a string',
-        match(raw, '^"-?[0-9]{20,}"$'), '?',
+        match(raw, {{ big_integer_text() }}), '?',
         ''), pairs.1, pairs.2)
 {%- endmacro %}
 

@@ -152,7 +152,7 @@ with
     arrayMap((key, raw) -> multiIf(
         key NOT IN ('EventKey', 'UserID', 'WorkflowID', 'EventType'), '',
         left(raw, 1) NOT IN ('"', 'n', ''), key || ' is ' || transform(left(raw, 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
-        match(raw, '^"-?[0-9]{20,}"$'), '?',
+        match(raw, '^"(-[0-9]{19,}|[0-9]{20,})"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
@@ -753,7 +753,7 @@ with
     arrayMap((key, raw) -> multiIf(
         key NOT IN ('event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'stream', 'message'), '',
         left(raw, 1) NOT IN ('"', 'n', ''), key || ' is ' || transform(left(raw, 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
-        match(raw, '^"-?[0-9]{20,}"$'), '?',
+        match(raw, '^"(-[0-9]{19,}|[0-9]{20,})"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
@@ -772,7 +772,7 @@ select
         JSONType(fields['count']) = 'Int64', cast(JSONExtractInt(fields['count']) as Dynamic),
         JSONType(fields['count']) = 'UInt64', cast(JSONExtractUInt(fields['count']) as Dynamic),
         JSONType(fields['count']) = 'Double', cast(JSONExtractFloat(fields['count']) as Dynamic),
-        (match(fields['count'], '^"-?[0-9]{20,}"$') AND NOT match(payload, concat('"', 'count', '"[ \t\n\r]*:[ \t\n\r]*', fields['count']))), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['count'])) as Dynamic),
+        (match(fields['count'], '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(payload, concat('"', 'count', '"[ \t\n\r]*:[ \t\n\r]*', fields['count']))), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['count'])) as Dynamic),
         cast(fields['count'] as Dynamic)) as count,
     tupleElement(string_values, 'stream') as stream,
     multiIf(
@@ -780,7 +780,7 @@ select
         JSONType(fields['sequence']) = 'Int64', cast(JSONExtractInt(fields['sequence']) as Dynamic),
         JSONType(fields['sequence']) = 'UInt64', cast(JSONExtractUInt(fields['sequence']) as Dynamic),
         JSONType(fields['sequence']) = 'Double', cast(JSONExtractFloat(fields['sequence']) as Dynamic),
-        (match(fields['sequence'], '^"-?[0-9]{20,}"$') AND NOT match(payload, concat('"', 'sequence', '"[ \t\n\r]*:[ \t\n\r]*', fields['sequence']))), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['sequence'])) as Dynamic),
+        (match(fields['sequence'], '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(payload, concat('"', 'sequence', '"[ \t\n\r]*:[ \t\n\r]*', fields['sequence']))), cast(toFloat64OrNull(trim(BOTH '"' FROM fields['sequence'])) as Dynamic),
         cast(fields['sequence'] as Dynamic)) as sequence,
     tupleElement(string_values, 'message') as message,
     _topic,
@@ -938,7 +938,7 @@ with
     arrayMap((key, raw) -> multiIf(
         key NOT IN ('event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'job_id', 'status', 'scheduled_at', 'started_at', 'completed_at'), '',
         left(raw, 1) NOT IN ('"', 'n', ''), key || ' is ' || transform(left(raw, 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
-        match(raw, '^"-?[0-9]{20,}"$'), '?',
+        match(raw, '^"(-[0-9]{19,}|[0-9]{20,})"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
@@ -1221,21 +1221,21 @@ select *, multiIf(
     not ifNull((message != ''), 0), 'message_is_not_empty: the message is empty (telemetry lands whole, one JSON object a row: insert it with (message) FORMAT JSONAsString)',
     not ifNull((isValidUTF8(message) AND isValidJSON(message) AND JSONType(message) = 'Object'), 0), 'message_is_an_object: the message is not a JSON object in UTF-8, nested at most 1024 levels deep, its numbers within a Float64 (1e400 is not)',
     not ifNull((length(JSONExtractKeys(message)) = length(arrayDistinct(JSONExtractKeys(message)))), 0), 'keys_are_unique: the message has a duplicate key',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_id'))))) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_time', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_time'))))) AND if(match(JSONExtractString(message, 'event_time'), '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_id'), '"') AND NOT (match(JSONExtractRaw(message, 'event_id'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'event_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_id'))))) AND JSONExtractString(message, 'event_id') != ''), 0), 'event_id_is_a_string: event_id is missing, empty or not a string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_time'), '"') AND NOT (match(JSONExtractRaw(message, 'event_time'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'event_time', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_time'))))) AND if(match(JSONExtractString(message, 'event_time'), '^(1969|19[7-9][0-9]|20[0-9]{2}|21[0-4][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$')
      AND (NOT (startsWith(JSONExtractString(message, 'event_time'), '1969-') OR startsWith(JSONExtractString(message, 'event_time'), '1970-01-01') OR startsWith(JSONExtractString(message, 'event_time'), '2149-'))
           OR parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC') BETWEEN toDateTime64('1970-01-01 00:00:00', 3, 'UTC')
                               AND toDateTime64('2149-06-06 23:59:59.999', 3, 'UTC')),
      parseDateTime64BestEffortOrNull(JSONExtractString(message, 'event_time'), 3, 'UTC'), null) IS NOT NULL), 0), 'event_time_is_iso8601: event_time is missing or not an ISO 8601 time from 1970-01-01 to 2149-06-06 (UTC) with Z or an offset',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_type', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_type'))))) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
-    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'event_name', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_name'))))) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
-    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'service_name', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_name')))))), 0), 'service_name_is_a_string: service_name is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'service_version', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_version')))))), 0), 'service_version_is_a_string: service_version is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'service_commit', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_commit')))))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'install_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'install_id')))))), 0), 'install_id_is_a_string: install_id is not a JSON string',
-    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'user_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'user_id')))))), 0), 'user_id_is_a_string: user_id is not a JSON string',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_type'), '"') AND NOT (match(JSONExtractRaw(message, 'event_type'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'event_type', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_type'))))) AND match(JSONExtractString(message, 'event_type'), '^[a-z][a-z0-9_]*$') AND JSONExtractString(message, 'event_type') NOT IN ('workflow', 'job', 'job_log')), 0), 'event_type_is_a_telemetry_type: event_type is missing or not a lower-case identifier other than workflow, job, job_log',
+    not ifNull(((startsWith(JSONExtractRaw(message, 'event_name'), '"') AND NOT (match(JSONExtractRaw(message, 'event_name'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'event_name', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'event_name'))))) AND JSONExtractString(message, 'event_name') != ''), 0), 'event_name_is_a_string: event_name is missing, empty or not a string',
+    not ifNull((NOT JSONHas(message, 'service_name') OR (startsWith(JSONExtractRaw(message, 'service_name'), '"') AND NOT (match(JSONExtractRaw(message, 'service_name'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'service_name', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_name')))))), 0), 'service_name_is_a_string: service_name is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_version') OR (startsWith(JSONExtractRaw(message, 'service_version'), '"') AND NOT (match(JSONExtractRaw(message, 'service_version'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'service_version', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_version')))))), 0), 'service_version_is_a_string: service_version is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'service_commit') OR (startsWith(JSONExtractRaw(message, 'service_commit'), '"') AND NOT (match(JSONExtractRaw(message, 'service_commit'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'service_commit', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'service_commit')))))), 0), 'service_commit_is_a_string: service_commit is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'install_id') OR (startsWith(JSONExtractRaw(message, 'install_id'), '"') AND NOT (match(JSONExtractRaw(message, 'install_id'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'install_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'install_id')))))), 0), 'install_id_is_a_string: install_id is not a JSON string',
+    not ifNull((NOT JSONHas(message, 'user_id') OR (startsWith(JSONExtractRaw(message, 'user_id'), '"') AND NOT (match(JSONExtractRaw(message, 'user_id'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'user_id', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'user_id')))))), 0), 'user_id_is_a_string: user_id is not a JSON string',
     not ifNull((NOT JSONHas(message, 'is_dev') OR JSONExtractRaw(message, 'is_dev') IN ('true', 'false')), 0), 'is_dev_is_a_boolean: is_dev is not a JSON boolean',
-    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'value', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'value')))))), 0), 'value_is_a_number: value is not a JSON number',
+    not ifNull((NOT JSONHas(message, 'value') OR (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'value', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'value')))))), 0), 'value_is_a_number: value is not a JSON number',
     not ifNull((JSONExtractString(message, 'event_type') != 'metric' OR JSONHas(message, 'value')), 0), 'metric_has_a_value: a metric event needs a value',
     ''
   ) as _violation
@@ -1294,7 +1294,7 @@ incoming as (
         JSONExtractString(message, 'user_id') as user_id,
         JSONExtractString(message, 'service_name') as service_name,
         if(
-            (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"-?[0-9]{20,}"$') AND NOT match(message, concat('"', 'value', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'value'))))),
+            (match(JSONExtractRaw(message, 'value'), '^-?[0-9]') OR (match(JSONExtractRaw(message, 'value'), '^"(-[0-9]{19,}|[0-9]{20,})"$') AND NOT match(message, concat('"', 'value', '"[ \t\n\r]*:[ \t\n\r]*', JSONExtractRaw(message, 'value'))))),
             toFloat64OrNull(trim(both '"' from JSONExtractRaw(message, 'value'))),
             null
         ) as value,
@@ -1838,7 +1838,7 @@ with
     arrayMap((key, raw) -> multiIf(
         key NOT IN ('event_id', 'event_time', 'event_type', 'event_name', 'user_id', 'workflow_id', 'kind'), '',
         left(raw, 1) NOT IN ('"', 'n', ''), key || ' is ' || transform(left(raw, 1), ['{', '[', 't', 'f', '"'], ['an object', 'an array', 'a boolean', 'a boolean', 'a string'], 'a number') || ', not a string',
-        match(raw, '^"-?[0-9]{20,}"$'), '?',
+        match(raw, '^"(-[0-9]{19,}|[0-9]{20,})"$'), '?',
         ''), pairs.1, pairs.2) as string_checks,
     if(NOT arrayExists(check -> check != '', string_checks), '', arrayFirst(error -> error != '', arrayMap(
         pair -> if(pair.3 = '?', if(NOT match(payload, concat('"', pair.1, '"[ \t\n\r]*:[ \t\n\r]*', pair.2)), pair.1 || ' is a number, not a string', ''), pair.3),
