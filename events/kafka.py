@@ -200,7 +200,7 @@ class KafkaSink(ReportsFailures):
         if error is None:
             self._counters.add(delivered=1)
         else:
-            reason = error.str()
+            reason = f"{error.str()} (topic {message.topic()})"  # an unknown topic is named
             if error.code() == _MSG_SIZE_TOO_LARGE:  # the broker's limit is below the producer's
                 reason += (
                     f" (the event is {self._size(event):,} bytes, the producer's limit {self._max_message_bytes:,})"

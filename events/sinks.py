@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # ever). The bytes are the events' JSON: a process holds about twice that (the attributes too).
 MAX_KEPT = 100_000
 MAX_KEPT_BYTES = 64 << 20
+# Reasons of failure a sink remembers for its log (a reason naming an event is one of its own).
+MAX_REASONS = 1000
 
 
 def check_seconds(name: str, value: object, *, above_zero: bool = False, at_most: float = float("inf")) -> float:
@@ -121,9 +123,10 @@ class FailedEvents:
         self._kept: collections.deque[AnyEvent] = collections.deque()
         self._kept_bytes = 0
         self.discarded = 0
+        self._given_up: dict[str, int] = {}  # events given up on so far, by reason (for the log)
 
     def report(self, events: list[AnyEvent], error: DeliveryError) -> None:
-        log.error("%s could not deliver %d events: %s", self.sink_name, len(events), error)
+        self._log(len(events), str(error))
         if self.on_error is not None:
             try:
                 self.on_error(events, error)
@@ -144,6 +147,20 @@ class FailedEvents:
                 " (take_undelivered() or on_error keep them)",
                 *(self.sink_name, self.max_kept, self.max_bytes >> 20, self.discarded),
             )
+
+    def _log(self, count: int, reason: str) -> None:
+        """The first events given up on for a reason, then every thousandth after them: KafkaSink
+        reports each event on its own, and a broker out of reach logged a line for every event (20,000
+        lines for a close that purged 20,000)."""
+        with self._lock:
+            if reason not in self._given_up and len(self._given_up) >= MAX_REASONS:
+                self._given_up.clear()  # reasons that name an event each: forget them rather than grow
+            before = self._given_up.get(reason, 0)
+            self._given_up[reason] = total = before + count
+        if before == 0:
+            log.error("%s could not deliver %d events: %s", self.sink_name, count, reason)
+        elif before // 1000 != total // 1000:
+            log.error("%s could not deliver %d events so far: %s", self.sink_name, total, reason)
 
     def take(self) -> list[AnyEvent]:
         """The kept events, removed from the sink (e.g. to write them elsewhere or retry later)."""

@@ -8,6 +8,7 @@ which cannot be delivered are reported, not lost.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -74,6 +75,24 @@ def test_events_that_cannot_be_delivered_by_close_are_reported_not_lost(refused_
     assert sorted(e.event_id for e in reported.events) == sorted(e.event_id for e in recorded)
     assert sink.stats.failed == len(recorded) and sink.stats.delivered == 0
     assert all(error.code is not None for _, error in reported.calls)  # librdkafka's reason travels along
+
+
+def test_a_broker_out_of_reach_logs_the_first_failure_and_every_thousandth_not_each_event(refused_port, caplog):
+    """KafkaSink reports each event on its own: a close that purged 2,500 events logged 2,500 errors."""
+    sink = KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=0.2)
+    client = Client(sink, queue_size=5000)
+    for n in range(2500):
+        client.record("behavioral", "page-view", n=n)
+
+    with caplog.at_level(logging.ERROR, logger="events.sinks"):
+        client.close()
+
+    assert sink.stats.failed == 2500 and len(sink.take_undelivered()) == 2500  # each still reported
+    assert [record.getMessage() for record in caplog.records if record.name == "events.sinks"] == [
+        "KafkaSink could not deliver 1 events: Local: Purged in queue (topic telemetry)",
+        "KafkaSink could not deliver 1000 events so far: Local: Purged in queue (topic telemetry)",
+        "KafkaSink could not deliver 2000 events so far: Local: Purged in queue (topic telemetry)",
+    ]
 
 
 def test_without_a_callback_undelivered_events_are_kept(refused_port):
