@@ -229,7 +229,7 @@ class NoopSink:
 
 
 class LoggerSink:
-    """Logs each event as one line of JSON; for development and for `analytics demo --sink logger`.
+    """Logs each event as one line, `<topic> event <its JSON>`; for development and `analytics demo --sink logger`.
 
     Where its logger would show none of them (Python's logging unconfigured shows only warnings
     and worse), it says so once, as a warning naming the logger and the fix, instead of printing
