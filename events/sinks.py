@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -25,6 +26,7 @@ MAX_KEPT = 100_000
 MAX_KEPT_BYTES = 64 << 20
 # Reasons of failure a sink remembers for its log (a reason naming an event is one of its own).
 MAX_REASONS = 1000
+REASON_LOG_INTERVAL = 60.0  # seconds after which a reason's next failure is logged whatever the count
 
 
 def check_seconds(name: str, value: object, *, above_zero: bool = False, at_most: float = float("inf")) -> float:
@@ -123,7 +125,9 @@ class FailedEvents:
         self._kept: collections.deque[AnyEvent] = collections.deque()
         self._kept_bytes = 0
         self.discarded = 0
-        self._given_up: dict[str, int] = {}  # events given up on so far, by reason (for the log)
+        # Events given up on so far by reason, and when the reason was last logged (time.monotonic).
+        self._given_up: dict[str, tuple[int, float]] = {}
+        self.clock: Callable[[], float] = time.monotonic
 
     def report(self, events: list[AnyEvent], error: DeliveryError) -> None:
         self._log(len(events), str(error))
@@ -149,17 +153,21 @@ class FailedEvents:
             )
 
     def _log(self, count: int, reason: str) -> None:
-        """The first events given up on for a reason, then every thousandth after them: KafkaSink
-        reports each event on its own, and a broker out of reach logged a line for every event (20,000
-        lines for a close that purged 20,000)."""
+        """The first events given up on for a reason, then every thousandth after them, and the next
+        after a minute without a line (an outage days after the last): KafkaSink reports each event
+        on its own, and a broker out of reach logged a line an event (20,000 for a close that purged
+        20,000)."""
+        now = self.clock()
         with self._lock:
             if reason not in self._given_up and len(self._given_up) >= MAX_REASONS:
                 self._given_up.clear()  # reasons that name an event each: forget them rather than grow
-            before = self._given_up.get(reason, 0)
-            self._given_up[reason] = total = before + count
+            before, logged = self._given_up.get(reason, (0, now))
+            total = before + count
+            due = before == 0 or before // 1000 != total // 1000 or now - logged >= REASON_LOG_INTERVAL
+            self._given_up[reason] = (total, now if due else logged)
         if before == 0:
             log.error("%s could not deliver %d events: %s", self.sink_name, count, reason)
-        elif before // 1000 != total // 1000:
+        elif due:
             log.error("%s could not deliver %d events so far: %s", self.sink_name, total, reason)
 
     def take(self) -> list[AnyEvent]:

@@ -284,6 +284,34 @@ def test_without_a_callback_events_whose_predicate_raised_are_kept():
     assert sink.take_undelivered() == [recorded[1], recorded[3]] and sink.take_undelivered() == []
 
 
+def test_failures_of_one_reason_are_logged_at_the_first_each_thousandth_and_after_a_quiet_minute(caplog):
+    def refuse(event):
+        raise KeyError("region")
+
+    sink = FilterSink(MemorySink(Batching(max_events=1, interval=0.0)), refuse)
+    clock = FakeClock()
+    sink._failures.clock = clock
+    client = Client(sink, background=False)
+
+    def lines_after(count: int) -> list[str]:
+        caplog.clear()
+        for n in range(count):
+            client.record("behavioral", "click", n=n)
+        client.flush()
+        return [record.getMessage() for record in caplog.records if record.name == "events.sinks"]
+
+    reason = "the predicate raised KeyError: 'region'"
+    assert lines_after(1500) == [
+        f"FilterSink could not deliver 1 events: {reason}",
+        f"FilterSink could not deliver 1000 events so far: {reason}",
+    ]
+    clock.advance(59.0)
+    assert lines_after(10) == []
+    clock.advance(1.0)  # a minute since the last line: the next failure is logged, then quiet again
+    assert lines_after(10) == [f"FilterSink could not deliver 1511 events so far: {reason}"]
+    assert sink.stats.failed == 1520 and len(sink.take_undelivered()) == 1520
+
+
 def test_logger_sink_logs_each_event_as_json(caplog):
     caplog.set_level(logging.INFO, logger="events")
     client = Client(LoggerSink(), background=False)
