@@ -90,6 +90,11 @@ class KafkaSink(ReportsFailures):
             "logger": log,
         }
         settings.update(config or {})
+        bootstrap = settings["bootstrap.servers"]
+        if not isinstance(bootstrap, str) or not bootstrap.strip():
+            # librdkafka takes no brokers at all and only warns: every event failed at close, or after
+            # the producer's message timeout, as "Purged in queue" or "Message timed out".
+            raise ValueError(f"bootstrap_servers must name brokers, HOST:PORT[,HOST:PORT...], got {bootstrap!r}")
         self._settings = settings
         self._producer = Producer(settings)
         self._max_message_bytes = int(settings["message.max.bytes"])

@@ -116,6 +116,15 @@ def test_a_flush_timeout_that_is_no_number_of_seconds_is_refused_by_name(refused
         KafkaSink(f"127.0.0.1:{refused_port}", flush_timeout=flush_timeout)
 
 
+@pytest.mark.parametrize("bootstrap", ["", "  ", None])
+def test_a_sink_with_no_broker_to_reach_is_refused_by_name(bootstrap):
+    """KafkaSink("") was made (librdkafka only warns), and every event it was given failed."""
+    with pytest.raises(ValueError, match=f"bootstrap_servers must name brokers, HOST:PORT.*, got {bootstrap!r}"):
+        KafkaSink(bootstrap)
+    with pytest.raises(ValueError, match="bootstrap_servers must name brokers"):
+        KafkaSink("127.0.0.1:9092", config={"bootstrap.servers": ""})
+
+
 @pytest.mark.parametrize("prefix", ["staging/", "prod:", "ünï.", "p" * 241])
 def test_a_topic_prefix_kafka_cannot_name_a_topic_with_is_refused_by_name(refused_port, prefix):
     """Every event failed at the broker, "Invalid topic", with nothing naming the prefix."""
