@@ -413,6 +413,34 @@ def test_a_failing_checks_advice_names_only_partitions_that_exist():
     assert "materialise those partitions" in describe(keys, found[:1], first, today)
 
 
+def test_totals_off_the_sum_of_their_days_are_not_said_to_be_off_their_raw_history(clickhouse, tmp_path):
+    """workflow_totals_add_up_to_daily compares the totals with workflow_daily: its failure said
+    "Off their raw history", sending the reader to a comparison it never made."""
+    import datetime as dt
+
+    from orchestration.reconciliation.failing_rows import named
+    from orchestration.resources import ClickHouse
+
+    compiled = tmp_path / "compiled" / "analytics" / "tests"
+    compiled.mkdir(parents=True)
+    row = "SELECT 'u' AS user_id, 'w' AS workflow_id, 12 AS {}_jobs, 9 AS {}_jobs"
+    (compiled / "workflow_totals_add_up_to_daily.sql").write_text(row.format("totals", "days"))
+    (compiled / "workflow_totals_match_raw_history.sql").write_text(row.format("stored", "rebuilt"))
+    resource, first = ClickHouse(clickhouse.settings()), dt.date(2025, 1, 1)
+
+    def said(check_name: str) -> str:
+        failed = dg.AssetCheckResult(asset_key=dg.AssetKey("workflow_totals"), check_name=check_name, passed=False)
+        return named(failed, tmp_path, resource, first).description
+
+    assert said("workflow_totals_add_up_to_daily") == (
+        "Off the sum of their workflow_daily rows: u/w (jobs 12 in workflow_totals, 9 in sum of workflow_daily (+3)). "
+        "Rebuilding a day each has events on repairs it."
+    )
+    assert said("workflow_totals_match_raw_history").startswith(
+        "Off their raw history: u/w (jobs 12 in workflow_totals, 9 in raw history (+3))"
+    )
+
+
 def test_a_failing_reconciliation_row_says_by_how_much_each_counter_is_off():
     from orchestration.reconciliation.failing_rows import off_by
 

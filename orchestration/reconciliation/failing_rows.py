@@ -54,7 +54,7 @@ def named(event, target_path: Path, clickhouse: ClickHouse, first_partition: dt.
         check_name=event.check_name,
         passed=False,
         severity=event.severity,
-        description=describe(keys, found, first_partition),
+        description=describe(keys, found, first_partition, check_name=event.check_name),
         metadata={**event.metadata, "off": dg.MetadataValue.md(table(keys, found))},
     )
 
@@ -77,10 +77,21 @@ def off_by(check_name: str, row: dict) -> str:
     return "; ".join(said) or "-"
 
 
+def off_what(check_name: str) -> str:
+    """What the check found the rows off: their raw history, or (the totals) their daily rows."""
+    truth = SIDES[check_name][1][1] if check_name in SIDES else "raw history"
+    return "their raw history" if truth == "raw history" else "the sum of their workflow_daily rows"
+
+
 def describe(
-    keys: list[str], found: list[tuple[str, ...]], first_partition: dt.date, today: dt.date | None = None
+    keys: list[str],
+    found: list[tuple[str, ...]],
+    first_partition: dt.date,
+    today: dt.date | None = None,
+    check_name: str = "workflow_daily_matches_raw_history",
 ) -> str:
     more = f" (the first {SHOWN})" if len(found) == SHOWN else ""
+    off = f"Off {off_what(check_name)}"
     if "day" in keys:
         days = sorted({row[keys.index("day")] for row in found})
         flags = " ".join(f"--day {day}" for day in days)
@@ -89,14 +100,14 @@ def describe(
         first = f" The first: {named_row(keys, found[0])}." if OFF_BY in keys else ""
         if not partitions:
             where = "no partition of daily_reconciliation holds them (before ANALYTICS_BACKFILL_START_DATE, or today)"
-            return f"Off their raw history on {', '.join(days)}{more}: `analytics backfill {flags}` ({where}).{first}"
+            return f"{off} on {', '.join(days)}{more}: `analytics backfill {flags}` ({where}).{first}"
         which = "those partitions" if partitions == days else f"the partitions {', '.join(partitions)}"
         return (
-            f"Off their raw history on {', '.join(days)}{more}: materialise {which} of "
+            f"{off} on {', '.join(days)}{more}: materialise {which} of "
             f"daily_reconciliation, or `analytics backfill {flags}`.{first}"
         )
     named_rows = ", ".join(named_row(keys, row) for row in found)
-    return f"Off their raw history{more}: {named_rows}. Rebuilding a day each has events on repairs it."
+    return f"{off}{more}: {named_rows}. Rebuilding a day each has events on repairs it."
 
 
 def named_row(keys: list[str], row: tuple[str, ...]) -> str:
